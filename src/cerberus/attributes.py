@@ -1,0 +1,546 @@
+"""Attribute schemas, the five groups and semantic IDs (SIDs), SPEC section 1.
+
+A *schema* is a declarative table of attributes. Each attribute has a name used in queries
+(``"upper.color"``), human-readable values (``"red"``), the group it belongs to (H, U, L, I, C)
+and the fields of the Lin et al. ``.mat`` file it is read from.
+
+Value coding: every attribute value is an integer index into ``Attribute.values``. Binary
+Lin fields (1 = first label, 2 = second label) map to 0 / 1, ``age`` (1..4) to 0..3, and a colour
+attribute built from one-hot fields (``upblack``, ``upwhite``, ...) maps to 0 = ``"none"`` (no field
+set) or 1 + the index of the field that is set.
+
+A SID of group G is one combination of the values of all attributes of G. The SID space is the
+*full* product of the value counts, so a combination never seen in training still has an index
+(and a prototype). The SID index is a mixed-radix number over the group's attributes, first
+attribute most significant.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from cerberus.errors import CerberusError
+
+logger = logging.getLogger(__name__)
+
+GROUPS: tuple[str, ...] = ("H", "U", "L", "I", "C")
+"""The five groups in canonical order: head, upper body, lower body, identity, carrying."""
+
+GROUP_NAMES: dict[str, str] = {
+    "H": "head",
+    "U": "upper body",
+    "L": "lower body",
+    "I": "identity",
+    "C": "carrying",
+}
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One (possibly multi-valued) attribute.
+
+    Attributes:
+        name: query name, e.g. ``"gender"`` or ``"upper.color"``.
+        group: one of :data:`GROUPS`.
+        values: human names of the values, index = value code.
+        fields: Lin ``.mat`` fields. One field: its code ``k`` (1-based) is value ``k - 1``.
+            Several fields: one-hot colour fields, value 0 = none set, value ``i + 1`` = field ``i``.
+        phrases: optional phrase per value for descriptions ("red top"); defaults to the value.
+    """
+
+    name: str
+    group: str
+    values: tuple[str, ...]
+    fields: tuple[str, ...]
+    phrases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.group not in GROUPS:
+            raise CerberusError(f"attribute {self.name!r}: group {self.group!r} not in {GROUPS}")
+        if len(self.values) < 2:
+            raise CerberusError(f"attribute {self.name!r}: needs at least two values")
+        if self.is_onehot and len(self.values) != len(self.fields) + 1:
+            raise CerberusError(
+                f"attribute {self.name!r}: {len(self.fields)} one-hot fields need "
+                f"{len(self.fields) + 1} values (first is 'none'), got {len(self.values)}"
+            )
+        if self.phrases and len(self.phrases) != len(self.values):
+            raise CerberusError(f"attribute {self.name!r}: one phrase per value expected")
+
+    @property
+    def is_onehot(self) -> bool:
+        return len(self.fields) > 1
+
+    @property
+    def num_values(self) -> int:
+        return len(self.values)
+
+    def phrase(self, value: int) -> str:
+        return self.phrases[value] if self.phrases else self.values[value]
+
+    def value_index(self, value: str) -> int:
+        """The code of a value given by name (case-insensitive); raises with the valid names."""
+        key = value.strip().lower()
+        for i, v in enumerate(self.values):
+            if v.lower() == key:
+                return i
+        raise CerberusError(
+            f"attribute {self.name!r} has no value {value!r}; valid: {', '.join(self.values)}"
+        )
+
+
+class GroupCodec:
+    """SID codec of one group: attribute values <-> SID index over the full combination space.
+
+    Args:
+        group: group letter.
+        attributes: the schema's attributes of this group, in schema order.
+    """
+
+    def __init__(self, group: str, attributes: Sequence[Attribute]) -> None:
+        if not attributes:
+            raise CerberusError(f"group {group!r} has no attribute")
+        self.group = group
+        self.attributes = tuple(attributes)
+        self.radices = np.array([a.num_values for a in self.attributes], dtype=np.int64)
+        # Mixed radix, first attribute most significant.
+        self.strides = np.ones(len(self.attributes), dtype=np.int64)
+        for i in range(len(self.attributes) - 2, -1, -1):
+            self.strides[i] = self.strides[i + 1] * self.radices[i + 1]
+        self.num_sids = int(np.prod(self.radices))
+
+    def __repr__(self) -> str:
+        names = ", ".join(a.name for a in self.attributes)
+        return f"GroupCodec({self.group}: {names}; {self.num_sids} SIDs)"
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        """Values of shape ``(..., n_attrs)`` (group attributes only) -> SIDs of shape ``(...)``."""
+        values = np.asarray(values, dtype=np.int64)
+        if values.shape[-1] != len(self.attributes):
+            raise CerberusError(
+                f"group {self.group}: expected {len(self.attributes)} values, got {values.shape[-1]}"
+            )
+        if (values < 0).any() or (values >= self.radices).any():
+            raise CerberusError(f"group {self.group}: attribute value out of range")
+        return (values * self.strides).sum(-1)
+
+    def decode(self, sids: np.ndarray) -> np.ndarray:
+        """SIDs of shape ``(...)`` -> values of shape ``(..., n_attrs)``."""
+        sids = np.asarray(sids, dtype=np.int64)
+        if (sids < 0).any() or (sids >= self.num_sids).any():
+            raise CerberusError(f"group {self.group}: SID out of range [0, {self.num_sids})")
+        return (sids[..., None] // self.strides) % self.radices
+
+    @cached_property
+    def num_binary_dims(self) -> int:
+        return int(sum(a.num_values - 1 for a in self.attributes))
+
+    def binary_vectors(self) -> np.ndarray:
+        """The binary attribute vector A_m of every SID, shape ``(num_sids, num_binary_dims)``.
+
+        Dummy coding: each attribute contributes ``num_values - 1`` dimensions, one per value other
+        than the first (the reference value: "no", "male", "young", colour "none"). For the Lin
+        annotations these are exactly the binary fields (``upred``, ``backpack``, ...), plus three
+        for age. Used by the prototype regularisation, SPEC section 3.
+        """
+        values = self.decode(np.arange(self.num_sids))
+        out = np.zeros((self.num_sids, self.num_binary_dims), dtype=np.float32)
+        offset = 0
+        for j, attr in enumerate(self.attributes):
+            v = values[:, j]
+            rows = np.nonzero(v > 0)[0]
+            out[rows, offset + v[rows] - 1] = 1.0
+            offset += attr.num_values - 1
+        return out
+
+    def describe(self, sid: int) -> dict[str, str]:
+        """``{attribute name: value name}`` for one SID."""
+        values = self.decode(np.array(sid))
+        return {a.name: a.values[int(v)] for a, v in zip(self.attributes, values)}
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A dataset's attribute schema: the attributes, grouped into the five groups."""
+
+    name: str
+    mat_key: str
+    attributes: tuple[Attribute, ...]
+    codecs: dict[str, GroupCodec] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = [a.name for a in self.attributes]
+        if len(set(names)) != len(names):
+            raise CerberusError(f"schema {self.name!r}: duplicate attribute names")
+        codecs = {
+            g: GroupCodec(g, [a for a in self.attributes if a.group == g]) for g in GROUPS
+        }
+        object.__setattr__(self, "codecs", codecs)
+
+    @property
+    def num_attributes(self) -> int:
+        return len(self.attributes)
+
+    @property
+    def num_sids(self) -> dict[str, int]:
+        return {g: c.num_sids for g, c in self.codecs.items()}
+
+    def index(self, name: str) -> int:
+        """Column of an attribute by name; raises with the list of valid names."""
+        for i, a in enumerate(self.attributes):
+            if a.name == name:
+                return i
+        valid = ", ".join(a.name for a in self.attributes)
+        raise CerberusError(f"{self.name}: unknown attribute {name!r}; valid: {valid}")
+
+    def group_columns(self, group: str) -> list[int]:
+        return [i for i, a in enumerate(self.attributes) if a.group == group]
+
+    def to_sids(self, values: np.ndarray) -> np.ndarray:
+        """Full attribute values ``(N, num_attributes)`` -> SIDs ``(N, 5)`` in :data:`GROUPS` order."""
+        values = np.asarray(values, dtype=np.int64)
+        if values.ndim != 2 or values.shape[1] != self.num_attributes:
+            raise CerberusError(
+                f"{self.name}: expected values of shape (N, {self.num_attributes}), "
+                f"got {values.shape}"
+            )
+        return np.stack(
+            [self.codecs[g].encode(values[:, self.group_columns(g)]) for g in GROUPS], axis=1
+        )
+
+    def from_sids(self, sids: np.ndarray) -> np.ndarray:
+        """SIDs ``(N, 5)`` -> full attribute values ``(N, num_attributes)``."""
+        sids = np.asarray(sids, dtype=np.int64)
+        out = np.zeros((sids.shape[0], self.num_attributes), dtype=np.int64)
+        for k, g in enumerate(GROUPS):
+            out[:, self.group_columns(g)] = self.codecs[g].decode(sids[:, k])
+        return out
+
+    def describe(self, values: Sequence[int]) -> dict[str, str]:
+        """``{attribute name: value name}`` for one full value row."""
+        return {a.name: a.values[int(v)] for a, v in zip(self.attributes, values)}
+
+    def parse_query(self, text: str | Mapping[str, str]) -> dict[str, int]:
+        """Parse ``"gender=female, upper.color=red"`` into ``{attribute name: value code}``.
+
+        Unknown names or values raise :class:`CerberusError` listing the valid ones.
+        """
+        items: Iterable[tuple[str, str]]
+        if isinstance(text, Mapping):
+            items = text.items()
+        else:
+            pairs = [p for p in (s.strip() for s in text.replace(";", ",").split(",")) if p]
+            parsed = []
+            for p in pairs:
+                if "=" not in p:
+                    raise CerberusError(f"attribute query: {p!r} is not of the form name=value")
+                k, v = p.split("=", 1)
+                parsed.append((k.strip(), v.strip()))
+            items = parsed
+        out: dict[str, int] = {}
+        for k, v in items:
+            attr = self.attributes[self.index(k)]
+            out[attr.name] = attr.value_index(v)
+        if not out:
+            raise CerberusError("attribute query is empty")
+        return out
+
+    def query_sids(self, query: Mapping[str, int]) -> dict[str, int]:
+        """A (partial) query -> ``{group: SID}`` for the groups it fully specifies.
+
+        A group is *given* when all its attributes are in the query; a group with only some of its
+        attributes given is an error (a SID needs every attribute of its group).
+        """
+        out: dict[str, int] = {}
+        for g in GROUPS:
+            cols = self.group_columns(g)
+            names = [self.attributes[c].name for c in cols]
+            given = [n for n in names if n in query]
+            if not given:
+                continue
+            if len(given) != len(names):
+                missing = ", ".join(n for n in names if n not in query)
+                raise CerberusError(
+                    f"group {g} ({GROUP_NAMES[g]}) is partly given; also give: {missing}"
+                )
+            out[g] = int(self.codecs[g].encode(np.array([query[n] for n in names])))
+        return out
+
+
+def _binary(name: str, group: str, field_name: str, values: tuple[str, str], phrases=()):
+    return Attribute(name, group, values, (field_name,), tuple(phrases))
+
+
+_YES_NO = ("no", "yes")
+
+MARKET1501 = Schema(
+    name="market1501",
+    mat_key="market_attribute",
+    attributes=(
+        _binary("hat", "H", "hat", _YES_NO, ("no hat", "hat")),
+        _binary("hair", "H", "hair", ("short", "long"), ("short hair", "long hair")),
+        Attribute(
+            "upper.color",
+            "U",
+            ("none", "black", "white", "red", "purple", "yellow", "gray", "blue", "green"),
+            ("upblack", "upwhite", "upred", "uppurple", "upyellow", "upgray", "upblue", "upgreen"),
+        ),
+        _binary("upper.sleeve", "U", "up", ("long", "short"), ("long sleeve", "short sleeve")),
+        Attribute(
+            "lower.color",
+            "L",
+            ("none", "black", "white", "pink", "purple", "yellow", "gray", "blue", "green",
+             "brown"),
+            ("downblack", "downwhite", "downpink", "downpurple", "downyellow", "downgray",
+             "downblue", "downgreen", "downbrown"),
+        ),
+        _binary("lower.length", "L", "down", ("long", "short"), ("long lower", "short lower")),
+        _binary("lower.clothes", "L", "clothes", ("dress", "pants"), ("dress", "pants")),
+        _binary("gender", "I", "gender", ("male", "female")),
+        Attribute("age", "I", ("young", "teenager", "adult", "old"), ("age",)),
+        _binary("backpack", "C", "backpack", _YES_NO, ("no backpack", "backpack")),
+        _binary("bag", "C", "bag", _YES_NO, ("no bag", "bag")),
+        _binary("handbag", "C", "handbag", _YES_NO, ("no handbag", "handbag")),
+    ),
+)
+"""Market-1501 (Lin et al.): 27 binary-coded fields -> 12 attributes (SPEC section 6)."""
+
+DUKEMTMC = Schema(
+    name="dukemtmc",
+    mat_key="duke_attribute",
+    attributes=(
+        _binary("hat", "H", "hat", _YES_NO, ("no hat", "hat")),
+        Attribute(
+            "upper.color",
+            "U",
+            ("none", "black", "white", "red", "purple", "gray", "blue", "green", "brown"),
+            ("upblack", "upwhite", "upred", "uppurple", "upgray", "upblue", "upgreen", "upbrown"),
+        ),
+        _binary("upper.length", "U", "top", ("short", "long"), ("short top", "long top")),
+        Attribute(
+            "lower.color",
+            "L",
+            ("none", "black", "white", "red", "gray", "blue", "green", "brown"),
+            ("downblack", "downwhite", "downred", "downgray", "downblue", "downgreen",
+             "downbrown"),
+        ),
+        _binary("shoes", "L", "shoes", ("dark", "light"), ("dark shoes", "light shoes")),
+        _binary("boots", "L", "boots", _YES_NO, ("no boots", "boots")),
+        _binary("gender", "I", "gender", ("male", "female")),
+        _binary("backpack", "C", "backpack", _YES_NO, ("no backpack", "backpack")),
+        _binary("bag", "C", "bag", _YES_NO, ("no bag", "bag")),
+        _binary("handbag", "C", "handbag", _YES_NO, ("no handbag", "handbag")),
+    ),
+)
+"""DukeMTMC-reID (Lin et al.): 23 binary-coded fields -> 10 attributes (SPEC section 6)."""
+
+SCHEMAS: dict[str, Schema] = {s.name: s for s in (MARKET1501, DUKEMTMC)}
+
+
+def get_schema(name: str) -> Schema:
+    try:
+        return SCHEMAS[name]
+    except KeyError:
+        raise CerberusError(
+            f"unknown attribute schema {name!r}; valid: {', '.join(SCHEMAS)}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class AttributeTable:
+    """Identity-level attributes of one split.
+
+    Attributes:
+        schema: the schema the values follow.
+        ids: identity numbers, shape ``(N,)``.
+        values: value codes, shape ``(N, schema.num_attributes)``.
+    """
+
+    schema: Schema
+    ids: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @cached_property
+    def sids(self) -> np.ndarray:
+        """SIDs of every identity, shape ``(N, 5)``."""
+        return self.schema.to_sids(self.values)
+
+    @cached_property
+    def _row(self) -> dict[int, int]:
+        return {int(i): r for r, i in enumerate(self.ids)}
+
+    def __contains__(self, pid: int) -> bool:
+        return int(pid) in self._row
+
+    def lookup(self, pids: Iterable[int]) -> np.ndarray:
+        """Value rows for the given identities; identities absent from the table get ``-1``."""
+        pids = list(pids)
+        out = np.full((len(pids), self.schema.num_attributes), -1, dtype=np.int64)
+        for k, pid in enumerate(pids):
+            r = self._row.get(int(pid))
+            if r is not None:
+                out[k] = self.values[r]
+        return out
+
+
+def _read_field(split: np.ndarray, name: str, n: int | None, where: str) -> np.ndarray:
+    if name not in (split.dtype.names or ()):
+        raise CerberusError(f"{where}: missing field {name!r}")
+    arr = np.asarray(split[name][0, 0]).reshape(-1)
+    if n is not None and arr.shape[0] != n:
+        raise CerberusError(f"{where}: field {name!r} has {arr.shape[0]} entries, expected {n}")
+    return arr
+
+
+def _decode_split(schema: Schema, split: np.ndarray, where: str) -> AttributeTable:
+    raw_ids = _read_field(split, "image_index", None, where)
+    ids = []
+    for k, x in enumerate(raw_ids):
+        s = str(np.asarray(x).reshape(-1)[0]) if np.asarray(x).size else ""
+        try:
+            ids.append(int(s))
+        except ValueError:
+            raise CerberusError(f"{where}: image_index[{k}] = {s!r} is not an identity") from None
+    n = len(ids)
+    if len(set(ids)) != n:
+        raise CerberusError(f"{where}: image_index has duplicate identities")
+    values = np.zeros((n, schema.num_attributes), dtype=np.int64)
+    for j, attr in enumerate(schema.attributes):
+        if attr.is_onehot:
+            hot = np.stack([_read_field(split, f, n, where) for f in attr.fields], 1)
+            if not np.isin(hot, (1, 2)).all():
+                raise CerberusError(f"{where}: {attr.name} fields must be coded 1 or 2")
+            hot = hot == 2
+            multi = np.nonzero(hot.sum(1) > 1)[0]
+            if len(multi):
+                # Real quirk: 23 DukeMTMC test identities have two lower-body colours set.
+                logger.warning(
+                    "%s: %d identities have several %s fields set (e.g. %04d); "
+                    "the first in field order is used",
+                    where, len(multi), attr.name, ids[int(multi[0])],
+                )
+            values[:, j] = np.where(hot.any(1), hot.argmax(1) + 1, 0)
+        else:
+            col = _read_field(split, attr.fields[0], n, where).astype(np.int64)
+            unlabelled = np.nonzero(col == 0)[0]
+            if len(unlabelled):
+                # Real quirk: 2 DukeMTMC train identities have `top` coded 0 (no label).
+                logger.warning(
+                    "%s: %d identities have %r coded 0 (unlabelled, e.g. %04d); "
+                    "read as %r",
+                    where, len(unlabelled), attr.fields[0], ids[int(unlabelled[0])],
+                    attr.values[0],
+                )
+                col = np.where(col == 0, 1, col)
+            if (col < 1).any() or (col > attr.num_values).any():
+                raise CerberusError(
+                    f"{where}: field {attr.fields[0]!r} must be coded 1..{attr.num_values}"
+                )
+            values[:, j] = col - 1
+    return AttributeTable(schema, np.asarray(ids, dtype=np.int64), values)
+
+
+def load_attribute_mat(path: str | Path, schema: Schema | None = None) -> dict[str, AttributeTable]:
+    """Read a Lin et al. attribute file into ``{"train": table, "test": table}``.
+
+    The schema is found from the top-level key (``market_attribute`` / ``duke_attribute``)
+    unless given.
+    """
+    import scipy.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise CerberusError(f"{path}: attribute file not found")
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except Exception as exc:  # scipy raises several types for bad files
+        raise CerberusError(f"{path}: not a readable .mat file ({exc})") from None
+    keys = [k for k in mat if not k.startswith("__")]
+    if schema is None:
+        found = [s for s in SCHEMAS.values() if s.mat_key in keys]
+        if not found:
+            raise CerberusError(
+                f"{path}: no known attribute table (expected one of "
+                f"{', '.join(s.mat_key for s in SCHEMAS.values())}; found {', '.join(keys)})"
+            )
+        schema = found[0]
+    if schema.mat_key not in keys:
+        raise CerberusError(f"{path}: missing top-level key {schema.mat_key!r}")
+    root = mat[schema.mat_key]
+    out = {}
+    for split_name in ("train", "test"):
+        if split_name not in (root.dtype.names or ()):
+            raise CerberusError(f"{path}: {schema.mat_key} has no {split_name!r} split")
+        out[split_name] = _decode_split(
+            schema, root[split_name][0, 0], f"{path} [{split_name}]"
+        )
+    return out
+
+
+def save_attribute_mat(path: str | Path, tables: Mapping[str, AttributeTable]) -> None:
+    """Write tables in the Lin et al. layout (inverse of :func:`load_attribute_mat`)."""
+    import scipy.io
+
+    schema = next(iter(tables.values())).schema
+    splits = {}
+    for split_name, table in tables.items():
+        fields: dict[str, np.ndarray] = {}
+        for j, attr in enumerate(schema.attributes):
+            v = table.values[:, j]
+            if attr.is_onehot:
+                for i, f in enumerate(attr.fields):
+                    fields[f] = np.where(v == i + 1, 2, 1).astype(np.uint8)[None, :]
+            else:
+                fields[attr.fields[0]] = (v + 1).astype(np.uint8)[None, :]
+        ids = np.empty((1, len(table)), dtype=object)
+        for k, pid in enumerate(table.ids):
+            ids[0, k] = np.array([f"{int(pid):04d}"])
+        fields["image_index"] = ids
+        splits[split_name] = fields
+    scipy.io.savemat(str(path), {schema.mat_key: splits})
+
+
+def sid_identity_counts(table: AttributeTable) -> dict[str, np.ndarray]:
+    """N_g^G: number of identities with SID g in group G; ``{group: (num_sids,) int}``."""
+    sids = table.sids
+    return {
+        g: np.bincount(sids[:, k], minlength=table.schema.codecs[g].num_sids)
+        for k, g in enumerate(GROUPS)
+    }
+
+
+def adaptive_margins(
+    counts: Mapping[str, np.ndarray], num_identities: int, *, alpha: float = 0.4, beta: float = 1.8
+) -> dict[str, np.ndarray]:
+    """Adaptive margin of every SID, SPEC section 3: ``m_g = log(alpha * N_g / N + beta)``.
+
+    Rare SIDs (small N_g) get a smaller margin. With the defaults ``alpha = 0.4, beta = 1.8``
+    the margin lies in ``[log 1.8, log 2.2] = [0.588, 0.788]``.
+    """
+    if num_identities <= 0:
+        raise CerberusError(f"adaptive margins: number of identities must be > 0, got {num_identities}")
+    return {
+        g: np.log(alpha * np.asarray(c, dtype=np.float64) / num_identities + beta).astype(
+            np.float32
+        )
+        for g, c in counts.items()
+    }
+
+
+def occurring_sid_counts(table: AttributeTable) -> dict[str, int]:
+    """Number of distinct SIDs that occur in a table, per group (SPEC 1 check: 66 / 61 on Market)."""
+    return {g: int(len(np.unique(table.sids[:, k]))) for k, g in enumerate(GROUPS)}
+
+
+def total_sid_space(schema: Schema) -> int:
+    return int(sum(math.prod(int(r) for r in c.radices) for c in schema.codecs.values()))

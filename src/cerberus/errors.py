@@ -1,0 +1,7 @@
+"""The project's own error type: a one-line message that names the file, field or value at fault."""
+
+from __future__ import annotations
+
+
+class CerberusError(Exception):
+    """Raised for bad input (files, configs, queries). The CLI prints it as one line, exit code 2."""
