@@ -51,7 +51,7 @@ class Attribute:
         group: one of :data:`GROUPS`.
         values: human names of the values, index = value code.
         fields: Lin ``.mat`` fields. One field: its code ``k`` (1-based) is value ``k - 1``.
-            Several fields: one-hot colour fields, value 0 = none set, value ``i + 1`` = field ``i``.
+            Several fields: one-hot colour fields; value 0 = none set, ``i + 1`` = field ``i``.
         phrases: optional phrase per value for descriptions ("red top"); defaults to the value.
     """
 
@@ -125,7 +125,8 @@ class GroupCodec:
         values = np.asarray(values, dtype=np.int64)
         if values.shape[-1] != len(self.attributes):
             raise CerberusError(
-                f"group {self.group}: expected {len(self.attributes)} values, got {values.shape[-1]}"
+                f"group {self.group}: expected {len(self.attributes)} values, "
+                f"got {values.shape[-1]}"
             )
         if (values < 0).any() or (values >= self.radices).any():
             raise CerberusError(f"group {self.group}: attribute value out of range")
@@ -179,9 +180,7 @@ class Schema:
         names = [a.name for a in self.attributes]
         if len(set(names)) != len(names):
             raise CerberusError(f"schema {self.name!r}: duplicate attribute names")
-        codecs = {
-            g: GroupCodec(g, [a for a in self.attributes if a.group == g]) for g in GROUPS
-        }
+        codecs = {g: GroupCodec(g, [a for a in self.attributes if a.group == g]) for g in GROUPS}
         object.__setattr__(self, "codecs", codecs)
 
     @property
@@ -204,7 +203,7 @@ class Schema:
         return [i for i, a in enumerate(self.attributes) if a.group == group]
 
     def to_sids(self, values: np.ndarray) -> np.ndarray:
-        """Full attribute values ``(N, num_attributes)`` -> SIDs ``(N, 5)`` in :data:`GROUPS` order."""
+        """Attribute values ``(N, num_attributes)`` -> SIDs ``(N, 5)``, :data:`GROUPS` order."""
         values = np.asarray(values, dtype=np.int64)
         if values.ndim != 2 or values.shape[1] != self.num_attributes:
             raise CerberusError(
@@ -296,10 +295,29 @@ MARKET1501 = Schema(
         Attribute(
             "lower.color",
             "L",
-            ("none", "black", "white", "pink", "purple", "yellow", "gray", "blue", "green",
-             "brown"),
-            ("downblack", "downwhite", "downpink", "downpurple", "downyellow", "downgray",
-             "downblue", "downgreen", "downbrown"),
+            (
+                "none",
+                "black",
+                "white",
+                "pink",
+                "purple",
+                "yellow",
+                "gray",
+                "blue",
+                "green",
+                "brown",
+            ),
+            (
+                "downblack",
+                "downwhite",
+                "downpink",
+                "downpurple",
+                "downyellow",
+                "downgray",
+                "downblue",
+                "downgreen",
+                "downbrown",
+            ),
         ),
         _binary("lower.length", "L", "down", ("long", "short"), ("long lower", "short lower")),
         _binary("lower.clothes", "L", "clothes", ("dress", "pants"), ("dress", "pants")),
@@ -328,8 +346,7 @@ DUKEMTMC = Schema(
             "lower.color",
             "L",
             ("none", "black", "white", "red", "gray", "blue", "green", "brown"),
-            ("downblack", "downwhite", "downred", "downgray", "downblue", "downgreen",
-             "downbrown"),
+            ("downblack", "downwhite", "downred", "downgray", "downblue", "downgreen", "downbrown"),
         ),
         _binary("shoes", "L", "shoes", ("dark", "light"), ("dark shoes", "light shoes")),
         _binary("boots", "L", "boots", _YES_NO, ("no boots", "boots")),
@@ -427,7 +444,10 @@ def _decode_split(schema: Schema, split: np.ndarray, where: str) -> AttributeTab
                 logger.warning(
                     "%s: %d identities have several %s fields set (e.g. %04d); "
                     "the first in field order is used",
-                    where, len(multi), attr.name, ids[int(multi[0])],
+                    where,
+                    len(multi),
+                    attr.name,
+                    ids[int(multi[0])],
                 )
             values[:, j] = np.where(hot.any(1), hot.argmax(1) + 1, 0)
         else:
@@ -436,9 +456,11 @@ def _decode_split(schema: Schema, split: np.ndarray, where: str) -> AttributeTab
             if len(unlabelled):
                 # Real quirk: 2 DukeMTMC train identities have `top` coded 0 (no label).
                 logger.warning(
-                    "%s: %d identities have %r coded 0 (unlabelled, e.g. %04d); "
-                    "read as %r",
-                    where, len(unlabelled), attr.fields[0], ids[int(unlabelled[0])],
+                    "%s: %d identities have %r coded 0 (unlabelled, e.g. %04d); read as %r",
+                    where,
+                    len(unlabelled),
+                    attr.fields[0],
+                    ids[int(unlabelled[0])],
                     attr.values[0],
                 )
                 col = np.where(col == 0, 1, col)
@@ -481,9 +503,7 @@ def load_attribute_mat(path: str | Path, schema: Schema | None = None) -> dict[s
     for split_name in ("train", "test"):
         if split_name not in (root.dtype.names or ()):
             raise CerberusError(f"{path}: {schema.mat_key} has no {split_name!r} split")
-        out[split_name] = _decode_split(
-            schema, root[split_name][0, 0], f"{path} [{split_name}]"
-        )
+        out[split_name] = _decode_split(schema, root[split_name][0, 0], f"{path} [{split_name}]")
     return out
 
 
@@ -528,7 +548,9 @@ def adaptive_margins(
     the margin lies in ``[log 1.8, log 2.2] = [0.588, 0.788]``.
     """
     if num_identities <= 0:
-        raise CerberusError(f"adaptive margins: number of identities must be > 0, got {num_identities}")
+        raise CerberusError(
+            f"adaptive margins: number of identities must be > 0, got {num_identities}"
+        )
     return {
         g: np.log(alpha * np.asarray(c, dtype=np.float64) / num_identities + beta).astype(
             np.float32
@@ -538,7 +560,7 @@ def adaptive_margins(
 
 
 def occurring_sid_counts(table: AttributeTable) -> dict[str, int]:
-    """Number of distinct SIDs that occur in a table, per group (SPEC 1 check: 66 / 61 on Market)."""
+    """Distinct SIDs occurring in a table, per group (SPEC 1 check: 66 / 61 on Market)."""
     return {g: int(len(np.unique(table.sids[:, k]))) for k, g in enumerate(GROUPS)}
 
 

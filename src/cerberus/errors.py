@@ -4,4 +4,4 @@ from __future__ import annotations
 
 
 class CerberusError(Exception):
-    """Raised for bad input (files, configs, queries). The CLI prints it as one line, exit code 2."""
+    """Bad input (files, configs, queries). The CLI prints it as one line with exit code 2."""

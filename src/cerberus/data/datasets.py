@@ -1,0 +1,292 @@
+"""Readers for Market-1501 and DukeMTMC-reID, and the torch dataset over their images.
+
+Both benchmarks share one layout::
+
+    root/bounding_box_train/  training images
+    root/bounding_box_test/   gallery (Market also has junk ``-1_...`` and distractors ``0000_...``)
+    root/query/               queries
+    root/market_attribute.mat or root/duke_attribute.mat   (Lin et al. attributes)
+
+File names: Market-1501 ``0002_c1s1_000451_03.jpg``, DukeMTMC-reID ``0001_c2_f0046182.jpg``
+(identity, then camera). Every image gets its identity's attributes; training identities are
+relabelled ``0..N-1`` in sorted identity order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cerberus.attributes import (
+    DUKEMTMC,
+    MARKET1501,
+    AttributeTable,
+    Schema,
+    load_attribute_mat,
+)
+from cerberus.errors import CerberusError
+
+JUNK_ID = -1
+DISTRACTOR_ID = 0
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """How one benchmark names its files: a regex with ``pid`` and ``cam`` groups."""
+
+    name: str
+    schema: Schema
+    pattern: re.Pattern[str]
+    attribute_file: str
+    num_cameras: int
+    example: str
+
+
+MARKET1501_FORMAT = DatasetFormat(
+    name="market1501",
+    schema=MARKET1501,
+    pattern=re.compile(r"^(?P<pid>-1|\d{4})_c(?P<cam>\d)s\d+_\d+_\d+\.jpg$"),
+    attribute_file="market_attribute.mat",
+    num_cameras=6,
+    example="0002_c1s1_000451_03.jpg",
+)
+DUKEMTMC_FORMAT = DatasetFormat(
+    name="dukemtmc",
+    schema=DUKEMTMC,
+    pattern=re.compile(r"^(?P<pid>\d{4})_c(?P<cam>\d)_f\d+\.jpg$"),
+    attribute_file="duke_attribute.mat",
+    num_cameras=8,
+    example="0001_c2_f0046182.jpg",
+)
+FORMATS: dict[str, DatasetFormat] = {f.name: f for f in (MARKET1501_FORMAT, DUKEMTMC_FORMAT)}
+SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """The images of one split as parallel arrays.
+
+    Attributes:
+        paths: image files, length N.
+        pids: original identity numbers, shape ``(N,)`` (-1 junk, 0 distractor on Market).
+        camids: camera numbers (0-based), shape ``(N,)``.
+        labels: training class ``0..C-1`` for the train split; the identity otherwise.
+        values: attribute value codes of each image's identity, shape ``(N, num_attributes)``,
+            ``-1`` where the identity has no attributes (junk, distractors).
+        schema: the attribute schema.
+    """
+
+    paths: tuple[Path, ...]
+    pids: np.ndarray
+    camids: np.ndarray
+    labels: np.ndarray
+    values: np.ndarray
+    schema: Schema
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @cached_property
+    def sids(self) -> np.ndarray:
+        """SIDs of every image, shape ``(N, 5)``; ``-1`` rows where attributes are unknown."""
+        out = np.full((len(self), 5), -1, dtype=np.int64)
+        known = (self.values >= 0).all(1)
+        if known.any():
+            out[known] = self.schema.to_sids(self.values[known])
+        return out
+
+    def subset(self, mask: np.ndarray) -> ImageSet:
+        """The images where ``mask`` (bool, shape ``(N,)``) is true."""
+        idx = np.nonzero(mask)[0]
+        return ImageSet(
+            tuple(self.paths[i] for i in idx),
+            self.pids[idx],
+            self.camids[idx],
+            self.labels[idx],
+            self.values[idx],
+            self.schema,
+        )
+
+
+@dataclass(frozen=True)
+class ReIDDataset:
+    """A benchmark: train / query / gallery image sets and the identity attribute tables."""
+
+    name: str
+    root: Path
+    schema: Schema
+    train: ImageSet
+    query: ImageSet
+    gallery: ImageSet
+    train_attributes: AttributeTable
+    test_attributes: AttributeTable
+
+    @property
+    def num_train_ids(self) -> int:
+        return int(self.train.labels.max()) + 1 if len(self.train) else 0
+
+    def summary(self) -> str:
+        rows = [f"{self.name} at {self.root}"]
+        for split in ("train", "query", "gallery"):
+            s: ImageSet = getattr(self, split)
+            ids = len(np.unique(s.pids[s.pids > 0]))
+            rows.append(f"  {split:8s} {ids:5d} identities {len(s):6d} images")
+        return "\n".join(rows)
+
+
+def parse_filename(name: str, fmt: DatasetFormat) -> tuple[int, int]:
+    """``(identity, camera 0-based)`` from a benchmark file name, or raise naming the file."""
+    m = fmt.pattern.match(name)
+    if m is None:
+        raise CerberusError(
+            f"{name}: file name does not follow the {fmt.name} pattern (e.g. {fmt.example})"
+        )
+    cam = int(m.group("cam"))
+    if not 1 <= cam <= fmt.num_cameras:
+        raise CerberusError(f"{name}: camera {cam} outside 1..{fmt.num_cameras} for {fmt.name}")
+    return int(m.group("pid")), cam - 1
+
+
+def _scan(folder: Path, fmt: DatasetFormat) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    if not folder.is_dir():
+        raise CerberusError(
+            f"{folder}: folder not found; a {fmt.name} root holds "
+            f"{', '.join(SPLIT_FOLDERS.values())}"
+        )
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".jpg")
+    if not paths:
+        raise CerberusError(f"{folder}: no .jpg images")
+    pids, cams = [], []
+    for p in paths:
+        try:
+            pid, cam = parse_filename(p.name, fmt)
+        except CerberusError as exc:
+            raise CerberusError(f"{folder}/{exc}") from None
+        pids.append(pid)
+        cams.append(cam)
+    return paths, np.asarray(pids, dtype=np.int64), np.asarray(cams, dtype=np.int64)
+
+
+def read_dataset(
+    root: str | Path, name: str = "market1501", *, attributes: str | Path | None = None
+) -> ReIDDataset:
+    """Read a Market-1501 or DukeMTMC-reID tree (also the synthetic benchmark, which is Market).
+
+    Args:
+        root: the folder holding ``bounding_box_train``, ``bounding_box_test`` and ``query``.
+        name: ``"market1501"`` or ``"dukemtmc"``.
+        attributes: the Lin et al. ``.mat`` file; defaults to ``root/<name>_attribute.mat``.
+
+    Raises:
+        CerberusError: wrong layout, a file name that does not parse, a training identity
+            with no attributes, a missing or malformed attribute file.
+    """
+    if name not in FORMATS:
+        raise CerberusError(f"unknown dataset {name!r}; valid: {', '.join(FORMATS)}")
+    fmt = FORMATS[name]
+    root = Path(root)
+    if not root.is_dir():
+        raise CerberusError(f"{root}: dataset folder not found")
+    attr_path = Path(attributes) if attributes is not None else root / fmt.attribute_file
+    tables = load_attribute_mat(attr_path, fmt.schema)
+
+    sets: dict[str, ImageSet] = {}
+    for split, folder in SPLIT_FOLDERS.items():
+        paths, pids, cams = _scan(root / folder, fmt)
+        if split == "train":
+            keep = pids > 0
+            paths = [p for p, k in zip(paths, keep) if k]
+            pids, cams = pids[keep], cams[keep]
+            table = tables["train"]
+            missing = sorted(set(pids.tolist()) - set(table.ids.tolist()))
+            if missing:
+                raise CerberusError(
+                    f"{attr_path}: training identity {missing[0]:04d} (from {root / folder}) "
+                    f"has no attributes in the train split ({len(missing)} identities missing)"
+                )
+            classes = np.unique(pids)
+            labels = np.searchsorted(classes, pids)
+        else:
+            if split == "query":
+                keep = pids > 0
+                paths = [p for p, k in zip(paths, keep) if k]
+                pids, cams = pids[keep], cams[keep]
+            table = tables["test"]
+            labels = pids.copy()
+        values = table.lookup(pids)
+        sets[split] = ImageSet(tuple(paths), pids, cams, labels, values, fmt.schema)
+    return ReIDDataset(
+        name=name,
+        root=root,
+        schema=fmt.schema,
+        train=sets["train"],
+        query=sets["query"],
+        gallery=sets["gallery"],
+        train_attributes=tables["train"],
+        test_attributes=tables["test"],
+    )
+
+
+def load_image(path: Path) -> Image.Image:
+    """Open an image as RGB, or raise :class:`CerberusError` naming the file."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise CerberusError(f"{path}: unreadable image ({exc.__class__.__name__}: {exc})") from None
+
+
+def find_unreadable(paths: tuple[Path, ...] | list[Path]) -> list[tuple[Path, str]]:
+    """``(path, reason)`` for every file that cannot be decoded as an image."""
+    bad = []
+    for p in paths:
+        try:
+            load_image(p)
+        except CerberusError as exc:
+            bad.append((p, str(exc)))
+    return bad
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Torch dataset over an :class:`ImageSet`.
+
+    Items are indexed either by ``i`` or by ``(i, seed)``; with a seed the random transform is
+    run under that seed, so augmentation is a pure function of the sampler's output (what makes
+    resumed training identical to uninterrupted training, whatever the number of workers).
+
+    Each item is a dict: ``image`` (3, H, W) float, ``label``, ``camid``, ``sids`` (5,), ``index``.
+    """
+
+    def __init__(self, images: ImageSet, transform: Callable[[Image.Image], torch.Tensor]):
+        self.images = images
+        self.transform = transform
+        self._sids = torch.as_tensor(images.sids)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor | int]:
+        if isinstance(item, tuple):
+            index, seed = item
+            img = load_image(self.images.paths[index])
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                tensor = self.transform(img)
+        else:
+            index = item
+            tensor = self.transform(load_image(self.images.paths[index]))
+        return {
+            "image": tensor,
+            "label": int(self.images.labels[index]),
+            "camid": int(self.images.camids[index]),
+            "sids": self._sids[index],
+            "index": index,
+        }

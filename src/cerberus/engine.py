@@ -1,0 +1,440 @@
+"""Training loop (SPEC section 4): P x K batches, Adam, warm-up + cosine, atomic checkpoints.
+
+Resuming is exact: a batch is a pure function of ``(seed, iteration)`` (see
+:class:`~cerberus.data.samplers.PKBatchSampler`), the learning rate a pure function of the
+iteration, and the checkpoint holds the model, the optimiser, the iteration and the RNG state.
+Multi-GPU runs go through ``torchrun`` (DistributedDataParallel, NCCL on GPU, gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from cerberus.attributes import GROUPS, adaptive_margins, sid_identity_counts
+from cerberus.config import Config, config_from_dict, save_config
+from cerberus.data.datasets import ImageDataset, ReIDDataset, read_dataset
+from cerberus.data.samplers import PKBatchSampler
+from cerberus.data.transforms import build_transforms
+from cerberus.errors import CerberusError
+from cerberus.losses import compute_losses, fixed_margins
+from cerberus.model import Cerberus, build_model
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+LOSS_TERMS = ("sem_loss", "ce_loss", "triplet_loss", "reg_loss", "total_loss")
+
+
+def learning_rate(
+    iteration: int,
+    *,
+    lr: float,
+    warmup_start_lr: float,
+    warmup_iterations: int,
+    iterations: int,
+    min_lr: float = 0.0,
+) -> float:
+    """SPEC 4: linear warm-up ``warmup_start_lr -> lr`` over ``warmup_iterations``, then cosine.
+
+    ``lr(i) = s + (lr - s) * i / W`` for ``i < W``; afterwards
+    ``min_lr + (lr - min_lr) * (1 + cos(pi * (i - W) / (T - W))) / 2``.
+    """
+    if iteration < warmup_iterations:
+        return warmup_start_lr + (lr - warmup_start_lr) * iteration / warmup_iterations
+    span = max(1, iterations - warmup_iterations)
+    progress = min(1.0, (iteration - warmup_iterations) / span)
+    return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_margins(cfg: Config, dataset: ReIDDataset) -> dict[str, torch.Tensor]:
+    """Per-SID margins: adaptive from the training identities' SID counts, or a fixed value."""
+    schema = dataset.schema
+    if cfg.loss.margin != "adaptive":
+        return fixed_margins(schema.num_sids, float(cfg.loss.margin))
+    train_ids = np.unique(dataset.train.pids)
+    table = dataset.train_attributes
+    keep = np.isin(table.ids, train_ids)
+    sub = type(table)(schema, table.ids[keep], table.values[keep])
+    margins = adaptive_margins(
+        sid_identity_counts(sub), len(sub), alpha=cfg.loss.alpha, beta=cfg.loss.beta
+    )
+    return {g: torch.as_tensor(margins[g]) for g in GROUPS}
+
+
+class TrainStep(nn.Module):
+    """The model plus its losses, so DistributedDataParallel sees every parameter in one graph.
+
+    ``forward(images, labels, sids)`` returns the dict of named loss terms (:data:`LOSS_TERMS`).
+    """
+
+    def __init__(self, model: Cerberus, margins: dict[str, torch.Tensor], cfg: Config):
+        super().__init__()
+        self.model = model
+        for g in GROUPS:
+            self.register_buffer(f"margin_{g}", margins[g].float())
+        self.loss_cfg = cfg.loss
+
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor, sids: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        output = self.model(images)
+        c = self.loss_cfg
+        return compute_losses(
+            output,
+            labels=labels,
+            sids=sids,
+            model=self.model,
+            margins={g: getattr(self, f"margin_{g}") for g in GROUPS},
+            lambda_sem=c.lambda_sem,
+            lambda_id=c.lambda_id,
+            lambda_reg=c.lambda_reg,
+            use_sem=c.use_sem,
+            use_id=c.use_id,
+            use_reg=c.use_reg,
+        )
+
+
+def build_model_for(cfg: Config, dataset: ReIDDataset) -> Cerberus:
+    """The model for a config and a dataset (class count and SID spaces come from the data)."""
+    schema = dataset.schema
+    m = cfg.model
+    return build_model(
+        num_classes=dataset.num_train_ids,
+        num_sids=schema.num_sids,
+        binary_vectors={g: schema.codecs[g].binary_vectors() for g in GROUPS},
+        backbone=m.backbone,
+        pretrained=m.pretrained,
+        backbone_weights=m.backbone_weights,
+        dim=m.dim,
+        last_stride=m.last_stride,
+        align_sigma=m.align_sigma,
+        use_alignment=m.use_alignment,
+    )
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` atomically: a temporary file in the same folder, fsync, then rename.
+
+    A crash or a full disk leaves the previous checkpoint at ``path`` untouched.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CerberusError(f"{path}: could not write checkpoint ({exc.strerror or exc})") from None
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a Cerberus checkpoint safely (``weights_only=True``: no code runs from the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CerberusError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, unsafe globals...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CerberusError(f"{path}: not a readable Cerberus checkpoint ({first[:160]})") from None
+    if not isinstance(state, dict) or state.get("format") != "cerberus":
+        raise CerberusError(f"{path}: not a Cerberus checkpoint (no 'format: cerberus' entry)")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise CerberusError(
+            f"{path}: checkpoint version {state.get('version')} is not {CHECKPOINT_VERSION}"
+        )
+    return state
+
+
+def checkpoint_config(state: dict[str, Any], path: str | Path) -> Config:
+    return config_from_dict(state["config"], f"{path} [config]")
+
+
+def load_model_from_checkpoint(
+    path: str | Path, dataset: ReIDDataset | None = None
+) -> tuple[Cerberus, Config, dict[str, Any]]:
+    """Rebuild the model stored in a checkpoint; returns ``(model, config, checkpoint)``."""
+    state = load_checkpoint(path)
+    cfg = checkpoint_config(state, path)
+    meta = state["meta"]
+    from cerberus.attributes import get_schema
+
+    schema = get_schema(meta["schema"])
+    model = build_model(
+        num_classes=int(meta["num_classes"]),
+        num_sids=schema.num_sids,
+        binary_vectors={g: schema.codecs[g].binary_vectors() for g in GROUPS},
+        backbone=cfg.model.backbone,
+        pretrained=False,
+        dim=cfg.model.dim,
+        last_stride=cfg.model.last_stride,
+        align_sigma=cfg.model.align_sigma,
+        use_alignment=cfg.model.use_alignment,
+    )
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CerberusError(f"{path}: weights do not fit the model ({first[:160]})") from None
+    model.eval()
+    return model, cfg, state
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    iterations: int
+    seconds: float
+    last_losses: dict[str, float]
+    first_losses: dict[str, float]
+
+
+def _resolve_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise CerberusError("train.device=cuda but no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def _distributed_context() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return rank, local, world
+
+
+def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
+    for section in ("data", "model", "loss"):
+        a, b = getattr(saved, section), getattr(cfg, section)
+        if section == "data":
+            a = a.__class__(**{**a.__dict__, "num_workers": 0})
+            b = b.__class__(**{**b.__dict__, "num_workers": 0})
+        if a != b:
+            raise CerberusError(
+                f"{path}: cannot resume: its {section} config differs from this run's "
+                "(use a new train.output_dir or resume with the same config)"
+            )
+
+
+def train(
+    cfg: Config,
+    *,
+    resume: bool = True,
+    dataset: ReIDDataset | None = None,
+    on_evaluate: Callable[[Cerberus, int], dict[str, float]] | None = None,
+) -> TrainResult:
+    """Train Cerberus as configured; resume from ``output_dir/last.pt`` when present.
+
+    Args:
+        cfg: the resolved config.
+        resume: continue from ``last.pt`` in the output folder if it exists.
+        dataset: an already read dataset (else read from ``cfg.data``).
+        on_evaluate: called as ``on_evaluate(model, iteration)`` every ``train.eval_every``
+            iterations on rank 0; its metrics are logged.
+    """
+    rank, local_rank, world = _distributed_context()
+    distributed = world > 1
+    device = _resolve_device(cfg.train.device, local_rank)
+    if distributed and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    is_main = rank == 0
+    out_dir = Path(cfg.train.output_dir)
+    ckpt_path = out_dir / "last.pt"
+
+    torch.manual_seed(cfg.train.seed)
+    if dataset is None:
+        dataset = read_dataset(cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes)
+    model = build_model_for(cfg, dataset)
+    step_module = TrainStep(model, build_margins(cfg, dataset), cfg).to(device)
+    if device.type == "cuda" and cfg.train.channels_last:
+        step_module = step_module.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(
+        step_module.parameters(),
+        lr=cfg.optim.warmup_start_lr,
+        betas=cfg.optim.betas,
+        weight_decay=cfg.optim.weight_decay,
+    )
+
+    start = 0
+    if resume and ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path)
+        _check_resumable(checkpoint_config(state, ckpt_path), cfg, ckpt_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        start = int(state["iteration"])
+        if is_main:
+            logger.info("resuming from %s at iteration %d", ckpt_path, start)
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
+
+    net: nn.Module = step_module
+    if distributed:
+        net = nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[local_rank] if device.type == "cuda" else None
+        )
+
+    d = cfg.data
+    transform = build_transforms(
+        height=d.height,
+        width=d.width,
+        train=True,
+        flip=d.flip,
+        pad=d.pad,
+        random_erasing=d.random_erasing,
+    )
+    sampler = PKBatchSampler(
+        dataset.train.labels,
+        p=d.p,
+        k=d.k,
+        seed=cfg.train.seed,
+        start=start,
+        stop=cfg.optim.iterations,
+        rank=rank,
+        world_size=world,
+    )
+    loader = torch.utils.data.DataLoader(
+        ImageDataset(dataset.train, transform),
+        batch_sampler=sampler,
+        num_workers=d.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    meta = {
+        "schema": dataset.schema.name,
+        "num_classes": dataset.num_train_ids,
+        "dataset": dataset.name,
+    }
+    amp = cfg.train.amp and device.type == "cuda"
+    log_path = out_dir / "log.jsonl"
+    progress = None
+    if is_main and cfg.train.progress:
+        from tqdm import tqdm
+
+        progress = tqdm(total=cfg.optim.iterations, initial=start, desc="train", unit="it")
+
+    def checkpoint(iteration: int) -> None:
+        if not is_main:
+            return
+        state = {
+            "format": "cerberus",
+            "version": CHECKPOINT_VERSION,
+            "iteration": iteration,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "config": cfg.to_dict(),
+            "meta": meta,
+        }
+        save_checkpoint(state, ckpt_path)
+
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    t0 = time.perf_counter()
+    iteration = start
+    net.train()
+    try:
+        for batch in loader:
+            lr = learning_rate(
+                iteration,
+                lr=cfg.optim.lr,
+                warmup_start_lr=cfg.optim.warmup_start_lr,
+                warmup_iterations=cfg.optim.warmup_iterations,
+                iterations=cfg.optim.iterations,
+                min_lr=cfg.optim.min_lr,
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images = batch["image"].to(device, non_blocking=True)
+            if device.type == "cuda" and cfg.train.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = batch["label"].to(device)
+            sids = batch["sids"].to(device)
+            ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
+            with ctx:
+                losses = net(images, labels, sids)
+            values = {k: float(v.detach()) for k, v in losses.items()}
+            for name, value in values.items():
+                if not math.isfinite(value):
+                    raise CerberusError(
+                        f"iteration {iteration}: {name} is {value}; training stopped "
+                        f"(last checkpoint: {ckpt_path if ckpt_path.exists() else 'none'})"
+                    )
+            optimizer.zero_grad(set_to_none=True)
+            losses["total_loss"].backward()
+            optimizer.step()
+            iteration += 1
+            if not first:
+                first = values
+            last = values
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(
+                    {k.removesuffix("_loss"): f"{v:.3f}" for k, v in values.items()}, refresh=False
+                )
+            if is_main and (iteration % cfg.train.log_every == 0 or iteration == 1):
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps({"iteration": iteration, "lr": lr, **values}) + "\n")
+            if cfg.train.checkpoint_every and iteration % cfg.train.checkpoint_every == 0:
+                checkpoint(iteration)
+            if (
+                on_evaluate is not None
+                and is_main
+                and cfg.train.eval_every
+                and iteration % cfg.train.eval_every == 0
+            ):
+                model.eval()
+                metrics = on_evaluate(model, iteration)
+                model.train()
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps({"iteration": iteration, **metrics}) + "\n")
+    finally:
+        if progress is not None:
+            progress.close()
+    if iteration > start or not ckpt_path.exists():
+        checkpoint(iteration)
+    if distributed:
+        dist.barrier()
+    return TrainResult(
+        checkpoint=ckpt_path,
+        iterations=iteration,
+        seconds=time.perf_counter() - t0,
+        last_losses=last,
+        first_losses=first,
+    )

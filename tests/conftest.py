@@ -1,0 +1,72 @@
+"""Shared fixtures: tiny benchmark trees made on the fly (no real images needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cerberus.attributes import DUKEMTMC, MARKET1501, AttributeTable, Schema, save_attribute_mat
+
+SHARED_ATTRIBUTES = Path(__file__).resolve().parents[2] / "shared" / "data" / "attributes"
+
+
+def random_values(schema: Schema, n: int, rng: np.random.Generator) -> np.ndarray:
+    return np.stack([rng.integers(0, a.num_values, n) for a in schema.attributes], 1)
+
+
+def make_tree(
+    root: Path,
+    schema: Schema,
+    *,
+    train_ids=(2, 4, 6, 8),
+    test_ids=(1, 3, 5),
+    cams=(1, 2, 3),
+    size=(32, 16),
+    seed: int = 0,
+) -> Path:
+    """A benchmark tree in the Market-1501 or DukeMTMC-reID layout with flat-colour images."""
+    rng = np.random.default_rng(seed)
+    market = schema is MARKET1501
+    for folder in ("bounding_box_train", "bounding_box_test", "query"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+
+    def name(pid: int, cam: int, k: int) -> str:
+        if market:
+            pid_s = "-1" if pid == -1 else f"{pid:04d}"
+            return f"{pid_s}_c{cam}s1_{k * 25:06d}_0{k % 3}.jpg"
+        return f"{pid:04d}_c{cam}_f{k:07d}.jpg"
+
+    def save(path: Path) -> None:
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        Image.new("RGB", (size[1], size[0]), colour).save(path, quality=90)
+
+    for pid in train_ids:
+        for cam in cams:
+            for k in range(2):
+                save(root / "bounding_box_train" / name(pid, cam, k))
+    for pid in test_ids:
+        for i, cam in enumerate(cams):
+            save(root / ("query" if i == 0 else "bounding_box_test") / name(pid, cam, 0))
+            save(root / "bounding_box_test" / name(pid, cam, 1))
+    if market:
+        save(root / "bounding_box_test" / name(0, 1, 7))
+        save(root / "bounding_box_test" / name(-1, 2, 8))
+    (root / "bounding_box_train" / "Thumbs.db").write_bytes(b"not an image")
+    tables = {
+        "train": AttributeTable(
+            schema, np.array(train_ids), random_values(schema, len(train_ids), rng)
+        ),
+        "test": AttributeTable(
+            schema, np.array(test_ids), random_values(schema, len(test_ids), rng)
+        ),
+    }
+    save_attribute_mat(root / ("market_attribute.mat" if market else "duke_attribute.mat"), tables)
+    return root
+
+
+@pytest.fixture(params=[MARKET1501, DUKEMTMC], ids=["market1501", "dukemtmc"])
+def schema(request) -> Schema:
+    return request.param

@@ -1,0 +1,143 @@
+"""Attribute schemas, SID codec, the real Lin et al. files and the adaptive margins (SPEC 1, 3)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import SHARED_ATTRIBUTES, random_values
+
+from cerberus.attributes import (
+    DUKEMTMC,
+    GROUPS,
+    MARKET1501,
+    AttributeTable,
+    adaptive_margins,
+    load_attribute_mat,
+    occurring_sid_counts,
+    save_attribute_mat,
+    sid_identity_counts,
+)
+from cerberus.errors import CerberusError
+
+needs_real = pytest.mark.skipif(
+    not (SHARED_ATTRIBUTES / "market_attribute.mat").is_file(),
+    reason="real attribute files not beside the checkout",
+)
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_codec_round_trips_every_sid(schema, group):
+    codec = schema.codecs[group]
+    sids = np.arange(codec.num_sids)
+    values = codec.decode(sids)
+    assert np.array_equal(codec.encode(values), sids)
+    # Every combination of values appears exactly once: the full product space.
+    assert len({tuple(v) for v in values}) == codec.num_sids == int(np.prod(codec.radices))
+
+
+def test_sid_space_sizes():
+    # Market: H hat x hair, U 9 colours x sleeve, L 10 colours x length x clothes, I 2x4, C 2^3.
+    assert MARKET1501.num_sids == {"H": 4, "U": 18, "L": 40, "I": 8, "C": 8}
+    assert DUKEMTMC.num_sids == {"H": 2, "U": 18, "L": 32, "I": 2, "C": 8}
+    assert MARKET1501.num_attributes == 12 and DUKEMTMC.num_attributes == 10
+
+
+def test_full_rows_round_trip(schema):
+    values = random_values(schema, 50, np.random.default_rng(0))
+    assert np.array_equal(schema.from_sids(schema.to_sids(values)), values)
+
+
+def test_binary_vectors_are_dummy_coding(schema):
+    for g in GROUPS:
+        codec = schema.codecs[g]
+        a = codec.binary_vectors()
+        assert a.shape == (codec.num_sids, sum(x.num_values - 1 for x in codec.attributes))
+        values = codec.decode(np.arange(codec.num_sids))
+        # Number of ones = number of attributes not at their reference (first) value.
+        assert np.array_equal(a.sum(1), (values > 0).sum(1))
+        assert len({tuple(r) for r in a}) == codec.num_sids  # distinct SIDs, distinct vectors
+    u = MARKET1501.codecs["U"]
+    sid = int(u.encode(np.array([MARKET1501.attributes[2].value_index("red"), 1])))
+    assert u.describe(sid) == {"upper.color": "red", "upper.sleeve": "short"}
+
+
+def test_query_parsing_and_partial_groups():
+    q = MARKET1501.parse_query("gender=female, age=adult, backpack=yes, bag=no, handbag=no")
+    sids = MARKET1501.query_sids(q)
+    assert set(sids) == {"I", "C"}
+    assert MARKET1501.codecs["I"].describe(sids["I"]) == {"gender": "female", "age": "adult"}
+    with pytest.raises(CerberusError, match="valid: .*upper.color"):
+        MARKET1501.parse_query("colour=red")
+    with pytest.raises(CerberusError, match="no value 'teal'.*valid: none, black"):
+        MARKET1501.parse_query("upper.color=teal")
+    with pytest.raises(CerberusError, match="partly given; also give: age"):
+        MARKET1501.query_sids(MARKET1501.parse_query("gender=male"))
+
+
+def test_mat_round_trip(schema, tmp_path):
+    rng = np.random.default_rng(1)
+    tables = {
+        s: AttributeTable(
+            schema, np.arange(1, 9) * (2 if s == "train" else 3), random_values(schema, 8, rng)
+        )
+        for s in ("train", "test")
+    }
+    save_attribute_mat(tmp_path / "a.mat", tables)
+    back = load_attribute_mat(tmp_path / "a.mat")
+    for s in tables:
+        assert back[s].schema is schema
+        assert np.array_equal(back[s].ids, tables[s].ids)
+        assert np.array_equal(back[s].values, tables[s].values)
+
+
+@needs_real
+def test_real_market_sid_counts_match_paper():
+    tables = load_attribute_mat(SHARED_ATTRIBUTES / "market_attribute.mat")
+    assert len(tables["train"]) == 751 and len(tables["test"]) == 750
+    train, test = occurring_sid_counts(tables["train"]), occurring_sid_counts(tables["test"])
+    assert sum(train.values()) == 66  # SPEC 1 / the paper
+    assert sum(test.values()) == 61
+    assert train == {"H": 4, "U": 16, "L": 34, "I": 8, "C": 4}
+
+
+@needs_real
+def test_real_duke_sid_counts_train_46_test_51():
+    tables = load_attribute_mat(SHARED_ATTRIBUTES / "duke_attribute.mat")
+    assert len(tables["train"]) == 702 and len(tables["test"]) == 1110
+    assert sum(occurring_sid_counts(tables["train"]).values()) == 46
+    assert sum(occurring_sid_counts(tables["test"]).values()) == 51
+
+
+def test_adaptive_margin_formula_on_hand_counts():
+    counts = {"H": np.array([0, 10, 30, 60])}
+    m = adaptive_margins(counts, 100)["H"]
+    expected = [math.log(0.4 * c / 100 + 1.8) for c in (0, 10, 30, 60)]
+    assert np.allclose(m, expected)
+    assert m[0] == pytest.approx(math.log(1.8))
+    assert np.all(np.diff(m) > 0)  # rarer SIDs get smaller margins
+    m2 = adaptive_margins(counts, 100, alpha=1.0, beta=1.0)["H"]
+    assert np.allclose(m2, np.log(np.array([0, 10, 30, 60]) / 100 + 1))
+
+
+def test_identity_counts_sum_to_identities(schema):
+    values = random_values(schema, 40, np.random.default_rng(2))
+    table = AttributeTable(schema, np.arange(40), values)
+    counts = sid_identity_counts(table)
+    for g in GROUPS:
+        assert counts[g].sum() == 40 and len(counts[g]) == schema.codecs[g].num_sids
+
+
+def test_malformed_mat_errors_name_the_file(tmp_path):
+    import scipy.io
+
+    path = tmp_path / "bad.mat"
+    scipy.io.savemat(path, {"something": np.zeros(3)})
+    with pytest.raises(CerberusError, match=r"bad.mat: no known attribute table"):
+        load_attribute_mat(path)
+    path.write_bytes(b"garbage")
+    with pytest.raises(CerberusError, match=r"bad.mat: not a readable .mat file"):
+        load_attribute_mat(path)
+    with pytest.raises(CerberusError, match="not found"):
+        load_attribute_mat(tmp_path / "missing.mat")

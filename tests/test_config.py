@@ -1,0 +1,60 @@
+"""Typed config from YAML + overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cerberus.config import Config, load_config, save_config
+from cerberus.errors import CerberusError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_paper_configs_are_the_defaults():
+    paper = load_config(CONFIGS / "market1501.yaml")
+    d = Config()
+    assert paper.model == d.model and paper.loss == d.loss and paper.optim == d.optim
+    assert (paper.loss.lambda_sem, paper.loss.lambda_id, paper.loss.lambda_reg) == (5, 1, 0.001)
+    assert (paper.optim.iterations, paper.optim.warmup_iterations) == (24000, 2000)
+    assert (paper.data.p, paper.data.k, paper.data.height, paper.data.width) == (16, 4, 384, 128)
+    duke = load_config(CONFIGS / "dukemtmc.yaml")
+    assert duke.data.dataset == "dukemtmc" and duke.model == paper.model
+
+
+@pytest.mark.parametrize("name", ["market1501", "dukemtmc", "synthetic"])
+def test_shipped_configs_load_and_round_trip(name, tmp_path):
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
+
+
+def test_overrides_are_typed():
+    cfg = load_config(None, ["optim.lr=1e-3", "optim.betas=[0.5, 0.9]", "loss.margin=0.6"])
+    assert cfg.optim.lr == 1e-3 and cfg.optim.betas == (0.5, 0.9) and cfg.loss.margin == "0.6"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.lrr=1", "unknown key 'lrr'"),
+        ("optim.lr=abc", "optim.lr: expected a number"),
+        ("nosection.x=1", "unknown section 'nosection'"),
+        ("train.amp=3", "train.amp: expected true or false"),
+        ("loss.margin=big", "loss.margin must be 'adaptive' or a number"),
+        ("lr=1", "expected section.key=value"),
+    ],
+)
+def test_bad_overrides(override, message):
+    with pytest.raises(CerberusError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("data: [1, 2\n")
+    with pytest.raises(CerberusError, match=r"c.yaml: not valid YAML"):
+        load_config(p)
+    with pytest.raises(CerberusError, match="config file not found"):
+        load_config(tmp_path / "none.yaml")

@@ -1,0 +1,146 @@
+"""Readers for Market-1501 / DukeMTMC-reID trees, the P x K sampler and transforms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_tree
+
+from cerberus.attributes import DUKEMTMC, MARKET1501
+from cerberus.data.datasets import (
+    MARKET1501_FORMAT,
+    ImageDataset,
+    parse_filename,
+    read_dataset,
+)
+from cerberus.data.samplers import PKBatchSampler
+from cerberus.data.transforms import build_transforms
+from cerberus.errors import CerberusError
+
+
+def test_reader_parses_generated_tree(schema, tmp_path):
+    root = make_tree(tmp_path / "bench", schema)
+    ds = read_dataset(root, schema.name)
+    assert ds.schema is schema
+    assert ds.num_train_ids == 4
+    assert sorted(np.unique(ds.train.labels)) == [0, 1, 2, 3]
+    assert np.array_equal(np.unique(ds.train.pids), [2, 4, 6, 8])  # Thumbs.db ignored
+    assert len(ds.train) == 4 * 3 * 2
+    assert set(ds.query.pids) == {1, 3, 5} and set(ds.query.camids) == {0}
+    # every image carries its identity's attributes
+    for s in (ds.train, ds.query):
+        for pid, row in zip(s.pids, s.values):
+            table = ds.train_attributes if s is ds.train else ds.test_attributes
+            assert np.array_equal(row, table.values[list(table.ids).index(pid)])
+    if schema is MARKET1501:
+        assert {0, -1} <= set(ds.gallery.pids)
+        junk = ds.gallery.pids <= 0
+        assert (ds.gallery.values[junk] == -1).all() and (ds.gallery.sids[junk] == -1).all()
+    assert (ds.gallery.sids[ds.gallery.pids > 0] >= 0).all()
+
+
+def test_filename_parsing():
+    assert parse_filename("0002_c1s1_000451_03.jpg", MARKET1501_FORMAT) == (2, 0)
+    assert parse_filename("-1_c3s2_000100_01.jpg", MARKET1501_FORMAT) == (-1, 2)
+    with pytest.raises(CerberusError, match="does not follow the market1501 pattern"):
+        parse_filename("person.jpg", MARKET1501_FORMAT)
+    with pytest.raises(CerberusError, match="camera 9 outside 1..6"):
+        parse_filename("0002_c9s1_000451_03.jpg", MARKET1501_FORMAT)
+
+
+def test_reader_errors_name_the_path(tmp_path):
+    root = make_tree(tmp_path / "m", MARKET1501)
+    (root / "query" / "bad_name.jpg").write_bytes(b"x")
+    with pytest.raises(CerberusError, match=r"query/bad_name.jpg: file name does not follow"):
+        read_dataset(root)
+    (root / "query" / "bad_name.jpg").unlink()
+    (root / "bounding_box_train" / "0010_c1s1_000001_00.jpg").write_bytes(b"x")
+    with pytest.raises(CerberusError, match="training identity 0010 .* has no attributes"):
+        read_dataset(root)
+    (root / "bounding_box_train" / "0010_c1s1_000001_00.jpg").unlink()
+    with pytest.raises(CerberusError, match="unknown dataset"):
+        read_dataset(root, "cuhk")
+    import shutil
+
+    shutil.rmtree(root / "query")
+    with pytest.raises(CerberusError, match=r"/query: folder not found"):
+        read_dataset(root)
+    with pytest.raises(CerberusError, match="dataset folder not found"):
+        read_dataset(tmp_path / "nowhere")
+
+
+def test_duke_names_rejected_by_market_reader(tmp_path):
+    root = make_tree(tmp_path / "d", DUKEMTMC)
+    with pytest.raises(CerberusError, match="duke_attribute.mat: missing top-level key"):
+        read_dataset(root, "market1501", attributes=root / "duke_attribute.mat")
+    with pytest.raises(CerberusError, match="_f0000000.jpg: file name does not follow the market"):
+        read_dataset(root, "market1501", attributes=_as_market_mat(root, tmp_path))
+
+
+def _as_market_mat(root, tmp_path):
+    from cerberus.attributes import AttributeTable, load_attribute_mat, save_attribute_mat
+
+    duke = load_attribute_mat(root / "duke_attribute.mat")
+    rng = np.random.default_rng(0)
+    tables = {
+        s: AttributeTable(
+            MARKET1501,
+            t.ids,
+            np.stack([rng.integers(0, a.num_values, len(t)) for a in MARKET1501.attributes], 1),
+        )
+        for s, t in duke.items()
+    }
+    save_attribute_mat(tmp_path / "market_attribute.mat", tables)
+    return tmp_path / "market_attribute.mat"
+
+
+def test_unreadable_image_error_names_file(tmp_path):
+    root = make_tree(tmp_path / "m", MARKET1501)
+    ds = read_dataset(root)
+    ds.train.paths[0].write_bytes(b"\xff\xd8 truncated")
+    data = ImageDataset(ds.train, build_transforms(height=32, width=16, train=False))
+    with pytest.raises(CerberusError, match=rf"{ds.train.paths[0].name}: unreadable image"):
+        data[0]
+
+
+def test_seeded_items_are_reproducible(tmp_path):
+    ds = read_dataset(make_tree(tmp_path / "m", MARKET1501))
+    data = ImageDataset(ds.train, build_transforms(height=32, width=16, train=True))
+    a, b = data[(3, 7)], data[(3, 7)]
+    assert torch.equal(a["image"], b["image"])
+    assert a["image"].shape == (3, 32, 16)
+    assert a["sids"].shape == (5,) and a["label"] == ds.train.labels[3]
+    # other seeds give other augmentations (flip / crop / erasing)
+    assert any(not torch.equal(a["image"], data[(3, s)]["image"]) for s in range(8, 16))
+
+
+def test_pk_sampler_batches():
+    labels = np.repeat(np.arange(10), [3, 5, 4, 4, 6, 2, 4, 4, 4, 4])
+    s = PKBatchSampler(labels, p=4, k=4, seed=0, stop=12)
+    batches = list(s)
+    assert len(batches) == 12
+    for b in batches:
+        idx = [i for i, _ in b]
+        ids, counts = np.unique(labels[idx], return_counts=True)
+        assert len(ids) == 4 and (counts == 4).all()
+    # a batch is a pure function of (seed, iteration): resuming replays the same batches
+    resumed = list(PKBatchSampler(labels, p=4, k=4, seed=0, start=7, stop=12))
+    assert resumed == batches[7:]
+    # an epoch covers every identity with P | N... here 10 // 4 = 2 batches per epoch
+    first_epoch = {int(labels[i]) for b in batches[:2] for i, _ in b}
+    assert len(first_epoch) == 8
+    # ranks split a batch; their union is the single-process batch
+    shards = [
+        PKBatchSampler(labels, p=4, k=4, seed=0, stop=12, rank=r, world_size=2).batch(5)
+        for r in range(2)
+    ]
+    assert shards[0] + shards[1] == batches[5]
+    assert {int(labels[i]) for i, _ in shards[0]}.isdisjoint({int(labels[i]) for i, _ in shards[1]})
+
+
+def test_pk_sampler_rejects_bad_sizes():
+    with pytest.raises(CerberusError, match="only 3 in the data"):
+        PKBatchSampler(np.arange(3), p=4, k=2, seed=0, stop=1)
+    with pytest.raises(CerberusError, match="not divisible by world size"):
+        PKBatchSampler(np.arange(10), p=5, k=2, seed=0, stop=1, world_size=2)
