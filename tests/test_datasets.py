@@ -144,3 +144,16 @@ def test_pk_sampler_rejects_bad_sizes():
         PKBatchSampler(np.arange(3), p=4, k=2, seed=0, stop=1)
     with pytest.raises(CerberusError, match="not divisible by world size"):
         PKBatchSampler(np.arange(10), p=5, k=2, seed=0, stop=1, world_size=2)
+
+
+def test_exclude_training_sids_makes_them_unseen(tmp_path):
+    from cerberus.data.datasets import exclude_training_sids
+
+    ds = read_dataset(make_tree(tmp_path / "m", MARKET1501, train_ids=tuple(range(2, 30, 2))))
+    sid = int(ds.train.sids[0, 2])
+    out = exclude_training_sids(ds, (f"L:{sid}",))
+    assert (out.train.sids[:, 2] != sid).all() and len(out.train) < len(ds.train)
+    assert sorted(np.unique(out.train.labels)) == list(range(out.num_train_ids))
+    assert set(out.train_attributes.ids) == set(out.train.pids)
+    with pytest.raises(CerberusError, match="not of the form G:index"):
+        exclude_training_sids(ds, ("X:1",))

@@ -32,7 +32,9 @@ class DataConfig:
     flip: bool = True
     pad: int = 10
     random_erasing: float = 0.5
-    drop_train_ids: tuple[int, ...] = ()
+    exclude_sids: tuple[str, ...] = ()
+    """Training identities having any of these SIDs (``"L:12"``: group L, SID 12) are removed,
+    which makes those SIDs unseen in training (the Figure 7(b) experiment)."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if text.startswith("tuple"):
         if not isinstance(value, list | tuple):
             raise CerberusError(f"{where}: expected a list, got {value!r}")
-        inner = float if "float" in text else int
+        inner = float if "float" in text else str if "str" in text else int
         try:
             return tuple(inner(v) for v in value)  # type: ignore[operator]
         except (TypeError, ValueError):

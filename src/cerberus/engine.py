@@ -26,7 +26,12 @@ from torch import nn
 
 from cerberus.attributes import GROUPS, adaptive_margins, sid_identity_counts
 from cerberus.config import Config, config_from_dict, save_config
-from cerberus.data.datasets import ImageDataset, ReIDDataset, read_dataset
+from cerberus.data.datasets import (
+    ImageDataset,
+    ReIDDataset,
+    exclude_training_sids,
+    read_dataset,
+)
 from cerberus.data.samplers import PKBatchSampler
 from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
@@ -279,6 +284,7 @@ def train(
     torch.manual_seed(cfg.train.seed)
     if dataset is None:
         dataset = read_dataset(cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes)
+    dataset = exclude_training_sids(dataset, cfg.data.exclude_sids)
     model = build_model_for(cfg, dataset)
     step_module = TrainStep(model, build_margins(cfg, dataset), cfg).to(device)
     if device.type == "cuda" and cfg.train.channels_last:

@@ -234,6 +234,44 @@ def read_dataset(
     )
 
 
+def exclude_training_sids(dataset: ReIDDataset, sids: tuple[str, ...]) -> ReIDDataset:
+    """Drop the training identities that have any of ``sids`` (``"G:index"``) and relabel.
+
+    The SIDs then have no training image: their prototypes are placed only through the
+    regularisation term (the unseen-SID experiment, Figure 7(b)).
+    """
+    if not sids:
+        return dataset
+    from cerberus.attributes import GROUPS
+
+    drop = np.zeros(len(dataset.train), dtype=bool)
+    for item in sids:
+        group, _, index = item.partition(":")
+        if group not in GROUPS or not index.isdigit():
+            raise CerberusError(f"data.exclude_sids: {item!r} is not of the form G:index")
+        k, sid = GROUPS.index(group), int(index)
+        if sid >= dataset.schema.codecs[group].num_sids:
+            raise CerberusError(f"data.exclude_sids: {item!r} is out of range for {group}")
+        drop |= dataset.train.sids[:, k] == sid
+    train = dataset.train.subset(~drop)
+    if not len(train):
+        raise CerberusError("data.exclude_sids removes every training identity")
+    classes, labels = np.unique(train.pids, return_inverse=True)
+    train = ImageSet(train.paths, train.pids, train.camids, labels, train.values, train.schema)
+    table = dataset.train_attributes
+    keep = np.isin(table.ids, classes)
+    return ReIDDataset(
+        name=dataset.name,
+        root=dataset.root,
+        schema=dataset.schema,
+        train=train,
+        query=dataset.query,
+        gallery=dataset.gallery,
+        train_attributes=AttributeTable(table.schema, table.ids[keep], table.values[keep]),
+        test_attributes=dataset.test_attributes,
+    )
+
+
 def load_image(path: Path) -> Image.Image:
     """Open an image as RGB, or raise :class:`CerberusError` naming the file."""
     try:
