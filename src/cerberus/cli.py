@@ -75,6 +75,63 @@ def train(
     )
 
 
+@app.command("eval")
+def evaluate(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint (last.pt).")],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Dataset root (default: the training root).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    batch_size: Annotated[int | None, typer.Option(help="Extraction batch size.")] = None,
+    workers: Annotated[int | None, typer.Option(help="DataLoader workers.")] = None,
+) -> None:
+    """Evaluate reID, APS (full and partial queries) and PAR; one table, chance levels beside."""
+    import json
+
+    from cerberus.evaluation import evaluate_checkpoint, format_report
+
+    metrics = evaluate_checkpoint(
+        checkpoint,
+        data_root=data,
+        device=device,
+        batch_size=batch_size,
+        num_workers=workers,
+        progress=True,
+    )
+    typer.echo(format_report(metrics))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(metrics, indent=2))
+        typer.echo(f"metrics written to {out}")
+
+
+@app.command()
+def ablate(
+    which: Annotated[str, typer.Argument(help="table6, table8 or unseen.")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file.")],
+    out: Annotated[Path, typer.Option(help="Folder for the runs and the table.")],
+    overrides: Overrides = None,
+    ks: Annotated[str, typer.Option(help="unseen: numbers of unseen SIDs, comma-separated.")] = (
+        "0,2,4"
+    ),
+) -> None:
+    """Run a paper ablation (Table 6, Table 8 or Figure 7(b)) and print its Markdown table."""
+    from cerberus.config import load_config
+    from cerberus.experiments import run_table, run_unseen
+
+    cfg = load_config(config, overrides or [])
+    if which == "unseen":
+        try:
+            k_list = [int(k) for k in ks.split(",") if k.strip()]
+        except ValueError:
+            raise CerberusError(f"--ks {ks!r}: expected comma-separated integers") from None
+        table = run_unseen(cfg, out, ks=k_list)
+    else:
+        table = run_table(which, cfg, out)
+    typer.echo(table)
+
+
 @app.command()
 def info(
     config: Annotated[
