@@ -251,3 +251,17 @@ def test_distributed_two_cpu_processes_on_gloo(tree, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "RANK 0 OK 2" in out.stdout and "RANK 1 OK 2" in out.stdout
     assert load_checkpoint(tmp_path / "ddp" / "last.pt")["iteration"] == 4
+
+
+def test_bad_training_images_stop_or_skip_with_names(tmp_path, caplog):
+    root = make_tree(tmp_path / "m", MARKET1501, train_ids=tuple(range(2, 18, 2)), size=(64, 32))
+    victim = sorted((root / "bounding_box_train").glob("*.jpg"))[0]
+    victim.write_bytes(b"")  # zero-byte image
+    stop = tiny_config(root, tmp_path / "stop", "optim.iterations=30")
+    with pytest.raises(CerberusError, match=rf"{victim.name}: unreadable image"):
+        train(stop, resume=False)
+    skip = tiny_config(root, tmp_path / "skip", "optim.iterations=2", "data.on_bad_image=skip")
+    with caplog.at_level("WARNING"):
+        result = train(skip, resume=False)
+    assert result.iterations == 2
+    assert victim.name in caplog.text and "skipped 1 unreadable images" in caplog.text

@@ -32,6 +32,9 @@ class DataConfig:
     flip: bool = True
     pad: int = 10
     random_erasing: float = 0.5
+    on_bad_image: str = "stop"
+    """``"stop"``: an unreadable image stops the run naming the file; ``"skip"``: images are
+    checked first and unreadable ones are left out, with their names in the log."""
     exclude_sids: tuple[str, ...] = ()
     """Training identities having any of these SIDs (``"L:12"``: group L, SID 12) are removed,
     which makes those SIDs unseen in training (the Figure 7(b) experiment)."""
@@ -224,6 +227,10 @@ def _validate(cfg: Config, where: str) -> None:
             raise CerberusError(
                 f"{where}: loss.margin must be 'adaptive' or a number, got {cfg.loss.margin!r}"
             ) from None
+    if cfg.data.on_bad_image not in ("stop", "skip"):
+        raise CerberusError(
+            f"{where}: data.on_bad_image must be 'stop' or 'skip', got {cfg.data.on_bad_image!r}"
+        )
     if cfg.optim.warmup_iterations > cfg.optim.iterations:
         raise CerberusError(f"{where}: optim.warmup_iterations exceeds optim.iterations")
     if cfg.data.height <= 0 or cfg.data.width <= 0:

@@ -8,6 +8,7 @@ Multi-GPU runs go through ``torchrun`` (DistributedDataParallel, NCCL on GPU, gl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ from cerberus.config import Config, config_from_dict, save_config
 from cerberus.data.datasets import (
     ImageDataset,
     ReIDDataset,
+    drop_unreadable,
     exclude_training_sids,
     read_dataset,
 )
@@ -285,6 +287,10 @@ def train(
     if dataset is None:
         dataset = read_dataset(cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes)
     dataset = exclude_training_sids(dataset, cfg.data.exclude_sids)
+    if cfg.data.on_bad_image == "skip":
+        train_images = drop_unreadable(dataset.train, "training set")
+        if len(train_images) != len(dataset.train):
+            dataset = dataclasses.replace(dataset, train=train_images)
     model = build_model_for(cfg, dataset)
     step_module = TrainStep(model, build_margins(cfg, dataset), cfg).to(device)
     if device.type == "cuda" and cfg.train.channels_last:

@@ -14,6 +14,7 @@ relabelled ``0..N-1`` in sorted identity order.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from cerberus.attributes import (
     load_attribute_mat,
 )
 from cerberus.errors import CerberusError
+
+logger = logging.getLogger(__name__)
 
 JUNK_ID = -1
 DISTRACTOR_ID = 0
@@ -291,6 +294,18 @@ def find_unreadable(paths: tuple[Path, ...] | list[Path]) -> list[tuple[Path, st
         except CerberusError as exc:
             bad.append((p, str(exc)))
     return bad
+
+
+def drop_unreadable(images: ImageSet, what: str) -> ImageSet:
+    """``images`` without the files that cannot be decoded; each one is logged by name."""
+    bad = find_unreadable(images.paths)
+    if not bad:
+        return images
+    for _, reason in bad:
+        logger.warning("skipping %s", reason)
+    logger.warning("%s: skipped %d unreadable images of %d", what, len(bad), len(images))
+    bad_paths = {p for p, _ in bad}
+    return images.subset(np.array([p not in bad_paths for p in images.paths], dtype=bool))
 
 
 class ImageDataset(torch.utils.data.Dataset):
