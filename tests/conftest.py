@@ -39,9 +39,21 @@ def make_tree(
             return f"{pid_s}_c{cam}s1_{k * 25:06d}_0{k % 3}.jpg"
         return f"{pid:04d}_c{cam}_f{k:07d}.jpg"
 
+    base = {}
+
     def save(path: Path) -> None:
-        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
-        Image.new("RGB", (size[1], size[0]), colour).save(path, quality=90)
+        """An identity-coloured body (top / bottom) on a noisy background."""
+        pid = int(path.name.split("_")[0])
+        if pid not in base:
+            base[pid] = rng.integers(0, 255, (2, 3))
+        img = rng.integers(0, 255, (size[0], size[1], 3)).astype(np.uint8)
+        h, w = size
+        top, bottom = base[pid]
+        img[h // 8 : h // 2, w // 4 : 3 * w // 4] = np.clip(top + rng.normal(0, 8, 3), 0, 255)
+        img[h // 2 : 7 * h // 8, w // 4 : 3 * w // 4] = np.clip(
+            bottom + rng.normal(0, 8, 3), 0, 255
+        )
+        Image.fromarray(img).save(path, quality=90)
 
     for pid in train_ids:
         for cam in cams:

@@ -77,7 +77,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tree, tmp_path):
-    iterations = 40
+    iterations = 24
     extra = [f"optim.iterations={iterations}", "train.checkpoint_every=2"]
     full = tiny_config(tree, tmp_path / "full", *extra)
     train(full, resume=False)
@@ -204,7 +204,7 @@ def test_bad_checkpoints_are_refused_without_running_code(tmp_path):
 
 
 def test_checkpoint_of_another_architecture_is_refused(tree, tmp_path):
-    cfg = tiny_config(tree, tmp_path / "a", "optim.iterations=1")
+    cfg = tiny_config(tree, tmp_path / "a", "optim.iterations=2")
     train(cfg, resume=False)
     state = load_checkpoint(tmp_path / "a" / "last.pt")
     state["config"]["model"]["dim"] = 48  # the weights are for dim 32

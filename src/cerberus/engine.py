@@ -151,7 +151,10 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
         raise CerberusError(f"{path}: could not write checkpoint ({exc.strerror or exc})") from None
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)
