@@ -1,0 +1,194 @@
+"""Model (SPEC 2): shapes, branches, last stride, alignment, embedding, weights, golden values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cerberus.attributes import GROUPS, MARKET1501
+from cerberus.errors import CerberusError
+from cerberus.model import (
+    align_feature_map,
+    build_model,
+    count_parameters,
+    heat_map,
+    normalize_features,
+)
+
+
+def tiny(backbone="resnet18", **kw):
+    torch.manual_seed(0)
+    return build_model(
+        num_classes=7,
+        num_sids=MARKET1501.num_sids,
+        binary_vectors={g: MARKET1501.codecs[g].binary_vectors() for g in GROUPS},
+        backbone=backbone,
+        pretrained=False,
+        dim=kw.pop("dim", 16),
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("backbone, channels", [("resnet18", 512), ("resnet50", 2048)])
+def test_output_shapes_and_last_stride(backbone, channels):
+    model = tiny(backbone)
+    x = torch.randn(2, 3, 64, 32)
+    out = model(x)
+    assert out["features"].shape == (2, 5, 16)
+    assert out["logits"].shape == (5, 2, 7)
+    fg, fl = model.forward_maps(x)
+    assert fg.shape == fl.shape == (2, channels, 4, 2)  # last stride 1: H/16 x W/16
+    model.eval()
+    assert set(model(x)) == {"features"}  # classifiers are training-only
+    assert {g: p.shape[0] for g, p in model.prototypes.items()} == MARKET1501.num_sids
+
+
+def test_branches_are_separate_copies_with_equal_start():
+    model = tiny()
+    g = dict(model.global_branch.named_parameters())
+    loc = dict(model.local_branch.named_parameters())
+    assert g.keys() == loc.keys()
+    for k in g:
+        assert g[k] is not loc[k] and g[k].data_ptr() != loc[k].data_ptr()
+        assert torch.equal(g[k], loc[k])
+    # the trunk ends with conv4_1 (layer3[0]); the branch starts at layer3[1]
+    assert len(model.trunk) == 7
+
+
+def test_embed_is_unit_norm_and_inner_product_is_mean_cosine():
+    model = tiny().eval()
+    x = torch.randn(3, 3, 64, 32)
+    with torch.no_grad():
+        e = model.embed(x)
+        f = model(x)["features"]
+    assert e.shape == (3, 5 * 16)
+    assert torch.allclose(e.norm(dim=1), torch.ones(3), atol=1e-5)
+    mean_cos = torch.stack([F.cosine_similarity(f[0, k], f[1, k], dim=0) for k in range(5)]).mean()
+    assert torch.allclose(e[0] @ e[1], mean_cos, atol=1e-5)
+    assert torch.allclose(normalize_features(f), e)
+
+
+def _slow_align(fmap, sigma):
+    out = fmap.clone()
+    _, _, h, w = fmap.shape
+    for i in range(fmap.shape[0]):
+        hh = fmap[i].norm(dim=0).amax(dim=1)
+        rows = torch.nonzero(hh > sigma).flatten()
+        if len(rows) == 0:
+            continue
+        t, b = int(rows[0]), int(rows[-1])
+        crop = fmap[i : i + 1, :, t : b + 1]
+        out[i] = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=True)[0]
+    return out
+
+
+def test_alignment_equals_per_sample_interpolation():
+    torch.manual_seed(1)
+    fmap = torch.rand(4, 6, 12, 4)
+    fmap[0, :, :3] = 0  # empty top rows: cropped
+    fmap[1, :, 9:] = 0  # empty bottom rows
+    fmap[2] = 0.01  # nothing passes: kept whole
+    fmap[3, :, :2] = 0
+    fmap[3, :, 10:] = 0
+    aligned, top, bottom = align_feature_map(fmap, sigma=0.5)
+    assert top.tolist() == [3, 0, 0, 2] and bottom.tolist() == [11, 8, 11, 9]
+    assert torch.allclose(aligned, _slow_align(fmap, 0.5), atol=1e-6)
+    assert torch.equal(aligned[2], fmap[2])
+    assert heat_map(fmap).shape == (4, 12, 4)
+
+
+def test_alignment_crops_a_shifted_person_back_into_place():
+    """A map whose content sits in the lower half aligns to the same map as a centred one."""
+    person = torch.rand(1, 4, 8, 3) + 1.0
+    shifted = torch.zeros(1, 4, 16, 3)
+    shifted[:, :, 8:] = person
+    a, t, b = align_feature_map(shifted, sigma=0.5)
+    assert (t.item(), b.item()) == (8, 15)
+    expected = F.interpolate(person, size=(16, 3), mode="bilinear", align_corners=True)
+    assert torch.allclose(a, expected, atol=1e-6)
+
+
+def test_alignment_switch_changes_features():
+    x = torch.randn(2, 3, 64, 32)
+    a = tiny(align_sigma=0.0).eval()
+    b = tiny(align_sigma=0.0, use_alignment=False).eval()
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        fa, fb = a(x)["features"], b(x)["features"]
+    assert torch.allclose(fa[:, 3:], fb[:, 3:])  # global heads untouched
+    # sigma 0 with ReLU maps: every non-zero row passes, so alignment keeps the map
+    assert torch.allclose(fa, fb, atol=1e-5)
+    c = tiny(align_sigma=1e9).eval()  # no row passes: the whole map is kept
+    c.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(c(x)["features"], fb, atol=1e-5)
+
+
+def test_parameter_counts_split():
+    counts = count_parameters(tiny())
+    assert counts["prototype_params"] == sum(MARKET1501.num_sids.values()) * 16
+    assert counts["classifier_params"] == 5 * (16 * 7 + 7)
+    total = sum(v for k, v in counts.items() if k != "total_params")
+    assert total == counts["total_params"]
+
+
+def test_backbone_weight_files(tmp_path):
+    from torchvision.models import resnet18
+
+    src = resnet18(weights=None)
+    torch.nn.init.constant_(src.conv1.weight, 0.5)
+    path = tmp_path / "r18.pth"
+    torch.save(src.state_dict(), path)
+    model = tiny(backbone_weights=str(path))
+    assert torch.all(model.trunk[0].weight == 0.5)
+    with pytest.raises(CerberusError, match="r50.pth: backbone weights file not found"):
+        tiny(backbone_weights=str(tmp_path / "r50.pth"))
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(CerberusError, match="bad.pth: not a readable weights file"):
+        tiny(backbone_weights=str(bad))
+    from torchvision.models import resnet34
+
+    other = tmp_path / "r34.pth"
+    torch.save(resnet34(weights=None).state_dict(), other)
+    with pytest.raises(CerberusError, match="r34.pth: does not fit resnet18"):
+        tiny(backbone_weights=str(other))
+    with pytest.raises(CerberusError, match="unknown backbone 'vgg'"):
+        tiny("vgg")
+
+
+def test_missing_imagenet_weights_warn_and_fall_back(monkeypatch):
+    from torchvision.models import ResNet18_Weights
+
+    def offline(self, *a, **k):
+        raise OSError("no network")
+
+    monkeypatch.setattr(ResNet18_Weights, "get_state_dict", offline)
+    with pytest.warns(UserWarning, match="ImageNet weights for resnet18 could not be loaded"):
+        build_model(
+            num_classes=3,
+            num_sids=MARKET1501.num_sids,
+            binary_vectors={g: MARKET1501.codecs[g].binary_vectors() for g in GROUPS},
+            backbone="resnet18",
+            pretrained=True,
+            dim=8,
+        )
+
+
+def test_golden_output_on_cpu():
+    """Fixed seed, fixed input: the tiny model's output must not drift across refactors."""
+    model = tiny().eval()
+    torch.manual_seed(123)
+    x = torch.randn(1, 3, 64, 32)
+    with torch.no_grad():
+        f = model(x)["features"]
+    stats = [float(f.sum()), float(f.abs().sum()), float(f[0, 2, :4].sum())]
+    assert np.allclose(stats, GOLDEN, rtol=1e-4, atol=1e-4), stats
+    assert all(math.isfinite(v) for v in stats)
+
+
+GOLDEN = [100.16597747802734, 604.5521240234375, 12.197834014892578]
