@@ -88,7 +88,8 @@ def prototype_regularization_loss(
 
     r_mn = (A_m - A_n) V with V the ``(n_bin, d)`` learnable residual vectors v_l. With
     q_m = p_m - A_m V, p_m - p_n - r_mn = q_m - q_n, and
-    sum_{m,n} ||q_m - q_n||^2 = 2 S sum_m ||q_m||^2 - 2 ||sum_m q_m||^2, computed in O(S d).
+    sum_{m,n} ||q_m - q_n||^2 = 2 S sum_m ||q_m - mean(q)||^2, computed in O(S d) (the centred
+    form avoids the cancellation of 2 S sum ||q_m||^2 - 2 ||sum q_m||^2 in float32).
 
     Args:
         prototypes: ``(S_G, d)`` per group. residual_vectors: ``(n_bin_G, d)`` per group.
@@ -96,9 +97,10 @@ def prototype_regularization_loss(
     """
     terms = []
     for p, v, a in zip(prototypes, residual_vectors, binary_vectors, strict=True):
-        q = p.float() - a.to(p.device, torch.float32) @ v.float()
-        s = q.shape[0]
-        terms.append(2 * s * (q * q).sum() - 2 * (q.sum(0) ** 2).sum())
+        dtype = torch.promote_types(p.dtype, torch.float32)
+        q = p.to(dtype) - a.to(p.device, dtype) @ v.to(dtype)
+        centred = q - q.mean(dim=0, keepdim=True)
+        terms.append(2 * q.shape[0] * (centred * centred).sum())
     return torch.stack(terms).mean()
 
 
