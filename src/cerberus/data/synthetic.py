@@ -1,0 +1,564 @@
+"""The built-in synthetic benchmark: procedurally rendered pedestrians in the Market-1501 layout.
+
+Every identity gets a row of Market-1501 attribute values (skewed like the real data) and
+details no attribute names (skin tone, logo, stripe, shoe shade, colour tint, proportions), so
+persons sharing every attribute are still distinguishable. Cameras differ in background clutter,
+lighting, scale and vertical placement (some boxes show the person shifted, with empty margin:
+what the alignment module corrects). The output is exactly the Market-1501 folder layout plus a
+Lin-style ``market_attribute.mat``, so :func:`cerberus.data.datasets.read_dataset` loads it.
+
+Everything is a pure function of ``(seed, identity, image)``: the same seed gives byte-identical
+files whatever the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from cerberus.attributes import GROUPS, MARKET1501, AttributeTable, save_attribute_mat
+from cerberus.errors import CerberusError
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = MARKET1501
+COL = {a.name: i for i, a in enumerate(SCHEMA.attributes)}
+
+# Colours of the Market values (index = value code; index 0 "none" is drawn as a pattern).
+UPPER_RGB = [
+    None,
+    (25, 25, 28),
+    (235, 235, 230),
+    (200, 30, 35),
+    (120, 50, 150),
+    (230, 210, 40),
+    (128, 128, 128),
+    (40, 70, 180),
+    (40, 140, 60),
+]
+LOWER_RGB = [
+    None,
+    (25, 25, 28),
+    (235, 235, 230),
+    (235, 140, 175),
+    (120, 50, 150),
+    (230, 210, 40),
+    (128, 128, 128),
+    (40, 70, 180),
+    (40, 140, 60),
+    (120, 80, 40),
+]
+SKIN = [(245, 210, 180), (225, 180, 140), (190, 140, 100), (140, 95, 65), (95, 65, 45)]
+HAIR = [(20, 15, 10), (60, 40, 20), (120, 80, 40), (190, 160, 90)]
+
+# Marginal frequencies, skewed like Market-1501 (value order as in the schema).
+PRIORS = {
+    "hat": [0.95, 0.05],
+    "upper.color": [0.10, 0.25, 0.20, 0.10, 0.04, 0.05, 0.12, 0.10, 0.04],
+    "upper.sleeve": [0.3, 0.7],
+    "lower.color": [0.05, 0.35, 0.08, 0.03, 0.02, 0.02, 0.12, 0.25, 0.02, 0.06],
+    "lower.length": [0.7, 0.3],
+    "gender": [0.55, 0.45],
+    "age": [0.05, 0.30, 0.55, 0.10],
+    "backpack": [0.75, 0.25],
+    "bag": [0.8, 0.2],
+    "handbag": [0.9, 0.1],
+}
+
+# SIDs kept out of training (they appear only among test identities), so the benchmark has
+# unseen SIDs like the real one: head "hat + long hair", identity "male + young".
+RESERVED_FOR_TEST = ({"hat": 1, "hair": 1}, {"gender": 0, "age": 0})
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Rendering conditions of one camera."""
+
+    background: tuple[int, int, int]
+    clutter: int
+    brightness: float
+    contrast: float
+    cast: tuple[float, float, float]
+    scale: float
+    placement: str  # "centre", "low" (empty margin above) or "high" (margin below)
+    blur: float
+    noise: float
+
+
+def make_cameras(num_cameras: int, seed: int) -> list[Camera]:
+    rng = np.random.default_rng([seed, 999_999])
+    placements = ["centre", "low", "centre", "high", "centre", "low", "high", "centre"]
+    cams = []
+    for c in range(num_cameras):
+        cams.append(
+            Camera(
+                background=tuple(int(v) for v in rng.integers(60, 200, 3)),
+                clutter=int(rng.integers(2, 14)),
+                brightness=float(rng.uniform(0.7, 1.2)),
+                contrast=float(rng.uniform(0.75, 1.15)),
+                cast=tuple(float(v) for v in rng.uniform(0.85, 1.15, 3)),
+                scale=float(rng.uniform(0.8, 0.97)),
+                placement=placements[c % len(placements)],
+                blur=float(rng.uniform(0.0, 1.0)),
+                noise=float(rng.uniform(2, 9)),
+            )
+        )
+    return cams
+
+
+@dataclass(frozen=True)
+class IdentityDetails:
+    """What no attribute names: it tells apart persons with identical attributes."""
+
+    skin: tuple[int, int, int]
+    hair: tuple[int, int, int]
+    shoes: tuple[int, int, int]
+    tint: tuple[int, int, int]
+    logo: tuple[float, float, float, tuple[int, int, int]] | None  # x, y, size, colour
+    stripe: tuple[float, float, tuple[int, int, int]] | None  # y, height, colour
+    width: float
+    height: float
+    pattern: tuple[tuple[int, int, int], tuple[int, int, int]]
+    carry_colour: tuple[int, int, int]
+
+
+def sample_details(rng: np.random.Generator, values: np.ndarray) -> IdentityDetails:
+    def colour(lo: int = 0, hi: int = 255) -> tuple[int, int, int]:
+        return tuple(int(v) for v in rng.integers(lo, hi, 3))
+
+    old = values[COL["age"]] == 3
+    return IdentityDetails(
+        skin=SKIN[int(rng.integers(len(SKIN)))],
+        hair=(170, 170, 170) if old else HAIR[int(rng.integers(len(HAIR)))],
+        shoes=colour(10, 240),
+        tint=tuple(int(v) for v in rng.integers(-18, 19, 3)),
+        logo=(
+            float(rng.uniform(0.3, 0.7)),
+            float(rng.uniform(0.25, 0.7)),
+            float(rng.uniform(0.12, 0.25)),
+            colour(),
+        )
+        if rng.random() < 0.6
+        else None,
+        stripe=(float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.06, 0.15)), colour())
+        if rng.random() < 0.5
+        else None,
+        width=float(rng.uniform(0.9, 1.1)),
+        height=float(rng.uniform(0.95, 1.05)),
+        pattern=(colour(60, 220), colour(60, 220)),
+        carry_colour=colour(20, 200),
+    )
+
+
+def sample_attributes(n: int, rng: np.random.Generator, *, allow_reserved: bool) -> np.ndarray:
+    """``n`` rows of Market attribute values; reserved (test-only) SIDs excluded unless allowed."""
+    rows = np.zeros((n, SCHEMA.num_attributes), dtype=np.int64)
+    for i in range(n):
+        while True:
+            v = np.zeros(SCHEMA.num_attributes, dtype=np.int64)
+            for name, p in PRIORS.items():
+                v[COL[name]] = rng.choice(len(p), p=p)
+            female = v[COL["gender"]] == 1
+            v[COL["hair"]] = int(rng.random() < (0.75 if female else 0.08))
+            v[COL["lower.clothes"]] = int(not (female and rng.random() < 0.3))
+            if allow_reserved or not _is_reserved(v):
+                break
+        rows[i] = v
+    return rows
+
+
+def _is_reserved(v: np.ndarray) -> bool:
+    return any(all(v[COL[k]] == x for k, x in r.items()) for r in RESERVED_FOR_TEST)
+
+
+def _identity_rows(num_train: int, num_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([seed, 424_242])
+    train = sample_attributes(num_train, rng, allow_reserved=False)
+    test = sample_attributes(num_test, rng, allow_reserved=True)
+    # Make sure each reserved SID really occurs in the test split.
+    for j, reserved in enumerate(RESERVED_FOR_TEST):
+        if num_test > j and not any(_is_reserved(r) for r in test[j :: len(RESERVED_FOR_TEST)]):
+            for k, x in reserved.items():
+                test[j, COL[k]] = x
+    return train, test
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _shade(rgb: tuple[int, int, int], tint: tuple[int, int, int]) -> tuple[int, int, int]:
+    return tuple(int(np.clip(c + t, 0, 255)) for c, t in zip(rgb, tint))
+
+
+def render_person(
+    values: np.ndarray,
+    details: IdentityDetails,
+    camera: Camera,
+    rng: np.random.Generator,
+    *,
+    height: int = 128,
+    width: int = 64,
+) -> Image.Image:
+    """Draw one pedestrian crop following the attribute ``values`` (Market schema order)."""
+    s = 2  # draw at twice the size, then downsample (anti-aliasing)
+    H, W = height * s, width * s
+    img = Image.new("RGB", (W, H), camera.background)
+    d = ImageDraw.Draw(img)
+    # Background clutter: boxes and poles, a ground band.
+    for _ in range(camera.clutter):
+        x0, y0 = int(rng.integers(0, W)), int(rng.integers(0, H))
+        x1, y1 = x0 + int(rng.integers(4, W // 2)), y0 + int(rng.integers(4, H // 3))
+        d.rectangle([x0, y0, x1, y1], fill=tuple(int(v) for v in rng.integers(30, 230, 3)))
+    d.rectangle([0, int(H * 0.85), W, H], fill=tuple(int(c * 0.7) for c in camera.background))
+
+    v = {a.name: int(values[i]) for i, a in enumerate(SCHEMA.attributes)}
+    age_h = [0.78, 0.92, 1.0, 0.96][v["age"]]
+    ph = H * camera.scale * details.height * age_h * float(rng.uniform(0.96, 1.04))
+    if camera.placement == "low":
+        top = H - ph * 1.02 + float(rng.uniform(-2, 6)) * s
+    elif camera.placement == "high":
+        top = float(rng.uniform(0.0, 0.04)) * H
+        ph *= 0.82
+    else:
+        top = (H - ph) / 2 + float(rng.uniform(-3, 3)) * s
+    cx = W / 2 + float(rng.uniform(-4, 4)) * s
+
+    def Y(f: float) -> float:
+        return top + f * ph
+
+    female = v["gender"] == 1
+    shoulder = ph * (0.30 if female else 0.36) * details.width * (0.85 if v["age"] == 0 else 1)
+    hip = ph * (0.26 if female else 0.24) * details.width
+    head_r = ph * (0.085 if v["age"] == 0 else 0.065)
+    skin, tint = details.skin, details.tint
+    upper = UPPER_RGB[v["upper.color"]]
+    lower = LOWER_RGB[v["lower.color"]]
+    stride = float(rng.uniform(0.0, 0.08)) * ph
+
+    # Backpack bulk behind the torso (visible at both sides).
+    if v["backpack"]:
+        bp = _shade(details.carry_colour, (0, 0, 0))
+        d.rounded_rectangle(
+            [cx - shoulder * 0.72, Y(0.13), cx + shoulder * 0.72, Y(0.46)],
+            radius=int(ph * 0.03),
+            fill=bp,
+        )
+    # Long hair behind the shoulders.
+    if v["hair"]:
+        d.rectangle([cx - head_r * 1.15, Y(0.05), cx + head_r * 1.15, Y(0.27)], fill=details.hair)
+    # Legs.
+    leg_w = hip * 0.42
+    for side in (-1, 1):
+        lx = cx + side * (hip * 0.25 + stride * 0.3)
+        d.rectangle([lx - leg_w / 2, Y(0.52), lx + leg_w / 2, Y(0.95)], fill=skin)
+        if v["lower.clothes"] == 1:  # pants
+            bottom = Y(0.68) if v["lower.length"] == 1 else Y(0.94)
+            colour = _shade(lower or details.pattern[1], tint)
+            d.rectangle([lx - leg_w / 2 - 1, Y(0.5), lx + leg_w / 2 + 1, bottom], fill=colour)
+        d.ellipse([lx - leg_w * 0.7, Y(0.94), lx + leg_w * 0.7, Y(1.0)], fill=details.shoes)
+    if v["lower.clothes"] == 0:  # dress: a trapezoid skirt
+        hem = Y(0.7) if v["lower.length"] == 1 else Y(0.88)
+        colour = _shade(lower or details.pattern[1], tint)
+        d.polygon(
+            [
+                (cx - hip * 0.55, Y(0.48)),
+                (cx + hip * 0.55, Y(0.48)),
+                (cx + hip * 0.95, hem),
+                (cx - hip * 0.95, hem),
+            ],
+            fill=colour,
+        )
+    # Torso.
+    top_colour = _shade(upper, tint) if upper else None
+    torso = [
+        (cx - shoulder / 2, Y(0.16)),
+        (cx + shoulder / 2, Y(0.16)),
+        (cx + hip / 2, Y(0.52)),
+        (cx - hip / 2, Y(0.52)),
+    ]
+    d.polygon(torso, fill=top_colour or details.pattern[0])
+    if upper is None:  # no single colour: a two-tone check
+        step = max(4, int(ph * 0.05))
+        for yy in range(int(Y(0.16)), int(Y(0.52)), step * 2):
+            d.rectangle(
+                [cx - shoulder / 2, yy, cx + shoulder / 2, yy + step], fill=details.pattern[1]
+            )
+    if details.stripe is not None:
+        sy, sh, sc = details.stripe
+        y0 = Y(0.16 + 0.36 * sy)
+        d.rectangle([cx - hip / 2, y0, cx + hip / 2, y0 + sh * 0.36 * ph], fill=sc)
+    if details.logo is not None:
+        lx, ly, ls, lc = details.logo
+        x0 = cx - hip / 2 + lx * hip
+        y0 = Y(0.16 + 0.36 * ly)
+        d.rectangle([x0, y0, x0 + ls * hip, y0 + ls * hip], fill=lc)
+    # Arms: sleeve in the top colour, then skin.
+    arm_w = shoulder * 0.2
+    for side in (-1, 1):
+        ax = cx + side * (shoulder / 2 + arm_w * 0.4)
+        d.rectangle([ax - arm_w / 2, Y(0.17), ax + arm_w / 2, Y(0.5)], fill=skin)
+        sleeve_end = Y(0.27) if v["upper.sleeve"] == 1 else Y(0.48)
+        d.rectangle(
+            [ax - arm_w / 2 - 1, Y(0.16), ax + arm_w / 2 + 1, sleeve_end],
+            fill=top_colour or details.pattern[0],
+        )
+    # Straps of the backpack / shoulder bag.
+    if v["backpack"]:
+        for side in (-1, 1):
+            x = cx + side * shoulder * 0.3
+            d.line([(x, Y(0.16)), (x, Y(0.4))], fill=(20, 20, 20), width=max(2, int(ph * 0.015)))
+    if v["bag"]:
+        d.line(
+            [(cx - shoulder * 0.4, Y(0.16)), (cx + hip * 0.55, Y(0.45))],
+            fill=(30, 30, 30),
+            width=max(2, int(ph * 0.015)),
+        )
+        d.rectangle(
+            [cx + hip * 0.4, Y(0.42), cx + hip * 0.4 + ph * 0.12, Y(0.54)],
+            fill=details.carry_colour,
+        )
+    if v["handbag"]:
+        hx = cx - shoulder / 2 - arm_w * 1.2
+        d.rectangle(
+            [hx - ph * 0.05, Y(0.5), hx + ph * 0.04, Y(0.6)],
+            fill=_shade(details.carry_colour, (40, -20, 10)),
+        )
+    # Head, hair, hat.
+    hy = Y(0.08)
+    d.ellipse([cx - head_r, hy - head_r, cx + head_r, hy + head_r], fill=skin)
+    d.chord(
+        [cx - head_r, hy - head_r * 1.1, cx + head_r, hy + head_r * 0.4],
+        180,
+        360,
+        fill=details.hair,
+    )
+    if v["hat"]:
+        d.rectangle(
+            [cx - head_r * 1.4, hy - head_r * 0.55, cx + head_r * 1.4, hy - head_r * 0.3],
+            fill=(200, 60, 40),
+        )
+        d.ellipse(
+            [cx - head_r, hy - head_r * 1.35, cx + head_r, hy - head_r * 0.2], fill=(200, 60, 40)
+        )
+
+    if rng.random() < 0.5:  # facing the other way
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    img = img.resize((width, height), Image.Resampling.LANCZOS)
+    if camera.blur > 0.05:
+        img = img.filter(ImageFilter.GaussianBlur(camera.blur))
+    a = np.asarray(img, dtype=np.float32)
+    a = (a - 128) * camera.contrast + 128
+    a = a * camera.brightness * np.asarray(camera.cast, dtype=np.float32)
+    a = a + rng.normal(0, camera.noise, a.shape)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def render_junk(camera: Camera, rng: np.random.Generator, *, height: int, width: int):
+    """A junk box: background with a fragment of a body (what Market marks -1)."""
+    v = sample_attributes(1, rng, allow_reserved=True)[0]
+    full = render_person(v, sample_details(rng, v), camera, rng, height=height * 3, width=width)
+    y = int(rng.integers(0, height * 2))
+    return full.crop((0, y, width, y + height))
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+@dataclass
+class SyntheticSummary:
+    """What :func:`generate_synthetic` wrote."""
+
+    root: Path
+    train_ids: int
+    test_ids: int
+    images: dict[str, int] = field(default_factory=dict)
+    unseen_test_sids: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{k} {v}" for k, v in self.images.items())
+        return (
+            f"{self.train_ids} train / {self.test_ids} test identities; images: {parts}; "
+            f"{self.unseen_test_sids} test SIDs unseen in training; {self.seconds:.1f}s"
+        )
+
+
+_KIND_CODE = {"person": 0, "distractor": 1, "junk": 2}
+
+
+@dataclass(frozen=True)
+class _Job:
+    pid: int
+    values: tuple[int, ...]
+    split: str  # "train" or "test"
+    kind: str = "person"  # "person", "distractor", "junk"
+
+
+def _plan(job: _Job, seed: int, num_cameras: int) -> list[tuple[str, int, int]]:
+    """``(folder, camera, frame)`` of every image of one identity."""
+    rng = np.random.default_rng([seed, job.pid, 1, _KIND_CODE[job.kind]])
+    if job.kind != "person":
+        return [("bounding_box_test", int(rng.integers(num_cameras)), 0)]
+    n_cams = int(rng.integers(2, min(4, num_cameras) + 1))
+    cams = sorted(rng.choice(num_cameras, size=n_cams, replace=False).tolist())
+    out = []
+    for i, c in enumerate(cams):
+        n = int(rng.integers(2, 6))
+        for k in range(n):
+            frame = 100 * i + k
+            if job.split == "train":
+                out.append(("bounding_box_train", c, frame))
+            elif k == 0 and i < 2:
+                out.append(("query", c, frame))
+            else:
+                out.append(("bounding_box_test", c, frame))
+    return out
+
+
+def _render_job(args: tuple[_Job, int, int, int, int, str]) -> list[str]:
+    job, seed, num_cameras, height, width, out_dir = args
+    cams = make_cameras(num_cameras, seed)
+    root = Path(out_dir)
+    values = np.asarray(job.values)
+    det_rng = np.random.default_rng([seed, job.pid, 2, _KIND_CODE[job.kind]])
+    details = sample_details(det_rng, values)
+    written = []
+    for n, (folder, cam, frame) in enumerate(_plan(job, seed, num_cameras)):
+        rng = np.random.default_rng([seed, job.pid, 3, n, _KIND_CODE[job.kind]])
+        if job.kind == "junk":
+            img = render_junk(cams[cam], rng, height=height, width=width)
+            pid_text = "-1"
+        else:
+            img = render_person(values, details, cams[cam], rng, height=height, width=width)
+            pid_text = "0000" if job.kind == "distractor" else f"{job.pid:04d}"
+        box = (job.pid % 90) + 1 if job.kind != "person" else 1
+        frame_no = frame * 25 + (job.pid if job.kind != "person" else 0) * 1000
+        name = f"{pid_text}_c{cam + 1}s1_{frame_no:06d}_{box:02d}.jpg"
+        path = root / folder / name
+        img.save(path, quality=92)
+        written.append(folder)
+    return written
+
+
+def generate_synthetic(
+    out_dir: str | Path,
+    *,
+    num_train_ids: int = 200,
+    num_test_ids: int = 200,
+    num_cameras: int = 6,
+    num_distractors: int = 60,
+    num_junk: int = 30,
+    height: int = 128,
+    width: int = 64,
+    seed: int = 0,
+    num_workers: int = 2,
+    overwrite: bool = False,
+) -> SyntheticSummary:
+    """Write the synthetic benchmark (Market-1501 layout + ``market_attribute.mat``).
+
+    Train identities are numbered 2, 4, 6, ..., test identities 1, 3, 5, ...; every test
+    identity has queries in up to two of its cameras and gallery images in all of them.
+    """
+    out = Path(out_dir)
+    if num_train_ids < 2 or num_test_ids < 2:
+        raise CerberusError(
+            f"synthetic: need at least 2 train and 2 test identities, got "
+            f"{num_train_ids} / {num_test_ids}"
+        )
+    if num_train_ids + num_test_ids > 9000:
+        raise CerberusError("synthetic: at most 9000 identities (4-digit Market identities)")
+    if not 2 <= num_cameras <= 6:
+        raise CerberusError(f"synthetic: num_cameras must be 2..6 (Market), got {num_cameras}")
+    if height < 32 or width < 16:
+        raise CerberusError(f"synthetic: image size {height}x{width} is too small (min 32x16)")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise CerberusError(f"{out}: output folder exists and is not empty (use overwrite)")
+        shutil.rmtree(out)
+    t0 = time.perf_counter()
+    for folder in ("bounding_box_train", "bounding_box_test", "query"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    train_rows, test_rows = _identity_rows(num_train_ids, num_test_ids, seed)
+    train_ids = np.arange(num_train_ids) * 2 + 2
+    test_ids = np.arange(num_test_ids) * 2 + 1
+    jobs = [_Job(int(p), tuple(int(x) for x in r), "train") for p, r in zip(train_ids, train_rows)]
+    jobs += [_Job(int(p), tuple(int(x) for x in r), "test") for p, r in zip(test_ids, test_rows)]
+    extra_rng = np.random.default_rng([seed, 31_337])
+    extra = sample_attributes(num_distractors, extra_rng, allow_reserved=True)
+    jobs += [_Job(i, tuple(int(x) for x in r), "test", "distractor") for i, r in enumerate(extra)]
+    jobs += [_Job(i, tuple([0] * SCHEMA.num_attributes), "test", "junk") for i in range(num_junk)]
+    args = [(j, seed, num_cameras, height, width, str(out)) for j in jobs]
+    if num_workers > 1:
+        with ProcessPoolExecutor(num_workers) as pool:
+            results = list(pool.map(_render_job, args, chunksize=8))
+    else:
+        results = [_render_job(a) for a in args]
+    counts: dict[str, int] = {}
+    for folders in results:
+        for f in folders:
+            counts[f] = counts.get(f, 0) + 1
+    tables = {
+        "train": AttributeTable(SCHEMA, train_ids, train_rows),
+        "test": AttributeTable(SCHEMA, test_ids, test_rows),
+    }
+    save_attribute_mat(out / "market_attribute.mat", tables)
+    unseen = sum(
+        len(set(tables["test"].sids[:, k]) - set(tables["train"].sids[:, k]))
+        for k in range(len(GROUPS))
+    )
+    return SyntheticSummary(
+        root=out,
+        train_ids=num_train_ids,
+        test_ids=num_test_ids,
+        images={k: counts.get(k, 0) for k in ("bounding_box_train", "query", "bounding_box_test")},
+        unseen_test_sids=unseen,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def describe_values(values: np.ndarray) -> str:
+    """A short caption: "female adult, red short-sleeve top, blue long pants, backpack"."""
+    v = SCHEMA.describe(values)
+    carry = [k for k in ("backpack", "bag", "handbag") if v[k] == "yes"]
+    lower = "dress" if v["lower.clothes"] == "dress" else "pants"
+    text = (
+        f"{v['gender']} {v['age']}{', hat' if v['hat'] == 'yes' else ''}, {v['hair']} hair; "
+        f"{v['upper.color']} {v['upper.sleeve']}-sleeve top; "
+        f"{v['lower.color']} {v['lower.length']} {lower}"
+    )
+    return text + (f"; {', '.join(carry)}" if carry else "")
+
+
+def make_contact_sheet(
+    root: str | Path, out_png: str | Path, *, num_ids: int = 10, per_id: int = 8
+) -> Path:
+    """A PNG grid: one row per training identity (its images across cameras) and a caption."""
+    from cerberus.attributes import load_attribute_mat
+
+    root = Path(root)
+    table = load_attribute_mat(root / "market_attribute.mat")["train"]
+    files = sorted((root / "bounding_box_train").glob("*.jpg"))
+    if not files:
+        raise CerberusError(f"{root}: no training images for a contact sheet")
+    first = Image.open(files[0])
+    w, h = first.size
+    cap = 14
+    sheet = Image.new("RGB", (max(per_id * (w + 2), 420), num_ids * (h + cap + 4)), "white")
+    d = ImageDraw.Draw(sheet)
+    for row, (pid, values) in enumerate(zip(table.ids[:num_ids], table.values[:num_ids])):
+        y = row * (h + cap + 4)
+        d.text((2, y), f"{int(pid):04d}: {describe_values(values)}", fill=(0, 0, 0))
+        mine = [f for f in files if f.name.startswith(f"{int(pid):04d}_")][:per_id]
+        for col, f in enumerate(mine):
+            sheet.paste(Image.open(f).convert("RGB"), (col * (w + 2), y + cap))
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out_png)
+    return out_png

@@ -1,0 +1,163 @@
+"""The synthetic benchmark: layout, determinism, attributes visible in the pixels, unseen SIDs."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+import pytest
+
+from cerberus.attributes import GROUPS, load_attribute_mat
+from cerberus.data.datasets import read_dataset
+from cerberus.data.synthetic import (
+    COL,
+    SCHEMA,
+    _identity_rows,
+    generate_synthetic,
+    make_cameras,
+    make_contact_sheet,
+    render_person,
+    sample_details,
+)
+from cerberus.errors import CerberusError
+
+MARKET_NAME = re.compile(r"^(-1|\d{4})_c(\d)s\d+_\d{6}_\d{2}\.jpg$")
+
+
+def _digest(root):
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix == ".jpg":
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn") / "a"
+    summary = generate_synthetic(
+        root, num_train_ids=6, num_test_ids=6, num_distractors=3, num_junk=2, num_workers=1
+    )
+    return root, summary
+
+
+def test_layout_names_and_readers(small):
+    root, summary = small
+    for folder in ("bounding_box_train", "bounding_box_test", "query"):
+        names = [p.name for p in (root / folder).iterdir()]
+        assert names and all(MARKET_NAME.match(n) for n in names), folder
+    gallery = [p.name for p in (root / "bounding_box_test").iterdir()]
+    assert any(n.startswith("0000_") for n in gallery)  # distractors
+    assert any(n.startswith("-1_") for n in gallery)  # junk
+    ds = read_dataset(root)
+    assert ds.num_train_ids == 6 and len(np.unique(ds.query.pids)) == 6
+    assert set(ds.train.pids).isdisjoint(ds.query.pids)
+    tables = load_attribute_mat(root / "market_attribute.mat")
+    assert set(tables["train"].ids) == set(ds.train.pids)
+    assert set(tables["test"].ids) == set(ds.query.pids)
+    for pid in np.unique(ds.query.pids):  # each test identity is seen by >= 2 cameras
+        cams = set(ds.query.camids[ds.query.pids == pid]) | set(
+            ds.gallery.camids[ds.gallery.pids == pid]
+        )
+        assert len(cams) >= 2
+    assert summary.images["query"] == len(ds.query)
+
+
+def test_deterministic_for_a_seed_and_worker_count(small, tmp_path):
+    root, _ = small
+    again = generate_synthetic(
+        tmp_path / "b",
+        num_train_ids=6,
+        num_test_ids=6,
+        num_distractors=3,
+        num_junk=2,
+        num_workers=2,
+    )
+    assert _digest(root) == _digest(again.root)
+    other = generate_synthetic(
+        tmp_path / "c",
+        num_train_ids=6,
+        num_test_ids=6,
+        num_distractors=3,
+        num_junk=2,
+        num_workers=1,
+        seed=1,
+    )
+    assert _digest(root) != _digest(other.root)
+
+
+def _render(values, seed=0):
+    rng = np.random.default_rng(seed)
+    details = sample_details(np.random.default_rng(1), values)
+    cam = make_cameras(6, 0)[0]
+    return np.asarray(render_person(values, details, cam, rng), dtype=np.float32)
+
+
+def _base():
+    v = np.zeros(SCHEMA.num_attributes, dtype=np.int64)
+    v[COL["upper.color"]] = SCHEMA.attributes[COL["upper.color"]].value_index("red")
+    v[COL["lower.color"]] = SCHEMA.attributes[COL["lower.color"]].value_index("black")
+    v[COL["lower.clothes"]] = 1  # pants
+    v[COL["age"]] = 2
+    return v
+
+
+def test_top_colour_shows_in_the_top_region():
+    red = _base()
+    blue = _base()
+    blue[COL["upper.color"]] = SCHEMA.attributes[COL["upper.color"]].value_index("blue")
+    a, b = _render(red), _render(blue)
+    top = (slice(35, 60), slice(24, 40))  # chest of a 128x64 crop
+    ra, rb = a[top].mean((0, 1)), b[top].mean((0, 1))
+    assert ra[0] - ra[2] > 40 and rb[2] - rb[0] > 40  # red vs blue dominates
+
+
+@pytest.mark.parametrize(
+    "name, value, region",
+    [
+        ("backpack", 1, (slice(20, 60), slice(10, 54))),
+        ("lower.length", 1, (slice(85, 120), slice(20, 44))),
+        ("upper.sleeve", 1, (slice(35, 65), slice(0, 64))),
+        ("lower.clothes", 0, (slice(65, 110), slice(10, 54))),
+        ("hat", 1, (slice(0, 25), slice(16, 48))),
+    ],
+)
+def test_each_attribute_changes_its_region(name, value, region):
+    base = _base()
+    changed = base.copy()
+    changed[COL[name]] = value
+    diff = np.abs(_render(base) - _render(changed))[region].mean()
+    assert diff > 5, (name, diff)
+
+
+def test_some_test_sids_are_unseen_in_training():
+    train, test = _identity_rows(200, 200, 0)
+    train_sids, test_sids = SCHEMA.to_sids(train), SCHEMA.to_sids(test)
+    unseen = sum(len(set(test_sids[:, k]) - set(train_sids[:, k])) for k in range(len(GROUPS)))
+    assert unseen >= 2
+    # skewed like real data: black/blue lower bodies common, green rare
+    lower = train[:, COL["lower.color"]]
+    black, green = (
+        SCHEMA.attributes[COL["lower.color"]].value_index(c) for c in ("black", "green")
+    )
+    assert (lower == black).mean() > 3 * (lower == green).mean()
+
+
+def test_contact_sheet(small, tmp_path):
+    root, _ = small
+    out = make_contact_sheet(root, tmp_path / "sheet.png", num_ids=3, per_id=4)
+    from PIL import Image
+
+    assert Image.open(out).size[1] >= 3 * 128
+
+
+def test_bad_arguments(tmp_path, small):
+    with pytest.raises(CerberusError, match="at least 2 train"):
+        generate_synthetic(tmp_path / "x", num_train_ids=0)
+    with pytest.raises(CerberusError, match="num_cameras must be 2..6"):
+        generate_synthetic(tmp_path / "x", num_cameras=1)
+    root, _ = small
+    with pytest.raises(CerberusError, match="exists and is not empty"):
+        generate_synthetic(root, num_train_ids=2, num_test_ids=2)
