@@ -296,7 +296,7 @@ def train(
             dataset = dataclasses.replace(dataset, train=train_images)
     model = build_model_for(cfg, dataset)
     step_module = TrainStep(model, build_margins(cfg, dataset), cfg).to(device)
-    if device.type == "cuda" and cfg.train.channels_last:
+    if cfg.train.channels_last:  # faster convolutions on CUDA and on CPU (oneDNN)
         step_module = step_module.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(
         step_module.parameters(),
@@ -397,7 +397,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images = batch["image"].to(device, non_blocking=True)
-            if device.type == "cuda" and cfg.train.channels_last:
+            if cfg.train.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             labels = batch["label"].to(device)
             sids = batch["sids"].to(device)
