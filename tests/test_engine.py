@@ -265,3 +265,16 @@ def test_bad_training_images_stop_or_skip_with_names(tmp_path, caplog):
         result = train(skip, resume=False)
     assert result.iterations == 2
     assert victim.name in caplog.text and "skipped 1 unreadable images" in caplog.text
+
+
+def test_periodic_evaluation_is_logged(tree, tmp_path):
+    import json
+
+    cfg = tiny_config(
+        tree, tmp_path / "ev", "optim.iterations=2", "train.eval_every=2", "eval.num_workers=0"
+    )
+    train(cfg, resume=False)
+    rows = [json.loads(x) for x in (tmp_path / "ev" / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "reid_map_score" in r]
+    assert len(evals) == 1 and evals[0]["iteration"] == 2
+    assert 0 <= evals[0]["reid_map_score"] <= 1 and 0 <= evals[0]["par_mean_accuracy_score"] <= 1

@@ -261,6 +261,38 @@ def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
             )
 
 
+def _default_evaluation(
+    cfg: Config, dataset: ReIDDataset, device: torch.device
+) -> Callable[[Cerberus, int], dict[str, float]]:
+    """The periodic evaluation hook: reID mAP / R-1, APS mAP, PAR mA on the test split."""
+    from cerberus.evaluation import evaluate_features, extract_test_features
+
+    def evaluate(model: Cerberus, iteration: int) -> dict[str, float]:
+        feats = extract_test_features(
+            model,
+            dataset,
+            height=cfg.data.height,
+            width=cfg.data.width,
+            batch_size=cfg.eval.batch_size,
+            num_workers=cfg.eval.num_workers,
+            device=str(device),
+            flip=cfg.eval.flip_test,
+        )
+        m = evaluate_features(feats, dataset, chance=False)
+        out = {
+            "reid_map_score": m["reid"]["map_score"],
+            "reid_rank1_score": m["reid"]["rank1_score"],
+            "aps_map_score": m["aps"]["full"]["map_score"],
+            "par_mean_accuracy_score": m["par"]["mean_accuracy_score"],
+        }
+        logger.info(
+            "iteration %d: %s", iteration, ", ".join(f"{k}={v:.4f}" for k, v in out.items())
+        )
+        return out
+
+    return evaluate
+
+
 def train(
     cfg: Config,
     *,
@@ -321,8 +353,12 @@ def train(
 
     net: nn.Module = step_module
     if distributed:
+        c = cfg.loss
         net = nn.parallel.DistributedDataParallel(
-            step_module, device_ids=[local_rank] if device.type == "cuda" else None
+            step_module,
+            device_ids=[local_rank] if device.type == "cuda" else None,
+            # A switched-off term leaves its parameters (prototypes, v, classifiers) unused.
+            find_unused_parameters=not (c.use_sem and c.use_id and c.use_reg),
         )
 
     d = cfg.data
@@ -378,6 +414,9 @@ def train(
             "meta": meta,
         }
         save_checkpoint(state, ckpt_path)
+
+    if on_evaluate is None and cfg.train.eval_every:
+        on_evaluate = _default_evaluation(cfg, dataset, device)
 
     first: dict[str, float] = {}
     last: dict[str, float] = {}
