@@ -112,20 +112,54 @@ def test_alignment_crops_a_shifted_person_back_into_place():
     assert torch.allclose(a, expected, atol=1e-6)
 
 
-def test_alignment_switch_changes_features():
+def test_alignment_single_row_is_replicated():
+    fmap = torch.zeros(1, 2, 6, 3)
+    fmap[0, :, 4] = torch.arange(6.0).view(2, 3) + 1
+    aligned, top, bottom = align_feature_map(fmap, sigma=0.5)
+    assert (top.item(), bottom.item()) == (4, 4)
+    assert torch.equal(aligned[0], fmap[0, :, 4:5].expand(2, 6, 3))
+
+
+def test_alignment_switch_and_local_maps():
+    torch.manual_seed(2)
     x = torch.randn(2, 3, 64, 32)
-    a = tiny(align_sigma=0.0).eval()
-    b = tiny(align_sigma=0.0, use_alignment=False).eval()
-    b.load_state_dict(a.state_dict())
+    model = tiny().eval()
     with torch.no_grad():
-        fa, fb = a(x)["features"], b(x)["features"]
-    assert torch.allclose(fa[:, 3:], fb[:, 3:])  # global heads untouched
-    # sigma 0 with ReLU maps: every non-zero row passes, so alignment keeps the map
-    assert torch.allclose(fa, fb, atol=1e-5)
-    c = tiny(align_sigma=1e9).eval()  # no row passes: the whole map is kept
-    c.load_state_dict(a.state_dict())
-    with torch.no_grad():
-        assert torch.allclose(c(x)["features"], fb, atol=1e-5)
+        model.use_alignment = False
+        plain = model(x)["features"]
+        model.use_alignment = True
+        # sigma 0 with ReLU maps: every non-zero row passes, so alignment keeps the map
+        model.align_sigma = 0.0
+        assert torch.allclose(model(x)["features"], plain, atol=1e-5)
+        model.align_sigma = 1e9  # no row passes: the whole map is kept
+        assert torch.allclose(model(x)["features"], plain, atol=1e-5)
+        maps = model.forward_local_maps(x)
+        # a threshold between the rows' heat values crops, changing only the local heads
+        h = maps["heat_map"].amax(dim=2)  # (B, rows)
+        model.align_sigma = float(h[0].sort().values[1])
+        cropped = model(x)["features"]
+    assert torch.allclose(cropped[:, 3:], plain[:, 3:])  # global heads untouched
+    assert not torch.allclose(cropped[:, :3], plain[:, :3])
+    assert maps["local_map"].shape == (2, 512, 4, 2) and maps["heat_map"].shape == (2, 4, 2)
+    assert torch.equal(maps["top"], torch.zeros(2, dtype=torch.long))
+    assert torch.equal(maps["bottom"], torch.full((2,), 3))
+
+
+def test_bad_inputs_raise():
+    model = tiny()
+    with pytest.raises(CerberusError, match=r"expected images \(B, 3, H, W\)"):
+        model(torch.randn(3, 64, 32))
+    with pytest.raises(CerberusError, match="align_feature_map"):
+        align_feature_map(torch.randn(2, 3, 4), sigma=1.0)
+    with pytest.raises(CerberusError, match="group H: binary vectors of shape"):
+        build_model(
+            num_classes=3,
+            num_sids=MARKET1501.num_sids,
+            binary_vectors={g: np.zeros((2, 1)) for g in GROUPS},
+            pretrained=False,
+        )
+    with pytest.raises(CerberusError, match="last_stride"):
+        tiny(last_stride=3)
 
 
 def test_parameter_counts_split():
@@ -157,6 +191,19 @@ def test_backbone_weight_files(tmp_path):
     torch.save(resnet34(weights=None).state_dict(), other)
     with pytest.raises(CerberusError, match="r34.pth: does not fit resnet18"):
         tiny(backbone_weights=str(other))
+    state = src.state_dict()
+    state["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)  # a ResNet-50 shape
+    torch.save(state, tmp_path / "shape.pth")
+    with pytest.raises(CerberusError, match="shape.pth: does not fit .* 1 wrongly shaped"):
+        tiny(backbone_weights=str(tmp_path / "shape.pth"))
+    torch.save([torch.zeros(3)], tmp_path / "list.pth")
+    with pytest.raises(CerberusError, match="list.pth: not a state dict"):
+        tiny(backbone_weights=str(tmp_path / "list.pth"))
+    # DataParallel checkpoints ({"state_dict": {"module.<key>": ...}}) load too
+    wrapped = {"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}}
+    torch.save(wrapped, tmp_path / "wrapped.pth")
+    model = tiny(backbone_weights=str(tmp_path / "wrapped.pth"))
+    assert torch.all(model.trunk[0].weight == 0.5)
     with pytest.raises(CerberusError, match="unknown backbone 'vgg'"):
         tiny("vgg")
 

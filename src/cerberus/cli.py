@@ -142,23 +142,14 @@ def info(
     dataset: Annotated[str, typer.Option(help="Schema: market1501 or dukemtmc.")] = "",
 ) -> None:
     """Print the model's parameter count and FLOPs at the configured input size."""
-    from cerberus.attributes import GROUPS, get_schema
+    from cerberus.attributes import get_schema
     from cerberus.config import load_config
-    from cerberus.model import build_model, count_flops, count_parameters
+    from cerberus.engine import model_from_config
+    from cerberus.model import count_flops, count_parameters
 
     cfg = load_config(config, overrides or [])
     schema = get_schema(dataset or cfg.data.dataset)
-    model = build_model(
-        num_classes=num_classes,
-        num_sids=schema.num_sids,
-        binary_vectors={g: schema.codecs[g].binary_vectors() for g in GROUPS},
-        backbone=cfg.model.backbone,
-        pretrained=False,
-        dim=cfg.model.dim,
-        last_stride=cfg.model.last_stride,
-        align_sigma=cfg.model.align_sigma,
-        use_alignment=cfg.model.use_alignment,
-    ).eval()
+    model = model_from_config(cfg.model, schema, num_classes, load_weights=False).eval()
     params = count_parameters(model)
     flops = count_flops(model, height=cfg.data.height, width=cfg.data.width)
     typer.echo(

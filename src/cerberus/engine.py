@@ -25,8 +25,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from cerberus.attributes import GROUPS, adaptive_margins, sid_identity_counts
-from cerberus.config import Config, config_from_dict, save_config
+from cerberus.attributes import (
+    GROUPS,
+    Schema,
+    adaptive_margins,
+    get_schema,
+    sid_identity_counts,
+)
+from cerberus.config import Config, ModelConfig, config_from_dict, save_config
 from cerberus.data.datasets import (
     ImageDataset,
     ReIDDataset,
@@ -115,22 +121,31 @@ class TrainStep(nn.Module):
         )
 
 
-def build_model_for(cfg: Config, dataset: ReIDDataset) -> Cerberus:
-    """The model for a config and a dataset (class count and SID spaces come from the data)."""
-    schema = dataset.schema
-    m = cfg.model
+def model_from_config(
+    m: ModelConfig, schema: Schema, num_classes: int, *, load_weights: bool = True
+) -> Cerberus:
+    """Build the model a :class:`ModelConfig` describes for a schema and a class count.
+
+    ``load_weights=False`` skips ImageNet / ``backbone_weights`` (for a model whose weights come
+    from a checkpoint next).
+    """
     return build_model(
-        num_classes=dataset.num_train_ids,
+        num_classes=num_classes,
         num_sids=schema.num_sids,
         binary_vectors={g: schema.codecs[g].binary_vectors() for g in GROUPS},
         backbone=m.backbone,
-        pretrained=m.pretrained,
-        backbone_weights=m.backbone_weights,
+        pretrained=m.pretrained and load_weights,
+        backbone_weights=m.backbone_weights if load_weights else None,
         dim=m.dim,
         last_stride=m.last_stride,
         align_sigma=m.align_sigma,
         use_alignment=m.use_alignment,
     )
+
+
+def build_model_for(cfg: Config, dataset: ReIDDataset) -> Cerberus:
+    """The model for a config and a dataset (class count and SID spaces come from the data)."""
+    return model_from_config(cfg.model, dataset.schema, dataset.num_train_ids)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -196,19 +211,9 @@ def load_model_from_checkpoint(
     state = load_checkpoint(path)
     cfg = checkpoint_config(state, path)
     meta = state["meta"]
-    from cerberus.attributes import get_schema
 
-    schema = get_schema(meta["schema"])
-    model = build_model(
-        num_classes=int(meta["num_classes"]),
-        num_sids=schema.num_sids,
-        binary_vectors={g: schema.codecs[g].binary_vectors() for g in GROUPS},
-        backbone=cfg.model.backbone,
-        pretrained=False,
-        dim=cfg.model.dim,
-        last_stride=cfg.model.last_stride,
-        align_sigma=cfg.model.align_sigma,
-        use_alignment=cfg.model.use_alignment,
+    model = model_from_config(
+        cfg.model, get_schema(meta["schema"]), int(meta["num_classes"]), load_weights=False
     )
     try:
         model.load_state_dict(state["model"])

@@ -1,6 +1,8 @@
 """Losses of SPEC section 3, pure functions on tensors.
 
-L = lambda_sem L_sem + lambda_id L_id + lambda_reg L_reg (5, 1, 0.001 in the paper).
+L = lambda_sem L_sem + lambda_id L_id + lambda_reg L_reg (5, 1, 0.001 in the paper), with
+L_id = cross-entropy + soft-margin batch-hard triplet. :func:`compute_losses` returns every term by
+name, which is what the training loop logs.
 """
 
 from __future__ import annotations
@@ -12,44 +14,85 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cerberus.attributes import GROUPS
+from cerberus.errors import CerberusError
+
+
+def _shape_error(what: str, expected: str, got: Tensor | Sequence[Tensor]) -> CerberusError:
+    shape = tuple(got.shape) if isinstance(got, Tensor) else f"{len(got)} tensors"
+    return CerberusError(f"{what}: expected {expected}, got {shape}")
 
 
 def fixed_margins(num_sids: Mapping[str, int], value: float) -> dict[str, Tensor]:
-    """A constant margin for every SID (the m = 0 / m = 0.6 ablation of Table 8)."""
+    """A constant margin for every SID (the m = 0 / m = 0.6 ablations of SPEC 7).
+
+    Args:
+        num_sids: ``{G: S_G}``.
+        value: the margin m.
+
+    Returns:
+        ``{G: (S_G,) float32 tensor filled with value}``.
+    """
     return {g: torch.full((int(n),), float(value)) for g, n in num_sids.items()}
 
 
 def semantic_guidance_loss(
     features: Tensor, prototypes: Sequence[Tensor], sids: Tensor, margins: Sequence[Tensor]
 ) -> Tensor:
-    """L_sem = mean over images and groups of max(1 - m_g - cos(f^G, p_g^G), 0).
+    """Semantic guidance loss, SPEC 3.
+
+    L_sem = mean over images and groups G of max(1 - m_g^G - cos(f^G, p_g^G), 0), where g is the
+    image's SID in group G. Only the prototypes of SIDs present in the batch get a gradient.
 
     Args:
         features: ``(B, 5, d)`` representations in GROUPS order.
-        prototypes: five ``(S_G, d)`` prototype matrices.
+        prototypes: five ``(S_G, d)`` prototype matrices P^G, GROUPS order.
         sids: ``(B, 5)`` long, each image's SID per group.
-        margins: five ``(S_G,)`` margins m^G.
+        margins: five ``(S_G,)`` margins m^G (adaptive, or :func:`fixed_margins`).
+
+    Returns:
+        Scalar float32 loss.
     """
+    if features.ndim != 3:
+        raise _shape_error("semantic_guidance_loss", "features (B, groups, d)", features)
+    n = features.shape[1]
+    if sids.shape != features.shape[:2]:
+        raise _shape_error("semantic_guidance_loss", f"sids {tuple(features.shape[:2])}", sids)
+    if len(prototypes) != n or len(margins) != n:
+        raise CerberusError(
+            f"semantic_guidance_loss: {n} groups but {len(prototypes)} prototype matrices "
+            f"and {len(margins)} margin vectors"
+        )
     terms = []
-    for k, (p, m) in enumerate(zip(prototypes, margins, strict=True)):
+    for k, (p, m) in enumerate(zip(prototypes, margins)):
         s = sids[:, k]
-        cos = F.cosine_similarity(features[:, k].float(), p[s].float(), dim=-1)
+        cos = F.cosine_similarity(features[:, k].float(), p[s].float(), dim=-1)  # (B,)
         terms.append(torch.relu(1.0 - m.to(cos)[s] - cos))
     return torch.stack(terms, dim=1).mean()
 
 
 def batch_hard_soft_margin_triplet_loss(features: Tensor, labels: Tensor) -> Tensor:
-    """Soft-margin triplet with batch-hard mining, Euclidean distance.
+    """Soft-margin triplet loss with batch-hard mining and Euclidean distance, SPEC 3.
 
-    For each anchor a: log(1 + exp(max_p d(a, p) - min_n d(a, n))), averaged over anchors
-    that have both a positive and a negative in the batch.
+    For each anchor a: log(1 + exp(max_p d(a, p) - min_n d(a, n))), with p over the other images
+    of a's identity and n over the images of other identities; averaged over the anchors that
+    have both (with P x K sampling, every anchor).
 
     Args:
-        features: ``(B, d)``. labels: ``(B,)``.
+        features: ``(B, d)``.
+        labels: ``(B,)`` identity labels.
+
+    Returns:
+        Scalar float32 loss; 0 (still attached to the graph) when no anchor has a positive and a
+        negative.
     """
+    if features.ndim != 2 or labels.shape != features.shape[:1]:
+        raise CerberusError(
+            f"triplet loss: expected features (B, d) and labels (B,), got "
+            f"{tuple(features.shape)} and {tuple(labels.shape)}"
+        )
     f = features.float()
     sq = (f * f).sum(1)
-    dist = (sq[:, None] + sq[None, :] - 2 * f @ f.T).clamp_min(1e-12).sqrt()
+    dist = (sq[:, None] + sq[None, :] - 2 * f @ f.T).clamp_min(1e-12).sqrt()  # (B, B)
     same = labels[:, None] == labels[None, :]
     eye = torch.eye(len(labels), dtype=torch.bool, device=f.device)
     pos_mask = same & ~eye
@@ -63,15 +106,24 @@ def batch_hard_soft_margin_triplet_loss(features: Tensor, labels: Tensor) -> Ten
 
 
 def identification_loss(features: Tensor, logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
-    """L_id terms averaged over the 5 representations: cross-entropy and batch-hard triplet.
+    """Identification loss terms, SPEC 3, each averaged over the representations.
 
     Args:
-        features: ``(B, 5, d)``. logits: ``(5, B, C)``. labels: ``(B,)``.
+        features: ``(B, 5, d)`` representations f^G.
+        logits: ``(5, B, C)`` ID classifier outputs on each f^G.
+        labels: ``(B,)`` long identity labels in ``[0, C)``.
 
     Returns:
-        ``{"ce_loss": ..., "triplet_loss": ...}``; L_id is their sum.
+        ``{"ce_loss": scalar, "triplet_loss": scalar}``; L_id is their sum.
     """
-    n = features.shape[1]
+    if features.ndim != 3 or logits.ndim != 3:
+        raise CerberusError(
+            f"identification_loss: expected features (B, 5, d) and logits (5, B, C), got "
+            f"{tuple(features.shape)} and {tuple(logits.shape)}"
+        )
+    n, b = features.shape[1], features.shape[0]
+    if logits.shape[:2] != (n, b):
+        raise _shape_error("identification_loss", f"logits ({n}, {b}, C)", logits)
     ce = torch.stack([F.cross_entropy(logits[k].float(), labels) for k in range(n)]).mean()
     tri = torch.stack(
         [batch_hard_soft_margin_triplet_loss(features[:, k], labels) for k in range(n)]
@@ -84,21 +136,41 @@ def prototype_regularization_loss(
     residual_vectors: Sequence[Tensor],
     binary_vectors: Sequence[Tensor],
 ) -> Tensor:
-    """L_reg, averaged over groups, of sum over ordered pairs (m, n) of ||p_m - p_n - r_mn||^2.
+    """Prototype regularisation, SPEC 3, averaged over groups.
 
-    r_mn = (A_m - A_n) V with V the ``(n_bin, d)`` learnable residual vectors v_l. With
-    q_m = p_m - A_m V, p_m - p_n - r_mn = q_m - q_n, and
-    sum_{m,n} ||q_m - q_n||^2 = 2 S sum_m ||q_m - mean(q)||^2, computed in O(S d) (the centred
-    form avoids the cancellation of 2 S sum ||q_m||^2 - 2 ||sum q_m||^2 in float32).
+    L_reg^G = sum over ordered pairs (m, n) of ||p_m - p_n - r_mn||^2 with r_mn = (A_m - A_n) V,
+    V the ``(n_bin, d)`` learnable residual vectors v_l. With q_m = p_m - A_m V every term is
+    ||q_m - q_n||^2, and sum_{m,n} ||q_m - q_n||^2 = 2 S sum_m ||q_m||^2 - 2 ||sum_m q_m||^2
+    = 2 S sum_m ||q_m - mean(q)||^2: O(S d) instead of O(S^2 d). The centred form is used as it
+    avoids the cancellation of the first in float32.
 
     Args:
-        prototypes: ``(S_G, d)`` per group. residual_vectors: ``(n_bin_G, d)`` per group.
-        binary_vectors: A of shape ``(S_G, n_bin_G)`` per group.
+        prototypes: per group, P of shape ``(S_G, d)``.
+        residual_vectors: per group, V of shape ``(n_bin_G, d)``.
+        binary_vectors: per group, A of shape ``(S_G, n_bin_G)``.
+
+    Returns:
+        Scalar loss, float32 (float64 if the inputs are).
     """
+    if not (len(prototypes) == len(residual_vectors) == len(binary_vectors) >= 1):
+        raise CerberusError(
+            f"prototype_regularization_loss: {len(prototypes)} prototype, "
+            f"{len(residual_vectors)} residual and {len(binary_vectors)} binary matrices"
+        )
     terms = []
-    for p, v, a in zip(prototypes, residual_vectors, binary_vectors, strict=True):
+    for k, (p, v, a) in enumerate(zip(prototypes, residual_vectors, binary_vectors)):
+        if (
+            p.ndim != 2
+            or v.ndim != 2
+            or a.shape != (p.shape[0], v.shape[0])
+            or v.shape[1] != p.shape[1]
+        ):
+            raise CerberusError(
+                f"prototype_regularization_loss, group {k}: shapes P {tuple(p.shape)}, "
+                f"V {tuple(v.shape)}, A {tuple(a.shape)} do not fit (S, d), (n_bin, d), (S, n_bin)"
+            )
         dtype = torch.promote_types(p.dtype, torch.float32)
-        q = p.to(dtype) - a.to(p.device, dtype) @ v.to(dtype)
+        q = p.to(dtype) - a.to(p.device, dtype) @ v.to(dtype)  # (S, d)
         centred = q - q.mean(dim=0, keepdim=True)
         terms.append(2 * q.shape[0] * (centred * centred).sum())
     return torch.stack(terms).mean()
@@ -118,36 +190,50 @@ def compute_losses(
     use_id: bool = True,
     use_reg: bool = True,
 ) -> dict[str, Tensor]:
-    """All named loss terms and ``total_loss`` (SPEC 3); switched-off terms are zero.
+    """All named loss terms and their weighted sum, SPEC 3.
+
+    total = lambda_sem * sem + lambda_id * (ce + triplet) + lambda_reg * reg; a switched-off term
+    is a zero tensor (and contributes nothing to the gradient).
 
     Args:
-        output: the model's training output (``features`` (B, 5, d), ``logits`` (5, B, C)).
-        labels: ``(B,)`` training identity labels. sids: ``(B, 5)`` SIDs.
-        model: gives ``prototypes``, ``residual_vectors`` and ``binary_vectors(g)``.
-        margins: ``{group: (S_G,)}``.
+        output: the model's training output: ``features`` (B, 5, d), ``logits`` (5, B, C).
+        labels: ``(B,)`` training identity labels.
+        sids: ``(B, 5)`` SIDs, GROUPS order.
+        model: a :class:`~cerberus.model.Cerberus`: gives ``prototypes``, ``residual_vectors``
+            and ``binary_vectors(g)``.
+        margins: ``{G: (S_G,)}`` semantic guidance margins.
+        lambda_sem: weight of L_sem.
+        lambda_id: weight of L_id.
+        lambda_reg: weight of L_reg.
+        use_sem: compute L_sem.
+        use_id: compute L_id (needs ``logits``: the model in training mode).
+        use_reg: compute L_reg.
+
+    Returns:
+        ``{"sem_loss", "ce_loss", "triplet_loss", "reg_loss", "total_loss"}``, scalar tensors.
     """
     features = output["features"]
     zero = features.new_zeros((), dtype=torch.float32)
     protos = [model.prototypes[g] for g in GROUPS]
-    sem = (
-        semantic_guidance_loss(features, protos, sids, [margins[g] for g in GROUPS])
-        if use_sem
-        else zero
-    )
+    sem = zero
+    if use_sem:
+        missing = [g for g in GROUPS if g not in margins]
+        if missing:
+            raise CerberusError(f"compute_losses: no margins for groups {', '.join(missing)}")
+        sem = semantic_guidance_loss(features, protos, sids, [margins[g] for g in GROUPS])
+    ce = tri = zero
     if use_id:
+        if "logits" not in output:
+            raise CerberusError("compute_losses: L_id needs 'logits' (put the model in train mode)")
         ident = identification_loss(features, output["logits"], labels)
         ce, tri = ident["ce_loss"], ident["triplet_loss"]
-    else:
-        ce = tri = zero
-    reg = (
-        prototype_regularization_loss(
+    reg = zero
+    if use_reg:
+        reg = prototype_regularization_loss(
             protos,
             [model.residual_vectors[g] for g in GROUPS],
             [model.binary_vectors(g) for g in GROUPS],
         )
-        if use_reg
-        else zero
-    )
     total = lambda_sem * sem + lambda_id * (ce + tri) + lambda_reg * reg
     return {
         "sem_loss": sem,

@@ -28,8 +28,21 @@ BACKBONES = {
 }
 
 
+def _check_map(fmap: Tensor, what: str) -> None:
+    if fmap.ndim != 4:
+        raise CerberusError(f"{what}: expected a (B, C, H, W) feature map, got {tuple(fmap.shape)}")
+
+
 def heat_map(fmap: Tensor) -> Tensor:
-    """H(p) = ||F(p)||_2 over channels: ``(B, C, H, W) -> (B, H, W)``."""
+    """Heat map of the alignment module, SPEC 2: H(p) = ||F(p)||_2 over the channels.
+
+    Args:
+        fmap: feature maps of shape ``(B, C, H, W)``.
+
+    Returns:
+        ``(B, H, W)`` float32 heat maps.
+    """
+    _check_map(fmap, "heat_map")
     return fmap.float().norm(dim=1)
 
 
@@ -45,8 +58,15 @@ def align_feature_map(fmap: Tensor, sigma: float) -> tuple[Tensor, Tensor, Tenso
         sigma: heat threshold.
 
     Returns:
-        ``(aligned (B, C, H, W), top (B,), bottom (B,))``, top/bottom as long row indices.
+        ``(aligned, top, bottom)``: aligned maps ``(B, C, H, W)`` in the dtype of ``fmap``, and the
+        first / last kept row of each sample as long tensors of shape ``(B,)`` (``0`` and
+        ``H - 1`` where no row passes).
+
+    The resampling is a batched gather of the two neighbouring rows, identical to
+    ``F.interpolate(crop, size=(H, W), mode="bilinear", align_corners=True)`` on each sample's
+    crop (the width is unchanged, so only rows are interpolated).
     """
+    _check_map(fmap, "align_feature_map")
     b, _, h, w = fmap.shape
     rows = heat_map(fmap).amax(dim=2) > sigma  # (B, H)
     any_row = rows.any(dim=1)
@@ -70,7 +90,12 @@ def align_feature_map(fmap: Tensor, sigma: float) -> tuple[Tensor, Tensor, Tenso
 
 
 class EmbeddingHead(nn.Module):
-    """FC(C -> d) + BatchNorm1d: one representation f^G."""
+    """One representation head, SPEC 2: FC(C -> d) without bias, then BatchNorm1d.
+
+    Args:
+        in_channels: C, channels of the pooled feature.
+        dim: d, size of the representation.
+    """
 
     def __init__(self, in_channels: int, dim: int):
         super().__init__()
@@ -81,24 +106,46 @@ class EmbeddingHead(nn.Module):
         nn.init.zeros_(self.bn.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(B, C) -> (B, d)``."""
         return self.bn(self.fc(x))
 
 
 def normalize_features(features: Tensor) -> Tensor:
-    """``(B, 5, d) -> (B, 5 d)``: each part L2-normalised, concatenated, divided by sqrt(5).
+    """Retrieval vectors from the five representations, SPEC 5.
 
-    The inner product of two such vectors is the mean over groups of the cosines (SPEC 5).
+    Each f^G is L2-normalised, the five are concatenated and divided by sqrt(5), so the vectors
+    have unit norm and the inner product of two of them is the mean over groups of
+    cos(f_x^G, f_y^G).
+
+    Args:
+        features: ``(B, 5, d)`` representations in :data:`~cerberus.attributes.GROUPS` order.
+
+    Returns:
+        ``(B, 5 d)`` float32 unit vectors.
     """
+    if features.ndim != 3:
+        raise CerberusError(
+            f"normalize_features: expected (B, groups, d) features, got {tuple(features.shape)}"
+        )
     f = F.normalize(features.float(), dim=-1)
     return f.flatten(1) / math.sqrt(features.shape[1])
 
 
 class Cerberus(nn.Module):
-    """Cerberus: five part representations (H, U, L, I, C) of a person crop.
+    """Cerberus: five representations (H, U, L, I, C) of a person crop, SPEC 2.
 
-    Use :func:`build_model`. ``forward(x)`` returns ``{"features": (B, 5, d)}`` and, in training
-    mode, also ``{"logits": (5, B, num_classes)}`` from the ID classifiers; :meth:`embed`
-    gives the retrieval vectors.
+    Build it with :func:`build_model`. ``forward(x)`` returns ``{"features": (B, 5, d)}`` and, in
+    training mode, also ``{"logits": (5, B, num_classes)}`` from the ID classifiers; :meth:`embed`
+    gives the retrieval vectors. The ID classifiers are training-only heads, kept apart from the
+    embedding network (``trunk``, the two branches and ``heads``).
+
+    Attributes:
+        prototypes: ``{G: (S_G, d)}`` SID prototypes P^G, He-normal init.
+        residual_vectors: ``{G: (n_bin_G, d)}`` the v_l of the prototype regularisation, zero init:
+            every residual r_mn starts at 0, so no random analogy is imposed on the prototypes
+            before the data has placed them; the gradient of L_reg moves v from the first step
+            (it is -A^T dL/dq, non-zero as soon as the prototypes differ).
+        classifiers: ``{G: Linear(d, num_classes)}`` ID classifiers (training only).
     """
 
     def __init__(
@@ -127,15 +174,10 @@ class Cerberus(nn.Module):
         self.prototypes = nn.ParameterDict()
         self.residual_vectors = nn.ParameterDict()
         for g in GROUPS:
-            a = torch.as_tensor(np.asarray(binary_vectors[g]), dtype=torch.float32)
-            if a.shape[0] != num_sids[g]:
-                raise CerberusError(
-                    f"group {g}: {a.shape[0]} binary vectors for {num_sids[g]} SIDs"
-                )
-            p = torch.empty(num_sids[g], dim)
+            a = _binary_matrix(g, num_sids, binary_vectors)
+            p = torch.empty(a.shape[0], dim)
             nn.init.kaiming_normal_(p)  # He-normal, SPEC 2
             self.prototypes[g] = nn.Parameter(p)
-            # v_l starts at zero: no analogy is imposed before the data places the prototypes.
             self.residual_vectors[g] = nn.Parameter(torch.zeros(a.shape[1], dim))
             self.register_buffer(f"binary_vectors_{g}", a)
         self.classifiers = nn.ModuleDict({g: nn.Linear(dim, num_classes) for g in GROUPS})
@@ -144,16 +186,38 @@ class Cerberus(nn.Module):
             nn.init.zeros_(c.bias)
 
     def binary_vectors(self, group: str) -> Tensor:
-        """A_m of every SID of ``group``, ``(S_G, n_bin)``."""
+        """A_m of every SID of ``group`` (a buffer), shape ``(S_G, n_bin_G)``."""
+        if group not in GROUPS:
+            raise CerberusError(f"unknown group {group!r}; valid: {', '.join(GROUPS)}")
         return getattr(self, f"binary_vectors_{group}")
 
     def forward_maps(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Global and local feature maps F^g, F^l of shape ``(B, C, H/16, W/16)``."""
+        """Global and local feature maps F^g, F^l (before alignment).
+
+        Args:
+            x: images ``(B, 3, H, W)``.
+
+        Returns:
+            ``(F^g, F^l)``, each ``(B, C, H/16, W/16)`` with last stride 1 (C = 2048 for
+            ResNet-50, 512 for ResNet-18/34).
+        """
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise CerberusError(f"Cerberus: expected images (B, 3, H, W), got {tuple(x.shape)}")
         shared = self.trunk(x)
         return self.global_branch(shared), self.local_branch(shared)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The five representations, ``(B, 5, d)`` in GROUPS order."""
+        """The five representations (post-BN), SPEC 2.
+
+        Global branch: GAP -> heads I, C. Local branch: alignment (if ``use_alignment``) ->
+        average pooling into 3 horizontal stripes -> heads H, U, L.
+
+        Args:
+            x: images ``(B, 3, H, W)``.
+
+        Returns:
+            ``(B, 5, d)`` in :data:`~cerberus.attributes.GROUPS` order H, U, L, I, C.
+        """
         fg, fl = self.forward_maps(x)
         if self.use_alignment:
             fl, _, _ = align_feature_map(fl, self.align_sigma)
@@ -169,6 +233,14 @@ class Cerberus(nn.Module):
         return torch.stack([self.heads[g](parts[g]) for g in GROUPS], dim=1)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Training / inference output.
+
+        Args:
+            x: images ``(B, 3, H, W)``.
+
+        Returns:
+            ``{"features": (B, 5, d)}``, plus ``"logits": (5, B, num_classes)`` in training mode.
+        """
         features = self.forward_features(x)
         out = {"features": features}
         if self.training:
@@ -178,15 +250,41 @@ class Cerberus(nn.Module):
         return out
 
     @torch.no_grad()
-    def alignment(self, x: Tensor) -> dict[str, Tensor]:
-        """For figures: the local heat map before alignment and the rows t, b kept."""
+    def forward_local_maps(self, x: Tensor) -> dict[str, Tensor]:
+        """For the alignment figure: F^l before alignment, its heat map and the rows kept.
+
+        Args:
+            x: images ``(B, 3, H, W)``.
+
+        Returns:
+            ``{"local_map": (B, C, h, w), "heat_map": (B, h, w), "top": (B,), "bottom": (B,)}``
+            with ``h, w = H/16, W/16``; rows ``top..bottom`` are what the alignment keeps.
+        """
         _, fl = self.forward_maps(x)
         _, top, bottom = align_feature_map(fl, self.align_sigma)
-        return {"heat_map": heat_map(fl), "top": top, "bottom": bottom}
+        return {"local_map": fl, "heat_map": heat_map(fl), "top": top, "bottom": bottom}
+
+    def alignment(self, x: Tensor) -> dict[str, Tensor]:
+        """Same as :meth:`forward_local_maps` (kept for callers of the first version)."""
+        return self.forward_local_maps(x)
 
     def embed(self, x: Tensor) -> Tensor:
         """Retrieval vectors ``(B, 5 d)``, unit norm; inner product = mean cosine (SPEC 5)."""
         return normalize_features(self.forward_features(x))
+
+
+def _binary_matrix(
+    group: str, num_sids: Mapping[str, int], binary_vectors: Mapping[str, np.ndarray | Tensor]
+) -> Tensor:
+    if group not in num_sids or group not in binary_vectors:
+        raise CerberusError(f"num_sids and binary_vectors need every group {GROUPS}; no {group!r}")
+    a = torch.as_tensor(np.asarray(binary_vectors[group]), dtype=torch.float32)
+    if a.ndim != 2 or a.shape[0] != int(num_sids[group]) or a.shape[0] < 1:
+        raise CerberusError(
+            f"group {group}: binary vectors of shape {tuple(a.shape)} do not fit "
+            f"{num_sids[group]} SIDs (expected (num_sids, num_binary_dims))"
+        )
+    return a
 
 
 def _load_state_dict(path: str | Path) -> dict[str, Tensor]:
@@ -195,35 +293,49 @@ def _load_state_dict(path: str | Path) -> dict[str, Tensor]:
         raise CerberusError(f"{path}: backbone weights file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # torch raises several types for bad files
         raise CerberusError(f"{path}: not a readable weights file ({type(exc).__name__})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CerberusError(f"{path}: not a state dict of tensors")
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items())
+    ):
+        raise CerberusError(f"{path}: not a state dict (a dict of name -> tensor)")
+    # Checkpoints saved from DataParallel / DDP prefix every key with "module.".
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
-def _resnet(name: str, pretrained: bool, backbone_weights: str | None) -> nn.Module:
+def _load_backbone_file(net: nn.Module, name: str, path: str | Path) -> None:
+    state = {k: v for k, v in _load_state_dict(path).items() if not k.startswith("fc.")}
+    own = net.state_dict()
+    missing = [k for k in own if k not in state and not k.startswith("fc.")]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        example = (missing or unexpected or wrong)[0]
+        raise CerberusError(
+            f"{path}: does not fit {name} ({len(missing)} missing, {len(unexpected)} "
+            f"unexpected, {len(wrong)} wrongly shaped keys, e.g. {example!r})"
+        )
+    net.load_state_dict(state, strict=False)
+
+
+def _resnet(name: str, pretrained: bool, backbone_weights: str | Path | None) -> nn.Module:
+    """A torchvision ResNet with weights: a given file, else ImageNet if asked, else random."""
     if name not in BACKBONES:
         raise CerberusError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
     builder, weights = BACKBONES[name]
     net = builder(weights=None)
     if backbone_weights is not None:
-        state = _load_state_dict(backbone_weights)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("fc.")]
-        if missing or unexpected:
-            bad = (missing or unexpected)[0]
-            raise CerberusError(
-                f"{backbone_weights}: does not fit {name} "
-                f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {bad!r})"
-            )
+        _load_backbone_file(net, name, backbone_weights)
     elif pretrained:
-        try:
+        try:  # torch hub cache first; a download is tried only when it is empty
             net.load_state_dict(weights.get_state_dict(progress=False))
-        except Exception as exc:  # no network, no cache
+        except Exception as exc:  # no network, corrupt cache, ...
             warnings.warn(
                 f"ImageNet weights for {name} could not be loaded ({type(exc).__name__}); "
                 "training from random initialisation. Give model.backbone_weights=PATH "
@@ -240,7 +352,7 @@ def build_model(
     binary_vectors: Mapping[str, np.ndarray | Tensor],
     backbone: str = "resnet50",
     pretrained: bool = True,
-    backbone_weights: str | None = None,
+    backbone_weights: str | Path | None = None,
     dim: int = 512,
     last_stride: int = 1,
     align_sigma: float = 5.0,
@@ -249,14 +361,35 @@ def build_model(
     """Build Cerberus (SPEC 2) on a torchvision ResNet.
 
     The trunk is ``conv1 .. layer2`` plus ``layer3[0]`` (conv4_1); ``layer3[1:]`` and ``layer4``
-    are copied into a global and a local branch, with ``last_stride`` in ``layer4``. Weights
-    (ImageNet or ``backbone_weights``) are loaded before the copy, so both branches start equal.
+    are deep-copied into a global and a local branch, with ``last_stride`` in ``layer4[0]``.
+    Weights are loaded before the copy, so both branches start equal (but do not share).
+
+    Args:
+        num_classes: training identities (ID classifier outputs).
+        num_sids: ``{G: S_G}`` size of each group's SID space.
+        binary_vectors: ``{G: (S_G, n_bin_G)}`` the A_m matrices of
+            :meth:`~cerberus.attributes.GroupCodec.binary_vectors`.
+        backbone: ``"resnet18"``, ``"resnet34"`` or ``"resnet50"``.
+        pretrained: load torchvision's ImageNet weights (from the torch hub cache, or a
+            download); if they cannot be had, warn and start from random. ``False``: random.
+        backbone_weights: a local torchvision-layout ResNet state dict (``fc.*`` ignored),
+            loaded with ``weights_only=True``. When given it is used whatever ``pretrained`` says.
+        dim: d, size of every representation.
+        last_stride: stride of ``layer4`` (1 in the paper: 384x128 -> 24x8 maps).
+        align_sigma: heat threshold sigma of the alignment module.
+        use_alignment: False for the ablation without alignment.
+
+    Raises:
+        CerberusError: unknown backbone, bad sizes, or a weights file that is missing, not a state
+            dict or does not fit the backbone (the message names the file).
     """
     if num_classes < 1 or dim < 1:
         raise CerberusError(f"num_classes and dim must be positive, got {num_classes}, {dim}")
-    net = _resnet(backbone, pretrained, backbone_weights)
     if last_stride not in (1, 2):
         raise CerberusError(f"last_stride must be 1 or 2, got {last_stride}")
+    for g in GROUPS:  # fail before the (slow) backbone is built
+        _binary_matrix(g, num_sids, binary_vectors)
+    net = _resnet(backbone, pretrained, backbone_weights)
     block = net.layer4[0]
     for conv in (getattr(block, "conv2", None), getattr(block, "conv1", None)):
         if conv is not None and conv.stride == (2, 2):
@@ -282,7 +415,14 @@ def build_model(
 
 
 def count_parameters(model: Cerberus) -> dict[str, int]:
-    """Parameters of the embedding network (what inference uses), prototypes, classifiers."""
+    """Parameter counts by role.
+
+    Returns:
+        ``embedding_params`` (the network used at inference: trunk, both branches, the five
+        FC+BN heads; what the paper's 49.3M counts), ``prototype_params``,
+        ``residual_vector_params`` (the v_l), ``classifier_params`` (training-only ID
+        classifiers) and ``total_params`` (their sum).
+    """
     proto = sum(p.numel() for p in model.prototypes.values())
     resid = sum(p.numel() for p in model.residual_vectors.values())
     cls = sum(p.numel() for p in model.classifiers.parameters())
@@ -298,14 +438,36 @@ def count_parameters(model: Cerberus) -> dict[str, int]:
 
 @torch.no_grad()
 def count_flops(model: Cerberus, *, height: int = 384, width: int = 128) -> dict[str, float]:
-    """Multiply-accumulates and FLOPs (= 2 MACs) of one image through the embedding network."""
+    """Compute cost of one image through the embedding network (no ID classifiers).
+
+    Counted with :class:`torch.utils.flop_counter.FlopCounterMode`, which counts convolutions and
+    matrix products only, 2 FLOPs per multiply-accumulate. Element-wise work (BatchNorm, ReLU,
+    residual additions, pooling, the alignment's interpolation) is not counted; for ResNet-50 at
+    384x128 it is about 0.05 G operations.
+
+    Args:
+        model: the network; its device is used, its train/eval mode is restored.
+        height: input height.
+        width: input width.
+
+    Returns:
+        ``{"macs": multiply-accumulates, "flops": 2 * macs}``. The "GFLOPs" of the paper and of
+        MGN (10.06G / 14.00G) are multiply-accumulates: compare them with ``macs``.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
+    if height < 16 or width < 16:
+        raise CerberusError(f"count_flops: input {height}x{width} is smaller than 16x16")
+    param = next(model.parameters())
     was = model.training
     model.eval()
     counter = FlopCounterMode(display=False)
-    with counter:
-        model.forward_features(torch.zeros(1, 3, height, width))
-    model.train(was)
+    try:
+        with counter:
+            model.forward_features(
+                torch.zeros(1, 3, height, width, device=param.device, dtype=param.dtype)
+            )
+    finally:
+        model.train(was)
     flops = float(counter.get_total_flops())
     return {"macs": flops / 2, "flops": flops}
