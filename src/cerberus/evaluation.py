@@ -721,6 +721,38 @@ def predict_sids(features: np.ndarray, prototypes: Mapping[str, np.ndarray]) -> 
     return np.stack([s.argmax(0) for s in prototype_scores(features, prototypes)], axis=1)
 
 
+def _phrase(attribute: Any, value: int) -> str:
+    """ "red top" for colour attributes without phrases, else the schema's phrase."""
+    if attribute.phrases or not attribute.name.endswith(".color"):
+        return attribute.phrase(value)
+    part = "top" if attribute.name.startswith("upper") else "bottom"
+    name = attribute.values[value]
+    return f"{part} colour not annotated" if name == "none" else f"{name} {part}"
+
+
+def describe_features(
+    features: np.ndarray, prototypes: Mapping[str, np.ndarray], schema: Schema
+) -> list[dict[str, Any]]:
+    """PAR for display: the predicted attributes of each image, SPEC 5.
+
+    Returns, per image, ``attributes`` (``{name: value}``), ``phrases`` (``["female", "red
+    top", ...]`` in schema order) and ``confidence`` (``{G: cosine to the chosen prototype}``).
+    """
+    per_group = prototype_scores(features, prototypes)
+    sids = np.stack([s.argmax(0) for s in per_group], axis=1)  # (N, 5)
+    values = schema.from_sids(sids)
+    out = []
+    for i, row in enumerate(values):
+        out.append(
+            {
+                "attributes": schema.describe(row),
+                "phrases": [_phrase(a, int(v)) for a, v in zip(schema.attributes, row)],
+                "confidence": {g: float(per_group[k][sids[i, k], i]) for k, g in enumerate(GROUPS)},
+            }
+        )
+    return out
+
+
 def attribute_query_scores(
     query_sids: np.ndarray, given: np.ndarray, per_group: Sequence[np.ndarray]
 ) -> np.ndarray:
