@@ -1,0 +1,400 @@
+"""Figures drawn with Pillow and NumPy: ranked lists (SPEC 5, as in Fig. 6 of the paper) and the
+alignment module's heat maps and kept rows (SPEC 2, as in Fig. 7(a)).
+
+Layout (pixels, for the default 128x64 tile): every figure has a white ``MARGIN``; a gallery tile
+sits in a coloured frame ``BORDER`` thick, frames are ``GAP`` apart, the query panel is
+``SEPARATOR`` away from the gallery with a vertical line in the middle; every caption line is
+``LINE_HEIGHT`` high, ``TEXT_PAD`` below what it describes; a title takes ``TITLE_HEIGHT``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from cerberus.data.datasets import load_image
+from cerberus.data.transforms import build_transforms
+from cerberus.errors import CerberusError
+
+CORRECT_COLOUR = (0, 170, 0)
+WRONG_COLOUR = (220, 0, 0)
+UNKNOWN_COLOUR = (160, 160, 160)
+QUERY_COLOUR = (0, 90, 200)
+KEPT_COLOUR = (0, 220, 255)
+BACKGROUND = (255, 255, 255)
+TEXT_COLOUR = (0, 0, 0)
+TEXT_BOX_FILL = (246, 244, 228)
+SEPARATOR_COLOUR = (90, 90, 90)
+
+MARGIN = 8
+BORDER = 4
+GAP = 6
+SEPARATOR = 24
+SEPARATOR_LINE = 2
+LINE_HEIGHT = 14
+TEXT_PAD = 4
+TITLE_HEIGHT = 20
+FONT_SIZE = 11
+WORD_GAP = 5
+TITLE_FONT_SIZE = 13
+PAIR_GAP = 2
+ALIGN_GAP = 12
+KEPT_LINE = 2
+OUTSIDE_DIM = 0.45
+HEAT_ALPHA = 0.6
+
+ImageLike = str | os.PathLike | Image.Image
+
+
+@functools.lru_cache(maxsize=4)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """PIL's default font at ``size`` (Pillow >= 10.1), else the fixed-size bitmap font."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 takes no size
+        return ImageFont.load_default()
+
+
+def _text_width(text: str, size: int = FONT_SIZE) -> int:
+    """Width of ``text`` as :func:`_draw_text` draws it."""
+    words = text.split(" ")
+    return int(np.ceil(sum(_font(size).getlength(w) for w in words))) + WORD_GAP * (len(words) - 1)
+
+
+def _draw_text(
+    draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int = FONT_SIZE
+) -> None:
+    """Draw ``text`` word by word ``WORD_GAP`` apart (the default font's space is 2 px, which
+    makes ``"#1 0.873"`` read as ``"#10.873"``)."""
+    x, y = xy
+    for word in text.split(" "):
+        draw.text((x, y), word, fill=TEXT_COLOUR, font=_font(size))
+        x += int(np.ceil(_font(size).getlength(word))) + WORD_GAP
+
+
+def _check_tile(tile: tuple[int, int]) -> tuple[int, int]:
+    if len(tile) != 2 or min(int(tile[0]), int(tile[1])) < 1:
+        raise CerberusError(f"tile: expected (height, width) > 0, got {tuple(tile)}")
+    return int(tile[0]), int(tile[1])
+
+
+def _check_length(name: str, values: Sequence | None, n: int) -> None:
+    if values is not None and len(values) != n:
+        raise CerberusError(
+            f"{name}: expected {n} values (one per ranked image), got {len(values)}"
+        )
+
+
+def _open(item: ImageLike) -> Image.Image:
+    """An RGB image from a path (errors name the file) or a PIL image."""
+    if isinstance(item, Image.Image):
+        return item.convert("RGB")
+    return load_image(Path(item))
+
+
+def _tile(item: ImageLike, tile: tuple[int, int]) -> Image.Image:
+    height, width = tile
+    return _open(item).resize((width, height), Image.Resampling.BILINEAR)
+
+
+def save_png(image: Image.Image, out: str | os.PathLike) -> Path:
+    """Write ``image`` to ``out`` as PNG atomically (temp file in the same folder, then rename).
+
+    The parent folder is created. Raises :class:`CerberusError` naming ``out`` on failure.
+    """
+    out = Path(out)
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG")
+        os.replace(tmp, out)
+    except (OSError, ValueError) as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise CerberusError(f"{out}: cannot write figure ({exc})") from None
+    return out
+
+
+def _frame(draw: ImageDraw.ImageDraw, x: int, y: int, w: int, h: int, colour) -> None:
+    """A ``BORDER``-thick frame whose outer corner is (x, y) and outer size w x h."""
+    draw.rectangle((x, y, x + w - 1, y + h - 1), outline=colour, width=BORDER)
+
+
+def _centred_lines(draw, lines: Sequence[str], x: int, w: int, y: int) -> None:
+    for i, line in enumerate(lines):
+        lx = x + max(0, (w - _text_width(line)) // 2)
+        _draw_text(draw, (lx, y + i * LINE_HEIGHT), line)
+
+
+def _caption_height(lines: int) -> int:
+    return TEXT_PAD + lines * LINE_HEIGHT if lines else 0
+
+
+def _gallery_captions(n: int, scores, labels) -> list[list[str]]:
+    captions = []
+    for k in range(n):
+        first = f"#{k + 1}" if scores is None else f"#{k + 1} {float(scores[k]):.3f}"
+        captions.append([first] if labels is None else [first, str(labels[k])])
+    return captions
+
+
+def rank_list_figure(
+    out: str | os.PathLike,
+    ranked: Sequence[ImageLike],
+    *,
+    query_image: ImageLike | None = None,
+    query_text: Sequence[str] = (),
+    correct: Sequence[bool | None] | None = None,
+    scores: Sequence[float] | None = None,
+    labels: Sequence[str] | None = None,
+    title: str = "",
+    tile: tuple[int, int] = (128, 64),
+) -> Path:
+    """One ranked list as a PNG row (SPEC 5, like Fig. 6): the query, a separator, the gallery.
+
+    Args:
+        out: PNG to write (atomically; the folder is created).
+        ranked: gallery images in rank order (paths or PIL images), typically 10.
+        query_image: the reID query image, or ``None`` for an attribute query: the query panel
+            is then a light text box with the ``query_text`` lines.
+        query_text: lines under the query image (e.g. its predicted attributes) or in the box.
+        correct: per ranked image True / False / None: a green / red / grey frame.
+        scores: per ranked image a similarity, drawn as ``"#1 0.873"`` (else just ``"#1"``).
+        labels: per ranked image a short string (e.g. ``"id 12 c3"``) under the score.
+        title: a line at the top (nothing reserved when empty).
+        tile: ``(height, width)`` every image is resized to.
+
+    Returns:
+        ``out`` as a Path. The figure is ``2 * MARGIN + query_w + SEPARATOR + n * cell_w +
+        (n - 1) * GAP`` wide, where ``cell_w = max(tile_w + 2 * BORDER, widest caption + 2)`` and
+        ``query_w`` is the same for the query panel and its text (widened to fit a long title).
+
+    Raises:
+        CerberusError: an image that cannot be read (the message names it), lists whose length
+            differs from ``ranked``, a bad tile, or an unwritable ``out``.
+    """
+    th, tw = _check_tile(tile)
+    n = len(ranked)
+    for name, values in (("correct", correct), ("scores", scores), ("labels", labels)):
+        _check_length(name, values, n)
+    query_text = [str(t) for t in query_text]
+    query = None if query_image is None else _tile(query_image, (th, tw))
+    gallery = [_tile(p, (th, tw)) for p in ranked]
+
+    box_w, box_h = tw + 2 * BORDER, th + 2 * BORDER
+    captions = _gallery_captions(n, scores, labels)
+    widest = max((_text_width(s) for c in captions for s in c), default=0)
+    cell_w = max(box_w, widest + 2)
+    text_w = max((_text_width(s) for s in query_text), default=0)
+    query_w = max(box_w, text_w + 2 * TEXT_PAD)
+    if query is None:
+        shown = query_text or ["(any attributes)"]
+        query_box_h = max(box_h, 2 * TEXT_PAD + len(shown) * LINE_HEIGHT)
+        query_cap = 0
+    else:
+        query_box_h, query_cap = box_h, _caption_height(len(query_text))
+    top = MARGIN + (TITLE_HEIGHT if title else 0)
+    gallery_x = MARGIN + query_w + SEPARATOR
+    width = gallery_x + n * cell_w + max(n - 1, 0) * GAP + MARGIN
+    if title:
+        width = max(width, 2 * MARGIN + _text_width(title, TITLE_FONT_SIZE))
+    gallery_cap = _caption_height(max((len(c) for c in captions), default=0))
+    height = top + max(query_box_h + query_cap, box_h + gallery_cap) + MARGIN
+
+    fig = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(fig)
+    if title:
+        _draw_text(draw, (MARGIN, MARGIN + 2), title, TITLE_FONT_SIZE)
+    if query is None:
+        draw.rectangle(
+            (MARGIN, top, MARGIN + query_w - 1, top + query_box_h - 1),
+            fill=TEXT_BOX_FILL,
+            outline=QUERY_COLOUR,
+            width=1,
+        )
+        for i, line in enumerate(shown):
+            y = top + TEXT_PAD + i * LINE_HEIGHT
+            _draw_text(draw, (MARGIN + TEXT_PAD, y), line)
+    else:
+        qx = MARGIN + (query_w - box_w) // 2
+        fig.paste(query, (qx + BORDER, top + BORDER))
+        _frame(draw, qx, top, box_w, box_h, QUERY_COLOUR)
+        _centred_lines(draw, query_text, MARGIN, query_w, top + box_h + TEXT_PAD)
+    line_x = MARGIN + query_w + (SEPARATOR - SEPARATOR_LINE) // 2
+    draw.rectangle(
+        (line_x, top, line_x + SEPARATOR_LINE - 1, height - MARGIN - 1), fill=SEPARATOR_COLOUR
+    )
+    for k, img in enumerate(gallery):
+        cell_x = gallery_x + k * (cell_w + GAP)
+        x = cell_x + (cell_w - box_w) // 2
+        fig.paste(img, (x + BORDER, top + BORDER))
+        ok = None if correct is None else correct[k]
+        colour = UNKNOWN_COLOUR if ok is None else CORRECT_COLOUR if ok else WRONG_COLOUR
+        _frame(draw, x, top, box_w, box_h, colour)
+        _centred_lines(draw, captions[k], cell_x, cell_w, top + box_h + TEXT_PAD)
+    return save_png(fig, out)
+
+
+def heat_colours(values: np.ndarray) -> np.ndarray:
+    """A black -> red -> yellow -> white colormap.
+
+    Args:
+        values: array of any shape with values in [0, 1] (clipped).
+
+    Returns:
+        uint8 array of shape ``values.shape + (3,)``: red rises on [0, 1/3], green on
+        [1/3, 2/3], blue on [2/3, 1].
+    """
+    v = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)[..., None]
+    rgb = np.clip(3.0 * v - np.array([0.0, 1.0, 2.0], dtype=np.float32), 0.0, 1.0)
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def kept_pixel_rows(top: int, bottom: int, map_rows: int, tile_height: int) -> tuple[int, int]:
+    """First and last image row covered by heat-map rows ``top..bottom`` (inclusive).
+
+    Heat-map row r covers image rows ``[r * H // h, (r + 1) * H // h)``.
+    """
+    return top * tile_height // map_rows, (bottom + 1) * tile_height // map_rows - 1
+
+
+def _normalise(m: np.ndarray) -> np.ndarray:
+    m = np.nan_to_num(m.astype(np.float32))
+    lo, hi = float(m.min()), float(m.max())
+    return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+
+
+def _check_alignment_inputs(images, maps: np.ndarray, tops: np.ndarray, bottoms: np.ndarray):
+    if maps.ndim != 3 or min(maps.shape, default=0) < 1:
+        raise CerberusError(f"heat_maps: expected shape (N, h, w), got {maps.shape}")
+    n, h = maps.shape[0], maps.shape[1]
+    for name, v in (("images", images), ("tops", tops), ("bottoms", bottoms)):
+        if len(v) != n:
+            raise CerberusError(f"{name}: expected {n} values (one per heat map), got {len(v)}")
+    for i, (t, b) in enumerate(zip(tops, bottoms)):
+        if not 0 <= t <= b < h:
+            raise CerberusError(f"image {i}: kept rows {t}..{b} are not within 0..{h - 1}")
+
+
+def _alignment_pair(image: Image.Image, m: np.ndarray, top: int, bottom: int) -> Image.Image:
+    """The crop with the kept rows boxed (outside dimmed) beside the heat map blended over it."""
+    tw, th = image.size
+    y0, y1 = kept_pixel_rows(top, bottom, m.shape[0], th)
+    crop = np.asarray(image, dtype=np.float32)
+    marked = crop * OUTSIDE_DIM
+    marked[y0 : y1 + 1] = crop[y0 : y1 + 1]
+    marked_img = Image.fromarray(np.round(marked).astype(np.uint8))
+    ImageDraw.Draw(marked_img).rectangle((0, y0, tw - 1, y1), outline=KEPT_COLOUR, width=KEPT_LINE)
+    up = Image.fromarray(_normalise(m)).resize((tw, th), Image.Resampling.BILINEAR)
+    heat = heat_colours(np.asarray(up)).astype(np.float32)
+    blend = np.round((1 - HEAT_ALPHA) * crop + HEAT_ALPHA * heat).astype(np.uint8)
+    pair = Image.new("RGB", (2 * tw + PAIR_GAP, th), BACKGROUND)
+    pair.paste(marked_img, (0, 0))
+    pair.paste(Image.fromarray(blend), (tw + PAIR_GAP, 0))
+    return pair
+
+
+def alignment_figure(
+    out: str | os.PathLike,
+    images: Sequence[ImageLike],
+    heat_maps: np.ndarray,
+    tops: np.ndarray,
+    bottoms: np.ndarray,
+    *,
+    tile: tuple[int, int] = (128, 64),
+) -> Path:
+    """The alignment module at work (SPEC 2, like Fig. 7(a)), one column pair per image.
+
+    Left: the crop with the kept rows boxed in ``KEPT_COLOUR`` and the rest dimmed. Right: the
+    heat map, normalised to 0..1 per image, upsampled to the tile and blended over the crop with
+    :func:`heat_colours`. Under each pair: ``"rows t-b of h"``.
+
+    Args:
+        out: PNG to write (atomically; the folder is created).
+        images: N paths or PIL images.
+        heat_maps: ``(N, h, w)`` heat maps ||F^l(p)||_2.
+        tops, bottoms: ``(N,)`` first / last kept heat-map row (inclusive).
+        tile: ``(height, width)`` every image is resized to.
+
+    Returns:
+        ``out`` as a Path; the figure is ``2 * MARGIN + N * (2 * tile_w + PAIR_GAP) +
+        (N - 1) * ALIGN_GAP`` wide and ``2 * MARGIN + tile_h + TEXT_PAD + LINE_HEIGHT`` high.
+
+    Raises:
+        CerberusError: an unreadable image (named), inconsistent shapes, rows out of range, a bad
+            tile or an unwritable ``out``.
+    """
+    th, tw = _check_tile(tile)
+    maps = np.asarray(heat_maps, dtype=np.float32)
+    tops = np.asarray(tops).astype(np.int64).reshape(-1)
+    bottoms = np.asarray(bottoms).astype(np.int64).reshape(-1)
+    _check_alignment_inputs(images, maps, tops, bottoms)
+    n, h = maps.shape[0], maps.shape[1]
+    pair_w = 2 * tw + PAIR_GAP
+    width = 2 * MARGIN + n * pair_w + (n - 1) * ALIGN_GAP
+    height = 2 * MARGIN + th + TEXT_PAD + LINE_HEIGHT
+    fig = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(fig)
+    for i in range(n):
+        x = MARGIN + i * (pair_w + ALIGN_GAP)
+        t, b = int(tops[i]), int(bottoms[i])
+        fig.paste(_alignment_pair(_tile(images[i], (th, tw)), maps[i], t, b), (x, MARGIN))
+        _centred_lines(draw, [f"rows {t}-{b} of {h}"], x, pair_w, MARGIN + th + TEXT_PAD)
+    return save_png(fig, out)
+
+
+def model_alignment_maps(
+    model: torch.nn.Module,
+    paths: Sequence[ImageLike],
+    *,
+    height: int,
+    width: int,
+    batch_size: int = 32,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Heat maps and kept rows of ``model``'s alignment module for some images (SPEC 2).
+
+    Images go through the test transform at ``height`` x ``width`` and
+    :meth:`~cerberus.model.Cerberus.forward_local_maps`, in eval mode under ``torch.no_grad``
+    on the model's device; the model's train / eval mode is restored afterwards.
+
+    Args:
+        model: a :class:`~cerberus.model.Cerberus`.
+        paths: N image paths (or PIL images).
+        height, width: input size.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``(heat_maps, tops, bottoms)``: float32 ``(N, h, w)`` and int64 ``(N,)`` arrays, ready for
+        :func:`alignment_figure`.
+    """
+    if len(paths) == 0:
+        raise CerberusError("paths: no images given")
+    transform = build_transforms(height=height, width=width, train=False)
+    device = next(model.parameters()).device
+    was_training = model.training
+    maps, tops, bottoms = [], [], []
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(paths), batch_size):
+                batch = [transform(_open(p)) for p in paths[start : start + batch_size]]
+                res = model.forward_local_maps(torch.stack(batch).to(device))
+                maps.append(res["heat_map"].float().cpu().numpy())
+                tops.append(res["top"].cpu().numpy())
+                bottoms.append(res["bottom"].cpu().numpy())
+    finally:
+        model.train(was_training)
+    return (
+        np.concatenate(maps).astype(np.float32),
+        np.concatenate(tops).astype(np.int64),
+        np.concatenate(bottoms).astype(np.int64),
+    )
