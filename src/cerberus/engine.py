@@ -165,12 +165,14 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # torch's zip writer wraps a failed write
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        raise CerberusError(f"{path}: could not write checkpoint ({exc.strerror or exc})") from None
+        cause = exc if isinstance(exc, OSError) else exc.__context__
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc)
+        raise CerberusError(f"{path}: could not write checkpoint ({reason})") from None
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
