@@ -22,9 +22,7 @@ test: setup lint
 	$(BIN)/python -m pytest
 
 demo: setup
-	$(BIN)/cerberus synth --out data/synthetic --overwrite --sheet $(DEMO_DIR)/synthetic_sheet.png
-	$(BIN)/cerberus train -c configs/synthetic.yaml --no-resume train.output_dir=$(DEMO_DIR)
-	$(BIN)/cerberus eval --checkpoint $(DEMO_DIR)/last.pt --out $(DEMO_DIR)/metrics.json
+	$(BIN)/cerberus demo --out $(DEMO_DIR)
 
 clean:
 	rm -rf $(VENV) runs data/synthetic .pytest_cache .ruff_cache

@@ -162,9 +162,304 @@ def info(
         typer.echo(f"  {k:28s} {v / 1e9:8.2f} G")
 
 
+# --------------------------------------------------------------------------- user tools
+
+Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="Trained checkpoint (last.pt).")]
+Device = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
+
+
+def _attribute_lookup(path: Path, schema_name: str) -> dict[int, object]:
+    """``{identity: values}`` from a Lin-style attribute file, test split first."""
+    from cerberus.attributes import get_schema, load_attribute_mat
+
+    tables = load_attribute_mat(path, get_schema(schema_name))
+    out: dict[int, object] = {}
+    for split in ("train", "test"):
+        t = tables[split]
+        out.update({int(i): v for i, v in zip(t.ids, t.values)})
+    return out
+
+
+@app.command()
+def extract(
+    checkpoint: Checkpoint,
+    images: Annotated[Path, typer.Option("--images", help="Folder of person crops (recursive).")],
+    out: Annotated[Path, typer.Option("--out", help="Features file to write (.npz).")],
+    attributes: Annotated[
+        Path | None,
+        typer.Option(help="Lin-style .mat file: store the identities' attributes as truth."),
+    ] = None,
+    skip_bad: Annotated[
+        bool, typer.Option(help="Skip unreadable images (logged by name) instead of stopping.")
+    ] = False,
+    device: Device = "auto",
+    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    workers: Annotated[int | None, typer.Option(help="DataLoader workers.")] = None,
+) -> None:
+    """Extract the five part features of every crop in a folder into a features file."""
+    from cerberus.index import InferenceModel
+
+    net = InferenceModel.from_checkpoint(
+        checkpoint, device=device, batch_size=batch_size, num_workers=workers
+    )
+    lookup = _attribute_lookup(attributes, net.schema.name) if attributes else None
+    feats = net.extract_folder(images, attributes=lookup, skip_bad=skip_bad, progress=True)
+    path = feats.save(out)
+    known = int((feats.pids != -1000).sum())
+    typer.echo(
+        f"{len(feats.paths)} images -> {path} (features {feats.features.shape[1:]}, "
+        f"{known} with identities from their names)"
+    )
+
+
+@app.command("index")
+def build_index(
+    features: Annotated[Path, typer.Option("--features", help="Features file from extract.")],
+    out: Annotated[Path, typer.Option("--out", help="Index file to write (.npz).")],
+    kind: Annotated[
+        str, typer.Option(help="flat (exact), ivf or hnsw (approximate, for millions).")
+    ] = "flat",
+    nlist: Annotated[int | None, typer.Option(help="ivf: cells (default 4 sqrt(N)).")] = None,
+    nprobe: Annotated[int, typer.Option(help="ivf: cells searched per query.")] = 16,
+    hnsw_m: Annotated[int, typer.Option(help="hnsw: links per node.")] = 32,
+    ef_search: Annotated[int, typer.Option(help="hnsw: search depth.")] = 128,
+) -> None:
+    """Build a gallery index (faiss, inner product = mean part cosine) for reID and APS."""
+    import time
+
+    from cerberus.index import FeatureSet, GalleryIndex
+
+    feats = FeatureSet.load(features)
+    t = time.perf_counter()
+    index = GalleryIndex.build(
+        feats, kind=kind, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search
+    )
+    seconds = time.perf_counter() - t
+    path = index.save(out)
+    line = f"{kind} index of {len(index)} vectors (dim {index.index.d}) -> {path}"
+    line += f" in {seconds:.2f}s"
+    if "recall_at_10" in index.meta:
+        line += f"; recall@10 vs exact search {index.meta['recall_at_10']:.4f}"
+    typer.echo(line)
+
+
+def _label(row: dict) -> str:
+    parts = []
+    if row["pid"] is not None:
+        parts.append(f"id {row['pid']}")
+    if row["camid"] is not None:
+        parts.append(f"c{row['camid'] + 1}")
+    return " ".join(parts)
+
+
+@app.command()
+def search(
+    index: Annotated[Path, typer.Option("--index", help="Index file from `cerberus index`.")],
+    image: Annotated[Path | None, typer.Option(help="reID: a query crop.")] = None,
+    attrs: Annotated[
+        str | None,
+        typer.Option(help='APS: e.g. "gender=female, upper.color=red, backpack=yes".'),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Model for image queries (default: the one the index was built with)."),
+    ] = None,
+    k: Annotated[int, typer.Option("-k", help="Results to return.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    figure: Annotated[Path | None, typer.Option(help="Also draw the ranked list (PNG).")] = None,
+    device: Device = "auto",
+) -> None:
+    """Search a gallery index by image (reID) or by attributes (APS, any subset)."""
+    import json
+
+    from cerberus.index import GalleryIndex, InferenceModel, parse_attribute_query, result_rows
+
+    if (image is None) == (attrs is None):
+        raise CerberusError("give exactly one of --image (reID) or --attrs (APS)")
+    gallery = GalleryIndex.load(index)
+    query_text: list[str] = []
+    if image is not None:
+        ckpt = checkpoint or Path(gallery.meta.get("checkpoint") or "")
+        if not str(ckpt) or not ckpt.is_file():
+            raise CerberusError(
+                f"{index}: the checkpoint it was built with ({ckpt}) is not found; "
+                "give --checkpoint"
+            )
+        net = InferenceModel.from_checkpoint(ckpt, device=device)
+        gallery.check_model(net.fingerprint, str(ckpt))
+        from cerberus.index import image_set
+
+        q = image_set([image], net.schema)
+        f = net.features([image])
+        result = gallery.search_features(f, k)[0]
+        rows = result_rows(gallery, result, query_pid=int(q.pids[0]), query_camid=int(q.camids[0]))
+        from cerberus.evaluation import describe_features
+
+        query_text = describe_features(f, gallery.prototypes, gallery.schema)[0]["phrases"]
+        query = {"image": str(image)}
+    else:
+        aq = parse_attribute_query(attrs, gallery.schema)
+        result = gallery.search_attributes(aq, k)
+        rows = result_rows(gallery, result, attribute_query=aq)
+        query_text = aq.describe(gallery.schema)
+        query = {"attributes": dict(zip(aq.given, query_text)), "groups": list(aq.groups)}
+    if as_json:
+        typer.echo(json.dumps({"query": query, "results": rows}, indent=2))
+    else:
+        typer.echo(f"{'rank':>4s} {'score':>7s} {'id':>6s} {'cam':>4s} {'ok':>3s}  path")
+        for r in rows:
+            ok = {True: "yes", False: "no", None: "-"}[r["correct"]]
+            pid = "-" if r["pid"] is None else str(r["pid"])
+            cam = "-" if r["camid"] is None else f"c{r['camid'] + 1}"
+            typer.echo(
+                f"{r['rank']:4d} {r['score']:7.4f} {pid:>6s} {cam:>4s} {ok:>3s}  {r['path']}"
+            )
+    if figure is not None:
+        from cerberus.visualize import rank_list_figure
+
+        title = f"reID: {image.name}" if image is not None else f"APS: {attrs}"
+        rank_list_figure(
+            figure,
+            [r["path"] for r in rows],
+            query_image=image,
+            query_text=query_text,
+            correct=[r["correct"] for r in rows],
+            scores=[r["score"] for r in rows],
+            labels=[_label(r) for r in rows],
+            title=title,
+        )
+        if not as_json:
+            typer.echo(f"figure: {figure}")
+
+
+@app.command()
+def describe(
+    checkpoint: Checkpoint,
+    images: Annotated[list[Path], typer.Argument(help="Person crops.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: Device = "auto",
+) -> None:
+    """Predict the attributes of person crops (PAR): nearest SID prototype per group."""
+    import json
+
+    from cerberus.evaluation import describe_features
+    from cerberus.index import InferenceModel
+
+    net = InferenceModel.from_checkpoint(checkpoint, device=device)
+    found = describe_features(net.features(images), net.prototypes, net.schema)
+    if as_json:
+        typer.echo(json.dumps([{"image": str(p), **d} for p, d in zip(images, found)], indent=2))
+        return
+    for p, d in zip(images, found):
+        typer.echo(f"{p}: {', '.join(d['phrases'])}")
+
+
+visualize_app = typer.Typer(help="Figures: rank lists (Figure 6) and alignment maps (Figure 7a).")
+app.add_typer(visualize_app, name="visualize")
+
+
+@visualize_app.command("ranks")
+def visualize_ranks(
+    index: Annotated[Path, typer.Option("--index", help="Gallery index.")],
+    images: Annotated[list[Path], typer.Argument(help="Query crops; one figure each.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the PNGs.")],
+    checkpoint: Annotated[Path | None, typer.Option(help="Model (default: the index's).")] = None,
+    k: Annotated[int, typer.Option("-k", help="Ranks shown.")] = 10,
+    device: Device = "auto",
+) -> None:
+    """Rank-k lists of query crops, correct matches green, wrong red, attributes under query."""
+    from cerberus.evaluation import describe_features
+    from cerberus.index import GalleryIndex, InferenceModel, image_set, result_rows
+    from cerberus.visualize import rank_list_figure
+
+    gallery = GalleryIndex.load(index)
+    ckpt = checkpoint or Path(gallery.meta.get("checkpoint") or "")
+    if not str(ckpt) or not ckpt.is_file():
+        raise CerberusError(f"{index}: its checkpoint ({ckpt}) is not found; give --checkpoint")
+    net = InferenceModel.from_checkpoint(ckpt, device=device)
+    gallery.check_model(net.fingerprint, str(ckpt))
+    q = image_set(images, net.schema)
+    feats = net.features(images)
+    found = describe_features(feats, gallery.prototypes, gallery.schema)
+    for i, (image, result) in enumerate(zip(images, gallery.search_features(feats, k))):
+        rows = result_rows(gallery, result, query_pid=int(q.pids[i]), query_camid=int(q.camids[i]))
+        path = rank_list_figure(
+            out / f"ranks_{image.stem}.png",
+            [r["path"] for r in rows],
+            query_image=image,
+            query_text=found[i]["phrases"],
+            correct=[r["correct"] for r in rows],
+            scores=[r["score"] for r in rows],
+            labels=[_label(r) for r in rows],
+            title=f"reID: {image.name}",
+        )
+        typer.echo(f"figure: {path}")
+
+
+@visualize_app.command("alignment")
+def visualize_alignment(
+    checkpoint: Checkpoint,
+    images: Annotated[list[Path], typer.Argument(help="Person crops.")],
+    out: Annotated[Path, typer.Option("--out", help="PNG to write.")],
+    device: Device = "cpu",
+) -> None:
+    """Alignment heat maps and the rows the alignment module keeps, per crop."""
+    from cerberus.index import InferenceModel
+    from cerberus.visualize import alignment_figure, model_alignment_maps
+
+    net = InferenceModel.from_checkpoint(checkpoint, device=device)
+    heat, tops, bottoms = model_alignment_maps(
+        net.model, images, height=net.height, width=net.width
+    )
+    path = alignment_figure(out, images, heat, tops, bottoms)
+    typer.echo(f"figure: {path}")
+
+
+@app.command()
+def export(
+    checkpoint: Checkpoint,
+    out: Annotated[Path, typer.Option("--out", help="ONNX file to write.")],
+    verify: Annotated[bool, typer.Option(help="Check against PyTorch with onnxruntime.")] = True,
+) -> None:
+    """Export the embedding network to ONNX (images -> features, embedding)."""
+    import torch
+
+    from cerberus.export import export_onnx, verify_onnx
+    from cerberus.index import InferenceModel
+
+    net = InferenceModel.from_checkpoint(checkpoint, device="cpu")
+    path = export_onnx(net.model, out, height=net.height, width=net.width, schema=net.schema.name)
+    typer.echo(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if verify:
+        x = torch.randn(2, 3, net.height, net.width, generator=torch.Generator().manual_seed(0))
+        diff = verify_onnx(net.model, path, x)
+        typer.echo(f"onnxruntime matches PyTorch: max abs difference {diff:.2e}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the run, figures and report.md.")] = Path(
+        "runs/demo"
+    ),
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config.")] = Path(
+        "configs/synthetic.yaml"
+    ),
+    overrides: Overrides = None,
+    regenerate: Annotated[bool, typer.Option(help="Regenerate the synthetic data.")] = False,
+) -> None:
+    """Synthetic data -> train (CPU config) -> evaluate -> index -> figures -> report.md."""
+    from cerberus.config import load_config
+    from cerberus.demo import run_demo
+
+    cfg = load_config(config, overrides or [])
+    report = run_demo(cfg, out, regenerate=regenerate)
+    typer.echo(f"report: {report}")
+
+
 def main() -> None:
     """Entry point: run the app; our own errors print as one red line with exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # CPU-feature probing at import
     try:
         app()
     except CerberusError as exc:

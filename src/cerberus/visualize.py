@@ -104,6 +104,12 @@ def _tile(item: ImageLike, tile: tuple[int, int]) -> Image.Image:
     return _open(item).resize((width, height), Image.Resampling.BILINEAR)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_png(image: Image.Image, out: str | os.PathLike) -> Path:
     """Write ``image`` to ``out`` as PNG atomically (temp file in the same folder, then rename).
 
@@ -116,6 +122,7 @@ def save_png(image: Image.Image, out: str | os.PathLike) -> Path:
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             image.save(f, format="PNG")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a figure is a normal file
         os.replace(tmp, out)
     except (OSError, ValueError) as exc:
         if tmp is not None and os.path.exists(tmp):
