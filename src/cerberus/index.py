@@ -97,6 +97,8 @@ def extract_features(
     device = torch.device(device)
     was_training = model.training
     model.eval()
+    # channels_last: faster convolutions on CUDA and on CPU (oneDNN); results are unchanged
+    model.to(memory_format=torch.channels_last)
     loader = torch.utils.data.DataLoader(
         _SafeImages(
             images, build_transforms(height=height, width=width, train=False), height, width
@@ -120,8 +122,7 @@ def extract_features(
                     f"{errors[0]} (use on_bad_image='skip' / --skip-bad to skip such files)"
                 )
             x = batch["image"].to(device, non_blocking=True)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             with amp:
                 f = model(x)["features"].float()
                 if flip:
@@ -676,16 +677,40 @@ def build_faiss_index(
         index.hnsw.efConstruction = max(40, 2 * hnsw_m)
         index.hnsw.efSearch = ef_search
     else:
-        nlist = nlist or max(1, min(int(4 * np.sqrt(n)), n // 39 or 1))
+        # about sqrt(N) cells, k-means on at most 64 points per cell, 10 iterations: minutes
+        # for 1M x 2560 on 2 cores, where 4 sqrt(N) cells and 256 points per cell take hours
+        nlist = nlist or max(1, min(int(np.sqrt(n)), n // 39 or 1))
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(seed)
-        sample = x if n <= 256 * nlist else x[rng.choice(n, 256 * nlist, replace=False)]
+        sample = x if n <= 64 * nlist else x[np.sort(rng.choice(n, 64 * nlist, replace=False))]
         index.cp.seed = seed
+        index.cp.niter = 10
         index.train(sample)
         index.nprobe = min(nprobe, nlist)
     index.add(x)
     return index
+
+
+def exact_top_k(
+    gallery: np.ndarray, queries: np.ndarray, k: int, *, chunk: int = 65536
+) -> np.ndarray:
+    """Indices ``(Q, k)`` of the k largest inner products, by chunked matrix products.
+
+    Reads ``gallery`` in place, chunk by chunk: no second copy of a large gallery.
+    """
+    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    best_s = torch.full((len(q), 0), -np.inf)
+    best_i = torch.zeros((len(q), 0), dtype=torch.long)
+    for start in range(0, len(gallery), chunk):
+        g = torch.from_numpy(np.ascontiguousarray(gallery[start : start + chunk], np.float32))
+        s = q @ g.T
+        top = s.topk(min(k, s.shape[1]), dim=1)
+        best_s = torch.cat([best_s, top.values], 1)
+        best_i = torch.cat([best_i, top.indices + start], 1)
+        keep = best_s.topk(min(k, best_s.shape[1]), dim=1)
+        best_s, best_i = keep.values, best_i.gather(1, keep.indices)
+    return best_i.numpy()
 
 
 def recall_at_k(
@@ -696,15 +721,12 @@ def recall_at_k(
     Queries are ``num_queries`` random rows of ``vectors``; each query's own row is left out of
     both lists.
     """
-    faiss = _faiss()
-    x = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+    x = np.asarray(vectors, dtype=np.float32)
     rng = np.random.default_rng(seed)
-    rows = rng.choice(len(x), min(num_queries, len(x)), replace=False)
-    exact = faiss.IndexFlatIP(x.shape[1])
-    exact.add(x)
+    rows = np.sort(rng.choice(len(x), min(num_queries, len(x)), replace=False))
     kk = min(k + 1, len(x))
-    _, truth = exact.search(x[rows], kk)
-    _, found = index.search(x[rows], kk)
+    truth = exact_top_k(x, x[rows], kk)
+    _, found = index.search(np.ascontiguousarray(x[rows]), kk)
     hits = []
     for r, t, f in zip(rows, truth, found):
         t = [i for i in t if i != r][:k]
