@@ -32,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from cerberus.attributes import get_schema
 from cerberus.config import load_config
 from cerberus.engine import model_from_config
-from cerberus.model import count_flops, count_parameters
+from cerberus.model import count_flops, count_parameters, fuse_batchnorm
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 751  # Market-1501 training identities
@@ -119,7 +119,12 @@ def main() -> None:
     parser.add_argument(
         "--fuse-bn",
         action="store_true",
-        help="fold BatchNorm into the convolutions of both models first (inference-only speed-up)",
+        help="also fold BatchNorm into torchreid's convolutions (it does not by itself)",
+    )
+    parser.add_argument(
+        "--unfused",
+        action="store_true",
+        help="time our raw training module instead of the inference path (BN not folded)",
     )
     parser.add_argument("--profile", action="store_true", help="torch.profiler top ops of ours")
     parser.add_argument("--quick", action="store_true", help="128x64, batch 8, 2 iters")
@@ -147,6 +152,9 @@ def main() -> None:
     ours = build_ours(args.config).eval()
     counts = count_parameters(ours)
     our_macs = count_flops(ours, height=args.height, width=args.width)["macs"]
+    if not args.unfused:  # what `cerberus extract` / `cerberus eval` run
+        ours = fuse_batchnorm(ours)
+        print("# ours: BatchNorm folded into convolutions, as cerberus extract / eval do")
     models = {"ours": (OursFeatures(ours), counts["embedding_params"], our_macs)}
     torchreid = None if args.no_torchreid else import_torchreid()
     if torchreid is not None:
@@ -162,6 +170,8 @@ def main() -> None:
     if args.fuse_bn:
         with torch.no_grad():
             for name, (model, _, _) in models.items():
+                if name == "ours" and not args.unfused:
+                    continue
                 print(f"# {name}: {fuse_conv_bn(model)} BatchNorm2d folded into convolutions")
     device = torch.device(args.device)
     x0 = torch.randn(args.batch, 3, args.height, args.width)

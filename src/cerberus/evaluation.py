@@ -879,8 +879,10 @@ def evaluate_checkpoint(
     """Load a checkpoint, extract test features once and compute reID, APS and PAR metrics."""
     from cerberus.data.datasets import read_dataset
     from cerberus.engine import load_model_from_checkpoint
+    from cerberus.model import fuse_batchnorm
 
     model, cfg, state = load_model_from_checkpoint(checkpoint)
+    model = fuse_batchnorm(model)  # inference only: same features, less work
     if dataset is None:
         root = data_root if data_root is not None else cfg.data.root
         attributes = None if data_root is not None else cfg.data.attributes

@@ -50,6 +50,7 @@ from cerberus.data.datasets import (
 )
 from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
+from cerberus.model import fuse_batchnorm
 
 logger = logging.getLogger(__name__)
 
@@ -780,12 +781,18 @@ class InferenceModel:
         device: str = "auto",
         batch_size: int | None = None,
         num_workers: int | None = None,
+        fuse_bn: bool = True,
     ) -> InferenceModel:
+        """Load a checkpoint for inference; ``fuse_bn`` folds BatchNorm into the convolutions
+        (:func:`~cerberus.model.fuse_batchnorm`: same features, faster)."""
         from cerberus.engine import load_model_from_checkpoint
 
         model, cfg, state = load_model_from_checkpoint(checkpoint)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        fingerprint = model_fingerprint(model)  # of the trained weights, before folding BN
+        if fuse_bn:
+            model = fuse_batchnorm(model)
         model.to(device).eval()
         return cls(
             model=model,
@@ -796,6 +803,7 @@ class InferenceModel:
             device=device,
             batch_size=batch_size or cfg.eval.batch_size,
             num_workers=cfg.eval.num_workers if num_workers is None else num_workers,
+            _fingerprint=fingerprint,
         )
 
     @property
@@ -834,7 +842,7 @@ class InferenceModel:
             num_workers=kwargs.pop("num_workers", self.num_workers),
             **kwargs,
         )
-        self._fingerprint = feats.meta["fingerprint"]
+        feats.meta["fingerprint"] = self.fingerprint
         return feats
 
 

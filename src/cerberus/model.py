@@ -414,6 +414,39 @@ def build_model(
     )
 
 
+def fuse_batchnorm(model: Cerberus) -> Cerberus:
+    """An inference copy of ``model`` with every BatchNorm2d folded into the conv before it.
+
+    BN in eval mode is an affine map per channel, so ``bn(conv(x))`` equals one convolution with
+    scaled weights and a bias: the same features (up to float rounding) for less work. Covers
+    the torchvision ResNet blocks (``convN`` / ``bnN``, ``downsample`` and the stem). The copy is
+    in eval mode and must not be trained (its BN layers are identities).
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(model).eval()
+    for module in list(fused.modules()):
+        children = dict(module.named_children())
+        if isinstance(module, nn.Sequential):
+            names = list(children)
+            pairs = [
+                (a, b)
+                for a, b in zip(names, names[1:])
+                if isinstance(children[a], nn.Conv2d) and isinstance(children[b], nn.BatchNorm2d)
+            ]
+        else:
+            pairs = [
+                (f"conv{i}", f"bn{i}")
+                for i in range(1, 4)
+                if isinstance(children.get(f"conv{i}"), nn.Conv2d)
+                and isinstance(children.get(f"bn{i}"), nn.BatchNorm2d)
+            ]
+        for conv_name, bn_name in pairs:
+            setattr(module, conv_name, fuse_conv_bn_eval(children[conv_name], children[bn_name]))
+            setattr(module, bn_name, nn.Identity())
+    return fused
+
+
 def count_parameters(model: Cerberus) -> dict[str, int]:
     """Parameter counts by role.
 
