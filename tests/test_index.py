@@ -142,7 +142,7 @@ def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+@pytest.mark.parametrize("kind", ["ivf", "ivf-sq8", "hnsw"])
 def test_approximate_indexes_report_their_recall(kind):
     x = clustered(4000, 40)
     index = build_faiss_index(x, kind=kind, nprobe=8)
@@ -157,7 +157,7 @@ def test_approximate_indexes_report_their_recall(kind):
 
 def test_index_files_round_trip_and_refuse_bad_input(tmp_path):
     fs = random_features(50)
-    index = GalleryIndex.build(fs, kind="ivf", nlist=4, recall_queries=50)
+    index = GalleryIndex.build(fs, kind="ivf-sq8", nlist=4, recall_queries=50)
     path = index.save(tmp_path / "gallery")
     assert path.name == "gallery.npz"
     again = GalleryIndex.load(path)

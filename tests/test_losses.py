@@ -125,6 +125,7 @@ def test_gradients_reach_prototypes_and_residuals_and_unseen_sid_moves_only_thro
             model(x), labels=labels, sids=sids, model=model, margins=margins, **switches
         )
         out["total_loss"].backward()
+
         def grad(t):
             return torch.zeros_like(t) if t.grad is None else t.grad.clone()
 

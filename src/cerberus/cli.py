@@ -217,10 +217,10 @@ def build_index(
     features: Annotated[Path, typer.Option("--features", help="Features file from extract.")],
     out: Annotated[Path, typer.Option("--out", help="Index file to write (.npz).")],
     kind: Annotated[
-        str, typer.Option(help="flat (exact), ivf or hnsw (approximate, for millions).")
+        str, typer.Option(help="flat (exact); ivf, ivf-sq8 or hnsw (approximate, for millions).")
     ] = "flat",
-    nlist: Annotated[int | None, typer.Option(help="ivf: cells (default 4 sqrt(N)).")] = None,
-    nprobe: Annotated[int, typer.Option(help="ivf: cells searched per query.")] = 16,
+    nlist: Annotated[int | None, typer.Option(help="ivf*: cells (default sqrt(N)).")] = None,
+    nprobe: Annotated[int, typer.Option(help="ivf*: cells searched per query.")] = 16,
     hnsw_m: Annotated[int, typer.Option(help="hnsw: links per node.")] = 32,
     ef_search: Annotated[int, typer.Option(help="hnsw: search depth.")] = 128,
 ) -> None:
