@@ -28,8 +28,9 @@ Index kinds (``--kinds``):
                  the top k * k_factor against the flat storage (IndexRefine, storage shared)
   hnsw-sq8       IndexHNSWSQ (8-bit) + the same exact re-ranking; slow to build at 1M on 2 cores:
                  left out at N > --hnsw-max unless --hnsw-max is raised (build time is printed)
-  cerberus-ivf / cerberus-hnsw
-                 the project's own ``build_faiss_index`` (IVFFlat / HNSWFlat, a second
+  cerberus-ivf / cerberus-ivf-sq8 / cerberus-hnsw
+                 the project's own ``build_faiss_index`` (IVFFlat / IVF-SQ8 + IndexRefineFlat /
+                 HNSWFlat, a second
                  full-precision copy): only at N <= --in-memory-max
 For IVF kinds every nprobe of ``--nprobe`` is measured (one row each) and the smallest one that
 reaches the recall target is reported. Target: 1M, top-10 under 50 ms per single query on 2
@@ -288,7 +289,7 @@ def bench_size(n: int, args, rows: list[list[str]]) -> None:
     if n <= args.in_memory_max:
         from cerberus.index import build_faiss_index
 
-        for kind in ("ivf", "hnsw"):
+        for kind in ("ivf", "ivf-sq8", "hnsw"):
             if f"cerberus-{kind}" not in args.kinds:
                 continue
             t0 = time.perf_counter()
@@ -297,6 +298,10 @@ def bench_size(n: int, args, rows: list[list[str]]) -> None:
             if kind == "ivf":
                 mem = n * (DIM * 4 + 8) + index.nlist * DIM * 4
                 settings = f"nlist {index.nlist}, nprobe {index.nprobe} (defaults)"
+            elif kind == "ivf-sq8":
+                ivf = faiss.extract_index_ivf(index)
+                mem = n * (DIM * 4 + DIM + 8) + ivf.nlist * DIM * 4
+                settings = f"nlist {ivf.nlist}, nprobe {ivf.nprobe}, k_factor 4 (defaults)"
             else:
                 mem = n * DIM * 4 + index.hnsw.neighbors.size() * 4 + n * 8
                 settings = f"M 32, efC {index.hnsw.efConstruction}, efS {index.hnsw.efSearch}"
@@ -322,7 +327,15 @@ def main() -> None:
         "--kinds",
         nargs="+",
         default=["torch", "flat", "ivf-sq8", "hnsw-sq8", "cerberus-ivf", "cerberus-hnsw"],
-        choices=["torch", "flat", "ivf-sq8", "hnsw-sq8", "cerberus-ivf", "cerberus-hnsw"],
+        choices=[
+            "torch",
+            "flat",
+            "ivf-sq8",
+            "hnsw-sq8",
+            "cerberus-ivf",
+            "cerberus-ivf-sq8",
+            "cerberus-hnsw",
+        ],
     )
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--queries", type=int, default=500, help="batch of queries (recall)")
