@@ -272,3 +272,17 @@ def test_fingerprint_changes_with_weights():
     with torch.no_grad():
         b.prototypes["H"][0, 0] += 1
     assert model_fingerprint(a) != model_fingerprint(b)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_chunked_build_equals_building_from_all_vectors(kind):
+    raw = random_features(300, seed=5).features
+    whole = build_faiss_index(retrieval_vectors(raw), kind=kind, nlist=4)
+    chunked = build_faiss_index(raw, kind=kind, nlist=4, transform=retrieval_vectors, chunk=7)
+    q = retrieval_vectors(raw[:20])
+    s1, i1 = whole.search(q, 10)
+    s2, i2 = chunked.search(q, 10)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_allclose(s1, s2, atol=1e-6)
+    r1 = recall_at_k(whole, retrieval_vectors(raw), num_queries=50)
+    assert recall_at_k(chunked, raw, num_queries=50, transform=retrieval_vectors) == r1

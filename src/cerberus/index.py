@@ -31,7 +31,7 @@ import itertools
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -547,21 +547,22 @@ class GalleryIndex:
         queries (each one's own entry excluded from both result lists); it is stored in
         ``meta["recall_at_10"]``.
         """
-        vectors = retrieval_vectors(features.features)
+        raw = features.features  # (N, 5, d): turned into retrieval vectors chunk by chunk
         index = build_faiss_index(
-            vectors,
+            raw,
             kind=kind,
             nlist=nlist,
             nprobe=nprobe,
             hnsw_m=hnsw_m,
             ef_search=ef_search,
             seed=seed,
+            transform=retrieval_vectors,
         )
         meta = {
             **features.meta,
             "index_kind": kind,
-            "dim": int(vectors.shape[1]),
-            "count": int(len(vectors)),
+            "dim": int(index.d),
+            "count": int(index.ntotal),
         }
         if kind.startswith("ivf"):
             ivf = _faiss().extract_index_ivf(index)
@@ -570,7 +571,7 @@ class GalleryIndex:
             meta.update(hnsw_m=hnsw_m, ef_search=ef_search)
         if kind != "flat":
             meta["recall_at_10"] = recall_at_k(
-                index, vectors, k=10, num_queries=recall_queries, seed=seed
+                index, raw, k=10, num_queries=recall_queries, seed=seed, transform=retrieval_vectors
             )
         return cls(
             index,
@@ -665,15 +666,27 @@ def build_faiss_index(
     hnsw_m: int = 32,
     ef_search: int = 128,
     seed: int = 0,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    chunk: int = 65536,
 ):
-    """A faiss inner-product index of ``kind`` holding ``vectors`` (float32, ``(N, D)``)."""
+    """A faiss inner-product index of ``kind`` holding ``vectors`` (``(N, D)``).
+
+    With ``transform``, the index holds ``transform(vectors[rows])`` (e.g. the retrieval vectors
+    of raw ``(N, 5, d)`` features), computed ``chunk`` rows at a time: no second full-size copy.
+    """
     faiss = _faiss()
     if kind not in INDEX_KINDS:
         raise CerberusError(f"unknown index kind {kind!r}; valid: {', '.join(INDEX_KINDS)}")
-    x = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
-    n, d = x.shape
+    n = len(vectors)
     if n == 0:
         raise CerberusError("cannot index an empty gallery")
+
+    def rows_of(selection) -> np.ndarray:
+        part = vectors[selection]
+        part = transform(part) if transform is not None else part
+        return np.ascontiguousarray(part, dtype=np.float32)
+
+    d = rows_of(slice(0, 1)).shape[1]
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
     elif kind == "hnsw":
@@ -694,7 +707,9 @@ def build_faiss_index(
         ivf.own_fields = True
         quantizer.this.disown()
         rng = np.random.default_rng(seed)
-        sample = x if n <= 64 * nlist else x[np.sort(rng.choice(n, 64 * nlist, replace=False))]
+        sample = rows_of(
+            slice(0, n) if n <= 64 * nlist else np.sort(rng.choice(n, 64 * nlist, replace=False))
+        )
         ivf.cp.seed = seed
         ivf.cp.niter = 10
         ivf.train(sample)
@@ -705,22 +720,31 @@ def build_faiss_index(
             index.own_fields = True
             ivf.this.disown()
             index.k_factor = 4
-    index.add(x)
+    for start in range(0, n, chunk):
+        index.add(rows_of(slice(start, start + chunk)))
     return index
 
 
 def exact_top_k(
-    gallery: np.ndarray, queries: np.ndarray, k: int, *, chunk: int = 65536
+    gallery: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    *,
+    chunk: int = 65536,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Indices ``(Q, k)`` of the k largest inner products, by chunked matrix products.
 
-    Reads ``gallery`` in place, chunk by chunk: no second copy of a large gallery.
+    Reads ``gallery`` in place, chunk by chunk (through ``transform`` if given): no second copy
+    of a large gallery.
     """
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
     best_s = torch.full((len(q), 0), -np.inf)
     best_i = torch.zeros((len(q), 0), dtype=torch.long)
     for start in range(0, len(gallery), chunk):
-        g = torch.from_numpy(np.ascontiguousarray(gallery[start : start + chunk], np.float32))
+        part = gallery[start : start + chunk]
+        part = transform(part) if transform is not None else part
+        g = torch.from_numpy(np.ascontiguousarray(part, np.float32))
         s = q @ g.T
         top = s.topk(min(k, s.shape[1]), dim=1)
         best_s = torch.cat([best_s, top.values], 1)
@@ -731,19 +755,29 @@ def exact_top_k(
 
 
 def recall_at_k(
-    index, vectors: np.ndarray, *, k: int = 10, num_queries: int = 1000, seed: int = 0
+    index,
+    vectors: np.ndarray,
+    *,
+    k: int = 10,
+    num_queries: int = 1000,
+    seed: int = 0,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> float:
     """Mean fraction of the exact top-k (inner product) that ``index`` returns.
 
-    Queries are ``num_queries`` random rows of ``vectors``; each query's own row is left out of
-    both lists.
+    Queries are ``num_queries`` random rows of ``vectors`` (through ``transform`` if given, as in
+    :func:`build_faiss_index`); each query's own row is left out of both lists.
     """
-    x = np.asarray(vectors, dtype=np.float32)
+    n = len(vectors)
     rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(len(x), min(num_queries, len(x)), replace=False))
-    kk = min(k + 1, len(x))
-    truth = exact_top_k(x, x[rows], kk)
-    _, found = index.search(np.ascontiguousarray(x[rows]), kk)
+    rows = np.sort(rng.choice(n, min(num_queries, n), replace=False))
+    queries = vectors[rows]
+    queries = np.ascontiguousarray(
+        transform(queries) if transform is not None else queries, dtype=np.float32
+    )
+    kk = min(k + 1, n)
+    truth = exact_top_k(vectors, queries, kk, transform=transform)
+    _, found = index.search(queries, kk)
     hits = []
     for r, t, f in zip(rows, truth, found):
         t = [i for i in t if i != r][:k]
