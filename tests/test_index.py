@@ -11,19 +11,18 @@ from conftest import make_tree
 
 from cerberus.attributes import GROUPS, MARKET1501
 from cerberus.errors import CerberusError
+from cerberus.evaluation import embed_features, l2_normalize
 from cerberus.index import (
     UNKNOWN,
     FeatureSet,
     GalleryIndex,
     attribute_query_vectors,
-    brute_force_attribute_scores,
     build_faiss_index,
     extract_folder,
     model_fingerprint,
     parse_attribute_query,
     recall_at_k,
     result_rows,
-    retrieval_vectors,
     scan_images,
 )
 from cerberus.model import build_model
@@ -47,6 +46,19 @@ def random_features(n: int, seed: int = 0) -> FeatureSet:
     )
 
 
+def brute_force_attribute_scores(query, features, prototypes) -> np.ndarray:
+    """The slow obvious APS score of every gallery item, ``(N,)``, for checking the index.
+
+    Mean over the given groups of the best cosine over the group's agreeing SIDs.
+    """
+    f = l2_normalize(np.asarray(features, np.float32))
+    total = np.zeros(len(f), dtype=np.float64)
+    for g, choice in zip(query.groups, query.choices):
+        p = l2_normalize(np.asarray(prototypes[g], np.float32)[list(choice)])
+        total += (f[:, GROUPS.index(g)] @ p.T).max(axis=1)
+    return (total / len(query.groups)).astype(np.float32)
+
+
 def mean_cosine(x: np.ndarray, y: np.ndarray) -> float:
     """The obvious SPEC 5 similarity of two (5, d) representations."""
     return float(np.mean([a @ b / np.linalg.norm(a) / np.linalg.norm(b) for a, b in zip(x, y)]))
@@ -54,7 +66,7 @@ def mean_cosine(x: np.ndarray, y: np.ndarray) -> float:
 
 def test_retrieval_vectors_give_the_mean_part_cosine():
     f = random_features(6).features
-    v = retrieval_vectors(f)
+    v = embed_features(f)
     assert v.shape == (6, 5 * D)
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1, atol=1e-6)
     for i in range(6):
@@ -87,7 +99,7 @@ def test_attribute_query_vector_is_the_spec_similarity_on_whole_groups():
         "upper.color=red, upper.sleeve=short, gender=male, age=young", MARKET1501
     )
     (vec,) = attribute_query_vectors(q, fs.prototypes)
-    got = retrieval_vectors(fs.features) @ vec
+    got = embed_features(fs.features) @ vec
     sids = {g: c[0] for g, c in zip(q.groups, q.choices)}
     for n in range(20):
         expected = np.mean(
@@ -277,12 +289,12 @@ def test_fingerprint_changes_with_weights():
 @pytest.mark.parametrize("kind", ["flat", "ivf"])
 def test_chunked_build_equals_building_from_all_vectors(kind):
     raw = random_features(300, seed=5).features
-    whole = build_faiss_index(retrieval_vectors(raw), kind=kind, nlist=4)
-    chunked = build_faiss_index(raw, kind=kind, nlist=4, transform=retrieval_vectors, chunk=7)
-    q = retrieval_vectors(raw[:20])
+    whole = build_faiss_index(embed_features(raw), kind=kind, nlist=4)
+    chunked = build_faiss_index(raw, kind=kind, nlist=4, transform=embed_features, chunk=7)
+    q = embed_features(raw[:20])
     s1, i1 = whole.search(q, 10)
     s2, i2 = chunked.search(q, 10)
     np.testing.assert_array_equal(i1, i2)
     np.testing.assert_allclose(s1, s2, atol=1e-6)
-    r1 = recall_at_k(whole, retrieval_vectors(raw), num_queries=50)
-    assert recall_at_k(chunked, raw, num_queries=50, transform=retrieval_vectors) == r1
+    r1 = recall_at_k(whole, embed_features(raw), num_queries=50)
+    assert recall_at_k(chunked, raw, num_queries=50, transform=embed_features) == r1

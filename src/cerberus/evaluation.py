@@ -43,6 +43,7 @@ __all__ = [
     "evaluate_features",
     "extract_test_features",
     "format_report",
+    "l2_normalize",
     "predict_sids",
     "prototype_scores",
     "aps_chance",
@@ -704,7 +705,8 @@ class EvalFeatures:
     prototypes: dict[str, np.ndarray]
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows (last axis) scaled to unit L2 norm; zero rows stay zero."""
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
@@ -712,8 +714,11 @@ def prototype_scores(
     features: np.ndarray, prototypes: Mapping[str, np.ndarray]
 ) -> list[np.ndarray]:
     """Cosine of every prototype with every image, per group: ``[(S_G, N)]`` in GROUPS order."""
-    f = _unit(np.asarray(features, dtype=np.float32))
-    return [_unit(np.asarray(prototypes[g], np.float32)) @ f[:, k].T for k, g in enumerate(GROUPS)]
+    f = l2_normalize(np.asarray(features, dtype=np.float32))
+    return [
+        l2_normalize(np.asarray(prototypes[g], np.float32)) @ f[:, k].T
+        for k, g in enumerate(GROUPS)
+    ]
 
 
 def predict_sids(features: np.ndarray, prototypes: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -782,8 +787,11 @@ def embed_features(features: np.ndarray) -> np.ndarray:
 
     ``(N, 5, d) -> (N, 5 d)``; the inner product of two vectors is the mean cosine over groups.
     """
-    f = _unit(np.asarray(features, dtype=np.float32))
-    return f.reshape(len(f), -1) / np.sqrt(f.shape[1], dtype=np.float32)
+    f = np.asarray(features, dtype=np.float32)
+    if f.ndim != 3:
+        raise CerberusError(f"embed_features: expected (N, groups, d), got {f.shape}")
+    f = l2_normalize(f)
+    return np.ascontiguousarray(f.reshape(len(f), -1) / np.sqrt(f.shape[1], dtype=np.float32))
 
 
 def evaluate_features(

@@ -50,6 +50,7 @@ from cerberus.data.datasets import (
 )
 from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
+from cerberus.evaluation import embed_features, l2_normalize
 from cerberus.model import fuse_batchnorm
 
 logger = logging.getLogger(__name__)
@@ -370,19 +371,6 @@ def extract_folder(
 # --------------------------------------------------------------------------- vectors
 
 
-def retrieval_vectors(features: np.ndarray) -> np.ndarray:
-    """SPEC 5 retrieval vectors ``(N, 5, d) -> (N, 5 d)`` float32, unit norm.
-
-    Each part L2-normalised, concatenated, divided by sqrt(5): the inner product of two vectors
-    is the mean over groups of cos(f_x^G, f_y^G).
-    """
-    f = np.asarray(features, dtype=np.float32)
-    if f.ndim != 3:
-        raise CerberusError(f"retrieval_vectors: expected (N, groups, d), got {f.shape}")
-    f = f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-12)
-    return np.ascontiguousarray(f.reshape(len(f), -1) / np.sqrt(f.shape[1], dtype=np.float32))
-
-
 @dataclass(frozen=True)
 class AttributeQuery:
     """An attribute query compiled against a schema.
@@ -449,10 +437,7 @@ def attribute_query_vectors(
     is the mean over the given groups of cos(p^G, f^G) (SPEC 5).
     """
     d = next(iter(prototypes.values())).shape[1]
-    unit = {
-        g: p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-        for g, p in ((g, np.asarray(prototypes[g], np.float32)) for g in GROUPS)
-    }
+    unit = {g: l2_normalize(np.asarray(prototypes[g], np.float32)) for g in GROUPS}
     scale = np.sqrt(len(GROUPS), dtype=np.float32) / len(query.groups)
     combos = list(itertools.product(*query.choices))
     out = np.zeros((len(combos), len(GROUPS), d), dtype=np.float32)
@@ -460,23 +445,6 @@ def attribute_query_vectors(
         for g, s in zip(query.groups, combo):
             out[i, GROUPS.index(g)] = unit[g][s]
     return np.ascontiguousarray(out.reshape(len(combos), -1) * scale)
-
-
-def brute_force_attribute_scores(
-    query: AttributeQuery, features: np.ndarray, prototypes: Mapping[str, np.ndarray]
-) -> np.ndarray:
-    """The slow obvious APS score of every gallery item, ``(N,)``, for checking the index.
-
-    Mean over the given groups of the best cosine over the group's agreeing SIDs.
-    """
-    f = np.asarray(features, np.float32)
-    f = f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-12)
-    total = np.zeros(len(f), dtype=np.float64)
-    for g, choice in zip(query.groups, query.choices):
-        p = np.asarray(prototypes[g], np.float32)[list(choice)]
-        p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-        total += (f[:, GROUPS.index(g)] @ p.T).max(axis=1)
-    return (total / len(query.groups)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- faiss index
@@ -556,7 +524,7 @@ class GalleryIndex:
             hnsw_m=hnsw_m,
             ef_search=ef_search,
             seed=seed,
-            transform=retrieval_vectors,
+            transform=embed_features,
         )
         meta = {
             **features.meta,
@@ -571,7 +539,7 @@ class GalleryIndex:
             meta.update(hnsw_m=hnsw_m, ef_search=ef_search)
         if kind != "flat":
             meta["recall_at_10"] = recall_at_k(
-                index, raw, k=10, num_queries=recall_queries, seed=seed, transform=retrieval_vectors
+                index, raw, k=10, num_queries=recall_queries, seed=seed, transform=embed_features
             )
         return cls(
             index,
@@ -633,7 +601,7 @@ class GalleryIndex:
 
     def search_features(self, features: np.ndarray, k: int = 10) -> list[SearchResult]:
         """reID: the top-k gallery items of each query's ``(5, d)`` representations."""
-        scores, idx = self.search_vectors(retrieval_vectors(features), k)
+        scores, idx = self.search_vectors(embed_features(features), k)
         return [SearchResult(i[i >= 0], s[i >= 0]) for s, i in zip(scores, idx)]
 
     def search_attributes(self, query: AttributeQuery, k: int = 10) -> SearchResult:
