@@ -43,6 +43,7 @@ from cerberus.data.datasets import (
 from cerberus.data.samplers import PKBatchSampler
 from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
+from cerberus.files import atomic_write
 from cerberus.losses import compute_losses, fixed_margins
 from cerberus.model import Cerberus, build_model
 
@@ -156,31 +157,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
 
     A crash or a full disk leaves the previous checkpoint at ``path`` untouched.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # torch's zip writer wraps a failed write
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        cause = exc if isinstance(exc, OSError) else exc.__context__
-        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc)
-        raise CerberusError(f"{path}: could not write checkpoint ({reason})") from None
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    atomic_write(path, lambda fh: torch.save(state, fh), "checkpoint")
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

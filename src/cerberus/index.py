@@ -30,7 +30,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from cerberus.data.datasets import (
 from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
 from cerberus.evaluation import embed_features, l2_normalize
+from cerberus.files import atomic_write
 from cerberus.model import fuse_batchnorm
 
 logger = logging.getLogger(__name__)
@@ -270,21 +270,7 @@ def _save_npz(path: str | Path, arrays: dict[str, np.ndarray], meta: dict, what:
         path = path.with_name(path.name + ".npz")
     meta = {**meta, "format": "cerberus", "version": FILE_FORMAT_VERSION}
     arrays = {**arrays, "meta": np.asarray(json.dumps(meta))}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise CerberusError(f"{path}: could not write {what} ({exc.strerror or exc})") from None
-    return path
+    return atomic_write(path, lambda fh: np.savez(fh, **arrays), what)
 
 
 def _load_npz(path: str | Path, kind: str, what: str) -> tuple[dict[str, np.ndarray], dict]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 from cerberus.data.datasets import load_image
 from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
+from cerberus.files import atomic_write
 
 CORRECT_COLOUR = (0, 170, 0)
 WRONG_COLOUR = (220, 0, 0)
@@ -104,31 +104,12 @@ def _tile(item: ImageLike, tile: tuple[int, int]) -> Image.Image:
     return _open(item).resize((width, height), Image.Resampling.BILINEAR)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_png(image: Image.Image, out: str | os.PathLike) -> Path:
-    """Write ``image`` to ``out`` as PNG atomically (temp file in the same folder, then rename).
+    """Write ``image`` to ``out`` as PNG atomically (:func:`cerberus.files.atomic_write`).
 
     The parent folder is created. Raises :class:`CerberusError` naming ``out`` on failure.
     """
-    out = Path(out)
-    tmp = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a figure is a normal file
-        os.replace(tmp, out)
-    except (OSError, ValueError) as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise CerberusError(f"{out}: cannot write figure ({exc})") from None
-    return out
+    return atomic_write(out, lambda fh: image.save(fh, format="PNG"), "figure")
 
 
 def _frame(draw: ImageDraw.ImageDraw, x: int, y: int, w: int, h: int, colour) -> None:
