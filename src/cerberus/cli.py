@@ -168,16 +168,19 @@ Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="Trained checkpoi
 Device = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
 
 
-def _attribute_lookup(path: Path, schema_name: str) -> dict[int, object]:
-    """``{identity: values}`` from a Lin-style attribute file, test split first."""
-    from cerberus.attributes import get_schema, load_attribute_mat
+def _attribute_table(path: Path, schema_name: str):
+    """Both splits of a Lin-style attribute file as one table (their identities are disjoint)."""
+    import numpy as np
 
-    tables = load_attribute_mat(path, get_schema(schema_name))
-    out: dict[int, object] = {}
-    for split in ("train", "test"):
-        t = tables[split]
-        out.update({int(i): v for i, v in zip(t.ids, t.values)})
-    return out
+    from cerberus.attributes import AttributeTable, get_schema, load_attribute_mat
+
+    schema = get_schema(schema_name)
+    tables = load_attribute_mat(path, schema).values()
+    return AttributeTable(
+        schema,
+        np.concatenate([t.ids for t in tables]),
+        np.concatenate([t.values for t in tables]),
+    )
 
 
 @app.command()
@@ -197,15 +200,15 @@ def extract(
     workers: Annotated[int | None, typer.Option(help="DataLoader workers.")] = None,
 ) -> None:
     """Extract the five part features of every crop in a folder into a features file."""
-    from cerberus.index import InferenceModel
+    from cerberus.index import UNKNOWN, InferenceModel
 
     net = InferenceModel.from_checkpoint(
         checkpoint, device=device, batch_size=batch_size, num_workers=workers
     )
-    lookup = _attribute_lookup(attributes, net.schema.name) if attributes else None
-    feats = net.extract_folder(images, attributes=lookup, skip_bad=skip_bad, progress=True)
+    table = _attribute_table(attributes, net.schema.name) if attributes else None
+    feats = net.extract_folder(images, attributes=table, skip_bad=skip_bad, progress=True)
     path = feats.save(out)
-    known = int((feats.pids != -1000).sum())
+    known = int((feats.pids != UNKNOWN).sum())
     typer.echo(
         f"{len(feats.paths)} images -> {path} (features {feats.features.shape[1:]}, "
         f"{known} with identities from their names)"
@@ -243,13 +246,16 @@ def build_index(
     typer.echo(line)
 
 
-def _label(row: dict) -> str:
-    parts = []
-    if row["pid"] is not None:
-        parts.append(f"id {row['pid']}")
-    if row["camid"] is not None:
-        parts.append(f"c{row['camid'] + 1}")
-    return " ".join(parts)
+def _index_model(gallery, index: Path, checkpoint: Path | None, device: str):
+    """The model that embeds image queries: ``checkpoint``, else the one the index names."""
+    from cerberus.index import InferenceModel
+
+    ckpt = checkpoint or Path(gallery.meta.get("checkpoint") or "")
+    if not str(ckpt) or not ckpt.is_file():
+        raise CerberusError(
+            f"{index}: the checkpoint it was built with ({ckpt}) is not found; give --checkpoint"
+        )
+    return InferenceModel.from_checkpoint(ckpt, device=device)
 
 
 @app.command()
@@ -272,35 +278,18 @@ def search(
     """Search a gallery index by image (reID) or by attributes (APS, any subset)."""
     import json
 
-    from cerberus.index import GalleryIndex, InferenceModel, parse_attribute_query, result_rows
+    from cerberus.index import GalleryIndex, parse_attribute_query, result_rows, search_images
 
     if (image is None) == (attrs is None):
         raise CerberusError("give exactly one of --image (reID) or --attrs (APS)")
     gallery = GalleryIndex.load(index)
-    query_text: list[str] = []
     if image is not None:
-        ckpt = checkpoint or Path(gallery.meta.get("checkpoint") or "")
-        if not str(ckpt) or not ckpt.is_file():
-            raise CerberusError(
-                f"{index}: the checkpoint it was built with ({ckpt}) is not found; "
-                "give --checkpoint"
-            )
-        net = InferenceModel.from_checkpoint(ckpt, device=device)
-        gallery.check_model(net.fingerprint, str(ckpt))
-        from cerberus.index import image_set
-
-        q = image_set([image], net.schema)
-        f = net.features([image])
-        result = gallery.search_features(f, k)[0]
-        rows = result_rows(gallery, result, query_pid=int(q.pids[0]), query_camid=int(q.camids[0]))
-        from cerberus.evaluation import describe_features
-
-        query_text = describe_features(f, gallery.prototypes, gallery.schema)[0]["phrases"]
-        query = {"image": str(image)}
+        net = _index_model(gallery, index, checkpoint, device)
+        ((rows, query_text),) = search_images(gallery, net, [image], k)
+        query: dict = {"image": str(image)}
     else:
         aq = parse_attribute_query(attrs, gallery.schema)
-        result = gallery.search_attributes(aq, k)
-        rows = result_rows(gallery, result, attribute_query=aq)
+        rows = result_rows(gallery, gallery.search_attributes(aq, k), attribute_query=aq)
         query_text = aq.describe(gallery.schema)
         query = {"attributes": dict(zip(aq.given, query_text)), "groups": list(aq.groups)}
     if as_json:
@@ -315,19 +304,10 @@ def search(
                 f"{r['rank']:4d} {r['score']:7.4f} {pid:>6s} {cam:>4s} {ok:>3s}  {r['path']}"
             )
     if figure is not None:
-        from cerberus.visualize import rank_list_figure
+        from cerberus.visualize import rank_list_from_rows
 
         title = f"reID: {image.name}" if image is not None else f"APS: {attrs}"
-        rank_list_figure(
-            figure,
-            [r["path"] for r in rows],
-            query_image=image,
-            query_text=query_text,
-            correct=[r["correct"] for r in rows],
-            scores=[r["score"] for r in rows],
-            labels=[_label(r) for r in rows],
-            title=title,
-        )
+        rank_list_from_rows(figure, rows, query_image=image, query_text=query_text, title=title)
         if not as_json:
             typer.echo(f"figure: {figure}")
 
@@ -368,29 +348,17 @@ def visualize_ranks(
     device: Device = "auto",
 ) -> None:
     """Rank-k lists of query crops, correct matches green, wrong red, attributes under query."""
-    from cerberus.evaluation import describe_features
-    from cerberus.index import GalleryIndex, InferenceModel, image_set, result_rows
-    from cerberus.visualize import rank_list_figure
+    from cerberus.index import GalleryIndex, search_images
+    from cerberus.visualize import rank_list_from_rows
 
     gallery = GalleryIndex.load(index)
-    ckpt = checkpoint or Path(gallery.meta.get("checkpoint") or "")
-    if not str(ckpt) or not ckpt.is_file():
-        raise CerberusError(f"{index}: its checkpoint ({ckpt}) is not found; give --checkpoint")
-    net = InferenceModel.from_checkpoint(ckpt, device=device)
-    gallery.check_model(net.fingerprint, str(ckpt))
-    q = image_set(images, net.schema)
-    feats = net.features(images)
-    found = describe_features(feats, gallery.prototypes, gallery.schema)
-    for i, (image, result) in enumerate(zip(images, gallery.search_features(feats, k))):
-        rows = result_rows(gallery, result, query_pid=int(q.pids[i]), query_camid=int(q.camids[i]))
-        path = rank_list_figure(
+    net = _index_model(gallery, index, checkpoint, device)
+    for image, (rows, said) in zip(images, search_images(gallery, net, images, k)):
+        path = rank_list_from_rows(
             out / f"ranks_{image.stem}.png",
-            [r["path"] for r in rows],
+            rows,
             query_image=image,
-            query_text=found[i]["phrases"],
-            correct=[r["correct"] for r in rows],
-            scores=[r["score"] for r in rows],
-            labels=[_label(r) for r in rows],
+            query_text=said,
             title=f"reID: {image.name}",
         )
         typer.echo(f"figure: {path}")

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cerberus.attributes import GROUPS, Schema, get_schema
+from cerberus.attributes import GROUPS, AttributeTable, Schema, get_schema
 from cerberus.data.datasets import (
     FORMATS,
     ImageDataset,
@@ -49,7 +49,7 @@ from cerberus.data.datasets import (
 )
 from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
-from cerberus.evaluation import embed_features, l2_normalize
+from cerberus.evaluation import describe_features, embed_features, l2_normalize
 from cerberus.files import atomic_write
 from cerberus.model import fuse_batchnorm
 
@@ -300,7 +300,8 @@ def extract_folder(
     height: int,
     width: int,
     checkpoint: str = "",
-    attributes: Mapping[int, np.ndarray] | None = None,
+    fingerprint: str | None = None,
+    attributes: AttributeTable | None = None,
     batch_size: int = 128,
     num_workers: int = 2,
     device: str = "cpu",
@@ -309,8 +310,9 @@ def extract_folder(
 ) -> FeatureSet:
     """Features of every crop under ``folder``; unreadable files stop or are skipped (logged).
 
-    ``attributes`` maps an identity to its attribute values (e.g. from the dataset's ``.mat``
-    file), stored as ground truth for figures and evaluation.
+    ``attributes`` (e.g. from the dataset's ``.mat`` file) gives each identity's attribute
+    values, stored as ground truth for figures and evaluation. ``fingerprint`` is that of the
+    trained weights when ``model`` is a BN-folded copy (:func:`model_fingerprint` otherwise).
     """
     images = scan_images(folder, schema)
     feats = extract_features(
@@ -330,11 +332,7 @@ def extract_folder(
         logger.warning("%s: skipped %d unreadable images of %d", folder, (~ok).sum(), len(ok))
         if not ok.any():
             raise CerberusError(f"{folder}: no readable image")
-    values = images.values.copy()
-    if attributes:
-        for i, pid in enumerate(images.pids):
-            if int(pid) in attributes:
-                values[i] = attributes[int(pid)]
+    values = attributes.lookup(images.pids) if attributes is not None else images.values
     keep = np.nonzero(ok)[0]
     return FeatureSet(
         features=feats[keep],
@@ -345,7 +343,7 @@ def extract_folder(
         prototypes={g: p.detach().float().cpu().numpy() for g, p in model.prototypes.items()},
         meta={
             "schema": schema.name,
-            "fingerprint": model_fingerprint(model),
+            "fingerprint": fingerprint or model_fingerprint(model),
             "checkpoint": str(checkpoint),
             "height": height,
             "width": width,
@@ -834,20 +832,19 @@ class InferenceModel:
         )
 
     def extract_folder(self, folder: str | Path, **kwargs: Any) -> FeatureSet:
-        feats = extract_folder(
+        return extract_folder(
             self.model,
             folder,
             schema=self.schema,
             height=self.height,
             width=self.width,
             checkpoint=self.checkpoint,
+            fingerprint=self.fingerprint,
             device=self.device,
             batch_size=kwargs.pop("batch_size", self.batch_size),
             num_workers=kwargs.pop("num_workers", self.num_workers),
             **kwargs,
         )
-        feats.meta["fingerprint"] = self.fingerprint
-        return feats
 
 
 def result_rows(
@@ -887,3 +884,23 @@ def result_rows(
             }
         )
     return rows
+
+
+def search_images(
+    gallery: GalleryIndex, net: InferenceModel, paths: list[Path], k: int = 10
+) -> list[tuple[list[dict[str, Any]], list[str]]]:
+    """reID for image files: per query, its ranked :func:`result_rows` and its predicted
+    attributes as phrases (PAR, SPEC 5). ``net`` must be the model the index was built with."""
+    gallery.check_model(net.fingerprint, net.checkpoint)
+    queries = image_set(paths, net.schema)
+    features = net.features(paths)
+    said = describe_features(features, gallery.prototypes, gallery.schema)
+    return [
+        (
+            result_rows(gallery, r, query_pid=int(pid), query_camid=int(cam)),
+            d["phrases"],
+        )
+        for r, d, pid, cam in zip(
+            gallery.search_features(features, k), said, queries.pids, queries.camids
+        )
+    ]

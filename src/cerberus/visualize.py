@@ -291,6 +291,33 @@ def _alignment_pair(image: Image.Image, m: np.ndarray, top: int, bottom: int) ->
     return pair
 
 
+def rank_list_from_rows(
+    out: str | os.PathLike,
+    rows: Sequence[dict],
+    *,
+    query_image: ImageLike | None = None,
+    query_text: Sequence[str] = (),
+    title: str = "",
+) -> Path:
+    """:func:`rank_list_figure` of search results (:func:`cerberus.index.result_rows`): borders
+    from ``correct``, the score and the identity / camera (when known) under each crop."""
+
+    def label(row: dict) -> str:
+        parts = [] if row["pid"] is None else [f"id {row['pid']}"]
+        return " ".join(parts + ([] if row["camid"] is None else [f"c{row['camid'] + 1}"]))
+
+    return rank_list_figure(
+        out,
+        [r["path"] for r in rows],
+        query_image=query_image,
+        query_text=query_text,
+        correct=[r["correct"] for r in rows],
+        scores=[r["score"] for r in rows],
+        labels=[label(r) for r in rows],
+        title=title,
+    )
+
+
 def alignment_figure(
     out: str | os.PathLike,
     images: Sequence[ImageLike],
