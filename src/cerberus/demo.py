@@ -72,18 +72,20 @@ def run_demo(
     """Run the demo; returns the path of ``report.md``."""
     from cerberus.data.synthetic import generate_synthetic, make_contact_sheet
     from cerberus.engine import train
-    from cerberus.evaluation import describe_features, evaluate_checkpoint, format_report
+    from cerberus.evaluation import (
+        describe_features,
+        evaluate_features,
+        extract_test_features,
+        format_report,
+    )
     from cerberus.index import (
+        FeatureSet,
         GalleryIndex,
         InferenceModel,
         parse_attribute_query,
         result_rows,
     )
-    from cerberus.visualize import (
-        alignment_figure,
-        model_alignment_maps,
-        rank_list_figure,
-    )
+    from cerberus.visualize import alignment_figure, model_alignment_maps, rank_list_from_rows
 
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -100,43 +102,64 @@ def run_demo(
     result = train(cfg, resume=False, dataset=dataset)
     _step("training", t0)
 
-    metrics = evaluate_checkpoint(result.checkpoint, dataset, progress=False)
+    # One model and one extraction serve the metrics, the gallery index and the figures.
+    net = InferenceModel.from_checkpoint(result.checkpoint, device="cpu")
+    feats = extract_test_features(
+        net.model,
+        dataset,
+        height=net.height,
+        width=net.width,
+        batch_size=net.batch_size,
+        num_workers=net.num_workers,
+        device=net.device,
+        flip=cfg.eval.flip_test,
+    )
+    metrics = evaluate_features(feats, dataset)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(format_report(metrics))
     _step("evaluation", t0)
 
-    net = InferenceModel.from_checkpoint(result.checkpoint, device="cpu")
-    lookup = {
-        int(i): v for i, v in zip(dataset.test_attributes.ids, dataset.test_attributes.values)
-    }
-    feats = net.extract_folder(data / "bounding_box_test", attributes=lookup)
-    index = GalleryIndex.build(feats)
+    g = dataset.gallery
+    index = GalleryIndex.build(
+        FeatureSet(
+            features=feats.gallery,
+            paths=[str(p) for p in g.paths],
+            pids=g.pids,
+            camids=g.camids,
+            values=g.values,
+            prototypes=feats.prototypes,
+            meta={
+                "schema": dataset.schema.name,
+                "fingerprint": net.fingerprint,
+                "checkpoint": str(result.checkpoint),
+                "height": net.height,
+                "width": net.width,
+                "dim": int(feats.gallery.shape[-1]),
+            },
+        )
+    )
     index_path = index.save(out / "gallery_index.npz")
     _step("index", t0)
 
     schema = dataset.schema
     figures: list[tuple[str, str, str]] = []
 
-    # reID: the first query whose identity has a gallery match in another camera
+    # reID: the first query image
     q = dataset.query
     qi = 0
     query_path = q.paths[qi]
-    qf = net.features([query_path])
-    said = describe_features(qf, index.prototypes, schema)[0]
+    said = describe_features(feats.query[[qi]], index.prototypes, schema)[0]
     rows = result_rows(
         index,
-        index.search_features(qf, 10)[0],
+        index.search_features(feats.query[[qi]], 10)[0],
         query_pid=int(q.pids[qi]),
         query_camid=int(q.camids[qi]),
     )
-    rank_list_figure(
+    rank_list_from_rows(
         out / "reid_ranks.png",
-        [r["path"] for r in rows],
+        rows,
         query_image=query_path,
         query_text=said["phrases"],
-        correct=[r["correct"] for r in rows],
-        scores=[r["score"] for r in rows],
-        labels=[f"id {r['pid']}" for r in rows],
         title=f"reID query {query_path.name}",
     )
     hits = sum(bool(r["correct"]) for r in rows)
@@ -148,7 +171,7 @@ def run_demo(
         )
     )
 
-    # APS: full query = the attributes of another test identity; partial = three groups of it
+    # APS: full query = every attribute of that query's identity; partial = three groups of it
     true_values = q.values[qi]
     full_text = ", ".join(f"{k}={v}" for k, v in schema.describe(true_values).items())
     partial_text = _partial_query(dataset, true_values)
@@ -158,23 +181,13 @@ def run_demo(
     ):
         aq = parse_attribute_query(text, schema)
         rows = result_rows(index, index.search_attributes(aq, 10), attribute_query=aq)
-        rank_list_figure(
-            out / file,
-            [r["path"] for r in rows],
-            query_text=aq.describe(schema),
-            correct=[r["correct"] for r in rows],
-            scores=[r["score"] for r in rows],
-            labels=[f"id {r['pid']}" for r in rows],
-            title=name,
-        )
+        rank_list_from_rows(out / file, rows, query_text=aq.describe(schema), title=name)
         hits = sum(bool(r["correct"]) for r in rows)
         figures.append((name, file, f"`{text}`: {hits} of the top 10 match every given attribute"))
 
     # PAR: predicted vs annotated attributes of a few queries
     picks = list(range(0, len(q), max(1, len(q) // 4)))[:4]
-    described = describe_features(
-        net.features([q.paths[i] for i in picks]), index.prototypes, schema
-    )
+    described = describe_features(feats.query[picks], index.prototypes, schema)
     par_lines = ["| image | attribute | predicted | annotated |", "|---|---|---|---|"]
     for i, d in zip(picks, described):
         truth = schema.describe(q.values[i])
