@@ -82,3 +82,22 @@ def make_tree(
 @pytest.fixture(params=[MARKET1501, DUKEMTMC], ids=["market1501", "dukemtmc"])
 def schema(request) -> Schema:
     return request.param
+
+
+def tiny_model(seed: int = 0, **kwargs):
+    """A small Cerberus (ResNet-18, random weights, d = 16, Market schema) built under ``seed``."""
+    import torch
+
+    from cerberus.attributes import GROUPS
+    from cerberus.model import build_model
+
+    kwargs.setdefault("dim", 16)
+    kwargs.setdefault("backbone", "resnet18")
+    torch.manual_seed(seed)
+    return build_model(
+        num_classes=3,
+        num_sids=MARKET1501.num_sids,
+        binary_vectors={g: MARKET1501.codecs[g].binary_vectors() for g in GROUPS},
+        pretrained=False,
+        **kwargs,
+    )

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_model
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
@@ -25,7 +26,7 @@ from cerberus.export import (  # noqa: E402
     read_onnx_metadata,
     verify_onnx,
 )
-from cerberus.model import build_model, normalize_features  # noqa: E402
+from cerberus.model import normalize_features  # noqa: E402
 
 HEIGHT, WIDTH = 96, 48  # 6 x 3 local maps (last stride 1)
 DIM = 16
@@ -33,15 +34,7 @@ DIM = 16
 
 def tiny(seed: int = 0, **kw):
     kw.setdefault("dim", DIM)
-    torch.manual_seed(seed)
-    return build_model(
-        num_classes=3,
-        num_sids=MARKET1501.num_sids,
-        binary_vectors={g: MARKET1501.codecs[g].binary_vectors() for g in GROUPS},
-        backbone="resnet18",
-        pretrained=False,
-        **kw,
-    ).eval()
+    return tiny_model(seed, **kw).eval()
 
 
 def sample_images(n: int = 3) -> torch.Tensor:

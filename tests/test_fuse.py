@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
+from conftest import tiny_model
 from torch import nn
 
-from cerberus.attributes import GROUPS, MARKET1501
-from cerberus.model import build_model, fuse_batchnorm
+from cerberus.model import fuse_batchnorm
 
 
 def _randomise_bn(model: nn.Module) -> None:
@@ -20,15 +20,7 @@ def _randomise_bn(model: nn.Module) -> None:
 
 
 def test_fused_model_gives_the_same_features():
-    torch.manual_seed(0)
-    model = build_model(
-        num_classes=3,
-        num_sids=MARKET1501.num_sids,
-        binary_vectors={g: MARKET1501.codecs[g].binary_vectors() for g in GROUPS},
-        backbone="resnet18",
-        pretrained=False,
-        dim=16,
-    )
+    model = tiny_model()
     _randomise_bn(model)
     model.eval()
     fused = fuse_batchnorm(model)

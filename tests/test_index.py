@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import conftest
 import numpy as np
 import pytest
 import torch
@@ -25,7 +26,6 @@ from cerberus.index import (
     result_rows,
     scan_images,
 )
-from cerberus.model import build_model
 
 D = 8
 
@@ -237,15 +237,7 @@ def test_result_rows_mark_correct_items():
 
 
 def tiny_model():
-    torch.manual_seed(0)
-    return build_model(
-        num_classes=3,
-        num_sids=MARKET1501.num_sids,
-        binary_vectors={g: MARKET1501.codecs[g].binary_vectors() for g in GROUPS},
-        backbone="resnet18",
-        pretrained=False,
-        dim=D,
-    ).eval()
+    return conftest.tiny_model(dim=D).eval()
 
 
 def test_scan_and_extract_folder_skip_or_stop_on_bad_images(tmp_path, caplog):

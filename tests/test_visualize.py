@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from conftest import tiny_model
 from PIL import Image
 
 from cerberus import visualize as vis
-from cerberus.attributes import GROUPS, MARKET1501
 from cerberus.errors import CerberusError
-from cerberus.model import build_model
 
 TILE = (128, 64)
 
@@ -164,15 +162,7 @@ def test_alignment_figure_checks_inputs(tmp_path):
 
 
 def test_model_alignment_maps(tmp_path):
-    torch.manual_seed(0)
-    model = build_model(
-        num_classes=3,
-        num_sids=MARKET1501.num_sids,
-        binary_vectors={g: MARKET1501.codecs[g].binary_vectors() for g in GROUPS},
-        backbone="resnet18",
-        pretrained=False,
-        dim=16,
-    )
+    model = tiny_model()
     model.train()
     paths = make_images(tmp_path / "img", 3, size=(32, 64))
     maps, tops, bottoms = vis.model_alignment_maps(model, paths, height=64, width=32, batch_size=2)
