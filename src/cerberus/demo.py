@@ -29,10 +29,9 @@ def _step(name: str, t0: float) -> None:
 
 
 def _markdown_table(metrics: dict[str, Any]) -> str:
-    c = metrics.get("chance", {})
+    from cerberus.experiments import format_percent as pct
 
-    def pct(x: float | None) -> str:
-        return "-" if x is None else f"{100 * x:.2f}"
+    c = metrics.get("chance", {})
 
     r, cr = metrics["reid"], c.get("reid", {})
     lines = ["| task | metric | model | chance |", "|---|---|---|---|"]

@@ -73,18 +73,19 @@ def run_variant(
     return metrics
 
 
-def _pct(x: float | None) -> str:
+def format_percent(x: float | None) -> str:
+    """A metric in [0, 1] as a Markdown table cell: percent with 2 decimals, ``-`` if absent."""
     return "-" if x is None else f"{100 * x:.2f}"
 
 
 def _row(name: str, m: dict[str, Any], *, attributes: bool) -> str:
     reid, aps, par = m["reid"], m["aps"]["full"], m["par"]
-    cells = [name, _pct(reid["map_score"]), _pct(reid["rank1_score"])]
+    cells = [name, format_percent(reid["map_score"]), format_percent(reid["rank1_score"])]
     if attributes:
         cells += [
-            _pct(aps["map_score"]),
-            _pct(aps["rank1_score"]),
-            _pct(par["mean_accuracy_score"]),
+            format_percent(aps["map_score"]),
+            format_percent(aps["rank1_score"]),
+            format_percent(par["mean_accuracy_score"]),
         ]
     else:
         cells += ["-", "-", "-"]
@@ -101,11 +102,11 @@ def _chance_row(m: dict[str, Any]) -> str:
         + " | ".join(
             [
                 "chance (random ranking / majority class)",
-                _pct(c["reid"]["map_score"]),
-                _pct(c["reid"]["rank1_score"]),
-                _pct(c["aps"]["map_score"]),
-                _pct(c["aps"]["rank1_score"]),
-                _pct(c["par"]["mean_accuracy_score"]),
+                format_percent(c["reid"]["map_score"]),
+                format_percent(c["reid"]["rank1_score"]),
+                format_percent(c["aps"]["map_score"]),
+                format_percent(c["aps"]["rank1_score"]),
+                format_percent(c["par"]["mean_accuracy_score"]),
             ]
         )
         + " |"
@@ -196,8 +197,9 @@ def run_unseen(
             )
             lines.append(
                 f"| {k} | {'yes' if use_reg else 'no'} | {', '.join(sids) or '-'} | "
-                f"{_pct(m['reid']['rank1_score'])} | {_pct(m['aps']['full']['rank1_score'])} | "
-                f"{_pct(m['par']['mean_accuracy_score'])} |"
+                f"{format_percent(m['reid']['rank1_score'])} | "
+                f"{format_percent(m['aps']['full']['rank1_score'])} | "
+                f"{format_percent(m['par']['mean_accuracy_score'])} |"
             )
     table = "\n".join(lines) + "\n"
     (out_dir / "unseen.md").write_text(table)
