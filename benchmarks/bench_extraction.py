@@ -30,8 +30,8 @@ from _common import import_torchreid, markdown_table, median, print_machine, tim
 from torch.utils.flop_counter import FlopCounterMode
 
 from cerberus.attributes import get_schema
+from cerberus.checkpoints import model_from_config
 from cerberus.config import load_config
-from cerberus.engine import model_from_config
 from cerberus.model import count_flops, count_parameters, fuse_batchnorm
 
 ROOT = Path(__file__).resolve().parents[1]

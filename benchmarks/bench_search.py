@@ -1,7 +1,7 @@
 """Gallery search: top-10 latency and recall@10 of faiss indexes vs brute-force PyTorch.
 
 Retrieval vectors of dimension 2560 (5 groups x d = 512, each group L2-normalised, concatenated
-and divided by sqrt 5, as :func:`cerberus.evaluation.embed_features` makes them; inner product =
+and divided by sqrt 5, as :func:`cerberus.inference.embed_features` makes them; inner product =
 mean cosine over groups). Galleries of 100k and 1M vectors; for each index kind: build seconds,
 memory, milliseconds per query for a batch of queries and for single queries, recall@10 against
 the exact top-10 of a brute-force PyTorch search (chunked matmul + topk over the flat index's own

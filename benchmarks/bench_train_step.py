@@ -96,8 +96,9 @@ def make_batch(args, device: torch.device, mf: torch.memory_format):
 
 def setup_ours(args, device, mf, amp):
     from cerberus.attributes import get_schema
+    from cerberus.checkpoints import model_from_config
     from cerberus.config import load_config
-    from cerberus.engine import TrainStep, model_from_config
+    from cerberus.engine import TrainStep
 
     cfg = load_config(args.config)
     images, labels, sids, margins = make_batch(args, device, mf)

@@ -15,7 +15,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cerberus.cli import app
-from cerberus.index import FeatureSet, GalleryIndex, InferenceModel
+from cerberus.features import FeatureSet
+from cerberus.index import GalleryIndex
+from cerberus.inference import InferenceModel
 
 runner = CliRunner()
 

@@ -15,14 +15,9 @@ import torch
 from conftest import make_tree
 
 from cerberus.attributes import MARKET1501
+from cerberus.checkpoints import load_checkpoint, load_model_from_checkpoint, save_checkpoint
 from cerberus.config import load_config, save_config
-from cerberus.engine import (
-    learning_rate,
-    load_checkpoint,
-    load_model_from_checkpoint,
-    save_checkpoint,
-    train,
-)
+from cerberus.engine import learning_rate, train
 from cerberus.errors import CerberusError
 
 TINY = [
@@ -283,10 +278,14 @@ def test_bad_training_images_stop_or_skip_with_names(tmp_path, caplog):
 def test_periodic_evaluation_is_logged(tree, tmp_path):
     import json
 
+    from cerberus.data.datasets import read_dataset
+    from cerberus.evaluation import periodic_evaluation
+
     cfg = tiny_config(
         tree, tmp_path / "ev", "optim.iterations=2", "train.eval_every=2", "eval.num_workers=0"
     )
-    train(cfg, resume=False)
+    dataset = read_dataset(cfg.data.root, cfg.data.dataset)
+    train(cfg, resume=False, dataset=dataset, on_evaluate=periodic_evaluation(cfg, dataset))
     rows = [json.loads(x) for x in (tmp_path / "ev" / "log.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "reid_map_score" in r]
     assert len(evals) == 1 and evals[0]["iteration"] == 2

@@ -23,9 +23,9 @@ def test_table6_runs_every_variant_and_caches(tmp_path, monkeypatch):
     assert re.search(r"\| \d+\.\d\d \| \d+\.\d\d \| \d+\.\d\d \|", rows[3])
     assert (tmp_path / "t6" / "table6.md").read_text() == table
     # a second call reuses the cached metrics instead of training again
-    import cerberus.engine as engine
+    import cerberus.experiments as experiments
 
-    monkeypatch.setattr(engine, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(experiments, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
     assert run_table("table6", cfg, tmp_path / "t6") == table
 
 

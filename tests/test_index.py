@@ -12,18 +12,15 @@ from conftest import make_tree
 
 from cerberus.attributes import GROUPS, MARKET1501
 from cerberus.errors import CerberusError
-from cerberus.evaluation import embed_features, l2_normalize
-from cerberus.index import (
-    UNKNOWN,
-    FeatureSet,
-    GalleryIndex,
+from cerberus.features import UNKNOWN, FeatureSet
+from cerberus.index import GalleryIndex, build_faiss_index, recall_at_k, result_rows
+from cerberus.inference import (
     attribute_query_vectors,
-    build_faiss_index,
+    embed_features,
     extract_folder,
+    l2_normalize,
     model_fingerprint,
     parse_attribute_query,
-    recall_at_k,
-    result_rows,
     scan_images,
 )
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from cerberus.engine import load_checkpoint, save_checkpoint
+from cerberus.checkpoints import load_checkpoint, save_checkpoint
 from cerberus.errors import CerberusError
-from cerberus.index import FeatureSet, GalleryIndex
+from cerberus.features import FeatureSet
+from cerberus.index import GalleryIndex
 
 
 class _FullDisk:

@@ -64,10 +64,14 @@ def train(
 ) -> None:
     """Train a model. Resumes from the last checkpoint in train.output_dir unless --no-resume."""
     from cerberus.config import load_config
+    from cerberus.data.datasets import read_dataset
     from cerberus.engine import train as run_training
+    from cerberus.evaluation import periodic_evaluation
 
     cfg = load_config(config, overrides or [])
-    result = run_training(cfg, resume=resume)
+    dataset = read_dataset(cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes)
+    evaluate = periodic_evaluation(cfg, dataset) if cfg.train.eval_every else None
+    result = run_training(cfg, resume=resume, dataset=dataset, on_evaluate=evaluate)
     terms = ", ".join(f"{k}={v:.4f}" for k, v in result.last_losses.items())
     typer.echo(
         f"trained to iteration {result.iterations} in {result.seconds:.1f}s; "
@@ -143,8 +147,8 @@ def info(
 ) -> None:
     """Print the model's parameter count and FLOPs at the configured input size."""
     from cerberus.attributes import get_schema
+    from cerberus.checkpoints import model_from_config
     from cerberus.config import load_config
-    from cerberus.engine import model_from_config
     from cerberus.model import count_flops, count_parameters
 
     cfg = load_config(config, overrides or [])
@@ -200,7 +204,8 @@ def extract(
     workers: Annotated[int | None, typer.Option(help="DataLoader workers.")] = None,
 ) -> None:
     """Extract the five part features of every crop in a folder into a features file."""
-    from cerberus.index import UNKNOWN, InferenceModel
+    from cerberus.features import UNKNOWN
+    from cerberus.inference import InferenceModel
 
     net = InferenceModel.from_checkpoint(
         checkpoint, device=device, batch_size=batch_size, num_workers=workers
@@ -230,7 +235,8 @@ def build_index(
     """Build a gallery index (faiss, inner product = mean part cosine) for reID and APS."""
     import time
 
-    from cerberus.index import FeatureSet, GalleryIndex
+    from cerberus.features import FeatureSet
+    from cerberus.index import GalleryIndex
 
     feats = FeatureSet.load(features)
     t = time.perf_counter()
@@ -248,7 +254,7 @@ def build_index(
 
 def _index_model(gallery, index: Path, checkpoint: Path | None, device: str):
     """The model that embeds image queries: ``checkpoint``, else the one the index names."""
-    from cerberus.index import InferenceModel
+    from cerberus.inference import InferenceModel
 
     ckpt = checkpoint or Path(gallery.meta.get("checkpoint") or "")
     if not str(ckpt) or not ckpt.is_file():
@@ -278,7 +284,8 @@ def search(
     """Search a gallery index by image (reID) or by attributes (APS, any subset)."""
     import json
 
-    from cerberus.index import GalleryIndex, parse_attribute_query, result_rows, search_images
+    from cerberus.index import GalleryIndex, result_rows, search_images
+    from cerberus.inference import parse_attribute_query
 
     if (image is None) == (attrs is None):
         raise CerberusError("give exactly one of --image (reID) or --attrs (APS)")
@@ -322,8 +329,7 @@ def describe(
     """Predict the attributes of person crops (PAR): nearest SID prototype per group."""
     import json
 
-    from cerberus.evaluation import describe_features
-    from cerberus.index import InferenceModel
+    from cerberus.inference import InferenceModel, describe_features
 
     net = InferenceModel.from_checkpoint(checkpoint, device=device)
     found = describe_features(net.features(images), net.prototypes, net.schema)
@@ -372,7 +378,7 @@ def visualize_alignment(
     device: Device = "cpu",
 ) -> None:
     """Alignment heat maps and the rows the alignment module keeps, per crop."""
-    from cerberus.index import InferenceModel
+    from cerberus.inference import InferenceModel
     from cerberus.visualize import alignment_figure, model_alignment_maps
 
     net = InferenceModel.from_checkpoint(checkpoint, device=device)
@@ -393,7 +399,7 @@ def export(
     import torch
 
     from cerberus.export import export_onnx, verify_onnx
-    from cerberus.index import InferenceModel
+    from cerberus.inference import InferenceModel
 
     net = InferenceModel.from_checkpoint(checkpoint, device="cpu")
     path = export_onnx(net.model, out, height=net.height, width=net.width, schema=net.schema.name)

@@ -20,6 +20,14 @@ import numpy as np
 from cerberus.attributes import GROUP_NAMES
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset, read_dataset
+from cerberus.data.synthetic import generate_synthetic, make_contact_sheet
+from cerberus.engine import train
+from cerberus.evaluation import evaluate_features, extract_test_features, format_report
+from cerberus.experiments import format_percent as pct
+from cerberus.features import FeatureSet
+from cerberus.index import GalleryIndex, result_rows
+from cerberus.inference import InferenceModel, describe_features, parse_attribute_query
+from cerberus.visualize import alignment_figure, model_alignment_maps, rank_list_from_rows
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +37,6 @@ def _step(name: str, t0: float) -> None:
 
 
 def _markdown_table(metrics: dict[str, Any]) -> str:
-    from cerberus.experiments import format_percent as pct
-
     c = metrics.get("chance", {})
 
     r, cr = metrics["reid"], c.get("reid", {})
@@ -69,23 +75,6 @@ def run_demo(
     regenerate: bool = False,
 ) -> Path:
     """Run the demo; returns the path of ``report.md``."""
-    from cerberus.data.synthetic import generate_synthetic, make_contact_sheet
-    from cerberus.engine import train
-    from cerberus.evaluation import (
-        describe_features,
-        evaluate_features,
-        extract_test_features,
-        format_report,
-    )
-    from cerberus.index import (
-        FeatureSet,
-        GalleryIndex,
-        InferenceModel,
-        parse_attribute_query,
-        result_rows,
-    )
-    from cerberus.visualize import alignment_figure, model_alignment_maps, rank_list_from_rows
-
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

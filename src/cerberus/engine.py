@@ -18,7 +18,6 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,12 +26,17 @@ from torch import nn
 
 from cerberus.attributes import (
     GROUPS,
-    Schema,
     adaptive_margins,
-    get_schema,
     sid_identity_counts,
 )
-from cerberus.config import Config, ModelConfig, config_from_dict, save_config
+from cerberus.checkpoints import (
+    CHECKPOINT_VERSION,
+    build_model_for,
+    checkpoint_config,
+    load_checkpoint,
+    save_checkpoint,
+)
+from cerberus.config import Config, save_config
 from cerberus.data.datasets import (
     ImageDataset,
     ReIDDataset,
@@ -43,13 +47,11 @@ from cerberus.data.datasets import (
 from cerberus.data.samplers import PKBatchSampler
 from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
-from cerberus.files import atomic_write
 from cerberus.losses import compute_losses, fixed_margins
-from cerberus.model import Cerberus, build_model
+from cerberus.model import Cerberus
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 1
 LOSS_TERMS = ("sem_loss", "ce_loss", "triplet_loss", "reg_loss", "total_loss")
 
 
@@ -122,90 +124,6 @@ class TrainStep(nn.Module):
         )
 
 
-def model_from_config(
-    m: ModelConfig, schema: Schema, num_classes: int, *, load_weights: bool = True
-) -> Cerberus:
-    """Build the model a :class:`ModelConfig` describes for a schema and a class count.
-
-    ``load_weights=False`` skips ImageNet / ``backbone_weights`` (for a model whose weights come
-    from a checkpoint next).
-    """
-    return build_model(
-        num_classes=num_classes,
-        num_sids=schema.num_sids,
-        binary_vectors={g: schema.codecs[g].binary_vectors() for g in GROUPS},
-        backbone=m.backbone,
-        pretrained=m.pretrained and load_weights,
-        backbone_weights=m.backbone_weights if load_weights else None,
-        dim=m.dim,
-        last_stride=m.last_stride,
-        align_sigma=m.align_sigma,
-        use_alignment=m.use_alignment,
-    )
-
-
-def build_model_for(cfg: Config, dataset: ReIDDataset) -> Cerberus:
-    """The model for a config and a dataset (class count and SID spaces come from the data)."""
-    return model_from_config(cfg.model, dataset.schema, dataset.num_train_ids)
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write ``state`` atomically: a temporary file in the same folder, fsync, then rename.
-
-    A crash or a full disk leaves the previous checkpoint at ``path`` untouched.
-    """
-    atomic_write(path, lambda fh: torch.save(state, fh), "checkpoint")
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a Cerberus checkpoint safely (``weights_only=True``: no code runs from the file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CerberusError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, foreign pickle, unsafe globals...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CerberusError(f"{path}: not a readable Cerberus checkpoint ({first[:160]})") from None
-    if not isinstance(state, dict) or state.get("format") != "cerberus":
-        raise CerberusError(f"{path}: not a Cerberus checkpoint (no 'format: cerberus' entry)")
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise CerberusError(
-            f"{path}: checkpoint version {state.get('version')} is not {CHECKPOINT_VERSION}"
-        )
-    return state
-
-
-def checkpoint_config(state: dict[str, Any], path: str | Path) -> Config:
-    return config_from_dict(state["config"], f"{path} [config]")
-
-
-def load_model_from_checkpoint(
-    path: str | Path, dataset: ReIDDataset | None = None
-) -> tuple[Cerberus, Config, dict[str, Any]]:
-    """Rebuild the model stored in a checkpoint; returns ``(model, config, checkpoint)``."""
-    state = load_checkpoint(path)
-    cfg = checkpoint_config(state, path)
-    meta = state["meta"]
-
-    model = model_from_config(
-        cfg.model, get_schema(meta["schema"]), int(meta["num_classes"]), load_weights=False
-    )
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CerberusError(f"{path}: weights do not fit the model ({first[:160]})") from None
-    model.eval()
-    return model, cfg, state
-
-
-# --------------------------------------------------------------------------- training
-
-
 @dataclass
 class TrainResult:
     checkpoint: Path
@@ -245,38 +163,6 @@ def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
             )
 
 
-def _default_evaluation(
-    cfg: Config, dataset: ReIDDataset, device: torch.device
-) -> Callable[[Cerberus, int], dict[str, float]]:
-    """The periodic evaluation hook: reID mAP / R-1, APS mAP, PAR mA on the test split."""
-    from cerberus.evaluation import evaluate_features, extract_test_features
-
-    def evaluate(model: Cerberus, iteration: int) -> dict[str, float]:
-        feats = extract_test_features(
-            model,
-            dataset,
-            height=cfg.data.height,
-            width=cfg.data.width,
-            batch_size=cfg.eval.batch_size,
-            num_workers=cfg.eval.num_workers,
-            device=str(device),
-            flip=cfg.eval.flip_test,
-        )
-        m = evaluate_features(feats, dataset, chance=False)
-        out = {
-            "reid_map_score": m["reid"]["map_score"],
-            "reid_rank1_score": m["reid"]["rank1_score"],
-            "aps_map_score": m["aps"]["full"]["map_score"],
-            "par_mean_accuracy_score": m["par"]["mean_accuracy_score"],
-        }
-        logger.info(
-            "iteration %d: %s", iteration, ", ".join(f"{k}={v:.4f}" for k, v in out.items())
-        )
-        return out
-
-    return evaluate
-
-
 def train(
     cfg: Config,
     *,
@@ -291,7 +177,9 @@ def train(
         resume: continue from ``last.pt`` in the output folder if it exists.
         dataset: an already read dataset (else read from ``cfg.data``).
         on_evaluate: called as ``on_evaluate(model, iteration)`` every ``train.eval_every``
-            iterations on rank 0; its metrics are logged.
+            iterations on rank 0; its metrics are logged (the CLI hands it
+            :func:`cerberus.evaluation.periodic_evaluation`; the training loop itself knows
+            nothing of evaluation).
     """
     rank, local_rank, world = _distributed_context()
     distributed = world > 1
@@ -399,8 +287,12 @@ def train(
         }
         save_checkpoint(state, ckpt_path)
 
-    if on_evaluate is None and cfg.train.eval_every:
-        on_evaluate = _default_evaluation(cfg, dataset, device)
+    if on_evaluate is None and cfg.train.eval_every and is_main:
+        logger.warning(
+            "train.eval_every=%d but no evaluation was handed to train(): none runs "
+            "(the CLI passes cerberus.evaluation.periodic_evaluation)",
+            cfg.train.eval_every,
+        )
 
     first: dict[str, float] = {}
     last: dict[str, float] = {}

@@ -1,694 +1,48 @@
-"""Evaluation metrics for reID, APS and PAR: pure functions on arrays (SPEC section 6).
+"""A benchmark's test split -> the three tasks' metrics -> a report (SPEC 6).
 
-* :func:`reid_metrics`: mAP and CMC under the Market-1501 single-query protocol. Its numbers equal
-  those of torchreid's ``evaluate_rank`` (Market mode) when scores have no ties.
-* :func:`aps_queries` / :func:`aps_metrics`: attribute-based person search, full or partial queries.
-* :func:`par_accuracy`: per-attribute accuracy and their mean (mA).
-* :func:`reid_chance`, :func:`aps_chance`, :func:`par_majority_chance`: chance levels for reports.
-
-Ranking machinery, shared by reID and APS: every (query, gallery) pair gets a label, *relevant*,
-*negative* or *removed* (removed entries are skipped as if absent from the gallery). Queries are
-processed in chunks of rows sized from a memory budget; each chunk is sorted as a 2-D array and
-the metrics come from the sorted positions of the (few) relevant and removed entries, without any
-Python loop over queries.
-
-Ties: gallery entries with equal scores are ranked by gallery index (a stable sort; ``-0.0`` and
-``0.0`` are equal). torchreid uses an unstable sort, so its numbers may differ when a relevant and
-a non-relevant entry tie.
+:func:`extract_test_features` embeds the query and gallery images once; :func:`evaluate_features`
+applies the SPEC 5 rules (:mod:`cerberus.inference`) and the protocols of SPEC 6
+(:mod:`cerberus.metrics`, pure functions on arrays) to reID, APS (full and leave-one-group-out)
+and PAR, with chance levels; :func:`evaluate_checkpoint` does both for a checkpoint file;
+:func:`format_report` prints the table; :func:`periodic_evaluation` is the hook the training loop
+is handed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from cerberus.attributes import GROUPS, Schema
+from cerberus.attributes import GROUPS
+from cerberus.checkpoints import load_model_from_checkpoint
+from cerberus.config import Config
+from cerberus.data.datasets import ReIDDataset, read_dataset
 from cerberus.errors import CerberusError
-
-if TYPE_CHECKING:
-    from cerberus.data.datasets import ReIDDataset
-    from cerberus.model import Cerberus
-
-__all__ = [
-    "DEFAULT_MEMORY_BUDGET",
-    "EvalFeatures",
-    "attribute_query_scores",
-    "embed_features",
-    "evaluate_checkpoint",
-    "evaluate_features",
-    "extract_test_features",
-    "format_report",
-    "l2_normalize",
-    "predict_sids",
-    "prototype_scores",
-    "aps_chance",
-    "aps_metrics",
-    "aps_queries",
-    "par_accuracy",
-    "par_majority_chance",
-    "reid_chance",
-    "reid_metrics",
-]
-
-DEFAULT_MEMORY_BUDGET = 256 * 2**20
-"""Bytes of temporary memory one chunk of queries may use when ``chunk_size`` is not given."""
-
-_BYTES_PER_ENTRY = 40
-"""Peak temporary bytes per (query, gallery) entry of a chunk, rounded up from measurements
-(float32 path ~20, torch path ~32), used to turn the memory budget into query rows per chunk."""
-
-_RELEVANT, _REMOVED = 1, 2
-"""Label codes of a (query, gallery) pair; 0 is a negative."""
-_PACKED_DTYPES = ("float32", "float16", "bool", "int8", "uint8", "int16", "uint16")
-"""Score dtypes represented exactly in float32: ranked by one packed 64-bit key sort."""
-_MAX_PACKED_GALLERY = 2**30
-
-Labeler = Callable[[int, int], np.ndarray]
-"""``labels(start, stop)`` -> uint8 array ``(stop - start, n_gallery)`` of label codes (0, 1 or
-2) for the query rows ``start:stop``, gallery in input order."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Input checks
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.dtype == torch.bfloat16:
-            x = x.float()
-        return x.numpy()
-    return np.asarray(x)
-
-
-def _check_scores(scores: Any, *, chunk_rows: int | None = None) -> np.ndarray:
-    arr = _to_numpy(scores)
-    if arr.dtype.kind not in "biuf":
-        raise CerberusError(f"scores: expected real numbers, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise CerberusError(f"scores: expected shape (n_queries, n_gallery), got {arr.shape}")
-    if 0 in arr.shape:
-        raise CerberusError(f"scores: empty score matrix of shape {arr.shape}")
-    if arr.dtype.kind == "f":
-        rows = chunk_rows or _auto_chunk_rows(arr.shape[1])
-        for start in range(0, arr.shape[0], rows):
-            block = arr[start : start + rows]
-            if np.isnan(block).any():
-                i, j = np.argwhere(np.isnan(block))[0]
-                raise CerberusError(f"scores: NaN at query {start + i}, gallery {j}")
-    return arr
-
-
-def _check_ids(x: Any, name: str, length: int | None, what: str) -> np.ndarray:
-    arr = _to_numpy(x)
-    if arr.ndim != 1:
-        raise CerberusError(f"{name}: expected a 1-D array, got shape {arr.shape}")
-    if arr.dtype.kind not in "iu":
-        raise CerberusError(f"{name}: expected integers, got dtype {arr.dtype}")
-    if length is not None and len(arr) != length:
-        raise CerberusError(f"{name}: has {len(arr)} entries but {what}")
-    return arr.astype(np.int64, copy=False)
-
-
-def _check_options(
-    ranks: Sequence[int], max_rank: int, chunk_size: int | None = None
-) -> tuple[int, ...]:
-    ranks = tuple(ranks)
-    if not ranks or any(not isinstance(k, (int, np.integer)) or k < 1 for k in ranks):
-        raise CerberusError(f"ranks: expected positive integers, got {ranks}")
-    if not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
-        raise CerberusError(f"max_rank: expected a positive integer, got {max_rank!r}")
-    if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
-        raise CerberusError(f"chunk_size: expected a positive integer or None, got {chunk_size!r}")
-    return tuple(int(k) for k in ranks)
-
-
-def _check_sids(x: Any, name: str, rows: int | None = None) -> np.ndarray:
-    arr = _to_numpy(x)
-    if arr.ndim != 2 or arr.shape[1] != len(GROUPS):
-        raise CerberusError(f"{name}: expected shape (n, {len(GROUPS)}), got {arr.shape}")
-    if arr.dtype.kind not in "iu":
-        raise CerberusError(f"{name}: expected integer SIDs, got dtype {arr.dtype}")
-    if rows is not None and arr.shape[0] != rows:
-        raise CerberusError(f"{name}: has {arr.shape[0]} rows but scores has {rows}")
-    return arr.astype(np.int64, copy=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared ranking core
-
-
-def _auto_chunk_rows(num_gallery: int) -> int:
-    return max(1, DEFAULT_MEMORY_BUDGET // (_BYTES_PER_ENTRY * num_gallery))
-
-
-def _ranked_labels(scores: np.ndarray, labels: np.ndarray, *, higher_is_better: bool) -> np.ndarray:
-    """Labels ``(C, G)`` permuted into each row's ranking (best first, ties by gallery index).
-
-    Scores exact in float32 are ranked by sorting one uint64 key per entry: the score's order-
-    preserving 32-bit image (high word), then ``gallery_index << 2 | label`` (low word). The
-    index makes keys unique, so a plain (SIMD) value sort yields the stable ranking, and the label
-    travels with its entry: no argsort, no gather. Other dtypes use torch's stable argsort.
-    """
-    num_gallery = scores.shape[1]
-    if scores.dtype.name in _PACKED_DTYPES and num_gallery <= _MAX_PACKED_GALLERY:
-        s = np.add(scores, np.float32(0.0), dtype=np.float32)  # a copy; -0.0 becomes +0.0
-        # Ascending image of a float's bits: x >= 0 -> bits | 2**31, x < 0 -> ~bits. Descending
-        # is its complement: x >= 0 -> bits ^ (2**31 - 1), x < 0 -> bits.
-        mask = s.view(np.int32) >> 31  # -1 where x < 0, else 0
-        if higher_is_better:
-            np.invert(mask, out=mask)
-            mask &= np.int32(0x7FFFFFFF)
-        else:
-            mask |= np.int32(-(2**31))
-        bits = s.view(np.uint32)
-        bits ^= mask.view(np.uint32)
-        del mask
-        key = np.left_shift(bits, np.uint64(32), dtype=np.uint64)
-        del s, bits
-        key |= np.arange(num_gallery, dtype=np.uint64) << np.uint64(2)
-        key |= labels
-        key.sort(axis=1)
-        key &= np.uint64(3)
-        return key
-    values = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float64))
-    order = torch.argsort(values, dim=1, descending=higher_is_better, stable=True)
-    return torch.gather(torch.from_numpy(labels), 1, order).numpy()
-
-
-def _chunk_ranking(ranked: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-query AP and first-hit rank from ranked labels ``(C, G)``; sparse in the hits.
-
-    Returns ``valid (C,)`` (the query has a relevant entry), ``ap (V,)`` and ``first_rank (V,)``
-    (1-based, among kept entries) of the valid queries.
-    """
-    num_rows, num_gallery = ranked.shape
-    flat = ranked.reshape(-1)
-    where = np.flatnonzero(flat)  # relevant or removed entries, row-major so sorted
-    is_hit = flat[where] == _RELEVANT
-    hit, removed = where[is_hit], where[~is_hit]
-    hit_row, hit_col = np.divmod(hit, num_gallery)
-    removed_before = np.searchsorted(removed, hit) - np.searchsorted(removed, hit - hit_col)
-    rank = hit_col - removed_before + 1  # 1-based rank among kept gallery entries
-    num_relevant = np.bincount(hit_row, minlength=num_rows)
-    row_start = np.cumsum(num_relevant) - num_relevant
-    hits_so_far = np.arange(len(hit)) - row_start[hit_row] + 1
-    precision_sum = np.bincount(hit_row, weights=hits_so_far / rank, minlength=num_rows)
-    valid = num_relevant > 0
-    ap = precision_sum[valid] / num_relevant[valid]
-    return valid, ap, rank[row_start[valid]]
-
-
-def _rank_all(
-    scores: np.ndarray,
-    labeler: Labeler,
-    *,
-    higher_is_better: bool,
-    chunk_size: int | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    num_queries, num_gallery = scores.shape
-    rows = chunk_size or _auto_chunk_rows(num_gallery)
-    valid, ap, first = [], [], []
-    for start in range(0, num_queries, rows):
-        stop = min(start + rows, num_queries)
-        ranked = _ranked_labels(
-            scores[start:stop], labeler(start, stop), higher_is_better=higher_is_better
-        )
-        v, a, f = _chunk_ranking(ranked)
-        del ranked
-        valid.append(v)
-        ap.append(a)
-        first.append(f)
-    return np.concatenate(valid), np.concatenate(ap), np.concatenate(first)
-
-
-def _summary(
-    valid: np.ndarray, ap: np.ndarray, first_rank: np.ndarray, ranks: tuple[int, ...], max_rank: int
-) -> dict[str, Any]:
-    num_valid = int(valid.sum())
-    if num_valid == 0:
-        raise CerberusError("no query has a relevant gallery entry; metrics are undefined")
-    counts = np.bincount(np.minimum(first_rank, max_rank + 1), minlength=max_rank + 2)
-    out: dict[str, Any] = {"map_score": float(ap.mean())}
-    for k in ranks:
-        out[f"rank{k}_score"] = float(np.mean(first_rank <= k))
-    out["cmc"] = np.cumsum(counts[1 : max_rank + 1]) / num_valid
-    out["num_valid_queries"] = num_valid
-    out["num_skipped_queries"] = int(len(valid) - num_valid)
-    return out
-
-
-def _chance_summary(
-    num_kept: np.ndarray, num_relevant: np.ndarray, ranks: tuple[int, ...], max_rank: int
-) -> dict[str, Any]:
-    """Exact expected AP and CMC of a uniformly random ranking, per query, then averaged."""
-    valid = num_relevant > 0
-    if not valid.any():
-        raise CerberusError("no query has a relevant gallery entry; metrics are undefined")
-    n = num_kept[valid].astype(np.float64)
-    r = num_relevant[valid].astype(np.float64)
-    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, num_kept.max() + 1))])
-    h_n = harmonic[num_kept[valid]]
-    # E[AP] = (H_n + (r - 1) / (n - 1) * (n - H_n)) / n, from E[rel_i rel_j] = r(r-1)/(n(n-1)).
-    ap = np.where(n > 1, (h_n + (r - 1) / np.maximum(n - 1, 1) * (n - h_n)) / n, 1.0)
-    # P(first hit > k) = prod_{t<k} (n - r - t) / (n - t)  (hypergeometric: no hit in top k).
-    depth = max(max_rank, *ranks)
-    t = np.arange(depth, dtype=np.float64)
-    factor = np.clip(n[:, None] - r[:, None] - t, 0, None) / np.maximum(n[:, None] - t, 1)
-    cmc_all = 1.0 - np.cumprod(factor, axis=1)  # (V, depth): E[CMC(k)] at column k - 1
-    out: dict[str, Any] = {"map_score": float(ap.mean())}
-    for k in ranks:
-        out[f"rank{k}_score"] = float(cmc_all[:, k - 1].mean())
-    out["cmc"] = cmc_all[:, :max_rank].mean(0)
-    out["num_valid_queries"] = int(valid.sum())
-    out["num_skipped_queries"] = int((~valid).sum())
-    return out
-
-
-def _label_counts(labeler: Labeler, num_queries: int, num_gallery: int) -> tuple[np.ndarray, ...]:
-    """Per query: gallery entries kept (not removed) and relevant entries among them."""
-    rows = _auto_chunk_rows(num_gallery)
-    kept, relevant = [], []
-    for start in range(0, num_queries, rows):
-        lab = labeler(start, min(start + rows, num_queries))
-        kept.append(num_gallery - (lab == _REMOVED).sum(1))
-        relevant.append((lab == _RELEVANT).sum(1))
-    return np.concatenate(kept), np.concatenate(relevant)
-
-
-# ---------------------------------------------------------------------------------------------
-# reID
-
-
-def _reid_labeler(
-    query_pids: np.ndarray,
-    gallery_pids: np.ndarray,
-    query_camids: np.ndarray,
-    gallery_camids: np.ndarray,
-) -> Labeler:
-    junk = gallery_pids == -1
-
-    def labels(start: int, stop: int) -> np.ndarray:
-        same_id = query_pids[start:stop, None] == gallery_pids[None, :]
-        removed = same_id & (query_camids[start:stop, None] == gallery_camids[None, :])
-        removed |= junk
-        return np.where(removed, np.uint8(_REMOVED), same_id.view(np.uint8))
-
-    return labels
-
-
-def _check_reid_inputs(
-    scores: Any,
-    query_pids: Any,
-    gallery_pids: Any,
-    query_camids: Any,
-    gallery_camids: Any,
-    chunk_size: int | None = None,
-) -> tuple[Any, ...]:
-    """Checked ``(scores or None, query_pids, gallery_pids, query_camids, gallery_camids)``."""
-    if scores is not None:
-        scores = _check_scores(scores, chunk_rows=chunk_size)
-        num_q, num_g = scores.shape
-        q_what = f"scores has {num_q} queries (rows)"
-        g_what = f"scores has {num_g} gallery entries (columns)"
-    else:
-        num_q = num_g = None
-    qp = _check_ids(query_pids, "query_pids", num_q, "" if num_q is None else q_what)
-    gp = _check_ids(gallery_pids, "gallery_pids", num_g, "" if num_g is None else g_what)
-    if num_q is None:
-        q_what = f"query_pids has {len(qp)}"
-        g_what = f"gallery_pids has {len(gp)}"
-    qc = _check_ids(query_camids, "query_camids", len(qp), q_what)
-    gc = _check_ids(gallery_camids, "gallery_camids", len(gp), g_what)
-    return scores, qp, gp, qc, gc
-
-
-def reid_metrics(
-    scores: Any,
-    query_pids: Any,
-    gallery_pids: Any,
-    query_camids: Any,
-    gallery_camids: Any,
-    *,
-    higher_is_better: bool = True,
-    ranks: Sequence[int] = (1, 5, 10),
-    max_rank: int = 50,
-    chunk_size: int | None = None,
-) -> dict[str, Any]:
-    """mAP and CMC under the Market-1501 single-query protocol (SPEC section 6).
-
-    For query ``i``, the gallery entries with the query's identity *and* camera are removed, as
-    are junk entries (identity ``-1``); distractors (identity ``0``) stay as negatives. Among the
-    kept entries, ranked by score, let ``R_i`` be the 1-based ranks of the ``r_i`` true matches
-    (same identity). Then::
-
-        AP_i = (1 / r_i) * sum_{m=1..r_i} m / R_i[m]      (precision at each true match)
-        CMC_i(k) = 1 if min(R_i) <= k else 0
-
-    and ``map_score`` / ``rank{k}_score`` / ``cmc`` average these over the valid queries
-    (``r_i > 0``); other queries are skipped. Equal to torchreid's ``evaluate_rank`` in Market
-    mode (with junk images dropped from the gallery, as its loader does) when there are no ties.
-    Ties are ranked by gallery index (stable sort).
-
-    Queries are processed in chunks of ``chunk_size`` rows (by default sized so that temporaries
-    stay within :data:`DEFAULT_MEMORY_BUDGET`); peak memory beyond the input does not grow with
-    the number of queries.
-
-    Args:
-        scores: array of shape ``(n_queries, n_gallery)``; similarities, or distances when
-            ``higher_is_better=False``. No NaN. float32 (or narrower) is fastest.
-        query_pids: int array of shape ``(n_queries,)``.
-        gallery_pids: int array of shape ``(n_gallery,)``; ``-1`` junk, ``0`` distractor.
-        query_camids: int array of shape ``(n_queries,)``.
-        gallery_camids: int array of shape ``(n_gallery,)``.
-        higher_is_better: ``True`` for similarities, ``False`` for distances.
-        ranks: the CMC ranks reported as ``rank{k}_score``.
-        max_rank: length of the returned ``cmc`` curve.
-        chunk_size: query rows per chunk; ``None`` sizes it from the memory budget.
-
-    Returns:
-        ``{"map_score": float, "rank1_score": float, ... (one per rank), "cmc": array of shape
-        (max_rank,), "num_valid_queries": int, "num_skipped_queries": int}``.
-
-    Raises:
-        CerberusError: bad shapes, dtypes or lengths, NaN scores, bad options, or no valid query.
-
-    Examples:
-        Query 0 (identity 1, camera 0) finds its match at rank 3; query 1's only match is in
-        its own camera, so it is skipped:
-
-        >>> scores = [[0.3, 0.8, 0.9], [0.2, 0.7, 0.6]]
-        >>> m = reid_metrics(scores, [1, 2], [1, 2, 0], [0, 0], [1, 0, 1])
-        >>> round(m["map_score"], 4), m["rank1_score"], m["rank5_score"], m["num_valid_queries"]
-        (0.3333, 0.0, 1.0, 1)
-    """
-    ranks = _check_options(ranks, max_rank, chunk_size)
-    scores, qp, gp, qc, gc = _check_reid_inputs(
-        scores, query_pids, gallery_pids, query_camids, gallery_camids, chunk_size
-    )
-    valid, ap, first = _rank_all(
-        scores,
-        _reid_labeler(qp, gp, qc, gc),
-        higher_is_better=higher_is_better,
-        chunk_size=chunk_size,
-    )
-    return _summary(valid, ap, first, ranks, max_rank)
-
-
-def reid_chance(
-    query_pids: Any,
-    gallery_pids: Any,
-    query_camids: Any,
-    gallery_camids: Any,
-    *,
-    ranks: Sequence[int] = (1, 5, 10),
-    max_rank: int = 50,
-) -> dict[str, Any]:
-    """Expected :func:`reid_metrics` under a uniformly random ranking (exact, no sampling).
-
-    For a query with ``n`` kept gallery entries of which ``r`` are true matches::
-
-        E[AP] = (H_n + (r - 1) / (n - 1) * (n - H_n)) / n,   H_n = sum_{j=1..n} 1 / j
-        E[CMC(k)] = 1 - C(n - r, k) / C(n, k)
-
-    averaged over the valid queries (the same queries :func:`reid_metrics` keeps).
-
-    Args:
-        query_pids, gallery_pids, query_camids, gallery_camids: as in :func:`reid_metrics`.
-        ranks: the CMC ranks reported as ``rank{k}_score``.
-        max_rank: length of the returned ``cmc`` curve.
-
-    Returns:
-        The same keys as :func:`reid_metrics`.
-    """
-    ranks = _check_options(ranks, max_rank)
-    _, qp, gp, qc, gc = _check_reid_inputs(
-        None, query_pids, gallery_pids, query_camids, gallery_camids
-    )
-    kept, relevant = _label_counts(_reid_labeler(qp, gp, qc, gc), len(qp), len(gp))
-    return _chance_summary(kept, relevant, ranks, max_rank)
-
-
-# ---------------------------------------------------------------------------------------------
-# APS
-
-
-def _group_columns(groups: Sequence[str]) -> list[int]:
-    groups = tuple(groups)
-    unknown = [g for g in groups if g not in GROUPS]
-    if not groups or unknown or len(set(groups)) != len(groups):
-        raise CerberusError(
-            f"groups: expected distinct letters among {', '.join(GROUPS)}, got {groups}"
-        )
-    return sorted(GROUPS.index(g) for g in groups)
-
-
-def aps_queries(sids: Any, *, groups: Sequence[str] = GROUPS) -> np.ndarray:
-    """The APS queries of a split: its distinct SID combinations over ``groups`` (SPEC 6).
-
-    Args:
-        sids: int array of shape ``(n, 5)``, one row per test identity (rows of images work too:
-            duplicates collapse), columns in :data:`~cerberus.attributes.GROUPS` order.
-        groups: the given groups, e.g. ``("U", "L")`` for a partial query; all five by default.
-
-    Returns:
-        int array of shape ``(n_queries, 5)``: the distinct combinations, sorted, with ``-1`` in
-        the columns of groups not given (which is how :func:`aps_metrics` reads them by default).
-    """
-    sids = _check_sids(sids, "sids")
-    cols = _group_columns(groups)
-    if (sids[:, cols] < 0).any():
-        raise CerberusError("sids: negative (unknown) SID in a given group")
-    unique = np.unique(sids[:, cols], axis=0)
-    out = np.full((len(unique), len(GROUPS)), -1, dtype=np.int64)
-    out[:, cols] = unique
-    return out
-
-
-def _check_given(given_groups: Any, query_sids: np.ndarray) -> np.ndarray:
-    if given_groups is None:
-        given = query_sids >= 0
-    else:
-        given = _to_numpy(given_groups)
-        if given.dtype != np.bool_:
-            raise CerberusError(f"given_groups: expected a bool mask, got dtype {given.dtype}")
-        if given.shape not in ((len(GROUPS),), query_sids.shape):
-            raise CerberusError(
-                f"given_groups: expected shape ({len(GROUPS)},) or {query_sids.shape}, "
-                f"got {given.shape}"
-            )
-        given = np.broadcast_to(given, query_sids.shape)
-        if (query_sids[given] < 0).any():
-            raise CerberusError("query_sids: negative (unknown) SID in a given group")
-    if not given.any(1).all():
-        row = int(np.nonzero(~given.any(1))[0][0])
-        raise CerberusError(f"given_groups: query {row} gives no group")
-    return given
-
-
-def _aps_labeler(query_sids: np.ndarray, gallery_sids: np.ndarray, given: np.ndarray) -> Labeler:
-    def labels(start: int, stop: int) -> np.ndarray:
-        relevant = np.ones((stop - start, len(gallery_sids)), dtype=bool)
-        for k in range(len(GROUPS)):
-            g = given[start:stop, k]
-            if g.any():
-                match = query_sids[start:stop, k, None] == gallery_sids[None, :, k]
-                match |= ~g[:, None]
-                relevant &= match
-        return relevant.view(np.uint8)
-
-    return labels
-
-
-def _check_aps_inputs(scores, query_sids, gallery_sids, given_groups, chunk_size=None):
-    scores = _check_scores(scores, chunk_rows=chunk_size) if scores is not None else None
-    q = _check_sids(query_sids, "query_sids", None if scores is None else scores.shape[0])
-    g = _check_sids(gallery_sids, "gallery_sids")
-    if scores is not None and len(g) != scores.shape[1]:
-        raise CerberusError(
-            f"gallery_sids: has {len(g)} rows but scores has {scores.shape[1]} gallery columns"
-        )
-    if (g < 0).any():
-        raise CerberusError(
-            "gallery_sids: negative (unknown) SID; the APS gallery holds only identities with "
-            "attributes (no distractors or junk)"
-        )
-    return scores, q, g, _check_given(given_groups, q)
-
-
-def aps_metrics(
-    scores: Any,
-    query_sids: Any,
-    gallery_sids: Any,
-    *,
-    given_groups: Any = None,
-    higher_is_better: bool = True,
-    ranks: Sequence[int] = (1, 5, 10),
-    max_rank: int = 50,
-    chunk_size: int | None = None,
-) -> dict[str, Any]:
-    """mAP and CMC of attribute-based person search (SPEC section 6).
-
-    Gallery entry ``j`` is relevant to query ``i`` when ``gallery_sids[j, g] == query_sids[i, g]``
-    for every given group ``g``. No camera filtering and nothing is removed. AP and CMC are as in
-    :func:`reid_metrics`; queries with no relevant entry are skipped and counted. The SPEC gallery
-    (test gallery without distractors and junk, plus the query images) is the caller's to build.
-
-    Args:
-        scores: array of shape ``(n_queries, n_gallery)``, e.g. mean cosine over given groups.
-        query_sids: int array of shape ``(n_queries, 5)`` (see :func:`aps_queries`).
-        gallery_sids: int array of shape ``(n_gallery, 5)``, all non-negative.
-        given_groups: bool mask of shape ``(5,)`` (same groups for every query) or
-            ``(n_queries, 5)``; ``None`` means the columns where ``query_sids >= 0``.
-        higher_is_better: ``True`` for similarities, ``False`` for distances.
-        ranks: the CMC ranks reported as ``rank{k}_score``.
-        max_rank: length of the returned ``cmc`` curve.
-        chunk_size: query rows per chunk; ``None`` sizes it from the memory budget.
-
-    Returns:
-        The same keys as :func:`reid_metrics`.
-
-    Raises:
-        CerberusError: bad shapes or dtypes, NaN scores, a query with no given group, a negative
-            SID in a given group or in the gallery, or no valid query.
-    """
-    ranks = _check_options(ranks, max_rank, chunk_size)
-    scores, q, g, given = _check_aps_inputs(
-        scores, query_sids, gallery_sids, given_groups, chunk_size
-    )
-    valid, ap, first = _rank_all(
-        scores, _aps_labeler(q, g, given), higher_is_better=higher_is_better, chunk_size=chunk_size
-    )
-    return _summary(valid, ap, first, ranks, max_rank)
-
-
-def aps_chance(
-    query_sids: Any,
-    gallery_sids: Any,
-    *,
-    given_groups: Any = None,
-    ranks: Sequence[int] = (1, 5, 10),
-    max_rank: int = 50,
-) -> dict[str, Any]:
-    """Expected :func:`aps_metrics` under a uniformly random ranking (exact, no sampling).
-
-    The formulas of :func:`reid_chance` with ``n = n_gallery`` and ``r`` the relevant entries.
-
-    Args:
-        query_sids, gallery_sids, given_groups: as in :func:`aps_metrics`.
-        ranks: the CMC ranks reported as ``rank{k}_score``.
-        max_rank: length of the returned ``cmc`` curve.
-
-    Returns:
-        The same keys as :func:`reid_metrics`.
-    """
-    ranks = _check_options(ranks, max_rank)
-    _, q, g, given = _check_aps_inputs(None, query_sids, gallery_sids, given_groups)
-    kept, relevant = _label_counts(_aps_labeler(q, g, given), len(q), len(g))
-    return _chance_summary(kept, relevant, ranks, max_rank)
-
-
-# ---------------------------------------------------------------------------------------------
-# PAR
-
-
-def _check_values(x: Any, name: str, schema: Schema) -> np.ndarray:
-    arr = _to_numpy(x)
-    if arr.ndim != 2 or arr.shape[1] != schema.num_attributes:
-        raise CerberusError(
-            f"{name}: expected shape (n, {schema.num_attributes}) for {schema.name}, "
-            f"got {arr.shape}"
-        )
-    if arr.dtype.kind not in "iu":
-        raise CerberusError(f"{name}: expected integer value codes, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64, copy=False)
-    for j, attr in enumerate(schema.attributes):
-        bad = (arr[:, j] < -1) | (arr[:, j] >= attr.num_values)
-        if bad.any():
-            raise CerberusError(
-                f"{name}: {attr.name} value {arr[bad, j][0]} out of range "
-                f"[-1, {attr.num_values}) (-1 = unknown)"
-            )
-    return arr
-
-
-def par_accuracy(pred_values: Any, true_values: Any, schema: Schema) -> dict[str, Any]:
-    """Per-attribute accuracy and mean accuracy mA (SPEC section 6).
-
-    Each colour is one multi-class attribute (Market-1501: 12 attributes, DukeMTMC-reID: 10).
-    ``acc_a = mean over labelled rows of [pred[:, a] == true[:, a]]``; rows whose true value is
-    ``-1`` (unknown) are ignored for that attribute; ``mA = mean_a acc_a`` over the attributes
-    with at least one labelled row.
-
-    Args:
-        pred_values: int array of shape ``(n, n_attributes)``, value codes of ``schema``.
-        true_values: int array of the same shape; ``-1`` = unknown.
-        schema: the attribute schema the codes follow.
-
-    Returns:
-        ``{"attribute_accuracy_score": {name: float (nan when unlabelled)},
-        "mean_accuracy_score": float, "num_labelled": {name: int}}``.
-
-    Raises:
-        CerberusError: bad shapes or dtypes, values out of range, a known true value with an
-            unknown prediction, or no labelled row at all.
-    """
-    pred = _check_values(pred_values, "pred_values", schema)
-    true = _check_values(true_values, "true_values", schema)
-    if pred.shape != true.shape:
-        raise CerberusError(
-            f"pred_values: shape {pred.shape} differs from true_values shape {true.shape}"
-        )
-    known = true >= 0
-    if (pred[known] < 0).any():
-        raise CerberusError("pred_values: -1 (unknown) where the true value is known")
-    correct = ((pred == true) & known).sum(0)
-    labelled = known.sum(0)
-    if not labelled.any():
-        raise CerberusError("true_values: no labelled entry; accuracy is undefined")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        acc = correct / labelled
-    names = [a.name for a in schema.attributes]
-    return {
-        "attribute_accuracy_score": {n: float(a) for n, a in zip(names, acc)},
-        "mean_accuracy_score": float(np.nanmean(acc)),
-        "num_labelled": {n: int(c) for n, c in zip(names, labelled)},
-    }
-
-
-def par_majority_chance(train_values: Any, test_values: Any, schema: Schema) -> dict[str, Any]:
-    """:func:`par_accuracy` of predicting, for every attribute, its most frequent training value.
-
-    Ties go to the smallest value code; unknown (``-1``) training entries are not counted.
-
-    Args:
-        train_values: int array of shape ``(n_train, n_attributes)``.
-        test_values: int array of shape ``(n_test, n_attributes)``; ``-1`` = unknown.
-        schema: the attribute schema the codes follow.
-
-    Returns:
-        The same keys as :func:`par_accuracy`, plus ``"majority_value": {name: int}``.
-    """
-    train = _check_values(train_values, "train_values", schema)
-    test = _check_values(test_values, "test_values", schema)
-    majority = np.zeros(schema.num_attributes, dtype=np.int64)
-    for j, attr in enumerate(schema.attributes):
-        column = train[:, j]
-        column = column[column >= 0]
-        if len(column) == 0:
-            raise CerberusError(f"train_values: no labelled {attr.name} entry")
-        majority[j] = np.bincount(column, minlength=attr.num_values).argmax()
-    out = par_accuracy(np.broadcast_to(majority, test.shape), test, schema)
-    out["majority_value"] = {a.name: int(v) for a, v in zip(schema.attributes, majority)}
-    return out
-
-
-# --------------------------------------------------------------------------- model evaluation
+from cerberus.inference import (
+    attribute_query_scores,
+    embed_features,
+    extract_features,
+    predict_sids,
+    prototype_scores,
+)
+from cerberus.metrics import (
+    aps_chance,
+    aps_metrics,
+    aps_queries,
+    par_accuracy,
+    par_majority_chance,
+    reid_chance,
+    reid_metrics,
+)
+from cerberus.model import Cerberus, fuse_batchnorm
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -705,93 +59,33 @@ class EvalFeatures:
     prototypes: dict[str, np.ndarray]
 
 
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows (last axis) scaled to unit L2 norm; zero rows stay zero."""
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def prototype_scores(
-    features: np.ndarray, prototypes: Mapping[str, np.ndarray]
-) -> list[np.ndarray]:
-    """Cosine of every prototype with every image, per group: ``[(S_G, N)]`` in GROUPS order."""
-    f = l2_normalize(np.asarray(features, dtype=np.float32))
-    return [
-        l2_normalize(np.asarray(prototypes[g], np.float32)) @ f[:, k].T
-        for k, g in enumerate(GROUPS)
-    ]
-
-
-def predict_sids(features: np.ndarray, prototypes: Mapping[str, np.ndarray]) -> np.ndarray:
-    """PAR, SPEC 5: the SID of the nearest prototype (cosine) per group, shape ``(N, 5)``."""
-    return np.stack([s.argmax(0) for s in prototype_scores(features, prototypes)], axis=1)
-
-
-def _phrase(attribute: Any, value: int) -> str:
-    """ "red top" for colour attributes without phrases, else the schema's phrase."""
-    if attribute.phrases or not attribute.name.endswith(".color"):
-        return attribute.phrase(value)
-    part = "top" if attribute.name.startswith("upper") else "bottom"
-    name = attribute.values[value]
-    return f"{part} colour not annotated" if name == "none" else f"{name} {part}"
-
-
-def describe_features(
-    features: np.ndarray, prototypes: Mapping[str, np.ndarray], schema: Schema
-) -> list[dict[str, Any]]:
-    """PAR for display: the predicted attributes of each image, SPEC 5.
-
-    Returns, per image, ``attributes`` (``{name: value}``), ``phrases`` (``["female", "red
-    top", ...]`` in schema order) and ``confidence`` (``{G: cosine to the chosen prototype}``).
-    """
-    per_group = prototype_scores(features, prototypes)
-    sids = np.stack([s.argmax(0) for s in per_group], axis=1)  # (N, 5)
-    values = schema.from_sids(sids)
-    out = []
-    for i, row in enumerate(values):
-        out.append(
-            {
-                "attributes": schema.describe(row),
-                "phrases": [_phrase(a, int(v)) for a, v in zip(schema.attributes, row)],
-                "confidence": {g: float(per_group[k][sids[i, k], i]) for k, g in enumerate(GROUPS)},
-            }
-        )
-    return out
-
-
-def attribute_query_scores(
-    query_sids: np.ndarray, given: np.ndarray, per_group: Sequence[np.ndarray]
-) -> np.ndarray:
-    """APS similarity, SPEC 5: mean over the given groups of cos(p^G_{s_G}, f^G).
-
-    Args:
-        query_sids: ``(Q, 5)`` SIDs (entries of groups not given are ignored).
-        given: ``(5,)`` or ``(Q, 5)`` bool, which groups each query gives.
-        per_group: :func:`prototype_scores` of the gallery, ``[(S_G, N)]``.
-
-    Returns:
-        ``(Q, N)`` scores.
-    """
-    query_sids = np.asarray(query_sids)
-    given = np.broadcast_to(np.asarray(given, dtype=bool), query_sids.shape)
-    n = per_group[0].shape[1]
-    total = np.zeros((len(query_sids), n), dtype=np.float32)
-    for k in range(len(GROUPS)):
-        rows = np.nonzero(given[:, k])[0]
-        if len(rows):
-            total[rows] += per_group[k][query_sids[rows, k]]
-    return total / np.maximum(given.sum(1, keepdims=True), 1)
-
-
-def embed_features(features: np.ndarray) -> np.ndarray:
-    """SPEC 5 retrieval vectors: each of the 5 parts L2-normalised, concatenated, / sqrt(5).
-
-    ``(N, 5, d) -> (N, 5 d)``; the inner product of two vectors is the mean cosine over groups.
-    """
-    f = np.asarray(features, dtype=np.float32)
-    if f.ndim != 3:
-        raise CerberusError(f"embed_features: expected (N, groups, d), got {f.shape}")
-    f = l2_normalize(f)
-    return np.ascontiguousarray(f.reshape(len(f), -1) / np.sqrt(f.shape[1], dtype=np.float32))
+def extract_test_features(
+    model: Cerberus,
+    dataset: ReIDDataset,
+    *,
+    height: int,
+    width: int,
+    batch_size: int = 128,
+    num_workers: int = 2,
+    device: str = "cpu",
+    flip: bool = False,
+    progress: bool = False,
+) -> EvalFeatures:
+    """Extract the query and gallery representations once (SPEC 5)."""
+    kw = dict(
+        height=height,
+        width=width,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        flip=flip,
+        progress=progress,
+    )
+    return EvalFeatures(
+        query=extract_features(model, dataset.query, desc="query", **kw),
+        gallery=extract_features(model, dataset.gallery, desc="gallery", **kw),
+        prototypes={g: p.detach().float().cpu().numpy() for g, p in model.prototypes.items()},
+    )
 
 
 def evaluate_features(
@@ -843,37 +137,6 @@ def evaluate_features(
     return _jsonable(out)
 
 
-def extract_test_features(
-    model: Cerberus,
-    dataset: ReIDDataset,
-    *,
-    height: int,
-    width: int,
-    batch_size: int = 128,
-    num_workers: int = 2,
-    device: str = "cpu",
-    flip: bool = False,
-    progress: bool = False,
-) -> EvalFeatures:
-    """Extract the query and gallery representations once (SPEC 5)."""
-    from cerberus.index import extract_features
-
-    kw = dict(
-        height=height,
-        width=width,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        flip=flip,
-        progress=progress,
-    )
-    return EvalFeatures(
-        query=extract_features(model, dataset.query, desc="query", **kw),
-        gallery=extract_features(model, dataset.gallery, desc="gallery", **kw),
-        prototypes={g: p.detach().float().cpu().numpy() for g, p in model.prototypes.items()},
-    )
-
-
 def evaluate_checkpoint(
     checkpoint: str | Path,
     dataset: ReIDDataset | None = None,
@@ -885,10 +148,6 @@ def evaluate_checkpoint(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Load a checkpoint, extract test features once and compute reID, APS and PAR metrics."""
-    from cerberus.data.datasets import read_dataset
-    from cerberus.engine import load_model_from_checkpoint
-    from cerberus.model import fuse_batchnorm
-
     model, cfg, state = load_model_from_checkpoint(checkpoint)
     model = fuse_batchnorm(model)  # inference only: same features, less work
     if dataset is None:
@@ -915,6 +174,41 @@ def evaluate_checkpoint(
         progress=progress,
     )
     return evaluate_features(feats, dataset)
+
+
+def periodic_evaluation(
+    cfg: Config, dataset: ReIDDataset
+) -> Callable[[Cerberus, int], dict[str, float]]:
+    """The hook ``train(on_evaluate=...)`` calls every ``train.eval_every`` iterations.
+
+    It extracts the test split on the model's device and returns reID mAP / R-1, APS mAP and
+    PAR mA, which the training loop logs.
+    """
+
+    def evaluate(model: Cerberus, iteration: int) -> dict[str, float]:
+        feats = extract_test_features(
+            model,
+            dataset,
+            height=cfg.data.height,
+            width=cfg.data.width,
+            batch_size=cfg.eval.batch_size,
+            num_workers=cfg.eval.num_workers,
+            device=str(next(model.parameters()).device),
+            flip=cfg.eval.flip_test,
+        )
+        m = evaluate_features(feats, dataset, chance=False)
+        out = {
+            "reid_map_score": m["reid"]["map_score"],
+            "reid_rank1_score": m["reid"]["rank1_score"],
+            "aps_map_score": m["aps"]["full"]["map_score"],
+            "par_mean_accuracy_score": m["par"]["mean_accuracy_score"],
+        }
+        logger.info(
+            "iteration %d: %s", iteration, ", ".join(f"{k}={v:.4f}" for k, v in out.items())
+        )
+        return out
+
+    return evaluate
 
 
 def _jsonable(x: Any) -> Any:

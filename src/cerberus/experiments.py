@@ -18,7 +18,9 @@ import numpy as np
 from cerberus.attributes import GROUPS
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset, read_dataset
+from cerberus.engine import train
 from cerberus.errors import CerberusError
+from cerberus.evaluation import evaluate_checkpoint, periodic_evaluation
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +57,6 @@ def run_variant(
     dataset: ReIDDataset,
 ) -> dict[str, Any]:
     """Train (or resume) one variant and evaluate it; the metrics are cached as JSON."""
-    from cerberus.engine import train
-    from cerberus.evaluation import evaluate_checkpoint
-
     run_dir = out_dir / _slug(name)
     metrics_file = run_dir / "metrics.json"
     variant = cfg.replace(**changes, train={"output_dir": str(run_dir)})
@@ -67,7 +66,8 @@ def run_variant(
             logger.info("%s: reusing %s", name, metrics_file)
             return cached["metrics"]
     logger.info("%s: training in %s", name, run_dir)
-    result = train(variant, resume=True, dataset=dataset)
+    evaluate = periodic_evaluation(variant, dataset) if variant.train.eval_every else None
+    result = train(variant, resume=True, dataset=dataset, on_evaluate=evaluate)
     metrics = evaluate_checkpoint(result.checkpoint, dataset, progress=variant.train.progress)
     metrics_file.write_text(json.dumps({"config": variant.to_dict(), "metrics": metrics}))
     return metrics

@@ -1,0 +1,101 @@
+"""Checkpoints: the model a config describes, atomic save, safe load (``weights_only=True``).
+
+A checkpoint is a dict ``{format: "cerberus", version, iteration, model, optimizer, rng, config,
+meta}``; ``config`` is the resolved :class:`~cerberus.config.Config` and ``meta`` names the
+attribute schema and the number of training classes, which is all that is needed to rebuild the
+model without the training data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cerberus.attributes import GROUPS, Schema, get_schema
+from cerberus.config import Config, ModelConfig, config_from_dict
+from cerberus.data.datasets import ReIDDataset
+from cerberus.errors import CerberusError
+from cerberus.files import atomic_write
+from cerberus.model import Cerberus, build_model
+
+CHECKPOINT_VERSION = 1
+
+
+def model_from_config(
+    m: ModelConfig, schema: Schema, num_classes: int, *, load_weights: bool = True
+) -> Cerberus:
+    """Build the model a :class:`ModelConfig` describes for a schema and a class count.
+
+    ``load_weights=False`` skips ImageNet / ``backbone_weights`` (for a model whose weights come
+    from a checkpoint next).
+    """
+    return build_model(
+        num_classes=num_classes,
+        num_sids=schema.num_sids,
+        binary_vectors={g: schema.codecs[g].binary_vectors() for g in GROUPS},
+        backbone=m.backbone,
+        pretrained=m.pretrained and load_weights,
+        backbone_weights=m.backbone_weights if load_weights else None,
+        dim=m.dim,
+        last_stride=m.last_stride,
+        align_sigma=m.align_sigma,
+        use_alignment=m.use_alignment,
+    )
+
+
+def build_model_for(cfg: Config, dataset: ReIDDataset) -> Cerberus:
+    """The model for a config and a dataset (class count and SID spaces come from the data)."""
+    return model_from_config(cfg.model, dataset.schema, dataset.num_train_ids)
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` atomically: a temporary file in the same folder, fsync, then rename.
+
+    A crash or a full disk leaves the previous checkpoint at ``path`` untouched.
+    """
+    atomic_write(path, lambda fh: torch.save(state, fh), "checkpoint")
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a Cerberus checkpoint safely (``weights_only=True``: no code runs from the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CerberusError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, unsafe globals...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CerberusError(f"{path}: not a readable Cerberus checkpoint ({first[:160]})") from None
+    if not isinstance(state, dict) or state.get("format") != "cerberus":
+        raise CerberusError(f"{path}: not a Cerberus checkpoint (no 'format: cerberus' entry)")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise CerberusError(
+            f"{path}: checkpoint version {state.get('version')} is not {CHECKPOINT_VERSION}"
+        )
+    return state
+
+
+def checkpoint_config(state: dict[str, Any], path: str | Path) -> Config:
+    return config_from_dict(state["config"], f"{path} [config]")
+
+
+def load_model_from_checkpoint(
+    path: str | Path, dataset: ReIDDataset | None = None
+) -> tuple[Cerberus, Config, dict[str, Any]]:
+    """Rebuild the model stored in a checkpoint; returns ``(model, config, checkpoint)``."""
+    state = load_checkpoint(path)
+    cfg = checkpoint_config(state, path)
+    meta = state["meta"]
+
+    model = model_from_config(
+        cfg.model, get_schema(meta["schema"]), int(meta["num_classes"]), load_weights=False
+    )
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CerberusError(f"{path}: weights do not fit the model ({first[:160]})") from None
+    model.eval()
+    return model, cfg, state

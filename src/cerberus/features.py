@@ -1,0 +1,125 @@
+"""Feature and index files: ``.npz`` read with ``allow_pickle=False`` (no code runs from them).
+
+- features file (``cerberus extract``, :class:`FeatureSet`): ``features (N, 5, d)``, paths,
+  identities and cameras when the file names tell them (else :data:`UNKNOWN`), attribute values
+  when an attribute file was given, the SID prototypes and the model fingerprint;
+- index file (``cerberus index``, :class:`cerberus.index.GalleryIndex`): the serialised faiss
+  index and the same metadata, without the raw features.
+
+Both are written atomically and carry a ``kind`` and a format version that loading checks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cerberus.attributes import GROUPS, Schema, get_schema
+from cerberus.errors import CerberusError
+from cerberus.files import atomic_write
+
+UNKNOWN = -1000
+"""Identity / camera value of an image whose file name does not tell them."""
+
+
+FILE_FORMAT_VERSION = 1
+
+
+@dataclass
+class FeatureSet:
+    """Extracted features of a set of crops with everything search needs besides the model.
+
+    Attributes:
+        features: ``(N, 5, d)`` raw representations.
+        paths: image paths as strings, length N.
+        pids, camids: ``(N,)``; :data:`UNKNOWN` where the file name does not tell.
+        values: ``(N, num_attributes)`` ground-truth attribute values, ``-1`` where unknown.
+        prototypes: ``{G: (S_G, d)}`` the model's SID prototypes.
+        meta: ``schema``, ``fingerprint`` (of the model), ``checkpoint``, ``height``, ``width``.
+    """
+
+    features: np.ndarray
+    paths: list[str]
+    pids: np.ndarray
+    camids: np.ndarray
+    values: np.ndarray
+    prototypes: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def schema(self) -> Schema:
+        return get_schema(self.meta["schema"])
+
+    def save(self, path: str | Path) -> Path:
+        arrays = {
+            "features": self.features.astype(np.float32),
+            **common_arrays(self.paths, self.pids, self.camids, self.values, self.prototypes),
+        }
+        return save_npz(path, arrays, {**self.meta, "kind": "features"}, "features file")
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureSet:
+        arrays, meta = load_npz(path, "features", "features file")
+        if "features" not in arrays:
+            raise CerberusError(f"{path}: features file without a 'features' array")
+        paths, pids, camids, values, prototypes = read_common(arrays, path)
+        return cls(arrays["features"], paths, pids, camids, values, prototypes, meta)
+
+
+def common_arrays(paths, pids, camids, values, prototypes) -> dict[str, np.ndarray]:
+    out = {
+        "paths": np.asarray([str(p) for p in paths], dtype=np.str_),
+        "pids": np.asarray(pids, dtype=np.int64),
+        "camids": np.asarray(camids, dtype=np.int64),
+        "values": np.asarray(values, dtype=np.int64),
+    }
+    out.update({f"prototype_{g}": np.asarray(prototypes[g], np.float32) for g in GROUPS})
+    return out
+
+
+def read_common(arrays: Mapping[str, np.ndarray], path) -> tuple:
+    try:
+        prototypes = {g: arrays[f"prototype_{g}"] for g in GROUPS}
+        return (
+            [str(p) for p in arrays["paths"]],
+            arrays["pids"],
+            arrays["camids"],
+            arrays["values"],
+            prototypes,
+        )
+    except KeyError as exc:
+        raise CerberusError(f"{path}: missing array {exc.args[0]!r}") from None
+
+
+def save_npz(path: str | Path, arrays: dict[str, np.ndarray], meta: dict, what: str) -> Path:
+    """Write arrays + JSON metadata atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    meta = {**meta, "format": "cerberus", "version": FILE_FORMAT_VERSION}
+    arrays = {**arrays, "meta": np.asarray(json.dumps(meta))}
+    return atomic_write(path, lambda fh: np.savez(fh, **arrays), what)
+
+
+def load_npz(path: str | Path, kind: str, what: str) -> tuple[dict[str, np.ndarray], dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise CerberusError(f"{path}: {what} not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays.pop("meta")))
+    except Exception as exc:  # zip, npy and JSON errors of a damaged file
+        raise CerberusError(f"{path}: not a readable Cerberus {what} ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != "cerberus":
+        raise CerberusError(f"{path}: not a Cerberus {what}")
+    if meta.get("kind") != kind:
+        raise CerberusError(f"{path}: a Cerberus {meta.get('kind')} file, not a {what}")
+    if meta.get("version") != FILE_FORMAT_VERSION:
+        raise CerberusError(f"{path}: {what} version {meta.get('version')} is not supported")
+    return arrays, meta
