@@ -104,6 +104,11 @@ class EvalConfig:
     batch_size: int = 128
     num_workers: int = 4
     flip_test: bool = False
+    decision: str = "cosine"
+    """How PAR and APS score SIDs: ``"cosine"`` (the paper, SPEC 5: nearest prototype, mean
+    cosine) or ``"posterior"`` (SPEC 8: softmax of ``prior_scale`` x cosine plus the log training
+    frequency of each SID)."""
+    prior_scale: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,12 @@ def _validate(cfg: Config, where: str) -> None:
             raise CerberusError(
                 f"{where}: loss.margin must be 'adaptive' or a number, got {cfg.loss.margin!r}"
             ) from None
+    if cfg.eval.decision not in ("cosine", "posterior"):
+        raise CerberusError(
+            f"{where}: eval.decision must be 'cosine' or 'posterior', got {cfg.eval.decision!r}"
+        )
+    if not cfg.eval.prior_scale > 0:
+        raise CerberusError(f"{where}: eval.prior_scale must be > 0, got {cfg.eval.prior_scale}")
     if cfg.data.on_bad_image not in ("stop", "skip"):
         raise CerberusError(
             f"{where}: data.on_bad_image must be 'stop' or 'skip', got {cfg.data.on_bad_image!r}"

@@ -77,6 +77,62 @@ def predict_sids(features: np.ndarray, prototypes: Mapping[str, np.ndarray]) -> 
     return np.stack([s.argmax(0) for s in prototype_scores(features, prototypes)], axis=1)
 
 
+SID_DECISIONS = ("cosine", "posterior")
+"""How PAR and APS score SIDs: ``"cosine"`` is the paper's rule (SPEC 5); ``"posterior"`` the
+prior-aware decision of SPEC 8 (:func:`posterior_scores`)."""
+
+
+def sid_log_prior(counts: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """log pi_j^G = log((N_j^G + 1) / (N + S_G)): Laplace-smoothed training frequency of each SID.
+
+    Args:
+        counts: ``{G: (S_G,) int}`` training identities per SID
+            (:func:`cerberus.attributes.sid_identity_counts`); unseen SIDs keep a small prior.
+
+    Returns:
+        ``{G: (S_G,) float32}`` log priors.
+    """
+    out = {}
+    for g, c in counts.items():
+        c = np.asarray(c, dtype=np.float64)
+        out[g] = np.log((c + 1.0) / (c.sum() + len(c))).astype(np.float32)
+    return out
+
+
+def posterior_scores(
+    per_group: Sequence[np.ndarray], log_prior: Mapping[str, np.ndarray], *, scale: float
+) -> list[np.ndarray]:
+    """Prior-aware SID scores, SPEC 8: log p(j | x) = log softmax_j(s cos(f^G, p_j^G) + log pi_j^G).
+
+    PAR then takes the SID of highest posterior (the nearest prototype, shifted towards frequent
+    SIDs); APS ranks a gallery image by the mean over the given groups of the log posterior of
+    the query's SID, which also compares it with the group's other prototypes.
+
+    Args:
+        per_group: :func:`prototype_scores`, ``[(S_G, N)]`` cosines in GROUPS order.
+        log_prior: :func:`sid_log_prior`, ``{G: (S_G,)}``.
+        scale: s > 0, the inverse temperature of the cosines.
+
+    Returns:
+        ``[(S_G, N)]`` float32 log posteriors.
+    """
+    if not scale > 0:
+        raise CerberusError(f"posterior_scores: scale must be > 0, got {scale}")
+    out = []
+    for k, g in enumerate(GROUPS):
+        cos = np.asarray(per_group[k], dtype=np.float64)
+        prior = np.asarray(log_prior[g], dtype=np.float64)
+        if prior.shape != (cos.shape[0],):
+            raise CerberusError(
+                f"posterior_scores: group {g} has {cos.shape[0]} SIDs but a prior of shape "
+                f"{prior.shape}"
+            )
+        logits = scale * cos + prior[:, None]
+        logits -= logits.max(0, keepdims=True)
+        out.append((logits - np.log(np.exp(logits).sum(0, keepdims=True))).astype(np.float32))
+    return out
+
+
 def _phrase(attribute: Any, value: int) -> str:
     """ "red top" for colour attributes without phrases, else the schema's phrase."""
     if attribute.phrases or not attribute.name.endswith(".color"):
