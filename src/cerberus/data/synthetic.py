@@ -58,19 +58,24 @@ LOWER_RGB = [
 SKIN = [(245, 210, 180), (225, 180, 140), (190, 140, 100), (140, 95, 65), (95, 65, 45)]
 HAIR = [(20, 15, 10), (60, 40, 20), (120, 80, 40), (190, 160, 90)]
 
-# Marginal frequencies, skewed like Market-1501 (value order as in the schema).
+# Marginal frequencies (value order as in the schema): skewed like Market-1501, yet every value
+# common enough among a few hundred identities to be learnable: binary minorities >= 20%, every
+# colour (and "none") >= 4%, every age class >= 15%.
 PRIORS = {
-    "hat": [0.95, 0.05],
-    "upper.color": [0.10, 0.25, 0.20, 0.10, 0.04, 0.05, 0.12, 0.10, 0.04],
-    "upper.sleeve": [0.3, 0.7],
-    "lower.color": [0.05, 0.35, 0.08, 0.03, 0.02, 0.02, 0.12, 0.25, 0.02, 0.06],
+    "hat": [0.75, 0.25],
+    "upper.color": [0.08, 0.20, 0.18, 0.12, 0.06, 0.06, 0.12, 0.12, 0.06],
+    "upper.sleeve": [0.35, 0.65],
+    "lower.color": [0.05, 0.30, 0.07, 0.05, 0.04, 0.04, 0.12, 0.23, 0.04, 0.06],
     "lower.length": [0.7, 0.3],
-    "gender": [0.55, 0.45],
-    "age": [0.05, 0.30, 0.55, 0.10],
-    "backpack": [0.75, 0.25],
-    "bag": [0.8, 0.2],
-    "handbag": [0.9, 0.1],
+    "gender": [0.5, 0.5],
+    "age": [0.15, 0.25, 0.45, 0.15],
+    "backpack": [0.7, 0.3],
+    "bag": [0.75, 0.25],
+    "handbag": [0.8, 0.2],
 }
+# Attributes that follow gender (index = gender code): P(long hair), P(dress).
+LONG_HAIR = (0.1, 0.75)
+DRESS = (0.0, 0.4)
 
 # SIDs kept out of training (they appear only among test identities), so the benchmark has
 # unseen SIDs like the real one: head "hat + long hair", identity "male + young".
@@ -158,30 +163,88 @@ def sample_details(rng: np.random.Generator, values: np.ndarray) -> IdentityDeta
 
 
 def sample_attributes(n: int, rng: np.random.Generator, *, allow_reserved: bool) -> np.ndarray:
-    """``n`` rows of Market attribute values; reserved (test-only) SIDs excluded unless allowed."""
+    """``n`` independent rows of Market attribute values drawn from :data:`PRIORS`.
+
+    Reserved (test-only) SIDs are redrawn unless ``allow_reserved``. Used for distractors; the
+    train and test identities use :func:`balanced_attributes`.
+    """
     rows = np.zeros((n, SCHEMA.num_attributes), dtype=np.int64)
     for i in range(n):
         while True:
             v = np.zeros(SCHEMA.num_attributes, dtype=np.int64)
             for name, p in PRIORS.items():
                 v[COL[name]] = rng.choice(len(p), p=p)
-            female = v[COL["gender"]] == 1
-            v[COL["hair"]] = int(rng.random() < (0.75 if female else 0.08))
-            v[COL["lower.clothes"]] = int(not (female and rng.random() < 0.3))
+            g = int(v[COL["gender"]])
+            v[COL["hair"]] = int(rng.random() < LONG_HAIR[g])
+            v[COL["lower.clothes"]] = int(not rng.random() < DRESS[g])
             if allow_reserved or not _is_reserved(v):
                 break
         rows[i] = v
     return rows
 
 
+def _quota_column(n: int, p: list[float], rng: np.random.Generator) -> np.ndarray:
+    """``n`` values with counts as close to ``n * p`` as integers allow, in random order."""
+    want = np.asarray(p, dtype=np.float64) * n
+    counts = np.floor(want).astype(np.int64)
+    order = np.argsort(-(want - counts), kind="stable")  # largest remainders first
+    counts[order[: n - int(counts.sum())]] += 1
+    return rng.permutation(np.repeat(np.arange(len(p)), counts))
+
+
+def balanced_attributes(n: int, rng: np.random.Generator, *, allow_reserved: bool) -> np.ndarray:
+    """``n`` rows of Market attribute values whose value counts follow :data:`PRIORS` exactly.
+
+    Each attribute is drawn as a shuffled column of quotas (hair length and dress within each
+    gender), so every value reaches its share of the identities whatever the seed. Without
+    ``allow_reserved``, a row showing a reserved SID swaps one attribute value with another row,
+    which keeps every count and makes the reserved SIDs unseen.
+    """
+    rows = np.zeros((n, SCHEMA.num_attributes), dtype=np.int64)
+    for name, p in PRIORS.items():
+        rows[:, COL[name]] = _quota_column(n, p, rng)
+    for g in (0, 1):
+        members = np.flatnonzero(rows[:, COL["gender"]] == g)
+        k = len(members)
+        rows[members, COL["hair"]] = _quota_column(k, [1 - LONG_HAIR[g], LONG_HAIR[g]], rng)
+        rows[members, COL["lower.clothes"]] = _quota_column(k, [DRESS[g], 1 - DRESS[g]], rng)
+    if not allow_reserved:
+        _swap_out_reserved(rows, rng)
+    return rows
+
+
+def _swap_out_reserved(rows: np.ndarray, rng: np.random.Generator) -> None:
+    """Remove reserved SIDs in place by swapping one attribute value between two rows."""
+    for i in np.flatnonzero([_is_reserved(r) for r in rows]):
+        reserved = next(r for r in RESERVED_FOR_TEST if _matches(rows[i], r))
+        for name in reserved:  # try each attribute of the reserved SID as the one to swap
+            c = COL[name]
+            for j in rng.permutation(len(rows)):
+                if rows[j, c] == rows[i, c]:
+                    continue
+                rows[[i, j], c] = rows[[j, i], c]
+                if not (_is_reserved(rows[i]) or _is_reserved(rows[j])):
+                    break
+                rows[[i, j], c] = rows[[j, i], c]  # undo
+            else:
+                continue
+            break
+        else:
+            raise CerberusError(f"synthetic: cannot keep {reserved} out of {len(rows)} rows")
+
+
+def _matches(v: np.ndarray, reserved: dict[str, int]) -> bool:
+    return all(v[COL[k]] == x for k, x in reserved.items())
+
+
 def _is_reserved(v: np.ndarray) -> bool:
-    return any(all(v[COL[k]] == x for k, x in r.items()) for r in RESERVED_FOR_TEST)
+    return any(_matches(v, r) for r in RESERVED_FOR_TEST)
 
 
 def _identity_rows(num_train: int, num_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng([seed, 424_242])
-    train = sample_attributes(num_train, rng, allow_reserved=False)
-    test = sample_attributes(num_test, rng, allow_reserved=True)
+    train = balanced_attributes(num_train, rng, allow_reserved=False)
+    test = balanced_attributes(num_test, rng, allow_reserved=True)
     # Make sure each reserved SID really occurs in the test split.
     for j, reserved in enumerate(RESERVED_FOR_TEST):
         if num_test > j and not any(_is_reserved(r) for r in test[j :: len(RESERVED_FOR_TEST)]):
