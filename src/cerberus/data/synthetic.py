@@ -781,6 +781,7 @@ def make_contact_sheet(
 ) -> Path:
     """A PNG grid: one row per training identity (its images across cameras) and a caption."""
     from cerberus.attributes import load_attribute_mat
+    from cerberus.files import atomic_write
 
     root = Path(root)
     table = load_attribute_mat(root / "market_attribute.mat")["train"]
@@ -798,10 +799,7 @@ def make_contact_sheet(
         mine = [f for f in files if f.name.startswith(f"{int(pid):04d}_")][:per_id]
         for col, f in enumerate(mine):
             sheet.paste(Image.open(f).convert("RGB"), (col * (w + 2), y + cap))
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out_png)
-    return out_png
+    return atomic_write(out_png, lambda fh: sheet.save(fh, format="PNG"), "contact sheet")
 
 
 def make_value_sheet(
