@@ -449,6 +449,8 @@ def _draw_lower(d: ImageDraw.ImageDraw, f: _Figure, v, details, stride: float) -
             knee = f.waist + 0.4 * (f.y(0.95) - f.waist)
             bottom = knee if v["lower.length"] == 1 else f.y(0.94)
             d.rectangle([lx - leg_w / 2 - 1, f.waist - 2, lx + leg_w / 2 + 1, bottom], fill=colour)
+            if not v["lower.color"]:  # no single colour: two-tone bands
+                _bands(d, f, lx - leg_w / 2 - 1, lx + leg_w / 2 + 1, bottom, details.pattern[0])
         d.ellipse([lx - leg_w * 0.7, f.y(0.94), lx + leg_w * 0.7, f.y(1.0)], fill=details.shoes)
     if v["lower.clothes"] == 0:  # dress: a trapezoid skirt
         legs = f.y(0.95) - f.waist
@@ -463,6 +465,15 @@ def _draw_lower(d: ImageDraw.ImageDraw, f: _Figure, v, details, stride: float) -
             ],
             fill=colour,
         )
+        if not v["lower.color"]:
+            _bands(d, f, x - f.hip * 0.7, x + f.hip * 0.7, hem, details.pattern[0])
+
+
+def _bands(d: ImageDraw.ImageDraw, f: _Figure, x0: float, x1: float, bottom: float, colour) -> None:
+    """Horizontal bands from the waist down to ``bottom``: the look of a garment with no colour."""
+    step = max(4, int(f.ph * 0.04))
+    for yy in range(int(f.waist), int(bottom) - step, step * 2):
+        d.rectangle([x0, yy, x1, yy + step], fill=colour)
 
 
 def _draw_upper(d: ImageDraw.ImageDraw, f: _Figure, v, details) -> None:
