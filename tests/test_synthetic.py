@@ -12,11 +12,13 @@ from cerberus.attributes import GROUPS, load_attribute_mat
 from cerberus.data.datasets import read_dataset
 from cerberus.data.synthetic import (
     COL,
+    RESERVED_FOR_TEST,
     SCHEMA,
     _identity_rows,
     generate_synthetic,
     make_cameras,
     make_contact_sheet,
+    make_value_sheet,
     render_person,
     sample_details,
 )
@@ -122,6 +124,10 @@ def test_top_colour_shows_in_the_top_region():
         ("upper.sleeve", 1, (slice(35, 65), slice(0, 64))),
         ("lower.clothes", 0, (slice(65, 110), slice(10, 54))),
         ("hat", 1, (slice(0, 25), slice(16, 48))),
+        ("handbag", 1, (slice(62, 88), slice(44, 64))),  # hangs from the hand on the right here
+        ("bag", 1, (slice(30, 80), slice(0, 64))),
+        ("age", 0, (slice(0, 128), slice(0, 64))),  # child: big head, small body
+        ("age", 3, (slice(0, 30), slice(10, 54))),  # old: stoop, white hair
     ],
 )
 def test_each_attribute_changes_its_region(name, value, region):
@@ -143,6 +149,38 @@ def test_some_test_sids_are_unseen_in_training():
         SCHEMA.attributes[COL["lower.color"]].value_index(c) for c in ("black", "green")
     )
     assert (lower == black).mean() > 3 * (lower == green).mean()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_value_is_common_among_training_identities(seed):
+    train, _ = _identity_rows(200, 200, seed)
+    for attr in SCHEMA.attributes:
+        share = np.bincount(train[:, COL[attr.name]], minlength=len(attr.values)) / len(train)
+        if len(attr.values) == 2:
+            assert share.min() >= 0.15, (attr.name, share)
+        elif attr.name == "age":
+            assert share.min() >= 0.10, share
+        else:  # colours, "none" included
+            assert share.min() * len(train) >= 5, (attr.name, share)
+
+
+def test_reserved_sids_only_among_test_identities():
+    train, test = _identity_rows(200, 200, 0)
+    for reserved in RESERVED_FOR_TEST:
+
+        def hit(rows, reserved=reserved):
+            return np.all([rows[:, COL[k]] == x for k, x in reserved.items()], axis=0)
+
+        assert not hit(train).any() and hit(test).any(), reserved
+
+
+def test_value_sheet(small, tmp_path):
+    root, _ = small
+    out = make_value_sheet(root, tmp_path / "values.png", per_value=3)
+    from PIL import Image
+
+    rows = sum(len(a.values) for a in SCHEMA.attributes)
+    assert Image.open(out).size == (150 + 3 * 50, rows * 98)
 
 
 def test_contact_sheet(small, tmp_path):

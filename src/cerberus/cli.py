@@ -37,9 +37,13 @@ def synth(
     sheet: Annotated[
         Path | None, typer.Option(help="Also save a contact sheet of identities (PNG).")
     ] = None,
+    value_sheet: Annotated[
+        Path | None,
+        typer.Option(help="Also save a sheet with one row per attribute value (PNG)."),
+    ] = None,
 ) -> None:
     """Generate the built-in synthetic benchmark (Market-1501 folders + market_attribute.mat)."""
-    from cerberus.data.synthetic import generate_synthetic, make_contact_sheet
+    from cerberus.data.synthetic import generate_synthetic, make_contact_sheet, make_value_sheet
 
     summary = generate_synthetic(
         out,
@@ -54,6 +58,9 @@ def synth(
     if sheet is not None:
         make_contact_sheet(out, sheet)
         typer.echo(f"contact sheet: {sheet}")
+    if value_sheet is not None:
+        make_value_sheet(out, value_sheet)
+        typer.echo(f"value sheet: {value_sheet}")
 
 
 @app.command()

@@ -57,20 +57,36 @@ LOWER_RGB = [
 ]
 SKIN = [(245, 210, 180), (225, 180, 140), (190, 140, 100), (140, 95, 65), (95, 65, 45)]
 HAIR = [(20, 15, 10), (60, 40, 20), (120, 80, 40), (190, 160, 90)]
+WHITE_HAIR = (235, 235, 230)  # every old person's
+# Bags and hats: colours that stand out, drawn with a dark outline.
+CARRY_RGB = [
+    (35, 35, 40),
+    (125, 70, 30),
+    (180, 35, 45),
+    (30, 55, 135),
+    (210, 185, 135),
+    (75, 105, 55),
+]
+HAT_RGB = [(200, 55, 40), (30, 50, 140), (215, 195, 150), (240, 240, 235), (85, 110, 50)]
 
-# Marginal frequencies, skewed like Market-1501 (value order as in the schema).
+# Marginal frequencies (value order as in the schema): skewed like Market-1501, yet every value
+# common enough among a few hundred identities to be learnable: binary minorities >= 20%, every
+# colour (and "none") >= 4%, every age class >= 15%.
 PRIORS = {
-    "hat": [0.95, 0.05],
-    "upper.color": [0.10, 0.25, 0.20, 0.10, 0.04, 0.05, 0.12, 0.10, 0.04],
-    "upper.sleeve": [0.3, 0.7],
-    "lower.color": [0.05, 0.35, 0.08, 0.03, 0.02, 0.02, 0.12, 0.25, 0.02, 0.06],
+    "hat": [0.75, 0.25],
+    "upper.color": [0.08, 0.20, 0.18, 0.12, 0.06, 0.06, 0.12, 0.12, 0.06],
+    "upper.sleeve": [0.35, 0.65],
+    "lower.color": [0.05, 0.30, 0.07, 0.05, 0.04, 0.04, 0.12, 0.23, 0.04, 0.06],
     "lower.length": [0.7, 0.3],
-    "gender": [0.55, 0.45],
-    "age": [0.05, 0.30, 0.55, 0.10],
-    "backpack": [0.75, 0.25],
-    "bag": [0.8, 0.2],
-    "handbag": [0.9, 0.1],
+    "gender": [0.5, 0.5],
+    "age": [0.15, 0.25, 0.45, 0.15],
+    "backpack": [0.7, 0.3],
+    "bag": [0.75, 0.25],
+    "handbag": [0.8, 0.2],
 }
+# Attributes that follow gender (index = gender code): P(long hair), P(dress).
+LONG_HAIR = (0.1, 0.75)
+DRESS = (0.0, 0.4)
 
 # SIDs kept out of training (they appear only among test identities), so the benchmark has
 # unseen SIDs like the real one: head "hat + long hair", identity "male + young".
@@ -127,6 +143,7 @@ class IdentityDetails:
     height: float
     pattern: tuple[tuple[int, int, int], tuple[int, int, int]]
     carry_colour: tuple[int, int, int]
+    hat_colour: tuple[int, int, int]
 
 
 def sample_details(rng: np.random.Generator, values: np.ndarray) -> IdentityDetails:
@@ -136,7 +153,7 @@ def sample_details(rng: np.random.Generator, values: np.ndarray) -> IdentityDeta
     old = values[COL["age"]] == 3
     return IdentityDetails(
         skin=SKIN[int(rng.integers(len(SKIN)))],
-        hair=(170, 170, 170) if old else HAIR[int(rng.integers(len(HAIR)))],
+        hair=WHITE_HAIR if old else HAIR[int(rng.integers(len(HAIR)))],
         shoes=colour(10, 240),
         tint=tuple(int(v) for v in rng.integers(-18, 19, 3)),
         logo=(
@@ -150,38 +167,97 @@ def sample_details(rng: np.random.Generator, values: np.ndarray) -> IdentityDeta
         stripe=(float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.06, 0.15)), colour())
         if rng.random() < 0.5
         else None,
-        width=float(rng.uniform(0.9, 1.1)),
-        height=float(rng.uniform(0.95, 1.05)),
+        width=float(rng.uniform(0.94, 1.06)),
+        height=float(rng.uniform(0.97, 1.03)),
         pattern=(colour(60, 220), colour(60, 220)),
-        carry_colour=colour(20, 200),
+        carry_colour=CARRY_RGB[int(rng.integers(len(CARRY_RGB)))],
+        hat_colour=HAT_RGB[int(rng.integers(len(HAT_RGB)))],
     )
 
 
 def sample_attributes(n: int, rng: np.random.Generator, *, allow_reserved: bool) -> np.ndarray:
-    """``n`` rows of Market attribute values; reserved (test-only) SIDs excluded unless allowed."""
+    """``n`` independent rows of Market attribute values drawn from :data:`PRIORS`.
+
+    Reserved (test-only) SIDs are redrawn unless ``allow_reserved``. Used for distractors; the
+    train and test identities use :func:`balanced_attributes`.
+    """
     rows = np.zeros((n, SCHEMA.num_attributes), dtype=np.int64)
     for i in range(n):
         while True:
             v = np.zeros(SCHEMA.num_attributes, dtype=np.int64)
             for name, p in PRIORS.items():
                 v[COL[name]] = rng.choice(len(p), p=p)
-            female = v[COL["gender"]] == 1
-            v[COL["hair"]] = int(rng.random() < (0.75 if female else 0.08))
-            v[COL["lower.clothes"]] = int(not (female and rng.random() < 0.3))
+            g = int(v[COL["gender"]])
+            v[COL["hair"]] = int(rng.random() < LONG_HAIR[g])
+            v[COL["lower.clothes"]] = int(not rng.random() < DRESS[g])
             if allow_reserved or not _is_reserved(v):
                 break
         rows[i] = v
     return rows
 
 
+def _quota_column(n: int, p: list[float], rng: np.random.Generator) -> np.ndarray:
+    """``n`` values with counts as close to ``n * p`` as integers allow, in random order."""
+    want = np.asarray(p, dtype=np.float64) * n
+    counts = np.floor(want).astype(np.int64)
+    order = np.argsort(-(want - counts), kind="stable")  # largest remainders first
+    counts[order[: n - int(counts.sum())]] += 1
+    return rng.permutation(np.repeat(np.arange(len(p)), counts))
+
+
+def balanced_attributes(n: int, rng: np.random.Generator, *, allow_reserved: bool) -> np.ndarray:
+    """``n`` rows of Market attribute values whose value counts follow :data:`PRIORS` exactly.
+
+    Each attribute is drawn as a shuffled column of quotas (hair length and dress within each
+    gender), so every value reaches its share of the identities whatever the seed. Without
+    ``allow_reserved``, a row showing a reserved SID swaps one attribute value with another row,
+    which keeps every count and makes the reserved SIDs unseen.
+    """
+    rows = np.zeros((n, SCHEMA.num_attributes), dtype=np.int64)
+    for name, p in PRIORS.items():
+        rows[:, COL[name]] = _quota_column(n, p, rng)
+    for g in (0, 1):
+        members = np.flatnonzero(rows[:, COL["gender"]] == g)
+        k = len(members)
+        rows[members, COL["hair"]] = _quota_column(k, [1 - LONG_HAIR[g], LONG_HAIR[g]], rng)
+        rows[members, COL["lower.clothes"]] = _quota_column(k, [DRESS[g], 1 - DRESS[g]], rng)
+    if not allow_reserved:
+        _swap_out_reserved(rows, rng)
+    return rows
+
+
+def _swap_out_reserved(rows: np.ndarray, rng: np.random.Generator) -> None:
+    """Remove reserved SIDs in place by swapping one attribute value between two rows."""
+    for i in np.flatnonzero([_is_reserved(r) for r in rows]):
+        reserved = next(r for r in RESERVED_FOR_TEST if _matches(rows[i], r))
+        for name in reserved:  # try each attribute of the reserved SID as the one to swap
+            c = COL[name]
+            for j in rng.permutation(len(rows)):
+                if rows[j, c] == rows[i, c]:
+                    continue
+                rows[[i, j], c] = rows[[j, i], c]
+                if not (_is_reserved(rows[i]) or _is_reserved(rows[j])):
+                    break
+                rows[[i, j], c] = rows[[j, i], c]  # undo
+            else:
+                continue
+            break
+        else:
+            raise CerberusError(f"synthetic: cannot keep {reserved} out of {len(rows)} rows")
+
+
+def _matches(v: np.ndarray, reserved: dict[str, int]) -> bool:
+    return all(v[COL[k]] == x for k, x in reserved.items())
+
+
 def _is_reserved(v: np.ndarray) -> bool:
-    return any(all(v[COL[k]] == x for k, x in r.items()) for r in RESERVED_FOR_TEST)
+    return any(_matches(v, r) for r in RESERVED_FOR_TEST)
 
 
 def _identity_rows(num_train: int, num_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng([seed, 424_242])
-    train = sample_attributes(num_train, rng, allow_reserved=False)
-    test = sample_attributes(num_test, rng, allow_reserved=True)
+    train = balanced_attributes(num_train, rng, allow_reserved=False)
+    test = balanced_attributes(num_test, rng, allow_reserved=True)
     # Make sure each reserved SID really occurs in the test split.
     for j, reserved in enumerate(RESERVED_FOR_TEST):
         if num_test > j and not any(_is_reserved(r) for r in test[j :: len(RESERVED_FOR_TEST)]):
@@ -197,6 +273,293 @@ def _shade(rgb: tuple[int, int, int], tint: tuple[int, int, int]) -> tuple[int, 
     return tuple(int(np.clip(c + t, 0, 255)) for c, t in zip(rgb, tint))
 
 
+@dataclass(frozen=True)
+class _Build:
+    """Body proportions of an age class, as fractions of the person's height (scale-free)."""
+
+    height: float  # of an adult's height: children stay small in any camera
+    head: float  # head radius
+    shoulder: float  # shoulder width (x the gender's)
+    waist: float  # where the legs start
+    stoop: float  # forward shift of head and shoulders
+
+
+AGE_BUILD = (
+    _Build(height=0.66, head=0.115, shoulder=0.9, waist=0.57, stoop=0.0),  # young: big head
+    _Build(height=0.95, head=0.068, shoulder=0.72, waist=0.47, stoop=0.0),  # teen: lanky
+    _Build(height=1.0, head=0.065, shoulder=1.0, waist=0.52, stoop=0.0),  # adult
+    _Build(height=0.94, head=0.066, shoulder=1.0, waist=0.54, stoop=0.08),  # old: stooped
+)
+
+
+@dataclass(frozen=True)
+class _Figure:
+    """Where the body parts of one rendered person are, in canvas pixels."""
+
+    cx: float
+    top: float
+    ph: float
+    neck: float
+    waist: float
+    shoulder: float
+    hip: float
+    head_r: float
+    lean: float  # horizontal offset of the shoulders (stoop)
+    arm_w: float
+
+    def y(self, f: float) -> float:
+        """Canvas row of height fraction ``f`` (0 = top of head, 1 = soles)."""
+        return self.top + f * self.ph
+
+    def t(self, f: float) -> float:
+        """Canvas row of torso fraction ``f`` (0 = shoulders, 1 = waist)."""
+        return self.neck + f * (self.waist - self.neck)
+
+    def hand(self, side: int) -> tuple[float, float]:
+        """Lower end of the arm on ``side`` (-1 back, +1 front)."""
+        x = self.cx + self.lean * 0.5 + side * (self.shoulder / 2 + self.arm_w * 0.4)
+        return x, self.t(0.95)
+
+
+def _figure(v: dict[str, int], details: IdentityDetails, camera: Camera, H: int, W: int, rng):
+    build = AGE_BUILD[v["age"]]
+    ph = H * camera.scale * details.height * build.height * float(rng.uniform(0.97, 1.03))
+    if camera.placement == "low":
+        top = H - ph * 1.02 + float(rng.uniform(-2, 6)) * 2
+    elif camera.placement == "high":
+        top = float(rng.uniform(0.0, 0.04)) * H
+        ph *= 0.82
+    else:
+        top = (H - ph) / 2 + float(rng.uniform(-3, 3)) * 2
+    female = v["gender"] == 1
+    shoulder = ph * (0.30 if female else 0.36) * details.width * build.shoulder
+    neck = top + ph * (2 * build.head + 0.03)
+    return _Figure(
+        cx=W / 2 + float(rng.uniform(-4, 4)) * 2,
+        top=top,
+        ph=ph,
+        neck=neck,
+        waist=top + ph * build.waist,
+        shoulder=shoulder,
+        hip=ph * (0.26 if female else 0.24) * details.width * min(1.0, build.shoulder + 0.1),
+        head_r=ph * build.head,
+        lean=ph * build.stoop,
+        arm_w=shoulder * 0.2,
+    )
+
+
+def _outline(fig: _Figure) -> int:
+    return max(3, int(fig.ph * 0.016))
+
+
+def _draw_background(d: ImageDraw.ImageDraw, camera: Camera, rng, H: int, W: int) -> None:
+    for _ in range(camera.clutter):  # boxes and poles, then a ground band
+        x0, y0 = int(rng.integers(0, W)), int(rng.integers(0, H))
+        x1, y1 = x0 + int(rng.integers(4, W // 2)), y0 + int(rng.integers(4, H // 3))
+        d.rectangle([x0, y0, x1, y1], fill=tuple(int(v) for v in rng.integers(30, 230, 3)))
+    d.rectangle([0, int(H * 0.85), W, H], fill=tuple(int(c * 0.7) for c in camera.background))
+
+
+def _draw_backpack(d: ImageDraw.ImageDraw, f: _Figure, colour) -> None:
+    """A pack on the back (the -x side), sticking out past the arm, with a carry loop."""
+    x1 = f.cx + f.lean * 0.5 - f.shoulder * 0.1
+    x0 = f.cx + f.lean * 0.5 - f.shoulder / 2 - f.arm_w - f.ph * 0.085
+    y0, y1 = f.t(0.02), f.t(0.72)
+    w = _outline(f)
+    d.arc(
+        [x0 + f.ph * 0.02, y0 - f.ph * 0.04, x0 + f.ph * 0.08, y0 + f.ph * 0.03],
+        180,
+        360,
+        fill=(15, 15, 15),
+        width=w,
+    )
+    d.rounded_rectangle(
+        [x0, y0, x1, y1], radius=int(f.ph * 0.035), fill=colour, outline=(15, 15, 15), width=w
+    )
+    d.line([(x0 + w, (y0 + y1) / 2), (x0 + f.ph * 0.08, (y0 + y1) / 2)], fill=(15, 15, 15), width=w)
+
+
+def _draw_straps(d: ImageDraw.ImageDraw, f: _Figure, v: dict[str, int]) -> None:
+    w = max(3, int(f.ph * 0.022))
+    x = f.cx + f.lean * 0.5
+    if v["backpack"]:  # two dark straps over the chest
+        for side in (-1, 1):
+            sx = x + side * f.shoulder * 0.28
+            d.line(
+                [(sx, f.t(0.0)), (sx - side * f.ph * 0.01, f.t(0.62))], fill=(15, 15, 15), width=w
+            )
+    if v["bag"]:  # one light strap across the chest, from the back shoulder to the front hip
+        d.line(
+            [(x - f.shoulder * 0.42, f.t(0.0)), (x + f.hip * 0.5, f.t(0.82))],
+            fill=(245, 245, 240),
+            width=w,
+        )
+        d.line(
+            [(x - f.shoulder * 0.42, f.t(0.0)), (x + f.hip * 0.5, f.t(0.82))],
+            fill=(15, 15, 15),
+            width=max(1, w // 3),
+        )
+
+
+def _draw_bag(d: ImageDraw.ImageDraw, f: _Figure, colour) -> None:
+    """A flat shoulder bag on the front hip, over the arm."""
+    x0 = f.cx + f.lean * 0.3 + f.hip * 0.3
+    d.rectangle(
+        [x0, f.t(0.78), x0 + f.ph * 0.15, f.t(0.78) + f.ph * 0.12],
+        fill=colour,
+        outline=(15, 15, 15),
+        width=_outline(f),
+    )
+    d.line(
+        [(x0, f.t(0.78) + f.ph * 0.04), (x0 + f.ph * 0.15, f.t(0.78) + f.ph * 0.04)],
+        fill=(15, 15, 15),
+        width=_outline(f),
+    )
+
+
+def _draw_handbag(d: ImageDraw.ImageDraw, f: _Figure, colour) -> None:
+    """A bag hanging from the back hand by a handle, beside the thigh."""
+    hx, hy = f.hand(-1)
+    w = _outline(f)
+    top, bottom = hy + f.ph * 0.05, hy + f.ph * 0.15
+    half_t, half_b = f.ph * 0.045, f.ph * 0.07
+    cx = hx - f.ph * 0.03
+    d.arc(
+        [cx - half_t * 0.8, hy - f.ph * 0.01, cx + half_t * 0.8, top + f.ph * 0.05],
+        180,
+        360,
+        fill=(15, 15, 15),
+        width=w,
+    )
+    d.polygon(
+        [(cx - half_t, top), (cx + half_t, top), (cx + half_b, bottom), (cx - half_b, bottom)],
+        fill=colour,
+        outline=(15, 15, 15),
+        width=w,
+    )
+
+
+def _draw_lower(d: ImageDraw.ImageDraw, f: _Figure, v, details, stride: float) -> None:
+    colour = _shade(LOWER_RGB[v["lower.color"]] or details.pattern[1], details.tint)
+    leg_w = f.hip * 0.42
+    for side in (-1, 1):
+        lx = f.cx + side * (f.hip * 0.25 + stride * 0.3)
+        d.rectangle([lx - leg_w / 2, f.waist, lx + leg_w / 2, f.y(0.95)], fill=details.skin)
+        if v["lower.clothes"] == 1:  # pants, down to the knee when short
+            knee = f.waist + 0.4 * (f.y(0.95) - f.waist)
+            bottom = knee if v["lower.length"] == 1 else f.y(0.94)
+            d.rectangle([lx - leg_w / 2 - 1, f.waist - 2, lx + leg_w / 2 + 1, bottom], fill=colour)
+            if not v["lower.color"]:  # no single colour: two-tone bands
+                _bands(d, f, lx - leg_w / 2 - 1, lx + leg_w / 2 + 1, bottom, details.pattern[0])
+        d.ellipse([lx - leg_w * 0.7, f.y(0.94), lx + leg_w * 0.7, f.y(1.0)], fill=details.shoes)
+    if v["lower.clothes"] == 0:  # dress: a trapezoid skirt
+        legs = f.y(0.95) - f.waist
+        hem = f.waist + legs * (0.4 if v["lower.length"] == 1 else 0.8)
+        x = f.cx
+        d.polygon(
+            [
+                (x - f.hip * 0.55, f.waist - 4),
+                (x + f.hip * 0.55, f.waist - 4),
+                (x + f.hip * 0.95, hem),
+                (x - f.hip * 0.95, hem),
+            ],
+            fill=colour,
+        )
+        if not v["lower.color"]:
+            _bands(d, f, x - f.hip * 0.7, x + f.hip * 0.7, hem, details.pattern[0])
+
+
+def _bands(d: ImageDraw.ImageDraw, f: _Figure, x0: float, x1: float, bottom: float, colour) -> None:
+    """Horizontal bands from the waist down to ``bottom``: the look of a garment with no colour."""
+    step = max(4, int(f.ph * 0.04))
+    for yy in range(int(f.waist), int(bottom) - step, step * 2):
+        d.rectangle([x0, yy, x1, yy + step], fill=colour)
+
+
+def _draw_upper(d: ImageDraw.ImageDraw, f: _Figure, v, details) -> None:
+    upper = UPPER_RGB[v["upper.color"]]
+    top_colour = _shade(upper, details.tint) if upper else details.pattern[0]
+    sx = f.cx + f.lean  # the shoulders lean forward when stooped
+    d.polygon(
+        [
+            (sx - f.shoulder / 2, f.neck),
+            (sx + f.shoulder / 2, f.neck),
+            (f.cx + f.hip / 2, f.waist),
+            (f.cx - f.hip / 2, f.waist),
+        ],
+        fill=top_colour,
+    )
+    if upper is None:  # no single colour: a two-tone check
+        step = max(4, int(f.ph * 0.05))
+        for yy in range(int(f.neck), int(f.waist), step * 2):
+            xa = sx + (f.cx - sx) * (yy - f.neck) / (f.waist - f.neck)
+            d.rectangle([xa - f.hip / 2, yy, xa + f.hip / 2, yy + step], fill=details.pattern[1])
+    if details.stripe is not None:
+        sy, sh, sc = details.stripe
+        y0 = f.t(sy)
+        d.rectangle([f.cx - f.hip / 2, y0, f.cx + f.hip / 2, y0 + sh * (f.waist - f.neck)], fill=sc)
+    if details.logo is not None:
+        lx, ly, ls, lc = details.logo
+        x0 = f.cx - f.hip / 2 + lx * f.hip
+        y0 = f.t(ly)
+        d.rectangle([x0, y0, x0 + ls * f.hip, y0 + ls * f.hip], fill=lc)
+    for side in (-1, 1):  # arms: skin, then the sleeve in the top's colour
+        hx, hy = f.hand(side)
+        ax = hx
+        d.rectangle([ax - f.arm_w / 2, f.t(0.02), ax + f.arm_w / 2, hy], fill=details.skin)
+        sleeve_end = f.t(0.3) if v["upper.sleeve"] == 1 else f.t(0.88)
+        d.rectangle(
+            [ax - f.arm_w / 2 - 1, f.neck, ax + f.arm_w / 2 + 1, sleeve_end], fill=top_colour
+        )
+
+
+def _draw_head(d: ImageDraw.ImageDraw, f: _Figure, v, details) -> None:
+    r = f.head_r
+    hx, hy = _head_centre(f)
+    d.rectangle([hx - r * 0.4, hy, hx + r * 0.4, f.neck + 2], fill=details.skin)  # neck
+    d.ellipse([hx - r, hy - r, hx + r, hy + r], fill=details.skin)
+    d.chord([hx - r * 1.05, hy - r * 1.1, hx + r * 1.05, hy + r * 0.5], 180, 360, fill=details.hair)
+    if v["age"] == 3:  # grey sideburns / beard line make the white hair readable under a hat
+        d.rectangle([hx - r * 1.05, hy - r * 0.2, hx - r * 0.6, hy + r * 0.5], fill=details.hair)
+    if v["hat"]:  # a crown and a wide brim, outlined
+        w = max(2, int(f.ph * 0.01))
+        hc = details.hat_colour
+        d.ellipse(
+            [hx - r * 1.05, hy - r * 1.6, hx + r * 1.05, hy + r * 0.1],
+            fill=hc,
+            outline=(15, 15, 15),
+            width=w,
+        )
+        d.rectangle(
+            [hx - r * 1.7, hy - r * 0.45, hx + r * 1.7, hy - r * 0.1],
+            fill=hc,
+            outline=(15, 15, 15),
+            width=w,
+        )
+
+
+def _head_centre(f: _Figure) -> tuple[float, float]:
+    return f.cx + f.lean * 1.6, f.top + f.head_r + f.lean * 0.5
+
+
+def _draw_long_hair(d: ImageDraw.ImageDraw, f: _Figure, details) -> None:
+    """Long hair falls behind the shoulders (drawn before the torso)."""
+    hx, hy = _head_centre(f)
+    r = f.head_r
+    d.rectangle([hx - r * 1.2, hy - r * 0.3, hx + r * 1.2, f.neck + f.ph * 0.06], fill=details.hair)
+
+
+def _draw_cane(d: ImageDraw.ImageDraw, f: _Figure) -> None:
+    hx, hy = f.hand(1)
+    w = max(3, int(f.ph * 0.02))
+    d.line([(hx, hy - f.ph * 0.02), (hx + f.ph * 0.08, f.y(1.0))], fill=(70, 40, 20), width=w)
+    d.line(
+        [(hx - f.ph * 0.04, hy - f.ph * 0.02), (hx + f.ph * 0.01, hy - f.ph * 0.02)],
+        fill=(70, 40, 20),
+        width=w,
+    )
+
+
 def render_person(
     values: np.ndarray,
     details: IdentityDetails,
@@ -206,147 +569,35 @@ def render_person(
     height: int = 128,
     width: int = 64,
 ) -> Image.Image:
-    """Draw one pedestrian crop following the attribute ``values`` (Market schema order)."""
+    """Draw one pedestrian crop following the attribute ``values`` (Market schema order).
+
+    Age shows in proportions the camera scale does not change (a child's large head and short
+    body, a teenager's narrow shoulders and long legs, an old person's stoop, white hair and
+    cane); bags are outlined shapes at fixed places on the body (a pack on the back, a flat bag
+    on the front hip with a strap across the chest, a handbag hanging from the back hand).
+    """
     s = 2  # draw at twice the size, then downsample (anti-aliasing)
     H, W = height * s, width * s
     img = Image.new("RGB", (W, H), camera.background)
     d = ImageDraw.Draw(img)
-    # Background clutter: boxes and poles, a ground band.
-    for _ in range(camera.clutter):
-        x0, y0 = int(rng.integers(0, W)), int(rng.integers(0, H))
-        x1, y1 = x0 + int(rng.integers(4, W // 2)), y0 + int(rng.integers(4, H // 3))
-        d.rectangle([x0, y0, x1, y1], fill=tuple(int(v) for v in rng.integers(30, 230, 3)))
-    d.rectangle([0, int(H * 0.85), W, H], fill=tuple(int(c * 0.7) for c in camera.background))
-
+    _draw_background(d, camera, rng, H, W)
     v = {a.name: int(values[i]) for i, a in enumerate(SCHEMA.attributes)}
-    age_h = [0.78, 0.92, 1.0, 0.96][v["age"]]
-    ph = H * camera.scale * details.height * age_h * float(rng.uniform(0.96, 1.04))
-    if camera.placement == "low":
-        top = H - ph * 1.02 + float(rng.uniform(-2, 6)) * s
-    elif camera.placement == "high":
-        top = float(rng.uniform(0.0, 0.04)) * H
-        ph *= 0.82
-    else:
-        top = (H - ph) / 2 + float(rng.uniform(-3, 3)) * s
-    cx = W / 2 + float(rng.uniform(-4, 4)) * s
-
-    def Y(f: float) -> float:
-        return top + f * ph
-
-    female = v["gender"] == 1
-    shoulder = ph * (0.30 if female else 0.36) * details.width * (0.85 if v["age"] == 0 else 1)
-    hip = ph * (0.26 if female else 0.24) * details.width
-    head_r = ph * (0.085 if v["age"] == 0 else 0.065)
-    skin, tint = details.skin, details.tint
-    upper = UPPER_RGB[v["upper.color"]]
-    lower = LOWER_RGB[v["lower.color"]]
-    stride = float(rng.uniform(0.0, 0.08)) * ph
-
-    # Backpack bulk behind the torso (visible at both sides).
+    fig = _figure(v, details, camera, H, W, rng)
+    stride = float(rng.uniform(0.0, 0.08)) * fig.ph
     if v["backpack"]:
-        bp = _shade(details.carry_colour, (0, 0, 0))
-        d.rounded_rectangle(
-            [cx - shoulder * 0.72, Y(0.13), cx + shoulder * 0.72, Y(0.46)],
-            radius=int(ph * 0.03),
-            fill=bp,
-        )
-    # Long hair behind the shoulders.
+        _draw_backpack(d, fig, details.carry_colour)
     if v["hair"]:
-        d.rectangle([cx - head_r * 1.15, Y(0.05), cx + head_r * 1.15, Y(0.27)], fill=details.hair)
-    # Legs.
-    leg_w = hip * 0.42
-    for side in (-1, 1):
-        lx = cx + side * (hip * 0.25 + stride * 0.3)
-        d.rectangle([lx - leg_w / 2, Y(0.52), lx + leg_w / 2, Y(0.95)], fill=skin)
-        if v["lower.clothes"] == 1:  # pants
-            bottom = Y(0.68) if v["lower.length"] == 1 else Y(0.94)
-            colour = _shade(lower or details.pattern[1], tint)
-            d.rectangle([lx - leg_w / 2 - 1, Y(0.5), lx + leg_w / 2 + 1, bottom], fill=colour)
-        d.ellipse([lx - leg_w * 0.7, Y(0.94), lx + leg_w * 0.7, Y(1.0)], fill=details.shoes)
-    if v["lower.clothes"] == 0:  # dress: a trapezoid skirt
-        hem = Y(0.7) if v["lower.length"] == 1 else Y(0.88)
-        colour = _shade(lower or details.pattern[1], tint)
-        d.polygon(
-            [
-                (cx - hip * 0.55, Y(0.48)),
-                (cx + hip * 0.55, Y(0.48)),
-                (cx + hip * 0.95, hem),
-                (cx - hip * 0.95, hem),
-            ],
-            fill=colour,
-        )
-    # Torso.
-    top_colour = _shade(upper, tint) if upper else None
-    torso = [
-        (cx - shoulder / 2, Y(0.16)),
-        (cx + shoulder / 2, Y(0.16)),
-        (cx + hip / 2, Y(0.52)),
-        (cx - hip / 2, Y(0.52)),
-    ]
-    d.polygon(torso, fill=top_colour or details.pattern[0])
-    if upper is None:  # no single colour: a two-tone check
-        step = max(4, int(ph * 0.05))
-        for yy in range(int(Y(0.16)), int(Y(0.52)), step * 2):
-            d.rectangle(
-                [cx - shoulder / 2, yy, cx + shoulder / 2, yy + step], fill=details.pattern[1]
-            )
-    if details.stripe is not None:
-        sy, sh, sc = details.stripe
-        y0 = Y(0.16 + 0.36 * sy)
-        d.rectangle([cx - hip / 2, y0, cx + hip / 2, y0 + sh * 0.36 * ph], fill=sc)
-    if details.logo is not None:
-        lx, ly, ls, lc = details.logo
-        x0 = cx - hip / 2 + lx * hip
-        y0 = Y(0.16 + 0.36 * ly)
-        d.rectangle([x0, y0, x0 + ls * hip, y0 + ls * hip], fill=lc)
-    # Arms: sleeve in the top colour, then skin.
-    arm_w = shoulder * 0.2
-    for side in (-1, 1):
-        ax = cx + side * (shoulder / 2 + arm_w * 0.4)
-        d.rectangle([ax - arm_w / 2, Y(0.17), ax + arm_w / 2, Y(0.5)], fill=skin)
-        sleeve_end = Y(0.27) if v["upper.sleeve"] == 1 else Y(0.48)
-        d.rectangle(
-            [ax - arm_w / 2 - 1, Y(0.16), ax + arm_w / 2 + 1, sleeve_end],
-            fill=top_colour or details.pattern[0],
-        )
-    # Straps of the backpack / shoulder bag.
-    if v["backpack"]:
-        for side in (-1, 1):
-            x = cx + side * shoulder * 0.3
-            d.line([(x, Y(0.16)), (x, Y(0.4))], fill=(20, 20, 20), width=max(2, int(ph * 0.015)))
+        _draw_long_hair(d, fig, details)
+    _draw_lower(d, fig, v, details, stride)
+    _draw_upper(d, fig, v, details)
+    _draw_straps(d, fig, v)
     if v["bag"]:
-        d.line(
-            [(cx - shoulder * 0.4, Y(0.16)), (cx + hip * 0.55, Y(0.45))],
-            fill=(30, 30, 30),
-            width=max(2, int(ph * 0.015)),
-        )
-        d.rectangle(
-            [cx + hip * 0.4, Y(0.42), cx + hip * 0.4 + ph * 0.12, Y(0.54)],
-            fill=details.carry_colour,
-        )
+        _draw_bag(d, fig, _shade(details.carry_colour, (25, 10, -15)))
     if v["handbag"]:
-        hx = cx - shoulder / 2 - arm_w * 1.2
-        d.rectangle(
-            [hx - ph * 0.05, Y(0.5), hx + ph * 0.04, Y(0.6)],
-            fill=_shade(details.carry_colour, (40, -20, 10)),
-        )
-    # Head, hair, hat.
-    hy = Y(0.08)
-    d.ellipse([cx - head_r, hy - head_r, cx + head_r, hy + head_r], fill=skin)
-    d.chord(
-        [cx - head_r, hy - head_r * 1.1, cx + head_r, hy + head_r * 0.4],
-        180,
-        360,
-        fill=details.hair,
-    )
-    if v["hat"]:
-        d.rectangle(
-            [cx - head_r * 1.4, hy - head_r * 0.55, cx + head_r * 1.4, hy - head_r * 0.3],
-            fill=(200, 60, 40),
-        )
-        d.ellipse(
-            [cx - head_r, hy - head_r * 1.35, cx + head_r, hy - head_r * 0.2], fill=(200, 60, 40)
-        )
+        _draw_handbag(d, fig, _shade(details.carry_colour, (-25, 15, 30)))
+    if v["age"] == 3:
+        _draw_cane(d, fig)
+    _draw_head(d, fig, v, details)
 
     if rng.random() < 0.5:  # facing the other way
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -541,6 +792,7 @@ def make_contact_sheet(
 ) -> Path:
     """A PNG grid: one row per training identity (its images across cameras) and a caption."""
     from cerberus.attributes import load_attribute_mat
+    from cerberus.files import atomic_write
 
     root = Path(root)
     table = load_attribute_mat(root / "market_attribute.mat")["train"]
@@ -558,7 +810,45 @@ def make_contact_sheet(
         mine = [f for f in files if f.name.startswith(f"{int(pid):04d}_")][:per_id]
         for col, f in enumerate(mine):
             sheet.paste(Image.open(f).convert("RGB"), (col * (w + 2), y + cap))
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out_png)
-    return out_png
+    return atomic_write(out_png, lambda fh: sheet.save(fh, format="PNG"), "contact sheet")
+
+
+def make_value_sheet(
+    root: str | Path,
+    out_png: str | Path,
+    *,
+    per_value: int = 8,
+    crop: tuple[int, int] | None = (96, 48),
+) -> Path:
+    """A PNG grid with one row per attribute value (``age=old``, ``upper.color=red``, ...).
+
+    Each row shows one training image of each of up to ``per_value`` identities having that
+    value, resized to ``crop`` (height, width; the CPU config's input size) so it shows what the
+    model sees; ``None`` keeps the stored size. Written atomically.
+    """
+    from cerberus.attributes import load_attribute_mat
+    from cerberus.files import atomic_write
+
+    root = Path(root)
+    table = load_attribute_mat(root / "market_attribute.mat")["train"]
+    first: dict[int, Path] = {}
+    for f in sorted((root / "bounding_box_train").glob("*.jpg")):
+        first.setdefault(int(f.name[:4]), f)
+    if not first:
+        raise CerberusError(f"{root}: no training images for a value sheet")
+    h, w = crop or Image.open(next(iter(first.values()))).size[::-1]
+    label_w, gap = 150, 2
+    rows = [(a, k) for a in SCHEMA.attributes for k in range(len(a.values))]
+    sheet = Image.new("RGB", (label_w + per_value * (w + gap), len(rows) * (h + gap)), "white")
+    d = ImageDraw.Draw(sheet)
+    for r, (attr, k) in enumerate(rows):
+        y = r * (h + gap)
+        ids = table.ids[table.values[:, COL[attr.name]] == k]
+        d.text((4, y + h // 2 - 6), f"{attr.name}={attr.values[k]} ({len(ids)})", fill=(0, 0, 0))
+        files = [first[int(p)] for p in ids if int(p) in first][:per_value]
+        for c, f in enumerate(files):
+            img = Image.open(f).convert("RGB")
+            if crop is not None:
+                img = img.resize((w, h), Image.Resampling.BILINEAR)
+            sheet.paste(img, (label_w + c * (w + gap), y))
+    return atomic_write(out_png, lambda fh: sheet.save(fh, format="PNG"), "value sheet")
