@@ -50,3 +50,39 @@ def test_posterior_checks_scale_and_prior_shape():
         posterior_scores(cos, prior, scale=0.0)
     with pytest.raises(CerberusError, match="group H has 2 SIDs but a prior of shape"):
         posterior_scores(cos, {**prior, "H": np.zeros(3)}, scale=1.0)
+
+
+def test_evaluation_decisions_and_attribute_predictor(tmp_path):
+    """Posterior decision keeps perfect features perfect; a predictor replaces PAR only."""
+    from conftest import make_tree
+
+    from cerberus.attributes import MARKET1501
+    from cerberus.data.datasets import read_dataset
+    from cerberus.evaluation import EvalFeatures, evaluate_features
+
+    dataset = read_dataset(make_tree(tmp_path / "m", MARKET1501, test_ids=(1, 3, 5, 7, 9)))
+    rng = np.random.default_rng(3)
+    protos = {
+        g: rng.normal(size=(MARKET1501.codecs[g].num_sids, 64)).astype(np.float32) for g in GROUPS
+    }
+
+    def parts(images):
+        out = rng.normal(size=(len(images), 5, 64)).astype(np.float32)
+        for i, sid in enumerate(images.sids):
+            if (sid >= 0).all():
+                out[i] = np.stack([protos[g][sid[k]] for k, g in enumerate(GROUPS)])
+        return out
+
+    feats = EvalFeatures(parts(dataset.query), parts(dataset.gallery), protos)
+    m = evaluate_features(feats, dataset, decision="posterior", prior_scale=30.0)
+    assert m["aps"]["full"]["map_score"] == pytest.approx(1.0)
+    assert m["par"]["mean_accuracy_score"] == pytest.approx(1.0)
+
+    def always_first_value(f):
+        return np.zeros((len(f), MARKET1501.num_attributes), dtype=np.int64)
+
+    heads = evaluate_features(feats, dataset, attribute_predictor=always_first_value)
+    assert heads["aps"]["full"]["map_score"] == pytest.approx(1.0)  # APS untouched
+    assert heads["par"]["mean_accuracy_score"] < 0.8
+    with pytest.raises(CerberusError, match="decision must be one of"):
+        evaluate_features(feats, dataset, decision="nearest")

@@ -19,17 +19,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from cerberus.attributes import GROUPS
+from cerberus.attributes import GROUPS, sid_identity_counts
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset, read_dataset
 from cerberus.errors import CerberusError
 from cerberus.inference import (
+    SID_DECISIONS,
     attribute_query_scores,
     embed_features,
     extract_features,
-    predict_sids,
+    posterior_scores,
     prototype_scores,
+    sid_log_prior,
 )
 from cerberus.metrics import (
     aps_chance,
@@ -89,7 +91,13 @@ def extract_test_features(
 
 
 def evaluate_features(
-    feats: EvalFeatures, dataset: ReIDDataset, *, chance: bool = True
+    feats: EvalFeatures,
+    dataset: ReIDDataset,
+    *,
+    chance: bool = True,
+    decision: str = "cosine",
+    prior_scale: float = 10.0,
+    attribute_predictor: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """reID, APS (full and leave-one-group-out) and PAR metrics from extracted features.
 
@@ -97,7 +105,14 @@ def evaluate_features(
     of the given groups among the test identities; gallery = test gallery without junk and
     distractors, plus the query images. PAR: nearest prototype per group, decoded, on the same
     images. Chance levels: random ranking (exact expectation) and majority-class PAR.
+
+    ``decision="posterior"`` scores SIDs by the prior-aware posterior of SPEC 8
+    (:func:`~cerberus.inference.posterior_scores`, priors from the training identities) for both
+    APS and PAR. ``attribute_predictor`` (``(N, 5, d) features -> (N, A) values``, e.g. a
+    model's attribute heads) replaces the prototype rule for PAR only.
     """
+    if decision not in SID_DECISIONS:
+        raise CerberusError(f"decision must be one of {SID_DECISIONS}, got {decision!r}")
     q, g = dataset.query, dataset.gallery
     qe, ge = embed_features(feats.query), embed_features(feats.gallery)
     scores = qe @ ge.T
@@ -111,6 +126,9 @@ def evaluate_features(
     known = (aps_sids >= 0).all(1)
     aps_feats, aps_sids, aps_values = aps_feats[known], aps_sids[known], aps_values[known]
     per_group = prototype_scores(aps_feats, feats.prototypes)
+    if decision == "posterior":
+        prior = sid_log_prior(sid_identity_counts(dataset.train_attributes))
+        per_group = posterior_scores(per_group, prior, scale=prior_scale)
     test_ids = np.unique(np.concatenate([g.pids[keep], q.pids]))
     id_sids = dataset.test_attributes.sids[np.isin(dataset.test_attributes.ids, test_ids)]
 
@@ -125,7 +143,10 @@ def evaluate_features(
         aps[name]["num_queries"] = len(queries)
     out["aps"] = aps
 
-    pred = dataset.schema.from_sids(predict_sids(aps_feats, feats.prototypes))
+    if attribute_predictor is not None:
+        pred = np.asarray(attribute_predictor(aps_feats))
+    else:
+        pred = dataset.schema.from_sids(np.stack([s.argmax(0) for s in per_group], axis=1))
     out["par"] = par_accuracy(pred, aps_values, dataset.schema)
     if chance:
         full = aps_queries(id_sids)
@@ -173,7 +194,9 @@ def evaluate_checkpoint(
         flip=cfg.eval.flip_test,
         progress=progress,
     )
-    return evaluate_features(feats, dataset)
+    return evaluate_features(
+        feats, dataset, decision=cfg.eval.decision, prior_scale=cfg.eval.prior_scale
+    )
 
 
 def periodic_evaluation(
@@ -196,7 +219,13 @@ def periodic_evaluation(
             device=str(next(model.parameters()).device),
             flip=cfg.eval.flip_test,
         )
-        m = evaluate_features(feats, dataset, chance=False)
+        m = evaluate_features(
+            feats,
+            dataset,
+            chance=False,
+            decision=cfg.eval.decision,
+            prior_scale=cfg.eval.prior_scale,
+        )
         out = {
             "reid_map_score": m["reid"]["map_score"],
             "reid_rank1_score": m["reid"]["rank1_score"],
