@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 from conftest import make_tree
 from test_engine import tiny_config
 
 from cerberus.attributes import MARKET1501
 from cerberus.data.datasets import read_dataset
+from cerberus.errors import CerberusError
 from cerberus.experiments import TABLE6, run_table, run_unseen, sample_unseen_sids
 
 
@@ -49,3 +51,23 @@ def test_unseen_experiment_table(tmp_path):
     table = run_unseen(cfg, tmp_path / "u", ks=(0, 1))
     lines = table.strip().splitlines()
     assert len(lines) == 2 + 4 and "| 1 | yes |" in table
+
+
+def test_format_spread_is_mean_and_sample_sd():
+    from cerberus.experiments import format_spread
+
+    assert format_spread([0.5]) == "50.00"
+    assert format_spread([0.5, 0.7, None]) == f"60.00 ± {np.std([50, 70], ddof=1):.2f}"
+    assert format_spread([None]) == "-"
+
+
+def test_table_over_seeds_reports_mean_and_spread(tmp_path):
+    root = make_tree(tmp_path / "m", MARKET1501, train_ids=tuple(range(2, 18, 2)), size=(64, 32))
+    cfg = tiny_config(root, tmp_path / "unused", "optim.iterations=2", "eval.num_workers=0")
+    table = run_table("table8", cfg, tmp_path / "t8", seeds=[0, 1])
+    rows = [r for r in table.splitlines() if r.startswith("| ") and "variant" not in r]
+    assert "seeds 0, 1" in table
+    assert all(r.count("±") == 5 for r in rows[:3])  # every metric of every variant
+    assert (tmp_path / "t8" / "m_0" / "seed1" / "metrics.json").is_file()
+    with pytest.raises(CerberusError, match="distinct integers"):
+        run_table("table8", cfg, tmp_path / "t8", seeds=[1, 1])

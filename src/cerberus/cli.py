@@ -117,29 +117,35 @@ def evaluate(
         typer.echo(f"metrics written to {out}")
 
 
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise CerberusError(f"{option} {text!r}: expected comma-separated integers") from None
+
+
 @app.command()
 def ablate(
-    which: Annotated[str, typer.Argument(help="table6, table8 or unseen.")],
+    which: Annotated[str, typer.Argument(help="table6, table8, semantic or unseen.")],
     config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file.")],
     out: Annotated[Path, typer.Option(help="Folder for the runs and the table.")],
     overrides: Overrides = None,
     ks: Annotated[str, typer.Option(help="unseen: numbers of unseen SIDs, comma-separated.")] = (
         "0,2,4"
     ),
+    seeds: Annotated[
+        str, typer.Option(help="Training seeds, comma-separated; cells are mean ± sd.")
+    ] = "0,1,2",
 ) -> None:
-    """Run a paper ablation (Table 6, Table 8 or Figure 7(b)) and print its Markdown table."""
+    """Run an ablation (Table 6, Table 8, the semantic objective, Figure 7(b)); print its table."""
     from cerberus.config import load_config
     from cerberus.experiments import run_table, run_unseen
 
     cfg = load_config(config, overrides or [])
     if which == "unseen":
-        try:
-            k_list = [int(k) for k in ks.split(",") if k.strip()]
-        except ValueError:
-            raise CerberusError(f"--ks {ks!r}: expected comma-separated integers") from None
-        table = run_unseen(cfg, out, ks=k_list)
+        table = run_unseen(cfg, out, ks=_int_list(ks, "--ks"))
     else:
-        table = run_table(which, cfg, out)
+        table = run_table(which, cfg, out, seeds=_int_list(seeds, "--seeds"))
     typer.echo(table)
 
 

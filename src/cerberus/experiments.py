@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from cerberus.attributes import GROUPS
+from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset, read_dataset
 from cerberus.engine import train
 from cerberus.errors import CerberusError
-from cerberus.evaluation import evaluate_checkpoint, periodic_evaluation
+from cerberus.evaluation import evaluate_features, extract_test_features, periodic_evaluation
+from cerberus.files import atomic_write
+from cerberus.model import fuse_batchnorm
 
 logger = logging.getLogger(__name__)
 
@@ -55,22 +59,70 @@ def run_variant(
     changes: dict[str, dict[str, Any]],
     out_dir: Path,
     dataset: ReIDDataset,
+    *,
+    decisions: Sequence[str] | None = None,
+    run_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) one variant and evaluate it; the metrics are cached as JSON."""
-    run_dir = out_dir / _slug(name)
+    """Train (or resume) one variant and evaluate it; the metrics are cached as JSON.
+
+    The test features are extracted once and evaluated under each of ``decisions``
+    (``"cosine"``, ``"posterior"``: :func:`~cerberus.evaluation.evaluate_features`; ``"heads"``:
+    PAR from the model's attribute heads). Returns the metrics of the first decision, with
+    ``metrics["by_decision"]`` holding every decision's.
+    """
+    train_changes = {
+        **changes.get("train", {}),
+        "output_dir": str(run_dir or out_dir / _slug(name)),
+    }
+    variant = cfg.replace(**{**changes, "train": train_changes})
+    decisions = list(decisions or [variant.eval.decision])
+    run_dir = Path(variant.train.output_dir)
     metrics_file = run_dir / "metrics.json"
-    variant = cfg.replace(**changes, train={"output_dir": str(run_dir)})
+    key = {"config": variant.to_dict(), "decisions": decisions}
     if metrics_file.is_file():
         cached = json.loads(metrics_file.read_text())
-        if cached.get("config") == variant.to_dict():
+        if {k: cached.get(k) for k in key} == key:
             logger.info("%s: reusing %s", name, metrics_file)
             return cached["metrics"]
     logger.info("%s: training in %s", name, run_dir)
     evaluate = periodic_evaluation(variant, dataset) if variant.train.eval_every else None
     result = train(variant, resume=True, dataset=dataset, on_evaluate=evaluate)
-    metrics = evaluate_checkpoint(result.checkpoint, dataset, progress=variant.train.progress)
-    metrics_file.write_text(json.dumps({"config": variant.to_dict(), "metrics": metrics}))
+    model, _, _ = load_model_from_checkpoint(result.checkpoint)
+    model = fuse_batchnorm(model)
+    feats = extract_test_features(
+        model,
+        dataset,
+        height=variant.data.height,
+        width=variant.data.width,
+        batch_size=variant.eval.batch_size,
+        num_workers=variant.eval.num_workers,
+        flip=variant.eval.flip_test,
+        progress=variant.train.progress,
+    )
+    by_decision = {}
+    for decision in decisions:
+        if decision == "heads":
+            by_decision[decision] = evaluate_features(
+                feats, dataset, attribute_predictor=_head_predictor(model)
+            )
+        else:
+            by_decision[decision] = evaluate_features(
+                feats, dataset, decision=decision, prior_scale=variant.eval.prior_scale
+            )
+    metrics = {**by_decision[decisions[0]], "by_decision": by_decision}
+    text = json.dumps({**key, "metrics": metrics})
+    atomic_write(metrics_file, lambda fh: fh.write(text.encode()), "metrics")
     return metrics
+
+
+def _head_predictor(model: Any) -> Any:
+    """PAR from a model's attribute heads (the FastAttr-style reference): features -> values."""
+
+    @torch.no_grad()
+    def predict(features: np.ndarray) -> np.ndarray:
+        return model.predict_attributes(torch.from_numpy(features)).cpu().numpy()
+
+    return predict
 
 
 def format_percent(x: float | None) -> str:
@@ -78,60 +130,154 @@ def format_percent(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
 
-def _row(name: str, m: dict[str, Any], *, attributes: bool) -> str:
-    reid, aps, par = m["reid"], m["aps"]["full"], m["par"]
-    cells = [name, format_percent(reid["map_score"]), format_percent(reid["rank1_score"])]
-    if attributes:
-        cells += [
-            format_percent(aps["map_score"]),
-            format_percent(aps["rank1_score"]),
-            format_percent(par["mean_accuracy_score"]),
-        ]
-    else:
-        cells += ["-", "-", "-"]
+def format_spread(values: Sequence[float | None]) -> str:
+    """Percent cell of a metric over seeds: ``mean ± sample sd`` (just the value for one seed)."""
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return "-"
+    if len(xs) == 1:
+        return format_percent(xs[0])
+    a = 100 * np.asarray(xs, dtype=np.float64)
+    return f"{a.mean():.2f} ± {a.std(ddof=1):.2f}"
+
+
+def _get(m: dict[str, Any], path: str) -> float | None:
+    for part in path.split("."):
+        if not isinstance(m, dict) or part not in m:
+            return None
+        m = m[part]
+    return None if m is None or m != m else float(m)
+
+
+Column = tuple[str, str, str]
+"""(header, dotted metrics key, task: ``reid``, ``aps`` or ``par``)."""
+
+BASE_COLUMNS: list[Column] = [
+    ("reID mAP", "reid.map_score", "reid"),
+    ("reID R-1", "reid.rank1_score", "reid"),
+    ("APS mAP", "aps.full.map_score", "aps"),
+    ("APS R-1", "aps.full.rank1_score", "aps"),
+    ("PAR mA", "par.mean_accuracy_score", "par"),
+]
+PAR_COLUMNS: list[Column] = [
+    ("PAR official", "par.official_accuracy_score", "par"),
+    ("PAR label mA", "par.label_mean_accuracy_score", "par"),
+]
+
+
+def _row(
+    name: str, runs: Sequence[dict[str, Any]], columns: Sequence[Column], tasks: set[str]
+) -> str:
+    """One table row; a task the variant was not trained for (no prototypes: no APS) is ``-``."""
+    cells = [name]
+    for _, key, task in columns:
+        cells.append(format_spread([_get(m, key) for m in runs]) if task in tasks else "-")
     return "| " + " | ".join(cells) + " |"
 
 
-HEADER = "| variant | reID mAP | reID R-1 | APS mAP | APS R-1 | PAR mA |\n|---|---|---|---|---|---|"
+def _header(columns: Sequence[Column]) -> str:
+    names = ["variant", *[c[0] for c in columns]]
+    return "| " + " | ".join(names) + " |\n" + "|---" * len(names) + "|"
 
 
-def _chance_row(m: dict[str, Any]) -> str:
-    c = m["chance"]
-    return (
-        "| "
-        + " | ".join(
-            [
-                "chance (random ranking / majority class)",
-                format_percent(c["reid"]["map_score"]),
-                format_percent(c["reid"]["rank1_score"]),
-                format_percent(c["aps"]["map_score"]),
-                format_percent(c["aps"]["rank1_score"]),
-                format_percent(c["par"]["mean_accuracy_score"]),
-            ]
-        )
-        + " |"
-    )
+HEADER = _header(BASE_COLUMNS)
+
+
+def _chance_row(m: dict[str, Any], columns: Sequence[Column]) -> str:
+    cells = ["chance (random ranking / majority class)"]
+    cells += [format_percent(_get(m["chance"], key)) for _, key, _ in columns]
+    return "| " + " | ".join(cells) + " |"
+
+
+SEMANTIC: list[tuple[str, dict[str, dict[str, Any]], tuple[str, ...]]] = [
+    ("hinge (paper)", {"loss": {"semantic": "hinge"}}, ("cosine", "posterior")),
+    ("softmax (SPEC 8)", {"loss": {"semantic": "softmax"}}, ("cosine", "posterior")),
+    (
+        "softmax, no alignment",
+        {"loss": {"semantic": "softmax"}, "model": {"use_alignment": False}},
+        ("cosine",),
+    ),
+    (
+        "softmax, no pad-and-crop",
+        {"loss": {"semantic": "softmax"}, "data": {"pad": 0}},
+        ("cosine",),
+    ),
+    (
+        "attribute classifier (FastAttr-style)",
+        {
+            "loss": {"use_sem": False, "use_reg": False, "lambda_attr": 1.0},
+            "model": {"attribute_heads": True},
+        },
+        ("heads",),
+    ),
+]
+"""The semantic objective: the paper's hinge against the discriminative softmax (SPEC 8), each
+under the paper's cosine decision and the prior-aware posterior, with the PAR reference of an
+attribute classifier trained on the same backbone (its PAR from its heads, no APS)."""
+
+DECISION_NAMES = {"cosine": "nearest prototype", "posterior": "prior-aware", "heads": "heads"}
 
 
 def run_table(
-    which: str, cfg: Config, out_dir: str | Path, *, dataset: ReIDDataset | None = None
+    which: str,
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    dataset: ReIDDataset | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> str:
-    """Run Table 6 (``"table6"``) or Table 8 (``"table8"``); returns the Markdown table."""
-    variants = {"table6": TABLE6, "table8": TABLE8}.get(which)
-    if variants is None:
-        raise CerberusError(f"unknown ablation {which!r}; valid: table6, table8, unseen")
+    """Run an ablation table over seeds; returns the Markdown table (cells: mean ± sd).
+
+    ``"table6"`` (components), ``"table8"`` (margins), ``"semantic"`` (the semantic objective
+    and decision, :data:`SEMANTIC`). Each run goes to ``out_dir/<variant>/seed<n>/``, resumes if
+    interrupted and caches its metrics.
+    """
+    tables = {"table6": TABLE6, "table8": TABLE8}
+    if which not in (*tables, "semantic"):
+        raise CerberusError(f"unknown ablation {which!r}; valid: table6, table8, semantic, unseen")
+    seeds = list(seeds if seeds is not None else [cfg.train.seed])
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise CerberusError(f"seeds: expected distinct integers, got {seeds}")
     out_dir = Path(out_dir)
     dataset = dataset or read_dataset(
         cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes
     )
+    if which == "semantic":
+        variants, columns = SEMANTIC, BASE_COLUMNS + PAR_COLUMNS
+    else:
+        variants = [(n, c, (cfg.eval.decision,)) for n, c in tables[which]]
+        columns = BASE_COLUMNS
     rows, last = [], None
-    for name, changes in variants:
-        m = run_variant(cfg, name, changes, out_dir, dataset)
-        uses_sem = changes.get("loss", {}).get("use_sem", cfg.loss.use_sem)
-        rows.append(_row(name, m, attributes=uses_sem))
-        last = m
-    table = "\n".join([HEADER, *rows, _chance_row(last)]) + "\n"
-    (out_dir / f"{which}.md").write_text(table)
+    for name, changes, decisions in variants:
+        runs = []
+        for seed in seeds:
+            seeded = {**changes, "train": {**changes.get("train", {}), "seed": seed}}
+            runs.append(
+                run_variant(
+                    cfg,
+                    name,
+                    seeded,
+                    out_dir,
+                    dataset,
+                    decisions=decisions,
+                    run_dir=out_dir / _slug(name) / f"seed{seed}",
+                )
+            )
+        tasks = {"reid"}
+        if changes.get("loss", {}).get("use_sem", cfg.loss.use_sem):
+            tasks |= {"aps", "par"}
+        if "heads" in decisions:
+            tasks |= {"par"}
+        for decision in decisions:
+            label = name if len(decisions) == 1 else f"{name}, {DECISION_NAMES[decision]}"
+            per_seed = [r["by_decision"][decision] for r in runs]
+            rows.append(_row(label, per_seed, columns, tasks))
+        last = runs[-1]
+    header = _header(columns)
+    if len(seeds) > 1:
+        header = f"Mean ± sd over seeds {', '.join(map(str, seeds))}.\n\n" + header
+    table = "\n".join([header, *rows, _chance_row(last, columns)]) + "\n"
+    atomic_write(out_dir / f"{which}.md", lambda fh: fh.write(table.encode()), "table")
     return table
 
 
@@ -202,5 +348,5 @@ def run_unseen(
                 f"{format_percent(m['par']['mean_accuracy_score'])} |"
             )
     table = "\n".join(lines) + "\n"
-    (out_dir / "unseen.md").write_text(table)
+    atomic_write(out_dir / "unseen.md", lambda fh: fh.write(table.encode()), "table")
     return table
