@@ -30,7 +30,7 @@ MARKET_NAME = re.compile(r"^(-1|\d{4})_c(\d)s\d+_\d{6}_\d{2}\.jpg$")
 def _digest(root):
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix == ".jpg":
+        if p.is_file():  # the images and market_attribute.mat
             h.update(p.name.encode())
             h.update(p.read_bytes())
     return h.hexdigest()

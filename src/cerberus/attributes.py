@@ -17,6 +17,7 @@ attribute most significant.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -527,7 +528,13 @@ def save_attribute_mat(path: str | Path, tables: Mapping[str, AttributeTable]) -
             ids[0, k] = np.array([f"{int(pid):04d}"])
         fields["image_index"] = ids
         splits[split_name] = fields
-    scipy.io.savemat(str(path), {schema.mat_key: splits})
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, {schema.mat_key: splits})
+    data = bytearray(buffer.getvalue())
+    # The 116-byte header text holds scipy's "Created on: <now>"; a fixed text keeps the
+    # file a pure function of the tables (same tables, same bytes).
+    data[:116] = b"MATLAB 5.0 MAT-file, written by cerberus".ljust(116)
+    Path(path).write_bytes(bytes(data))
 
 
 def sid_identity_counts(table: AttributeTable) -> dict[str, np.ndarray]:

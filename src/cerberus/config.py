@@ -88,6 +88,9 @@ class TrainConfig:
 
     output_dir: str = "runs/market1501"
     seed: int = 0
+    # Intra-op CPU threads (0: torch's default). CPU results depend on it (reductions split
+    # differently), so a run records the count it used: same seed + same threads, same weights.
+    threads: int = 0
     device: str = "auto"
     amp: bool = True
     channels_last: bool = True
@@ -244,6 +247,8 @@ def _validate(cfg: Config, where: str) -> None:
         )
     if cfg.optim.warmup_iterations > cfg.optim.iterations:
         raise CerberusError(f"{where}: optim.warmup_iterations exceeds optim.iterations")
+    if cfg.train.threads < 0:
+        raise CerberusError(f"{where}: train.threads must be >= 0, got {cfg.train.threads}")
     if cfg.data.height <= 0 or cfg.data.width <= 0:
         raise CerberusError(f"{where}: data.height and data.width must be positive")
 

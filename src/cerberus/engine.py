@@ -190,6 +190,9 @@ def train(
     out_dir = Path(cfg.train.output_dir)
     ckpt_path = out_dir / "last.pt"
 
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    cfg = cfg.replace(train={"threads": torch.get_num_threads()})  # saved: the run repeats
     torch.manual_seed(cfg.train.seed)
     if dataset is None:
         dataset = read_dataset(cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes)
@@ -212,7 +215,16 @@ def train(
     start = 0
     if resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path)
-        _check_resumable(checkpoint_config(state, ckpt_path), cfg, ckpt_path)
+        saved = checkpoint_config(state, ckpt_path)
+        _check_resumable(saved, cfg, ckpt_path)
+        if saved.train.threads not in (0, cfg.train.threads):
+            logger.warning(
+                "%s was written with train.threads=%d, this run has %d: the result will not "
+                "be bit-identical to an uninterrupted run",
+                ckpt_path,
+                saved.train.threads,
+                cfg.train.threads,
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"]["torch"])
