@@ -719,10 +719,11 @@ def par_official_accuracy(
 
     The Market script averages the 12 attribute accuracies; the Duke script prints its 10
     without averaging; ``official_accuracy_score`` is their mean in both cases. The Duke script
-    as published compares the predicted colour with field code 1 ("no") and never credits
-    lower-body prediction 4; those read as slips (the README codes "yes" as 2, as the Market
-    script uses), so the Market rule is applied to both. Rows whose true value is ``-1`` are
-    ignored for that attribute, as in :func:`par_accuracy`.
+    as published credits a predicted colour when that colour's field is coded 1, which that
+    dataset's README defines as "no"; read literally it would reward every wrong colour, so it
+    is taken as a slip and the Market rule (field coded 2, "yes") is applied to both. (Its
+    prediction codes for the seven lower-body colours skip 4; that is numbering only.) Rows
+    whose true value is ``-1`` are ignored for that attribute, as in :func:`par_accuracy`.
 
     Args:
         pred_values: int array of shape ``(n, n_attributes)``, value codes of ``schema``.
