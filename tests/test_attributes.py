@@ -96,6 +96,66 @@ def test_mat_round_trip(schema, tmp_path, monkeypatch):
     assert (tmp_path / "a.mat").read_bytes() == (tmp_path / "b.mat").read_bytes()
 
 
+def test_alternative_colours_round_trip_and_alternative_sids(tmp_path):
+    lower = DUKEMTMC.index("lower.color")
+    values = np.zeros((3, DUKEMTMC.num_attributes), dtype=np.int64)
+    values[:, lower] = [1, 2, 1]  # black, white, black
+    alt = np.full((3, 2, DUKEMTMC.num_attributes), -1)
+    alt[0, 0, lower] = 2  # identity 1: black or white
+    alt[2, :, lower] = [2, 3]  # identity 3: black, white or red
+    table = AttributeTable(DUKEMTMC, np.array([1, 2, 3]), values, alt)
+    save_attribute_mat(tmp_path / "a.mat", {"train": table, "test": table})
+    back = load_attribute_mat(tmp_path / "a.mat")["test"]
+    assert np.array_equal(back.values, values) and np.array_equal(back.alt_values, alt)
+    # Alternative SIDs: only group L changes; slot 1 of identity 1 and both of identity 2: none.
+    codec = DUKEMTMC.codecs["L"]
+    sids = back.alt_sids
+    assert sids.shape == (3, 2, 5)
+    assert (sids[:, :, [0, 1, 3, 4]] == -1).all()
+    assert sids[0, 0, 2] == codec.encode(np.array([2, 0, 0])) and sids[0, 1, 2] == -1
+    assert (sids[1, :, 2] == -1).all()
+    assert list(sids[2, :, 2]) == [codec.encode(np.array([c, 0, 0])) for c in (2, 3)]
+    # No alternative at all: K = 0; lookup of an absent identity: -1.
+    plain = AttributeTable(DUKEMTMC, np.array([1]), values[:1])
+    assert plain.alt_values.shape == (1, 0, DUKEMTMC.num_attributes)
+    assert (back.lookup_alternatives([3, 99])[1] == -1).all()
+
+
+@pytest.mark.parametrize(
+    ("column", "code", "match"),
+    [
+        ("lower.color", 0, "lower.color must be -1 or a colour code 1..7, got 0"),
+        ("lower.color", 8, "got 8"),
+        ("gender", 1, "gender must be -1 .only colour attributes"),
+    ],
+)
+def test_bad_alternatives_are_rejected(column, code, match):
+    alt = np.full((2, 1, DUKEMTMC.num_attributes), -1)
+    alt[0, 0, DUKEMTMC.index(column)] = code
+    with pytest.raises(CerberusError, match=match):
+        AttributeTable(DUKEMTMC, np.array([1, 2]), np.zeros((2, 10), dtype=int), alt)
+    with pytest.raises(CerberusError, match=r"alt_values must have shape \(2, K, 10\)"):
+        AttributeTable(DUKEMTMC, np.array([1, 2]), np.zeros((2, 10), dtype=int), alt[:1])
+
+
+@needs_real
+def test_real_duke_two_colour_identities_keep_their_alternatives():
+    tables = load_attribute_mat(SHARED_ATTRIBUTES / "duke_attribute.mat")
+    assert tables["train"].alt_values.shape[1] == 0
+    test = tables["test"]
+    lower = DUKEMTMC.index("lower.color")
+    has_alt = (test.alt_values >= 0).any(1)
+    assert not np.delete(has_alt, lower, axis=1).any()  # only lower-body colours
+    assert has_alt[:, lower].sum() == 23
+    assert {6505, 5951, 80} <= set(test.ids[has_alt[:, lower]].tolist())
+    row = {int(i): r for r, i in enumerate(test.ids)}
+    names = DUKEMTMC.attributes[lower].values
+    colours = [names[test.values[row[5951], lower]]]
+    colours += [names[c] for c in test.alt_values[row[5951], :, lower] if c >= 0]
+    assert colours == ["black", "white", "red"]  # the one identity with three colours
+    assert names[test.alt_values[row[6505], 0, lower]] == "green"
+
+
 @needs_real
 def test_real_market_sid_counts_match_paper():
     tables = load_attribute_mat(SHARED_ATTRIBUTES / "market_attribute.mat")

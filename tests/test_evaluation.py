@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from conftest import make_tree
 
-from cerberus.attributes import GROUPS, MARKET1501
+from cerberus.attributes import (
+    DUKEMTMC,
+    GROUPS,
+    MARKET1501,
+    AttributeTable,
+    load_attribute_mat,
+    save_attribute_mat,
+)
 from cerberus.data.datasets import read_dataset
 from cerberus.evaluation import EvalFeatures, evaluate_features, format_report
 from cerberus.inference import (
@@ -96,6 +104,82 @@ def test_perfect_features_give_perfect_scores(dataset):
     json.dumps(m)  # report is JSON-serialisable
     text = format_report(m)
     assert "APS partial, no H group" in text and "PAR mean" in text
+
+
+def test_par_reports_three_metrics_on_the_official_image_set(dataset):
+    rng = np.random.default_rng(3)
+    protos = _prototypes(MARKET1501, 64, rng)
+    feats = EvalFeatures(
+        query=_features(dataset.query, protos, rng, 0.01),
+        gallery=_features(dataset.gallery, protos, rng, 0.01),
+        prototypes=protos,
+    )
+    m = evaluate_features(feats, dataset)
+    par, chance = m["par"], m["chance"]["par"]
+    # Lin et al.'s images: the test gallery without junk and distractors, no query image.
+    assert par["num_images"] == int((dataset.gallery.pids > 0).sum())
+    assert par["image_set"] == "test gallery without junk and distractors"
+    colours = ("upper.color", "lower.color")
+    for name, acc in par["official_attribute_accuracy_score"].items():
+        if name not in colours:
+            assert acc == pytest.approx(1.0)
+    # Perfect predictions: a colour is wrong only for identities with no colour ("none").
+    gallery = dataset.gallery.values[dataset.gallery.pids > 0]
+    for name in colours:
+        expected = np.mean(gallery[:, MARKET1501.index(name)] > 0)
+        assert par["official_attribute_accuracy_score"][name] == pytest.approx(expected)
+    assert par["label_mean_accuracy_score"] == pytest.approx(1.0)
+    assert chance["label_mean_accuracy_score"] == 0.5
+    assert 0 <= chance["official_accuracy_score"] <= 1
+    assert set(par["label_accuracy_score"]) >= {"gender=female", "age=old", "upper.color=red"}
+    json.dumps(m)
+    text = format_report(m)
+    assert "PAR official protocol (Lin et al.)" in text and "PAR label-based (" in text
+    assert f"test gallery without junk and distractors ({par['num_images']} images)" in text
+    assert "PAR hat" in text and "PAR mean" in text
+
+
+def test_two_colour_identities_count_under_either_colour(tmp_path):
+    """Identity 1 wears black or white trousers; its images look like identity 3 (white)."""
+    root = make_tree(tmp_path / "d", DUKEMTMC, test_ids=(1, 3, 5))
+    train = load_attribute_mat(root / "duke_attribute.mat")["train"]
+    lower = DUKEMTMC.index("lower.color")
+    values = np.ones((3, DUKEMTMC.num_attributes), dtype=np.int64)  # colours known (black)
+    values[1, lower] = 2  # identity 3: white trousers
+    values[2] = [0, 4, 0, 6, 0, 1, 0, 0, 1, 0]  # identity 5: far from both
+    alt = np.full((3, 1, DUKEMTMC.num_attributes), -1)
+    alt[0, 0, lower] = 2  # identity 1: black, or white
+    test = AttributeTable(DUKEMTMC, np.array([1, 3, 5]), values, alt)
+    save_attribute_mat(root / "duke_attribute.mat", {"train": train, "test": test})
+    ds = read_dataset(root, "dukemtmc")
+    assert (ds.gallery.alt_values[ds.gallery.pids == 1, 0, lower] == 2).all()
+    plain = replace(
+        ds,
+        query=replace(ds.query, alt_values=None),
+        gallery=replace(ds.gallery, alt_values=None),
+    )
+
+    rng = np.random.default_rng(5)
+    protos = _prototypes(DUKEMTMC, 64, rng)
+
+    def features(images):
+        looks = images.sids.copy()
+        looks[images.pids == 1] = ds.gallery.sids[ds.gallery.pids == 3][0]  # white trousers
+        out = np.zeros((len(images), 5, 64), dtype=np.float32)
+        for i, sid in enumerate(looks):
+            for k, g in enumerate(GROUPS):
+                out[i, k] = protos[g][sid[k]] * 4 + 0.01 * rng.normal(size=64)
+        return out
+
+    feats = EvalFeatures(features(ds.query), features(ds.gallery), protos)
+    with_alt, without = evaluate_features(feats, ds), evaluate_features(feats, plain)
+    official = with_alt["par"]["official_attribute_accuracy_score"]
+    assert official["lower.color"] == 1.0  # white is accepted for identity 1
+    assert without["par"]["official_attribute_accuracy_score"]["lower.color"] < 1.0
+    assert with_alt["par"]["attribute_accuracy_score"]["lower.color"] < 1.0  # the paper's mA
+    # APS: identity 1's images are relevant to identity 3's (white) query only with the
+    # alternative, where they share the top of the ranking with identity 3's images.
+    assert with_alt["aps"]["full"]["map_score"] > without["aps"]["full"]["map_score"]
 
 
 def test_random_features_score_near_chance(dataset):

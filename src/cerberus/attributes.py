@@ -7,7 +7,10 @@ and the fields of the Lin et al. ``.mat`` file it is read from.
 Value coding: every attribute value is an integer index into ``Attribute.values``. Binary
 Lin fields (1 = first label, 2 = second label) map to 0 / 1, ``age`` (1..4) to 0..3, and a colour
 attribute built from one-hot fields (``upblack``, ``upwhite``, ...) maps to 0 = ``"none"`` (no field
-set) or 1 + the index of the field that is set.
+set) or 1 + the index of the field that is set. When several colour fields are set (22
+DukeMTMC-reID test identities have two lower-body colours, one has three), the first in field order
+is the value and the others are kept as *alternatives* (:attr:`AttributeTable.alt_values`), which
+PAR and APS accept as equally correct (SPEC 6).
 
 A SID of group G is one combination of the values of all attributes of G. The SID space is the
 *full* product of the value counts, so a combination never seen in training still has an index
@@ -215,6 +218,34 @@ class Schema:
             [self.codecs[g].encode(values[:, self.group_columns(g)]) for g in GROUPS], axis=1
         )
 
+    def alternative_sids(self, values: np.ndarray, alt_values: np.ndarray) -> np.ndarray:
+        """SIDs of the alternative value rows: ``(N, K, 5)``, ``-1`` where a slot changes nothing.
+
+        Slot ``k`` of row ``i`` takes ``values[i]`` with every attribute where
+        ``alt_values[i, k] >= 0`` replaced by that alternative; a group none of whose attributes
+        has an alternative in that slot gets ``-1`` (so it never matches twice). Each group holds
+        at most one colour attribute, so per-group alternatives cover every combination of the
+        annotated colours across groups. Rows with an unknown (``-1``) value get ``-1``.
+
+        Args:
+            values: int array of shape ``(N, num_attributes)``.
+            alt_values: int array of shape ``(N, K, num_attributes)``, ``-1`` = no alternative.
+        """
+        values = np.asarray(values, dtype=np.int64)
+        alt = np.asarray(alt_values, dtype=np.int64)
+        num, num_alt = alt.shape[0], alt.shape[1]
+        out = np.full((num, num_alt, len(GROUPS)), -1, dtype=np.int64)
+        known = (values >= 0).all(1)
+        for k in range(num_alt):
+            has = alt[:, k] >= 0
+            swapped = np.where(has, alt[:, k], values)
+            for j, g in enumerate(GROUPS):
+                cols = self.group_columns(g)
+                rows = known & has[:, cols].any(1)
+                if rows.any():
+                    out[rows, k, j] = self.codecs[g].encode(swapped[np.ix_(rows, cols)])
+        return out
+
     def from_sids(self, sids: np.ndarray) -> np.ndarray:
         """SIDs ``(N, 5)`` -> full attribute values ``(N, num_attributes)``."""
         sids = np.asarray(sids, dtype=np.int64)
@@ -371,6 +402,40 @@ def get_schema(name: str) -> Schema:
         ) from None
 
 
+def check_alt_values(alt_values: np.ndarray | None, schema: Schema, num: int, where: str):
+    """``alt_values`` as an int array of shape ``(num, K, num_attributes)`` (``K = 0`` for None).
+
+    Alternatives are colour values other than ``"none"`` (code ``>= 1`` of a one-hot attribute);
+    every other entry is ``-1``.
+    """
+    if alt_values is None:
+        return np.full((num, 0, schema.num_attributes), -1, dtype=np.int64)
+    alt = np.asarray(alt_values)
+    if alt.ndim == 2:
+        alt = alt[:, None, :]
+    if alt.ndim != 3 or alt.shape[0] != num or alt.shape[2] != schema.num_attributes:
+        raise CerberusError(
+            f"{where}: alt_values must have shape ({num}, K, {schema.num_attributes}) "
+            f"or ({num}, {schema.num_attributes}), got {alt.shape}"
+        )
+    if alt.dtype.kind not in "iu":
+        raise CerberusError(f"{where}: alt_values must hold integer codes, got dtype {alt.dtype}")
+    alt = alt.astype(np.int64, copy=False)
+    for j, attr in enumerate(schema.attributes):
+        column = alt[:, :, j]
+        if attr.is_onehot:
+            bad = (column != -1) & ((column < 1) | (column >= attr.num_values))
+            allowed = f"-1 or a colour code 1..{attr.num_values - 1}"
+        else:
+            bad = column != -1
+            allowed = "-1 (only colour attributes have alternatives)"
+        if bad.any():
+            raise CerberusError(
+                f"{where}: alt_values for {attr.name} must be {allowed}, got {column[bad][0]}"
+            )
+    return alt
+
+
 @dataclass(frozen=True)
 class AttributeTable:
     """Identity-level attributes of one split.
@@ -379,14 +444,28 @@ class AttributeTable:
         schema: the schema the values follow.
         ids: identity numbers, shape ``(N,)``.
         values: value codes, shape ``(N, schema.num_attributes)``.
+        alt_values: alternative colour codes, shape ``(N, K, schema.num_attributes)``: the
+            further colour fields set for an identity annotated with several colours, ``-1``
+            where there is none (and in every non-colour column). ``None`` (the default) is
+            stored as ``K = 0``. See :meth:`Schema.alternative_sids`.
     """
 
     schema: Schema
     ids: np.ndarray
     values: np.ndarray
+    alt_values: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        alt = check_alt_values(self.alt_values, self.schema, len(self.ids), self.schema.name)
+        object.__setattr__(self, "alt_values", alt)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @cached_property
+    def alt_sids(self) -> np.ndarray:
+        """SIDs of the alternatives, shape ``(N, K, 5)``, ``-1`` where none."""
+        return self.schema.alternative_sids(self.values, self.alt_values)
 
     @cached_property
     def sids(self) -> np.ndarray:
@@ -408,6 +487,16 @@ class AttributeTable:
             r = self._row.get(int(pid))
             if r is not None:
                 out[k] = self.values[r]
+        return out
+
+    def lookup_alternatives(self, pids: Iterable[int]) -> np.ndarray:
+        """Alternative rows ``(len(pids), K, num_attributes)``; ``-1`` for absent identities."""
+        pids = list(pids)
+        out = np.full((len(pids), *self.alt_values.shape[1:]), -1, dtype=np.int64)
+        for k, pid in enumerate(pids):
+            r = self._row.get(int(pid))
+            if r is not None:
+                out[k] = self.alt_values[r]
         return out
 
 
@@ -433,24 +522,31 @@ def _decode_split(schema: Schema, split: np.ndarray, where: str) -> AttributeTab
     if len(set(ids)) != n:
         raise CerberusError(f"{where}: image_index has duplicate identities")
     values = np.zeros((n, schema.num_attributes), dtype=np.int64)
+    alternatives: dict[int, np.ndarray] = {}
     for j, attr in enumerate(schema.attributes):
         if attr.is_onehot:
             hot = np.stack([_read_field(split, f, n, where) for f in attr.fields], 1)
             if not np.isin(hot, (1, 2)).all():
                 raise CerberusError(f"{where}: {attr.name} fields must be coded 1 or 2")
             hot = hot == 2
+            values[:, j] = np.where(hot.any(1), hot.argmax(1) + 1, 0)
             multi = np.nonzero(hot.sum(1) > 1)[0]
             if len(multi):
-                # Real quirk: 23 DukeMTMC test identities have two lower-body colours set.
-                logger.warning(
-                    "%s: %d identities have several %s fields set (e.g. %04d); "
-                    "the first in field order is used",
+                # Real quirk: 23 DukeMTMC test identities have two (one has three) lower-body
+                # colours set. The first is the value, the others are kept as alternatives.
+                logger.info(
+                    "%s: %d identities have several %s fields set (e.g. %04d); the first in "
+                    "field order is the value, the others are kept as alternatives",
                     where,
                     len(multi),
                     attr.name,
                     ids[int(multi[0])],
                 )
-            values[:, j] = np.where(hot.any(1), hot.argmax(1) + 1, 0)
+                codes = [np.nonzero(row)[0][1:] + 1 for row in hot]
+                column = np.full((n, max(len(c) for c in codes)), -1, dtype=np.int64)
+                for r, c in enumerate(codes):
+                    column[r, : len(c)] = c
+                alternatives[j] = column
         else:
             col = _read_field(split, attr.fields[0], n, where).astype(np.int64)
             unlabelled = np.nonzero(col == 0)[0]
@@ -470,7 +566,11 @@ def _decode_split(schema: Schema, split: np.ndarray, where: str) -> AttributeTab
                     f"{where}: field {attr.fields[0]!r} must be coded 1..{attr.num_values}"
                 )
             values[:, j] = col - 1
-    return AttributeTable(schema, np.asarray(ids, dtype=np.int64), values)
+    num_alt = max((c.shape[1] for c in alternatives.values()), default=0)
+    alt = np.full((n, num_alt, schema.num_attributes), -1, dtype=np.int64)
+    for j, column in alternatives.items():
+        alt[:, : column.shape[1], j] = column
+    return AttributeTable(schema, np.asarray(ids, dtype=np.int64), values, alt if num_alt else None)
 
 
 def load_attribute_mat(path: str | Path, schema: Schema | None = None) -> dict[str, AttributeTable]:
@@ -509,7 +609,11 @@ def load_attribute_mat(path: str | Path, schema: Schema | None = None) -> dict[s
 
 
 def save_attribute_mat(path: str | Path, tables: Mapping[str, AttributeTable]) -> None:
-    """Write tables in the Lin et al. layout (inverse of :func:`load_attribute_mat`)."""
+    """Write tables in the Lin et al. layout (inverse of :func:`load_attribute_mat`).
+
+    Alternative colours are written as further colour fields set to 2; reading them back gives
+    the same table when each identity's alternatives follow its value in field order.
+    """
     import scipy.io
 
     schema = next(iter(tables.values())).schema
@@ -519,8 +623,10 @@ def save_attribute_mat(path: str | Path, tables: Mapping[str, AttributeTable]) -
         for j, attr in enumerate(schema.attributes):
             v = table.values[:, j]
             if attr.is_onehot:
+                alt = table.alt_values[:, :, j]
                 for i, f in enumerate(attr.fields):
-                    fields[f] = np.where(v == i + 1, 2, 1).astype(np.uint8)[None, :]
+                    hot = (v == i + 1) | (alt == i + 1).any(1)
+                    fields[f] = np.where(hot, 2, 1).astype(np.uint8)[None, :]
             else:
                 fields[attr.fields[0]] = (v + 1).astype(np.uint8)[None, :]
         ids = np.empty((1, len(table)), dtype=object)

@@ -38,13 +38,20 @@ from cerberus.metrics import (
     aps_metrics,
     aps_queries,
     par_accuracy,
+    par_label_majority_chance,
+    par_label_mean_accuracy,
     par_majority_chance,
+    par_official_accuracy,
+    par_official_majority_chance,
     reid_chance,
     reid_metrics,
 )
 from cerberus.model import Cerberus, fuse_batchnorm
 
 logger = logging.getLogger(__name__)
+
+PAR_IMAGE_SET = "test gallery without junk and distractors"
+"""The images PAR is scored on: those of Lin et al.'s official protocol (one per image)."""
 
 
 @dataclass(frozen=True)
@@ -102,9 +109,14 @@ def evaluate_features(
     """reID, APS (full and leave-one-group-out) and PAR metrics from extracted features.
 
     reID: SPEC 5 similarity, Market protocol. APS (SPEC 6): one query per distinct combination
-    of the given groups among the test identities; gallery = test gallery without junk and
-    distractors, plus the query images. PAR: nearest prototype per group, decoded, on the same
-    images. Chance levels: random ranking (exact expectation) and majority-class PAR.
+    of the given groups among the test identities (their first annotated colours); gallery =
+    test gallery without junk and distractors, plus the query images; an identity annotated with
+    several colours is relevant under any of them. PAR: nearest prototype per group, decoded,
+    on the images of Lin et al.'s official protocol (see
+    :func:`~cerberus.metrics.par_official_accuracy`): the test gallery without junk and
+    distractors, one prediction per image, no query image; scored three ways: mA (the paper's),
+    the official protocol and label-based mA. Chance levels: random ranking (exact expectation)
+    and the majority answer for each PAR metric.
 
     ``decision="posterior"`` scores SIDs by the prior-aware posterior of SPEC 8
     (:func:`~cerberus.inference.posterior_scores`, priors from the training identities) for both
@@ -118,17 +130,22 @@ def evaluate_features(
     scores = qe @ ge.T
     out: dict[str, Any] = {"reid": reid_metrics(scores, q.pids, g.pids, q.camids, g.camids)}
 
-    # APS / PAR gallery: test gallery without junk and distractors, plus the query images.
+    # APS gallery: test gallery without junk and distractors, plus the query images.
     keep = g.pids > 0
     aps_feats = np.concatenate([feats.gallery[keep], feats.query])
     aps_sids = np.concatenate([g.sids[keep], q.sids])
-    aps_values = np.concatenate([g.values[keep], q.values])
+    aps_alt = np.concatenate([g.alt_sids[keep], q.alt_sids])
     known = (aps_sids >= 0).all(1)
-    aps_feats, aps_sids, aps_values = aps_feats[known], aps_sids[known], aps_values[known]
-    per_group = prototype_scores(aps_feats, feats.prototypes)
+    aps_feats, aps_sids, aps_alt = aps_feats[known], aps_sids[known], aps_alt[known]
     if decision == "posterior":
         prior = sid_log_prior(sid_identity_counts(dataset.train_attributes))
-        per_group = posterior_scores(per_group, prior, scale=prior_scale)
+
+    def sid_scores(features: np.ndarray) -> list[np.ndarray]:
+        """Per group ``(S_G, N)`` scores of every SID under the chosen decision rule."""
+        cos = prototype_scores(features, feats.prototypes)
+        return posterior_scores(cos, prior, scale=prior_scale) if decision == "posterior" else cos
+
+    per_group = sid_scores(aps_feats)
     test_ids = np.unique(np.concatenate([g.pids[keep], q.pids]))
     id_sids = dataset.test_attributes.sids[np.isin(dataset.test_attributes.ids, test_ids)]
 
@@ -139,21 +156,38 @@ def evaluate_features(
     for name, given in settings:
         queries = aps_queries(id_sids, groups=[G for G, m in zip(GROUPS, given) if m])
         s = attribute_query_scores(np.maximum(queries, 0), given, per_group)
-        aps[name] = aps_metrics(s, queries, aps_sids, given_groups=given)
+        aps[name] = aps_metrics(s, queries, aps_sids, given_groups=given, gallery_alt_sids=aps_alt)
         aps[name]["num_queries"] = len(queries)
     out["aps"] = aps
 
+    # PAR on the official protocol's images: the test gallery without junk and distractors.
+    par_rows = keep & (g.values >= 0).any(1)
+    values, alt = g.values[par_rows], g.alt_values[par_rows]
     if attribute_predictor is not None:
-        pred = np.asarray(attribute_predictor(aps_feats))
+        pred = np.asarray(attribute_predictor(feats.gallery[par_rows]))
     else:
-        pred = dataset.schema.from_sids(np.stack([s.argmax(0) for s in per_group], axis=1))
-    out["par"] = par_accuracy(pred, aps_values, dataset.schema)
+        par_scores = sid_scores(feats.gallery[par_rows])
+        pred = dataset.schema.from_sids(np.stack([x.argmax(0) for x in par_scores], axis=1))
+    out["par"] = {
+        **par_accuracy(pred, values, dataset.schema),
+        **par_official_accuracy(pred, values, dataset.schema, alt_values=alt),
+        **par_label_mean_accuracy(pred, values, dataset.schema, alt_values=alt),
+        "image_set": PAR_IMAGE_SET,
+        "num_images": int(par_rows.sum()),
+    }
     if chance:
         full = aps_queries(id_sids)
+        train, schema = dataset.train.values, dataset.schema
         out["chance"] = {
             "reid": reid_chance(q.pids, g.pids, q.camids, g.camids),
-            "aps": aps_chance(full, aps_sids, given_groups=np.ones(5, bool)),
-            "par": par_majority_chance(dataset.train.values, aps_values, dataset.schema),
+            "aps": aps_chance(
+                full, aps_sids, given_groups=np.ones(5, bool), gallery_alt_sids=aps_alt
+            ),
+            "par": {
+                **par_majority_chance(train, values, schema),
+                **par_official_majority_chance(train, values, schema, alt_values=alt),
+                **par_label_majority_chance(train, values, schema, alt_values=alt),
+            },
         }
     return _jsonable(out)
 
@@ -277,8 +311,14 @@ def format_report(m: dict[str, Any]) -> str:
     for attr, acc in par["attribute_accuracy_score"].items():
         chance = cp.get("attribute_accuracy_score", {}).get(attr)
         lines.append(f"{'PAR ' + attr:34s} {'acc':8s} {_pct(acc):>7s} {_pct(chance):>7s}")
-    lines.append(
-        f"{'PAR mean':34s} {'mA':8s} {_pct(par['mean_accuracy_score']):>7s} "
-        f"{_pct(cp.get('mean_accuracy_score')):>7s}"
-    )
+    rows = [("PAR mean", "mA", "mean_accuracy_score")]
+    if "official_accuracy_score" in par:
+        rows.append(("PAR official protocol (Lin et al.)", "acc", "official_accuracy_score"))
+    if "label_mean_accuracy_score" in par:
+        num_labels = len(par["label_accuracy_score"]) - len(par["left_out_labels"])
+        rows.append((f"PAR label-based ({num_labels} labels)", "mA", "label_mean_accuracy_score"))
+    for title, label, key in rows:
+        lines.append(f"{title:34s} {label:8s} {_pct(par[key]):>7s} {_pct(cp.get(key)):>7s}")
+    if "image_set" in par:
+        lines.append(f"PAR scored on the {par['image_set']} ({par['num_images']} images)")
     return "\n".join(lines)

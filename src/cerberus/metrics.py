@@ -3,8 +3,11 @@
 * :func:`reid_metrics`: mAP and CMC under the Market-1501 single-query protocol. Its numbers equal
   those of torchreid's ``evaluate_rank`` (Market mode) when scores have no ties.
 * :func:`aps_queries` / :func:`aps_metrics`: attribute-based person search, full or partial queries.
-* :func:`par_accuracy`: per-attribute accuracy and their mean (mA).
-* :func:`reid_chance`, :func:`aps_chance`, :func:`par_majority_chance`: chance levels for reports.
+* :func:`par_accuracy`: per-attribute accuracy and their mean (mA, the paper's convention).
+* :func:`par_official_accuracy`: Lin et al.'s official attribute-evaluation protocol.
+* :func:`par_label_mean_accuracy`: label-based mA, mean of (TPR + TNR) / 2 over binary labels.
+* :func:`reid_chance`, :func:`aps_chance`, :func:`par_majority_chance`,
+  :func:`par_official_majority_chance`, :func:`par_label_majority_chance`: chance levels.
 
 Ranking machinery, shared by reID and APS: every (query, gallery) pair gets a label, *relevant*,
 *negative* or *removed* (removed entries are skipped as if absent from the gallery). Queries are
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cerberus.attributes import GROUPS, Schema
+from cerberus.attributes import GROUPS, Schema, check_alt_values
 from cerberus.errors import CerberusError
 
 __all__ = [
@@ -34,7 +37,11 @@ __all__ = [
     "aps_metrics",
     "aps_queries",
     "par_accuracy",
+    "par_label_majority_chance",
+    "par_label_mean_accuracy",
     "par_majority_chance",
+    "par_official_accuracy",
+    "par_official_majority_chance",
     "reid_chance",
     "reid_metrics",
 ]
@@ -466,13 +473,18 @@ def _check_given(given_groups: Any, query_sids: np.ndarray) -> np.ndarray:
     return given
 
 
-def _aps_labeler(query_sids: np.ndarray, gallery_sids: np.ndarray, given: np.ndarray) -> Labeler:
+def _aps_labeler(
+    query_sids: np.ndarray, gallery_sids: np.ndarray, given: np.ndarray, alt_sids: np.ndarray
+) -> Labeler:
     def labels(start: int, stop: int) -> np.ndarray:
         relevant = np.ones((stop - start, len(gallery_sids)), dtype=bool)
         for k in range(len(GROUPS)):
             g = given[start:stop, k]
             if g.any():
-                match = query_sids[start:stop, k, None] == gallery_sids[None, :, k]
+                q = query_sids[start:stop, k, None]
+                match = q == gallery_sids[None, :, k]
+                for slot in range(alt_sids.shape[1]):
+                    match |= q == alt_sids[None, :, slot, k]
                 match |= ~g[:, None]
                 relevant &= match
         return relevant.view(np.uint8)
@@ -480,7 +492,30 @@ def _aps_labeler(query_sids: np.ndarray, gallery_sids: np.ndarray, given: np.nda
     return labels
 
 
-def _check_aps_inputs(scores, query_sids, gallery_sids, given_groups, chunk_size=None):
+def _check_alt_sids(x: Any, num_gallery: int) -> np.ndarray:
+    if x is None:
+        return np.full((num_gallery, 0, len(GROUPS)), -1, dtype=np.int64)
+    arr = _to_numpy(x)
+    if arr.ndim == 2:
+        arr = arr[:, None, :]
+    if arr.ndim != 3 or arr.shape[0] != num_gallery or arr.shape[2] != len(GROUPS):
+        raise CerberusError(
+            f"gallery_alt_sids: expected shape ({num_gallery}, K, {len(GROUPS)}) or "
+            f"({num_gallery}, {len(GROUPS)}), got {arr.shape}"
+        )
+    if arr.dtype.kind not in "iu":
+        raise CerberusError(f"gallery_alt_sids: expected integer SIDs, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    if (arr < -1).any():
+        raise CerberusError(
+            f"gallery_alt_sids: {arr[arr < -1][0]} is neither a SID nor -1 (no alternative)"
+        )
+    return arr
+
+
+def _check_aps_inputs(
+    scores, query_sids, gallery_sids, given_groups, gallery_alt_sids, chunk_size=None
+):
     scores = _check_scores(scores, chunk_rows=chunk_size) if scores is not None else None
     q = _check_sids(query_sids, "query_sids", None if scores is None else scores.shape[0])
     g = _check_sids(gallery_sids, "gallery_sids")
@@ -493,7 +528,7 @@ def _check_aps_inputs(scores, query_sids, gallery_sids, given_groups, chunk_size
             "gallery_sids: negative (unknown) SID; the APS gallery holds only identities with "
             "attributes (no distractors or junk)"
         )
-    return scores, q, g, _check_given(given_groups, q)
+    return scores, q, g, _check_given(given_groups, q), _check_alt_sids(gallery_alt_sids, len(g))
 
 
 def aps_metrics(
@@ -502,6 +537,7 @@ def aps_metrics(
     gallery_sids: Any,
     *,
     given_groups: Any = None,
+    gallery_alt_sids: Any = None,
     higher_is_better: bool = True,
     ranks: Sequence[int] = (1, 5, 10),
     max_rank: int = 50,
@@ -514,12 +550,20 @@ def aps_metrics(
     :func:`reid_metrics`; queries with no relevant entry are skipped and counted. The SPEC gallery
     (test gallery without distractors and junk, plus the query images) is the caller's to build.
 
+    An identity annotated with several colours (``AttributeTable.alt_values``) has alternative
+    SIDs; with ``gallery_alt_sids`` a group also matches when
+    ``gallery_alt_sids[j, k, g] == query_sids[i, g]`` for some slot ``k``, so any combination of
+    the identity's annotated colours is relevant.
+
     Args:
         scores: array of shape ``(n_queries, n_gallery)``, e.g. mean cosine over given groups.
         query_sids: int array of shape ``(n_queries, 5)`` (see :func:`aps_queries`).
         gallery_sids: int array of shape ``(n_gallery, 5)``, all non-negative.
         given_groups: bool mask of shape ``(5,)`` (same groups for every query) or
             ``(n_queries, 5)``; ``None`` means the columns where ``query_sids >= 0``.
+        gallery_alt_sids: optional int array of shape ``(n_gallery, K, 5)`` (or
+            ``(n_gallery, 5)`` for ``K = 1``), ``-1`` where there is no alternative; see
+            :meth:`~cerberus.attributes.Schema.alternative_sids`.
         higher_is_better: ``True`` for similarities, ``False`` for distances.
         ranks: the CMC ranks reported as ``rank{k}_score``.
         max_rank: length of the returned ``cmc`` curve.
@@ -533,11 +577,14 @@ def aps_metrics(
             SID in a given group or in the gallery, or no valid query.
     """
     ranks = _check_options(ranks, max_rank, chunk_size)
-    scores, q, g, given = _check_aps_inputs(
-        scores, query_sids, gallery_sids, given_groups, chunk_size
+    scores, q, g, given, alt = _check_aps_inputs(
+        scores, query_sids, gallery_sids, given_groups, gallery_alt_sids, chunk_size
     )
     valid, ap, first = _rank_all(
-        scores, _aps_labeler(q, g, given), higher_is_better=higher_is_better, chunk_size=chunk_size
+        scores,
+        _aps_labeler(q, g, given, alt),
+        higher_is_better=higher_is_better,
+        chunk_size=chunk_size,
     )
     return _summary(valid, ap, first, ranks, max_rank)
 
@@ -547,6 +594,7 @@ def aps_chance(
     gallery_sids: Any,
     *,
     given_groups: Any = None,
+    gallery_alt_sids: Any = None,
     ranks: Sequence[int] = (1, 5, 10),
     max_rank: int = 50,
 ) -> dict[str, Any]:
@@ -555,7 +603,7 @@ def aps_chance(
     The formulas of :func:`reid_chance` with ``n = n_gallery`` and ``r`` the relevant entries.
 
     Args:
-        query_sids, gallery_sids, given_groups: as in :func:`aps_metrics`.
+        query_sids, gallery_sids, given_groups, gallery_alt_sids: as in :func:`aps_metrics`.
         ranks: the CMC ranks reported as ``rank{k}_score``.
         max_rank: length of the returned ``cmc`` curve.
 
@@ -563,8 +611,10 @@ def aps_chance(
         The same keys as :func:`reid_metrics`.
     """
     ranks = _check_options(ranks, max_rank)
-    _, q, g, given = _check_aps_inputs(None, query_sids, gallery_sids, given_groups)
-    kept, relevant = _label_counts(_aps_labeler(q, g, given), len(q), len(g))
+    _, q, g, given, alt = _check_aps_inputs(
+        None, query_sids, gallery_sids, given_groups, gallery_alt_sids
+    )
+    kept, relevant = _label_counts(_aps_labeler(q, g, given, alt), len(q), len(g))
     return _chance_summary(kept, relevant, ranks, max_rank)
 
 
@@ -588,13 +638,34 @@ def _check_values(x: Any, name: str, schema: Schema) -> np.ndarray:
     return arr
 
 
+def _check_par_inputs(
+    pred_values: Any, true_values: Any, schema: Schema, alt_values: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked ``(pred, true, alt)``; ``alt`` has shape ``(n, K, n_attributes)``."""
+    pred = _check_values(pred_values, "pred_values", schema)
+    true = _check_values(true_values, "true_values", schema)
+    if pred.shape != true.shape:
+        raise CerberusError(
+            f"pred_values: shape {pred.shape} differs from true_values shape {true.shape}"
+        )
+    known = true >= 0
+    if (pred[known] < 0).any():
+        raise CerberusError("pred_values: -1 (unknown) where the true value is known")
+    if not known.any():
+        raise CerberusError("true_values: no labelled entry; accuracy is undefined")
+    alt = None if alt_values is None else _to_numpy(alt_values)
+    alt = check_alt_values(alt, schema, len(true), "par metrics")
+    return pred, true, alt
+
+
 def par_accuracy(pred_values: Any, true_values: Any, schema: Schema) -> dict[str, Any]:
     """Per-attribute accuracy and mean accuracy mA (SPEC section 6).
 
     Each colour is one multi-class attribute (Market-1501: 12 attributes, DukeMTMC-reID: 10).
     ``acc_a = mean over labelled rows of [pred[:, a] == true[:, a]]``; rows whose true value is
     ``-1`` (unknown) are ignored for that attribute; ``mA = mean_a acc_a`` over the attributes
-    with at least one labelled row.
+    with at least one labelled row. This is the paper's (and APR's) mA; a colour "none" predicted
+    for a "none" identity counts as correct and alternative colours are not used.
 
     Args:
         pred_values: int array of shape ``(n, n_attributes)``, value codes of ``schema``.
@@ -609,19 +680,10 @@ def par_accuracy(pred_values: Any, true_values: Any, schema: Schema) -> dict[str
         CerberusError: bad shapes or dtypes, values out of range, a known true value with an
             unknown prediction, or no labelled row at all.
     """
-    pred = _check_values(pred_values, "pred_values", schema)
-    true = _check_values(true_values, "true_values", schema)
-    if pred.shape != true.shape:
-        raise CerberusError(
-            f"pred_values: shape {pred.shape} differs from true_values shape {true.shape}"
-        )
+    pred, true, _ = _check_par_inputs(pred_values, true_values, schema)
     known = true >= 0
-    if (pred[known] < 0).any():
-        raise CerberusError("pred_values: -1 (unknown) where the true value is known")
     correct = ((pred == true) & known).sum(0)
     labelled = known.sum(0)
-    if not labelled.any():
-        raise CerberusError("true_values: no labelled entry; accuracy is undefined")
     with np.errstate(invalid="ignore", divide="ignore"):
         acc = correct / labelled
     names = [a.name for a in schema.attributes]
@@ -630,6 +692,203 @@ def par_accuracy(pred_values: Any, true_values: Any, schema: Schema) -> dict[str
         "mean_accuracy_score": float(np.nanmean(acc)),
         "num_labelled": {n: int(c) for n, c in zip(names, labelled)},
     }
+
+
+def par_official_accuracy(
+    pred_values: Any, true_values: Any, schema: Schema, *, alt_values: Any = None
+) -> dict[str, Any]:
+    """Accuracy under Lin et al.'s official attribute-evaluation protocol (SPEC section 6).
+
+    What the official MATLAB scripts of the Lin et al. annotations do
+    (``evaluate_market_attribute.m`` in github.com/vana77/Market-1501_Attribute,
+    ``evaluate_duke_attribute.m`` in github.com/vana77/DukeMTMC-attribute): one prediction per
+    *image* of the test gallery (``bounding_box_test``), each image carrying its identity's
+    attributes; on Market-1501 the junk (``-1``) and distractor (``0000``) images are left out
+    (13,115 images, as the maintainers confirm in issue #6 of the Market repository), on
+    DukeMTMC-reID every gallery image counts (17,661). Query images are not evaluated. Then,
+    per attribute, the fraction of images predicted correctly:
+
+    * binary attributes and age: ``pred == true``;
+    * a colour attribute (one multi-class prediction among the colours): correct when the
+      predicted colour's field is set for the identity, i.e. ``pred == true`` or ``pred`` is one
+      of its alternative colours (``alt_values``: an identity annotated with several colours
+      accepts any of them). An identity with no colour field set (value 0, "none") is never
+      counted correct, whatever is predicted, and a predicted "none" is never correct: the
+      script only credits a predicted colour whose field is "yes" (the Market maintainers
+      confirm this in issue #13), and the images still count in the denominator.
+
+    The Market script averages the 12 attribute accuracies; the Duke script prints its 10
+    without averaging; ``official_accuracy_score`` is their mean in both cases. The Duke script
+    as published credits a predicted colour when that colour's field is coded 1, which that
+    dataset's README defines as "no"; read literally it would reward every wrong colour, so it
+    is taken as a slip and the Market rule (field coded 2, "yes") is applied to both. (Its
+    prediction codes for the seven lower-body colours skip 4; that is numbering only.) Rows
+    whose true value is ``-1`` are ignored for that attribute, as in :func:`par_accuracy`.
+
+    Args:
+        pred_values: int array of shape ``(n, n_attributes)``, value codes of ``schema``.
+        true_values: int array of the same shape; ``-1`` = unknown.
+        schema: the attribute schema the codes follow.
+        alt_values: optional int array of shape ``(n, K, n_attributes)`` (or ``(n,
+            n_attributes)`` for ``K = 1``): further annotated colours, ``-1`` where none.
+
+    Returns:
+        ``{"official_attribute_accuracy_score": {name: float (nan when unlabelled)},
+        "official_accuracy_score": float, "num_labelled": {name: int}}``.
+
+    Raises:
+        CerberusError: as :func:`par_accuracy`, plus bad ``alt_values`` (shape, or a code that is
+            not a colour of a colour attribute).
+
+    Examples:
+        Two images of a DukeMTMC identity in a black top and black-or-white trousers, one of an
+        identity with no upper-body colour and blue trousers; every prediction is the first
+        annotated value except one "white":
+
+        >>> from cerberus.attributes import DUKEMTMC
+        >>> true = np.zeros((3, 10), dtype=int)
+        >>> true[:, 1] = [1, 1, 0]  # upper.color black, black, none
+        >>> true[:, 3] = [1, 1, 5]  # lower.color black, black, blue
+        >>> alt = np.full((3, 10), -1)
+        >>> alt[:2, 3] = 2  # ... or white
+        >>> pred = true.copy()
+        >>> pred[1, 3] = 2  # white: accepted; "none" for the third top: never correct
+        >>> m = par_official_accuracy(pred, true, DUKEMTMC, alt_values=alt)
+        >>> acc = m["official_attribute_accuracy_score"]
+        >>> acc["lower.color"], round(acc["upper.color"], 4)
+        (1.0, 0.6667)
+    """
+    pred, true, alt = _check_par_inputs(pred_values, true_values, schema, alt_values)
+    known = true >= 0
+    correct = pred == true
+    for j, attr in enumerate(schema.attributes):
+        if attr.is_onehot:
+            is_colour = pred[:, j] > 0
+            correct[:, j] = is_colour & (
+                (pred[:, j] == true[:, j]) | (pred[:, j, None] == alt[:, :, j]).any(1)
+            )
+    correct = (correct & known).sum(0)
+    labelled = known.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = correct / labelled
+    names = [a.name for a in schema.attributes]
+    return {
+        "official_attribute_accuracy_score": {n: float(a) for n, a in zip(names, acc)},
+        "official_accuracy_score": float(np.nanmean(acc)),
+        "num_labelled": {n: int(c) for n, c in zip(names, labelled)},
+    }
+
+
+def binary_labels(schema: Schema) -> list[tuple[int, int, str]]:
+    """The binary labels of label-based mA: ``(attribute column, value code, name)``.
+
+    A two-valued attribute is one label, its second value the positive (``"gender=female"``,
+    ``"backpack=yes"``; (TPR + TNR) / 2 does not depend on which value is positive). A colour
+    attribute gives one label per colour, "none" excluded (its one-hot fields, ``upblack`` ...),
+    and age one label per value, one-vs-rest. Market-1501: 9 + 8 + 9 + 4 = 30 labels;
+    DukeMTMC-reID: 8 + 8 + 7 = 23, its annotation fields.
+    """
+    out = []
+    for j, attr in enumerate(schema.attributes):
+        if attr.num_values == 2 and not attr.is_onehot:
+            codes = [1]
+        else:
+            codes = list(range(1 if attr.is_onehot else 0, attr.num_values))
+        out.extend((j, v, f"{attr.name}={attr.values[v]}") for v in codes)
+    return out
+
+
+def par_label_mean_accuracy(
+    pred_values: Any, true_values: Any, schema: Schema, *, alt_values: Any = None
+) -> dict[str, Any]:
+    """Label-based mA: mean over binary labels of (TPR + TNR) / 2 (SPEC section 6).
+
+    The PETA / RAP / PA-100K convention. The attributes are expanded into binary labels by
+    :func:`binary_labels` (colours and age one-vs-rest). For the label "attribute ``a`` has value
+    ``v``", an image is a true positive when ``true[:, a] == v`` or ``v`` is one of its
+    alternative colours (an identity annotated with two colours is positive for both, as in
+    the annotation's one-hot fields), and predicted positive when ``pred[:, a] == v``; then::
+
+        score_l = (TP / P + TN / N) / 2,   label_mean_accuracy_score = mean_l score_l
+
+    with ``P`` / ``N`` the positive / negative images among the rows where ``true[:, a]`` is
+    known. A label with no positive or no negative image is *left out* (TPR or TNR undefined):
+    its score is nan and its name is listed in ``left_out_labels``. Predicting one constant
+    answer per attribute (e.g. the majority) scores exactly 0.5 on every label.
+
+    Args:
+        pred_values: int array of shape ``(n, n_attributes)``, value codes of ``schema``.
+        true_values: int array of the same shape; ``-1`` = unknown.
+        schema: the attribute schema the codes follow.
+        alt_values: optional int array of shape ``(n, K, n_attributes)`` (or ``(n,
+            n_attributes)``): further annotated colours, ``-1`` where none.
+
+    Returns:
+        ``{"label_accuracy_score": {label: float (nan when left out)},
+        "label_mean_accuracy_score": float, "num_positive": {label: int},
+        "num_negative": {label: int}, "left_out_labels": [label, ...]}``.
+
+    Raises:
+        CerberusError: as :func:`par_official_accuracy`, or every label left out.
+
+    Examples:
+        >>> from cerberus.attributes import DUKEMTMC
+        >>> true = np.zeros((4, 10), dtype=int)
+        >>> true[:, 6] = [1, 1, 0, 0]  # gender: female, female, male, male
+        >>> pred = true.copy()
+        >>> pred[:, 6] = [1, 0, 0, 0]  # TPR 1/2, TNR 2/2
+        >>> m = par_label_mean_accuracy(pred, true, DUKEMTMC)
+        >>> m["label_accuracy_score"]["gender=female"]
+        0.75
+    """
+    pred, true, alt = _check_par_inputs(pred_values, true_values, schema, alt_values)
+    scores, positive, negative, left_out = {}, {}, {}, []
+    for j, v, name in binary_labels(schema):
+        known = true[:, j] >= 0
+        is_true = (true[known, j] == v) | (alt[known, :, j] == v).any(1)
+        is_pred = pred[known, j] == v
+        p, n = int(is_true.sum()), int((~is_true).sum())
+        positive[name], negative[name] = p, n
+        if p == 0 or n == 0:
+            scores[name] = float("nan")
+            left_out.append(name)
+            continue
+        tpr = (is_true & is_pred).sum() / p
+        tnr = (~is_true & ~is_pred).sum() / n
+        scores[name] = float((tpr + tnr) / 2)
+    if len(left_out) == len(scores):
+        raise CerberusError(
+            "true_values: every binary label lacks positives or negatives; label-based mA "
+            "is undefined"
+        )
+    return {
+        "label_accuracy_score": scores,
+        "label_mean_accuracy_score": float(np.nanmean(list(scores.values()))),
+        "num_positive": positive,
+        "num_negative": negative,
+        "left_out_labels": left_out,
+    }
+
+
+def _majority_values(train_values: Any, schema: Schema) -> np.ndarray:
+    """Most frequent training value per attribute, ``(n_attributes,)``; ties to the smallest."""
+    train = _check_values(train_values, "train_values", schema)
+    majority = np.zeros(schema.num_attributes, dtype=np.int64)
+    for j, attr in enumerate(schema.attributes):
+        column = train[:, j]
+        column = column[column >= 0]
+        if len(column) == 0:
+            raise CerberusError(f"train_values: no labelled {attr.name} entry")
+        majority[j] = np.bincount(column, minlength=attr.num_values).argmax()
+    return majority
+
+
+def _majority_chance(metric, train_values, test_values, schema, **kwargs) -> dict[str, Any]:
+    majority = _majority_values(train_values, schema)
+    test = _check_values(test_values, "test_values", schema)
+    out = metric(np.broadcast_to(majority, test.shape), test, schema, **kwargs)
+    out["majority_value"] = {a.name: int(v) for a, v in zip(schema.attributes, majority)}
+    return out
 
 
 def par_majority_chance(train_values: Any, test_values: Any, schema: Schema) -> dict[str, Any]:
@@ -645,15 +904,45 @@ def par_majority_chance(train_values: Any, test_values: Any, schema: Schema) -> 
     Returns:
         The same keys as :func:`par_accuracy`, plus ``"majority_value": {name: int}``.
     """
-    train = _check_values(train_values, "train_values", schema)
-    test = _check_values(test_values, "test_values", schema)
-    majority = np.zeros(schema.num_attributes, dtype=np.int64)
-    for j, attr in enumerate(schema.attributes):
-        column = train[:, j]
-        column = column[column >= 0]
-        if len(column) == 0:
-            raise CerberusError(f"train_values: no labelled {attr.name} entry")
-        majority[j] = np.bincount(column, minlength=attr.num_values).argmax()
-    out = par_accuracy(np.broadcast_to(majority, test.shape), test, schema)
-    out["majority_value"] = {a.name: int(v) for a, v in zip(schema.attributes, majority)}
-    return out
+    return _majority_chance(par_accuracy, train_values, test_values, schema)
+
+
+def par_official_majority_chance(
+    train_values: Any, test_values: Any, schema: Schema, *, alt_values: Any = None
+) -> dict[str, Any]:
+    """:func:`par_official_accuracy` of the majority answer of :func:`par_majority_chance`.
+
+    Args:
+        train_values: int array of shape ``(n_train, n_attributes)``.
+        test_values: int array of shape ``(n_test, n_attributes)``; ``-1`` = unknown.
+        schema: the attribute schema the codes follow.
+        alt_values: the test rows' alternative colours, as in :func:`par_official_accuracy`.
+
+    Returns:
+        The same keys as :func:`par_official_accuracy`, plus ``"majority_value"``.
+    """
+    return _majority_chance(
+        par_official_accuracy, train_values, test_values, schema, alt_values=alt_values
+    )
+
+
+def par_label_majority_chance(
+    train_values: Any, test_values: Any, schema: Schema, *, alt_values: Any = None
+) -> dict[str, Any]:
+    """:func:`par_label_mean_accuracy` of the majority answer: exactly 0.5 on every label.
+
+    A constant answer predicts each label always positive (TPR 1, TNR 0) or always negative
+    (TPR 0, TNR 1). Computed, not assumed, so the labels left out match the model's row.
+
+    Args:
+        train_values: int array of shape ``(n_train, n_attributes)``.
+        test_values: int array of shape ``(n_test, n_attributes)``; ``-1`` = unknown.
+        schema: the attribute schema the codes follow.
+        alt_values: the test rows' alternative colours, as in :func:`par_label_mean_accuracy`.
+
+    Returns:
+        The same keys as :func:`par_label_mean_accuracy`, plus ``"majority_value"``.
+    """
+    return _majority_chance(
+        par_label_mean_accuracy, train_values, test_values, schema, alt_values=alt_values
+    )

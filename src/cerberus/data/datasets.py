@@ -30,6 +30,7 @@ from cerberus.attributes import (
     MARKET1501,
     AttributeTable,
     Schema,
+    check_alt_values,
     load_attribute_mat,
 )
 from cerberus.errors import CerberusError
@@ -84,6 +85,10 @@ class ImageSet:
         values: attribute value codes of each image's identity, shape ``(N, num_attributes)``,
             ``-1`` where the identity has no attributes (junk, distractors).
         schema: the attribute schema.
+        alt_values: alternative colour codes of each image's identity, shape
+            ``(N, K, num_attributes)``, ``-1`` where none (see
+            :attr:`~cerberus.attributes.AttributeTable.alt_values`); ``None`` is stored as
+            ``K = 0``.
     """
 
     paths: tuple[Path, ...]
@@ -92,6 +97,11 @@ class ImageSet:
     labels: np.ndarray
     values: np.ndarray
     schema: Schema
+    alt_values: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        alt = check_alt_values(self.alt_values, self.schema, len(self.paths), "images")
+        object.__setattr__(self, "alt_values", alt)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -105,6 +115,11 @@ class ImageSet:
             out[known] = self.schema.to_sids(self.values[known])
         return out
 
+    @cached_property
+    def alt_sids(self) -> np.ndarray:
+        """SIDs of the alternative colours, shape ``(N, K, 5)``, ``-1`` where none."""
+        return self.schema.alternative_sids(self.values, self.alt_values)
+
     def subset(self, mask: np.ndarray) -> ImageSet:
         """The images where ``mask`` (bool, shape ``(N,)``) is true."""
         idx = np.nonzero(mask)[0]
@@ -115,6 +130,7 @@ class ImageSet:
             self.labels[idx],
             self.values[idx],
             self.schema,
+            self.alt_values[idx],
         )
 
 
@@ -224,7 +240,8 @@ def read_dataset(
             table = tables["test"]
             labels = pids.copy()
         values = table.lookup(pids)
-        sets[split] = ImageSet(tuple(paths), pids, cams, labels, values, fmt.schema)
+        alt = table.lookup_alternatives(pids)
+        sets[split] = ImageSet(tuple(paths), pids, cams, labels, values, fmt.schema, alt)
     return ReIDDataset(
         name=name,
         root=root,
@@ -260,7 +277,9 @@ def exclude_training_sids(dataset: ReIDDataset, sids: tuple[str, ...]) -> ReIDDa
     if not len(train):
         raise CerberusError("data.exclude_sids removes every training identity")
     classes, labels = np.unique(train.pids, return_inverse=True)
-    train = ImageSet(train.paths, train.pids, train.camids, labels, train.values, train.schema)
+    train = ImageSet(
+        train.paths, train.pids, train.camids, labels, train.values, train.schema, train.alt_values
+    )
     table = dataset.train_attributes
     keep = np.isin(table.ids, classes)
     return ReIDDataset(
@@ -270,7 +289,9 @@ def exclude_training_sids(dataset: ReIDDataset, sids: tuple[str, ...]) -> ReIDDa
         train=train,
         query=dataset.query,
         gallery=dataset.gallery,
-        train_attributes=AttributeTable(table.schema, table.ids[keep], table.values[keep]),
+        train_attributes=AttributeTable(
+            table.schema, table.ids[keep], table.values[keep], table.alt_values[keep]
+        ),
         test_attributes=dataset.test_attributes,
     )
 
