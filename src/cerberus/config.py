@@ -64,6 +64,11 @@ class LossConfig:
     """``"adaptive"`` (SPEC 3) or a fixed number such as ``"0"`` or ``"0.6"`` for the ablation."""
     alpha: float = 0.4
     beta: float = 1.8
+    semantic: str = "hinge"
+    """Form of L_sem: ``"hinge"`` (the paper, SPEC 3) or ``"softmax"`` (cross-entropy over the
+    group's prototypes on scaled cosines, the true SID's margin subtracted; SPEC 8)."""
+    semantic_scale: float = 10.0
+    """The scale s of the softmax form (unused by the hinge)."""
     use_sem: bool = True
     use_id: bool = True
     use_reg: bool = True
@@ -227,6 +232,14 @@ def _validate(cfg: Config, where: str) -> None:
             raise CerberusError(
                 f"{where}: loss.margin must be 'adaptive' or a number, got {cfg.loss.margin!r}"
             ) from None
+    if cfg.loss.semantic not in ("hinge", "softmax"):
+        raise CerberusError(
+            f"{where}: loss.semantic must be 'hinge' or 'softmax', got {cfg.loss.semantic!r}"
+        )
+    if not cfg.loss.semantic_scale > 0:
+        raise CerberusError(
+            f"{where}: loss.semantic_scale must be positive, got {cfg.loss.semantic_scale}"
+        )
     if cfg.data.on_bad_image not in ("stop", "skip"):
         raise CerberusError(
             f"{where}: data.on_bad_image must be 'stop' or 'skip', got {cfg.data.on_bad_image!r}"

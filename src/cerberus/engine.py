@@ -116,6 +116,8 @@ class TrainStep(nn.Module):
             lambda_sem=c.lambda_sem,
             lambda_id=c.lambda_id,
             lambda_reg=c.lambda_reg,
+            semantic=c.semantic,
+            semantic_scale=c.semantic_scale,
             use_sem=c.use_sem,
             use_id=c.use_id,
             use_reg=c.use_reg,
