@@ -105,6 +105,39 @@ def test_softmax_pushes_away_from_other_prototypes_hinge_does_not():
                     assert torch.cosine_similarity(f[0, k], q_step[j], dim=0) < 0
 
 
+@pytest.mark.parametrize("form", ["hinge", "softmax"])
+def test_unknown_sids_are_left_out_of_sem_for_their_group_only(form):
+    torch.manual_seed(5)
+    sizes = [4, 18, 40, 8, 8]
+    protos = [torch.randn(n, 6) for n in sizes]
+    margins = [torch.rand(n) for n in sizes]
+    feats = torch.randn(4, 5, 6, requires_grad=True)
+    sids = torch.stack([torch.randint(0, n, (4,)) for n in sizes], dim=1)
+    sids[0, 1] = -1  # image 0: upper body unknown
+    sids[3] = -1  # image 3: nothing known
+
+    def sem(f, s):
+        if form == "hinge":
+            return semantic_guidance_loss(f, protos, s, margins)
+        return semantic_softmax_loss(f, protos, s, margins, scale=10.0)
+
+    loss = sem(feats, sids)
+    loss.backward()
+    assert feats.grad[3].abs().sum() == 0 and feats.grad[0, 1].abs().sum() == 0
+    assert feats.grad[0, 0].abs().sum() > 0  # image 0's other groups still count
+    # The mean is over the 14 known (image, group) pairs: the sum of one-pair losses / 14.
+    pairs = [(i, k) for i in range(4) for k in range(5) if sids[i, k] >= 0]
+    assert len(pairs) == 14
+    singles = []
+    for i, k in pairs:
+        one = torch.full_like(sids, -1)
+        one[i, k] = sids[i, k]
+        singles.append(sem(feats.detach(), one))
+    assert loss.item() == pytest.approx(sum(singles).item() / 14, rel=1e-5)
+    none = sem(feats, torch.full_like(sids, -1))
+    assert none.item() == 0 and none.requires_grad
+
+
 def test_semantic_softmax_rejects_bad_scale():
     with pytest.raises(CerberusError, match="scale"):
         semantic_softmax_loss(

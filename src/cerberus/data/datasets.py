@@ -82,7 +82,8 @@ class ImageSet:
         camids: camera numbers (0-based), shape ``(N,)``.
         labels: training class ``0..C-1`` for the train split; the identity otherwise.
         values: attribute value codes of each image's identity, shape ``(N, num_attributes)``,
-            ``-1`` where the identity has no attributes (junk, distractors).
+            ``-1`` where the identity has no attributes (junk, distractors) or a value is not
+            annotated.
         schema: the attribute schema.
     """
 
@@ -98,12 +99,9 @@ class ImageSet:
 
     @cached_property
     def sids(self) -> np.ndarray:
-        """SIDs of every image, shape ``(N, 5)``; ``-1`` rows where attributes are unknown."""
-        out = np.full((len(self), 5), -1, dtype=np.int64)
-        known = (self.values >= 0).all(1)
-        if known.any():
-            out[known] = self.schema.to_sids(self.values[known])
-        return out
+        """SIDs of every image, shape ``(N, 5)``; ``-1`` for a group with an unknown value
+        (every group of an identity without attributes: junk, distractors)."""
+        return self.schema.to_sids(self.values.reshape(len(self), self.schema.num_attributes))
 
     def subset(self, mask: np.ndarray) -> ImageSet:
         """The images where ``mask`` (bool, shape ``(N,)``) is true."""
