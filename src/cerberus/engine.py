@@ -46,6 +46,7 @@ from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
 from cerberus.losses import compute_losses, fixed_margins
 from cerberus.model import Cerberus, build_model
+from cerberus.optim import group_summary, parameter_groups
 
 logger = logging.getLogger(__name__)
 
@@ -316,12 +317,15 @@ def train(
     step_module = TrainStep(model, build_margins(cfg, dataset), cfg).to(device)
     if cfg.train.channels_last:  # faster convolutions on CUDA and on CPU (oneDNN)
         step_module = step_module.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(
-        step_module.parameters(),
-        lr=cfg.optim.warmup_start_lr,
-        betas=cfg.optim.betas,
+    groups = parameter_groups(
+        step_module,
         weight_decay=cfg.optim.weight_decay,
+        decay_norm_and_bias=cfg.optim.decay_norm_and_bias,
+        decay_prototypes=cfg.optim.decay_prototypes,
     )
+    if is_main:
+        logger.info("optimiser groups: %s", group_summary(groups))
+    optimizer = torch.optim.Adam(groups, lr=cfg.optim.warmup_start_lr, betas=cfg.optim.betas)
 
     start = 0
     if resume and ckpt_path.is_file():
