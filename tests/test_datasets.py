@@ -188,3 +188,17 @@ def test_unlabelled_duke_top_reads_as_unknown_u_sid(tmp_path):
     out = exclude_training_sids(ds, (f"U:{sid}",))
     assert 2 in out.train.pids  # an unknown SID is never an excluded one
     PKBatchSampler(out.train.labels, p=2, k=2, seed=0, stop=2)
+
+
+@pytest.mark.parametrize("pad", [0, 4])
+def test_train_transform_with_and_without_pad(pad):
+    from PIL import Image
+
+    t = build_transforms(height=32, width=16, train=True, pad=pad, random_erasing=0.0)
+    names = [type(op).__name__ for op in t.transforms]
+    assert ("Pad" in names) == (pad > 0) and ("RandomCrop" in names) == (pad > 0)
+    img = Image.fromarray(np.zeros((50, 20, 3), dtype=np.uint8))
+    assert t(img).shape == (3, 32, 16)
+    assert "Pad" not in [
+        type(op).__name__ for op in build_transforms(height=32, width=16, train=True).transforms
+    ]  # off by default (SPEC 4)

@@ -30,7 +30,9 @@ class DataConfig:
     k: int = 4
     num_workers: int = 4
     flip: bool = True
-    pad: int = 10
+    pad: int = 0
+    """Pad-and-random-crop pixels (torchreid's habit); 0, the paper (SPEC 4: flip and random
+    erasing only), turns it off."""
     random_erasing: float = 0.5
     on_bad_image: str = "stop"
     """``"stop"``: an unreadable image stops the run naming the file; ``"skip"``: images are
@@ -254,6 +256,8 @@ def _validate(cfg: Config, where: str) -> None:
         )
     if cfg.optim.warmup_iterations > cfg.optim.iterations:
         raise CerberusError(f"{where}: optim.warmup_iterations exceeds optim.iterations")
+    if cfg.data.pad < 0:
+        raise CerberusError(f"{where}: data.pad must be 0 (off) or positive, got {cfg.data.pad}")
     if cfg.data.height <= 0 or cfg.data.width <= 0:
         raise CerberusError(f"{where}: data.height and data.width must be positive")
 
