@@ -294,3 +294,67 @@ def test_compute_losses_weights_and_switches():
     assert off["total_loss"].item() == pytest.approx(
         (off["ce_loss"] + off["triplet_loss"]).item(), rel=1e-6
     )
+
+
+def test_attribute_loss_is_mean_of_per_attribute_cross_entropy_ignoring_unknown():
+    from cerberus.losses import attribute_loss
+
+    torch.manual_seed(6)
+    sizes = [2, 9, 4]
+    logits = torch.randn(5, 15)
+    values = torch.tensor([[0, 3, 1], [1, -1, 2], [-1, 8, 0], [1, 0, -1], [0, 2, 3]])
+    expected = []
+    for j, block in enumerate(logits.split(sizes, dim=1)):
+        known = values[:, j] >= 0
+        expected.append(torch.nn.functional.cross_entropy(block[known], values[known, j]))
+    got = attribute_loss(logits, values, sizes)
+    assert got.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-6)
+    values[:, 1] = -1  # an attribute with no known value in the batch is left out
+    no_colour = attribute_loss(logits, values, sizes)
+    assert no_colour.item() == pytest.approx(((expected[0] + expected[2]) / 2).item(), rel=1e-6)
+    assert attribute_loss(logits, torch.full_like(values, -1), sizes).item() == 0
+    with pytest.raises(CerberusError, match="attribute_loss"):
+        attribute_loss(logits, values[:, :2], sizes)
+
+
+def test_attribute_heads_loss_decreases_on_a_tiny_batch():
+    from conftest import tiny_model
+
+    sizes = [(a.group, a.num_values) for a in MARKET1501.attributes]
+    model = tiny_model(attribute_sizes=sizes)
+    torch.manual_seed(1)
+    x = torch.randn(4, 3, 64, 32)
+    labels = torch.tensor([0, 0, 1, 1])
+    values = torch.stack([torch.randint(0, n, (4,)) for _, n in sizes], dim=1)
+    values[0, 2] = -1
+    sids = torch.as_tensor(MARKET1501.to_sids(values.numpy()))
+    margins = {g: torch.full((n,), 0.5) for g, n in MARKET1501.num_sids.items()}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    history = []
+    for _ in range(8):
+        out = compute_losses(
+            model(x),
+            labels=labels,
+            sids=sids,
+            model=model,
+            margins=margins,
+            values=values,
+            lambda_attr=1.0,
+        )
+        history.append(out["attr_loss"].item())
+        opt.zero_grad()
+        out["total_loss"].backward()
+        opt.step()
+    assert history[-1] < history[0]
+    assert "attr_loss" in out and torch.allclose(
+        out["total_loss"],
+        5 * out["sem_loss"]
+        + out["ce_loss"]
+        + out["triplet_loss"]
+        + 0.001 * out["reg_loss"]
+        + out["attr_loss"],
+    )
+    with pytest.raises(CerberusError, match="attribute heads"):
+        compute_losses(
+            _model()(x), labels=labels, sids=sids, model=_model(), margins=margins, lambda_attr=1.0
+        )

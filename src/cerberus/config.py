@@ -53,6 +53,9 @@ class ModelConfig:
     last_stride: int = 1
     align_sigma: float = 5.0
     use_alignment: bool = True
+    attribute_heads: bool = False
+    """Add training heads that classify each attribute from its group's representation (a PAR
+    reference baseline in the style of FastAttr, not the paper's method; see loss.lambda_attr)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class LossConfig:
     group's prototypes on scaled cosines, the true SID's margin subtracted; SPEC 8)."""
     semantic_scale: float = 10.0
     """The scale s of the softmax form (unused by the hinge)."""
+    lambda_attr: float = 0.0
+    """Weight of the attribute heads' mean cross-entropy (needs model.attribute_heads)."""
     use_sem: bool = True
     use_id: bool = True
     use_reg: bool = True
@@ -256,6 +261,10 @@ def _validate(cfg: Config, where: str) -> None:
         )
     if cfg.optim.warmup_iterations > cfg.optim.iterations:
         raise CerberusError(f"{where}: optim.warmup_iterations exceeds optim.iterations")
+    if cfg.loss.lambda_attr < 0:
+        raise CerberusError(f"{where}: loss.lambda_attr must be >= 0, got {cfg.loss.lambda_attr}")
+    if cfg.loss.lambda_attr > 0 and not cfg.model.attribute_heads:
+        raise CerberusError(f"{where}: loss.lambda_attr > 0 needs model.attribute_heads=true")
     if cfg.data.pad < 0:
         raise CerberusError(f"{where}: data.pad must be 0 (off) or positive, got {cfg.data.pad}")
     if cfg.data.height <= 0 or cfg.data.width <= 0:

@@ -51,7 +51,7 @@ from cerberus.optim import group_summary, parameter_groups
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
-LOSS_TERMS = ("sem_loss", "ce_loss", "triplet_loss", "reg_loss", "total_loss")
+LOSS_TERMS = ("sem_loss", "ce_loss", "triplet_loss", "reg_loss", "attr_loss", "total_loss")
 
 
 def learning_rate(
@@ -93,7 +93,8 @@ def build_margins(cfg: Config, dataset: ReIDDataset) -> dict[str, torch.Tensor]:
 class TrainStep(nn.Module):
     """The model plus its losses, so DistributedDataParallel sees every parameter in one graph.
 
-    ``forward(images, labels, sids)`` returns the dict of named loss terms (:data:`LOSS_TERMS`).
+    ``forward(images, labels, sids, values)`` returns the dict of named loss terms
+    (:data:`LOSS_TERMS`); ``values`` (attribute codes) feed the optional attribute heads.
     """
 
     def __init__(self, model: Cerberus, margins: dict[str, torch.Tensor], cfg: Config):
@@ -104,7 +105,11 @@ class TrainStep(nn.Module):
         self.loss_cfg = cfg.loss
 
     def forward(
-        self, images: torch.Tensor, labels: torch.Tensor, sids: torch.Tensor
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        sids: torch.Tensor,
+        values: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         output = self.model(images)
         c = self.loss_cfg
@@ -117,6 +122,8 @@ class TrainStep(nn.Module):
             lambda_sem=c.lambda_sem,
             lambda_id=c.lambda_id,
             lambda_reg=c.lambda_reg,
+            values=values,
+            lambda_attr=c.lambda_attr,
             semantic=c.semantic,
             semantic_scale=c.semantic_scale,
             use_sem=c.use_sem,
@@ -144,6 +151,9 @@ def model_from_config(
         last_stride=m.last_stride,
         align_sigma=m.align_sigma,
         use_alignment=m.use_alignment,
+        attribute_sizes=[(a.group, a.num_values) for a in schema.attributes]
+        if m.attribute_heads
+        else (),
     )
 
 
@@ -430,9 +440,10 @@ def train(
                 images = images.contiguous(memory_format=torch.channels_last)
             labels = batch["label"].to(device)
             sids = batch["sids"].to(device)
+            values = batch["values"].to(device)
             ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
             with ctx:
-                losses = net(images, labels, sids)
+                losses = net(images, labels, sids, values)
             values = {k: float(v.detach()) for k, v in losses.items()}
             for name, value in values.items():
                 if not math.isfinite(value):

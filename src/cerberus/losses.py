@@ -199,6 +199,39 @@ def identification_loss(features: Tensor, logits: Tensor, labels: Tensor) -> dic
     return {"ce_loss": ce, "triplet_loss": tri}
 
 
+def attribute_loss(logits: Tensor, values: Tensor, sizes: Sequence[int]) -> Tensor:
+    """Attribute classification loss of the optional attribute heads (a PAR baseline in the
+    style of FastAttr, not part of SPEC 3).
+
+    Mean over attributes a of the cross-entropy of a's head over its V_a values, each averaged
+    over the images whose value of a is known; an attribute with no known value in the batch
+    is left out.
+
+    Args:
+        logits: ``(B, sum_a V_a)`` the heads' logits, attribute blocks in schema order.
+        values: ``(B, num_attributes)`` long value codes, ``-1`` = unknown.
+        sizes: ``V_a`` of every attribute.
+
+    Returns:
+        Scalar float32 loss; 0 (attached to the graph) when no value is known.
+    """
+    if logits.ndim != 2 or values.shape != (logits.shape[0], len(sizes)):
+        raise CerberusError(
+            f"attribute_loss: expected logits (B, {sum(sizes)}) and values (B, {len(sizes)}), "
+            f"got {tuple(logits.shape)} and {tuple(values.shape)}"
+        )
+    if logits.shape[1] != sum(sizes):
+        raise _shape_error("attribute_loss", f"logits (B, {sum(sizes)})", logits)
+    terms = []
+    for j, block in enumerate(logits.float().split(list(sizes), dim=1)):
+        target = values[:, j]
+        if (target >= 0).any():
+            terms.append(F.cross_entropy(block, target, ignore_index=-1))
+    if not terms:
+        return logits.float().sum() * 0.0
+    return torch.stack(terms).mean()
+
+
 def prototype_regularization_loss(
     prototypes: Sequence[Tensor],
     residual_vectors: Sequence[Tensor],
@@ -254,6 +287,8 @@ def compute_losses(
     lambda_sem: float = 5.0,
     lambda_id: float = 1.0,
     lambda_reg: float = 0.001,
+    values: Tensor | None = None,
+    lambda_attr: float = 0.0,
     semantic: str = "hinge",
     semantic_scale: float = 10.0,
     use_sem: bool = True,
@@ -262,8 +297,8 @@ def compute_losses(
 ) -> dict[str, Tensor]:
     """All named loss terms and their weighted sum, SPEC 3.
 
-    total = lambda_sem * sem + lambda_id * (ce + triplet) + lambda_reg * reg; a switched-off term
-    is a zero tensor (and contributes nothing to the gradient).
+    total = lambda_sem * sem + lambda_id * (ce + triplet) + lambda_reg * reg + lambda_attr * attr;
+    a switched-off term is a zero tensor (and contributes nothing to the gradient).
 
     Args:
         output: the model's training output: ``features`` (B, 5, d), ``logits`` (5, B, C).
@@ -275,6 +310,10 @@ def compute_losses(
         lambda_sem: weight of L_sem.
         lambda_id: weight of L_id.
         lambda_reg: weight of L_reg.
+        values: ``(B, num_attributes)`` attribute value codes (``-1`` unknown), for the
+            attribute heads' loss.
+        lambda_attr: weight of the attribute heads' loss (:func:`attribute_loss`; needs
+            ``attribute_logits`` in ``output`` and ``values`` when positive).
         semantic: form of L_sem, ``"hinge"`` (:func:`semantic_guidance_loss`, the paper) or
             ``"softmax"`` (:func:`semantic_softmax_loss`, SPEC 8).
         semantic_scale: the scale s of the softmax form.
@@ -283,7 +322,8 @@ def compute_losses(
         use_reg: compute L_reg.
 
     Returns:
-        ``{"sem_loss", "ce_loss", "triplet_loss", "reg_loss", "total_loss"}``, scalar tensors.
+        ``{"sem_loss", "ce_loss", "triplet_loss", "reg_loss", "attr_loss", "total_loss"}``,
+        scalar tensors (``attr_loss`` is 0 without attribute heads).
     """
     if semantic not in SEMANTIC_FORMS:
         raise CerberusError(
@@ -315,11 +355,20 @@ def compute_losses(
             [model.residual_vectors[g] for g in GROUPS],
             [model.binary_vectors(g) for g in GROUPS],
         )
-    total = lambda_sem * sem + lambda_id * (ce + tri) + lambda_reg * reg
+    attr = zero
+    if "attribute_logits" in output and values is not None:
+        attr = attribute_loss(output["attribute_logits"], values, model.attribute_sizes)
+    elif lambda_attr > 0:
+        raise CerberusError(
+            "compute_losses: lambda_attr > 0 needs a model with attribute heads in train mode "
+            "(model.attribute_heads=true) and the batch's attribute values"
+        )
+    total = lambda_sem * sem + lambda_id * (ce + tri) + lambda_reg * reg + lambda_attr * attr
     return {
         "sem_loss": sem,
         "ce_loss": ce,
         "triplet_loss": tri,
         "reg_loss": reg,
+        "attr_loss": attr,
         "total_loss": total,
     }

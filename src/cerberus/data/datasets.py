@@ -313,13 +313,15 @@ class ImageDataset(torch.utils.data.Dataset):
     run under that seed, so augmentation is a pure function of the sampler's output (what makes
     resumed training identical to uninterrupted training, whatever the number of workers).
 
-    Each item is a dict: ``image`` (3, H, W) float, ``label``, ``camid``, ``sids`` (5,), ``index``.
+    Each item is a dict: ``image`` (3, H, W) float, ``label``, ``camid``, ``sids`` (5,),
+    ``values`` (num_attributes,) attribute codes (``-1`` unknown), ``index``.
     """
 
     def __init__(self, images: ImageSet, transform: Callable[[Image.Image], torch.Tensor]):
         self.images = images
         self.transform = transform
         self._sids = torch.as_tensor(images.sids)
+        self._values = torch.as_tensor(images.values, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -339,5 +341,6 @@ class ImageDataset(torch.utils.data.Dataset):
             "label": int(self.images.labels[index]),
             "camid": int(self.images.camids[index]),
             "sids": self._sids[index],
+            "values": self._values[index],
             "index": index,
         }
