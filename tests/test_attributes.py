@@ -174,6 +174,21 @@ def test_real_duke_sid_counts_train_46_test_51():
     assert sum(occurring_sid_counts(tables["test"]).values()) == 51
 
 
+@needs_real
+def test_real_duke_unlabelled_top_is_unknown():
+    """Train identities 0370 and 0679 have `top` coded 0: U SID -1, every other group known."""
+    train = load_attribute_mat(SHARED_ATTRIBUTES / "duke_attribute.mat")["train"]
+    unknown = train.ids[(train.values < 0).any(1)]
+    assert unknown.tolist() == [370, 679]
+    rows = np.isin(train.ids, unknown)
+    u = GROUPS.index("U")
+    assert (train.sids[rows, u] == -1).all()
+    assert (np.delete(train.sids[rows], u, axis=1) >= 0).all()
+    assert (train.sids[~rows] >= 0).all()
+    assert sid_identity_counts(train)["U"].sum() == 700  # the two are not counted in U
+    assert sid_identity_counts(train)["L"].sum() == 702
+
+
 def test_adaptive_margin_formula_on_hand_counts():
     counts = {"H": np.array([0, 10, 30, 60])}
     m = adaptive_margins(counts, 100)["H"]
@@ -183,6 +198,54 @@ def test_adaptive_margin_formula_on_hand_counts():
     assert np.all(np.diff(m) > 0)  # rarer SIDs get smaller margins
     m2 = adaptive_margins(counts, 100, alpha=1.0, beta=1.0)["H"]
     assert np.allclose(m2, np.log(np.array([0, 10, 30, 60]) / 100 + 1))
+
+
+def _table_with_unknowns(schema):
+    values = random_values(schema, 6, np.random.default_rng(5))
+    values[1, schema.index("upper.color")] = -1  # a colour not annotated
+    values[2, schema.index("gender")] = -1
+    values[3, :] = -1  # nothing known
+    return AttributeTable(schema, np.arange(10, 16), values)
+
+
+def test_unknown_value_makes_only_its_group_sid_unknown(schema):
+    table = _table_with_unknowns(schema)
+    sids = table.sids
+    u, i = GROUPS.index("U"), GROUPS.index("I")
+    assert sids[1, u] == -1 and (np.delete(sids[1], u) >= 0).all()
+    assert sids[2, i] == -1 and (np.delete(sids[2], i) >= 0).all()
+    assert (sids[3] == -1).all()
+    assert (sids[[0, 4, 5]] >= 0).all()
+    back = schema.from_sids(sids)  # an unknown SID decodes to unknown values of its group
+    assert (back[1, schema.group_columns("U")] == -1).all()
+    assert np.array_equal(back[0], table.values[0])
+    assert schema.describe(table.values[2])["gender"] == "unknown"
+
+
+def test_counts_leave_unknown_sids_out(schema):
+    table = _table_with_unknowns(schema)
+    counts = sid_identity_counts(table)
+    for k, g in enumerate(GROUPS):
+        assert counts[g].sum() == (table.sids[:, k] >= 0).sum()
+        assert occurring_sid_counts(table)[g] == len(set(table.sids[:, k].tolist()) - {-1})
+    margins = adaptive_margins(counts, len(table))
+    assert all(np.isfinite(m).all() for m in margins.values())
+
+
+def test_unknown_values_round_trip_through_mat(schema, tmp_path):
+    """Coded 0 in the file (a binary field, or the one-hot fields of a colour) = unknown."""
+    table = _table_with_unknowns(schema)
+    save_attribute_mat(tmp_path / "a.mat", {"train": table, "test": table})
+    back = load_attribute_mat(tmp_path / "a.mat")["train"]
+    assert np.array_equal(back.values, table.values)
+    assert np.array_equal(back.sids, table.sids)
+
+
+def test_values_below_unknown_code_are_rejected():
+    values = random_values(MARKET1501, 2, np.random.default_rng(0))
+    values[0, 0] = -2
+    with pytest.raises(CerberusError, match="below -1"):
+        MARKET1501.to_sids(values)
 
 
 def test_identity_counts_sum_to_identities(schema):

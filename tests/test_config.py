@@ -21,6 +21,9 @@ def test_paper_configs_are_the_defaults():
     assert (paper.data.p, paper.data.k, paper.data.height, paper.data.width) == (16, 4, 384, 128)
     duke = load_config(CONFIGS / "dukemtmc.yaml")
     assert duke.data.dataset == "dukemtmc" and duke.model == paper.model
+    assert paper.loss.semantic == duke.loss.semantic == "hinge"  # the paper's L_sem, SPEC 3
+    assert paper.data.pad == duke.data.pad == d.data.pad == 0  # SPEC 4: flip + erasing only
+    assert load_config(CONFIGS / "synthetic.yaml").data.pad == 4
 
 
 @pytest.mark.parametrize("name", ["market1501", "dukemtmc", "synthetic"])
@@ -43,6 +46,10 @@ def test_overrides_are_typed():
         ("nosection.x=1", "unknown section 'nosection'"),
         ("train.amp=3", "train.amp: expected true or false"),
         ("loss.margin=big", "loss.margin must be 'adaptive' or a number"),
+        ("loss.semantic=arcface", "loss.semantic must be 'hinge' or 'softmax'"),
+        ("loss.semantic_scale=0", "loss.semantic_scale must be positive"),
+        ("data.pad=-1", "data.pad must be 0"),
+        ("loss.lambda_attr=1", "loss.lambda_attr > 0 needs model.attribute_heads=true"),
         ("lr=1", "expected section.key=value"),
     ],
 )

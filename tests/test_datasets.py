@@ -157,3 +157,48 @@ def test_exclude_training_sids_makes_them_unseen(tmp_path):
     assert set(out.train_attributes.ids) == set(out.train.pids)
     with pytest.raises(CerberusError, match="not of the form G:index"):
         exclude_training_sids(ds, ("X:1",))
+
+
+def test_unlabelled_duke_top_reads_as_unknown_u_sid(tmp_path):
+    """A Duke training identity with `top` coded 0: U SID -1 on its images, everything else
+    (labels, other groups, exclusion, sampler, adaptive margins) as for any identity."""
+    from cerberus.attributes import GROUPS, load_attribute_mat, save_attribute_mat
+    from cerberus.config import Config
+    from cerberus.data.datasets import exclude_training_sids
+    from cerberus.engine import build_margins
+
+    root = make_tree(tmp_path / "d", DUKEMTMC, train_ids=tuple(range(2, 20, 2)))
+    mat = root / "duke_attribute.mat"
+    tables = load_attribute_mat(mat)
+    values = tables["train"].values.copy()
+    values[0, DUKEMTMC.index("upper.length")] = -1  # identity 2: top not annotated
+    tables["train"] = type(tables["train"])(DUKEMTMC, tables["train"].ids, values)
+    save_attribute_mat(mat, tables)
+    ds = read_dataset(root, "dukemtmc")
+    u = GROUPS.index("U")
+    mine = ds.train.pids == 2
+    assert (ds.train.sids[mine, u] == -1).all() and (ds.train.sids[~mine] >= 0).all()
+    assert (np.delete(ds.train.sids[mine], u, axis=1) >= 0).all()
+    assert ds.num_train_ids == 9
+    item = ImageDataset(ds.train, build_transforms(height=32, width=16, train=False))[0]
+    assert item["sids"][u] == -1
+    margins = build_margins(Config(), ds)
+    assert all(torch.isfinite(m).all() for m in margins.values())
+    sid = int(ds.train.sids[~mine][0, u])
+    out = exclude_training_sids(ds, (f"U:{sid}",))
+    assert 2 in out.train.pids  # an unknown SID is never an excluded one
+    PKBatchSampler(out.train.labels, p=2, k=2, seed=0, stop=2)
+
+
+@pytest.mark.parametrize("pad", [0, 4])
+def test_train_transform_with_and_without_pad(pad):
+    from PIL import Image
+
+    t = build_transforms(height=32, width=16, train=True, pad=pad, random_erasing=0.0)
+    names = [type(op).__name__ for op in t.transforms]
+    assert ("Pad" in names) == (pad > 0) and ("RandomCrop" in names) == (pad > 0)
+    img = Image.fromarray(np.zeros((50, 20, 3), dtype=np.uint8))
+    assert t(img).shape == (3, 32, 16)
+    assert "Pad" not in [
+        type(op).__name__ for op in build_transforms(height=32, width=16, train=True).transforms
+    ]  # off by default (SPEC 4)

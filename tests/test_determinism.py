@@ -9,8 +9,9 @@ import torch
 from conftest import make_tree
 
 from cerberus.attributes import MARKET1501
+from cerberus.checkpoints import load_checkpoint
 from cerberus.config import load_config
-from cerberus.engine import load_checkpoint, train
+from cerberus.engine import train
 
 TINY = [
     "model.backbone=resnet18",

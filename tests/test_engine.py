@@ -290,3 +290,24 @@ def test_periodic_evaluation_is_logged(tree, tmp_path):
     evals = [r for r in rows if "reid_map_score" in r]
     assert len(evals) == 1 and evals[0]["iteration"] == 2
     assert 0 <= evals[0]["reid_map_score"] <= 1 and 0 <= evals[0]["par_mean_accuracy_score"] <= 1
+
+
+def test_training_with_softmax_sem_and_attribute_heads(tree, tmp_path):
+    """The options beyond the paper run through the engine, log attr_loss, and reload."""
+    import json
+
+    cfg = tiny_config(
+        tree,
+        tmp_path / "a",
+        "optim.iterations=3",
+        "loss.semantic=softmax",
+        "model.attribute_heads=true",
+        "loss.lambda_attr=1.0",
+    )
+    train(cfg, resume=False)
+    rows = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert all(r["attr_loss"] > 0 and r["sem_loss"] > 0 for r in rows)
+    model, _, _ = load_model_from_checkpoint(tmp_path / "a" / "last.pt")
+    assert model.has_attribute_heads
+    feats = model(torch.randn(2, 3, 64, 32))["features"]
+    assert model.predict_attributes(feats).shape == (2, MARKET1501.num_attributes)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cerberus.attributes import GROUPS, MARKET1501
+from cerberus.errors import CerberusError
 from cerberus.losses import (
     batch_hard_soft_margin_triplet_loss,
     compute_losses,
@@ -15,6 +16,7 @@ from cerberus.losses import (
     identification_loss,
     prototype_regularization_loss,
     semantic_guidance_loss,
+    semantic_softmax_loss,
 )
 from cerberus.model import build_model
 
@@ -31,6 +33,120 @@ def test_semantic_guidance_by_hand():
     assert loss.item() == pytest.approx((0.9 - 1 / math.sqrt(2)) / 2, abs=1e-6)
     zero = semantic_guidance_loss(feats, protos, sids, [torch.zeros(2)] * 5)
     assert zero.item() == pytest.approx((1 - 1 / math.sqrt(2)) / 2, abs=1e-6)
+
+
+def _slow_softmax(feats, protos, sids, margins, scale):
+    """Loop over images, groups and prototypes; -log of the true SID's softmax share."""
+    terms = []
+    for i in range(feats.shape[0]):
+        for k, (p, m) in enumerate(zip(protos, margins)):
+            g = int(sids[i, k])
+            if g < 0:
+                continue
+            logits = []
+            for j in range(p.shape[0]):
+                cos = float(feats[i, k] @ p[j]) / float(feats[i, k].norm() * p[j].norm())
+                logits.append(scale * (cos - (float(m[g]) if j == g else 0.0)))
+            top = max(logits)
+            log_z = top + math.log(sum(math.exp(z - top) for z in logits))
+            terms.append(log_z - logits[g])
+    return sum(terms) / len(terms)
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0, 30.0])
+def test_semantic_softmax_matches_slow_loop(scale):
+    torch.manual_seed(3)
+    sizes = [4, 18, 40, 8, 8]
+    protos = [torch.randn(n, 6, dtype=torch.float64) for n in sizes]
+    feats = torch.randn(7, 5, 6, dtype=torch.float64)
+    sids = torch.stack([torch.randint(0, n, (7,)) for n in sizes], dim=1)
+    margins = [torch.rand(n, dtype=torch.float64) for n in sizes]
+    fast = semantic_softmax_loss(feats, protos, sids, margins, scale=scale)
+    assert fast.item() == pytest.approx(
+        _slow_softmax(feats, protos, sids, margins, scale), rel=1e-5
+    )
+
+
+def test_semantic_softmax_without_margin_is_scaled_cosine_cross_entropy():
+    torch.manual_seed(4)
+    protos = [torch.randn(5, 3)] * 5
+    feats = torch.randn(6, 5, 3)
+    sids = torch.randint(0, 5, (6, 5))
+    for scale in (1.0, 16.0):
+        loss = semantic_softmax_loss(feats, protos, sids, [torch.zeros(5)] * 5, scale=scale)
+        cos = (
+            torch.nn.functional.normalize(feats, dim=-1)
+            @ torch.nn.functional.normalize(protos[0], dim=-1).T
+        )  # (6, 5 groups, 5 SIDs)
+        plain = torch.nn.functional.cross_entropy(scale * cos.reshape(30, 5), sids.reshape(30))
+        assert loss.item() == pytest.approx(plain.item(), rel=1e-5)
+
+
+def test_softmax_pushes_away_from_other_prototypes_hinge_does_not():
+    """At f = p_g the hinge has nothing to do; the softmax still moves f and p_j apart."""
+    p = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    margins = [torch.full((3,), 0.3)] * 5
+    sids = torch.zeros(1, 5, dtype=torch.long)
+    for form in ("hinge", "softmax"):
+        f = torch.tensor([1.0, 0.0, 0.0]).expand(1, 5, 3).clone().requires_grad_(True)
+        protos = [p.clone().requires_grad_(True) for _ in range(5)]
+        if form == "hinge":
+            semantic_guidance_loss(f, protos, sids, margins).backward()
+            assert f.grad.abs().sum() == 0
+            assert all(q.grad[1:].abs().sum() == 0 for q in protos)
+            continue
+        semantic_softmax_loss(f, protos, sids, margins, scale=10.0).backward()
+        with torch.no_grad():
+            f_step = f - 0.1 * f.grad
+            for k, q in enumerate(protos):
+                q_step = q - 0.1 * q.grad
+                for j in (1, 2):  # cosines to the other prototypes go negative
+                    assert torch.cosine_similarity(f_step[0, k], p[j], dim=0) < 0
+                    assert torch.cosine_similarity(f[0, k], q_step[j], dim=0) < 0
+
+
+@pytest.mark.parametrize("form", ["hinge", "softmax"])
+def test_unknown_sids_are_left_out_of_sem_for_their_group_only(form):
+    torch.manual_seed(5)
+    sizes = [4, 18, 40, 8, 8]
+    protos = [torch.randn(n, 6) for n in sizes]
+    margins = [torch.rand(n) for n in sizes]
+    feats = torch.randn(4, 5, 6, requires_grad=True)
+    sids = torch.stack([torch.randint(0, n, (4,)) for n in sizes], dim=1)
+    sids[0, 1] = -1  # image 0: upper body unknown
+    sids[3] = -1  # image 3: nothing known
+
+    def sem(f, s):
+        if form == "hinge":
+            return semantic_guidance_loss(f, protos, s, margins)
+        return semantic_softmax_loss(f, protos, s, margins, scale=10.0)
+
+    loss = sem(feats, sids)
+    loss.backward()
+    assert feats.grad[3].abs().sum() == 0 and feats.grad[0, 1].abs().sum() == 0
+    assert feats.grad[0, 0].abs().sum() > 0  # image 0's other groups still count
+    # The mean is over the 14 known (image, group) pairs: the sum of one-pair losses / 14.
+    pairs = [(i, k) for i in range(4) for k in range(5) if sids[i, k] >= 0]
+    assert len(pairs) == 14
+    singles = []
+    for i, k in pairs:
+        one = torch.full_like(sids, -1)
+        one[i, k] = sids[i, k]
+        singles.append(sem(feats.detach(), one))
+    assert loss.item() == pytest.approx(sum(singles).item() / 14, rel=1e-5)
+    none = sem(feats, torch.full_like(sids, -1))
+    assert none.item() == 0 and none.requires_grad
+
+
+def test_semantic_softmax_rejects_bad_scale():
+    with pytest.raises(CerberusError, match="scale"):
+        semantic_softmax_loss(
+            torch.randn(2, 5, 3),
+            [torch.randn(4, 3)] * 5,
+            torch.zeros(2, 5, dtype=torch.long),
+            [torch.zeros(4)] * 5,
+            scale=0.0,
+        )
 
 
 def test_fixed_margins():
@@ -163,6 +279,82 @@ def test_compute_losses_weights_and_switches():
         use_reg=False,
     )
     assert off["sem_loss"].item() == 0 and off["reg_loss"].item() == 0
+    soft = compute_losses(
+        model(x), labels=labels, sids=sids, model=model, margins=margins, semantic="softmax"
+    )
+    protos = [model.prototypes[g] for g in GROUPS]
+    alone = semantic_softmax_loss(
+        model(x)["features"], protos, sids, [margins[g] for g in GROUPS], scale=10.0
+    )
+    assert soft["sem_loss"].item() == pytest.approx(alone.item(), rel=1e-5)
+    with pytest.raises(CerberusError, match="semantic"):
+        compute_losses(
+            model(x), labels=labels, sids=sids, model=model, margins=margins, semantic="cosface"
+        )
     assert off["total_loss"].item() == pytest.approx(
         (off["ce_loss"] + off["triplet_loss"]).item(), rel=1e-6
     )
+
+
+def test_attribute_loss_is_mean_of_per_attribute_cross_entropy_ignoring_unknown():
+    from cerberus.losses import attribute_loss
+
+    torch.manual_seed(6)
+    sizes = [2, 9, 4]
+    logits = torch.randn(5, 15)
+    values = torch.tensor([[0, 3, 1], [1, -1, 2], [-1, 8, 0], [1, 0, -1], [0, 2, 3]])
+    expected = []
+    for j, block in enumerate(logits.split(sizes, dim=1)):
+        known = values[:, j] >= 0
+        expected.append(torch.nn.functional.cross_entropy(block[known], values[known, j]))
+    got = attribute_loss(logits, values, sizes)
+    assert got.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-6)
+    values[:, 1] = -1  # an attribute with no known value in the batch is left out
+    no_colour = attribute_loss(logits, values, sizes)
+    assert no_colour.item() == pytest.approx(((expected[0] + expected[2]) / 2).item(), rel=1e-6)
+    assert attribute_loss(logits, torch.full_like(values, -1), sizes).item() == 0
+    with pytest.raises(CerberusError, match="attribute_loss"):
+        attribute_loss(logits, values[:, :2], sizes)
+
+
+def test_attribute_heads_loss_decreases_on_a_tiny_batch():
+    from conftest import tiny_model
+
+    sizes = [(a.group, a.num_values) for a in MARKET1501.attributes]
+    model = tiny_model(attribute_sizes=sizes)
+    torch.manual_seed(1)
+    x = torch.randn(4, 3, 64, 32)
+    labels = torch.tensor([0, 0, 1, 1])
+    values = torch.stack([torch.randint(0, n, (4,)) for _, n in sizes], dim=1)
+    values[0, 2] = -1
+    sids = torch.as_tensor(MARKET1501.to_sids(values.numpy()))
+    margins = {g: torch.full((n,), 0.5) for g, n in MARKET1501.num_sids.items()}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    history = []
+    for _ in range(8):
+        out = compute_losses(
+            model(x),
+            labels=labels,
+            sids=sids,
+            model=model,
+            margins=margins,
+            values=values,
+            lambda_attr=1.0,
+        )
+        history.append(out["attr_loss"].item())
+        opt.zero_grad()
+        out["total_loss"].backward()
+        opt.step()
+    assert history[-1] < history[0]
+    assert "attr_loss" in out and torch.allclose(
+        out["total_loss"],
+        5 * out["sem_loss"]
+        + out["ce_loss"]
+        + out["triplet_loss"]
+        + 0.001 * out["reg_loss"]
+        + out["attr_loss"],
+    )
+    with pytest.raises(CerberusError, match="attribute heads"):
+        compute_losses(
+            _model()(x), labels=labels, sids=sids, model=_model(), margins=margins, lambda_attr=1.0
+        )

@@ -239,3 +239,70 @@ def test_golden_output_on_cpu():
 
 
 GOLDEN = [100.16597747802734, 604.5521240234375, 12.197834014892578]
+
+
+def _attribute_sizes(schema):
+    return [(a.group, a.num_values) for a in schema.attributes]
+
+
+@pytest.mark.parametrize("schema", ["market1501", "dukemtmc"])
+def test_attribute_heads_shapes_and_prediction(schema):
+    from cerberus.attributes import get_schema
+
+    s = get_schema(schema)
+    torch.manual_seed(0)
+    model = build_model(
+        num_classes=7,
+        num_sids=s.num_sids,
+        binary_vectors={g: s.codecs[g].binary_vectors() for g in GROUPS},
+        backbone="resnet18",
+        pretrained=False,
+        dim=16,
+        attribute_sizes=_attribute_sizes(s),
+    )
+    x = torch.randn(3, 3, 64, 32)
+    out = model(x)
+    width = sum(a.num_values for a in s.attributes)
+    assert out["attribute_logits"].shape == (3, width)
+    pred = model.predict_attributes(out["features"])
+    assert pred.shape == (3, s.num_attributes) and pred.dtype == torch.long
+    for j, a in enumerate(s.attributes):
+        assert 0 <= pred[:, j].min() and pred[:, j].max() < a.num_values
+    model.eval()
+    assert set(model(x)) == {"features"}  # training heads only in train mode
+    emb = tiny().eval().embed(x)
+    assert emb.shape == model.embed(x).shape
+
+
+def test_attribute_heads_off_change_nothing_and_checkpoints_load():
+    plain, off = tiny(), tiny(attribute_sizes=())
+    assert count_parameters(plain) == count_parameters(off)
+    assert count_parameters(off)["attribute_head_params"] == 0
+    assert list(plain.state_dict()) == list(off.state_dict())
+    assert not any("attribute" in k for k in off.state_dict())
+    on = tiny(attribute_sizes=_attribute_sizes(MARKET1501))
+    counts = count_parameters(on)
+    width = sum(a.num_values for a in MARKET1501.attributes)
+    assert counts["attribute_head_params"] == 16 * width + width
+    assert counts["embedding_params"] == count_parameters(off)["embedding_params"]
+    # Each loads its own checkpoint; the embedding part is the same either way.
+    tiny(attribute_sizes=_attribute_sizes(MARKET1501)).load_state_dict(on.state_dict())
+    tiny().load_state_dict(off.state_dict())
+    missing = tiny().load_state_dict(on.state_dict(), strict=False)
+    assert missing.missing_keys == [] and all(
+        k.startswith("attribute_classifiers.") for k in missing.unexpected_keys
+    )
+    with pytest.raises(CerberusError, match="no attribute heads"):
+        off.attribute_logits(torch.zeros(1, 5, 16))
+
+
+def test_model_from_config_builds_attribute_heads():
+    from cerberus.checkpoints import model_from_config
+    from cerberus.config import ModelConfig
+
+    cfg = ModelConfig(backbone="resnet18", pretrained=False, dim=16, attribute_heads=True)
+    model = model_from_config(cfg, MARKET1501, 7)
+    assert model.has_attribute_heads and len(model.attribute_classifiers) == 12
+    assert not model_from_config(
+        ModelConfig(backbone="resnet18", pretrained=False, dim=16), MARKET1501, 7
+    ).has_attribute_heads

@@ -16,6 +16,10 @@ A SID of group G is one combination of the values of all attributes of G. The SI
 *full* product of the value counts, so a combination never seen in training still has an index
 (and a prototype). The SID index is a mixed-radix number over the group's attributes, first
 attribute most significant.
+
+Unknown labels: a value code ``-1`` means "not annotated" (DukeMTMC-reID has two training
+identities with ``top`` coded 0). A group with an unknown value has the unknown SID ``-1``;
+the semantic guidance loss leaves it out, and SID counts do not count it.
 """
 
 from __future__ import annotations
@@ -207,16 +211,24 @@ class Schema:
         return [i for i, a in enumerate(self.attributes) if a.group == group]
 
     def to_sids(self, values: np.ndarray) -> np.ndarray:
-        """Attribute values ``(N, num_attributes)`` -> SIDs ``(N, 5)``, :data:`GROUPS` order."""
+        """Attribute values ``(N, num_attributes)`` -> SIDs ``(N, 5)``, :data:`GROUPS` order.
+
+        A group with any value ``-1`` (unknown) gets the SID ``-1``.
+        """
         values = np.asarray(values, dtype=np.int64)
         if values.ndim != 2 or values.shape[1] != self.num_attributes:
             raise CerberusError(
                 f"{self.name}: expected values of shape (N, {self.num_attributes}), "
                 f"got {values.shape}"
             )
-        return np.stack(
-            [self.codecs[g].encode(values[:, self.group_columns(g)]) for g in GROUPS], axis=1
-        )
+        if (values < -1).any():
+            raise CerberusError(f"{self.name}: attribute value below -1 (the unknown code)")
+        out = np.full((values.shape[0], len(GROUPS)), -1, dtype=np.int64)
+        for k, g in enumerate(GROUPS):
+            group_values = values[:, self.group_columns(g)]
+            known = (group_values >= 0).all(1)
+            out[known, k] = self.codecs[g].encode(group_values[known])
+        return out
 
     def alternative_sids(self, values: np.ndarray, alt_values: np.ndarray) -> np.ndarray:
         """SIDs of the alternative value rows: ``(N, K, 5)``, ``-1`` where a slot changes nothing.
@@ -247,16 +259,22 @@ class Schema:
         return out
 
     def from_sids(self, sids: np.ndarray) -> np.ndarray:
-        """SIDs ``(N, 5)`` -> full attribute values ``(N, num_attributes)``."""
+        """SIDs ``(N, 5)`` -> full attribute values ``(N, num_attributes)``; SID ``-1`` gives
+        ``-1`` for every attribute of its group."""
         sids = np.asarray(sids, dtype=np.int64)
-        out = np.zeros((sids.shape[0], self.num_attributes), dtype=np.int64)
+        out = np.full((sids.shape[0], self.num_attributes), -1, dtype=np.int64)
         for k, g in enumerate(GROUPS):
-            out[:, self.group_columns(g)] = self.codecs[g].decode(sids[:, k])
+            known = sids[:, k] != -1
+            cols = self.group_columns(g)
+            out[np.ix_(known, cols)] = self.codecs[g].decode(sids[known, k])
         return out
 
     def describe(self, values: Sequence[int]) -> dict[str, str]:
-        """``{attribute name: value name}`` for one full value row."""
-        return {a.name: a.values[int(v)] for a, v in zip(self.attributes, values)}
+        """``{attribute name: value name}`` for one full value row (``-1``: ``"unknown"``)."""
+        return {
+            a.name: a.values[int(v)] if int(v) >= 0 else "unknown"
+            for a, v in zip(self.attributes, values)
+        }
 
     def parse_query(self, text: str | Mapping[str, str]) -> dict[str, int]:
         """Parse ``"gender=female, upper.color=red"`` into ``{attribute name: value code}``.
@@ -443,7 +461,7 @@ class AttributeTable:
     Attributes:
         schema: the schema the values follow.
         ids: identity numbers, shape ``(N,)``.
-        values: value codes, shape ``(N, schema.num_attributes)``.
+        values: value codes, shape ``(N, schema.num_attributes)``; ``-1`` = not annotated.
         alt_values: alternative colour codes, shape ``(N, K, schema.num_attributes)``: the
             further colour fields set for an identity annotated with several colours, ``-1``
             where there is none (and in every non-colour column). ``None`` (the default) is
@@ -469,7 +487,7 @@ class AttributeTable:
 
     @cached_property
     def sids(self) -> np.ndarray:
-        """SIDs of every identity, shape ``(N, 5)``."""
+        """SIDs of every identity, shape ``(N, 5)``; ``-1`` where a group has an unknown value."""
         return self.schema.to_sids(self.values)
 
     @cached_property
@@ -526,10 +544,11 @@ def _decode_split(schema: Schema, split: np.ndarray, where: str) -> AttributeTab
     for j, attr in enumerate(schema.attributes):
         if attr.is_onehot:
             hot = np.stack([_read_field(split, f, n, where) for f in attr.fields], 1)
-            if not np.isin(hot, (1, 2)).all():
-                raise CerberusError(f"{where}: {attr.name} fields must be coded 1 or 2")
+            if not np.isin(hot, (0, 1, 2)).all():
+                raise CerberusError(f"{where}: {attr.name} fields must be coded 1 or 2 (0: none)")
+            unlabelled = (hot == 0).any(1)
             hot = hot == 2
-            values[:, j] = np.where(hot.any(1), hot.argmax(1) + 1, 0)
+            values[:, j] = np.where(unlabelled, -1, np.where(hot.any(1), hot.argmax(1) + 1, 0))
             multi = np.nonzero(hot.sum(1) > 1)[0]
             if len(multi):
                 # Real quirk: 23 DukeMTMC test identities have two (one has three) lower-body
@@ -552,18 +571,18 @@ def _decode_split(schema: Schema, split: np.ndarray, where: str) -> AttributeTab
             unlabelled = np.nonzero(col == 0)[0]
             if len(unlabelled):
                 # Real quirk: 2 DukeMTMC train identities have `top` coded 0 (no label).
+                # Their value is unknown (-1): left out of L_sem for that group, of SID counts.
                 logger.warning(
-                    "%s: %d identities have %r coded 0 (unlabelled, e.g. %04d); read as %r",
+                    "%s: %d identities have %r coded 0 (unlabelled, e.g. %04d); read as unknown",
                     where,
                     len(unlabelled),
                     attr.fields[0],
                     ids[int(unlabelled[0])],
-                    attr.values[0],
                 )
-                col = np.where(col == 0, 1, col)
-            if (col < 1).any() or (col > attr.num_values).any():
+            if (col < 0).any() or (col > attr.num_values).any():
                 raise CerberusError(
-                    f"{where}: field {attr.fields[0]!r} must be coded 1..{attr.num_values}"
+                    f"{where}: field {attr.fields[0]!r} must be coded 1..{attr.num_values} "
+                    "(0: unlabelled)"
                 )
             values[:, j] = col - 1
     num_alt = max((c.shape[1] for c in alternatives.values()), default=0)
@@ -626,7 +645,8 @@ def save_attribute_mat(path: str | Path, tables: Mapping[str, AttributeTable]) -
                 alt = table.alt_values[:, :, j]
                 for i, f in enumerate(attr.fields):
                     hot = (v == i + 1) | (alt == i + 1).any(1)
-                    fields[f] = np.where(hot, 2, 1).astype(np.uint8)[None, :]
+                    code = np.where(v < 0, 0, np.where(hot, 2, 1))
+                    fields[f] = code.astype(np.uint8)[None, :]
             else:
                 fields[attr.fields[0]] = (v + 1).astype(np.uint8)[None, :]
         ids = np.empty((1, len(table)), dtype=object)
@@ -644,10 +664,13 @@ def save_attribute_mat(path: str | Path, tables: Mapping[str, AttributeTable]) -
 
 
 def sid_identity_counts(table: AttributeTable) -> dict[str, np.ndarray]:
-    """N_g^G: number of identities with SID g in group G; ``{group: (num_sids,) int}``."""
+    """N_g^G: number of identities with SID g in group G; ``{group: (num_sids,) int}``.
+
+    Identities whose SID of G is unknown (``-1``) are not counted in G.
+    """
     sids = table.sids
     return {
-        g: np.bincount(sids[:, k], minlength=table.schema.codecs[g].num_sids)
+        g: np.bincount(sids[sids[:, k] >= 0, k], minlength=table.schema.codecs[g].num_sids)
         for k, g in enumerate(GROUPS)
     }
 
@@ -673,8 +696,9 @@ def adaptive_margins(
 
 
 def occurring_sid_counts(table: AttributeTable) -> dict[str, int]:
-    """Distinct SIDs occurring in a table, per group (SPEC 1 check: 66 / 61 on Market)."""
-    return {g: int(len(np.unique(table.sids[:, k]))) for k, g in enumerate(GROUPS)}
+    """Distinct known SIDs occurring in a table, per group (SPEC 1 check: 66 / 61 on Market)."""
+    sids = table.sids
+    return {g: int(len(np.unique(sids[sids[:, k] >= 0, k]))) for k, g in enumerate(GROUPS)}
 
 
 def total_sid_space(schema: Schema) -> int:

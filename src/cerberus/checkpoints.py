@@ -42,6 +42,9 @@ def model_from_config(
         last_stride=m.last_stride,
         align_sigma=m.align_sigma,
         use_alignment=m.use_alignment,
+        attribute_sizes=[(a.group, a.num_values) for a in schema.attributes]
+        if m.attribute_heads
+        else (),
     )
 
 

@@ -30,7 +30,9 @@ class DataConfig:
     k: int = 4
     num_workers: int = 4
     flip: bool = True
-    pad: int = 10
+    pad: int = 0
+    """Pad-and-random-crop pixels (torchreid's habit); 0, the paper (SPEC 4: flip and random
+    erasing only), turns it off."""
     random_erasing: float = 0.5
     on_bad_image: str = "stop"
     """``"stop"``: an unreadable image stops the run naming the file; ``"skip"``: images are
@@ -51,6 +53,9 @@ class ModelConfig:
     last_stride: int = 1
     align_sigma: float = 5.0
     use_alignment: bool = True
+    attribute_heads: bool = False
+    """Add training heads that classify each attribute from its group's representation (a PAR
+    reference baseline in the style of FastAttr, not the paper's method; see loss.lambda_attr)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,13 @@ class LossConfig:
     """``"adaptive"`` (SPEC 3) or a fixed number such as ``"0"`` or ``"0.6"`` for the ablation."""
     alpha: float = 0.4
     beta: float = 1.8
+    semantic: str = "hinge"
+    """Form of L_sem: ``"hinge"`` (the paper, SPEC 3) or ``"softmax"`` (cross-entropy over the
+    group's prototypes on scaled cosines, the true SID's margin subtracted; SPEC 8)."""
+    semantic_scale: float = 10.0
+    """The scale s of the softmax form (unused by the hinge)."""
+    lambda_attr: float = 0.0
+    """Weight of the attribute heads' mean cross-entropy (needs model.attribute_heads)."""
     use_sem: bool = True
     use_id: bool = True
     use_reg: bool = True
@@ -80,6 +92,14 @@ class OptimConfig:
     min_lr: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 5e-4
+    """Adam's L2 coefficient (added to the gradient) of the decayed groups, see
+    :func:`cerberus.optim.parameter_groups`; conv / linear weights are always decayed."""
+    decay_norm_and_bias: bool = True
+    """Also decay BatchNorm weights / biases and other biases (torchreid and the bag of tricks
+    baseline do; it is what Cerberus did before the groups were explicit)."""
+    decay_prototypes: bool = False
+    """Also decay the SID prototypes and the L_reg residual vectors v_l. Off: the losses see
+    them through cosines and differences, so decay would only shrink them."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +261,14 @@ def _validate(cfg: Config, where: str) -> None:
         )
     if not cfg.eval.prior_scale > 0:
         raise CerberusError(f"{where}: eval.prior_scale must be > 0, got {cfg.eval.prior_scale}")
+    if cfg.loss.semantic not in ("hinge", "softmax"):
+        raise CerberusError(
+            f"{where}: loss.semantic must be 'hinge' or 'softmax', got {cfg.loss.semantic!r}"
+        )
+    if not cfg.loss.semantic_scale > 0:
+        raise CerberusError(
+            f"{where}: loss.semantic_scale must be positive, got {cfg.loss.semantic_scale}"
+        )
     if cfg.data.on_bad_image not in ("stop", "skip"):
         raise CerberusError(
             f"{where}: data.on_bad_image must be 'stop' or 'skip', got {cfg.data.on_bad_image!r}"
@@ -249,6 +277,12 @@ def _validate(cfg: Config, where: str) -> None:
         raise CerberusError(f"{where}: optim.warmup_iterations exceeds optim.iterations")
     if cfg.train.threads < 0:
         raise CerberusError(f"{where}: train.threads must be >= 0, got {cfg.train.threads}")
+    if cfg.loss.lambda_attr < 0:
+        raise CerberusError(f"{where}: loss.lambda_attr must be >= 0, got {cfg.loss.lambda_attr}")
+    if cfg.loss.lambda_attr > 0 and not cfg.model.attribute_heads:
+        raise CerberusError(f"{where}: loss.lambda_attr > 0 needs model.attribute_heads=true")
+    if cfg.data.pad < 0:
+        raise CerberusError(f"{where}: data.pad must be 0 (off) or positive, got {cfg.data.pad}")
     if cfg.data.height <= 0 or cfg.data.width <= 0:
         raise CerberusError(f"{where}: data.height and data.width must be positive")
 

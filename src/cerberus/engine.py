@@ -49,10 +49,11 @@ from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
 from cerberus.losses import compute_losses, fixed_margins
 from cerberus.model import Cerberus
+from cerberus.optim import group_summary, parameter_groups
 
 logger = logging.getLogger(__name__)
 
-LOSS_TERMS = ("sem_loss", "ce_loss", "triplet_loss", "reg_loss", "total_loss")
+LOSS_TERMS = ("sem_loss", "ce_loss", "triplet_loss", "reg_loss", "attr_loss", "total_loss")
 
 
 def learning_rate(
@@ -94,7 +95,8 @@ def build_margins(cfg: Config, dataset: ReIDDataset) -> dict[str, torch.Tensor]:
 class TrainStep(nn.Module):
     """The model plus its losses, so DistributedDataParallel sees every parameter in one graph.
 
-    ``forward(images, labels, sids)`` returns the dict of named loss terms (:data:`LOSS_TERMS`).
+    ``forward(images, labels, sids, values)`` returns the dict of named loss terms
+    (:data:`LOSS_TERMS`); ``values`` (attribute codes) feed the optional attribute heads.
     """
 
     def __init__(self, model: Cerberus, margins: dict[str, torch.Tensor], cfg: Config):
@@ -105,7 +107,11 @@ class TrainStep(nn.Module):
         self.loss_cfg = cfg.loss
 
     def forward(
-        self, images: torch.Tensor, labels: torch.Tensor, sids: torch.Tensor
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        sids: torch.Tensor,
+        values: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         output = self.model(images)
         c = self.loss_cfg
@@ -118,6 +124,10 @@ class TrainStep(nn.Module):
             lambda_sem=c.lambda_sem,
             lambda_id=c.lambda_id,
             lambda_reg=c.lambda_reg,
+            values=values,
+            lambda_attr=c.lambda_attr,
+            semantic=c.semantic,
+            semantic_scale=c.semantic_scale,
             use_sem=c.use_sem,
             use_id=c.use_id,
             use_reg=c.use_reg,
@@ -205,12 +215,15 @@ def train(
     step_module = TrainStep(model, build_margins(cfg, dataset), cfg).to(device)
     if cfg.train.channels_last:  # faster convolutions on CUDA and on CPU (oneDNN)
         step_module = step_module.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(
-        step_module.parameters(),
-        lr=cfg.optim.warmup_start_lr,
-        betas=cfg.optim.betas,
+    groups = parameter_groups(
+        step_module,
         weight_decay=cfg.optim.weight_decay,
+        decay_norm_and_bias=cfg.optim.decay_norm_and_bias,
+        decay_prototypes=cfg.optim.decay_prototypes,
     )
+    if is_main:
+        logger.info("optimiser groups: %s", group_summary(groups))
+    optimizer = torch.optim.Adam(groups, lr=cfg.optim.warmup_start_lr, betas=cfg.optim.betas)
 
     start = 0
     if resume and ckpt_path.is_file():
@@ -328,9 +341,10 @@ def train(
                 images = images.contiguous(memory_format=torch.channels_last)
             labels = batch["label"].to(device)
             sids = batch["sids"].to(device)
+            values = batch["values"].to(device)
             ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
             with ctx:
-                losses = net(images, labels, sids)
+                losses = net(images, labels, sids, values)
             values = {k: float(v.detach()) for k, v in losses.items()}
             for name, value in values.items():
                 if not math.isfinite(value):

@@ -35,39 +35,107 @@ def fixed_margins(num_sids: Mapping[str, int], value: float) -> dict[str, Tensor
     return {g: torch.full((int(n),), float(value)) for g, n in num_sids.items()}
 
 
+SEMANTIC_FORMS: tuple[str, ...] = ("hinge", "softmax")
+"""The forms of L_sem: the paper's pull-only hinge (SPEC 3) and the softmax over prototypes
+(SPEC 8)."""
+
+
+def _check_semantic_inputs(
+    name: str,
+    features: Tensor,
+    prototypes: Sequence[Tensor],
+    sids: Tensor,
+    margins: Sequence[Tensor],
+) -> None:
+    if features.ndim != 3:
+        raise _shape_error(name, "features (B, groups, d)", features)
+    n = features.shape[1]
+    if sids.shape != features.shape[:2]:
+        raise _shape_error(name, f"sids {tuple(features.shape[:2])}", sids)
+    if len(prototypes) != n or len(margins) != n:
+        raise CerberusError(
+            f"{name}: {n} groups but {len(prototypes)} prototype matrices "
+            f"and {len(margins)} margin vectors"
+        )
+
+
 def semantic_guidance_loss(
     features: Tensor, prototypes: Sequence[Tensor], sids: Tensor, margins: Sequence[Tensor]
 ) -> Tensor:
-    """Semantic guidance loss, SPEC 3.
+    """Semantic guidance loss, SPEC 3 (the paper's hinge).
 
     L_sem = mean over images and groups G of max(1 - m_g^G - cos(f^G, p_g^G), 0), where g is the
-    image's SID in group G. Only the prototypes of SIDs present in the batch get a gradient.
+    image's SID in group G. Only the prototypes of SIDs present in the batch get a gradient; a
+    representation is pulled to its SID's prototype and never pushed from the others.
 
     Args:
         features: ``(B, 5, d)`` representations in GROUPS order.
         prototypes: five ``(S_G, d)`` prototype matrices P^G, GROUPS order.
-        sids: ``(B, 5)`` long, each image's SID per group.
+        sids: ``(B, 5)`` long, each image's SID per group; ``-1`` = unknown, and that
+            (image, group) pair is left out of the mean.
         margins: five ``(S_G,)`` margins m^G (adaptive, or :func:`fixed_margins`).
 
     Returns:
-        Scalar float32 loss.
+        Scalar float32 loss; 0 (attached to the graph) when no SID of the batch is known.
     """
-    if features.ndim != 3:
-        raise _shape_error("semantic_guidance_loss", "features (B, groups, d)", features)
-    n = features.shape[1]
-    if sids.shape != features.shape[:2]:
-        raise _shape_error("semantic_guidance_loss", f"sids {tuple(features.shape[:2])}", sids)
-    if len(prototypes) != n or len(margins) != n:
-        raise CerberusError(
-            f"semantic_guidance_loss: {n} groups but {len(prototypes)} prototype matrices "
-            f"and {len(margins)} margin vectors"
-        )
-    terms = []
+    _check_semantic_inputs("semantic_guidance_loss", features, prototypes, sids, margins)
+    total = features.new_zeros((), dtype=torch.float32)
+    count = 0
     for k, (p, m) in enumerate(zip(prototypes, margins)):
-        s = sids[:, k]
+        known = sids[:, k] >= 0
+        s = sids[:, k].clamp_min(0)
         cos = F.cosine_similarity(features[:, k].float(), p[s].float(), dim=-1)  # (B,)
-        terms.append(torch.relu(1.0 - m.to(cos)[s] - cos))
-    return torch.stack(terms, dim=1).mean()
+        total = total + (torch.relu(1.0 - m.to(cos)[s] - cos) * known).sum()
+        count = count + known.sum()
+    return total / torch.as_tensor(count).clamp_min(1)
+
+
+def semantic_softmax_loss(
+    features: Tensor,
+    prototypes: Sequence[Tensor],
+    sids: Tensor,
+    margins: Sequence[Tensor],
+    *,
+    scale: float = 10.0,
+) -> Tensor:
+    """Discriminative semantic guidance, SPEC 8: cross-entropy over each group's prototypes.
+
+    For image i and group G with SID g, the logits over the S_G prototypes are
+
+        z_j = s * (cos(f^G_i, p_j^G) - m_g^G * [j = g]),   L = -log softmax(z)_g,
+
+    averaged over the known (image, group) pairs. The margin m^G (adaptive, SPEC 3, or fixed) is
+    an additive cosine margin of the true SID; with m = 0 this is plain scaled-cosine
+    cross-entropy. Unlike :func:`semantic_guidance_loss`, every prototype of the group gets a
+    gradient: the representation is pulled to p_g and pushed from the other p_j.
+
+    Args:
+        features: ``(B, 5, d)`` representations in GROUPS order.
+        prototypes: five ``(S_G, d)`` prototype matrices P^G, GROUPS order.
+        sids: ``(B, 5)`` long, each image's SID per group; ``-1`` = unknown (left out).
+        margins: five ``(S_G,)`` margins m^G.
+        scale: s > 0, the inverse temperature of the softmax.
+
+    Returns:
+        Scalar float32 loss; 0 (attached to the graph) when no SID of the batch is known.
+
+    Raises:
+        CerberusError: bad shapes or a non-positive ``scale``.
+    """
+    _check_semantic_inputs("semantic_softmax_loss", features, prototypes, sids, margins)
+    if not scale > 0:
+        raise CerberusError(f"semantic_softmax_loss: scale must be positive, got {scale}")
+    total = features.new_zeros((), dtype=torch.float32)
+    count = 0
+    for k, (p, m) in enumerate(zip(prototypes, margins)):
+        known = sids[:, k] >= 0
+        s = sids[:, k].clamp_min(0)
+        cos = F.normalize(features[:, k].float(), dim=-1) @ F.normalize(p.float(), dim=-1).T
+        true_margin = F.one_hot(s, p.shape[0]).to(cos) * m.to(cos)[s][:, None]  # (B, S_G)
+        ce = F.cross_entropy(scale * (cos - true_margin), s, reduction="none")
+        total = total + (ce * known).sum()
+        count = count + known.sum()
+    return total / torch.as_tensor(count).clamp_min(1)
 
 
 def batch_hard_soft_margin_triplet_loss(features: Tensor, labels: Tensor) -> Tensor:
@@ -131,6 +199,39 @@ def identification_loss(features: Tensor, logits: Tensor, labels: Tensor) -> dic
     return {"ce_loss": ce, "triplet_loss": tri}
 
 
+def attribute_loss(logits: Tensor, values: Tensor, sizes: Sequence[int]) -> Tensor:
+    """Attribute classification loss of the optional attribute heads (a PAR baseline in the
+    style of FastAttr, not part of SPEC 3).
+
+    Mean over attributes a of the cross-entropy of a's head over its V_a values, each averaged
+    over the images whose value of a is known; an attribute with no known value in the batch
+    is left out.
+
+    Args:
+        logits: ``(B, sum_a V_a)`` the heads' logits, attribute blocks in schema order.
+        values: ``(B, num_attributes)`` long value codes, ``-1`` = unknown.
+        sizes: ``V_a`` of every attribute.
+
+    Returns:
+        Scalar float32 loss; 0 (attached to the graph) when no value is known.
+    """
+    if logits.ndim != 2 or values.shape != (logits.shape[0], len(sizes)):
+        raise CerberusError(
+            f"attribute_loss: expected logits (B, {sum(sizes)}) and values (B, {len(sizes)}), "
+            f"got {tuple(logits.shape)} and {tuple(values.shape)}"
+        )
+    if logits.shape[1] != sum(sizes):
+        raise _shape_error("attribute_loss", f"logits (B, {sum(sizes)})", logits)
+    terms = []
+    for j, block in enumerate(logits.float().split(list(sizes), dim=1)):
+        target = values[:, j]
+        if (target >= 0).any():
+            terms.append(F.cross_entropy(block, target, ignore_index=-1))
+    if not terms:
+        return logits.float().sum() * 0.0
+    return torch.stack(terms).mean()
+
+
 def prototype_regularization_loss(
     prototypes: Sequence[Tensor],
     residual_vectors: Sequence[Tensor],
@@ -186,14 +287,18 @@ def compute_losses(
     lambda_sem: float = 5.0,
     lambda_id: float = 1.0,
     lambda_reg: float = 0.001,
+    values: Tensor | None = None,
+    lambda_attr: float = 0.0,
+    semantic: str = "hinge",
+    semantic_scale: float = 10.0,
     use_sem: bool = True,
     use_id: bool = True,
     use_reg: bool = True,
 ) -> dict[str, Tensor]:
     """All named loss terms and their weighted sum, SPEC 3.
 
-    total = lambda_sem * sem + lambda_id * (ce + triplet) + lambda_reg * reg; a switched-off term
-    is a zero tensor (and contributes nothing to the gradient).
+    total = lambda_sem * sem + lambda_id * (ce + triplet) + lambda_reg * reg + lambda_attr * attr;
+    a switched-off term is a zero tensor (and contributes nothing to the gradient).
 
     Args:
         output: the model's training output: ``features`` (B, 5, d), ``logits`` (5, B, C).
@@ -205,13 +310,25 @@ def compute_losses(
         lambda_sem: weight of L_sem.
         lambda_id: weight of L_id.
         lambda_reg: weight of L_reg.
+        values: ``(B, num_attributes)`` attribute value codes (``-1`` unknown), for the
+            attribute heads' loss.
+        lambda_attr: weight of the attribute heads' loss (:func:`attribute_loss`; needs
+            ``attribute_logits`` in ``output`` and ``values`` when positive).
+        semantic: form of L_sem, ``"hinge"`` (:func:`semantic_guidance_loss`, the paper) or
+            ``"softmax"`` (:func:`semantic_softmax_loss`, SPEC 8).
+        semantic_scale: the scale s of the softmax form.
         use_sem: compute L_sem.
         use_id: compute L_id (needs ``logits``: the model in training mode).
         use_reg: compute L_reg.
 
     Returns:
-        ``{"sem_loss", "ce_loss", "triplet_loss", "reg_loss", "total_loss"}``, scalar tensors.
+        ``{"sem_loss", "ce_loss", "triplet_loss", "reg_loss", "attr_loss", "total_loss"}``,
+        scalar tensors (``attr_loss`` is 0 without attribute heads).
     """
+    if semantic not in SEMANTIC_FORMS:
+        raise CerberusError(
+            f"compute_losses: semantic must be one of {', '.join(SEMANTIC_FORMS)}, got {semantic!r}"
+        )
     features = output["features"]
     zero = features.new_zeros((), dtype=torch.float32)
     protos = [model.prototypes[g] for g in GROUPS]
@@ -220,7 +337,11 @@ def compute_losses(
         missing = [g for g in GROUPS if g not in margins]
         if missing:
             raise CerberusError(f"compute_losses: no margins for groups {', '.join(missing)}")
-        sem = semantic_guidance_loss(features, protos, sids, [margins[g] for g in GROUPS])
+        group_margins = [margins[g] for g in GROUPS]
+        if semantic == "softmax":
+            sem = semantic_softmax_loss(features, protos, sids, group_margins, scale=semantic_scale)
+        else:
+            sem = semantic_guidance_loss(features, protos, sids, group_margins)
     ce = tri = zero
     if use_id:
         if "logits" not in output:
@@ -234,11 +355,20 @@ def compute_losses(
             [model.residual_vectors[g] for g in GROUPS],
             [model.binary_vectors(g) for g in GROUPS],
         )
-    total = lambda_sem * sem + lambda_id * (ce + tri) + lambda_reg * reg
+    attr = zero
+    if "attribute_logits" in output and values is not None:
+        attr = attribute_loss(output["attribute_logits"], values, model.attribute_sizes)
+    elif lambda_attr > 0:
+        raise CerberusError(
+            "compute_losses: lambda_attr > 0 needs a model with attribute heads in train mode "
+            "(model.attribute_heads=true) and the batch's attribute values"
+        )
+    total = lambda_sem * sem + lambda_id * (ce + tri) + lambda_reg * reg + lambda_attr * attr
     return {
         "sem_loss": sem,
         "ce_loss": ce,
         "triplet_loss": tri,
         "reg_loss": reg,
+        "attr_loss": attr,
         "total_loss": total,
     }

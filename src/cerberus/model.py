@@ -7,7 +7,7 @@ import copy
 import logging
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +146,10 @@ class Cerberus(nn.Module):
             before the data has placed them; the gradient of L_reg moves v from the first step
             (it is -A^T dL/dq, non-zero as soon as the prototypes differ).
         classifiers: ``{G: Linear(d, num_classes)}`` ID classifiers (training only).
+        attribute_classifiers: with ``attribute_sizes``, one ``Linear(d, V_a)`` per attribute a
+            (schema order) on the representation of a's group: a reference PAR baseline in the
+            style of FastAttr, not the paper's method (training heads; absent otherwise, so
+            checkpoints without them keep their keys).
     """
 
     def __init__(
@@ -160,6 +164,7 @@ class Cerberus(nn.Module):
         dim: int,
         align_sigma: float,
         use_alignment: bool,
+        attribute_sizes: Sequence[tuple[str, int]] = (),
     ):
         super().__init__()
         self.trunk = trunk
@@ -184,6 +189,58 @@ class Cerberus(nn.Module):
         for c in self.classifiers.values():
             nn.init.normal_(c.weight, std=0.001)
             nn.init.zeros_(c.bias)
+        for g, n in attribute_sizes:
+            if g not in GROUPS or n < 2:
+                raise CerberusError(f"attribute head ({g!r}, {n}): needs a group and >= 2 values")
+        self.attribute_sizes = tuple(int(n) for _, n in attribute_sizes)
+        self.attribute_group_index = tuple(GROUPS.index(g) for g, _ in attribute_sizes)
+        if attribute_sizes:
+            self.attribute_classifiers = nn.ModuleList(
+                [nn.Linear(dim, n) for n in self.attribute_sizes]
+            )
+            for c in self.attribute_classifiers:
+                nn.init.normal_(c.weight, std=0.001)
+                nn.init.zeros_(c.bias)
+
+    @property
+    def has_attribute_heads(self) -> bool:
+        return bool(self.attribute_sizes)
+
+    def attribute_logits(self, features: Tensor) -> Tensor:
+        """Logits of the attribute heads, concatenated in schema order.
+
+        Args:
+            features: ``(B, 5, d)`` representations (GROUPS order).
+
+        Returns:
+            ``(B, sum_a V_a)``; attribute a's block is ``attribute_sizes[a]`` wide.
+        """
+        if not self.has_attribute_heads:
+            raise CerberusError("this model has no attribute heads (model.attribute_heads=false)")
+        if features.ndim != 3 or features.shape[1] != len(GROUPS):
+            raise CerberusError(
+                f"attribute_logits: expected features (B, 5, d), got {tuple(features.shape)}"
+            )
+        return torch.cat(
+            [
+                head(features[:, k])
+                for head, k in zip(self.attribute_classifiers, self.attribute_group_index)
+            ],
+            dim=1,
+        )
+
+    @torch.no_grad()
+    def predict_attributes(self, features: Tensor) -> Tensor:
+        """PAR by the attribute heads: the arg-max value of every attribute.
+
+        Args:
+            features: ``(B, 5, d)`` representations (GROUPS order).
+
+        Returns:
+            ``(B, num_attributes)`` long value codes in schema order.
+        """
+        blocks = self.attribute_logits(features).split(self.attribute_sizes, dim=1)
+        return torch.stack([b.argmax(1) for b in blocks], dim=1)
 
     def binary_vectors(self, group: str) -> Tensor:
         """A_m of every SID of ``group`` (a buffer), shape ``(S_G, n_bin_G)``."""
@@ -239,7 +296,8 @@ class Cerberus(nn.Module):
             x: images ``(B, 3, H, W)``.
 
         Returns:
-            ``{"features": (B, 5, d)}``, plus ``"logits": (5, B, num_classes)`` in training mode.
+            ``{"features": (B, 5, d)}``, plus ``"logits": (5, B, num_classes)`` in training mode,
+            and ``"attribute_logits": (B, sum_a V_a)`` when the model has attribute heads.
         """
         features = self.forward_features(x)
         out = {"features": features}
@@ -247,6 +305,8 @@ class Cerberus(nn.Module):
             out["logits"] = torch.stack(
                 [self.classifiers[g](features[:, k]) for k, g in enumerate(GROUPS)]
             )
+            if self.has_attribute_heads:
+                out["attribute_logits"] = self.attribute_logits(features)
         return out
 
     @torch.no_grad()
@@ -357,6 +417,7 @@ def build_model(
     last_stride: int = 1,
     align_sigma: float = 5.0,
     use_alignment: bool = True,
+    attribute_sizes: Sequence[tuple[str, int]] = (),
 ) -> Cerberus:
     """Build Cerberus (SPEC 2) on a torchvision ResNet.
 
@@ -378,6 +439,8 @@ def build_model(
         last_stride: stride of ``layer4`` (1 in the paper: 384x128 -> 24x8 maps).
         align_sigma: heat threshold sigma of the alignment module.
         use_alignment: False for the ablation without alignment.
+        attribute_sizes: ``(group, number of values)`` of every attribute, schema order, to add
+            the attribute heads (empty: none, the paper's model).
 
     Raises:
         CerberusError: unknown backbone, bad sizes, or a weights file that is missing, not a state
@@ -411,6 +474,7 @@ def build_model(
         dim=dim,
         align_sigma=align_sigma,
         use_alignment=use_alignment,
+        attribute_sizes=attribute_sizes,
     )
 
 
@@ -454,17 +518,22 @@ def count_parameters(model: Cerberus) -> dict[str, int]:
         ``embedding_params`` (the network used at inference: trunk, both branches, the five
         FC+BN heads; what the paper's 49.3M counts), ``prototype_params``,
         ``residual_vector_params`` (the v_l), ``classifier_params`` (training-only ID
-        classifiers) and ``total_params`` (their sum).
+        classifiers), ``attribute_head_params`` (training-only attribute heads, 0 without them)
+        and ``total_params`` (their sum).
     """
     proto = sum(p.numel() for p in model.prototypes.values())
     resid = sum(p.numel() for p in model.residual_vectors.values())
     cls = sum(p.numel() for p in model.classifiers.parameters())
+    attr = 0
+    if model.has_attribute_heads:
+        attr = sum(p.numel() for p in model.attribute_classifiers.parameters())
     total = sum(p.numel() for p in model.parameters())
     return {
-        "embedding_params": total - proto - resid - cls,
+        "embedding_params": total - proto - resid - cls - attr,
         "prototype_params": proto,
         "residual_vector_params": resid,
         "classifier_params": cls,
+        "attribute_head_params": attr,
         "total_params": total,
     }
 

@@ -83,7 +83,8 @@ class ImageSet:
         camids: camera numbers (0-based), shape ``(N,)``.
         labels: training class ``0..C-1`` for the train split; the identity otherwise.
         values: attribute value codes of each image's identity, shape ``(N, num_attributes)``,
-            ``-1`` where the identity has no attributes (junk, distractors).
+            ``-1`` where the identity has no attributes (junk, distractors) or a value is not
+            annotated.
         schema: the attribute schema.
         alt_values: alternative colour codes of each image's identity, shape
             ``(N, K, num_attributes)``, ``-1`` where none (see
@@ -108,12 +109,9 @@ class ImageSet:
 
     @cached_property
     def sids(self) -> np.ndarray:
-        """SIDs of every image, shape ``(N, 5)``; ``-1`` rows where attributes are unknown."""
-        out = np.full((len(self), 5), -1, dtype=np.int64)
-        known = (self.values >= 0).all(1)
-        if known.any():
-            out[known] = self.schema.to_sids(self.values[known])
-        return out
+        """SIDs of every image, shape ``(N, 5)``; ``-1`` for a group with an unknown value
+        (every group of an identity without attributes: junk, distractors)."""
+        return self.schema.to_sids(self.values.reshape(len(self), self.schema.num_attributes))
 
     @cached_property
     def alt_sids(self) -> np.ndarray:
@@ -336,13 +334,15 @@ class ImageDataset(torch.utils.data.Dataset):
     run under that seed, so augmentation is a pure function of the sampler's output (what makes
     resumed training identical to uninterrupted training, whatever the number of workers).
 
-    Each item is a dict: ``image`` (3, H, W) float, ``label``, ``camid``, ``sids`` (5,), ``index``.
+    Each item is a dict: ``image`` (3, H, W) float, ``label``, ``camid``, ``sids`` (5,),
+    ``values`` (num_attributes,) attribute codes (``-1`` unknown), ``index``.
     """
 
     def __init__(self, images: ImageSet, transform: Callable[[Image.Image], torch.Tensor]):
         self.images = images
         self.transform = transform
         self._sids = torch.as_tensor(images.sids)
+        self._values = torch.as_tensor(images.values, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -362,5 +362,6 @@ class ImageDataset(torch.utils.data.Dataset):
             "label": int(self.images.labels[index]),
             "camid": int(self.images.camids[index]),
             "sids": self._sids[index],
+            "values": self._values[index],
             "index": index,
         }

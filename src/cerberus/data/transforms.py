@@ -18,16 +18,17 @@ def build_transforms(
     width: int,
     train: bool,
     flip: bool = True,
-    pad: int = 10,
+    pad: int = 0,
     random_erasing: float = 0.5,
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
 ) -> Callable[[Image.Image], torch.Tensor]:
     """The train or test transform, a PIL image -> a normalised tensor of shape (3, H, W).
 
-    Train: resize, random horizontal flip, pad ``pad`` pixels and random crop back (the
-    torchreid / fast-reid convention; 0 turns it off), to tensor, normalise, random erasing
-    with probability ``random_erasing`` (0 turns it off). Test: resize, to tensor, normalise.
+    Train: resize, random horizontal flip, optionally pad ``pad`` pixels and random crop back
+    (the torchreid / fast-reid convention, not in SPEC 4; 0, the default, turns it off), to
+    tensor, normalise, random erasing with probability ``random_erasing`` (0 turns it off).
+    Test: resize, to tensor, normalise.
     """
     ops: list[Callable] = [T.Resize((height, width), interpolation=T.InterpolationMode.BICUBIC)]
     if train:
