@@ -161,6 +161,23 @@ def test_resume_refuses_a_different_model(tree, tmp_path):
         train(other, resume=True)
 
 
+def test_resume_refuses_optimizer_state_of_other_parameter_groups(tree, tmp_path):
+    """A checkpoint whose optimizer has other parameter groups: one line, not a ValueError."""
+    from cerberus.checkpoints import load_checkpoint
+
+    cfg = tiny_config(tree, tmp_path / "g", "optim.iterations=2")
+    train(cfg, resume=False)
+    path = tmp_path / "g" / "last.pt"
+    state = load_checkpoint(path)
+    groups = state["optimizer"]["param_groups"]
+    merged = {**groups[0], "params": [i for g in groups for i in g["params"]]}
+    state["optimizer"]["param_groups"] = [merged]  # as written before the groups were split
+    save_checkpoint(state, path)
+    more = tiny_config(tree, tmp_path / "g", "optim.iterations=4")
+    with pytest.raises(CerberusError, match="cannot resume: its optimizer state does not fit"):
+        train(more, resume=True)
+
+
 def test_checkpoint_write_is_atomic_and_errors_are_clear(tmp_path):
     path = tmp_path / "ck" / "last.pt"
     save_checkpoint({"format": "cerberus", "version": 1, "x": torch.ones(2)}, path)

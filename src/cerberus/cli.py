@@ -342,10 +342,10 @@ def describe(
     """Predict the attributes of person crops (PAR): nearest SID prototype per group."""
     import json
 
-    from cerberus.inference import InferenceModel, describe_features
+    from cerberus.inference import InferenceModel
 
     net = InferenceModel.from_checkpoint(checkpoint, device=device)
-    found = describe_features(net.features(images), net.prototypes, net.schema)
+    found = net.describe(net.features(images))
     if as_json:
         typer.echo(json.dumps([{"image": str(p), **d} for p, d in zip(images, found)], indent=2))
         return

@@ -27,7 +27,6 @@ from torch import nn
 from cerberus.attributes import (
     GROUPS,
     adaptive_margins,
-    sid_identity_counts,
 )
 from cerberus.checkpoints import (
     CHECKPOINT_VERSION,
@@ -82,12 +81,9 @@ def build_margins(cfg: Config, dataset: ReIDDataset) -> dict[str, torch.Tensor]:
     schema = dataset.schema
     if cfg.loss.margin != "adaptive":
         return fixed_margins(schema.num_sids, float(cfg.loss.margin))
-    train_ids = np.unique(dataset.train.pids)
-    table = dataset.train_attributes
-    keep = np.isin(table.ids, train_ids)
-    sub = type(table)(schema, table.ids[keep], table.values[keep])
+    num_ids = int(np.isin(dataset.train_attributes.ids, np.unique(dataset.train.pids)).sum())
     margins = adaptive_margins(
-        sid_identity_counts(sub), len(sub), alpha=cfg.loss.alpha, beta=cfg.loss.beta
+        dataset.train_sid_counts(), num_ids, alpha=cfg.loss.alpha, beta=cfg.loss.beta
     )
     return {g: torch.as_tensor(margins[g]) for g in GROUPS}
 
@@ -239,7 +235,14 @@ def train(
                 cfg.train.threads,
             )
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:  # e.g. written before the weight-decay groups were split
+            raise CerberusError(
+                f"{ckpt_path}: cannot resume: its optimizer state does not fit this run's "
+                f"parameter groups ({str(exc).splitlines()[0][:120]}); use a new "
+                "train.output_dir or --no-resume"
+            ) from None
         torch.set_rng_state(state["rng"]["torch"])
         start = int(state["iteration"])
         if is_main:
@@ -288,6 +291,8 @@ def train(
         "schema": dataset.schema.name,
         "num_classes": dataset.num_train_ids,
         "dataset": dataset.name,
+        # N_g^G of the training identities: the prior of the prior-aware decision (SPEC 8)
+        "sid_counts": {g: c.tolist() for g, c in dataset.train_sid_counts().items()},
     }
     amp = cfg.train.amp and device.type == "cuda"
     log_path = out_dir / "log.jsonl"

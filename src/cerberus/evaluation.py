@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cerberus.attributes import GROUPS, sid_identity_counts
+from cerberus.attributes import GROUPS
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset, read_dataset
@@ -138,7 +138,7 @@ def evaluate_features(
     known = (aps_sids >= 0).all(1)
     aps_feats, aps_sids, aps_alt = aps_feats[known], aps_sids[known], aps_alt[known]
     if decision == "posterior":
-        prior = sid_log_prior(sid_identity_counts(dataset.train_attributes))
+        prior = sid_log_prior(dataset.train_sid_counts())
 
     def sid_scores(features: np.ndarray) -> list[np.ndarray]:
         """Per group ``(S_G, N)`` scores of every SID under the chosen decision rule."""
@@ -265,6 +265,8 @@ def periodic_evaluation(
             "reid_rank1_score": m["reid"]["rank1_score"],
             "aps_map_score": m["aps"]["full"]["map_score"],
             "par_mean_accuracy_score": m["par"]["mean_accuracy_score"],
+            "par_official_accuracy_score": m["par"]["official_accuracy_score"],
+            "par_label_mean_accuracy_score": m["par"]["label_mean_accuracy_score"],
         }
         logger.info(
             "iteration %d: %s", iteration, ", ".join(f"{k}={v:.4f}" for k, v in out.items())

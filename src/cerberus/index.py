@@ -33,7 +33,6 @@ from cerberus.inference import (
     AttributeQuery,
     InferenceModel,
     attribute_query_vectors,
-    describe_features,
     embed_features,
     image_set,
 )
@@ -395,7 +394,7 @@ def search_images(
     gallery.check_model(net.fingerprint, net.checkpoint)
     queries = image_set(paths, net.schema)
     features = net.features(paths)
-    said = describe_features(features, gallery.prototypes, gallery.schema)
+    said = net.describe(features, gallery.prototypes)
     return [
         (
             result_rows(gallery, r, query_pid=int(pid), query_camid=int(cam)),

@@ -143,15 +143,24 @@ def _phrase(attribute: Any, value: int) -> str:
 
 
 def describe_features(
-    features: np.ndarray, prototypes: Mapping[str, np.ndarray], schema: Schema
+    features: np.ndarray,
+    prototypes: Mapping[str, np.ndarray],
+    schema: Schema,
+    *,
+    log_prior: Mapping[str, np.ndarray] | None = None,
+    scale: float = 10.0,
 ) -> list[dict[str, Any]]:
     """PAR for display: the predicted attributes of each image, SPEC 5.
+
+    With ``log_prior`` (:func:`sid_log_prior`) the SID of highest prior-aware posterior is
+    chosen (SPEC 8, :func:`posterior_scores` at ``scale``), else the nearest prototype.
 
     Returns, per image, ``attributes`` (``{name: value}``), ``phrases`` (``["female", "red
     top", ...]`` in schema order) and ``confidence`` (``{G: cosine to the chosen prototype}``).
     """
     per_group = prototype_scores(features, prototypes)
-    sids = np.stack([s.argmax(0) for s in per_group], axis=1)  # (N, 5)
+    decide = per_group if log_prior is None else posterior_scores(per_group, log_prior, scale=scale)
+    sids = np.stack([s.argmax(0) for s in decide], axis=1)  # (N, 5)
     values = schema.from_sids(sids)
     out = []
     for i, row in enumerate(values):
@@ -364,8 +373,7 @@ class _SafeImages(ImageDataset):
             out = super().__getitem__(item)
             out["error"] = ""
         except CerberusError as exc:
-            out = {"image": self._blank, "index": item, "error": str(exc)}
-            out.update(label=0, camid=0, sids=torch.full((5,), -1, dtype=torch.long))
+            out = {"image": self._blank, **self.labels_of(item), "error": str(exc)}
         return out
 
 
@@ -491,6 +499,9 @@ class InferenceModel:
     device: str
     batch_size: int = 64
     num_workers: int = 0
+    log_prior: dict[str, np.ndarray] | None = None
+    """SID log priors when the checkpoint's ``eval.decision`` is ``"posterior"`` (SPEC 8)."""
+    prior_scale: float = 10.0
     _fingerprint: str = ""
 
     @classmethod
@@ -512,6 +523,17 @@ class InferenceModel:
         if fuse_bn:
             model = fuse_batchnorm(model)
         model.to(device).eval()
+        log_prior = None
+        if cfg.eval.decision == "posterior":
+            counts = state["meta"].get("sid_counts")
+            if counts is None:
+                logger.warning(
+                    "%s: eval.decision=posterior but the checkpoint has no SID counts; "
+                    "PAR uses the nearest prototype",
+                    checkpoint,
+                )
+            else:
+                log_prior = sid_log_prior({g: np.asarray(c) for g, c in counts.items()})
         return cls(
             model=model,
             schema=get_schema(state["meta"]["schema"]),
@@ -521,6 +543,8 @@ class InferenceModel:
             device=device,
             batch_size=batch_size or cfg.eval.batch_size,
             num_workers=cfg.eval.num_workers if num_workers is None else num_workers,
+            log_prior=log_prior,
+            prior_scale=cfg.eval.prior_scale,
             _fingerprint=fingerprint,
         )
 
@@ -533,6 +557,18 @@ class InferenceModel:
     @property
     def prototypes(self) -> dict[str, np.ndarray]:
         return {g: p.detach().float().cpu().numpy() for g, p in self.model.prototypes.items()}
+
+    def describe(
+        self, features: np.ndarray, prototypes: Mapping[str, np.ndarray] | None = None
+    ) -> list[dict[str, Any]]:
+        """:func:`describe_features` under the checkpoint's decision rule (SPEC 5 or 8)."""
+        return describe_features(
+            features,
+            self.prototypes if prototypes is None else prototypes,
+            self.schema,
+            log_prior=self.log_prior,
+            scale=self.prior_scale,
+        )
 
     def features(self, paths: list[str | Path] | tuple[str | Path, ...]) -> np.ndarray:
         """``(N, 5, d)`` representations of image files; an unreadable file is an error."""

@@ -32,6 +32,7 @@ from cerberus.attributes import (
     Schema,
     check_alt_values,
     load_attribute_mat,
+    sid_identity_counts,
 )
 from cerberus.errors import CerberusError
 
@@ -144,6 +145,15 @@ class ReIDDataset:
     gallery: ImageSet
     train_attributes: AttributeTable
     test_attributes: AttributeTable
+
+    def train_sid_counts(self) -> dict[str, np.ndarray]:
+        """N_g^G over the identities that have training images: ``{G: (S_G,) int}`` (SPEC 3).
+
+        What the adaptive margins and the prior-aware decision (SPEC 8) count.
+        """
+        table = self.train_attributes
+        keep = np.isin(table.ids, np.unique(self.train.pids))
+        return sid_identity_counts(type(table)(self.schema, table.ids[keep], table.values[keep]))
 
     @property
     def num_train_ids(self) -> int:
@@ -357,8 +367,11 @@ class ImageDataset(torch.utils.data.Dataset):
         else:
             index = item
             tensor = self.transform(load_image(self.images.paths[index]))
+        return {"image": tensor, **self.labels_of(index)}
+
+    def labels_of(self, index: int) -> dict[str, torch.Tensor | int]:
+        """Everything an item carries but its image: label, camera, SIDs, values, index."""
         return {
-            "image": tensor,
             "label": int(self.images.labels[index]),
             "camid": int(self.images.camids[index]),
             "sids": self._sids[index],
