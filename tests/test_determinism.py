@@ -60,7 +60,8 @@ def test_same_seed_same_weights_whatever_the_workers(tree, tmp_path):
 
 
 def test_the_thread_count_used_is_saved(tree, tmp_path):
-    """``train.threads=0`` (torch's default) is saved as the count used, so the run repeats."""
+    """``train.threads=0`` (torch's default): the count used is saved, so the run repeats."""
     torch.set_num_threads(1)
     _train(tree, tmp_path / "a", "train.threads=0", "optim.iterations=1")
-    assert load_config(tmp_path / "a" / "config.yaml").train.threads == 1
+    assert load_config(tmp_path / "a" / "config.yaml").train.threads == 0  # as given
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["meta"]["threads"] == 1

@@ -198,7 +198,9 @@ def train(
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    cfg = cfg.replace(train={"threads": torch.get_num_threads()})  # saved: the run repeats
+    threads = torch.get_num_threads()  # saved in the checkpoint: the run repeats with it
+    if is_main:
+        logger.info("intra-op threads: %d (train.threads=%d)", threads, cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
     if dataset is None:
         dataset = read_dataset(cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes)
@@ -226,13 +228,13 @@ def train(
         state = load_checkpoint(ckpt_path)
         saved = checkpoint_config(state, ckpt_path)
         _check_resumable(saved, cfg, ckpt_path)
-        if saved.train.threads not in (0, cfg.train.threads):
+        if state["meta"].get("threads", threads) != threads:
             logger.warning(
-                "%s was written with train.threads=%d, this run has %d: the result will not "
-                "be bit-identical to an uninterrupted run",
+                "%s was written with %d intra-op threads, this run has %d: the result will not "
+                "be bit-identical to an uninterrupted run (set train.threads)",
                 ckpt_path,
-                saved.train.threads,
-                cfg.train.threads,
+                state["meta"]["threads"],
+                threads,
             )
         model.load_state_dict(state["model"])
         try:
@@ -291,6 +293,7 @@ def train(
         "schema": dataset.schema.name,
         "num_classes": dataset.num_train_ids,
         "dataset": dataset.name,
+        "threads": threads,
         # N_g^G of the training identities: the prior of the prior-aware decision (SPEC 8)
         "sid_counts": {g: c.tolist() for g, c in dataset.train_sid_counts().items()},
     }

@@ -198,11 +198,6 @@ SEMANTIC: list[tuple[str, dict[str, dict[str, Any]], tuple[str, ...]]] = [
         ("cosine",),
     ),
     (
-        "softmax, no pad-and-crop",
-        {"loss": {"semantic": "softmax"}, "data": {"pad": 0}},
-        ("cosine",),
-    ),
-    (
         "attribute classifier (FastAttr-style)",
         {
             "loss": {"use_sem": False, "use_reg": False, "lambda_attr": 1.0},
