@@ -112,8 +112,10 @@ def evaluate(
     )
     typer.echo(format_report(metrics))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(metrics, indent=2))
+        from cerberus.files import atomic_write
+
+        text = json.dumps(metrics, indent=2)
+        atomic_write(out, lambda fh: fh.write(text.encode()), "metrics")
         typer.echo(f"metrics written to {out}")
 
 

@@ -15,6 +15,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from cerberus.errors import CerberusError
+from cerberus.files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -311,5 +312,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML (beside every checkpoint)."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write the resolved config as YAML (beside every checkpoint), atomically."""
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    atomic_write(path, lambda fh: fh.write(text.encode()), "config")

@@ -46,6 +46,7 @@ from cerberus.data.datasets import (
 from cerberus.data.samplers import PKBatchSampler
 from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
+from cerberus.files import atomic_write
 from cerberus.losses import compute_losses, fixed_margins
 from cerberus.model import Cerberus
 from cerberus.optim import group_summary, parameter_groups
@@ -157,6 +158,11 @@ def _distributed_context() -> tuple[int, int, int]:
 
 
 def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
+    if saved.train.seed != cfg.train.seed:
+        raise CerberusError(
+            f"{path}: cannot resume: it was trained with train.seed={saved.train.seed}, this run "
+            f"has {cfg.train.seed} (other batches); use a new train.output_dir or the same seed"
+        )
     for section in ("data", "model", "loss"):
         a, b = getattr(saved, section), getattr(cfg, section)
         if section == "data":
@@ -167,6 +173,51 @@ def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
                 f"{path}: cannot resume: its {section} config differs from this run's "
                 "(use a new train.output_dir or resume with the same config)"
             )
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete ``.last.pt.tmp<pid>`` files left by a run killed while writing its checkpoint.
+
+    Only our own naming (:func:`cerberus.files.atomic_write`) is touched, and only for
+    processes that no longer run.
+    """
+    if not out_dir.is_dir():
+        return
+    for tmp in out_dir.glob(".*.tmp*"):
+        pid = tmp.name.rpartition(".tmp")[2]
+        if not pid.isdigit() or int(pid) == os.getpid() or _process_alive(int(pid)):
+            continue
+        try:
+            tmp.unlink()
+            logger.info("removed %s, left by an interrupted checkpoint write", tmp)
+        except OSError as exc:
+            logger.warning("could not remove %s (%s)", tmp, exc.strerror or exc)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, another user's
+        return True
+    return True
+
+
+def _trim_log(log_path: Path, iteration: int) -> None:
+    """Drop log lines past ``iteration`` (written after the checkpoint a run resumes from)."""
+    if not log_path.is_file():
+        return
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            it = json.loads(line).get("iteration", 0)
+        except (ValueError, AttributeError):
+            continue  # a line cut by the kill
+        if isinstance(it, int) and it <= iteration:
+            kept.append(line + "\n")
+    text = "".join(kept)
+    atomic_write(log_path, lambda fh: fh.write(text.encode()), "training log")
 
 
 def train(
@@ -247,9 +298,18 @@ def train(
         start = int(state["iteration"])
         if is_main:
             logger.info("resuming from %s at iteration %d", ckpt_path, start)
+    log_path = out_dir / "log.jsonl"
     if is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(out_dir)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CerberusError(
+                f"{out_dir}: cannot create train.output_dir ({exc.strerror or exc})"
+            ) from None
         save_config(cfg, out_dir / "config.yaml")
+        if start:
+            _trim_log(log_path, start)
 
     net: nn.Module = step_module
     if distributed:
@@ -295,7 +355,6 @@ def train(
         "sid_counts": {g: c.tolist() for g, c in dataset.train_sid_counts().items()},
     }
     amp = cfg.train.amp and device.type == "cuda"
-    log_path = out_dir / "log.jsonl"
     progress = None
     if is_main and cfg.train.progress:
         from tqdm import tqdm
