@@ -45,6 +45,7 @@ from cerberus.data.datasets import (
 )
 from cerberus.data.samplers import PKBatchSampler
 from cerberus.data.transforms import build_transforms
+from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
 from cerberus.losses import compute_losses, fixed_margins
@@ -140,16 +141,6 @@ class TrainResult:
     first_losses: dict[str, float]
 
 
-def _resolve_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise CerberusError("train.device=cuda but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
 def _distributed_context() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -240,7 +231,7 @@ def train(
     """
     rank, local_rank, world = _distributed_context()
     distributed = world > 1
-    device = _resolve_device(cfg.train.device, local_rank)
+    device = resolve_device(cfg.train.device, "train.device", local_rank=local_rank)
     if distributed and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     is_main = rank == 0
