@@ -46,13 +46,17 @@ def cli(capsys, monkeypatch):
 
 
 def assert_one_line(code: int, err: str, *names: str) -> None:
-    """Exit code 2 and exactly one line on stderr that names each of ``names``."""
+    """Exit code 2 and the error as one line on stderr that names each of ``names``.
+
+    The run's own log lines (``INFO ...``) may come before it; nothing else may.
+    """
     assert code == 2, err
     assert "Traceback" not in err, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1, err
+    assert lines and lines[-1].startswith("error: "), err
+    assert all(x.startswith(("INFO ", "WARNING ")) for x in lines[:-1]), err
     for name in names:
-        assert str(name) in lines[0], err
+        assert str(name) in lines[-1], err
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +186,326 @@ def test_resume_refuses_a_changed_seed(tmp_path, tree, cli):
     code, _, err = cli("train", "-c", config)
     assert_one_line(code, err, ckpt, "train.seed")
     assert ckpt.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- one line
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, tree) -> Path:
+    """An untrained checkpoint as train writes it (built, not trained)."""
+    import torch
+
+    from cerberus.checkpoints import CHECKPOINT_VERSION, model_from_config, save_checkpoint
+
+    tmp = tmp_path_factory.mktemp("ckpt")
+    cfg = load_config(tiny_yaml(tmp, tree))
+    torch.manual_seed(0)
+    model = model_from_config(cfg.model, MARKET1501, 4, load_weights=False)
+    state = {
+        "format": "cerberus",
+        "version": CHECKPOINT_VERSION,
+        "iteration": 0,
+        "model": model.state_dict(),
+        "optimizer": {},
+        "rng": {"torch": torch.get_rng_state()},
+        "config": cfg.to_dict(),
+        "meta": {"schema": "market1501", "num_classes": 4, "dataset": "market1501"},
+    }
+    save_checkpoint(state, tmp / "last.pt")
+    return tmp / "last.pt"
+
+
+@pytest.mark.parametrize(
+    "override, names",
+    [
+        ("train.log_every=0", ["train.log_every"]),
+        ("optim.betas=[0.9]", ["optim.betas"]),
+        ("optim.betas=[0.9, 1.5]", ["optim.betas"]),
+        ("optim.iterations=-5", ["optim.iterations"]),
+        ("optim.lr=-1", ["optim.lr"]),
+        ("optim.lr=.nan", ["optim.lr"]),
+        ("train.device=tpu", ["train.device", "tpu"]),
+        ("data.p=0", ["data.p"]),
+        ("data.num_workers=-1", ["data.num_workers"]),
+        ("data.random_erasing=2", ["data.random_erasing"]),
+        ("model.last_stride=3", ["model.last_stride"]),
+        ("eval.batch_size=0", ["eval.batch_size"]),
+    ],
+)
+def test_bad_config_values_are_one_line(tmp_path, tree, cli, override, names):
+    config = tiny_yaml(tmp_path, tree)
+    code, _, err = cli("train", "-c", config, override)
+    assert_one_line(code, err, config, *names)
+
+
+def test_non_utf8_yaml_is_one_line(tmp_path, cli):
+    config = tmp_path / "latin1.yaml"
+    config.write_bytes("data:\n  root: /données\n".encode("latin-1"))
+    code, _, err = cli("train", "-c", config)
+    assert_one_line(code, err, config, "UTF-8")
+
+
+NO_GPU = pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="needs a machine without CUDA"
+)
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["eval", "--device", "foo"], ["--device", "foo"]),
+        pytest.param(["eval", "--device", "cuda"], ["--device", "CUDA"], marks=NO_GPU),
+        pytest.param(["describe", "IMG", "--device", "cuda:0"], ["--device"], marks=NO_GPU),
+        (["eval", "--workers", "-1"], ["--workers", "-1"]),
+        (["eval", "--batch-size", "-1"], ["--batch-size", "-1"]),
+        (["extract", "--images", ".", "--out", "f.npz", "--workers", "-1"], ["--workers"]),
+        (["extract", "--images", ".", "--out", "f.npz", "--batch-size", "0"], ["--batch-size"]),
+    ],
+)
+def test_bad_device_and_loader_options_are_one_line(tmp_path, ckpt, cli, args, names):
+    args = [str(tmp_path / "img.jpg") if a == "IMG" else a for a in args]
+    code, _, err = cli(*args[:1], "--checkpoint", ckpt, *args[1:])
+    assert_one_line(code, err, *names)
+
+
+def test_synth_workers_below_one_is_one_line(tmp_path, cli):
+    code, _, err = cli("synth", "--out", tmp_path / "s", "--workers", "-1")
+    assert_one_line(code, err, "--workers")
+
+
+def _features(tmp_path: Path, n: int = 20) -> Path:
+    import numpy as np
+
+    from cerberus.attributes import GROUPS
+    from cerberus.features import FeatureSet
+
+    rng = np.random.default_rng(0)
+    d = 4
+    fs = FeatureSet(
+        features=rng.normal(size=(n, 5, d)).astype(np.float32),
+        paths=[f"{i}.jpg" for i in range(n)],
+        pids=np.arange(n),
+        camids=np.zeros(n, np.int64),
+        values=np.zeros((n, MARKET1501.num_attributes), np.int64),
+        prototypes={
+            g: rng.normal(size=(MARKET1501.num_sids[g], d)).astype(np.float32) for g in GROUPS
+        },
+        meta={"schema": "market1501", "fingerprint": "f" * 12, "checkpoint": ""},
+    )
+    return fs.save(tmp_path / "f.npz")
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["--kind", "ivf", "--nlist", "1000"], "--nlist"),
+        (["--kind", "ivf", "--nlist", "0"], "--nlist"),
+        (["--kind", "ivf", "--nprobe", "0"], "--nprobe"),
+        (["--kind", "ivf-sq8", "--nprobe", "-3"], "--nprobe"),
+        (["--kind", "hnsw", "--hnsw-m", "0"], "--hnsw-m"),
+        (["--kind", "hnsw", "--ef-search", "-1"], "--ef-search"),
+    ],
+)
+def test_bad_index_options_are_one_line(tmp_path, cli, args, option):
+    feats = _features(tmp_path)
+    code, _, err = cli("index", "--features", feats, "--out", tmp_path / "i.npz", *args)
+    assert_one_line(code, err, option)
+    assert not (tmp_path / "i.npz").exists()
+
+
+@pytest.mark.parametrize("k", ["0", "-5"])
+def test_search_and_rank_figures_refuse_k_below_one(tmp_path, cli, k):
+    feats = _features(tmp_path)
+    index = tmp_path / "i.npz"
+    assert cli("index", "--features", feats, "--out", index)[0] == 0
+    code, _, err = cli("search", "--index", index, "--attrs", "gender=female", "-k", k)
+    assert_one_line(code, err, "-k", k)
+    code, _, err = cli("visualize", "ranks", "--index", index, "q.jpg", "--out", tmp_path, "-k", k)
+    assert_one_line(code, err, "-k", k)
+
+
+def _damage_index(index: Path, out: Path, how: str) -> Path:
+    import numpy as np
+
+    from cerberus.features import load_npz, save_npz
+
+    arrays, meta = load_npz(index, "index", "index")
+    if how == "no schema":
+        del meta["schema"]
+    elif how == "prototype shape":
+        arrays["prototype_U"] = arrays["prototype_U"][:-1]
+    elif how == "short values":
+        arrays["values"] = arrays["values"][:-2]
+    elif how == "short pids":
+        arrays["pids"] = arrays["pids"][:3]
+    elif how == "no paths":
+        del arrays["paths"]
+    elif how == "ragged prototypes":
+        arrays["prototype_H"] = np.zeros((arrays["prototype_H"].shape[0], 7), np.float32)
+    save_npz(out, arrays, meta, "index")
+    return out
+
+
+@pytest.mark.parametrize(
+    "how, names",
+    [
+        ("no schema", ["schema"]),
+        ("prototype shape", ["prototype_U"]),
+        ("short values", ["values"]),
+        ("short pids", ["pids"]),
+        ("no paths", ["paths"]),
+        ("ragged prototypes", ["prototype"]),
+    ],
+)
+def test_damaged_index_files_are_one_line(tmp_path, cli, how, names):
+    index = tmp_path / "i.npz"
+    assert cli("index", "--features", _features(tmp_path), "--out", index)[0] == 0
+    bad = _damage_index(index, tmp_path / "bad.npz", how)
+    code, _, err = cli("search", "--index", bad, "--attrs", "gender=female")
+    assert_one_line(code, err, bad, *names)
+
+
+@pytest.mark.parametrize(
+    "change, names",
+    [
+        ({"config": None}, ["'config'"]),
+        ({"meta": None}, ["'meta'"]),
+        ({"meta": {"schema": "x", "num_classes": 4}}, ["schema"]),
+        ({"meta": {"schema": "market1501"}}, ["num_classes"]),
+        ({"model": None}, ["model"]),
+        ({"drop": "trunk.4.0.conv1.weight"}, ["trunk.4.0.conv1.weight"]),
+    ],
+)
+def test_incomplete_checkpoints_are_one_line(tmp_path, ckpt, cli, change, names):
+    from cerberus.checkpoints import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(ckpt)
+    for key, value in change.items():
+        if key == "drop":
+            state["model"] = {k: v for k, v in state["model"].items() if not k.endswith(value)}
+        elif value is None:
+            del state[key]
+        else:
+            state[key] = value
+    bad = tmp_path / "bad.pt"
+    save_checkpoint(state, bad)
+    code, _, err = cli("describe", "--checkpoint", bad, tmp_path / "x.jpg")
+    assert_one_line(code, err, bad, *names)
+
+
+@pytest.mark.parametrize("where", ["synth", "synth-sheet", "train", "eval"])
+def test_unwritable_output_is_one_line(tmp_path, tree, cli, fake_eval, where):
+    """A file where the output folder should be (root ignores read-only permissions)."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    target = blocker / "sub"
+    small = ["--train-ids", 2, "--test-ids", 2, "--workers", 1]
+    if where == "synth":
+        args = ["synth", "--out", target, *small]
+    elif where == "synth-sheet":
+        args = ["synth", "--out", tmp_path / "s", *small, "--sheet", target / "sheet.png"]
+    elif where == "train":
+        args = ["train", "-c", tiny_yaml(tmp_path, tree, train={"output_dir": str(target)})]
+    else:
+        args = ["eval", "--checkpoint", tmp_path / "x.pt", "--out", target / "m.json"]
+    code, _, err = cli(*args)
+    assert_one_line(code, err, target)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores read-only permissions")
+def test_read_only_output_folder_is_one_line(tmp_path, cli, fake_eval):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        code, _, err = cli("eval", "--checkpoint", tmp_path / "x.pt", "--out", folder / "m.json")
+        assert_one_line(code, err, folder)
+        code, _, err = cli("synth", "--out", folder / "s", "--train-ids", 2, "--test-ids", 2)
+        assert_one_line(code, err, folder)
+    finally:
+        folder.chmod(0o700)
+
+
+def test_unreadable_training_image_in_a_worker_is_one_line(tmp_path_factory, tmp_path, cli):
+    bench = make_tree(tmp_path_factory.mktemp("bad") / "m", MARKET1501, size=(64, 32))
+    broken = sorted((bench / "bounding_box_train").glob("*.jpg"))[0]
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    config = tiny_yaml(tmp_path, bench, data={"num_workers": 1})
+    code, _, err = cli("train", "-c", config)
+    assert_one_line(code, err, broken.name, "unreadable image")
+
+
+def test_unexpected_errors_are_one_line_unless_debugging(tmp_path, cli, monkeypatch):
+    import cerberus.evaluation as evaluation
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero\nsecond line")
+
+    monkeypatch.setattr(evaluation, "evaluate_checkpoint", broken)
+    args = ["eval", "--checkpoint", tmp_path / "x.pt"]
+    code, _, err = cli(*args)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "unexpected ZeroDivisionError: division by zero second line" in err
+    assert "--debug" in err
+    with pytest.raises(ZeroDivisionError):
+        cli("--debug", *args)
+    monkeypatch.setenv("CERBERUS_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        cli(*args)
+
+
+# --------------------------------------------------------------------------- honest messages
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_unsafe_checkpoint_names_the_refusal_not_the_unsafe_load(tmp_path, cli):
+    import torch
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "cerberus", "payload": _Exploit()}, evil)
+    code, _, err = cli("describe", "--checkpoint", evil, tmp_path / "x.jpg")
+    assert_one_line(code, err, evil, "refusing to load objects other than tensors", "untrusted")
+    assert "weights_only" not in err
+
+
+@pytest.mark.parametrize("command", ["search", "index"])
+def test_text_file_given_as_npz_is_refused_as_untrusted(tmp_path, cli, command):
+    text = tmp_path / "notes.npz"
+    text.write_text("just some text, not arrays\n")
+    if command == "search":
+        code, _, err = cli("search", "--index", text, "--attrs", "gender=female")
+    else:
+        code, _, err = cli("index", "--features", text, "--out", tmp_path / "i.npz")
+    assert_one_line(code, err, text, "refusing to load objects other than arrays")
+    assert "allow_pickle" not in err
+
+
+@pytest.mark.parametrize("command", ["describe", "eval"])
+def test_no_skip_bad_hint_where_the_command_has_no_such_option(tmp_path, ckpt, cli, command):
+    bad = tmp_path / "0002_c1s1_000000_00.jpg"
+    bad.write_bytes(b"not an image")
+    if command == "describe":
+        code, _, err = cli("describe", "--checkpoint", ckpt, bad)
+        assert_one_line(code, err, bad)
+    else:  # a test set with an unreadable gallery image
+        data = make_tree(tmp_path / "m", MARKET1501, size=(64, 32))
+        broken = sorted((data / "bounding_box_test").glob("*.jpg"))[0]
+        broken.write_bytes(b"not an image")
+        code, _, err = cli("eval", "--checkpoint", ckpt, "--data", data, "--workers", 0)
+        assert code == 2 and broken.name in err.strip().splitlines()[-1]
+    assert "--skip-bad" not in err
+
+
+def test_cli_configures_only_the_cerberus_logger(tmp_path, cli):
+    import logging
+
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    cli("search", "--index", tmp_path / "none.npz", "--attrs", "gender=female")
+    assert (list(root.handlers), root.level) == before
+    assert logging.getLogger("cerberus").level == logging.INFO
