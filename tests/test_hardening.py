@@ -509,3 +509,39 @@ def test_cli_configures_only_the_cerberus_logger(tmp_path, cli):
     cli("search", "--index", tmp_path / "none.npz", "--attrs", "gender=female")
     assert (list(root.handlers), root.level) == before
     assert logging.getLogger("cerberus").level == logging.INFO
+
+
+# --------------------------------------------------------------------------- small things
+
+
+@pytest.fixture
+def index_file(tmp_path, cli) -> Path:
+    index = tmp_path / "i.npz"
+    assert cli("index", "--features", _features(tmp_path), "--out", index)[0] == 0
+    return index
+
+
+@pytest.mark.parametrize("option", ["-k", "--top-k"])
+def test_top_k_has_a_long_form(index_file, cli, option):
+    code, out, _ = cli("search", "--index", index_file, "--attrs", "gender=female", option, 3)
+    assert code == 0
+    assert len(json.loads(cli("search", "--index", index_file, "--attrs", "gender=female",
+                              option, 3, "--json")[1])["results"]) == 3  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "query", ["gender=female, backpack=yes", "Gender=Female, BACKPACK=Yes", "GENDER = female"]
+)
+def test_attribute_queries_are_case_insensitive(index_file, cli, query):
+    code, out, err = cli("search", "--index", index_file, "--attrs", query, "--json")
+    assert code == 0, err
+    assert json.loads(out)["query"]["attributes"]["gender"] == "gender: female"
+
+
+@pytest.mark.parametrize(
+    "query, name",
+    [("gender=male, gender=female", "gender"), ("backpack=yes, Backpack=no", "backpack")],
+)
+def test_a_repeated_attribute_is_refused(index_file, cli, query, name):
+    code, _, err = cli("search", "--index", index_file, "--attrs", query)
+    assert_one_line(code, err, repr(name), "more than once")

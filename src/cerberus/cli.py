@@ -321,7 +321,7 @@ def search(
         Path | None,
         typer.Option(help="Model for image queries (default: the one the index was built with)."),
     ] = None,
-    k: Annotated[int, typer.Option("-k", help="Results to return.")] = 10,
+    k: Annotated[int, typer.Option("--top-k", "-k", help="Results to return.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     figure: Annotated[Path | None, typer.Option(help="Also draw the ranked list (PNG).")] = None,
     device: Device = "auto",
@@ -396,7 +396,7 @@ def visualize_ranks(
     images: Annotated[list[Path], typer.Argument(help="Query crops; one figure each.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the PNGs.")],
     checkpoint: Annotated[Path | None, typer.Option(help="Model (default: the index's).")] = None,
-    k: Annotated[int, typer.Option("-k", help="Ranks shown.")] = 10,
+    k: Annotated[int, typer.Option("--top-k", "-k", help="Ranks shown.")] = 10,
     device: Device = "auto",
 ) -> None:
     """Rank-k lists of query crops, correct matches green, wrong red, attributes under query."""
