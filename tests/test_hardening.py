@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import make_tree
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cerberus.attributes import MARKET1501
 from cerberus.cli import main
@@ -523,10 +525,11 @@ def index_file(tmp_path, cli) -> Path:
 
 @pytest.mark.parametrize("option", ["-k", "--top-k"])
 def test_top_k_has_a_long_form(index_file, cli, option):
-    code, out, _ = cli("search", "--index", index_file, "--attrs", "gender=female", option, 3)
-    assert code == 0
-    assert len(json.loads(cli("search", "--index", index_file, "--attrs", "gender=female",
-                              option, 3, "--json")[1])["results"]) == 3  # fmt: skip
+    code, out, err = cli(
+        "search", "--index", index_file, "--attrs", "gender=female", option, 3, "--json"
+    )
+    assert code == 0, err
+    assert len(json.loads(out)["results"]) == 3
 
 
 @pytest.mark.parametrize(
@@ -545,3 +548,72 @@ def test_attribute_queries_are_case_insensitive(index_file, cli, query):
 def test_a_repeated_attribute_is_refused(index_file, cli, query, name):
     code, _, err = cli("search", "--index", index_file, "--attrs", query)
     assert_one_line(code, err, repr(name), "more than once")
+
+
+# --------------------------------------------------------------------------- garbage in
+
+
+def _garbage_file(folder: Path, name: str, content: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(content)
+    return path
+
+
+numbers = st.one_of(st.integers(-5, 40), st.sampled_from(["0", "-1", "1e3", "x", ""]))
+words = st.text(max_size=30)
+blobs = st.one_of(
+    st.binary(max_size=200),
+    st.sampled_from([b"", b"PK\x03\x04", b"\x80\x04K\x01.", b"data: {root: 1}\n", b"{]"]),
+)
+
+
+@st.composite
+def commands(draw, index: Path, feats: Path, folder: Path) -> list:
+    """A command line of a cheap command (nothing trains) with garbage or good arguments."""
+    kind = draw(st.sampled_from(["search", "index", "describe", "eval", "train", "synth"]))
+    garbage = _garbage_file(folder, draw(st.sampled_from(["g.npz", "g.pt", "g.yaml"])), draw(blobs))
+    if kind == "search":
+        args = ["search", "--index", draw(st.sampled_from([index, garbage]))]
+        args += ["--attrs", draw(st.one_of(words, st.sampled_from(["gender=female", "hat=yes"])))]
+        args += ["-k", draw(numbers)]
+    elif kind == "index":
+        args = ["index", "--features", draw(st.sampled_from([feats, garbage]))]
+        args += ["--out", folder / "out.npz", "--kind", draw(st.sampled_from(["flat", "ivf",
+                 "hnsw", "ivf-sq8", "kd-tree"]))]  # fmt: skip
+        for option in ("--nlist", "--nprobe", "--hnsw-m", "--ef-search"):
+            if draw(st.booleans()):
+                args += [option, draw(numbers)]
+    elif kind == "describe":
+        args = ["describe", "--checkpoint", garbage, garbage, "--device", draw(words)]
+    elif kind == "eval":
+        args = ["eval", "--checkpoint", garbage, "--workers", draw(numbers)]
+    elif kind == "train":
+        args = ["train", "-c", garbage, draw(words)]
+    else:  # a folder that is not a benchmark: refused whatever the numbers
+        args = ["synth", "--out", folder, "--train-ids", draw(numbers), "--cameras", draw(numbers)]
+        args += ["--overwrite"] if draw(st.booleans()) else []
+    return args
+
+
+@pytest.mark.slow
+def test_garbage_arguments_and_files_exit_0_or_2_without_traceback(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a config without data.root looks for data/ here: not found
+    feats = _features(tmp_path)
+    index = tmp_path / "i.npz"
+    assert cli("index", "--features", feats, "--out", index)[0] == 0
+    folder = tmp_path / "garbage"
+    folder.mkdir()
+
+    @settings(
+        max_examples=40,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(commands(index, feats, folder))
+    def run(args):
+        code, _, err = cli(*args)
+        assert code in (0, 2), (args, err)
+        assert "Traceback" not in err, (args, err)
+
+    run()
