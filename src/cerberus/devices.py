@@ -8,13 +8,15 @@ from cerberus.config import check_device
 from cerberus.errors import CerberusError
 
 
-def resolve_device(name: str, where: str, *, local_rank: int | None = None) -> torch.device:
+def resolve_device(
+    name: str | torch.device, where: str, *, local_rank: int | None = None
+) -> torch.device:
     """``auto`` -> CUDA if present, else CPU; a device that is not there is a one-line error.
 
     ``where`` names the setting in the message (``"--device"``, ``"train.device"``);
     ``local_rank`` picks the GPU of a distributed process when ``name`` is ``cuda``.
     """
-    check_device(name, where)
+    name = check_device(str(name), where)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):

@@ -200,7 +200,7 @@ def _trim_log(log_path: Path, iteration: int) -> None:
     if not log_path.is_file():
         return
     kept = []
-    for line in log_path.read_text().splitlines():
+    for line in log_path.read_text(errors="replace").splitlines():
         try:
             it = json.loads(line).get("iteration", 0)
         except (ValueError, AttributeError):
