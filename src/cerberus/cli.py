@@ -332,7 +332,7 @@ def search(
     from cerberus.index import GalleryIndex, result_rows, search_images
     from cerberus.inference import parse_attribute_query
 
-    _at_least("-k", k, 1)
+    _at_least("--top-k (-k)", k, 1)
     if (image is None) == (attrs is None):
         raise CerberusError("give exactly one of --image (reID) or --attrs (APS)")
     gallery = GalleryIndex.load(index)
@@ -403,7 +403,7 @@ def visualize_ranks(
     from cerberus.index import GalleryIndex, search_images
     from cerberus.visualize import rank_list_from_rows
 
-    _at_least("-k", k, 1)
+    _at_least("--top-k (-k)", k, 1)
     gallery = GalleryIndex.load(index)
     net = _index_model(gallery, index, checkpoint, device)
     for image, (rows, said) in zip(images, search_images(gallery, net, images, k)):
