@@ -617,3 +617,16 @@ def test_garbage_arguments_and_files_exit_0_or_2_without_traceback(tmp_path, cli
         assert "Traceback" not in err, (args, err)
 
     run()
+
+
+def test_extract_does_not_count_junk_and_distractors_as_identities(tmp_path, tree, ckpt, cli):
+    gallery = tree / "bounding_box_test"
+    names = [p.name for p in gallery.glob("*.jpg")]
+    others = sum(n.startswith(("0000_", "-1_")) for n in names)
+    code, out, err = cli(
+        "extract", "--checkpoint", ckpt, "--images", gallery, "--out", tmp_path / "g.npz",
+        "--workers", 0, "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"{len(names) - others} with identities from their names" in out
+    assert f"{others} distractor / junk crops" in out

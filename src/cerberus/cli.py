@@ -258,10 +258,14 @@ def extract(
     table = _attribute_table(attributes, net.schema.name) if attributes else None
     feats = net.extract_folder(images, attributes=table, skip_bad=skip_bad, progress=True)
     path = feats.save(out)
-    known = int((feats.pids != UNKNOWN).sum())
+    named = feats.pids != UNKNOWN
+    known = int((named & (feats.pids > 0)).sum())
+    others = int((named & (feats.pids <= 0)).sum())  # Market: 0 distractor, -1 junk
     typer.echo(
         f"{len(feats.paths)} images -> {path} (features {feats.features.shape[1:]}, "
-        f"{known} with identities from their names)"
+        f"{known} with identities from their names"
+        + (f", {others} distractor / junk crops" if others else "")
+        + ")"
     )
 
 
