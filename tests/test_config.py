@@ -48,7 +48,7 @@ def test_overrides_are_typed():
         ("loss.margin=big", "loss.margin must be 'adaptive' or a number"),
         ("loss.semantic=arcface", "loss.semantic must be 'hinge' or 'softmax'"),
         ("loss.semantic_scale=0", "loss.semantic_scale must be positive"),
-        ("data.pad=-1", "data.pad must be 0"),
+        ("data.pad=-1", "data.pad must be >= 0"),
         ("loss.lambda_attr=1", "loss.lambda_attr > 0 needs model.attribute_heads=true"),
         ("lr=1", "expected section.key=value"),
     ],

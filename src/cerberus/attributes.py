@@ -279,7 +279,8 @@ class Schema:
     def parse_query(self, text: str | Mapping[str, str]) -> dict[str, int]:
         """Parse ``"gender=female, upper.color=red"`` into ``{attribute name: value code}``.
 
-        Unknown names or values raise :class:`CerberusError` listing the valid ones.
+        Names and values are case-insensitive (``Gender=Male``). Unknown names or values, and a
+        name given twice, raise :class:`CerberusError` (listing the valid names or values).
         """
         items: Iterable[tuple[str, str]]
         if isinstance(text, Mapping):
@@ -293,10 +294,16 @@ class Schema:
                 k, v = p.split("=", 1)
                 parsed.append((k.strip(), v.strip()))
             items = parsed
+        by_name = {a.name.lower(): a for a in self.attributes}
         out: dict[str, int] = {}
         for k, v in items:
-            attr = self.attributes[self.index(k)]
-            out[attr.name] = attr.value_index(v)
+            attr = by_name.get(str(k).strip().lower())
+            if attr is None:
+                valid = ", ".join(a.name for a in self.attributes)
+                raise CerberusError(f"{self.name}: unknown attribute {k!r}; valid: {valid}")
+            if attr.name in out:
+                raise CerberusError(f"attribute query: {attr.name!r} is given more than once")
+            out[attr.name] = attr.value_index(str(v))
         if not out:
             raise CerberusError("attribute query is empty")
         return out

@@ -8,6 +8,7 @@ model without the training data.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, unsafe globals...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        if "weights only load failed" in text.lower():  # torch's advice is the unsafe load
+            found = re.search(r"GLOBAL (\S+)", text)
+            what = f": {found.group(1)}" if found else ""
+            raise CerberusError(
+                f"{path}: not a readable Cerberus checkpoint: refusing to load objects other "
+                f"than tensors from it (untrusted pickle{what})"
+            ) from None
+        first = text.splitlines()[0] if text else type(exc).__name__
         raise CerberusError(f"{path}: not a readable Cerberus checkpoint ({first[:160]})") from None
     if not isinstance(state, dict) or state.get("format") != "cerberus":
         raise CerberusError(f"{path}: not a Cerberus checkpoint (no 'format: cerberus' entry)")
@@ -81,7 +90,32 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def checkpoint_config(state: dict[str, Any], path: str | Path) -> Config:
+    """The resolved config a checkpoint was trained with (checked like a config file)."""
+    if not isinstance(state.get("config"), dict):
+        raise CerberusError(f"{path}: checkpoint has no 'config' entry (not written by train)")
     return config_from_dict(state["config"], f"{path} [config]")
+
+
+def checkpoint_meta(state: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The ``meta`` entry: the schema and the number of training classes, checked."""
+    meta = state.get("meta")
+    if not isinstance(meta, dict):
+        raise CerberusError(f"{path}: checkpoint has no 'meta' entry (not written by train)")
+    try:
+        get_schema(meta.get("schema", ""))
+        if int(meta["num_classes"]) < 1:
+            raise ValueError
+    except (CerberusError, KeyError, TypeError, ValueError):
+        raise CerberusError(
+            f"{path}: checkpoint 'meta' lacks a known 'schema' and a positive 'num_classes'"
+        ) from None
+    return meta
+
+
+def _state_dict_mismatch(exc: RuntimeError) -> str:
+    """The first missing / unexpected keys or size mismatch of a ``load_state_dict`` error."""
+    lines = [x.strip() for x in str(exc).splitlines()[1:] if x.strip()]
+    return "; ".join(lines)[:240] if lines else str(exc)[:160]
 
 
 def load_model_from_checkpoint(
@@ -90,15 +124,17 @@ def load_model_from_checkpoint(
     """Rebuild the model stored in a checkpoint; returns ``(model, config, checkpoint)``."""
     state = load_checkpoint(path)
     cfg = checkpoint_config(state, path)
-    meta = state["meta"]
+    meta = checkpoint_meta(state, path)
 
     model = model_from_config(
         cfg.model, get_schema(meta["schema"]), int(meta["num_classes"]), load_weights=False
     )
+    if not isinstance(state.get("model"), dict):
+        raise CerberusError(f"{path}: checkpoint has no 'model' weights")
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CerberusError(f"{path}: weights do not fit the model ({first[:160]})") from None
+        reason = _state_dict_mismatch(exc)
+        raise CerberusError(f"{path}: weights do not fit the model ({reason})") from None
     model.eval()
     return model, cfg, state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+_DEBUG = {"on": False}
+
+
+def _debugging() -> bool:
+    return _DEBUG["on"] or os.environ.get("CERBERUS_DEBUG", "") not in ("", "0")
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an unexpected error.")
+    ] = False,
+) -> None:
+    """Attribute-based person re-identification with semantic IDs: reID, APS and PAR."""
+    _DEBUG["on"] = debug
+
+
+def _at_least(option: str, value: int | None, least: int) -> None:
+    """Refuse a numeric option below ``least`` (``None``: the option was not given)."""
+    if value is not None and value < least:
+        raise CerberusError(f"{option} {value}: must be at least {least}")
+
 
 Overrides = Annotated[
     list[str] | None,
@@ -45,6 +69,7 @@ def synth(
     """Generate the built-in synthetic benchmark (Market-1501 folders + market_attribute.mat)."""
     from cerberus.data.synthetic import generate_synthetic, make_contact_sheet, make_value_sheet
 
+    _at_least("--workers", workers, 1)
     summary = generate_synthetic(
         out,
         num_train_ids=train_ids,
@@ -102,6 +127,8 @@ def evaluate(
 
     from cerberus.evaluation import evaluate_checkpoint, format_report
 
+    _at_least("--batch-size", batch_size, 1)
+    _at_least("--workers", workers, 0)
     metrics = evaluate_checkpoint(
         checkpoint,
         data_root=data,
@@ -112,8 +139,10 @@ def evaluate(
     )
     typer.echo(format_report(metrics))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(metrics, indent=2))
+        from cerberus.files import atomic_write
+
+        text = json.dumps(metrics, indent=2)
+        atomic_write(out, lambda fh: fh.write(text.encode()), "metrics")
         typer.echo(f"metrics written to {out}")
 
 
@@ -164,6 +193,7 @@ def info(
     from cerberus.config import load_config
     from cerberus.model import count_flops, count_parameters
 
+    _at_least("--num-classes", num_classes, 1)
     cfg = load_config(config, overrides or [])
     schema = get_schema(dataset or cfg.data.dataset)
     model = model_from_config(cfg.model, schema, num_classes, load_weights=False).eval()
@@ -220,16 +250,22 @@ def extract(
     from cerberus.features import UNKNOWN
     from cerberus.inference import InferenceModel
 
+    _at_least("--batch-size", batch_size, 1)
+    _at_least("--workers", workers, 0)
     net = InferenceModel.from_checkpoint(
         checkpoint, device=device, batch_size=batch_size, num_workers=workers
     )
     table = _attribute_table(attributes, net.schema.name) if attributes else None
     feats = net.extract_folder(images, attributes=table, skip_bad=skip_bad, progress=True)
     path = feats.save(out)
-    known = int((feats.pids != UNKNOWN).sum())
+    named = feats.pids != UNKNOWN
+    known = int((named & (feats.pids > 0)).sum())
+    others = int((named & (feats.pids <= 0)).sum())  # Market: 0 distractor, -1 junk
     typer.echo(
         f"{len(feats.paths)} images -> {path} (features {feats.features.shape[1:]}, "
-        f"{known} with identities from their names)"
+        f"{known} with identities from their names"
+        + (f", {others} distractor / junk crops" if others else "")
+        + ")"
     )
 
 
@@ -289,7 +325,7 @@ def search(
         Path | None,
         typer.Option(help="Model for image queries (default: the one the index was built with)."),
     ] = None,
-    k: Annotated[int, typer.Option("-k", help="Results to return.")] = 10,
+    k: Annotated[int, typer.Option("--top-k", "-k", help="Results to return.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     figure: Annotated[Path | None, typer.Option(help="Also draw the ranked list (PNG).")] = None,
     device: Device = "auto",
@@ -300,6 +336,7 @@ def search(
     from cerberus.index import GalleryIndex, result_rows, search_images
     from cerberus.inference import parse_attribute_query
 
+    _at_least("--top-k (-k)", k, 1)
     if (image is None) == (attrs is None):
         raise CerberusError("give exactly one of --image (reID) or --attrs (APS)")
     gallery = GalleryIndex.load(index)
@@ -363,13 +400,14 @@ def visualize_ranks(
     images: Annotated[list[Path], typer.Argument(help="Query crops; one figure each.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the PNGs.")],
     checkpoint: Annotated[Path | None, typer.Option(help="Model (default: the index's).")] = None,
-    k: Annotated[int, typer.Option("-k", help="Ranks shown.")] = 10,
+    k: Annotated[int, typer.Option("--top-k", "-k", help="Ranks shown.")] = 10,
     device: Device = "auto",
 ) -> None:
     """Rank-k lists of query crops, correct matches green, wrong red, attributes under query."""
     from cerberus.index import GalleryIndex, search_images
     from cerberus.visualize import rank_list_from_rows
 
+    _at_least("--top-k (-k)", k, 1)
     gallery = GalleryIndex.load(index)
     net = _index_model(gallery, index, checkpoint, device)
     for image, (rows, said) in zip(images, search_images(gallery, net, images, k)):
@@ -443,18 +481,72 @@ def demo(
     typer.echo(f"report: {report}")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to whatever ``sys.stderr`` is now (tests and progress bars replace it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _configure_logging() -> None:
+    """INFO lines of the ``cerberus`` loggers; other libraries keep their own (quiet) levels."""
+    log = logging.getLogger("cerberus")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def _one_line(text: str) -> str:
+    """The message itself: a DataLoader worker's error arrives wrapped in its traceback."""
+    text = text.strip()
+    if "Original Traceback" in text:
+        last = [x for x in text.splitlines() if x.strip()][-1]
+        name, sep, message = last.partition(": ")
+        text = message if sep and " " not in name else last
+    return " ".join(text.split()) or "(no message)"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Entry point: run the app; our own errors print as one red line with exit code 2."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("faiss").setLevel(logging.WARNING)  # CPU-feature probing at import
+    """Entry point: run the app; errors print as one red line.
+
+    Exit code 2: bad input or an environment problem (our own :class:`CerberusError`, an
+    ``OSError`` such as a read-only folder); 1: an unexpected error, whose traceback is shown
+    with ``--debug`` or ``CERBERUS_DEBUG=1``.
+    """
+    _configure_logging()
     try:
         app()
     except CerberusError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+        _fail(_one_line(str(exc)))
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.RED, err=True)
         sys.exit(130)
+    except OSError as exc:
+        if _debugging():
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(where + _one_line(exc.strerror or str(exc)))
+    except Exception as exc:
+        if _debugging():
+            raise
+        text = _one_line(str(exc)) if str(exc).strip() else ""
+        _fail(
+            f"unexpected {type(exc).__name__}{': ' if text else ''}{text[:300]} "
+            "(a bug: rerun with --debug or CERBERUS_DEBUG=1 for the traceback)",
+            code=1,
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ the paper setting (SPEC sections 2-4); ``configs/*.yaml`` only state what differ
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -15,6 +16,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from cerberus.errors import CerberusError
+from cerberus.files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,50 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> Config:
     return cfg
 
 
+_POSITIVE = (
+    "data.height", "data.width", "data.p", "data.k", "model.dim", "model.align_sigma",
+    "optim.lr", "optim.iterations", "train.log_every", "eval.batch_size", "eval.prior_scale",
+    "loss.semantic_scale",
+)  # fmt: skip
+_NON_NEGATIVE = (
+    "data.num_workers", "data.pad", "optim.warmup_start_lr", "optim.warmup_iterations",
+    "optim.min_lr", "optim.weight_decay", "loss.lambda_sem", "loss.lambda_id", "loss.lambda_reg",
+    "loss.lambda_attr", "loss.alpha", "loss.beta", "train.threads", "train.checkpoint_every",
+    "train.eval_every", "eval.num_workers",
+)  # fmt: skip
+_CHOICES = {
+    "data.on_bad_image": ("stop", "skip"),
+    "loss.semantic": ("hinge", "softmax"),
+    "eval.decision": ("cosine", "posterior"),
+    "model.last_stride": (1, 2),
+}
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def check_device(device: str, where: str) -> str:
+    """``device`` if it names a device torch knows (auto, cpu, cuda, cuda:N, mps), else raise."""
+    if not _DEVICE.fullmatch(device):
+        raise CerberusError(f"{where} must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    return device
+
+
+def _value(cfg: Config, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
 def _validate(cfg: Config, where: str) -> None:
+    """Range and choice checks of every field, so bad values stop here, not mid-run."""
+    for key in _POSITIVE:
+        if not _value(cfg, key) > 0:  # also catches NaN
+            raise CerberusError(f"{where}: {key} must be positive, got {_value(cfg, key)}")
+    for key in _NON_NEGATIVE:
+        if not _value(cfg, key) >= 0:
+            raise CerberusError(f"{where}: {key} must be >= 0, got {_value(cfg, key)}")
+    for key, choices in _CHOICES.items():
+        if _value(cfg, key) not in choices:
+            options = " or ".join(repr(c) for c in choices)
+            raise CerberusError(f"{where}: {key} must be {options}, got {_value(cfg, key)!r}")
     if cfg.loss.margin != "adaptive":
         try:
             float(cfg.loss.margin)
@@ -255,36 +300,21 @@ def _validate(cfg: Config, where: str) -> None:
             raise CerberusError(
                 f"{where}: loss.margin must be 'adaptive' or a number, got {cfg.loss.margin!r}"
             ) from None
-    if cfg.eval.decision not in ("cosine", "posterior"):
+    betas = cfg.optim.betas
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
         raise CerberusError(
-            f"{where}: eval.decision must be 'cosine' or 'posterior', got {cfg.eval.decision!r}"
+            f"{where}: optim.betas must be two numbers in [0, 1), got {list(betas)}"
         )
-    if not cfg.eval.prior_scale > 0:
-        raise CerberusError(f"{where}: eval.prior_scale must be > 0, got {cfg.eval.prior_scale}")
-    if cfg.loss.semantic not in ("hinge", "softmax"):
+    if not 0 <= cfg.data.random_erasing <= 1:
         raise CerberusError(
-            f"{where}: loss.semantic must be 'hinge' or 'softmax', got {cfg.loss.semantic!r}"
+            f"{where}: data.random_erasing must be a probability in [0, 1], "
+            f"got {cfg.data.random_erasing}"
         )
-    if not cfg.loss.semantic_scale > 0:
-        raise CerberusError(
-            f"{where}: loss.semantic_scale must be positive, got {cfg.loss.semantic_scale}"
-        )
-    if cfg.data.on_bad_image not in ("stop", "skip"):
-        raise CerberusError(
-            f"{where}: data.on_bad_image must be 'stop' or 'skip', got {cfg.data.on_bad_image!r}"
-        )
+    check_device(cfg.train.device, f"{where}: train.device")
     if cfg.optim.warmup_iterations > cfg.optim.iterations:
         raise CerberusError(f"{where}: optim.warmup_iterations exceeds optim.iterations")
-    if cfg.train.threads < 0:
-        raise CerberusError(f"{where}: train.threads must be >= 0, got {cfg.train.threads}")
-    if cfg.loss.lambda_attr < 0:
-        raise CerberusError(f"{where}: loss.lambda_attr must be >= 0, got {cfg.loss.lambda_attr}")
     if cfg.loss.lambda_attr > 0 and not cfg.model.attribute_heads:
         raise CerberusError(f"{where}: loss.lambda_attr > 0 needs model.attribute_heads=true")
-    if cfg.data.pad < 0:
-        raise CerberusError(f"{where}: data.pad must be 0 (off) or positive, got {cfg.data.pad}")
-    if cfg.data.height <= 0 or cfg.data.width <= 0:
-        raise CerberusError(f"{where}: data.height and data.width must be positive")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -297,7 +327,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise CerberusError(f"{path}: config file not found")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise CerberusError(
+                f"{path}: not UTF-8 text (byte {exc.start}); is it a YAML config?"
+            ) from None
+        except OSError as exc:
+            raise CerberusError(f"{path}: cannot read ({exc.strerror or exc})") from None
         except yaml.YAMLError as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             at = f" at line {line + 1}" if line is not None else ""
@@ -311,5 +347,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML (beside every checkpoint)."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write the resolved config as YAML (beside every checkpoint), atomically."""
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    atomic_write(path, lambda fh: fh.write(text.encode()), "config")

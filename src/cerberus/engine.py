@@ -45,7 +45,9 @@ from cerberus.data.datasets import (
 )
 from cerberus.data.samplers import PKBatchSampler
 from cerberus.data.transforms import build_transforms
+from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
+from cerberus.files import atomic_write
 from cerberus.losses import compute_losses, fixed_margins
 from cerberus.model import Cerberus
 from cerberus.optim import group_summary, parameter_groups
@@ -139,16 +141,6 @@ class TrainResult:
     first_losses: dict[str, float]
 
 
-def _resolve_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise CerberusError("train.device=cuda but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
 def _distributed_context() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -157,6 +149,11 @@ def _distributed_context() -> tuple[int, int, int]:
 
 
 def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
+    if saved.train.seed != cfg.train.seed:
+        raise CerberusError(
+            f"{path}: cannot resume: it was trained with train.seed={saved.train.seed}, this run "
+            f"has {cfg.train.seed} (other batches); use a new train.output_dir or the same seed"
+        )
     for section in ("data", "model", "loss"):
         a, b = getattr(saved, section), getattr(cfg, section)
         if section == "data":
@@ -167,6 +164,51 @@ def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
                 f"{path}: cannot resume: its {section} config differs from this run's "
                 "(use a new train.output_dir or resume with the same config)"
             )
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete ``.last.pt.tmp<pid>`` files left by a run killed while writing its checkpoint.
+
+    Only our own naming (:func:`cerberus.files.atomic_write`) is touched, and only for
+    processes that no longer run.
+    """
+    if not out_dir.is_dir():
+        return
+    for tmp in out_dir.glob(".*.tmp*"):
+        pid = tmp.name.rpartition(".tmp")[2]
+        if not pid.isdigit() or int(pid) == os.getpid() or _process_alive(int(pid)):
+            continue
+        try:
+            tmp.unlink()
+            logger.info("removed %s, left by an interrupted checkpoint write", tmp)
+        except OSError as exc:
+            logger.warning("could not remove %s (%s)", tmp, exc.strerror or exc)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, another user's
+        return True
+    return True
+
+
+def _trim_log(log_path: Path, iteration: int) -> None:
+    """Drop log lines past ``iteration`` (written after the checkpoint a run resumes from)."""
+    if not log_path.is_file():
+        return
+    kept = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            it = json.loads(line).get("iteration", 0)
+        except (ValueError, AttributeError):
+            continue  # a line cut by the kill
+        if isinstance(it, int) and it <= iteration:
+            kept.append(line + "\n")
+    text = "".join(kept)
+    atomic_write(log_path, lambda fh: fh.write(text.encode()), "training log")
 
 
 def train(
@@ -189,7 +231,7 @@ def train(
     """
     rank, local_rank, world = _distributed_context()
     distributed = world > 1
-    device = _resolve_device(cfg.train.device, local_rank)
+    device = resolve_device(cfg.train.device, "train.device", local_rank=local_rank)
     if distributed and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     is_main = rank == 0
@@ -249,9 +291,18 @@ def train(
         start = int(state["iteration"])
         if is_main:
             logger.info("resuming from %s at iteration %d", ckpt_path, start)
+    log_path = out_dir / "log.jsonl"
     if is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(out_dir)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CerberusError(
+                f"{out_dir}: cannot create train.output_dir ({exc.strerror or exc})"
+            ) from None
         save_config(cfg, out_dir / "config.yaml")
+        if start:
+            _trim_log(log_path, start)
 
     net: nn.Module = step_module
     if distributed:
@@ -298,7 +349,6 @@ def train(
         "sid_counts": {g: c.tolist() for g, c in dataset.train_sid_counts().items()},
     }
     amp = cfg.train.amp and device.type == "cuda"
-    log_path = out_dir / "log.jsonl"
     progress = None
     if is_main and cfg.train.progress:
         from tqdm import tqdm

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from cerberus.attributes import GROUPS
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset, read_dataset
+from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
 from cerberus.inference import (
     SID_DECISIONS,
@@ -203,6 +203,7 @@ def evaluate_checkpoint(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Load a checkpoint, extract test features once and compute reID, APS and PAR metrics."""
+    device = str(resolve_device(device, "--device"))
     model, cfg, state = load_model_from_checkpoint(checkpoint)
     model = fuse_batchnorm(model)  # inference only: same features, less work
     if dataset is None:
@@ -214,8 +215,6 @@ def evaluate_checkpoint(
             f"{checkpoint}: model trained with the {state['meta']['schema']} schema, "
             f"data is {dataset.schema.name}"
         )
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     feats = extract_test_features(
         model,

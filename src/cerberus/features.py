@@ -67,8 +67,15 @@ class FeatureSet:
         arrays, meta = load_npz(path, "features", "features file")
         if "features" not in arrays:
             raise CerberusError(f"{path}: features file without a 'features' array")
-        paths, pids, camids, values, prototypes = read_common(arrays, path)
-        return cls(arrays["features"], paths, pids, camids, values, prototypes, meta)
+        paths, pids, camids, values, prototypes = read_common(arrays, meta, path)
+        feats = arrays["features"]
+        d = prototypes[GROUPS[0]].shape[1]
+        if feats.shape != (len(paths), len(GROUPS), d):
+            raise CerberusError(
+                f"{path}: array 'features' has shape {feats.shape}, expected "
+                f"{(len(paths), len(GROUPS), d)}"
+            )
+        return cls(feats, paths, pids, camids, values, prototypes, meta)
 
 
 def common_arrays(paths, pids, camids, values, prototypes) -> dict[str, np.ndarray]:
@@ -82,18 +89,44 @@ def common_arrays(paths, pids, camids, values, prototypes) -> dict[str, np.ndarr
     return out
 
 
-def read_common(arrays: Mapping[str, np.ndarray], path) -> tuple:
+def read_common(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], path) -> tuple:
+    """The arrays every features / index file holds, checked against the schema it names."""
+    try:
+        schema = get_schema(meta.get("schema", ""))
+    except CerberusError:
+        raise CerberusError(
+            f"{path}: no known attribute schema in its metadata ({meta.get('schema')!r})"
+        ) from None
     try:
         prototypes = {g: arrays[f"prototype_{g}"] for g in GROUPS}
-        return (
-            [str(p) for p in arrays["paths"]],
-            arrays["pids"],
-            arrays["camids"],
-            arrays["values"],
-            prototypes,
-        )
+        paths = [str(p) for p in np.atleast_1d(arrays["paths"])]
+        pids, camids, values = arrays["pids"], arrays["camids"], arrays["values"]
     except KeyError as exc:
         raise CerberusError(f"{path}: missing array {exc.args[0]!r}") from None
+    n = len(paths)
+    expected = {
+        "pids": (n,),
+        "camids": (n,),
+        "values": (n, schema.num_attributes),
+    }
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise CerberusError(
+                f"{path}: array {name!r} has shape {arrays[name].shape}, expected {shape} "
+                f"({n} paths, {schema.name} schema)"
+            )
+    dims = set()
+    for g, proto in prototypes.items():
+        rows = schema.num_sids[g]
+        if proto.ndim != 2 or proto.shape[0] != rows:
+            raise CerberusError(
+                f"{path}: array 'prototype_{g}' has shape {proto.shape}, expected "
+                f"({rows}, d) for the {schema.name} schema"
+            )
+        dims.add(proto.shape[1])
+    if len(dims) != 1:
+        raise CerberusError(f"{path}: the prototype arrays differ in width {sorted(dims)}")
+    return paths, pids, camids, values, prototypes
 
 
 def save_npz(path: str | Path, arrays: dict[str, np.ndarray], meta: dict, what: str) -> Path:
@@ -106,6 +139,11 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray], meta: dict, what: 
     return atomic_write(path, lambda fh: np.savez(fh, **arrays), what)
 
 
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_npz(path: str | Path, kind: str, what: str) -> tuple[dict[str, np.ndarray], dict]:
     path = Path(path)
     if not path.is_file():
@@ -114,8 +152,15 @@ def load_npz(path: str | Path, kind: str, what: str) -> tuple[dict[str, np.ndarr
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays.pop("meta")))
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # neither .npy nor .npz: numpy would try a pickle
+            raise CerberusError(
+                f"{path}: not a readable Cerberus {what}: refusing to load objects other than "
+                "arrays from it (untrusted pickle)"
+            ) from None
+        raise CerberusError(f"{path}: not a readable Cerberus {what} ({_first(exc)})") from None
     except Exception as exc:  # zip, npy and JSON errors of a damaged file
-        raise CerberusError(f"{path}: not a readable Cerberus {what} ({exc})") from None
+        raise CerberusError(f"{path}: not a readable Cerberus {what} ({_first(exc)})") from None
     if not isinstance(meta, dict) or meta.get("format") != "cerberus":
         raise CerberusError(f"{path}: not a Cerberus {what}")
     if meta.get("kind") != kind:

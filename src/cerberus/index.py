@@ -155,7 +155,7 @@ class GalleryIndex:
     def load(cls, path: str | Path) -> GalleryIndex:
         faiss = _faiss()
         arrays, meta = load_npz(path, "index", "index")
-        paths, pids, camids, values, prototypes = read_common(arrays, path)
+        paths, pids, camids, values, prototypes = read_common(arrays, meta, path)
         try:
             index = faiss.deserialize_index(arrays["faiss_index"])
         except Exception as exc:
@@ -217,6 +217,19 @@ class GalleryIndex:
         )
 
 
+def _check_options(n: int, *, nlist, nprobe, hnsw_m, ef_search) -> None:
+    """Refuse option values faiss would crash on, or silently turn into a useless index."""
+    if nlist is not None and not 1 <= nlist <= n:
+        raise CerberusError(f"--nlist {nlist}: must be between 1 and the gallery size ({n})")
+    for option, value, least in (
+        ("--nprobe", nprobe, 1),
+        ("--hnsw-m", hnsw_m, 2),
+        ("--ef-search", ef_search, 1),
+    ):
+        if value < least:
+            raise CerberusError(f"{option} {value}: must be at least {least}")
+
+
 def build_faiss_index(
     vectors: np.ndarray,
     *,
@@ -240,6 +253,7 @@ def build_faiss_index(
     n = len(vectors)
     if n == 0:
         raise CerberusError("cannot index an empty gallery")
+    _check_options(n, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search)
 
     def rows_of(selection) -> np.ndarray:
         part = vectors[selection]

@@ -32,6 +32,7 @@ from cerberus.attributes import GROUPS, AttributeTable, Schema, get_schema
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.data.datasets import FORMATS, ImageDataset, ImageSet, parse_filename
 from cerberus.data.transforms import build_transforms
+from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
 from cerberus.features import UNKNOWN, FeatureSet
 from cerberus.model import fuse_batchnorm
@@ -294,6 +295,7 @@ def extract_features(
     progress: bool = False,
     desc: str = "extract",
     on_bad_image: str = "stop",
+    bad_image_hint: str = "",
 ) -> np.ndarray:
     """The five representations f^H, f^U, f^L, f^I, f^C of every image.
 
@@ -305,6 +307,8 @@ def extract_features(
             the paper protocol).
         on_bad_image: ``"stop"``: an unreadable image raises :class:`CerberusError` naming it;
             ``"skip"``: its row is NaN and it is logged (see :func:`extract_folder`).
+        bad_image_hint: appended to the ``"stop"`` error, for callers that can skip (the
+            ``extract`` command names its ``--skip-bad``).
 
     Returns:
         Array of shape ``(N, 5, d)``, float32, not normalised.
@@ -335,9 +339,7 @@ def extract_features(
         for batch in loader:
             errors = [e for e in batch["error"] if e]
             if errors and on_bad_image == "stop":
-                raise CerberusError(
-                    f"{errors[0]} (use on_bad_image='skip' / --skip-bad to skip such files)"
-                )
+                raise CerberusError(f"{errors[0]}{bad_image_hint}")
             x = batch["image"].to(device, non_blocking=True)
             x = x.contiguous(memory_format=torch.channels_last)
             with amp:
@@ -461,6 +463,7 @@ def extract_folder(
         progress=progress,
         desc=Path(folder).name or "extract",
         on_bad_image="skip" if skip_bad else "stop",
+        bad_image_hint=" (skip_bad / extract --skip-bad leaves such files out)",
     )
     ok = np.isfinite(feats).all(axis=(1, 2))
     if not ok.all():
@@ -516,9 +519,8 @@ class InferenceModel:
     ) -> InferenceModel:
         """Load a checkpoint for inference; ``fuse_bn`` folds BatchNorm into the convolutions
         (:func:`~cerberus.model.fuse_batchnorm`: same features, faster)."""
+        device = str(resolve_device(device, "--device"))
         model, cfg, state = load_model_from_checkpoint(checkpoint)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
         fingerprint = model_fingerprint(model)  # of the trained weights, before folding BN
         if fuse_bn:
             model = fuse_batchnorm(model)

@@ -698,6 +698,36 @@ def _render_job(args: tuple[_Job, int, int, int, int, str]) -> list[str]:
     return written
 
 
+MARKER = ".cerberus-synthetic"
+"""Written into every generated benchmark: ``overwrite`` only ever deletes folders holding it."""
+
+
+def _clear_output(out: Path, overwrite: bool) -> None:
+    """Empty ``out`` for a new benchmark, refusing anything but an empty or generated folder."""
+    if out.exists() and not out.is_dir():
+        raise CerberusError(f"{out}: exists and is not a folder")
+    try:
+        if not out.exists() or not any(out.iterdir()):
+            return
+    except OSError as exc:
+        raise CerberusError(f"{out}: cannot read the folder ({exc.strerror or exc})") from None
+    if not (out / MARKER).is_file():
+        raise CerberusError(
+            f"{out}: output folder exists and is not empty and holds no synthetic benchmark "
+            f"written by cerberus (no {MARKER} file); refusing to delete it, choose a new folder"
+        )
+    if not overwrite:
+        raise CerberusError(
+            f"{out}: output folder exists and is not empty (a synthetic benchmark; "
+            "add --overwrite to replace it)"
+        )
+    try:
+        shutil.rmtree(out)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise CerberusError(f"{out}: cannot delete the old benchmark ({reason})") from None
+
+
 def generate_synthetic(
     out_dir: str | Path,
     *,
@@ -729,13 +759,14 @@ def generate_synthetic(
         raise CerberusError(f"synthetic: num_cameras must be 2..6 (Market), got {num_cameras}")
     if height < 32 or width < 16:
         raise CerberusError(f"synthetic: image size {height}x{width} is too small (min 32x16)")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise CerberusError(f"{out}: output folder exists and is not empty (use overwrite)")
-        shutil.rmtree(out)
+    _clear_output(out, overwrite)
     t0 = time.perf_counter()
-    for folder in ("bounding_box_train", "bounding_box_test", "query"):
-        (out / folder).mkdir(parents=True, exist_ok=True)
+    try:
+        for folder in ("bounding_box_train", "bounding_box_test", "query"):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+        (out / MARKER).write_text("synthetic benchmark written by cerberus synth\n")
+    except OSError as exc:
+        raise CerberusError(f"{out}: cannot write there ({exc.strerror or exc})") from None
     train_rows, test_rows = _identity_rows(num_train_ids, num_test_ids, seed)
     train_ids = np.arange(num_train_ids) * 2 + 2
     test_ids = np.arange(num_test_ids) * 2 + 1
