@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from cerberus.attributes import MARKET1501
 from cerberus.checkpoints import load_checkpoint, save_checkpoint
 from cerberus.errors import CerberusError
 from cerberus.features import FeatureSet
@@ -60,7 +61,10 @@ def _index(n: int, seed: int) -> GalleryIndex:
         pids=np.arange(n),
         camids=np.zeros(n, dtype=np.int64),
         values=np.full((n, 12), -1),
-        prototypes={g: rng.normal(size=(3, 4)).astype(np.float32) for g in "HULIC"},
+        prototypes={
+            g: rng.normal(size=(n_sids, 4)).astype(np.float32)
+            for g, n_sids in MARKET1501.num_sids.items()
+        },
         meta={"schema": "market1501", "fingerprint": "f"},
     )
     return GalleryIndex.build(fs)
