@@ -185,7 +185,8 @@ HEADER = _header(BASE_COLUMNS)
 
 def _chance_row(m: dict[str, Any], columns: Sequence[Column]) -> str:
     cells = ["chance (random ranking / majority class)"]
-    cells += [format_percent(_get(m["chance"], key)) for _, key, _ in columns]
+    # chance levels exist for the full APS query only, under "aps" rather than "aps.full"
+    cells += [format_percent(_get(m["chance"], key.replace(".full", ""))) for _, key, _ in columns]
     return "| " + " | ".join(cells) + " |"
 
 
