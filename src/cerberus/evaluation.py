@@ -97,6 +97,31 @@ def extract_test_features(
     )
 
 
+def extract_with_config(
+    model: Cerberus,
+    dataset: ReIDDataset,
+    cfg: Config,
+    *,
+    device: str = "cpu",
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    progress: bool = False,
+) -> EvalFeatures:
+    """:func:`extract_test_features` at the input size and with the evaluation settings of a
+    config (``batch_size`` / ``num_workers`` override ``cfg.eval``)."""
+    return extract_test_features(
+        model,
+        dataset,
+        height=cfg.data.height,
+        width=cfg.data.width,
+        batch_size=batch_size or cfg.eval.batch_size,
+        num_workers=cfg.eval.num_workers if num_workers is None else num_workers,
+        device=device,
+        flip=cfg.eval.flip_test,
+        progress=progress,
+    )
+
+
 def evaluate_features(
     feats: EvalFeatures,
     dataset: ReIDDataset,
@@ -216,15 +241,13 @@ def evaluate_checkpoint(
             f"data is {dataset.schema.name}"
         )
     model.to(device)
-    feats = extract_test_features(
+    feats = extract_with_config(
         model,
         dataset,
-        height=cfg.data.height,
-        width=cfg.data.width,
-        batch_size=batch_size or cfg.eval.batch_size,
-        num_workers=cfg.eval.num_workers if num_workers is None else num_workers,
+        cfg,
         device=device,
-        flip=cfg.eval.flip_test,
+        batch_size=batch_size,
+        num_workers=num_workers,
         progress=progress,
     )
     return evaluate_features(
@@ -242,16 +265,8 @@ def periodic_evaluation(
     """
 
     def evaluate(model: Cerberus, iteration: int) -> dict[str, float]:
-        feats = extract_test_features(
-            model,
-            dataset,
-            height=cfg.data.height,
-            width=cfg.data.width,
-            batch_size=cfg.eval.batch_size,
-            num_workers=cfg.eval.num_workers,
-            device=str(next(model.parameters()).device),
-            flip=cfg.eval.flip_test,
-        )
+        device = str(next(model.parameters()).device)
+        feats = extract_with_config(model, dataset, cfg, device=device)
         m = evaluate_features(
             feats,
             dataset,

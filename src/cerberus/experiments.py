@@ -22,7 +22,7 @@ from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset, read_dataset
 from cerberus.engine import train
 from cerberus.errors import CerberusError
-from cerberus.evaluation import evaluate_features, extract_test_features, periodic_evaluation
+from cerberus.evaluation import evaluate_features, extract_with_config, periodic_evaluation
 from cerberus.files import atomic_write
 from cerberus.model import fuse_batchnorm
 
@@ -88,16 +88,10 @@ def run_variant(
     evaluate = periodic_evaluation(variant, dataset) if variant.train.eval_every else None
     result = train(variant, resume=True, dataset=dataset, on_evaluate=evaluate)
     model, _, _ = load_model_from_checkpoint(result.checkpoint)
-    model = fuse_batchnorm(model)
-    feats = extract_test_features(
-        model,
-        dataset,
-        height=variant.data.height,
-        width=variant.data.width,
-        batch_size=variant.eval.batch_size,
-        num_workers=variant.eval.num_workers,
-        flip=variant.eval.flip_test,
-        progress=variant.train.progress,
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = fuse_batchnorm(model).to(device)
+    feats = extract_with_config(
+        model, dataset, variant, device=device, progress=variant.train.progress
     )
     by_decision = {}
     for decision in decisions:
@@ -120,7 +114,8 @@ def _head_predictor(model: Any) -> Any:
 
     @torch.no_grad()
     def predict(features: np.ndarray) -> np.ndarray:
-        return model.predict_attributes(torch.from_numpy(features)).cpu().numpy()
+        device = next(model.parameters()).device
+        return model.predict_attributes(torch.from_numpy(features).to(device)).cpu().numpy()
 
     return predict
 
