@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cerberus import metrics as metrics_module
+from cerberus.metrics import ranking as metrics_module
 from cerberus.attributes import DUKEMTMC, GROUPS, MARKET1501
 from cerberus.errors import CerberusError
 from cerberus.metrics import (
@@ -788,3 +788,13 @@ def test_aps_alternative_input_errors():
         aps_metrics(APS_SCORES, APS_QUERIES, APS_GALLERY, gallery_alt_sids=APS_ALT - 1)
     with pytest.raises(CerberusError, match="gallery_alt_sids: expected integer SIDs"):
         aps_chance(APS_QUERIES, APS_GALLERY, gallery_alt_sids=APS_ALT.astype(float))
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    import cerberus.metrics.par as par_module
+
+    for module in (metrics_module, par_module):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

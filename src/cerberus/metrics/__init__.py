@@ -1,0 +1,40 @@
+"""Evaluation metrics, pure functions on arrays (SPEC 6): no model in sight.
+
+:mod:`~cerberus.metrics.ranking` ranks a gallery per query (reID, APS, their chance levels);
+:mod:`~cerberus.metrics.par` scores attribute predictions three ways, each with its
+majority-answer baseline.
+"""
+
+from cerberus.metrics.par import (
+    binary_labels,
+    par_accuracy,
+    par_label_majority_chance,
+    par_label_mean_accuracy,
+    par_majority_chance,
+    par_official_accuracy,
+    par_official_majority_chance,
+)
+from cerberus.metrics.ranking import (
+    DEFAULT_MEMORY_BUDGET,
+    aps_chance,
+    aps_metrics,
+    aps_queries,
+    reid_chance,
+    reid_metrics,
+)
+
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "aps_chance",
+    "aps_metrics",
+    "aps_queries",
+    "binary_labels",
+    "par_accuracy",
+    "par_label_majority_chance",
+    "par_label_mean_accuracy",
+    "par_majority_chance",
+    "par_official_accuracy",
+    "par_official_majority_chance",
+    "reid_chance",
+    "reid_metrics",
+]
