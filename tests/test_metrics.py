@@ -10,7 +10,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cerberus.metrics import ranking as metrics_module
 from cerberus.attributes import DUKEMTMC, GROUPS, MARKET1501
 from cerberus.errors import CerberusError
 from cerberus.metrics import (
@@ -27,6 +26,7 @@ from cerberus.metrics import (
     reid_chance,
     reid_metrics,
 )
+from cerberus.metrics import ranking as metrics_module
 
 # ---------------------------------------------------------------------------------------------
 # Slow, obviously-correct references: one query at a time.
