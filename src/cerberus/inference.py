@@ -450,8 +450,11 @@ def extract_folder(
     ``attributes`` (e.g. from the dataset's ``.mat`` file) gives each identity's attribute
     values, stored as ground truth for figures and evaluation. ``fingerprint`` is that of the
     trained weights when ``model`` is a BN-folded copy (:func:`model_fingerprint` otherwise).
+
+    Image paths and the checkpoint path are stored absolute (resolved now), so the file is usable
+    from any working directory.
     """
-    images = scan_images(folder, schema)
+    images = scan_images(Path(folder).resolve(), schema)
     feats = extract_features(
         model,
         images,
@@ -482,7 +485,7 @@ def extract_folder(
         meta={
             "schema": schema.name,
             "fingerprint": fingerprint or model_fingerprint(model),
-            "checkpoint": str(checkpoint),
+            "checkpoint": str(Path(checkpoint).resolve()) if str(checkpoint) else "",
             "height": height,
             "width": width,
             "dim": int(feats.shape[-1]),
