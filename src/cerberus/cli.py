@@ -363,7 +363,7 @@ def search(
     import json
 
     from cerberus.index import GalleryIndex, result_rows, search_images
-    from cerberus.inference import parse_attribute_query
+    from cerberus.scoring import parse_attribute_query
 
     _at_least("--top-k (-k)", k, 1)
     if (image is None) == (attrs is None):
