@@ -36,6 +36,7 @@ from cerberus.errors import CerberusError
 from cerberus.features import UNKNOWN, FeatureSet
 from cerberus.model import fuse_batchnorm
 from cerberus.scoring import (  # noqa: F401  (re-exported: the SPEC 5 rules on arrays)
+    SID_DECISIONS,
     AttributeQuery,
     attribute_query_scores,
     attribute_query_vectors,
