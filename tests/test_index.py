@@ -287,3 +287,28 @@ def test_chunked_build_equals_building_from_all_vectors(kind):
     np.testing.assert_allclose(s1, s2, atol=1e-6)
     r1 = recall_at_k(whole, embed_features(raw), num_queries=50)
     assert recall_at_k(chunked, raw, num_queries=50, transform=embed_features) == r1
+
+
+def test_attribute_search_does_not_import_torch(tmp_path):
+    """APS on an index needs NumPy and faiss only: the command stays fast (no PyTorch import)."""
+    import subprocess
+    import sys
+
+    path = GalleryIndex.build(random_features(40)).save(tmp_path / "g.index.npz")
+    code = (
+        "import sys\n"
+        "from cerberus.cli import main\n"
+        "sys.argv = ['cerberus', 'search', '--index', sys.argv[1], '--attrs', 'gender=female',"
+        " '-k', '3', '--json']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "import cerberus.index\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    assert '"rank": 3' in done.stdout
+    assert "torch imported: False" in done.stdout, done.stdout + done.stderr

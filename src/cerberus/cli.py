@@ -178,13 +178,40 @@ def ablate(
     typer.echo(table)
 
 
+BENCHMARK_TRAIN_IDS = {"market1501": 751, "dukemtmc": 702}
+"""Training identities of the real benchmarks: ``info``'s class count when no data is at hand."""
+
+
+def _training_identities(cfg, schema_name: str, given: int | None) -> tuple[int, str]:
+    """The ID classifiers' class count for ``info`` and where it comes from."""
+    if given is not None:
+        return given, "--num-classes"
+    count = BENCHMARK_TRAIN_IDS[schema_name]
+    if schema_name != cfg.data.dataset:
+        return count, f"the {schema_name} benchmark's; the configured data is {cfg.data.dataset}"
+    from cerberus.data.datasets import read_dataset
+
+    try:
+        data = read_dataset(cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes)
+    except (CerberusError, OSError) as exc:
+        why = _one_line(str(exc))
+        return count, f"the {schema_name} benchmark's; data.root not readable: {why}"
+    return data.num_train_ids, f"the training set of {cfg.data.root}"
+
+
 @app.command()
 def info(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="YAML config (default: paper setting).")
     ] = None,
     overrides: Overrides = None,
-    num_classes: Annotated[int, typer.Option(help="Training identities.")] = 751,
+    num_classes: Annotated[
+        int | None,
+        typer.Option(
+            help="Training identities (default: the configured dataset's, when it is readable; "
+            "else the benchmark's: Market-1501 751, DukeMTMC-reID 702)."
+        ),
+    ] = None,
     dataset: Annotated[str, typer.Option(help="Schema: market1501 or dukemtmc.")] = "",
 ) -> None:
     """Print the model's parameter count and FLOPs at the configured input size."""
@@ -196,6 +223,7 @@ def info(
     _at_least("--num-classes", num_classes, 1)
     cfg = load_config(config, overrides or [])
     schema = get_schema(dataset or cfg.data.dataset)
+    num_classes, said = _training_identities(cfg, schema.name, num_classes)
     model = model_from_config(cfg.model, schema, num_classes, load_weights=False).eval()
     params = count_parameters(model)
     flops = count_flops(model, height=cfg.data.height, width=cfg.data.width)
@@ -203,6 +231,7 @@ def info(
         f"backbone {cfg.model.backbone}, d={cfg.model.dim}, input "
         f"{cfg.data.height}x{cfg.data.width}, schema {schema.name}"
     )
+    typer.echo(f"ID classifiers for {num_classes} identities ({said})")
     for k, v in params.items():
         typer.echo(f"  {k:28s} {v / 1e6:8.2f} M")
     for k, v in flops.items():
@@ -334,7 +363,7 @@ def search(
     import json
 
     from cerberus.index import GalleryIndex, result_rows, search_images
-    from cerberus.inference import parse_attribute_query
+    from cerberus.scoring import parse_attribute_query
 
     _at_least("--top-k (-k)", k, 1)
     if (image is None) == (attrs is None):

@@ -350,3 +350,13 @@ def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (beside every checkpoint), atomically."""
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
     atomic_write(path, lambda fh: fh.write(text.encode()), "config")
+
+
+def with_absolute_data_paths(cfg: Config) -> Config:
+    """``cfg`` with ``data.root`` and ``data.attributes`` made absolute (resolved against the
+    current working directory): what a run stores in its checkpoint and ``config.yaml``, so that
+    ``eval`` and friends find the data from any other folder."""
+    d = cfg.data
+    attributes = str(Path(d.attributes).resolve()) if d.attributes else d.attributes
+    data = dataclasses.replace(d, root=str(Path(d.root).resolve()), attributes=attributes)
+    return dataclasses.replace(cfg, data=data)

@@ -35,7 +35,7 @@ from cerberus.checkpoints import (
     load_checkpoint,
     save_checkpoint,
 )
-from cerberus.config import Config, save_config
+from cerberus.config import Config, save_config, with_absolute_data_paths
 from cerberus.data.datasets import (
     ImageDataset,
     ReIDDataset,
@@ -149,6 +149,7 @@ def _distributed_context() -> tuple[int, int, int]:
 
 
 def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
+    saved = with_absolute_data_paths(saved)  # a relative root of an older run: as of this cwd
     if saved.train.seed != cfg.train.seed:
         raise CerberusError(
             f"{path}: cannot resume: it was trained with train.seed={saved.train.seed}, this run "
@@ -229,6 +230,7 @@ def train(
             :func:`cerberus.evaluation.periodic_evaluation`; the training loop itself knows
             nothing of evaluation).
     """
+    cfg = with_absolute_data_paths(cfg)  # stored in the checkpoint: usable from any folder
     rank, local_rank, world = _distributed_context()
     distributed = world > 1
     device = resolve_device(cfg.train.device, "train.device", local_rank=local_rank)
@@ -303,6 +305,8 @@ def train(
         save_config(cfg, out_dir / "config.yaml")
         if start:
             _trim_log(log_path, start)
+        elif log_path.exists():  # a fresh run starts a new log
+            atomic_write(log_path, lambda fh: None, "training log")
 
     net: nn.Module = step_module
     if distributed:

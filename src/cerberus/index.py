@@ -21,21 +21,17 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from cerberus.attributes import Schema, get_schema
 from cerberus.errors import CerberusError
 from cerberus.features import UNKNOWN, FeatureSet, common_arrays, load_npz, read_common, save_npz
-from cerberus.inference import (
-    AttributeQuery,
-    InferenceModel,
-    attribute_query_vectors,
-    embed_features,
-    image_set,
-)
+from cerberus.scoring import AttributeQuery, attribute_query_vectors, embed_features
+
+if TYPE_CHECKING:  # PyTorch is imported only where images are embedded: attribute search is fast
+    from cerberus.inference import InferenceModel
 
 logger = logging.getLogger(__name__)
 
@@ -312,6 +308,8 @@ def exact_top_k(
     Reads ``gallery`` in place, chunk by chunk (through ``transform`` if given): no second copy
     of a large gallery.
     """
+    import torch
+
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
     best_s = torch.full((len(q), 0), -np.inf)
     best_i = torch.zeros((len(q), 0), dtype=torch.long)
@@ -405,6 +403,8 @@ def search_images(
 ) -> list[tuple[list[dict[str, Any]], list[str]]]:
     """reID for image files: per query, its ranked :func:`result_rows` and its predicted
     attributes as phrases (PAR, SPEC 5). ``net`` must be the model the index was built with."""
+    from cerberus.inference import image_set
+
     gallery.check_model(net.fingerprint, net.checkpoint)
     queries = image_set(paths, net.schema)
     features = net.features(paths)
