@@ -233,7 +233,7 @@ def rank_list_figure(
 
 
 def heat_colours(values: np.ndarray) -> np.ndarray:
-    """A black -> red -> yellow -> white colormap.
+    """A black -> red -> yellow -> white colour map.
 
     Args:
         values: array of any shape with values in [0, 1] (clipped).
