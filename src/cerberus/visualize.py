@@ -49,6 +49,8 @@ ALIGN_GAP = 12
 KEPT_LINE = 2
 OUTSIDE_DIM = 0.45
 HEAT_ALPHA = 0.6
+PER_ROW = 10
+PREDICTED_HEADING = "predicted:"
 
 ImageLike = str | os.PathLike | Image.Image
 
@@ -146,8 +148,9 @@ def rank_list_figure(
     labels: Sequence[str] | None = None,
     title: str = "",
     tile: tuple[int, int] = (128, 64),
+    per_row: int = PER_ROW,
 ) -> Path:
-    """One ranked list as a PNG row (SPEC 5, like Fig. 6): the query, a separator, the gallery.
+    """One ranked list as a PNG (SPEC 5, like Fig. 6): the query, a separator, the gallery.
 
     Args:
         out: PNG to write (atomically; the folder is created).
@@ -160,17 +163,22 @@ def rank_list_figure(
         labels: per ranked image a short string (e.g. ``"id 12 c3"``) under the score.
         title: a line at the top (nothing reserved when empty).
         tile: ``(height, width)`` every image is resized to.
+        per_row: gallery images per row; a longer list wraps onto further rows (rank order
+            left to right, then top to bottom), so a rank-500 list stays a readable page.
 
     Returns:
-        ``out`` as a Path. The figure is ``2 * MARGIN + query_w + SEPARATOR + n * cell_w +
-        (n - 1) * GAP`` wide, where ``cell_w = max(tile_w + 2 * BORDER, widest caption + 2)`` and
-        ``query_w`` is the same for the query panel and its text (widened to fit a long title).
+        ``out`` as a Path. The figure is ``2 * MARGIN + query_w + SEPARATOR + c * cell_w +
+        (c - 1) * GAP`` wide with ``c = min(n, per_row)`` columns, where ``cell_w =
+        max(tile_w + 2 * BORDER, widest caption + 2)`` and ``query_w`` is the same for the query
+        panel and its text (widened to fit a long title). Rows of the gallery are ``GAP`` apart.
 
     Raises:
         CerberusError: an image that cannot be read (the message names it), lists whose length
             differs from ``ranked``, a bad tile, or an unwritable ``out``.
     """
     th, tw = _check_tile(tile)
+    if per_row < 1:
+        raise CerberusError(f"per_row: expected at least 1, got {per_row}")
     n = len(ranked)
     for name, values in (("correct", correct), ("scores", scores), ("labels", labels)):
         _check_length(name, values, n)
@@ -192,11 +200,15 @@ def rank_list_figure(
         query_box_h, query_cap = box_h, _caption_height(len(query_text))
     top = MARGIN + (TITLE_HEIGHT if title else 0)
     gallery_x = MARGIN + query_w + SEPARATOR
-    width = gallery_x + n * cell_w + max(n - 1, 0) * GAP + MARGIN
+    columns = min(n, per_row)
+    rows = -(-n // per_row)  # ceil
+    width = gallery_x + columns * cell_w + max(columns - 1, 0) * GAP + MARGIN
     if title:
         width = max(width, 2 * MARGIN + _text_width(title, TITLE_FONT_SIZE))
     gallery_cap = _caption_height(max((len(c) for c in captions), default=0))
-    height = top + max(query_box_h + query_cap, box_h + gallery_cap) + MARGIN
+    row_h = box_h + gallery_cap
+    gallery_h = rows * row_h + max(rows - 1, 0) * GAP
+    height = top + max(query_box_h + query_cap, gallery_h) + MARGIN
 
     fig = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(fig)
@@ -222,13 +234,15 @@ def rank_list_figure(
         (line_x, top, line_x + SEPARATOR_LINE - 1, height - MARGIN - 1), fill=SEPARATOR_COLOUR
     )
     for k, img in enumerate(gallery):
-        cell_x = gallery_x + k * (cell_w + GAP)
+        row, col = divmod(k, per_row)
+        cell_x = gallery_x + col * (cell_w + GAP)
+        y = top + row * (row_h + GAP)
         x = cell_x + (cell_w - box_w) // 2
-        fig.paste(img, (x + BORDER, top + BORDER))
+        fig.paste(img, (x + BORDER, y + BORDER))
         ok = None if correct is None else correct[k]
         colour = UNKNOWN_COLOUR if ok is None else CORRECT_COLOUR if ok else WRONG_COLOUR
-        _frame(draw, x, top, box_w, box_h, colour)
-        _centred_lines(draw, captions[k], cell_x, cell_w, top + box_h + TEXT_PAD)
+        _frame(draw, x, y, box_w, box_h, colour)
+        _centred_lines(draw, captions[k], cell_x, cell_w, y + box_h + TEXT_PAD)
     return save_png(fig, out)
 
 
@@ -300,7 +314,14 @@ def rank_list_from_rows(
     title: str = "",
 ) -> Path:
     """:func:`rank_list_figure` of search results (:func:`cerberus.index.result_rows`): borders
-    from ``correct``, the score and the identity / camera (when known) under each crop."""
+    from ``correct``, the score and the identity / camera (when known) under each crop.
+
+    With a ``query_image``, ``query_text`` is taken to be the model's predicted attributes of
+    it and is headed ``PREDICTED_HEADING`` so that it does not read as ground truth; for an
+    attribute query (no image) the lines are the query itself and are drawn as given.
+    """
+    if query_image is not None and query_text:
+        query_text = [PREDICTED_HEADING, *query_text]
 
     def label(row: dict) -> str:
         parts = [] if row["pid"] is None else [f"id {row['pid']}"]
