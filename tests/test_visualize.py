@@ -173,23 +173,45 @@ def test_alignment_figure_size_and_kept_rows(tmp_path):
         bottoms,
     )
     pair_w = 2 * TILE[1] + vis.PAIR_GAP
+    legend = vis.alignment_legend(None)
+    header = vis.TITLE_HEIGHT + len(legend) * vis.LINE_HEIGHT + vis.TEXT_PAD
+    top = vis.MARGIN + header  # the pairs start under the title and the legend
     with Image.open(out) as img:
         assert img.size == (
-            2 * vis.MARGIN + 3 * pair_w + 2 * vis.ALIGN_GAP,
-            2 * vis.MARGIN + TILE[0] + vis.TEXT_PAD + vis.LINE_HEIGHT,
+            max(
+                2 * vis.MARGIN + 3 * pair_w + 2 * vis.ALIGN_GAP,
+                2 * vis.MARGIN + max(vis._text_width(s) for s in legend),
+                2 * vis.MARGIN + vis._text_width(vis.ALIGNMENT_TITLE, vis.TITLE_FONT_SIZE),
+            ),
+            top + TILE[0] + vis.TEXT_PAD + 3 * vis.LINE_HEIGHT + vis.MARGIN,
         )
         fig = img.convert("RGB")
     # Image 0 keeps heat-map rows 1..2 of 4: image rows 32..95 of 128.
     assert vis.kept_pixel_rows(1, 2, 4, 128) == (32, 95)
     x = vis.MARGIN + TILE[1] // 2
-    assert fig.getpixel((x, vis.MARGIN + 32)) == vis.KEPT_COLOUR
-    assert fig.getpixel((x, vis.MARGIN + 95)) == vis.KEPT_COLOUR
-    assert fig.getpixel((x, vis.MARGIN + 31)) != vis.KEPT_COLOUR
-    assert fig.getpixel((x, vis.MARGIN + 64)) != vis.KEPT_COLOUR
+    assert fig.getpixel((x, top + 32)) == vis.KEPT_COLOUR
+    assert fig.getpixel((x, top + 95)) == vis.KEPT_COLOUR
+    assert fig.getpixel((x, top + 31)) != vis.KEPT_COLOUR
+    assert fig.getpixel((x, top + 64)) != vis.KEPT_COLOUR
     # Image 2 keeps only row 0: image rows 0..31.
     x2 = vis.MARGIN + 2 * (pair_w + vis.ALIGN_GAP) + TILE[1] // 2
-    assert fig.getpixel((x2, vis.MARGIN + 31)) == vis.KEPT_COLOUR
-    assert fig.getpixel((x2, vis.MARGIN + 40)) != vis.KEPT_COLOUR
+    assert fig.getpixel((x2, top + 31)) == vis.KEPT_COLOUR
+    assert fig.getpixel((x2, top + 40)) != vis.KEPT_COLOUR
+
+
+def test_alignment_figure_says_what_it_shows():
+    """Legend: the heat map's definition, sigma and why rows are kept; captions: file names."""
+    legend = " ".join(vis.alignment_legend(5.0))
+    assert "L2 norm of the local-branch feature map" in legend
+    assert "sigma = 5" in legend and "kept" in legend.lower()
+    m = np.zeros((4, 2), dtype=np.float32)
+    m[1, 0] = 7.0
+    assert vis._alignment_captions("0001_c1.jpg", m, 1, 1, 5.0) == [
+        "0001_c1.jpg",
+        "rows 1-1 of 4 kept",
+        "peak 7.00 > sigma",
+    ]
+    assert vis._alignment_captions("a.jpg", m / 7, 0, 3, 5.0)[2].endswith("<= sigma: all kept")
 
 
 def test_alignment_figure_checks_inputs(tmp_path):

@@ -248,7 +248,14 @@ def run_demo(
     heat, tops, bottoms = model_alignment_maps(
         net.model, [q.paths[i] for i in picks], height=net.height, width=net.width
     )
-    alignment_figure(out / "alignment.png", [q.paths[i] for i in picks], heat, tops, bottoms)
+    alignment_figure(
+        out / "alignment.png",
+        [q.paths[i] for i in picks],
+        heat,
+        tops,
+        bottoms,
+        sigma=cfg.model.align_sigma,
+    )
     _step("figures", t0)
 
     lines = [

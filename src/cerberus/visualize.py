@@ -339,6 +339,32 @@ def rank_list_from_rows(
     )
 
 
+ALIGNMENT_TITLE = "Alignment module (SPEC 2): where the local branch looks, which rows it keeps"
+
+
+def alignment_legend(sigma: float | None) -> list[str]:
+    """The legend lines of :func:`alignment_figure` (what the heat map, the box and sigma are)."""
+    threshold = "sigma" if sigma is None else f"sigma = {sigma:g}"
+    return [
+        "Left of each pair: the crop; the rows the alignment keeps are boxed, the rest dimmed.",
+        "Right: heat map = L2 norm of the local-branch feature map at each position "
+        "(black low, white high; scaled per image).",
+        f"Kept: the first to the last heat-map row whose peak exceeds {threshold} "
+        "(the whole map when none does); they are stretched to full height.",
+    ]
+
+
+def _alignment_captions(name: str, m: np.ndarray, t: int, b: int, sigma: float | None):
+    h, peak = m.shape[0], float(np.nanmax(m))
+    if sigma is None:
+        why = f"peak {peak:.2f}"
+    elif peak > sigma:
+        why = f"peak {peak:.2f} > sigma"
+    else:
+        why = f"peak {peak:.2f} <= sigma: all kept"
+    return [name, f"rows {t}-{b} of {h} kept", why]
+
+
 def alignment_figure(
     out: str | os.PathLike,
     images: Sequence[ImageLike],
@@ -347,12 +373,17 @@ def alignment_figure(
     bottoms: np.ndarray,
     *,
     tile: tuple[int, int] = (128, 64),
+    sigma: float | None = None,
+    names: Sequence[str] | None = None,
+    title: str = ALIGNMENT_TITLE,
 ) -> Path:
     """The alignment module at work (SPEC 2, like Fig. 7(a)), one column pair per image.
 
-    Left: the crop with the kept rows boxed in ``KEPT_COLOUR`` and the rest dimmed. Right: the
-    heat map, normalised to 0..1 per image, upsampled to the tile and blended over the crop with
-    :func:`heat_colours`. Under each pair: ``"rows t-b of h"``.
+    At the top: ``title`` (nothing reserved when empty) and the :func:`alignment_legend` lines.
+    Left of each pair: the crop with the kept rows boxed in ``KEPT_COLOUR`` and the rest dimmed.
+    Right: the heat map, normalised to 0..1 per image, upsampled to the tile and blended over
+    the crop with :func:`heat_colours`. Under each pair: the image's file name, ``"rows t-b of h
+    kept"`` and the heat map's peak (against ``sigma`` when given).
 
     Args:
         out: PNG to write (atomically; the folder is created).
@@ -360,10 +391,16 @@ def alignment_figure(
         heat_maps: ``(N, h, w)`` heat maps ||F^l(p)||_2.
         tops, bottoms: ``(N,)`` first / last kept heat-map row (inclusive).
         tile: ``(height, width)`` every image is resized to.
+        sigma: the alignment threshold the rows were kept with (named in the legend).
+        names: one caption per image; default: the file name, ``"image i"`` for a PIL image.
+        title: the line at the top.
 
     Returns:
-        ``out`` as a Path; the figure is ``2 * MARGIN + N * (2 * tile_w + PAIR_GAP) +
-        (N - 1) * ALIGN_GAP`` wide and ``2 * MARGIN + tile_h + TEXT_PAD + LINE_HEIGHT`` high.
+        ``out`` as a Path; pairs are ``cell_w = max(2 * tile_w + PAIR_GAP, widest caption + 2)``
+        apart by ``ALIGN_GAP``; the figure is ``2 * MARGIN + N * cell_w + (N - 1) * ALIGN_GAP``
+        wide (widened to fit the title and legend) and ``2 * MARGIN + header + tile_h +
+        TEXT_PAD + 3 * LINE_HEIGHT`` high with ``header`` = title + legend +
+        ``TEXT_PAD``.
 
     Raises:
         CerberusError: an unreadable image (named), inconsistent shapes, rows out of range, a bad
@@ -374,17 +411,41 @@ def alignment_figure(
     tops = np.asarray(tops).astype(np.int64).reshape(-1)
     bottoms = np.asarray(bottoms).astype(np.int64).reshape(-1)
     _check_alignment_inputs(images, maps, tops, bottoms)
-    n, h = maps.shape[0], maps.shape[1]
+    n = maps.shape[0]
+    if names is None:
+        names = [
+            f"image {i}" if isinstance(im, Image.Image) else Path(im).name
+            for i, im in enumerate(images)
+        ]
+    elif len(names) != n:
+        raise CerberusError(f"names: expected {n} values (one per heat map), got {len(names)}")
+    captions = [
+        _alignment_captions(str(names[i]), maps[i], int(tops[i]), int(bottoms[i]), sigma)
+        for i in range(n)
+    ]
+    legend = alignment_legend(sigma)
     pair_w = 2 * tw + PAIR_GAP
-    width = 2 * MARGIN + n * pair_w + (n - 1) * ALIGN_GAP
-    height = 2 * MARGIN + th + TEXT_PAD + LINE_HEIGHT
+    cell_w = max(pair_w, max(_text_width(s) for c in captions for s in c) + 2)
+    width = 2 * MARGIN + n * cell_w + (n - 1) * ALIGN_GAP
+    width = max(width, 2 * MARGIN + max(_text_width(s) for s in legend))
+    if title:
+        width = max(width, 2 * MARGIN + _text_width(title, TITLE_FONT_SIZE))
+    header = (TITLE_HEIGHT if title else 0) + len(legend) * LINE_HEIGHT + TEXT_PAD
+    top = MARGIN + header
+    height = top + th + TEXT_PAD + 3 * LINE_HEIGHT + MARGIN
     fig = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(fig)
+    if title:
+        _draw_text(draw, (MARGIN, MARGIN + 2), title, TITLE_FONT_SIZE)
+    legend_y = MARGIN + (TITLE_HEIGHT if title else 0)
+    for i, line in enumerate(legend):
+        _draw_text(draw, (MARGIN, legend_y + i * LINE_HEIGHT), line)
     for i in range(n):
-        x = MARGIN + i * (pair_w + ALIGN_GAP)
+        cell_x = MARGIN + i * (cell_w + ALIGN_GAP)
+        x = cell_x + (cell_w - pair_w) // 2
         t, b = int(tops[i]), int(bottoms[i])
-        fig.paste(_alignment_pair(_tile(images[i], (th, tw)), maps[i], t, b), (x, MARGIN))
-        _centred_lines(draw, [f"rows {t}-{b} of {h}"], x, pair_w, MARGIN + th + TEXT_PAD)
+        fig.paste(_alignment_pair(_tile(images[i], (th, tw)), maps[i], t, b), (x, top))
+        _centred_lines(draw, captions[i], cell_x, cell_w, top + th + TEXT_PAD)
     return save_png(fig, out)
 
 
