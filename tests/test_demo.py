@@ -40,5 +40,40 @@ def test_demo_writes_the_report_and_figures(tmp_path):
         assert f"({name}.png)" in text
         with Image.open(tmp_path / "demo" / f"{name}.png") as img:
             assert img.width > 300
-    assert "| image | attribute | predicted | annotated |" in text
+    # PAR: one row per image, attributes as columns (was one row per attribute).
+    assert "| image | right | hat | hair |" in text
+    assert text.count("| `") >= 4  # at least one row per sampled query image
+    assert "market1501 at" not in text  # no redundant dataset header
+    assert "L2 norm" in text
     assert (tmp_path / "demo" / "gallery_index.npz").is_file()
+
+
+def test_par_table_marks_wrong_values():
+    from cerberus.demo import par_table
+
+    lines = par_table(
+        ["a.jpg", "b.jpg"],
+        [{"hat": "no", "gender": "male"}, {"hat": "yes", "gender": "female"}],
+        [{"hat": "no", "gender": "male"}, {"hat": "no", "gender": "female"}],
+    )
+    assert lines[0] == "| image | right | hat | gender |"
+    assert lines[2] == "| `a.jpg` | 2/2 | no | male |"
+    assert lines[3] == "| `b.jpg` | 1/2 | **yes** (annotated: no) | female |"
+
+
+def test_aps_caption_explains_zero_hits():
+    import numpy as np
+
+    from cerberus.attributes import MARKET1501
+    from cerberus.demo import aps_caption
+    from cerberus.inference import parse_attribute_query
+
+    aq = parse_attribute_query("gender=female, backpack=yes", MARKET1501)
+    values = np.zeros((5, MARKET1501.num_attributes), dtype=np.int64)
+    values[0, MARKET1501.index("gender")] = 1
+    values[0, MARKET1501.index("backpack")] = 1
+    zero = aps_caption("q", aq, 0, values, MARKET1501)
+    assert "0 of the top 10" in zero and "1 gallery crop is" in zero
+    assert "None of the 10 is right" in zero and "rare combination" in zero
+    assert "None of the 10" not in aps_caption("q", aq, 1, values, MARKET1501)
+    assert "(here none at all)" in aps_caption("q", aq, 0, values[1:], MARKET1501)

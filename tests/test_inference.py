@@ -86,3 +86,17 @@ def test_evaluation_decisions_and_attribute_predictor(tmp_path):
     assert heads["par"]["mean_accuracy_score"] < 0.8
     with pytest.raises(CerberusError, match="decision must be one of"):
         evaluate_features(feats, dataset, decision="nearest")
+
+
+def test_phrases_read_as_predictions():
+    from cerberus.attributes import MARKET1501
+    from cerberus.scoring import _phrase
+
+    attrs = {a.name: a for a in MARKET1501.attributes}
+    assert _phrase(attrs["lower.color"], 0) == "no bottom colour"
+    assert _phrase(attrs["upper.color"], 0) == "no top colour"
+    assert _phrase(attrs["upper.color"], 3) == "red top"
+    assert "not annotated" not in _phrase(attrs["lower.color"], 0)
+    assert _phrase(attrs["lower.length"], 1) == "short lower-body clothing"
+    phrases = [p for a in MARKET1501.attributes for p in a.phrases]
+    assert not any(p.endswith((" lower", " upper")) for p in phrases)

@@ -199,3 +199,16 @@ def test_bad_arguments(tmp_path, small):
     root, _ = small
     with pytest.raises(CerberusError, match="exists and is not empty"):
         generate_synthetic(root, num_train_ids=2, num_test_ids=2)
+
+
+def test_caption_names_a_patterned_top():
+    from cerberus.data.synthetic import SCHEMA, describe_values
+
+    values = np.zeros(SCHEMA.num_attributes, dtype=np.int64)
+    text = describe_values(values)  # colour code 0 ("none") is drawn as a pattern
+    assert "patterned long-sleeve top" in text and "patterned long" in text
+    assert "none" not in text
+    values[SCHEMA.index("upper.color")] = SCHEMA.attributes[
+        SCHEMA.index("upper.color")
+    ].value_index("red")
+    assert "red long-sleeve top" in describe_values(values)

@@ -92,6 +92,52 @@ def test_text_query_panel(tmp_path):
     assert empty.exists()
 
 
+def test_long_rank_list_wraps_into_rows(tmp_path):
+    """A rank-500 list is rows of ``PER_ROW`` tiles, not one very wide row (issue 12)."""
+    paths = make_images(tmp_path / "img", 3)
+    tile = (16, 8)
+    ranked = [paths[i % 3] for i in range(500)]
+    out = vis.rank_list_figure(tmp_path / "k500.png", ranked, query_image=paths[0], tile=tile)
+    ten = vis.rank_list_figure(tmp_path / "k10.png", ranked[:10], query_image=paths[0], tile=tile)
+    cell_w = max(tile[1] + 2 * vis.BORDER, vis._text_width("#500") + 2)
+    row_h = tile[0] + 2 * vis.BORDER + vis.TEXT_PAD + vis.LINE_HEIGHT
+    query_w = tile[1] + 2 * vis.BORDER
+    gallery_x = vis.MARGIN + query_w + vis.SEPARATOR
+    with Image.open(out) as img, Image.open(ten) as one_row:
+        per = vis.PER_ROW
+        assert img.width == gallery_x + per * cell_w + (per - 1) * vis.GAP + vis.MARGIN
+        assert img.width < 1000 and one_row.width <= img.width
+        rows = 500 // per
+        assert img.height == 2 * vis.MARGIN + rows * row_h + (rows - 1) * vis.GAP
+        fig = img.convert("RGB")
+    # Rank 11 starts the second row, under rank 1: its frame is grey (no correctness given).
+    x = gallery_x + (cell_w - (tile[1] + 2 * vis.BORDER)) // 2 + 1
+    assert fig.getpixel((x, vis.MARGIN + row_h + vis.GAP + 1)) == vis.UNKNOWN_COLOUR
+    with pytest.raises(CerberusError, match="per_row"):
+        vis.rank_list_figure(tmp_path / "bad.png", paths, per_row=0)
+
+
+def test_reid_query_attributes_are_headed_predicted(tmp_path, monkeypatch):
+    paths = make_images(tmp_path / "img", 3)
+    rows = [
+        {"path": p, "pid": 1, "camid": 0, "correct": True, "score": 0.5, "rank": i + 1}
+        for i, p in enumerate(paths[1:])
+    ]
+    seen = {}
+
+    def spy(out, ranked, **kw):
+        seen.update(kw)
+        return out
+
+    monkeypatch.setattr(vis, "rank_list_figure", spy)
+    vis.rank_list_from_rows(tmp_path / "r.png", rows, query_image=paths[0], query_text=["hat"])
+    assert seen["query_text"] == [vis.PREDICTED_HEADING, "hat"]
+    assert vis.PREDICTED_HEADING.startswith("predicted")
+    # An attribute query's lines are the query, not predictions: no heading.
+    vis.rank_list_from_rows(tmp_path / "a.png", rows, query_text=["hat: yes"])
+    assert seen["query_text"] == ["hat: yes"]
+
+
 def test_rank_list_errors_name_the_file(tmp_path):
     paths = make_images(tmp_path / "img", 2)
     missing = tmp_path / "nope" / "0001_c1.jpg"
@@ -127,23 +173,45 @@ def test_alignment_figure_size_and_kept_rows(tmp_path):
         bottoms,
     )
     pair_w = 2 * TILE[1] + vis.PAIR_GAP
+    legend = vis.alignment_legend(None)
+    header = vis.TITLE_HEIGHT + len(legend) * vis.LINE_HEIGHT + vis.TEXT_PAD
+    top = vis.MARGIN + header  # the pairs start under the title and the legend
     with Image.open(out) as img:
         assert img.size == (
-            2 * vis.MARGIN + 3 * pair_w + 2 * vis.ALIGN_GAP,
-            2 * vis.MARGIN + TILE[0] + vis.TEXT_PAD + vis.LINE_HEIGHT,
+            max(
+                2 * vis.MARGIN + 3 * pair_w + 2 * vis.ALIGN_GAP,
+                2 * vis.MARGIN + max(vis._text_width(s) for s in legend),
+                2 * vis.MARGIN + vis._text_width(vis.ALIGNMENT_TITLE, vis.TITLE_FONT_SIZE),
+            ),
+            top + TILE[0] + vis.TEXT_PAD + 3 * vis.LINE_HEIGHT + vis.MARGIN,
         )
         fig = img.convert("RGB")
     # Image 0 keeps heat-map rows 1..2 of 4: image rows 32..95 of 128.
     assert vis.kept_pixel_rows(1, 2, 4, 128) == (32, 95)
     x = vis.MARGIN + TILE[1] // 2
-    assert fig.getpixel((x, vis.MARGIN + 32)) == vis.KEPT_COLOUR
-    assert fig.getpixel((x, vis.MARGIN + 95)) == vis.KEPT_COLOUR
-    assert fig.getpixel((x, vis.MARGIN + 31)) != vis.KEPT_COLOUR
-    assert fig.getpixel((x, vis.MARGIN + 64)) != vis.KEPT_COLOUR
+    assert fig.getpixel((x, top + 32)) == vis.KEPT_COLOUR
+    assert fig.getpixel((x, top + 95)) == vis.KEPT_COLOUR
+    assert fig.getpixel((x, top + 31)) != vis.KEPT_COLOUR
+    assert fig.getpixel((x, top + 64)) != vis.KEPT_COLOUR
     # Image 2 keeps only row 0: image rows 0..31.
     x2 = vis.MARGIN + 2 * (pair_w + vis.ALIGN_GAP) + TILE[1] // 2
-    assert fig.getpixel((x2, vis.MARGIN + 31)) == vis.KEPT_COLOUR
-    assert fig.getpixel((x2, vis.MARGIN + 40)) != vis.KEPT_COLOUR
+    assert fig.getpixel((x2, top + 31)) == vis.KEPT_COLOUR
+    assert fig.getpixel((x2, top + 40)) != vis.KEPT_COLOUR
+
+
+def test_alignment_figure_says_what_it_shows():
+    """Legend: the heat map's definition, sigma and why rows are kept; captions: file names."""
+    legend = " ".join(vis.alignment_legend(5.0))
+    assert "L2 norm of the local-branch feature map" in legend
+    assert "sigma = 5" in legend and "kept" in legend.lower()
+    m = np.zeros((4, 2), dtype=np.float32)
+    m[1, 0] = 7.0
+    assert vis._alignment_captions("0001_c1.jpg", m, 1, 1, 5.0) == [
+        "0001_c1.jpg",
+        "rows 1-1 of 4 kept",
+        "peak 7.00 > sigma",
+    ]
+    assert vis._alignment_captions("a.jpg", m / 7, 0, 3, 5.0)[2].endswith("<= sigma: all kept")
 
 
 def test_alignment_figure_checks_inputs(tmp_path):

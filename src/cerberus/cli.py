@@ -465,7 +465,7 @@ def visualize_alignment(
     heat, tops, bottoms = model_alignment_maps(
         net.model, images, height=net.height, width=net.width
     )
-    path = alignment_figure(out, images, heat, tops, bottoms)
+    path = alignment_figure(out, images, heat, tops, bottoms, sigma=net.model.align_sigma)
     typer.echo(f"figure: {path}")
 
 

@@ -126,6 +126,58 @@ def _partial_query(dataset: ReIDDataset, values: np.ndarray) -> str:
     )
 
 
+def _sizes(dataset: ReIDDataset) -> str:
+    """``"train: 12 identities, 96 images; query: ..."`` (without the name and root)."""
+    parts = []
+    for split in ("train", "query", "gallery"):
+        s = getattr(dataset, split)
+        ids = len(np.unique(s.pids[s.pids > 0]))
+        parts.append(f"{split}: {ids} identities, {len(s)} images")
+    return "; ".join(parts)
+
+
+def par_table(
+    names: list[str], predicted: list[dict[str, str]], annotated: list[dict[str, str]]
+) -> list[str]:
+    """A Markdown table, one row per image and one column per attribute: the predicted value,
+    in bold with the annotated value after it where the two differ; ``right`` counts hits."""
+    attrs = list(predicted[0]) if predicted else []
+    lines = [
+        "| image | right | " + " | ".join(attrs) + " |",
+        "|---|---|" + "---|" * len(attrs),
+    ]
+    for name, pred, truth in zip(names, predicted, annotated):
+        cells = [
+            pred[a] if pred[a] == truth[a] else f"**{pred[a]}** (annotated: {truth[a]})"
+            for a in attrs
+        ]
+        right = sum(pred[a] == truth[a] for a in attrs)
+        lines.append(f"| `{name}` | {right}/{len(attrs)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def aps_caption(text: str, query, hits: int, gallery_values: np.ndarray, schema) -> str:
+    """The caption of an APS figure: the query, how many of the top 10 match it and how many
+    gallery crops carry exactly the given values; a word of explanation when none matches."""
+    given = [(schema.index(n), v) for n, v in query.given.items()]
+    match = np.ones(len(gallery_values), dtype=bool)
+    for col, v in given:
+        match &= gallery_values[:, col] == v
+    caption = (
+        f"`{text}`: {hits} of the top 10 match every given attribute "
+        f"({int(match.sum())} gallery "
+        f"{'crop is' if match.sum() == 1 else 'crops are'} annotated with exactly these values)."
+    )
+    if hits == 0:
+        caption += (
+            f" None of the 10 is right: a result counts only if all {len(given)} given "
+            "attributes match at once, so one wrongly recognised attribute (often a colour) "
+            "makes a crop wrong, and a rare combination leaves few crops that can be right"
+            + (" (here none at all)." if not match.any() else ".")
+        )
+    return caption
+
+
 def run_demo(
     cfg: Config,
     out_dir: str | Path,
@@ -233,28 +285,34 @@ def run_demo(
         rows = result_rows(index, index.search_attributes(aq, 10), attribute_query=aq)
         rank_list_from_rows(out / file, rows, query_text=aq.describe(schema), title=name)
         hits = sum(bool(r["correct"]) for r in rows)
-        figures.append((name, file, f"`{text}`: {hits} of the top 10 match every given attribute"))
+        figures.append((name, file, aps_caption(text, aq, hits, g.values, schema)))
 
-    # PAR: predicted vs annotated attributes of a few queries
+    # PAR: predicted vs annotated attributes of a few queries, one row per image
     picks = list(range(0, len(q), max(1, len(q) // 4)))[:4]
     described = net.describe(feats.query[picks], index.prototypes)
-    par_lines = ["| image | attribute | predicted | annotated |", "|---|---|---|---|"]
-    for i, d in zip(picks, described):
-        truth = schema.describe(q.values[i])
-        for name, value in d["attributes"].items():
-            mark = "" if value == truth[name] else " (wrong)"
-            par_lines.append(f"| `{q.paths[i].name}` | {name} | {value}{mark} | {truth[name]} |")
+    par_lines = par_table(
+        [q.paths[i].name for i in picks],
+        [d["attributes"] for d in described],
+        [schema.describe(q.values[i]) for i in picks],
+    )
 
     heat, tops, bottoms = model_alignment_maps(
         net.model, [q.paths[i] for i in picks], height=net.height, width=net.width
     )
-    alignment_figure(out / "alignment.png", [q.paths[i] for i in picks], heat, tops, bottoms)
+    alignment_figure(
+        out / "alignment.png",
+        [q.paths[i] for i in picks],
+        heat,
+        tops,
+        bottoms,
+        sigma=cfg.model.align_sigma,
+    )
     _step("figures", t0)
 
     lines = [
         "# Cerberus demo report",
         "",
-        f"Synthetic benchmark at `{data}` ({dataset.summary().splitlines()[0]}), config "
+        f"Synthetic benchmark at `{data}` ({_sizes(dataset)}), config "
         f"`{cfg.model.backbone}` {cfg.data.height}x{cfg.data.width}, "
         f"{cfg.optim.iterations} iterations on {cfg.train.device}; "
         f"trained in {result.seconds:.0f}s, whole demo {time.perf_counter() - t0:.0f}s.",
@@ -286,12 +344,16 @@ def run_demo(
     lines += [
         "## Attribute recognition (PAR)",
         "",
+        f"Predicted attributes of {len(picks)} query images, one row per image: a right value "
+        "as predicted; a wrong one in bold, followed by the annotated value.",
+        "",
         *par_lines,
         "",
         "## Alignment maps",
         "",
-        "Heat map of the local branch and the rows the alignment module keeps "
-        f"(sigma = {cfg.model.align_sigma}).",
+        "Per query image: the rows the alignment module keeps (boxed) and the heat map, the "
+        "L2 norm of the local-branch feature map at each position; rows whose peak exceeds "
+        f"sigma = {cfg.model.align_sigma} are kept, first to last.",
         "",
         "![alignment](alignment.png)",
         "",

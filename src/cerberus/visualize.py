@@ -49,6 +49,8 @@ ALIGN_GAP = 12
 KEPT_LINE = 2
 OUTSIDE_DIM = 0.45
 HEAT_ALPHA = 0.6
+PER_ROW = 10
+PREDICTED_HEADING = "predicted:"
 
 ImageLike = str | os.PathLike | Image.Image
 
@@ -146,8 +148,9 @@ def rank_list_figure(
     labels: Sequence[str] | None = None,
     title: str = "",
     tile: tuple[int, int] = (128, 64),
+    per_row: int = PER_ROW,
 ) -> Path:
-    """One ranked list as a PNG row (SPEC 5, like Fig. 6): the query, a separator, the gallery.
+    """One ranked list as a PNG (SPEC 5, like Fig. 6): the query, a separator, the gallery.
 
     Args:
         out: PNG to write (atomically; the folder is created).
@@ -160,17 +163,22 @@ def rank_list_figure(
         labels: per ranked image a short string (e.g. ``"id 12 c3"``) under the score.
         title: a line at the top (nothing reserved when empty).
         tile: ``(height, width)`` every image is resized to.
+        per_row: gallery images per row; a longer list wraps onto further rows (rank order
+            left to right, then top to bottom), so a rank-500 list stays a readable page.
 
     Returns:
-        ``out`` as a Path. The figure is ``2 * MARGIN + query_w + SEPARATOR + n * cell_w +
-        (n - 1) * GAP`` wide, where ``cell_w = max(tile_w + 2 * BORDER, widest caption + 2)`` and
-        ``query_w`` is the same for the query panel and its text (widened to fit a long title).
+        ``out`` as a Path. The figure is ``2 * MARGIN + query_w + SEPARATOR + c * cell_w +
+        (c - 1) * GAP`` wide with ``c = min(n, per_row)`` columns, where ``cell_w =
+        max(tile_w + 2 * BORDER, widest caption + 2)`` and ``query_w`` is the same for the query
+        panel and its text (widened to fit a long title). Rows of the gallery are ``GAP`` apart.
 
     Raises:
         CerberusError: an image that cannot be read (the message names it), lists whose length
             differs from ``ranked``, a bad tile, or an unwritable ``out``.
     """
     th, tw = _check_tile(tile)
+    if per_row < 1:
+        raise CerberusError(f"per_row: expected at least 1, got {per_row}")
     n = len(ranked)
     for name, values in (("correct", correct), ("scores", scores), ("labels", labels)):
         _check_length(name, values, n)
@@ -192,11 +200,15 @@ def rank_list_figure(
         query_box_h, query_cap = box_h, _caption_height(len(query_text))
     top = MARGIN + (TITLE_HEIGHT if title else 0)
     gallery_x = MARGIN + query_w + SEPARATOR
-    width = gallery_x + n * cell_w + max(n - 1, 0) * GAP + MARGIN
+    columns = min(n, per_row)
+    rows = -(-n // per_row)  # ceil
+    width = gallery_x + columns * cell_w + max(columns - 1, 0) * GAP + MARGIN
     if title:
         width = max(width, 2 * MARGIN + _text_width(title, TITLE_FONT_SIZE))
     gallery_cap = _caption_height(max((len(c) for c in captions), default=0))
-    height = top + max(query_box_h + query_cap, box_h + gallery_cap) + MARGIN
+    row_h = box_h + gallery_cap
+    gallery_h = rows * row_h + max(rows - 1, 0) * GAP
+    height = top + max(query_box_h + query_cap, gallery_h) + MARGIN
 
     fig = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(fig)
@@ -222,18 +234,20 @@ def rank_list_figure(
         (line_x, top, line_x + SEPARATOR_LINE - 1, height - MARGIN - 1), fill=SEPARATOR_COLOUR
     )
     for k, img in enumerate(gallery):
-        cell_x = gallery_x + k * (cell_w + GAP)
+        row, col = divmod(k, per_row)
+        cell_x = gallery_x + col * (cell_w + GAP)
+        y = top + row * (row_h + GAP)
         x = cell_x + (cell_w - box_w) // 2
-        fig.paste(img, (x + BORDER, top + BORDER))
+        fig.paste(img, (x + BORDER, y + BORDER))
         ok = None if correct is None else correct[k]
         colour = UNKNOWN_COLOUR if ok is None else CORRECT_COLOUR if ok else WRONG_COLOUR
-        _frame(draw, x, top, box_w, box_h, colour)
-        _centred_lines(draw, captions[k], cell_x, cell_w, top + box_h + TEXT_PAD)
+        _frame(draw, x, y, box_w, box_h, colour)
+        _centred_lines(draw, captions[k], cell_x, cell_w, y + box_h + TEXT_PAD)
     return save_png(fig, out)
 
 
 def heat_colours(values: np.ndarray) -> np.ndarray:
-    """A black -> red -> yellow -> white colormap.
+    """A black -> red -> yellow -> white colour map.
 
     Args:
         values: array of any shape with values in [0, 1] (clipped).
@@ -300,7 +314,14 @@ def rank_list_from_rows(
     title: str = "",
 ) -> Path:
     """:func:`rank_list_figure` of search results (:func:`cerberus.index.result_rows`): borders
-    from ``correct``, the score and the identity / camera (when known) under each crop."""
+    from ``correct``, the score and the identity / camera (when known) under each crop.
+
+    With a ``query_image``, ``query_text`` is taken to be the model's predicted attributes of
+    it and is headed ``PREDICTED_HEADING`` so that it does not read as ground truth; for an
+    attribute query (no image) the lines are the query itself and are drawn as given.
+    """
+    if query_image is not None and query_text:
+        query_text = [PREDICTED_HEADING, *query_text]
 
     def label(row: dict) -> str:
         parts = [] if row["pid"] is None else [f"id {row['pid']}"]
@@ -318,6 +339,32 @@ def rank_list_from_rows(
     )
 
 
+ALIGNMENT_TITLE = "Alignment module (SPEC 2): where the local branch looks, which rows it keeps"
+
+
+def alignment_legend(sigma: float | None) -> list[str]:
+    """The legend lines of :func:`alignment_figure` (what the heat map, the box and sigma are)."""
+    threshold = "sigma" if sigma is None else f"sigma = {sigma:g}"
+    return [
+        "Left of each pair: the crop; the rows the alignment keeps are boxed, the rest dimmed.",
+        "Right: heat map = L2 norm of the local-branch feature map at each position "
+        "(black low, white high; scaled per image).",
+        f"Kept: the first to the last heat-map row whose peak exceeds {threshold} "
+        "(the whole map when none does); they are stretched to full height.",
+    ]
+
+
+def _alignment_captions(name: str, m: np.ndarray, t: int, b: int, sigma: float | None):
+    h, peak = m.shape[0], float(np.nanmax(m))
+    if sigma is None:
+        why = f"peak {peak:.2f}"
+    elif peak > sigma:
+        why = f"peak {peak:.2f} > sigma"
+    else:
+        why = f"peak {peak:.2f} <= sigma: all kept"
+    return [name, f"rows {t}-{b} of {h} kept", why]
+
+
 def alignment_figure(
     out: str | os.PathLike,
     images: Sequence[ImageLike],
@@ -326,12 +373,17 @@ def alignment_figure(
     bottoms: np.ndarray,
     *,
     tile: tuple[int, int] = (128, 64),
+    sigma: float | None = None,
+    names: Sequence[str] | None = None,
+    title: str = ALIGNMENT_TITLE,
 ) -> Path:
     """The alignment module at work (SPEC 2, like Fig. 7(a)), one column pair per image.
 
-    Left: the crop with the kept rows boxed in ``KEPT_COLOUR`` and the rest dimmed. Right: the
-    heat map, normalised to 0..1 per image, upsampled to the tile and blended over the crop with
-    :func:`heat_colours`. Under each pair: ``"rows t-b of h"``.
+    At the top: ``title`` (nothing reserved when empty) and the :func:`alignment_legend` lines.
+    Left of each pair: the crop with the kept rows boxed in ``KEPT_COLOUR`` and the rest dimmed.
+    Right: the heat map, normalised to 0..1 per image, upsampled to the tile and blended over
+    the crop with :func:`heat_colours`. Under each pair: the image's file name, ``"rows t-b of h
+    kept"`` and the heat map's peak (against ``sigma`` when given).
 
     Args:
         out: PNG to write (atomically; the folder is created).
@@ -339,10 +391,16 @@ def alignment_figure(
         heat_maps: ``(N, h, w)`` heat maps ||F^l(p)||_2.
         tops, bottoms: ``(N,)`` first / last kept heat-map row (inclusive).
         tile: ``(height, width)`` every image is resized to.
+        sigma: the alignment threshold the rows were kept with (named in the legend).
+        names: one caption per image; default: the file name, ``"image i"`` for a PIL image.
+        title: the line at the top.
 
     Returns:
-        ``out`` as a Path; the figure is ``2 * MARGIN + N * (2 * tile_w + PAIR_GAP) +
-        (N - 1) * ALIGN_GAP`` wide and ``2 * MARGIN + tile_h + TEXT_PAD + LINE_HEIGHT`` high.
+        ``out`` as a Path; pairs are ``cell_w = max(2 * tile_w + PAIR_GAP, widest caption + 2)``
+        apart by ``ALIGN_GAP``; the figure is ``2 * MARGIN + N * cell_w + (N - 1) * ALIGN_GAP``
+        wide (widened to fit the title and legend) and ``2 * MARGIN + header + tile_h +
+        TEXT_PAD + 3 * LINE_HEIGHT`` high with ``header`` = title + legend +
+        ``TEXT_PAD``.
 
     Raises:
         CerberusError: an unreadable image (named), inconsistent shapes, rows out of range, a bad
@@ -353,17 +411,41 @@ def alignment_figure(
     tops = np.asarray(tops).astype(np.int64).reshape(-1)
     bottoms = np.asarray(bottoms).astype(np.int64).reshape(-1)
     _check_alignment_inputs(images, maps, tops, bottoms)
-    n, h = maps.shape[0], maps.shape[1]
+    n = maps.shape[0]
+    if names is None:
+        names = [
+            f"image {i}" if isinstance(im, Image.Image) else Path(im).name
+            for i, im in enumerate(images)
+        ]
+    elif len(names) != n:
+        raise CerberusError(f"names: expected {n} values (one per heat map), got {len(names)}")
+    captions = [
+        _alignment_captions(str(names[i]), maps[i], int(tops[i]), int(bottoms[i]), sigma)
+        for i in range(n)
+    ]
+    legend = alignment_legend(sigma)
     pair_w = 2 * tw + PAIR_GAP
-    width = 2 * MARGIN + n * pair_w + (n - 1) * ALIGN_GAP
-    height = 2 * MARGIN + th + TEXT_PAD + LINE_HEIGHT
+    cell_w = max(pair_w, max(_text_width(s) for c in captions for s in c) + 2)
+    width = 2 * MARGIN + n * cell_w + (n - 1) * ALIGN_GAP
+    width = max(width, 2 * MARGIN + max(_text_width(s) for s in legend))
+    if title:
+        width = max(width, 2 * MARGIN + _text_width(title, TITLE_FONT_SIZE))
+    header = (TITLE_HEIGHT if title else 0) + len(legend) * LINE_HEIGHT + TEXT_PAD
+    top = MARGIN + header
+    height = top + th + TEXT_PAD + 3 * LINE_HEIGHT + MARGIN
     fig = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(fig)
+    if title:
+        _draw_text(draw, (MARGIN, MARGIN + 2), title, TITLE_FONT_SIZE)
+    legend_y = MARGIN + (TITLE_HEIGHT if title else 0)
+    for i, line in enumerate(legend):
+        _draw_text(draw, (MARGIN, legend_y + i * LINE_HEIGHT), line)
     for i in range(n):
-        x = MARGIN + i * (pair_w + ALIGN_GAP)
+        cell_x = MARGIN + i * (cell_w + ALIGN_GAP)
+        x = cell_x + (cell_w - pair_w) // 2
         t, b = int(tops[i]), int(bottoms[i])
-        fig.paste(_alignment_pair(_tile(images[i], (th, tw)), maps[i], t, b), (x, MARGIN))
-        _centred_lines(draw, [f"rows {t}-{b} of {h}"], x, pair_w, MARGIN + th + TEXT_PAD)
+        fig.paste(_alignment_pair(_tile(images[i], (th, tw)), maps[i], t, b), (x, top))
+        _centred_lines(draw, captions[i], cell_x, cell_w, top + th + TEXT_PAD)
     return save_png(fig, out)
 
 

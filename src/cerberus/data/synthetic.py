@@ -808,12 +808,15 @@ def generate_synthetic(
 def describe_values(values: np.ndarray) -> str:
     """A short caption: "female adult, red short-sleeve top, blue long pants, backpack"."""
     v = SCHEMA.describe(values)
+    # Colour "none" (no colour field set) is drawn as a two-colour pattern (see UPPER_RGB).
+    upper, lower_colour = (
+        "patterned" if v[k] == "none" else v[k] for k in ("upper.color", "lower.color")
+    )
     carry = [k for k in ("backpack", "bag", "handbag") if v[k] == "yes"]
     lower = "dress" if v["lower.clothes"] == "dress" else "pants"
     text = (
         f"{v['gender']} {v['age']}{', hat' if v['hat'] == 'yes' else ''}, {v['hair']} hair; "
-        f"{v['upper.color']} {v['upper.sleeve']}-sleeve top; "
-        f"{v['lower.color']} {v['lower.length']} {lower}"
+        f"{upper} {v['upper.sleeve']}-sleeve top; {lower_colour} {v['lower.length']} {lower}"
     )
     return text + (f"; {', '.join(carry)}" if carry else "")
 
