@@ -22,7 +22,7 @@ from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset, read_dataset
 from cerberus.data.synthetic import generate_synthetic, make_contact_sheet
 from cerberus.engine import train
-from cerberus.evaluation import evaluate_features, extract_test_features, format_report
+from cerberus.evaluation import evaluate_features, extract_with_config, format_report
 from cerberus.experiments import format_percent as pct
 from cerberus.features import FeatureSet
 from cerberus.files import atomic_write
@@ -203,16 +203,7 @@ def run_demo(
 
     # One model and one extraction serve the metrics, the gallery index and the figures.
     net = InferenceModel.from_checkpoint(result.checkpoint, device="cpu")
-    feats = extract_test_features(
-        net.model,
-        dataset,
-        height=net.height,
-        width=net.width,
-        batch_size=net.batch_size,
-        num_workers=net.num_workers,
-        device=net.device,
-        flip=cfg.eval.flip_test,
-    )
+    feats = extract_with_config(net.model, dataset, cfg, device=net.device)
     metrics = evaluate_features(
         feats, dataset, decision=cfg.eval.decision, prior_scale=cfg.eval.prior_scale
     )

@@ -19,7 +19,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -27,6 +26,7 @@ from torch import nn
 from cerberus.attributes import (
     GROUPS,
     adaptive_margins,
+    sid_identity_counts,
 )
 from cerberus.checkpoints import (
     CHECKPOINT_VERSION,
@@ -83,9 +83,9 @@ def build_margins(cfg: Config, dataset: ReIDDataset) -> dict[str, torch.Tensor]:
     schema = dataset.schema
     if cfg.loss.margin != "adaptive":
         return fixed_margins(schema.num_sids, float(cfg.loss.margin))
-    num_ids = int(np.isin(dataset.train_attributes.ids, np.unique(dataset.train.pids)).sum())
+    table = dataset.train_identity_table()
     margins = adaptive_margins(
-        dataset.train_sid_counts(), num_ids, alpha=cfg.loss.alpha, beta=cfg.loss.beta
+        sid_identity_counts(table), len(table), alpha=cfg.loss.alpha, beta=cfg.loss.beta
     )
     return {g: torch.as_tensor(margins[g]) for g in GROUPS}
 

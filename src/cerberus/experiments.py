@@ -145,7 +145,9 @@ def _get(m: dict[str, Any], path: str) -> float | None:
 
 
 Column = tuple[str, str, str]
-"""(header, dotted metrics key, task: ``reid``, ``aps`` or ``par``)."""
+"""(header, dotted metrics key, task: ``reid``, ``aps`` or ``par``); the chance level of a
+column is the same key under ``metrics["chance"]`` with the task's setting dropped
+(:data:`CHANCE_KEYS`)."""
 
 BASE_COLUMNS: list[Column] = [
     ("reID mAP", "reid.map_score", "reid"),
@@ -177,11 +179,13 @@ def _header(columns: Sequence[Column]) -> str:
 
 HEADER = _header(BASE_COLUMNS)
 
+CHANCE_KEYS = {"aps.full.map_score": "aps.map_score", "aps.full.rank1_score": "aps.rank1_score"}
+"""Chance levels exist for the full APS query only, stored under ``chance.aps``."""
+
 
 def _chance_row(m: dict[str, Any], columns: Sequence[Column]) -> str:
     cells = ["chance (random ranking / majority class)"]
-    # chance levels exist for the full APS query only, under "aps" rather than "aps.full"
-    cells += [format_percent(_get(m["chance"], key.replace(".full", ""))) for _, key, _ in columns]
+    cells += [format_percent(_get(m["chance"], CHANCE_KEYS.get(key, key))) for _, key, _ in columns]
     return "| " + " | ".join(cells) + " |"
 
 

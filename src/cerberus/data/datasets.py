@@ -146,14 +146,18 @@ class ReIDDataset:
     train_attributes: AttributeTable
     test_attributes: AttributeTable
 
+    def train_identity_table(self) -> AttributeTable:
+        """The attribute rows of the identities that have training images: the N of SPEC 3."""
+        table = self.train_attributes
+        keep = np.isin(table.ids, np.unique(self.train.pids))
+        return AttributeTable(self.schema, table.ids[keep], table.values[keep])
+
     def train_sid_counts(self) -> dict[str, np.ndarray]:
-        """N_g^G over the identities that have training images: ``{G: (S_G,) int}`` (SPEC 3).
+        """N_g^G over :meth:`train_identity_table`: ``{G: (S_G,) int}`` (SPEC 3).
 
         What the adaptive margins and the prior-aware decision (SPEC 8) count.
         """
-        table = self.train_attributes
-        keep = np.isin(table.ids, np.unique(self.train.pids))
-        return sid_identity_counts(type(table)(self.schema, table.ids[keep], table.values[keep]))
+        return sid_identity_counts(self.train_identity_table())
 
     @property
     def num_train_ids(self) -> int:
