@@ -31,8 +31,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
 from cerberus.errors import CerberusError
 
@@ -50,6 +52,11 @@ GROUP_NAMES: dict[str, str] = {
 }
 
 
+ATTRIBUTE_KINDS: tuple[str, ...] = ("binary", "multi", "color")
+"""``binary``: two values; ``multi``: one of several values (age); ``color``: one of several
+colours, the first value meaning "none of them" (several may be annotated: alternatives)."""
+
+
 @dataclass(frozen=True)
 class Attribute:
     """One (possibly multi-valued) attribute.
@@ -58,33 +65,61 @@ class Attribute:
         name: query name, e.g. ``"gender"`` or ``"upper.color"``.
         group: one of :data:`GROUPS`.
         values: human names of the values, index = value code.
-        fields: Lin ``.mat`` fields. One field: its code ``k`` (1-based) is value ``k - 1``.
-            Several fields: one-hot colour fields; value 0 = none set, ``i + 1`` = field ``i``.
+        fields: Lin ``.mat`` fields (empty for a schema read only from tables). One field: its
+            code ``k`` (1-based) is value ``k - 1``. A colour's one-hot fields: value 0 = none
+            set, ``i + 1`` = field ``i``.
         phrases: optional phrase per value for descriptions ("red top"); defaults to the value.
+        kind: one of :data:`ATTRIBUTE_KINDS`; empty: ``color`` for several fields, else
+            ``binary`` for two values, else ``multi``.
     """
 
     name: str
     group: str
     values: tuple[str, ...]
-    fields: tuple[str, ...]
+    fields: tuple[str, ...] = ()
     phrases: tuple[str, ...] = ()
+    kind: str = ""
 
     def __post_init__(self) -> None:
+        if not self.kind:
+            kind = (
+                "color" if len(self.fields) > 1 else "binary" if len(self.values) == 2 else "multi"
+            )
+            object.__setattr__(self, "kind", kind)
         if self.group not in GROUPS:
             raise CerberusError(f"attribute {self.name!r}: group {self.group!r} not in {GROUPS}")
+        if self.kind not in ATTRIBUTE_KINDS:
+            raise CerberusError(
+                f"attribute {self.name!r}: kind {self.kind!r} not in {ATTRIBUTE_KINDS}"
+            )
         if len(self.values) < 2:
             raise CerberusError(f"attribute {self.name!r}: needs at least two values")
-        if self.is_onehot and len(self.values) != len(self.fields) + 1:
+        if self.kind == "binary" and len(self.values) != 2:
+            raise CerberusError(
+                f"attribute {self.name!r}: a binary attribute has two values, got "
+                f"{len(self.values)} (use kind multi)"
+            )
+        if self.is_onehot and self.fields and len(self.values) != len(self.fields) + 1:
             raise CerberusError(
                 f"attribute {self.name!r}: {len(self.fields)} one-hot fields need "
                 f"{len(self.fields) + 1} values (first is 'none'), got {len(self.values)}"
             )
+        if not self.is_onehot and len(self.fields) > 1:
+            raise CerberusError(
+                f"attribute {self.name!r}: only a color attribute reads several .mat fields"
+            )
         if self.phrases and len(self.phrases) != len(self.values):
             raise CerberusError(f"attribute {self.name!r}: one phrase per value expected")
+        folded = [v.strip().lower() for v in self.values]
+        if len(set(folded)) != len(folded) or "" in folded:
+            raise CerberusError(
+                f"attribute {self.name!r}: values must be distinct (ignoring case) and non-empty"
+            )
 
     @property
     def is_onehot(self) -> bool:
-        return len(self.fields) > 1
+        """A colour attribute: value 0 is "none", several colours may be annotated."""
+        return self.kind == "color"
 
     @property
     def num_values(self) -> int:
@@ -102,6 +137,20 @@ class Attribute:
         raise CerberusError(
             f"attribute {self.name!r} has no value {value!r}; valid: {', '.join(self.values)}"
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The attribute as schema-file data (see :func:`schema_from_dict`)."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "group": self.group,
+            "kind": self.kind,
+            "values": list(self.values),
+        }
+        if self.phrases:
+            out["phrases"] = list(self.phrases)
+        if self.fields:
+            out["fields"] = list(self.fields)
+        return out
 
 
 class GroupCodec:
@@ -175,6 +224,10 @@ class GroupCodec:
         return {a.name: a.values[int(v)] for a, v in zip(self.attributes, values)}
 
 
+MAX_GROUP_SIDS = 100_000
+"""Largest SID space of one group (one prototype of ``d`` floats per SID)."""
+
+
 @dataclass(frozen=True)
 class Schema:
     """A dataset's attribute schema: the attributes, grouped into the five groups."""
@@ -185,11 +238,39 @@ class Schema:
     codecs: dict[str, GroupCodec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        names = [a.name for a in self.attributes]
+        names = [a.name.lower() for a in self.attributes]
         if len(set(names)) != len(names):
-            raise CerberusError(f"schema {self.name!r}: duplicate attribute names")
+            twice = next(n for n in names if names.count(n) > 1)
+            raise CerberusError(f"schema {self.name!r}: attribute {twice!r} is declared twice")
+        for g in GROUPS:
+            members = [a for a in self.attributes if a.group == g]
+            if not members:
+                raise CerberusError(
+                    f"schema {self.name!r}: group {g} ({GROUP_NAMES[g]}) has no attribute; "
+                    "each of H, U, L, I, C needs at least one"
+                )
+            colours = [a.name for a in members if a.is_onehot]
+            if len(colours) > 1:
+                raise CerberusError(
+                    f"schema {self.name!r}: group {g} has several color attributes "
+                    f"({', '.join(colours)}); at most one per group"
+                )
+            size = math.prod(a.num_values for a in members)
+            if size > MAX_GROUP_SIDS:
+                raise CerberusError(
+                    f"schema {self.name!r}: group {g} has {size} value combinations (SIDs), "
+                    f"more than {MAX_GROUP_SIDS}; move attributes to other groups"
+                )
         codecs = {g: GroupCodec(g, [a for a in self.attributes if a.group == g]) for g in GROUPS}
         object.__setattr__(self, "codecs", codecs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The schema as schema-file data: what checkpoints and index files carry."""
+        out: dict[str, Any] = {"name": self.name}
+        if self.mat_key:
+            out["mat_key"] = self.mat_key
+        out["attributes"] = [a.to_dict() for a in self.attributes]
+        return out
 
     @property
     def num_attributes(self) -> int:
@@ -330,107 +411,152 @@ class Schema:
         return out
 
 
-def _binary(name: str, group: str, field_name: str, values: tuple[str, str], phrases=()):
-    return Attribute(name, group, values, (field_name,), tuple(phrases))
+SCHEMA_FILES = Path(__file__).parent / "schemas"
+"""The schema files shipped with the package: ``<name>.yaml``."""
+
+_ATTRIBUTE_KEYS = ("name", "group", "kind", "values", "phrases", "fields")
 
 
-_YES_NO = ("no", "yes")
+def _names(raw: Any, where: str, what: str) -> tuple[str, ...]:
+    """A list of non-empty strings (numbers are taken as text); YAML booleans are an error."""
+    if not isinstance(raw, list):
+        raise CerberusError(f"{where}: {what} must be a list, got {raw!r}")
+    out = []
+    for item in raw:
+        if isinstance(item, bool):
+            raise CerberusError(
+                f"{where}: {what} holds the boolean {item!r}: YAML reads unquoted yes / no / "
+                'true / false / on / off as booleans; quote the value ("yes")'
+            )
+        if not isinstance(item, str | int | float) or not str(item).strip():
+            raise CerberusError(f"{where}: {what} holds {item!r}, not a name")
+        out.append(str(item).strip())
+    return tuple(out)
 
-MARKET1501 = Schema(
-    name="market1501",
-    mat_key="market_attribute",
-    attributes=(
-        _binary("hat", "H", "hat", _YES_NO, ("no hat", "hat")),
-        _binary("hair", "H", "hair", ("short", "long"), ("short hair", "long hair")),
-        Attribute(
-            "upper.color",
-            "U",
-            ("none", "black", "white", "red", "purple", "yellow", "gray", "blue", "green"),
-            ("upblack", "upwhite", "upred", "uppurple", "upyellow", "upgray", "upblue", "upgreen"),
-        ),
-        _binary("upper.sleeve", "U", "up", ("long", "short"), ("long sleeve", "short sleeve")),
-        Attribute(
-            "lower.color",
-            "L",
-            (
-                "none",
-                "black",
-                "white",
-                "pink",
-                "purple",
-                "yellow",
-                "gray",
-                "blue",
-                "green",
-                "brown",
-            ),
-            (
-                "downblack",
-                "downwhite",
-                "downpink",
-                "downpurple",
-                "downyellow",
-                "downgray",
-                "downblue",
-                "downgreen",
-                "downbrown",
-            ),
-        ),
-        _binary(
-            "lower.length",
-            "L",
-            "down",
-            ("long", "short"),
-            ("long lower-body clothing", "short lower-body clothing"),
-        ),
-        _binary("lower.clothes", "L", "clothes", ("dress", "pants"), ("dress", "pants")),
-        _binary("gender", "I", "gender", ("male", "female")),
-        Attribute("age", "I", ("young", "teenager", "adult", "old"), ("age",)),
-        _binary("backpack", "C", "backpack", _YES_NO, ("no backpack", "backpack")),
-        _binary("bag", "C", "bag", _YES_NO, ("no bag", "bag")),
-        _binary("handbag", "C", "handbag", _YES_NO, ("no handbag", "handbag")),
-    ),
-)
+
+def _attribute_from_dict(raw: Any, where: str) -> Attribute:
+    if not isinstance(raw, dict):
+        raise CerberusError(f"{where}: an attribute must be a mapping with name, group, values")
+    unknown = sorted(set(raw) - set(_ATTRIBUTE_KEYS))
+    if unknown:
+        raise CerberusError(
+            f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(_ATTRIBUTE_KEYS)}"
+        )
+    for key in ("name", "group", "values"):
+        if key not in raw:
+            raise CerberusError(f"{where}: missing key {key!r}")
+    name = str(raw["name"]).strip()
+    if not name or "=" in name or "," in name:
+        raise CerberusError(f"{where}: attribute name {raw['name']!r} (no '=' or ',' allowed)")
+    where = f"{where} ({name})"
+    group = str(raw["group"]).strip().upper()
+    if group not in GROUPS:
+        raise CerberusError(
+            f"{where}: group {raw['group']!r} is not one of {', '.join(GROUPS)} "
+            "(head, upper body, lower body, identity, carrying)"
+        )
+    kind = str(raw.get("kind", "")).strip().lower().replace("colour", "color")
+    if kind not in ATTRIBUTE_KINDS:
+        raise CerberusError(
+            f"{where}: kind {raw.get('kind')!r} is not one of {', '.join(ATTRIBUTE_KINDS)}"
+        )
+    values = _names(raw["values"], where, "values")
+    phrases = _names(raw["phrases"], where, "phrases") if "phrases" in raw else ()
+    fields = _names(raw["fields"], where, "fields") if "fields" in raw else ()
+    if kind != "color" and len(fields) > 1:
+        raise CerberusError(f"{where}: only a color attribute reads several .mat fields")
+    try:
+        return Attribute(name, group, values, fields, phrases, kind)
+    except CerberusError as exc:
+        raise CerberusError(f"{where}: {exc}") from None
+
+
+def schema_from_dict(raw: Any, where: str = "schema") -> Schema:
+    """A :class:`Schema` from schema-file data, checked; errors name ``where`` and the entry.
+
+    The data: ``name``, optional ``mat_key`` (top-level key of a Lin ``.mat`` file) and
+    ``attributes``, a list of ``{name, group, kind, values, phrases?, fields?}``.
+    """
+    if not isinstance(raw, dict):
+        raise CerberusError(f"{where}: a schema must be a mapping with name and attributes")
+    unknown = sorted(set(raw) - {"name", "mat_key", "attributes"})
+    if unknown:
+        raise CerberusError(
+            f"{where}: unknown key {unknown[0]!r}; valid: name, mat_key, attributes"
+        )
+    name = str(raw.get("name") or "").strip()
+    if not name:
+        raise CerberusError(f"{where}: missing key 'name'")
+    attributes = raw.get("attributes")
+    if not isinstance(attributes, list) or not attributes:
+        raise CerberusError(f"{where}: 'attributes' must be a non-empty list")
+    attrs = tuple(
+        _attribute_from_dict(a, f"{where}: attributes[{i + 1}]") for i, a in enumerate(attributes)
+    )
+    try:
+        return Schema(name, str(raw.get("mat_key") or ""), attrs)
+    except CerberusError as exc:
+        raise CerberusError(f"{where}: {exc}") from None
+
+
+def load_schema_file(path: str | Path) -> Schema:
+    """Read and check a schema YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CerberusError(f"{path}: schema file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise CerberusError(f"{path}: not UTF-8 text; is it a schema YAML file?") from None
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        at = f" at line {line + 1}" if line is not None else ""
+        raise CerberusError(f"{path}: not valid YAML{at}") from None
+    return schema_from_dict(raw, str(path))
+
+
+def shipped_schemas() -> tuple[str, ...]:
+    """Names of the schema files shipped with the package."""
+    return tuple(sorted(p.stem for p in SCHEMA_FILES.glob("*.yaml")))
+
+
+_SHIPPED: dict[str, Schema] = {}
+
+
+def get_schema(name: str | Path) -> Schema:
+    """A shipped schema by name (``"market1501"``), or a schema YAML file by path."""
+    text = str(name)
+    if text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:
+        return load_schema_file(text)
+    if text not in _SHIPPED:
+        path = SCHEMA_FILES / f"{text}.yaml"
+        if not text or not path.is_file():
+            raise CerberusError(
+                f"unknown attribute schema {text!r}; valid: {', '.join(shipped_schemas())} "
+                "or the path of a schema .yaml file"
+            )
+        _SHIPPED[text] = load_schema_file(path)
+    return _SHIPPED[text]
+
+
+def schema_from_meta(value: Any, where: str) -> Schema:
+    """The schema a checkpoint, features or index file carries: its full content (a dict), or,
+    in files written before schemas were data, the name of a shipped schema."""
+    if isinstance(value, dict):
+        return schema_from_dict(value, f"{where} [schema]")
+    if isinstance(value, str) and value and "/" not in value and not value.endswith(".yaml"):
+        return get_schema(value)
+    raise CerberusError(f"{where}: no attribute schema in its metadata ({value!r})")
+
+
+MARKET1501 = get_schema("market1501")
 """Market-1501 (Lin et al.): 27 binary-coded fields -> 12 attributes (SPEC section 6)."""
 
-DUKEMTMC = Schema(
-    name="dukemtmc",
-    mat_key="duke_attribute",
-    attributes=(
-        _binary("hat", "H", "hat", _YES_NO, ("no hat", "hat")),
-        Attribute(
-            "upper.color",
-            "U",
-            ("none", "black", "white", "red", "purple", "gray", "blue", "green", "brown"),
-            ("upblack", "upwhite", "upred", "uppurple", "upgray", "upblue", "upgreen", "upbrown"),
-        ),
-        _binary("upper.length", "U", "top", ("short", "long"), ("short top", "long top")),
-        Attribute(
-            "lower.color",
-            "L",
-            ("none", "black", "white", "red", "gray", "blue", "green", "brown"),
-            ("downblack", "downwhite", "downred", "downgray", "downblue", "downgreen", "downbrown"),
-        ),
-        _binary("shoes", "L", "shoes", ("dark", "light"), ("dark shoes", "light shoes")),
-        _binary("boots", "L", "boots", _YES_NO, ("no boots", "boots")),
-        _binary("gender", "I", "gender", ("male", "female")),
-        _binary("backpack", "C", "backpack", _YES_NO, ("no backpack", "backpack")),
-        _binary("bag", "C", "bag", _YES_NO, ("no bag", "bag")),
-        _binary("handbag", "C", "handbag", _YES_NO, ("no handbag", "handbag")),
-    ),
-)
+DUKEMTMC = get_schema("dukemtmc")
 """DukeMTMC-reID (Lin et al.): 23 binary-coded fields -> 10 attributes (SPEC section 6)."""
 
 SCHEMAS: dict[str, Schema] = {s.name: s for s in (MARKET1501, DUKEMTMC)}
-
-
-def get_schema(name: str) -> Schema:
-    try:
-        return SCHEMAS[name]
-    except KeyError:
-        raise CerberusError(
-            f"unknown attribute schema {name!r}; valid: {', '.join(SCHEMAS)}"
-        ) from None
+"""The schemas of the Lin et al. ``.mat`` files (found by their top-level key)."""
 
 
 def check_alt_values(alt_values: np.ndarray | None, schema: Schema, num: int, where: str):
@@ -629,6 +755,12 @@ def load_attribute_mat(path: str | Path, schema: Schema | None = None) -> dict[s
                 f"{', '.join(s.mat_key for s in SCHEMAS.values())}; found {', '.join(keys)})"
             )
         schema = found[0]
+    missing = [a.name for a in schema.attributes if not a.fields]
+    if not schema.mat_key or missing:
+        raise CerberusError(
+            f"{path}: the {schema.name} schema names no Lin .mat layout (mat_key, and fields "
+            f"for {', '.join(missing) or 'every attribute'}); give the attributes as a table"
+        )
     if schema.mat_key not in keys:
         raise CerberusError(f"{path}: missing top-level key {schema.mat_key!r}")
     root = mat[schema.mat_key]

@@ -1,9 +1,10 @@
 """Checkpoints: the model a config describes, atomic save, safe load (``weights_only=True``).
 
 A checkpoint is a dict ``{format: "cerberus", version, iteration, model, optimizer, rng, config,
-meta}``; ``config`` is the resolved :class:`~cerberus.config.Config` and ``meta`` names the
-attribute schema and the number of training classes, which is all that is needed to rebuild the
-model without the training data.
+meta}``; ``config`` is the resolved :class:`~cerberus.config.Config` and ``meta`` holds the
+attribute schema (its full content; older files: a shipped schema's name) and the number of
+training classes, which is all that is needed to rebuild the model without the training data or
+the schema file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from cerberus.attributes import GROUPS, Schema, get_schema
+from cerberus.attributes import GROUPS, Schema, schema_from_meta
 from cerberus.config import Config, ModelConfig, config_from_dict
 from cerberus.data.datasets import ReIDDataset
 from cerberus.errors import CerberusError
@@ -102,7 +103,7 @@ def checkpoint_meta(state: dict[str, Any], path: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise CerberusError(f"{path}: checkpoint has no 'meta' entry (not written by train)")
     try:
-        get_schema(meta.get("schema", ""))
+        schema_from_meta(meta.get("schema", ""), str(path))
         if int(meta["num_classes"]) < 1:
             raise ValueError
     except (CerberusError, KeyError, TypeError, ValueError):
@@ -127,7 +128,10 @@ def load_model_from_checkpoint(
     meta = checkpoint_meta(state, path)
 
     model = model_from_config(
-        cfg.model, get_schema(meta["schema"]), int(meta["num_classes"]), load_weights=False
+        cfg.model,
+        schema_from_meta(meta["schema"], str(path)),
+        int(meta["num_classes"]),
+        load_weights=False,
     )
     if not isinstance(state.get("model"), dict):
         raise CerberusError(f"{path}: checkpoint has no 'model' weights")

@@ -96,12 +96,14 @@ def train(
 ) -> None:
     """Train a model. Resumes from the last checkpoint in train.output_dir unless --no-resume."""
     from cerberus.config import load_config
-    from cerberus.data.datasets import read_dataset
+    from cerberus.data.table import open_dataset
     from cerberus.engine import train as run_training
     from cerberus.evaluation import periodic_evaluation
 
     cfg = load_config(config, overrides or [])
-    dataset = read_dataset(cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes)
+    dataset = open_dataset(
+        cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes, schema=cfg.data.schema
+    )
     evaluate = periodic_evaluation(cfg, dataset) if cfg.train.eval_every else None
     result = run_training(cfg, resume=resume, dataset=dataset, on_evaluate=evaluate)
     terms = ", ".join(f"{k}={v:.4f}" for k, v in result.last_losses.items())
@@ -186,15 +188,20 @@ def _training_identities(cfg, schema_name: str, given: int | None) -> tuple[int,
     """The ID classifiers' class count for ``info`` and where it comes from."""
     if given is not None:
         return given, "--num-classes"
-    count = BENCHMARK_TRAIN_IDS[schema_name]
-    if schema_name != cfg.data.dataset:
+    count = BENCHMARK_TRAIN_IDS.get(schema_name)
+    if count is not None and schema_name != cfg.data.dataset:
         return count, f"the {schema_name} benchmark's; the configured data is {cfg.data.dataset}"
-    from cerberus.data.datasets import read_dataset
+    from cerberus.data.table import open_dataset
 
+    d = cfg.data
     try:
-        data = read_dataset(cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes)
+        data = open_dataset(d.root, d.dataset, attributes=d.attributes, schema=d.schema)
     except (CerberusError, OSError) as exc:
         why = _one_line(str(exc))
+        if count is None:
+            raise CerberusError(
+                f"give --num-classes: the configured data is not readable ({why})"
+            ) from None
         return count, f"the {schema_name} benchmark's; data.root not readable: {why}"
     return data.num_train_ids, f"the training set of {cfg.data.root}"
 
@@ -212,17 +219,26 @@ def info(
             "else the benchmark's: Market-1501 751, DukeMTMC-reID 702)."
         ),
     ] = None,
-    dataset: Annotated[str, typer.Option(help="Schema: market1501 or dukemtmc.")] = "",
+    dataset: Annotated[
+        str,
+        typer.Option(help="Schema: a shipped name (market1501, dukemtmc, ...) or a .yaml path."),
+    ] = "",
 ) -> None:
     """Print the model's parameter count and FLOPs at the configured input size."""
     from cerberus.attributes import get_schema
     from cerberus.checkpoints import model_from_config
     from cerberus.config import load_config
+    from cerberus.data.table import resolve_schema
     from cerberus.model import count_flops, count_parameters
 
     _at_least("--num-classes", num_classes, 1)
     cfg = load_config(config, overrides or [])
-    schema = get_schema(dataset or cfg.data.dataset)
+    if dataset:
+        schema = get_schema(dataset)
+    elif cfg.data.dataset == "table":
+        schema = resolve_schema(cfg.data.root, cfg.data.schema)
+    else:
+        schema = get_schema(cfg.data.dataset)
     num_classes, said = _training_identities(cfg, schema.name, num_classes)
     model = model_from_config(cfg.model, schema, num_classes, load_weights=False).eval()
     params = count_parameters(model)
@@ -244,13 +260,12 @@ Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="Trained checkpoi
 Device = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
 
 
-def _attribute_table(path: Path, schema_name: str):
+def _attribute_table(path: Path, schema):
     """Both splits of a Lin-style attribute file as one table (their identities are disjoint)."""
     import numpy as np
 
-    from cerberus.attributes import AttributeTable, get_schema, load_attribute_mat
+    from cerberus.attributes import AttributeTable, load_attribute_mat
 
-    schema = get_schema(schema_name)
     tables = load_attribute_mat(path, schema).values()
     return AttributeTable(
         schema,
@@ -262,8 +277,19 @@ def _attribute_table(path: Path, schema_name: str):
 @app.command()
 def extract(
     checkpoint: Checkpoint,
-    images: Annotated[Path, typer.Option("--images", help="Folder of person crops (recursive).")],
     out: Annotated[Path, typer.Option("--out", help="Features file to write (.npz).")],
+    images: Annotated[
+        Path | None, typer.Option("--images", help="Folder of person crops (recursive).")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="Instead of --images: a table dataset folder (images.csv); see --split."
+        ),
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="With --data: the split to extract (train, query, gallery).")
+    ] = "gallery",
     attributes: Annotated[
         Path | None,
         typer.Option(help="Lin-style .mat file: store the identities' attributes as truth."),
@@ -275,17 +301,33 @@ def extract(
     batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
     workers: Annotated[int | None, typer.Option(help="DataLoader workers.")] = None,
 ) -> None:
-    """Extract the five part features of every crop in a folder into a features file."""
+    """Extract the five part features of every crop in a folder (or of one split of a table
+    dataset, with its identities, cameras and attributes) into a features file."""
     from cerberus.features import UNKNOWN
     from cerberus.inference import InferenceModel
 
     _at_least("--batch-size", batch_size, 1)
     _at_least("--workers", workers, 0)
+    if (images is None) == (data is None):
+        raise CerberusError("give exactly one of --images (a folder) or --data (a table dataset)")
+    if data is not None and attributes is not None:
+        raise CerberusError("--attributes is for --images; a table dataset has its attributes")
+    if data is not None and split not in ("train", "query", "gallery"):
+        raise CerberusError(f"--split {split!r}: must be train, query or gallery")
     net = InferenceModel.from_checkpoint(
         checkpoint, device=device, batch_size=batch_size, num_workers=workers
     )
-    table = _attribute_table(attributes, net.schema.name) if attributes else None
-    feats = net.extract_folder(images, attributes=table, skip_bad=skip_bad, progress=True)
+    if data is not None:
+        from cerberus.data.table import SCHEMA_FILE, read_table_dataset
+
+        own = (data / SCHEMA_FILE).is_file()
+        dataset = read_table_dataset(data, None if own else net.schema)
+        feats = net.extract_images(
+            getattr(dataset, split), skip_bad=skip_bad, progress=True, desc=split
+        )
+    else:
+        table = _attribute_table(attributes, net.schema) if attributes else None
+        feats = net.extract_folder(images, attributes=table, skip_bad=skip_bad, progress=True)
     path = feats.save(out)
     named = feats.pids != UNKNOWN
     known = int((named & (feats.pids > 0)).sum())

@@ -24,8 +24,14 @@ class DataConfig:
     """Dataset, input size, sampler and augmentation (SPEC 4)."""
 
     dataset: str = "market1501"
+    """``market1501`` or ``dukemtmc`` (a benchmark tree), or ``table``: a folder with
+    ``images.csv`` and ``attributes.csv`` (:mod:`cerberus.data.table`, README "Your own data")."""
     root: str = "data/market1501"
     attributes: str | None = None
+    """The Lin et al. ``.mat`` file of a benchmark (default: the one in ``root``)."""
+    schema: str | None = None
+    """The attribute schema of a table dataset: a shipped name (``market1501``, ``dukemtmc``,
+    ``retail_example``) or the path of a schema ``.yaml`` file; default: ``root/schema.yaml``."""
     height: int = 384
     width: int = 128
     p: int = 16
@@ -262,6 +268,7 @@ _NON_NEGATIVE = (
 )  # fmt: skip
 _CHOICES = {
     "data.on_bad_image": ("stop", "skip"),
+    "data.dataset": ("market1501", "dukemtmc", "table"),
     "loss.semantic": ("hinge", "softmax"),
     "eval.decision": ("cosine", "posterior"),
     "model.last_stride": (1, 2),
@@ -358,5 +365,10 @@ def with_absolute_data_paths(cfg: Config) -> Config:
     ``eval`` and friends find the data from any other folder."""
     d = cfg.data
     attributes = str(Path(d.attributes).resolve()) if d.attributes else d.attributes
-    data = dataclasses.replace(d, root=str(Path(d.root).resolve()), attributes=attributes)
+    schema = d.schema
+    if schema and (schema.endswith((".yaml", ".yml")) or "/" in schema):
+        schema = str(Path(schema).resolve())
+    data = dataclasses.replace(
+        d, root=str(Path(d.root).resolve()), attributes=attributes, schema=schema
+    )
     return dataclasses.replace(cfg, data=data)

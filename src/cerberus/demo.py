@@ -222,7 +222,7 @@ def run_demo(
             values=g.values,
             prototypes=feats.prototypes,
             meta={
-                "schema": dataset.schema.name,
+                "schema": dataset.schema.to_dict(),
                 "fingerprint": net.fingerprint,
                 "checkpoint": str(result.checkpoint),
                 "height": net.height,

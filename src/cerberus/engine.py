@@ -41,9 +41,9 @@ from cerberus.data.datasets import (
     ReIDDataset,
     drop_unreadable,
     exclude_training_sids,
-    read_dataset,
 )
 from cerberus.data.samplers import PKBatchSampler
+from cerberus.data.table import open_dataset
 from cerberus.data.transforms import build_transforms
 from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
@@ -247,7 +247,8 @@ def train(
         logger.info("intra-op threads: %d (train.threads=%d)", threads, cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
     if dataset is None:
-        dataset = read_dataset(cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes)
+        d = cfg.data
+        dataset = open_dataset(d.root, d.dataset, attributes=d.attributes, schema=d.schema)
     dataset = exclude_training_sids(dataset, cfg.data.exclude_sids)
     if cfg.data.on_bad_image == "skip":
         train_images = drop_unreadable(dataset.train, "training set")
@@ -345,7 +346,7 @@ def train(
         persistent_workers=False,
     )
     meta = {
-        "schema": dataset.schema.name,
+        "schema": dataset.schema.to_dict(),
         "num_classes": dataset.num_train_ids,
         "dataset": dataset.name,
         "threads": threads,

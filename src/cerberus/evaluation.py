@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from cerberus.attributes import GROUPS
+from cerberus.attributes import GROUPS, schema_from_meta
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
-from cerberus.data.datasets import ReIDDataset, read_dataset
+from cerberus.data.datasets import ReIDDataset
+from cerberus.data.table import SCHEMA_FILE, open_dataset
 from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
 from cerberus.inference import (
@@ -231,14 +232,19 @@ def evaluate_checkpoint(
     device = str(resolve_device(device, "--device"))
     model, cfg, state = load_model_from_checkpoint(checkpoint)
     model = fuse_batchnorm(model)  # inference only: same features, less work
+    trained = schema_from_meta(state["meta"]["schema"], str(checkpoint))
     if dataset is None:
         root = data_root if data_root is not None else cfg.data.root
         attributes = None if data_root is not None else cfg.data.attributes
-        dataset = read_dataset(root, cfg.data.dataset, attributes=attributes)
-    if dataset.schema.name != state["meta"]["schema"]:
+        schema = cfg.data.schema
+        if cfg.data.dataset == "table" and not schema and not Path(root, SCHEMA_FILE).is_file():
+            schema = trained  # the checkpoint carries the schema it was trained with
+        dataset = open_dataset(root, cfg.data.dataset, attributes=attributes, schema=schema)
+    if dataset.schema.to_dict() != trained.to_dict():
         raise CerberusError(
-            f"{checkpoint}: model trained with the {state['meta']['schema']} schema, "
-            f"data is {dataset.schema.name}"
+            f"{checkpoint}: model trained with the {trained.name} schema, the data at "
+            f"{dataset.root} follows {dataset.schema.name}"
+            + (" (same name, other attributes)" if trained.name == dataset.schema.name else "")
         )
     model.to(device)
     feats = extract_with_config(

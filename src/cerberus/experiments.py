@@ -19,7 +19,8 @@ import torch
 from cerberus.attributes import GROUPS
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
-from cerberus.data.datasets import ReIDDataset, read_dataset
+from cerberus.data.datasets import ReIDDataset
+from cerberus.data.table import open_dataset
 from cerberus.engine import train
 from cerberus.errors import CerberusError
 from cerberus.evaluation import evaluate_features, extract_with_config, periodic_evaluation
@@ -234,8 +235,8 @@ def run_table(
     if not seeds or len(set(seeds)) != len(seeds):
         raise CerberusError(f"seeds: expected distinct integers, got {seeds}")
     out_dir = Path(out_dir)
-    dataset = dataset or read_dataset(
-        cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes
+    dataset = dataset or open_dataset(
+        cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes, schema=cfg.data.schema
     )
     if which == "semantic":
         variants, columns = SEMANTIC, BASE_COLUMNS + PAR_COLUMNS
@@ -318,8 +319,8 @@ def run_unseen(
 ) -> str:
     """Figure 7(b): remove the training identities of k test SIDs; with and without L_reg."""
     out_dir = Path(out_dir)
-    dataset = dataset or read_dataset(
-        cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes
+    dataset = dataset or open_dataset(
+        cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes, schema=cfg.data.schema
     )
     lines = [
         "| k unseen SIDs | L_reg | unseen SIDs | reID R-1 | APS R-1 | PAR mA |",

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cerberus.attributes import GROUPS, Schema, get_schema
+from cerberus.attributes import GROUPS, Schema, schema_from_meta
 from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
 
@@ -53,7 +53,7 @@ class FeatureSet:
 
     @property
     def schema(self) -> Schema:
-        return get_schema(self.meta["schema"])
+        return schema_from_meta(self.meta.get("schema"), "features")
 
     def save(self, path: str | Path) -> Path:
         arrays = {
@@ -92,11 +92,13 @@ def common_arrays(paths, pids, camids, values, prototypes) -> dict[str, np.ndarr
 def read_common(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], path) -> tuple:
     """The arrays every features / index file holds, checked against the schema it names."""
     try:
-        schema = get_schema(meta.get("schema", ""))
-    except CerberusError:
+        schema = schema_from_meta(meta.get("schema", ""), str(path))
+    except CerberusError as exc:
+        if isinstance(meta.get("schema"), dict):
+            raise
         raise CerberusError(
             f"{path}: no known attribute schema in its metadata ({meta.get('schema')!r})"
-        ) from None
+        ) from exc
     try:
         prototypes = {g: arrays[f"prototype_{g}"] for g in GROUPS}
         paths = [str(p) for p in np.atleast_1d(arrays["paths"])]

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cerberus.attributes import Schema, get_schema
+from cerberus.attributes import Schema, schema_from_meta
 from cerberus.errors import CerberusError
 from cerberus.features import UNKNOWN, FeatureSet, common_arrays, load_npz, read_common, save_npz
 from cerberus.scoring import AttributeQuery, attribute_query_vectors, embed_features
@@ -78,7 +78,9 @@ class GalleryIndex:
 
     @property
     def schema(self) -> Schema:
-        return get_schema(self.meta["schema"])
+        if getattr(self, "_schema", None) is None:
+            self._schema = schema_from_meta(self.meta.get("schema"), "index")
+        return self._schema
 
     @property
     def fingerprint(self) -> str:

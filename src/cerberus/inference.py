@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cerberus.attributes import AttributeTable, Schema, get_schema
+from cerberus.attributes import AttributeTable, Schema, schema_from_meta
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.data.datasets import FORMATS, ImageDataset, ImageSet, parse_filename
 from cerberus.data.transforms import build_transforms
@@ -211,27 +211,51 @@ def extract_folder(
     folder: str | Path,
     *,
     schema: Schema,
+    attributes: AttributeTable | None = None,
+    **kwargs: Any,
+) -> FeatureSet:
+    """Features of every crop under ``folder``; unreadable files stop or are skipped (logged).
+
+    ``attributes`` (e.g. from the dataset's ``.mat`` file) gives each identity's attribute
+    values, stored as ground truth for figures and evaluation. Other arguments: as
+    :func:`extract_image_set`.
+    """
+    images = scan_images(Path(folder).resolve(), schema)
+    if attributes is not None:
+        images = ImageSet(
+            images.paths,
+            images.pids,
+            images.camids,
+            images.labels,
+            attributes.lookup(images.pids),
+            schema,
+        )
+    return extract_image_set(model, images, desc=Path(folder).name or "extract", **kwargs)
+
+
+def extract_image_set(
+    model: nn.Module,
+    images: ImageSet,
+    *,
     height: int,
     width: int,
     checkpoint: str = "",
     fingerprint: str | None = None,
-    attributes: AttributeTable | None = None,
     batch_size: int = 128,
     num_workers: int = 2,
     device: str = "cpu",
     skip_bad: bool = False,
     progress: bool = False,
+    desc: str = "extract",
 ) -> FeatureSet:
-    """Features of every crop under ``folder``; unreadable files stop or are skipped (logged).
+    """Features of an :class:`ImageSet` (a folder's crops, or a split of a table dataset) with
+    its identities, cameras and attribute values; unreadable files stop or are skipped (logged).
 
-    ``attributes`` (e.g. from the dataset's ``.mat`` file) gives each identity's attribute
-    values, stored as ground truth for figures and evaluation. ``fingerprint`` is that of the
-    trained weights when ``model`` is a BN-folded copy (:func:`model_fingerprint` otherwise).
-
-    Image paths and the checkpoint path are stored absolute (resolved now), so the file is usable
-    from any working directory.
+    ``fingerprint`` is that of the trained weights when ``model`` is a BN-folded copy
+    (:func:`model_fingerprint` otherwise). A camera ``-1`` (a dataset without cameras) is
+    stored as :data:`~cerberus.features.UNKNOWN`. Image paths and the checkpoint path are stored
+    absolute (resolved now), so the file is usable from any working directory.
     """
-    images = scan_images(Path(folder).resolve(), schema)
     feats = extract_features(
         model,
         images,
@@ -241,26 +265,26 @@ def extract_folder(
         num_workers=num_workers,
         device=device,
         progress=progress,
-        desc=Path(folder).name or "extract",
+        desc=desc,
         on_bad_image="skip" if skip_bad else "stop",
         bad_image_hint=" (skip_bad / extract --skip-bad leaves such files out)",
     )
     ok = np.isfinite(feats).all(axis=(1, 2))
     if not ok.all():
-        logger.warning("%s: skipped %d unreadable images of %d", folder, (~ok).sum(), len(ok))
+        logger.warning("%s: skipped %d unreadable images of %d", desc, (~ok).sum(), len(ok))
         if not ok.any():
-            raise CerberusError(f"{folder}: no readable image")
-    values = attributes.lookup(images.pids) if attributes is not None else images.values
+            raise CerberusError(f"{desc}: no readable image")
     keep = np.nonzero(ok)[0]
+    camids = np.where(images.camids == -1, UNKNOWN, images.camids)
     return FeatureSet(
         features=feats[keep],
-        paths=[str(images.paths[i]) for i in keep],
+        paths=[str(Path(images.paths[i]).absolute()) for i in keep],
         pids=images.pids[keep],
-        camids=images.camids[keep],
-        values=values[keep],
+        camids=camids[keep],
+        values=images.values[keep],
         prototypes={g: p.detach().float().cpu().numpy() for g, p in model.prototypes.items()},
         meta={
-            "schema": schema.name,
+            "schema": images.schema.to_dict(),
             "fingerprint": fingerprint or model_fingerprint(model),
             "checkpoint": str(Path(checkpoint).resolve()) if str(checkpoint) else "",
             "height": height,
@@ -318,7 +342,7 @@ class InferenceModel:
                 log_prior = sid_log_prior({g: np.asarray(c) for g, c in counts.items()})
         return cls(
             model=model,
-            schema=get_schema(state["meta"]["schema"]),
+            schema=schema_from_meta(state["meta"]["schema"], str(checkpoint)),
             height=cfg.data.height,
             width=cfg.data.width,
             checkpoint=str(checkpoint),
@@ -367,9 +391,20 @@ class InferenceModel:
 
     def extract_folder(self, folder: str | Path, **kwargs: Any) -> FeatureSet:
         return extract_folder(
-            self.model,
-            folder,
-            schema=self.schema,
+            self.model, folder, schema=self.schema, **self._extract_options(kwargs)
+        )
+
+    def extract_images(self, images: ImageSet, **kwargs: Any) -> FeatureSet:
+        """:func:`extract_image_set` with this model (e.g. a split of a table dataset)."""
+        if images.schema.to_dict() != self.schema.to_dict():
+            raise CerberusError(
+                f"{self.checkpoint}: model trained with the {self.schema.name} schema, the images "
+                f"follow {images.schema.name}"
+            )
+        return extract_image_set(self.model, images, **self._extract_options(kwargs))
+
+    def _extract_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return dict(
             height=self.height,
             width=self.width,
             checkpoint=self.checkpoint,

@@ -145,6 +145,9 @@ class ReIDDataset:
     gallery: ImageSet
     train_attributes: AttributeTable
     test_attributes: AttributeTable
+    cameras_known: bool = True
+    """False for a table dataset without cameras (every ``camids`` is -1): reID evaluation then
+    removes only the query image itself from the gallery (SPEC 6 without cameras)."""
 
     def train_identity_table(self) -> AttributeTable:
         """The attribute rows of the identities that have training images: the N of SPEC 3."""
@@ -305,6 +308,7 @@ def exclude_training_sids(dataset: ReIDDataset, sids: tuple[str, ...]) -> ReIDDa
             table.schema, table.ids[keep], table.values[keep], table.alt_values[keep]
         ),
         test_attributes=dataset.test_attributes,
+        cameras_known=dataset.cameras_known,
     )
 
 

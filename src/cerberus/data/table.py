@@ -1,0 +1,644 @@
+"""A dataset as a table: a folder of crops, an image table and an attribute table.
+
+Layout of a table dataset (``data.dataset: table``, ``data.root: DIR``)::
+
+    DIR/images.csv        path, person_id, camera_id (optional), split
+    DIR/attributes.csv    person_id, then one column per attribute of the schema
+    DIR/schema.yaml       the attribute schema (or ``data.schema``: a shipped name or a path)
+    DIR/...               the crops, at the paths images.csv gives (relative to DIR)
+
+``images.parquet`` / ``attributes.parquet`` may replace the CSV files (needs pyarrow).
+
+- ``path``: the crop, relative to DIR (or absolute); listed at most once per split.
+- ``person_id``: an integer >= 1; in the gallery also ``0`` (a distractor, never a match) and
+  ``-1`` (junk, removed from every ranking), as in Market-1501.
+- ``camera_id``: any label (``c1``, ``3``); leave the column out when cameras are unknown: reID
+  evaluation then removes only the query image itself from the gallery (SPEC 6 without cameras).
+- ``split``: ``train``, ``query`` or ``gallery``. An identity is either a training identity
+  (train images only) or a test identity (query / gallery images only).
+- attribute cells: a value by name (case-insensitive), empty = unknown; a colour attribute may
+  list further annotated colours after ``|`` (``red|white``), kept as alternatives.
+
+:func:`check_table_dataset` collects every problem with its file and line (1-based, the header is
+line 1); :func:`read_table_dataset` stops at the first; :func:`table_summary` describes a dataset
+(what ``cerberus check-data`` prints).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from cerberus.attributes import (
+    GROUPS,
+    AttributeTable,
+    Schema,
+    get_schema,
+    occurring_sid_counts,
+)
+from cerberus.data.datasets import ImageSet, ReIDDataset, read_dataset
+from cerberus.errors import CerberusError
+from cerberus.files import atomic_write
+
+IMAGES = "images"
+ATTRIBUTES = "attributes"
+SCHEMA_FILE = "schema.yaml"
+IMAGE_COLUMNS = ("path", "person_id", "camera_id", "split")
+SPLITS = ("train", "query", "gallery")
+UNKNOWN_CAMERA = -1
+"""``camids`` of every image of a dataset without cameras."""
+ALTERNATIVE_SEPARATOR = "|"
+MAX_PROBLEMS = 50
+"""Problems collected per file before the check gives up on it."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a table dataset: the file, the 1-based line (0: the file) and what."""
+
+    file: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else str(self.file)
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class TableCheck:
+    """What :func:`check_table_dataset` found: the problems, and the dataset when there are none.
+
+    Attributes:
+        problems: every problem found, in file and line order (at most :data:`MAX_PROBLEMS`
+            per file).
+        dataset: the dataset, ``None`` when there is a problem.
+        camera_labels: the camera labels in camera-index order (empty: no cameras).
+        extra_attribute_ids: identities with attributes but no image.
+    """
+
+    problems: list[Problem] = field(default_factory=list)
+    dataset: ReIDDataset | None = None
+    camera_labels: tuple[str, ...] = ()
+    extra_attribute_ids: int = 0
+
+
+def table_file(root: Path, stem: str) -> Path:
+    """``root/<stem>.csv``, else ``root/<stem>.parquet``; the CSV path when neither exists."""
+    csv_path, parquet = root / f"{stem}.csv", root / f"{stem}.parquet"
+    if not csv_path.is_file() and parquet.is_file():
+        return parquet
+    return csv_path
+
+
+def is_table_dataset(root: str | Path) -> bool:
+    """Whether ``root`` holds an image table (``images.csv`` or ``images.parquet``)."""
+    return table_file(Path(root), IMAGES).is_file()
+
+
+def _cell(value: Any) -> str:
+    """A table cell as text: ``None`` / NaN are empty, integral floats lose their ``.0``."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if value != value:
+            return ""
+        if value.is_integer():
+            return str(int(value))
+    return str(value).strip()
+
+
+def _rows(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The header and ``(line, cells)`` of a CSV or Parquet table (Parquet: line = row + 1)."""
+    if not path.is_file():
+        raise CerberusError(f"{path}: table not found")
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise CerberusError(
+                f"{path}: reading Parquet needs pyarrow (pip install 'cerberus-reid[parquet]'), "
+                "or give the table as CSV"
+            ) from None
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow raises several types for bad files
+            raise CerberusError(f"{path}: not a readable Parquet file ({exc})") from None
+        header = [str(c) for c in table.column_names]
+        columns = [table.column(c).to_pylist() for c in header]
+        rows = ([_cell(col[i]) for col in columns] for i in range(table.num_rows))
+        return header, ((i + 2, r) for i, r in enumerate(rows))
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise CerberusError(f"{path}: not UTF-8 text; is it a CSV file?") from None
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise CerberusError(f"{path}: empty file (the first line is the header)") from None
+    except csv.Error as exc:
+        raise CerberusError(f"{path}:1: not a readable CSV header ({exc})") from None
+
+    def body() -> Iterator[tuple[int, list[str]]]:
+        try:
+            for row in reader:
+                if any(c.strip() for c in row):
+                    yield reader.line_num, [c.strip() for c in row]
+        except csv.Error as exc:
+            yield reader.line_num, [f"\0{exc}"]
+
+    return header, body()
+
+
+def _integer(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+class _Collector:
+    """Problems of one file, capped at :data:`MAX_PROBLEMS`."""
+
+    def __init__(self, path: Path, out: list[Problem]):
+        self.path, self.out, self.count = path, out, 0
+
+    def add(self, line: int, message: str) -> None:
+        self.count += 1
+        if self.count <= MAX_PROBLEMS:
+            self.out.append(Problem(self.path, line, message))
+        elif self.count == MAX_PROBLEMS + 1:
+            self.out.append(Problem(self.path, 0, f"more than {MAX_PROBLEMS} problems; stopped"))
+
+    @property
+    def full(self) -> bool:
+        return self.count > MAX_PROBLEMS
+
+
+def _header(path: Path, header: list[str], required: tuple[str, ...], optional, bad) -> bool:
+    """Check a header's columns; records problems in ``bad`` and returns whether it is usable."""
+    ok = True
+    seen = Counter(header)
+    for name, n in seen.items():
+        if n > 1:
+            bad.add(1, f"column {name!r} appears {n} times")
+            ok = False
+    for name in required:
+        if name not in seen:
+            bad.add(1, f"missing column {name!r} (columns: {', '.join(header)})")
+            ok = False
+    valid = (*required, *optional)
+    for name in header:
+        if name not in valid:
+            bad.add(1, f"unknown column {name!r}; valid: {', '.join(valid)}")
+            ok = False
+    return ok
+
+
+@dataclass
+class _ImageRows:
+    lines: list[int] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+    cameras: list[str] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
+
+
+def _read_images(root: Path, problems: list[Problem]) -> tuple[_ImageRows, bool]:
+    """Rows of the image table, each checked; returns the rows and whether it has cameras."""
+    path = table_file(root, IMAGES)
+    bad = _Collector(path, problems)
+    header, body = _rows(path)
+    out = _ImageRows()
+    if not _header(path, header, ("path", "person_id", "split"), ("camera_id",), bad):
+        return out, False
+    col = {name: header.index(name) for name in header}
+    has_cameras = "camera_id" in col
+    first_of: dict[tuple[str, str], int] = {}
+    for line, cells in body:
+        if bad.full:
+            break
+        if cells and cells[0].startswith("\0"):
+            bad.add(line, f"not readable as CSV ({cells[0][1:]})")
+            break
+        if len(cells) != len(header):
+            bad.add(line, f"{len(cells)} fields, the header has {len(header)}")
+            continue
+        text_path, text_pid, split = (cells[col[c]] for c in ("path", "person_id", "split"))
+        camera = cells[col["camera_id"]] if has_cameras else ""
+        ok = True
+        if split not in SPLITS:
+            bad.add(line, f"split {split!r} is not one of {', '.join(SPLITS)}")
+            ok = False
+        pid = _integer(text_pid)
+        least = -1 if split == "gallery" else 1
+        if pid is None or pid < least:
+            allowed = "an integer >= 1" + (" (0: distractor, -1: junk)" if least < 1 else "")
+            bad.add(line, f"person_id {text_pid!r} is not {allowed}")
+            ok = False
+        if has_cameras and not camera:
+            bad.add(line, "camera_id is empty (leave the column out when cameras are unknown)")
+            ok = False
+        if not text_path:
+            bad.add(line, "path is empty")
+            continue
+        image = Path(text_path) if Path(text_path).is_absolute() else root / text_path
+        key = (split, str(image))
+        if key in first_of:
+            bad.add(
+                line, f"duplicate row: {text_path} is already in {split} at line {first_of[key]}"
+            )
+            continue
+        first_of[key] = line
+        if not image.is_file():
+            bad.add(line, f"image {text_path} not found (looked for {image})")
+            ok = False
+        if ok:
+            out.lines.append(line)
+            out.paths.append(image)
+            out.pids.append(int(pid))  # type: ignore[arg-type]
+            out.cameras.append(camera)
+            out.splits.append(split)
+    return out, has_cameras
+
+
+def _parse_value(schema: Schema, j: int, text: str) -> tuple[int, list[int]]:
+    """A cell's value code (``-1``: unknown) and its alternative colour codes."""
+    attr = schema.attributes[j]
+    if not text:
+        return -1, []
+    names = [t.strip() for t in text.split(ALTERNATIVE_SEPARATOR)]
+    if len(names) > 1 and not attr.is_onehot:
+        raise CerberusError(
+            f"{attr.name}: {text!r} gives several values; only a color attribute may ('red|white')"
+        )
+    codes = [attr.value_index(n) for n in names]
+    if len(codes) > 1 and 0 in codes:
+        raise CerberusError(f"{attr.name}: {text!r} lists {attr.values[0]!r} with colours")
+    return codes[0], codes[1:]
+
+
+def _read_attributes(
+    root: Path, schema: Schema, problems: list[Problem]
+) -> tuple[dict[int, tuple[int, np.ndarray, list[list[int]]]], Path]:
+    """``{person_id: (line, values, alternatives per attribute)}`` of the attribute table."""
+    path = table_file(root, ATTRIBUTES)
+    bad = _Collector(path, problems)
+    out: dict[int, tuple[int, np.ndarray, list[list[int]]]] = {}
+    if not path.is_file():
+        bad.add(0, "attribute table not found (person_id plus one column per attribute)")
+        return out, path
+    header, body = _rows(path)
+    names = tuple(a.name for a in schema.attributes)
+    if not _header(path, header, ("person_id", *names), (), bad):
+        if any(h not in ("person_id", *names) for h in header):
+            bad.add(1, f"the {schema.name} schema's attributes: {', '.join(names)}")
+        return out, path
+    col = [header.index(n) for n in names]
+    for line, cells in body:
+        if bad.full:
+            break
+        if cells and cells[0].startswith("\0"):
+            bad.add(line, f"not readable as CSV ({cells[0][1:]})")
+            break
+        if len(cells) != len(header):
+            bad.add(line, f"{len(cells)} fields, the header has {len(header)}")
+            continue
+        text_pid = cells[header.index("person_id")]
+        pid = _integer(text_pid)
+        if pid is None or pid < 1:
+            bad.add(line, f"person_id {text_pid!r} is not an integer >= 1")
+            continue
+        if pid in out:
+            bad.add(
+                line, f"duplicate row: person_id {pid} already has attributes at line {out[pid][0]}"
+            )
+            continue
+        values = np.full(schema.num_attributes, -1, dtype=np.int64)
+        alternatives: list[list[int]] = [[] for _ in names]
+        ok = True
+        for j, c in enumerate(col):
+            try:
+                values[j], alternatives[j] = _parse_value(schema, j, cells[c])
+            except CerberusError as exc:
+                bad.add(line, f"person_id {pid}: {exc}")
+                ok = False
+        if ok:
+            out[pid] = (line, values, alternatives)
+    return out, path
+
+
+def _attribute_table(
+    schema: Schema, ids: list[int], rows: dict[int, tuple[int, np.ndarray, list[list[int]]]]
+) -> AttributeTable:
+    ids = sorted(ids)
+    values = np.stack([rows[i][1] for i in ids]) if ids else np.zeros((0, schema.num_attributes))
+    depth = max((len(a) for i in ids for a in rows[i][2]), default=0)
+    alt = np.full((len(ids), depth, schema.num_attributes), -1, dtype=np.int64)
+    for r, i in enumerate(ids):
+        for j, codes in enumerate(rows[i][2]):
+            alt[r, : len(codes), j] = codes
+    return AttributeTable(
+        schema, np.asarray(ids, dtype=np.int64), values.astype(np.int64), alt if depth else None
+    )
+
+
+def _camera_order(labels: set[str]) -> list[str]:
+    """Camera labels in index order: numerically when all are integers, else as text."""
+    if all(_integer(x) is not None for x in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+def resolve_schema(root: str | Path, schema: str | Path | Schema | None) -> Schema:
+    """The schema of a table dataset: ``schema`` (a shipped name, a YAML path or a schema),
+    else ``root/schema.yaml``."""
+    if isinstance(schema, Schema):
+        return schema
+    if schema:
+        return get_schema(schema)
+    path = Path(root) / SCHEMA_FILE
+    if not path.is_file():
+        raise CerberusError(
+            f"{path}: schema file not found; put the attribute schema there or name one with "
+            "data.schema (a shipped name such as market1501, or the path of a .yaml file)"
+        )
+    return get_schema(path)
+
+
+def _cross_checks(images: _ImageRows, attr_rows: dict, images_path: Path, bad: _Collector):
+    """Identities without attributes and identities in both train and test."""
+    first_train: dict[int, int] = {}
+    for line, pid, split in zip(images.lines, images.pids, images.splits):
+        if split == "train":
+            first_train.setdefault(pid, line)
+    missing: set[int] = set()
+    mixed: set[int] = set()
+    for line, pid, split in zip(images.lines, images.pids, images.splits):
+        if pid > 0 and pid not in attr_rows and pid not in missing:
+            missing.add(pid)
+            bad.add(line, f"person_id {pid} has images but no row in the attribute table")
+        if split != "train" and pid in first_train and pid not in mixed:
+            mixed.add(pid)
+            bad.add(
+                line,
+                f"person_id {pid} is in both train (line {first_train[pid]}) and {split}; "
+                "an identity is either a training or a test identity",
+            )
+    for split in SPLITS:
+        if split not in images.splits:
+            bad.add(0, f"no {split} image (every split needs at least one)")
+
+
+def check_table_dataset(root: str | Path, schema: str | Path | Schema | None = None) -> TableCheck:
+    """Read and check a table dataset; every problem is collected with its file and line.
+
+    Args:
+        root: the dataset folder (holding ``images.csv`` and ``attributes.csv``).
+        schema: a shipped schema name, a schema YAML path or a :class:`Schema`; ``None``:
+            ``root/schema.yaml``.
+
+    Raises:
+        CerberusError: for problems that stop the check at once (no folder, no image table,
+            an unreadable schema).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise CerberusError(f"{root}: dataset folder not found")
+    if not is_table_dataset(root):
+        raise CerberusError(
+            f"{root}: no {IMAGES}.csv (columns {', '.join(IMAGE_COLUMNS)}; camera_id optional)"
+        )
+    the_schema = resolve_schema(root, schema)
+    check = TableCheck()
+    images, has_cameras = _read_images(root, check.problems)
+    attr_rows, _ = _read_attributes(root, the_schema, check.problems)
+    images_path = table_file(root, IMAGES)
+    if not check.problems:
+        _cross_checks(images, attr_rows, images_path, _Collector(images_path, check.problems))
+    if check.problems:
+        return check
+    labels = _camera_order(set(images.cameras)) if has_cameras else []
+    cam_index = {x: i for i, x in enumerate(labels)}
+    pids = np.asarray(images.pids, dtype=np.int64)
+    camids = np.asarray(
+        [cam_index[c] if has_cameras else UNKNOWN_CAMERA for c in images.cameras], dtype=np.int64
+    )
+    split = np.asarray(images.splits)
+    train_ids = sorted(set(pids[split == "train"].tolist()))
+    test_ids = sorted(set(attr_rows) - set(train_ids))
+    tables = {
+        "train": _attribute_table(the_schema, train_ids, attr_rows),
+        "test": _attribute_table(the_schema, test_ids, attr_rows),
+    }
+    sets = {}
+    for name in SPLITS:
+        idx = np.nonzero(split == name)[0]
+        table = tables["train" if name == "train" else "test"]
+        p = pids[idx]
+        labels_ = np.searchsorted(np.asarray(train_ids), p) if name == "train" else p.copy()
+        sets[name] = ImageSet(
+            tuple(images.paths[i] for i in idx),
+            p,
+            camids[idx],
+            labels_,
+            table.lookup(p),
+            the_schema,
+            table.lookup_alternatives(p),
+        )
+    check.dataset = ReIDDataset(
+        name="table",
+        root=root,
+        schema=the_schema,
+        train=sets["train"],
+        query=sets["query"],
+        gallery=sets["gallery"],
+        train_attributes=tables["train"],
+        test_attributes=tables["test"],
+        cameras_known=has_cameras,
+    )
+    check.camera_labels = tuple(labels)
+    with_images = set(pids.tolist())
+    check.extra_attribute_ids = sum(1 for i in attr_rows if i not in with_images)
+    return check
+
+
+def read_table_dataset(root: str | Path, schema: str | Path | Schema | None = None) -> ReIDDataset:
+    """:func:`check_table_dataset`, raising the first problem (``cerberus check-data`` lists
+    them all)."""
+    check = check_table_dataset(root, schema)
+    if check.problems:
+        more = len(check.problems) - 1
+        also = f" (and {more} more problems: run cerberus check-data {root})" if more else ""
+        raise CerberusError(f"{check.problems[0]}{also}")
+    assert check.dataset is not None
+    return check.dataset
+
+
+def open_dataset(
+    root: str | Path,
+    name: str = "market1501",
+    *,
+    attributes: str | Path | None = None,
+    schema: str | Path | Schema | None = None,
+) -> ReIDDataset:
+    """The dataset a :class:`~cerberus.config.DataConfig` describes: a table dataset for
+    ``name="table"``, else a benchmark tree (:func:`~cerberus.data.datasets.read_dataset`)."""
+    if name == "table":
+        if attributes:
+            raise CerberusError(
+                "data.attributes is for the Lin .mat files of market1501 / dukemtmc; a table "
+                f"dataset reads {ATTRIBUTES}.csv in its folder"
+            )
+        return read_table_dataset(root, schema)
+    if schema and str(schema) != name:
+        raise CerberusError(
+            f"data.schema {schema!r}: the {name} benchmark has its own schema; data.schema is "
+            "for data.dataset=table"
+        )
+    if not Path(root, "bounding_box_train").is_dir() and is_table_dataset(root):
+        raise CerberusError(
+            f"{root}: a table dataset ({IMAGES}.csv), not a {name} tree; set data.dataset=table"
+        )
+    return read_dataset(root, name, attributes=attributes)
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def _per_identity(pids: np.ndarray) -> str:
+    if not len(pids):
+        return "-"
+    counts = np.unique(pids, return_counts=True)[1]
+    return f"{counts.min()} / {np.median(counts):g} / {counts.max()}"
+
+
+def table_summary(
+    dataset: ReIDDataset, camera_labels: tuple[str, ...] = (), extra_attribute_ids: int = 0
+) -> str:
+    """A plain-text summary: identities and images per split, images per identity, cameras,
+    SIDs per group seen in train / test, test SIDs unseen in training, attribute value counts."""
+    lines = [f"{dataset.name} dataset at {dataset.root}, schema {dataset.schema.name}"]
+    lines.append(
+        f"{'split':8s} {'identities':>10s} {'images':>7s}  images per identity (min / median / max)"
+    )
+    for split in SPLITS:
+        s: ImageSet = getattr(dataset, split)
+        real = s.pids > 0
+        ids = len(np.unique(s.pids[real]))
+        lines.append(f"{split:8s} {ids:10d} {len(s):7d}  {_per_identity(s.pids[real])}")
+    others = int((dataset.gallery.pids <= 0).sum())
+    if others:
+        lines.append(f"gallery distractor / junk images (person_id 0 / -1): {others}")
+    query_ids = set(dataset.query.pids.tolist())
+    unmatched = len(query_ids - set(dataset.gallery.pids.tolist()))
+    if unmatched:
+        lines.append(f"query identities with no gallery image (never a valid query): {unmatched}")
+    if dataset.cameras_known:
+        labels = camera_labels or tuple(str(c) for c in np.unique(dataset.gallery.camids))
+        lines.append(f"cameras: {len(labels)} ({', '.join(labels)})")
+    else:
+        lines.append(
+            "cameras: unknown (no camera_id column): reID evaluation removes only the "
+            "query image itself from the gallery"
+        )
+    if extra_attribute_ids:
+        lines.append(f"attribute rows of identities without images: {extra_attribute_ids}")
+    train = occurring_sid_counts(dataset.train_identity_table())
+    test_table = dataset.test_attributes
+    test_ids = np.unique(np.concatenate([dataset.query.pids, dataset.gallery.pids]))
+    keep = np.isin(test_table.ids, test_ids)
+    test_sids = test_table.sids[keep]
+    train_sids = dataset.train_identity_table().sids
+    lines.append(f"{'group':6s} {'SID space':>9s} {'train':>6s} {'test':>6s} {'test unseen':>11s}")
+    totals = [0, 0, 0]
+    for k, g in enumerate(GROUPS):
+        seen_test = set(test_sids[test_sids[:, k] >= 0, k].tolist())
+        unseen = len(seen_test - set(train_sids[:, k].tolist()))
+        row = (train[g], len(seen_test), unseen)
+        totals = [a + b for a, b in zip(totals, row)]
+        space = dataset.schema.codecs[g].num_sids
+        lines.append(f"{g:6s} {space:9d} {row[0]:6d} {row[1]:6d} {row[2]:11d}")
+    lines.append(f"{'total':6s} {'':9s} {totals[0]:6d} {totals[1]:6d} {totals[2]:11d}")
+    lines.append("attribute values (identities with images; train / test):")
+    train_values = dataset.train_identity_table().values
+    test_values = test_table.values[keep]
+    for j, attr in enumerate(dataset.schema.attributes):
+        parts = []
+        for code, value in enumerate(attr.values):
+            a, b = int((train_values[:, j] == code).sum()), int((test_values[:, j] == code).sum())
+            parts.append(f"{value} {a}/{b}")
+        unknown = int((train_values[:, j] < 0).sum()), int((test_values[:, j] < 0).sum())
+        if any(unknown):
+            parts.append(f"unknown {unknown[0]}/{unknown[1]}")
+        lines.append(f"  {attr.name}: {', '.join(parts)}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _value_text(attr, value: int, alternatives: np.ndarray) -> str:
+    if value < 0:
+        return ""
+    names = [attr.values[value]] + [attr.values[int(a)] for a in alternatives if a >= 0]
+    return ALTERNATIVE_SEPARATOR.join(names)
+
+
+def _csv_text(header: list[str], rows: list[list[Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def write_table_dataset(
+    dataset: ReIDDataset, out: str | Path, *, cameras: bool = True
+) -> dict[str, Path]:
+    """Write ``images.csv``, ``attributes.csv`` and ``schema.yaml`` describing ``dataset``'s
+    images (paths relative to ``out`` where they lie under it). ``cameras=False`` leaves the
+    camera column out."""
+    out = Path(out)
+    rows = []
+    for split in SPLITS:
+        s: ImageSet = getattr(dataset, split)
+        for p, pid, cam in zip(s.paths, s.pids, s.camids):
+            try:
+                shown = Path(p).resolve().relative_to(out.resolve()).as_posix()
+            except ValueError:
+                shown = str(Path(p).resolve())
+            row = [shown, int(pid)] + ([f"c{int(cam) + 1}"] if cameras else []) + [split]
+            rows.append(row)
+    header = ["path", "person_id"] + (["camera_id"] if cameras else []) + ["split"]
+    written = {IMAGES: out / f"{IMAGES}.csv"}
+    atomic_write(written[IMAGES], lambda fh: fh.write(_csv_text(header, rows)), "image table")
+
+    schema = dataset.schema
+    attr_rows = []
+    for table in (dataset.train_attributes, dataset.test_attributes):
+        for r, pid in enumerate(table.ids):
+            cells = [
+                _value_text(a, int(table.values[r, j]), table.alt_values[r, :, j])
+                for j, a in enumerate(schema.attributes)
+            ]
+            attr_rows.append([int(pid), *cells])
+    attr_rows.sort(key=lambda r: r[0])
+    attr_header = ["person_id"] + [a.name for a in schema.attributes]
+    written[ATTRIBUTES] = out / f"{ATTRIBUTES}.csv"
+    atomic_write(
+        written[ATTRIBUTES], lambda fh: fh.write(_csv_text(attr_header, attr_rows)), "attributes"
+    )
+    text = yaml.safe_dump(schema.to_dict(), sort_keys=False, allow_unicode=True)
+    written["schema"] = out / SCHEMA_FILE
+    atomic_write(written["schema"], lambda fh: fh.write(text.encode()), "schema")
+    return written
