@@ -51,7 +51,22 @@ Overrides = Annotated[
 
 @app.command()
 def synth(
-    out: Annotated[Path, typer.Option("--out", help="Output folder (Market-1501 layout).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    data_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="market: Market-1501 folders + market_attribute.mat; table: the same crops "
+            "with images.csv, attributes.csv and schema.yaml (README: Your own data).",
+        ),
+    ] = "market",
+    camera_column: Annotated[
+        bool,
+        typer.Option(
+            "--camera-column/--no-camera-column",
+            help="table: write the camera_id column (--no-camera-column: cameras unknown).",
+        ),
+    ] = True,
     train_ids: Annotated[int, typer.Option(help="Number of training identities.")] = 200,
     test_ids: Annotated[int, typer.Option(help="Number of test identities.")] = 200,
     cameras: Annotated[int, typer.Option(help="Number of cameras.")] = 6,
@@ -66,10 +81,14 @@ def synth(
         typer.Option(help="Also save a sheet with one row per attribute value (PNG)."),
     ] = None,
 ) -> None:
-    """Generate the built-in synthetic benchmark (Market-1501 folders + market_attribute.mat)."""
+    """Generate the built-in synthetic benchmark (Market-1501 layout, or a table dataset)."""
     from cerberus.data.synthetic import generate_synthetic, make_contact_sheet, make_value_sheet
 
     _at_least("--workers", workers, 1)
+    if data_format not in ("market", "table"):
+        raise CerberusError(f"--format {data_format!r}: must be market or table")
+    if not camera_column and data_format != "table":
+        raise CerberusError("--no-camera-column needs --format table (Market names hold cameras)")
     summary = generate_synthetic(
         out,
         num_train_ids=train_ids,
@@ -79,6 +98,21 @@ def synth(
         num_workers=workers,
         overwrite=overwrite,
     )
+    if data_format == "table":
+        from cerberus.data.datasets import read_dataset
+        from cerberus.data.table import write_table_dataset
+
+        if sheet is not None or value_sheet is not None:
+            make_sheets = (sheet, value_sheet)
+            for path, make in zip(make_sheets, (make_contact_sheet, make_value_sheet)):
+                if path is not None:
+                    make(out, path)
+                    typer.echo(f"sheet: {path}")
+        write_table_dataset(read_dataset(out, "market1501"), out, cameras=camera_column)
+        (out / "market_attribute.mat").unlink()
+        typer.echo(f"wrote synthetic table dataset to {out}: {summary}")
+        typer.echo(f"check it with: cerberus check-data {out}")
+        return
     typer.echo(f"wrote synthetic benchmark to {out}: {summary}")
     if sheet is not None:
         make_contact_sheet(out, sheet)
@@ -86,6 +120,30 @@ def synth(
     if value_sheet is not None:
         make_value_sheet(out, value_sheet)
         typer.echo(f"value sheet: {value_sheet}")
+
+
+@app.command("check-data")
+def check_data(
+    root: Annotated[
+        Path, typer.Argument(help="Table dataset folder (images.csv, attributes.csv).")
+    ],
+    schema: Annotated[
+        str | None,
+        typer.Option(help="Schema: a shipped name or a .yaml path (default: DIR/schema.yaml)."),
+    ] = None,
+) -> None:
+    """Check a table dataset: print its summary, or the file and line of every problem."""
+    from cerberus.data.table import check_table_dataset, table_summary
+
+    found = check_table_dataset(root, schema)
+    if found.problems:
+        for problem in found.problems:
+            typer.echo(str(problem))
+        many = len(found.problems)
+        raise CerberusError(f"{root}: {many} problem{'s' if many > 1 else ''} (listed above)")
+    assert found.dataset is not None
+    typer.echo(table_summary(found.dataset, found.camera_labels, found.extra_attribute_ids))
+    typer.echo("ok")
 
 
 @app.command()
@@ -334,7 +392,8 @@ def extract(
     others = int((named & (feats.pids <= 0)).sum())  # Market: 0 distractor, -1 junk
     typer.echo(
         f"{len(feats.paths)} images -> {path} (features {feats.features.shape[1:]}, "
-        f"{known} with identities from their names"
+        f"{known} with identities"
+        + (" from the table" if data is not None else " from their names")
         + (f", {others} distractor / junk crops" if others else "")
         + ")"
     )

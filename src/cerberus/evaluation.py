@@ -54,6 +54,30 @@ logger = logging.getLogger(__name__)
 PAR_IMAGE_SET = "test gallery without junk and distractors"
 """The images PAR is scored on: those of Lin et al.'s official protocol (one per image)."""
 
+NO_CAMERA_PROTOCOL = (
+    "cameras unknown: only the query image itself (same path) is removed from the gallery, "
+    "not its identity's same-camera images"
+)
+"""What the report says of reID on a dataset without cameras (SPEC 6 needs cameras)."""
+
+
+def reid_camera_arguments(dataset: ReIDDataset) -> dict[str, Any]:
+    """The camera arguments of :func:`~cerberus.metrics.reid_metrics` for a dataset: the
+    cameras (SPEC 6), or, for a dataset without cameras, image keys so that a query is removed
+    only where the gallery holds the same file."""
+    q, g = dataset.query, dataset.gallery
+    if dataset.cameras_known:
+        return {"query_camids": q.camids, "gallery_camids": g.camids}
+    keys: dict[str, int] = {}
+    qk = [keys.setdefault(str(Path(p).absolute()), len(keys)) for p in q.paths]
+    gk = [keys.setdefault(str(Path(p).absolute()), len(keys)) for p in g.paths]
+    return {
+        "query_camids": None,
+        "gallery_camids": None,
+        "query_images": np.asarray(qk, dtype=np.int64),
+        "gallery_images": np.asarray(gk, dtype=np.int64),
+    }
+
 
 @dataclass(frozen=True)
 class EvalFeatures:
@@ -134,7 +158,8 @@ def evaluate_features(
 ) -> dict[str, Any]:
     """reID, APS (full and leave-one-group-out) and PAR metrics from extracted features.
 
-    reID: SPEC 5 similarity, Market protocol. APS (SPEC 6): one query per distinct combination
+    reID: SPEC 5 similarity, Market protocol (without cameras: see
+    :func:`reid_camera_arguments`). APS (SPEC 6): one query per distinct combination
     of the given groups among the test identities (their first annotated colours); gallery =
     test gallery without junk and distractors, plus the query images; an identity annotated with
     several colours is relevant under any of them. PAR: nearest prototype per group, decoded,
@@ -154,7 +179,10 @@ def evaluate_features(
     q, g = dataset.query, dataset.gallery
     qe, ge = embed_features(feats.query), embed_features(feats.gallery)
     scores = qe @ ge.T
-    out: dict[str, Any] = {"reid": reid_metrics(scores, q.pids, g.pids, q.camids, g.camids)}
+    cams = reid_camera_arguments(dataset)
+    out: dict[str, Any] = {"reid": reid_metrics(scores, q.pids, g.pids, **cams)}
+    if not dataset.cameras_known:
+        out["reid"]["protocol"] = NO_CAMERA_PROTOCOL
 
     # APS gallery: test gallery without junk and distractors, plus the query images.
     keep = g.pids > 0
@@ -205,7 +233,7 @@ def evaluate_features(
         full = aps_queries(id_sids)
         train, schema = dataset.train.values, dataset.schema
         out["chance"] = {
-            "reid": reid_chance(q.pids, g.pids, q.camids, g.camids),
+            "reid": reid_chance(q.pids, g.pids, **cams),
             "aps": aps_chance(
                 full, aps_sids, given_groups=np.ones(5, bool), gallery_alt_sids=aps_alt
             ),
@@ -322,6 +350,8 @@ def format_report(m: dict[str, Any]) -> str:
         ("rank10_score", "R-10"),
     ):
         lines.append(f"{'reID':34s} {label:8s} {_pct(reid[key]):>7s} {_pct(cr.get(key)):>7s}")
+    if "protocol" in reid:
+        lines.append(f"reID protocol: {reid['protocol']}")
     ca = c.get("aps", {})
     for name, a in m["aps"].items():
         title = "APS full query" if name == "full" else f"APS partial, no {name[-1]} group"

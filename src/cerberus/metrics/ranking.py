@@ -263,14 +263,21 @@ def _label_counts(labeler: Labeler, num_queries: int, num_gallery: int) -> tuple
 def _reid_labeler(
     query_pids: np.ndarray,
     gallery_pids: np.ndarray,
-    query_camids: np.ndarray,
-    gallery_camids: np.ndarray,
+    query_camids: np.ndarray | None,
+    gallery_camids: np.ndarray | None,
+    query_images: np.ndarray | None = None,
+    gallery_images: np.ndarray | None = None,
 ) -> Labeler:
     junk = gallery_pids == -1
 
     def labels(start: int, stop: int) -> np.ndarray:
         same_id = query_pids[start:stop, None] == gallery_pids[None, :]
-        removed = same_id & (query_camids[start:stop, None] == gallery_camids[None, :])
+        if query_camids is not None and gallery_camids is not None:
+            removed = same_id & (query_camids[start:stop, None] == gallery_camids[None, :])
+        else:
+            removed = np.zeros_like(same_id)
+        if query_images is not None and gallery_images is not None:
+            removed |= query_images[start:stop, None] == gallery_images[None, :]
         removed |= junk
         return np.where(removed, np.uint8(_REMOVED), same_id.view(np.uint8))
 
@@ -284,8 +291,11 @@ def _check_reid_inputs(
     query_camids: Any,
     gallery_camids: Any,
     chunk_size: int | None = None,
+    query_images: Any = None,
+    gallery_images: Any = None,
 ) -> tuple[Any, ...]:
-    """Checked ``(scores or None, query_pids, gallery_pids, query_camids, gallery_camids)``."""
+    """Checked ``(scores or None, query_pids, gallery_pids, query_camids, gallery_camids,
+    query_images, gallery_images)``; camera and image arrays may be None (in pairs)."""
     if scores is not None:
         scores = _check_scores(scores, chunk_rows=chunk_size)
         num_q, num_g = scores.shape
@@ -298,9 +308,18 @@ def _check_reid_inputs(
     if num_q is None:
         q_what = f"query_pids has {len(qp)}"
         g_what = f"gallery_pids has {len(gp)}"
-    qc = _check_ids(query_camids, "query_camids", len(qp), q_what)
-    gc = _check_ids(gallery_camids, "gallery_camids", len(gp), g_what)
-    return scores, qp, gp, qc, gc
+    if (query_camids is None) != (gallery_camids is None):
+        raise CerberusError("query_camids and gallery_camids: give both or neither")
+    if (query_images is None) != (gallery_images is None):
+        raise CerberusError("query_images and gallery_images: give both or neither")
+    qc = gc = qi = gi = None
+    if query_camids is not None:
+        qc = _check_ids(query_camids, "query_camids", len(qp), q_what)
+        gc = _check_ids(gallery_camids, "gallery_camids", len(gp), g_what)
+    if query_images is not None:
+        qi = _check_ids(query_images, "query_images", len(qp), q_what)
+        gi = _check_ids(gallery_images, "gallery_images", len(gp), g_what)
+    return scores, qp, gp, qc, gc, qi, gi
 
 
 def reid_metrics(
@@ -310,6 +329,8 @@ def reid_metrics(
     query_camids: Any,
     gallery_camids: Any,
     *,
+    query_images: Any = None,
+    gallery_images: Any = None,
     higher_is_better: bool = True,
     ranks: Sequence[int] = (1, 5, 10),
     max_rank: int = 50,
@@ -330,6 +351,10 @@ def reid_metrics(
     mode (with junk images dropped from the gallery, as its loader does) when there are no ties.
     Ties are ranked by gallery index (stable sort).
 
+    Without cameras (``query_camids = gallery_camids = None``) no same-camera entry can be
+    removed: only the query image itself is, found by ``query_images`` / ``gallery_images``
+    (equal numbers = the same image file, e.g. indices of the distinct paths), and junk.
+
     Queries are processed in chunks of ``chunk_size`` rows (by default sized so that temporaries
     stay within :data:`DEFAULT_MEMORY_BUDGET`); peak memory beyond the input does not grow with
     the number of queries.
@@ -339,8 +364,11 @@ def reid_metrics(
             ``higher_is_better=False``. No NaN. float32 (or narrower) is fastest.
         query_pids: int array of shape ``(n_queries,)``.
         gallery_pids: int array of shape ``(n_gallery,)``; ``-1`` junk, ``0`` distractor.
-        query_camids: int array of shape ``(n_queries,)``.
-        gallery_camids: int array of shape ``(n_gallery,)``.
+        query_camids: int array of shape ``(n_queries,)``, or None when cameras are unknown.
+        gallery_camids: int array of shape ``(n_gallery,)``, or None with ``query_camids``.
+        query_images: optional int array of shape ``(n_queries,)``: an image key per query.
+        gallery_images: optional int array of shape ``(n_gallery,)``: a gallery entry with its
+            query's key is removed (the query image itself).
         higher_is_better: ``True`` for similarities, ``False`` for distances.
         ranks: the CMC ranks reported as ``rank{k}_score``.
         max_rank: length of the returned ``cmc`` curve.
@@ -361,14 +389,30 @@ def reid_metrics(
         >>> m = reid_metrics(scores, [1, 2], [1, 2, 0], [0, 0], [1, 0, 1])
         >>> round(m["map_score"], 4), m["rank1_score"], m["rank5_score"], m["num_valid_queries"]
         (0.3333, 0.0, 1.0, 1)
+
+        Without cameras, query 0 is gallery image 0 itself (key 7): only that entry is removed.
+
+        >>> m = reid_metrics(
+        ...     [[0.9, 0.8, 0.1]], [1], [1, 1, 2], None, None,
+        ...     query_images=[7], gallery_images=[7, 8, 9],
+        ... )
+        >>> m["map_score"], m["rank1_score"]
+        (1.0, 1.0)
     """
     ranks = _check_options(ranks, max_rank, chunk_size)
-    scores, qp, gp, qc, gc = _check_reid_inputs(
-        scores, query_pids, gallery_pids, query_camids, gallery_camids, chunk_size
+    scores, *checked = _check_reid_inputs(
+        scores,
+        query_pids,
+        gallery_pids,
+        query_camids,
+        gallery_camids,
+        chunk_size,
+        query_images,
+        gallery_images,
     )
     valid, ap, first = _rank_all(
         scores,
-        _reid_labeler(qp, gp, qc, gc),
+        _reid_labeler(*checked),
         higher_is_better=higher_is_better,
         chunk_size=chunk_size,
     )
@@ -381,6 +425,8 @@ def reid_chance(
     query_camids: Any,
     gallery_camids: Any,
     *,
+    query_images: Any = None,
+    gallery_images: Any = None,
     ranks: Sequence[int] = (1, 5, 10),
     max_rank: int = 50,
 ) -> dict[str, Any]:
@@ -394,7 +440,8 @@ def reid_chance(
     averaged over the valid queries (the same queries :func:`reid_metrics` keeps).
 
     Args:
-        query_pids, gallery_pids, query_camids, gallery_camids: as in :func:`reid_metrics`.
+        query_pids, gallery_pids, query_camids, gallery_camids, query_images, gallery_images:
+            as in :func:`reid_metrics`.
         ranks: the CMC ranks reported as ``rank{k}_score``.
         max_rank: length of the returned ``cmc`` curve.
 
@@ -402,10 +449,18 @@ def reid_chance(
         The same keys as :func:`reid_metrics`.
     """
     ranks = _check_options(ranks, max_rank)
-    _, qp, gp, qc, gc = _check_reid_inputs(
-        None, query_pids, gallery_pids, query_camids, gallery_camids
+    _, *checked = _check_reid_inputs(
+        None,
+        query_pids,
+        gallery_pids,
+        query_camids,
+        gallery_camids,
+        None,
+        query_images,
+        gallery_images,
     )
-    kept, relevant = _label_counts(_reid_labeler(qp, gp, qc, gc), len(qp), len(gp))
+    qp, gp = checked[0], checked[1]
+    kept, relevant = _label_counts(_reid_labeler(*checked), len(qp), len(gp))
     return _chance_summary(kept, relevant, ranks, max_rank)
 
 
