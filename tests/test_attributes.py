@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
 import pytest
+import yaml
 from conftest import SHARED_ATTRIBUTES, random_values
 
 from cerberus.attributes import (
     DUKEMTMC,
     GROUPS,
     MARKET1501,
+    SCHEMA_FILES,
+    SCHEMAS,
     AttributeTable,
     adaptive_margins,
+    get_schema,
     load_attribute_mat,
+    load_schema_file,
     occurring_sid_counts,
     save_attribute_mat,
+    schema_from_dict,
+    schema_from_meta,
+    shipped_schemas,
     sid_identity_counts,
 )
 from cerberus.errors import CerberusError
@@ -268,3 +277,151 @@ def test_malformed_mat_errors_name_the_file(tmp_path):
         load_attribute_mat(path)
     with pytest.raises(CerberusError, match="not found"):
         load_attribute_mat(tmp_path / "missing.mat")
+
+
+# ----------------------------------------------------------------------------- schema files
+
+
+def _schema_digest(schema) -> str:
+    """Binary vectors, attributes, values, .mat fields, phrases and kinds of a schema."""
+    h = hashlib.sha256()
+    for g in GROUPS:
+        h.update(schema.codecs[g].binary_vectors().tobytes())
+    rows = [
+        (a.name, a.group, a.values, a.fields, a.phrases, a.is_onehot) for a in schema.attributes
+    ]
+    h.update(repr(rows).encode())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    "name, digest", [("market1501", "1844cd11bec9ae88"), ("dukemtmc", "7ac025aba15cd24e")]
+)
+def test_shipped_schema_files_equal_the_former_python_tables(name, digest):
+    # Digests of the schemas when they were Python code (commit a76c177).
+    schema = load_schema_file(SCHEMA_FILES / f"{name}.yaml")
+    assert _schema_digest(schema) == digest
+    assert get_schema(name) == schema and SCHEMAS[name] == schema
+    assert schema_from_dict(schema.to_dict()) == schema  # what checkpoints carry
+
+
+def test_shipped_schemas_load_and_the_example_differs_per_group():
+    assert {"market1501", "dukemtmc", "retail_example"} <= set(shipped_schemas())
+    example = get_schema("retail_example")
+    assert example.num_sids == {"H": 4, "U": 20, "L": 9, "I": 2, "C": 4}
+    assert [a.name for a in example.attributes if a.group == "L"] == ["lower.type", "lower.color"]
+    values = np.array([[1, 3, 2, 2, 0, 1, 3]])
+    sids = example.to_sids(values)
+    assert np.array_equal(example.from_sids(sids), values)
+    query = example.parse_query("headwear=cap, upper.color=blue, upper.type=jacket")
+    assert set(example.query_sids(query)) == {"H", "U"}
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_codec_round_trips_on_the_example_schema(group):
+    codec = get_schema("retail_example").codecs[group]
+    sids = np.arange(codec.num_sids)
+    assert np.array_equal(codec.encode(codec.decode(sids)), sids)
+
+
+def test_schema_by_path_and_unknown_name(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(get_schema("retail_example").to_dict()))
+    assert get_schema(path).to_dict() == get_schema("retail_example").to_dict()
+    with pytest.raises(CerberusError, match="unknown attribute schema 'nope'; valid: dukemtmc"):
+        get_schema("nope")
+
+
+def _example() -> dict:
+    return get_schema("retail_example").to_dict()
+
+
+def _set(raw: dict, index: int, **changes) -> dict:
+    raw["attributes"][index].update(changes)
+    return raw
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda r: _set(r, 0, group="X"), r"attributes\[1\] \(headwear\): group 'X' is not one of"),
+        (lambda r: _set(r, 0, kind="tri"), r"\(headwear\): kind 'tri' is not one of binary"),
+        (lambda r: _set(r, 5, values=[False, True]), "holds the boolean False: YAML reads"),
+        (lambda r: _set(r, 5, values=["no", "yes", "maybe"]), "a binary attribute has two"),
+        (lambda r: _set(r, 0, values=["cap", "Cap"]), "values must be distinct"),
+        (lambda r: _set(r, 1, phrases=["a"]), "one phrase per value"),
+        (lambda r: _set(r, 0, colour=1), r"attributes\[1\]: unknown key 'colour'"),
+        (lambda r: _set(r, 2, kind="color"), "group U has several color attributes"),
+        (lambda r: _set(r, 3, name="upper.color"), "attribute 'upper.color' is declared twice"),
+        (lambda r: _set(r, 5, group="C"), r"group I \(identity\) has no attribute"),
+        (lambda r: {k: v for k, v in r.items() if k != "name"}, "missing key 'name'"),
+        (lambda r: {**r, "attributes": []}, "'attributes' must be a non-empty list"),
+        (lambda r: {**r, "extra": 1}, "unknown key 'extra'"),
+        (
+            lambda r: _set(r, 0, values=[f"v{i}" for i in range(100_001)]),
+            "group H has 100001 value combinations",
+        ),
+    ],
+)
+def test_bad_schema_files_say_where_and_what(tmp_path, change, match):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(change(_example())))
+    with pytest.raises(CerberusError, match=match) as info:
+        load_schema_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_unquoted_yes_no_in_a_schema_file_is_explained(tmp_path):
+    path = tmp_path / "s.yaml"
+    text = (SCHEMA_FILES / "retail_example.yaml").read_text().replace('["no", "yes"]', "[no, yes]")
+    path.write_text(text)
+    with pytest.raises(CerberusError, match=r"\(adult\): values holds the boolean False"):
+        load_schema_file(path)
+    path.write_text("name: [unclosed")
+    with pytest.raises(CerberusError, match="not valid YAML at line 1"):
+        load_schema_file(path)
+
+
+def test_mat_io_needs_a_schema_with_mat_fields(tmp_path):
+    values = random_values(MARKET1501, 3, np.random.default_rng(0))
+    table = AttributeTable(MARKET1501, np.array([1, 2, 3]), values)
+    save_attribute_mat(tmp_path / "a.mat", {"train": table, "test": table})
+    with pytest.raises(CerberusError, match="retail_example schema names no Lin .mat layout"):
+        load_attribute_mat(tmp_path / "a.mat", get_schema("retail_example"))
+
+
+def test_schema_from_meta_reads_names_and_dicts():
+    assert schema_from_meta("market1501", "ckpt") is MARKET1501
+    assert schema_from_meta(DUKEMTMC.to_dict(), "ckpt") == DUKEMTMC
+    with pytest.raises(CerberusError, match="ckpt: no attribute schema in its metadata"):
+        schema_from_meta(None, "ckpt")
+    with pytest.raises(CerberusError, match=r"ckpt \[schema\]: missing key 'name'"):
+        schema_from_meta({"attributes": []}, "ckpt")
+
+
+def _sid_digest(table) -> str:
+    arrays = (table.ids, table.sids, table.alt_sids)
+    data = b"".join(np.ascontiguousarray(a, np.int64).tobytes() for a in arrays)
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+@needs_real
+@pytest.mark.parametrize(
+    "name, file, digests, totals",
+    [
+        (
+            "market1501",
+            "market_attribute.mat",
+            ("4aecb6250b7864ef", "89a79dc0f600fd54"),
+            (66, 61),
+        ),
+        ("dukemtmc", "duke_attribute.mat", ("63678ce0b9b2643d", "a92b5a605eaee4be"), (46, 51)),
+    ],
+)
+def test_schema_files_reproduce_the_sid_tables_of_the_real_files(name, file, digests, totals):
+    # Digests of (ids, SIDs, alternative SIDs) per split as read before schemas were files.
+    schema = load_schema_file(SCHEMA_FILES / f"{name}.yaml")
+    tables = load_attribute_mat(SHARED_ATTRIBUTES / file, schema)
+    for split, digest, total in zip(("train", "test"), digests, totals):
+        assert _sid_digest(tables[split]) == digest
+        assert sum(occurring_sid_counts(tables[split]).values()) == total
