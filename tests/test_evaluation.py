@@ -17,8 +17,13 @@ from cerberus.attributes import (
     load_attribute_mat,
     save_attribute_mat,
 )
-from cerberus.data.datasets import read_dataset
-from cerberus.evaluation import EvalFeatures, evaluate_features, format_report
+from cerberus.data.datasets import ImageSet, read_dataset
+from cerberus.evaluation import (
+    NO_CAMERA_PROTOCOL,
+    EvalFeatures,
+    evaluate_features,
+    format_report,
+)
 from cerberus.inference import (
     attribute_query_scores,
     embed_features,
@@ -193,3 +198,47 @@ def test_random_features_score_near_chance(dataset):
     m = evaluate_features(feats, dataset)
     assert m["par"]["mean_accuracy_score"] < 0.6
     assert m["reid"]["map_score"] < 0.9
+
+
+def _without_cameras(images: ImageSet) -> ImageSet:
+    camids = np.full(len(images), -1, dtype=np.int64)
+    return replace(images, camids=camids)
+
+
+def test_evaluation_without_cameras_removes_only_the_query_image_itself(dataset):
+    # A camera-less dataset whose gallery also lists every query image (the same files).
+    q, g = dataset.query, dataset.gallery
+    gallery = ImageSet(
+        g.paths + q.paths,
+        np.concatenate([g.pids, q.pids]),
+        np.full(len(g) + len(q), -1),
+        np.concatenate([g.labels, q.labels]),
+        np.concatenate([g.values, q.values]),
+        g.schema,
+    )
+    data = replace(dataset, query=_without_cameras(q), gallery=gallery, cameras_known=False)
+    rng = np.random.default_rng(5)
+    protos = _prototypes(MARKET1501, 16, rng)
+    query = _features(q, protos, rng, 1.0)
+    feats = EvalFeatures(
+        query=query,
+        gallery=np.concatenate([_features(g, protos, rng, 1.0), query]),  # the same images
+        prototypes=protos,
+    )
+    m = evaluate_features(feats, data)
+    # Reference: each query against the gallery without its own image; nothing else removed.
+    scores = embed_features(feats.query) @ embed_features(feats.gallery).T
+    aps = []
+    for i in range(len(q)):
+        keep = (np.arange(len(gallery)) != len(g) + i) & (gallery.pids != -1)
+        order = np.argsort(-scores[i, keep], kind="stable")
+        hits = np.nonzero(gallery.pids[keep][order] == q.pids[i])[0] + 1
+        aps.append(np.mean(np.arange(1, len(hits) + 1) / hits))
+    assert m["reid"]["map_score"] == pytest.approx(np.mean(aps))
+    assert m["reid"]["num_valid_queries"] == len(q)
+    assert m["reid"]["protocol"] == NO_CAMERA_PROTOCOL
+    report = format_report(m)
+    assert "reID protocol: cameras unknown: only the query image itself" in report
+    # With cameras the report says nothing of a protocol.
+    with_cameras = EvalFeatures(query, feats.gallery[: len(g)], protos)
+    assert "protocol" not in evaluate_features(with_cameras, dataset)["reid"]

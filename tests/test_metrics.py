@@ -798,3 +798,46 @@ def test_docstring_examples_hold():
     for module in (metrics_module, par_module):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_reid_without_cameras_removes_only_the_query_image_itself():
+    # Query 0 is gallery image 0 (key 10); identity 1 also has gallery images 1 and 3, one of
+    # them in the query's camera, which the camera protocol would remove. Without cameras, only
+    # the query image itself (and junk, image 4) is removed: kept ranking 2, 1, 3, 5 (scores),
+    # relevant 1 and 3 at ranks 2 and 3 -> AP = (1/2 + 2/3) / 2, first hit at rank 2.
+    scores = np.array([[0.99, 0.8, 0.9, 0.7, 0.95, 0.1]])
+    gp = np.array([1, 1, 2, 1, -1, 3])
+    keys = {"query_images": np.array([10]), "gallery_images": np.array([10, 11, 12, 13, 14, 15])}
+    m = reid_metrics(scores, [1], gp, None, None, max_rank=4, **keys)
+    assert m["map_score"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    np.testing.assert_allclose(m["cmc"], [0, 1, 1, 1])
+    # Slow reference: drop the removed entries by hand, then rank.
+    kept = [1, 2, 3, 5]
+    order = np.argsort(-scores[0, kept], kind="stable")
+    hits = np.nonzero(gp[kept][order] == 1)[0] + 1
+    assert m["map_score"] == pytest.approx(np.mean(np.arange(1, len(hits) + 1) / hits))
+    # Without image keys nothing but junk is removed: the query finds itself at rank 1.
+    assert reid_metrics(scores, [1], gp, None, None)["rank1_score"] == 1.0
+    # With cameras, image keys change nothing when no query image is in the gallery.
+    a = reid_metrics(scores[:, 1:], [1], gp[1:], [0], [0, 1, 1, 1, 1])
+    b = reid_metrics(
+        scores[:, 1:],
+        [1],
+        gp[1:],
+        query_camids=[0],
+        gallery_camids=[0, 1, 1, 1, 1],
+        query_images=[10],
+        gallery_images=[11, 12, 13, 14, 15],
+    )
+    assert a["map_score"] == b["map_score"]
+    chance = reid_chance([1], gp, None, None, max_rank=4, **keys)
+    assert chance["num_valid_queries"] == 1 and 0 < chance["map_score"] < 1
+
+
+def test_reid_without_cameras_input_errors():
+    with pytest.raises(CerberusError, match="query_camids and gallery_camids: give both"):
+        reid_metrics([[0.1, 0.2]], [1], [1, 2], [0], None)
+    with pytest.raises(CerberusError, match="query_images and gallery_images: give both"):
+        reid_metrics([[0.1, 0.2]], [1], [1, 2], None, None, query_images=[1])
+    with pytest.raises(CerberusError, match="gallery_images: has 1 entries"):
+        reid_metrics([[0.1, 0.2]], [1], [1, 2], None, None, query_images=[1], gallery_images=[1])
