@@ -265,8 +265,10 @@ def evaluate_checkpoint(
         root = data_root if data_root is not None else cfg.data.root
         attributes = None if data_root is not None else cfg.data.attributes
         schema = cfg.data.schema
-        if cfg.data.dataset == "table" and not schema and not Path(root, SCHEMA_FILE).is_file():
-            schema = trained  # the checkpoint carries the schema it was trained with
+        if cfg.data.dataset == "table":
+            # The data's own schema.yaml, else the schema the checkpoint carries (the schema
+            # file the run was configured with need not exist any more).
+            schema = None if Path(root, SCHEMA_FILE).is_file() else trained
         dataset = open_dataset(root, cfg.data.dataset, attributes=attributes, schema=schema)
     if dataset.schema.to_dict() != trained.to_dict():
         raise CerberusError(
