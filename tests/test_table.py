@@ -16,7 +16,7 @@ from conftest import make_tree, random_values
 from typer.testing import CliRunner
 
 from cerberus.attributes import DUKEMTMC, MARKET1501, get_schema
-from cerberus.checkpoints import load_checkpoint
+from cerberus.checkpoints import load_checkpoint, save_checkpoint
 from cerberus.cli import app
 from cerberus.data.datasets import read_dataset
 from cerberus.data.table import (
@@ -29,6 +29,7 @@ from cerberus.data.table import (
 )
 from cerberus.errors import CerberusError
 from cerberus.features import UNKNOWN, FeatureSet
+from cerberus.index import GalleryIndex
 from cerberus.inference import InferenceModel
 
 runner = CliRunner()
@@ -296,6 +297,14 @@ def test_synth_table_round_trips_through_check_data_train_eval_index_search(tmp_
     found = json.loads(invoke("search", "--index", tmp_path / "g.index.npz", "--image", query,
                               "--json", "-k", 3, "--device", "cpu"))  # fmt: skip
     assert [r["rank"] for r in found["results"]] == [1, 2, 3]
+    assert GalleryIndex.load(tmp_path / "g.index.npz").meta["schema"] == MARKET1501.to_dict()
+    out = invoke("info", "-c", "configs/synthetic.yaml", "data.dataset=table", f"data.root={data}")
+    assert "ID classifiers for 8 identities (the training set of" in out
+    # A checkpoint written before schemas were data names its schema: it still loads.
+    state["meta"]["schema"] = "market1501"
+    save_checkpoint(state, tmp_path / "old.pt")
+    net = InferenceModel.from_checkpoint(tmp_path / "old.pt", device="cpu", num_workers=0)
+    assert net.schema is MARKET1501
 
 
 def test_own_schema_trains_and_its_checkpoint_loads_without_the_schema_file(tmp_path):

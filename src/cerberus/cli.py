@@ -247,7 +247,7 @@ def _training_identities(cfg, schema_name: str, given: int | None) -> tuple[int,
     if given is not None:
         return given, "--num-classes"
     count = BENCHMARK_TRAIN_IDS.get(schema_name)
-    if count is not None and schema_name != cfg.data.dataset:
+    if count is not None and cfg.data.dataset not in (schema_name, "table"):
         return count, f"the {schema_name} benchmark's; the configured data is {cfg.data.dataset}"
     from cerberus.data.table import open_dataset
 
