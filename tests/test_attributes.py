@@ -357,6 +357,9 @@ def _set(raw: dict, index: int, **changes) -> dict:
         (lambda r: {k: v for k, v in r.items() if k != "name"}, "missing key 'name'"),
         (lambda r: {**r, "attributes": []}, "'attributes' must be a non-empty list"),
         (lambda r: {**r, "extra": 1}, "unknown key 'extra'"),
+        (lambda r: _set(r, 0, name="person_id"), "attribute name 'person_id' is not allowed"),
+        (lambda r: _set(r, 0, name="a=b"), "attribute name 'a=b' is not allowed"),
+        (lambda r: _set(r, 1, values=["none", "red|blue"]), "value 'red|blue' holds one of"),
         (
             lambda r: _set(r, 0, values=[f"v{i}" for i in range(100_001)]),
             "group H has 100001 value combinations",

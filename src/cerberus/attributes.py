@@ -415,6 +415,8 @@ SCHEMA_FILES = Path(__file__).parent / "schemas"
 """The schema files shipped with the package: ``<name>.yaml``."""
 
 _ATTRIBUTE_KEYS = ("name", "group", "kind", "values", "phrases", "fields")
+_RESERVED = ("=", ",", ";", "|")
+"""Characters of attribute queries (``name=value, ...``) and table cells (``red|white``)."""
 
 
 def _names(raw: Any, where: str, what: str) -> tuple[str, ...]:
@@ -446,8 +448,11 @@ def _attribute_from_dict(raw: Any, where: str) -> Attribute:
         if key not in raw:
             raise CerberusError(f"{where}: missing key {key!r}")
     name = str(raw["name"]).strip()
-    if not name or "=" in name or "," in name:
-        raise CerberusError(f"{where}: attribute name {raw['name']!r} (no '=' or ',' allowed)")
+    if not name or any(c in name for c in _RESERVED) or name.lower() == "person_id":
+        raise CerberusError(
+            f"{where}: attribute name {raw['name']!r} is not allowed (no {' '.join(_RESERVED)}; "
+            "not person_id)"
+        )
     where = f"{where} ({name})"
     group = str(raw["group"]).strip().upper()
     if group not in GROUPS:
@@ -461,6 +466,9 @@ def _attribute_from_dict(raw: Any, where: str) -> Attribute:
             f"{where}: kind {raw.get('kind')!r} is not one of {', '.join(ATTRIBUTE_KINDS)}"
         )
     values = _names(raw["values"], where, "values")
+    for v in values:
+        if any(c in v for c in _RESERVED):
+            raise CerberusError(f"{where}: value {v!r} holds one of {' '.join(_RESERVED)}")
     phrases = _names(raw["phrases"], where, "phrases") if "phrases" in raw else ()
     fields = _names(raw["fields"], where, "fields") if "fields" in raw else ()
     if kind != "color" and len(fields) > 1:
