@@ -349,3 +349,23 @@ def test_camera_less_features_store_unknown_cameras(tmp_path):
     # tiny_model has the Market schema's prototypes; the metadata follows the images.
     feats = extract_image_set(model, data.query, height=32, width=16, num_workers=0)
     assert (feats.camids == UNKNOWN).all() and feats.meta["schema"] == DUKEMTMC.to_dict()
+
+
+def test_synth_table_without_cameras_and_option_errors(tmp_path):
+    out = tmp_path / "s"
+    invoke("synth", "--out", out, "--format", "table", "--no-camera-column", "--train-ids", 2,
+           "--test-ids", 2, "--cameras", 2, "--workers", 1)  # fmt: skip
+    assert lines(out / IMAGES)[0] == "path,person_id,split"
+    assert not read_table_dataset(out).cameras_known
+    with pytest.raises(CerberusError, match="--no-camera-column needs --format table"):
+        runner.invoke(app, ["synth", "--out", str(tmp_path / "x"), "--no-camera-column"],
+                      catch_exceptions=False)  # fmt: skip
+    with pytest.raises(CerberusError, match="--format 'csv': must be market or table"):
+        runner.invoke(app, ["synth", "--out", str(tmp_path / "x"), "--format", "csv"],
+                      catch_exceptions=False)  # fmt: skip
+    with pytest.raises(CerberusError, match="give exactly one of --images .a folder. or --data"):
+        runner.invoke(app, ["extract", "--checkpoint", "x.pt", "--out", "f.npz"],
+                      catch_exceptions=False)  # fmt: skip
+    with pytest.raises(CerberusError, match="--split 'test': must be train, query or gallery"):
+        runner.invoke(app, ["extract", "--checkpoint", "x.pt", "--out", "f.npz", "--data",
+                            str(out), "--split", "test"], catch_exceptions=False)  # fmt: skip

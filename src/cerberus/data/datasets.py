@@ -9,7 +9,8 @@ Both benchmarks share one layout::
 
 File names: Market-1501 ``0002_c1s1_000451_03.jpg``, DukeMTMC-reID ``0001_c2_f0046182.jpg``
 (identity, then camera). Every image gets its identity's attributes; training identities are
-relabelled ``0..N-1`` in sorted identity order.
+relabelled ``0..N-1`` in sorted identity order. Any other data comes as a table dataset
+(:mod:`cerberus.data.table`), read into the same :class:`ReIDDataset`.
 """
 
 from __future__ import annotations
