@@ -68,9 +68,7 @@ def _same_identity_pairs(pids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ii).astype(np.int64), np.concatenate(jj).astype(np.int64)
 
 
-def sample_pairs(
-    pids: np.ndarray, *, max_pairs: int = DEFAULT_MAX_PAIRS, seed: int = 0
-) -> Pairs:
+def sample_pairs(pids: np.ndarray, *, max_pairs: int = DEFAULT_MAX_PAIRS, seed: int = 0) -> Pairs:
     """Same- and different-identity image pairs of a labelled split (all, or a seeded sample).
 
     Args:
@@ -143,8 +141,7 @@ def _split_scores(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.
     pos, neg = scores[same], scores[~same]
     if len(pos) == 0 or len(neg) == 0:
         raise CerberusError(
-            f"need same- and different-identity pairs, got {len(pos)} same and {len(neg)} "
-            "different"
+            f"need same- and different-identity pairs, got {len(pos)} same and {len(neg)} different"
         )
     return pos, neg
 
