@@ -521,6 +521,9 @@ def calibrate(
     _at_least("--workers", workers, 0)
     _at_least("--max-pairs", max_pairs, 2)
     targets = _float_list(fprs, "--fprs")
+    for option, value in [("--fpr", fpr)] + [("--fprs", f) for f in targets]:
+        if not 0 < value < 1:
+            raise CerberusError(f"{option} {value:g}: must be between 0 and 1 (exclusive)")
     net = InferenceModel.from_checkpoint(
         checkpoint, device=device, batch_size=batch_size, num_workers=workers
     )
