@@ -389,6 +389,7 @@ def search(
     if (image is None) == (attrs is None):
         raise CerberusError("give exactly one of --image (reID) or --attrs (APS)")
     gallery = GalleryIndex.load(index)
+    point, said = None, ""  # the calibrated operating point (reID only)
     if image is not None:
         net = _index_model(gallery, index, checkpoint, device)
         ((rows, query_text),) = search_images(gallery, net, [image], k)
