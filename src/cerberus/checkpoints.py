@@ -5,6 +5,10 @@ meta}``; ``config`` is the resolved :class:`~cerberus.config.Config` and ``meta`
 attribute schema (its full content; older files: a shipped schema's name) and the number of
 training classes, which is all that is needed to rebuild the model without the training data or
 the schema file.
+
+Wherever a checkpoint is read, a weights pair (``X.safetensors`` + ``X.json``, see
+:mod:`cerberus.weights`) may be named instead: :func:`load_checkpoint` returns the same dict
+(``model``, ``config``, ``meta``, no optimiser state), read without any pickle.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from cerberus.data.datasets import ReIDDataset
 from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
 from cerberus.model import Cerberus, build_model
+from cerberus.weights import is_weights_pair, read_weights_pair
 
 CHECKPOINT_VERSION = 1
 
@@ -64,8 +69,24 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a Cerberus checkpoint safely (``weights_only=True``: no code runs from the file)."""
+    """Read a Cerberus checkpoint safely (``weights_only=True``: no code runs from the file).
+
+    A weights pair's file (``.safetensors`` or ``.json``) is read with
+    :func:`~cerberus.weights.read_weights_pair` (hash checked) into the same dict, with the
+    pair's metadata under ``weights_metadata``.
+    """
     path = Path(path)
+    if is_weights_pair(path):
+        tensors, metadata = read_weights_pair(path)
+        return {
+            "format": "cerberus",
+            "version": CHECKPOINT_VERSION,
+            "iteration": metadata.get("training", {}).get("iterations"),
+            "model": tensors,
+            "config": metadata["config"],
+            "meta": metadata["meta"],
+            "weights_metadata": metadata,
+        }
     if not path.is_file():
         raise CerberusError(f"{path}: checkpoint not found")
     try:

@@ -213,6 +213,13 @@ def _int_list(text: str, option: str) -> list[int]:
         raise CerberusError(f"{option} {text!r}: expected comma-separated integers") from None
 
 
+def _float_list(text: str, option: str) -> list[float]:
+    try:
+        return [float(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise CerberusError(f"{option} {text!r}: expected comma-separated numbers") from None
+
+
 @app.command()
 def ablate(
     which: Annotated[str, typer.Argument(help="table6, table8, semantic or unseen.")],
@@ -314,7 +321,13 @@ def info(
 
 # --------------------------------------------------------------------------- user tools
 
-Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="Trained checkpoint (last.pt).")]
+Checkpoint = Annotated[
+    Path,
+    typer.Option(
+        "--checkpoint",
+        help="Trained checkpoint (last.pt) or weights pair (X.safetensors / X.json).",
+    ),
+]
 Device = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
 
 
@@ -458,9 +471,16 @@ def search(
     k: Annotated[int, typer.Option("--top-k", "-k", help="Results to return.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     figure: Annotated[Path | None, typer.Option(help="Also draw the ranked list (PNG).")] = None,
+    fpr: Annotated[
+        float | None,
+        typer.Option(help="reID: the calibrated FPR whose threshold says same / different."),
+    ] = None,
     device: Device = "auto",
 ) -> None:
-    """Search a gallery index by image (reID) or by attributes (APS, any subset)."""
+    """Search a gallery index by image (reID) or by attributes (APS, any subset).
+
+    reID results say "same person" or "different" at the threshold `cerberus calibrate` stored
+    with the model (its chosen FPR, or --fpr)."""
     import json
 
     from cerberus.index import GalleryIndex, result_rows, search_images
@@ -470,26 +490,38 @@ def search(
     if (image is None) == (attrs is None):
         raise CerberusError("give exactly one of --image (reID) or --attrs (APS)")
     gallery = GalleryIndex.load(index)
+    point, said = None, ""  # the calibrated operating point (reID only)
     if image is not None:
         net = _index_model(gallery, index, checkpoint, device)
         ((rows, query_text),) = search_images(gallery, net, [image], k)
         query: dict = {"image": str(image)}
+        point, said = _operating_point(net, fpr)
+        for r in rows:
+            r["same_person"] = None if point is None else r["score"] > point["threshold"]
     else:
         aq = parse_attribute_query(attrs, gallery.schema)
         rows = result_rows(gallery, gallery.search_attributes(aq, k), attribute_query=aq)
         query_text = aq.describe(gallery.schema)
         query = {"attributes": dict(zip(aq.given, query_text)), "groups": list(aq.groups)}
     if as_json:
-        typer.echo(json.dumps({"query": query, "results": rows}, indent=2))
+        out = {"query": query, "results": rows}
+        if image is not None:
+            out["operating_point"] = point
+        typer.echo(json.dumps(out, indent=2))
     else:
-        typer.echo(f"{'rank':>4s} {'score':>7s} {'id':>6s} {'cam':>4s} {'ok':>3s}  path")
+        same = " same     " if image is not None else ""
+        typer.echo(f"{'rank':>4s} {'score':>7s} {'id':>6s} {'cam':>4s} {'ok':>3s} {same} path")
         for r in rows:
             ok = {True: "yes", False: "no", None: "-"}[r["correct"]]
             pid = "-" if r["pid"] is None else str(r["pid"])
             cam = "-" if r["camid"] is None else f"c{r['camid'] + 1}"
+            verdict = {True: "same     ", False: "different", None: "-        "}
+            same = f" {verdict[r['same_person']]}" if image is not None else ""
             typer.echo(
-                f"{r['rank']:4d} {r['score']:7.4f} {pid:>6s} {cam:>4s} {ok:>3s}  {r['path']}"
+                f"{r['rank']:4d} {r['score']:7.4f} {pid:>6s} {cam:>4s} {ok:>3s}{same}  {r['path']}"
             )
+        if image is not None:
+            typer.echo(said if point is None else f"same person if score > {said}")
     if figure is not None:
         from cerberus.visualize import rank_list_from_rows
 
@@ -497,6 +529,155 @@ def search(
         rank_list_from_rows(figure, rows, query_image=image, query_text=query_text, title=title)
         if not as_json:
             typer.echo(f"figure: {figure}")
+
+
+def _operating_point(net, fpr: float | None) -> tuple[dict | None, str]:
+    """The model's calibrated point (chosen FPR or ``fpr``) and what it is, or ``None`` and how
+    to calibrate."""
+    from cerberus.calibration import describe_point, operating_point
+
+    if net.calibration is None:
+        if fpr is not None:
+            raise CerberusError(f"--fpr {fpr:g}: {net.checkpoint} has no calibration")
+        return None, (
+            f"no calibrated threshold for {net.checkpoint}: run `cerberus calibrate "
+            f"--checkpoint {net.checkpoint}` to say same person / different"
+        )
+    point = operating_point(net.calibration, fpr)
+    return point, describe_point(point, net.calibration)
+
+
+@app.command()
+def verify(
+    images: Annotated[list[Path], typer.Argument(help="Two person crops: A.jpg B.jpg.")],
+    checkpoint: Checkpoint,
+    fpr: Annotated[
+        float | None,
+        typer.Option(help="A calibrated FPR to decide at (default: the one calibrate chose)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: Device = "auto",
+) -> None:
+    """Is this the same person? Similarity of two crops against the calibrated threshold."""
+    import json
+
+    from cerberus.inference import InferenceModel, embed_features
+
+    if len(images) != 2:
+        raise CerberusError(f"verify takes two images, got {len(images)}")
+    net = InferenceModel.from_checkpoint(checkpoint, device=device, num_workers=0)
+    a, b = embed_features(net.features(images)).astype("float64")
+    similarity = float(a @ b)
+    point, said = _operating_point(net, fpr)
+    same = None if point is None else similarity > point["threshold"]
+    if as_json:
+        found = {"images": [str(p) for p in images], "similarity": similarity}
+        typer.echo(json.dumps({**found, "same_person": same, "operating_point": point}, indent=2))
+        return
+    if point is None:
+        typer.echo(f"similarity {similarity:.4f}; {said}")
+        return
+    sign = ">" if same else "<="
+    answer = "same person" if same else "different"
+    typer.echo(f"{answer}: similarity {similarity:.4f} {sign} {said}")
+
+
+@app.command()
+def calibrate(
+    checkpoint: Checkpoint,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Dataset root (default: the training root).")
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="Labelled images: test (query + gallery), query, gallery, train.")
+    ] = "test",
+    fpr: Annotated[float, typer.Option(help="The operating point verify / search use.")] = 1e-3,
+    fprs: Annotated[str, typer.Option(help="Target FPRs reported, comma-separated.")] = (
+        "1e-2,1e-3,1e-4"
+    ),
+    max_pairs: Annotated[
+        int, typer.Option(help="Above this many pairs, a seeded sample (all same-identity pairs).")
+    ] = 4_000_000,
+    seed: Annotated[int, typer.Option(help="Seed of the pair sample.")] = 0,
+    plot: Annotated[
+        Path | None, typer.Option(help="ROC plot (PNG; default: beside the checkpoint).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the calibration as JSON.")] = None,
+    store: Annotated[
+        bool, typer.Option(help="Store the operating point in the checkpoint / weights pair.")
+    ] = True,
+    device: Device = "auto",
+    batch_size: Annotated[int | None, typer.Option(help="Extraction batch size.")] = None,
+    workers: Annotated[int | None, typer.Option(help="DataLoader workers.")] = None,
+) -> None:
+    """ROC of same / different identity pairs; thresholds at target FPRs for verify / search."""
+    import json
+
+    from cerberus.calibration import calibrate as run_calibration
+    from cerberus.calibration import describe_point, operating_point, store_calibration
+    from cerberus.evaluation import checkpoint_dataset
+    from cerberus.inference import InferenceModel
+    from cerberus.visualize import roc_figure
+
+    _at_least("--batch-size", batch_size, 1)
+    _at_least("--workers", workers, 0)
+    _at_least("--max-pairs", max_pairs, 2)
+    targets = _float_list(fprs, "--fprs")
+    for option, value in [("--fpr", fpr)] + [("--fprs", f) for f in targets]:
+        if not 0 < value < 1:
+            raise CerberusError(f"{option} {value:g}: must be between 0 and 1 (exclusive)")
+    net = InferenceModel.from_checkpoint(
+        checkpoint, device=device, batch_size=batch_size, num_workers=workers
+    )
+    dataset = checkpoint_dataset(net.config, net.schema, checkpoint, data)
+    cal, (roc_fpr, roc_tpr) = run_calibration(
+        net,
+        dataset,
+        split=split,
+        fprs=targets,
+        chosen_fpr=fpr,
+        max_pairs=max_pairs,
+        seed=seed,
+        progress=True,
+    )
+    how = f"a seeded sample, seed {seed}" if cal["sampled"] else "all pairs"
+    typer.echo(
+        f"{split} split of {root}: {cal['num_images']} images, {cal['num_identities']} "
+        f"identities; {cal['num_same_pairs']:,} same-identity and "
+        f"{cal['num_different_pairs']:,} different-identity pairs ({how})"
+    )
+    typer.echo(f"{'target FPR':>10s} {'threshold':>9s} {'TPR':>6s} {'measured FPR':>12s}")
+    for p in cal["points"]:
+        note = "" if p["resolved"] else f"  (too few pairs: needs {1 / p['fpr_target']:,.0f})"
+        typer.echo(
+            f"{p['fpr_target']:10.0e} {p['threshold']:9.4f} {100 * p['tpr']:5.1f}% "
+            f"{p['fpr']:12.2e}{note}"
+        )
+    typer.echo(f"ROC AUC {cal['auc_score']:.4f}")
+    point = operating_point(cal)
+    line = "same person if similarity > " + describe_point(point, cal)
+    if store:
+        store_calibration(checkpoint, cal)
+        line += f"; stored in {checkpoint}"
+    typer.echo(line)
+    plot = plot or checkpoint.with_name(f"{checkpoint.stem}_roc_{split}.png")
+    roc_figure(
+        plot,
+        roc_fpr,
+        roc_tpr,
+        cal["points"],
+        chosen_fpr=fpr,
+        title=f"Same person? ROC on {cal['num_same_pairs']:,} same / "
+        f"{cal['num_different_pairs']:,} different pairs ({split} split), AUC "
+        f"{cal['auc_score']:.4f}",
+    )
+    typer.echo(f"ROC plot: {plot}")
+    if out is not None:
+        from cerberus.files import atomic_write
+
+        text = json.dumps(cal, indent=2)
+        atomic_write(out, lambda fh: fh.write(text.encode()), "calibration")
+        typer.echo(f"calibration written to {out}")
 
 
 @app.command()
@@ -573,15 +754,39 @@ def visualize_alignment(
 @app.command()
 def export(
     checkpoint: Checkpoint,
-    out: Annotated[Path, typer.Option("--out", help="ONNX file to write.")],
-    verify: Annotated[bool, typer.Option(help="Check against PyTorch with onnxruntime.")] = True,
+    out: Annotated[
+        Path, typer.Option("--out", help="ONNX file, or X.safetensors for a weights pair.")
+    ],
+    format: Annotated[
+        str | None,
+        typer.Option("--format", help="onnx or safetensors (default: from --out's suffix)."),
+    ] = None,
+    metrics: Annotated[
+        Path | None,
+        typer.Option(help="safetensors: metrics JSON to record (e.g. from `cerberus eval --out`)."),
+    ] = None,
+    verify: Annotated[
+        bool, typer.Option(help="onnx: compare with PyTorch; safetensors: reload and compare.")
+    ] = True,
 ) -> None:
-    """Export the embedding network to ONNX (images -> features, embedding)."""
+    """Export the embedding network to ONNX, or the model as a weights pair (safetensors + JSON).
+
+    A weights pair (X.safetensors + X.json: config, schema, input size, mean / std, training
+    data, metrics, sha256, calibration) is loaded by every command in place of a checkpoint,
+    without pickles; its hash is checked on every load."""
     import torch
 
     from cerberus.export import export_onnx, verify_onnx
     from cerberus.inference import InferenceModel
 
+    kind = format or ("safetensors" if out.suffix in (".safetensors", ".json") else "onnx")
+    if kind not in ("onnx", "safetensors"):
+        raise CerberusError(f"--format {kind!r}: valid: onnx, safetensors")
+    if kind == "safetensors":
+        _export_weights(checkpoint, out, metrics, verify)
+        return
+    if metrics is not None:
+        raise CerberusError("--metrics: only for --format safetensors")
     net = InferenceModel.from_checkpoint(checkpoint, device="cpu")
     path = export_onnx(net.model, out, height=net.height, width=net.width, schema=net.schema.name)
     typer.echo(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -589,6 +794,30 @@ def export(
         x = torch.randn(2, 3, net.height, net.width, generator=torch.Generator().manual_seed(0))
         diff = verify_onnx(net.model, path, x)
         typer.echo(f"onnxruntime matches PyTorch: max abs difference {diff:.2e}")
+
+
+def _export_weights(checkpoint: Path, out: Path, metrics: Path | None, verify: bool) -> None:
+    import json
+
+    from cerberus.export import export_weights, verify_weights
+
+    scores = None
+    if metrics is not None:
+        try:
+            scores = json.loads(metrics.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CerberusError(f"{metrics}: metrics file not found") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CerberusError(f"{metrics}: not readable JSON ({_one_line(str(exc))})") from None
+    weights, meta = export_weights(checkpoint, out, metrics=scores)
+    typer.echo(
+        f"exported {weights} ({weights.stat().st_size / 1e6:.1f} MB) and {meta} "
+        f"(sha256 {json.loads(meta.read_text())['sha256'][:16]}...)"
+    )
+    if verify:
+        fingerprint = json.loads(meta.read_text())["fingerprint"]
+        verify_weights(meta, fingerprint)
+        typer.echo(f"reloaded: hash and model fingerprint {fingerprint[:12]} match")
 
 
 @app.command()

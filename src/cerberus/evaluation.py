@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cerberus.attributes import GROUPS, schema_from_meta
+from cerberus.attributes import GROUPS, Schema, schema_from_meta
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset
@@ -246,6 +246,33 @@ def evaluate_features(
     return _jsonable(out)
 
 
+def checkpoint_dataset(
+    cfg: Config,
+    trained: Schema,
+    checkpoint: str | Path,
+    data_root: str | Path | None = None,
+    dataset: ReIDDataset | None = None,
+) -> ReIDDataset:
+    """The labelled data a checkpoint is evaluated on (its config's, or ``data_root`` of the same
+    kind), checked to follow the schema the model was trained with."""
+    if dataset is None:
+        root = data_root if data_root is not None else cfg.data.root
+        attributes = None if data_root is not None else cfg.data.attributes
+        schema: str | Schema | None = cfg.data.schema
+        if cfg.data.dataset == "table":
+            # The data's own schema.yaml, else the schema the checkpoint carries (the schema
+            # file the run was configured with need not exist any more).
+            schema = None if Path(root, SCHEMA_FILE).is_file() else trained
+        dataset = open_dataset(root, cfg.data.dataset, attributes=attributes, schema=schema)
+    if dataset.schema.to_dict() != trained.to_dict():
+        raise CerberusError(
+            f"{checkpoint}: model trained with the {trained.name} schema, the data at "
+            f"{dataset.root} follows {dataset.schema.name}"
+            + (" (same name, other attributes)" if trained.name == dataset.schema.name else "")
+        )
+    return dataset
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     dataset: ReIDDataset | None = None,
@@ -261,21 +288,7 @@ def evaluate_checkpoint(
     model, cfg, state = load_model_from_checkpoint(checkpoint)
     model = fuse_batchnorm(model)  # inference only: same features, less work
     trained = schema_from_meta(state["meta"]["schema"], str(checkpoint))
-    if dataset is None:
-        root = data_root if data_root is not None else cfg.data.root
-        attributes = None if data_root is not None else cfg.data.attributes
-        schema = cfg.data.schema
-        if cfg.data.dataset == "table":
-            # The data's own schema.yaml, else the schema the checkpoint carries (the schema
-            # file the run was configured with need not exist any more).
-            schema = None if Path(root, SCHEMA_FILE).is_file() else trained
-        dataset = open_dataset(root, cfg.data.dataset, attributes=attributes, schema=schema)
-    if dataset.schema.to_dict() != trained.to_dict():
-        raise CerberusError(
-            f"{checkpoint}: model trained with the {trained.name} schema, the data at "
-            f"{dataset.root} follows {dataset.schema.name}"
-            + (" (same name, other attributes)" if trained.name == dataset.schema.name else "")
-        )
+    dataset = checkpoint_dataset(cfg, trained, checkpoint, data_root, dataset)
     model.to(device)
     feats = extract_with_config(
         model,

@@ -15,6 +15,9 @@ reproduces the crop per sample. H and W are fixed at export time, the batch is d
 
 The preprocessing a deployer must apply is stored in the file's ``metadata_props``; read it
 with :func:`read_onnx_metadata`. Needs the ``export`` extra (onnx, onnxscript, onnxruntime).
+
+:func:`export_weights` writes the other deployable form, a weights pair (safetensors + JSON
+metadata, :mod:`cerberus.weights`) that every command loads in place of a checkpoint.
 """
 
 from __future__ import annotations
@@ -35,9 +38,12 @@ from torch import Tensor, nn
 
 import cerberus
 from cerberus.attributes import GROUPS
+from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cerberus.errors import CerberusError
+from cerberus.inference import model_fingerprint
 from cerberus.model import Cerberus, normalize_features
+from cerberus.weights import pair_paths, write_weights_pair
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("features", "embedding")
@@ -392,3 +398,75 @@ def verify_onnx(model: Cerberus, path: str | Path, images: Tensor, *, atol: floa
             "the file does not match this model"
         )
     return diff
+
+
+# --------------------------------------------------------------------------- weights pair
+
+
+def weights_metadata(
+    state: dict, model: Cerberus, *, metrics: dict | None = None, source: str = ""
+) -> dict:
+    """The JSON side of a weights pair for a loaded checkpoint ``state`` and its ``model``.
+
+    ``meta`` is the checkpoint's own (schema, classes, SID counts, calibration) passed through
+    as it is; ``input`` the preprocessing of :func:`~cerberus.data.transforms.build_transforms`
+    at test time; ``metrics`` e.g. ``cerberus eval --out`` JSON.
+    """
+    cfg = state["config"]
+    data = cfg.get("data", {})
+    height, width = int(data.get("height", 0)), int(data.get("width", 0))
+    return {
+        "cerberus_version": cerberus.__version__,
+        "fingerprint": model_fingerprint(model),
+        "config": cfg,
+        "meta": state["meta"],
+        "input": {
+            "height": height,
+            "width": width,
+            "color_order": "RGB",
+            "resize_interpolation": "bicubic",
+            "pixel_scale": "1/255",
+            "mean": [float(v) for v in IMAGENET_MEAN],
+            "std": [float(v) for v in IMAGENET_STD],
+            "flip_test": bool(cfg.get("eval", {}).get("flip_test", False)),
+        },
+        "training": {
+            "dataset": data.get("dataset"),
+            "root": data.get("root"),
+            "attributes": data.get("attributes"),
+            "iterations": state.get("iteration"),
+            "num_classes": state["meta"].get("num_classes"),
+            "source_checkpoint": source,
+        },
+        "metrics": metrics,
+    }
+
+
+def export_weights(
+    checkpoint: str | Path, out: str | Path, *, metrics: dict | None = None
+) -> tuple[Path, Path]:
+    """Write ``checkpoint`` (a ``.pt`` file or a pair) as a weights pair at ``out``.
+
+    ``out`` may name ``X.safetensors``, ``X.json`` or the stem ``X``. The checkpoint's weights
+    are first loaded into the model they describe (so a pair is never written from weights that
+    do not fit), then written with every tensor of the ``state_dict`` (the model fingerprint is
+    the checkpoint's: indexes built with either file accept the other). Returns
+    ``(weights, metadata)`` paths.
+    """
+    weights, meta_path = pair_paths(out)
+    if Path(checkpoint).resolve() in (weights.resolve(), meta_path.resolve()):
+        raise CerberusError(f"{out}: the pair would overwrite the checkpoint it is exported from")
+    model, _, state = load_model_from_checkpoint(checkpoint)
+    state = {k: v for k, v in state.items() if k != "weights_metadata"}
+    metadata = weights_metadata(state, model, metrics=metrics, source=str(checkpoint))
+    return write_weights_pair(weights, model.state_dict(), metadata)
+
+
+def verify_weights(path: str | Path, fingerprint: str) -> None:
+    """Reload a pair (hash checked) and compare its model fingerprint with ``fingerprint``."""
+    model, _, _ = load_model_from_checkpoint(pair_paths(path)[1])
+    found = model_fingerprint(model)
+    if found != fingerprint:
+        raise CerberusError(
+            f"{path}: reloaded model {found[:12]} differs from the exported one {fingerprint[:12]}"
+        )

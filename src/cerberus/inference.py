@@ -29,6 +29,7 @@ from torch import nn
 
 from cerberus.attributes import AttributeTable, Schema, schema_from_meta
 from cerberus.checkpoints import load_model_from_checkpoint
+from cerberus.config import Config
 from cerberus.data.datasets import FORMATS, ImageDataset, ImageSet, parse_filename
 from cerberus.data.transforms import build_transforms
 from cerberus.devices import resolve_device
@@ -294,6 +295,21 @@ def extract_image_set(
     )
 
 
+def _calibration_of(meta: Mapping[str, Any], fingerprint: str, path) -> dict[str, Any] | None:
+    """The checkpoint meta's ``calibration`` if it was made with the weights of ``fingerprint``."""
+    cal = meta.get("calibration")
+    if not isinstance(cal, dict) or not isinstance(cal.get("points"), list):
+        return None
+    if cal.get("fingerprint") != fingerprint:
+        logger.warning(
+            "%s: the stored calibration was made with other weights; it is ignored "
+            "(run cerberus calibrate again)",
+            path,
+        )
+        return None
+    return cal
+
+
 @dataclass
 class InferenceModel:
     """A trained model ready to embed crops: what ``extract``, ``search`` and ``describe`` use."""
@@ -309,6 +325,10 @@ class InferenceModel:
     log_prior: dict[str, np.ndarray] | None = None
     """SID log priors when the checkpoint's ``eval.decision`` is ``"posterior"`` (SPEC 8)."""
     prior_scale: float = 10.0
+    calibration: dict[str, Any] | None = None
+    """The verification operating points ``cerberus calibrate`` stored for these weights."""
+    config: Config | None = None
+    """The resolved training config the weights came with."""
     _fingerprint: str = ""
 
     @classmethod
@@ -321,8 +341,12 @@ class InferenceModel:
         num_workers: int | None = None,
         fuse_bn: bool = True,
     ) -> InferenceModel:
-        """Load a checkpoint for inference; ``fuse_bn`` folds BatchNorm into the convolutions
-        (:func:`~cerberus.model.fuse_batchnorm`: same features, faster)."""
+        """Load a checkpoint or a weights pair (``X.safetensors`` / ``X.json``) for inference.
+
+        ``fuse_bn`` folds BatchNorm into the convolutions (:func:`~cerberus.model.fuse_batchnorm`:
+        same features, faster). A stored calibration is kept when it was made with these
+        weights (same fingerprint).
+        """
         device = str(resolve_device(device, "--device"))
         model, cfg, state = load_model_from_checkpoint(checkpoint)
         fingerprint = model_fingerprint(model)  # of the trained weights, before folding BN
@@ -343,6 +367,8 @@ class InferenceModel:
         return cls(
             model=model,
             schema=schema_from_meta(state["meta"]["schema"], str(checkpoint)),
+            calibration=_calibration_of(state["meta"], fingerprint, checkpoint),
+            config=cfg,
             height=cfg.data.height,
             width=cfg.data.width,
             checkpoint=str(checkpoint),

@@ -495,3 +495,86 @@ def model_alignment_maps(
         np.concatenate(tops).astype(np.int64),
         np.concatenate(bottoms).astype(np.int64),
     )
+
+
+# --------------------------------------------------------------------------- ROC
+
+ROC_SIZE = (560, 420)  # plot area, pixels
+ROC_LEFT, ROC_BOTTOM = 48, 34  # room for the axis labels
+ROC_CURVE_COLOUR = (0, 90, 200)
+ROC_GRID_COLOUR = (225, 225, 225)
+ROC_POINT_COLOUR = (220, 0, 0)
+ROC_POINT_RADIUS = 4
+
+
+def roc_figure(
+    out: str | os.PathLike,
+    fpr: np.ndarray,
+    tpr: np.ndarray,
+    points: Sequence[dict] = (),
+    *,
+    title: str = "",
+    chosen_fpr: float | None = None,
+) -> Path:
+    """A ROC curve with a logarithmic FPR axis and its operating points, as a PNG.
+
+    Args:
+        fpr, tpr: the curve (:func:`cerberus.metrics.verification.roc_curve`), shape ``(T,)``.
+        points: operating points (``fpr_target``, ``threshold``, ``tpr``, ``fpr``), marked and
+            labelled with their threshold and TPR; the one at ``chosen_fpr`` is labelled so.
+        title: drawn above the plot.
+
+    The FPR axis runs from the decade below the smallest non-zero FPR (or target) to 1; points
+    measured at FPR 0 are drawn on the left edge.
+    """
+    fpr, tpr = np.asarray(fpr, np.float64), np.asarray(tpr, np.float64)
+    if fpr.shape != tpr.shape or fpr.ndim != 1 or len(fpr) == 0:
+        raise CerberusError(f"roc_figure: fpr {fpr.shape} and tpr {tpr.shape} must match (T,)")
+    smallest = [f for f in fpr if f > 0] + [float(p["fpr_target"]) for p in points]
+    low = int(np.floor(np.log10(min(smallest)))) if smallest else -4
+    low = max(min(low, -1), -8)
+    pw, ph = ROC_SIZE
+    x0, y0 = MARGIN + ROC_LEFT, MARGIN + (TITLE_HEIGHT if title else 0)
+    img = Image.new("RGB", (x0 + pw + MARGIN, y0 + ph + ROC_BOTTOM + MARGIN), BACKGROUND)
+    draw = ImageDraw.Draw(img)
+
+    def xy(f: float, t: float) -> tuple[float, float]:
+        lf = np.log10(max(f, 10.0**low))
+        return x0 + (lf - low) / -low * pw, y0 + (1 - t) * ph
+
+    for e in range(low, 1):
+        x, _ = xy(10.0**e, 0)
+        draw.line((x, y0, x, y0 + ph), fill=ROC_GRID_COLOUR)
+        label = f"1e{e}" if e else "1"
+        _draw_text(draw, (int(x - _text_width(label) / 2), y0 + ph + TEXT_PAD), label)
+    for k in range(6):
+        _, y = xy(1, k / 5)
+        draw.line((x0, y, x0 + pw, y), fill=ROC_GRID_COLOUR)
+        label = f"{k / 5:.1f}"
+        _draw_text(draw, (x0 - _text_width(label) - TEXT_PAD, int(y - LINE_HEIGHT / 2)), label)
+    draw.rectangle((x0, y0, x0 + pw, y0 + ph), outline=SEPARATOR_COLOUR)
+    name = "false-positive rate (different identities accepted), log scale"
+    _draw_text(draw, (x0 + (pw - _text_width(name)) // 2, y0 + ph + TEXT_PAD + LINE_HEIGHT), name)
+    _draw_text(draw, (MARGIN, y0 - LINE_HEIGHT if not title else y0 + 2), "TPR")
+    if title:
+        _draw_text(draw, (MARGIN, MARGIN), title, TITLE_FONT_SIZE)
+
+    chance = np.logspace(low, 0, 64)
+    draw.line([xy(f, f) for f in chance], fill=UNKNOWN_COLOUR, width=1)
+    # one vertex per pixel column is enough; keep each column's highest TPR (a step curve)
+    cols = np.round([xy(f, 0)[0] for f in fpr]).astype(int)
+    order = np.lexsort((tpr, cols))
+    last = np.r_[cols[order][1:] != cols[order][:-1], True]
+    curve = [xy(f, t) for f, t in zip(fpr[order][last], tpr[order][last])]
+    if len(curve) > 1:
+        draw.line(curve, fill=ROC_CURVE_COLOUR, width=2)
+    for p in points:
+        x, y = xy(float(p["fpr"]) or float(p["fpr_target"]), float(p["tpr"]))
+        r = ROC_POINT_RADIUS
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=ROC_POINT_COLOUR)
+        chosen = chosen_fpr is not None and np.isclose(p["fpr_target"], chosen_fpr)
+        text = f"FPR {p['fpr_target']:.0e}: TPR {100 * p['tpr']:.1f}%, threshold "
+        text += f"{p['threshold']:.3f}" + (" (chosen)" if chosen else "")
+        tx = int(min(x + 2 * r, x0 + pw - _text_width(text) - TEXT_PAD))
+        _draw_text(draw, (max(tx, x0 + TEXT_PAD), int(y + r)), text)
+    return save_png(img, out)

@@ -2,7 +2,8 @@
 
 :mod:`~cerberus.metrics.ranking` ranks a gallery per query (reID, APS, their chance levels);
 :mod:`~cerberus.metrics.par` scores attribute predictions three ways, each with its
-majority-answer baseline.
+majority-answer baseline; :mod:`~cerberus.metrics.verification` turns same / different identity
+pairs into a ROC and thresholds at chosen false-positive rates.
 """
 
 from cerberus.metrics.par import (
@@ -22,8 +23,28 @@ from cerberus.metrics.ranking import (
     reid_chance,
     reid_metrics,
 )
+from cerberus.metrics.verification import (
+    DEFAULT_FPRS,
+    DEFAULT_MAX_PAIRS,
+    Pairs,
+    operating_points,
+    pair_similarities,
+    roc_auc,
+    roc_curve,
+    sample_pairs,
+    threshold_at_fpr,
+)
 
 __all__ = [
+    "DEFAULT_FPRS",
+    "DEFAULT_MAX_PAIRS",
+    "Pairs",
+    "operating_points",
+    "pair_similarities",
+    "roc_auc",
+    "roc_curve",
+    "sample_pairs",
+    "threshold_at_fpr",
     "DEFAULT_MEMORY_BUDGET",
     "aps_chance",
     "aps_metrics",

@@ -1,0 +1,201 @@
+"""Calibration and verification (issue 13, part 4): thresholds against brute force, stored
+operating points, and calibrate / verify / search through the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_tree
+from PIL import Image
+from test_verification import brute_force_threshold
+from test_weights import write_checkpoint
+
+from cerberus.attributes import MARKET1501
+from cerberus.calibration import (
+    calibrate_features,
+    labelled_split,
+    operating_point,
+    store_calibration,
+    verdict,
+)
+from cerberus.cli import main
+from cerberus.data.datasets import read_dataset
+from cerberus.errors import CerberusError
+from cerberus.export import export_weights
+from cerberus.inference import InferenceModel
+from cerberus.visualize import roc_figure
+
+
+def identity_features(pids: np.ndarray, seed: int = 0, d: int = 8) -> np.ndarray:
+    """``(N, 5, d)`` features: an identity's mean per group plus noise."""
+    rng = np.random.default_rng(seed)
+    centres = {p: rng.normal(size=(5, d)) for p in np.unique(pids)}
+    return np.stack([centres[p] + rng.normal(size=(5, d)) for p in pids]).astype(np.float32)
+
+
+def mean_part_cosine(x: np.ndarray, y: np.ndarray) -> float:
+    return float(
+        np.mean([x[g] @ y[g] / np.linalg.norm(x[g]) / np.linalg.norm(y[g]) for g in range(5)])
+    )
+
+
+def test_calibration_thresholds_match_brute_force_on_all_pairs():
+    pids = np.repeat(np.arange(12), 5)
+    feats = identity_features(pids)
+    cal, (fpr, tpr) = calibrate_features(feats, pids, fprs=(0.1, 0.01, 0.001), chosen_fpr=0.01)
+    pairs = list(combinations(range(len(pids)), 2))
+    scores = np.array([mean_part_cosine(feats[i], feats[j]) for i, j in pairs])
+    same = np.array([pids[i] == pids[j] for i, j in pairs])
+    assert not cal["sampled"] and cal["num_same_pairs"] == same.sum() == 12 * 10
+    assert cal["num_different_pairs"] == (~same).sum()
+    assert [p["fpr_target"] for p in cal["points"]] == [0.1, 0.01, 0.001]
+    for p in cal["points"]:
+        t, r, f = brute_force_threshold(scores, same, p["fpr_target"])
+        assert p["threshold"] == pytest.approx(t, abs=1e-6)
+        assert p["tpr"] == pytest.approx(r, abs=1 / same.sum()) and p["fpr"] <= p["fpr_target"]
+    assert operating_point(cal)["fpr_target"] == 0.01
+    assert operating_point(cal, 0.1)["threshold"] < operating_point(cal, 0.001)["threshold"]
+    with pytest.raises(CerberusError, match="--fpr 0.5: not calibrated"):
+        operating_point(cal, 0.5)
+
+
+def test_sampled_calibration_is_seeded_and_keeps_every_same_pair():
+    pids = np.repeat(np.arange(30), 4)  # 7140 pairs, 180 same
+    feats = identity_features(pids, seed=1)
+    a, _ = calibrate_features(feats, pids, max_pairs=2000, seed=3)
+    b, _ = calibrate_features(feats, pids, max_pairs=2000, seed=3)
+    assert a == b and a["sampled"] and a["num_same_pairs"] == 180
+    assert a["num_same_pairs"] + a["num_different_pairs"] == 2000
+    full, _ = calibrate_features(feats, pids)
+    assert abs(a["points"][0]["threshold"] - full["points"][0]["threshold"]) < 0.1
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("calibrate")
+    tree = make_tree(tmp / "m", MARKET1501, test_ids=(1, 3, 5, 7), size=(64, 32))
+    return {"tree": tree, "ckpt": write_checkpoint(tmp / "last.pt", root=tree), "tmp": tmp}
+
+
+def test_labelled_split_drops_junk_and_distractors(setup):
+    dataset = read_dataset(setup["tree"])
+    test = labelled_split(dataset, "test")
+    n = len(dataset.query) + int((dataset.gallery.pids > 0).sum())
+    assert len(test) == n and (test.pids > 0).all()
+    with pytest.raises(CerberusError, match="--split 'val'"):
+        labelled_split(dataset, "val")
+
+
+def test_stored_calibration_belongs_to_its_weights(setup, tmp_path, caplog):
+    ckpt = tmp_path / "c.pt"
+    ckpt.write_bytes(setup["ckpt"].read_bytes())
+    net = InferenceModel.from_checkpoint(ckpt, device="cpu")
+    assert net.calibration is None
+    cal = {"points": [{"fpr_target": 0.01, "threshold": 0.5, "tpr": 0.9}], "chosen_fpr": 0.01}
+    store_calibration(ckpt, {**cal, "fingerprint": net.fingerprint})
+    assert InferenceModel.from_checkpoint(ckpt, device="cpu").calibration["chosen_fpr"] == 0.01
+    weights, meta = export_weights(ckpt, tmp_path / "w.safetensors")  # travels with the pair
+    assert InferenceModel.from_checkpoint(meta, device="cpu").calibration is not None
+    store_calibration(weights, {**cal, "fingerprint": "other"})  # made with other weights
+    assert InferenceModel.from_checkpoint(weights, device="cpu").calibration is None
+    assert "made with other weights" in caplog.text
+    assert verdict(0.51, cal["points"][0]) and not verdict(0.5, cal["points"][0])
+
+
+def test_roc_figure_is_a_png(tmp_path):
+    fpr = np.array([0, 0.001, 0.01, 0.5, 1.0])
+    tpr = np.array([0, 0.4, 0.7, 0.95, 1.0])
+    points = [{"fpr_target": 0.01, "fpr": 0.01, "tpr": 0.7, "threshold": 0.61}]
+    path = roc_figure(tmp_path / "roc.png", fpr, tpr, points, title="t", chosen_fpr=0.01)
+    assert Image.open(path).size[0] > 500
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    def run(*args) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["cerberus", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_calibrate_verify_search_with_checkpoint_and_pair(setup, cli, tmp_path):
+    ckpt = tmp_path / "last.pt"
+    ckpt.write_bytes(setup["ckpt"].read_bytes())
+    query = sorted((setup["tree"] / "query").glob("*.jpg"))
+    a, b = query[0], query[1]
+
+    code, out, err = cli("verify", a, b, "--checkpoint", ckpt, "--device", "cpu")
+    assert code == 0 and "no calibrated threshold" in out and "cerberus calibrate" in out
+
+    args = ["--checkpoint", ckpt, "--workers", "0", "--device", "cpu", "--fprs", "0.1,0.01"]
+    code, out, err = cli("calibrate", *args, "--fpr", "0.1", "--out", tmp_path / "cal.json")
+    assert code == 0, err
+    cal = json.loads((tmp_path / "cal.json").read_text())
+    assert "(all pairs)" in out and f"stored in {ckpt}" in out
+    assert Image.open(tmp_path / "last_roc_test.png").size[0] > 500
+    point = operating_point(cal)
+    assert point["fpr_target"] == 0.1
+
+    code, out, err = cli("verify", a, b, "--checkpoint", ckpt, "--device", "cpu", "--json")
+    found = json.loads(out)
+    assert found["operating_point"] == point
+    assert found["same_person"] == (found["similarity"] > point["threshold"])
+    code, out, err = cli("verify", a, a, "--checkpoint", ckpt, "--device", "cpu")
+    assert out.startswith("same person: similarity 1.0000 > threshold")
+    assert "at FPR 1e-01" in out
+
+    # the pair carries the calibration; search and verify need nothing else
+    weights, meta = export_weights(ckpt, tmp_path / "pair" / "model.safetensors")
+    code, out, err = cli("verify", a, b, "--checkpoint", weights, "--fpr", "0.01", "--json")
+    assert json.loads(out)["operating_point"] == operating_point(cal, 0.01)
+    feats, index = tmp_path / "g.npz", tmp_path / "g.index.npz"
+    gallery = setup["tree"] / "bounding_box_test"
+    code, out, err = cli(
+        "extract", "--checkpoint", meta, "--images", gallery, "--out", feats, "--workers", "0"
+    )
+    assert code == 0, err
+    assert cli("index", "--features", feats, "--out", index)[0] == 0
+    code, out, err = cli("search", "--index", index, "--image", a, "-k", "3", "--json")
+    rows = json.loads(out)["results"]
+    assert [r["same_person"] for r in rows] == [r["score"] > point["threshold"] for r in rows]
+    code, out, err = cli("search", "--index", index, "--image", a, "-k", "3")
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["rank", "score", "id", "cam", "ok", "same", "path"]
+    assert lines[-1].startswith("same person if score > threshold")
+    code, out, err = cli("describe", "--checkpoint", weights, a)
+    assert code == 0 and out.startswith(f"{a}: ")
+
+    # tampering with the weights: one line, exit code 2
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    code, out, err = cli("verify", a, b, "--checkpoint", weights)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"{weights}: sha256" in err and "does not match" in err
+
+
+def test_calibration_errors_are_one_line(setup, cli, tmp_path):
+    a = sorted((setup["tree"] / "query").glob("*.jpg"))[0]
+    code, out, err = cli("verify", a, "--checkpoint", setup["ckpt"])
+    assert code == 2 and "verify takes two images, got 1" in err
+    code, out, err = cli("verify", a, a, "--checkpoint", setup["ckpt"], "--fpr", "0.01")
+    assert code == 2 and "has no calibration" in err
+    code, out, err = cli("calibrate", "--checkpoint", setup["ckpt"], "--fprs", "x")
+    assert code == 2 and "--fprs 'x': expected comma-separated numbers" in err
+    code, out, err = cli("calibrate", "--checkpoint", setup["ckpt"], "--fprs", "0.1,2")
+    assert code == 2 and "--fprs 2: must be between 0 and 1" in err
