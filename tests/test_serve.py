@@ -121,7 +121,7 @@ def test_photo_search_matches_the_command_line_path(served):
 
 
 def test_clicking_a_result_searches_with_that_crop(served):
-    client, gallery = served["client"], served["gallery"]
+    client = served["client"]
     r = client.post("/api/search/image", data={"gallery_id": 3, "k": 3})
     assert r.status_code == 200, r.text
     top = r.json()["results"][0]
