@@ -21,8 +21,12 @@ import io
 import ipaddress
 import logging
 import mimetypes
+import socket
 import tempfile
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -447,14 +451,47 @@ def check_host(host: str) -> None:
         )
 
 
-def run_server(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve ``app`` with uvicorn until interrupted."""
+def _uvicorn():
     try:
         import uvicorn
     except ModuleNotFoundError:
         raise CerberusError(
             "cerberus serve needs uvicorn: pip install 'cerberus-reid[serve]'"
         ) from None
+    return uvicorn
+
+
+@contextmanager
+def background_server(
+    app: FastAPI, *, host: str = "127.0.0.1", timeout: float = 30.0
+) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on a free port of ``host``; yields its base URL.
+
+    For the browser test and scripts: the server stops when the ``with`` block ends.
+    """
+    uvicorn = _uvicorn()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise CerberusError(f"the test server did not start on {host} in {timeout:.0f}s")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()
+
+
+def run_server(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve ``app`` with uvicorn until interrupted."""
+    uvicorn = _uvicorn()
     if not 0 <= port <= 65535:
         raise CerberusError(f"--port {port}: must be between 0 and 65535")
     check_host(host)
