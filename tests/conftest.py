@@ -126,8 +126,8 @@ TINY_TRAINING = [
 def tiny_index(tmp_path_factory) -> dict[str, Path]:
     """A tiny Market-layout dataset, a 2-iteration checkpoint and a flat index of its gallery.
 
-    Keys: ``data`` (dataset root), ``ckpt`` (``last.pt``), ``index`` (``gallery.npz``),
-    ``query`` (a query crop of a gallery identity).
+    Keys: ``data`` (dataset root), ``ckpt`` (``last.pt``), ``features`` (the gallery's
+    features file), ``index`` (``gallery.npz``), ``query`` (a query crop of a gallery identity).
     """
     from typer.testing import CliRunner
 
@@ -151,6 +151,7 @@ def tiny_index(tmp_path_factory) -> dict[str, Path]:
     return {
         "data": data,
         "ckpt": run / "last.pt",
+        "features": root / "gallery_features.npz",
         "index": root / "gallery.npz",
         "query": sorted((data / "query").glob("*.jpg"))[0],
     }

@@ -53,6 +53,7 @@ def test_health_schema_and_openapi(served):
     assert [g["key"] for g in schema["groups"]] == list(GROUPS)
     names = [a["name"] for g in schema["groups"] for a in g["attributes"]]
     assert sorted(names) == sorted(a.name for a in gallery.schema.attributes)
+    assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     for path in (
         "/api/search/image",
@@ -128,6 +129,20 @@ def test_clicking_a_result_searches_with_that_crop(served):
     assert top["id"] == 3 and top["score"] == pytest.approx(1.0, abs=1e-4)
     assert top["correct"] is True  # the gallery file name gives the query's identity
     assert r.json()["query"]["id"] == 3
+
+
+def test_result_attributes_without_stored_vectors(served):
+    """An IVF index keeps no vectors to read back: the crops are embedded again, same answer."""
+    from cerberus.features import FeatureSet
+
+    ivf = GalleryIndex.build(FeatureSet.load(served["features"]), kind="ivf", nlist=2)
+    body = {"attributes": {"gender": "male"}, "k": 6}
+    with TestClient(create_app(ivf, served["net"])) as client:
+        again = client.post("/api/search/attributes", json=body).json()["results"]
+    first = served["client"].post("/api/search/attributes", json=body).json()["results"]
+    said = {r["id"]: r["attributes"] for r in first}
+    assert all(said[r["id"]] == r["attributes"] for r in again if r["id"] in said)
+    assert all(len(r["attributes"]) == served["gallery"].schema.num_attributes for r in again)
 
 
 def test_describe_and_thumbnails(served):

@@ -4,6 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 let photoFile = null;
+let photoUrl = null;
 
 function el(tag, props = {}, children = []) {
   const node = document.createElement(tag);
@@ -112,8 +113,7 @@ function searchPhoto() {
   const form = new FormData();
   form.append("image", photoFile);
   form.append("k", String(topK()));
-  const url = URL.createObjectURL(photoFile);
-  run("the photo", () => api("/api/search/image", { method: "POST", body: form }), url);
+  run("the photo", () => api("/api/search/image", { method: "POST", body: form }), photoUrl);
 }
 
 function searchGallery(id, thumbnail) {
@@ -142,8 +142,10 @@ function searchAttributes() {
 function choosePhoto(file) {
   if (!file) return;
   photoFile = file;
+  if (photoUrl) URL.revokeObjectURL(photoUrl);
+  photoUrl = URL.createObjectURL(file);
   const preview = $("photo-preview");
-  preview.src = URL.createObjectURL(file);
+  preview.src = photoUrl;
   preview.alt = `Chosen photo: ${file.name}`;
   preview.hidden = false;
   searchPhoto();
