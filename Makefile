@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup test lint demo clean
+.PHONY: setup test test-browser lint demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ lint: setup
 
 test: setup lint
 	$(BIN)/python -m pytest
+
+# The person-search page in headless Chromium: the system's `chromium` (apt-get install chromium)
+test-browser: setup
+	$(BIN)/python -m pytest -m browser
 
 demo: setup
 	$(BIN)/cerberus demo --out $(DEMO_DIR)

@@ -101,3 +101,57 @@ def tiny_model(seed: int = 0, **kwargs):
         pretrained=False,
         **kwargs,
     )
+
+
+TINY_TRAINING = [
+    "model.backbone=resnet18",
+    "model.pretrained=false",
+    "model.dim=16",
+    "data.height=64",
+    "data.width=32",
+    "data.p=4",
+    "data.k=2",
+    "data.num_workers=0",
+    "optim.iterations=2",
+    "optim.warmup_iterations=1",
+    "train.device=cpu",
+    "train.progress=false",
+    "train.checkpoint_every=2",
+    "eval.num_workers=0",
+]
+"""Config overrides for a seconds-long CPU training run on a :func:`make_tree` dataset."""
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tmp_path_factory) -> dict[str, Path]:
+    """A tiny Market-layout dataset, a 2-iteration checkpoint and a flat index of its gallery.
+
+    Keys: ``data`` (dataset root), ``ckpt`` (``last.pt``), ``features`` (the gallery's
+    features file), ``index`` (``gallery.npz``), ``query`` (a query crop of a gallery identity).
+    """
+    from typer.testing import CliRunner
+
+    from cerberus.cli import app
+
+    root = tmp_path_factory.mktemp("tiny_index")
+    data, run = root / "data", root / "run"
+    make_tree(data, MARKET1501, size=(64, 32))
+    config = Path(__file__).resolve().parents[1] / "configs" / "synthetic.yaml"
+    runner = CliRunner()
+    for args in (
+        ["train", "-c", config, "--no-resume", *TINY_TRAINING, f"data.root={data}",
+         f"train.output_dir={run}"],
+        ["extract", "--checkpoint", run / "last.pt", "--images", data / "bounding_box_test",
+         "--out", root / "gallery_features.npz", "--attributes", data / "market_attribute.mat",
+         "--workers", 0, "--device", "cpu"],
+        ["index", "--features", root / "gallery_features.npz", "--out", root / "gallery.npz"],
+    ):  # fmt: skip
+        result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    return {
+        "data": data,
+        "ckpt": run / "last.pt",
+        "features": root / "gallery_features.npz",
+        "index": root / "gallery.npz",
+        "query": sorted((data / "query").glob("*.jpg"))[0],
+    }

@@ -642,7 +642,7 @@ def calibrate(
     )
     how = f"a seeded sample, seed {seed}" if cal["sampled"] else "all pairs"
     typer.echo(
-        f"{split} split of {root}: {cal['num_images']} images, {cal['num_identities']} "
+        f"{split} split of {dataset.root}: {cal['num_images']} images, {cal['num_identities']} "
         f"identities; {cal['num_same_pairs']:,} same-identity and "
         f"{cal['num_different_pairs']:,} different-identity pairs ({how})"
     )
@@ -699,6 +699,35 @@ def describe(
         return
     for p, d in zip(images, found):
         typer.echo(f"{p}: {', '.join(d['phrases'])}")
+
+
+@app.command()
+def serve(
+    index: Annotated[Path, typer.Option("--index", help="Index file from `cerberus index`.")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Model for photo queries (default: the one the index was built with)."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 opens it to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_image_mb: Annotated[float, typer.Option(help="Largest upload, in MiB.")] = 8.0,
+    max_pixels: Annotated[int, typer.Option(help="Largest upload, width x height.")] = 4096 * 4096,
+    device: Device = "auto",
+) -> None:
+    """Serve the person-search page and its JSON API (search by photo or description)."""
+    from cerberus.index import GalleryIndex
+    from cerberus.serve import Limits, create_app, run_server
+
+    if max_image_mb <= 0:
+        raise CerberusError(f"--max-image-mb {max_image_mb}: must be positive")
+    _at_least("--max-pixels", max_pixels, 1)
+    gallery = GalleryIndex.load(index)
+    net = _index_model(gallery, index, checkpoint, device)
+    limits = Limits(max_bytes=int(max_image_mb * 2**20), max_pixels=max_pixels)
+    typer.echo(f"serving {len(gallery)} gallery crops on http://{host}:{port}/ (Ctrl-C stops)")
+    run_server(create_app(gallery, net, limits=limits), host=host, port=port)
 
 
 visualize_app = typer.Typer(help="Figures: rank lists (Figure 6) and alignment maps (Figure 7a).")

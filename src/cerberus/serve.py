@@ -1,0 +1,499 @@
+"""``cerberus serve``: a person-search web page and its JSON API (FastAPI, served by uvicorn).
+
+One page and five routes over one gallery index and the model it was built with:
+
+- ``POST /api/search/image``: reID by an uploaded photo, or by a gallery crop (``gallery_id``);
+- ``POST /api/search/attributes``: APS by a possibly partial description (SPEC 5);
+- ``POST /api/describe``: PAR, the predicted attributes of an uploaded photo;
+- ``GET /api/schema``: the attributes, group by group, that a description may use;
+- ``GET /api/health``; ``GET /api/gallery/{item_id}/image``: a gallery crop by its index number
+  (the server reads only the paths stored in the index, never a path a client gives).
+
+Queries and result rows come from the functions ``cerberus search`` and ``describe`` use
+(:func:`~cerberus.index.search_images`, :func:`~cerberus.index.result_rows`,
+:func:`~cerberus.scoring.parse_attribute_query`). Bad input is a 4xx answer whose ``detail`` is
+one line; the server goes on serving.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import logging
+import mimetypes
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cerberus.attributes import GROUP_NAMES, GROUPS, Schema
+from cerberus.errors import CerberusError
+from cerberus.index import GalleryIndex, result_rows, search_images
+from cerberus.scoring import parse_attribute_query
+
+try:
+    try:  # python-multipart, which FastAPI reads uploads with (its module's old name second)
+        import python_multipart  # noqa: F401
+    except ModuleNotFoundError:
+        import multipart  # noqa: F401
+    from fastapi import FastAPI, File, Form, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from fastapi.staticfiles import StaticFiles
+    from pydantic import BaseModel, Field
+except ModuleNotFoundError as exc:  # the optional 'serve' extra is not installed
+    raise CerberusError(
+        f"cerberus serve needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
+        "pip install 'cerberus-reid[serve]'"
+    ) from None
+
+if TYPE_CHECKING:
+    from cerberus.inference import InferenceModel
+
+logger = logging.getLogger(__name__)
+
+MAX_K = 100
+"""The most results one search returns."""
+
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "GIF")
+"""Upload formats the server decodes (Pillow names); anything else is "not an image"."""
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may send: image bytes and pixels (width x height)."""
+
+    max_bytes: int = 8 * 2**20
+    max_pixels: int = 4096 * 4096
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or self.max_pixels < 1:
+            raise CerberusError(f"image limits must be positive, got {self}")
+
+
+class BadRequest(CerberusError):
+    """Bad input with the HTTP status to answer it with (400 unless told)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --------------------------------------------------------------------------- request bodies
+
+
+class AttributeSearch(BaseModel):
+    """An attribute search: attribute name -> value name; attributes left out are "any"."""
+
+    attributes: dict[str, str] = Field(
+        description='e.g. {"gender": "female", "upper.color": "red"}; names and values from '
+        "GET /api/schema, case-insensitive; at least one attribute"
+    )
+    k: int = Field(10, ge=1, le=MAX_K, description="number of results")
+
+
+TopK = Annotated[int, Form(ge=1, le=MAX_K, description="number of results")]
+"""The ``k`` form field of a photo search."""
+
+
+# --------------------------------------------------------------------------- image input
+
+
+def decode_image(data: bytes, limits: Limits) -> Image.Image:
+    """An uploaded file's bytes -> an RGB image, or :class:`BadRequest` saying what is wrong.
+
+    Checked in order: empty, over ``limits.max_bytes``, not an image of :data:`IMAGE_FORMATS`,
+    over ``limits.max_pixels`` (read from the header, before decoding), truncated or damaged.
+    """
+    if not data:
+        raise BadRequest("the uploaded file is empty")
+    if len(data) > limits.max_bytes:
+        raise BadRequest(f"image larger than the limit of {limits.max_bytes} bytes", 413)
+    try:
+        img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    except Image.DecompressionBombError:
+        raise BadRequest(f"image over the limit of {limits.max_pixels} pixels", 413) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise BadRequest(f"not an image ({', '.join(IMAGE_FORMATS)} accepted)") from None
+    width, height = img.size
+    if width * height > limits.max_pixels:
+        raise BadRequest(
+            f"image of {width}x{height} = {width * height} pixels, over the limit of "
+            f"{limits.max_pixels}",
+            413,
+        )
+    try:
+        img.load()
+        return img.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise BadRequest(f"truncated or damaged {img.format} image ({reason})") from None
+
+
+def read_upload(upload: UploadFile, limits: Limits) -> Image.Image:
+    """Read at most ``limits.max_bytes + 1`` bytes of an upload and decode them."""
+    return decode_image(upload.file.read(limits.max_bytes + 1), limits)
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class SearchService:
+    """The gallery index and the model, with what the routes need of them.
+
+    Model calls are serialised by a lock (one forward pass at a time); attribute search and
+    thumbnails need no model and run alongside.
+    """
+
+    def __init__(self, gallery: GalleryIndex, net: InferenceModel, limits: Limits) -> None:
+        gallery.check_model(net.fingerprint, net.checkpoint)
+        self.gallery = gallery
+        self.net = net
+        self.limits = limits
+        self.schema: Schema = gallery.schema
+        self._ids = {p: i for i, p in enumerate(gallery.paths)}
+        self._model_lock = threading.Lock()
+        self._said: dict[int, list[str]] = {}
+        self._said_lock = threading.Lock()
+
+    # ---- queries
+
+    def search_image(self, image: Image.Image, k: int) -> dict[str, Any]:
+        """reID of a decoded photo: the top-k rows and the photo's predicted attributes."""
+        with tempfile.TemporaryDirectory(prefix="cerberus-query-") as tmp:
+            path = Path(tmp) / "query.png"
+            image.save(path)
+            return self._search_paths(path, k, {"kind": "image"})
+
+    def search_gallery_item(self, item_id: int, k: int) -> dict[str, Any]:
+        """reID with a gallery crop as the query (a clicked result)."""
+        path = self.gallery_path(item_id)
+        return self._search_paths(path, k, {"kind": "gallery", "id": item_id})
+
+    def _search_paths(self, path: Path, k: int, query: dict[str, Any]) -> dict[str, Any]:
+        with self._model_lock:
+            ((rows, said),) = search_images(self.gallery, self.net, [path], k)
+        return {"query": {**query, "text": said}, "results": self._rows(rows)}
+
+    def search_attributes(self, attributes: dict[str, str], k: int) -> dict[str, Any]:
+        """APS: a (partial) description -> the top-k rows; values ``""`` count as "any"."""
+        given = {n: v for n, v in attributes.items() if str(v).strip()}
+        if not given:
+            raise BadRequest("empty query: give at least one attribute value")
+        query = parse_attribute_query(given, self.schema)
+        found = self.gallery.search_attributes(query, k)
+        rows = result_rows(self.gallery, found, attribute_query=query)
+        return {
+            "query": {"kind": "attributes", "text": query.describe(self.schema)},
+            "results": self._rows(rows),
+        }
+
+    def describe_image(self, image: Image.Image) -> dict[str, Any]:
+        """PAR of a decoded photo: attributes, phrases and per-group confidence."""
+        with tempfile.TemporaryDirectory(prefix="cerberus-query-") as tmp:
+            path = Path(tmp) / "query.png"
+            image.save(path)
+            with self._model_lock:
+                (said,) = self.net.describe(self.net.features([path]), self.gallery.prototypes)
+        return said
+
+    # ---- gallery items
+
+    def gallery_path(self, item_id: int) -> Path:
+        """The stored path of gallery item ``item_id``; 404 when out of range or missing."""
+        if not 0 <= item_id < len(self.gallery.paths):
+            raise BadRequest(
+                f"no gallery item {item_id}: ids run from 0 to {len(self.gallery.paths) - 1}", 404
+            )
+        path = Path(self.gallery.paths[item_id])
+        if not path.is_file():
+            raise BadRequest(f"the image of gallery item {item_id} is missing on the server", 404)
+        return path
+
+    def predicted_phrases(self, ids: list[int]) -> dict[int, list[str]]:
+        """PAR of gallery items, cached: their vectors read back from the index (the cosine
+        with a prototype ignores the index's per-part scaling), else embedded again."""
+        with self._said_lock:
+            todo = [i for i in ids if i not in self._said]
+        if todo:
+            found = self._describe_items(todo)
+            with self._said_lock:
+                self._said.update(found)
+        with self._said_lock:
+            return {i: self._said[i] for i in ids}
+
+    def _describe_items(self, ids: list[int]) -> dict[int, list[str]]:
+        groups = len(GROUPS)
+        try:
+            vectors = np.stack([self.gallery.index.reconstruct(int(i)) for i in ids])
+            features = vectors.reshape(len(ids), groups, -1)
+        except RuntimeError:  # an index kind without stored vectors: embed the crops again
+            with self._model_lock:
+                features = self.net.features([Path(self.gallery.paths[i]) for i in ids])
+        said = self.net.describe(features, self.gallery.prototypes)
+        return {i: d["phrases"] for i, d in zip(ids, said)}
+
+    def _rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Result rows for the client: the item id and thumbnail URL instead of a server path,
+        and the crop's predicted attributes."""
+        ids = [self._ids[r["path"]] for r in rows]
+        said = self.predicted_phrases(ids)
+        return [
+            {
+                "id": i,
+                "rank": r["rank"],
+                "score": r["score"],
+                "name": Path(r["path"]).name,
+                "pid": r["pid"],
+                "camid": r["camid"],
+                "correct": r["correct"],
+                "attributes": said[i],
+                "thumbnail": f"/api/gallery/{i}/image",
+            }
+            for r, i in zip(rows, ids)
+        ]
+
+    # ---- page data
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "schema": self.schema.name,
+            "gallery_size": len(self.gallery),
+            "index_kind": self.gallery.meta.get("index_kind", "flat"),
+            "checkpoint": Path(self.net.checkpoint).name,
+            "device": self.net.device,
+            "max_k": MAX_K,
+            "max_image_bytes": self.limits.max_bytes,
+            "max_image_pixels": self.limits.max_pixels,
+        }
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def schema_json(schema: Schema) -> dict[str, Any]:
+    """A schema as the page builds its choices: the five groups in order, each with its
+    attributes and their values (only the schema's public attributes are read)."""
+    return {
+        "name": schema.name,
+        "groups": [
+            {
+                "key": g,
+                "name": GROUP_NAMES[g],
+                "attributes": [
+                    {"name": a.name, "values": list(a.values)}
+                    for a in schema.attributes
+                    if a.group == g
+                ],
+            }
+            for g in GROUPS
+        ],
+    }
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "bad request"
+
+
+def _validation_line(exc: RequestValidationError) -> str:
+    """FastAPI's list of validation errors -> ``"k: Input should be ..."`` (the first one)."""
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    where = ".".join(str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path"))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return _one_line(f"{where + ': ' if where else ''}{first.get('msg', 'invalid')}{more}")
+
+
+def web_folder() -> Path:
+    """The folder of the page's files (``cerberus/web``, package data)."""
+    return Path(str(resources.files("cerberus") / "web"))
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(message)}, status_code=status)
+
+    @app.exception_handler(BadRequest)
+    async def _bad_request(request: Request, exc: BadRequest) -> JSONResponse:
+        return error(exc.status, str(exc))
+
+    @app.exception_handler(CerberusError)
+    async def _cerberus_error(request: Request, exc: CerberusError) -> JSONResponse:
+        return error(400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error(422, _validation_line(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error answering %s %s", request.method, request.url.path)
+        return error(500, f"internal error ({type(exc).__name__}); the server log has details")
+
+
+def _add_middleware(app: FastAPI, limits: Limits) -> None:
+    # a body can hold the image plus the form's other fields and multipart framing
+    max_body = limits.max_bytes + 64 * 1024
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body):
+            return JSONResponse(
+                {"detail": f"request body over the limit of {max_body} bytes"},
+                status_code=413,
+                headers=SECURITY_HEADERS,
+            )
+        response = await call_next(request)
+        if request.url.path not in (app.docs_url, app.redoc_url):  # they load from a CDN
+            response.headers.update(SECURITY_HEADERS)
+        return response
+
+
+def create_app(
+    gallery: GalleryIndex, net: InferenceModel, *, limits: Limits | None = None
+) -> FastAPI:
+    """The FastAPI app serving ``gallery`` with ``net`` (the model the index was built with)."""
+    service = SearchService(gallery, net, limits or Limits())
+    app = FastAPI(
+        title="Cerberus person search",
+        description="Find a person by photo (reID) or by a partial description (APS); "
+        "describe a photo (PAR).",
+        version="1",
+    )
+    app.state.service = service
+    _add_error_handlers(app)
+    _add_middleware(app, service.limits)
+
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        """Liveness and what is served."""
+        return service.health()
+
+    @app.get("/api/schema")
+    def schema() -> dict[str, Any]:
+        """The attributes a description may use, group by group, with their values."""
+        return schema_json(service.schema)
+
+    @app.post("/api/search/image")
+    def search_image(
+        image: Annotated[UploadFile | None, File(description="query photo")] = None,
+        gallery_id: Annotated[int | None, Form(description="or: a gallery item as query")] = None,
+        k: TopK = 10,
+    ) -> dict[str, Any]:
+        """reID: the gallery crops most like a photo (or a gallery crop), with its attributes."""
+        if (image is None) == (gallery_id is None):
+            raise BadRequest("give exactly one of: an image file, a gallery_id")
+        if gallery_id is not None:
+            return service.search_gallery_item(gallery_id, k)
+        return service.search_image(read_upload(image, service.limits), k)
+
+    @app.post("/api/search/attributes")
+    def search_attributes(body: AttributeSearch) -> dict[str, Any]:
+        """APS: the gallery crops that best match a (partial) description."""
+        return service.search_attributes(body.attributes, body.k)
+
+    @app.post("/api/describe")
+    def describe(image: Annotated[UploadFile, File(description="photo to describe")]) -> dict:
+        """PAR: the predicted attributes of a photo (nearest SID prototype per group)."""
+        return service.describe_image(read_upload(image, service.limits))
+
+    @app.get(
+        "/api/gallery/{item_id}/image",
+        response_class=FileResponse,
+        responses={200: {"content": {"image/*": {}}}},
+    )
+    def gallery_image(item_id: int) -> Response:
+        """A gallery crop by its id (from a search result)."""
+        path = service.gallery_path(item_id)
+        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return FileResponse(path, media_type=media, headers={"Cache-Control": "max-age=3600"})
+
+    web = web_folder()
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse((web / "index.html").read_text(encoding="utf-8"))
+
+    app.mount("/static", StaticFiles(directory=web), name="static")
+    return app
+
+
+def check_host(host: str) -> None:
+    """Warn when the server listens beyond this machine."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        logger.warning(
+            "listening on %s: anyone who can reach this machine can search the gallery", host
+        )
+
+
+def _uvicorn():
+    try:
+        import uvicorn
+    except ModuleNotFoundError:
+        raise CerberusError(
+            "cerberus serve needs uvicorn: pip install 'cerberus-reid[serve]'"
+        ) from None
+    return uvicorn
+
+
+@contextmanager
+def background_server(
+    app: FastAPI, *, host: str = "127.0.0.1", timeout: float = 30.0
+) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on a free port of ``host``; yields its base URL.
+
+    For the browser test and scripts: the server stops when the ``with`` block ends.
+    """
+    uvicorn = _uvicorn()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise CerberusError(f"the test server did not start on {host} in {timeout:.0f}s")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()
+
+
+def run_server(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve ``app`` with uvicorn until interrupted."""
+    uvicorn = _uvicorn()
+    if not 0 <= port <= 65535:
+        raise CerberusError(f"--port {port}: must be between 0 and 65535")
+    check_host(host)
+    uvicorn.run(app, host=host, port=port, log_level="info")

@@ -1,0 +1,184 @@
+// Cerberus person search page: builds the description form from GET /api/schema and shows the
+// results of the JSON API. Text from the server is only ever set as textContent.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let photoFile = null;
+let photoUrl = null;
+
+function el(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function label(name) {
+  return name.replace(/[._]/g, " ");
+}
+
+function topK() {
+  const k = parseInt($("top-k").value, 10);
+  return Number.isFinite(k) ? k : 12;
+}
+
+function setStatus(text, isError = false) {
+  const status = $("status");
+  status.textContent = text;
+  status.classList.toggle("error", isError);
+}
+
+async function api(path, options) {
+  const response = await fetch(path, options);
+  let body = null;
+  try { body = await response.json(); } catch (_) { /* not JSON */ }
+  if (!response.ok) {
+    const reason = body && typeof body.detail === "string" ? body.detail : response.statusText;
+    throw new Error(`${response.status}: ${reason}`);
+  }
+  return body;
+}
+
+function buildAttributeForm(schema) {
+  const holder = $("attr-groups");
+  holder.replaceChildren();
+  for (const group of schema.groups) {
+    if (!group.attributes.length) continue;
+    const set = el("fieldset", {}, [el("legend", { text: group.name })]);
+    for (const attr of group.attributes) {
+      const id = `attr-${attr.name.replace(/[^A-Za-z0-9_-]/g, "-")}`;
+      const select = el("select", { id, name: attr.name, "data-attribute": attr.name });
+      select.append(el("option", { value: "", text: "any" }));
+      for (const value of attr.values) select.append(el("option", { value, text: value }));
+      set.append(el("div", { class: "field" }, [el("label", { for: id, text: label(attr.name) }), select]));
+    }
+    holder.append(set);
+  }
+}
+
+function showQuery(query, imageUrl) {
+  const box = $("query");
+  box.replaceChildren();
+  if (imageUrl) box.append(el("img", { src: imageUrl, alt: "Query photo" }));
+  const heading = query.kind === "attributes" ? "Described as" : "Predicted attributes of the query";
+  const list = el("ul", { "aria-label": heading });
+  for (const line of query.text) list.append(el("li", { text: line }));
+  box.append(el("div", {}, [el("strong", { text: heading }), list]));
+  box.hidden = false;
+}
+
+function resultCard(row) {
+  const verdict = row.correct === true ? "correct" : row.correct === false ? "wrong" : "";
+  const camera = row.camid === null ? "camera unknown" : `camera ${row.camid + 1}`;
+  const who = row.pid === null ? "" : `, person ${row.pid}`;
+  const alt = `Rank ${row.rank}: gallery crop ${row.id}, ${camera}${who}`;
+  const button = el("button", {
+    type: "button", title: "Search with this crop", "aria-label": `${alt}. Search with this crop`,
+  }, [el("img", { src: row.thumbnail, alt, loading: "lazy" })]);
+  button.addEventListener("click", () => searchGallery(row.id, row.thumbnail));
+  const meta = el("div", { class: "meta" }, [
+    el("span", { class: "rank", text: `#${row.rank}` }),
+    el("span", { class: "score", text: `score ${row.score.toFixed(3)}` }),
+  ]);
+  const meta2 = el("div", { class: "meta" }, [el("span", { class: "camera", text: camera + who })]);
+  if (verdict) meta2.append(el("span", { class: `badge ${verdict}`, text: verdict === "correct" ? "✓ match" : "✗ other" }));
+  const attrs = el("ul", { class: "attributes", "aria-label": "Predicted attributes" });
+  for (const phrase of row.attributes) attrs.append(el("li", { text: phrase }));
+  return el("li", { class: `card ${verdict}`, "data-rank": String(row.rank) }, [button, meta, meta2, attrs]);
+}
+
+function showResults(data, imageUrl, what) {
+  showQuery(data.query, imageUrl);
+  const list = $("result-list");
+  list.replaceChildren(...data.results.map(resultCard));
+  setStatus(`${data.results.length} results for ${what}.`);
+}
+
+async function run(what, request, imageUrl) {
+  setStatus(`Searching ${what}…`);
+  try {
+    const data = await request();
+    showResults(data, imageUrl, what);
+  } catch (error) {
+    setStatus(`Search failed: ${error.message}`, true);
+  }
+}
+
+function searchPhoto() {
+  if (!photoFile) { setStatus("Choose a photo first.", true); $("photo-input").focus(); return; }
+  const form = new FormData();
+  form.append("image", photoFile);
+  form.append("k", String(topK()));
+  run("the photo", () => api("/api/search/image", { method: "POST", body: form }), photoUrl);
+}
+
+function searchGallery(id, thumbnail) {
+  const form = new FormData();
+  form.append("gallery_id", String(id));
+  form.append("k", String(topK()));
+  run(`gallery crop ${id}`, () => api("/api/search/image", { method: "POST", body: form }), thumbnail)
+    .then(() => $("results").focus());
+}
+
+function searchAttributes() {
+  const attributes = {};
+  for (const select of document.querySelectorAll("#attr-groups select")) {
+    if (select.value) attributes[select.dataset.attribute] = select.value;
+  }
+  if (!Object.keys(attributes).length) {
+    setStatus("Set at least one attribute (the others stay “any”).", true);
+    return;
+  }
+  const body = JSON.stringify({ attributes, k: topK() });
+  run("the description", () => api("/api/search/attributes", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body,
+  }), null);
+}
+
+function choosePhoto(file) {
+  if (!file) return;
+  photoFile = file;
+  if (photoUrl) URL.revokeObjectURL(photoUrl);
+  photoUrl = URL.createObjectURL(file);
+  const preview = $("photo-preview");
+  preview.src = photoUrl;
+  preview.alt = `Chosen photo: ${file.name}`;
+  preview.hidden = false;
+  searchPhoto();
+}
+
+function wire() {
+  $("photo-input").addEventListener("change", (e) => choosePhoto(e.target.files[0]));
+  $("photo-form").addEventListener("submit", (e) => { e.preventDefault(); searchPhoto(); });
+  $("attr-form").addEventListener("submit", (e) => { e.preventDefault(); searchAttributes(); });
+  const zone = $("drop-zone");
+  for (const name of ["dragenter", "dragover"]) {
+    zone.addEventListener(name, (e) => { e.preventDefault(); zone.classList.add("over"); });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    zone.addEventListener(name, () => zone.classList.remove("over"));
+  }
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    choosePhoto(e.dataTransfer.files[0]);
+  });
+}
+
+async function start() {
+  wire();
+  try {
+    const [health, schema] = await Promise.all([api("/api/health"), api("/api/schema")]);
+    buildAttributeForm(schema);
+    $("gallery-info").textContent =
+      `${health.gallery_size} gallery crops · ${schema.name} attributes · model ${health.checkpoint}`;
+    document.body.dataset.ready = "true";
+  } catch (error) {
+    $("gallery-info").textContent = `The server did not answer: ${error.message}`;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", start);

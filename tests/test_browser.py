@@ -1,0 +1,159 @@
+"""The person-search page in headless Chromium (issue 14): the system's ``chromium`` (Debian
+package) driven by Playwright, no browser download. Run by ``make test-browser``, not by
+``make test``: ``pytest -m browser``.
+
+On a tiny synthetic index: the page loads its choices from the schema, an attribute search
+and a photo search show ranked crops with score, camera and predicted attributes, a click on a
+result searches with that crop, and a bad upload shows the server's one-line reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cerberus.attributes import GROUP_NAMES
+from cerberus.index import GalleryIndex
+from cerberus.inference import InferenceModel
+from cerberus.serve import background_server, create_app
+
+pytestmark = pytest.mark.browser
+
+K = 5
+
+
+def chromium_path() -> str:
+    """The system Chromium: ``$CERBERUS_CHROMIUM``, else ``chromium`` on the PATH."""
+    found = os.environ.get("CERBERUS_CHROMIUM") or shutil.which("chromium")
+    if not found:
+        pytest.fail("no chromium on the PATH: apt-get install chromium (or set CERBERUS_CHROMIUM)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def page_url(tiny_index):
+    gallery = GalleryIndex.load(tiny_index["index"])
+    net = InferenceModel.from_checkpoint(tiny_index["ckpt"], device="cpu", num_workers=0)
+    with background_server(create_app(gallery, net)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, page_url):
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(page_url)
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    page.get_by_label("Results to show").fill(str(K))
+    yield page
+    assert not errors, errors  # no script error on the page
+    context.close()
+
+
+def cards(page):
+    return page.locator("#result-list > li")
+
+
+def wait_for_results(page, what: str) -> None:
+    page.wait_for_function(
+        "what => document.getElementById('status').textContent.includes(what)",
+        arg=f"results for {what}",
+        timeout=30_000,
+    )
+
+
+def check_cards(page) -> None:
+    assert cards(page).count() == K
+    first = cards(page).first
+    text = first.inner_text()
+    assert "#1" in text and "score" in text and "camera" in text
+    assert first.locator(".attributes li").count() > 0  # predicted attributes
+    alt = first.locator("img").get_attribute("alt")
+    assert alt.startswith("Rank 1: gallery crop")
+    # every thumbnail loaded (served by id)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#result-list img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+        timeout=10_000,
+    )
+
+
+def test_attribute_search_in_the_page(page):
+    legends = page.locator("#attr-groups legend").all_inner_texts()
+    assert [x.lower() for x in legends] == list(GROUP_NAMES.values())
+    # every choice has a label and starts at "any"
+    gender = page.get_by_label("gender", exact=True)
+    assert gender.input_value() == ""
+    gender.select_option("female")
+    page.get_by_label("upper color").select_option("red")
+    page.get_by_role("button", name="Search by description").click()
+    wait_for_results(page, "the description")
+    check_cards(page)
+    query = page.locator("#query").inner_text()
+    assert "gender: female" in query and "upper.color: red" in query
+
+
+def test_keyboard_only_search(page):
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.keyboard.press("Tab")  # the first stop skips to the results
+    assert page.evaluate("document.activeElement.textContent") == "Skip to results"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "results"
+    page.get_by_label("Results to show").fill(str(K))
+    page.get_by_label("hat", exact=True).focus()
+    page.keyboard.press("ArrowDown")  # "any" -> the first value
+    assert page.get_by_label("hat", exact=True).input_value() != ""
+    page.get_by_role("button", name="Search by description").focus()
+    page.keyboard.press("Enter")
+    wait_for_results(page, "the description")
+    assert cards(page).count() == K
+
+
+def test_photo_search_then_click_a_result(page, tiny_index, tmp_path):
+    page.set_input_files("#photo-input", str(tiny_index["query"]))
+    wait_for_results(page, "the photo")
+    check_cards(page)
+    assert page.locator("#query img").get_attribute("alt") == "Query photo"
+    assert page.locator("#query li").count() > 0  # the photo's predicted attributes
+
+    second = cards(page).nth(1)
+    crop = second.locator("img").get_attribute("alt").split("gallery crop ")[1].split(",")[0]
+    second.locator("button").press("Enter")  # a result is a button: keyboard or click
+    wait_for_results(page, f"gallery crop {crop}")
+    first_alt = cards(page).first.locator("img").get_attribute("alt")
+    assert first_alt.startswith(f"Rank 1: gallery crop {crop},")  # a crop finds itself first
+
+    shot = Path(os.environ.get("CERBERUS_SCREENSHOT") or tmp_path / "serve.png")
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+
+def test_bad_upload_shows_the_reason_and_the_page_goes_on(page, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    page.set_input_files("#photo-input", str(bad))
+    page.wait_for_function(
+        "() => document.getElementById('status').classList.contains('error')", timeout=30_000
+    )
+    assert "400: not an image" in page.locator("#status").inner_text()
+    page.get_by_label("gender", exact=True).select_option("male")
+    page.get_by_role("button", name="Search by description").click()
+    wait_for_results(page, "the description")
+    assert cards(page).count() == K

@@ -1,0 +1,345 @@
+"""The person-search server (issue 14): its JSON API through FastAPI's test client on a tiny
+index, every kind of bad input answered by a one-line 4xx, and the ``serve`` command's errors."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cerberus.attributes import GROUPS
+from cerberus.index import GalleryIndex, result_rows, search_images
+from cerberus.inference import InferenceModel
+from cerberus.scoring import parse_attribute_query
+from cerberus.serve import MAX_K, Limits, check_host, create_app, schema_json
+
+
+@pytest.fixture(scope="module")
+def served(tiny_index):
+    gallery = GalleryIndex.load(tiny_index["index"])
+    net = InferenceModel.from_checkpoint(tiny_index["ckpt"], device="cpu", num_workers=0)
+    app = create_app(gallery, net)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield {"client": client, "gallery": gallery, "net": net, "app": app, **tiny_index}
+
+
+def png_bytes(size=(32, 64), colour=(200, 30, 30), fmt="PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def assert_one_line_error(response, status: int, *words: str) -> str:
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and "Traceback" not in detail
+    for w in words:
+        assert w in detail, detail
+    return detail
+
+
+def test_health_schema_and_openapi(served):
+    client, gallery = served["client"], served["gallery"]
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok" and health["gallery_size"] == len(gallery)
+    assert health["schema"] == "market1501" and health["max_k"] == MAX_K
+    schema = client.get("/api/schema").json()
+    assert [g["key"] for g in schema["groups"]] == list(GROUPS)
+    names = [a["name"] for g in schema["groups"] for a in g["attributes"]]
+    assert sorted(names) == sorted(a.name for a in gallery.schema.attributes)
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/api/search/image",
+        "/api/search/attributes",
+        "/api/describe",
+        "/api/schema",
+        "/api/health",
+        "/api/gallery/{item_id}/image",
+    ):
+        assert path in paths
+
+
+def test_schema_json_follows_the_schema(schema):
+    """The page's choices come from the schema object alone: Market and Duke alike."""
+    found = schema_json(schema)
+    assert found["name"] == schema.name
+    flat = [(a["name"], tuple(a["values"])) for g in found["groups"] for a in g["attributes"]]
+    assert sorted(flat) == sorted((a.name, a.values) for a in schema.attributes)
+    for g in found["groups"]:
+        assert all(
+            schema.attributes[schema.index(a["name"])].group == g["key"] for a in g["attributes"]
+        )
+
+
+def test_attribute_search_matches_the_index(served):
+    client, gallery = served["client"], served["gallery"]
+    text = {"gender": "female", "upper.color": "red", "backpack": "yes"}
+    r = client.post("/api/search/attributes", json={"attributes": text, "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    query = parse_attribute_query(text, gallery.schema)
+    expected = result_rows(gallery, gallery.search_attributes(query, 5), attribute_query=query)
+    assert [gallery.paths[x["id"]] for x in body["results"]] == [e["path"] for e in expected]
+    np.testing.assert_allclose(
+        [x["score"] for x in body["results"]], [e["score"] for e in expected]
+    )
+    assert [x["rank"] for x in body["results"]] == [1, 2, 3, 4, 5]
+    assert body["query"]["kind"] == "attributes" and "gender: female" in body["query"]["text"]
+    row = body["results"][0]
+    assert row["thumbnail"] == f"/api/gallery/{row['id']}/image" and "path" not in row
+    assert len(row["attributes"]) == gallery.schema.num_attributes
+    # "any" (an empty value) is left out; a partial group is allowed
+    r = client.post("/api/search/attributes", json={"attributes": {"age": "old", "hat": ""}})
+    assert r.status_code == 200 and len(r.json()["results"]) == min(10, len(gallery))
+
+
+def test_photo_search_matches_the_command_line_path(served):
+    client, gallery, net, query = (
+        served["client"],
+        served["gallery"],
+        served["net"],
+        served["query"],
+    )
+    r = client.post(
+        "/api/search/image", files={"image": ("q.jpg", query.read_bytes())}, data={"k": 4}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    ((expected, said),) = search_images(gallery, net, [query], 4)
+    assert [gallery.paths[x["id"]] for x in body["results"]] == [e["path"] for e in expected]
+    np.testing.assert_allclose(
+        [x["score"] for x in body["results"]], [e["score"] for e in expected], atol=1e-4
+    )
+    assert body["query"] == {"kind": "image", "text": said}
+    assert all(x["correct"] is None for x in body["results"])  # an upload has no identity
+
+
+def test_clicking_a_result_searches_with_that_crop(served):
+    client = served["client"]
+    r = client.post("/api/search/image", data={"gallery_id": 3, "k": 3})
+    assert r.status_code == 200, r.text
+    top = r.json()["results"][0]
+    assert top["id"] == 3 and top["score"] == pytest.approx(1.0, abs=1e-4)
+    assert top["correct"] is True  # the gallery file name gives the query's identity
+    assert r.json()["query"]["id"] == 3
+
+
+def test_result_attributes_without_stored_vectors(served):
+    """An IVF index keeps no vectors to read back: the crops are embedded again, same answer."""
+    from cerberus.features import FeatureSet
+
+    ivf = GalleryIndex.build(FeatureSet.load(served["features"]), kind="ivf", nlist=2)
+    body = {"attributes": {"gender": "male"}, "k": 6}
+    with TestClient(create_app(ivf, served["net"])) as client:
+        again = client.post("/api/search/attributes", json=body).json()["results"]
+    first = served["client"].post("/api/search/attributes", json=body).json()["results"]
+    said = {r["id"]: r["attributes"] for r in first}
+    assert all(said[r["id"]] == r["attributes"] for r in again if r["id"] in said)
+    assert all(len(r["attributes"]) == served["gallery"].schema.num_attributes for r in again)
+
+
+def test_describe_and_thumbnails(served):
+    client, gallery, query = served["client"], served["gallery"], served["query"]
+    r = client.post("/api/describe", files={"image": ("q.jpg", query.read_bytes())})
+    assert r.status_code == 200, r.text
+    said = r.json()
+    assert set(said["attributes"]) == {a.name for a in gallery.schema.attributes}
+    assert set(said["confidence"]) == set(GROUPS) and len(said["phrases"]) == len(
+        said["attributes"]
+    )
+    r = client.get("/api/gallery/0/image")
+    assert r.status_code == 200 and r.content == Path(gallery.paths[0]).read_bytes()
+    assert r.headers["content-type"] == "image/jpeg"
+
+
+def test_page_and_static_files(served):
+    client = served["client"]
+    page = client.get("/")
+    assert page.status_code == 200 and 'src="/static/app.js"' in page.text
+    assert "Content-Security-Policy" in page.headers and page.headers["X-Content-Type-Options"]
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+
+
+def truncated_jpeg() -> bytes:
+    """A noisy JPEG cut in the middle of its image data (the header is intact)."""
+    pixels = np.random.default_rng(0).integers(0, 255, (128, 64, 3), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=95)
+    data = buf.getvalue()
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize(
+    "files, data, status, words",
+    [
+        ({"image": ("x.jpg", b"hello, not an image")}, {}, 400, ["not an image"]),
+        ({"image": ("x.jpg", truncated_jpeg())}, {}, 400, ["truncated"]),
+        ({"image": ("x.jpg", b"")}, {}, 400, ["empty"]),
+        ({}, {}, 400, ["exactly one"]),
+        ({"image": ("x.png", png_bytes())}, {"gallery_id": 1}, 400, ["exactly one"]),
+        ({"image": ("x.png", png_bytes())}, {"k": 0}, 422, ["k"]),
+        ({"image": ("x.png", png_bytes())}, {"k": MAX_K + 1}, 422, ["k", str(MAX_K)]),
+        ({"image": ("x.png", png_bytes())}, {"k": "ten"}, 422, ["k"]),
+        ({}, {"gallery_id": 10**6}, 404, ["no gallery item"]),
+        ({}, {"gallery_id": -1}, 404, ["no gallery item"]),
+    ],
+    ids=[
+        "not-image",
+        "truncated",
+        "empty-file",
+        "nothing",
+        "both",
+        "k-zero",
+        "k-too-big",
+        "k-not-int",
+        "id-past-end",
+        "id-negative",
+    ],
+)
+def test_bad_photo_searches_are_one_line_4xx(served, files, data, status, words):
+    r = served["client"].post("/api/search/image", files=files, data=data)
+    assert_one_line_error(r, status, *words)
+    assert served["client"].get("/api/health").status_code == 200
+
+
+def test_describe_refuses_non_images(served):
+    r = served["client"].post("/api/describe", files={"image": ("x.jpg", truncated_jpeg())})
+    assert_one_line_error(r, 400, "truncated")
+    r = served["client"].post("/api/describe")
+    assert_one_line_error(r, 422, "image")
+
+
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        ({"attributes": {"colour": "red"}}, 400, ["unknown attribute", "colour", "valid:"]),
+        ({"attributes": {"gender": "robot"}}, 400, ["no value", "robot", "female"]),
+        ({"attributes": {}}, 400, ["empty"]),
+        ({"attributes": {"gender": "", "hat": " "}}, 400, ["empty"]),
+        ({"attributes": {"gender": "male"}, "k": 0}, 422, ["k"]),
+        ({"attributes": {"gender": "male"}, "k": MAX_K + 1}, 422, ["k"]),
+        ({"k": 3}, 422, ["attributes"]),
+        ({"attributes": ["gender", "male"]}, 422, ["attributes"]),
+    ],
+    ids=[
+        "unknown-attribute",
+        "unknown-value",
+        "empty",
+        "all-any",
+        "k-zero",
+        "k-too-big",
+        "no-attributes",
+        "not-a-dict",
+    ],
+)
+def test_bad_attribute_searches_are_one_line_4xx(served, body, status, words):
+    r = served["client"].post("/api/search/attributes", json=body)
+    assert_one_line_error(r, status, *words)
+
+
+def test_malformed_json_is_a_one_line_422(served):
+    r = served["client"].post(
+        "/api/search/attributes",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    assert_one_line_error(r, 422)
+
+
+def test_size_limits_in_bytes_and_pixels(served):
+    app = create_app(
+        served["gallery"], served["net"], limits=Limits(max_bytes=2000, max_pixels=5000)
+    )
+    with TestClient(app) as client:
+        small = png_bytes(size=(30, 60))  # 1800 pixels, a few hundred bytes
+        assert client.post("/api/describe", files={"image": ("s.png", small)}).status_code == 200
+        wide = png_bytes(size=(100, 100))  # 10000 pixels, small file
+        r = client.post("/api/describe", files={"image": ("w.png", wide)})
+        assert_one_line_error(r, 413, "pixels", "5000")
+        noisy = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), np.uint8)).save(
+            noisy, format="PNG"
+        )  # 1600 pixels but about 5 kB
+        r = client.post("/api/describe", files={"image": ("n.png", noisy.getvalue())})
+        assert_one_line_error(r, 413, "2000 bytes")
+        huge = b"x" * 200_000  # refused from its Content-Length before it is parsed
+        r = client.post("/api/search/image", files={"image": ("h.png", huge)})
+        assert_one_line_error(r, 413, "body")
+        assert client.get("/api/health").status_code == 200
+
+
+def test_thumbnails_only_by_id(served):
+    client, gallery = served["client"], served["gallery"]
+    assert_one_line_error(client.get(f"/api/gallery/{len(gallery)}/image"), 404, "no gallery item")
+    assert_one_line_error(client.get("/api/gallery/abc/image"), 422, "item_id")
+    for path in (
+        "/api/gallery/..%2F..%2F..%2Fetc%2Fpasswd/image",
+        "/api/gallery/../../etc/passwd",
+        "/static/../../../../etc/passwd",
+        "/static/..%2F..%2Fserve.py",
+    ):
+        r = client.get(path)
+        assert r.status_code in (404, 422), path
+        assert b"root:" not in r.content and b"create_app" not in r.content
+
+
+def test_an_unexpected_error_is_a_one_line_500_and_serving_goes_on(served, monkeypatch):
+    client, gallery = served["client"], served["gallery"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom\nwith a second line")
+
+    monkeypatch.setattr(gallery, "search_attributes", broken)
+    r = client.post("/api/search/attributes", json={"attributes": {"gender": "male"}})
+    assert_one_line_error(r, 500, "internal error", "RuntimeError")
+    monkeypatch.undo()
+    r = client.post("/api/search/attributes", json={"attributes": {"gender": "male"}})
+    assert r.status_code == 200
+
+
+def test_refuses_a_model_the_index_was_not_built_with(served, monkeypatch):
+    from cerberus.errors import CerberusError
+
+    monkeypatch.setattr(served["net"], "_fingerprint", "0" * 64)
+    with pytest.raises(CerberusError, match="rebuild the index"):
+        create_app(served["gallery"], served["net"])
+
+
+def test_host_warning(caplog):
+    check_host("127.0.0.1")
+    check_host("localhost")
+    assert not caplog.records
+    check_host("0.0.0.0")
+    assert "anyone who can reach this machine" in caplog.text
+
+
+def cerberus(*args: str, prelude: str = "") -> subprocess.CompletedProcess:
+    code = f"{prelude}from cerberus.cli import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_serve_command_errors_are_one_line(tmp_path, served):
+    missing = cerberus("serve", "--index", tmp_path / "none.npz")
+    assert missing.returncode == 2 and "none.npz" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    no_fastapi = cerberus(
+        "serve", "--index", served["index"], prelude="import sys; sys.modules['fastapi'] = None; "
+    )
+    assert no_fastapi.returncode == 2, no_fastapi.stderr
+    assert "pip install 'cerberus-reid[serve]'" in no_fastapi.stderr
+    assert len(no_fastapi.stderr.strip().splitlines()) == 1
+    bad_port = cerberus(
+        "serve", "--index", served["index"], "--checkpoint", served["ckpt"], "--port", "70000",
+        "--device", "cpu",
+    )  # fmt: skip
+    assert bad_port.returncode == 2 and "--port 70000" in bad_port.stderr
