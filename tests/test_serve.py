@@ -343,3 +343,20 @@ def test_serve_command_errors_are_one_line(tmp_path, served):
         "--device", "cpu",
     )  # fmt: skip
     assert bad_port.returncode == 2 and "--port 70000" in bad_port.stderr
+
+
+def test_the_page_runs_on_a_weights_pair_alone(served, tmp_path):
+    """Issue 13: the web page needs nothing but the weights pair (and the gallery index)."""
+    from cerberus.export import export_weights
+
+    weights, _ = export_weights(served["ckpt"], tmp_path / "model.safetensors")
+    net = InferenceModel.from_checkpoint(weights, device="cpu", num_workers=0)
+    query = served["query"].read_bytes()
+    with TestClient(create_app(served["gallery"], net)) as client:
+        assert client.get("/api/health").json()["status"] == "ok"
+        r = client.post("/api/search/image", files={"image": ("q.jpg", query)}, data={"k": 4})
+        assert r.status_code == 200, r.text
+    expected = served["client"].post(
+        "/api/search/image", files={"image": ("q.jpg", query)}, data={"k": 4}
+    )
+    assert [x["id"] for x in r.json()["results"]] == [x["id"] for x in expected.json()["results"]]
