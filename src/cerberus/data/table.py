@@ -184,6 +184,23 @@ class _Collector:
         return self.count > MAX_PROBLEMS
 
 
+def _well_formed(
+    header: list[str], body: Iterator[tuple[int, list[str]]], bad: _Collector
+) -> Iterator[tuple[int, list[str]]]:
+    """The rows with as many cells as the header; the others are recorded in ``bad``. Stops at an
+    unreadable row or when ``bad`` is full."""
+    for line, cells in body:
+        if bad.full:
+            return
+        if cells and cells[0].startswith("\0"):
+            bad.add(line, f"not readable as CSV ({cells[0][1:]})")
+            return
+        if len(cells) != len(header):
+            bad.add(line, f"{len(cells)} fields, the header has {len(header)}")
+            continue
+        yield line, cells
+
+
 def _header(path: Path, header: list[str], required: tuple[str, ...], optional, bad) -> bool:
     """Check a header's columns; records problems in ``bad`` and returns whether it is usable."""
     ok = True
@@ -224,15 +241,7 @@ def _read_images(root: Path, problems: list[Problem]) -> tuple[_ImageRows, bool]
     col = {name: header.index(name) for name in header}
     has_cameras = "camera_id" in col
     first_of: dict[tuple[str, str], int] = {}
-    for line, cells in body:
-        if bad.full:
-            break
-        if cells and cells[0].startswith("\0"):
-            bad.add(line, f"not readable as CSV ({cells[0][1:]})")
-            break
-        if len(cells) != len(header):
-            bad.add(line, f"{len(cells)} fields, the header has {len(header)}")
-            continue
+    for line, cells in _well_formed(header, body, bad):
         text_path, text_pid, split = (cells[col[c]] for c in ("path", "person_id", "split"))
         camera = cells[col["camera_id"]] if has_cameras else ""
         ok = True
@@ -304,15 +313,7 @@ def _read_attributes(
             bad.add(1, f"the {schema.name} schema's attributes: {', '.join(names)}")
         return out, path
     col = [header.index(n) for n in names]
-    for line, cells in body:
-        if bad.full:
-            break
-        if cells and cells[0].startswith("\0"):
-            bad.add(line, f"not readable as CSV ({cells[0][1:]})")
-            break
-        if len(cells) != len(header):
-            bad.add(line, f"{len(cells)} fields, the header has {len(header)}")
-            continue
+    for line, cells in _well_formed(header, body, bad):
         text_pid = cells[header.index("person_id")]
         pid = _integer(text_pid)
         if pid is None or pid < 1:
