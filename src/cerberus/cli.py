@@ -502,13 +502,20 @@ def visualize_attention(
     out: Annotated[Path, typer.Option("--out", help="PNG to write.")],
     device: Device = "cpu",
 ) -> None:
-    """Grad-CAM of the five representations (head, upper, lower, identity, carrying), Fig. 8."""
+    """Grad-CAM of the five representations (head, upper, lower, identity, carrying), Fig. 8.
+
+    Under each map: the values of the SID whose prototype the map explains (the prediction).
+    """
+    from cerberus.attributes import GROUPS
     from cerberus.explain import attention_figure, grad_cam_maps
     from cerberus.inference import InferenceModel
 
     net = InferenceModel.from_checkpoint(checkpoint, device=device)
     maps, sids = grad_cam_maps(net.model, images, height=net.height, width=net.width)
-    captions = [[f"SID {s}" for s in row] for row in sids]
+    codecs = [net.schema.codecs[g] for g in GROUPS]
+    captions = [
+        ["/".join(c.describe(int(s)).values()) for c, s in zip(codecs, row)] for row in sids
+    ]
     path = attention_figure(out, images, maps, captions=captions)
     typer.echo(f"figure: {path}")
 

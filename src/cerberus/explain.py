@@ -117,7 +117,8 @@ def attention_figure(
         )
     th, tw = tile
     cols = 1 + len(GROUPS)
-    col_w = max(tw, max(_text_width(n) for n in GROUP_NAMES.values())) + 8
+    texts = [str(c) for row in captions for c in row] if captions is not None else []
+    col_w = max(tw, *(_text_width(t) for t in [*GROUP_NAMES.values(), *texts])) + 8
     cap_h = 14 if captions is not None else 0
     head_h = 22 + 16
     width = max(2 * MARGIN + cols * col_w, _text_width(title, 13) + 2 * MARGIN)
