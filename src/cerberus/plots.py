@@ -23,11 +23,16 @@ LEFT, RIGHT, TOP, BOTTOM = 44, 16, 30, 58
 TICK = 4
 
 
-def _nice_range(values: np.ndarray) -> tuple[float, float]:
-    """A y range covering ``values`` with some room, rounded to whole units."""
+def _nice_range(values: np.ndarray) -> tuple[float, float, float]:
+    """``(low, high, step)``: a y range covering ``values`` with some room, both ends
+    multiples of a round tick step (1, 2, 5, 10, 20 or 50) giving at most 8 ticks."""
     lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
-    pad = max(2.0, 0.1 * (hi - lo))
-    return float(np.floor(lo - pad)), float(np.ceil(hi + pad))
+    pad = max(1.0, 0.05 * (hi - lo))
+    lo, hi = lo - pad, hi + pad
+    for step in (1.0, 2.0, 5.0, 10.0, 20.0, 50.0):
+        if (np.ceil(hi / step) - np.floor(lo / step)) <= 7:
+            break
+    return float(np.floor(lo / step) * step), float(np.ceil(hi / step) * step), step
 
 
 def line_chart(
@@ -63,7 +68,7 @@ def line_chart(
         m = np.asarray(means, dtype=np.float64)
         s = np.zeros(n) if spreads is None else np.nan_to_num(np.asarray(spreads, np.float64))
         allv += [m - s, m + s]
-    y0, y1 = _nice_range(np.concatenate(allv))
+    y0, y1, step = _nice_range(np.concatenate(allv))
     legend_h = 14 * len(curves)
     w, h = LEFT + PLOT_WIDTH + RIGHT, TOP + PLOT_HEIGHT + BOTTOM + legend_h
     img = Image.new("RGB", (w, h), (255, 255, 255))
@@ -77,8 +82,8 @@ def line_chart(
         return TOP + (y1 - v) / (y1 - y0) * PLOT_HEIGHT
 
     draw.rectangle((LEFT, TOP, LEFT + PLOT_WIDTH, TOP + PLOT_HEIGHT), outline=(0, 0, 0))
-    for k in range(6):
-        v = y0 + k * (y1 - y0) / 5
+    for k in range(int(round((y1 - y0) / step)) + 1):
+        v = y0 + k * step
         y = py(v)
         draw.line((LEFT - TICK, y, LEFT, y), fill=(0, 0, 0))
         draw.line((LEFT + 1, y, LEFT + PLOT_WIDTH - 1, y), fill=(232, 232, 232))
