@@ -390,7 +390,7 @@ def run_unseen(
 ) -> str:
     """Figure 7(b): exclude the training identities of k random test SIDs; with and without
     L_reg, over ``seeds`` (the SIDs are drawn once per k with ``sid_seed``). Writes
-    ``unseen.md`` and ``unseen.png`` (APS mAP and PAR mA against k)."""
+    ``unseen.md`` and ``unseen.png`` (APS mAP and R-1 against k, with and without L_reg)."""
     from cerberus.plots import line_chart
 
     out_dir = Path(out_dir)
@@ -448,7 +448,7 @@ def run_unseen(
             )
             for metric, key in (
                 ("APS mAP", "aps.full.map_score"),
-                ("PAR mA", "par.mean_accuracy_score"),
+                ("APS R-1", "aps.full.rank1_score"),
             ):
                 label = f"{metric}, {'with' if use_reg else 'without'} L_reg"
                 xs = 100 * np.asarray([_get(m, key) for m in runs], dtype=np.float64)
