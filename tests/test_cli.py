@@ -182,3 +182,26 @@ def test_cli_errors_are_one_line(trained, tmp_path):
     r = cerberus("search", "--index", index, "--image", query, "--checkpoint", other)
     assert r.returncode == 2 and "is not the model this index was built with" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_visualize_attention_and_tsne(trained):
+    pytest.importorskip("sklearn")
+    ckpt, tmp, data = trained["ckpt"], trained["tmp"], trained["data"]
+    queries = sorted((data / "query").glob("*.jpg"))[:2]
+    out = invoke("visualize", "attention", "--checkpoint", ckpt, *queries, "--out", tmp / "att.png")
+    assert "figure:" in out and Image.open(tmp / "att.png").size[1] > 2 * 128
+    out = invoke(
+        "visualize", "tsne", "--checkpoint", ckpt, "--compare", ckpt, "--group", "I",
+        "--ids", 4, "--out", tmp / "tsne.png",
+    )  # fmt: skip
+    assert "identity silhouette" in out and (tmp / "tsne.png").is_file()
+
+
+def test_ablate_rejects_unknown_experiments_and_grids(trained, tmp_path):
+    r = cerberus("ablate", "table9", "-c", "configs/synthetic.yaml", "--out", tmp_path)
+    assert r.returncode == 2 and "table7" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = cerberus(
+        "ablate", "sensitivity", "-c", "configs/synthetic.yaml", "--out", tmp_path,
+        "--grid", tmp_path / "missing.yaml",
+    )  # fmt: skip
+    assert r.returncode == 2 and "missing.yaml: grid file not found" in r.stderr

@@ -12,7 +12,13 @@ from test_engine import tiny_config
 from cerberus.attributes import MARKET1501
 from cerberus.data.datasets import read_dataset
 from cerberus.errors import CerberusError
-from cerberus.experiments import TABLE6, run_table, run_unseen, sample_unseen_sids
+from cerberus.experiments import (
+    TABLE6,
+    run_table,
+    run_unseen,
+    sample_unseen_sids,
+    unseen_summary,
+)
 
 
 def test_table6_runs_every_variant_and_caches(tmp_path, monkeypatch):
@@ -31,7 +37,7 @@ def test_table6_runs_every_variant_and_caches(tmp_path, monkeypatch):
     assert run_table("table6", cfg, tmp_path / "t6") == table
 
 
-def test_unseen_sids_are_sampled_from_train_and_test(tmp_path):
+def test_unseen_sids_are_sampled_from_the_test_identities(tmp_path):
     root = make_tree(tmp_path / "m", MARKET1501, train_ids=tuple(range(2, 42, 2)))
     ds = read_dataset(root)
     sids = sample_unseen_sids(ds, 2, seed=0, max_drop_fraction=0.6)
@@ -39,18 +45,74 @@ def test_unseen_sids_are_sampled_from_train_and_test(tmp_path):
     assert sample_unseen_sids(ds, 2, seed=0, max_drop_fraction=0.6) == sids
     for item in sids:
         g, s = item.split(":")
-        k = "HULIC".index(g)
-        assert int(s) in ds.train_attributes.sids[:, k]
-        assert int(s) in ds.test_attributes.sids[:, k]
-    assert np.isin(sids, sids).all()
+        assert int(s) in ds.test_attributes.sids[:, "HULIC".index(g)]
+    info = unseen_summary(ds, sids)
+    assert 0 <= info["removed_fraction"] <= 0.6
+    removed = np.zeros(len(ds.train_attributes), bool)
+    for item in sids:
+        g, s = item.split(":")
+        removed |= ds.train_attributes.sids[:, "HULIC".index(g)] == int(s)
+    assert info["removed_ids"] == removed.sum()
+    with pytest.raises(CerberusError, match="more than 1%"):
+        sample_unseen_sids(ds, 30, seed=0, max_drop_fraction=0.01)
 
 
 def test_unseen_experiment_table(tmp_path):
     root = make_tree(tmp_path / "m", MARKET1501, train_ids=tuple(range(2, 42, 2)), size=(64, 32))
     cfg = tiny_config(root, tmp_path / "unused", "optim.iterations=2", "eval.num_workers=0")
-    table = run_unseen(cfg, tmp_path / "u", ks=(0, 1))
-    lines = table.strip().splitlines()
-    assert len(lines) == 2 + 4 and "| 1 | yes |" in table
+    table = run_unseen(cfg, tmp_path / "u", ks=(0, 1), seeds=(0,), max_drop_fraction=0.6)
+    rows = [r for r in table.strip().splitlines() if r.startswith("| ") and "L_reg" not in r]
+    assert len(rows) == 4 and "| 1 | yes |" in table
+    assert "cap" in table and "removed train IDs" in table
+    assert (tmp_path / "u" / "unseen.png").is_file()
+
+
+def test_table7_lists_every_initialiser():
+    from cerberus.experiments import TABLE7
+    from cerberus.model import PROTOTYPE_INITS
+
+    inits = [c.get("model", {}).get("prototype_init", "he_normal") for _, c in TABLE7]
+    assert sorted(inits) == sorted(PROTOTYPE_INITS)
+
+
+def test_conflict_metrics_two_modes():
+    """reID with the reID feature alone ignores the PAR feature; with both, a PAR feature
+    that matches identities helps and one that mixes them hurts."""
+    from types import SimpleNamespace
+
+    from cerberus.experiments import conflict_metrics
+
+    rng = np.random.default_rng(0)
+    pids = np.repeat(np.arange(1, 6), 4)
+    cams = np.tile(np.arange(4), 5)
+    q_rows = cams == 0
+    ident = rng.normal(size=(5, 8))
+    reid = ident[pids - 1][:, None] + rng.normal(scale=2.0, size=(len(pids), 5, 8))
+    ds = SimpleNamespace(
+        query=SimpleNamespace(pids=pids[q_rows], camids=cams[q_rows]),
+        gallery=SimpleNamespace(pids=pids[~q_rows], camids=cams[~q_rows]),
+    )
+    good = ident[pids - 1] + rng.normal(scale=0.01, size=(len(pids), 8))
+    bad = rng.normal(size=(len(pids), 8))
+    m_good = conflict_metrics(reid[q_rows], reid[~q_rows], good[q_rows], good[~q_rows], ds)
+    m_bad = conflict_metrics(reid[q_rows], reid[~q_rows], bad[q_rows], bad[~q_rows], ds)
+    assert m_good["reid_only"]["map_score"] == m_bad["reid_only"]["map_score"]
+    assert m_good["reid_plus_par"]["map_score"] > m_good["reid_only"]["map_score"]
+    assert m_bad["reid_plus_par"]["map_score"] < m_good["reid_plus_par"]["map_score"]
+
+
+def test_conflict_baseline_trains_and_reports_both_modes(tmp_path):
+    from cerberus.experiments import run_conflict
+
+    root = make_tree(tmp_path / "m", MARKET1501, train_ids=tuple(range(2, 18, 2)), size=(64, 32))
+    cfg = tiny_config(root, tmp_path / "unused", "optim.iterations=2", "eval.num_workers=0")
+    table = run_conflict(cfg, tmp_path / "c", seeds=(0,), keep_checkpoints=False)
+    assert "| two-head baseline | reID feature |" in table
+    assert "| two-head baseline | reID + PAR features |" in table
+    assert "| Cerberus (this config) |" in table
+    assert not list((tmp_path / "c").rglob("last.pt"))
+    saved = (tmp_path / "c" / "two_head" / "seed0" / "config.yaml").read_text()
+    assert "par_feature: true" in saved and "attr_form: bce" in saved
 
 
 def test_format_spread_is_mean_and_sample_sd():

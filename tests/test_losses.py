@@ -358,3 +358,21 @@ def test_attribute_heads_loss_decreases_on_a_tiny_batch():
         compute_losses(
             _model()(x), labels=labels, sids=sids, model=_model(), margins=margins, lambda_attr=1.0
         )
+
+
+def test_attribute_loss_bce_is_mean_binary_cross_entropy_of_the_one_hot_labels():
+    import torch.nn.functional as F
+
+    from cerberus.losses import attribute_loss
+
+    torch.manual_seed(0)
+    sizes = [2, 3]
+    logits = torch.randn(4, 5)
+    values = torch.tensor([[0, 2], [1, -1], [-1, 0], [1, 1]])
+    got = attribute_loss(logits, values, sizes, form="bce")
+    terms = []
+    for j, (lo, n) in enumerate([(0, 2), (2, 3)]):
+        known = values[:, j] >= 0
+        target = F.one_hot(values[known, j], n).float()
+        terms.append(F.binary_cross_entropy_with_logits(logits[known, lo : lo + n], target))
+    assert got.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-6)

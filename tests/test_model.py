@@ -306,3 +306,63 @@ def test_model_from_config_builds_attribute_heads():
     assert not model_from_config(
         ModelConfig(backbone="resnet18", pretrained=False, dim=16), MARKET1501, 7
     ).has_attribute_heads
+
+
+@pytest.mark.parametrize(
+    "kind, mean, std",
+    [
+        ("he_normal", 0.0, lambda s, d: (2 / d) ** 0.5),
+        ("he_uniform", 0.0, lambda s, d: (6 / d) ** 0.5 / 3**0.5),
+        ("xavier_normal", 0.0, lambda s, d: (2 / (s + d)) ** 0.5),
+        ("xavier_uniform", 0.0, lambda s, d: (6 / (s + d)) ** 0.5 / 3**0.5),
+        ("normal_0.01", 0.0, lambda s, d: 0.01),
+        ("normal_0.1", 0.0, lambda s, d: 0.1),
+        ("normal_1", 0.0, lambda s, d: 1.0),
+        ("normal_10", 0.0, lambda s, d: 10.0),
+    ],
+)
+def test_prototype_initialisers_match_their_definition(kind, mean, std):
+    """Table 7: each initialiser's sample mean / sd on a (S, d) matrix is its definition's
+    (a uniform U(-b, b) has sd b / sqrt(3)); within 5% of the sd for 200k draws."""
+    from cerberus.model import init_prototypes_
+
+    s, d = 400, 512
+    torch.manual_seed(0)
+    p = init_prototypes_(torch.empty(s, d), kind)
+    want = std(s, d)
+    assert abs(p.mean().item() - mean) < 0.02 * want
+    assert p.std().item() == pytest.approx(want, rel=0.05)
+    if "uniform" in kind:
+        assert p.abs().max().item() <= want * 3**0.5 + 1e-6
+
+
+def test_model_uses_the_configured_prototype_init():
+    from conftest import tiny_model
+
+    from cerberus.errors import CerberusError
+
+    small = tiny_model(prototype_init="normal_0.01")
+    big = tiny_model(prototype_init="normal_10")
+    assert small.prototypes["L"].std().item() == pytest.approx(0.01, rel=0.2)
+    assert big.prototypes["L"].std().item() == pytest.approx(10, rel=0.2)
+    with pytest.raises(CerberusError, match="prototype_init"):
+        tiny_model(prototype_init="orthogonal")
+
+
+def test_par_feature_head_is_separate_from_the_five_representations():
+    """The Fig. 1b baseline: the attribute heads read a sixth feature, not f^G."""
+    from conftest import tiny_model
+
+    from cerberus.attributes import MARKET1501
+
+    sizes = [(a.group, a.num_values) for a in MARKET1501.attributes]
+    model = tiny_model(attribute_sizes=sizes, par_feature=True).eval()
+    x = torch.randn(2, 3, 64, 32)
+    features, par = model.forward_with_par(x)
+    assert features.shape == (2, 5, 16) and par.shape == (2, 16)
+    assert torch.allclose(features, model.forward_features(x))
+    assert model.attribute_logits(par).shape == (2, sum(n for _, n in sizes))
+    model.train()
+    out = model(x)
+    assert out["attribute_logits"].shape == (2, sum(n for _, n in sizes))
+    assert model.predict_attributes(par).shape == (2, MARKET1501.num_attributes)

@@ -52,6 +52,8 @@ def model_from_config(
         attribute_sizes=[(a.group, a.num_values) for a in schema.attributes]
         if m.attribute_heads
         else (),
+        prototype_init=m.prototype_init,
+        par_feature=m.par_feature,
     )
 
 

@@ -222,26 +222,50 @@ def _float_list(text: str, option: str) -> list[float]:
 
 @app.command()
 def ablate(
-    which: Annotated[str, typer.Argument(help="table6, table8, semantic or unseen.")],
+    which: Annotated[
+        str,
+        typer.Argument(
+            help="table6, table7, table8, semantic, unseen (Fig. 7b), conflict (Fig. 1b) or "
+            "sensitivity (Fig. 10)."
+        ),
+    ],
     config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file.")],
     out: Annotated[Path, typer.Option(help="Folder for the runs and the table.")],
     overrides: Overrides = None,
     ks: Annotated[str, typer.Option(help="unseen: numbers of unseen SIDs, comma-separated.")] = (
-        "0,2,4"
+        "0,1,2,3,4,6"
     ),
     seeds: Annotated[
         str, typer.Option(help="Training seeds, comma-separated; cells are mean ± sd.")
     ] = "0,1,2",
+    grid: Annotated[
+        Path, typer.Option(help="sensitivity: the parameter grid (YAML, see the file).")
+    ] = Path("configs/sensitivity.yaml"),
+    split_seed: Annotated[int, typer.Option(help="sensitivity: seed of the validation split.")] = 0,
+    keep_checkpoints: Annotated[
+        bool, typer.Option(help="Keep every run's last.pt (off: deleted once evaluated).")
+    ] = True,
 ) -> None:
-    """Run an ablation (Table 6, Table 8, the semantic objective, Figure 7(b)); print its table."""
+    """Run an ablation or a paper experiment over seeds; print its table (also written to --out)."""
     from cerberus.config import load_config
-    from cerberus.experiments import run_table, run_unseen
+    from cerberus.experiments import ABLATIONS, run_conflict, run_table, run_unseen
 
+    if which not in ABLATIONS:
+        raise CerberusError(f"unknown ablation {which!r}; valid: {', '.join(ABLATIONS)}")
     cfg = load_config(config, overrides or [])
+    seed_list = _int_list(seeds, "--seeds")
     if which == "unseen":
-        table = run_unseen(cfg, out, ks=_int_list(ks, "--ks"))
+        table = run_unseen(
+            cfg, out, ks=_int_list(ks, "--ks"), seeds=seed_list, keep_checkpoints=keep_checkpoints
+        )
+    elif which == "conflict":
+        table = run_conflict(cfg, out, seeds=seed_list, keep_checkpoints=keep_checkpoints)
+    elif which == "sensitivity":
+        from cerberus.sensitivity import load_grid, run_sensitivity
+
+        table = run_sensitivity(cfg, out, load_grid(grid), seeds=seed_list, split_seed=split_seed)
     else:
-        table = run_table(which, cfg, out, seeds=_int_list(seeds, "--seeds"))
+        table = run_table(which, cfg, out, seeds=seed_list, keep_checkpoints=keep_checkpoints)
     typer.echo(table)
 
 
@@ -730,7 +754,9 @@ def serve(
     run_server(create_app(gallery, net, limits=limits), host=host, port=port)
 
 
-visualize_app = typer.Typer(help="Figures: rank lists (Figure 6) and alignment maps (Figure 7a).")
+visualize_app = typer.Typer(
+    help="Figures: rank lists (Fig. 6), alignment (Fig. 7a), attention (Fig. 8), t-SNE (Fig. 9)."
+)
 app.add_typer(visualize_app, name="visualize")
 
 
@@ -778,6 +804,74 @@ def visualize_alignment(
     )
     path = alignment_figure(out, images, heat, tops, bottoms, sigma=net.model.align_sigma)
     typer.echo(f"figure: {path}")
+
+
+@visualize_app.command("attention")
+def visualize_attention(
+    checkpoint: Checkpoint,
+    images: Annotated[list[Path], typer.Argument(help="Person crops; one row each.")],
+    out: Annotated[Path, typer.Option("--out", help="PNG to write.")],
+    device: Device = "cpu",
+) -> None:
+    """Grad-CAM of the five representations (head, upper, lower, identity, carrying), Fig. 8.
+
+    Under each map: the values of the SID whose prototype the map explains (the prediction).
+    """
+    from cerberus.attributes import GROUPS
+    from cerberus.explain import attention_figure, grad_cam_maps
+    from cerberus.inference import InferenceModel
+
+    net = InferenceModel.from_checkpoint(checkpoint, device=device)
+    maps, sids = grad_cam_maps(net.model, images, height=net.height, width=net.width)
+    codecs = [net.schema.codecs[g] for g in GROUPS]
+    captions = [
+        ["/".join(c.describe(int(s)).values()) for c, s in zip(codecs, row)] for row in sids
+    ]
+    path = attention_figure(out, images, maps, captions=captions)
+    typer.echo(f"figure: {path}")
+
+
+@visualize_app.command("tsne")
+def visualize_tsne(
+    checkpoint: Checkpoint,
+    compare: Annotated[
+        Path, typer.Option(help="A second checkpoint, e.g. the m = 0 ablation, shown beside.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="PNG to write.")],
+    group: Annotated[str, typer.Option(help="Group whose representation is shown.")] = "L",
+    sid: Annotated[
+        int | None, typer.Option(help="The shared SID (default: the most shared one).")
+    ] = None,
+    ids: Annotated[int, typer.Option(help="Number of test identities.")] = 10,
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset root (default: the checkpoint's).")
+    ] = None,
+    label: Annotated[str, typer.Option(help="Caption of --checkpoint.")] = "model",
+    compare_label: Annotated[str, typer.Option(help="Caption of --compare.")] = "ablation",
+    seed: Annotated[int, typer.Option(help="Seed of the identity draw and of t-SNE.")] = 0,
+    device: Device = "cpu",
+) -> None:
+    """t-SNE of one group's representation over identities sharing a SID, two models (Fig. 9)."""
+    from cerberus.attributes import schema_from_meta
+    from cerberus.checkpoints import checkpoint_config, load_checkpoint
+    from cerberus.evaluation import checkpoint_dataset
+    from cerberus.explain import tsne_compare
+
+    _at_least("--ids", ids, 2)
+    state = load_checkpoint(checkpoint)
+    cfg = checkpoint_config(state, checkpoint)
+    trained = schema_from_meta(state["meta"]["schema"], str(checkpoint))
+    dataset = checkpoint_dataset(cfg, trained, checkpoint, data)
+    found = tsne_compare(
+        out, [(label, checkpoint), (compare_label, compare)], dataset, group,
+        num_ids=ids, sid=sid, seed=seed, device=device,
+    )  # fmt: skip
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in found["silhouette"].items())
+    typer.echo(
+        f"SID {group}:{found['sid']}: {len(found['pids'])} identities, {found['num_images']} "
+        f"images; identity silhouette (cosine): {scores}"
+    )
+    typer.echo(f"figure: {found['figure']}")
 
 
 @app.command()

@@ -64,6 +64,12 @@ class ModelConfig:
     attribute_heads: bool = False
     """Add training heads that classify each attribute from its group's representation (a PAR
     reference baseline in the style of FastAttr, not the paper's method; see loss.lambda_attr)."""
+    prototype_init: str = "he_normal"
+    """Initialiser of the SID prototypes (Table 7): he_normal (SPEC 2), he_uniform,
+    xavier_normal, xavier_uniform, normal_0.01, normal_0.1, normal_1 or normal_10."""
+    par_feature: bool = False
+    """The attribute heads read a separate PAR feature (FC+BN on the pooled global map) instead
+    of the group representations: the two-head reID / PAR baseline of Fig. 1b."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,10 @@ class LossConfig:
     semantic_scale: float = 10.0
     """The scale s of the softmax form (unused by the hinge)."""
     lambda_attr: float = 0.0
-    """Weight of the attribute heads' mean cross-entropy (needs model.attribute_heads)."""
+    """Weight of the attribute heads' loss (needs model.attribute_heads)."""
+    attr_form: str = "ce"
+    """The attribute heads' loss: ``"ce"`` (cross-entropy over each attribute's values) or
+    ``"bce"`` (binary cross-entropy on each value's one-hot label, as PAR models train)."""
     use_sem: bool = True
     use_id: bool = True
     use_reg: bool = True
@@ -270,6 +279,17 @@ _CHOICES = {
     "data.on_bad_image": ("stop", "skip"),
     "data.dataset": ("market1501", "dukemtmc", "table"),
     "loss.semantic": ("hinge", "softmax"),
+    "loss.attr_form": ("ce", "bce"),
+    "model.prototype_init": (
+        "he_normal",
+        "he_uniform",
+        "xavier_normal",
+        "xavier_uniform",
+        "normal_0.01",
+        "normal_0.1",
+        "normal_1",
+        "normal_10",
+    ),
     "eval.decision": ("cosine", "posterior"),
     "model.last_stride": (1, 2),
 }
@@ -322,6 +342,8 @@ def _validate(cfg: Config, where: str) -> None:
         raise CerberusError(f"{where}: optim.warmup_iterations exceeds optim.iterations")
     if cfg.loss.lambda_attr > 0 and not cfg.model.attribute_heads:
         raise CerberusError(f"{where}: loss.lambda_attr > 0 needs model.attribute_heads=true")
+    if cfg.model.par_feature and not cfg.model.attribute_heads:
+        raise CerberusError(f"{where}: model.par_feature needs model.attribute_heads=true")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -124,6 +124,7 @@ class TrainStep(nn.Module):
             lambda_reg=c.lambda_reg,
             values=values,
             lambda_attr=c.lambda_attr,
+            attr_form=c.attr_form,
             semantic=c.semantic,
             semantic_scale=c.semantic_scale,
             use_sem=c.use_sem,

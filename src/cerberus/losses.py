@@ -199,18 +199,23 @@ def identification_loss(features: Tensor, logits: Tensor, labels: Tensor) -> dic
     return {"ce_loss": ce, "triplet_loss": tri}
 
 
-def attribute_loss(logits: Tensor, values: Tensor, sizes: Sequence[int]) -> Tensor:
+def attribute_loss(
+    logits: Tensor, values: Tensor, sizes: Sequence[int], *, form: str = "ce"
+) -> Tensor:
     """Attribute classification loss of the optional attribute heads (a PAR baseline in the
     style of FastAttr, not part of SPEC 3).
 
     Mean over attributes a of the cross-entropy of a's head over its V_a values, each averaged
     over the images whose value of a is known; an attribute with no known value in the batch
-    is left out.
+    is left out. ``form="bce"``: instead of a's cross-entropy, the mean binary cross-entropy of
+    its V_a logits against the one-hot label of the value (one sigmoid per binary label, the
+    PAR models' loss).
 
     Args:
         logits: ``(B, sum_a V_a)`` the heads' logits, attribute blocks in schema order.
         values: ``(B, num_attributes)`` long value codes, ``-1`` = unknown.
         sizes: ``V_a`` of every attribute.
+        form: ``"ce"`` or ``"bce"``.
 
     Returns:
         Scalar float32 loss; 0 (attached to the graph) when no value is known.
@@ -225,8 +230,16 @@ def attribute_loss(logits: Tensor, values: Tensor, sizes: Sequence[int]) -> Tens
     terms = []
     for j, block in enumerate(logits.float().split(list(sizes), dim=1)):
         target = values[:, j]
-        if (target >= 0).any():
+        known = target >= 0
+        if not known.any():
+            continue
+        if form == "bce":
+            onehot = F.one_hot(target[known], block.shape[1]).float()
+            terms.append(F.binary_cross_entropy_with_logits(block[known], onehot))
+        elif form == "ce":
             terms.append(F.cross_entropy(block, target, ignore_index=-1))
+        else:
+            raise CerberusError(f"attribute_loss: form must be 'ce' or 'bce', got {form!r}")
     if not terms:
         return logits.float().sum() * 0.0
     return torch.stack(terms).mean()
@@ -289,6 +302,7 @@ def compute_losses(
     lambda_reg: float = 0.001,
     values: Tensor | None = None,
     lambda_attr: float = 0.0,
+    attr_form: str = "ce",
     semantic: str = "hinge",
     semantic_scale: float = 10.0,
     use_sem: bool = True,
@@ -357,7 +371,9 @@ def compute_losses(
         )
     attr = zero
     if "attribute_logits" in output and values is not None:
-        attr = attribute_loss(output["attribute_logits"], values, model.attribute_sizes)
+        attr = attribute_loss(
+            output["attribute_logits"], values, model.attribute_sizes, form=attr_form
+        )
     elif lambda_attr > 0:
         raise CerberusError(
             "compute_losses: lambda_attr > 0 needs a model with attribute heads in train mode "

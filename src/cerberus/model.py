@@ -89,6 +89,40 @@ def align_feature_map(fmap: Tensor, sigma: float) -> tuple[Tensor, Tensor, Tenso
     return aligned, top, bottom
 
 
+PROTOTYPE_INITS: dict[str, str] = {
+    "he_normal": "N(0, 2 / d) (He et al. 2015, fan-in; SPEC 2, the paper's choice)",
+    "he_uniform": "U(-sqrt(6 / d), sqrt(6 / d))",
+    "xavier_normal": "N(0, 2 / (S + d)) (Glorot and Bengio 2010)",
+    "xavier_uniform": "U(-sqrt(6 / (S + d)), sqrt(6 / (S + d)))",
+    "normal_0.01": "N(0, 0.01^2)",
+    "normal_0.1": "N(0, 0.1^2)",
+    "normal_1": "N(0, 1)",
+    "normal_10": "N(0, 10^2)",
+}
+"""Initialisers of the SID prototypes (Table 7), for a ``(S, d)`` matrix: S SIDs (fan-out),
+d features (fan-in)."""
+
+
+def init_prototypes_(p: Tensor, kind: str = "he_normal") -> Tensor:
+    """Fill a prototype matrix ``(S, d)`` in place with one of :data:`PROTOTYPE_INITS`."""
+    if kind not in PROTOTYPE_INITS:
+        raise CerberusError(
+            f"model.prototype_init: unknown initialiser {kind!r}; "
+            f"valid: {', '.join(PROTOTYPE_INITS)}"
+        )
+    if p.ndim != 2:
+        raise CerberusError(f"init_prototypes_: expected a (S, d) matrix, got {tuple(p.shape)}")
+    if kind == "he_normal":
+        return nn.init.kaiming_normal_(p)
+    if kind == "he_uniform":
+        return nn.init.kaiming_uniform_(p, a=0.0, nonlinearity="relu")
+    if kind == "xavier_normal":
+        return nn.init.xavier_normal_(p)
+    if kind == "xavier_uniform":
+        return nn.init.xavier_uniform_(p)
+    return nn.init.normal_(p, std=float(kind.removeprefix("normal_")))
+
+
 class EmbeddingHead(nn.Module):
     """One representation head, SPEC 2: FC(C -> d) without bias, then BatchNorm1d.
 
@@ -150,6 +184,9 @@ class Cerberus(nn.Module):
             (schema order) on the representation of a's group: a reference PAR baseline in the
             style of FastAttr, not the paper's method (training heads; absent otherwise, so
             checkpoints without them keep their keys).
+        par_head: with ``par_feature``, an FC+BN head on the pooled global map giving a sixth,
+            separate PAR feature f^P ``(B, d)`` that every attribute classifier reads instead of
+            its group's representation: the two-head reID / PAR baseline of Fig. 1b.
     """
 
     def __init__(
@@ -165,6 +202,8 @@ class Cerberus(nn.Module):
         align_sigma: float,
         use_alignment: bool,
         attribute_sizes: Sequence[tuple[str, int]] = (),
+        prototype_init: str = "he_normal",
+        par_feature: bool = False,
     ):
         super().__init__()
         self.trunk = trunk
@@ -181,7 +220,7 @@ class Cerberus(nn.Module):
         for g in GROUPS:
             a = _binary_matrix(g, num_sids, binary_vectors)
             p = torch.empty(a.shape[0], dim)
-            nn.init.kaiming_normal_(p)  # He-normal, SPEC 2
+            init_prototypes_(p, prototype_init)  # He-normal by default, SPEC 2
             self.prototypes[g] = nn.Parameter(p)
             self.residual_vectors[g] = nn.Parameter(torch.zeros(a.shape[1], dim))
             self.register_buffer(f"binary_vectors_{g}", a)
@@ -192,6 +231,11 @@ class Cerberus(nn.Module):
         for g, n in attribute_sizes:
             if g not in GROUPS or n < 2:
                 raise CerberusError(f"attribute head ({g!r}, {n}): needs a group and >= 2 values")
+        if par_feature and not attribute_sizes:
+            raise CerberusError("model.par_feature needs the attribute heads (attribute_heads)")
+        self.par_feature = par_feature
+        if par_feature:
+            self.par_head = EmbeddingHead(channels, dim)
         self.attribute_sizes = tuple(int(n) for _, n in attribute_sizes)
         self.attribute_group_index = tuple(GROUPS.index(g) for g, _ in attribute_sizes)
         if attribute_sizes:
@@ -210,13 +254,20 @@ class Cerberus(nn.Module):
         """Logits of the attribute heads, concatenated in schema order.
 
         Args:
-            features: ``(B, 5, d)`` representations (GROUPS order).
+            features: ``(B, 5, d)`` representations (GROUPS order), or ``(B, d)`` PAR features
+                for a model with ``par_feature``.
 
         Returns:
             ``(B, sum_a V_a)``; attribute a's block is ``attribute_sizes[a]`` wide.
         """
         if not self.has_attribute_heads:
             raise CerberusError("this model has no attribute heads (model.attribute_heads=false)")
+        if self.par_feature:
+            if features.ndim != 2:
+                raise CerberusError(
+                    f"attribute_logits: expected PAR features (B, d), got {tuple(features.shape)}"
+                )
+            return torch.cat([head(features) for head in self.attribute_classifiers], dim=1)
         if features.ndim != 3 or features.shape[1] != len(GROUPS):
             raise CerberusError(
                 f"attribute_logits: expected features (B, 5, d), got {tuple(features.shape)}"
@@ -234,7 +285,7 @@ class Cerberus(nn.Module):
         """PAR by the attribute heads: the arg-max value of every attribute.
 
         Args:
-            features: ``(B, 5, d)`` representations (GROUPS order).
+            features: as :meth:`attribute_logits`.
 
         Returns:
             ``(B, num_attributes)`` long value codes in schema order.
@@ -275,7 +326,10 @@ class Cerberus(nn.Module):
         Returns:
             ``(B, 5, d)`` in :data:`~cerberus.attributes.GROUPS` order H, U, L, I, C.
         """
-        fg, fl = self.forward_maps(x)
+        return self.features_from_maps(*self.forward_maps(x))[0]
+
+    def features_from_maps(self, fg: Tensor, fl: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, 5, d)`` representations and the pooled global map ``(B, C)`` from the maps."""
         if self.use_alignment:
             fl, _, _ = align_feature_map(fl, self.align_sigma)
         pooled_g = fg.mean(dim=(2, 3))
@@ -287,7 +341,15 @@ class Cerberus(nn.Module):
             "I": pooled_g,
             "C": pooled_g,
         }
-        return torch.stack([self.heads[g](parts[g]) for g in GROUPS], dim=1)
+        return torch.stack([self.heads[g](parts[g]) for g in GROUPS], dim=1), pooled_g
+
+    def forward_with_par(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The five representations ``(B, 5, d)`` and the PAR feature f^P ``(B, d)`` (a model
+        with ``par_feature``, the Fig. 1b baseline), from one pass through the backbone."""
+        if not self.par_feature:
+            raise CerberusError("this model has no PAR feature (model.par_feature=false)")
+        features, pooled = self.features_from_maps(*self.forward_maps(x))
+        return features, self.par_head(pooled)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Training / inference output.
@@ -297,16 +359,18 @@ class Cerberus(nn.Module):
 
         Returns:
             ``{"features": (B, 5, d)}``, plus ``"logits": (5, B, num_classes)`` in training mode,
-            and ``"attribute_logits": (B, sum_a V_a)`` when the model has attribute heads.
+            and ``"attribute_logits": (B, sum_a V_a)`` when the model has attribute heads (read
+            from the PAR feature with ``par_feature``).
         """
-        features = self.forward_features(x)
+        features, pooled = self.features_from_maps(*self.forward_maps(x))
         out = {"features": features}
         if self.training:
             out["logits"] = torch.stack(
                 [self.classifiers[g](features[:, k]) for k, g in enumerate(GROUPS)]
             )
             if self.has_attribute_heads:
-                out["attribute_logits"] = self.attribute_logits(features)
+                par = self.par_head(pooled) if self.par_feature else features
+                out["attribute_logits"] = self.attribute_logits(par)
         return out
 
     @torch.no_grad()
@@ -418,6 +482,8 @@ def build_model(
     align_sigma: float = 5.0,
     use_alignment: bool = True,
     attribute_sizes: Sequence[tuple[str, int]] = (),
+    prototype_init: str = "he_normal",
+    par_feature: bool = False,
 ) -> Cerberus:
     """Build Cerberus (SPEC 2) on a torchvision ResNet.
 
@@ -441,6 +507,8 @@ def build_model(
         use_alignment: False for the ablation without alignment.
         attribute_sizes: ``(group, number of values)`` of every attribute, schema order, to add
             the attribute heads (empty: none, the paper's model).
+        prototype_init: one of :data:`PROTOTYPE_INITS` (Table 7).
+        par_feature: the attribute heads read a separate PAR feature (Fig. 1b baseline).
 
     Raises:
         CerberusError: unknown backbone, bad sizes, or a weights file that is missing, not a state
@@ -475,6 +543,8 @@ def build_model(
         align_sigma=align_sigma,
         use_alignment=use_alignment,
         attribute_sizes=attribute_sizes,
+        prototype_init=prototype_init,
+        par_feature=par_feature,
     )
 
 

@@ -387,3 +387,111 @@ class ImageDataset(torch.utils.data.Dataset):
             "values": self._values[index],
             "index": index,
         }
+
+
+MARKET_VALIDATION = (751, 100, 160)
+"""The paper's validation split of Market-1501 (SPEC 4): of 751 training identities, 100 held
+out for validation, 160 of their images as queries, the rest of their images the gallery."""
+
+
+def _table_subset(table: AttributeTable, ids: np.ndarray) -> AttributeTable:
+    keep = np.isin(table.ids, ids)
+    return AttributeTable(table.schema, table.ids[keep], table.values[keep], table.alt_values[keep])
+
+
+def validation_split(
+    dataset: ReIDDataset,
+    *,
+    num_val_ids: int | None = None,
+    num_queries: int | None = None,
+    seed: int = 0,
+) -> ReIDDataset:
+    """Split the training identities into train / validation, for choosing hyper-parameters.
+
+    The validation identities become the test set: ``num_queries`` of their images are the
+    queries (drawn round-robin over the identities, each from a camera that leaves another
+    camera's image of that identity in the gallery), the rest of their images the gallery.
+    Defaults follow the paper's Market-1501 split (:data:`MARKET_VALIDATION`: 651 / 100
+    identities, 160 queries), scaled to the number of training identities N:
+    ``round(100 N / 751)`` identities and ``round(1.6 x)`` queries. Same seed, same split.
+
+    Args:
+        dataset: any dataset; only its training images are used.
+        num_val_ids: identities held out (``1 .. N-1``).
+        num_queries: query images (at most the number of validation images minus one per
+            identity).
+        seed: the random seed of the identity and query draws.
+
+    Returns:
+        A dataset with the remaining identities as ``train`` (relabelled ``0..N'-1``) and the
+        validation identities as ``query`` / ``gallery`` (their attribute rows as
+        ``test_attributes``).
+    """
+    total, val_ref, query_ref = MARKET_VALIDATION
+    ids = np.unique(dataset.train.pids)
+    n = len(ids)
+    if num_val_ids is None:
+        num_val_ids = max(1, round(val_ref * n / total))
+    if not 1 <= num_val_ids < n:
+        raise CerberusError(
+            f"validation split: num_val_ids must be in 1..{n - 1} ({n} training identities), "
+            f"got {num_val_ids}"
+        )
+    if num_queries is None:
+        num_queries = round(query_ref * num_val_ids / val_ref)
+    rng = np.random.default_rng(seed)
+    val_ids = np.sort(rng.choice(ids, size=num_val_ids, replace=False))
+    is_val = np.isin(dataset.train.pids, val_ids)
+    val = dataset.train.subset(is_val)
+    capacity = len(val) - num_val_ids
+    if not 1 <= num_queries <= capacity:
+        raise CerberusError(
+            f"validation split: num_queries must be in 1..{capacity} ({len(val)} images of "
+            f"{num_val_ids} validation identities), got {num_queries}"
+        )
+    # Candidate queries per identity, in random order: images whose identity also has an
+    # image from another camera (so the query has a true match under the Market protocol);
+    # without cameras, any image of an identity with several.
+    pools = []
+    for pid in rng.permutation(val_ids):
+        rows = np.nonzero(val.pids == pid)[0]
+        rows = rows[rng.permutation(len(rows))]
+        if not dataset.cameras_known:
+            pools.append(list(rows))
+            continue
+        pools.append([r for r in rows if (val.camids[val.pids == pid] != val.camids[r]).any()])
+    chosen: list[int] = []
+    while len(chosen) < num_queries and any(len(p) > 1 for p in pools):
+        for pool in pools:
+            if len(pool) > 1 and len(chosen) < num_queries:
+                chosen.append(pool.pop())
+    if len(chosen) < num_queries:
+        raise CerberusError(
+            f"validation split: only {len(chosen)} queries possible with a cross-camera match, "
+            f"asked for {num_queries}"
+        )
+    is_query = np.zeros(len(val), dtype=bool)
+    is_query[chosen] = True
+
+    def as_test(images: ImageSet) -> ImageSet:
+        return ImageSet(
+            images.paths, images.pids, images.camids, images.pids.copy(), images.values,
+            images.schema, images.alt_values,
+        )  # fmt: skip
+
+    train = dataset.train.subset(~is_val)
+    classes, labels = np.unique(train.pids, return_inverse=True)
+    train = ImageSet(
+        train.paths, train.pids, train.camids, labels, train.values, train.schema, train.alt_values
+    )
+    return ReIDDataset(
+        name=dataset.name,
+        root=dataset.root,
+        schema=dataset.schema,
+        train=train,
+        query=as_test(val.subset(is_query)),
+        gallery=as_test(val.subset(~is_query)),
+        train_attributes=_table_subset(dataset.train_attributes, classes),
+        test_attributes=_table_subset(dataset.train_attributes, val_ids),
+        cameras_known=dataset.cameras_known,
+    )
