@@ -91,6 +91,7 @@ def test_conflict_metrics_two_modes():
     ds = SimpleNamespace(
         query=SimpleNamespace(pids=pids[q_rows], camids=cams[q_rows]),
         gallery=SimpleNamespace(pids=pids[~q_rows], camids=cams[~q_rows]),
+        cameras_known=True,
     )
     good = ident[pids - 1] + rng.normal(scale=0.01, size=(len(pids), 8))
     bad = rng.normal(size=(len(pids), 8))
