@@ -360,3 +360,31 @@ def test_the_page_runs_on_a_weights_pair_alone(served, tmp_path):
         "/api/search/image", files={"image": ("q.jpg", query)}, data={"k": 4}
     )
     assert [x["id"] for x in r.json()["results"]] == [x["id"] for x in expected.json()["results"]]
+
+
+def test_photo_search_says_same_person_at_the_calibrated_threshold(served):
+    """With a calibrated model every photo-search result says "same person" exactly when its
+    score is above the stored threshold, and the response names the operating point; without a
+    calibration the verdict is absent (None), never guessed."""
+    import dataclasses
+
+    client, query = served["client"], served["query"].read_bytes()
+    plain = client.post("/api/search/image", files={"image": ("q.jpg", query)}, data={"k": 6})
+    assert plain.json()["operating_point"] is None
+    assert all(r["same_person"] is None for r in plain.json()["results"])
+    scores = sorted(r["score"] for r in plain.json()["results"])
+    threshold = (scores[2] + scores[3]) / 2  # three results above, three below
+    point = {"fpr_target": 1e-2, "threshold": threshold, "tpr": 0.9, "fpr": 0.01}
+    cal = {"chosen_fpr": 1e-2, "points": [point], "split": "test", "num_different_pairs": 900}
+    net = dataclasses.replace(served["net"], calibration=cal)
+    with TestClient(create_app(served["gallery"], net)) as calibrated:
+        assert calibrated.get("/api/health").json()["calibrated"] is True
+        r = calibrated.post("/api/search/image", files={"image": ("q.jpg", query)}, data={"k": 6})
+        body = r.json()
+        aps = calibrated.post("/api/search/attributes", json={"attributes": {"gender": "male"}})
+    assert body["operating_point"]["threshold"] == threshold
+    assert "FPR 1e-02" in body["operating_point"]["text"]
+    said = [row["same_person"] for row in body["results"]]
+    assert said == [row["score"] > threshold for row in body["results"]]
+    assert said.count(True) == 3 and said.count(False) == 3
+    assert "same_person" not in aps.json()["results"][0]  # a description is not a person

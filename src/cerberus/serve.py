@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cerberus.attributes import GROUP_NAMES, GROUPS, Schema
+from cerberus.calibration import describe_point, operating_point, verdict
 from cerberus.errors import CerberusError
 from cerberus.index import GalleryIndex, result_rows, search_images
 from cerberus.scoring import parse_attribute_query
@@ -191,7 +192,20 @@ class SearchService:
     def _search_paths(self, path: Path, k: int, query: dict[str, Any]) -> dict[str, Any]:
         with self._model_lock:
             ((rows, said),) = search_images(self.gallery, self.net, [path], k)
-        return {"query": {**query, "text": said}, "results": self._rows(rows)}
+        results = self._rows(rows)
+        point = self.operating_point()
+        for row in results:
+            row["same_person"] = None if point is None else verdict(row["score"], point)
+        return {"query": {**query, "text": said}, "results": results, "operating_point": point}
+
+    def operating_point(self) -> dict[str, Any] | None:
+        """The model's calibrated operating point (``cerberus calibrate``) with a sentence
+        saying what it is, or ``None`` for an uncalibrated model."""
+        cal = self.net.calibration
+        if cal is None:
+            return None
+        point = operating_point(cal)
+        return {**point, "text": describe_point(point, cal)}
 
     def search_attributes(self, attributes: dict[str, str], k: int) -> dict[str, Any]:
         """APS: a (partial) description -> the top-k rows; values ``""`` count as "any"."""
@@ -284,6 +298,7 @@ class SearchService:
             "max_k": MAX_K,
             "max_image_bytes": self.limits.max_bytes,
             "max_image_pixels": self.limits.max_pixels,
+            "calibrated": self.net.calibration is not None,
         }
 
 

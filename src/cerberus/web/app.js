@@ -85,17 +85,27 @@ function resultCard(row) {
     el("span", { class: "score", text: `score ${row.score.toFixed(3)}` }),
   ]);
   const meta2 = el("div", { class: "meta" }, [el("span", { class: "camera", text: camera + who })]);
+  const rows = [button, meta, meta2];
+  if (row.same_person === true || row.same_person === false) {
+    rows.push(el("div", {
+      class: `meta same ${row.same_person ? "yes" : "no"}`,
+      text: row.same_person ? "same person (calibrated)" : "different (calibrated)",
+    }));
+  }
   if (verdict) meta2.append(el("span", { class: `badge ${verdict}`, text: verdict === "correct" ? "✓ match" : "✗ other" }));
   const attrs = el("ul", { class: "attributes", "aria-label": "Predicted attributes" });
   for (const phrase of row.attributes) attrs.append(el("li", { text: phrase }));
-  return el("li", { class: `card ${verdict}`, "data-rank": String(row.rank) }, [button, meta, meta2, attrs]);
+  rows.push(attrs);
+  return el("li", { class: `card ${verdict}`, "data-rank": String(row.rank) }, rows);
 }
 
 function showResults(data, imageUrl, what) {
   showQuery(data.query, imageUrl);
   const list = $("result-list");
   list.replaceChildren(...data.results.map(resultCard));
-  setStatus(`${data.results.length} results for ${what}.`);
+  const point = data.operating_point;
+  const said = point ? ` "Same person" above ${point.text}.` : "";
+  setStatus(`${data.results.length} results for ${what}.${said}`);
 }
 
 async function run(what, request, imageUrl) {
