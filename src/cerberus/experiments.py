@@ -72,6 +72,14 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """The training seeds of a comparison as a list: at least one, no repeats."""
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise CerberusError(f"seeds: expected distinct integers, got {seeds}")
+    return seeds
+
+
 def run_variant(
     cfg: Config,
     name: str,
@@ -260,9 +268,7 @@ def run_table(
     tables = {"table6": TABLE6, "table7": TABLE7, "table8": TABLE8}
     if which not in (*tables, "semantic"):
         raise CerberusError(f"unknown ablation {which!r}; valid: {', '.join(ABLATIONS)}")
-    seeds = list(seeds if seeds is not None else [cfg.train.seed])
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise CerberusError(f"seeds: expected distinct integers, got {seeds}")
+    seeds = check_seeds(seeds if seeds is not None else [cfg.train.seed])
     out_dir = Path(out_dir)
     dataset = dataset or open_dataset(
         cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes, schema=cfg.data.schema
@@ -370,13 +376,7 @@ def unseen_summary(dataset: ReIDDataset, sids: Sequence[str]) -> dict[str, Any]:
     }
 
 
-UNSEEN_COLUMNS: list[Column] = [
-    ("reID mAP", "reid.map_score", "reid"),
-    ("reID R-1", "reid.rank1_score", "reid"),
-    ("APS mAP", "aps.full.map_score", "aps"),
-    ("APS R-1", "aps.full.rank1_score", "aps"),
-    ("PAR mA", "par.mean_accuracy_score", "par"),
-]
+UNSEEN_COLUMNS: list[Column] = BASE_COLUMNS
 
 
 def run_unseen(
@@ -396,9 +396,7 @@ def run_unseen(
     from cerberus.plots import line_chart
 
     out_dir = Path(out_dir)
-    seeds = list(seeds)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise CerberusError(f"seeds: expected distinct integers, got {seeds}")
+    seeds = check_seeds(seeds)
     dataset = dataset or open_dataset(
         cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes, schema=cfg.data.schema
     )
@@ -578,9 +576,7 @@ def run_conflict(
     features together, beside Cerberus (``cfg`` as it is) on the same seeds. Writes
     ``conflict.md``; returns the table."""
     out_dir = Path(out_dir)
-    seeds = list(seeds)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise CerberusError(f"seeds: expected distinct integers, got {seeds}")
+    seeds = check_seeds(seeds)
     dataset = dataset or open_dataset(
         cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes, schema=cfg.data.schema
     )

@@ -27,7 +27,7 @@ from cerberus.config import Config, config_from_dict
 from cerberus.data.datasets import ReIDDataset, validation_split
 from cerberus.data.table import open_dataset
 from cerberus.errors import CerberusError
-from cerberus.experiments import _get, _slug, format_spread, run_variant
+from cerberus.experiments import _get, _slug, check_seeds, format_spread, run_variant
 from cerberus.files import atomic_write
 from cerberus.plots import line_chart
 
@@ -143,9 +143,7 @@ def run_sensitivity(
     one PNG per parameter (``sensitivity_<name>.png``: reID mAP, APS mAP, PAR mA with +-sd
     bars, the config's own value underlined). Returns the Markdown table."""
     out_dir = Path(out_dir)
-    seeds = list(seeds)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise CerberusError(f"seeds: expected distinct integers, got {seeds}")
+    seeds = check_seeds(seeds)
     points = expand_grid(axes, cfg)
     dataset = dataset or open_dataset(
         cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes, schema=cfg.data.schema
