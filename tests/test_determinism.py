@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tree
+from conftest import TINY_TRAINING, make_tree
 
 from cerberus.attributes import MARKET1501
 from cerberus.checkpoints import load_checkpoint
@@ -14,18 +14,10 @@ from cerberus.config import load_config
 from cerberus.engine import train
 
 TINY = [
-    "model.backbone=resnet18",
-    "model.pretrained=false",
-    "model.dim=16",
-    "data.height=64",
-    "data.width=32",
-    "data.p=4",
-    "data.k=2",
+    *TINY_TRAINING,
     "data.pad=2",
-    "optim.warmup_iterations=1",
     "optim.iterations=3",
-    "train.device=cpu",
-    "train.progress=false",
+    "train.checkpoint_every=1000",
     "train.threads=1",  # fast on a loaded machine; the count is part of what must repeat
 ]
 

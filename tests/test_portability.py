@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import make_tree
+from conftest import TINY_TRAINING, make_tree
 from typer.testing import CliRunner
 
 from cerberus.attributes import MARKET1501
@@ -21,23 +21,7 @@ from cerberus.index import GalleryIndex
 runner = CliRunner()
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "synthetic.yaml"
 
-TINY = [
-    "model.backbone=resnet18",
-    "model.pretrained=false",
-    "model.dim=16",
-    "data.height=64",
-    "data.width=32",
-    "data.p=4",
-    "data.k=2",
-    "data.num_workers=0",
-    "optim.iterations=2",
-    "optim.warmup_iterations=1",
-    "train.device=cpu",
-    "train.progress=false",
-    "train.log_every=1",
-    "train.checkpoint_every=2",
-    "eval.num_workers=0",
-]
+TINY = [*TINY_TRAINING, "train.log_every=1"]
 
 
 def invoke(*args) -> str:
