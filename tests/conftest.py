@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from PIL import Image
 
 from cerberus.attributes import DUKEMTMC, MARKET1501, AttributeTable, Schema, save_attribute_mat
+from cerberus.cli import main
 
 SHARED_ATTRIBUTES = Path(__file__).resolve().parents[2] / "shared" / "data" / "attributes"
 
@@ -155,3 +157,20 @@ def tiny_index(tmp_path_factory) -> dict[str, Path]:
         "index": root / "gallery.npz",
         "query": sorted((data / "query").glob("*.jpg"))[0],
     }
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``cli(*args) -> (exit code, stdout, stderr)`` through the real entry point."""
+
+    def run(*args) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["cerberus", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -4,7 +4,6 @@ operating points, and calibrate / verify / search through the command line."""
 from __future__ import annotations
 
 import json
-import sys
 from itertools import combinations
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from cerberus.calibration import (
     store_calibration,
     verdict,
 )
-from cerberus.cli import main
 from cerberus.data.datasets import read_dataset
 from cerberus.errors import CerberusError
 from cerberus.export import export_weights
@@ -116,21 +114,6 @@ def test_roc_figure_is_a_png(tmp_path):
 
 
 # --------------------------------------------------------------------------- command line
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    def run(*args) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["cerberus", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_calibrate_verify_search_with_checkpoint_and_pair(setup, cli, tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cerberus.attributes import MARKET1501
-from cerberus.cli import main
 from cerberus.config import load_config
 
 TINY_TRAIN = {
@@ -28,23 +26,6 @@ TINY_TRAIN = {
     "optim": {"iterations": 2, "warmup_iterations": 1},
     "train": {"device": "cpu", "progress": False, "log_every": 1},
 }
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """``cli(*args) -> (exit code, stdout, stderr)`` through the real entry point."""
-
-    def run(*args) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["cerberus", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def assert_one_line(code: int, err: str, *names: str) -> None:
