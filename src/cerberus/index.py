@@ -409,7 +409,7 @@ def search_images(
 
     gallery.check_model(net.fingerprint, net.checkpoint)
     queries = image_set(paths, net.schema)
-    features = net.features(paths)
+    features = net.features_of(queries)
     said = net.describe(features, gallery.prototypes)
     return [
         (

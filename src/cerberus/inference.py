@@ -404,7 +404,10 @@ class InferenceModel:
 
     def features(self, paths: list[str | Path] | tuple[str | Path, ...]) -> np.ndarray:
         """``(N, 5, d)`` representations of image files; an unreadable file is an error."""
-        images = image_set(paths, self.schema)
+        return self.features_of(image_set(paths, self.schema))
+
+    def features_of(self, images: ImageSet) -> np.ndarray:
+        """``(N, 5, d)`` representations of an :class:`ImageSet` (see :meth:`features`)."""
         return extract_features(
             self.model,
             images,
