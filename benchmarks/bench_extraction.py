@@ -23,6 +23,7 @@ Target on CPU: ours >= 0.6x torchreid's images/s.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -128,6 +129,7 @@ def main() -> None:
     )
     parser.add_argument("--profile", action="store_true", help="torch.profiler top ops of ours")
     parser.add_argument("--quick", action="store_true", help="128x64, batch 8, 2 iters")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     if args.quick:
         args.height, args.width, args.batch = 128, 64, 8
@@ -179,6 +181,7 @@ def main() -> None:
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
 
     rows, speed = [], {}
+    results: dict[str, dict[str, dict[str, float]]] = {}
     for fmt in formats:
         mf = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
         x = x0.to(device).contiguous(memory_format=mf)
@@ -193,6 +196,12 @@ def main() -> None:
             times = timed(run, warmup=warmup, iters=iters, sync=sync)
             sec = median(times)
             speed[(fmt, name)] = args.batch / sec
+            results.setdefault(fmt, {})["ours" if name == "ours" else "torchreid"] = {
+                "images_per_s": args.batch / sec,
+                "ms_per_batch": sec * 1000,
+                "gmacs": macs / 1e9,
+                "params": params,
+            }
             rows.append(
                 [
                     name,
@@ -236,6 +245,11 @@ def main() -> None:
     print()
     if torchreid is not None:
         print(f"MACs ratio ours / torchreid = {our_macs / models[ref_name][2]:.2f}")
+    if args.json is not None:
+        fmt = "channels_last" if "channels_last" in results else formats[0]
+        args.json.write_text(
+            json.dumps({"device": args.device, "batch": args.batch, "models": results[fmt]})
+        )
 
 
 if __name__ == "__main__":

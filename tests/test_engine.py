@@ -129,6 +129,10 @@ def test_short_training_lowers_every_loss_term(tmp_path):
         after = sum(r[term] for r in last) / len(last)
         assert after < before, (term, before, after)
     assert result.checkpoint.is_file()
+    # the time spent waiting for batches (the data-loader stall) is measured and logged
+    assert 0 < result.data_wait_seconds < result.seconds
+    elapsed = [r["elapsed_s"] for r in rows]
+    assert elapsed == sorted(elapsed) and all(0 <= r["data_wait_s"] <= r["elapsed_s"] for r in rows)
     model, cfg2, _ = load_model_from_checkpoint(result.checkpoint)
     assert cfg2 == cfg and not model.training
 

@@ -140,6 +140,8 @@ class TrainResult:
     seconds: float
     last_losses: dict[str, float]
     first_losses: dict[str, float]
+    data_wait_seconds: float = 0.0
+    """Time spent waiting for the data loader to hand over the next batch (in ``seconds``)."""
 
 
 def _distributed_context() -> tuple[int, int, int]:
@@ -233,7 +235,8 @@ def train(
     """
     cfg = with_absolute_data_paths(cfg)  # stored in the checkpoint: usable from any folder
     rank, local_rank, world = _distributed_context()
-    distributed = world > 1
+    # under torchrun even one process goes through DistributedDataParallel (the path is proved)
+    distributed = world > 1 or dist.is_torchelastic_launched()
     device = resolve_device(cfg.train.device, "train.device", local_rank=local_rank)
     if distributed and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
@@ -386,10 +389,13 @@ def train(
     first: dict[str, float] = {}
     last: dict[str, float] = {}
     t0 = time.perf_counter()
+    data_wait = 0.0  # seconds spent in the loader's next(): the data-loader stall
     iteration = start
     net.train()
     try:
+        tick = time.perf_counter()
         for batch in loader:
+            data_wait += time.perf_counter() - tick
             lr = learning_rate(
                 iteration,
                 lr=cfg.optim.lr,
@@ -429,8 +435,14 @@ def train(
                     {k.removesuffix("_loss"): f"{v:.3f}" for k, v in values.items()}, refresh=False
                 )
             if is_main and (iteration % cfg.train.log_every == 0 or iteration == 1):
+                timing = {
+                    "elapsed_s": round(time.perf_counter() - t0, 4),
+                    "data_wait_s": round(data_wait, 4),
+                }
                 with open(log_path, "a") as fh:
-                    fh.write(json.dumps({"iteration": iteration, "lr": lr, **values}) + "\n")
+                    fh.write(
+                        json.dumps({"iteration": iteration, "lr": lr, **values, **timing}) + "\n"
+                    )
             if cfg.train.checkpoint_every and iteration % cfg.train.checkpoint_every == 0:
                 checkpoint(iteration)
             if (
@@ -444,6 +456,7 @@ def train(
                 model.train()
                 with open(log_path, "a") as fh:
                     fh.write(json.dumps({"iteration": iteration, **metrics}) + "\n")
+            tick = time.perf_counter()
     finally:
         if progress is not None:
             progress.close()
@@ -457,4 +470,5 @@ def train(
         seconds=time.perf_counter() - t0,
         last_losses=last,
         first_losses=first,
+        data_wait_seconds=data_wait,
     )
