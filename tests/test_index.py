@@ -14,7 +14,6 @@ from cerberus.attributes import GROUPS, MARKET1501
 from cerberus.errors import CerberusError
 from cerberus.features import UNKNOWN, FeatureSet
 from cerberus.index import GalleryIndex, build_faiss_index, recall_at_k
-from cerberus.search import result_rows
 from cerberus.inference import (
     attribute_query_vectors,
     embed_features,
@@ -24,6 +23,7 @@ from cerberus.inference import (
     parse_attribute_query,
     scan_images,
 )
+from cerberus.search import result_rows
 
 D = 8
 

@@ -15,9 +15,9 @@ from PIL import Image
 
 from cerberus.attributes import GROUPS
 from cerberus.index import GalleryIndex
-from cerberus.search import result_rows, search_images
 from cerberus.inference import InferenceModel
 from cerberus.scoring import parse_attribute_query
+from cerberus.search import result_rows, search_images
 from cerberus.serve import MAX_K, Limits, check_host, create_app, schema_json
 
 
