@@ -13,9 +13,13 @@ import sys
 
 import typer
 
-from cerberus.cli import data, gallery, model, training, visualize  # noqa: F401 (registers)
+# importing a module registers its commands; --help lists them in this order
+# isort: off
+from cerberus.cli import data, training, gallery, model, visualize  # noqa: F401
 from cerberus.cli._app import app, debugging, one_line
 from cerberus.errors import CerberusError
+
+# isort: on
 
 __all__ = ["app", "main"]
 
