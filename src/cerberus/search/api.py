@@ -1,13 +1,13 @@
-"""The Python API: a trained model as Python callers use it (SPEC 5).
+"""The Python API: a trained model as Python callers use it (SPEC 5; README: Python API)::
 
->>> import cerberus
->>> model = cerberus.load("runs/demo/last.pt", device="cpu")  # or a weights pair X.safetensors
->>> vectors = model.embed(["a.jpg", pil_image, array])        # (N, D): inner product = similarity
->>> model.describe(["a.jpg"])[0]["phrases"]                    # PAR, with per-group certainty
->>> model.verify("a.jpg", "b.jpg")["same_person"]              # at the calibrated threshold
->>> gallery = model.index("crops/", out="gallery.npz")          # or model.open_gallery(path)
->>> gallery.by_image("a.jpg", k=5).rows                        # reID
->>> gallery.by_attributes("gender=female, upper.color=red").rows  # APS
+    import cerberus
+    model = cerberus.load("runs/demo/last.pt", device="cpu")  # or a weights pair X.safetensors
+    vectors = model.embed(["a.jpg", pil_image, array])  # (N, D): inner product = similarity
+    model.describe(["a.jpg"])[0]["phrases"]  # PAR, with per-group certainty
+    model.verify("a.jpg", "b.jpg")["same_person"]  # at the calibrated threshold
+    gallery = model.index("crops/", out="gallery.npz")  # or model.open_gallery(path)
+    gallery.by_image("a.jpg", k=5).rows  # reID
+    gallery.by_attributes("gender=female, upper.color=red").rows  # APS
 
 Everything goes through the search layer (:class:`~cerberus.search.gallery.Gallery`), as the
 command line and the page do.
