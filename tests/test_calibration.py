@@ -138,9 +138,11 @@ def test_calibrate_verify_search_with_checkpoint_and_pair(setup, cli, tmp_path):
     found = json.loads(out)
     assert found["operating_point"] == point
     assert found["same_person"] == (found["similarity"] > point["threshold"])
+    assert found["calibrated_on"] == f"the test split of {setup['tree'].resolve()}"
     code, out, err = cli("verify", a, a, "--checkpoint", ckpt, "--device", "cpu")
     assert out.startswith("same person: similarity 1.0000 > threshold")
     assert "at FPR 1e-01" in out
+    assert out.strip().endswith(f"calibrated on the test split of {setup['tree'].resolve()}")
 
     # the pair carries the calibration; search and verify need nothing else
     weights, meta = export_weights(ckpt, tmp_path / "pair" / "model.safetensors")

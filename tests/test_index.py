@@ -13,7 +13,7 @@ from conftest import make_tree
 from cerberus.attributes import GROUPS, MARKET1501
 from cerberus.errors import CerberusError
 from cerberus.features import UNKNOWN, FeatureSet
-from cerberus.index import GalleryIndex, build_faiss_index, recall_at_k, result_rows
+from cerberus.index import GalleryIndex, build_faiss_index, recall_at_k
 from cerberus.inference import (
     attribute_query_vectors,
     embed_features,
@@ -23,6 +23,7 @@ from cerberus.inference import (
     parse_attribute_query,
     scan_images,
 )
+from cerberus.search import result_rows
 
 D = 8
 

@@ -67,7 +67,7 @@ def test_find_cycle_finds_a_planted_cycle():
 
 def test_graph_sees_function_level_imports():
     graph = import_graph()
-    assert "cerberus.engine" in graph["cerberus.cli"]  # imported inside the train command
+    assert "cerberus.engine" in graph["cerberus.cli.training"]  # imported inside the train command
     assert "cerberus.checkpoints" in graph["cerberus.engine"]
 
 
@@ -79,3 +79,76 @@ def test_package_has_no_import_cycle():
 def test_training_loop_does_not_know_evaluation_or_search():
     deps = import_graph()["cerberus.engine"]
     assert not deps & {"cerberus.evaluation", "cerberus.metrics", "cerberus.index"}
+
+
+# --------------------------------------------------------------------------- one search layer
+
+SEARCH_LAYER = "cerberus.search"
+BELOW_SEARCH = {"cerberus.index", "cerberus.inference", "cerberus.model", "cerberus.checkpoints"}
+"""The gallery store, the inference model and the model's construction / loading: the command
+line and the page reach them only through :mod:`cerberus.search`."""
+
+JUSTIFIED = {
+    # `info`: parameters and FLOPs of a model built from a config, no weights, no search
+    ("cerberus.cli.training", "cerberus.model"),
+    ("cerberus.cli.training", "cerberus.checkpoints"),
+    # `visualize tsne`: the dataset a checkpoint's config names (explain.tsne_compare embeds)
+    ("cerberus.cli.visualize", "cerberus.checkpoints"),
+}
+"""The only (front, module below the search layer) imports allowed, each for a command that
+neither embeds queries nor searches."""
+
+
+def fronts(graph: dict[str, set[str]]) -> list[str]:
+    """The modules users talk to: every ``cerberus.cli`` module and ``cerberus.serve``."""
+    return sorted(m for m in graph if m == "cerberus.serve" or m.startswith("cerberus.cli"))
+
+
+def bypasses(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(front, module) pairs where a front imports a module below the search layer directly
+    (at top level, in a function or for typing), beyond :data:`JUSTIFIED`."""
+    return sorted(
+        (m, dep)
+        for m in fronts(graph)
+        for dep in graph[m] & BELOW_SEARCH
+        if (m, dep) not in JUSTIFIED
+    )
+
+
+def test_bypass_check_finds_a_planted_import():
+    graph = {
+        "cerberus.cli.gallery": {"cerberus.search", "cerberus.index"},
+        "cerberus.serve": {"cerberus.inference"},
+        "cerberus.cli.training": {"cerberus.model"},
+        "cerberus.search": {"cerberus.index", "cerberus.inference"},
+    }
+    assert bypasses(graph) == [
+        ("cerberus.cli.gallery", "cerberus.index"),
+        ("cerberus.serve", "cerberus.inference"),
+    ]
+
+
+def test_cli_and_page_reach_model_and_index_only_through_the_search_layer():
+    graph = import_graph()
+    found = fronts(graph)
+    assert "cerberus.serve" in found and "cerberus.cli.gallery" in found and len(found) >= 6
+    assert bypasses(graph) == []
+    for front in ("cerberus.serve", "cerberus.cli.gallery", "cerberus.cli.model"):
+        assert SEARCH_LAYER in graph[front], front
+    # the search layer is the one that knows both the store and the model
+    assert {"cerberus.index", "cerberus.inference"} <= set().union(
+        *(deps for m, deps in graph.items() if m.startswith(SEARCH_LAYER))
+    )
+    # and the store itself never runs the model
+    assert not graph["cerberus.index"] & {"cerberus.inference", "cerberus.model"}
+
+
+def test_search_layer_and_its_fronts_stay_under_700_lines():
+    mine = ("cerberus.cli", "cerberus.search", "cerberus.serve", "cerberus.index", "cerberus.inf")
+    lines = {
+        _module_name(p): len(p.read_text().splitlines())
+        for p in PACKAGE.rglob("*.py")
+        if _module_name(p).startswith(mine)
+    }
+    assert "cerberus.cli.gallery" in lines and "cerberus.search.gallery" in lines
+    assert {m: n for m, n in lines.items() if n > 700} == {}

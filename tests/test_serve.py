@@ -14,9 +14,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from cerberus.attributes import GROUPS
-from cerberus.index import GalleryIndex, result_rows, search_images
+from cerberus.index import GalleryIndex
 from cerberus.inference import InferenceModel
 from cerberus.scoring import parse_attribute_query
+from cerberus.search import result_rows, search_images
 from cerberus.serve import MAX_K, Limits, check_host, create_app, schema_json
 
 
@@ -117,18 +118,28 @@ def test_photo_search_matches_the_command_line_path(served):
     np.testing.assert_allclose(
         [x["score"] for x in body["results"]], [e["score"] for e in expected], atol=1e-4
     )
+    groups = body["query"].pop("groups")  # issue 21: how sure each predicted group is
     assert body["query"] == {"kind": "image", "text": said}
+    assert [g["key"] for g in groups] == list(GROUPS)
+    assert all(0 < g["certainty"] <= 1 and g["weak"] == (g["certainty"] < 0.5) for g in groups)
     assert all(x["correct"] is None for x in body["results"])  # an upload has no identity
 
 
 def test_clicking_a_result_searches_with_that_crop(served):
-    client = served["client"]
+    """Issue 21: the clicked crop is left out of its own results (it was rank 1, score 1.0,
+    "same person"); the other crops come in the order a search with its file gives."""
+    client, gallery, net = served["client"], served["gallery"], served["net"]
     r = client.post("/api/search/image", data={"gallery_id": 3, "k": 3})
     assert r.status_code == 200, r.text
-    top = r.json()["results"][0]
-    assert top["id"] == 3 and top["score"] == pytest.approx(1.0, abs=1e-4)
-    assert top["correct"] is True  # the gallery file name gives the query's identity
-    assert r.json()["query"]["id"] == 3
+    body = r.json()
+    assert [x["rank"] for x in body["results"]] == [1, 2, 3]
+    assert 3 not in [x["id"] for x in body["results"]]
+    assert body["query"]["id"] == 3 and body["query"]["excluded"] == 3
+    ((by_file, _),) = search_images(gallery, net, [Path(gallery.paths[3])], 4)
+    others = [e for e in by_file if e["path"] != gallery.paths[3]][:3]
+    assert [gallery.paths[x["id"]] for x in body["results"]] == [e["path"] for e in others]
+    pid = int(gallery.pids[3])  # the gallery file name gives the query's identity
+    assert [x["correct"] for x in body["results"]] == [x["pid"] == pid for x in body["results"]]
 
 
 def test_result_attributes_without_stored_vectors(served):

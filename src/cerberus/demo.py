@@ -26,8 +26,9 @@ from cerberus.evaluation import evaluate_features, extract_with_config, format_r
 from cerberus.experiments import format_percent as pct
 from cerberus.features import FeatureSet
 from cerberus.files import atomic_write
-from cerberus.index import GalleryIndex, result_rows
+from cerberus.index import GalleryIndex
 from cerberus.inference import InferenceModel, parse_attribute_query
+from cerberus.search import result_rows
 from cerberus.visualize import alignment_figure, model_alignment_maps, rank_list_from_rows
 
 logger = logging.getLogger(__name__)

@@ -13,6 +13,9 @@ cosine over the group's SIDs that agree with the given attributes (the max over 
 combinations); with whole groups this is exactly SPEC 5. The index searches every agreeing
 combination and merges them, which keeps exact search exact. Approximate kinds (IVF, IVF-SQ8,
 HNSW) measure and store their recall@10 against exact search when built.
+
+This module is the vector store alone: it never runs the model (no PyTorch at import). Queries
+by image, verdicts and result rows are the search layer's (:mod:`cerberus.search`).
 """
 
 from __future__ import annotations
@@ -21,17 +24,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cerberus.attributes import Schema, schema_from_meta
 from cerberus.errors import CerberusError
-from cerberus.features import UNKNOWN, FeatureSet, common_arrays, load_npz, read_common, save_npz
+from cerberus.features import FeatureSet, common_arrays, load_npz, read_common, save_npz
 from cerberus.scoring import AttributeQuery, attribute_query_vectors, embed_features
-
-if TYPE_CHECKING:  # PyTorch is imported only where images are embedded: attribute search is fast
-    from cerberus.inference import InferenceModel
 
 logger = logging.getLogger(__name__)
 
@@ -359,64 +358,3 @@ def recall_at_k(
         if t:
             hits.append(len(f.intersection(t)) / len(t))
     return float(np.mean(hits)) if hits else 1.0
-
-
-def result_rows(
-    index: GalleryIndex,
-    result: SearchResult,
-    *,
-    query_pid: int = UNKNOWN,
-    query_camid: int = UNKNOWN,
-    attribute_query: AttributeQuery | None = None,
-) -> list[dict[str, Any]]:
-    """A ranked list as rows: rank, score, path, identity, camera and whether it is correct.
-
-    ``correct`` is known for a reID query when both identities are known (same identity), and
-    for an attribute query when the gallery item's attribute values are known (every given
-    attribute equal); ``None`` otherwise.
-    """
-    schema = index.schema
-    rows = []
-    for rank, (i, s) in enumerate(zip(result.indices, result.scores), start=1):
-        pid, cam = int(index.pids[i]), int(index.camids[i])
-        correct: bool | None = None
-        if attribute_query is None:
-            if query_pid != UNKNOWN and pid != UNKNOWN:
-                correct = pid == query_pid
-        elif (index.values[i] >= 0).all():
-            correct = all(
-                int(index.values[i][schema.index(n)]) == v for n, v in attribute_query.given.items()
-            )
-        rows.append(
-            {
-                "rank": rank,
-                "score": float(s),
-                "path": index.paths[i],
-                "pid": None if pid == UNKNOWN else pid,
-                "camid": None if cam == UNKNOWN else cam,
-                "correct": correct,
-            }
-        )
-    return rows
-
-
-def search_images(
-    gallery: GalleryIndex, net: InferenceModel, paths: list[Path], k: int = 10
-) -> list[tuple[list[dict[str, Any]], list[str]]]:
-    """reID for image files: per query, its ranked :func:`result_rows` and its predicted
-    attributes as phrases (PAR, SPEC 5). ``net`` must be the model the index was built with."""
-    from cerberus.inference import image_set
-
-    gallery.check_model(net.fingerprint, net.checkpoint)
-    queries = image_set(paths, net.schema)
-    features = net.features_of(queries)
-    said = net.describe(features, gallery.prototypes)
-    return [
-        (
-            result_rows(gallery, r, query_pid=int(pid), query_camid=int(cam)),
-            d["phrases"],
-        )
-        for r, d, pid, cam in zip(
-            gallery.search_features(features, k), said, queries.pids, queries.camids
-        )
-    ]

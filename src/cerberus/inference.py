@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +25,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from cerberus.attributes import AttributeTable, Schema, schema_from_meta
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
-from cerberus.data.datasets import FORMATS, ImageDataset, ImageSet, parse_filename
+from cerberus.data.datasets import FORMATS, ImageDataset, ImageSet, load_image, parse_filename
 from cerberus.data.transforms import build_transforms
 from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
@@ -54,6 +55,10 @@ from cerberus.scoring import (  # noqa: F401  (re-exported: the SPEC 5 rules on 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+ImageLike = str | Path | Image.Image | np.ndarray
+"""What the in-memory entry points take: a file, a PIL image, or an ``(H, W)`` / ``(H, W, 3)``
+array (uint8 0-255, or float 0-1), RGB order."""
 
 
 # --------------------------------------------------------------------------- extraction
@@ -117,14 +122,9 @@ def extract_features(
         for batch in loader:
             errors = [e for e in batch["error"] if e]
             if errors and on_bad_image == "stop":
-                raise CerberusError(f"{errors[0]}{bad_image_hint}")
+                raise CerberusError(f"{_name_all(errors)}{bad_image_hint}")
             x = batch["image"].to(device, non_blocking=True)
-            x = x.contiguous(memory_format=torch.channels_last)
-            with amp:
-                f = model(x)["features"].float()
-                if flip:
-                    f = (f + model(torch.flip(x, dims=[3]))["features"].float()) / 2
-            f = f.cpu()
+            f = _forward(model, x, amp, flip)
             for i, e in enumerate(batch["error"]):
                 if e:
                     logger.warning("skipping %s", e)
@@ -135,6 +135,85 @@ def extract_features(
     finally:
         if bar is not None:
             bar.close()
+        model.train(was_training)
+    if not out:
+        return np.zeros((0, 5, 0), dtype=np.float32)
+    return torch.cat(out).numpy()
+
+
+def _name_all(problems: list[str], most: int = 5) -> str:
+    """Problems joined on one line: the first ``most``, then how many more."""
+    more = f"; and {len(problems) - most} more" if len(problems) > most else ""
+    return "; ".join(problems[:most]) + more
+
+
+def _forward(model: nn.Module, x: torch.Tensor, amp, flip: bool) -> torch.Tensor:
+    """``(B, 5, d)`` float32 features on the CPU of a normalised batch ``(B, 3, H, W)``."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    with amp:
+        f = model(x)["features"].float()
+        if flip:
+            f = (f + model(torch.flip(x, dims=[3]))["features"].float()) / 2
+    return f.cpu()
+
+
+def to_pil(image: ImageLike, where: str = "image") -> Image.Image:
+    """An :data:`ImageLike` as an RGB PIL image; a file is read with the data layer's reader.
+
+    Arrays: ``(H, W)`` grey or ``(H, W, 3)`` / ``(H, W, 4)`` RGB(A), uint8 0-255 or float
+    0-1; anything else is a :class:`CerberusError` naming ``where``.
+    """
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if path.is_dir():
+            raise CerberusError(f"{path}: is a folder, not an image")
+        if not path.is_file():
+            raise CerberusError(f"{path}: image not found")
+        return load_image(path)
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        a = image
+        if a.ndim == 3 and a.shape[2] == 4:
+            a = a[:, :, :3]
+        if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)) or min(a.shape[:2]) < 1:
+            raise CerberusError(f"{where}: an array of shape {a.shape} is not an (H, W, 3) image")
+        if a.dtype == np.uint8:
+            pass
+        elif np.issubdtype(a.dtype, np.floating):
+            if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+                raise CerberusError(f"{where}: a float image must hold values in [0, 1]")
+            a = np.round(a * 255).astype(np.uint8)
+        else:
+            raise CerberusError(f"{where}: arrays of {a.dtype} are not images (uint8 or float)")
+        return Image.fromarray(np.ascontiguousarray(a)).convert("RGB")
+    raise CerberusError(f"{where}: a {type(image).__name__} is not an image (path, PIL, array)")
+
+
+@torch.no_grad()
+def embed_images(
+    model: nn.Module,
+    images: Sequence[Image.Image],
+    *,
+    height: int,
+    width: int,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """``(N, 5, d)`` representations of in-memory RGB images (the test transform of
+    :func:`extract_features`, in this process: no files, no workers)."""
+    device = torch.device(device)
+    transform = build_transforms(height=height, width=width, train=False)
+    was_training = model.training
+    model.eval()
+    model.to(memory_format=torch.channels_last)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    out = []
+    try:
+        for start in range(0, len(images), batch_size):
+            x = torch.stack([transform(im) for im in images[start : start + batch_size]])
+            out.append(_forward(model, x.to(device), amp, False))
+    finally:
         model.train(was_training)
     if not out:
         return np.zeros((0, 5, 0), dtype=np.float32)
@@ -177,9 +256,13 @@ def scan_images(folder: str | Path, schema: Schema) -> ImageSet:
 def image_set(paths: list[str | Path] | tuple[str | Path, ...], schema: Schema) -> ImageSet:
     """An :class:`ImageSet` of given files; identity and camera parsed from names when possible."""
     paths = [Path(p) for p in paths]
-    missing = [p for p in paths if not p.is_file()]
+    missing = [
+        f"{p}: is a folder, not an image" if p.is_dir() else f"{p}: image not found"
+        for p in paths
+        if not p.is_file()
+    ]
     if missing:
-        raise CerberusError(f"{missing[0]}: image not found")
+        raise CerberusError(_name_all(missing))
     pids = np.full(len(paths), UNKNOWN, dtype=np.int64)
     cams = np.full(len(paths), UNKNOWN, dtype=np.int64)
     for i, p in enumerate(paths):
@@ -405,6 +488,23 @@ class InferenceModel:
     def features(self, paths: list[str | Path] | tuple[str | Path, ...]) -> np.ndarray:
         """``(N, 5, d)`` representations of image files; an unreadable file is an error."""
         return self.features_of(image_set(paths, self.schema))
+
+    def features_of_images(self, images: Sequence[ImageLike]) -> np.ndarray:
+        """``(N, 5, d)`` representations of files, PIL images or arrays (:func:`to_pil`).
+
+        An error names every missing or unreadable file (of a batch), in one line."""
+        images = list(images)
+        if images and all(isinstance(x, (str, Path)) for x in images):
+            return self.features(images)
+        pils = [to_pil(x, f"image {i}") for i, x in enumerate(images)]
+        return embed_images(
+            self.model,
+            pils,
+            height=self.height,
+            width=self.width,
+            batch_size=self.batch_size,
+            device=self.device,
+        )
 
     def features_of(self, images: ImageSet) -> np.ndarray:
         """``(N, 5, d)`` representations of an :class:`ImageSet` (see :meth:`features`)."""

@@ -119,6 +119,26 @@ def _phrase(attribute: Any, value: int) -> str:
     return f"no {part} colour" if name == "none" else f"{name} {part}"
 
 
+WEAK_CERTAINTY = 0.5
+"""A predicted group whose :func:`describe_features` certainty is below this is marked weak:
+the chosen SID is less likely than all the group's other SIDs together."""
+
+
+def sid_certainty(
+    per_group: Sequence[np.ndarray],
+    *,
+    scale: float,
+    log_prior: Mapping[str, np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """How sure PAR is, per group: the softmax over the group's SIDs of ``scale`` x cosine
+    (plus the log prior under the SPEC 8 decision), i.e. :func:`posterior_scores` with a flat
+    prior when ``log_prior`` is ``None``. ``[(S_G, N)]`` probabilities; each column sums to 1.
+    """
+    flat = {g: np.zeros(len(per_group[k]), np.float32) for k, g in enumerate(GROUPS)}
+    logp = posterior_scores(per_group, flat if log_prior is None else log_prior, scale=scale)
+    return [np.exp(x) for x in logp]
+
+
 def describe_features(
     features: np.ndarray,
     prototypes: Mapping[str, np.ndarray],
@@ -126,6 +146,7 @@ def describe_features(
     *,
     log_prior: Mapping[str, np.ndarray] | None = None,
     scale: float = 10.0,
+    weak_below: float = WEAK_CERTAINTY,
 ) -> list[dict[str, Any]]:
     """PAR for display: the predicted attributes of each image, SPEC 5.
 
@@ -133,19 +154,25 @@ def describe_features(
     chosen (SPEC 8, :func:`posterior_scores` at ``scale``), else the nearest prototype.
 
     Returns, per image, ``attributes`` (``{name: value}``), ``phrases`` (``["female", "red
-    top", ...]`` in schema order) and ``confidence`` (``{G: cosine to the chosen prototype}``).
+    top", ...]`` in schema order), ``confidence`` (``{G: cosine to the chosen prototype}``),
+    ``certainty`` (``{G: probability of the chosen SID}``, :func:`sid_certainty` at ``scale``)
+    and ``weak`` (the groups, in GROUPS order, whose certainty is below ``weak_below``).
     """
     per_group = prototype_scores(features, prototypes)
     decide = per_group if log_prior is None else posterior_scores(per_group, log_prior, scale=scale)
+    sure = sid_certainty(per_group, scale=scale, log_prior=log_prior)
     sids = np.stack([s.argmax(0) for s in decide], axis=1)  # (N, 5)
     values = schema.from_sids(sids)
     out = []
     for i, row in enumerate(values):
+        certainty = {g: float(sure[k][sids[i, k], i]) for k, g in enumerate(GROUPS)}
         out.append(
             {
                 "attributes": schema.describe(row),
                 "phrases": [_phrase(a, int(v)) for a, v in zip(schema.attributes, row)],
                 "confidence": {g: float(per_group[k][sids[i, k], i]) for k, g in enumerate(GROUPS)},
+                "certainty": certainty,
+                "weak": [g for g in GROUPS if certainty[g] < weak_below],
             }
         )
     return out

@@ -9,10 +9,10 @@ One page and five routes over one gallery index and the model it was built with:
 - ``GET /api/health``; ``GET /api/gallery/{item_id}/image``: a gallery crop by its index number
   (the server reads only the paths stored in the index, never a path a client gives).
 
-Queries and result rows come from the functions ``cerberus search`` and ``describe`` use
-(:func:`~cerberus.index.search_images`, :func:`~cerberus.index.result_rows`,
-:func:`~cerberus.scoring.parse_attribute_query`). Bad input is a 4xx answer whose ``detail`` is
-one line; the server goes on serving.
+Queries, verdicts and result rows come from the search layer the ``search`` command uses
+(:class:`cerberus.search.Gallery`); uploads are embedded in memory. A clicked result searches
+with that crop and leaves it out of its own results. Bad input is a 4xx answer whose ``detail``
+is one line; the server goes on serving.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import ipaddress
 import logging
 import mimetypes
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -32,14 +31,11 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cerberus.attributes import GROUP_NAMES, GROUPS, Schema
-from cerberus.calibration import describe_point, operating_point, verdict
 from cerberus.errors import CerberusError
-from cerberus.index import GalleryIndex, result_rows, search_images
-from cerberus.scoring import parse_attribute_query
+from cerberus.search import Answer, Gallery
 
 try:
     try:  # python-multipart, which FastAPI reads uploads with (its module's old name second)
@@ -58,7 +54,7 @@ except ModuleNotFoundError as exc:  # the optional 'serve' extra is not installe
     ) from None
 
 if TYPE_CHECKING:
-    from cerberus.inference import InferenceModel
+    from cerberus.search import GalleryIndex, InferenceModel
 
 logger = logging.getLogger(__name__)
 
@@ -158,19 +154,20 @@ def read_upload(upload: UploadFile, limits: Limits) -> Image.Image:
 
 
 class SearchService:
-    """The gallery index and the model, with what the routes need of them.
+    """The search layer's :class:`~cerberus.search.Gallery`, with what the routes need of it.
 
     Model calls are serialised by a lock (one forward pass at a time); attribute search and
     thumbnails need no model and run alongside.
     """
 
-    def __init__(self, gallery: GalleryIndex, net: InferenceModel, limits: Limits) -> None:
-        gallery.check_model(net.fingerprint, net.checkpoint)
-        self.gallery = gallery
-        self.net = net
+    def __init__(self, gallery: Gallery, limits: Limits) -> None:
+        if gallery.net is None:
+            raise CerberusError("the server needs the model the index was built with")
+        self.search = gallery
+        self.gallery = gallery.index
+        self.net = gallery.net
         self.limits = limits
         self.schema: Schema = gallery.schema
-        self._ids = {p: i for i, p in enumerate(gallery.paths)}
         self._model_lock = threading.Lock()
         self._said: dict[int, list[str]] = {}
         self._said_lock = threading.Lock()
@@ -179,96 +176,80 @@ class SearchService:
 
     def search_image(self, image: Image.Image, k: int) -> dict[str, Any]:
         """reID of a decoded photo: the top-k rows and the photo's predicted attributes."""
-        with tempfile.TemporaryDirectory(prefix="cerberus-query-") as tmp:
-            path = Path(tmp) / "query.png"
-            image.save(path)
-            return self._search_paths(path, k, {"kind": "image"})
+        with self._model_lock:
+            found = self.search.by_image(image, k)
+        return self._reid(found, {"kind": "image"})
 
     def search_gallery_item(self, item_id: int, k: int) -> dict[str, Any]:
-        """reID with a gallery crop as the query (a clicked result)."""
-        path = self.gallery_path(item_id)
-        return self._search_paths(path, k, {"kind": "gallery", "id": item_id})
-
-    def _search_paths(self, path: Path, k: int, query: dict[str, Any]) -> dict[str, Any]:
+        """reID with a gallery crop as the query (a clicked result), the crop itself left out
+        of the results."""
+        self.gallery_path(item_id)
         with self._model_lock:
-            ((rows, said),) = search_images(self.gallery, self.net, [path], k)
-        results = self._rows(rows)
+            found = self.search.by_item(item_id, k)
+        return self._reid(found, {"kind": "gallery", "id": item_id, "excluded": item_id})
+
+    def _reid(self, found: Answer, query: dict[str, Any]) -> dict[str, Any]:
+        results = self._rows(found.rows)
         point = self.operating_point()
-        for row in results:
-            row["same_person"] = None if point is None else verdict(row["score"], point)
-        return {"query": {**query, "text": said}, "results": results, "operating_point": point}
+        for row, r in zip(results, found.rows):
+            row["same_person"] = r["same_person"]
+            row["calibrated_on"] = None if point is None else point["calibrated_on"]
+        return {
+            "query": {**query, "text": found.text, **_certainty(found.description)},
+            "results": results,
+            "operating_point": point,
+        }
 
     def operating_point(self) -> dict[str, Any] | None:
         """The model's calibrated operating point (``cerberus calibrate``) with a sentence
-        saying what it is, or ``None`` for an uncalibrated model."""
-        cal = self.net.calibration
-        if cal is None:
-            return None
-        point = operating_point(cal)
-        return {**point, "text": describe_point(point, cal)}
+        saying what it is and which data it was calibrated on, or ``None`` if uncalibrated."""
+        return self.search.verdicts().page_json()
 
     def search_attributes(self, attributes: dict[str, str], k: int) -> dict[str, Any]:
         """APS: a (partial) description -> the top-k rows; values ``""`` count as "any"."""
         given = {n: v for n, v in attributes.items() if str(v).strip()}
         if not given:
             raise BadRequest("empty query: give at least one attribute value")
-        query = parse_attribute_query(given, self.schema)
-        found = self.gallery.search_attributes(query, k)
-        rows = result_rows(self.gallery, found, attribute_query=query)
+        found = self.search.by_attributes(given, k)
         return {
-            "query": {"kind": "attributes", "text": query.describe(self.schema)},
-            "results": self._rows(rows),
+            "query": {"kind": "attributes", "text": found.text},
+            "results": self._rows(found.rows),
         }
 
     def describe_image(self, image: Image.Image) -> dict[str, Any]:
-        """PAR of a decoded photo: attributes, phrases and per-group confidence."""
-        with tempfile.TemporaryDirectory(prefix="cerberus-query-") as tmp:
-            path = Path(tmp) / "query.png"
-            image.save(path)
-            with self._model_lock:
-                (said,) = self.net.describe(self.net.features([path]), self.gallery.prototypes)
+        """PAR of a decoded photo: attributes, phrases, per-group cosine (``confidence``),
+        probability (``certainty``) and the ``weak`` groups."""
+        with self._model_lock:
+            features = self.net.features_of_images([image])
+        (said,) = self.net.describe(features, self.gallery.prototypes)
         return said
 
     # ---- gallery items
 
     def gallery_path(self, item_id: int) -> Path:
         """The stored path of gallery item ``item_id``; 404 when out of range or missing."""
-        if not 0 <= item_id < len(self.gallery.paths):
-            raise BadRequest(
-                f"no gallery item {item_id}: ids run from 0 to {len(self.gallery.paths) - 1}", 404
-            )
-        path = Path(self.gallery.paths[item_id])
-        if not path.is_file():
-            raise BadRequest(f"the image of gallery item {item_id} is missing on the server", 404)
-        return path
+        try:
+            return self.search.item_path(item_id)
+        except CerberusError as exc:
+            message = f"{exc} on the server" if "missing" in str(exc) else str(exc)
+            raise BadRequest(message, 404) from None
 
     def predicted_phrases(self, ids: list[int]) -> dict[int, list[str]]:
-        """PAR of gallery items, cached: their vectors read back from the index (the cosine
-        with a prototype ignores the index's per-part scaling), else embedded again."""
+        """PAR of gallery items, cached (:meth:`cerberus.search.Gallery.describe_items`)."""
         with self._said_lock:
             todo = [i for i in ids if i not in self._said]
         if todo:
-            found = self._describe_items(todo)
+            with self._model_lock:
+                said = self.search.describe_items(todo)
             with self._said_lock:
-                self._said.update(found)
+                self._said.update({i: d["phrases"] for i, d in zip(todo, said)})
         with self._said_lock:
             return {i: self._said[i] for i in ids}
-
-    def _describe_items(self, ids: list[int]) -> dict[int, list[str]]:
-        groups = len(GROUPS)
-        try:
-            vectors = np.stack([self.gallery.index.reconstruct(int(i)) for i in ids])
-            features = vectors.reshape(len(ids), groups, -1)
-        except RuntimeError:  # an index kind without stored vectors: embed the crops again
-            with self._model_lock:
-                features = self.net.features([Path(self.gallery.paths[i]) for i in ids])
-        said = self.net.describe(features, self.gallery.prototypes)
-        return {i: d["phrases"] for i, d in zip(ids, said)}
 
     def _rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Result rows for the client: the item id and thumbnail URL instead of a server path,
         and the crop's predicted attributes."""
-        ids = [self._ids[r["path"]] for r in rows]
+        ids = [self.search.item_of(r["path"]) for r in rows]
         said = self.predicted_phrases(ids)
         return [
             {
@@ -303,6 +284,19 @@ class SearchService:
 
 
 # --------------------------------------------------------------------------- the app
+
+
+def _certainty(said: dict[str, Any] | None) -> dict[str, Any]:
+    """How sure the query's predicted attributes are, per group, for the page: ``groups``
+    (name, certainty, weak), in GROUPS order."""
+    if said is None:
+        return {}
+    return {
+        "groups": [
+            {"key": g, "name": GROUP_NAMES[g], "certainty": p, "weak": g in said["weak"]}
+            for g, p in said["certainty"].items()
+        ]
+    }
 
 
 def schema_json(schema: Schema) -> dict[str, Any]:
@@ -387,10 +381,16 @@ def _add_middleware(app: FastAPI, limits: Limits) -> None:
 
 
 def create_app(
-    gallery: GalleryIndex, net: InferenceModel, *, limits: Limits | None = None
+    gallery: Gallery | GalleryIndex,
+    net: InferenceModel | None = None,
+    *,
+    limits: Limits | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving ``gallery`` with ``net`` (the model the index was built with)."""
-    service = SearchService(gallery, net, limits or Limits())
+    """The FastAPI app serving ``gallery`` (a :class:`~cerberus.search.Gallery`, or an index
+    with ``net``, the model it was built with)."""
+    if not isinstance(gallery, Gallery):
+        gallery = Gallery(gallery, net)
+    service = SearchService(gallery, limits or Limits())
     app = FastAPI(
         title="Cerberus person search",
         description="Find a person by photo (reID) or by a partial description (APS); "

@@ -313,7 +313,7 @@ def rank_list_from_rows(
     query_text: Sequence[str] = (),
     title: str = "",
 ) -> Path:
-    """:func:`rank_list_figure` of search results (:func:`cerberus.index.result_rows`): borders
+    """:func:`rank_list_figure` of search results (:func:`cerberus.search.result_rows`): borders
     from ``correct``, the score and the identity / camera (when known) under each crop.
 
     With a ``query_image``, ``query_text`` is taken to be the model's predicted attributes of

@@ -67,7 +67,23 @@ function showQuery(query, imageUrl) {
   const heading = query.kind === "attributes" ? "Described as" : "Predicted attributes of the query";
   const list = el("ul", { "aria-label": heading });
   for (const line of query.text) list.append(el("li", { text: line }));
-  box.append(el("div", {}, [el("strong", { text: heading }), list]));
+  const parts = [el("strong", { text: heading }), list];
+  if (query.groups) {
+    // how sure each predicted group is: the probability of its SID among the group's SIDs
+    const sure = el("ul", { class: "certainty", "aria-label": "How sure, per group" });
+    for (const g of query.groups) {
+      const text = `${g.name} ${Math.round(100 * g.certainty)}%${g.weak ? " (weak)" : ""}`;
+      sure.append(el("li", { class: g.weak ? "weak" : "", text }));
+    }
+    parts.push(el("div", { class: "muted", text: "How sure, per group (weak: under 50%):" }), sure);
+  }
+  if (query.excluded !== undefined) {
+    parts.push(el("p", {
+      class: "muted excluded",
+      text: `Gallery crop ${query.excluded} is the query: it is left out of its own results.`,
+    }));
+  }
+  box.append(el("div", {}, parts));
   box.hidden = false;
 }
 
@@ -87,9 +103,10 @@ function resultCard(row) {
   const meta2 = el("div", { class: "meta" }, [el("span", { class: "camera", text: camera + who })]);
   const rows = [button, meta, meta2];
   if (row.same_person === true || row.same_person === false) {
+    const where = row.calibrated_on ? `calibrated on ${row.calibrated_on}` : "calibrated";
     rows.push(el("div", {
       class: `meta same ${row.same_person ? "yes" : "no"}`,
-      text: row.same_person ? "same person (calibrated)" : "different (calibrated)",
+      text: `${row.same_person ? "same person" : "different"} (${where})`,
     }));
   }
   if (verdict) meta2.append(el("span", { class: `badge ${verdict}`, text: verdict === "correct" ? "✓ match" : "✗ other" }));

@@ -1,0 +1,5 @@
+"""``python -m cerberus.cli``."""
+
+from cerberus.cli import main
+
+main()

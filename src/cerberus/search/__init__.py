@@ -1,0 +1,72 @@
+"""The search layer (SPEC 5): the one way down from the command line, the page and Python
+callers to the model (:mod:`cerberus.inference`) and the gallery store (:mod:`cerberus.index`).
+
+- :class:`Gallery`: query by image, by a gallery item (left out of its own results) or by
+  attributes; PAR of gallery items;
+- :class:`Verdicts`: same person or not at the calibrated threshold, with the data it was
+  calibrated on; :func:`verify` for two images;
+- :func:`result_rows`: a ranked list as rows;
+- :class:`Cerberus` / :func:`load`: the Python API (README: Python API).
+
+Model-level helpers the commands use (:func:`load_model`, :func:`build_index`,
+:func:`load_index`) are re-exported here so the command line never imports the store or the
+model itself (tests/test_layout.py checks it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cerberus.features import FeatureSet
+from cerberus.index import INDEX_KINDS, GalleryIndex
+from cerberus.search.api import Cerberus, load, verify
+from cerberus.search.gallery import Answer, Gallery, index_model
+from cerberus.search.rows import result_rows
+from cerberus.search.verdicts import Verdicts, calibration_source
+
+if TYPE_CHECKING:
+    from cerberus.inference import InferenceModel
+
+
+def load_model(checkpoint, **options: Any) -> InferenceModel:
+    """A checkpoint or weights pair as an :class:`~cerberus.inference.InferenceModel`
+    (``device``, ``batch_size``, ``num_workers``, ``fuse_bn``; imports PyTorch)."""
+    from cerberus.inference import InferenceModel
+
+    return InferenceModel.from_checkpoint(checkpoint, **options)
+
+
+def load_index(path) -> GalleryIndex:
+    """An index file (``cerberus index``), without a model."""
+    return GalleryIndex.load(path)
+
+
+def build_index(features: FeatureSet, **options) -> GalleryIndex:
+    """:meth:`GalleryIndex.build` (``kind``, ``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``)."""
+    return GalleryIndex.build(features, **options)
+
+
+def search_images(
+    index: GalleryIndex, net: InferenceModel, images, k: int = 10
+) -> list[tuple[list[dict], list[str]]]:
+    """reID for images: per query, its ranked rows and its predicted attributes as phrases."""
+    return [(a.rows, a.text) for a in Gallery(index, net).by_images(images, k)]
+
+
+__all__ = [
+    "INDEX_KINDS",
+    "Answer",
+    "Cerberus",
+    "Gallery",
+    "GalleryIndex",
+    "Verdicts",
+    "build_index",
+    "calibration_source",
+    "index_model",
+    "load",
+    "load_index",
+    "load_model",
+    "result_rows",
+    "search_images",
+    "verify",
+]
