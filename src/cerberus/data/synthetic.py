@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -23,7 +24,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from cerberus.attributes import GROUPS, MARKET1501, AttributeTable, save_attribute_mat
+from cerberus.attributes import (
+    GROUPS,
+    MARKET1501,
+    AttributeTable,
+    load_attribute_mat,
+    save_attribute_mat,
+)
 from cerberus.errors import CerberusError
 
 logger = logging.getLogger(__name__)
@@ -222,28 +229,87 @@ def balanced_attributes(n: int, rng: np.random.Generator, *, allow_reserved: boo
         rows[members, COL["hair"]] = _quota_column(k, [1 - LONG_HAIR[g], LONG_HAIR[g]], rng)
         rows[members, COL["lower.clothes"]] = _quota_column(k, [DRESS[g], 1 - DRESS[g]], rng)
     if not allow_reserved:
+        _check_reserved_fit(rows)
         _swap_out_reserved(rows, rng)
     return rows
 
 
+def unavoidable_reserved_sids(rows: np.ndarray) -> list[str]:
+    """The reserved SIDs that no swap can keep out of ``rows`` (n, A): value counts too high.
+
+    Swaps keep the count of every value, and a row can hold at most ``k - 1`` of the ``k``
+    values of a reserved SID, so the SID can be absent only if those values occur at most
+    ``(k - 1) * n`` times in all. :func:`_swap_out_reserved` succeeds whenever they do. The
+    counts of :func:`balanced_attributes` depend on ``n`` alone, not on the seed.
+    """
+    n = len(rows)
+    return [
+        "+".join(f"{k}={SCHEMA.attributes[COL[k]].values[x]}" for k, x in reserved.items())
+        for reserved in RESERVED_FOR_TEST
+        if sum(int((rows[:, COL[k]] == x).sum()) for k, x in reserved.items())
+        > (len(reserved) - 1) * n
+    ]
+
+
+def _check_reserved_fit(rows: np.ndarray) -> None:
+    if crowded := unavoidable_reserved_sids(rows):
+        raise CerberusError(
+            f"synthetic: {len(rows)} training identities cannot avoid the test-only SID "
+            f"{', '.join(crowded)} (its values are too common at this size); choose another size"
+        )
+
+
 def _swap_out_reserved(rows: np.ndarray, rng: np.random.Generator) -> None:
-    """Remove reserved SIDs in place by swapping one attribute value between two rows."""
-    for i in np.flatnonzero([_is_reserved(r) for r in rows]):
-        reserved = next(r for r in RESERVED_FOR_TEST if _matches(rows[i], r))
-        for name in reserved:  # try each attribute of the reserved SID as the one to swap
-            c = COL[name]
-            for j in rng.permutation(len(rows)):
-                if rows[j, c] == rows[i, c]:
-                    continue
-                rows[[i, j], c] = rows[[j, i], c]
-                if not (_is_reserved(rows[i]) or _is_reserved(rows[j])):
-                    break
-                rows[[i, j], c] = rows[[j, i], c]  # undo
-            else:
+    """Remove reserved SIDs in place by swapping single attribute values between rows.
+
+    A row loses its reserved SIDs one at a time: a row can show two at once (a boy with a hat
+    and long hair is in both), and no single swap clears both. For the SID at hand, each of its
+    attributes in turn is swapped with the rows holding another value (in random order). The
+    first swap after which row ``i`` shows none of the reserved SIDs it did not still have to
+    lose, and the partner row none at all, is kept. Failing that, the first after which neither
+    row shows a reserved SID it did not show before (a partner row that is itself still to be
+    cleared). Swaps keep every value count; the second rule always finds a partner when the
+    counts allow the reserved SIDs to be absent at all (:func:`unavoidable_reserved_sids`).
+    """
+    for i in range(len(rows)):
+        for r, reserved in enumerate(RESERVED_FOR_TEST):
+            if _matches(rows[i], reserved) and not _swap_one(rows, i, r, rng):
+                raise CerberusError(
+                    f"synthetic: cannot keep {reserved} out of {len(rows)} rows "
+                    "(too few rows with other values to swap with)"
+                )
+
+
+def _shown(v: np.ndarray) -> set[int]:
+    """Indices (in :data:`RESERVED_FOR_TEST`) of the reserved SIDs row ``v`` shows."""
+    return {r for r, reserved in enumerate(RESERVED_FOR_TEST) if _matches(v, reserved)}
+
+
+def _swap_one(rows: np.ndarray, i: int, r: int, rng: np.random.Generator) -> bool:
+    """Clear reserved SID ``r`` from row ``i`` by one swap with another row (rules above)."""
+    still = _shown(rows[i]) - {r}
+    tried = []
+    for name in RESERVED_FOR_TEST[r]:
+        c = COL[name]
+        order = rng.permutation(len(rows))
+        tried.append((c, order))
+        for j in order:
+            if rows[j, c] == rows[i, c]:
                 continue
-            break
-        else:
-            raise CerberusError(f"synthetic: cannot keep {reserved} out of {len(rows)} rows")
+            rows[[i, j], c] = rows[[j, i], c]
+            if _shown(rows[i]) <= still and not _shown(rows[j]):
+                return True
+            rows[[i, j], c] = rows[[j, i], c]  # undo
+    for c, order in tried:  # a partner that still has reserved SIDs of its own to lose
+        for j in order:
+            if rows[j, c] == rows[i, c]:
+                continue
+            before = _shown(rows[j])
+            rows[[i, j], c] = rows[[j, i], c]
+            if _shown(rows[i]) <= still and _shown(rows[j]) <= before:
+                return True
+            rows[[i, j], c] = rows[[j, i], c]
+    return False
 
 
 def _matches(v: np.ndarray, reserved: dict[str, int]) -> bool:
@@ -255,12 +321,17 @@ def _is_reserved(v: np.ndarray) -> bool:
 
 
 def _identity_rows(num_train: int, num_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Attribute values (Market schema order) of the train and test identities, (n, A) each.
+
+    A pure function of its arguments. The training rows show no reserved SID; the test rows
+    show each of them (given at least two test identities).
+    """
     rng = np.random.default_rng([seed, 424_242])
     train = balanced_attributes(num_train, rng, allow_reserved=False)
     test = balanced_attributes(num_test, rng, allow_reserved=True)
-    # Make sure each reserved SID really occurs in the test split.
+    # Make sure each reserved SID really occurs in the test split (row j shows SID j if not).
     for j, reserved in enumerate(RESERVED_FOR_TEST):
-        if num_test > j and not any(_is_reserved(r) for r in test[j :: len(RESERVED_FOR_TEST)]):
+        if num_test > j and not any(_matches(r, reserved) for r in test):
             for k, x in reserved.items():
                 test[j, COL[k]] = x
     return train, test
@@ -699,11 +770,54 @@ def _render_job(args: tuple[_Job, int, int, int, int, str]) -> list[str]:
 
 
 MARKER = ".cerberus-synthetic"
-"""Written into every generated benchmark: ``overwrite`` only ever deletes folders holding it."""
+"""Written into every generated benchmark: ``overwrite`` only ever replaces folders holding it."""
+
+MAX_TRAIN_IDS, MAX_TEST_IDS = 4999, 5000
+"""Train identities are numbered 2, 4, ..., test identities 1, 3, ...: 4 digits in Market names."""
 
 
-def _clear_output(out: Path, overwrite: bool) -> None:
-    """Empty ``out`` for a new benchmark, refusing anything but an empty or generated folder."""
+def _check_arguments(
+    *,
+    num_train_ids: int,
+    num_test_ids: int,
+    num_cameras: int,
+    num_distractors: int,
+    num_junk: int,
+    height: int,
+    width: int,
+    seed: int,
+    data_format: str,
+) -> None:
+    """Refuse, before anything is written, every argument the benchmark cannot be made with."""
+    if num_train_ids < 2 or num_test_ids < 2:
+        raise CerberusError(
+            f"synthetic: need at least 2 train and 2 test identities, got "
+            f"{num_train_ids} / {num_test_ids}"
+        )
+    if num_train_ids > MAX_TRAIN_IDS or num_test_ids > MAX_TEST_IDS:
+        raise CerberusError(
+            f"synthetic: at most {MAX_TRAIN_IDS} train and {MAX_TEST_IDS} test identities "
+            f"(4-digit Market identities), got {num_train_ids} / {num_test_ids}"
+        )
+    if num_train_ids + num_test_ids > 9000:
+        raise CerberusError("synthetic: at most 9000 identities (4-digit Market identities)")
+    if not 2 <= num_cameras <= 6:
+        raise CerberusError(f"synthetic: num_cameras must be 2..6 (Market), got {num_cameras}")
+    if not (0 <= num_distractors <= 999 and 0 <= num_junk <= 999):
+        raise CerberusError(
+            f"synthetic: distractors and junk images must be 0..999 each (Market frame "
+            f"numbers), got {num_distractors} / {num_junk}"
+        )
+    if height < 32 or width < 16:
+        raise CerberusError(f"synthetic: image size {height}x{width} is too small (min 32x16)")
+    if seed < 0:
+        raise CerberusError(f"synthetic: seed {seed}: must be at least 0")
+    if data_format not in ("market", "table"):
+        raise CerberusError(f"synthetic: format {data_format!r}: must be market or table")
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuse an output folder that is neither absent, empty nor (with ``overwrite``) ours."""
     if out.exists() and not out.is_dir():
         raise CerberusError(f"{out}: exists and is not a folder")
     try:
@@ -721,11 +835,49 @@ def _clear_output(out: Path, overwrite: bool) -> None:
             f"{out}: output folder exists and is not empty (a synthetic benchmark; "
             "add --overwrite to replace it)"
         )
+
+
+def _start_folder(out: Path) -> tuple[Path, Path | None]:
+    """A new hidden folder beside ``out`` to write into, and the first parent folder made for it.
+
+    Returns ``(folder, made)``; ``made`` (or None) is removed again when generation fails.
+    """
+    made = next((p for p in reversed([out, *out.parents]) if not p.exists()), None)
     try:
-        shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     except OSError as exc:
+        raise CerberusError(f"{out}: cannot write there ({exc.strerror or exc})") from None
+    return tmp, (made if made != out else None)
+
+
+def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Rename the finished ``tmp`` to ``out``; an old benchmark there goes only after that."""
+    _check_output(out, overwrite)  # again: something may have appeared meanwhile
+    old = None
+    try:
+        if out.is_dir() and any(out.iterdir()):
+            old = out.with_name(f"{tmp.name}.old")
+            out.rename(old)
+        elif out.is_dir():
+            out.rmdir()
+        tmp.rename(out)
+    except OSError as exc:
+        if old is not None and not out.exists():
+            old.rename(out)
         reason = exc.strerror or exc
-        raise CerberusError(f"{out}: cannot delete the old benchmark ({reason})") from None
+        raise CerberusError(f"{out}: cannot put the benchmark there ({reason})") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _to_table(root: Path, cameras: bool) -> None:
+    """Turn the Market layout in ``root`` into a table dataset (README: Your own data)."""
+    from cerberus.data.datasets import read_dataset
+    from cerberus.data.table import write_table_dataset
+
+    write_table_dataset(read_dataset(root, "market1501"), root, cameras=cameras)
+    (root / "market_attribute.mat").unlink()
 
 
 def generate_synthetic(
@@ -741,33 +893,85 @@ def generate_synthetic(
     seed: int = 0,
     num_workers: int = 2,
     overwrite: bool = False,
+    data_format: str = "market",
+    camera_column: bool = True,
 ) -> SyntheticSummary:
     """Write the synthetic benchmark (Market-1501 layout + ``market_attribute.mat``).
 
     Train identities are numbered 2, 4, 6, ..., test identities 1, 3, 5, ...; every test
     identity has queries in up to two of its cameras and gallery images in all of them.
+    ``data_format="table"`` writes the same crops as a table dataset instead (images.csv,
+    attributes.csv, schema.yaml; ``camera_column=False`` leaves the cameras out).
+
+    Bad arguments are refused before anything is written. The files are written into a hidden
+    folder beside ``out_dir`` and renamed to it when complete, so a failed or interrupted run
+    leaves no output (and, with ``overwrite``, the previous benchmark in place).
     """
     out = Path(out_dir)
-    if num_train_ids < 2 or num_test_ids < 2:
-        raise CerberusError(
-            f"synthetic: need at least 2 train and 2 test identities, got "
-            f"{num_train_ids} / {num_test_ids}"
-        )
-    if num_train_ids + num_test_ids > 9000:
-        raise CerberusError("synthetic: at most 9000 identities (4-digit Market identities)")
-    if not 2 <= num_cameras <= 6:
-        raise CerberusError(f"synthetic: num_cameras must be 2..6 (Market), got {num_cameras}")
-    if height < 32 or width < 16:
-        raise CerberusError(f"synthetic: image size {height}x{width} is too small (min 32x16)")
-    _clear_output(out, overwrite)
+    _check_arguments(
+        num_train_ids=num_train_ids,
+        num_test_ids=num_test_ids,
+        num_cameras=num_cameras,
+        num_distractors=num_distractors,
+        num_junk=num_junk,
+        height=height,
+        width=width,
+        seed=seed,
+        data_format=data_format,
+    )
+    _check_output(out, overwrite)
+    train_rows, test_rows = _identity_rows(num_train_ids, num_test_ids, seed)
     t0 = time.perf_counter()
+    tmp, made = _start_folder(out)
+    try:
+        summary = _write_benchmark(
+            tmp,
+            train_rows,
+            test_rows,
+            num_cameras=num_cameras,
+            num_distractors=num_distractors,
+            num_junk=num_junk,
+            size=(height, width),
+            seed=seed,
+            num_workers=num_workers,
+        )
+        if data_format == "table":
+            _to_table(tmp, camera_column)
+        _publish(tmp, out, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)  # only empty folders made for the output
+        raise
+    summary.root = out
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _write_benchmark(
+    out: Path,
+    train_rows: np.ndarray,
+    test_rows: np.ndarray,
+    *,
+    num_cameras: int,
+    num_distractors: int,
+    num_junk: int,
+    size: tuple[int, int],
+    seed: int,
+    num_workers: int,
+) -> SyntheticSummary:
+    """Render every image and write ``market_attribute.mat`` into the (new, empty) ``out``.
+
+    ``train_rows`` / ``test_rows``: (n, A) attribute values; ``size``: (height, width).
+    """
+    height, width = size
     try:
         for folder in ("bounding_box_train", "bounding_box_test", "query"):
             (out / folder).mkdir(parents=True, exist_ok=True)
         (out / MARKER).write_text("synthetic benchmark written by cerberus synth\n")
     except OSError as exc:
         raise CerberusError(f"{out}: cannot write there ({exc.strerror or exc})") from None
-    train_rows, test_rows = _identity_rows(num_train_ids, num_test_ids, seed)
+    num_train_ids, num_test_ids = len(train_rows), len(test_rows)
     train_ids = np.arange(num_train_ids) * 2 + 2
     test_ids = np.arange(num_test_ids) * 2 + 1
     jobs = [_Job(int(p), tuple(int(x) for x in r), "train") for p, r in zip(train_ids, train_rows)]
@@ -801,7 +1005,6 @@ def generate_synthetic(
         test_ids=num_test_ids,
         images={k: counts.get(k, 0) for k in ("bounding_box_train", "query", "bounding_box_test")},
         unseen_test_sids=unseen,
-        seconds=time.perf_counter() - t0,
     )
 
 
@@ -821,15 +1024,23 @@ def describe_values(values: np.ndarray) -> str:
     return text + (f"; {', '.join(carry)}" if carry else "")
 
 
+def _train_attributes(root: Path) -> AttributeTable:
+    """The training identities' attributes of a generated benchmark, in either format."""
+    from cerberus.data.table import is_table_dataset, read_table_dataset
+
+    if is_table_dataset(root):
+        return read_table_dataset(root).train_attributes
+    return load_attribute_mat(root / "market_attribute.mat")["train"]
+
+
 def make_contact_sheet(
     root: str | Path, out_png: str | Path, *, num_ids: int = 10, per_id: int = 8
 ) -> Path:
     """A PNG grid: one row per training identity (its images across cameras) and a caption."""
-    from cerberus.attributes import load_attribute_mat
     from cerberus.files import atomic_write
 
     root = Path(root)
-    table = load_attribute_mat(root / "market_attribute.mat")["train"]
+    table = _train_attributes(root)
     files = sorted((root / "bounding_box_train").glob("*.jpg"))
     if not files:
         raise CerberusError(f"{root}: no training images for a contact sheet")
@@ -860,11 +1071,10 @@ def make_value_sheet(
     value, resized to ``crop`` (height, width; the CPU config's input size) so it shows what the
     model sees; ``None`` keeps the stored size. Written atomically.
     """
-    from cerberus.attributes import load_attribute_mat
     from cerberus.files import atomic_write
 
     root = Path(root)
-    table = load_attribute_mat(root / "market_attribute.mat")["train"]
+    table = _train_attributes(root)
     first: dict[int, Path] = {}
     for f in sorted((root / "bounding_box_train").glob("*.jpg")):
         first.setdefault(int(f.name[:4]), f)
