@@ -5,9 +5,10 @@ A *schema* is a declarative table of attributes. Each attribute has a name used 
 and the fields of the Lin et al. ``.mat`` file it is read from.
 
 Value coding: every attribute value is an integer index into ``Attribute.values``. Binary
-Lin fields (1 = first label, 2 = second label) map to 0 / 1, ``age`` (1..4) to 0..3, and a colour
-attribute built from one-hot fields (``upblack``, ``upwhite``, ...) maps to 0 = ``"none"`` (no field
-set) or 1 + the index of the field that is set. When several colour fields are set (22
+Lin fields (1 = first label, 2 = second label) map to 0 / 1, ``age`` (1..4) to 0..3. A colour
+attribute names the value meaning "no colour" (``none``; first in the shipped schemas, but any
+position); its one-hot fields (``upblack``, ``upwhite``, ...) belong to the other values in order,
+and no field set reads as the none value. When several colour fields are set (22
 DukeMTMC-reID test identities have two lower-body colours, one has three), the first in field order
 is the value and the others are kept as *alternatives* (:attr:`AttributeTable.alt_values`), which
 PAR and APS accept as equally correct (SPEC 6).
@@ -54,7 +55,8 @@ GROUP_NAMES: dict[str, str] = {
 
 ATTRIBUTE_KINDS: tuple[str, ...] = ("binary", "multi", "color")
 """``binary``: two values; ``multi``: one of several values (age); ``color``: one of several
-colours, the first value meaning "none of them" (several may be annotated: alternatives)."""
+colours, one declared value (``none``) meaning "none of them" (several colours may be annotated:
+alternatives)."""
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,13 @@ class Attribute:
         group: one of :data:`GROUPS`.
         values: human names of the values, index = value code.
         fields: Lin ``.mat`` fields (empty for a schema read only from tables). One field: its
-            code ``k`` (1-based) is value ``k - 1``. A colour's one-hot fields: value 0 = none
-            set, ``i + 1`` = field ``i``.
+            code ``k`` (1-based) is value ``k - 1``. A colour's one-hot fields: field ``i`` is
+            colour ``colour_codes[i]``; none set is the none value.
         phrases: optional phrase per value for descriptions ("red top"); defaults to the value.
         kind: one of :data:`ATTRIBUTE_KINDS`; empty: ``color`` for several fields, else
             ``binary`` for two values, else ``multi``.
+        none: a colour attribute's value meaning "no colour" (required; one of ``values``);
+            empty for the other kinds.
     """
 
     name: str
@@ -79,6 +83,7 @@ class Attribute:
     fields: tuple[str, ...] = ()
     phrases: tuple[str, ...] = ()
     kind: str = ""
+    none: str = ""
 
     def __post_init__(self) -> None:
         if not self.kind:
@@ -99,10 +104,28 @@ class Attribute:
                 f"attribute {self.name!r}: a binary attribute has two values, got "
                 f"{len(self.values)} (use kind multi)"
             )
+        if self.is_onehot and not self.none:
+            raise CerberusError(
+                f"attribute {self.name!r}: a color attribute names its value meaning no colour "
+                f"(none: ...); values: {', '.join(self.values)}"
+            )
+        if self.none and not self.is_onehot:
+            raise CerberusError(
+                f"attribute {self.name!r}: only a color attribute has a none value "
+                f"(got none: {self.none!r} for kind {self.kind})"
+            )
+        if self.none:
+            folded = {v.strip().lower(): v for v in self.values}
+            if self.none.strip().lower() not in folded:
+                raise CerberusError(
+                    f"attribute {self.name!r}: none value {self.none!r} is not one of its "
+                    f"values ({', '.join(self.values)})"
+                )
+            object.__setattr__(self, "none", folded[self.none.strip().lower()])
         if self.is_onehot and self.fields and len(self.values) != len(self.fields) + 1:
             raise CerberusError(
                 f"attribute {self.name!r}: {len(self.fields)} one-hot fields need "
-                f"{len(self.fields) + 1} values (first is 'none'), got {len(self.values)}"
+                f"{len(self.fields) + 1} values (theirs and {self.none!r}), got {len(self.values)}"
             )
         if not self.is_onehot and len(self.fields) > 1:
             raise CerberusError(
@@ -118,8 +141,23 @@ class Attribute:
 
     @property
     def is_onehot(self) -> bool:
-        """A colour attribute: value 0 is "none", several colours may be annotated."""
+        """A colour attribute: one value is "none", several colours may be annotated."""
         return self.kind == "color"
+
+    @property
+    def none_code(self) -> int:
+        """Code of a colour attribute's none value; ``-1`` for the other kinds."""
+        return self.values.index(self.none) if self.none else -1
+
+    @property
+    def colour_codes(self) -> tuple[int, ...]:
+        """A colour attribute's codes other than none, in value (= one-hot field) order."""
+        return tuple(k for k in range(len(self.values)) if k != self.none_code)
+
+    @property
+    def reference_code(self) -> int:
+        """The value no binary dimension stands for: none for a colour, else the first."""
+        return max(self.none_code, 0)
 
     @property
     def num_values(self) -> int:
@@ -144,8 +182,10 @@ class Attribute:
             "name": self.name,
             "group": self.group,
             "kind": self.kind,
-            "values": list(self.values),
         }
+        if self.none:
+            out["none"] = self.none
+        out["values"] = list(self.values)
         if self.phrases:
             out["phrases"] = list(self.phrases)
         if self.fields:
@@ -204,7 +244,8 @@ class GroupCodec:
         """The binary attribute vector A_m of every SID, shape ``(num_sids, num_binary_dims)``.
 
         Dummy coding: each attribute contributes ``num_values - 1`` dimensions, one per value other
-        than the first (the reference value: "no", "male", "young", colour "none"). For the Lin
+        than its reference value (:attr:`Attribute.reference_code`: the first, "no", "male",
+        "young", or a colour's none value), in value order. For the Lin
         annotations these are exactly the binary fields (``upred``, ``backpack``, ...), plus three
         for age. Used by the prototype regularisation, SPEC section 3.
         """
@@ -212,9 +253,9 @@ class GroupCodec:
         out = np.zeros((self.num_sids, self.num_binary_dims), dtype=np.float32)
         offset = 0
         for j, attr in enumerate(self.attributes):
-            v = values[:, j]
-            rows = np.nonzero(v > 0)[0]
-            out[rows, offset + v[rows] - 1] = 1.0
+            v, ref = values[:, j], attr.reference_code
+            rows = np.nonzero(v != ref)[0]
+            out[rows, offset + v[rows] - (v[rows] > ref)] = 1.0
             offset += attr.num_values - 1
         return out
 
@@ -414,7 +455,7 @@ class Schema:
 SCHEMA_FILES = Path(__file__).parent / "schemas"
 """The schema files shipped with the package: ``<name>.yaml``."""
 
-_ATTRIBUTE_KEYS = ("name", "group", "kind", "values", "phrases", "fields")
+_ATTRIBUTE_KEYS = ("name", "group", "kind", "values", "phrases", "fields", "none")
 _RESERVED = ("=", ",", ";", "|")
 """Characters of attribute queries (``name=value, ...``) and table cells (``red|white``)."""
 
@@ -436,7 +477,8 @@ def _names(raw: Any, where: str, what: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _attribute_from_dict(raw: Any, where: str) -> Attribute:
+def _attribute_from_dict(raw: Any, where: str, *, none_first: bool = False) -> Attribute:
+    """One attribute entry; ``none_first``: a colour without ``none`` takes its first value."""
     if not isinstance(raw, dict):
         raise CerberusError(f"{where}: an attribute must be a mapping with name, group, values")
     unknown = sorted(set(raw) - set(_ATTRIBUTE_KEYS))
@@ -473,17 +515,24 @@ def _attribute_from_dict(raw: Any, where: str) -> Attribute:
     fields = _names(raw["fields"], where, "fields") if "fields" in raw else ()
     if kind != "color" and len(fields) > 1:
         raise CerberusError(f"{where}: only a color attribute reads several .mat fields")
+    none = ""
+    if "none" in raw:
+        none = _names([raw["none"]], where, "none")[0]
+    elif kind == "color" and none_first:
+        none = values[0]
     try:
-        return Attribute(name, group, values, fields, phrases, kind)
+        return Attribute(name, group, values, fields, phrases, kind, none)
     except CerberusError as exc:
         raise CerberusError(f"{where}: {exc}") from None
 
 
-def schema_from_dict(raw: Any, where: str = "schema") -> Schema:
+def schema_from_dict(raw: Any, where: str = "schema", *, none_first: bool = False) -> Schema:
     """A :class:`Schema` from schema-file data, checked; errors name ``where`` and the entry.
 
     The data: ``name``, optional ``mat_key`` (top-level key of a Lin ``.mat`` file) and
-    ``attributes``, a list of ``{name, group, kind, values, phrases?, fields?}``.
+    ``attributes``, a list of ``{name, group, kind, values, phrases?, fields?, none?}``
+    (``none``: required for a colour attribute; with ``none_first``, a colour without it takes
+    its first value, the rule of files written before ``none`` was declared).
     """
     if not isinstance(raw, dict):
         raise CerberusError(f"{where}: a schema must be a mapping with name and attributes")
@@ -499,7 +548,8 @@ def schema_from_dict(raw: Any, where: str = "schema") -> Schema:
     if not isinstance(attributes, list) or not attributes:
         raise CerberusError(f"{where}: 'attributes' must be a non-empty list")
     attrs = tuple(
-        _attribute_from_dict(a, f"{where}: attributes[{i + 1}]") for i, a in enumerate(attributes)
+        _attribute_from_dict(a, f"{where}: attributes[{i + 1}]", none_first=none_first)
+        for i, a in enumerate(attributes)
     )
     try:
         return Schema(name, str(raw.get("mat_key") or ""), attrs)
@@ -549,9 +599,10 @@ def get_schema(name: str | Path) -> Schema:
 
 def schema_from_meta(value: Any, where: str) -> Schema:
     """The schema a checkpoint, features or index file carries: its full content (a dict), or,
-    in files written before schemas were data, the name of a shipped schema."""
+    in files written before schemas were data, the name of a shipped schema. A colour attribute
+    without ``none`` (files written before it was declared) has its first value as none."""
     if isinstance(value, dict):
-        return schema_from_dict(value, f"{where} [schema]")
+        return schema_from_dict(value, f"{where} [schema]", none_first=True)
     if isinstance(value, str) and value and "/" not in value and not value.endswith(".yaml"):
         return get_schema(value)
     raise CerberusError(f"{where}: no attribute schema in its metadata ({value!r})")
@@ -567,11 +618,17 @@ SCHEMAS: dict[str, Schema] = {s.name: s for s in (MARKET1501, DUKEMTMC)}
 """The schemas of the Lin et al. ``.mat`` files (found by their top-level key)."""
 
 
+def _code_list(codes: Sequence[int]) -> str:
+    """``1..7`` for consecutive codes, else ``0, 2, 3``."""
+    consecutive = list(codes) == list(range(codes[0], codes[-1] + 1))
+    return f"{codes[0]}..{codes[-1]}" if consecutive else ", ".join(map(str, codes))
+
+
 def check_alt_values(alt_values: np.ndarray | None, schema: Schema, num: int, where: str):
     """``alt_values`` as an int array of shape ``(num, K, num_attributes)`` (``K = 0`` for None).
 
-    Alternatives are colour values other than ``"none"`` (code ``>= 1`` of a one-hot attribute);
-    every other entry is ``-1``.
+    Alternatives are colour values other than none (:attr:`Attribute.colour_codes`); every other
+    entry is ``-1``.
     """
     if alt_values is None:
         return np.full((num, 0, schema.num_attributes), -1, dtype=np.int64)
@@ -589,8 +646,8 @@ def check_alt_values(alt_values: np.ndarray | None, schema: Schema, num: int, wh
     for j, attr in enumerate(schema.attributes):
         column = alt[:, :, j]
         if attr.is_onehot:
-            bad = (column != -1) & ((column < 1) | (column >= attr.num_values))
-            allowed = f"-1 or a colour code 1..{attr.num_values - 1}"
+            bad = (column != -1) & ~np.isin(column, attr.colour_codes)
+            allowed = f"-1 or a colour code {_code_list(attr.colour_codes)}"
         else:
             bad = column != -1
             allowed = "-1 (only colour attributes have alternatives)"
@@ -695,7 +752,9 @@ def _decode_split(schema: Schema, split: np.ndarray, where: str) -> AttributeTab
                 raise CerberusError(f"{where}: {attr.name} fields must be coded 1 or 2 (0: none)")
             unlabelled = (hot == 0).any(1)
             hot = hot == 2
-            values[:, j] = np.where(unlabelled, -1, np.where(hot.any(1), hot.argmax(1) + 1, 0))
+            colour = np.asarray(attr.colour_codes, dtype=np.int64)  # field i -> colour[i]
+            set_colour = np.where(hot.any(1), colour[hot.argmax(1)], attr.none_code)
+            values[:, j] = np.where(unlabelled, -1, set_colour)
             multi = np.nonzero(hot.sum(1) > 1)[0]
             if len(multi):
                 # Real quirk: 23 DukeMTMC test identities have two (one has three) lower-body
@@ -708,7 +767,7 @@ def _decode_split(schema: Schema, split: np.ndarray, where: str) -> AttributeTab
                     attr.name,
                     ids[int(multi[0])],
                 )
-                codes = [np.nonzero(row)[0][1:] + 1 for row in hot]
+                codes = [colour[np.nonzero(row)[0][1:]] for row in hot]
                 column = np.full((n, max(len(c) for c in codes)), -1, dtype=np.int64)
                 for r, c in enumerate(codes):
                     column[r, : len(c)] = c
@@ -796,8 +855,8 @@ def save_attribute_mat(path: str | Path, tables: Mapping[str, AttributeTable]) -
             v = table.values[:, j]
             if attr.is_onehot:
                 alt = table.alt_values[:, :, j]
-                for i, f in enumerate(attr.fields):
-                    hot = (v == i + 1) | (alt == i + 1).any(1)
+                for c, f in zip(attr.colour_codes, attr.fields):
+                    hot = (v == c) | (alt == c).any(1)
                     code = np.where(v < 0, 0, np.where(hot, 2, 1))
                     fields[f] = code.astype(np.uint8)[None, :]
             else:

@@ -110,13 +110,14 @@ def posterior_scores(
 def _phrase(attribute: Any, value: int) -> str:
     """ "red top" for colour attributes without phrases, else the schema's phrase.
 
-    Value ``"none"`` (no colour field set) reads "no top colour": this describes a prediction,
+    The none value (no colour field set) reads "no top colour": this describes a prediction,
     so it does not say "not annotated"."""
     if attribute.phrases or not attribute.name.endswith(".color"):
         return attribute.phrase(value)
     part = "top" if attribute.name.startswith("upper") else "bottom"
-    name = attribute.values[value]
-    return f"no {part} colour" if name == "none" else f"{name} {part}"
+    if attribute.is_onehot and value == attribute.none_code:
+        return f"no {part} colour"
+    return f"{attribute.values[value]} {part}"
 
 
 def describe_features(

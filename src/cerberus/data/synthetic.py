@@ -1013,7 +1013,8 @@ def describe_values(values: np.ndarray) -> str:
     v = SCHEMA.describe(values)
     # Colour "none" (no colour field set) is drawn as a two-colour pattern (see UPPER_RGB).
     upper, lower_colour = (
-        "patterned" if v[k] == "none" else v[k] for k in ("upper.color", "lower.color")
+        "patterned" if v[k] == SCHEMA.attributes[COL[k]].none else v[k]
+        for k in ("upper.color", "lower.color")
     )
     carry = [k for k in ("backpack", "bag", "handbag") if v[k] == "yes"]
     lower = "dress" if v["lower.clothes"] == "dress" else "pants"

@@ -291,8 +291,8 @@ def _parse_value(schema: Schema, j: int, text: str) -> tuple[int, list[int]]:
             f"{attr.name}: {text!r} gives several values; only a color attribute may ('red|white')"
         )
     codes = [attr.value_index(n) for n in names]
-    if len(codes) > 1 and 0 in codes:
-        raise CerberusError(f"{attr.name}: {text!r} lists {attr.values[0]!r} with colours")
+    if len(codes) > 1 and attr.none_code in codes:
+        raise CerberusError(f"{attr.name}: {text!r} lists {attr.none!r} with colours")
     return codes[0], codes[1:]
 
 

@@ -123,7 +123,7 @@ def par_official_accuracy(
     * a colour attribute (one multi-class prediction among the colours): correct when the
       predicted colour's field is set for the identity, i.e. ``pred == true`` or ``pred`` is one
       of its alternative colours (``alt_values``: an identity annotated with several colours
-      accepts any of them). An identity with no colour field set (value 0, "none") is never
+      accepts any of them). An identity with no colour field set (the none value) is never
       counted correct, whatever is predicted, and a predicted "none" is never correct: the
       script only credits a predicted colour whose field is "yes" (the Market maintainers
       confirm this in issue #13), and the images still count in the denominator.
@@ -174,7 +174,7 @@ def par_official_accuracy(
     correct = pred == true
     for j, attr in enumerate(schema.attributes):
         if attr.is_onehot:
-            is_colour = pred[:, j] > 0
+            is_colour = pred[:, j] != attr.none_code
             correct[:, j] = is_colour & (
                 (pred[:, j] == true[:, j]) | (pred[:, j, None] == alt[:, :, j]).any(1)
             )
@@ -203,8 +203,10 @@ def binary_labels(schema: Schema) -> list[tuple[int, int, str]]:
     for j, attr in enumerate(schema.attributes):
         if attr.num_values == 2 and not attr.is_onehot:
             codes = [1]
+        elif attr.is_onehot:
+            codes = list(attr.colour_codes)
         else:
-            codes = list(range(1 if attr.is_onehot else 0, attr.num_values))
+            codes = list(range(attr.num_values))
         out.extend((j, v, f"{attr.name}={attr.values[v]}") for v in codes)
     return out
 
