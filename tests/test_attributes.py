@@ -10,25 +10,22 @@ import pytest
 import yaml
 from conftest import SHARED_ATTRIBUTES, random_values
 
-from cerberus.attributes import (
+from cerberus.attribute_files import load_attribute_mat, save_attribute_mat
+from cerberus.attribute_table import AttributeTable
+from cerberus.errors import CerberusError
+from cerberus.schema import GROUPS
+from cerberus.schema_files import (
     DUKEMTMC,
-    GROUPS,
     MARKET1501,
     SCHEMA_FILES,
     SCHEMAS,
-    AttributeTable,
-    adaptive_margins,
     get_schema,
-    load_attribute_mat,
     load_schema_file,
-    occurring_sid_counts,
-    save_attribute_mat,
     schema_from_dict,
     schema_from_meta,
     shipped_schemas,
-    sid_identity_counts,
 )
-from cerberus.errors import CerberusError
+from cerberus.sids import adaptive_margins, occurring_sid_counts, sid_identity_counts
 
 needs_real = pytest.mark.skipif(
     not (SHARED_ATTRIBUTES / "market_attribute.mat").is_file(),

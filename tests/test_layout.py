@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import cerberus
 
 PACKAGE = Path(cerberus.__file__).parent
@@ -79,3 +81,31 @@ def test_package_has_no_import_cycle():
 def test_training_loop_does_not_know_evaluation_or_search():
     deps = import_graph()["cerberus.engine"]
     assert not deps & {"cerberus.evaluation", "cerberus.metrics", "cerberus.index"}
+
+
+MAX_MODULE_LINES = 700
+NOT_YET_SPLIT = {"cli.py"}  # split on branch search
+
+
+def long_modules(limit: int = MAX_MODULE_LINES) -> dict[str, int]:
+    """``{path relative to the package: line count}`` of every module over ``limit`` lines."""
+    counts = {
+        p.relative_to(PACKAGE).as_posix(): len(p.read_text().splitlines())
+        for p in PACKAGE.rglob("*.py")
+    }
+    return {name: n for name, n in sorted(counts.items()) if n > limit}
+
+
+def test_long_modules_finds_one_over_a_planted_limit():
+    assert "schema.py" in long_modules(limit=100)
+
+
+def test_no_module_is_over_700_lines():
+    offenders = {k: v for k, v in long_modules().items() if k not in NOT_YET_SPLIT}
+    assert not offenders, f"modules over {MAX_MODULE_LINES} lines: {offenders}"
+
+
+# split on branch search: the merger removes this test (and NOT_YET_SPLIT) with that split.
+@pytest.mark.xfail(strict=True, reason="cli.py is split on branch search")
+def test_cli_is_not_over_700_lines():
+    assert not set(long_modules()) & NOT_YET_SPLIT

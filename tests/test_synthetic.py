@@ -8,26 +8,27 @@ import re
 import numpy as np
 import pytest
 
-from cerberus.attributes import GROUPS, load_attribute_mat
+from cerberus.attribute_files import load_attribute_mat
 from cerberus.data import synthetic
 from cerberus.data.datasets import read_dataset
 from cerberus.data.synthetic import (
-    COL,
     MAX_TEST_IDS,
     MAX_TRAIN_IDS,
-    RESERVED_FOR_TEST,
-    SCHEMA,
-    _identity_rows,
-    balanced_attributes,
     generate_synthetic,
-    make_cameras,
     make_contact_sheet,
     make_value_sheet,
-    render_person,
-    sample_details,
+)
+from cerberus.data.synthetic_attributes import (
+    COL,
+    RESERVED_FOR_TEST,
+    SCHEMA,
+    balanced_attributes,
+    identity_rows,
     unavoidable_reserved_sids,
 )
+from cerberus.data.synthetic_render import make_cameras, render_person, sample_details
 from cerberus.errors import CerberusError
+from cerberus.schema import GROUPS
 
 MARKET_NAME = re.compile(r"^(-1|\d{4})_c(\d)s\d+_\d{6}_\d{2}\.jpg$")
 
@@ -144,7 +145,7 @@ def test_each_attribute_changes_its_region(name, value, region):
 
 
 def test_some_test_sids_are_unseen_in_training():
-    train, test = _identity_rows(200, 200, 0)
+    train, test = identity_rows(200, 200, 0)
     train_sids, test_sids = SCHEMA.to_sids(train), SCHEMA.to_sids(test)
     unseen = sum(len(set(test_sids[:, k]) - set(train_sids[:, k])) for k in range(len(GROUPS)))
     assert unseen >= 2
@@ -158,7 +159,7 @@ def test_some_test_sids_are_unseen_in_training():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_every_value_is_common_among_training_identities(seed):
-    train, _ = _identity_rows(200, 200, seed)
+    train, _ = identity_rows(200, 200, seed)
     for attr in SCHEMA.attributes:
         share = np.bincount(train[:, COL[attr.name]], minlength=len(attr.values)) / len(train)
         if len(attr.values) == 2:
@@ -170,7 +171,7 @@ def test_every_value_is_common_among_training_identities(seed):
 
 
 def test_reserved_sids_only_among_test_identities():
-    train, test = _identity_rows(200, 200, 0)
+    train, test = identity_rows(200, 200, 0)
     for reserved in RESERVED_FOR_TEST:
 
         def hit(rows, reserved=reserved):
@@ -207,7 +208,8 @@ def test_bad_arguments(tmp_path, small):
 
 
 def test_caption_names_a_patterned_top():
-    from cerberus.data.synthetic import SCHEMA, describe_values
+    from cerberus.data.synthetic import describe_values
+    from cerberus.data.synthetic_attributes import SCHEMA
 
     values = np.zeros(SCHEMA.num_attributes, dtype=np.int64)
     text = describe_values(values)  # colour code 0 ("none") is drawn as a pattern
@@ -230,7 +232,7 @@ def test_identity_rows_for_many_seeds(num_train, num_test):
     reserved SIDs at once (seeds 3, 6, 7 at 200, seed 42 at 20) made the seeds fail."""
     quota = balanced_attributes(num_train, np.random.default_rng(0), allow_reserved=True)
     for seed in range(60):
-        train, test = _identity_rows(num_train, num_test, seed)
+        train, test = identity_rows(num_train, num_test, seed)
         assert train.shape == (num_train, SCHEMA.num_attributes), seed
         for reserved in RESERVED_FOR_TEST:
             assert not _shows(train, reserved).any(), (seed, reserved)
@@ -239,7 +241,7 @@ def test_identity_rows_for_many_seeds(num_train, num_test):
             c, k = COL[attr.name], len(attr.values)
             expected = np.bincount(quota[:, c], minlength=k)
             assert np.array_equal(np.bincount(train[:, c], minlength=k), expected), (seed, attr)
-        again = _identity_rows(num_train, num_test, seed)
+        again = identity_rows(num_train, num_test, seed)
         assert np.array_equal(again[0], train) and np.array_equal(again[1], test), seed
 
 
@@ -317,7 +319,7 @@ def test_a_refusal_writes_nothing(tmp_path, monkeypatch):
     def refuse(num_train, num_test, seed):
         raise CerberusError("synthetic: cannot keep {'hat': 1, 'hair': 1} out of 20 rows")
 
-    monkeypatch.setattr(synthetic, "_identity_rows", refuse)
+    monkeypatch.setattr(synthetic, "identity_rows", refuse)
     with pytest.raises(CerberusError, match="cannot keep"):
         _small(tmp_path / "syn")
     assert list(tmp_path.iterdir()) == []

@@ -305,11 +305,11 @@ def info(
     ] = "",
 ) -> None:
     """Print the model's parameter count and FLOPs at the configured input size."""
-    from cerberus.attributes import get_schema
     from cerberus.checkpoints import model_from_config
     from cerberus.config import load_config
     from cerberus.data.table import resolve_schema
     from cerberus.model import count_flops, count_parameters
+    from cerberus.schema_files import get_schema
 
     _at_least("--num-classes", num_classes, 1)
     cfg = load_config(config, overrides or [])
@@ -350,7 +350,8 @@ def _attribute_table(path: Path, schema):
     """Both splits of a Lin-style attribute file as one table (their identities are disjoint)."""
     import numpy as np
 
-    from cerberus.attributes import AttributeTable, load_attribute_mat
+    from cerberus.attribute_files import load_attribute_mat
+    from cerberus.attribute_table import AttributeTable
 
     tables = load_attribute_mat(path, schema).values()
     return AttributeTable(
@@ -808,9 +809,9 @@ def visualize_attention(
 
     Under each map: the values of the SID whose prototype the map explains (the prediction).
     """
-    from cerberus.attributes import GROUPS
     from cerberus.explain import attention_figure, grad_cam_maps
     from cerberus.inference import InferenceModel
+    from cerberus.schema import GROUPS
 
     net = InferenceModel.from_checkpoint(checkpoint, device=device)
     maps, sids = grad_cam_maps(net.model, images, height=net.height, width=net.width)
@@ -843,10 +844,10 @@ def visualize_tsne(
     device: Device = "cpu",
 ) -> None:
     """t-SNE of one group's representation over identities sharing a SID, two models (Fig. 9)."""
-    from cerberus.attributes import schema_from_meta
     from cerberus.checkpoints import checkpoint_config, load_checkpoint
     from cerberus.evaluation import checkpoint_dataset
     from cerberus.explain import tsne_compare
+    from cerberus.schema_files import schema_from_meta
 
     _at_least("--ids", ids, 2)
     state = load_checkpoint(checkpoint)

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cerberus.attributes import Schema, schema_from_meta
 from cerberus.errors import CerberusError
 from cerberus.features import UNKNOWN, FeatureSet, common_arrays, load_npz, read_common, save_npz
+from cerberus.schema import Schema
+from cerberus.schema_files import schema_from_meta
 from cerberus.scoring import AttributeQuery, attribute_query_vectors, embed_features
 
 if TYPE_CHECKING:  # PyTorch is imported only where images are embedded: attribute search is fast

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from cerberus.attributes import GROUPS, Schema
 from cerberus.errors import CerberusError
+from cerberus.schema import GROUPS, Schema
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -61,7 +61,7 @@ def sid_log_prior(counts: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
     Args:
         counts: ``{G: (S_G,) int}`` training identities per SID
-            (:func:`cerberus.attributes.sid_identity_counts`); unseen SIDs keep a small prior.
+            (:func:`cerberus.sids.sid_identity_counts`); unseen SIDs keep a small prior.
 
     Returns:
         ``{G: (S_G,) float32}`` log priors.

@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cerberus.attributes import GROUP_NAMES, GROUPS, Schema
 from cerberus.calibration import describe_point, operating_point, verdict
 from cerberus.errors import CerberusError
 from cerberus.index import GalleryIndex, result_rows, search_images
+from cerberus.schema import GROUP_NAMES, GROUPS, Schema
 from cerberus.scoring import parse_attribute_query
 
 try:

@@ -37,16 +37,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from cerberus.attributes import (
-    GROUPS,
-    AttributeTable,
-    Schema,
-    get_schema,
-    occurring_sid_counts,
-)
+from cerberus.attribute_table import AttributeTable
 from cerberus.data.datasets import ImageSet, ReIDDataset, read_dataset
 from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
+from cerberus.schema import GROUPS, Schema
+from cerberus.schema_files import get_schema
+from cerberus.sids import occurring_sid_counts
 
 IMAGES = "images"
 ATTRIBUTES = "attributes"

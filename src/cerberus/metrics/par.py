@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from cerberus.attributes import Schema, check_alt_values
+from cerberus.attribute_table import check_alt_values
 from cerberus.errors import CerberusError
 from cerberus.metrics.ranking import _to_numpy
+from cerberus.schema import Schema
 
 __all__ = [
     "binary_labels",
@@ -156,7 +157,7 @@ def par_official_accuracy(
         identity with no upper-body colour and blue trousers; every prediction is the first
         annotated value except one "white":
 
-        >>> from cerberus.attributes import DUKEMTMC
+        >>> from cerberus.schema_files import DUKEMTMC
         >>> true = np.zeros((3, 10), dtype=int)
         >>> true[:, 1] = [1, 1, 0]  # upper.color black, black, none
         >>> true[:, 3] = [1, 1, 5]  # lower.color black, black, blue
@@ -245,7 +246,7 @@ def par_label_mean_accuracy(
         CerberusError: as :func:`par_official_accuracy`, or every label left out.
 
     Examples:
-        >>> from cerberus.attributes import DUKEMTMC
+        >>> from cerberus.schema_files import DUKEMTMC
         >>> true = np.zeros((4, 10), dtype=int)
         >>> true[:, 6] = [1, 1, 0, 0]  # gender: female, female, male, male
         >>> pred = true.copy()
