@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -340,3 +341,17 @@ def test_arguments_refused_before_writing(tmp_path, kw, message):
     with pytest.raises(CerberusError, match=message):
         _small(tmp_path / "syn", **kw)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_into_the_working_directory_and_over_it(tmp_path, monkeypatch):
+    """``--out .`` in an empty folder, then ``--overwrite``: the folder itself stays."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    _small(".", num_train_ids=2, num_test_ids=2)
+    first = _digest(here)
+    assert (here / "market_attribute.mat").is_file()
+    _small(".", num_train_ids=2, num_test_ids=2, seed=1, overwrite=True)
+    assert Path.cwd() == here and (here / "market_attribute.mat").is_file()
+    assert _digest(here) != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]

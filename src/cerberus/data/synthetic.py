@@ -14,6 +14,7 @@ files whatever the number of worker processes.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -183,33 +184,44 @@ def _start_folder(out: Path) -> tuple[Path, Path | None]:
 
     Returns ``(folder, made)``; ``made`` (or None) is removed again when generation fails.
     """
-    made = next((p for p in reversed([out, *out.parents]) if not p.exists()), None)
+    full = Path(os.path.abspath(out))  # "." has no name and no parent of its own
+    made = next((p for p in reversed([full, *full.parents]) if not p.exists()), None)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+        full.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{full.name}.", suffix=".partial", dir=full.parent))
     except OSError as exc:
         raise CerberusError(f"{out}: cannot write there ({exc.strerror or exc})") from None
-    return tmp, (made if made != out else None)
+    return tmp, (made if made != full else None)
 
 
 def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Rename the finished ``tmp`` to ``out``; an old benchmark there goes only after that."""
+    """Put the finished ``tmp`` at ``out``: one rename, or, into an existing (empty or, with
+    ``overwrite``, old benchmark) folder, its entries moved in, the marker last, after the old
+    entries moved out; the old ones are deleted only then (the folder itself stays: it may be
+    the working directory)."""
     _check_output(out, overwrite)  # again: something may have appeared meanwhile
+    moved: list[tuple[Path, Path]] = []
     old = None
     try:
-        if out.is_dir() and any(out.iterdir()):
-            old = out.with_name(f"{tmp.name}.old")
-            out.rename(old)
-        elif out.is_dir():
-            out.rmdir()
-        tmp.rename(out)
+        if not out.exists():
+            tmp.rename(out)
+            return
+        old = Path(tempfile.mkdtemp(prefix=f"{tmp.name}.", suffix=".old", dir=tmp.parent))
+        for entry in sorted(out.iterdir()):
+            entry.rename(old / entry.name)
+            moved.append((old / entry.name, entry))
+        for entry in sorted(tmp.iterdir(), key=lambda e: (e.name == MARKER, e.name)):
+            entry.rename(out / entry.name)
+        tmp.rmdir()
     except OSError as exc:
-        if old is not None and not out.exists():
-            old.rename(out)
+        for now, before in moved:  # best effort: the old benchmark back in place
+            if not before.exists():
+                now.rename(before)
+        if old is not None and not any(old.iterdir()):
+            old.rmdir()
         reason = exc.strerror or exc
         raise CerberusError(f"{out}: cannot put the benchmark there ({reason})") from None
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _to_table(root: Path, cameras: bool) -> None:
