@@ -76,7 +76,9 @@ def _rss_peak() -> float:
 
 def make_batch(args, device: torch.device, mf: torch.memory_format):
     """Images, labels (P identities x K) and SIDs (one per identity and group), seeded."""
-    from cerberus.attributes import GROUPS, adaptive_margins, get_schema
+    from cerberus.schema import GROUPS
+    from cerberus.schema_files import get_schema
+    from cerberus.sids import adaptive_margins
 
     rng = np.random.default_rng(0)
     num_sids = get_schema("market1501").num_sids
@@ -95,10 +97,10 @@ def make_batch(args, device: torch.device, mf: torch.memory_format):
 
 
 def setup_ours(args, device, mf, amp):
-    from cerberus.attributes import get_schema
     from cerberus.checkpoints import model_from_config
     from cerberus.config import load_config
     from cerberus.engine import TrainStep
+    from cerberus.schema_files import get_schema
 
     cfg = load_config(args.config)
     images, labels, sids, margins = make_batch(args, device, mf)

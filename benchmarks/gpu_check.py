@@ -411,10 +411,10 @@ def bench_extraction(s: Settings, config: Path, report: Path) -> dict[str, Any]:
 
 def macs_per_image(s: Settings) -> dict[str, float]:
     """Forward GMACs per image of ours (paper config) and torchreid's ResNet-50 when present."""
-    from cerberus.attributes import get_schema
     from cerberus.checkpoints import model_from_config
     from cerberus.config import load_config
     from cerberus.model import count_flops
+    from cerberus.schema_files import get_schema
 
     cfg = load_config(ROOT / "configs" / "market1501.yaml", [*s.overrides])
     model = model_from_config(cfg.model, get_schema("market1501"), 751, load_weights=False)

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cerberus.attributes import DUKEMTMC, MARKET1501, AttributeTable, Schema, save_attribute_mat
+from cerberus.attribute_files import save_attribute_mat
+from cerberus.attribute_table import AttributeTable
 from cerberus.cli import main
+from cerberus.schema import Schema
+from cerberus.schema_files import DUKEMTMC, MARKET1501
 
 SHARED_ATTRIBUTES = Path(__file__).resolve().parents[2] / "shared" / "data" / "attributes"
 
@@ -90,8 +93,8 @@ def tiny_model(seed: int = 0, **kwargs):
     """A small Cerberus (ResNet-18, random weights, d = 16, Market schema) built under ``seed``."""
     import torch
 
-    from cerberus.attributes import GROUPS
     from cerberus.model import build_model
+    from cerberus.schema import GROUPS
 
     kwargs.setdefault("dim", 16)
     kwargs.setdefault("backbone", "resnet18")

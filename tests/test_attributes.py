@@ -10,25 +10,22 @@ import pytest
 import yaml
 from conftest import SHARED_ATTRIBUTES, random_values
 
-from cerberus.attributes import (
+from cerberus.attribute_files import load_attribute_mat, save_attribute_mat
+from cerberus.attribute_table import AttributeTable
+from cerberus.errors import CerberusError
+from cerberus.schema import GROUPS
+from cerberus.schema_files import (
     DUKEMTMC,
-    GROUPS,
     MARKET1501,
     SCHEMA_FILES,
     SCHEMAS,
-    AttributeTable,
-    adaptive_margins,
     get_schema,
-    load_attribute_mat,
     load_schema_file,
-    occurring_sid_counts,
-    save_attribute_mat,
     schema_from_dict,
     schema_from_meta,
     shipped_schemas,
-    sid_identity_counts,
 )
-from cerberus.errors import CerberusError
+from cerberus.sids import adaptive_margins, occurring_sid_counts, sid_identity_counts
 
 needs_real = pytest.mark.skipif(
     not (SHARED_ATTRIBUTES / "market_attribute.mat").is_file(),
@@ -351,7 +348,7 @@ def _set(raw: dict, index: int, **changes) -> dict:
         (lambda r: _set(r, 0, values=["cap", "Cap"]), "values must be distinct"),
         (lambda r: _set(r, 1, phrases=["a"]), "one phrase per value"),
         (lambda r: _set(r, 0, colour=1), r"attributes\[1\]: unknown key 'colour'"),
-        (lambda r: _set(r, 2, kind="color"), "group U has several color attributes"),
+        (lambda r: _set(r, 2, kind="color", none="shirt"), "group U has several color attributes"),
         (lambda r: _set(r, 3, name="upper.color"), "attribute 'upper.color' is declared twice"),
         (lambda r: _set(r, 5, group="C"), r"group I \(identity\) has no attribute"),
         (lambda r: {k: v for k, v in r.items() if k != "name"}, "missing key 'name'"),
@@ -428,3 +425,101 @@ def test_schema_files_reproduce_the_sid_tables_of_the_real_files(name, file, dig
     for split, digest, total in zip(("train", "test"), digests, totals):
         assert _sid_digest(tables[split]) == digest
         assert sum(occurring_sid_counts(tables[split]).values()) == total
+
+
+def _none_in_the_middle() -> dict:
+    """Market-1501 with ``none`` third among the upper-body colours (same .mat fields)."""
+    raw = MARKET1501.to_dict()
+    upper = next(a for a in raw["attributes"] if a["name"] == "upper.color")
+    colours = [v for v in upper["values"] if v != "none"]
+    upper["values"] = colours[:2] + ["none"] + colours[2:]
+    return raw
+
+
+def test_a_colour_none_value_anywhere_in_the_values(tmp_path):
+    """``none`` names the no-colour value: every user follows it, not the first position."""
+    from cerberus.data.table import _parse_value
+    from cerberus.metrics.par import binary_labels, par_official_accuracy
+    from cerberus.scoring import _phrase
+
+    path = tmp_path / "middle.yaml"
+    path.write_text(yaml.safe_dump(_none_in_the_middle(), sort_keys=False))
+    middle = load_schema_file(path)
+    j = middle.index("upper.color")
+    upper = middle.attributes[j]
+    assert (upper.none, upper.none_code) == ("none", 2)
+    assert upper.colour_codes == (0, 1, 3, 4, 5, 6, 7, 8)
+
+    # The same Lin file reads as the same value names under both schemas.
+    values = random_values(MARKET1501, 40, np.random.default_rng(3))
+    values[:5, j] = 0  # no upper-body colour set
+    table = AttributeTable(MARKET1501, np.arange(1, 41), values)
+    save_attribute_mat(tmp_path / "a.mat", {"train": table, "test": table})
+    read = load_attribute_mat(tmp_path / "a.mat", middle)["train"]
+    named = [[middle.describe(r)[a.name] for a in middle.attributes] for r in read.values]
+    assert named == [
+        [MARKET1501.describe(r)[a.name] for a in MARKET1501.attributes] for r in values
+    ]
+    save_attribute_mat(tmp_path / "b.mat", {"train": read, "test": read})
+    again = load_attribute_mat(tmp_path / "b.mat", middle)["train"]
+    assert np.array_equal(again.values, read.values)
+
+    # Dummy coding: none is the reference (all colour dimensions 0), each colour one dimension.
+    codec = middle.codecs["U"]
+    sleeve = middle.attributes[middle.index("upper.sleeve")]
+    vectors = codec.binary_vectors()
+    combos = codec.decode(np.arange(codec.num_sids))
+    colour_dims = vectors[:, : upper.num_values - 1]
+    assert not colour_dims[combos[:, 0] == 2].any()
+    assert (colour_dims[combos[:, 0] != 2].sum(1) == 1).all()
+    assert len({tuple(v) for v in vectors}) == codec.num_sids
+    assert codec.num_binary_dims == upper.num_values - 1 + sleeve.num_values - 1
+
+    # PAR: no label for none; a predicted or true none is never credited by the official rule.
+    labels = [name for col, _, name in binary_labels(middle) if col == j]
+    assert "upper.color=none" not in labels and len(labels) == 8
+    true = np.zeros((3, middle.num_attributes), dtype=int)
+    true[:, j] = [2, 0, 0]  # none, black, black
+    pred = true.copy()
+    pred[1, j] = 2  # none for a black top
+    acc = par_official_accuracy(pred, true, middle)["official_attribute_accuracy_score"]
+    assert acc["upper.color"] == pytest.approx(1 / 3)
+
+    # Tables and alternatives: none is no colour; descriptions say so.
+    assert _parse_value(middle, j, "black|red") == (0, [3])
+    with pytest.raises(CerberusError, match="lists 'none' with colours"):
+        _parse_value(middle, j, "black|none")
+    alt = np.full((1, 1, middle.num_attributes), -1)
+    alt[0, 0, j] = 2
+    with pytest.raises(CerberusError, match=r"colour code 0, 1, 3, 4, 5, 6, 7, 8, got 2"):
+        AttributeTable(middle, np.array([1]), true[:1], alt)
+    assert _phrase(upper, 2) == "no top colour" and _phrase(upper, 0) == "black top"
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda a: a.pop("none"), r"\(upper.color\): .*names its value meaning no colour"),
+        (lambda a: a.update(none="teal"), r"none value 'teal' is not one of its values"),
+        (lambda a: a.update(kind="multi"), r"only a color attribute has a none value"),
+    ],
+)
+def test_colour_none_value_is_declared_in_schema_files(tmp_path, change, match):
+    raw = _example()
+    change(raw["attributes"][1])  # upper.color
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(CerberusError, match=match) as info:
+        load_schema_file(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: attributes[2] (upper.color)") and "\n" not in message
+
+
+def test_files_written_before_none_was_declared_still_load():
+    """Checkpoints and indexes carry the schema; older ones have no ``none``: the first value."""
+    old = MARKET1501.to_dict()
+    for attr in old["attributes"]:
+        attr.pop("none", None)
+    assert schema_from_meta(old, "old.pt") == MARKET1501
+    with pytest.raises(CerberusError, match="names its value meaning no colour"):
+        schema_from_dict(old, "schema.yaml")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from cerberus.attributes import GROUP_NAMES
 from cerberus.index import GalleryIndex
 from cerberus.inference import InferenceModel
+from cerberus.schema import GROUP_NAMES
 from cerberus.serve import background_server, create_app
 
 pytestmark = pytest.mark.browser

@@ -14,7 +14,6 @@ from PIL import Image
 from test_verification import brute_force_threshold
 from test_weights import write_checkpoint
 
-from cerberus.attributes import MARKET1501
 from cerberus.calibration import (
     calibrate_features,
     labelled_split,
@@ -26,6 +25,7 @@ from cerberus.data.datasets import read_dataset
 from cerberus.errors import CerberusError
 from cerberus.export import export_weights
 from cerberus.inference import InferenceModel
+from cerberus.schema_files import MARKET1501
 from cerberus.visualize import roc_figure
 
 

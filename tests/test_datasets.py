@@ -7,7 +7,6 @@ import pytest
 import torch
 from conftest import make_tree
 
-from cerberus.attributes import DUKEMTMC, MARKET1501
 from cerberus.data.datasets import (
     MARKET1501_FORMAT,
     ImageDataset,
@@ -17,6 +16,7 @@ from cerberus.data.datasets import (
 from cerberus.data.samplers import PKBatchSampler
 from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
+from cerberus.schema_files import DUKEMTMC, MARKET1501
 
 
 def test_reader_parses_generated_tree(schema, tmp_path):
@@ -79,7 +79,8 @@ def test_duke_names_rejected_by_market_reader(tmp_path):
 
 
 def _as_market_mat(root, tmp_path):
-    from cerberus.attributes import AttributeTable, load_attribute_mat, save_attribute_mat
+    from cerberus.attribute_files import load_attribute_mat, save_attribute_mat
+    from cerberus.attribute_table import AttributeTable
 
     duke = load_attribute_mat(root / "duke_attribute.mat")
     rng = np.random.default_rng(0)
@@ -162,10 +163,11 @@ def test_exclude_training_sids_makes_them_unseen(tmp_path):
 def test_unlabelled_duke_top_reads_as_unknown_u_sid(tmp_path):
     """A Duke training identity with `top` coded 0: U SID -1 on its images, everything else
     (labels, other groups, exclusion, sampler, adaptive margins) as for any identity."""
-    from cerberus.attributes import GROUPS, load_attribute_mat, save_attribute_mat
+    from cerberus.attribute_files import load_attribute_mat, save_attribute_mat
     from cerberus.config import Config
     from cerberus.data.datasets import exclude_training_sids
     from cerberus.engine import build_margins
+    from cerberus.schema import GROUPS
 
     root = make_tree(tmp_path / "d", DUKEMTMC, train_ids=tuple(range(2, 20, 2)))
     mat = root / "duke_attribute.mat"

@@ -64,9 +64,9 @@ def test_par_table_marks_wrong_values():
 def test_aps_caption_explains_zero_hits():
     import numpy as np
 
-    from cerberus.attributes import MARKET1501
     from cerberus.demo import aps_caption
     from cerberus.inference import parse_attribute_query
+    from cerberus.schema_files import MARKET1501
 
     aq = parse_attribute_query("gender=female, backpack=yes", MARKET1501)
     values = np.zeros((5, MARKET1501.num_attributes), dtype=np.int64)

@@ -8,10 +8,10 @@ import pytest
 import torch
 from conftest import TINY_TRAINING, make_tree
 
-from cerberus.attributes import MARKET1501
 from cerberus.checkpoints import load_checkpoint
 from cerberus.config import load_config
 from cerberus.engine import train
+from cerberus.schema_files import MARKET1501
 
 TINY = [
     *TINY_TRAINING,

@@ -14,11 +14,11 @@ import pytest
 import torch
 from conftest import make_tree
 
-from cerberus.attributes import MARKET1501
 from cerberus.checkpoints import load_checkpoint, load_model_from_checkpoint, save_checkpoint
 from cerberus.config import load_config, save_config
 from cerberus.engine import learning_rate, train
 from cerberus.errors import CerberusError
+from cerberus.schema_files import MARKET1501
 
 TINY = [
     "model.backbone=resnet18",

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 from conftest import make_tree
 
-from cerberus.attributes import (
-    DUKEMTMC,
-    GROUPS,
-    MARKET1501,
-    AttributeTable,
-    load_attribute_mat,
-    save_attribute_mat,
-)
+from cerberus.attribute_files import load_attribute_mat, save_attribute_mat
+from cerberus.attribute_table import AttributeTable
 from cerberus.data.datasets import ImageSet, read_dataset
 from cerberus.evaluation import (
     NO_CAMERA_PROTOCOL,
@@ -30,6 +24,8 @@ from cerberus.inference import (
     predict_sids,
     prototype_scores,
 )
+from cerberus.schema import GROUPS
+from cerberus.schema_files import DUKEMTMC, MARKET1501
 
 
 def _prototypes(schema, d, rng):

@@ -9,7 +9,6 @@ import pytest
 from conftest import make_tree
 from test_engine import tiny_config
 
-from cerberus.attributes import MARKET1501
 from cerberus.data.datasets import read_dataset
 from cerberus.errors import CerberusError
 from cerberus.experiments import (
@@ -19,6 +18,7 @@ from cerberus.experiments import (
     sample_unseen_sids,
     unseen_summary,
 )
+from cerberus.schema_files import MARKET1501
 
 
 def test_table6_runs_every_variant_and_caches(tmp_path, monkeypatch):

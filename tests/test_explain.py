@@ -7,7 +7,6 @@ import pytest
 from conftest import make_tree, tiny_model
 from PIL import Image
 
-from cerberus.attributes import MARKET1501
 from cerberus.data.datasets import read_dataset
 from cerberus.errors import CerberusError
 from cerberus.explain import (
@@ -18,6 +17,7 @@ from cerberus.explain import (
     tsne_figure,
     tsne_panel_data,
 )
+from cerberus.schema_files import MARKET1501
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
 from cerberus import __version__  # noqa: E402
-from cerberus.attributes import GROUPS, MARKET1501  # noqa: E402
 from cerberus.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from cerberus.errors import CerberusError  # noqa: E402
 from cerberus.export import (  # noqa: E402
@@ -27,6 +26,8 @@ from cerberus.export import (  # noqa: E402
     verify_onnx,
 )
 from cerberus.model import normalize_features  # noqa: E402
+from cerberus.schema import GROUPS  # noqa: E402
+from cerberus.schema_files import MARKET1501  # noqa: E402
 
 HEIGHT, WIDTH = 96, 48  # 6 x 3 local maps (last stride 1)
 DIM = 16

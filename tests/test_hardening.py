@@ -17,8 +17,8 @@ from conftest import make_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cerberus.attributes import MARKET1501
 from cerberus.config import load_config
+from cerberus.schema_files import MARKET1501
 
 TINY_TRAIN = {
     "data": {"height": 64, "width": 32, "p": 4, "k": 2, "num_workers": 0},
@@ -260,8 +260,8 @@ def test_synth_workers_below_one_is_one_line(tmp_path, cli):
 def _features(tmp_path: Path, n: int = 20) -> Path:
     import numpy as np
 
-    from cerberus.attributes import GROUPS
     from cerberus.features import FeatureSet
+    from cerberus.schema import GROUPS
 
     rng = np.random.default_rng(0)
     d = 4

@@ -10,7 +10,6 @@ import pytest
 import torch
 from conftest import make_tree
 
-from cerberus.attributes import GROUPS, MARKET1501
 from cerberus.errors import CerberusError
 from cerberus.features import UNKNOWN, FeatureSet
 from cerberus.index import GalleryIndex, build_faiss_index, recall_at_k
@@ -23,6 +22,8 @@ from cerberus.inference import (
     parse_attribute_query,
     scan_images,
 )
+from cerberus.schema import GROUPS
+from cerberus.schema_files import MARKET1501
 from cerberus.search import result_rows
 
 D = 8

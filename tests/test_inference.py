@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from cerberus.attributes import GROUPS
 from cerberus.errors import CerberusError
 from cerberus.inference import posterior_scores, sid_log_prior
+from cerberus.schema import GROUPS
 
 
 def _cosines(rng, sizes, n):
@@ -56,9 +56,9 @@ def test_evaluation_decisions_and_attribute_predictor(tmp_path):
     """Posterior decision keeps perfect features perfect; a predictor replaces PAR only."""
     from conftest import make_tree
 
-    from cerberus.attributes import MARKET1501
     from cerberus.data.datasets import read_dataset
     from cerberus.evaluation import EvalFeatures, evaluate_features
+    from cerberus.schema_files import MARKET1501
 
     dataset = read_dataset(make_tree(tmp_path / "m", MARKET1501, test_ids=(1, 3, 5, 7, 9)))
     rng = np.random.default_rng(3)
@@ -89,7 +89,7 @@ def test_evaluation_decisions_and_attribute_predictor(tmp_path):
 
 
 def test_phrases_read_as_predictions():
-    from cerberus.attributes import MARKET1501
+    from cerberus.schema_files import MARKET1501
     from cerberus.scoring import _phrase
 
     attrs = {a.name: a for a in MARKET1501.attributes}

@@ -152,3 +152,22 @@ def test_search_layer_and_its_fronts_stay_under_700_lines():
     }
     assert "cerberus.cli.gallery" in lines and "cerberus.search.gallery" in lines
     assert {m: n for m, n in lines.items() if n > 700} == {}
+MAX_MODULE_LINES = 700
+
+
+def long_modules(limit: int = MAX_MODULE_LINES) -> dict[str, int]:
+    """``{path relative to the package: line count}`` of every module over ``limit`` lines."""
+    counts = {
+        p.relative_to(PACKAGE).as_posix(): len(p.read_text().splitlines())
+        for p in PACKAGE.rglob("*.py")
+    }
+    return {name: n for name, n in sorted(counts.items()) if n > limit}
+
+
+def test_long_modules_finds_one_over_a_planted_limit():
+    assert "schema.py" in long_modules(limit=100)
+
+
+def test_no_module_is_over_700_lines():
+    offenders = long_modules()
+    assert not offenders, f"modules over {MAX_MODULE_LINES} lines: {offenders}"

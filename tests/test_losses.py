@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from cerberus.attributes import GROUPS, MARKET1501
 from cerberus.errors import CerberusError
 from cerberus.losses import (
     batch_hard_soft_margin_triplet_loss,
@@ -19,6 +18,8 @@ from cerberus.losses import (
     semantic_softmax_loss,
 )
 from cerberus.model import build_model
+from cerberus.schema import GROUPS
+from cerberus.schema_files import MARKET1501
 
 
 def test_semantic_guidance_by_hand():

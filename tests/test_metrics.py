@@ -10,7 +10,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cerberus.attributes import DUKEMTMC, GROUPS, MARKET1501
 from cerberus.errors import CerberusError
 from cerberus.metrics import (
     aps_chance,
@@ -27,6 +26,8 @@ from cerberus.metrics import (
     reid_metrics,
 )
 from cerberus.metrics import ranking as metrics_module
+from cerberus.schema import GROUPS
+from cerberus.schema_files import DUKEMTMC, MARKET1501
 
 # ---------------------------------------------------------------------------------------------
 # Slow, obviously-correct references: one query at a time.

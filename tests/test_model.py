@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cerberus.attributes import GROUPS, MARKET1501
 from cerberus.errors import CerberusError
 from cerberus.model import (
     align_feature_map,
@@ -18,6 +17,8 @@ from cerberus.model import (
     heat_map,
     normalize_features,
 )
+from cerberus.schema import GROUPS
+from cerberus.schema_files import MARKET1501
 
 
 def tiny(backbone="resnet18", **kw):
@@ -247,7 +248,7 @@ def _attribute_sizes(schema):
 
 @pytest.mark.parametrize("schema", ["market1501", "dukemtmc"])
 def test_attribute_heads_shapes_and_prediction(schema):
-    from cerberus.attributes import get_schema
+    from cerberus.schema_files import get_schema
 
     s = get_schema(schema)
     torch.manual_seed(0)
@@ -353,7 +354,7 @@ def test_par_feature_head_is_separate_from_the_five_representations():
     """The Fig. 1b baseline: the attribute heads read a sixth feature, not f^G."""
     from conftest import tiny_model
 
-    from cerberus.attributes import MARKET1501
+    from cerberus.schema_files import MARKET1501
 
     sizes = [(a.group, a.num_values) for a in MARKET1501.attributes]
     model = tiny_model(attribute_sizes=sizes, par_feature=True).eval()

@@ -12,11 +12,11 @@ import pytest
 from conftest import TINY_TRAINING, make_tree
 from typer.testing import CliRunner
 
-from cerberus.attributes import MARKET1501
 from cerberus.cli import app
 from cerberus.config import load_config
 from cerberus.features import FeatureSet
 from cerberus.index import GalleryIndex
+from cerberus.schema_files import MARKET1501
 
 runner = CliRunner()
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "synthetic.yaml"

@@ -8,9 +8,10 @@ import scipy.io
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cerberus.attributes import MARKET1501, load_attribute_mat
+from cerberus.attribute_files import load_attribute_mat
 from cerberus.data.datasets import DUKEMTMC_FORMAT, MARKET1501_FORMAT, parse_filename
 from cerberus.errors import CerberusError
+from cerberus.schema_files import MARKET1501
 
 names = st.one_of(
     st.text(max_size=40),

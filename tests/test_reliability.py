@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from cerberus.attributes import MARKET1501
 from cerberus.checkpoints import load_checkpoint, save_checkpoint
 from cerberus.errors import CerberusError
 from cerberus.features import FeatureSet
 from cerberus.index import GalleryIndex
+from cerberus.schema_files import MARKET1501
 
 
 class _FullDisk:

@@ -13,9 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cerberus.attributes import GROUPS, MARKET1501
 from cerberus.calibration import store_calibration
 from cerberus.features import FeatureSet
+from cerberus.schema import GROUPS
+from cerberus.schema_files import MARKET1501
 from cerberus.scoring import WEAK_CERTAINTY, describe_features, l2_normalize
 from cerberus.search import Gallery, GalleryIndex, load_model
 from cerberus.serve import create_app

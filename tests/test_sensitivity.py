@@ -8,10 +8,10 @@ import yaml
 from conftest import make_tree
 from test_engine import tiny_config
 
-from cerberus.attributes import MARKET1501
 from cerberus.config import load_config
 from cerberus.data.datasets import read_dataset, validation_split
 from cerberus.errors import CerberusError
+from cerberus.schema_files import MARKET1501
 from cerberus.sensitivity import expand_grid, load_grid, parse_grid, run_sensitivity
 
 

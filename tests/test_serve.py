@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cerberus.attributes import GROUPS
 from cerberus.index import GalleryIndex
 from cerberus.inference import InferenceModel
+from cerberus.schema import GROUPS
 from cerberus.scoring import parse_attribute_query
 from cerberus.search import result_rows, search_images
 from cerberus.serve import MAX_K, Limits, check_host, create_app, schema_json

@@ -4,25 +4,32 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cerberus.attributes import GROUPS, load_attribute_mat
+from cerberus.attribute_files import load_attribute_mat
+from cerberus.data import synthetic
 from cerberus.data.datasets import read_dataset
 from cerberus.data.synthetic import (
+    MAX_TEST_IDS,
+    MAX_TRAIN_IDS,
+    generate_synthetic,
+    make_contact_sheet,
+    make_value_sheet,
+)
+from cerberus.data.synthetic_attributes import (
     COL,
     RESERVED_FOR_TEST,
     SCHEMA,
-    _identity_rows,
-    generate_synthetic,
-    make_cameras,
-    make_contact_sheet,
-    make_value_sheet,
-    render_person,
-    sample_details,
+    balanced_attributes,
+    identity_rows,
+    unavoidable_reserved_sids,
 )
+from cerberus.data.synthetic_render import make_cameras, render_person, sample_details
 from cerberus.errors import CerberusError
+from cerberus.schema import GROUPS
 
 MARKET_NAME = re.compile(r"^(-1|\d{4})_c(\d)s\d+_\d{6}_\d{2}\.jpg$")
 
@@ -139,7 +146,7 @@ def test_each_attribute_changes_its_region(name, value, region):
 
 
 def test_some_test_sids_are_unseen_in_training():
-    train, test = _identity_rows(200, 200, 0)
+    train, test = identity_rows(200, 200, 0)
     train_sids, test_sids = SCHEMA.to_sids(train), SCHEMA.to_sids(test)
     unseen = sum(len(set(test_sids[:, k]) - set(train_sids[:, k])) for k in range(len(GROUPS)))
     assert unseen >= 2
@@ -153,7 +160,7 @@ def test_some_test_sids_are_unseen_in_training():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_every_value_is_common_among_training_identities(seed):
-    train, _ = _identity_rows(200, 200, seed)
+    train, _ = identity_rows(200, 200, seed)
     for attr in SCHEMA.attributes:
         share = np.bincount(train[:, COL[attr.name]], minlength=len(attr.values)) / len(train)
         if len(attr.values) == 2:
@@ -165,7 +172,7 @@ def test_every_value_is_common_among_training_identities(seed):
 
 
 def test_reserved_sids_only_among_test_identities():
-    train, test = _identity_rows(200, 200, 0)
+    train, test = identity_rows(200, 200, 0)
     for reserved in RESERVED_FOR_TEST:
 
         def hit(rows, reserved=reserved):
@@ -202,7 +209,8 @@ def test_bad_arguments(tmp_path, small):
 
 
 def test_caption_names_a_patterned_top():
-    from cerberus.data.synthetic import SCHEMA, describe_values
+    from cerberus.data.synthetic import describe_values
+    from cerberus.data.synthetic_attributes import SCHEMA
 
     values = np.zeros(SCHEMA.num_attributes, dtype=np.int64)
     text = describe_values(values)  # colour code 0 ("none") is drawn as a pattern
@@ -212,3 +220,138 @@ def test_caption_names_a_patterned_top():
         SCHEMA.index("upper.color")
     ].value_index("red")
     assert "red long-sleeve top" in describe_values(values)
+
+
+def _shows(rows, reserved):
+    return np.all([rows[:, COL[k]] == x for k, x in reserved.items()], axis=0)
+
+
+@pytest.mark.parametrize("num_train, num_test", [(200, 200), (20, 20), (3, 2), (97, 37)])
+def test_identity_rows_for_many_seeds(num_train, num_test):
+    """Every seed gives rows (no rendering here): reserved SIDs only in the test split, every
+    value count the seed-free quota, the same rows again for the same seed. A row showing both
+    reserved SIDs at once (seeds 3, 6, 7 at 200, seed 42 at 20) made the seeds fail."""
+    quota = balanced_attributes(num_train, np.random.default_rng(0), allow_reserved=True)
+    for seed in range(60):
+        train, test = identity_rows(num_train, num_test, seed)
+        assert train.shape == (num_train, SCHEMA.num_attributes), seed
+        for reserved in RESERVED_FOR_TEST:
+            assert not _shows(train, reserved).any(), (seed, reserved)
+            assert _shows(test, reserved).any(), (seed, reserved)
+        for attr in SCHEMA.attributes:
+            c, k = COL[attr.name], len(attr.values)
+            expected = np.bincount(quota[:, c], minlength=k)
+            assert np.array_equal(np.bincount(train[:, c], minlength=k), expected), (seed, attr)
+        again = identity_rows(num_train, num_test, seed)
+        assert np.array_equal(again[0], train) and np.array_equal(again[1], test), seed
+
+
+def test_every_accepted_size_leaves_room_for_the_reserved_sids():
+    """The value counts depend on the size alone; at every size the options accept, the
+    reserved SIDs can be kept out of training (so no seed fails)."""
+    sizes = [*range(2, 300), *range(300, MAX_TRAIN_IDS, 211), MAX_TRAIN_IDS]
+    for n in sizes:
+        rows = balanced_attributes(n, np.random.default_rng(n), allow_reserved=True)
+        assert unavoidable_reserved_sids(rows) == [], n
+    crowded = np.zeros((10, SCHEMA.num_attributes), dtype=np.int64)
+    crowded[:, COL["hat"]] = 1
+    crowded[:, COL["gender"]] = 1
+    crowded[:3, COL["hair"]] = 1
+    assert unavoidable_reserved_sids(crowded) == ["hat=yes+hair=long"]
+
+
+def _small(root, **kw):
+    kw = {"num_train_ids": 20, "num_test_ids": 20, "num_distractors": 2, "num_junk": 1, **kw}
+    return generate_synthetic(root, num_workers=1, **kw)
+
+
+@pytest.mark.parametrize("seed, data_format", [(42, "market"), (24, "table")])
+def test_seeds_that_failed_now_write_a_benchmark(tmp_path, seed, data_format):
+    out = tmp_path / "syn"
+    _small(out, seed=seed, data_format=data_format)
+    if data_format == "table":
+        from cerberus.data.table import read_table_dataset
+
+        ds = read_table_dataset(out)
+        assert not (out / "market_attribute.mat").exists()
+    else:
+        ds = read_dataset(out)
+    assert ds.num_train_ids == 20 and len(np.unique(ds.query.pids)) == 20
+    train = ds.train_attributes.values
+    assert not any(_shows(train, r).any() for r in RESERVED_FOR_TEST)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]  # no temporary folder left
+
+
+def test_cli_seed_that_failed(tmp_path, cli):
+    out = tmp_path / "syn"
+    args = ["--train-ids", 20, "--test-ids", 20, "--seed", 42, "--workers", 1]
+    code, _, err = cli("synth", "--out", out, *args)
+    assert code == 0, err
+    assert (out / "market_attribute.mat").is_file()
+
+
+def test_a_failure_while_writing_leaves_no_output(tmp_path, monkeypatch):
+    def broken(path, tables):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(synthetic, "save_attribute_mat", broken)
+    out = tmp_path / "new" / "parents" / "syn"
+    with pytest.raises(OSError):
+        _small(out, num_train_ids=2, num_test_ids=2)
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor the parents made for it
+
+
+def test_a_failed_overwrite_keeps_the_old_benchmark(tmp_path, monkeypatch):
+    out = tmp_path / "syn"
+    _small(out, num_train_ids=2, num_test_ids=2)
+    before = _digest(out)
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "_render_job", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _small(out, seed=1, overwrite=True)
+    assert _digest(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]
+
+
+def test_a_refusal_writes_nothing(tmp_path, monkeypatch):
+    def refuse(num_train, num_test, seed):
+        raise CerberusError("synthetic: cannot keep {'hat': 1, 'hair': 1} out of 20 rows")
+
+    monkeypatch.setattr(synthetic, "identity_rows", refuse)
+    with pytest.raises(CerberusError, match="cannot keep"):
+        _small(tmp_path / "syn")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"seed": -1}, "seed -1: must be at least 0"),
+        ({"num_train_ids": MAX_TRAIN_IDS + 1}, f"at most {MAX_TRAIN_IDS} train"),
+        ({"num_test_ids": MAX_TEST_IDS + 1}, f"and {MAX_TEST_IDS} test"),
+        ({"num_distractors": 1000}, "distractors and junk images must be 0..999"),
+        ({"num_junk": -1}, "distractors and junk images must be 0..999"),
+        ({"data_format": "csv"}, "format 'csv'"),
+    ],
+)
+def test_arguments_refused_before_writing(tmp_path, kw, message):
+    with pytest.raises(CerberusError, match=message):
+        _small(tmp_path / "syn", **kw)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_into_the_working_directory_and_over_it(tmp_path, monkeypatch):
+    """``--out .`` in an empty folder, then ``--overwrite``: the folder itself stays."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    _small(".", num_train_ids=2, num_test_ids=2)
+    first = _digest(here)
+    assert (here / "market_attribute.mat").is_file()
+    _small(".", num_train_ids=2, num_test_ids=2, seed=1, overwrite=True)
+    assert Path.cwd() == here and (here / "market_attribute.mat").is_file()
+    assert _digest(here) != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]

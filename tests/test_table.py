@@ -15,7 +15,6 @@ import yaml
 from conftest import make_tree, random_values
 from typer.testing import CliRunner
 
-from cerberus.attributes import DUKEMTMC, MARKET1501, get_schema
 from cerberus.checkpoints import load_checkpoint, save_checkpoint
 from cerberus.cli import app
 from cerberus.data.datasets import read_dataset
@@ -31,6 +30,7 @@ from cerberus.errors import CerberusError
 from cerberus.features import UNKNOWN, FeatureSet
 from cerberus.index import GalleryIndex
 from cerberus.inference import InferenceModel
+from cerberus.schema_files import DUKEMTMC, MARKET1501, get_schema
 
 runner = CliRunner()
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from cerberus.attributes import MARKET1501
 from cerberus.checkpoints import (
     CHECKPOINT_VERSION,
     load_checkpoint,
@@ -21,6 +20,7 @@ from cerberus.config import config_from_dict
 from cerberus.errors import CerberusError
 from cerberus.export import export_weights
 from cerberus.inference import InferenceModel, model_fingerprint
+from cerberus.schema_files import MARKET1501
 from cerberus.weights import pair_paths, read_weights_pair, sha256_hex, update_metadata
 
 TINY = {

@@ -19,12 +19,13 @@ from typing import Any
 
 import torch
 
-from cerberus.attributes import GROUPS, Schema, schema_from_meta
 from cerberus.config import Config, ModelConfig, config_from_dict
 from cerberus.data.datasets import ReIDDataset
 from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
 from cerberus.model import Cerberus, build_model
+from cerberus.schema import GROUPS, Schema
+from cerberus.schema_files import schema_from_meta
 from cerberus.weights import is_weights_pair, read_weights_pair
 
 CHECKPOINT_VERSION = 1

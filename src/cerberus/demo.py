@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from cerberus.attributes import GROUP_NAMES
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset, read_dataset
 from cerberus.data.synthetic import generate_synthetic, make_contact_sheet
@@ -28,6 +27,7 @@ from cerberus.features import FeatureSet
 from cerberus.files import atomic_write
 from cerberus.index import GalleryIndex
 from cerberus.inference import InferenceModel, parse_attribute_query
+from cerberus.schema import GROUP_NAMES
 from cerberus.search import result_rows
 from cerberus.visualize import alignment_figure, model_alignment_maps, rank_list_from_rows
 

@@ -23,11 +23,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from cerberus.attributes import (
-    GROUPS,
-    adaptive_margins,
-    sid_identity_counts,
-)
 from cerberus.checkpoints import (
     CHECKPOINT_VERSION,
     build_model_for,
@@ -51,6 +46,8 @@ from cerberus.files import atomic_write
 from cerberus.losses import compute_losses, fixed_margins
 from cerberus.model import Cerberus
 from cerberus.optim import group_summary, parameter_groups
+from cerberus.schema import GROUPS
+from cerberus.sids import adaptive_margins, sid_identity_counts
 
 logger = logging.getLogger(__name__)
 

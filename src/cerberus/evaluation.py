@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from cerberus.attributes import GROUPS, Schema, schema_from_meta
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset
@@ -48,6 +47,8 @@ from cerberus.metrics import (
     reid_metrics,
 )
 from cerberus.model import Cerberus, fuse_batchnorm
+from cerberus.schema import GROUPS, Schema
+from cerberus.schema_files import schema_from_meta
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from cerberus.attributes import GROUPS
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset
@@ -32,6 +31,7 @@ from cerberus.evaluation import (
 )
 from cerberus.files import atomic_write
 from cerberus.model import fuse_batchnorm
+from cerberus.schema import GROUPS
 
 logger = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from cerberus.attributes import GROUPS
 from cerberus.data.datasets import ImageSet, ReIDDataset
 from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
 from cerberus.model import Cerberus
+from cerberus.schema import GROUPS
 from cerberus.visualize import (
     HEAT_ALPHA,
     MARGIN,

@@ -37,12 +37,12 @@ import torch
 from torch import Tensor, nn
 
 import cerberus
-from cerberus.attributes import GROUPS
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cerberus.errors import CerberusError
 from cerberus.inference import model_fingerprint
 from cerberus.model import Cerberus, normalize_features
+from cerberus.schema import GROUPS
 from cerberus.weights import pair_paths, write_weights_pair
 
 INPUT_NAME = "images"
@@ -113,7 +113,7 @@ def onnx_metadata(
     """The ``metadata_props`` written by :func:`export_onnx` (all values are strings).
 
     Lists (mean, std, groups) are JSON. ``schema`` (a name or a
-    :class:`~cerberus.attributes.Schema`) is included when given or when the model has one.
+    :class:`~cerberus.schema.Schema`) is included when given or when the model has one.
     """
     dim = int(model.dim)
     props = {

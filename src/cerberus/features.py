@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from cerberus.attributes import GROUPS, Schema, schema_from_meta
 from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
+from cerberus.schema import GROUPS, Schema
+from cerberus.schema_files import schema_from_meta
 
 UNKNOWN = -1000
 """Identity / camera value of an image whose file name does not tell them."""

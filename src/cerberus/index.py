@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cerberus.attributes import Schema, schema_from_meta
 from cerberus.errors import CerberusError
 from cerberus.features import FeatureSet, common_arrays, load_npz, read_common, save_npz
+from cerberus.schema import Schema
+from cerberus.schema_files import schema_from_meta
 from cerberus.scoring import AttributeQuery, attribute_query_vectors, embed_features
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cerberus.attributes import AttributeTable, Schema, schema_from_meta
+from cerberus.attribute_table import AttributeTable
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
 from cerberus.data.datasets import FORMATS, ImageDataset, ImageSet, load_image, parse_filename
@@ -37,6 +37,8 @@ from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
 from cerberus.features import UNKNOWN, FeatureSet
 from cerberus.model import fuse_batchnorm
+from cerberus.schema import Schema
+from cerberus.schema_files import schema_from_meta
 from cerberus.scoring import (  # noqa: F401  (re-exported: the SPEC 5 rules on arrays)
     SID_DECISIONS,
     AttributeQuery,

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cerberus.attributes import GROUPS
 from cerberus.errors import CerberusError
+from cerberus.schema import GROUPS
 
 
 def _shape_error(what: str, expected: str, got: Tensor | Sequence[Tensor]) -> CerberusError:

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import models
 
-from cerberus.attributes import GROUPS
 from cerberus.errors import CerberusError
+from cerberus.schema import GROUPS
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def normalize_features(features: Tensor) -> Tensor:
     cos(f_x^G, f_y^G).
 
     Args:
-        features: ``(B, 5, d)`` representations in :data:`~cerberus.attributes.GROUPS` order.
+        features: ``(B, 5, d)`` representations in :data:`~cerberus.schema.GROUPS` order.
 
     Returns:
         ``(B, 5 d)`` float32 unit vectors.
@@ -324,7 +324,7 @@ class Cerberus(nn.Module):
             x: images ``(B, 3, H, W)``.
 
         Returns:
-            ``(B, 5, d)`` in :data:`~cerberus.attributes.GROUPS` order H, U, L, I, C.
+            ``(B, 5, d)`` in :data:`~cerberus.schema.GROUPS` order H, U, L, I, C.
         """
         return self.features_from_maps(*self.forward_maps(x))[0]
 
@@ -495,7 +495,7 @@ def build_model(
         num_classes: training identities (ID classifier outputs).
         num_sids: ``{G: S_G}`` size of each group's SID space.
         binary_vectors: ``{G: (S_G, n_bin_G)}`` the A_m matrices of
-            :meth:`~cerberus.attributes.GroupCodec.binary_vectors`.
+            :meth:`~cerberus.schema.GroupCodec.binary_vectors`.
         backbone: ``"resnet18"``, ``"resnet34"`` or ``"resnet50"``.
         pretrained: load torchvision's ImageNet weights (from the torch hub cache, or a
             download); if they cannot be had, warn and start from random. ``False``: random.

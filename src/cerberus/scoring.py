@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from cerberus.attributes import GROUPS, Schema
 from cerberus.errors import CerberusError
+from cerberus.schema import GROUPS, Schema
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -61,7 +61,7 @@ def sid_log_prior(counts: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
     Args:
         counts: ``{G: (S_G,) int}`` training identities per SID
-            (:func:`cerberus.attributes.sid_identity_counts`); unseen SIDs keep a small prior.
+            (:func:`cerberus.sids.sid_identity_counts`); unseen SIDs keep a small prior.
 
     Returns:
         ``{G: (S_G,) float32}`` log priors.
@@ -110,13 +110,14 @@ def posterior_scores(
 def _phrase(attribute: Any, value: int) -> str:
     """ "red top" for colour attributes without phrases, else the schema's phrase.
 
-    Value ``"none"`` (no colour field set) reads "no top colour": this describes a prediction,
+    The none value (no colour field set) reads "no top colour": this describes a prediction,
     so it does not say "not annotated"."""
     if attribute.phrases or not attribute.name.endswith(".color"):
         return attribute.phrase(value)
     part = "top" if attribute.name.startswith("upper") else "bottom"
-    name = attribute.values[value]
-    return f"no {part} colour" if name == "none" else f"{name} {part}"
+    if attribute.is_onehot and value == attribute.none_code:
+        return f"no {part} colour"
+    return f"{attribute.values[value]} {part}"
 
 
 WEAK_CERTAINTY = 0.5

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from PIL import Image, UnidentifiedImageError
 
-from cerberus.attributes import GROUP_NAMES, GROUPS, Schema
 from cerberus.errors import CerberusError
+from cerberus.schema import GROUP_NAMES, GROUPS, Schema
 from cerberus.search import Answer, Gallery
 
 try:

@@ -35,7 +35,7 @@ def synth(
     train_ids: Annotated[int, typer.Option(help="Number of training identities.")] = 200,
     test_ids: Annotated[int, typer.Option(help="Number of test identities.")] = 200,
     cameras: Annotated[int, typer.Option(help="Number of cameras.")] = 6,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed, 0 or more (same seed, same files).")] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
     sheet: Annotated[
@@ -62,23 +62,14 @@ def synth(
         seed=seed,
         num_workers=workers,
         overwrite=overwrite,
+        data_format=data_format,
+        camera_column=camera_column,
     )
     if data_format == "table":
-        from cerberus.data.datasets import read_dataset
-        from cerberus.data.table import write_table_dataset
-
-        if sheet is not None or value_sheet is not None:
-            make_sheets = (sheet, value_sheet)
-            for path, make in zip(make_sheets, (make_contact_sheet, make_value_sheet)):
-                if path is not None:
-                    make(out, path)
-                    typer.echo(f"sheet: {path}")
-        write_table_dataset(read_dataset(out, "market1501"), out, cameras=camera_column)
-        (out / "market_attribute.mat").unlink()
         typer.echo(f"wrote synthetic table dataset to {out}: {summary}")
         typer.echo(f"check it with: cerberus check-data {out}")
-        return
-    typer.echo(f"wrote synthetic benchmark to {out}: {summary}")
+    else:
+        typer.echo(f"wrote synthetic benchmark to {out}: {summary}")
     if sheet is not None:
         make_contact_sheet(out, sheet)
         typer.echo(f"contact sheet: {sheet}")

@@ -20,7 +20,8 @@ def _attribute_table(path: Path, schema):
     """Both splits of a Lin-style attribute file as one table (their identities are disjoint)."""
     import numpy as np
 
-    from cerberus.attributes import AttributeTable, load_attribute_mat
+    from cerberus.attribute_files import load_attribute_mat
+    from cerberus.attribute_table import AttributeTable
 
     tables = load_attribute_mat(path, schema).values()
     return AttributeTable(

@@ -175,7 +175,7 @@ def describe(
 
 def certainty_line(found: dict) -> str:
     """``"head 0.93, upper body 0.41 (weak), ..."``: each group's probability of its SID."""
-    from cerberus.attributes import GROUP_NAMES
+    from cerberus.schema import GROUP_NAMES
 
     return ", ".join(
         f"{GROUP_NAMES[g]} {p:.2f}" + (" (weak)" if g in found["weak"] else "")

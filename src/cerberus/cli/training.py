@@ -171,11 +171,11 @@ def info(
     ] = "",
 ) -> None:
     """Print the model's parameter count and FLOPs at the configured input size."""
-    from cerberus.attributes import get_schema
     from cerberus.checkpoints import model_from_config
     from cerberus.config import load_config
     from cerberus.data.table import resolve_schema
     from cerberus.model import count_flops, count_parameters
+    from cerberus.schema_files import get_schema
 
     at_least("--num-classes", num_classes, 1)
     cfg = load_config(config, overrides or [])

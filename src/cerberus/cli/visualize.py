@@ -76,8 +76,8 @@ def visualize_attention(
 
     Under each map: the values of the SID whose prototype the map explains (the prediction).
     """
-    from cerberus.attributes import GROUPS
     from cerberus.explain import attention_figure, grad_cam_maps
+    from cerberus.schema import GROUPS
     from cerberus.search import load_model
 
     net = load_model(checkpoint, device=device)
@@ -111,10 +111,10 @@ def visualize_tsne(
     device: Device = "cpu",
 ) -> None:
     """t-SNE of one group's representation over identities sharing a SID, two models (Fig. 9)."""
-    from cerberus.attributes import schema_from_meta
     from cerberus.checkpoints import checkpoint_config, load_checkpoint
     from cerberus.evaluation import checkpoint_dataset
     from cerberus.explain import tsne_compare
+    from cerberus.schema_files import schema_from_meta
 
     at_least("--ids", ids, 2)
     state = load_checkpoint(checkpoint)

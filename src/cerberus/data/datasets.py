@@ -26,16 +26,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cerberus.attributes import (
-    DUKEMTMC,
-    MARKET1501,
-    AttributeTable,
-    Schema,
-    check_alt_values,
-    load_attribute_mat,
-    sid_identity_counts,
-)
+from cerberus.attribute_files import load_attribute_mat
+from cerberus.attribute_table import AttributeTable, check_alt_values
 from cerberus.errors import CerberusError
+from cerberus.schema import Schema
+from cerberus.schema_files import DUKEMTMC, MARKET1501
+from cerberus.sids import sid_identity_counts
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +86,7 @@ class ImageSet:
         schema: the attribute schema.
         alt_values: alternative colour codes of each image's identity, shape
             ``(N, K, num_attributes)``, ``-1`` where none (see
-            :attr:`~cerberus.attributes.AttributeTable.alt_values`); ``None`` is stored as
+            :attr:`~cerberus.attribute_table.AttributeTable.alt_values`); ``None`` is stored as
             ``K = 0``.
     """
 
@@ -278,7 +274,7 @@ def exclude_training_sids(dataset: ReIDDataset, sids: tuple[str, ...]) -> ReIDDa
     """
     if not sids:
         return dataset
-    from cerberus.attributes import GROUPS
+    from cerberus.schema import GROUPS
 
     drop = np.zeros(len(dataset.train), dtype=bool)
     for item in sids:

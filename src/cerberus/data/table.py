@@ -37,16 +37,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from cerberus.attributes import (
-    GROUPS,
-    AttributeTable,
-    Schema,
-    get_schema,
-    occurring_sid_counts,
-)
+from cerberus.attribute_table import AttributeTable
 from cerberus.data.datasets import ImageSet, ReIDDataset, read_dataset
 from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
+from cerberus.schema import GROUPS, Schema
+from cerberus.schema_files import get_schema
+from cerberus.sids import occurring_sid_counts
 
 IMAGES = "images"
 ATTRIBUTES = "attributes"
@@ -291,8 +288,8 @@ def _parse_value(schema: Schema, j: int, text: str) -> tuple[int, list[int]]:
             f"{attr.name}: {text!r} gives several values; only a color attribute may ('red|white')"
         )
     codes = [attr.value_index(n) for n in names]
-    if len(codes) > 1 and 0 in codes:
-        raise CerberusError(f"{attr.name}: {text!r} lists {attr.values[0]!r} with colours")
+    if len(codes) > 1 and attr.none_code in codes:
+        raise CerberusError(f"{attr.name}: {text!r} lists {attr.none!r} with colours")
     return codes[0], codes[1:]
 
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from cerberus.attributes import Schema, check_alt_values
+from cerberus.attribute_table import check_alt_values
 from cerberus.errors import CerberusError
 from cerberus.metrics.ranking import _to_numpy
+from cerberus.schema import Schema
 
 __all__ = [
     "binary_labels",
@@ -123,7 +124,7 @@ def par_official_accuracy(
     * a colour attribute (one multi-class prediction among the colours): correct when the
       predicted colour's field is set for the identity, i.e. ``pred == true`` or ``pred`` is one
       of its alternative colours (``alt_values``: an identity annotated with several colours
-      accepts any of them). An identity with no colour field set (value 0, "none") is never
+      accepts any of them). An identity with no colour field set (the none value) is never
       counted correct, whatever is predicted, and a predicted "none" is never correct: the
       script only credits a predicted colour whose field is "yes" (the Market maintainers
       confirm this in issue #13), and the images still count in the denominator.
@@ -156,7 +157,7 @@ def par_official_accuracy(
         identity with no upper-body colour and blue trousers; every prediction is the first
         annotated value except one "white":
 
-        >>> from cerberus.attributes import DUKEMTMC
+        >>> from cerberus.schema_files import DUKEMTMC
         >>> true = np.zeros((3, 10), dtype=int)
         >>> true[:, 1] = [1, 1, 0]  # upper.color black, black, none
         >>> true[:, 3] = [1, 1, 5]  # lower.color black, black, blue
@@ -174,7 +175,7 @@ def par_official_accuracy(
     correct = pred == true
     for j, attr in enumerate(schema.attributes):
         if attr.is_onehot:
-            is_colour = pred[:, j] > 0
+            is_colour = pred[:, j] != attr.none_code
             correct[:, j] = is_colour & (
                 (pred[:, j] == true[:, j]) | (pred[:, j, None] == alt[:, :, j]).any(1)
             )
@@ -203,8 +204,10 @@ def binary_labels(schema: Schema) -> list[tuple[int, int, str]]:
     for j, attr in enumerate(schema.attributes):
         if attr.num_values == 2 and not attr.is_onehot:
             codes = [1]
+        elif attr.is_onehot:
+            codes = list(attr.colour_codes)
         else:
-            codes = list(range(1 if attr.is_onehot else 0, attr.num_values))
+            codes = list(range(attr.num_values))
         out.extend((j, v, f"{attr.name}={attr.values[v]}") for v in codes)
     return out
 
@@ -243,7 +246,7 @@ def par_label_mean_accuracy(
         CerberusError: as :func:`par_official_accuracy`, or every label left out.
 
     Examples:
-        >>> from cerberus.attributes import DUKEMTMC
+        >>> from cerberus.schema_files import DUKEMTMC
         >>> true = np.zeros((4, 10), dtype=int)
         >>> true[:, 6] = [1, 1, 0, 0]  # gender: female, female, male, male
         >>> pred = true.copy()

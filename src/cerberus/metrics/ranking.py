@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cerberus.attributes import GROUPS
 from cerberus.errors import CerberusError
+from cerberus.schema import GROUPS
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
@@ -479,7 +479,7 @@ def aps_queries(sids: Any, *, groups: Sequence[str] = GROUPS) -> np.ndarray:
 
     Args:
         sids: int array of shape ``(n, 5)``, one row per test identity (rows of images work too:
-            duplicates collapse), columns in :data:`~cerberus.attributes.GROUPS` order.
+            duplicates collapse), columns in :data:`~cerberus.schema.GROUPS` order.
         groups: the given groups, e.g. ``("U", "L")`` for a partial query; all five by default.
 
     Returns:
@@ -607,7 +607,7 @@ def aps_metrics(
             ``(n_queries, 5)``; ``None`` means the columns where ``query_sids >= 0``.
         gallery_alt_sids: optional int array of shape ``(n_gallery, K, 5)`` (or
             ``(n_gallery, 5)`` for ``K = 1``), ``-1`` where there is no alternative; see
-            :meth:`~cerberus.attributes.Schema.alternative_sids`.
+            :meth:`~cerberus.schema.Schema.alternative_sids`.
         higher_is_better: ``True`` for similarities, ``False`` for distances.
         ranks: the CMC ranks reported as ``rank{k}_score``.
         max_rank: length of the returned ``cmc`` curve.

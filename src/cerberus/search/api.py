@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cerberus.attributes import Schema
 from cerberus.errors import CerberusError
 from cerberus.index import GalleryIndex
+from cerberus.schema import Schema
 from cerberus.scoring import embed_features
 from cerberus.search.gallery import Gallery
 from cerberus.search.verdicts import Verdicts

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cerberus.attributes import GROUPS, Schema
 from cerberus.errors import CerberusError
 from cerberus.features import UNKNOWN
 from cerberus.index import GalleryIndex, SearchResult
+from cerberus.schema import GROUPS, Schema
 from cerberus.scoring import AttributeQuery, parse_attribute_query
 from cerberus.search.rows import result_rows
 from cerberus.search.verdicts import Verdicts
