@@ -243,3 +243,14 @@ def test_validation_split_property_every_query_has_a_match(
     assert not set(v.query.paths) & set(v.gallery.paths)
     assert len(v.query) + len(v.gallery) == np.isin(data.train.pids, v.gallery.pids).sum()
     _check_every_query_matched(v)
+
+
+def test_unmatched_queries_counts_queries_without_a_true_match():
+    from dataclasses import replace
+
+    v = validation_split(_layout_dataset([[2, 1], [2, 1]]), num_val_ids=1, num_queries=2)
+    assert unmatched_queries(v) == 0
+    assert unmatched_queries(replace(v, gallery=v.query)) == 2  # same camera only
+    # Without cameras the query file itself is no match; another file of the identity is.
+    first = v.query.subset(np.array([True, False]))
+    assert unmatched_queries(replace(v, gallery=first, cameras_known=False)) == 1

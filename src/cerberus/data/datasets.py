@@ -36,6 +36,7 @@ from cerberus.attributes import (
     sid_identity_counts,
 )
 from cerberus.errors import CerberusError
+from cerberus.files import path_key
 
 logger = logging.getLogger(__name__)
 
@@ -431,13 +432,14 @@ def unmatched_queries(dataset: ReIDDataset) -> int:
     camera (SPEC 6), or, without cameras, no other image of their identity (another path).
     The reID metrics skip such queries; :func:`validation_split` makes none."""
     q, g = dataset.query, dataset.gallery
+    gallery_keys = np.array([path_key(p) for p in g.paths], dtype=object)
     count = 0
     for pid, cam, path in zip(q.pids, q.camids, q.paths):
         same = g.pids == pid
         if dataset.cameras_known:
             same &= g.camids != cam
         else:
-            same &= np.array([Path(p).absolute() != Path(path).absolute() for p in g.paths])
+            same &= gallery_keys != path_key(path)
         count += not same.any()
     return count
 
