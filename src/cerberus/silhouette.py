@@ -87,6 +87,11 @@ def run_silhouette(
             run_dir = out_dir / _slug(name) / f"seed{seed}"
             seeded = {**changes, "train": {**changes.get("train", {}), "seed": seed}}
             run_variant(cfg, name, seeded, out_dir, dataset, run_dir=run_dir)
+            if not (run_dir / "last.pt").is_file():
+                raise CerberusError(
+                    f"{run_dir}: metrics cached but last.pt deleted (--no-keep-checkpoints); "
+                    f"remove {run_dir / 'metrics.json'} to train it again"
+                )
             for g, score in _silhouettes(run_dir / "last.pt", dataset, picks).items():
                 values[g].setdefault(name, []).append(score)
     table = format_silhouette_table(values, picks, dataset, seeds, sid_seed)
