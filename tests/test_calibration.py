@@ -4,6 +4,7 @@ operating points, and calibrate / verify / search through the command line."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
@@ -16,14 +17,16 @@ from test_weights import write_checkpoint
 
 from cerberus.calibration import (
     calibrate_features,
+    identity_halves,
     labelled_split,
     operating_point,
     store_calibration,
     verdict,
 )
-from cerberus.data.datasets import read_dataset
+from cerberus.data.datasets import ImageSet, read_dataset
 from cerberus.errors import CerberusError
 from cerberus.export import export_weights
+from cerberus.files import path_key
 from cerberus.inference import InferenceModel
 from cerberus.schema_files import MARKET1501
 from cerberus.visualize import roc_figure
@@ -73,6 +76,53 @@ def test_sampled_calibration_is_seeded_and_keeps_every_same_pair():
     assert abs(a["points"][0]["threshold"] - full["points"][0]["threshold"]) < 0.1
 
 
+def _brute_force_rates(scores, same, t):
+    pos = [x for x, m in zip(scores, same) if m]
+    neg = [x for x, m in zip(scores, same) if not m]
+    return sum(x > t for x in pos) / len(pos), sum(x > t for x in neg) / len(neg)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_heldout_thresholds_are_chosen_on_other_identities(seed):
+    pids = np.repeat(np.arange(100, 114), 4)  # 14 identities
+    feats = identity_features(pids, seed=seed + 2)
+    cal, _ = calibrate_features(feats, pids, fprs=(0.1, 0.02), chosen_fpr=0.02, seed=seed)
+    held = cal["heldout"]
+    half = identity_halves(pids, seed)
+    assert held["num_identities"] == [7, 7] and held["seed"] == seed
+    assert not set(pids[half]) & set(pids[~half])  # identity-disjoint
+    assert half.tolist() != identity_halves(pids, seed + 1).tolist()  # seeded
+    parts = []
+    for part in (half, ~half):
+        idx = np.nonzero(part)[0]
+        pairs = list(combinations(idx, 2))
+        scores = np.array([mean_part_cosine(feats[i], feats[j]) for i, j in pairs])
+        parts.append((scores, np.array([pids[i] == pids[j] for i, j in pairs])))
+    for k, fold in enumerate(held["folds"]):
+        (choose, choose_same), (report, report_same) = parts[k], parts[1 - k]
+        for p in fold["points"]:
+            t, _, _ = brute_force_threshold(choose, choose_same, p["fpr_target"])
+            assert p["threshold"] == pytest.approx(t, abs=1e-6)
+            tpr, fpr = _brute_force_rates(report, report_same, p["threshold"])
+            assert p["tpr"] == pytest.approx(tpr, abs=1e-9)
+            assert p["fpr"] == pytest.approx(fpr, abs=1e-9)
+    for k, p in enumerate(held["points"]):
+        a, b = held["folds"][0]["points"][k], held["folds"][1]["points"][k]
+        assert p["fpr_target"] == cal["points"][k]["fpr_target"]
+        assert p["tpr"] == pytest.approx((a["tpr"] + b["tpr"]) / 2)
+        assert p["fpr"] == pytest.approx((a["fpr"] + b["fpr"]) / 2)
+    # The in-sample FPR never exceeds its target; the held-out one is measured, not promised.
+    assert all(p["fpr"] <= p["fpr_target"] for p in cal["points"])
+    assert any(p["fpr"] != q["fpr"] for p, q in zip(held["points"], cal["points"]))
+
+
+def test_heldout_estimate_needs_two_identities_per_half():
+    pids = np.repeat(np.arange(3), 4)
+    cal, _ = calibrate_features(identity_features(pids), pids)
+    assert "too few for two halves" in cal["heldout"]["skipped"]
+    assert "points" not in cal["heldout"] and len(cal["points"]) == 3
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("calibrate")
@@ -87,6 +137,28 @@ def test_labelled_split_drops_junk_and_distractors(setup):
     assert len(test) == n and (test.pids > 0).all()
     with pytest.raises(CerberusError, match="--split 'val'"):
         labelled_split(dataset, "val")
+
+
+def test_an_image_listed_twice_is_never_paired_with_itself(setup):
+    """Without cameras a query file may also be a gallery image (spelled another way here)."""
+    dataset = read_dataset(setup["tree"])
+    q, g = dataset.query, dataset.gallery
+    again = tuple(p.parent / ".." / p.parent.name / p.name for p in q.paths)
+    gallery = ImageSet(
+        g.paths + again,
+        np.concatenate([g.pids, q.pids]),
+        np.full(len(g) + len(q), -1),
+        np.concatenate([g.labels, q.labels]),
+        np.concatenate([g.values, q.values]),
+        g.schema,
+    )
+    data = replace(dataset, gallery=gallery, cameras_known=False)
+    test = labelled_split(data, "test")
+    assert len(test) == len(q) + int((g.pids > 0).sum())
+    assert len({path_key(p) for p in test.paths}) == len(test)
+    cal, _ = calibrate_features(identity_features(test.pids), test.pids)
+    counts = np.unique(test.pids, return_counts=True)[1]
+    assert cal["num_same_pairs"] == int((counts * (counts - 1) // 2).sum())
 
 
 def test_stored_calibration_belongs_to_its_weights(setup, tmp_path, caplog):
@@ -130,6 +202,13 @@ def test_calibrate_verify_search_with_checkpoint_and_pair(setup, cli, tmp_path):
     assert code == 0, err
     cal = json.loads((tmp_path / "cal.json").read_text())
     assert "(all pairs)" in out and f"stored in {ckpt}" in out
+    # In-sample and held-out figures, on screen and in the JSON.
+    assert "held-out TPR" in out and "held-out FPR" in out
+    assert "identities split into two seeded halves" in out and "(2 / 2 identities" in out
+    held = cal["heldout"]["points"]
+    assert [p["fpr_target"] for p in held] == [p["fpr_target"] for p in cal["points"]]
+    row = next(line for line in out.splitlines() if line.strip().startswith("1e-01"))
+    assert row.split()[-2:] == [f"{100 * held[0]['tpr']:.1f}%", f"{held[0]['fpr']:.2e}"]
     assert Image.open(tmp_path / "last_roc_test.png").size[0] > 500
     point = operating_point(cal)
     assert point["fpr_target"] == 0.1

@@ -158,11 +158,20 @@ def test_extract_index_search_describe_visualize_export(trained):
     np.testing.assert_allclose(emb, ref, atol=1e-4)
 
 
-def test_cli_errors_are_one_line(trained, tmp_path):
-    tmp = trained["tmp"]
-    index = tmp / "g.index.npz"
-    if not index.is_file():
-        pytest.skip("needs the index of the end-to-end test")
+@pytest.fixture(scope="module")
+def flat_index(trained) -> Path:
+    """A flat index of the gallery, built here (no test relies on another having run)."""
+    folder = trained["tmp"] / "flat_index"
+    folder.mkdir()
+    invoke("extract", "--checkpoint", trained["ckpt"], "--images",
+           trained["data"] / "bounding_box_test", "--out", folder / "g.npz", "--attributes",
+           trained["data"] / "market_attribute.mat", "--workers", 0)  # fmt: skip
+    invoke("index", "--features", folder / "g.npz", "--out", folder / "g.index.npz")
+    return folder / "g.index.npz"
+
+
+def test_cli_errors_are_one_line(trained, flat_index, tmp_path):
+    index = flat_index
     r = cerberus("search", "--index", index, "--attrs", "colour=red")
     assert r.returncode == 2
     assert (

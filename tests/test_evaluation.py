@@ -12,6 +12,7 @@ from conftest import make_tree
 from cerberus.attribute_files import load_attribute_mat, save_attribute_mat
 from cerberus.attribute_table import AttributeTable
 from cerberus.data.datasets import ImageSet, read_dataset
+from cerberus.data.table import read_table_dataset, write_table_dataset
 from cerberus.evaluation import (
     NO_CAMERA_PROTOCOL,
     EvalFeatures,
@@ -180,17 +181,43 @@ def test_two_colour_identities_count_under_either_colour(tmp_path):
     assert with_alt["aps"]["full"]["map_score"] > without["aps"]["full"]["map_score"]
 
 
-def test_random_features_score_near_chance(dataset):
+def test_random_features_score_at_the_computed_chance_level(dataset):
+    """Over many draws of random features (and prototypes) the mean reID / APS scores equal the
+    exact chance levels the report computes, within 4 standard errors of the mean of the draws
+    (a true chance level falls outside with probability ~6e-5 per metric)."""
     rng = np.random.default_rng(4)
-    protos = _prototypes(MARKET1501, 64, rng)
-    feats = EvalFeatures(
-        query=rng.normal(size=(len(dataset.query), 5, 64)).astype(np.float32),
-        gallery=rng.normal(size=(len(dataset.gallery), 5, 64)).astype(np.float32),
-        prototypes=protos,
-    )
-    m = evaluate_features(feats, dataset)
-    assert m["par"]["mean_accuracy_score"] < 0.6
-    assert m["reid"]["map_score"] < 0.9
+    draws, chance = [], None
+    for _ in range(150):
+        feats = EvalFeatures(
+            query=rng.normal(size=(len(dataset.query), 5, 16)).astype(np.float32),
+            gallery=rng.normal(size=(len(dataset.gallery), 5, 16)).astype(np.float32),
+            prototypes=_prototypes(MARKET1501, 16, rng),
+        )
+        m = evaluate_features(feats, dataset, chance=chance is None)
+        chance = chance or m["chance"]
+        draws.append(
+            [m["reid"]["map_score"], m["reid"]["rank1_score"], m["aps"]["full"]["map_score"],
+             m["aps"]["full"]["rank1_score"], m["par"]["mean_accuracy_score"]]
+        )  # fmt: skip
+    draws = np.array(draws)
+    mean, se = draws.mean(0), draws.std(0, ddof=1) / np.sqrt(len(draws))
+    expected = [chance["reid"]["map_score"], chance["reid"]["rank1_score"],
+                chance["aps"]["map_score"], chance["aps"]["rank1_score"]]  # fmt: skip
+    for k, want in enumerate(expected):
+        assert abs(mean[k] - want) < 4 * se[k], (k, mean[k], want, se[k])
+    # The tolerance itself stays small: under 0.06, against chance levels of 0.16 - 0.29.
+    assert (4 * se[:4] < 0.06).all(), (se, mean, expected)
+    # PAR: with prototypes drawn afresh, the nearest one is a uniformly random SID, so the
+    # expected mA is that of decoding a uniform SID of each attribute's group.
+    truth = dataset.gallery.values[dataset.gallery.pids > 0]
+    accs = []
+    for j, attr in enumerate(MARKET1501.attributes):
+        k = GROUPS.index(attr.group)
+        sids = np.zeros((MARKET1501.num_sids[attr.group], 5), dtype=np.int64)
+        sids[:, k] = np.arange(len(sids))
+        decoded = MARKET1501.from_sids(sids)[:, j]
+        accs.append(np.mean([(decoded == t).mean() for t in truth[:, j]]))
+    assert abs(mean[4] - np.mean(accs)) < 4 * se[4], (mean[4], np.mean(accs), se[4])
 
 
 def _without_cameras(images: ImageSet) -> ImageSet:
@@ -235,3 +262,53 @@ def test_evaluation_without_cameras_removes_only_the_query_image_itself(dataset)
     # With cameras the report says nothing of a protocol.
     with_cameras = EvalFeatures(query, feats.gallery[: len(g)], protos)
     assert "protocol" not in evaluate_features(with_cameras, dataset)["reid"]
+
+
+def test_unknown_attribute_cells_are_left_out_of_aps_and_par(tmp_path):
+    """A table dataset whose test identities have empty cells (README: empty = unknown).
+
+    Identity 3 has no hat value (its H SID is unknown), identity 5 no gender (I unknown). Every
+    representation lies at the prototype of its SID with the unknown values read as 0, so a
+    rule that judges only known groups scores 1.0 everywhere.
+    """
+    root = make_tree(tmp_path / "t", MARKET1501, test_ids=(1, 3, 5, 7, 9))
+    write_table_dataset(read_dataset(root, "market1501"), root)
+    rows = (root / "attributes.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    for i, row in enumerate(rows):
+        cells = row.split(",")
+        if cells[0] in ("3", "5"):
+            cells[header.index("hat" if cells[0] == "3" else "gender")] = ""
+            rows[i] = ",".join(cells)
+    (root / "attributes.csv").write_text("\n".join(rows) + "\n")
+    data = read_table_dataset(root)
+    ids = data.test_attributes.ids.tolist()
+    assert data.test_attributes.sids[ids.index(3), 0] == -1
+    assert data.test_attributes.sids[ids.index(5), 3] == -1
+
+    rng = np.random.default_rng(6)
+    protos = _prototypes(MARKET1501, 64, rng)
+
+    def features(images):
+        looks = MARKET1501.to_sids(np.maximum(images.values, 0))
+        out = rng.normal(size=(len(images), 5, 64)).astype(np.float32)  # junk: random
+        for i in np.nonzero(images.pids > 0)[0]:
+            for k, g in enumerate(GROUPS):
+                out[i, k] = protos[g][looks[i, k]] * 4 + 0.01 * rng.normal(size=64)
+        return out
+
+    feats = EvalFeatures(features(data.query), features(data.gallery), protos)
+    m = evaluate_features(feats, data)
+    full = m["aps"]["full"]
+    assert full["num_queries"] == 5 and full["num_queries_without_unknown_groups"] == 3
+    for name, a in m["aps"].items():
+        assert a["map_score"] == pytest.approx(1.0), name
+    assert m["aps"]["without_H"]["num_queries_without_unknown_groups"] == 4  # 5 still lacks I
+    # PAR: the unknown cells are not scored, every known one is right.
+    par = m["par"]
+    assert par["mean_accuracy_score"] == pytest.approx(1.0)
+    per_identity = (data.gallery.pids == 3).sum()
+    assert par["num_labelled"]["hat"] == par["num_images"] - per_identity
+    assert par["num_labelled"]["hair"] == par["num_images"]
+    assert 0 < m["chance"]["aps"]["map_score"] < 1
+    json.dumps(m)

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import make_tree
+from conftest import TINY_TRAINING, make_tree
 from test_engine import tiny_config
 
 from cerberus.data.datasets import read_dataset
@@ -134,3 +134,119 @@ def test_table_over_seeds_reports_mean_and_spread(tmp_path):
     assert (tmp_path / "t8" / "m_0" / "seed1" / "metrics.json").is_file()
     with pytest.raises(CerberusError, match="distinct integers"):
         run_table("table8", cfg, tmp_path / "t8", seeds=[1, 1])
+
+
+def test_semantic_table_rows_and_numbers_come_from_its_evaluations(tmp_path):
+    """The headline table (run_table("semantic")): every row, column and cell, recomputed
+    from the metrics each run cached (percent, 2 decimals; one seed, 2 iterations per run:
+    the mean ± sd cells of several seeds are checked on table8 above)."""
+    import json
+
+    from cerberus.experiments import SEMANTIC
+
+    root = make_tree(tmp_path / "m", MARKET1501, train_ids=tuple(range(2, 18, 2)), size=(64, 32))
+    cfg = tiny_config(root, tmp_path / "unused", "optim.iterations=2", "eval.num_workers=0")
+    out = tmp_path / "sem"
+    table = run_table("semantic", cfg, out, seeds=[3])
+    assert (out / "semantic.md").read_text() == table
+    lines = table.splitlines()
+    columns = [("reID mAP", "reid.map_score"), ("reID R-1", "reid.rank1_score"),
+               ("APS mAP", "aps.full.map_score"), ("APS R-1", "aps.full.rank1_score"),
+               ("PAR mA", "par.mean_accuracy_score"),
+               ("PAR official", "par.official_accuracy_score"),
+               ("PAR label mA", "par.label_mean_accuracy_score")]  # fmt: skip
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == ["variant"] + [
+        name for name, _ in columns
+    ]
+    rows = [[c.strip() for c in r.strip("|").split("|")] for r in lines[2:]]
+
+    def value(m, key):
+        for part in key.split("."):
+            m = m[part]
+        return 100 * m
+
+    def cell(xs):
+        return f"{xs[0]:.2f}"
+
+    names = {"cosine": "nearest prototype", "posterior": "prior-aware", "heads": "heads"}
+    expected, last = [], None
+    for name, _, decisions in SEMANTIC:
+        slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+        runs = []
+        for seed in (3,):
+            cached = json.loads((out / slug / f"seed{seed}" / "metrics.json").read_text())
+            assert cached["config"]["train"]["seed"] == seed
+            assert cached["decisions"] == list(decisions)
+            runs.append(cached["metrics"])
+        last = runs[-1]
+        for decision in decisions:
+            per_seed = [r["by_decision"][decision] for r in runs]
+            label = name if len(decisions) == 1 else f"{name}, {names[decision]}"
+            no_aps = decision == "heads"  # the attribute classifier has no prototypes
+            expected.append([label] + [
+                "-" if no_aps and key.startswith("aps") else cell([value(m, key) for m in per_seed])
+                for _, key in columns
+            ])  # fmt: skip
+    chance_keys = {"aps.full.map_score": "aps.map_score", "aps.full.rank1_score": "aps.rank1_score"}
+    expected.append(["chance (random ranking / majority class)"] + [
+        f"{value(last['chance'], chance_keys.get(key, key)):.2f}" for _, key in columns
+    ])  # fmt: skip
+    assert rows == expected
+    assert len(rows) == 7  # hinge x 2 decisions, softmax x 2, no alignment, heads, chance
+
+
+def test_silhouette_ablation_trains_both_margins_and_tabulates_each_seed(tmp_path, cli):
+    """``cerberus ablate silhouette`` on a tiny setting: the table's values are the silhouettes
+    of the trained checkpoints, recomputed here, and its spreads their mean ± sample sd."""
+    import json
+
+    from cerberus.checkpoints import load_model_from_checkpoint
+    from cerberus.explain import identity_silhouette, pick_identities, tsne_images
+    from cerberus.inference import extract_features
+
+    pytest.importorskip("sklearn")
+    root = make_tree(
+        tmp_path / "m", MARKET1501, train_ids=tuple(range(2, 18, 2)),
+        test_ids=tuple(range(1, 30, 2)), size=(64, 32),
+    )  # fmt: skip
+    out = tmp_path / "fig9"
+    args = ["ablate", "silhouette", "-c", "configs/synthetic.yaml", "--out", out, "--seeds",
+            "0,1", "--groups", "I,C", "--ids", 4, f"data.root={root}",
+            *[a for a in TINY_TRAINING if not a.startswith("optim.iterations")],
+            "optim.iterations=2"]  # fmt: skip
+    code, text, err = cli(*args)
+    assert code == 0, err
+    table = (out / "silhouette.md").read_text()
+    assert table in text
+    record = json.loads((out / "silhouette.json").read_text())
+    data = read_dataset(root)
+    rows = [r.split("|")[1:-1] for r in table.splitlines() if r.startswith("| ") and ":" in r]
+    assert [(r[0].split(":")[0].strip(), r[1].strip()) for r in rows] == [
+        ("I", "adaptive"),
+        ("I", "m = 0"),
+        ("C", "adaptive"),
+        ("C", "m = 0"),
+    ]
+    for row in rows:
+        group, model = row[0].split(":")[0].strip(), row[1].strip()
+        sid, pids = pick_identities(data.gallery, group, num_ids=4, seed=0)
+        assert record["groups"][group]["sid"] == sid and record["groups"][group]["pids"] == list(
+            pids
+        )
+        images = tsne_images(data, pids)
+        assert f"{group}:{sid} ({len(pids)} identities, {len(images)} images)" in row[0]
+        scores = []
+        for seed in (0, 1):
+            slug = "adaptive" if model == "adaptive" else "m_0"
+            net, cfg, _ = load_model_from_checkpoint(out / slug / f"seed{seed}" / "last.pt")
+            assert cfg.train.seed == seed
+            assert cfg.loss.margin == ("adaptive" if model == "adaptive" else "0")
+            feats = extract_features(net, images, height=64, width=32, batch_size=64,
+                                     num_workers=0, device="cpu")  # fmt: skip
+            scores.append(identity_silhouette(feats[:, "HULIC".index(group)], images.pids))
+        assert record["groups"][group]["silhouette"][model] == pytest.approx(scores, abs=1e-6)
+        assert row[2].strip() == f"{np.mean(scores):.3f} ± {np.std(scores, ddof=1):.3f}"
+        assert row[3].strip() == ", ".join(f"{x:.3f}" for x in scores)
+    code, _, err = cli("ablate", "silhouette", "-c", "configs/synthetic.yaml", "--out", out,
+                       "--groups", "X", f"data.root={root}")  # fmt: skip
+    assert code == 2 and "groups: expected distinct letters among H, U, L, I, C" in err

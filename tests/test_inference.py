@@ -100,3 +100,56 @@ def test_phrases_read_as_predictions():
     assert _phrase(attrs["lower.length"], 1) == "short lower-body clothing"
     phrases = [p for a in MARKET1501.attributes for p in a.phrases]
     assert not any(p.endswith((" lower", " upper")) for p in phrases)
+
+
+def test_posterior_decision_follows_the_prior_where_it_outweighs_the_cosines(tmp_path):
+    """Every training identity has the same attributes (SID f per group: prior 5 / (4 + S_G),
+    every other SID 1 / (4 + S_G), log ratio log 5 = 1.61). Each test image lies nearer its own
+    SID t than f: f = p_t + 0.9 p_f with orthonormal prototypes, cosines 0.743 vs 0.669. At
+    scale 10 the cosine gap (0.74) loses to the prior: PAR predicts f everywhere, exactly the
+    majority answer; at scale 100 (gap 7.4) and with the cosine rule it predicts t."""
+    from conftest import make_tree
+
+    from cerberus.attribute_files import load_attribute_mat, save_attribute_mat
+    from cerberus.attribute_table import AttributeTable
+    from cerberus.data.datasets import read_dataset
+    from cerberus.evaluation import EvalFeatures, evaluate_features
+    from cerberus.schema_files import MARKET1501
+
+    root = make_tree(tmp_path / "m", MARKET1501, test_ids=(1, 3, 5, 7, 9))
+    tables = load_attribute_mat(root / "market_attribute.mat")
+    frequent = np.array([[1, 0, 3, 1, 2, 0, 1, 1, 2, 0, 1, 0]])  # one value row for all
+    ids = tables["train"].ids
+    tables["train"] = AttributeTable(MARKET1501, ids, np.repeat(frequent, len(ids), 0))
+    save_attribute_mat(root / "market_attribute.mat", tables)
+    data = read_dataset(root)
+    f_sids = MARKET1501.to_sids(frequent)[0]
+    rng = np.random.default_rng(0)
+    protos = {}
+    for g in GROUPS:
+        q, _ = np.linalg.qr(rng.normal(size=(64, MARKET1501.codecs[g].num_sids)))
+        protos[g] = q.T.astype(np.float32)  # orthonormal rows
+
+    def parts(images):
+        out = rng.normal(size=(len(images), 5, 64)).astype(np.float32)
+        for i, sid in enumerate(images.sids):
+            if (sid >= 0).all():
+                for k, g in enumerate(GROUPS):
+                    near = protos[g][f_sids[k]] if sid[k] != f_sids[k] else 0
+                    out[i, k] = protos[g][sid[k]] + 0.9 * near
+        return out
+
+    feats = EvalFeatures(parts(data.query), parts(data.gallery), protos)
+    truth = data.gallery.values[data.gallery.pids > 0]
+    assert (MARKET1501.to_sids(truth) != f_sids).any(0).all()  # every group has images to flip
+    nearest = evaluate_features(feats, data)
+    assert nearest["par"]["mean_accuracy_score"] == pytest.approx(1.0)
+    sharp = evaluate_features(feats, data, decision="posterior", prior_scale=100.0)
+    assert sharp["par"]["mean_accuracy_score"] == pytest.approx(1.0)
+    flat = evaluate_features(feats, data, decision="posterior", prior_scale=10.0)
+    majority = flat["chance"]["par"]
+    assert majority["majority_value"] == dict(
+        zip([a.name for a in MARKET1501.attributes], frequent[0].tolist())
+    )
+    assert flat["par"]["attribute_accuracy_score"] == majority["attribute_accuracy_score"]
+    assert flat["par"]["mean_accuracy_score"] < 0.9

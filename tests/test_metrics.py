@@ -63,20 +63,24 @@ def reference_reid(scores, qp, gp, qc, gc, *, max_rank=10, higher_is_better=True
 
 
 def reference_aps(scores, query_sids, gallery_sids, given, *, max_rank=10, alt_sids=None):
+    """One query at a time; a gallery entry unknown (-1) in a given group is dropped."""
     aps, cmcs = [], []
     for i in range(len(query_sids)):
         order = np.argsort(-np.asarray(scores[i], dtype=np.float64), kind="stable")
         hits = np.ones(len(gallery_sids), dtype=bool)
+        judged = np.ones(len(gallery_sids), dtype=bool)
         for j in range(len(gallery_sids)):
             for k in range(5):
                 if not given[i, k]:
                     continue
+                if gallery_sids[j, k] == -1:
+                    judged[j] = False
                 options = [gallery_sids[j, k]]
                 if alt_sids is not None:
                     options += [a for a in alt_sids[j, :, k] if a >= 0]
                 if query_sids[i, k] not in options:
                     hits[j] = False
-        hits = hits[order]
+        hits = hits[order][judged[order]]
         if not hits.any():
             continue
         ap, cmc = _average_precision_and_cmc(hits, max_rank)
@@ -263,6 +267,85 @@ def test_aps_queries_full_and_partial():
     assert (head[:, 1:] == -1).all()
 
 
+def reference_aps_queries(sids, groups):
+    """Distinct rows over ``groups``, each row's unknown groups left out, one row at a time."""
+    cols = [GROUPS.index(g) for g in groups]
+    found = set()
+    for row in sids:
+        query = tuple(int(row[k]) if k in cols and row[k] >= 0 else -1 for k in range(5))
+        if any(v >= 0 for v in query):
+            found.add(query)
+    return np.array(sorted(found), dtype=np.int64).reshape(-1, 5)
+
+
+def test_aps_queries_leave_an_identitys_unknown_groups_out():
+    sids = np.array([[0, 1, 2, 0, 3], [0, 1, -1, 0, 3], [0, 1, -1, 0, 3], [-1, -1, -1, -1, -1]])
+    # Identity 1 (and its duplicate 2): L unknown -> its full query gives H, U, I, C only;
+    # identity 3 knows nothing -> no query.
+    np.testing.assert_array_equal(aps_queries(sids), [[0, 1, -1, 0, 3], [0, 1, 2, 0, 3]])
+    # Partial U + L: identity 1 gives U alone.
+    np.testing.assert_array_equal(
+        aps_queries(sids, groups=("U", "L")), [[-1, 1, -1, -1, -1], [-1, 1, 2, -1, -1]]
+    )
+    np.testing.assert_array_equal(aps_queries(sids, groups=("L",)), [[-1, -1, 2, -1, -1]])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_aps_queries_with_unknowns_match_reference(seed):
+    rng = np.random.default_rng(seed)
+    sids = np.where(rng.random((40, 5)) < 0.3, -1, rng.integers(0, 3, (40, 5)))
+    for size in (5, 3, 2, 1):
+        groups = tuple(rng.choice(GROUPS, size, replace=False))
+        np.testing.assert_array_equal(
+            aps_queries(sids, groups=groups), reference_aps_queries(sids, groups)
+        )
+
+
+# Gallery g2 with an unknown U. A (full): g2 removed; order g1, g0, g3 -> hits 1, 2: AP 1.
+# B (only U): g2 removed; order g3, g1, g0 -> hits 2, 3: AP (1/2 + 2/3) / 2 = 7/12.
+# D (only L): g2 judged on L, every entry relevant: AP 1. mAP 31/36, R-1 2/3.
+APS_UNKNOWN_GALLERY = np.array(
+    [[0, 1, 2, 0, 3], [0, 1, 2, 0, 3], [1, -1, 2, 0, 3], [0, 2, 2, 1, 3]]
+)
+APS_UNKNOWN_QUERIES = np.array([[0, 1, 2, 0, 3], [-1, 1, -1, -1, -1], [-1, -1, 2, -1, -1]])
+APS_UNKNOWN_SCORES = np.array([[0.2, 0.9, 0.5, 0.1], [0.1, 0.3, 0.2, 0.9], [0.4, 0.3, 0.2, 0.1]])
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 2])
+def test_aps_gallery_entry_unknown_in_a_given_group_is_removed_hand_case(chunk_size):
+    m = aps_metrics(
+        APS_UNKNOWN_SCORES,
+        APS_UNKNOWN_QUERIES,
+        APS_UNKNOWN_GALLERY,
+        max_rank=4,
+        chunk_size=chunk_size,
+    )
+    assert m["map_score"] == pytest.approx(31 / 36)
+    assert m["rank1_score"] == pytest.approx(2 / 3)
+    np.testing.assert_allclose(m["cmc"], [2 / 3, 1, 1, 1])
+    assert m["num_valid_queries"] == 3
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_aps_with_unknown_sids_matches_per_query_reference(seed, chunk_size):
+    rng = np.random.default_rng(100 + seed)
+    ids = np.where(rng.random((30, 5)) < 0.25, -1, rng.integers(0, 2, (30, 5)))
+    gallery = np.repeat(ids, 2, axis=0)  # two images per identity
+    queries = np.concatenate([aps_queries(ids), aps_queries(ids, groups=("H", "L", "C"))])
+    alt = np.where(rng.random((60, 1, 5)) < 0.1, rng.integers(0, 2, (60, 1, 5)), -1)
+    alt[gallery[:, None, :] < 0] = -1  # no alternative to an unknown value
+    scores = rng.standard_normal((len(queries), len(gallery))).astype(np.float32)
+    given = queries >= 0
+    ref_map, ref_cmc, ref_valid = reference_aps(scores, queries, gallery, given, alt_sids=alt)
+    m = aps_metrics(
+        scores, queries, gallery, gallery_alt_sids=alt, max_rank=10, chunk_size=chunk_size
+    )
+    assert m["map_score"] == pytest.approx(ref_map, abs=1e-6)
+    np.testing.assert_allclose(m["cmc"], ref_cmc, atol=1e-6)
+    assert m["num_valid_queries"] == ref_valid
+
+
 APS_QUERIES = np.array([[0, 1, 2, 0, 3], [-1, 1, -1, -1, -1], [5, 5, 5, 5, 5]])
 APS_SCORES = np.array(
     [
@@ -405,6 +488,15 @@ def test_aps_chance_equals_the_average_over_all_rankings():
     assert chance["map_score"] == pytest.approx(exact["map_score"], abs=1e-12)
     np.testing.assert_allclose(chance["cmc"], exact["cmc"], atol=1e-12)
     assert chance["num_skipped_queries"] == 1
+
+
+def test_aps_chance_with_unknown_gallery_sids_equals_the_average_over_all_rankings():
+    q, g = APS_UNKNOWN_QUERIES, APS_UNKNOWN_GALLERY
+    scores, rows = _all_rankings(len(q), len(g))
+    exact = aps_metrics(scores, q[rows], g, max_rank=4)
+    chance = aps_chance(q, g, max_rank=4)
+    assert chance["map_score"] == pytest.approx(exact["map_score"], abs=1e-12)
+    np.testing.assert_allclose(chance["cmc"], exact["cmc"], atol=1e-12)
 
 
 def test_aps_chance_with_alternatives_equals_the_average_over_all_rankings():
@@ -704,7 +796,7 @@ def test_reid_chance_input_errors():
         ({"query_sids": APS_QUERIES[:, :4]}, r"query_sids: expected shape \(n, 5\)"),
         ({"query_sids": APS_QUERIES[:2]}, r"query_sids: has 2 rows but scores has 3"),
         ({"gallery_sids": APS_GALLERY[:3]}, r"gallery_sids: has 3 rows"),
-        ({"gallery_sids": APS_GALLERY - 1}, r"gallery_sids: negative"),
+        ({"gallery_sids": APS_GALLERY - 2}, r"gallery_sids: -2 is neither a SID nor -1"),
         ({"given_groups": np.ones(4, dtype=bool)}, r"given_groups: expected shape"),
         ({"given_groups": np.ones(5)}, r"given_groups: expected a bool mask"),
         ({"given_groups": np.ones(5, dtype=bool)}, r"query_sids: negative \(unknown\) SID"),
@@ -722,11 +814,18 @@ def test_aps_input_errors(kwargs, match):
 
 @pytest.mark.parametrize(
     ("groups", "match"),
-    [((), "groups"), (("X",), "groups"), (("U", "U"), "groups"), (GROUPS, "sids: negative")],
+    [
+        ((), "groups"),
+        (("X",), "groups"),
+        (("U", "U"), "groups"),
+        (("C",), "sids: no row has a known SID in the groups C; there is no APS query"),
+    ],
 )
 def test_aps_queries_input_errors(groups, match):
     with pytest.raises(CerberusError, match=match):
         aps_queries(np.array([[0, 0, 0, 0, -1]]), groups=groups)
+    with pytest.raises(CerberusError, match="sids: -2 is neither a SID nor -1"):
+        aps_queries(np.array([[0, 0, 0, 0, -2]]))
 
 
 def test_par_input_errors():

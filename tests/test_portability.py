@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from cerberus.cli import app
 from cerberus.config import load_config
+from cerberus.evaluation import evaluate_checkpoint, format_report
 from cerberus.features import FeatureSet
 from cerberus.index import GalleryIndex
 from cerberus.schema_files import MARKET1501
@@ -72,8 +73,18 @@ def test_search_and_eval_from_another_folder(written, monkeypatch):
     rows = json.loads(out)["results"]
     assert len(rows) == 3 and all(Path(r["path"]).is_file() for r in rows)
     assert (written / "b" / "ranks.png").is_file()
-    metrics_out = invoke("eval", "--checkpoint", "../a/run/last.pt", "--device", "cpu")
-    assert "mAP" in metrics_out or "reID" in metrics_out
+    metrics_out = invoke(
+        "eval", "--checkpoint", "../a/run/last.pt", "--device", "cpu", "--out", "m.json"
+    )
+    # The same metrics and report as evaluating in the folder the run was written from.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(a)
+        expected = evaluate_checkpoint(Path("run/last.pt"), device="cpu")
+    got = json.loads((written / "b" / "m.json").read_text())
+    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)  # NaN == NaN
+    assert format_report(expected) in metrics_out
+    assert expected["reid"]["num_valid_queries"] == 3  # every query of make_tree's 3 test ids
+    assert expected["par"]["num_images"] == 15  # 3 ids x 5 gallery images, junk left out
 
 
 def test_info_sizes_classifiers_from_the_configured_data(written, monkeypatch):

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
 from conftest import make_tree
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_engine import tiny_config
 
+from cerberus.attribute_table import AttributeTable
 from cerberus.config import load_config
-from cerberus.data.datasets import read_dataset, validation_split
+from cerberus.data.datasets import (
+    ImageSet,
+    ReIDDataset,
+    read_dataset,
+    unmatched_queries,
+    validation_split,
+)
 from cerberus.errors import CerberusError
 from cerberus.schema_files import MARKET1501
 from cerberus.sensitivity import expand_grid, load_grid, parse_grid, run_sensitivity
@@ -135,3 +147,111 @@ def test_validation_split_of_a_dataset_without_cameras(dataset, tmp_path):
     assert not v.cameras_known and len(v.query) == 9
     for pid in v.query.pids:
         assert (v.gallery.pids == pid).any()
+
+
+def _layout_dataset(camera_counts: list[list[int]], *, cameras_known: bool = True) -> ReIDDataset:
+    """A training split without image files: identity i has camera_counts[i][c] images from
+    camera c (only ids, cameras and paths matter to the split)."""
+    pids, cams = [], []
+    for i, counts in enumerate(camera_counts):
+        for c, n in enumerate(counts):
+            pids += [i + 1] * n
+            cams += [c if cameras_known else -1] * n
+    pids_a = np.asarray(pids, dtype=np.int64)
+    values = np.zeros((len(camera_counts), MARKET1501.num_attributes), dtype=np.int64)
+    table = AttributeTable(MARKET1501, np.arange(1, len(camera_counts) + 1), values)
+    train = ImageSet(
+        tuple(Path(f"img{k}.jpg") for k in range(len(pids))),
+        pids_a,
+        np.asarray(cams, dtype=np.int64),
+        pids_a - 1,
+        np.zeros((len(pids), MARKET1501.num_attributes), dtype=np.int64),
+        MARKET1501,
+    )
+    empty = train.subset(np.zeros(len(train), dtype=bool))
+    return ReIDDataset(
+        "layout", Path("."), MARKET1501, train, empty, empty, table, table, cameras_known
+    )
+
+
+def _check_every_query_matched(v: ReIDDataset) -> None:
+    assert unmatched_queries(v) == 0
+    for pid, cam, path in zip(v.query.pids, v.query.camids, v.query.paths):
+        others = (v.gallery.pids == pid) & np.array([p != path for p in v.gallery.paths])
+        if v.cameras_known:
+            others &= v.gallery.camids != cam
+        assert others.any()
+
+
+def test_two_camera_validation_queries_all_keep_a_cross_camera_match():
+    """The layout of issue 20: two cameras, 3 + 1 images per identity; 20 split seeds."""
+    data = _layout_dataset([[3, 1]] * 30 + [[1, 2]] * 30)
+    for seed in range(20):
+        v = validation_split(data, num_val_ids=10, num_queries=10 + seed % 11, seed=seed)
+        assert len(v.query) == 10 + seed % 11
+        _check_every_query_matched(v)
+
+
+def test_validation_split_reaches_the_most_queries_an_identity_can_give():
+    # 2 + 1 images in two cameras: both camera-0 images can be queries (camera 1's stays).
+    v = validation_split(_layout_dataset([[2, 1], [2, 1]]), num_val_ids=1, num_queries=2)
+    assert (v.query.camids == 0).all() and (v.gallery.camids == 1).all()
+    # 2 + 2: two stay (one per camera); one camera only: no query.
+    with pytest.raises(CerberusError, match=r"num_queries must be in 1\.\.2 "):
+        validation_split(_layout_dataset([[2, 2], [2, 2]]), num_val_ids=1, num_queries=3)
+    with pytest.raises(CerberusError, match=r"num_queries must be in 1\.\.0 "):
+        validation_split(_layout_dataset([[4, 0], [4, 0]]), num_val_ids=1, num_queries=1)
+
+
+def _most_queries(counts: list[int], cameras_known: bool) -> int:
+    """Brute force: the largest set of an identity's images that can all be queries."""
+    cams = [c for c, n in enumerate(counts) for _ in range(n)]
+    for size in range(len(cams), 0, -1):
+        for chosen in itertools.combinations(range(len(cams)), size):
+            rest = [cams[i] for i in range(len(cams)) if i not in chosen]
+            if rest and (not cameras_known or all(set(rest) - {cams[i]} for i in chosen)):
+                return size
+    return 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    counts=st.lists(
+        st.lists(st.integers(0, 3), min_size=1, max_size=4).filter(lambda c: sum(c) >= 2),
+        min_size=2,
+        max_size=9,
+    ),
+    cameras_known=st.booleans(),
+    seed=st.integers(0, 2**31),
+    num_val_ids=st.integers(1, 8),
+    num_queries=st.integers(1, 20),
+)
+def test_validation_split_property_every_query_has_a_match(
+    counts, cameras_known, seed, num_val_ids, num_queries
+):
+    data = _layout_dataset(counts, cameras_known=cameras_known)
+    num_val_ids = min(num_val_ids, len(counts) - 1)
+    try:
+        v = validation_split(data, num_val_ids=num_val_ids, num_queries=num_queries, seed=seed)
+    except CerberusError as exc:
+        # Only when the identities drawn cannot give that many queries: each gives its images
+        # minus one (no cameras, or a camera with one image) or minus two, none from one camera.
+        drawn = np.random.default_rng(seed).choice(len(counts), num_val_ids, replace=False)
+        most = sum(_most_queries(counts[i], cameras_known) for i in drawn)
+        assert f"num_queries must be in 1..{most} " in str(exc) and num_queries > most
+        return
+    assert len(v.query) == num_queries
+    assert not set(v.query.paths) & set(v.gallery.paths)
+    assert len(v.query) + len(v.gallery) == np.isin(data.train.pids, v.gallery.pids).sum()
+    _check_every_query_matched(v)
+
+
+def test_unmatched_queries_counts_queries_without_a_true_match():
+    from dataclasses import replace
+
+    v = validation_split(_layout_dataset([[2, 1], [2, 1]]), num_val_ids=1, num_queries=2)
+    assert unmatched_queries(v) == 0
+    assert unmatched_queries(replace(v, gallery=v.query)) == 2  # same camera only
+    # Without cameras the query file itself is no match; another file of the identity is.
+    first = v.query.subset(np.array([True, False]))
+    assert unmatched_queries(replace(v, gallery=first, cameras_known=False)) == 1

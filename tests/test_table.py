@@ -276,12 +276,17 @@ def test_synth_table_round_trips_through_check_data_train_eval_index_search(tmp_
     summary = invoke("check-data", data)
     assert "train" in summary and "cameras: 3 (c1, c2, c3)" in summary
     assert "test unseen" in summary and summary.strip().endswith("ok")
+    # An empty cell (unknown) for a test identity: eval leaves it out of APS and PAR.
+    test_id = str(read_table_dataset(data).test_attributes.ids[0])
+    row = [r.split(",")[0] for r in lines(data / "attributes.csv")].index(test_id) + 1
+    _cell(data / "attributes.csv", row, "hat", "")
     invoke("train", "-c", "configs/synthetic.yaml", "--no-resume", "data.dataset=table",
            f"data.root={data}", f"train.output_dir={run}", *TINY)  # fmt: skip
     state = load_checkpoint(run / "last.pt")
     assert state["meta"]["schema"] == MARKET1501.to_dict()  # the full schema, not a name
     report = invoke("eval", "--checkpoint", run / "last.pt", "--device", "cpu", "--workers", 0)
     assert "reID" in report and "reID protocol" not in report
+    assert "APS: 1 of " in report and "full queries leave out groups unknown" in report
     out = invoke("extract", "--checkpoint", run / "last.pt", "--data", data, "--split", "gallery",
                  "--out", tmp_path / "g.npz", "--workers", 0, "--device", "cpu")  # fmt: skip
     assert "with identities from the table" in out

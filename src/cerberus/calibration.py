@@ -11,7 +11,14 @@ and the threshold at each target FPR. The result is a plain dict (JSON-able):
 - ``chosen_fpr``: the operating point ``verify`` and ``search`` use unless told otherwise;
 - ``split``, ``data``, ``num_images``, ``num_identities``, ``num_same_pairs``,
   ``num_different_pairs``, ``sampled``, ``seed``, ``max_pairs``, ``auc_score``, ``rule``;
-- ``fingerprint``: the weights it was measured with (another model ignores it).
+- ``fingerprint``: the weights it was measured with (another model ignores it);
+- ``heldout``: an honest estimate of the same points (:func:`heldout_estimate`): the
+  thresholds of ``points`` are chosen on the very pairs their TPR / FPR are measured on, so the
+  FPR they promise is optimistic; here the identities are split into two seeded halves, each
+  half's thresholds are measured on the other half's pairs, and the two are averaged.
+
+The images are distinct files: an image listed twice (in a dataset without cameras the same file
+can be a query and a gallery image) is counted once, so no image is paired with itself.
 
 :func:`store_calibration` writes it into the checkpoint's ``meta`` (the file rewritten
 atomically) or a weights pair's JSON; :func:`operating_point` and :func:`verdict` read it back.
@@ -28,12 +35,14 @@ import numpy as np
 from cerberus.checkpoints import load_checkpoint, save_checkpoint
 from cerberus.data.datasets import ImageSet, ReIDDataset
 from cerberus.errors import CerberusError
+from cerberus.files import path_key
 from cerberus.inference import InferenceModel, embed_features, extract_features
 from cerberus.metrics.verification import (
     DEFAULT_FPRS,
     DEFAULT_MAX_PAIRS,
     operating_points,
     pair_similarities,
+    rates_at_threshold,
     roc_auc,
     roc_curve,
     sample_pairs,
@@ -45,7 +54,8 @@ RULE = "same person if similarity > threshold (similarity: mean part cosine, SPE
 
 
 def labelled_split(dataset: ReIDDataset, split: str) -> ImageSet:
-    """The images of ``split`` with a real identity (no junk ``-1`` or distractor ``0``).
+    """The images of ``split`` with a real identity (no junk ``-1`` or distractor ``0``), each
+    file once (the first listing of a path, compared by :func:`~cerberus.files.path_key`).
 
     ``"test"`` is the query and gallery images together.
     """
@@ -63,7 +73,100 @@ def labelled_split(dataset: ReIDDataset, split: str) -> ImageSet:
         )
     else:
         images = getattr(dataset, split)
-    return images.subset(images.pids > 0)
+    seen: set[str] = set()
+    first = np.array([not (k in seen or seen.add(k)) for k in map(path_key, images.paths)], bool)
+    return images.subset((images.pids > 0) & first)
+
+
+HELDOUT_METHOD = (
+    "identities split into two seeded halves; each half's thresholds measured on the other "
+    "half's pairs; TPR / FPR averaged over the two"
+)
+
+
+def identity_halves(pids: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``(N,)`` bool: the images of a seeded random half of the identities (``floor(n / 2)`` of
+    the ``n`` identities); the others are the second half."""
+    ids = np.unique(pids)
+    chosen = np.random.default_rng(seed).permutation(ids)[: len(ids) // 2]
+    return np.isin(pids, chosen)
+
+
+def _pair_scores(
+    vectors: np.ndarray, pids: np.ndarray, max_pairs: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    pairs = sample_pairs(pids, max_pairs=max_pairs, seed=seed)
+    return pair_similarities(vectors, pairs.i, pairs.j), pairs.same
+
+
+def heldout_estimate(
+    vectors: np.ndarray,
+    pids: np.ndarray,
+    fprs: Sequence[float],
+    *,
+    max_pairs: int = DEFAULT_MAX_PAIRS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """TPR / FPR of thresholds chosen on other identities' pairs (identity-disjoint halves).
+
+    The identities are split by :func:`identity_halves`; for each half, the threshold at every
+    target FPR is chosen on its pairs (:func:`~cerberus.metrics.verification.operating_points`)
+    and its TPR / FPR measured on the other half's pairs; ``points`` averages the two folds.
+
+    Args:
+        vectors: ``(N, D)`` retrieval vectors (:func:`~cerberus.scoring.embed_features`).
+        pids: ``(N,)`` identities.
+        fprs: target false-positive rates.
+        max_pairs, seed: the pair sample of each half (:func:`sample_pairs`); ``seed`` also
+            draws the halves.
+
+    Returns:
+        ``{"method", "seed", "num_identities": [a, b], "folds": [{"chosen_on", "points"}, ...],
+        "points": [{"fpr_target", "tpr", "fpr", "resolved"}, ...]}``, or ``{"method",
+        "skipped": reason}`` when a half lacks same- or different-identity pairs.
+    """
+    half = identity_halves(pids, seed)
+    sizes = [len(np.unique(pids[half])), len(np.unique(pids[~half]))]
+    if min(sizes) < 2:
+        return {
+            "method": HELDOUT_METHOD,
+            "skipped": f"{sum(sizes)} identities: too few for two halves of at least 2",
+        }
+    scored = []
+    for part in (half, ~half):
+        scores, same = _pair_scores(vectors[part], pids[part], max_pairs, seed)
+        if same.all() or not same.any():
+            return {
+                "method": HELDOUT_METHOD,
+                "skipped": "a half of the identities has no same-identity pair",
+            }
+        scored.append((scores, same))
+    folds = []
+    for k, name in enumerate(("first", "second")):
+        (choose, choose_same), (report, report_same) = scored[k], scored[1 - k]
+        points = []
+        for p in operating_points(choose, choose_same, fprs):
+            measured = rates_at_threshold(report, report_same, p["threshold"])
+            resolved = p["resolved"] and measured["num_different_pairs"] * p["fpr_target"] >= 1
+            points.append({"fpr_target": p["fpr_target"], "threshold": p["threshold"],
+                           **measured, "resolved": bool(resolved)})  # fmt: skip
+        folds.append({"chosen_on": f"{name} half", "points": points})
+    mean = [
+        {
+            "fpr_target": a["fpr_target"],
+            "tpr": (a["tpr"] + b["tpr"]) / 2,
+            "fpr": (a["fpr"] + b["fpr"]) / 2,
+            "resolved": a["resolved"] and b["resolved"],
+        }
+        for a, b in zip(folds[0]["points"], folds[1]["points"])
+    ]
+    return {
+        "method": HELDOUT_METHOD,
+        "seed": int(seed),
+        "num_identities": sizes,
+        "folds": folds,
+        "points": mean,
+    }
 
 
 def calibrate_features(
@@ -88,8 +191,10 @@ def calibrate_features(
             f"features {features.shape} and pids {np.shape(pids)}: expected (N, 5, d) and (N,)"
         )
     fprs = sorted(set(float(f) for f in fprs) | {float(chosen_fpr)}, reverse=True)
-    pairs = sample_pairs(np.asarray(pids), max_pairs=max_pairs, seed=seed)
-    scores = pair_similarities(embed_features(features), pairs.i, pairs.j)
+    pids = np.asarray(pids)
+    vectors = embed_features(features)
+    pairs = sample_pairs(pids, max_pairs=max_pairs, seed=seed)
+    scores = pair_similarities(vectors, pairs.i, pairs.j)
     fpr, tpr, _ = roc_curve(scores, pairs.same)
     cal = {
         "rule": RULE,
@@ -103,6 +208,7 @@ def calibrate_features(
         "sampled": bool(pairs.sampled),
         "max_pairs": int(max_pairs),
         "seed": int(seed),
+        "heldout": heldout_estimate(vectors, pids, fprs, max_pairs=max_pairs, seed=seed),
     }
     return cal, (fpr, tpr)
 

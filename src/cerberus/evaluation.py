@@ -24,6 +24,7 @@ from cerberus.data.datasets import ReIDDataset
 from cerberus.data.table import SCHEMA_FILE, open_dataset
 from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
+from cerberus.files import path_key
 from cerberus.inference import (
     SID_DECISIONS,
     attribute_query_scores,
@@ -70,8 +71,8 @@ def reid_camera_arguments(dataset: ReIDDataset) -> dict[str, Any]:
     if dataset.cameras_known:
         return {"query_camids": q.camids, "gallery_camids": g.camids}
     keys: dict[str, int] = {}
-    qk = [keys.setdefault(str(Path(p).absolute()), len(keys)) for p in q.paths]
-    gk = [keys.setdefault(str(Path(p).absolute()), len(keys)) for p in g.paths]
+    qk = [keys.setdefault(path_key(p), len(keys)) for p in q.paths]
+    gk = [keys.setdefault(path_key(p), len(keys)) for p in g.paths]
     return {
         "query_camids": None,
         "gallery_camids": None,
@@ -190,7 +191,7 @@ def evaluate_features(
     aps_feats = np.concatenate([feats.gallery[keep], feats.query])
     aps_sids = np.concatenate([g.sids[keep], q.sids])
     aps_alt = np.concatenate([g.alt_sids[keep], q.alt_sids])
-    known = (aps_sids >= 0).all(1)
+    known = (aps_sids >= 0).any(1)  # unknown groups are judged per query (aps_metrics)
     aps_feats, aps_sids, aps_alt = aps_feats[known], aps_sids[known], aps_alt[known]
     if decision == "posterior":
         prior = sid_log_prior(dataset.train_sid_counts())
@@ -208,11 +209,13 @@ def evaluate_features(
     settings = [("full", np.ones(5, bool))] + [
         (f"without_{G}", np.arange(5) != k) for k, G in enumerate(GROUPS)
     ]
-    for name, given in settings:
-        queries = aps_queries(id_sids, groups=[G for G, m in zip(GROUPS, given) if m])
+    for name, setting in settings:
+        queries = aps_queries(id_sids, groups=[G for G, m in zip(GROUPS, setting) if m])
+        given = queries >= 0  # (Q, 5): a query leaves out its identity's unknown groups
         s = attribute_query_scores(np.maximum(queries, 0), given, per_group)
         aps[name] = aps_metrics(s, queries, aps_sids, given_groups=given, gallery_alt_sids=aps_alt)
         aps[name]["num_queries"] = len(queries)
+        aps[name]["num_queries_without_unknown_groups"] = int((given == setting).all(1).sum())
     out["aps"] = aps
 
     # PAR on the official protocol's images: the test gallery without junk and distractors.
@@ -235,9 +238,7 @@ def evaluate_features(
         train, schema = dataset.train.values, dataset.schema
         out["chance"] = {
             "reid": reid_chance(q.pids, g.pids, **cams),
-            "aps": aps_chance(
-                full, aps_sids, given_groups=np.ones(5, bool), gallery_alt_sids=aps_alt
-            ),
+            "aps": aps_chance(full, aps_sids, given_groups=full >= 0, gallery_alt_sids=aps_alt),
             "par": {
                 **par_majority_chance(train, values, schema),
                 **par_official_majority_chance(train, values, schema, alt_values=alt),
@@ -375,6 +376,13 @@ def format_report(m: dict[str, Any]) -> str:
         for key, label in (("map_score", "mAP"), ("rank1_score", "R-1")):
             chance = _pct(ca.get(key)) if name == "full" else "   -  "
             lines.append(f"{title:34s} {label:8s} {_pct(a[key]):>7s} {chance:>7s}")
+    full = m["aps"].get("full", {})
+    reduced = full.get("num_queries", 0) - full.get("num_queries_without_unknown_groups", 0)
+    if reduced > 0:
+        lines.append(
+            f"APS: {reduced} of {full['num_queries']} full queries leave out groups unknown for "
+            "their identity (relevance judged on the known groups)"
+        )
     par, cp = m["par"], c.get("par", {})
     for attr, acc in par["attribute_accuracy_score"].items():
         chance = cp.get("attribute_accuracy_score", {}).get(attr)

@@ -243,7 +243,9 @@ SEMANTIC: list[tuple[str, dict[str, dict[str, Any]], tuple[str, ...]]] = [
 under the paper's cosine decision and the prior-aware posterior, with the PAR reference of an
 attribute classifier trained on the same backbone (its PAR from its heads, no APS)."""
 
-ABLATIONS = ("table6", "table7", "table8", "semantic", "unseen", "conflict", "sensitivity")
+ABLATIONS = (
+    "table6", "table7", "table8", "semantic", "unseen", "conflict", "sensitivity", "silhouette",
+)  # fmt: skip
 """Every ``cerberus ablate`` experiment."""
 
 DECISION_NAMES = {"cosine": "nearest prototype", "posterior": "prior-aware", "heads": "heads"}

@@ -50,3 +50,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], what: str)
     except OSError:
         pass
     return path
+
+
+def path_key(path: str | Path) -> str:
+    """One spelling per image file: the absolute path with ``.`` / ``..`` folded (no symlinks
+    followed), so that ``a/b.jpg``, ``./a/b.jpg`` and ``/abs/a/x/../b.jpg`` compare equal."""
+    return os.path.normpath(Path(path).absolute())

@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 from cerberus.config import Config, config_from_dict
-from cerberus.data.datasets import ReIDDataset, validation_split
+from cerberus.data.datasets import ReIDDataset, unmatched_queries, validation_split
 from cerberus.data.table import open_dataset
 from cerberus.errors import CerberusError
 from cerberus.experiments import _get, _slug, check_seeds, format_spread, run_variant
@@ -149,11 +149,12 @@ def run_sensitivity(
         cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes, schema=cfg.data.schema
     )
     val = validation_split(dataset, seed=split_seed)
+    unmatched = unmatched_queries(val)
     logger.info(
-        "validation split (seed %d): %d train / %d validation identities, %d queries, "
-        "%d gallery images; %d grid points x %d seeds",
+        "validation split (seed %d): %d train / %d validation identities, %d queries (%d "
+        "without a true match), %d gallery images; %d grid points x %d seeds",
         split_seed, val.num_train_ids, len(np.unique(val.query.pids)), len(val.query),
-        len(val.gallery), len(points), len(seeds),
+        unmatched, len(val.gallery), len(points), len(seeds),
     )  # fmt: skip
     results: dict[str, list[dict[str, Any]]] = {}
     for point in points:
@@ -177,7 +178,8 @@ def run_sensitivity(
     lines = [
         f"Validation split (seed {split_seed}): {val.num_train_ids} training identities, "
         f"{len(np.unique(val.query.pids))} validation identities ({len(val.query)} queries, "
-        f"{len(val.gallery)} gallery images). Mean ± sd over seeds {', '.join(map(str, seeds))}; "
+        f"{unmatched} of them without a true match in the gallery, {len(val.gallery)} gallery "
+        f"images). Mean ± sd over seeds {', '.join(map(str, seeds))}; "
         "the config's own value in bold.",
         "",
         header,

@@ -114,13 +114,26 @@ def calibrate(
         f"identities; {cal['num_same_pairs']:,} same-identity and "
         f"{cal['num_different_pairs']:,} different-identity pairs ({how})"
     )
-    typer.echo(f"{'target FPR':>10s} {'threshold':>9s} {'TPR':>6s} {'measured FPR':>12s}")
-    for p in cal["points"]:
+    held = cal["heldout"].get("points")
+    typer.echo(
+        f"{'target FPR':>10s} {'threshold':>9s} {'TPR':>6s} {'measured FPR':>12s}"
+        + (f" {'held-out TPR':>12s} {'held-out FPR':>12s}" if held else "")
+    )
+    for k, p in enumerate(cal["points"]):
         note = "" if p["resolved"] else f"  (too few pairs: needs {1 / p['fpr_target']:,.0f})"
+        h = f" {100 * held[k]['tpr']:11.1f}% {held[k]['fpr']:12.2e}" if held else ""
         typer.echo(
             f"{p['fpr_target']:10.0e} {p['threshold']:9.4f} {100 * p['tpr']:5.1f}% "
-            f"{p['fpr']:12.2e}{note}"
+            f"{p['fpr']:12.2e}{h}{note}"
         )
+    if held:
+        sizes = " / ".join(map(str, cal["heldout"]["num_identities"]))
+        typer.echo(
+            "TPR / measured FPR: on the pairs the threshold was chosen on (in-sample); held-out: "
+            f"{cal['heldout']['method']} ({sizes} identities, seed {seed})"
+        )
+    else:
+        typer.echo(f"no held-out estimate: {cal['heldout']['skipped']}")
     typer.echo(f"ROC AUC {cal['auc_score']:.4f}")
     point = operating_point(cal)
     line = "same person if similarity > " + describe_point(point, cal)

@@ -82,8 +82,8 @@ def ablate(
     which: Annotated[
         str,
         typer.Argument(
-            help="table6, table7, table8, semantic, unseen (Fig. 7b), conflict (Fig. 1b) or "
-            "sensitivity (Fig. 10)."
+            help="table6, table7, table8, semantic, unseen (Fig. 7b), conflict (Fig. 1b), "
+            "sensitivity (Fig. 10) or silhouette (Fig. 9 over seeds)."
         ),
     ],
     config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file.")],
@@ -102,6 +102,10 @@ def ablate(
     keep_checkpoints: Annotated[
         bool, typer.Option(help="Keep every run's last.pt (off: deleted once evaluated).")
     ] = True,
+    groups: Annotated[
+        str, typer.Option(help="silhouette: the groups whose representation is scored, e.g. L,U.")
+    ] = "L",
+    ids: Annotated[int, typer.Option(help="silhouette: identities sharing the SID.")] = 10,
 ) -> None:
     """Run an ablation or a paper experiment over seeds; print its table (also written to --out)."""
     from cerberus.config import load_config
@@ -121,6 +125,11 @@ def ablate(
         from cerberus.sensitivity import load_grid, run_sensitivity
 
         table = run_sensitivity(cfg, out, load_grid(grid), seeds=seed_list, split_seed=split_seed)
+    elif which == "silhouette":
+        from cerberus.silhouette import run_silhouette
+
+        group_list = [g.strip() for g in groups.split(",") if g.strip()]
+        table = run_silhouette(cfg, out, seeds=seed_list, groups=group_list, num_ids=ids)
     else:
         table = run_table(which, cfg, out, seeds=seed_list, keep_checkpoints=keep_checkpoints)
     typer.echo(table)

@@ -29,6 +29,7 @@ from PIL import Image
 from cerberus.attribute_files import load_attribute_mat
 from cerberus.attribute_table import AttributeTable, check_alt_values
 from cerberus.errors import CerberusError
+from cerberus.files import path_key
 from cerberus.schema import Schema
 from cerberus.schema_files import DUKEMTMC, MARKET1501
 from cerberus.sids import sid_identity_counts
@@ -395,6 +396,50 @@ def _table_subset(table: AttributeTable, ids: np.ndarray) -> AttributeTable:
     return AttributeTable(table.schema, table.ids[keep], table.values[keep], table.alt_values[keep])
 
 
+def _query_candidates(
+    val: ImageSet, rows: np.ndarray, rng: np.random.Generator, cameras_known: bool
+) -> list[int]:
+    """The rows of one validation identity that may become queries, in random order.
+
+    Every subset of them leaves each chosen query a true match in the gallery: an image of its
+    identity from another camera (SPEC 6), or, without cameras, any other image. So a few images
+    are kept back for the gallery: without cameras one; with cameras, when one camera holds a
+    single image of the identity, that image (every other image is from another camera: at most
+    ``n - 1`` queries); otherwise one image from each of two cameras (``n - 2``). These are the
+    most queries an identity can give. An identity seen by one camera gives none.
+    """
+    rows = rows[rng.permutation(len(rows))]
+    if not cameras_known:
+        return [int(r) for r in rows[1:]]
+    cams = val.camids[rows]
+    distinct, counts = np.unique(cams, return_counts=True)
+    if len(distinct) < 2:
+        return []
+    single = np.isin(cams, distinct[counts == 1])
+    if single.any():
+        kept = {int(np.argmax(single))}
+    else:
+        kept = {0, int(np.argmax(cams != cams[0]))}
+    return [int(r) for i, r in enumerate(rows) if i not in kept]
+
+
+def unmatched_queries(dataset: ReIDDataset) -> int:
+    """Queries without a true match in the gallery: no image of their identity from another
+    camera (SPEC 6), or, without cameras, no other image of their identity (another path).
+    The reID metrics skip such queries; :func:`validation_split` makes none."""
+    q, g = dataset.query, dataset.gallery
+    gallery_keys = np.array([path_key(p) for p in g.paths], dtype=object)
+    count = 0
+    for pid, cam, path in zip(q.pids, q.camids, q.paths):
+        same = g.pids == pid
+        if dataset.cameras_known:
+            same &= g.camids != cam
+        else:
+            same &= gallery_keys != path_key(path)
+        count += not same.any()
+    return count
+
+
 def validation_split(
     dataset: ReIDDataset,
     *,
@@ -405,8 +450,10 @@ def validation_split(
     """Split the training identities into train / validation, for choosing hyper-parameters.
 
     The validation identities become the test set: ``num_queries`` of their images are the
-    queries (drawn round-robin over the identities, each from a camera that leaves another
-    camera's image of that identity in the gallery), the rest of their images the gallery.
+    queries, the rest of their images the gallery. Queries are drawn round-robin over the
+    identities so that every query keeps a gallery image of its identity from another camera
+    (without cameras: another image), however many queries an identity gives; an identity seen
+    by one camera gives none. :func:`unmatched_queries` of the result is 0.
     Defaults follow the paper's Market-1501 split (:data:`MARKET_VALIDATION`: 651 / 100
     identities, 160 queries), scaled to the number of training identities N:
     ``round(100 N / 751)`` identities and ``round(1.6 x)`` queries. Same seed, same split.
@@ -414,8 +461,8 @@ def validation_split(
     Args:
         dataset: any dataset; only its training images are used.
         num_val_ids: identities held out (``1 .. N-1``).
-        num_queries: query images (at most the number of validation images minus one per
-            identity).
+        num_queries: query images (at most what the identities can give while keeping their
+            matches: per identity its images minus one or two, see :func:`_query_candidates`).
         seed: the random seed of the identity and query draws.
 
     Returns:
@@ -439,33 +486,26 @@ def validation_split(
     val_ids = np.sort(rng.choice(ids, size=num_val_ids, replace=False))
     is_val = np.isin(dataset.train.pids, val_ids)
     val = dataset.train.subset(is_val)
-    capacity = len(val) - num_val_ids
+    # Candidate queries per identity, in random order; any subset of them may become queries
+    # and still leave each a true match in the gallery (see _query_candidates).
+    order = rng.permutation(val_ids)
+    pools = [
+        _query_candidates(val, np.nonzero(val.pids == pid)[0], rng, dataset.cameras_known)
+        for pid in order
+    ]
+    capacity = sum(len(p) for p in pools)
     if not 1 <= num_queries <= capacity:
         raise CerberusError(
             f"validation split: num_queries must be in 1..{capacity} ({len(val)} images of "
-            f"{num_val_ids} validation identities), got {num_queries}"
+            f"{num_val_ids} validation identities, each query keeping a gallery image of its "
+            f"identity{' from another camera' if dataset.cameras_known else ''}), "
+            f"got {num_queries}"
         )
-    # Candidate queries per identity, in random order: images whose identity also has an
-    # image from another camera (so the query has a true match under the Market protocol);
-    # without cameras, any image of an identity with several.
-    pools = []
-    for pid in rng.permutation(val_ids):
-        rows = np.nonzero(val.pids == pid)[0]
-        rows = rows[rng.permutation(len(rows))]
-        if not dataset.cameras_known:
-            pools.append(list(rows))
-            continue
-        pools.append([r for r in rows if (val.camids[val.pids == pid] != val.camids[r]).any()])
     chosen: list[int] = []
-    while len(chosen) < num_queries and any(len(p) > 1 for p in pools):
+    while len(chosen) < num_queries:  # round-robin over the identities
         for pool in pools:
-            if len(pool) > 1 and len(chosen) < num_queries:
+            if pool and len(chosen) < num_queries:
                 chosen.append(pool.pop())
-    if len(chosen) < num_queries:
-        raise CerberusError(
-            f"validation split: only {len(chosen)} queries possible with a cross-camera match, "
-            f"asked for {num_queries}"
-        )
     is_query = np.zeros(len(val), dtype=bool)
     is_query[chosen] = True
 

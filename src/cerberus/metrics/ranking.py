@@ -477,20 +477,45 @@ def _group_columns(groups: Sequence[str]) -> list[int]:
 def aps_queries(sids: Any, *, groups: Sequence[str] = GROUPS) -> np.ndarray:
     """The APS queries of a split: its distinct SID combinations over ``groups`` (SPEC 6).
 
+    Unknown SIDs (``-1``, a group with an unannotated value) are left out: a row whose SID is
+    unknown in a requested group gives its query *without that group* (``-1`` there, so the group
+    is not given and relevance is judged on the row's known groups only), and a row with no known
+    SID among ``groups`` gives no query. Rows that agree on their known groups and have the same
+    unknown groups collapse into one query.
+
     Args:
         sids: int array of shape ``(n, 5)``, one row per test identity (rows of images work too:
-            duplicates collapse), columns in :data:`~cerberus.schema.GROUPS` order.
+            duplicates collapse), columns in :data:`~cerberus.schema.GROUPS` order; ``-1``
+            = unknown.
         groups: the given groups, e.g. ``("U", "L")`` for a partial query; all five by default.
 
     Returns:
         int array of shape ``(n_queries, 5)``: the distinct combinations, sorted, with ``-1`` in
         the columns of groups not given (which is how :func:`aps_metrics` reads them by default).
+
+    Raises:
+        CerberusError: bad shape or dtype, a SID below ``-1``, bad ``groups``, or no row with a
+            known SID among ``groups``.
+
+    Examples:
+        Identity 2's lower-body SID is unknown: its full query gives the other four groups.
+
+        >>> aps_queries([[0, 1, 2, 0, 3], [0, 1, -1, 0, 3]])
+        array([[ 0,  1, -1,  0,  3],
+               [ 0,  1,  2,  0,  3]])
     """
     sids = _check_sids(sids, "sids")
+    if (sids < -1).any():
+        raise CerberusError(f"sids: {sids[sids < -1][0]} is neither a SID nor -1 (unknown)")
     cols = _group_columns(groups)
-    if (sids[:, cols] < 0).any():
-        raise CerberusError("sids: negative (unknown) SID in a given group")
-    unique = np.unique(sids[:, cols], axis=0)
+    chosen = sids[:, cols]
+    chosen = chosen[(chosen >= 0).any(1)]
+    if not len(chosen):
+        raise CerberusError(
+            f"sids: no row has a known SID in the groups {', '.join(GROUPS[c] for c in cols)}; "
+            "there is no APS query"
+        )
+    unique = np.unique(chosen, axis=0)
     out = np.full((len(unique), len(GROUPS)), -1, dtype=np.int64)
     out[:, cols] = unique
     return out
@@ -520,8 +545,11 @@ def _check_given(given_groups: Any, query_sids: np.ndarray) -> np.ndarray:
 def _aps_labeler(
     query_sids: np.ndarray, gallery_sids: np.ndarray, given: np.ndarray, alt_sids: np.ndarray
 ) -> Labeler:
+    unknown = gallery_sids < 0  # (G, 5): relevance cannot be judged on these groups
+
     def labels(start: int, stop: int) -> np.ndarray:
         relevant = np.ones((stop - start, len(gallery_sids)), dtype=bool)
+        removed = np.zeros_like(relevant)
         for k in range(len(GROUPS)):
             g = given[start:stop, k]
             if g.any():
@@ -531,7 +559,9 @@ def _aps_labeler(
                     match |= q == alt_sids[None, :, slot, k]
                 match |= ~g[:, None]
                 relevant &= match
-        return relevant.view(np.uint8)
+                if unknown[:, k].any():
+                    removed |= g[:, None] & unknown[None, :, k]
+        return np.where(removed, np.uint8(_REMOVED), relevant.view(np.uint8))
 
     return labels
 
@@ -567,10 +597,10 @@ def _check_aps_inputs(
         raise CerberusError(
             f"gallery_sids: has {len(g)} rows but scores has {scores.shape[1]} gallery columns"
         )
-    if (g < 0).any():
+    if (g < -1).any():
         raise CerberusError(
-            "gallery_sids: negative (unknown) SID; the APS gallery holds only identities with "
-            "attributes (no distractors or junk)"
+            f"gallery_sids: {g[g < -1][0]} is neither a SID nor -1 (unknown); the APS gallery "
+            "holds only identities with attributes (no distractors or junk)"
         )
     return scores, q, g, _check_given(given_groups, q), _check_alt_sids(gallery_alt_sids, len(g))
 
@@ -590,7 +620,9 @@ def aps_metrics(
     """mAP and CMC of attribute-based person search (SPEC section 6).
 
     Gallery entry ``j`` is relevant to query ``i`` when ``gallery_sids[j, g] == query_sids[i, g]``
-    for every given group ``g``. No camera filtering and nothing is removed. AP and CMC are as in
+    for every given group ``g``. No camera filtering. A gallery entry whose SID is unknown
+    (``-1``) in a group the query gives cannot be judged and is removed from that query's ranking
+    (as if absent; it stays for queries that do not give the group). AP and CMC are as in
     :func:`reid_metrics`; queries with no relevant entry are skipped and counted. The SPEC gallery
     (test gallery without distractors and junk, plus the query images) is the caller's to build.
 
@@ -602,7 +634,7 @@ def aps_metrics(
     Args:
         scores: array of shape ``(n_queries, n_gallery)``, e.g. mean cosine over given groups.
         query_sids: int array of shape ``(n_queries, 5)`` (see :func:`aps_queries`).
-        gallery_sids: int array of shape ``(n_gallery, 5)``, all non-negative.
+        gallery_sids: int array of shape ``(n_gallery, 5)``; ``-1`` = unknown (see above).
         given_groups: bool mask of shape ``(5,)`` (same groups for every query) or
             ``(n_queries, 5)``; ``None`` means the columns where ``query_sids >= 0``.
         gallery_alt_sids: optional int array of shape ``(n_gallery, K, 5)`` (or
@@ -618,7 +650,7 @@ def aps_metrics(
 
     Raises:
         CerberusError: bad shapes or dtypes, NaN scores, a query with no given group, a negative
-            SID in a given group or in the gallery, or no valid query.
+            SID in a given group, a gallery SID below ``-1``, or no valid query.
     """
     ranks = _check_options(ranks, max_rank, chunk_size)
     scores, q, g, given, alt = _check_aps_inputs(
@@ -644,7 +676,8 @@ def aps_chance(
 ) -> dict[str, Any]:
     """Expected :func:`aps_metrics` under a uniformly random ranking (exact, no sampling).
 
-    The formulas of :func:`reid_chance` with ``n = n_gallery`` and ``r`` the relevant entries.
+    The formulas of :func:`reid_chance` with ``n`` the gallery entries kept for the query (those
+    not removed for an unknown given group) and ``r`` the relevant entries among them.
 
     Args:
         query_sids, gallery_sids, given_groups, gallery_alt_sids: as in :func:`aps_metrics`.

@@ -212,3 +212,23 @@ def operating_points(
 ) -> list[dict[str, float | int | bool]]:
     """:func:`threshold_at_fpr` at each target FPR, in the given order."""
     return [threshold_at_fpr(scores, same, f) for f in fprs]
+
+
+def rates_at_threshold(
+    scores: np.ndarray, same: np.ndarray, threshold: float
+) -> dict[str, float | int]:
+    """TPR and FPR of *same if s > threshold* on pairs the threshold was not chosen on.
+
+    Returns a dict: ``tpr``, ``fpr``, ``false_positives``, ``num_different_pairs``.
+
+    >>> rates_at_threshold(np.array([0.9, 0.8, 0.3, 0.1]), np.array([1, 0, 1, 0], bool), 0.5)
+    {'tpr': 0.5, 'fpr': 0.5, 'false_positives': 1, 'num_different_pairs': 2}
+    """
+    pos, neg = _split_scores(scores, same)
+    fp = int(np.sum(neg > threshold))
+    return {
+        "tpr": float(np.mean(pos > threshold)),
+        "fpr": fp / len(neg),
+        "false_positives": fp,
+        "num_different_pairs": int(len(neg)),
+    }
