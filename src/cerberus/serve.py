@@ -37,6 +37,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cerberus.attributes import GROUP_NAMES, GROUPS, Schema
 from cerberus.calibration import describe_point, operating_point, verdict
+from cerberus.data.images import READ_ERRORS, to_rgb8
 from cerberus.errors import CerberusError
 from cerberus.index import GalleryIndex, result_rows, search_images
 from cerberus.scoring import parse_attribute_query
@@ -142,9 +143,8 @@ def decode_image(data: bytes, limits: Limits) -> Image.Image:
             413,
         )
     try:
-        img.load()
-        return img.convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return to_rgb8(img)
+    except READ_ERRORS as exc:
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise BadRequest(f"truncated or damaged {img.format} image ({reason})") from None
 

@@ -19,6 +19,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from cerberus.data.datasets import load_image
+from cerberus.data.images import to_rgb8
 from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
@@ -97,7 +98,7 @@ def _check_length(name: str, values: Sequence | None, n: int) -> None:
 def _open(item: ImageLike) -> Image.Image:
     """An RGB image from a path (errors name the file) or a PIL image."""
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
+        return to_rgb8(item)
     return load_image(Path(item))
 
 

@@ -35,6 +35,7 @@ from cerberus.attributes import (
     load_attribute_mat,
     sid_identity_counts,
 )
+from cerberus.data.images import open_image
 from cerberus.errors import CerberusError
 
 logger = logging.getLogger(__name__)
@@ -314,13 +315,9 @@ def exclude_training_sids(dataset: ReIDDataset, sids: tuple[str, ...]) -> ReIDDa
 
 
 def load_image(path: Path) -> Image.Image:
-    """Open an image as RGB, or raise :class:`CerberusError` naming the file."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise CerberusError(f"{path}: unreadable image ({exc.__class__.__name__}: {exc})") from None
+    """Open an image as upright 8-bit RGB (:func:`~cerberus.data.images.open_image`), or raise
+    :class:`CerberusError` naming the file."""
+    return open_image(path)
 
 
 def find_unreadable(paths: tuple[Path, ...] | list[Path]) -> list[tuple[Path, str]]:
