@@ -25,6 +25,7 @@ from cerberus.data.datasets import ReIDDataset
 from cerberus.data.table import SCHEMA_FILE, open_dataset
 from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
+from cerberus.files import same_file_key
 from cerberus.inference import (
     SID_DECISIONS,
     attribute_query_scores,
@@ -69,8 +70,8 @@ def reid_camera_arguments(dataset: ReIDDataset) -> dict[str, Any]:
     if dataset.cameras_known:
         return {"query_camids": q.camids, "gallery_camids": g.camids}
     keys: dict[str, int] = {}
-    qk = [keys.setdefault(str(Path(p).absolute()), len(keys)) for p in q.paths]
-    gk = [keys.setdefault(str(Path(p).absolute()), len(keys)) for p in g.paths]
+    qk = [keys.setdefault(same_file_key(p), len(keys)) for p in q.paths]
+    gk = [keys.setdefault(same_file_key(p), len(keys)) for p in g.paths]
     return {
         "query_camids": None,
         "gallery_camids": None,

@@ -2,6 +2,7 @@
 
 A file is written to a temporary name in its own folder, flushed to disk, then renamed over the
 target, so a crash or a full disk leaves the previous file intact and no half-written one.
+:func:`same_file_key` compares paths as files (``..`` and links resolved).
 """
 
 from __future__ import annotations
@@ -50,3 +51,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], what: str)
     except OSError:
         pass
     return path
+
+
+def same_file_key(path: str | os.PathLike) -> str:
+    """A key equal for two paths of the same file: absolute, ``..`` and links resolved
+    (``crops/../crops/x.png`` and ``crops/x.png`` have one key)."""
+    return os.path.normcase(os.path.realpath(path))
