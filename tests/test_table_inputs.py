@@ -155,3 +155,25 @@ def test_camera_less_evaluation_removes_the_query_image_whichever_way_it_is_writ
     assert args["query_images"][0] == args["gallery_images"][0]
     assert len(set(args["query_images"][1:]) & set(args["gallery_images"])) == 0
     assert MARKET1501.name == data.schema.name
+
+
+def test_eval_data_detects_a_table_dataset_and_a_benchmark_tree(tmp_path, tiny_index, cli):
+    from conftest import make_tree
+
+    from cerberus.config import Config, DataConfig
+    from cerberus.evaluation import checkpoint_dataset
+
+    table = table_tree(tmp_path / "t")
+    market = make_tree(tmp_path / "m", MARKET1501)
+    # A model trained on a benchmark tree (tiny_index), evaluated on a table dataset.
+    code, out, err = cli("eval", "--checkpoint", tiny_index["ckpt"], "--data", table,
+                         "--device", "cpu", "--workers", 0)  # fmt: skip
+    assert code == 0, err
+    assert "cameras" not in err and "reID" in out
+    bench = Config(data=DataConfig(dataset="market1501", root=str(market)))
+    assert checkpoint_dataset(bench, MARKET1501, "x.pt", table).name == "table"
+    # A model trained on a table dataset (its config names data.schema), on a benchmark tree.
+    own = Config(data=DataConfig(dataset="table", root=str(table), schema="market1501"))
+    assert checkpoint_dataset(own, MARKET1501, "x.pt", market).name == "market1501"
+    assert checkpoint_dataset(own, MARKET1501, "x.pt", table).name == "table"
+    assert checkpoint_dataset(own, MARKET1501, "x.pt").name == "table"

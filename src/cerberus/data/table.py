@@ -44,7 +44,13 @@ from cerberus.attributes import (
     get_schema,
     occurring_sid_counts,
 )
-from cerberus.data.datasets import ImageSet, ReIDDataset, find_unreadable, read_dataset
+from cerberus.data.datasets import (
+    FORMATS,
+    ImageSet,
+    ReIDDataset,
+    find_unreadable,
+    read_dataset,
+)
 from cerberus.data.tablefiles import (
     MAX_PROBLEMS,  # noqa: F401  (re-exported)
     Collector,
@@ -381,6 +387,22 @@ def read_table_dataset(root: str | Path, schema: str | Path | Schema | None = No
         raise CerberusError(f"{check.problems[0]}{also}")
     assert check.dataset is not None
     return check.dataset
+
+
+def dataset_kind(root: str | Path, default: str) -> str:
+    """What a folder holds: ``"table"`` when it has an image table and no complete benchmark
+    tree (``bounding_box_train`` and a Lin et al. attribute file), the benchmark's name for a
+    complete tree without an image table (``default`` when it names a benchmark, else the
+    one whose attribute file is there), ``default`` when it has both or neither."""
+    root = Path(root)
+    mats = [n for n, f in FORMATS.items() if Path(root, f.attribute_file).is_file()]
+    tree = Path(root, "bounding_box_train").is_dir() and bool(mats)
+    table = is_table_dataset(root)
+    if table and not tree:
+        return "table"
+    if tree and not table:
+        return default if default in FORMATS else mats[0]
+    return default
 
 
 def open_dataset(
