@@ -177,3 +177,58 @@ def test_eval_data_detects_a_table_dataset_and_a_benchmark_tree(tmp_path, tiny_i
     assert checkpoint_dataset(own, MARKET1501, "x.pt", market).name == "market1501"
     assert checkpoint_dataset(own, MARKET1501, "x.pt", table).name == "table"
     assert checkpoint_dataset(own, MARKET1501, "x.pt").name == "table"
+
+
+def _relabel_cameras(root, mapping: dict[str, str]) -> dict[str, str]:
+    """Rewrite images.csv's camera_id cells through ``mapping``; ``{path: new label}``."""
+    rows = list(csv.reader(lines(root / IMAGES)))
+    j = rows[0].index("camera_id")
+    for r in rows[1:]:
+        r[j] = mapping[r[j]]
+    write_lines(root / IMAGES, [",".join(r) for r in rows])
+    return {r[0]: r[j] for r in rows[1:]}
+
+
+def test_own_camera_labels_are_shown_everywhere_and_sorted_as_numbers(tmp_path):
+    from conftest import tiny_model
+
+    from cerberus.data.table import table_summary, write_table_dataset
+    from cerberus.index import GalleryIndex, result_rows
+    from cerberus.inference import extract_image_set
+
+    root = table_tree(tmp_path / "t")
+    label_of = _relabel_cameras(root, {"c1": "40", "c2": "7.0", "c3": "12"})
+    label_of = {p: x.removesuffix(".0") for p, x in label_of.items()}  # a spreadsheet's 7.0
+    found = check_table_dataset(root)
+    assert found.camera_labels == ("7", "12", "40")
+    for summary in (
+        table_summary(found.dataset, found.camera_labels),
+        table_summary(found.dataset),
+    ):
+        assert "cameras: 3 (7, 12, 40)" in summary
+    data = found.dataset
+    feats = extract_image_set(tiny_model(), data.gallery, height=32, width=16, num_workers=0)
+    assert feats.meta["camera_labels"] == ["7", "12", "40"]
+    feats.save(tmp_path / "f.npz")
+    GalleryIndex.build(type(feats).load(tmp_path / "f.npz")).save(tmp_path / "g.npz")
+    index = GalleryIndex.load(tmp_path / "g.npz")
+    rows = result_rows(index, index.search_features(feats.features[:1], 8)[0])
+    assert len(rows) == 8
+    for r in rows:
+        shown = str(next(p for p in label_of if (root / p).resolve() == type(root)(r["path"])))
+        assert r["camera"] == label_of[shown]
+    # Written back as a table, the labels stay the user's.
+    out = tmp_path / "again"
+    out.mkdir()
+    write_table_dataset(data, out)
+    assert {c.split(",")[2] for c in lines(out / IMAGES)[1:]} == {"7", "12", "40"}
+    # An index file from before camera labels were stored shows the benchmark names.
+    index.meta.pop("camera_labels")
+    rows = result_rows(index, index.search_features(feats.features[:1], 3)[0])
+    assert [r["camera"] for r in rows] == [f"c{r['camid'] + 1}" for r in rows]
+
+
+def test_camera_labels_that_are_not_all_numbers_sort_naturally(tmp_path):
+    root = table_tree(tmp_path / "t")
+    _relabel_cameras(root, {"c1": "cam12", "c2": "cam7", "c3": "Gate"})
+    assert check_table_dataset(root).camera_labels == ("cam7", "cam12", "Gate")

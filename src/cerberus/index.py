@@ -27,7 +27,15 @@ import numpy as np
 
 from cerberus.attributes import Schema, schema_from_meta
 from cerberus.errors import CerberusError
-from cerberus.features import UNKNOWN, FeatureSet, common_arrays, load_npz, read_common, save_npz
+from cerberus.features import (
+    UNKNOWN,
+    FeatureSet,
+    camera_label,
+    common_arrays,
+    load_npz,
+    read_common,
+    save_npz,
+)
 from cerberus.scoring import AttributeQuery, attribute_query_vectors, embed_features
 
 if TYPE_CHECKING:  # PyTorch is imported only where images are embedded: attribute search is fast
@@ -379,6 +387,7 @@ def result_rows(
     rows = []
     for rank, (i, s) in enumerate(zip(result.indices, result.scores), start=1):
         pid, cam = int(index.pids[i]), int(index.camids[i])
+        camera = camera_label(cam, index.meta.get("camera_labels", ()))
         correct: bool | None = None
         if attribute_query is None:
             if query_pid != UNKNOWN and pid != UNKNOWN:
@@ -394,6 +403,7 @@ def result_rows(
                 "path": index.paths[i],
                 "pid": None if pid == UNKNOWN else pid,
                 "camid": None if cam == UNKNOWN else cam,
+                "camera": camera,
                 "correct": correct,
             }
         )

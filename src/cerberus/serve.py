@@ -278,6 +278,7 @@ class SearchService:
                 "name": Path(r["path"]).name,
                 "pid": r["pid"],
                 "camid": r["camid"],
+                "camera": r["camera"],
                 "correct": r["correct"],
                 "attributes": said[i],
                 "thumbnail": f"/api/gallery/{i}/image",

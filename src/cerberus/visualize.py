@@ -22,6 +22,7 @@ from cerberus.data.datasets import load_image
 from cerberus.data.images import to_rgb8
 from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
+from cerberus.features import camera_label
 from cerberus.files import atomic_write
 
 CORRECT_COLOUR = (0, 170, 0)
@@ -326,7 +327,8 @@ def rank_list_from_rows(
 
     def label(row: dict) -> str:
         parts = [] if row["pid"] is None else [f"id {row['pid']}"]
-        return " ".join(parts + ([] if row["camid"] is None else [f"c{row['camid'] + 1}"]))
+        camera = row.get("camera") or camera_label(row["camid"] if row["camid"] is not None else -1)
+        return " ".join(parts + ([camera] if camera else []))
 
     return rank_list_figure(
         out,

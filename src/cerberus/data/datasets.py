@@ -93,6 +93,8 @@ class ImageSet:
             ``(N, K, num_attributes)``, ``-1`` where none (see
             :attr:`~cerberus.attributes.AttributeTable.alt_values`); ``None`` is stored as
             ``K = 0``.
+        camera_labels: the name of each camera number (a table dataset's own ``camera_id``
+            labels); empty: ``c1``, ``c2``, ... (the benchmarks' names).
     """
 
     paths: tuple[Path, ...]
@@ -102,6 +104,7 @@ class ImageSet:
     values: np.ndarray
     schema: Schema
     alt_values: np.ndarray | None = None
+    camera_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         alt = check_alt_values(self.alt_values, self.schema, len(self.paths), "images")
@@ -132,6 +135,7 @@ class ImageSet:
             self.values[idx],
             self.schema,
             self.alt_values[idx],
+            self.camera_labels,
         )
 
 
@@ -295,8 +299,9 @@ def exclude_training_sids(dataset: ReIDDataset, sids: tuple[str, ...]) -> ReIDDa
         raise CerberusError("data.exclude_sids removes every training identity")
     classes, labels = np.unique(train.pids, return_inverse=True)
     train = ImageSet(
-        train.paths, train.pids, train.camids, labels, train.values, train.schema, train.alt_values
-    )
+        train.paths, train.pids, train.camids, labels, train.values, train.schema,
+        train.alt_values, train.camera_labels,
+    )  # fmt: skip
     table = dataset.train_attributes
     keep = np.isin(table.ids, classes)
     return ReIDDataset(
@@ -473,14 +478,15 @@ def validation_split(
     def as_test(images: ImageSet) -> ImageSet:
         return ImageSet(
             images.paths, images.pids, images.camids, images.pids.copy(), images.values,
-            images.schema, images.alt_values,
+            images.schema, images.alt_values, images.camera_labels,
         )  # fmt: skip
 
     train = dataset.train.subset(~is_val)
     classes, labels = np.unique(train.pids, return_inverse=True)
     train = ImageSet(
-        train.paths, train.pids, train.camids, labels, train.values, train.schema, train.alt_values
-    )
+        train.paths, train.pids, train.camids, labels, train.values, train.schema,
+        train.alt_values, train.camera_labels,
+    )  # fmt: skip
     return ReIDDataset(
         name=dataset.name,
         root=dataset.root,

@@ -30,6 +30,7 @@ import csv
 import io
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ from cerberus.data.tablefiles import (
     well_formed,
 )
 from cerberus.errors import CerberusError
+from cerberus.features import camera_label
 from cerberus.files import atomic_write, same_file_key
 
 IMAGES = "images"
@@ -248,11 +250,19 @@ def _attribute_table(
     )
 
 
+def _natural_key(label: str) -> tuple:
+    """Sort key of a label: digit runs compared as numbers (``cam7`` < ``cam12``), text
+    case-insensitively."""
+    parts = re.split(r"(\d+)", label)
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p.casefold()) for p in parts if p)
+
+
 def _camera_order(labels: set[str]) -> list[str]:
-    """Camera labels in index order: numerically when all are integers, else as text."""
+    """Camera labels in index order: numerically when all are integers (``7, 12, 40``), else
+    in natural order (``cam7, cam12, gate``)."""
     if all(integer(x) is not None for x in labels):
-        return sorted(labels, key=int)
-    return sorted(labels)
+        return sorted(labels, key=lambda x: (integer(x), x))
+    return sorted(labels, key=lambda x: (_natural_key(x), x))
 
 
 def resolve_schema(root: str | Path, schema: str | Path | Schema | None) -> Schema:
@@ -357,6 +367,7 @@ def check_table_dataset(
             table.lookup(p),
             the_schema,
             table.lookup_alternatives(p),
+            tuple(labels),
         )
     check.dataset = ReIDDataset(
         name="table",
@@ -465,7 +476,8 @@ def table_summary(
     if unmatched:
         lines.append(f"query identities with no gallery image (never a valid query): {unmatched}")
     if dataset.cameras_known:
-        labels = camera_labels or tuple(str(c) for c in np.unique(dataset.gallery.camids))
+        labels = camera_labels or dataset.gallery.camera_labels
+        labels = labels or tuple(f"c{c + 1}" for c in np.unique(dataset.gallery.camids))
         lines.append(f"cameras: {len(labels)} ({', '.join(labels)})")
     else:
         lines.append(
@@ -538,7 +550,8 @@ def write_table_dataset(
                 shown = Path(p).resolve().relative_to(out.resolve()).as_posix()
             except ValueError:
                 shown = str(Path(p).resolve())
-            row = [shown, int(pid)] + ([f"c{int(cam) + 1}"] if cameras else []) + [split]
+            label = camera_label(int(cam), s.camera_labels)
+            row = [shown, int(pid)] + ([label] if cameras else []) + [split]
             rows.append(row)
     header = ["path", "person_id"] + (["camera_id"] if cameras else []) + ["split"]
     written = {IMAGES: out / f"{IMAGES}.csv"}
