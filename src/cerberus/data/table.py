@@ -9,19 +9,24 @@ Layout of a table dataset (``data.dataset: table``, ``data.root: DIR``)::
 
 ``images.parquet`` / ``attributes.parquet`` may replace the CSV files (needs pyarrow).
 
-- ``path``: the crop, relative to DIR (or absolute); listed at most once per split.
+- ``path``: the crop, relative to DIR (or absolute); listed at most once per split (paths are
+  compared as files: ``a/../a/x.png`` is ``a/x.png``).
 - ``person_id``: an integer >= 1; in the gallery also ``0`` (a distractor, never a match) and
   ``-1`` (junk, removed from every ranking), as in Market-1501.
-- ``camera_id``: any label (``c1``, ``3``); leave the column out when cameras are unknown: reID
-  evaluation then removes only the query image itself from the gallery (SPEC 6 without cameras).
-- ``split``: ``train``, ``query`` or ``gallery``. An identity is either a training identity
-  (train images only) or a test identity (query / gallery images only).
+- ``camera_id``: any label (``c1``, ``3``), kept for display (:attr:`ImageSet.camera_labels`);
+  camera numbers follow the labels' numeric order when all are integers, else natural order;
+  leave the column out when cameras are unknown: reID evaluation then removes only the query
+  image itself from the gallery (SPEC 6 without cameras).
+- ``split``: ``train``, ``query`` or ``gallery`` (any case). An identity is either a training
+  identity (train images only) or a test identity (query / gallery images only).
 - attribute cells: a value by name (case-insensitive), empty = unknown; a colour attribute may
   list further annotated colours after ``|`` (``red|white``), kept as alternatives.
 
 :func:`check_table_dataset` collects every problem with its file and line (1-based, the header is
 line 1); :func:`read_table_dataset` stops at the first; :func:`table_summary` describes a dataset
-(what ``cerberus check-data`` prints).
+(what ``cerberus check-data`` prints); :func:`dataset_kind` tells a table dataset from a benchmark
+tree. How the CSV files are read (separator, quotes, header case, extra columns, ``2.0`` ids):
+:mod:`cerberus.data.tablefiles`.
 """
 
 from __future__ import annotations
