@@ -232,3 +232,13 @@ def test_camera_labels_that_are_not_all_numbers_sort_naturally(tmp_path):
     root = table_tree(tmp_path / "t")
     _relabel_cameras(root, {"c1": "cam12", "c2": "cam7", "c3": "Gate"})
     assert check_table_dataset(root).camera_labels == ("cam7", "cam12", "Gate")
+
+
+def test_an_unknown_separator_is_one_problem_naming_it(tmp_path):
+    root = table_tree(tmp_path / "t")
+    write_lines(root / IMAGES, [r.replace(",", "|") for r in lines(root / IMAGES)])
+    texts = [str(p) for p in check_table_dataset(root).problems]
+    assert texts == [
+        f"{root / IMAGES}:1: the header is one column ('path|person_id|camera_id|split'): "
+        "separate the columns with a comma, a semicolon or a tab"
+    ]

@@ -4,7 +4,8 @@ integer cells, and problems named by file and line (used by :mod:`cerberus.data.
 The CSV rules, as spreadsheets write them:
 
 - the separator is detected from the header line: ``,``, ``;`` or a tab, whichever it holds
-  most (``,`` when none); fields may be quoted with ``"``; a UTF-8 byte-order mark is skipped;
+  most (``,`` when none; a header that is then one column is one problem naming the separator);
+  fields may be quoted with ``"``; a UTF-8 byte-order mark is skipped;
 - a quoted field that runs over a line end (a stray ``"``) is a problem named at the line where
   the field opens, not where the file ends;
 - column names are matched case-insensitively (``Path`` is ``path``); extra columns are ignored
@@ -195,6 +196,13 @@ def match_header(
     Columns that are neither are ignored with one warning, or named as problems when a required
     column is missing (likely misspellings)."""
     names = [h.strip().lower() for h in header]
+    if len(header) == 1 and len(required) > 1:
+        bad.add(
+            1,
+            f"the header is one column ({header[0][:60]!r}): separate the columns with a comma, "
+            "a semicolon or a tab",
+        )
+        return None
     ok = True
     for name, n in Counter(names).items():
         if n > 1:
