@@ -97,7 +97,7 @@ def _check_length(name: str, values: Sequence | None, n: int) -> None:
 
 
 def _open(item: ImageLike) -> Image.Image:
-    """An RGB image from a path (errors name the file) or a PIL image."""
+    """An upright 8-bit RGB image from a path (errors name the file) or a PIL image."""
     if isinstance(item, Image.Image):
         return to_rgb8(item)
     return load_image(Path(item))

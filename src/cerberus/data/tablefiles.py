@@ -88,7 +88,7 @@ def cell_text(value: Any) -> str:
 
 def integer(text: str) -> int | None:
     """``text`` as an integer (``"2"``, ``"2.0"``, ``"-1"``), ``None`` when it is not one."""
-    return int(float(text)) if _INTEGRAL.match(text) else None
+    return int(text.split(".", 1)[0]) if _INTEGRAL.match(text) else None
 
 
 def integral_label(text: str) -> str:
