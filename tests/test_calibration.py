@@ -26,7 +26,7 @@ from cerberus.calibration import (
 from cerberus.data.datasets import ImageSet, read_dataset
 from cerberus.errors import CerberusError
 from cerberus.export import export_weights
-from cerberus.files import path_key
+from cerberus.files import same_file_key
 from cerberus.inference import InferenceModel
 from cerberus.schema_files import MARKET1501
 from cerberus.visualize import roc_figure
@@ -155,7 +155,7 @@ def test_an_image_listed_twice_is_never_paired_with_itself(setup):
     data = replace(dataset, gallery=gallery, cameras_known=False)
     test = labelled_split(data, "test")
     assert len(test) == len(q) + int((g.pids > 0).sum())
-    assert len({path_key(p) for p in test.paths}) == len(test)
+    assert len({same_file_key(p) for p in test.paths}) == len(test)
     cal, _ = calibrate_features(identity_features(test.pids), test.pids)
     counts = np.unique(test.pids, return_counts=True)[1]
     assert cal["num_same_pairs"] == int((counts * (counts - 1) // 2).sum())

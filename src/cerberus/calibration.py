@@ -35,7 +35,7 @@ import numpy as np
 from cerberus.checkpoints import load_checkpoint, save_checkpoint
 from cerberus.data.datasets import ImageSet, ReIDDataset
 from cerberus.errors import CerberusError
-from cerberus.files import path_key
+from cerberus.files import same_file_key
 from cerberus.inference import InferenceModel, embed_features, extract_features
 from cerberus.metrics.verification import (
     DEFAULT_FPRS,
@@ -55,7 +55,7 @@ RULE = "same person if similarity > threshold (similarity: mean part cosine, SPE
 
 def labelled_split(dataset: ReIDDataset, split: str) -> ImageSet:
     """The images of ``split`` with a real identity (no junk ``-1`` or distractor ``0``), each
-    file once (the first listing of a path, compared by :func:`~cerberus.files.path_key`).
+    file once (the first listing of a path, compared by :func:`~cerberus.files.same_file_key`).
 
     ``"test"`` is the query and gallery images together.
     """
@@ -74,7 +74,8 @@ def labelled_split(dataset: ReIDDataset, split: str) -> ImageSet:
     else:
         images = getattr(dataset, split)
     seen: set[str] = set()
-    first = np.array([not (k in seen or seen.add(k)) for k in map(path_key, images.paths)], bool)
+    keys = map(same_file_key, images.paths)
+    first = np.array([not (k in seen or seen.add(k)) for k in keys], bool)
     return images.subset((images.pids > 0) & first)
 
 

@@ -21,10 +21,10 @@ import numpy as np
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset
-from cerberus.data.table import SCHEMA_FILE, open_dataset
+from cerberus.data.table import SCHEMA_FILE, dataset_kind, open_dataset
 from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
-from cerberus.files import path_key
+from cerberus.files import same_file_key
 from cerberus.inference import (
     SID_DECISIONS,
     attribute_query_scores,
@@ -71,8 +71,8 @@ def reid_camera_arguments(dataset: ReIDDataset) -> dict[str, Any]:
     if dataset.cameras_known:
         return {"query_camids": q.camids, "gallery_camids": g.camids}
     keys: dict[str, int] = {}
-    qk = [keys.setdefault(path_key(p), len(keys)) for p in q.paths]
-    gk = [keys.setdefault(path_key(p), len(keys)) for p in g.paths]
+    qk = [keys.setdefault(same_file_key(p), len(keys)) for p in q.paths]
+    gk = [keys.setdefault(same_file_key(p), len(keys)) for p in g.paths]
     return {
         "query_camids": None,
         "gallery_camids": None,
@@ -255,17 +255,20 @@ def checkpoint_dataset(
     data_root: str | Path | None = None,
     dataset: ReIDDataset | None = None,
 ) -> ReIDDataset:
-    """The labelled data a checkpoint is evaluated on (its config's, or ``data_root`` of the same
-    kind), checked to follow the schema the model was trained with."""
+    """The labelled data a checkpoint is evaluated on (its config's, or ``data_root``), checked
+    to follow the schema the model was trained with. The layout of ``data_root`` is detected
+    (:func:`~cerberus.data.table.dataset_kind`): a model trained on a table dataset can be
+    evaluated on a benchmark tree and the other way round."""
     if dataset is None:
         root = data_root if data_root is not None else cfg.data.root
         attributes = None if data_root is not None else cfg.data.attributes
-        schema: str | Schema | None = cfg.data.schema
-        if cfg.data.dataset == "table":
+        kind = cfg.data.dataset if data_root is None else dataset_kind(root, cfg.data.dataset)
+        schema: str | Schema | None = cfg.data.schema if kind == cfg.data.dataset else None
+        if kind == "table":
             # The data's own schema.yaml, else the schema the checkpoint carries (the schema
             # file the run was configured with need not exist any more).
             schema = None if Path(root, SCHEMA_FILE).is_file() else trained
-        dataset = open_dataset(root, cfg.data.dataset, attributes=attributes, schema=schema)
+        dataset = open_dataset(root, kind, attributes=attributes, schema=schema)
     if dataset.schema.to_dict() != trained.to_dict():
         raise CerberusError(
             f"{checkpoint}: model trained with the {trained.name} schema, the data at "

@@ -31,6 +31,17 @@ UNKNOWN = -1000
 FILE_FORMAT_VERSION = 1
 
 
+def camera_label(camid: int, labels: object = ()) -> str | None:
+    """How camera number ``camid`` is shown: ``labels[camid]`` (a table dataset's own
+    ``camera_id``, stored as ``meta["camera_labels"]``), else ``c<camid + 1>`` (the
+    benchmarks' names); ``None`` for an unknown camera (:data:`UNKNOWN` or ``-1``)."""
+    if camid in (UNKNOWN, -1):
+        return None
+    if isinstance(labels, list | tuple) and 0 <= camid < len(labels):
+        return str(labels[camid])
+    return f"c{camid + 1}"
+
+
 @dataclass
 class FeatureSet:
     """Extracted features of a set of crops with everything search needs besides the model.
@@ -41,7 +52,9 @@ class FeatureSet:
         pids, camids: ``(N,)``; :data:`UNKNOWN` where the file name does not tell.
         values: ``(N, num_attributes)`` ground-truth attribute values, ``-1`` where unknown.
         prototypes: ``{G: (S_G, d)}`` the model's SID prototypes.
-        meta: ``schema``, ``fingerprint`` (of the model), ``checkpoint``, ``height``, ``width``.
+        meta: ``schema``, ``fingerprint`` (of the model), ``checkpoint``, ``height``, ``width``;
+            ``camera_labels`` (the name of each camera number, see :func:`camera_label`) when
+            the images came from a table dataset.
     """
 
     features: np.ndarray

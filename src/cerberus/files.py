@@ -2,6 +2,7 @@
 
 A file is written to a temporary name in its own folder, flushed to disk, then renamed over the
 target, so a crash or a full disk leaves the previous file intact and no half-written one.
+:func:`same_file_key` compares paths as files (``..`` and links resolved).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], what: str)
     return path
 
 
-def path_key(path: str | Path) -> str:
-    """One spelling per image file: the absolute path with ``.`` / ``..`` folded (no symlinks
-    followed), so that ``a/b.jpg``, ``./a/b.jpg`` and ``/abs/a/x/../b.jpg`` compare equal."""
-    return os.path.normpath(Path(path).absolute())
+def same_file_key(path: str | os.PathLike) -> str:
+    """A key equal for two paths of the same file: absolute, ``..`` and links resolved
+    (``crops/../crops/x.png`` and ``crops/x.png`` have one key)."""
+    return os.path.normcase(os.path.realpath(path))

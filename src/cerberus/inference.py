@@ -376,6 +376,7 @@ def extract_image_set(
             "height": height,
             "width": width,
             "dim": int(feats.shape[-1]),
+            **({"camera_labels": list(images.camera_labels)} if images.camera_labels else {}),
         },
     )
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from PIL import Image, UnidentifiedImageError
 
+from cerberus.data.images import READ_ERRORS, to_rgb8
 from cerberus.errors import CerberusError
 from cerberus.schema import GROUP_NAMES, GROUPS, Schema
 from cerberus.search import Answer, Gallery
@@ -138,9 +139,8 @@ def decode_image(data: bytes, limits: Limits) -> Image.Image:
             413,
         )
     try:
-        img.load()
-        return img.convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return to_rgb8(img)
+    except READ_ERRORS as exc:
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise BadRequest(f"truncated or damaged {img.format} image ({reason})") from None
 
@@ -259,6 +259,7 @@ class SearchService:
                 "name": Path(r["path"]).name,
                 "pid": r["pid"],
                 "camid": r["camid"],
+                "camera": r["camera"],
                 "correct": r["correct"],
                 "attributes": said[i],
                 "thumbnail": f"/api/gallery/{i}/image",

@@ -19,8 +19,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from cerberus.data.datasets import load_image
+from cerberus.data.images import to_rgb8
 from cerberus.data.transforms import build_transforms
 from cerberus.errors import CerberusError
+from cerberus.features import camera_label
 from cerberus.files import atomic_write
 
 CORRECT_COLOUR = (0, 170, 0)
@@ -95,9 +97,9 @@ def _check_length(name: str, values: Sequence | None, n: int) -> None:
 
 
 def _open(item: ImageLike) -> Image.Image:
-    """An RGB image from a path (errors name the file) or a PIL image."""
+    """An upright 8-bit RGB image from a path (errors name the file) or a PIL image."""
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
+        return to_rgb8(item)
     return load_image(Path(item))
 
 
@@ -325,7 +327,8 @@ def rank_list_from_rows(
 
     def label(row: dict) -> str:
         parts = [] if row["pid"] is None else [f"id {row['pid']}"]
-        return " ".join(parts + ([] if row["camid"] is None else [f"c{row['camid'] + 1}"]))
+        camera = row.get("camera") or camera_label(row["camid"] if row["camid"] is not None else -1)
+        return " ".join(parts + ([camera] if camera else []))
 
     return rank_list_figure(
         out,

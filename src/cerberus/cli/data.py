@@ -92,6 +92,8 @@ def check_data(
     from cerberus.data.table import check_table_dataset, table_summary
 
     found = check_table_dataset(root, schema)
+    for warning in found.warnings:
+        typer.echo(f"warning: {warning}")
     if found.problems:
         for problem in found.problems:
             typer.echo(str(problem))

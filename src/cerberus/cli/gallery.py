@@ -181,7 +181,7 @@ def search(
         for r in rows:
             ok = {True: "yes", False: "no", None: "-"}[r["correct"]]
             pid = "-" if r["pid"] is None else str(r["pid"])
-            cam = "-" if r["camid"] is None else f"c{r['camid'] + 1}"
+            cam = r["camera"] or "-"
             verdict = {True: "same     ", False: "different", None: "-        "}
             same = f" {verdict[r['same_person']]}" if image is not None else ""
             typer.echo(

@@ -28,8 +28,9 @@ from PIL import Image
 
 from cerberus.attribute_files import load_attribute_mat
 from cerberus.attribute_table import AttributeTable, check_alt_values
+from cerberus.data.images import open_image
 from cerberus.errors import CerberusError
-from cerberus.files import path_key
+from cerberus.files import same_file_key
 from cerberus.schema import Schema
 from cerberus.schema_files import DUKEMTMC, MARKET1501
 from cerberus.sids import sid_identity_counts
@@ -89,6 +90,8 @@ class ImageSet:
             ``(N, K, num_attributes)``, ``-1`` where none (see
             :attr:`~cerberus.attribute_table.AttributeTable.alt_values`); ``None`` is stored as
             ``K = 0``.
+        camera_labels: the name of each camera number (a table dataset's own ``camera_id``
+            labels); empty: ``c1``, ``c2``, ... (the benchmarks' names).
     """
 
     paths: tuple[Path, ...]
@@ -98,6 +101,7 @@ class ImageSet:
     values: np.ndarray
     schema: Schema
     alt_values: np.ndarray | None = None
+    camera_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         alt = check_alt_values(self.alt_values, self.schema, len(self.paths), "images")
@@ -128,6 +132,7 @@ class ImageSet:
             self.values[idx],
             self.schema,
             self.alt_values[idx],
+            self.camera_labels,
         )
 
 
@@ -291,8 +296,9 @@ def exclude_training_sids(dataset: ReIDDataset, sids: tuple[str, ...]) -> ReIDDa
         raise CerberusError("data.exclude_sids removes every training identity")
     classes, labels = np.unique(train.pids, return_inverse=True)
     train = ImageSet(
-        train.paths, train.pids, train.camids, labels, train.values, train.schema, train.alt_values
-    )
+        train.paths, train.pids, train.camids, labels, train.values, train.schema,
+        train.alt_values, train.camera_labels,
+    )  # fmt: skip
     table = dataset.train_attributes
     keep = np.isin(table.ids, classes)
     return ReIDDataset(
@@ -311,13 +317,9 @@ def exclude_training_sids(dataset: ReIDDataset, sids: tuple[str, ...]) -> ReIDDa
 
 
 def load_image(path: Path) -> Image.Image:
-    """Open an image as RGB, or raise :class:`CerberusError` naming the file."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise CerberusError(f"{path}: unreadable image ({exc.__class__.__name__}: {exc})") from None
+    """Open an image as upright 8-bit RGB (:func:`~cerberus.data.images.open_image`), or raise
+    :class:`CerberusError` naming the file."""
+    return open_image(path)
 
 
 def find_unreadable(paths: tuple[Path, ...] | list[Path]) -> list[tuple[Path, str]]:
@@ -428,14 +430,14 @@ def unmatched_queries(dataset: ReIDDataset) -> int:
     camera (SPEC 6), or, without cameras, no other image of their identity (another path).
     The reID metrics skip such queries; :func:`validation_split` makes none."""
     q, g = dataset.query, dataset.gallery
-    gallery_keys = np.array([path_key(p) for p in g.paths], dtype=object)
+    gallery_keys = np.array([same_file_key(p) for p in g.paths], dtype=object)
     count = 0
     for pid, cam, path in zip(q.pids, q.camids, q.paths):
         same = g.pids == pid
         if dataset.cameras_known:
             same &= g.camids != cam
         else:
-            same &= gallery_keys != path_key(path)
+            same &= gallery_keys != same_file_key(path)
         count += not same.any()
     return count
 
@@ -512,14 +514,15 @@ def validation_split(
     def as_test(images: ImageSet) -> ImageSet:
         return ImageSet(
             images.paths, images.pids, images.camids, images.pids.copy(), images.values,
-            images.schema, images.alt_values,
+            images.schema, images.alt_values, images.camera_labels,
         )  # fmt: skip
 
     train = dataset.train.subset(~is_val)
     classes, labels = np.unique(train.pids, return_inverse=True)
     train = ImageSet(
-        train.paths, train.pids, train.camids, labels, train.values, train.schema, train.alt_values
-    )
+        train.paths, train.pids, train.camids, labels, train.values, train.schema,
+        train.alt_values, train.camera_labels,
+    )  # fmt: skip
     return ReIDDataset(
         name=dataset.name,
         root=dataset.root,

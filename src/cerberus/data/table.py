@@ -9,27 +9,33 @@ Layout of a table dataset (``data.dataset: table``, ``data.root: DIR``)::
 
 ``images.parquet`` / ``attributes.parquet`` may replace the CSV files (needs pyarrow).
 
-- ``path``: the crop, relative to DIR (or absolute); listed at most once per split.
+- ``path``: the crop, relative to DIR (or absolute); listed at most once per split (paths are
+  compared as files: ``a/../a/x.png`` is ``a/x.png``).
 - ``person_id``: an integer >= 1; in the gallery also ``0`` (a distractor, never a match) and
   ``-1`` (junk, removed from every ranking), as in Market-1501.
-- ``camera_id``: any label (``c1``, ``3``); leave the column out when cameras are unknown: reID
-  evaluation then removes only the query image itself from the gallery (SPEC 6 without cameras).
-- ``split``: ``train``, ``query`` or ``gallery``. An identity is either a training identity
-  (train images only) or a test identity (query / gallery images only).
+- ``camera_id``: any label (``c1``, ``3``), kept for display (:attr:`ImageSet.camera_labels`);
+  camera numbers follow the labels' numeric order when all are integers, else natural order;
+  leave the column out when cameras are unknown: reID evaluation then removes only the query
+  image itself from the gallery (SPEC 6 without cameras).
+- ``split``: ``train``, ``query`` or ``gallery`` (any case). An identity is either a training
+  identity (train images only) or a test identity (query / gallery images only).
 - attribute cells: a value by name (case-insensitive), empty = unknown; a colour attribute may
   list further annotated colours after ``|`` (``red|white``), kept as alternatives.
 
 :func:`check_table_dataset` collects every problem with its file and line (1-based, the header is
 line 1); :func:`read_table_dataset` stops at the first; :func:`table_summary` describes a dataset
-(what ``cerberus check-data`` prints).
+(what ``cerberus check-data`` prints); :func:`dataset_kind` tells a table dataset from a benchmark
+tree. How the CSV files are read (separator, quotes, header case, extra columns, ``2.0`` ids):
+:mod:`cerberus.data.tablefiles`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
-from collections.abc import Iterator
+import logging
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +44,27 @@ import numpy as np
 import yaml
 
 from cerberus.attribute_table import AttributeTable
-from cerberus.data.datasets import ImageSet, ReIDDataset, read_dataset
+from cerberus.data.datasets import (
+    FORMATS,
+    ImageSet,
+    ReIDDataset,
+    find_unreadable,
+    read_dataset,
+)
+from cerberus.data.tablefiles import (
+    MAX_PROBLEMS,  # noqa: F401  (re-exported)
+    Collector,
+    Problem,
+    integer,
+    integral_label,
+    match_header,
+    read_rows,
+    table_file,
+    well_formed,
+)
 from cerberus.errors import CerberusError
-from cerberus.files import atomic_write
+from cerberus.features import camera_label
+from cerberus.files import atomic_write, same_file_key
 from cerberus.schema import GROUPS, Schema
 from cerberus.schema_files import get_schema
 from cerberus.sids import occurring_sid_counts
@@ -53,21 +77,7 @@ SPLITS = ("train", "query", "gallery")
 UNKNOWN_CAMERA = -1
 """``camids`` of every image of a dataset without cameras."""
 ALTERNATIVE_SEPARATOR = "|"
-MAX_PROBLEMS = 50
-"""Problems collected per file before the check gives up on it."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem of a table dataset: the file, the 1-based line (0: the file) and what."""
-
-    file: Path
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else str(self.file)
-        return f"{where}: {self.message}"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,142 +90,19 @@ class TableCheck:
         dataset: the dataset, ``None`` when there is a problem.
         camera_labels: the camera labels in camera-index order (empty: no cameras).
         extra_attribute_ids: identities with attributes but no image.
+        warnings: what is accepted but worth saying (columns ignored), with file and line.
     """
 
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
     dataset: ReIDDataset | None = None
     camera_labels: tuple[str, ...] = ()
     extra_attribute_ids: int = 0
 
 
-def table_file(root: Path, stem: str) -> Path:
-    """``root/<stem>.csv``, else ``root/<stem>.parquet``; the CSV path when neither exists."""
-    csv_path, parquet = root / f"{stem}.csv", root / f"{stem}.parquet"
-    if not csv_path.is_file() and parquet.is_file():
-        return parquet
-    return csv_path
-
-
 def is_table_dataset(root: str | Path) -> bool:
     """Whether ``root`` holds an image table (``images.csv`` or ``images.parquet``)."""
     return table_file(Path(root), IMAGES).is_file()
-
-
-def _cell(value: Any) -> str:
-    """A table cell as text: ``None`` / NaN are empty, integral floats lose their ``.0``."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if value != value:
-            return ""
-        if value.is_integer():
-            return str(int(value))
-    return str(value).strip()
-
-
-def _rows(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """The header and ``(line, cells)`` of a CSV or Parquet table (Parquet: line = row + 1)."""
-    if not path.is_file():
-        raise CerberusError(f"{path}: table not found")
-    if path.suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise CerberusError(
-                f"{path}: reading Parquet needs pyarrow (pip install 'cerberus-reid[parquet]'), "
-                "or give the table as CSV"
-            ) from None
-        try:
-            table = pq.read_table(path)
-        except Exception as exc:  # pyarrow raises several types for bad files
-            raise CerberusError(f"{path}: not a readable Parquet file ({exc})") from None
-        header = [str(c) for c in table.column_names]
-        columns = [table.column(c).to_pylist() for c in header]
-        rows = ([_cell(col[i]) for col in columns] for i in range(table.num_rows))
-        return header, ((i + 2, r) for i, r in enumerate(rows))
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise CerberusError(f"{path}: not UTF-8 text; is it a CSV file?") from None
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise CerberusError(f"{path}: empty file (the first line is the header)") from None
-    except csv.Error as exc:
-        raise CerberusError(f"{path}:1: not a readable CSV header ({exc})") from None
-
-    def body() -> Iterator[tuple[int, list[str]]]:
-        try:
-            for row in reader:
-                if any(c.strip() for c in row):
-                    yield reader.line_num, [c.strip() for c in row]
-        except csv.Error as exc:
-            yield reader.line_num, [f"\0{exc}"]
-
-    return header, body()
-
-
-def _integer(text: str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
-        return None
-
-
-class _Collector:
-    """Problems of one file, capped at :data:`MAX_PROBLEMS`."""
-
-    def __init__(self, path: Path, out: list[Problem]):
-        self.path, self.out, self.count = path, out, 0
-
-    def add(self, line: int, message: str) -> None:
-        self.count += 1
-        if self.count <= MAX_PROBLEMS:
-            self.out.append(Problem(self.path, line, message))
-        elif self.count == MAX_PROBLEMS + 1:
-            self.out.append(Problem(self.path, 0, f"more than {MAX_PROBLEMS} problems; stopped"))
-
-    @property
-    def full(self) -> bool:
-        return self.count > MAX_PROBLEMS
-
-
-def _well_formed(
-    header: list[str], body: Iterator[tuple[int, list[str]]], bad: _Collector
-) -> Iterator[tuple[int, list[str]]]:
-    """The rows with as many cells as the header; the others are recorded in ``bad``. Stops at an
-    unreadable row or when ``bad`` is full."""
-    for line, cells in body:
-        if bad.full:
-            return
-        if cells and cells[0].startswith("\0"):
-            bad.add(line, f"not readable as CSV ({cells[0][1:]})")
-            return
-        if len(cells) != len(header):
-            bad.add(line, f"{len(cells)} fields, the header has {len(header)}")
-            continue
-        yield line, cells
-
-
-def _header(path: Path, header: list[str], required: tuple[str, ...], optional, bad) -> bool:
-    """Check a header's columns; records problems in ``bad`` and returns whether it is usable."""
-    ok = True
-    seen = Counter(header)
-    for name, n in seen.items():
-        if n > 1:
-            bad.add(1, f"column {name!r} appears {n} times")
-            ok = False
-    for name in required:
-        if name not in seen:
-            bad.add(1, f"missing column {name!r} (columns: {', '.join(header)})")
-            ok = False
-    valid = (*required, *optional)
-    for name in header:
-        if name not in valid:
-            bad.add(1, f"unknown column {name!r}; valid: {', '.join(valid)}")
-            ok = False
-    return ok
 
 
 @dataclass
@@ -227,25 +114,28 @@ class _ImageRows:
     splits: list[str] = field(default_factory=list)
 
 
-def _read_images(root: Path, problems: list[Problem]) -> tuple[_ImageRows, bool]:
+def _read_images(
+    root: Path, problems: list[Problem], warnings: list[Problem]
+) -> tuple[_ImageRows, bool]:
     """Rows of the image table, each checked; returns the rows and whether it has cameras."""
     path = table_file(root, IMAGES)
-    bad = _Collector(path, problems)
-    header, body = _rows(path)
+    bad = Collector(path, problems)
+    header, body = read_rows(path)
     out = _ImageRows()
-    if not _header(path, header, ("path", "person_id", "split"), ("camera_id",), bad):
+    col = match_header(header, ("path", "person_id", "split"), ("camera_id",), bad, warnings)
+    if col is None:
         return out, False
-    col = {name: header.index(name) for name in header}
     has_cameras = "camera_id" in col
     first_of: dict[tuple[str, str], int] = {}
-    for line, cells in _well_formed(header, body, bad):
-        text_path, text_pid, split = (cells[col[c]] for c in ("path", "person_id", "split"))
-        camera = cells[col["camera_id"]] if has_cameras else ""
+    for line, cells in well_formed(header, body, bad):
+        text_path, text_pid = cells[col["path"]], cells[col["person_id"]]
+        split = cells[col["split"]].lower()
+        camera = integral_label(cells[col["camera_id"]]) if has_cameras else ""
         ok = True
         if split not in SPLITS:
-            bad.add(line, f"split {split!r} is not one of {', '.join(SPLITS)}")
+            bad.add(line, f"split {cells[col['split']]!r} is not one of {', '.join(SPLITS)}")
             ok = False
-        pid = _integer(text_pid)
+        pid = integer(text_pid)
         least = -1 if split == "gallery" else 1
         if pid is None or pid < least:
             allowed = "an integer >= 1" + (" (0: distractor, -1: junk)" if least < 1 else "")
@@ -257,8 +147,8 @@ def _read_images(root: Path, problems: list[Problem]) -> tuple[_ImageRows, bool]
         if not text_path:
             bad.add(line, "path is empty")
             continue
-        image = Path(text_path) if Path(text_path).is_absolute() else root / text_path
-        key = (split, str(image))
+        image = Path(os.path.normpath(root / text_path))
+        key = (split, same_file_key(image))
         if key in first_of:
             bad.add(
                 line, f"duplicate row: {text_path} is already in {split} at line {first_of[key]}"
@@ -275,6 +165,16 @@ def _read_images(root: Path, problems: list[Problem]) -> tuple[_ImageRows, bool]
             out.cameras.append(camera)
             out.splits.append(split)
     return out, has_cameras
+
+
+def _decode_all(root: Path, images: _ImageRows, path: Path, problems: list[Problem]) -> None:
+    """Decode every image as training will; each one that fails is a problem at its line (and
+    its row is dropped)."""
+    bad = Collector(path, problems)
+    lines = dict(zip(images.paths, images.lines))
+    for image, reason in find_unreadable(images.paths):
+        shown = os.path.relpath(image, root) if image.is_relative_to(root) else str(image)
+        bad.add(lines[image], f"image {shown} is not readable: {reason.split(': ', 1)[-1]}")
 
 
 def _parse_value(schema: Schema, j: int, text: str) -> tuple[int, list[int]]:
@@ -294,25 +194,27 @@ def _parse_value(schema: Schema, j: int, text: str) -> tuple[int, list[int]]:
 
 
 def _read_attributes(
-    root: Path, schema: Schema, problems: list[Problem]
+    root: Path, schema: Schema, problems: list[Problem], warnings: list[Problem]
 ) -> tuple[dict[int, tuple[int, np.ndarray, list[list[int]]]], Path]:
     """``{person_id: (line, values, alternatives per attribute)}`` of the attribute table."""
     path = table_file(root, ATTRIBUTES)
-    bad = _Collector(path, problems)
+    bad = Collector(path, problems)
     out: dict[int, tuple[int, np.ndarray, list[list[int]]]] = {}
     if not path.is_file():
         bad.add(0, "attribute table not found (person_id plus one column per attribute)")
         return out, path
-    header, body = _rows(path)
+    header, body = read_rows(path)
     names = tuple(a.name for a in schema.attributes)
-    if not _header(path, header, ("person_id", *names), (), bad):
-        if any(h not in ("person_id", *names) for h in header):
+    found = match_header(header, ("person_id", *names), (), bad, warnings)
+    if found is None:
+        known = {n.lower() for n in ("person_id", *names)}
+        if any(h.strip().lower() not in known for h in header):
             bad.add(1, f"the {schema.name} schema's attributes: {', '.join(names)}")
         return out, path
-    col = [header.index(n) for n in names]
-    for line, cells in _well_formed(header, body, bad):
-        text_pid = cells[header.index("person_id")]
-        pid = _integer(text_pid)
+    col = [found[n] for n in names]
+    for line, cells in well_formed(header, body, bad):
+        text_pid = cells[found["person_id"]]
+        pid = integer(text_pid)
         if pid is None or pid < 1:
             bad.add(line, f"person_id {text_pid!r} is not an integer >= 1")
             continue
@@ -350,11 +252,19 @@ def _attribute_table(
     )
 
 
+def _natural_key(label: str) -> tuple:
+    """Sort key of a label: digit runs compared as numbers (``cam7`` < ``cam12``), text
+    case-insensitively."""
+    parts = re.split(r"(\d+)", label)
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p.casefold()) for p in parts if p)
+
+
 def _camera_order(labels: set[str]) -> list[str]:
-    """Camera labels in index order: numerically when all are integers, else as text."""
-    if all(_integer(x) is not None for x in labels):
-        return sorted(labels, key=int)
-    return sorted(labels)
+    """Camera labels in index order: numerically when all are integers (``7, 12, 40``), else
+    in natural order (``cam7, cam12, gate``)."""
+    if all(integer(x) is not None for x in labels):
+        return sorted(labels, key=lambda x: (integer(x), x))
+    return sorted(labels, key=lambda x: (_natural_key(x), x))
 
 
 def resolve_schema(root: str | Path, schema: str | Path | Schema | None) -> Schema:
@@ -373,7 +283,7 @@ def resolve_schema(root: str | Path, schema: str | Path | Schema | None) -> Sche
     return get_schema(path)
 
 
-def _cross_checks(images: _ImageRows, attr_rows: dict, images_path: Path, bad: _Collector):
+def _cross_checks(images: _ImageRows, attr_rows: dict, images_path: Path, bad: Collector):
     """Identities without attributes and identities in both train and test."""
     first_train: dict[int, int] = {}
     for line, pid, split in zip(images.lines, images.pids, images.splits):
@@ -397,13 +307,18 @@ def _cross_checks(images: _ImageRows, attr_rows: dict, images_path: Path, bad: _
             bad.add(0, f"no {split} image (every split needs at least one)")
 
 
-def check_table_dataset(root: str | Path, schema: str | Path | Schema | None = None) -> TableCheck:
+def check_table_dataset(
+    root: str | Path, schema: str | Path | Schema | None = None, *, decode_images: bool = True
+) -> TableCheck:
     """Read and check a table dataset; every problem is collected with its file and line.
 
     Args:
         root: the dataset folder (holding ``images.csv`` and ``attributes.csv``).
         schema: a shipped schema name, a schema YAML path or a :class:`Schema`; ``None``:
             ``root/schema.yaml``.
+        decode_images: decode every image (what ``cerberus check-data`` does: an empty,
+            truncated or non-image file is a problem at its line); ``False`` checks only that
+            the files exist.
 
     Raises:
         CerberusError: for problems that stop the check at once (no folder, no image table,
@@ -418,11 +333,13 @@ def check_table_dataset(root: str | Path, schema: str | Path | Schema | None = N
         )
     the_schema = resolve_schema(root, schema)
     check = TableCheck()
-    images, has_cameras = _read_images(root, check.problems)
-    attr_rows, _ = _read_attributes(root, the_schema, check.problems)
+    images, has_cameras = _read_images(root, check.problems, check.warnings)
+    attr_rows, _ = _read_attributes(root, the_schema, check.problems, check.warnings)
     images_path = table_file(root, IMAGES)
+    if decode_images:
+        _decode_all(root, images, images_path, check.problems)
     if not check.problems:
-        _cross_checks(images, attr_rows, images_path, _Collector(images_path, check.problems))
+        _cross_checks(images, attr_rows, images_path, Collector(images_path, check.problems))
     if check.problems:
         return check
     labels = _camera_order(set(images.cameras)) if has_cameras else []
@@ -452,6 +369,7 @@ def check_table_dataset(root: str | Path, schema: str | Path | Schema | None = N
             table.lookup(p),
             the_schema,
             table.lookup_alternatives(p),
+            tuple(labels),
         )
     check.dataset = ReIDDataset(
         name="table",
@@ -473,13 +391,31 @@ def check_table_dataset(root: str | Path, schema: str | Path | Schema | None = N
 def read_table_dataset(root: str | Path, schema: str | Path | Schema | None = None) -> ReIDDataset:
     """:func:`check_table_dataset`, raising the first problem (``cerberus check-data`` lists
     them all)."""
-    check = check_table_dataset(root, schema)
+    check = check_table_dataset(root, schema, decode_images=False)
+    for warning in check.warnings:
+        logger.warning("%s", warning)
     if check.problems:
         more = len(check.problems) - 1
         also = f" (and {more} more problems: run cerberus check-data {root})" if more else ""
         raise CerberusError(f"{check.problems[0]}{also}")
     assert check.dataset is not None
     return check.dataset
+
+
+def dataset_kind(root: str | Path, default: str) -> str:
+    """What a folder holds: ``"table"`` when it has an image table and no complete benchmark
+    tree (``bounding_box_train`` and a Lin et al. attribute file), the benchmark's name for a
+    complete tree without an image table (``default`` when it names a benchmark, else the
+    one whose attribute file is there), ``default`` when it has both or neither."""
+    root = Path(root)
+    mats = [n for n, f in FORMATS.items() if Path(root, f.attribute_file).is_file()]
+    tree = Path(root, "bounding_box_train").is_dir() and bool(mats)
+    table = is_table_dataset(root)
+    if table and not tree:
+        return "table"
+    if tree and not table:
+        return default if default in FORMATS else mats[0]
+    return default
 
 
 def open_dataset(
@@ -542,7 +478,8 @@ def table_summary(
     if unmatched:
         lines.append(f"query identities with no gallery image (never a valid query): {unmatched}")
     if dataset.cameras_known:
-        labels = camera_labels or tuple(str(c) for c in np.unique(dataset.gallery.camids))
+        labels = camera_labels or dataset.gallery.camera_labels
+        labels = labels or tuple(f"c{c + 1}" for c in np.unique(dataset.gallery.camids))
         lines.append(f"cameras: {len(labels)} ({', '.join(labels)})")
     else:
         lines.append(
@@ -615,7 +552,8 @@ def write_table_dataset(
                 shown = Path(p).resolve().relative_to(out.resolve()).as_posix()
             except ValueError:
                 shown = str(Path(p).resolve())
-            row = [shown, int(pid)] + ([f"c{int(cam) + 1}"] if cameras else []) + [split]
+            label = camera_label(int(cam), s.camera_labels)
+            row = [shown, int(pid)] + ([label] if cameras else []) + [split]
             rows.append(row)
     header = ["path", "person_id"] + (["camera_id"] if cameras else []) + ["split"]
     written = {IMAGES: out / f"{IMAGES}.csv"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cerberus.features import UNKNOWN
+from cerberus.features import UNKNOWN, camera_label
 from cerberus.index import GalleryIndex, SearchResult
 from cerberus.scoring import AttributeQuery
 
@@ -18,7 +18,8 @@ def result_rows(
     query_camid: int = UNKNOWN,
     attribute_query: AttributeQuery | None = None,
 ) -> list[dict[str, Any]]:
-    """A ranked list as rows: rank, score, path, identity, camera and whether it is correct.
+    """A ranked list as rows: rank, score, path, identity, camera (index and the dataset's own
+    label) and whether it is correct.
 
     ``correct`` is known for a reID query when both identities are known (same identity), and
     for an attribute query when the gallery item's attribute values are known (every given
@@ -28,6 +29,7 @@ def result_rows(
     rows = []
     for rank, (i, s) in enumerate(zip(result.indices, result.scores), start=1):
         pid, cam = int(index.pids[i]), int(index.camids[i])
+        camera = camera_label(cam, index.meta.get("camera_labels", ()))
         correct: bool | None = None
         if attribute_query is None:
             if query_pid != UNKNOWN and pid != UNKNOWN:
@@ -43,6 +45,7 @@ def result_rows(
                 "path": index.paths[i],
                 "pid": None if pid == UNKNOWN else pid,
                 "camid": None if cam == UNKNOWN else cam,
+                "camera": camera,
                 "correct": correct,
             }
         )

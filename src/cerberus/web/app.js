@@ -89,7 +89,7 @@ function showQuery(query, imageUrl) {
 
 function resultCard(row) {
   const verdict = row.correct === true ? "correct" : row.correct === false ? "wrong" : "";
-  const camera = row.camid === null ? "camera unknown" : `camera ${row.camid + 1}`;
+  const camera = row.camera === null ? "camera unknown" : `camera ${row.camera}`;
   const who = row.pid === null ? "" : `, person ${row.pid}`;
   const alt = `Rank ${row.rank}: gallery crop ${row.id}, ${camera}${who}`;
   const button = el("button", {
