@@ -266,7 +266,9 @@ def test_scan_and_extract_folder_skip_or_stop_on_bad_images(tmp_path, caplog):
         )
     assert len(fs2.paths) == len(images)
     assert "notes.jpg" in caplog.text and "skipped 2 unreadable images" in caplog.text
-    np.testing.assert_allclose(fs2.features, fs.features, atol=1e-5)
+    # the bad files change the batches' sizes, and oneDNN picks kernels by batch size: the same
+    # images give the same features up to float32 rounding (seen: 1.9e-5 on values near 1)
+    np.testing.assert_allclose(fs2.features, fs.features, rtol=1e-4, atol=1e-4)
 
 
 def test_fingerprint_changes_with_weights():

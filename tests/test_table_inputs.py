@@ -193,8 +193,9 @@ def test_own_camera_labels_are_shown_everywhere_and_sorted_as_numbers(tmp_path):
     from conftest import tiny_model
 
     from cerberus.data.table import table_summary, write_table_dataset
-    from cerberus.index import GalleryIndex, result_rows
+    from cerberus.index import GalleryIndex
     from cerberus.inference import extract_image_set
+    from cerberus.search import result_rows
 
     root = table_tree(tmp_path / "t")
     label_of = _relabel_cameras(root, {"c1": "40", "c2": "7.0", "c3": "12"})
