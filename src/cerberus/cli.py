@@ -742,16 +742,13 @@ def serve(
 ) -> None:
     """Serve the person-search page and its JSON API (search by photo or description)."""
     from cerberus.index import GalleryIndex
-    from cerberus.serve import Limits, create_app, run_server
+    from cerberus.serve import check_serve_options, create_app, run_server
 
-    if max_image_mb <= 0:
-        raise CerberusError(f"--max-image-mb {max_image_mb}: must be positive")
-    _at_least("--max-pixels", max_pixels, 1)
+    limits = check_serve_options(port, max_image_mb, max_pixels)
     gallery = GalleryIndex.load(index)
-    net = _index_model(gallery, index, checkpoint, device)
-    limits = Limits(max_bytes=int(max_image_mb * 2**20), max_pixels=max_pixels)
+    served = create_app(gallery, _index_model(gallery, index, checkpoint, device), limits=limits)
     typer.echo(f"serving {len(gallery)} gallery crops on http://{host}:{port}/ (Ctrl-C stops)")
-    run_server(create_app(gallery, net, limits=limits), host=host, port=port)
+    run_server(served, host=host, port=port)
 
 
 visualize_app = typer.Typer(

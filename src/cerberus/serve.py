@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import json
 import logging
+import math
 import mimetypes
 import socket
 import tempfile
@@ -37,7 +39,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cerberus.attributes import GROUP_NAMES, GROUPS, Schema
 from cerberus.calibration import describe_point, operating_point, verdict
-from cerberus.errors import CerberusError
+from cerberus.errors import CerberusError, shown
 from cerberus.index import GalleryIndex, result_rows, search_images
 from cerberus.scoring import parse_attribute_query
 
@@ -50,7 +52,7 @@ try:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, Field
+    from pydantic import BaseModel, ConfigDict, Field
 except ModuleNotFoundError as exc:  # the optional 'serve' extra is not installed
     raise CerberusError(
         f"cerberus serve needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
@@ -64,6 +66,23 @@ logger = logging.getLogger(__name__)
 
 MAX_K = 100
 """The most results one search returns."""
+
+MAX_JSON_BYTES = 64 * 1024
+"""The largest body of a JSON route (an attribute search is a few hundred bytes)."""
+
+FORM_OVERHEAD = 64 * 1024
+"""Room in an upload's body for the form's other fields and the multipart framing."""
+
+UPLOAD_ROUTES = ("/api/search/image", "/api/describe")
+"""Routes whose body is a multipart form with an image file (limit: image bytes + overhead)."""
+
+BODY_TYPES = {
+    "/api/search/attributes": "application/json",
+    **{route: "multipart/form-data" for route in UPLOAD_ROUTES},
+}
+"""The content type each POST route reads its body as."""
+
+_pillow_lock = threading.Lock()
 
 IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "GIF")
 """Upload formats the server decodes (Pillow names); anything else is "not an image"."""
@@ -90,6 +109,21 @@ class Limits:
             raise CerberusError(f"image limits must be positive, got {self}")
 
 
+def check_serve_options(port: int, max_image_mb: float, max_pixels: int) -> Limits:
+    """The ``serve`` command's numbers checked before anything is loaded: ``--port`` in
+    1-65535, ``--max-image-mb`` finite and positive, ``--max-pixels`` at least 1; returns the
+    upload :class:`Limits` they give."""
+    if not 1 <= port <= 65535:
+        raise CerberusError(f"--port {port}: must be between 1 and 65535")
+    if not (math.isfinite(max_image_mb) and max_image_mb > 0):
+        raise CerberusError(f"--max-image-mb {max_image_mb}: must be a finite number above 0")
+    if max_image_mb * 2**20 < 1:
+        raise CerberusError(f"--max-image-mb {max_image_mb}: must allow at least one byte")
+    if max_pixels < 1:
+        raise CerberusError(f"--max-pixels {max_pixels}: must be at least 1")
+    return Limits(max_bytes=int(max_image_mb * 2**20), max_pixels=max_pixels)
+
+
 class BadRequest(CerberusError):
     """Bad input with the HTTP status to answer it with (400 unless told)."""
 
@@ -102,7 +136,12 @@ class BadRequest(CerberusError):
 
 
 class AttributeSearch(BaseModel):
-    """An attribute search: attribute name -> value name; attributes left out are "any"."""
+    """An attribute search: attribute name -> value name; attributes left out are "any".
+
+    Fields other than these two are refused (422), never silently ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     attributes: dict[str, str] = Field(
         description='e.g. {"gender": "female", "upper.color": "red"}; names and values from '
@@ -129,7 +168,7 @@ def decode_image(data: bytes, limits: Limits) -> Image.Image:
     if len(data) > limits.max_bytes:
         raise BadRequest(f"image larger than the limit of {limits.max_bytes} bytes", 413)
     try:
-        img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+        img = _open_image(data, limits.max_pixels)
     except Image.DecompressionBombError:
         raise BadRequest(f"image over the limit of {limits.max_pixels} pixels", 413) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
@@ -147,6 +186,27 @@ def decode_image(data: bytes, limits: Limits) -> Image.Image:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise BadRequest(f"truncated or damaged {img.format} image ({reason})") from None
+
+
+@contextmanager
+def pillow_limit(max_pixels: int) -> Iterator[None]:
+    """Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, about 89 megapixels by
+    default) set to the server's ``max_pixels`` while the block runs, then put back: the
+    server's ``--max-pixels`` is the one limit that applies to a query, in the upload's decode
+    and when the model reads the decoded query again. One block at a time (a lock)."""
+    with _pillow_lock:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """``Image.open`` (the header only) under :func:`pillow_limit`."""
+    with pillow_limit(max_pixels):
+        return Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
 
 
 def read_upload(upload: UploadFile, limits: Limits) -> Image.Image:
@@ -190,7 +250,7 @@ class SearchService:
         return self._search_paths(path, k, {"kind": "gallery", "id": item_id})
 
     def _search_paths(self, path: Path, k: int, query: dict[str, Any]) -> dict[str, Any]:
-        with self._model_lock:
+        with self._model_lock, pillow_limit(self.limits.max_pixels):
             ((rows, said),) = search_images(self.gallery, self.net, [path], k)
         results = self._rows(rows)
         point = self.operating_point()
@@ -225,7 +285,7 @@ class SearchService:
         with tempfile.TemporaryDirectory(prefix="cerberus-query-") as tmp:
             path = Path(tmp) / "query.png"
             image.save(path)
-            with self._model_lock:
+            with self._model_lock, pillow_limit(self.limits.max_pixels):
                 (said,) = self.net.describe(self.net.features([path]), self.gallery.prototypes)
         return said
 
@@ -330,14 +390,49 @@ def _one_line(text: str) -> str:
 
 
 def _validation_line(exc: RequestValidationError) -> str:
-    """FastAPI's list of validation errors -> ``"k: Input should be ..."`` (the first one)."""
+    """FastAPI's list of validation errors -> ``"k: Input should be ..."`` (the first one);
+    a body that is not JSON -> where its JSON breaks (line and column)."""
     errors = exc.errors()
     if not errors:
         return "invalid request"
     first = errors[0]
+    if first.get("type") == "json_invalid":
+        return _json_error_line(first, exc.body)
     where = ".".join(str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path"))
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return _one_line(f"{where + ': ' if where else ''}{first.get('msg', 'invalid')}{more}")
+
+
+def _json_error_line(error: dict[str, Any], body: Any) -> str:
+    """``"request body is not valid JSON: Expecting value at line 1 column 2"``."""
+    reason = str((error.get("ctx") or {}).get("error", "cannot be parsed"))
+    loc = error.get("loc", ())
+    pos = loc[-1] if loc and isinstance(loc[-1], int) else None
+    where = ""
+    if isinstance(body, bytes | str) and pos is not None:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        located = json.JSONDecodeError(reason, text, min(pos, len(text)))
+        where = f" at line {located.lineno} column {located.colno}"
+    return _one_line(f"request body is not valid JSON: {reason}{where}")
+
+
+def _content_type(request: Request) -> str:
+    """The request's media type, lower case, without parameters (``""`` when none)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _wrong_body_type(request: Request) -> str | None:
+    """A sentence when a POST route got a body of another content type than it reads."""
+    expected = BODY_TYPES.get(request.url.path)
+    if expected is None or request.method != "POST":
+        return None
+    found = _content_type(request)
+    if not found and request.headers.get("content-length", "0") == "0":
+        return None  # no body at all: the missing fields are the answer
+    if found == expected or (expected == "application/json" and found.endswith("+json")):
+        return None
+    got = f"got {shown(found)}" if found else "no Content-Type header"
+    return f"{request.url.path} reads a {expected} body ({got})"
 
 
 def web_folder() -> Path:
@@ -359,6 +454,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        wrong = _wrong_body_type(request)
+        if wrong is not None:
+            return error(415, wrong)
         return error(422, _validation_line(exc))
 
     @app.exception_handler(Exception)
@@ -367,23 +465,85 @@ def _add_error_handlers(app: FastAPI) -> None:
         return error(500, f"internal error ({type(exc).__name__}); the server log has details")
 
 
-def _add_middleware(app: FastAPI, limits: Limits) -> None:
-    # a body can hold the image plus the form's other fields and multipart framing
-    max_body = limits.max_bytes + 64 * 1024
+def body_limit(path: str, limits: Limits) -> int:
+    """The most body bytes a request to ``path`` may send: an upload route's image limit plus
+    the form's framing, :data:`MAX_JSON_BYTES` for any other route."""
+    return limits.max_bytes + FORM_OVERHEAD if path in UPLOAD_ROUTES else MAX_JSON_BYTES
 
-    @app.middleware("http")
-    async def _guard(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body):
-            return JSONResponse(
-                {"detail": f"request body over the limit of {max_body} bytes"},
-                status_code=413,
-                headers=SECURITY_HEADERS,
-            )
-        response = await call_next(request)
-        if request.url.path not in (app.docs_url, app.redoc_url):  # they load from a CDN
-            response.headers.update(SECURITY_HEADERS)
-        return response
+
+class Guard:
+    """Pure ASGI middleware in front of every route (not a ``BaseHTTPMiddleware``: it sees the
+    body's ``http.request`` messages one by one):
+
+    - counts the body bytes actually read, with or without a ``Content-Length`` (chunked
+      uploads), and answers 413 as soon as the route's :func:`body_limit` is passed: the rest of
+      the body is never read, and the route sees a disconnected client;
+    - answers ``HEAD`` like ``GET`` without the body;
+    - adds :data:`SECURITY_HEADERS` to every response.
+    """
+
+    def __init__(self, app: Any, limits: Limits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = body_limit(scope["path"], self.limits)
+        head = scope["method"] == "HEAD"
+        if head:
+            scope = {**scope, "method": "GET"}
+        declared = dict(scope.get("headers", ())).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._too_large(send, limit, head)
+            return
+        state = {"read": 0, "answered": False}
+
+        async def counted_receive() -> dict:
+            if state["answered"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                state["read"] += len(message.get("body", b""))
+                if state["read"] > limit:
+                    state["answered"] = True
+                    await self._too_large(send, limit, head)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            if state["answered"]:
+                return  # the 413 went out; what the route says after it is dropped
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": _with_security_headers(message)}
+            elif message["type"] == "http.response.body" and head:
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app(scope, counted_receive, guarded_send)
+
+    @staticmethod
+    async def _too_large(send: Any, limit: int, head: bool) -> None:
+        body = json.dumps({"detail": f"request body over the limit of {limit} bytes"}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        start = {"type": "http.response.start", "status": 413, "headers": headers}
+        await send({**start, "headers": _with_security_headers(start)})
+        await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+def _with_security_headers(start: dict) -> list[tuple[bytes, bytes]]:
+    """A ``http.response.start`` message's headers plus :data:`SECURITY_HEADERS`."""
+    headers = [
+        (k, v)
+        for k, v in start.get("headers", ())
+        if k.decode("latin-1").lower() not in {h.lower() for h in SECURITY_HEADERS}
+    ]
+    return headers + [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
 
 
 def create_app(
@@ -396,10 +556,12 @@ def create_app(
         description="Find a person by photo (reID) or by a partial description (APS); "
         "describe a photo (PAR).",
         version="1",
+        docs_url=None,  # Swagger / ReDoc pages load their scripts from a CDN: blank offline
+        redoc_url=None,
     )
     app.state.service = service
     _add_error_handlers(app)
-    _add_middleware(app, service.limits)
+    app.add_middleware(Guard, limits=service.limits)
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
@@ -508,7 +670,7 @@ def background_server(
 def run_server(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve ``app`` with uvicorn until interrupted."""
     uvicorn = _uvicorn()
-    if not 0 <= port <= 65535:
-        raise CerberusError(f"--port {port}: must be between 0 and 65535")
+    if not 1 <= port <= 65535:
+        raise CerberusError(f"--port {port}: must be between 1 and 65535")
     check_host(host)
     uvicorn.run(app, host=host, port=port, log_level="info")
