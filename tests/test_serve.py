@@ -280,6 +280,15 @@ def test_a_body_of_the_wrong_content_type_names_the_expected_one(
     assert (content_type or "no Content-Type") in detail
 
 
+def test_a_form_without_a_file_is_not_a_content_type_error(served):
+    """A urlencoded form (a gallery id, no file) is a form too: a bad field in it is a 422
+    naming the field, not a complaint about the content type."""
+    r = served["client"].post("/api/search/image", data={"gallery_id": 1, "k": 0})
+    assert_one_line_error(r, 422, "k")
+    r = served["client"].post("/api/search/image", data={"gallery_id": 1, "k": 2})
+    assert r.status_code == 200 and len(r.json()["results"]) == 2
+
+
 def test_unknown_json_fields_are_refused(served):
     body = {"attributes": {"gender": "male"}, "k": 3, "padding": "x" * 1000}
     detail = assert_one_line_error(

@@ -77,10 +77,13 @@ UPLOAD_ROUTES = ("/api/search/image", "/api/describe")
 """Routes whose body is a multipart form with an image file (limit: image bytes + overhead)."""
 
 BODY_TYPES = {
-    "/api/search/attributes": "application/json",
-    **{route: "multipart/form-data" for route in UPLOAD_ROUTES},
+    "/api/search/attributes": ("application/json",),
+    **{
+        route: ("multipart/form-data", "application/x-www-form-urlencoded")
+        for route in UPLOAD_ROUTES
+    },
 }
-"""The content type each POST route reads its body as."""
+"""The content types each POST route reads its body as (the first is the one to name)."""
 
 _pillow_lock = threading.Lock()
 
@@ -429,10 +432,10 @@ def _wrong_body_type(request: Request) -> str | None:
     found = _content_type(request)
     if not found and request.headers.get("content-length", "0") == "0":
         return None  # no body at all: the missing fields are the answer
-    if found == expected or (expected == "application/json" and found.endswith("+json")):
+    if found in expected or ("application/json" in expected and found.endswith("+json")):
         return None
     got = f"got {shown(found)}" if found else "no Content-Type header"
-    return f"{request.url.path} reads a {expected} body ({got})"
+    return f"{request.url.path} reads a {expected[0]} body ({got})"
 
 
 def web_folder() -> Path:
