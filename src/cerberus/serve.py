@@ -40,6 +40,7 @@ from PIL import Image, UnidentifiedImageError
 from cerberus.attributes import GROUP_NAMES, GROUPS, Schema
 from cerberus.calibration import describe_point, operating_point, verdict
 from cerberus.errors import CerberusError, shown
+from cerberus.guard import Guard
 from cerberus.index import GalleryIndex, result_rows, search_images
 from cerberus.scoring import parse_attribute_query
 
@@ -474,81 +475,6 @@ def body_limit(path: str, limits: Limits) -> int:
     return limits.max_bytes + FORM_OVERHEAD if path in UPLOAD_ROUTES else MAX_JSON_BYTES
 
 
-class Guard:
-    """Pure ASGI middleware in front of every route (not a ``BaseHTTPMiddleware``: it sees the
-    body's ``http.request`` messages one by one):
-
-    - counts the body bytes actually read, with or without a ``Content-Length`` (chunked
-      uploads), and answers 413 as soon as the route's :func:`body_limit` is passed: the rest of
-      the body is never read, and the route sees a disconnected client;
-    - answers ``HEAD`` like ``GET`` without the body;
-    - adds :data:`SECURITY_HEADERS` to every response.
-    """
-
-    def __init__(self, app: Any, limits: Limits) -> None:
-        self.app = app
-        self.limits = limits
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = body_limit(scope["path"], self.limits)
-        head = scope["method"] == "HEAD"
-        if head:
-            scope = {**scope, "method": "GET"}
-        declared = dict(scope.get("headers", ())).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await self._too_large(send, limit, head)
-            return
-        state = {"read": 0, "answered": False}
-
-        async def counted_receive() -> dict:
-            if state["answered"]:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                state["read"] += len(message.get("body", b""))
-                if state["read"] > limit:
-                    state["answered"] = True
-                    await self._too_large(send, limit, head)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: dict) -> None:
-            if state["answered"]:
-                return  # the 413 went out; what the route says after it is dropped
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": _with_security_headers(message)}
-            elif message["type"] == "http.response.body" and head:
-                message = {**message, "body": b""}
-            await send(message)
-
-        await self.app(scope, counted_receive, guarded_send)
-
-    @staticmethod
-    async def _too_large(send: Any, limit: int, head: bool) -> None:
-        body = json.dumps({"detail": f"request body over the limit of {limit} bytes"}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]
-        start = {"type": "http.response.start", "status": 413, "headers": headers}
-        await send({**start, "headers": _with_security_headers(start)})
-        await send({"type": "http.response.body", "body": b"" if head else body})
-
-
-def _with_security_headers(start: dict) -> list[tuple[bytes, bytes]]:
-    """A ``http.response.start`` message's headers plus :data:`SECURITY_HEADERS`."""
-    headers = [
-        (k, v)
-        for k, v in start.get("headers", ())
-        if k.decode("latin-1").lower() not in {h.lower() for h in SECURITY_HEADERS}
-    ]
-    return headers + [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
-
-
 def create_app(
     gallery: GalleryIndex, net: InferenceModel, *, limits: Limits | None = None
 ) -> FastAPI:
@@ -564,7 +490,11 @@ def create_app(
     )
     app.state.service = service
     _add_error_handlers(app)
-    app.add_middleware(Guard, limits=service.limits)
+    app.add_middleware(
+        Guard,
+        limit_for=lambda path: body_limit(path, service.limits),
+        headers=SECURITY_HEADERS,
+    )
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
