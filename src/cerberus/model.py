@@ -501,7 +501,8 @@ def build_model(
             :meth:`~cerberus.attributes.GroupCodec.binary_vectors`.
         backbone: ``"resnet18"``, ``"resnet34"`` or ``"resnet50"``.
         pretrained: load torchvision's ImageNet weights (from the torch hub cache, or a
-            download); if they cannot be had, warn and start from random. ``False``: random.
+            download); if they cannot be had, :class:`CerberusError` (never a silent fall-back
+            to random weights). ``False``: random on purpose.
         backbone_weights: a local torchvision-layout ResNet state dict (``fc.*`` ignored),
             loaded with ``weights_only=True``. When given it is used whatever ``pretrained`` says.
         dim: d, size of every representation.
