@@ -209,14 +209,16 @@ def test_backbone_weight_files(tmp_path):
         tiny("vgg")
 
 
-def test_missing_imagenet_weights_warn_and_fall_back(monkeypatch):
+def test_missing_imagenet_weights_stop_with_the_ways_out(monkeypatch):
+    """Issue 21: no silent fall-back to random initialisation when ImageNet weights were asked
+    for and cannot be had: one line with the reason and both ways out."""
     from torchvision.models import ResNet18_Weights
 
     def offline(self, *a, **k):
-        raise OSError("no network")
+        raise OSError("no network\nsecond line")
 
     monkeypatch.setattr(ResNet18_Weights, "get_state_dict", offline)
-    with pytest.warns(UserWarning, match="ImageNet weights for resnet18 could not be loaded"):
+    with pytest.raises(CerberusError) as info:
         build_model(
             num_classes=3,
             num_sids=MARKET1501.num_sids,
@@ -225,6 +227,9 @@ def test_missing_imagenet_weights_warn_and_fall_back(monkeypatch):
             pretrained=True,
             dim=8,
         )
+    message = str(info.value)
+    assert "\n" not in message and "resnet18" in message and "OSError: no network" in message
+    assert "model.backbone_weights=PATH" in message and "model.pretrained=false" in message
 
 
 def test_golden_output_on_cpu():
@@ -367,3 +372,34 @@ def test_par_feature_head_is_separate_from_the_five_representations():
     out = model(x)
     assert out["attribute_logits"].shape == (2, sum(n for _, n in sizes))
     assert model.predict_attributes(par).shape == (2, MARKET1501.num_attributes)
+
+
+def test_train_stops_when_asked_for_imagenet_weights_it_cannot_have(tmp_path, cli, monkeypatch):
+    """``cerberus train`` with ``model.pretrained=true`` offline: exit 2, one line, no
+    checkpoint written; ``model.pretrained=false`` (synthetic.yaml's choice) still trains."""
+    from pathlib import Path
+
+    from conftest import TINY_TRAINING, make_tree
+    from torchvision.models import ResNet18_Weights
+
+    def offline(self, *a, **k):
+        raise OSError("no network")
+
+    monkeypatch.setattr(ResNet18_Weights, "get_state_dict", offline)
+    make_tree(tmp_path / "data", MARKET1501, size=(64, 32))
+    config = Path(__file__).resolve().parents[1] / "configs" / "synthetic.yaml"
+    common = [
+        "train",
+        "-c",
+        config,
+        "--no-resume",
+        *TINY_TRAINING,
+        f"data.root={tmp_path / 'data'}",
+    ]
+    code, out, err = cli(*common, "model.pretrained=true", f"train.output_dir={tmp_path / 'a'}")
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]  # logs go there too
+    assert code == 2 and "Traceback" not in err, err
+    assert "model.backbone_weights=PATH" in line and "model.pretrained=false" in line
+    assert not (tmp_path / "a" / "last.pt").exists()
+    code, out, err = cli(*common, f"train.output_dir={tmp_path / 'b'}")
+    assert code == 0 and (tmp_path / "b" / "last.pt").is_file(), err

@@ -54,7 +54,8 @@ def test_health_schema_and_openapi(served):
     assert [g["key"] for g in schema["groups"]] == list(GROUPS)
     names = [a["name"] for g in schema["groups"] for a in g["attributes"]]
     assert sorted(names) == sorted(a.name for a in gallery.schema.attributes)
-    assert client.get("/docs").status_code == 200
+    for page in ("/docs", "/redoc"):  # they load Swagger / ReDoc from a CDN: left out
+        assert client.get(page).status_code == 404
     paths = client.get("/openapi.json").json()["paths"]
     for path in (
         "/api/search/image",
@@ -262,7 +263,69 @@ def test_malformed_json_is_a_one_line_422(served):
         content=b"{not json",
         headers={"content-type": "application/json"},
     )
-    assert_one_line_error(r, 422)
+    assert_one_line_error(r, 422, "not valid JSON", "line 1 column 2")
+    r = served["client"].post(
+        "/api/search/attributes",
+        content=b'{\n  "attributes": {"gender": "male",}\n}',
+        headers={"content-type": "application/json"},
+    )
+    detail = assert_one_line_error(r, 422, "request body is not valid JSON", "line 2 column")
+    assert "decode error" not in detail
+
+
+@pytest.mark.parametrize(
+    "route, content, content_type, expected",
+    [
+        ("/api/search/attributes", b'{"attributes": {"gender": "male"}}', "text/plain", "json"),
+        ("/api/search/attributes", b"gender=male", None, "json"),
+        ("/api/describe", b'{"image": "x"}', "application/json", "multipart/form-data"),
+    ],
+    ids=["json-as-text", "json-untyped", "upload-as-json"],
+)
+def test_a_body_of_the_wrong_content_type_names_the_expected_one(
+    served, route, content, content_type, expected
+):
+    headers = {"content-type": content_type} if content_type else {}
+    r = served["client"].post(route, content=content, headers=headers)
+    detail = assert_one_line_error(r, 415, expected, route)
+    assert (content_type or "no Content-Type") in detail
+
+
+def test_a_form_without_a_file_is_not_a_content_type_error(served):
+    """A urlencoded form (a gallery id, no file) is a form too: a bad field in it is a 422
+    naming the field, not a complaint about the content type."""
+    r = served["client"].post("/api/search/image", data={"gallery_id": 1, "k": 0})
+    assert_one_line_error(r, 422, "k")
+    r = served["client"].post("/api/search/image", data={"gallery_id": 1, "k": 2})
+    assert r.status_code == 200 and len(r.json()["results"]) == 2
+
+
+def test_unknown_json_fields_are_refused(served):
+    body = {"attributes": {"gender": "male"}, "k": 3, "padding": "x" * 1000}
+    detail = assert_one_line_error(
+        served["client"].post("/api/search/attributes", json=body), 422, "padding"
+    )
+    assert "x" * 100 not in detail
+
+
+@pytest.mark.parametrize("where", ["name", "value"])
+def test_input_echoed_in_an_error_is_cut(served, where):
+    long = "q" * 50_000
+    attributes = {long: "male"} if where == "name" else {"gender": long}
+    r = served["client"].post("/api/search/attributes", json={"attributes": attributes})
+    detail = assert_one_line_error(r, 400, "qqqq", "…")
+    assert len(detail) < 2000 and "q" * 100 not in detail
+
+
+def test_head_is_answered_like_get_without_a_body(served):
+    client = served["client"]
+    for path in ("/api/health", "/api/schema", "/api/gallery/0/image", "/", "/static/app.js"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == 200 == got.status_code, path
+        assert head.content == b"" and got.content, path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        assert head.headers["X-Content-Type-Options"] == "nosniff", path
+    assert client.head("/api/search/attributes").status_code == 405  # a POST route
 
 
 def test_size_limits_in_bytes_and_pixels(served):
@@ -285,6 +348,21 @@ def test_size_limits_in_bytes_and_pixels(served):
         r = client.post("/api/search/image", files={"image": ("h.png", huge)})
         assert_one_line_error(r, 413, "body")
         assert client.get("/api/health").status_code == 200
+
+
+def test_pillow_limit_is_ours_for_each_decode(served, monkeypatch):
+    """Pillow's own decompression-bomb limit (about 89 megapixels by default) is set to the
+    server's ``max_pixels`` for each decode: an image under our limit is decoded even when it is
+    over Pillow's global one, and one over ours is refused quoting ours."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's limit far under ours
+    app = create_app(served["gallery"], served["net"], limits=Limits(max_pixels=50_000))
+    with TestClient(app) as client:
+        ok = client.post("/api/describe", files={"image": ("p.png", png_bytes(size=(100, 100)))})
+        assert ok.status_code == 200, ok.text  # 10000 pixels: over Pillow's 2x1000, under ours
+        big = png_bytes(size=(400, 300))  # 120000 pixels, over twice ours
+        r = client.post("/api/describe", files={"image": ("b.png", big)})
+        assert_one_line_error(r, 413, "pixels", "50000")
+    assert Image.MAX_IMAGE_PIXELS == 1000  # put back after each decode
 
 
 def test_thumbnails_only_by_id(served):
@@ -399,3 +477,116 @@ def test_photo_search_says_same_person_at_the_calibrated_threshold(served):
     assert said == [row["score"] > threshold for row in body["results"]]
     assert said.count(True) == 3 and said.count(False) == 3
     assert "same_person" not in aps.json()["results"][0]  # a description is not a person
+
+
+def counting(app):
+    """``app`` wrapped in an ASGI layer that counts the request-body bytes the server hands
+    to it (what it consumed); ``(wrapped, counter)``."""
+    counter = {"bytes": 0}
+
+    async def wrapped(scope, receive, send):
+        async def counted():
+            message = await receive()
+            counter["bytes"] += len(message.get("body", b""))
+            return message
+
+        await app(scope, counted, send)
+
+    return wrapped, counter
+
+
+def stream_chunked(url: str, path: str, content_type: str, head: bytes, total: int):
+    """POST ``head`` then ``b"x"`` up to ``total`` bytes with chunked transfer encoding (no
+    Content-Length) from a generator of 64 KiB chunks, watching for an early answer after each
+    chunk. Returns ``(status, bytes pulled from the generator before the answer)``."""
+    import select
+    import socket
+    from urllib.parse import urlparse
+
+    def body():
+        yield head
+        sent = len(head)
+        while sent < total:
+            yield b"x" * 65536
+            sent += 65536
+
+    where = urlparse(url)
+    pulled = 0
+    with socket.create_connection((where.hostname, where.port), timeout=60) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {where.netloc}\r\nContent-Type: {content_type}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        try:
+            for chunk in body():
+                if select.select([sock], [], [], 0)[0]:
+                    break  # the server answered before the end of the body
+                pulled += len(chunk)
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            else:
+                sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed the connection after its answer
+        answer = b""
+        while b"\r\n" not in answer:
+            part = sock.recv(4096)
+            if not part:
+                break
+            answer += part
+    return int(answer.split(b" ")[1]), pulled
+
+
+@pytest.mark.parametrize("route", ["/api/describe", "/api/search/attributes"])
+def test_a_chunked_body_over_the_limit_is_not_read(served, route):
+    """Issue 21: a body without Content-Length (chunked) is counted as it is read; the server
+    answers 413 once the route's limit is passed and reads no more of it, so neither a
+    temporary file nor memory grows by the body's size."""
+    from cerberus.serve import MAX_JSON_BYTES, background_server, body_limit
+
+    limits = Limits(max_bytes=2000)
+    app, consumed = counting(create_app(served["gallery"], served["net"], limits=limits))
+    total = 64 * 2**20
+    if route == "/api/describe":
+        content_type = "multipart/form-data; boundary=XyZ"
+        head = b'--XyZ\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+    else:
+        content_type = "application/json"
+        head = b'{"attributes": {"gender": "male"}, "k": 3, "note": "'
+    limit = body_limit(route, limits)
+    assert limit == (2000 + 64 * 1024 if route == "/api/describe" else MAX_JSON_BYTES)
+    with background_server(app) as url:
+        status, pulled = stream_chunked(url, route, content_type, head, total)
+        assert status == 413
+        assert consumed["bytes"] <= limit + 2**20, consumed  # not the 64 MiB sent
+        assert pulled < total // 4, pulled  # the client was stopped early too
+        with TestClient(app) as client:  # and the server goes on serving
+            assert client.get("/api/health").status_code == 200
+
+
+def test_serve_checks_everything_before_saying_it_serves(tmp_path, served):
+    """Issue 21: bad numbers and a checkpoint the index was not built with fail in one line
+    before the "serving ... on http://..." line is printed."""
+    import torch
+
+    common = ("serve", "--index", served["index"], "--device", "cpu")
+    for option, value in (
+        ("--port", "70000"),
+        ("--port", "0"),
+        ("--max-image-mb", "nan"),
+        ("--max-image-mb", "inf"),
+        ("--max-image-mb", "-1"),
+        ("--max-pixels", "0"),
+    ):
+        found = cerberus(*common, option, value)
+        assert found.returncode == 2, (option, value, found.stderr)
+        assert f"{option} {value}" in found.stderr, found.stderr
+        assert len(found.stderr.strip().splitlines()) == 1 and "bug" not in found.stderr
+        assert "serving" not in found.stdout
+    state = torch.load(served["ckpt"], map_location="cpu", weights_only=True)
+    name = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][name] = state["model"][name] + 1.0
+    other = tmp_path / "other.pt"
+    torch.save(state, other)
+    found = cerberus(*common, "--checkpoint", other, "--port", "8765")
+    assert found.returncode == 2 and "rebuild the index" in found.stderr, found.stderr
+    assert "serving" not in found.stdout

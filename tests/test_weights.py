@@ -123,7 +123,6 @@ def test_a_pickle_behind_a_matching_hash_is_not_run(pair, tmp_path):
         (lambda m: {**m, "format": "other"}, ["not Cerberus weights metadata"]),
         (lambda m: {**m, "version": 9}, ["version 9"]),
         (lambda m: {**m, "weights": "../x.safetensors"}, ["'weights' must be a file name"]),
-        (lambda m: {**m, "weights": "gone.safetensors"}, ["gone.safetensors: weights file"]),
         (lambda m: {**m, "sha256": "abc"}, ["'sha256' must be 64 hex digits"]),
         (lambda m: {k: v for k, v in m.items() if k != "config"}, ["no 'config' entry"]),
     ],
@@ -156,3 +155,154 @@ def test_metadata_updates_keep_the_weights_valid(pair, tmp_path):
 def test_export_refuses_to_overwrite_its_source(pair):
     with pytest.raises(CerberusError, match="would overwrite the checkpoint"):
         export_weights(pair["meta"], pair["meta"])
+
+
+def copy_pair(pair, folder: Path, stem: str = "model", suffix: str = ".safetensors") -> Path:
+    """The fixture's pair copied into ``folder`` as ``stem + suffix`` and ``stem.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}{suffix}").write_bytes(pair["weights"].read_bytes())
+    (folder / f"{stem}.json").write_bytes(pair["meta"].read_bytes())
+    return folder / f"{stem}.json"
+
+
+def edit_json(path: Path, change) -> None:
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta, indent=2))
+
+
+@pytest.mark.parametrize(
+    "field, change",
+    [
+        ("meta.schema", lambda m: m["meta"].update(schema="dukemtmc")),
+        ("config.data.height", lambda m: m["config"]["data"].update(height=96)),
+        ("config.eval.flip_test", lambda m: m["config"]["eval"].update(flip_test=True)),
+        ("input.height", lambda m: m["input"].update(height=96)),
+        ("meta.calibration", lambda m: m["meta"].update(calibration={"points": []})),
+    ],
+)
+def test_metadata_that_decides_outputs_is_hash_checked(pair, tmp_path, field, change):
+    """Issue 21: the JSON's schema, config and input decide what the model outputs; an edit by
+    hand is refused in one line naming the file, like a changed weights file."""
+    meta = copy_pair(pair, tmp_path)
+    edit_json(meta, change)
+    with pytest.raises(CerberusError) as info:
+        load_model_from_checkpoint(meta)
+    message = str(info.value)
+    assert "\n" not in message and str(meta) in message and "metadata_sha256" in message
+
+
+def test_a_schema_with_swapped_values_is_refused(pair, tmp_path):
+    """Swapping two values of an attribute in the stored schema would flip what ``describe``
+    answers (values are read by position): refused, while the same schema unswapped loads."""
+    from cerberus.attributes import MARKET1501
+
+    from cerberus.weights import metadata_sha256, write_metadata
+
+    meta = copy_pair(pair, tmp_path)
+    raw = json.loads(meta.read_text())
+    raw["meta"]["schema"] = MARKET1501.to_dict()  # the full schema, as train stores it
+    write_metadata(meta, raw)
+    assert load_checkpoint(meta)["meta"]["schema"]["name"] == "market1501"
+    raw = json.loads(meta.read_text())
+    assert raw["metadata_sha256"] == metadata_sha256(raw)
+    gender = next(a for a in raw["meta"]["schema"]["attributes"] if a["name"] == "gender")
+    gender["values"].reverse()
+    if "phrases" in gender:
+        gender["phrases"].reverse()
+    meta.write_text(json.dumps(raw, indent=2))
+    with pytest.raises(CerberusError, match="model.json: its config, meta, input entries"):
+        load_checkpoint(meta)
+
+
+def test_input_contradicting_config_is_refused_even_with_a_matching_hash(pair, tmp_path):
+    """The ``input`` entry is cross-checked with ``config`` (the model runs as the config says):
+    a contradiction is one line naming the field, even when the hash was recomputed."""
+    from cerberus.weights import write_metadata
+
+    meta = copy_pair(pair, tmp_path)
+    raw = json.loads(meta.read_text())
+    raw["input"]["height"] = 96  # config.data.height is 64
+    write_metadata(meta, raw)  # a consistent hash over the contradiction
+    with pytest.raises(CerberusError) as info:
+        load_checkpoint(meta)
+    message = str(info.value)
+    assert str(meta) in message and "input.height is 96" in message
+    assert "config.data.height gives 64" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("named", ["y.json", "y.safetensors"])
+def test_a_pair_renamed_consistently_loads(pair, tmp_path, named):
+    """Issue 21: ``y.safetensors`` + ``y.json`` (renamed from ``model``) load: the partner is
+    found by the pair's own stem and checked by hash, not by the name recorded at export."""
+    copy_pair(pair, tmp_path, stem="y")
+    original, _, _ = load_model_from_checkpoint(pair["ckpt"])
+    model, _, _ = load_model_from_checkpoint(tmp_path / named)
+    assert model_fingerprint(model) == model_fingerprint(original)
+
+
+def test_a_partner_of_other_weights_is_refused_by_hash(pair, tmp_path):
+    other = write_checkpoint(tmp_path / "other.pt", seed=1)
+    export_weights(other, tmp_path / "other")
+    copy_pair(pair, tmp_path / "y", stem="y")
+    (tmp_path / "y" / "y.safetensors").write_bytes((tmp_path / "other.safetensors").read_bytes())
+    with pytest.raises(CerberusError, match=r"y.safetensors: sha256 .* does not match"):
+        load_checkpoint(tmp_path / "y" / "y.json")
+
+
+def test_only_the_json_renamed_still_finds_the_recorded_weights(pair, tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(pair["weights"].read_bytes())
+    (tmp_path / "renamed.json").write_bytes(pair["meta"].read_bytes())
+    tensors, _ = read_weights_pair(tmp_path / "renamed.json")
+    assert tensors
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(CerberusError) as info:
+        read_weights_pair(tmp_path / "renamed.json")
+    assert "renamed.safetensors: weights file not found" in str(info.value)
+    assert "model.safetensors" in str(info.value)
+
+
+def test_safetensors_renamed_pt_is_read_as_weights(pair, tmp_path):
+    """Issue 21: the format is told by the content (a safetensors header), not by the suffix:
+    ``y.pt`` holding safetensors + ``y.json`` loads, and is never called a pickle."""
+    from cerberus.weights import is_safetensors
+
+    copy_pair(pair, tmp_path, stem="y", suffix=".pt")
+    assert is_safetensors(tmp_path / "y.pt") and not is_safetensors(pair["ckpt"])
+    state = load_checkpoint(tmp_path / "y.pt")
+    assert state["weights_metadata"]["sha256"] == sha256_hex((tmp_path / "y.pt").read_bytes())
+    net = InferenceModel.from_checkpoint(tmp_path / "y.pt", device="cpu")
+    assert net.schema.name == "market1501"
+    (tmp_path / "y.json").unlink()
+    with pytest.raises(CerberusError, match=r"y.json: weights metadata not found"):
+        load_checkpoint(tmp_path / "y.pt")
+
+
+def test_a_checkpoint_is_still_a_checkpoint_whatever_its_name(pair, tmp_path):
+    renamed = tmp_path / "c.bin"
+    renamed.write_bytes(pair["ckpt"].read_bytes())
+    assert load_checkpoint(renamed)["iteration"] == 7
+
+
+def test_json_with_a_byte_order_mark_is_read(pair, tmp_path):
+    """Issue 21: JSON saved by an editor with a UTF-8 BOM is accepted."""
+    meta = copy_pair(pair, tmp_path)
+    meta.write_bytes(b"\xef\xbb\xbf" + pair["meta"].read_bytes())
+    tensors, raw = read_weights_pair(meta)
+    assert tensors and raw["format"] == "cerberus-weights"
+
+
+def test_export_metrics_json_with_a_byte_order_mark(pair, tmp_path, cli):
+    metrics = tmp_path / "metrics.json"
+    metrics.write_bytes(b"\xef\xbb\xbf" + json.dumps({"reid": {"map_score": 0.25}}).encode())
+    code, out, err = cli(
+        "export",
+        "--checkpoint",
+        pair["ckpt"],
+        "--out",
+        tmp_path / "bom.safetensors",
+        "--metrics",
+        metrics,
+    )
+    assert code == 0, err
+    assert json.loads((tmp_path / "bom.json").read_text())["metrics"]["reid"]["map_score"] == 0.25

@@ -21,6 +21,7 @@ import torch
 
 from cerberus.config import Config, ModelConfig, config_from_dict
 from cerberus.data.datasets import ReIDDataset
+from cerberus.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
 from cerberus.model import Cerberus, build_model
@@ -71,6 +72,41 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     atomic_write(path, lambda fh: torch.save(state, fh), "checkpoint")
 
 
+def input_block(config: dict[str, Any]) -> dict[str, Any]:
+    """The preprocessing a model's inputs need, from its resolved config (a dict): the ``input``
+    entry of a weights pair, what :func:`~cerberus.data.transforms.build_transforms` does at
+    test time. A pair's ``input`` must equal this for its own ``config``."""
+    data, evaluation = config.get("data", {}), config.get("eval", {})
+    return {
+        "height": int(data.get("height", 0)),
+        "width": int(data.get("width", 0)),
+        "color_order": "RGB",
+        "resize_interpolation": "bicubic",
+        "pixel_scale": "1/255",
+        "mean": [float(v) for v in IMAGENET_MEAN],
+        "std": [float(v) for v in IMAGENET_STD],
+        "flip_test": bool(evaluation.get("flip_test", False)),
+    }
+
+
+def check_input_block(metadata: dict[str, Any], where: str | Path) -> None:
+    """Refuse a pair whose ``input`` entry contradicts its ``config`` (one line naming the
+    field and both values): the model is run as the config says, so the two must agree."""
+    found = metadata.get("input")
+    if not isinstance(found, dict):
+        raise CerberusError(f"{where}: no 'input' entry (not written by cerberus export)")
+    config = metadata.get("config", {})
+    for key, expected in input_block(config).items():
+        if found.get(key) != expected:
+            origin = {"height": "config.data.height", "width": "config.data.width"}.get(
+                key, "config.eval.flip_test" if key == "flip_test" else "what cerberus does"
+            )
+            raise CerberusError(
+                f"{where}: input.{key} is {found.get(key)!r} but {origin} gives {expected!r}; "
+                "the metadata contradicts itself"
+            )
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a Cerberus checkpoint safely (``weights_only=True``: no code runs from the file).
 
@@ -81,6 +117,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if is_weights_pair(path):
         tensors, metadata = read_weights_pair(path)
+        check_input_block(metadata, path)
         return {
             "format": "cerberus",
             "version": CHECKPOINT_VERSION,

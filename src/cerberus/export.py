@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 import cerberus
-from cerberus.checkpoints import load_model_from_checkpoint
+from cerberus.checkpoints import input_block, load_model_from_checkpoint
 from cerberus.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cerberus.errors import CerberusError
 from cerberus.inference import model_fingerprint
@@ -414,22 +414,12 @@ def weights_metadata(
     """
     cfg = state["config"]
     data = cfg.get("data", {})
-    height, width = int(data.get("height", 0)), int(data.get("width", 0))
     return {
         "cerberus_version": cerberus.__version__,
         "fingerprint": model_fingerprint(model),
         "config": cfg,
         "meta": state["meta"],
-        "input": {
-            "height": height,
-            "width": width,
-            "color_order": "RGB",
-            "resize_interpolation": "bicubic",
-            "pixel_scale": "1/255",
-            "mean": [float(v) for v in IMAGENET_MEAN],
-            "std": [float(v) for v in IMAGENET_STD],
-            "flip_test": bool(cfg.get("eval", {}).get("flip_test", False)),
-        },
+        "input": input_block(cfg),
         "training": {
             "dataset": data.get("dataset"),
             "root": data.get("root"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -460,12 +459,16 @@ def _resnet(name: str, pretrained: bool, backbone_weights: str | Path | None) ->
         try:  # torch hub cache first; a download is tried only when it is empty
             net.load_state_dict(weights.get_state_dict(progress=False))
         except Exception as exc:  # no network, corrupt cache, ...
-            warnings.warn(
-                f"ImageNet weights for {name} could not be loaded ({type(exc).__name__}); "
-                "training from random initialisation. Give model.backbone_weights=PATH "
-                "to use a local file.",
-                stacklevel=3,
-            )
+            # never a silent fall-back to random weights: a long run would train towards a far
+            # worse model with one log line to show for it
+            text = str(exc).strip()
+            reason = type(exc).__name__ + (f": {text.splitlines()[0][:120]}" if text else "")
+            raise CerberusError(
+                f"model.pretrained=true but the ImageNet weights for {name} cannot be had "
+                f"(not in the torch hub cache, download failed: {reason}); give "
+                f"model.backbone_weights=PATH (a torchvision {name} state dict on disk), or "
+                "model.pretrained=false to train from random initialisation on purpose"
+            ) from None
     return net
 
 
@@ -498,7 +501,8 @@ def build_model(
             :meth:`~cerberus.schema.GroupCodec.binary_vectors`.
         backbone: ``"resnet18"``, ``"resnet34"`` or ``"resnet50"``.
         pretrained: load torchvision's ImageNet weights (from the torch hub cache, or a
-            download); if they cannot be had, warn and start from random. ``False``: random.
+            download); if they cannot be had, :class:`CerberusError` (never a silent fall-back
+            to random weights). ``False``: random on purpose.
         backbone_weights: a local torchvision-layout ResNet state dict (``fc.*`` ignored),
             loaded with ``weights_only=True``. When given it is used whatever ``pretrained`` says.
         dim: d, size of every representation.

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from cerberus.errors import CerberusError
+from cerberus.errors import CerberusError, shown
 
 GROUPS: tuple[str, ...] = ("H", "U", "L", "I", "C")
 """The five groups in canonical order: head, upper body, lower body, identity, carrying."""
@@ -167,7 +167,7 @@ class Attribute:
             if v.lower() == key:
                 return i
         raise CerberusError(
-            f"attribute {self.name!r} has no value {value!r}; valid: {', '.join(self.values)}"
+            f"attribute {self.name!r} has no value {shown(value)}; valid: {', '.join(self.values)}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -321,7 +321,7 @@ class Schema:
             if a.name == name:
                 return i
         valid = ", ".join(a.name for a in self.attributes)
-        raise CerberusError(f"{self.name}: unknown attribute {name!r}; valid: {valid}")
+        raise CerberusError(f"{self.name}: unknown attribute {shown(name)}; valid: {valid}")
 
     def group_columns(self, group: str) -> list[int]:
         return [i for i, a in enumerate(self.attributes) if a.group == group]
@@ -406,7 +406,9 @@ class Schema:
             parsed = []
             for p in pairs:
                 if "=" not in p:
-                    raise CerberusError(f"attribute query: {p!r} is not of the form name=value")
+                    raise CerberusError(
+                        f"attribute query: {shown(p)} is not of the form name=value"
+                    )
                 k, v = p.split("=", 1)
                 parsed.append((k.strip(), v.strip()))
             items = parsed
@@ -416,7 +418,7 @@ class Schema:
             attr = by_name.get(str(k).strip().lower())
             if attr is None:
                 valid = ", ".join(a.name for a in self.attributes)
-                raise CerberusError(f"{self.name}: unknown attribute {k!r}; valid: {valid}")
+                raise CerberusError(f"{self.name}: unknown attribute {shown(k)}; valid: {valid}")
             if attr.name in out:
                 raise CerberusError(f"attribute query: {attr.name!r} is given more than once")
             out[attr.name] = attr.value_index(str(v))

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import json
 import logging
+import math
 import mimetypes
 import socket
 import threading
@@ -34,7 +36,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 from PIL import Image, UnidentifiedImageError
 
 from cerberus.data.images import READ_ERRORS, to_rgb8
-from cerberus.errors import CerberusError
+from cerberus.errors import CerberusError, shown
+from cerberus.guard import Guard
 from cerberus.schema import GROUP_NAMES, GROUPS, Schema
 from cerberus.search import Answer, Gallery
 
@@ -47,7 +50,7 @@ try:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, Field
+    from pydantic import BaseModel, ConfigDict, Field
 except ModuleNotFoundError as exc:  # the optional 'serve' extra is not installed
     raise CerberusError(
         f"cerberus serve needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
@@ -61,6 +64,26 @@ logger = logging.getLogger(__name__)
 
 MAX_K = 100
 """The most results one search returns."""
+
+MAX_JSON_BYTES = 64 * 1024
+"""The largest body of a JSON route (an attribute search is a few hundred bytes)."""
+
+FORM_OVERHEAD = 64 * 1024
+"""Room in an upload's body for the form's other fields and the multipart framing."""
+
+UPLOAD_ROUTES = ("/api/search/image", "/api/describe")
+"""Routes whose body is a multipart form with an image file (limit: image bytes + overhead)."""
+
+BODY_TYPES = {
+    "/api/search/attributes": ("application/json",),
+    **{
+        route: ("multipart/form-data", "application/x-www-form-urlencoded")
+        for route in UPLOAD_ROUTES
+    },
+}
+"""The content types each POST route reads its body as (the first is the one to name)."""
+
+_pillow_lock = threading.Lock()
 
 IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "GIF")
 """Upload formats the server decodes (Pillow names); anything else is "not an image"."""
@@ -87,6 +110,21 @@ class Limits:
             raise CerberusError(f"image limits must be positive, got {self}")
 
 
+def check_serve_options(port: int, max_image_mb: float, max_pixels: int) -> Limits:
+    """The ``serve`` command's numbers checked before anything is loaded: ``--port`` in
+    1-65535, ``--max-image-mb`` finite and positive, ``--max-pixels`` at least 1; returns the
+    upload :class:`Limits` they give."""
+    if not 1 <= port <= 65535:
+        raise CerberusError(f"--port {port}: must be between 1 and 65535")
+    if not (math.isfinite(max_image_mb) and max_image_mb > 0):
+        raise CerberusError(f"--max-image-mb {max_image_mb}: must be a finite number above 0")
+    if max_image_mb * 2**20 < 1:
+        raise CerberusError(f"--max-image-mb {max_image_mb}: must allow at least one byte")
+    if max_pixels < 1:
+        raise CerberusError(f"--max-pixels {max_pixels}: must be at least 1")
+    return Limits(max_bytes=int(max_image_mb * 2**20), max_pixels=max_pixels)
+
+
 class BadRequest(CerberusError):
     """Bad input with the HTTP status to answer it with (400 unless told)."""
 
@@ -99,7 +137,12 @@ class BadRequest(CerberusError):
 
 
 class AttributeSearch(BaseModel):
-    """An attribute search: attribute name -> value name; attributes left out are "any"."""
+    """An attribute search: attribute name -> value name; attributes left out are "any".
+
+    Fields other than these two are refused (422), never silently ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     attributes: dict[str, str] = Field(
         description='e.g. {"gender": "female", "upper.color": "red"}; names and values from '
@@ -126,7 +169,7 @@ def decode_image(data: bytes, limits: Limits) -> Image.Image:
     if len(data) > limits.max_bytes:
         raise BadRequest(f"image larger than the limit of {limits.max_bytes} bytes", 413)
     try:
-        img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+        img = _open_image(data, limits.max_pixels)
     except Image.DecompressionBombError:
         raise BadRequest(f"image over the limit of {limits.max_pixels} pixels", 413) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
@@ -143,6 +186,27 @@ def decode_image(data: bytes, limits: Limits) -> Image.Image:
     except READ_ERRORS as exc:
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise BadRequest(f"truncated or damaged {img.format} image ({reason})") from None
+
+
+@contextmanager
+def pillow_limit(max_pixels: int) -> Iterator[None]:
+    """Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, about 89 megapixels by
+    default) set to the server's ``max_pixels`` while the block runs, then put back: the
+    server's ``--max-pixels`` is the one limit that applies to a query, in the upload's decode
+    and when the model reads the decoded query again. One block at a time (a lock)."""
+    with _pillow_lock:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """``Image.open`` (the header only) under :func:`pillow_limit`."""
+    with pillow_limit(max_pixels):
+        return Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
 
 
 def read_upload(upload: UploadFile, limits: Limits) -> Image.Image:
@@ -325,14 +389,49 @@ def _one_line(text: str) -> str:
 
 
 def _validation_line(exc: RequestValidationError) -> str:
-    """FastAPI's list of validation errors -> ``"k: Input should be ..."`` (the first one)."""
+    """FastAPI's list of validation errors -> ``"k: Input should be ..."`` (the first one);
+    a body that is not JSON -> where its JSON breaks (line and column)."""
     errors = exc.errors()
     if not errors:
         return "invalid request"
     first = errors[0]
+    if first.get("type") == "json_invalid":
+        return _json_error_line(first, exc.body)
     where = ".".join(str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path"))
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return _one_line(f"{where + ': ' if where else ''}{first.get('msg', 'invalid')}{more}")
+
+
+def _json_error_line(error: dict[str, Any], body: Any) -> str:
+    """``"request body is not valid JSON: Expecting value at line 1 column 2"``."""
+    reason = str((error.get("ctx") or {}).get("error", "cannot be parsed"))
+    loc = error.get("loc", ())
+    pos = loc[-1] if loc and isinstance(loc[-1], int) else None
+    where = ""
+    if isinstance(body, bytes | str) and pos is not None:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        located = json.JSONDecodeError(reason, text, min(pos, len(text)))
+        where = f" at line {located.lineno} column {located.colno}"
+    return _one_line(f"request body is not valid JSON: {reason}{where}")
+
+
+def _content_type(request: Request) -> str:
+    """The request's media type, lower case, without parameters (``""`` when none)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _wrong_body_type(request: Request) -> str | None:
+    """A sentence when a POST route got a body of another content type than it reads."""
+    expected = BODY_TYPES.get(request.url.path)
+    if expected is None or request.method != "POST":
+        return None
+    found = _content_type(request)
+    if not found and request.headers.get("content-length", "0") == "0":
+        return None  # no body at all: the missing fields are the answer
+    if found in expected or ("application/json" in expected and found.endswith("+json")):
+        return None
+    got = f"got {shown(found)}" if found else "no Content-Type header"
+    return f"{request.url.path} reads a {expected[0]} body ({got})"
 
 
 def web_folder() -> Path:
@@ -354,6 +453,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        wrong = _wrong_body_type(request)
+        if wrong is not None:
+            return error(415, wrong)
         return error(422, _validation_line(exc))
 
     @app.exception_handler(Exception)
@@ -362,23 +464,10 @@ def _add_error_handlers(app: FastAPI) -> None:
         return error(500, f"internal error ({type(exc).__name__}); the server log has details")
 
 
-def _add_middleware(app: FastAPI, limits: Limits) -> None:
-    # a body can hold the image plus the form's other fields and multipart framing
-    max_body = limits.max_bytes + 64 * 1024
-
-    @app.middleware("http")
-    async def _guard(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body):
-            return JSONResponse(
-                {"detail": f"request body over the limit of {max_body} bytes"},
-                status_code=413,
-                headers=SECURITY_HEADERS,
-            )
-        response = await call_next(request)
-        if request.url.path not in (app.docs_url, app.redoc_url):  # they load from a CDN
-            response.headers.update(SECURITY_HEADERS)
-        return response
+def body_limit(path: str, limits: Limits) -> int:
+    """The most body bytes a request to ``path`` may send: an upload route's image limit plus
+    the form's framing, :data:`MAX_JSON_BYTES` for any other route."""
+    return limits.max_bytes + FORM_OVERHEAD if path in UPLOAD_ROUTES else MAX_JSON_BYTES
 
 
 def create_app(
@@ -397,10 +486,16 @@ def create_app(
         description="Find a person by photo (reID) or by a partial description (APS); "
         "describe a photo (PAR).",
         version="1",
+        docs_url=None,  # Swagger / ReDoc pages load their scripts from a CDN: blank offline
+        redoc_url=None,
     )
     app.state.service = service
     _add_error_handlers(app)
-    _add_middleware(app, service.limits)
+    app.add_middleware(
+        Guard,
+        limit_for=lambda path: body_limit(path, service.limits),
+        headers=SECURITY_HEADERS,
+    )
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
@@ -509,7 +604,7 @@ def background_server(
 def run_server(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve ``app`` with uvicorn until interrupted."""
     uvicorn = _uvicorn()
-    if not 0 <= port <= 65535:
-        raise CerberusError(f"--port {port}: must be between 0 and 65535")
+    if not 1 <= port <= 65535:
+        raise CerberusError(f"--port {port}: must be between 1 and 65535")
     check_host(host)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -8,11 +8,17 @@ A *weights pair* ``X.safetensors`` + ``X.json`` holds a trained model without an
   tensors, next to the JSON), their ``sha256`` and size, and what rebuilding and using the model
   needs: ``config`` (the resolved training config), ``meta`` (the checkpoint's meta: schema,
   class count, SID counts, calibration, passed through as it is), ``input`` (size, mean / std),
-  ``training`` (data and iterations), ``metrics`` and the model ``fingerprint``.
+  ``training`` (data and iterations), ``metrics`` and the model ``fingerprint``;
+  ``metadata_sha256``: the sha256 of the canonical JSON of the entries that decide what the
+  model outputs (:data:`OUTPUT_KEYS`: ``config``, ``meta`` with the schema and calibration,
+  ``input``), so an edit of the JSON by hand is refused like a changed weights file.
 
 :func:`read_weights_pair` checks the hash of the bytes it then parses (a changed or damaged file
 is refused in one line naming it, expected vs found); it reads local files only. Either file of
-the pair may be named. :mod:`cerberus.checkpoints` reads a pair wherever it reads a checkpoint.
+the pair may be named, under any name: the two files of a pair share a stem (``y.safetensors``
++ ``y.json`` after renaming both) and are matched by hash, not by the name recorded at export.
+A safetensors file is recognised by its content (its header), whatever its suffix.
+:mod:`cerberus.checkpoints` reads a pair wherever it reads a checkpoint.
 """
 
 from __future__ import annotations
@@ -34,16 +40,55 @@ WEIGHTS_SUFFIX = ".safetensors"
 METADATA_SUFFIX = ".json"
 
 
+OUTPUT_KEYS = ("config", "meta", "input")
+"""The metadata entries that decide the model's outputs, covered by ``metadata_sha256``."""
+
+_MAX_HEADER = 100 * 2**20  # safetensors' own bound on its JSON header
+
+
+def is_safetensors(path: str | Path) -> bool:
+    """Whether the file at ``path`` starts like a safetensors file: a little-endian u64 header
+    length that fits the file, then a JSON object (``{``). Reads 9 bytes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+            size = fh.seek(0, 2)
+    except OSError:
+        return False
+    if len(head) < 9:
+        return False
+    length = int.from_bytes(head[:8], "little")
+    return 2 <= length <= min(_MAX_HEADER, size - 8) and head[8:9] == b"{"
+
+
 def is_weights_pair(path: str | Path) -> bool:
-    """Whether ``path`` names a file of a weights pair (``.safetensors`` or ``.json``)."""
-    return Path(path).suffix.lower() in (WEIGHTS_SUFFIX, METADATA_SUFFIX)
+    """Whether ``path`` names a file of a weights pair: a ``.safetensors`` or ``.json`` name,
+    or a file of any name whose content is safetensors (e.g. one renamed ``.pt``)."""
+    path = Path(path)
+    if path.suffix.lower() in (WEIGHTS_SUFFIX, METADATA_SUFFIX):
+        return True
+    return path.is_file() and is_safetensors(path)
 
 
 def pair_paths(path: str | Path) -> tuple[Path, Path]:
-    """``(weights, metadata)`` paths for either file of a pair, or for its common stem."""
+    """``(weights, metadata)`` paths for either file of a pair, or for its common stem.
+
+    A safetensors file under another suffix (``y.pt``) is the weights, ``y.json`` its metadata.
+    """
     path = Path(path)
-    stem = path.with_suffix("") if is_weights_pair(path) else path
+    suffix = path.suffix.lower()
+    if suffix not in (WEIGHTS_SUFFIX, METADATA_SUFFIX) and path.is_file() and is_safetensors(path):
+        return path, path.with_suffix(METADATA_SUFFIX)
+    stem = path.with_suffix("") if suffix in (WEIGHTS_SUFFIX, METADATA_SUFFIX) else path
     return stem.with_name(stem.name + WEIGHTS_SUFFIX), stem.with_name(stem.name + METADATA_SUFFIX)
+
+
+def metadata_sha256(metadata: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON (sorted keys, no spaces, ASCII) of the :data:`OUTPUT_KEYS`
+    entries of a pair's metadata, as they read back from the file (NaN as null)."""
+    part = json.loads(json.dumps(_plain({k: metadata.get(k) for k in OUTPUT_KEYS})))
+    text = json.dumps(part, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return sha256_hex(text.encode())
 
 
 def sha256_hex(data: bytes) -> str:
@@ -105,24 +150,30 @@ def _plain(x: Any) -> Any:
 
 
 def write_metadata(path: Path, metadata: dict[str, Any]) -> Path:
-    """Write a pair's JSON metadata atomically (indented, keys in insertion order; NaN as null)."""
+    """Write a pair's JSON metadata atomically (indented, keys in insertion order; NaN as null),
+    with its ``metadata_sha256`` computed afresh."""
     try:
-        text = json.dumps(_plain(metadata), indent=2, allow_nan=False) + "\n"
+        full = {**metadata, "metadata_sha256": metadata_sha256(metadata)}
+        text = json.dumps(_plain(full), indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as exc:
         raise CerberusError(f"{path}: metadata is not plain JSON ({_first(exc)})") from None
     return atomic_write(path, lambda fh: fh.write(text.encode()), "weights metadata")
 
 
 def read_metadata(path: str | Path) -> tuple[dict[str, Any], Path, Path]:
-    """A pair's checked metadata and ``(weights, metadata)`` paths; the tensors are not read."""
+    """A pair's checked metadata and ``(weights, metadata)`` paths; the tensors are not read.
+
+    The weights file is the metadata's partner of the same stem (or the file named, when a
+    weights file is named), else the name recorded at export; either way its hash decides.
+    """
     weights, meta_path = pair_paths(path)
     if not meta_path.is_file():
         raise CerberusError(
             f"{meta_path}: weights metadata not found (a weights pair is {weights.name} + "
             f"{meta_path.name})"
         )
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    try:  # utf-8-sig: a byte order mark, as some editors write, is read past
+        meta = json.loads(meta_path.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CerberusError(f"{meta_path}: not readable JSON ({_first(exc)})") from None
     if not isinstance(meta, dict) or meta.get("format") != WEIGHTS_FORMAT:
@@ -143,7 +194,26 @@ def read_metadata(path: str | Path) -> tuple[dict[str, Any], Path, Path]:
     for key in ("config", "meta"):
         if not isinstance(meta.get(key), dict):
             raise CerberusError(f"{meta_path}: no '{key}' entry (not written by cerberus export)")
-    return meta, meta_path.with_name(name), meta_path
+    _check_metadata_hash(meta, meta_path)
+    if not weights.is_file() and meta_path.with_name(name).is_file():
+        weights = meta_path.with_name(name)  # only the JSON was renamed
+    return meta, weights, meta_path
+
+
+def _check_metadata_hash(meta: dict[str, Any], meta_path: Path) -> None:
+    recorded = meta.get("metadata_sha256")
+    if not isinstance(recorded, str) or len(recorded) != 64:
+        raise CerberusError(
+            f"{meta_path}: no 'metadata_sha256' (64 hex digits) covering "
+            f"{', '.join(OUTPUT_KEYS)}; export the pair again with this version of cerberus"
+        )
+    found = metadata_sha256(meta)
+    if found != recorded.lower():
+        raise CerberusError(
+            f"{meta_path}: its {', '.join(OUTPUT_KEYS)} entries were changed since export "
+            f"(sha256 {found} does not match metadata_sha256 {recorded}); they decide the "
+            "model's outputs: export the pair again from its checkpoint"
+        )
 
 
 def read_weights_pair(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -159,7 +229,10 @@ def read_weights_pair(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
     st = _safetensors()
     meta, weights, meta_path = read_metadata(path)
     if not weights.is_file():
-        raise CerberusError(f"{weights}: weights file not found (named by {meta_path})")
+        raise CerberusError(
+            f"{weights}: weights file not found (the partner of {meta_path.name}; it recorded "
+            f"{meta['weights']!r}, not found either)"
+        )
     data = weights.read_bytes()
     found = sha256_hex(data)
     if found != meta["sha256"].lower():

@@ -216,12 +216,10 @@ def serve(
 ) -> None:
     """Serve the person-search page and its JSON API (search by photo or description)."""
     from cerberus.search import Gallery
-    from cerberus.serve import Limits, create_app, run_server
+    from cerberus.serve import check_serve_options, create_app, run_server
 
-    if max_image_mb <= 0:
-        raise CerberusError(f"--max-image-mb {max_image_mb}: must be positive")
-    at_least("--max-pixels", max_pixels, 1)
+    limits = check_serve_options(port, max_image_mb, max_pixels)
     gallery = Gallery.open(index, checkpoint, device=device)
-    limits = Limits(max_bytes=int(max_image_mb * 2**20), max_pixels=max_pixels)
+    served = create_app(gallery, limits=limits)  # everything loaded and checked before serving
     typer.echo(f"serving {len(gallery)} gallery crops on http://{host}:{port}/ (Ctrl-C stops)")
-    run_server(create_app(gallery, limits=limits), host=host, port=port)
+    run_server(served, host=host, port=port)

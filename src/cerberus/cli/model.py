@@ -249,7 +249,7 @@ def _export_weights(checkpoint: Path, out: Path, metrics: Path | None, verify: b
     scores = None
     if metrics is not None:
         try:
-            scores = json.loads(metrics.read_text(encoding="utf-8"))
+            scores = json.loads(metrics.read_text(encoding="utf-8-sig"))
         except FileNotFoundError:
             raise CerberusError(f"{metrics}: metrics file not found") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
