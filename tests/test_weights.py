@@ -195,8 +195,7 @@ def test_metadata_that_decides_outputs_is_hash_checked(pair, tmp_path, field, ch
 def test_a_schema_with_swapped_values_is_refused(pair, tmp_path):
     """Swapping two values of an attribute in the stored schema would flip what ``describe``
     answers (values are read by position): refused, while the same schema unswapped loads."""
-    from cerberus.attributes import MARKET1501
-
+    from cerberus.schema_files import MARKET1501
     from cerberus.weights import metadata_sha256, write_metadata
 
     meta = copy_pair(pair, tmp_path)
