@@ -1,7 +1,9 @@
 """Cerberus: attribute-based person re-identification with semantic IDs (SIDs).
 
 One model serves three tasks: reID (image -> images), APS (attributes -> images) and
-PAR (image -> attributes). See SPEC.md for the method.
+PAR (image -> attributes). The method, with its equations and the decisions this code takes
+where the paper leaves them open, is written down in ``docs/method.md``; docstrings cite its
+sections as "method §n" or "method §n.m" (``tests/test_docs.py`` checks every citation).
 
 Python API (README: Python API)::
 
