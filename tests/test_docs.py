@@ -16,10 +16,11 @@ SPEC_REFERENCE = re.compile(r"SPEC\.md|\bSPEC\b(?:\s+sections?)?\s*\d|\bSPEC\b")
 """A reference to the external spec: "SPEC.md", "SPEC 3", "SPEC section 3", a bare "SPEC"."""
 
 
+TEXT_SUFFIXES = {".py", ".yaml", ".md", ".txt", ".html", ".js", ".css"}
+
+
 def _source_files() -> list[Path]:
-    return sorted(
-        p for p in SRC.rglob("*") if p.is_file() and p.suffix in {".py", ".yaml", ".md", ".txt"}
-    )
+    return sorted(p for p in SRC.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
 
 
 def _headings(text: str) -> set[str]:
