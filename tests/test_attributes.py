@@ -1,4 +1,5 @@
-"""Attribute schemas, SID codec, the real Lin et al. files and the adaptive margins (SPEC 1, 3)."""
+"""Attribute schemas, SID codec, the real Lin et al. files and the adaptive margins (method §1,
+§3)."""
 
 from __future__ import annotations
 
@@ -167,7 +168,7 @@ def test_real_market_sid_counts_match_paper():
     tables = load_attribute_mat(SHARED_ATTRIBUTES / "market_attribute.mat")
     assert len(tables["train"]) == 751 and len(tables["test"]) == 750
     train, test = occurring_sid_counts(tables["train"]), occurring_sid_counts(tables["test"])
-    assert sum(train.values()) == 66  # SPEC 1 / the paper
+    assert sum(train.values()) == 66  # method §1.3 / the paper
     assert sum(test.values()) == 61
     assert train == {"H": 4, "U": 16, "L": 34, "I": 8, "C": 4}
 

@@ -21,8 +21,8 @@ def test_paper_configs_are_the_defaults():
     assert (paper.data.p, paper.data.k, paper.data.height, paper.data.width) == (16, 4, 384, 128)
     duke = load_config(CONFIGS / "dukemtmc.yaml")
     assert duke.data.dataset == "dukemtmc" and duke.model == paper.model
-    assert paper.loss.semantic == duke.loss.semantic == "hinge"  # the paper's L_sem, SPEC 3
-    assert paper.data.pad == duke.data.pad == d.data.pad == 0  # SPEC 4: flip + erasing only
+    assert paper.loss.semantic == duke.loss.semantic == "hinge"  # the paper's L_sem, method §3.1
+    assert paper.data.pad == duke.data.pad == d.data.pad == 0  # method §4.2: flip + erasing only
     assert load_config(CONFIGS / "synthetic.yaml").data.pad == 4
 
 

@@ -203,4 +203,4 @@ def test_train_transform_with_and_without_pad(pad):
     assert t(img).shape == (3, 32, 16)
     assert "Pad" not in [
         type(op).__name__ for op in build_transforms(height=32, width=16, train=True).transforms
-    ]  # off by default (SPEC 4)
+    ]  # off by default (method §4)

@@ -1,4 +1,5 @@
-"""Model-level evaluation on hand-built features: SPEC 5 similarities and the SPEC 6 protocols."""
+"""Model-level evaluation on hand-built features: method §5 similarities and the method §6
+protocols."""
 
 from __future__ import annotations
 

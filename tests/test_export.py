@@ -1,4 +1,4 @@
-"""ONNX export (SPEC 2 and 5): the graph reproduces the data-dependent alignment per sample."""
+"""ONNX export (method §2 and §5): the graph reproduces the data-dependent alignment per sample."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def sample_images(n: int = 3) -> torch.Tensor:
 
 
 def crops(row_heat: torch.Tensor, sigma: float) -> list[tuple[int, int]]:
-    """(top, bottom) per sample as the alignment module picks them (SPEC 2)."""
+    """(top, bottom) per sample as the alignment module picks them (method §2.3)."""
     out = []
     for h in row_heat:
         rows = torch.nonzero(h > sigma).flatten().tolist()

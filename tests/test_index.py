@@ -1,4 +1,4 @@
-"""Gallery index and search: SPEC 5 similarities, faiss against brute force, files, errors."""
+"""Gallery index and search: method §5 similarities, faiss against brute force, files, errors."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def brute_force_attribute_scores(query, features, prototypes) -> np.ndarray:
 
 
 def mean_cosine(x: np.ndarray, y: np.ndarray) -> float:
-    """The obvious SPEC 5 similarity of two (5, d) representations."""
+    """The obvious method §5 similarity of two (5, d) representations."""
     return float(np.mean([a @ b / np.linalg.norm(a) / np.linalg.norm(b) for a, b in zip(x, y)]))
 
 

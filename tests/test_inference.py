@@ -1,4 +1,4 @@
-"""SPEC 5 / SPEC 8 decision rules on arrays: the prior-aware SID posterior."""
+"""method §5 / method §8.2 decision rules on arrays: the prior-aware SID posterior."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Losses (SPEC 3) against values worked by hand, a slow pairwise L_reg, and gradient flow."""
+"""Losses (method §3.3) against values worked by hand, a slow pairwise L_reg, and gradient flow."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Metrics for reID, APS and PAR (SPEC section 6): hand-worked cases and slow references."""
+"""Metrics for reID, APS and PAR (method §6): hand-worked cases and slow references."""
 
 from __future__ import annotations
 

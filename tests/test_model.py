@@ -1,4 +1,5 @@
-"""Model (SPEC 2): shapes, branches, last stride, alignment, embedding, weights, golden values."""
+"""Model (method §2): shapes, branches, last stride, alignment, embedding, weights, golden
+values."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Lin et al. attribute files (``market_attribute.mat``, ``duke_attribute.mat``): reading and
-writing :class:`~cerberus.attribute_table.AttributeTable` s (SPEC section 6).
+writing :class:`~cerberus.attribute_table.AttributeTable` s (method §6).
 
 Binary fields are coded 1 / 2 (0: unlabelled, read as unknown); a colour attribute is one
 one-hot field per colour other than its none value.

@@ -3,7 +3,7 @@
 :func:`calibrate` embeds a labelled split with an :class:`~cerberus.inference.InferenceModel`
 (the same path as ``search`` and ``verify``: no flip), forms same / different identity pairs
 (all, or the seeded sample of :func:`~cerberus.metrics.verification.sample_pairs`), and computes
-the ROC of the rule *same person if similarity > t* (similarity = the SPEC 5 mean part cosine)
+the ROC of the rule *same person if similarity > t* (similarity = the method §5.1 mean part cosine)
 and the threshold at each target FPR. The result is a plain dict (JSON-able):
 
 - ``points``: per target FPR: ``fpr_target``, ``threshold``, ``tpr``, ``fpr`` (measured),
@@ -50,7 +50,7 @@ from cerberus.metrics.verification import (
 from cerberus.weights import is_weights_pair, update_metadata
 
 SPLITS = ("test", "query", "gallery", "train")
-RULE = "same person if similarity > threshold (similarity: mean part cosine, SPEC 5)"
+RULE = "same person if similarity > threshold (similarity: mean part cosine, method §5.1)"
 
 
 def labelled_split(dataset: ReIDDataset, split: str) -> ImageSet:

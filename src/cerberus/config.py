@@ -2,7 +2,7 @@
 
 One dataclass per area (data, model, loss, optimiser, training, evaluation). Components take
 explicit arguments; only the CLI and the engine see a whole :class:`Config`. The defaults are
-the paper setting (SPEC sections 2-4); ``configs/*.yaml`` only state what differs.
+the paper setting (method §2-4); ``configs/*.yaml`` only state what differs.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from cerberus.files import atomic_write
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Dataset, input size, sampler and augmentation (SPEC 4)."""
+    """Dataset, input size, sampler and augmentation (method §4.2)."""
 
     dataset: str = "market1501"
     """``market1501`` or ``dukemtmc`` (a benchmark tree), or ``table``: a folder with
@@ -39,7 +39,7 @@ class DataConfig:
     num_workers: int = 4
     flip: bool = True
     pad: int = 0
-    """Pad-and-random-crop pixels (torchreid's habit); 0, the paper (SPEC 4: flip and random
+    """Pad-and-random-crop pixels (torchreid's habit); 0, the paper (method §4.2: flip and random
     erasing only), turns it off."""
     random_erasing: float = 0.5
     on_bad_image: str = "stop"
@@ -52,7 +52,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Backbone and heads (SPEC 2)."""
+    """Backbone and heads (method §2)."""
 
     backbone: str = "resnet50"
     pretrained: bool = True
@@ -65,7 +65,7 @@ class ModelConfig:
     """Add training heads that classify each attribute from its group's representation (a PAR
     reference baseline in the style of FastAttr, not the paper's method; see loss.lambda_attr)."""
     prototype_init: str = "he_normal"
-    """Initialiser of the SID prototypes (Table 7): he_normal (SPEC 2), he_uniform,
+    """Initialiser of the SID prototypes (Table 7): he_normal (method §2.4), he_uniform,
     xavier_normal, xavier_uniform, normal_0.01, normal_0.1, normal_1 or normal_10."""
     par_feature: bool = False
     """The attribute heads read a separate PAR feature (FC+BN on the pooled global map) instead
@@ -74,18 +74,19 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss weights, margins and ablation switches (SPEC 3)."""
+    """Loss weights, margins and ablation switches (method §3)."""
 
     lambda_sem: float = 5.0
     lambda_id: float = 1.0
     lambda_reg: float = 0.001
     margin: str = "adaptive"
-    """``"adaptive"`` (SPEC 3) or a fixed number such as ``"0"`` or ``"0.6"`` for the ablation."""
+    """``"adaptive"`` (method §3) or a fixed number such as ``"0"`` or ``"0.6"`` for the
+    ablation."""
     alpha: float = 0.4
     beta: float = 1.8
     semantic: str = "hinge"
-    """Form of L_sem: ``"hinge"`` (the paper, SPEC 3) or ``"softmax"`` (cross-entropy over the
-    group's prototypes on scaled cosines, the true SID's margin subtracted; SPEC 8)."""
+    """Form of L_sem: ``"hinge"`` (the paper, method §3.1) or ``"softmax"`` (cross-entropy over the
+    group's prototypes on scaled cosines, the true SID's margin subtracted; method §8.1)."""
     semantic_scale: float = 10.0
     """The scale s of the softmax form (unused by the hinge)."""
     lambda_attr: float = 0.0
@@ -100,7 +101,7 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam with linear warm-up then cosine annealing, per iteration (SPEC 4)."""
+    """Adam with linear warm-up then cosine annealing, per iteration (method §4.1)."""
 
     lr: float = 3.5e-4
     warmup_start_lr: float = 3.5e-6
@@ -145,8 +146,9 @@ class EvalConfig:
     num_workers: int = 4
     flip_test: bool = False
     decision: str = "cosine"
-    """How PAR and APS score SIDs: ``"cosine"`` (the paper, SPEC 5: nearest prototype, mean
-    cosine) or ``"posterior"`` (SPEC 8: softmax of ``prior_scale`` x cosine plus the log training
+    """How PAR and APS score SIDs: ``"cosine"`` (the paper, method §5: nearest prototype, mean
+    cosine) or ``"posterior"`` (method §8.2: softmax of ``prior_scale`` x cosine plus the log
+    training
     frequency of each SID)."""
     prior_scale: float = 10.0
 

@@ -63,12 +63,12 @@ PAR_METRICS = (
 )
 
 SEMANTIC_FORMS = {
-    "hinge": "the hinge L_sem (SPEC 3)",
-    "softmax": "the discriminative softmax over each group's prototypes (SPEC 8)",
+    "hinge": "the hinge L_sem (method §3.1)",
+    "softmax": "the discriminative softmax over each group's prototypes (method §8.1)",
 }
 DECISIONS = {
-    "cosine": "the nearest prototype (SPEC 5)",
-    "posterior": "the prior-aware posterior (SPEC 8)",
+    "cosine": "the nearest prototype (method §5)",
+    "posterior": "the prior-aware posterior (method §8.2)",
 }
 
 

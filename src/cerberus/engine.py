@@ -1,4 +1,4 @@
-"""Training loop (SPEC section 4): P x K batches, Adam, warm-up + cosine, atomic checkpoints.
+"""Training loop (method §4): P x K batches, Adam, warm-up + cosine, atomic checkpoints.
 
 Resuming is exact: a batch is a pure function of ``(seed, iteration)`` (see
 :class:`~cerberus.data.samplers.PKBatchSampler`), the learning rate a pure function of the
@@ -63,7 +63,8 @@ def learning_rate(
     iterations: int,
     min_lr: float = 0.0,
 ) -> float:
-    """SPEC 4: linear warm-up ``warmup_start_lr -> lr`` over ``warmup_iterations``, then cosine.
+    """method §4.1: linear warm-up ``warmup_start_lr -> lr`` over ``warmup_iterations``, then
+    cosine.
 
     ``lr(i) = s + (lr - s) * i / W`` for ``i < W``; afterwards
     ``min_lr + (lr - min_lr) * (1 + cos(pi * (i - W) / (T - W))) / 2``.
@@ -351,7 +352,7 @@ def train(
         "num_classes": dataset.num_train_ids,
         "dataset": dataset.name,
         "threads": threads,
-        # N_g^G of the training identities: the prior of the prior-aware decision (SPEC 8)
+        # N_g^G of the training identities: the prior of the prior-aware decision (method §8.2)
         "sid_counts": {g: c.tolist() for g, c in dataset.train_sid_counts().items()},
     }
     amp = cfg.train.amp and device.type == "cuda"

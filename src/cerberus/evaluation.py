@@ -1,7 +1,7 @@
-"""A benchmark's test split -> the three tasks' metrics -> a report (SPEC 6).
+"""A benchmark's test split -> the three tasks' metrics -> a report (method §6).
 
 :func:`extract_test_features` embeds the query and gallery images once; :func:`evaluate_features`
-applies the SPEC 5 rules (:mod:`cerberus.inference`) and the protocols of SPEC 6
+applies the method §5 rules (:mod:`cerberus.inference`) and the protocols of method §6
 (:mod:`cerberus.metrics`, pure functions on arrays) to reID, APS (full and leave-one-group-out)
 and PAR, with chance levels; :func:`evaluate_checkpoint` does both for a checkpoint file;
 :func:`format_report` prints the table; :func:`periodic_evaluation` is the hook the training loop
@@ -60,12 +60,12 @@ NO_CAMERA_PROTOCOL = (
     "cameras unknown: only the query image itself (same path) is removed from the gallery, "
     "not its identity's same-camera images"
 )
-"""What the report says of reID on a dataset without cameras (SPEC 6 needs cameras)."""
+"""What the report says of reID on a dataset without cameras (method §6.1 needs cameras)."""
 
 
 def reid_camera_arguments(dataset: ReIDDataset) -> dict[str, Any]:
     """The camera arguments of :func:`~cerberus.metrics.reid_metrics` for a dataset: the
-    cameras (SPEC 6), or, for a dataset without cameras, image keys so that a query is removed
+    cameras (method §6.1), or, for a dataset without cameras, image keys so that a query is removed
     only where the gallery holds the same file."""
     q, g = dataset.query, dataset.gallery
     if dataset.cameras_known:
@@ -107,7 +107,7 @@ def extract_test_features(
     flip: bool = False,
     progress: bool = False,
 ) -> EvalFeatures:
-    """Extract the query and gallery representations once (SPEC 5)."""
+    """Extract the query and gallery representations once (method §5)."""
     kw = dict(
         height=height,
         width=width,
@@ -160,8 +160,8 @@ def evaluate_features(
 ) -> dict[str, Any]:
     """reID, APS (full and leave-one-group-out) and PAR metrics from extracted features.
 
-    reID: SPEC 5 similarity, Market protocol (without cameras: see
-    :func:`reid_camera_arguments`). APS (SPEC 6): one query per distinct combination
+    reID: method §5.1 similarity, Market protocol (without cameras: see
+    :func:`reid_camera_arguments`). APS (method §6.2): one query per distinct combination
     of the given groups among the test identities (their first annotated colours); gallery =
     test gallery without junk and distractors, plus the query images; an identity annotated with
     several colours is relevant under any of them. PAR: nearest prototype per group, decoded,
@@ -171,7 +171,7 @@ def evaluate_features(
     the official protocol and label-based mA. Chance levels: random ranking (exact expectation)
     and the majority answer for each PAR metric.
 
-    ``decision="posterior"`` scores SIDs by the prior-aware posterior of SPEC 8
+    ``decision="posterior"`` scores SIDs by the prior-aware posterior of method §8.2
     (:func:`~cerberus.inference.posterior_scores`, priors from the training identities) for both
     APS and PAR. ``attribute_predictor`` (``(N, 5, d) features -> (N, A) values``, e.g. a
     model's attribute heads) replaces the prototype rule for PAR only.

@@ -1,4 +1,4 @@
-"""The paper's ablations as one command each (SPEC section 7): Table 6, Table 8, Figure 7(b).
+"""The paper's ablations as one command each (method §7): Table 6, Table 8, Figure 7(b).
 
 Each variant is the same training code with a config change; runs go to
 ``out_dir/<variant>/`` and resume if interrupted; the result is a Markdown table.
@@ -224,7 +224,7 @@ def _chance_row(m: dict[str, Any], columns: Sequence[Column]) -> str:
 
 SEMANTIC: list[tuple[str, dict[str, dict[str, Any]], tuple[str, ...]]] = [
     ("hinge (paper)", {"loss": {"semantic": "hinge"}}, ("cosine", "posterior")),
-    ("softmax (SPEC 8)", {"loss": {"semantic": "softmax"}}, ("cosine", "posterior")),
+    ("softmax (method §8)", {"loss": {"semantic": "softmax"}}, ("cosine", "posterior")),
     (
         "softmax, no alignment",
         {"loss": {"semantic": "softmax"}, "model": {"use_alignment": False}},
@@ -239,7 +239,7 @@ SEMANTIC: list[tuple[str, dict[str, dict[str, Any]], tuple[str, ...]]] = [
         ("heads",),
     ),
 ]
-"""The semantic objective: the paper's hinge against the discriminative softmax (SPEC 8), each
+"""The semantic objective: the paper's hinge against the discriminative softmax (method §8), each
 under the paper's cosine decision and the prior-aware posterior, with the PAR reference of an
 attribute classifier trained on the same backbone (its PAR from its heads, no APS)."""
 
@@ -505,7 +505,7 @@ def conflict_metrics(
 
     Returns:
         ``{"reid_only": reid metrics, "reid_plus_par": reid metrics}``. The concatenation is
-        of the unit reID vector (SPEC 5) and the unit PAR feature, each scaled by 1/sqrt(2):
+        of the unit reID vector (method §5) and the unit PAR feature, each scaled by 1/sqrt(2):
         similarity = (mean cosine over the five representations + cosine of the PAR features) / 2.
     """
     from cerberus.metrics import reid_metrics

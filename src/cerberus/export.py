@@ -1,4 +1,4 @@
-"""ONNX export of the embedding network (SPEC 2 and 5), for deployment without PyTorch.
+"""ONNX export of the embedding network (method §2 and §5), for deployment without PyTorch.
 
 The exported graph is the inference path of :class:`~cerberus.model.Cerberus` (trunk, both
 branches, alignment, part pooling, the five FC+BN heads; no ID classifiers, no prototypes):
@@ -6,7 +6,7 @@ branches, alignment, part pooling, the five FC+BN heads; no ID classifiers, no p
 - input ``images``: ``(B, 3, H, W)`` float32, RGB scaled to [0, 1] then normalised with the
   test transform's mean / std (:func:`cerberus.data.transforms.build_transforms`);
 - output ``features``: ``(B, 5, d)`` raw representations in group order H, U, L, I, C;
-- output ``embedding``: ``(B, 5 d)`` retrieval vectors (SPEC 5: each part L2-normalised,
+- output ``embedding``: ``(B, 5 d)`` retrieval vectors (method §5.1: each part L2-normalised,
   concatenated, divided by sqrt(5)); their inner product is the mean cosine over the groups.
 
 The alignment module is data dependent (each sample keeps its own rows); it is written as a

@@ -1,4 +1,4 @@
-"""Gallery search with faiss, SPEC 5: one inner-product index serves reID and APS.
+"""Gallery search with faiss, method §5: one inner-product index serves reID and APS.
 
 Gallery vectors are :func:`cerberus.inference.embed_features` of the crops (the five parts, each
 L2-normalised, concatenated, / sqrt(5)), so the inner product with
@@ -10,7 +10,7 @@ L2-normalised, concatenated, / sqrt(5)), so the inner product with
 
 A group can also be given in part ("gender=female" without an age): its score is then the best
 cosine over the group's SIDs that agree with the given attributes (the max over the full
-combinations); with whole groups this is exactly SPEC 5. The index searches every agreeing
+combinations); with whole groups this is exactly method §5.2. The index searches every agreeing
 combination and merges them, which keeps exact search exact. Approximate kinds (IVF, IVF-SQ8,
 HNSW) measure and store their recall@10 against exact search when built.
 

@@ -1,4 +1,4 @@
-"""The SPEC 5 rules on a trained model: embed crops, search vectors, prototype scores, PAR.
+"""The method §5 rules on a trained model: embed crops, search vectors, prototype scores, PAR.
 
 One image's way: :func:`scan_images` / :func:`image_set` (files -> :class:`ImageSet`) ->
 :func:`extract_features` (the fused network, ``(N, 5, d)`` representations f^H, f^U, f^L, f^I,
@@ -39,7 +39,7 @@ from cerberus.features import UNKNOWN, FeatureSet
 from cerberus.model import fuse_batchnorm
 from cerberus.schema import Schema
 from cerberus.schema_files import schema_from_meta
-from cerberus.scoring import (  # noqa: F401  (re-exported: the SPEC 5 rules on arrays)
+from cerberus.scoring import (  # noqa: F401  (re-exported: the method §5 rules on arrays)
     SID_DECISIONS,
     AttributeQuery,
     attribute_query_scores,
@@ -409,7 +409,7 @@ class InferenceModel:
     batch_size: int = 64
     num_workers: int = 0
     log_prior: dict[str, np.ndarray] | None = None
-    """SID log priors when the checkpoint's ``eval.decision`` is ``"posterior"`` (SPEC 8)."""
+    """SID log priors when the checkpoint's ``eval.decision`` is ``"posterior"`` (method §8.2)."""
     prior_scale: float = 10.0
     calibration: dict[str, Any] | None = None
     """The verification operating points ``cerberus calibrate`` stored for these weights."""
@@ -479,7 +479,7 @@ class InferenceModel:
     def describe(
         self, features: np.ndarray, prototypes: Mapping[str, np.ndarray] | None = None
     ) -> list[dict[str, Any]]:
-        """:func:`describe_features` under the checkpoint's decision rule (SPEC 5 or 8)."""
+        """:func:`describe_features` under the checkpoint's decision rule (method §5 or §8)."""
         return describe_features(
             features,
             self.prototypes if prototypes is None else prototypes,

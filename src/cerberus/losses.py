@@ -1,4 +1,4 @@
-"""Losses of SPEC section 3, pure functions on tensors.
+"""Losses of method §3, pure functions on tensors.
 
 L = lambda_sem L_sem + lambda_id L_id + lambda_reg L_reg (5, 1, 0.001 in the paper), with
 L_id = cross-entropy + soft-margin batch-hard triplet. :func:`compute_losses` returns every term by
@@ -23,7 +23,7 @@ def _shape_error(what: str, expected: str, got: Tensor | Sequence[Tensor]) -> Ce
 
 
 def fixed_margins(num_sids: Mapping[str, int], value: float) -> dict[str, Tensor]:
-    """A constant margin for every SID (the m = 0 / m = 0.6 ablations of SPEC 7).
+    """A constant margin for every SID (the m = 0 / m = 0.6 ablations of method §7).
 
     Args:
         num_sids: ``{G: S_G}``.
@@ -36,8 +36,8 @@ def fixed_margins(num_sids: Mapping[str, int], value: float) -> dict[str, Tensor
 
 
 SEMANTIC_FORMS: tuple[str, ...] = ("hinge", "softmax")
-"""The forms of L_sem: the paper's pull-only hinge (SPEC 3) and the softmax over prototypes
-(SPEC 8)."""
+"""The forms of L_sem: the paper's pull-only hinge (method §3.1) and the softmax over prototypes
+(method §8)."""
 
 
 def _check_semantic_inputs(
@@ -62,7 +62,7 @@ def _check_semantic_inputs(
 def semantic_guidance_loss(
     features: Tensor, prototypes: Sequence[Tensor], sids: Tensor, margins: Sequence[Tensor]
 ) -> Tensor:
-    """Semantic guidance loss, SPEC 3 (the paper's hinge).
+    """Semantic guidance loss, method §3.1 (the paper's hinge).
 
     L_sem = mean over images and groups G of max(1 - m_g^G - cos(f^G, p_g^G), 0), where g is the
     image's SID in group G. Only the prototypes of SIDs present in the batch get a gradient; a
@@ -98,13 +98,14 @@ def semantic_softmax_loss(
     *,
     scale: float = 10.0,
 ) -> Tensor:
-    """Discriminative semantic guidance, SPEC 8: cross-entropy over each group's prototypes.
+    """Discriminative semantic guidance, method §8.1: cross-entropy over each group's prototypes.
 
     For image i and group G with SID g, the logits over the S_G prototypes are
 
         z_j = s * (cos(f^G_i, p_j^G) - m_g^G * [j = g]),   L = -log softmax(z)_g,
 
-    averaged over the known (image, group) pairs. The margin m^G (adaptive, SPEC 3, or fixed) is
+    averaged over the known (image, group) pairs. The margin m^G (adaptive, method §3.1, or fixed)
+    is
     an additive cosine margin of the true SID; with m = 0 this is plain scaled-cosine
     cross-entropy. Unlike :func:`semantic_guidance_loss`, every prototype of the group gets a
     gradient: the representation is pulled to p_g and pushed from the other p_j.
@@ -139,7 +140,7 @@ def semantic_softmax_loss(
 
 
 def batch_hard_soft_margin_triplet_loss(features: Tensor, labels: Tensor) -> Tensor:
-    """Soft-margin triplet loss with batch-hard mining and Euclidean distance, SPEC 3.
+    """Soft-margin triplet loss with batch-hard mining and Euclidean distance, method §3.2.
 
     For each anchor a: log(1 + exp(max_p d(a, p) - min_n d(a, n))), with p over the other images
     of a's identity and n over the images of other identities; averaged over the anchors that
@@ -174,7 +175,7 @@ def batch_hard_soft_margin_triplet_loss(features: Tensor, labels: Tensor) -> Ten
 
 
 def identification_loss(features: Tensor, logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
-    """Identification loss terms, SPEC 3, each averaged over the representations.
+    """Identification loss terms, method §3.2, each averaged over the representations.
 
     Args:
         features: ``(B, 5, d)`` representations f^G.
@@ -203,7 +204,7 @@ def attribute_loss(
     logits: Tensor, values: Tensor, sizes: Sequence[int], *, form: str = "ce"
 ) -> Tensor:
     """Attribute classification loss of the optional attribute heads (a PAR baseline in the
-    style of FastAttr, not part of SPEC 3).
+    style of FastAttr, not part of method §3).
 
     Mean over attributes a of the cross-entropy of a's head over its V_a values, each averaged
     over the images whose value of a is known; an attribute with no known value in the batch
@@ -250,7 +251,7 @@ def prototype_regularization_loss(
     residual_vectors: Sequence[Tensor],
     binary_vectors: Sequence[Tensor],
 ) -> Tensor:
-    """Prototype regularisation, SPEC 3, averaged over groups.
+    """Prototype regularisation, method §3.3, averaged over groups.
 
     L_reg^G = sum over ordered pairs (m, n) of ||p_m - p_n - r_mn||^2 with r_mn = (A_m - A_n) V,
     V the ``(n_bin, d)`` learnable residual vectors v_l. With q_m = p_m - A_m V every term is
@@ -309,7 +310,7 @@ def compute_losses(
     use_id: bool = True,
     use_reg: bool = True,
 ) -> dict[str, Tensor]:
-    """All named loss terms and their weighted sum, SPEC 3.
+    """All named loss terms and their weighted sum, method §3.
 
     total = lambda_sem * sem + lambda_id * (ce + triplet) + lambda_reg * reg + lambda_attr * attr;
     a switched-off term is a zero tensor (and contributes nothing to the gradient).
@@ -329,7 +330,7 @@ def compute_losses(
         lambda_attr: weight of the attribute heads' loss (:func:`attribute_loss`; needs
             ``attribute_logits`` in ``output`` and ``values`` when positive).
         semantic: form of L_sem, ``"hinge"`` (:func:`semantic_guidance_loss`, the paper) or
-            ``"softmax"`` (:func:`semantic_softmax_loss`, SPEC 8).
+            ``"softmax"`` (:func:`semantic_softmax_loss`, method §8.1).
         semantic_scale: the scale s of the softmax form.
         use_sem: compute L_sem.
         use_id: compute L_id (needs ``logits``: the model in training mode).

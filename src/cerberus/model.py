@@ -1,4 +1,4 @@
-"""The Cerberus network (SPEC section 2): shared ResNet trunk, global and local branches,
+"""The Cerberus network (method §2): shared ResNet trunk, global and local branches,
 alignment, part pooling, five FC+BN heads, SID prototypes and training-only ID classifiers."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _check_map(fmap: Tensor, what: str) -> None:
 
 
 def heat_map(fmap: Tensor) -> Tensor:
-    """Heat map of the alignment module, SPEC 2: H(p) = ||F(p)||_2 over the channels.
+    """Heat map of the alignment module, method §2.3: H(p) = ||F(p)||_2 over the channels.
 
     Args:
         fmap: feature maps of shape ``(B, C, H, W)``.
@@ -46,7 +46,7 @@ def heat_map(fmap: Tensor) -> Tensor:
 
 
 def align_feature_map(fmap: Tensor, sigma: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Alignment module, SPEC 2 (no parameters).
+    """Alignment module, method §2.3 (no parameters).
 
     h = max over the width of the heat map, shape ``(B, H)``; t and b are the first and last row
     with h > sigma; rows t..b are cropped and resized back to H rows (bilinear, row 0 -> t,
@@ -89,7 +89,7 @@ def align_feature_map(fmap: Tensor, sigma: float) -> tuple[Tensor, Tensor, Tenso
 
 
 PROTOTYPE_INITS: dict[str, str] = {
-    "he_normal": "N(0, 2 / d) (He et al. 2015, fan-in; SPEC 2, the paper's choice)",
+    "he_normal": "N(0, 2 / d) (He et al. 2015, fan-in; method §2.4, the paper's choice)",
     "he_uniform": "U(-sqrt(6 / d), sqrt(6 / d))",
     "xavier_normal": "N(0, 2 / (S + d)) (Glorot and Bengio 2010)",
     "xavier_uniform": "U(-sqrt(6 / (S + d)), sqrt(6 / (S + d)))",
@@ -123,7 +123,7 @@ def init_prototypes_(p: Tensor, kind: str = "he_normal") -> Tensor:
 
 
 class EmbeddingHead(nn.Module):
-    """One representation head, SPEC 2: FC(C -> d) without bias, then BatchNorm1d.
+    """One representation head, method §2.2: FC(C -> d) without bias, then BatchNorm1d.
 
     Args:
         in_channels: C, channels of the pooled feature.
@@ -144,7 +144,7 @@ class EmbeddingHead(nn.Module):
 
 
 def normalize_features(features: Tensor) -> Tensor:
-    """Retrieval vectors from the five representations, SPEC 5.
+    """Retrieval vectors from the five representations, method §5.1.
 
     Each f^G is L2-normalised, the five are concatenated and divided by sqrt(5), so the vectors
     have unit norm and the inner product of two of them is the mean over groups of
@@ -165,7 +165,7 @@ def normalize_features(features: Tensor) -> Tensor:
 
 
 class Cerberus(nn.Module):
-    """Cerberus: five representations (H, U, L, I, C) of a person crop, SPEC 2.
+    """Cerberus: five representations (H, U, L, I, C) of a person crop, method §2.
 
     Build it with :func:`build_model`. ``forward(x)`` returns ``{"features": (B, 5, d)}`` and, in
     training mode, also ``{"logits": (5, B, num_classes)}`` from the ID classifiers; :meth:`embed`
@@ -219,7 +219,7 @@ class Cerberus(nn.Module):
         for g in GROUPS:
             a = _binary_matrix(g, num_sids, binary_vectors)
             p = torch.empty(a.shape[0], dim)
-            init_prototypes_(p, prototype_init)  # He-normal by default, SPEC 2
+            init_prototypes_(p, prototype_init)  # He-normal by default, method §2.4
             self.prototypes[g] = nn.Parameter(p)
             self.residual_vectors[g] = nn.Parameter(torch.zeros(a.shape[1], dim))
             self.register_buffer(f"binary_vectors_{g}", a)
@@ -314,7 +314,7 @@ class Cerberus(nn.Module):
         return self.global_branch(shared), self.local_branch(shared)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The five representations (post-BN), SPEC 2.
+        """The five representations (post-BN), method §2.2.
 
         Global branch: GAP -> heads I, C. Local branch: alignment (if ``use_alignment``) ->
         average pooling into 3 horizontal stripes -> heads H, U, L.
@@ -392,7 +392,7 @@ class Cerberus(nn.Module):
         return self.forward_local_maps(x)
 
     def embed(self, x: Tensor) -> Tensor:
-        """Retrieval vectors ``(B, 5 d)``, unit norm; inner product = mean cosine (SPEC 5)."""
+        """Retrieval vectors ``(B, 5 d)``, unit norm; inner product = mean cosine (method §5.1)."""
         return normalize_features(self.forward_features(x))
 
 
@@ -488,7 +488,7 @@ def build_model(
     prototype_init: str = "he_normal",
     par_feature: bool = False,
 ) -> Cerberus:
-    """Build Cerberus (SPEC 2) on a torchvision ResNet.
+    """Build Cerberus (method §2) on a torchvision ResNet.
 
     The trunk is ``conv1 .. layer2`` plus ``layer3[0]`` (conv4_1); ``layer3[1:]`` and ``layer4``
     are deep-copied into a global and a local branch, with ``last_stride`` in ``layer4[0]``.

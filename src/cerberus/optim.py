@@ -1,4 +1,4 @@
-"""Optimiser parameter groups (SPEC 4: Adam, weight decay 5e-4 as an L2 term in the gradient).
+"""Optimiser parameter groups (method §4.2: Adam, weight decay 5e-4 as an L2 term in the gradient).
 
 Which parameters are decayed is explicit: every parameter falls in exactly one named group.
 

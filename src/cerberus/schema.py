@@ -1,4 +1,4 @@
-"""Attribute schemas, the five groups and semantic IDs (SIDs), SPEC section 1.
+"""Attribute schemas, the five groups and semantic IDs (SIDs), method §1.
 
 A *schema* is a declarative table of attributes. Each attribute has a name used in queries
 (``"upper.color"``), human-readable values (``"red"``), the group it belongs to (H, U, L, I, C)
@@ -11,7 +11,7 @@ position); its one-hot fields (``upblack``, ``upwhite``, ...) belong to the othe
 and no field set reads as the none value. When several colour fields are set (22
 DukeMTMC-reID test identities have two lower-body colours, one has three), the first in field order
 is the value and the others are kept as *alternatives* (:attr:`AttributeTable.alt_values`), which
-PAR and APS accept as equally correct (SPEC 6).
+PAR and APS accept as equally correct (method §6).
 
 A SID of group G is one combination of the values of all attributes of G. The SID space is the
 *full* product of the value counts, so a combination never seen in training still has an index
@@ -241,7 +241,7 @@ class GroupCodec:
         than its reference value (:attr:`Attribute.reference_code`: the first, "no", "male",
         "young", or a colour's none value), in value order. For the Lin
         annotations these are exactly the binary fields (``upred``, ``backpack``, ...), plus three
-        for age. Used by the prototype regularisation, SPEC section 3.
+        for age. Used by the prototype regularisation, method §3.3.
         """
         values = self.decode(np.arange(self.num_sids))
         out = np.zeros((self.num_sids, self.num_binary_dims), dtype=np.float32)

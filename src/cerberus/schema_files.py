@@ -172,10 +172,10 @@ def schema_from_meta(value: Any, where: str) -> Schema:
 
 
 MARKET1501 = get_schema("market1501")
-"""Market-1501 (Lin et al.): 27 binary-coded fields -> 12 attributes (SPEC section 6)."""
+"""Market-1501 (Lin et al.): 27 binary-coded fields -> 12 attributes (method §6)."""
 
 DUKEMTMC = get_schema("dukemtmc")
-"""DukeMTMC-reID (Lin et al.): 23 binary-coded fields -> 10 attributes (SPEC section 6)."""
+"""DukeMTMC-reID (Lin et al.): 23 binary-coded fields -> 10 attributes (method §6)."""
 
 SCHEMAS: dict[str, Schema] = {s.name: s for s in (MARKET1501, DUKEMTMC)}
 """The schemas of the Lin et al. ``.mat`` files (found by their top-level key)."""

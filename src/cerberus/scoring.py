@@ -1,4 +1,4 @@
-"""The SPEC 5 rules on arrays (NumPy only, no PyTorch): embeddings, prototype scores, PAR
+"""The method §5 rules on arrays (NumPy only, no PyTorch): embeddings, prototype scores, PAR
 decoding and attribute queries (APS).
 
 :mod:`cerberus.inference` re-exports these names; attribute search on an index uses them without
@@ -24,7 +24,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def embed_features(features: np.ndarray) -> np.ndarray:
-    """SPEC 5 retrieval vectors: each of the 5 parts L2-normalised, concatenated, / sqrt(5).
+    """method §5.1 retrieval vectors: each of the 5 parts L2-normalised, concatenated, / sqrt(5).
 
     ``(N, 5, d) -> (N, 5 d)``; the inner product of two vectors is the mean cosine over groups.
     """
@@ -47,13 +47,13 @@ def prototype_scores(
 
 
 def predict_sids(features: np.ndarray, prototypes: Mapping[str, np.ndarray]) -> np.ndarray:
-    """PAR, SPEC 5: the SID of the nearest prototype (cosine) per group, shape ``(N, 5)``."""
+    """PAR, method §5.3: the SID of the nearest prototype (cosine) per group, shape ``(N, 5)``."""
     return np.stack([s.argmax(0) for s in prototype_scores(features, prototypes)], axis=1)
 
 
 SID_DECISIONS = ("cosine", "posterior")
-"""How PAR and APS score SIDs: ``"cosine"`` is the paper's rule (SPEC 5); ``"posterior"`` the
-prior-aware decision of SPEC 8 (:func:`posterior_scores`)."""
+"""How PAR and APS score SIDs: ``"cosine"`` is the paper's rule (method §5); ``"posterior"`` the
+prior-aware decision of method §8.2 (:func:`posterior_scores`)."""
 
 
 def sid_log_prior(counts: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -76,7 +76,8 @@ def sid_log_prior(counts: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 def posterior_scores(
     per_group: Sequence[np.ndarray], log_prior: Mapping[str, np.ndarray], *, scale: float
 ) -> list[np.ndarray]:
-    """Prior-aware SID scores, SPEC 8: log p(j | x) = log softmax_j(s cos(f^G, p_j^G) + log pi_j^G).
+    """Prior-aware SID scores, method §8.2: log p(j | x) = log softmax_j(s cos(f^G, p_j^G) + log
+    pi_j^G).
 
     PAR then takes the SID of highest posterior (the nearest prototype, shifted towards frequent
     SIDs); APS ranks a gallery image by the mean over the given groups of the log posterior of
@@ -132,7 +133,7 @@ def sid_certainty(
     log_prior: Mapping[str, np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """How sure PAR is, per group: the softmax over the group's SIDs of ``scale`` x cosine
-    (plus the log prior under the SPEC 8 decision), i.e. :func:`posterior_scores` with a flat
+    (plus the log prior under the method §8.2 decision), i.e. :func:`posterior_scores` with a flat
     prior when ``log_prior`` is ``None``. ``[(S_G, N)]`` probabilities; each column sums to 1.
     """
     flat = {g: np.zeros(len(per_group[k]), np.float32) for k, g in enumerate(GROUPS)}
@@ -149,10 +150,10 @@ def describe_features(
     scale: float = 10.0,
     weak_below: float = WEAK_CERTAINTY,
 ) -> list[dict[str, Any]]:
-    """PAR for display: the predicted attributes of each image, SPEC 5.
+    """PAR for display: the predicted attributes of each image, method §5.3.
 
     With ``log_prior`` (:func:`sid_log_prior`) the SID of highest prior-aware posterior is
-    chosen (SPEC 8, :func:`posterior_scores` at ``scale``), else the nearest prototype.
+    chosen (method §8.2, :func:`posterior_scores` at ``scale``), else the nearest prototype.
 
     Returns, per image, ``attributes`` (``{name: value}``), ``phrases`` (``["female", "red
     top", ...]`` in schema order), ``confidence`` (``{G: cosine to the chosen prototype}``),
@@ -182,7 +183,7 @@ def describe_features(
 def attribute_query_scores(
     query_sids: np.ndarray, given: np.ndarray, per_group: Sequence[np.ndarray]
 ) -> np.ndarray:
-    """APS similarity, SPEC 5: mean over the given groups of cos(p^G_{s_G}, f^G).
+    """APS similarity, method §5.2: mean over the given groups of cos(p^G_{s_G}, f^G).
 
     Args:
         query_sids: ``(Q, 5)`` SIDs (entries of groups not given are ignored).
@@ -269,7 +270,7 @@ def attribute_query_vectors(
 
     Group G given with SID s: the slot of G holds p_s / ||p_s||; groups not given hold 0; the
     vector is scaled by sqrt(5) / |given groups|, so its inner product with a retrieval vector
-    is the mean over the given groups of cos(p^G, f^G) (SPEC 5).
+    is the mean over the given groups of cos(p^G, f^G) (method §5.2).
     """
     d = next(iter(prototypes.values())).shape[1]
     unit = {g: l2_normalize(np.asarray(prototypes[g], np.float32)) for g in GROUPS}

@@ -3,7 +3,7 @@
 One page and five routes over one gallery index and the model it was built with:
 
 - ``POST /api/search/image``: reID by an uploaded photo, or by a gallery crop (``gallery_id``);
-- ``POST /api/search/attributes``: APS by a possibly partial description (SPEC 5);
+- ``POST /api/search/attributes``: APS by a possibly partial description (method §5.2);
 - ``POST /api/describe``: PAR, the predicted attributes of an uploaded photo;
 - ``GET /api/schema``: the attributes, group by group, that a description may use;
 - ``GET /api/health``; ``GET /api/gallery/{item_id}/image``: a gallery crop by its index number

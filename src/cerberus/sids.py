@@ -27,7 +27,7 @@ def sid_identity_counts(table: AttributeTable) -> dict[str, np.ndarray]:
 def adaptive_margins(
     counts: Mapping[str, np.ndarray], num_identities: int, *, alpha: float = 0.4, beta: float = 1.8
 ) -> dict[str, np.ndarray]:
-    """Adaptive margin of every SID, SPEC section 3: ``m_g = log(alpha * N_g / N + beta)``.
+    """Adaptive margin of every SID, method §3.1: ``m_g = log(alpha * N_g / N + beta)``.
 
     Rare SIDs (small N_g) get a smaller margin. With the defaults ``alpha = 0.4, beta = 1.8``
     the margin lies in ``[log 1.8, log 2.2] = [0.588, 0.788]``.
@@ -45,7 +45,8 @@ def adaptive_margins(
 
 
 def occurring_sid_counts(table: AttributeTable) -> dict[str, int]:
-    """Distinct known SIDs occurring in a table, per group (SPEC 1 check: 66 / 61 on Market)."""
+    """Distinct known SIDs occurring in a table, per group (method §1.3 check: 66 / 61 on
+    Market)."""
     sids = table.sids
     return {g: int(len(np.unique(sids[sids[:, k] >= 0, k]))) for k, g in enumerate(GROUPS)}
 

@@ -1,5 +1,5 @@
-"""Figures drawn with Pillow and NumPy: ranked lists (SPEC 5, as in Fig. 6 of the paper) and the
-alignment module's heat maps and kept rows (SPEC 2, as in Fig. 7(a)).
+"""Figures drawn with Pillow and NumPy: ranked lists (method §5, as in Fig. 6 of the paper) and the
+alignment module's heat maps and kept rows (method §2.3, as in Fig. 7(a)).
 
 Layout (pixels, for the default 128x64 tile): every figure has a white ``MARGIN``; a gallery tile
 sits in a coloured frame ``BORDER`` thick, frames are ``GAP`` apart, the query panel is
@@ -152,7 +152,7 @@ def rank_list_figure(
     tile: tuple[int, int] = (128, 64),
     per_row: int = PER_ROW,
 ) -> Path:
-    """One ranked list as a PNG (SPEC 5, like Fig. 6): the query, a separator, the gallery.
+    """One ranked list as a PNG (method §5, like Fig. 6): the query, a separator, the gallery.
 
     Args:
         out: PNG to write (atomically; the folder is created).
@@ -342,7 +342,9 @@ def rank_list_from_rows(
     )
 
 
-ALIGNMENT_TITLE = "Alignment module (SPEC 2): where the local branch looks, which rows it keeps"
+ALIGNMENT_TITLE = (
+    "Alignment module (method §2.3): where the local branch looks, which rows it keeps"
+)
 
 
 def alignment_legend(sigma: float | None) -> list[str]:
@@ -380,7 +382,7 @@ def alignment_figure(
     names: Sequence[str] | None = None,
     title: str = ALIGNMENT_TITLE,
 ) -> Path:
-    """The alignment module at work (SPEC 2, like Fig. 7(a)), one column pair per image.
+    """The alignment module at work (method §2.3, like Fig. 7(a)), one column pair per image.
 
     At the top: ``title`` (nothing reserved when empty) and the :func:`alignment_legend` lines.
     Left of each pair: the crop with the kept rows boxed in ``KEPT_COLOUR`` and the rest dimmed.
@@ -460,7 +462,7 @@ def model_alignment_maps(
     width: int,
     batch_size: int = 32,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Heat maps and kept rows of ``model``'s alignment module for some images (SPEC 2).
+    """Heat maps and kept rows of ``model``'s alignment module for some images (method §2.3).
 
     Images go through the test transform at ``height`` x ``width`` and
     :meth:`~cerberus.model.Cerberus.forward_local_maps`, in eval mode under ``torch.no_grad``

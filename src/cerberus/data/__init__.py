@@ -1,1 +1,1 @@
-"""Datasets, the synthetic benchmark, samplers and transforms (SPEC sections 1, 4, 6)."""
+"""Datasets, the synthetic benchmark, samplers and transforms (method §1, §4, §6)."""

@@ -150,18 +150,18 @@ class ReIDDataset:
     test_attributes: AttributeTable
     cameras_known: bool = True
     """False for a table dataset without cameras (every ``camids`` is -1): reID evaluation then
-    removes only the query image itself from the gallery (SPEC 6 without cameras)."""
+    removes only the query image itself from the gallery (method §6.1 without cameras)."""
 
     def train_identity_table(self) -> AttributeTable:
-        """The attribute rows of the identities that have training images: the N of SPEC 3."""
+        """The attribute rows of the identities that have training images: the N of method §3.1."""
         table = self.train_attributes
         keep = np.isin(table.ids, np.unique(self.train.pids))
         return AttributeTable(self.schema, table.ids[keep], table.values[keep])
 
     def train_sid_counts(self) -> dict[str, np.ndarray]:
-        """N_g^G over :meth:`train_identity_table`: ``{G: (S_G,) int}`` (SPEC 3).
+        """N_g^G over :meth:`train_identity_table`: ``{G: (S_G,) int}`` (method §3.1).
 
-        What the adaptive margins and the prior-aware decision (SPEC 8) count.
+        What the adaptive margins and the prior-aware decision (method §8.2) count.
         """
         return sid_identity_counts(self.train_identity_table())
 
@@ -389,7 +389,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
 
 MARKET_VALIDATION = (751, 100, 160)
-"""The paper's validation split of Market-1501 (SPEC 4): of 751 training identities, 100 held
+"""The paper's validation split of Market-1501 (method §4.3): of 751 training identities, 100 held
 out for validation, 160 of their images as queries, the rest of their images the gallery."""
 
 
@@ -404,7 +404,8 @@ def _query_candidates(
     """The rows of one validation identity that may become queries, in random order.
 
     Every subset of them leaves each chosen query a true match in the gallery: an image of its
-    identity from another camera (SPEC 6), or, without cameras, any other image. So a few images
+    identity from another camera (method §6.1), or, without cameras, any other image. So a few
+    images
     are kept back for the gallery: without cameras one; with cameras, when one camera holds a
     single image of the identity, that image (every other image is from another camera: at most
     ``n - 1`` queries); otherwise one image from each of two cameras (``n - 2``). These are the
@@ -427,7 +428,7 @@ def _query_candidates(
 
 def unmatched_queries(dataset: ReIDDataset) -> int:
     """Queries without a true match in the gallery: no image of their identity from another
-    camera (SPEC 6), or, without cameras, no other image of their identity (another path).
+    camera (method §6.1), or, without cameras, no other image of their identity (another path).
     The reID metrics skip such queries; :func:`validation_split` makes none."""
     q, g = dataset.query, dataset.gallery
     gallery_keys = np.array([same_file_key(p) for p in g.paths], dtype=object)

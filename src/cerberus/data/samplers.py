@@ -1,4 +1,4 @@
-"""The P x K identity sampler (SPEC section 4): each batch holds P identities, K images each."""
+"""The P x K identity sampler (method §4.2): each batch holds P identities, K images each."""
 
 from __future__ import annotations
 

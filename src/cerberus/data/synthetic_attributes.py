@@ -1,4 +1,4 @@
-"""Who the synthetic identities are: rows of Market-1501 attribute values (SPEC section 1).
+"""Who the synthetic identities are: rows of Market-1501 attribute values (method §1).
 
 Train and test identities get value counts that follow :data:`PRIORS` exactly (shuffled
 quotas); two SIDs (:data:`RESERVED_FOR_TEST`) are kept out of training so the benchmark has

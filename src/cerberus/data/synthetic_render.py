@@ -1,4 +1,4 @@
-"""Drawing the synthetic pedestrians: cameras, identity details and one crop (SPEC section 1).
+"""Drawing the synthetic pedestrians: cameras, identity details and one crop (method §1).
 
 Attributes show as visible cues (colours, sleeves, bags at fixed places on the body, age in
 proportions); identity details no attribute names (skin, logo, stripe, tint, proportions)

@@ -16,7 +16,7 @@ Layout of a table dataset (``data.dataset: table``, ``data.root: DIR``)::
 - ``camera_id``: any label (``c1``, ``3``), kept for display (:attr:`ImageSet.camera_labels`);
   camera numbers follow the labels' numeric order when all are integers, else natural order;
   leave the column out when cameras are unknown: reID evaluation then removes only the query
-  image itself from the gallery (SPEC 6 without cameras).
+  image itself from the gallery (method §6.1 without cameras).
 - ``split``: ``train``, ``query`` or ``gallery`` (any case). An identity is either a training
   identity (train images only) or a test identity (query / gallery images only).
 - attribute cells: a value by name (case-insensitive), empty = unknown; a colour attribute may

@@ -1,4 +1,4 @@
-"""Image transforms: resize, flip, pad + crop, random erasing (SPEC section 4)."""
+"""Image transforms: resize, flip, pad + crop, random erasing (method §4.2)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def build_transforms(
     """The train or test transform, a PIL image -> a normalised tensor of shape (3, H, W).
 
     Train: resize, random horizontal flip, optionally pad ``pad`` pixels and random crop back
-    (the torchreid / fast-reid convention, not in SPEC 4; 0, the default, turns it off), to
+    (the torchreid / fast-reid convention, not in method §4; 0, the default, turns it off), to
     tensor, normalise, random erasing with probability ``random_erasing`` (0 turns it off).
     Test: resize, to tensor, normalise.
     """

@@ -1,4 +1,4 @@
-"""Evaluation metrics, pure functions on arrays (SPEC 6): no model in sight.
+"""Evaluation metrics, pure functions on arrays (method §6): no model in sight.
 
 :mod:`~cerberus.metrics.ranking` ranks a gallery per query (reID, APS, their chance levels);
 :mod:`~cerberus.metrics.par` scores attribute predictions three ways, each with its

@@ -1,4 +1,4 @@
-"""PAR metrics, each with its majority-answer baseline: pure functions on arrays (SPEC 6).
+"""PAR metrics, each with its majority-answer baseline: pure functions on arrays (method §6.3).
 
 * :func:`par_accuracy`: per-attribute accuracy and their mean (mA, the paper's convention).
 * :func:`par_official_accuracy`: Lin et al.'s official attribute-evaluation protocol.
@@ -71,7 +71,7 @@ def _check_par_inputs(
 
 
 def par_accuracy(pred_values: Any, true_values: Any, schema: Schema) -> dict[str, Any]:
-    """Per-attribute accuracy and mean accuracy mA (SPEC section 6).
+    """Per-attribute accuracy and mean accuracy mA (method §6.3).
 
     Each colour is one multi-class attribute (Market-1501: 12 attributes, DukeMTMC-reID: 10).
     ``acc_a = mean over labelled rows of [pred[:, a] == true[:, a]]``; rows whose true value is
@@ -109,7 +109,7 @@ def par_accuracy(pred_values: Any, true_values: Any, schema: Schema) -> dict[str
 def par_official_accuracy(
     pred_values: Any, true_values: Any, schema: Schema, *, alt_values: Any = None
 ) -> dict[str, Any]:
-    """Accuracy under Lin et al.'s official attribute-evaluation protocol (SPEC section 6).
+    """Accuracy under Lin et al.'s official attribute-evaluation protocol (method §6.3).
 
     What the official MATLAB scripts of the Lin et al. annotations do
     (``evaluate_market_attribute.m`` in github.com/vana77/Market-1501_Attribute,
@@ -215,7 +215,7 @@ def binary_labels(schema: Schema) -> list[tuple[int, int, str]]:
 def par_label_mean_accuracy(
     pred_values: Any, true_values: Any, schema: Schema, *, alt_values: Any = None
 ) -> dict[str, Any]:
-    """Label-based mA: mean over binary labels of (TPR + TNR) / 2 (SPEC section 6).
+    """Label-based mA: mean over binary labels of (TPR + TNR) / 2 (method §6.3).
 
     The PETA / RAP / PA-100K convention. The attributes are expanded into binary labels by
     :func:`binary_labels` (colours and age one-vs-rest). For the label "attribute ``a`` has value

@@ -1,4 +1,4 @@
-"""reID and APS metrics: ranking a gallery per query, pure functions on arrays (SPEC 6).
+"""reID and APS metrics: ranking a gallery per query, pure functions on arrays (method §6).
 
 * :func:`reid_metrics`: mAP and CMC under the Market-1501 single-query protocol. Its numbers equal
   those of torchreid's ``evaluate_rank`` (Market mode) when scores have no ties.
@@ -336,7 +336,7 @@ def reid_metrics(
     max_rank: int = 50,
     chunk_size: int | None = None,
 ) -> dict[str, Any]:
-    """mAP and CMC under the Market-1501 single-query protocol (SPEC section 6).
+    """mAP and CMC under the Market-1501 single-query protocol (method §6.1).
 
     For query ``i``, the gallery entries with the query's identity *and* camera are removed, as
     are junk entries (identity ``-1``); distractors (identity ``0``) stay as negatives. Among the
@@ -475,7 +475,7 @@ def _group_columns(groups: Sequence[str]) -> list[int]:
 
 
 def aps_queries(sids: Any, *, groups: Sequence[str] = GROUPS) -> np.ndarray:
-    """The APS queries of a split: its distinct SID combinations over ``groups`` (SPEC 6).
+    """The APS queries of a split: its distinct SID combinations over ``groups`` (method §6.2).
 
     Unknown SIDs (``-1``, a group with an unannotated value) are left out: a row whose SID is
     unknown in a requested group gives its query *without that group* (``-1`` there, so the group
@@ -617,13 +617,14 @@ def aps_metrics(
     max_rank: int = 50,
     chunk_size: int | None = None,
 ) -> dict[str, Any]:
-    """mAP and CMC of attribute-based person search (SPEC section 6).
+    """mAP and CMC of attribute-based person search (method §6.2).
 
     Gallery entry ``j`` is relevant to query ``i`` when ``gallery_sids[j, g] == query_sids[i, g]``
     for every given group ``g``. No camera filtering. A gallery entry whose SID is unknown
     (``-1``) in a group the query gives cannot be judged and is removed from that query's ranking
     (as if absent; it stays for queries that do not give the group). AP and CMC are as in
-    :func:`reid_metrics`; queries with no relevant entry are skipped and counted. The SPEC gallery
+    :func:`reid_metrics`; queries with no relevant entry are skipped and counted. The gallery of
+    method §6.2
     (test gallery without distractors and junk, plus the query images) is the caller's to build.
 
     An identity annotated with several colours (``AttributeTable.alt_values``) has alternative

@@ -1,7 +1,7 @@
 """Verification ("is this the same person?"): pairs, ROC, thresholds at a false-positive rate.
 
 Pure functions on arrays. A pair of crops is called *same person* when its similarity (the reID
-similarity of SPEC 5, the mean part cosine) is strictly greater than a threshold t:
+similarity of method §5.1, the mean part cosine) is strictly greater than a threshold t:
 
     TPR(t) = #{same-identity pairs with s > t} / #same-identity pairs
     FPR(t) = #{different-identity pairs with s > t} / #different-identity pairs
@@ -116,7 +116,7 @@ def pair_similarities(
 ) -> np.ndarray:
     """Inner products ``<vectors[i], vectors[j]>``, shape ``(P,)``, float64, ``chunk`` at a time.
 
-    With retrieval vectors (:func:`cerberus.scoring.embed_features`) this is the SPEC 5 reID
+    With retrieval vectors (:func:`cerberus.scoring.embed_features`) this is the method §5.1 reID
     similarity, the mean over the five groups of the part cosines.
     """
     vectors = np.asarray(vectors)

@@ -1,4 +1,4 @@
-"""The search layer (SPEC 5): the one way down from the command line, the page and Python
+"""The search layer (method §5): the one way down from the command line, the page and Python
 callers to the model (:mod:`cerberus.inference`) and the gallery store (:mod:`cerberus.index`).
 
 - :class:`Gallery`: query by image, by a gallery item (left out of its own results) or by

@@ -1,4 +1,4 @@
-"""The Python API: a trained model as Python callers use it (SPEC 5; README: Python API)::
+"""The Python API: a trained model as Python callers use it (method §5; README: Python API)::
 
     import cerberus
     model = cerberus.load("runs/demo/last.pt", device="cpu")  # or a weights pair X.safetensors

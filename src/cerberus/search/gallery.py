@@ -1,4 +1,4 @@
-"""Queries on a gallery index with the model it was built with (SPEC 5): by image (reID), by a
+"""Queries on a gallery index with the model it was built with (method §5.1): by image (reID), by a
 gallery item (reID, the item itself left out), by attributes (APS), and PAR of gallery items.
 
 :class:`Gallery` is what the ``search`` command, the page (:mod:`cerberus.serve`) and Python
@@ -172,7 +172,7 @@ class Gallery:
 
     def by_attributes(self, query: str | Mapping[str, str] | AttributeQuery, k: int = 10) -> Answer:
         """APS: the top-k items for a (partial) description, e.g. ``"gender=female, hat=yes"``
-        or ``{"gender": "female"}`` (SPEC 5; no model needed)."""
+        or ``{"gender": "female"}`` (method §5; no model needed)."""
         if not isinstance(query, AttributeQuery):
             query = parse_attribute_query(query, self.schema)
         found = self.index.search_attributes(query, k)

@@ -1,4 +1,4 @@
-"""Result rows of a ranked list (SPEC 5): what ``search`` prints, the page shows and
+"""Result rows of a ranked list (method §5): what ``search`` prints, the page shows and
 :func:`cerberus.visualize.rank_list_from_rows` draws."""
 
 from __future__ import annotations
