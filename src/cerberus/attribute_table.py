@@ -1,4 +1,4 @@
-"""Identity-level attribute values of one split: :class:`AttributeTable` (SPEC sections 1, 6).
+"""Identity-level attribute values of one split: :class:`AttributeTable` (method §1, §6).
 
 Values are codes of the schema (``-1``: not annotated); identities annotated with several
 colours keep the further ones as alternatives.

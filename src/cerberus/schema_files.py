@@ -1,4 +1,4 @@
-"""Schema files: reading and checking schema YAML, the shipped schemas (SPEC sections 1, 6).
+"""Schema files: reading and checking schema YAML, the shipped schemas (method §1, §6).
 
 A schema file holds ``name``, an optional ``mat_key`` and a list of attributes; every error
 names the file, the attribute's position and name. Checkpoints, feature files and indexes

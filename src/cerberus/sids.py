@@ -1,4 +1,4 @@
-"""SID statistics of a split: identities per SID, adaptive margins (SPEC sections 1, 3)."""
+"""SID statistics of a split: identities per SID, adaptive margins (method §1, §3)."""
 
 from __future__ import annotations
 
