@@ -40,6 +40,15 @@ def test_demo_writes_the_report_and_figures(tmp_path):
         assert f"({name}.png)" in text
         with Image.open(tmp_path / "demo" / f"{name}.png") as img:
             assert img.width > 300
+    with (
+        Image.open(tmp_path / "demo" / "search.png") as both,
+        Image.open(tmp_path / "demo" / "reid_ranks.png") as top,
+        Image.open(tmp_path / "demo" / "aps_partial.png") as bottom,
+    ):  # the README picture: the reID rank list above the partial APS one
+        assert both.size == (max(top.width, bottom.width), top.height + bottom.height)
+        assert both.convert("RGB").crop((0, 0, top.width, top.height)).tobytes() == (
+            top.convert("RGB").tobytes()
+        )
     # PAR: one row per image, attributes as columns (was one row per attribute).
     assert "| image | right | hat | hair |" in text
     assert text.count("| `") >= 4  # at least one row per sampled query image

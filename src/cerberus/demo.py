@@ -29,7 +29,12 @@ from cerberus.index import GalleryIndex
 from cerberus.inference import InferenceModel, parse_attribute_query
 from cerberus.schema import GROUP_NAMES
 from cerberus.search import result_rows
-from cerberus.visualize import alignment_figure, model_alignment_maps, rank_list_from_rows
+from cerberus.visualize import (
+    alignment_figure,
+    model_alignment_maps,
+    rank_list_from_rows,
+    stack_figures,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -278,6 +283,8 @@ def run_demo(
         rank_list_from_rows(out / file, rows, query_text=aq.describe(schema), title=name)
         hits = sum(bool(r["correct"]) for r in rows)
         figures.append((name, file, aps_caption(text, aq, hits, g.values, schema)))
+    # the README picture: the photo query above the partial description
+    stack_figures(out / "search.png", [out / "reid_ranks.png", out / "aps_partial.png"])
 
     # PAR: predicted vs annotated attributes of a few queries, one row per image
     picks = list(range(0, len(q), max(1, len(q) // 4)))[:4]

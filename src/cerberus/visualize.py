@@ -116,6 +116,25 @@ def save_png(image: Image.Image, out: str | os.PathLike) -> Path:
     return atomic_write(out, lambda fh: image.save(fh, format="PNG"), "figure")
 
 
+def stack_figures(out: str | os.PathLike, parts: Sequence[str | os.PathLike]) -> Path:
+    """One PNG of ``parts`` one above the other, left-aligned on white (the README picture:
+    the demo's reID and partial APS rank lists)."""
+    images = []
+    for part in parts:
+        with Image.open(part) as image:
+            images.append(image.convert("RGB"))
+    if not images:
+        raise CerberusError(f"{out}: no figures to stack")
+    canvas = Image.new(
+        "RGB", (max(i.width for i in images), sum(i.height for i in images)), "white"
+    )
+    y = 0
+    for image in images:
+        canvas.paste(image, (0, y))
+        y += image.height
+    return save_png(canvas, out)
+
+
 def _frame(draw: ImageDraw.ImageDraw, x: int, y: int, w: int, h: int, colour) -> None:
     """A ``BORDER``-thick frame whose outer corner is (x, y) and outer size w x h."""
     draw.rectangle((x, y, x + w - 1, y + h - 1), outline=colour, width=BORDER)
