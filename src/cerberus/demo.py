@@ -8,7 +8,6 @@ maps. Every step uses the same functions as the individual commands.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import replace
@@ -24,7 +23,7 @@ from cerberus.engine import train
 from cerberus.evaluation import evaluate_features, extract_with_config, format_report
 from cerberus.experiments import format_percent as pct
 from cerberus.features import FeatureSet
-from cerberus.files import atomic_write
+from cerberus.files import atomic_write, atomic_write_json
 from cerberus.index import GalleryIndex
 from cerberus.inference import InferenceModel, parse_attribute_query
 from cerberus.schema import GROUP_NAMES
@@ -213,8 +212,7 @@ def run_demo(
     metrics = evaluate_features(
         feats, dataset, decision=cfg.eval.decision, prior_scale=cfg.eval.prior_scale
     )
-    text = json.dumps(metrics, indent=2)
-    atomic_write(out / "metrics.json", lambda fh: fh.write(text.encode()), "metrics")
+    atomic_write_json(out / "metrics.json", metrics, "metrics")
     print(format_report(metrics))
     _step("evaluation", t0)
 

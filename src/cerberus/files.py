@@ -7,6 +7,7 @@ target, so a crash or a full disk leaves the previous file intact and no half-wr
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,16 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], what: str)
     except OSError:
         pass
     return path
+
+
+def atomic_write_text(path: str | Path, text: str, what: str) -> Path:
+    """:func:`atomic_write` of ``text`` as UTF-8."""
+    return atomic_write(path, lambda fh: fh.write(text.encode()), what)
+
+
+def atomic_write_json(path: str | Path, data: object, what: str) -> Path:
+    """:func:`atomic_write` of ``data`` as indented JSON."""
+    return atomic_write_text(path, json.dumps(data, indent=2), what)
 
 
 def same_file_key(path: str | os.PathLike) -> str:

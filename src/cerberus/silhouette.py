@@ -13,7 +13,6 @@ figure's caption prints) of f^G over their test gallery images is reported as me
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from cerberus.data.table import open_dataset
 from cerberus.errors import CerberusError
 from cerberus.experiments import TABLE8, Variant, _slug, check_seeds, run_variant
 from cerberus.explain import identity_silhouette, pick_identities, tsne_images
-from cerberus.files import atomic_write
+from cerberus.files import atomic_write_json, atomic_write_text
 from cerberus.inference import extract_features
 from cerberus.schema import GROUPS
 
@@ -103,9 +102,8 @@ def run_silhouette(
             for g in groups
         },
     }
-    text = json.dumps(record, indent=2)
-    atomic_write(out_dir / "silhouette.json", lambda fh: fh.write(text.encode()), "silhouettes")
-    atomic_write(out_dir / "silhouette.md", lambda fh: fh.write(table.encode()), "table")
+    atomic_write_json(out_dir / "silhouette.json", record, "silhouettes")
+    atomic_write_text(out_dir / "silhouette.md", table, "table")
     return table
 
 

@@ -81,7 +81,6 @@ def calibrate(
     workers: Annotated[int | None, typer.Option(help="DataLoader workers.")] = None,
 ) -> None:
     """ROC of same / different identity pairs; thresholds at target FPRs for verify / search."""
-    import json
 
     from cerberus.calibration import calibrate as run_calibration
     from cerberus.calibration import describe_point, operating_point, store_calibration
@@ -154,10 +153,9 @@ def calibrate(
     )
     typer.echo(f"ROC plot: {plot}")
     if out is not None:
-        from cerberus.files import atomic_write
+        from cerberus.files import atomic_write_json
 
-        text = json.dumps(cal, indent=2)
-        atomic_write(out, lambda fh: fh.write(text.encode()), "calibration")
+        atomic_write_json(out, cal, "calibration")
         typer.echo(f"calibration written to {out}")
 
 

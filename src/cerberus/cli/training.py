@@ -54,7 +54,6 @@ def evaluate(
     workers: Annotated[int | None, typer.Option(help="DataLoader workers.")] = None,
 ) -> None:
     """Evaluate reID, APS (full and partial queries) and PAR; one table, chance levels beside."""
-    import json
 
     from cerberus.evaluation import evaluate_checkpoint, format_report
 
@@ -70,10 +69,9 @@ def evaluate(
     )
     typer.echo(format_report(metrics))
     if out is not None:
-        from cerberus.files import atomic_write
+        from cerberus.files import atomic_write_json
 
-        text = json.dumps(metrics, indent=2)
-        atomic_write(out, lambda fh: fh.write(text.encode()), "metrics")
+        atomic_write_json(out, metrics, "metrics")
         typer.echo(f"metrics written to {out}")
 
 
