@@ -66,6 +66,21 @@ def test_a_turned_phone_photo_embeds_as_its_upright_copy(tmp_path):
     np.testing.assert_allclose(f[0], f[1], atol=1e-5)
 
 
+def test_a_turned_pil_image_embeds_as_a_turned_file_does(tmp_path):
+    """The Python API's in-memory path reads a PIL image as the file path does (upright)."""
+    from conftest import tiny_model
+
+    from cerberus.inference import embed_images, to_pil
+
+    upright = upright_image(3, (32, 64))
+    save_turned(upright, tmp_path / "phone.png", 8)
+    with Image.open(tmp_path / "phone.png") as turned:
+        pil = [to_pil(x) for x in (upright, turned, tmp_path / "phone.png")]
+    f = embed_images(tiny_model(), pil, height=64, width=32)
+    np.testing.assert_allclose(f[1], f[0], atol=1e-4)
+    np.testing.assert_allclose(f[1], f[2], atol=1e-5)
+
+
 def gray16(seed: int = 0) -> np.ndarray:
     """A 16-bit grayscale picture using the whole 0..65535 range."""
     rng = np.random.default_rng(seed)

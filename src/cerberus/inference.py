@@ -32,6 +32,7 @@ from cerberus.attribute_table import AttributeTable
 from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
 from cerberus.data.datasets import FORMATS, ImageDataset, ImageSet, load_image, parse_filename
+from cerberus.data.images import open_image
 from cerberus.data.transforms import build_transforms
 from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
@@ -160,7 +161,8 @@ def _forward(model: nn.Module, x: torch.Tensor, amp, flip: bool) -> torch.Tensor
 
 
 def to_pil(image: ImageLike, where: str = "image") -> Image.Image:
-    """An :data:`ImageLike` as an RGB PIL image; a file is read with the data layer's reader.
+    """An :data:`ImageLike` as an RGB PIL image; a file or a PIL image goes through the data
+    layer's reader (:func:`~cerberus.data.images.open_image`: EXIF orientation, 16-bit scaling).
 
     Arrays: ``(H, W)`` grey or ``(H, W, 3)`` / ``(H, W, 4)`` RGB(A), uint8 0-255 or float
     0-1; anything else is a :class:`CerberusError` naming ``where``.
@@ -172,8 +174,8 @@ def to_pil(image: ImageLike, where: str = "image") -> Image.Image:
         if not path.is_file():
             raise CerberusError(f"{path}: image not found")
         return load_image(path)
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
+    if isinstance(image, Image.Image):  # upright and 8-bit, as a file of it would be read
+        return open_image(image)
     if isinstance(image, np.ndarray):
         a = image
         if a.ndim == 3 and a.shape[2] == 4:

@@ -79,7 +79,9 @@ class Verdicts:
 
     def same(self, score: float) -> bool | None:
         """Same person: ``score > threshold``; ``None`` without a calibration."""
-        return None if self.point is None else bool(score > self.point["threshold"])
+        from cerberus.calibration import verdict
+
+        return None if self.point is None else verdict(score, self.point)
 
     def mark(self, rows: list[dict[str, Any]], *, full: bool = True) -> list[dict[str, Any]]:
         """Add ``same_person`` and ``calibrated_on`` to reID result rows (in place)."""
