@@ -431,7 +431,8 @@ def unmatched_queries(dataset: ReIDDataset) -> int:
     camera (method §6.1), or, without cameras, no other image of their identity (another path).
     The reID metrics skip such queries; :func:`validation_split` makes none."""
     q, g = dataset.query, dataset.gallery
-    gallery_keys = np.array([same_file_key(p) for p in g.paths], dtype=object)
+    if not dataset.cameras_known:  # files compared as files only where cameras are unknown
+        gallery_keys = np.array([same_file_key(p) for p in g.paths], dtype=object)
     count = 0
     for pid, cam, path in zip(q.pids, q.camids, q.paths):
         same = g.pids == pid

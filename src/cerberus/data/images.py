@@ -29,6 +29,9 @@ ImageSource = str | os.PathLike | bytes | Image.Image
 """What :func:`open_image` reads: a path, the bytes of an image file, or a PIL image."""
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+EXIF_ORIENTATION = 0x0112
+"""The EXIF tag that says how a photo was turned (1: upright)."""
+
 READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 """What Pillow raises for a file it cannot decode (truncated, damaged, not an image, a bomb)."""
 
@@ -54,9 +57,8 @@ def to_rgb8(img: Image.Image) -> Image.Image:
         OSError / ValueError: what Pillow raises for an image it cannot decode.
     """
     img.load()
-    upright = ImageOps.exif_transpose(img)
-    if upright is not None:
-        img = upright
+    if img.getexif().get(EXIF_ORIENTATION, 1) != 1:  # turn only what is turned (no copy else)
+        img = ImageOps.exif_transpose(img)
     if img.mode in SIXTEEN_BIT_MODES:
         return _scaled(np.asarray(img), 65535.0).convert("RGB")
     if img.mode == "I":
