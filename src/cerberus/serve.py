@@ -253,11 +253,10 @@ class SearchService:
         return self._reid(found, {"kind": "gallery", "id": item_id, "excluded": item_id})
 
     def _reid(self, found: Answer, query: dict[str, Any]) -> dict[str, Any]:
-        results = self._rows(found.rows)
-        point = self.operating_point()
-        for row, r in zip(results, found.rows):
-            row["same_person"] = r["same_person"]
-            row["calibrated_on"] = None if point is None else point["calibrated_on"]
+        # the answer's own operating point, with the page's short data name (no server paths)
+        verdicts = found.verdicts or self.search.verdicts()
+        results = verdicts.mark(self._rows(found.rows), full=False)
+        point = verdicts.page_json()
         return {
             "query": {**query, "text": found.text, **_certainty(found.description)},
             "results": results,

@@ -57,25 +57,26 @@ class Verdicts:
     def text(self) -> str:
         """``"threshold 0.61 at FPR 1e-03 (...); calibrated on the test split of DATA"``, or
         the command that calibrates an uncalibrated model."""
-        from cerberus.calibration import describe_point
-
         if self.point is None or self.calibration is None:
             return (
                 f"no calibrated threshold for {self.checkpoint}: run `cerberus calibrate "
                 f"--checkpoint {self.checkpoint}` to say same person / different"
             )
-        return f"{describe_point(self.point, self.calibration)}; calibrated on {self.calibrated_on}"
+        return self._sentence(full=True)
+
+    def _sentence(self, *, full: bool) -> str:
+        from cerberus.calibration import describe_point
+
+        source = calibration_source(self.calibration, full=full)
+        return f"{describe_point(self.point, self.calibration)}; calibrated on {source}"
 
     def page_json(self) -> dict[str, Any] | None:
         """The point for the page: its fields, a ``text`` and ``calibrated_on`` (folder name
         only: the page never shows server paths)."""
-        from cerberus.calibration import describe_point
-
         if self.point is None or self.calibration is None:
             return None
         source = calibration_source(self.calibration, full=False)
-        text = f"{describe_point(self.point, self.calibration)}; calibrated on {source}"
-        return {**self.point, "text": text, "calibrated_on": source}
+        return {**self.point, "text": self._sentence(full=False), "calibrated_on": source}
 
     def same(self, score: float) -> bool | None:
         """Same person: ``score > threshold``; ``None`` without a calibration."""
