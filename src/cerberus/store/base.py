@@ -1,0 +1,390 @@
+"""The gallery store's contract (method §9.1): what every backend keeps and answers.
+
+A gallery is a set of items (person crops), each with its retrieval vector
+(:func:`cerberus.scoring.embed_features`: the five L2-normalised parts / sqrt(5), so the inner
+product is the mean part cosine) and its metadata: camera, time, source, frame, box, track,
+identity and attributes when known, the predicted attributes, a thumbnail. A backend stores
+them, filters them by camera / time / source and answers inner-product top-k. It knows nothing
+of models; the search layer (:mod:`cerberus.search`) knows nothing of faiss or Milvus.
+
+Backends: :class:`cerberus.store.memory.MemoryStore` (brute force in memory: the slow obvious
+reference, and the read-only view of an ``.npz`` index), :mod:`cerberus.store.local` (faiss +
+SQLite in a folder, the default) and :mod:`cerberus.store.milvus` (``pymilvus``: a Milvus Lite
+file or a server URI). ``tests/test_store.py`` runs the same contract on each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timezone
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from cerberus.errors import CerberusError
+
+STORE_FORMAT_VERSION = 1
+"""Version of a gallery's layout on disk; a gallery written by a newer version is refused."""
+
+NO_TRACK = -1
+NO_FRAME = -1
+UNKNOWN_ID = -1000
+"""Identity of an item whose identity is not known (as :data:`cerberus.features.UNKNOWN`)."""
+
+
+class StoreError(CerberusError):
+    """A gallery store refused an operation (one line: which gallery, what is wrong)."""
+
+
+# ---------------------------------------------------------------- time
+
+
+def to_utc_seconds(moment: datetime | str | float | None, what: str = "time") -> float:
+    """Seconds since the epoch (UTC) of a timezone-aware time, an ISO-8601 string with an offset
+    or ``Z``, or a number of seconds; ``nan`` for ``None``. A naive time is refused: a camera's
+    clock without a zone is ambiguous by hours."""
+    if moment is None:
+        return math.nan
+    if isinstance(moment, int | float | np.integer | np.floating):
+        return float(moment)
+    if isinstance(moment, str):
+        text = moment.strip()
+        try:
+            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            raise StoreError(
+                f"{what} {text!r}: not an ISO-8601 time (e.g. 2026-11-30T14:00:00+01:00)"
+            ) from None
+    if not isinstance(moment, datetime):
+        raise StoreError(f"{what} {moment!r}: not a time")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise StoreError(
+            f"{what} {moment.isoformat()}: no time zone; give one (e.g. +01:00 or Z for UTC)"
+        )
+    return moment.timestamp()
+
+
+def from_utc_seconds(seconds: float) -> datetime | None:
+    """The aware UTC time of ``seconds`` since the epoch; ``None`` for ``nan``."""
+    if seconds is None or math.isnan(seconds):
+        return None
+    return datetime.fromtimestamp(float(seconds), tz=timezone.utc)
+
+
+# ---------------------------------------------------------------- items
+
+
+@dataclass
+class Items:
+    """A batch of gallery items, column by column (``n`` items).
+
+    Attributes:
+        vectors: ``(n, D)`` float32 retrieval vectors.
+        source: file or stream name each item came from (a folder, a video, a stream URL).
+        camera: camera name of each item (``""``: unknown).
+        timestamp: ``(n,)`` float64 seconds since the epoch, UTC; ``nan`` where unknown.
+        frame: ``(n,)`` int64 frame number in the source; :data:`NO_FRAME` where none.
+        box: ``(n, 4)`` float32 ``left, top, right, bottom`` in the frame; ``nan`` where none.
+        track: ``(n,)`` int64 track id within the source; :data:`NO_TRACK` where none.
+        path: the crop image (or thumbnail) of each item, as stored (``""``: none).
+        pid: ``(n,)`` int64 annotated identity; :data:`UNKNOWN_ID` where unknown.
+        values: ``(n, A)`` int16 annotated attribute values; ``-1`` where unknown.
+        predicted: ``(n, A)`` int16 predicted attribute values (PAR); ``-1`` where not described.
+        certainty: ``(n, 5)`` float32 probability of the chosen SID per group; ``nan`` where
+            not described.
+        ids: ``(n,)`` int64 item ids: assigned by the store on :meth:`GalleryStore.add`
+            (ignored there), filled in by :meth:`GalleryStore.get`.
+    """
+
+    vectors: np.ndarray
+    source: list[str]
+    camera: list[str]
+    timestamp: np.ndarray
+    frame: np.ndarray
+    box: np.ndarray
+    track: np.ndarray
+    path: list[str]
+    pid: np.ndarray
+    values: np.ndarray
+    predicted: np.ndarray
+    certainty: np.ndarray
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @classmethod
+    def make(
+        cls,
+        vectors: np.ndarray,
+        *,
+        source: str | Sequence[str],
+        num_attributes: int,
+        camera: str | Sequence[str] = "",
+        timestamp: float | Sequence[float] | np.ndarray | None = None,
+        frame: Sequence[int] | np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        track: Sequence[int] | np.ndarray | None = None,
+        path: Sequence[str] | None = None,
+        pid: Sequence[int] | np.ndarray | None = None,
+        values: np.ndarray | None = None,
+        predicted: np.ndarray | None = None,
+        certainty: np.ndarray | None = None,
+    ) -> Items:
+        """Items with every column given or filled with its "unknown" value; a single string
+        or number is repeated for all ``n`` items."""
+        vectors = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+        if vectors.ndim != 2:
+            raise StoreError(f"vectors of shape {vectors.shape}: expected (n, D)")
+        n = len(vectors)
+
+        def strings(x, default: str = "") -> list[str]:
+            if x is None:
+                return [default] * n
+            return [str(x)] * n if isinstance(x, str) else [str(s) for s in x]
+
+        def column(x, default, dtype, shape=()) -> np.ndarray:
+            if x is None:
+                return np.full((n, *shape), default, dtype=dtype)
+            a = np.asarray(x, dtype=dtype)
+            return np.broadcast_to(a, (n, *shape)).copy() if a.ndim == 0 else a
+
+        items = cls(
+            vectors=vectors,
+            source=strings(source),
+            camera=strings(camera),
+            timestamp=column(timestamp, np.nan, np.float64),
+            frame=column(frame, NO_FRAME, np.int64),
+            box=column(box, np.nan, np.float32, (4,)),
+            track=column(track, NO_TRACK, np.int64),
+            path=strings(path),
+            pid=column(pid, UNKNOWN_ID, np.int64),
+            values=column(values, -1, np.int16, (num_attributes,)),
+            predicted=column(predicted, -1, np.int16, (num_attributes,)),
+            certainty=column(certainty, np.nan, np.float32, (5,)),
+        )
+        items.check()
+        return items
+
+    def check(self) -> None:
+        """Refuse columns whose lengths or shapes disagree (one line, the column named)."""
+        n = len(self.vectors)
+        for f in fields(self):
+            if f.name in ("vectors", "ids"):
+                continue
+            col = getattr(self, f.name)
+            if len(col) != n:
+                raise StoreError(f"items: column {f.name} has {len(col)} rows for {n} vectors")
+        if self.box.shape != (n, 4):
+            raise StoreError(f"items: box of shape {self.box.shape}, expected ({n}, 4)")
+        if self.values.shape != self.predicted.shape:
+            raise StoreError("items: values and predicted have different shapes")
+        if self.certainty.shape != (n, 5):
+            raise StoreError(f"items: certainty of shape {self.certainty.shape}, expected ({n}, 5)")
+        if not np.isfinite(self.vectors).all():
+            raise StoreError("items: vectors hold NaN or infinite values")
+
+    def take(self, rows: np.ndarray | Sequence[int]) -> Items:
+        """The items at positions ``rows`` (in that order)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = {}
+        for f in fields(self):
+            col = getattr(self, f.name)
+            if isinstance(col, list):
+                out[f.name] = [col[i] for i in rows]
+            elif f.name == "ids" and len(col) == 0:
+                out[f.name] = col
+            else:
+                out[f.name] = col[rows]
+        return Items(**out)
+
+    @staticmethod
+    def concat(parts: Iterable[Items]) -> Items:
+        """One batch of several (same attribute count)."""
+        parts = list(parts)
+        if not parts:
+            raise StoreError("items: nothing to concatenate")
+        out: dict[str, Any] = {}
+        for f in fields(Items):
+            cols = [getattr(p, f.name) for p in parts]
+            out[f.name] = (
+                [x for c in cols for x in c] if isinstance(cols[0], list) else np.concatenate(cols)
+            )
+        return Items(**out)
+
+    def with_ids(self, ids: np.ndarray) -> Items:
+        return replace(self, ids=np.asarray(ids, dtype=np.int64))
+
+
+# ---------------------------------------------------------------- filters and hits
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which items a search or a count considers; every given condition must hold.
+
+    ``cameras``: camera names; ``after`` (inclusive) / ``before`` (exclusive): UTC seconds
+    (items without a time never match a time condition); ``sources``: source names;
+    ``tracks``: ``(source, track)`` pairs. ``None`` means no condition. Build one from
+    user input with :func:`make_filter` (checks the names and the window).
+    """
+
+    cameras: frozenset[str] | None = None
+    after: float | None = None
+    before: float | None = None
+    sources: frozenset[str] | None = None
+    tracks: frozenset[tuple[str, int]] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, f.name) is None for f in fields(self))
+
+    def matches(self, items: Items) -> np.ndarray:
+        """``(n,)`` bool: which of ``items`` pass (the reference semantics every backend
+        follows)."""
+        keep = np.ones(len(items), dtype=bool)
+        if self.cameras is not None:
+            keep &= np.array([c in self.cameras for c in items.camera], dtype=bool)
+        if self.sources is not None:
+            keep &= np.array([s in self.sources for s in items.source], dtype=bool)
+        if self.tracks is not None:
+            keep &= np.array(
+                [(s, int(t)) in self.tracks for s, t in zip(items.source, items.track)],
+                dtype=bool,
+            )
+        t = items.timestamp
+        if self.after is not None:
+            keep &= ~np.isnan(t) & (t >= self.after)
+        if self.before is not None:
+            keep &= ~np.isnan(t) & (t < self.before)
+        return keep
+
+
+def make_filter(
+    *,
+    cameras: Iterable[str] | None = None,
+    after: datetime | str | float | None = None,
+    before: datetime | str | float | None = None,
+    sources: Iterable[str] | None = None,
+    tracks: Iterable[tuple[str, int]] | None = None,
+    known_cameras: Iterable[str] | None = None,
+    known_sources: Iterable[str] | None = None,
+) -> Filter:
+    """A :class:`Filter` from user input, checked: camera / source names not in the gallery
+    (when ``known_*`` is given), unparseable or naive times and an empty or inverted window are
+    refused with one line."""
+
+    def names(given, known, what: str) -> frozenset[str] | None:
+        if given is None:
+            return None
+        given = frozenset(str(x) for x in given)
+        if not given:
+            raise StoreError(f"{what} filter: no names given")
+        if known is not None:
+            known = set(known)
+            unknown = sorted(given - known)
+            if unknown:
+                shown = ", ".join(sorted(known)[:20]) or "none"
+                raise StoreError(
+                    f"{what} {', '.join(unknown)}: not in this gallery (it has: {shown})"
+                )
+        return given
+
+    a = None if after is None else to_utc_seconds(after, "--after")
+    b = None if before is None else to_utc_seconds(before, "--before")
+    if a is not None and b is not None and not a < b:
+        raise StoreError(
+            f"time window {from_utc_seconds(a).isoformat()} .. {from_utc_seconds(b).isoformat()}: "
+            "--after must be earlier than --before"
+        )
+    return Filter(
+        cameras=names(cameras, known_cameras, "camera"),
+        after=a,
+        before=b,
+        sources=names(sources, known_sources, "source"),
+        tracks=None if tracks is None else frozenset((str(s), int(t)) for s, t in tracks),
+    )
+
+
+@dataclass
+class Hits:
+    """Top-k of one query: item ``ids`` and their ``scores`` (inner products, best first)."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+# ---------------------------------------------------------------- the gallery's own facts
+
+
+@dataclass
+class GalleryInfo:
+    """What a gallery knows besides its items: the model it was built with (its
+    ``fingerprint`` and ``checkpoint``, the ``schema`` as stored metadata and the SID
+    ``prototypes``, which attribute queries need), the vector dimension ``dim`` and
+    free-form ``meta`` (e.g. ``camera_labels``, ``calibration``)."""
+
+    dim: int
+    fingerprint: str
+    schema: dict[str, Any]
+    prototypes: dict[str, np.ndarray]
+    checkpoint: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """A source in the gallery: its name, item count and whether it was finished (a source
+    being ingested is added track by track and marked complete at its end)."""
+
+    name: str
+    count: int
+    complete: bool
+
+
+@runtime_checkable
+class GalleryStore(Protocol):
+    """The interface every backend implements (``tests/test_store.py`` is its contract).
+
+    - :meth:`add` writes one batch in one transaction: all of it or none of it. A source that
+      is already *complete* in the gallery is refused (``replace=True``: its old items are
+      removed in the same transaction); items of an incomplete source are appended (an ingest
+      adding one finished track at a time). ``complete=True`` marks the batch's sources
+      complete. Returns the new item ids.
+    - :meth:`finish` marks a source complete; :meth:`remove` deletes every item of a source or
+      of a camera and returns how many.
+    - :meth:`search`: per query vector ``(Q, D)``, the top-k items passing the filter by inner
+      product (exact on the memory and local backends; the local backend may use an
+      approximate index only where its measured recall is stated).
+    - :meth:`get` returns items by id (with their vectors, ``ids`` filled); unknown ids are an
+      error. :meth:`ids` lists the ids passing a filter.
+    - A search running while another process adds keeps answering from the state before or
+      after the add, never a mix.
+    """
+
+    info: GalleryInfo
+
+    def add(self, items: Items, *, replace: bool = False, complete: bool = True) -> np.ndarray: ...
+
+    def finish(self, source: str) -> None: ...
+
+    def remove(self, *, source: str | None = None, camera: str | None = None) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int, where: Filter | None = None) -> list[Hits]: ...
+
+    def get(self, ids: Sequence[int] | np.ndarray, *, vectors: bool = True) -> Items: ...
+
+    def ids(self, where: Filter | None = None) -> np.ndarray: ...
+
+    def count(self, where: Filter | None = None) -> int: ...
+
+    def cameras(self) -> list[str]: ...
+
+    def sources(self) -> list[SourceState]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,137 @@
+"""A gallery store in memory, by brute force (method §9.1): the slow obvious reference that the
+contract tests compare every backend with, and a store for small galleries in tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from cerberus.store.base import (
+    Filter,
+    GalleryInfo,
+    Hits,
+    Items,
+    SourceState,
+    StoreError,
+)
+
+
+class MemoryStore:
+    """Every item in NumPy arrays; :meth:`search` is an exact matrix product over the items
+    that pass the filter (ties broken by the smaller id)."""
+
+    def __init__(self, info: GalleryInfo, *, name: str = "memory gallery") -> None:
+        self.info = info
+        self.name = name
+        self._items: Items | None = None
+        self._next_id = 0
+        self._complete: set[str] = set()
+
+    # ---- writing
+
+    def add(self, items: Items, *, replace: bool = False, complete: bool = True) -> np.ndarray:
+        items.check()
+        if items.vectors.shape[1] != self.info.dim:
+            raise StoreError(
+                f"{self.name}: vectors of dimension {items.vectors.shape[1]}, "
+                f"the gallery holds {self.info.dim}"
+            )
+        batch_sources = sorted(set(items.source))
+        done = [s for s in batch_sources if s in self._complete]
+        if done and not replace:
+            raise StoreError(
+                f"{self.name}: source {done[0]} is already in the gallery "
+                "(remove it first, or replace it)"
+            )
+        for s in done:
+            self.remove(source=s)
+        ids = np.arange(self._next_id, self._next_id + len(items), dtype=np.int64)
+        self._next_id += len(items)
+        new = items.with_ids(ids)
+        self._items = new if self._items is None else Items.concat([self._items, new])
+        if complete:
+            self._complete.update(batch_sources)
+        return ids
+
+    def finish(self, source: str) -> None:
+        if source not in {s.name for s in self.sources()}:
+            raise StoreError(f"{self.name}: no source {source}")
+        self._complete.add(source)
+
+    def remove(self, *, source: str | None = None, camera: str | None = None) -> int:
+        if (source is None) == (camera is None):
+            raise StoreError(f"{self.name}: remove by source or by camera (one of them)")
+        if self._items is None:
+            return 0
+        col = self._items.source if source is not None else self._items.camera
+        key = source if source is not None else camera
+        gone = np.array([x == key for x in col], dtype=bool)
+        if gone.any():
+            self._items = self._items.take(np.flatnonzero(~gone))
+        if source is not None:
+            self._complete.discard(source)
+        else:
+            self._complete &= set(self._items.source)
+        return int(gone.sum())
+
+    # ---- reading
+
+    def _rows(self, where: Filter | None) -> np.ndarray:
+        if self._items is None:
+            return np.zeros(0, np.int64)
+        if where is None or where.empty:
+            return np.arange(len(self._items))
+        return np.flatnonzero(where.matches(self._items))
+
+    def search(self, queries: np.ndarray, k: int, where: Filter | None = None) -> list[Hits]:
+        q = np.asarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.info.dim:
+            raise StoreError(
+                f"{self.name}: query vectors of shape {q.shape}, the gallery holds "
+                f"dimension {self.info.dim}"
+            )
+        rows = self._rows(where)
+        if len(rows) == 0 or k <= 0:
+            return [Hits(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
+        vectors = self._items.vectors[rows].astype(np.float64)
+        ids = self._items.ids[rows]
+        scores = q.astype(np.float64) @ vectors.T
+        out = []
+        for s in scores:
+            order = np.lexsort((ids, -s))[:k]
+            out.append(Hits(ids[order], s[order].astype(np.float32)))
+        return out
+
+    def get(self, ids: Sequence[int] | np.ndarray, *, vectors: bool = True) -> Items:
+        ids = np.asarray(ids, dtype=np.int64)
+        if self._items is None:
+            if len(ids):
+                raise StoreError(f"{self.name}: no item {int(ids[0])}")
+            raise StoreError(f"{self.name}: the gallery is empty")
+        where = {int(i): r for r, i in enumerate(self._items.ids)}
+        missing = [int(i) for i in ids if int(i) not in where]
+        if missing:
+            raise StoreError(f"{self.name}: no item {missing[0]}")
+        return self._items.take([where[int(i)] for i in ids])
+
+    def ids(self, where: Filter | None = None) -> np.ndarray:
+        rows = self._rows(where)
+        return np.zeros(0, np.int64) if self._items is None else self._items.ids[rows]
+
+    def count(self, where: Filter | None = None) -> int:
+        return len(self._rows(where))
+
+    def cameras(self) -> list[str]:
+        return [] if self._items is None else sorted({c for c in self._items.camera if c})
+
+    def sources(self) -> list[SourceState]:
+        if self._items is None:
+            return []
+        names, counts = np.unique(np.asarray(self._items.source, dtype=object), return_counts=True)
+        return [
+            SourceState(str(s), int(c), str(s) in self._complete) for s, c in zip(names, counts)
+        ]
+
+    def close(self) -> None:
+        pass

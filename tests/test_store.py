@@ -1,0 +1,162 @@
+"""The gallery store's contract (method §9.1): every backend gives the answers of the brute-force
+reference (:class:`MemoryStore`) for the same adds, removes, filters and searches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cerberus.store import (
+    Filter,
+    GalleryInfo,
+    GalleryStore,
+    Items,
+    MemoryStore,
+    StoreError,
+    make_filter,
+)
+
+DIM = 8
+T0 = 1_790_000_000.0  # 2026-09-21, seconds since the epoch
+
+
+def info(dim: int = DIM) -> GalleryInfo:
+    rng = np.random.default_rng(0)
+    return GalleryInfo(
+        dim=dim,
+        fingerprint="f" * 64,
+        schema={"name": "test"},
+        prototypes={"H": rng.normal(size=(3, 2)).astype(np.float32)},
+        checkpoint="model.pt",
+    )
+
+
+def _memory(tmp_path: Path, gallery: GalleryInfo) -> GalleryStore:
+    return MemoryStore(gallery)
+
+
+BACKENDS: dict[str, Callable[[Path, GalleryInfo], GalleryStore]] = {"memory": _memory}
+"""name -> factory(folder, info): a new empty store of that backend (each backend adds itself)."""
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def make_store(request, tmp_path):
+    made = []
+
+    def make(gallery: GalleryInfo | None = None) -> GalleryStore:
+        store = BACKENDS[request.param](tmp_path / f"g{len(made)}", gallery or info())
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+def batch(n: int, *, source: str, seed: int, cameras=("c1", "c2", "c3")) -> Items:
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(n, DIM)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    t = T0 + rng.uniform(0, 3600, n)
+    t[rng.random(n) < 0.1] = np.nan
+    return Items.make(
+        v,
+        source=source,
+        num_attributes=3,
+        camera=[cameras[i] for i in rng.integers(0, len(cameras), n)],
+        timestamp=t,
+        frame=rng.integers(0, 1000, n),
+        track=rng.integers(0, 5, n),
+        path=[f"{source}/{i}.jpg" for i in range(n)],
+        pid=rng.integers(1, 20, n),
+        values=rng.integers(-1, 2, (n, 3)),
+    )
+
+
+FILTERS = [
+    None,
+    Filter(),
+    Filter(cameras=frozenset({"c1"})),
+    Filter(cameras=frozenset({"c1", "c3"}), after=T0 + 600, before=T0 + 2400),
+    Filter(after=T0 + 1800),
+    Filter(before=T0 + 100),
+    Filter(sources=frozenset({"b"})),
+    Filter(tracks=frozenset({("a", 1), ("b", 2)})),
+    Filter(cameras=frozenset({"nowhere"})),
+]
+
+
+@pytest.mark.parametrize("where", FILTERS, ids=str)
+def test_search_matches_the_reference(make_store, where):
+    store, reference = make_store(), MemoryStore(info())
+    for s, seed in (("a", 1), ("b", 2)):
+        store.add(batch(300, source=s, seed=seed))
+        reference.add(batch(300, source=s, seed=seed))
+    queries = batch(5, source="q", seed=9).vectors
+    assert store.count(where) == reference.count(where)
+    for got, want in zip(store.search(queries, 10, where), reference.search(queries, 10, where)):
+        np.testing.assert_array_equal(np.sort(got.ids), np.sort(want.ids))
+        np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
+
+
+def test_get_returns_what_was_added(make_store):
+    store = make_store()
+    items = batch(50, source="a", seed=3)
+    ids = store.add(items)
+    back = store.get(ids[::-1])
+    np.testing.assert_array_equal(back.ids, ids[::-1])
+    np.testing.assert_allclose(back.vectors, items.vectors[::-1], atol=1e-6)
+    assert back.camera == items.camera[::-1] and back.path == items.path[::-1]
+    np.testing.assert_array_equal(back.pid, items.pid[::-1])
+    np.testing.assert_array_equal(back.values, items.values[::-1])
+    np.testing.assert_allclose(back.timestamp, items.timestamp[::-1], atol=1e-3, equal_nan=True)
+    with pytest.raises(StoreError, match="no item"):
+        store.get([int(ids.max()) + 1000])
+
+
+def test_same_source_twice_is_refused_or_replaced(make_store):
+    store = make_store()
+    store.add(batch(20, source="a", seed=1))
+    with pytest.raises(StoreError, match="already in the gallery"):
+        store.add(batch(20, source="a", seed=2))
+    assert store.count() == 20
+    store.add(batch(7, source="a", seed=2), replace=True)
+    assert store.count() == 7
+    assert [(s.name, s.count, s.complete) for s in store.sources()] == [("a", 7, True)]
+
+
+def test_incomplete_source_grows_then_finishes(make_store):
+    store = make_store()
+    store.add(batch(5, source="v.mp4", seed=1), complete=False)
+    store.add(batch(6, source="v.mp4", seed=2), complete=False)
+    assert [(s.count, s.complete) for s in store.sources()] == [(11, False)]
+    store.finish("v.mp4")
+    with pytest.raises(StoreError, match="already in the gallery"):
+        store.add(batch(1, source="v.mp4", seed=3))
+
+
+def test_remove_by_source_and_camera(make_store):
+    store, reference = make_store(), MemoryStore(info())
+    for s in (store, reference):
+        s.add(batch(100, source="a", seed=1))
+        s.add(batch(100, source="b", seed=2))
+    assert store.remove(source="a") == reference.remove(source="a") == 100
+    assert store.remove(camera="c2") == reference.remove(camera="c2")
+    assert store.count() == reference.count()
+    assert store.cameras() == reference.cameras() == ["c1", "c3"]
+
+
+def test_make_filter_refuses_bad_input():
+    with pytest.raises(StoreError, match="camera c9: not in this gallery"):
+        make_filter(cameras=["c9"], known_cameras=["c1", "c2"])
+    with pytest.raises(StoreError, match="no time zone"):
+        make_filter(after="2026-11-30T14:00:00")
+    with pytest.raises(StoreError, match="not an ISO-8601 time"):
+        make_filter(after="half past two")
+    with pytest.raises(StoreError, match="earlier than"):
+        make_filter(after="2026-11-30T15:00:00Z", before="2026-11-30T14:00:00Z")
+    f = make_filter(after="2026-11-30T14:00:00+01:00", before="2026-11-30T14:30:00Z")
+    assert f.before - f.after == 5400
