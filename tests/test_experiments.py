@@ -250,3 +250,30 @@ def test_silhouette_ablation_trains_both_margins_and_tabulates_each_seed(tmp_pat
     code, _, err = cli("ablate", "silhouette", "-c", "configs/synthetic.yaml", "--out", out,
                        "--groups", "X", f"data.root={root}")  # fmt: skip
     assert code == 2 and "groups: expected distinct letters among H, U, L, I, C" in err
+
+
+def test_ablations_evaluate_on_the_configured_device(tmp_path, monkeypatch):
+    """Evaluation runs where the config says training runs (``train.device``), not on a GPU
+    merely because one is present (here: torch claims CUDA, the config says cpu)."""
+    import torch
+
+    import cerberus.experiments as experiments
+
+    root = make_tree(tmp_path / "m", MARKET1501, train_ids=tuple(range(2, 18, 2)), size=(64, 32))
+    cfg = tiny_config(
+        root, tmp_path / "unused", "optim.iterations=2", "eval.num_workers=0", "train.device=cpu"
+    )
+    trained, real = experiments.train, torch.cuda.is_available
+    claim = {"cuda": False}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: claim["cuda"] or real())
+
+    def train_then_claim_cuda(*args, **kwargs):
+        claim["cuda"] = False  # training itself sees the truth
+        result = trained(*args, **kwargs)
+        claim["cuda"] = True  # evaluation: a GPU "is there", the config says cpu
+        return result
+
+    monkeypatch.setattr(experiments, "train", train_then_claim_cuda)
+    table = run_table("table6", cfg, tmp_path / "t6")
+    rows = [r for r in table.splitlines() if r.startswith("| ") and "variant" not in r]
+    assert [r.split("|")[1].strip() for r in rows[:4]] == [name for name, _ in TABLE6]

@@ -20,6 +20,7 @@ from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset
 from cerberus.data.table import open_dataset
+from cerberus.devices import resolve_device
 from cerberus.engine import train
 from cerberus.errors import CerberusError
 from cerberus.evaluation import (
@@ -119,7 +120,7 @@ def run_variant(
     evaluate = periodic_evaluation(variant, dataset) if variant.train.eval_every else None
     result = train(variant, resume=True, dataset=dataset, on_evaluate=evaluate)
     model, _, _ = load_model_from_checkpoint(result.checkpoint)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(variant.train.device, "train.device")  # where it trained
     model = fuse_batchnorm(model).to(device)
     feats = extract_with_config(
         model, dataset, variant, device=device, progress=variant.train.progress
@@ -538,7 +539,7 @@ def _run_conflict_variant(
             return cached["metrics"]
     result = train(variant, resume=True, dataset=dataset)
     model, _, _ = load_model_from_checkpoint(result.checkpoint)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(variant.train.device, "train.device")
     net = _WithPar(model.to(device))
     kw = dict(
         height=variant.data.height, width=variant.data.width,

@@ -24,6 +24,7 @@ from cerberus.checkpoints import load_model_from_checkpoint
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset
 from cerberus.data.table import open_dataset
+from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
 from cerberus.experiments import TABLE8, Variant, _slug, check_seeds, run_variant
 from cerberus.explain import identity_silhouette, pick_identities, tsne_images
@@ -36,11 +37,13 @@ VARIANTS: list[Variant] = [v for v in TABLE8 if v[0] in ("adaptive", "m = 0")][:
 
 
 def _silhouettes(
-    checkpoint: Path, dataset: ReIDDataset, picks: dict[str, tuple[int, np.ndarray]]
+    checkpoint: Path,
+    dataset: ReIDDataset,
+    picks: dict[str, tuple[int, np.ndarray]],
+    device: torch.device,
 ) -> dict[str, float]:
     """``{group: silhouette}`` of one model over each group's picked identities."""
     model, cfg, _ = load_model_from_checkpoint(checkpoint)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(device)
     out = {}
     for group, (_, pids) in picks.items():
@@ -76,6 +79,7 @@ def run_silhouette(
     if num_ids < 2:
         raise CerberusError(f"num_ids: expected at least 2 identities, got {num_ids}")
     out_dir = Path(out_dir)
+    device = resolve_device(cfg.train.device, "train.device")  # the config's, as training
     dataset = dataset or open_dataset(
         cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes, schema=cfg.data.schema
     )
@@ -91,7 +95,7 @@ def run_silhouette(
                     f"{run_dir}: metrics cached but last.pt deleted (--no-keep-checkpoints); "
                     f"remove {run_dir / 'metrics.json'} to train it again"
                 )
-            for g, score in _silhouettes(run_dir / "last.pt", dataset, picks).items():
+            for g, score in _silhouettes(run_dir / "last.pt", dataset, picks, device).items():
                 values[g].setdefault(name, []).append(score)
     table = format_silhouette_table(values, picks, dataset, seeds, sid_seed)
     record: dict[str, Any] = {
