@@ -121,8 +121,8 @@ def check_spec(spec: FootageSpec) -> None:
     size = f"--size {spec.width}x{spec.height}"
     if not (w0 <= spec.width <= w1 and h0 <= spec.height <= h1):
         raise CerberusError(f"{size}: must be {w0}x{h0} to {w1}x{h1}")
-    if spec.width % 2 or spec.height % 2:
-        raise CerberusError(f"{size}: width and height must be even (H.264 in yuv420p)")
+    if spec.width % 2 or spec.height % 4:
+        raise CerberusError(f"{size}: width must be even and height a multiple of 4 (yuv420p)")
     if spec.train_ids < 2 or spec.test_ids < 2 or spec.train_ids + spec.test_ids > 9000:
         raise CerberusError(
             f"--train-ids {spec.train_ids} --test-ids {spec.test_ids}: need at least 2 each "
@@ -329,6 +329,24 @@ def video_codec() -> str:
         return "mpeg4"
 
 
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (3H/2, W) uint8 planar YUV 4:2:0, BT.601 limited range (what
+    decoders assume for untagged SD video). Done here rather than by FFmpeg's swscale, whose
+    output varied between runs: the videos are then the same bytes for the same seed."""
+    x = rgb.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16.0 + 0.256788 * r + 0.504129 * g + 0.097906 * b
+    u = 128.0 - 0.148223 * r - 0.290993 * g + 0.439216 * b
+    v = 128.0 + 0.439216 * r - 0.367788 * g - 0.071427 * b
+    h, w = y.shape
+
+    def half(c: np.ndarray) -> np.ndarray:  # 2x2 means: the chroma of four pixels
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).reshape(h // 4, w)
+
+    planes = np.concatenate([y, half(u), half(v)], axis=0)
+    return np.clip(planes + 0.5, 0, 255).astype(np.uint8)
+
+
 class _Video:
     """An MP4 file written frame by frame: yuv420p, pts = frame index, time base 1 / fps."""
 
@@ -352,7 +370,7 @@ class _Video:
         self.av = av
 
     def write(self, rgb: np.ndarray, index: int) -> None:
-        frame = self.av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame = self.av.VideoFrame.from_ndarray(rgb_to_yuv420p(rgb), format="yuv420p")
         frame.pts = index
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
