@@ -218,6 +218,10 @@ def _new_visit(
     )
 
 
+def _inside(tick: int, window: tuple[int, int]) -> bool:
+    return window[0] <= tick < window[1]
+
+
 def _seen(visit: Visit, window: tuple[int, int], need: int) -> bool:
     """Whether ``visit`` spends at least ``need`` ticks (or all of it) in ``window``."""
     overlap = min(visit.end, window[1]) - max(visit.start, window[0])
@@ -228,8 +232,9 @@ def plan_footage(spec: FootageSpec) -> Plan:
     """Camera offsets and every person's visits (a pure function of ``spec``).
 
     Person ``k`` (benchmark test identity ``2k + 1``) wants one to three visits in different
-    cameras; the first starts at a random tick (or, half of the time, so as to meet an earlier
-    visit in its camera head on), each next one a transit gap after the previous one ends. A
+    cameras (the first in camera ``k`` while ``k`` is below the number of cameras); the first is half-way at a random tick of its camera's recording (or, half of the
+    time, meets an earlier visit head on, half-way through both, in that visit's camera), each
+    next one starts a transit gap after the previous one ends. A
     chain is kept when every visit spends at least a second (or all of itself) in its camera's
     recording; else it is drawn again, with fewer visits after a few tries. A single visit
     always fits.
@@ -244,11 +249,16 @@ def plan_footage(spec: FootageSpec) -> Plan:
         pid = 2 * k + 1
         prng = np.random.default_rng([spec.seed, pid, 0xF007])
         want = min(spec.cameras, 1 + int(prng.choice(3, p=(0.25, 0.5, 0.25))))
-        cams = [int(c) for c in prng.permutation(spec.cameras)[:want]]
+        order = [int(c) for c in prng.permutation(spec.cameras)]
+        if k < spec.cameras:  # every camera sees someone: person k starts in camera k
+            order.remove(k)
+            order.insert(0, k)
+        cams = order[:want]
         chain = None
         for tries in range(60):
             n = max(1, want - tries // 20)
-            chain = _chain(prng, plan, pid, cams[:n], need, encounter=prng.random() < 0.5)
+            meet = k >= spec.cameras and prng.random() < 0.5
+            chain = _chain(prng, plan, pid, cams[:n], need, encounter=meet)
             if chain is not None:
                 break
         if chain is None:  # cannot happen (a single visit placed in its window), kept safe
@@ -271,15 +281,19 @@ def _chain(
 ) -> list[Visit] | None:
     """One try at placing the visits of ``pid`` in ``cams`` (None when one is not seen)."""
     spec = plan.spec
-    others = [v for v in plan.visits if v.camera == cams[0]] if encounter else []
-    like = others[int(rng.integers(len(others)))] if others else None
+    # an earlier visit, met half-way, whose middle its camera records
+    others = [v for v in plan.visits if _inside(v.middle, plan.window(v.camera))]
+    like = others[int(rng.integers(len(others)))] if encounter and others else None
+    if like is not None and like.camera != cams[0]:
+        rest = [c for c in cams if c != like.camera]
+        cams = [like.camera, *rest[: len(cams) - 1]]
     first = _new_visit(rng, spec, pid, cams[0], 0, like)
     lo, hi = plan.window(cams[0])
     if like is not None:
         first.start = like.middle - len(first.feet) // 2
-    else:
-        m = min(need, len(first.feet), hi - lo)
-        first.start = int(rng.integers(lo - len(first.feet) + m, hi - m + 1))
+    else:  # the middle of the walk in the recording
+        half = len(first.feet) // 2
+        first.start = int(rng.integers(lo - half, hi - half))
     chain = [first]
     for number, cam in enumerate(cams[1:], start=1):
         visit = _new_visit(rng, spec, pid, cam, number)
