@@ -232,12 +232,12 @@ def plan_footage(spec: FootageSpec) -> Plan:
     """Camera offsets and every person's visits (a pure function of ``spec``).
 
     Person ``k`` (benchmark test identity ``2k + 1``) wants one to three visits in different
-    cameras (the first in camera ``k`` while ``k`` is below the number of cameras); the first is half-way at a random tick of its camera's recording (or, half of the
-    time, meets an earlier visit head on, half-way through both, in that visit's camera), each
-    next one starts a transit gap after the previous one ends. A
-    chain is kept when every visit spends at least a second (or all of itself) in its camera's
-    recording; else it is drawn again, with fewer visits after a few tries. A single visit
-    always fits.
+    cameras, the first in camera ``k`` while ``k`` is below the number of cameras (every
+    camera sees someone). The first visit is half-way through at a random tick of its camera's
+    recording or, for half of the later people, meets an earlier visit head on, both half-way
+    through, in that visit's camera; each next visit starts a transit gap after the previous
+    one ends. A chain is kept when every visit spends at least a second (or all of itself) in
+    its camera's recording; else it is drawn again, with fewer visits after a few tries.
     """
     rng = np.random.default_rng([spec.seed, 0xF007])
     frames, fps = spec.frames, spec.fps
