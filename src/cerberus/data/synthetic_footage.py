@@ -320,7 +320,13 @@ def _compose(
 
 def video_codec() -> str:
     """The encoder used: libx264 (H.264) when PyAV's FFmpeg has it, else mpeg4 (MPEG-4 part 2)."""
-    import av
+    try:
+        import av
+    except ImportError:
+        raise CerberusError(
+            "synth footage: videos need PyAV (pip install 'cerberus-reid[footage]'); "
+            "--frames --no-video writes JPEG frames without it"
+        ) from None
 
     try:
         av.codec.Codec("libx264", "w")
