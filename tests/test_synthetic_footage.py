@@ -19,12 +19,11 @@ from cerberus.data.synthetic import generate_synthetic
 from cerberus.data.synthetic_attributes import SCHEMA, identity_rows
 from cerberus.data.synthetic_footage import (
     MARKER,
-    _compose,
-    _Placed,
     footage_people,
     generate_footage,
     rgb_to_yuv420p,
 )
+from cerberus.data.synthetic_frames import Placed, compose
 from cerberus.data.synthetic_render import sample_details
 from cerberus.data.synthetic_scene import FootageSpec, plan_footage
 from cerberus.errors import CerberusError
@@ -266,10 +265,10 @@ def test_visibility_counts_what_nearer_people_and_the_border_hide():
     square = np.ones((10, 10), dtype=np.float32)
     colour = np.full((10, 10, 3), 200.0, dtype=np.float32)
 
-    def person(pid: int, x: int, y: int) -> _Placed:
-        return _Placed(pid=pid, alpha=square, colour=colour, x=x, y=y, box=(x, y, x + 10, y + 10))
+    def person(pid: int, x: int, y: int) -> Placed:
+        return Placed(pid=pid, alpha=square, colour=colour, x=x, y=y, box=(x, y, x + 10, y + 10))
 
-    rows = _compose(frame, [person(1, 0, 0), person(2, 5, 0), person(3, 35, 15), person(4, 50, 0)])
+    rows = compose(frame, [person(1, 0, 0), person(2, 5, 0), person(3, 35, 15), person(4, 50, 0)])
     got = {pid: (box, vis) for pid, box, vis in rows}
     assert got[1] == ((0, 0, 10, 10), 0.5)  # half behind person 2, drawn later
     assert got[2] == ((5, 0, 15, 10), 1.0)
@@ -407,3 +406,19 @@ def test_yuv_conversion_matches_ffmpeg():
     back = av.VideoFrame.from_ndarray(ours, format="yuv420p").to_ndarray(format="rgb24")
     loss = np.abs(back.astype(int) - rgb).mean()
     assert loss <= np.abs(theirs.to_ndarray(format="rgb24").astype(int) - rgb).mean() + 0.5
+
+
+def test_mpeg4_where_ffmpeg_has_no_libx264(tmp_path, monkeypatch):
+    from cerberus.data import synthetic_footage
+
+    monkeypatch.setattr(synthetic_footage, "video_codec", lambda: "mpeg4")
+    spec = FootageSpec(cameras=1, seconds=3, people=2, width=160, height=120)
+    generate_footage(tmp_path / "a", spec)
+    generate_footage(tmp_path / "b", spec)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    frames, stream, times = _decode(tmp_path / "a" / "cam1.mp4")
+    assert stream.codec_context.name == "mpeg4" and len(frames) == 30
+    assert times == pytest.approx([n / 10 for n in range(30)])
+    assert (
+        json.loads((tmp_path / "a" / "footage.json").read_text())["cameras"][0]["codec"] == "mpeg4"
+    )

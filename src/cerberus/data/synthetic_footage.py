@@ -47,19 +47,20 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
 from cerberus.attribute_table import AttributeTable
 from cerberus.data.synthetic import MARKER, _check_output, _publish, _start_folder
 from cerberus.data.synthetic_attributes import SCHEMA, identity_rows
-from cerberus.data.synthetic_render import (
-    Camera,
-    IdentityDetails,
-    make_cameras,
-    render_person,
-    sample_details,
+from cerberus.data.synthetic_frames import (
+    Sprite,
+    compose,
+    draw_background,
+    place,
+    visit_sprites,
 )
-from cerberus.data.synthetic_scene import PHASES, FootageSpec, Plan, Visit, plan_footage
+from cerberus.data.synthetic_render import Camera, IdentityDetails, make_cameras, sample_details
+from cerberus.data.synthetic_scene import FootageSpec, Plan, plan_footage
 from cerberus.data.tablefiles import write_attribute_table
 from cerberus.errors import CerberusError
 
@@ -69,12 +70,6 @@ FORMAT, VERSION = "cerberus-synthetic-footage", 1
 WHAT = "synthetic footage"
 MIN_SIZE, MAX_SIZE = (160, 120), (3840, 2160)
 MAX_CAMERAS, MAX_SECONDS, MAX_FPS = 16, 3600.0, 60
-STRIDES = (0.0, 0.06, 0.12, 0.06)
-"""Legs apart (fraction of the height) in each walk phase (the crop benchmark draws 0..0.08)."""
-SPRITE_FILL = 0.85
-"""Height of an adult in its sprite canvas (the rest is margin that the matte crops away)."""
-BOX_ALPHA = 64
-"""Matte value (of 255) from which a pixel counts for the ground-truth box."""
 NOISE_FIELDS = 8
 """Noise fields per camera, cycled over the frames (the sensor noise of a static camera)."""
 
@@ -135,186 +130,6 @@ def check_spec(spec: FootageSpec) -> None:
         )
 
 
-# ----------------------------------------------------------------------------- drawing
-
-
-@dataclass
-class _Sprite:
-    """One walk phase of one visit: colours and matte (uint8 RGBA) cropped to the union box of
-    the visit's phases; ``foot``: (x, y) of the foot point in it; ``height``: the adult height
-    in pixels it was drawn for."""
-
-    image: Image.Image
-    foot: tuple[float, float]
-    height: float
-
-
-def _matte_camera(background: tuple[int, int, int]) -> Camera:
-    """Neutral conditions (no clutter, light or noise) on a plain background: for the matte."""
-    return Camera(
-        background=background,
-        clutter=0,
-        brightness=1.0,
-        contrast=1.0,
-        cast=(1.0, 1.0, 1.0),
-        scale=SPRITE_FILL,
-        placement="centre",
-        blur=0.0,
-        noise=0.0,
-    )
-
-
-def _plain_background(level: int, height: int, width: int) -> np.ndarray:
-    """What :func:`render_person` draws behind a person on a plain ``level`` background with no
-    clutter (the ground band, 0.7 of the level, over the lowest 15%), at its output size."""
-    H, W = height * 2, width * 2
-    img = Image.new("RGB", (W, H), (level,) * 3)
-    ImageDraw.Draw(img).rectangle([0, int(H * 0.85), W, H], fill=(int(level * 0.7),) * 3)
-    img = img.resize((width, height), Image.Resampling.LANCZOS)
-    return np.asarray(img, dtype=np.float32)
-
-
-def _look(rgb: np.ndarray, look: Camera) -> np.ndarray:
-    """A camera's contrast, brightness and colour cast (as the crop benchmark applies them)."""
-    out = (rgb - 128.0) * look.contrast + 128.0
-    return out * look.brightness * np.asarray(look.cast, dtype=np.float32)
-
-
-def _visit_sprites(
-    visit: Visit, values: np.ndarray, details: IdentityDetails, look: Camera
-) -> list[_Sprite]:
-    """The visit's person in every walk phase, drawn once at its largest size on its path."""
-    height = float(visit.heights.max())
-    ch = max(32, math.ceil(height / SPRITE_FILL))
-    cw = max(16, ch // 2)
-    dark, light = _matte_camera((0, 0, 0)), _matte_camera((255, 255, 255))
-    light_bg = _plain_background(255, ch, cw)
-    mattes = []
-    for stride in STRIDES[:PHASES]:
-        draw = {}
-        for key, cam in (("dark", dark), ("light", light)):
-            rng = np.random.default_rng(list(visit.sprite_seed))
-            img = render_person(
-                values, details, cam, rng, height=ch, width=cw, stride=stride,
-                flip=visit.facing < 0,
-            )  # fmt: skip
-            draw[key] = np.asarray(img, dtype=np.float32)
-        behind = (draw["light"] - draw["dark"]) / light_bg  # 1 - alpha, per channel
-        alpha = np.clip(1.0 - behind.mean(axis=2), 0.0, 1.0)
-        colour = draw["dark"] / np.maximum(alpha, 1e-3)[..., None]
-        colour = np.clip(_look(colour, look), 0, 255)
-        alpha[alpha < 0.02] = 0.0
-        mattes.append((colour, alpha))
-    union = np.zeros((ch, cw), dtype=bool)
-    for _, alpha in mattes:
-        union |= alpha * 255 >= BOX_ALPHA
-    rows, cols = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
-    top, bottom = int(rows[0]), int(rows[-1]) + 1
-    left, right = max(0, int(cols[0]) - 1), min(cw, int(cols[-1]) + 2)
-    sprites = []
-    for colour, alpha in mattes:
-        rgba = np.dstack([colour, alpha * 255.0])[max(0, top - 1) : bottom, left:right]
-        image = Image.fromarray(np.round(rgba).astype(np.uint8), "RGBA")
-        foot = (cw / 2 - left, bottom - max(0, top - 1))
-        sprites.append(_Sprite(image=image, foot=foot, height=height))
-    return sprites
-
-
-def _background(look: Camera, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """A static street scene: walls and buildings above, ground below, poles; (H, W, 3) float."""
-    img = Image.new("RGB", (width, height), look.background)
-    d = ImageDraw.Draw(img)
-    horizon = int(height * 0.45)
-    for _ in range(look.clutter + 3):  # buildings with windows, standing on the horizon
-        x0 = int(rng.integers(-width // 8, width))
-        x1 = x0 + int(rng.integers(width // 12, width // 3))
-        y0 = int(rng.integers(0, horizon * 2 // 3))
-        colour = tuple(int(v) for v in rng.integers(40, 220, 3))
-        d.rectangle([x0, y0, x1, horizon], fill=colour)
-        window = tuple(max(0, c - 50) for c in colour)
-        step = max(6, (x1 - x0) // 5)
-        for wx in range(x0 + step // 3, x1 - step // 2, step):
-            for wy in range(y0 + step // 3, horizon - step, step):
-                d.rectangle([wx, wy, wx + step // 2, wy + step // 2], fill=window)
-    ground = tuple(int(c * 0.6 + 40) for c in look.background)
-    d.rectangle([0, horizon, width, height], fill=ground)
-    for k in range(1, 6):  # paving lines, closer together far away
-        y = horizon + int((height - horizon) * (k / 6) ** 1.6)
-        d.line([(0, y), (width, y)], fill=tuple(max(0, c - 25) for c in ground), width=1)
-    for _ in range(int(rng.integers(2, 5))):  # poles and posts
-        x = int(rng.integers(0, width))
-        foot = int(horizon + rng.uniform(0.05, 0.4) * (height - horizon))
-        colour = tuple(int(v) for v in rng.integers(20, 120, 3))
-        d.rectangle([x, foot - int(height * rng.uniform(0.25, 0.45)), x + 3, foot], fill=colour)
-    if look.blur > 0.05:
-        img = img.filter(ImageFilter.GaussianBlur(look.blur))
-    return np.clip(_look(np.asarray(img, dtype=np.float32), look), 0, 255)
-
-
-@dataclass
-class _Placed:
-    """A person's sprite as pasted in one frame: matte (h, w) in 0..1, colours (h, w, 3),
-    frame position of its top-left pixel, and the tight box (x0, y0, x1, y1) of the person,
-    exclusive ends, in frame pixels (not clipped)."""
-
-    pid: int
-    alpha: np.ndarray
-    colour: np.ndarray
-    x: int
-    y: int
-    box: tuple[int, int, int, int]
-
-
-def _place(sprite: _Sprite, feet: np.ndarray, height: float) -> _Placed | None:
-    scale = height / sprite.height
-    w = max(1, round(sprite.image.width * scale))
-    h = max(1, round(sprite.image.height * scale))
-    img = sprite.image if scale == 1.0 else sprite.image.resize((w, h), Image.Resampling.BILINEAR)
-    a = np.asarray(img, dtype=np.float32)
-    alpha = a[..., 3] / 255.0
-    solid = a[..., 3] >= BOX_ALPHA
-    if not solid.any():
-        return None
-    x = round(float(feet[0]) - sprite.foot[0] * scale)
-    y = round(float(feet[1]) - sprite.foot[1] * scale)
-    rows, cols = np.flatnonzero(solid.any(axis=1)), np.flatnonzero(solid.any(axis=0))
-    box = (x + int(cols[0]), y + int(rows[0]), x + int(cols[-1]) + 1, y + int(rows[-1]) + 1)
-    return _Placed(pid=0, alpha=alpha, colour=a[..., :3], x=x, y=y, box=box)
-
-
-def _compose(
-    frame: np.ndarray, placed: list[_Placed]
-) -> list[tuple[int, tuple[int, int, int, int], float]]:
-    """Paste ``placed`` (far to near) into ``frame`` (H, W, 3 float, in place); returns each
-    person's ``(pid, clipped box, visibility)`` for those whose box touches the frame."""
-    H, W = frame.shape[:2]
-    clear = np.ones((H, W), dtype=np.float32)  # what nearer people leave uncovered
-    seen: dict[int, float] = {}
-    for p in reversed(placed):  # near to far: visibility
-        h, w = p.alpha.shape
-        x0, y0, x1, y1 = max(0, p.x), max(0, p.y), min(W, p.x + w), min(H, p.y + h)
-        total = float(p.alpha.sum())
-        if x0 >= x1 or y0 >= y1 or total <= 0:
-            seen[id(p)] = 0.0
-            continue
-        a = p.alpha[y0 - p.y : y1 - p.y, x0 - p.x : x1 - p.x]
-        seen[id(p)] = float((a * clear[y0:y1, x0:x1]).sum()) / total
-        clear[y0:y1, x0:x1] *= 1.0 - a
-    rows = []
-    for p in placed:  # far to near: paint
-        h, w = p.alpha.shape
-        x0, y0, x1, y1 = max(0, p.x), max(0, p.y), min(W, p.x + w), min(H, p.y + h)
-        if x0 < x1 and y0 < y1:
-            a = p.alpha[y0 - p.y : y1 - p.y, x0 - p.x : x1 - p.x, None]
-            c = p.colour[y0 - p.y : y1 - p.y, x0 - p.x : x1 - p.x]
-            frame[y0:y1, x0:x1] = c * a + frame[y0:y1, x0:x1] * (1.0 - a)
-        bx0, by0 = max(0, p.box[0]), max(0, p.box[1])
-        bx1, by1 = min(W, p.box[2]), min(H, p.box[3])
-        if bx0 < bx1 and by0 < by1:
-            rows.append((p.pid, (bx0, by0, bx1, by1), min(1.0, seen[id(p)])))
-    return rows
-
-
 # ----------------------------------------------------------------------------- writing
 
 
@@ -337,8 +152,9 @@ def video_codec() -> str:
 
 def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (3H/2, W) uint8 planar YUV 4:2:0, BT.601 limited range (what
-    decoders assume for untagged SD video). Done here rather than by FFmpeg's swscale, whose
-    output varied between runs: the videos are then the same bytes for the same seed."""
+    decoders assume for untagged SD video). Done here, with element-wise arithmetic only, so the
+    videos are the same bytes for the same seed (FFmpeg's swscale and numpy's reductions gave
+    frames that varied between runs)."""
     x = rgb.astype(np.float32)
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
     y = 16.0 + 0.256788 * r + 0.504129 * g + 0.097906 * b
@@ -347,7 +163,10 @@ def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
     h, w = y.shape
 
     def half(c: np.ndarray) -> np.ndarray:  # 2x2 means: the chroma of four pixels
-        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).reshape(h // 4, w)
+        # element-wise sums, not np.mean: numpy's float reductions may round differently with
+        # the array's memory alignment, which made the videos differ from run to run
+        quad = c[0::2, 0::2] + c[0::2, 1::2] + c[1::2, 0::2] + c[1::2, 1::2]
+        return (quad * 0.25).reshape(h // 4, w)
 
     planes = np.concatenate([y, half(u), half(v)], axis=0)
     return np.clip(planes + 0.5, 0, 255).astype(np.uint8)
@@ -366,8 +185,14 @@ class _Video:
         self.stream.time_base = Fraction(1, spec.fps)
         self.stream.codec_context.time_base = Fraction(1, spec.fps)
         if codec == "libx264":
-            # one thread: x264's output is then the same bytes on every machine and run
-            self.stream.options = {"crf": "20", "preset": "veryfast", "threads": "1"}
+            # the same bytes on every run: one thread, and no macroblock tree (with it, this
+            # x264 build gave other bytes for the same frames after other memory use)
+            self.stream.options = {
+                "crf": "20",
+                "preset": "veryfast",
+                "threads": "1",
+                "x264-params": "mbtree=0",
+            }
             self.stream.codec_context.gop_size = 2 * spec.fps
         else:
             self.stream.codec_context.bit_rate = spec.width * spec.height * spec.fps // 4
@@ -432,7 +257,7 @@ def _render_camera(
     spec = plan.spec
     name = camera_name(camera)
     rng = np.random.default_rng([spec.seed, camera, 0xBAC])
-    scene = _background(look, rng, spec.width, spec.height)
+    scene = draw_background(look, rng, spec.width, spec.height)
     sigma = look.noise * 0.5
     noisy = [
         np.clip(scene + rng.normal(0.0, sigma, scene.shape), 0, 255).astype(np.float32)
@@ -440,7 +265,7 @@ def _render_camera(
     ]
     lo, hi = plan.window(camera)
     visits = [v for v in plan.visits if v.camera == camera and v.end > lo and v.start < hi]
-    sprites: dict[int, list[_Sprite]] = {}
+    sprites: dict[int, list[Sprite]] = {}
     writer = _Video(out / f"{name}.mp4", spec, video) if video else None
     if frames:
         (out / name / "img1").mkdir(parents=True)
@@ -454,14 +279,14 @@ def _render_camera(
             for v in here:
                 i = tick - v.start
                 if id(v) not in sprites:
-                    sprites[id(v)] = _visit_sprites(v, *people[v.pid], look)
-                p = _place(sprites[id(v)][int(v.phases[i])], v.feet[i], float(v.heights[i]))
+                    sprites[id(v)] = visit_sprites(v, *people[v.pid], look)
+                p = place(sprites[id(v)][int(v.phases[i])], v.feet[i], float(v.heights[i]))
                 if p is not None:
                     p.pid = v.pid
                     placed.append((float(v.feet[i][1]), v.pid, p))
             placed.sort(key=lambda e: (e[0], e[1]))  # far (higher up) first, then by id
             frame = noisy[n % NOISE_FIELDS].copy()
-            for pid, (x0, y0, x1, y1), vis in _compose(frame, [e[2] for e in placed]):
+            for pid, (x0, y0, x1, y1), vis in compose(frame, [e[2] for e in placed]):
                 rows.append(f"{n},{pid},{x0 + 1},{y0 + 1},{x1 - x0},{y1 - y0},1,1,{vis:.3f}")
                 first, _, count = seen.get(pid, (n, n, 0))
                 seen[pid] = (first, n, count + 1)
