@@ -21,6 +21,8 @@ from cerberus.data.synthetic_footage import (
     MARKER,
     footage_people,
     generate_footage,
+    read_footage_manifest,
+    read_sightings,
     rgb_to_yuv420p,
 )
 from cerberus.data.synthetic_frames import Placed, compose
@@ -422,3 +424,19 @@ def test_mpeg4_where_ffmpeg_has_no_libx264(tmp_path, monkeypatch):
     assert (
         json.loads((tmp_path / "a" / "footage.json").read_text())["cameras"][0]["codec"] == "mpeg4"
     )
+
+
+def test_readers(tiny, tmp_path):
+    manifest = read_footage_manifest(tiny)
+    assert [c["name"] for c in manifest["cameras"]] == ["cam1", "cam2"]
+    sightings = read_sightings(tiny)
+    assert len(sightings) == len(_sightings(tiny)) and sightings[0].person_id == 1
+    assert sightings[0].first_time.utcoffset() == timedelta(0)
+    with pytest.raises(CerberusError, match="footage.json: not found"):
+        read_footage_manifest(tmp_path)
+    (tmp_path / "footage.json").write_text(json.dumps({**manifest, "version": 99}))
+    with pytest.raises(CerberusError, match="version 99"):
+        read_footage_manifest(tmp_path)
+    (tmp_path / "sightings.csv").write_text("person_id,camera\nx,cam1\n")
+    with pytest.raises(CerberusError, match="sightings.csv: line 2"):
+        read_sightings(tmp_path)

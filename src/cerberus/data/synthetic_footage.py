@@ -7,8 +7,9 @@ renderer) walk through the views of several static cameras, as planned by
 :mod:`cerberus.data.synthetic_scene`. Each person's body is drawn once per visit and walk phase
 on a black and on a white background, which gives its exact colours and alpha matte; every
 frame pastes the mattes, far people first (a nearer person occludes a farther one), onto the
-camera's background. The ground truth comes from the same mattes: a box per person and frame,
-and the fraction of the person that is visible.
+camera's background (:mod:`cerberus.data.synthetic_frames`). The ground truth comes from the
+same mattes: a box per person and frame, and the fraction of the person that is visible.
+:func:`read_footage_manifest` and :func:`read_sightings` read a set back.
 
 Layout of ``DIR`` (paths relative to it)::
 
@@ -35,6 +36,7 @@ when fully hidden). A row is written for every frame in which some of the box is
 from __future__ import annotations
 
 import configparser
+import csv
 import io
 import json
 import logging
@@ -433,10 +435,15 @@ def generate_footage(
     tmp, made = _start_folder(out)
     try:
         (tmp / MARKER).write_text("synthetic footage written by cerberus synth footage\n")
-        cameras = [
-            _render_camera(c, plan, people, looks[c], tmp, video=codec, frames=frames)
-            for c in range(spec.cameras)
-        ]
+        cameras = []
+        for c in range(spec.cameras):
+            cameras.append(
+                _render_camera(c, plan, people, looks[c], tmp, video=codec, frames=frames)
+            )
+            logger.info(
+                "%s: %d frames, %d ground-truth boxes (%.1fs)",
+                cameras[-1].name, spec.frames, len(cameras[-1].rows), time.perf_counter() - t0,
+            )  # fmt: skip
         write_attribute_table(tmp, SCHEMA, [AttributeTable(SCHEMA, ids, values)])
         sightings = _write_sightings(tmp, cameras, spec.fps)
         text = json.dumps(_manifest(spec, cameras, codec, frames), indent=2) + "\n"
@@ -466,3 +473,63 @@ def generate_footage(
         reappearing=sum(1 for n in counts.values() if n > 1),
         seconds=time.perf_counter() - t0,
     )
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One row of ``sightings.csv``: a person seen by one camera from one frame to another."""
+
+    person_id: int
+    camera: str
+    first_frame: int
+    last_frame: int
+    first_time: datetime
+    last_time: datetime
+    frames: int
+
+
+def read_footage_manifest(root: str | Path) -> dict:
+    """``footage.json`` of a footage folder, checked to be this format and version."""
+    path = Path(root) / "footage.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CerberusError(f"{path}: not found (not a cerberus synth footage folder)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CerberusError(f"{path}: cannot read the manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CerberusError(f"{path}: not a {FORMAT} manifest")
+    if manifest.get("version") != VERSION:
+        raise CerberusError(
+            f"{path}: format version {manifest.get('version')!r}, this code reads {VERSION}"
+        )
+    return manifest
+
+
+def read_sightings(root: str | Path) -> list[Sighting]:
+    """The rows of ``sightings.csv`` (by person, then time)."""
+    path = Path(root) / "sightings.csv"
+    out = []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            for line, row in enumerate(csv.DictReader(fh), start=2):
+                try:
+                    out.append(
+                        Sighting(
+                            person_id=int(row["person_id"]),
+                            camera=row["camera"],
+                            first_frame=int(row["first_frame"]),
+                            last_frame=int(row["last_frame"]),
+                            first_time=datetime.fromisoformat(row["first_time"]),
+                            last_time=datetime.fromisoformat(row["last_time"]),
+                            frames=int(row["frames"]),
+                        )
+                    )
+                except (KeyError, TypeError, ValueError):
+                    raise CerberusError(f"{path}: line {line}: malformed sighting") from None
+    except OSError as exc:
+        raise CerberusError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return out
