@@ -263,7 +263,7 @@ def test_visits_enter_and_leave_from_outside_the_frame():
 
 
 def test_visibility_counts_what_nearer_people_and_the_border_hide():
-    frame = np.zeros((20, 40, 3), dtype=np.float32)
+    frame = np.zeros((20, 40, 3), dtype=np.uint8)
     square = np.ones((10, 10), dtype=np.float32)
     colour = np.full((10, 10, 3), 200.0, dtype=np.float32)
 

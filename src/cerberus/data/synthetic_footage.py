@@ -154,24 +154,18 @@ def video_codec() -> str:
 
 def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (3H/2, W) uint8 planar YUV 4:2:0, BT.601 limited range (what
-    decoders assume for untagged SD video). Done here, with element-wise arithmetic only, so the
-    videos are the same bytes for the same seed (FFmpeg's swscale and numpy's reductions gave
-    frames that varied between runs)."""
-    x = rgb.astype(np.float32)
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    y = 16.0 + 0.256788 * r + 0.504129 * g + 0.097906 * b
-    u = 128.0 - 0.148223 * r - 0.290993 * g + 0.439216 * b
-    v = 128.0 + 0.439216 * r - 0.367788 * g - 0.071427 * b
-    h, w = y.shape
-
-    def half(c: np.ndarray) -> np.ndarray:  # 2x2 means: the chroma of four pixels
-        # element-wise sums, not np.mean: numpy's float reductions may round differently with
-        # the array's memory alignment, which made the videos differ from run to run
-        quad = c[0::2, 0::2] + c[0::2, 1::2] + c[1::2, 0::2] + c[1::2, 1::2]
-        return (quad * 0.25).reshape(h // 4, w)
-
-    planes = np.concatenate([y, half(u), half(v)], axis=0)
-    return np.clip(planes + 0.5, 0, 255).astype(np.uint8)
+    decoders assume for untagged SD video), chroma from the sum of each 2x2 block. Integer
+    arithmetic: exact, fast, and the same bytes on every run (FFmpeg's swscale gave frames that
+    varied between runs)."""
+    x = rgb.astype(np.uint16)  # luma sums stay below 2**16
+    h, w = x.shape[:2]
+    y = ((66 * x[..., 0] + 129 * x[..., 1] + 25 * x[..., 2] + 128) >> 8) + 16
+    q = (x[0::2, 0::2] + x[0::2, 1::2] + x[1::2, 0::2] + x[1::2, 1::2]).astype(np.int32)
+    r4, g4, b4 = q[..., 0], q[..., 1], q[..., 2]  # sums of 4 pixels
+    u = ((-38 * r4 - 74 * g4 + 112 * b4 + 512) >> 10) + 128
+    v = ((112 * r4 - 94 * g4 - 18 * b4 + 512) >> 10) + 128
+    chroma = np.clip(np.concatenate([u.reshape(h // 4, w), v.reshape(h // 4, w)]), 0, 255)
+    return np.concatenate([y.astype(np.uint8), chroma.astype(np.uint8)], axis=0)
 
 
 class _Video:
@@ -261,10 +255,11 @@ def _render_camera(
     rng = np.random.default_rng([spec.seed, camera, 0xBAC])
     scene = draw_background(look, rng, spec.width, spec.height)
     sigma = look.noise * 0.5
-    noisy = [
-        np.clip(scene + rng.normal(0.0, sigma, scene.shape), 0, 255).astype(np.float32)
-        for _ in range(NOISE_FIELDS)
-    ]
+    noisy = []  # uint8: a frame starts as a copy of one
+    for _ in range(NOISE_FIELDS):
+        noise = rng.standard_normal(scene.shape, np.float32) * sigma
+        noisy.append(np.clip(scene + noise + 0.5, 0, 255).astype(np.uint8))
+    clear = np.ones((spec.height, spec.width), dtype=np.float32)
     lo, hi = plan.window(camera)
     visits = [v for v in plan.visits if v.camera == camera and v.end > lo and v.start < hi]
     sprites: dict[int, list[Sprite]] = {}
@@ -288,11 +283,11 @@ def _render_camera(
                     placed.append((float(v.feet[i][1]), v.pid, p))
             placed.sort(key=lambda e: (e[0], e[1]))  # far (higher up) first, then by id
             frame = noisy[n % NOISE_FIELDS].copy()
-            for pid, (x0, y0, x1, y1), vis in compose(frame, [e[2] for e in placed]):
+            for pid, (x0, y0, x1, y1), vis in compose(frame, [e[2] for e in placed], clear):
                 rows.append(f"{n},{pid},{x0 + 1},{y0 + 1},{x1 - x0},{y1 - y0},1,1,{vis:.3f}")
                 first, _, count = seen.get(pid, (n, n, 0))
                 seen[pid] = (first, n, count + 1)
-            rgb = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+            rgb = frame
             if writer is not None:
                 writer.write(rgb, n - 1)
             if frames:

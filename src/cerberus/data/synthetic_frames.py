@@ -173,14 +173,19 @@ def place(sprite: Sprite, feet: np.ndarray, height: float) -> Placed | None:
 
 
 def compose(
-    frame: np.ndarray, placed: list[Placed]
+    frame: np.ndarray, placed: list[Placed], clear: np.ndarray | None = None
 ) -> list[tuple[int, tuple[int, int, int, int], float]]:
-    """Paste ``placed`` (far to near) into ``frame`` (H, W, 3 float, in place); returns each
-    person's ``(pid, clipped box, visibility)`` for those whose box touches the frame."""
+    """Paste ``placed`` (far to near) into ``frame`` (H, W, 3 uint8, in place); returns each
+    person's ``(pid, clipped box, visibility)`` for those whose box touches the frame.
+
+    ``clear``: an (H, W) float32 array of ones to work in (given back as ones), so that a
+    large frame does not allocate one per frame.
+    """
     H, W = frame.shape[:2]
-    clear = np.ones((H, W), dtype=np.float32)  # what nearer people leave uncovered
+    clear = np.ones((H, W), dtype=np.float32) if clear is None else clear
     seen: dict[int, float] = {}
-    for p in reversed(placed):  # near to far: visibility
+    touched = []
+    for p in reversed(placed):  # near to far: visibility, from what nearer people leave
         h, w = p.alpha.shape
         x0, y0, x1, y1 = max(0, p.x), max(0, p.y), min(W, p.x + w), min(H, p.y + h)
         total = float(p.alpha.sum(dtype=np.float64))
@@ -190,6 +195,9 @@ def compose(
         a = p.alpha[y0 - p.y : y1 - p.y, x0 - p.x : x1 - p.x]
         seen[id(p)] = float((a * clear[y0:y1, x0:x1]).sum(dtype=np.float64)) / total
         clear[y0:y1, x0:x1] *= 1.0 - a
+        touched.append((y0, y1, x0, x1))
+    for y0, y1, x0, x1 in touched:
+        clear[y0:y1, x0:x1] = 1.0
     rows = []
     for p in placed:  # far to near: paint
         h, w = p.alpha.shape
@@ -197,7 +205,8 @@ def compose(
         if x0 < x1 and y0 < y1:
             a = p.alpha[y0 - p.y : y1 - p.y, x0 - p.x : x1 - p.x, None]
             c = p.colour[y0 - p.y : y1 - p.y, x0 - p.x : x1 - p.x]
-            frame[y0:y1, x0:x1] = c * a + frame[y0:y1, x0:x1] * (1.0 - a)
+            mixed = c * a + frame[y0:y1, x0:x1] * (1.0 - a) + 0.5
+            frame[y0:y1, x0:x1] = np.clip(mixed, 0, 255).astype(np.uint8)
         bx0, by0 = max(0, p.box[0]), max(0, p.box[1])
         bx1, by1 = min(W, p.box[2]), min(H, p.box[3])
         if bx0 < bx1 and by0 < by1:
