@@ -184,7 +184,7 @@ class _Video:
             # the same bytes on every run: one thread, and no macroblock tree (with it, this
             # x264 build gave other bytes for the same frames after other memory use)
             self.stream.options = {
-                "crf": "20",
+                "crf": "23",
                 "preset": "veryfast",
                 "threads": "1",
                 "x264-params": "mbtree=0",
