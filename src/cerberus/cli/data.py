@@ -13,10 +13,20 @@ from cerberus.cli._app import (
 )
 from cerberus.errors import CerberusError
 
+synth_app = typer.Typer(
+    help="Generate synthetic data: the crop benchmark (cerberus synth --out DIR), or camera "
+    "footage with ground truth (cerberus synth footage --out DIR).",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    add_completion=False,
+)
+app.add_typer(synth_app, name="synth")
 
-@app.command()
+
+@synth_app.callback()
 def synth(
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
     data_format: Annotated[
         str,
         typer.Option(
@@ -46,9 +56,19 @@ def synth(
         typer.Option(help="Also save a sheet with one row per attribute value (PNG)."),
     ] = None,
 ) -> None:
-    """Generate the built-in synthetic benchmark (Market-1501 layout, or a table dataset)."""
+    """Generate the built-in synthetic benchmark (Market-1501 layout, or a table dataset);
+    ``synth footage``: camera footage with ground truth."""
     from cerberus.data.synthetic import generate_synthetic, make_contact_sheet, make_value_sheet
 
+    if ctx.invoked_subcommand is not None:
+        if out is not None:
+            raise CerberusError(
+                f"synth --out {out} {ctx.invoked_subcommand}: give the options after "
+                f"{ctx.invoked_subcommand!r} (cerberus synth {ctx.invoked_subcommand} --out DIR)"
+            )
+        return
+    if out is None:
+        raise CerberusError("synth: --out DIR is required (the output folder)")
     at_least("--workers", workers, 1)
     if data_format not in ("market", "table"):
         raise CerberusError(f"--format {data_format!r}: must be market or table")
@@ -76,6 +96,56 @@ def synth(
     if value_sheet is not None:
         make_value_sheet(out, value_sheet)
         typer.echo(f"value sheet: {value_sheet}")
+
+
+@synth_app.command("footage")
+def synth_footage(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    cameras: Annotated[int, typer.Option(help="Number of cameras (cam1, cam2, ...).")] = 3,
+    seconds: Annotated[float, typer.Option(help="Length of each camera's video.")] = 40.0,
+    people: Annotated[
+        int, typer.Option(help="People who walk (the benchmark's first test identities).")
+    ] = 30,
+    size: Annotated[str, typer.Option(help="Frame size WIDTHxHEIGHT.")] = "640x360",
+    fps: Annotated[int, typer.Option(help="Frames per second.")] = 10,
+    start: Annotated[
+        str, typer.Option(help="Wall-clock time of the shared clock's start (ISO-8601 with zone).")
+    ] = "2025-06-02T08:00:00Z",
+    seed: Annotated[int, typer.Option(help="Random seed, 0 or more (same seed, same files).")] = 0,
+    train_ids: Annotated[
+        int, typer.Option(help="Training identities of the benchmark the people come from.")
+    ] = 200,
+    test_ids: Annotated[
+        int, typer.Option(help="Test identities of that benchmark (the pool of people).")
+    ] = 200,
+    video: Annotated[
+        bool, typer.Option("--video/--no-video", help="Write camN.mp4 (H.264).")
+    ] = True,
+    frames: Annotated[
+        bool,
+        typer.Option("--frames/--no-frames", help="Write camN/img1/000001.jpg (MOTChallenge)."),
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+) -> None:
+    """Synthetic camera footage with MOTChallenge ground truth (README: Synthetic footage)."""
+    from cerberus.data.synthetic_footage import generate_footage, parse_size, parse_start
+    from cerberus.data.synthetic_scene import FootageSpec
+
+    width, height = parse_size(size)
+    spec = FootageSpec(
+        cameras=cameras,
+        seconds=seconds,
+        people=people,
+        width=width,
+        height=height,
+        fps=fps,
+        seed=seed,
+        start=parse_start(start),
+        train_ids=train_ids,
+        test_ids=test_ids,
+    )
+    summary = generate_footage(out, spec, overwrite=overwrite, video=video, frames=frames)
+    typer.echo(f"wrote synthetic footage to {out}: {summary}")
 
 
 @app.command("check-data")

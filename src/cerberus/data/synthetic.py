@@ -158,8 +158,9 @@ def _check_arguments(
         raise CerberusError(f"synthetic: format {data_format!r}: must be market or table")
 
 
-def _check_output(out: Path, overwrite: bool) -> None:
-    """Refuse an output folder that is neither absent, empty nor (with ``overwrite``) ours."""
+def _check_output(out: Path, overwrite: bool, what: str = "synthetic benchmark") -> None:
+    """Refuse an output folder that is neither absent, empty nor (with ``overwrite``) ours
+    (``what``: the kind of output, for the messages)."""
     if out.exists() and not out.is_dir():
         raise CerberusError(f"{out}: exists and is not a folder")
     try:
@@ -169,12 +170,12 @@ def _check_output(out: Path, overwrite: bool) -> None:
         raise CerberusError(f"{out}: cannot read the folder ({exc.strerror or exc})") from None
     if not (out / MARKER).is_file():
         raise CerberusError(
-            f"{out}: output folder exists and is not empty and holds no synthetic benchmark "
+            f"{out}: output folder exists and is not empty and holds no {what} "
             f"written by cerberus (no {MARKER} file); refusing to delete it, choose a new folder"
         )
     if not overwrite:
         raise CerberusError(
-            f"{out}: output folder exists and is not empty (a synthetic benchmark; "
+            f"{out}: output folder exists and is not empty (a {what}; "
             "add --overwrite to replace it)"
         )
 
@@ -194,12 +195,12 @@ def _start_folder(out: Path) -> tuple[Path, Path | None]:
     return tmp, (made if made != full else None)
 
 
-def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
+def _publish(tmp: Path, out: Path, overwrite: bool, what: str = "synthetic benchmark") -> None:
     """Put the finished ``tmp`` at ``out``: one rename, or, into an existing (empty or, with
     ``overwrite``, old benchmark) folder, its entries moved in, the marker last, after the old
     entries moved out; the old ones are deleted only then (the folder itself stays: it may be
     the working directory)."""
-    _check_output(out, overwrite)  # again: something may have appeared meanwhile
+    _check_output(out, overwrite, what)  # again: something may have appeared meanwhile
     moved: list[tuple[Path, Path]] = []
     old = None
     try:
@@ -220,7 +221,7 @@ def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
         if old is not None and not any(old.iterdir()):
             old.rmdir()
         reason = exc.strerror or exc
-        raise CerberusError(f"{out}: cannot put the benchmark there ({reason})") from None
+        raise CerberusError(f"{out}: cannot put the {what} there ({reason})") from None
     shutil.rmtree(old, ignore_errors=True)
 
 

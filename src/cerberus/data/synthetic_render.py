@@ -435,8 +435,14 @@ def render_person(
     *,
     height: int = 128,
     width: int = 64,
+    stride: float | None = None,
+    flip: bool | None = None,
 ) -> Image.Image:
     """Draw one pedestrian crop following the attribute ``values`` (Market schema order).
+
+    ``stride`` (legs apart, a fraction of the person's height, 0..0.08 when drawn) and ``flip``
+    (facing -x instead of +x) are drawn from ``rng`` unless given; the generator is used the same
+    way either way, so a given ``rng`` state draws the same body whatever is fixed.
 
     Age shows in proportions the camera scale does not change (a child's large head and short
     body, a teenager's narrow shoulders and long legs, an old person's stoop, white hair and
@@ -450,12 +456,13 @@ def render_person(
     _draw_background(d, camera, rng, H, W)
     v = {a.name: int(values[i]) for i, a in enumerate(SCHEMA.attributes)}
     fig = _figure(v, details, camera, H, W, rng)
-    stride = float(rng.uniform(0.0, 0.08)) * fig.ph
+    drawn_stride = float(rng.uniform(0.0, 0.08))
+    stride_px = (drawn_stride if stride is None else stride) * fig.ph
     if v["backpack"]:
         _draw_backpack(d, fig, details.carry_colour)
     if v["hair"]:
         _draw_long_hair(d, fig, details)
-    _draw_lower(d, fig, v, details, stride)
+    _draw_lower(d, fig, v, details, stride_px)
     _draw_upper(d, fig, v, details)
     _draw_straps(d, fig, v)
     if v["bag"]:
@@ -466,7 +473,8 @@ def render_person(
         _draw_cane(d, fig)
     _draw_head(d, fig, v, details)
 
-    if rng.random() < 0.5:  # facing the other way
+    flipped = rng.random() < 0.5
+    if flipped if flip is None else flip:  # facing the other way (-x)
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     img = img.resize((width, height), Image.Resampling.LANCZOS)
     if camera.blur > 0.05:

@@ -31,17 +31,13 @@ tree. How the CSV files are read (separator, quotes, header case, extra columns,
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import yaml
 
 from cerberus.attribute_table import AttributeTable
 from cerberus.data.datasets import (
@@ -52,15 +48,20 @@ from cerberus.data.datasets import (
     read_dataset,
 )
 from cerberus.data.tablefiles import (
+    ALTERNATIVE_SEPARATOR,
+    ATTRIBUTES,
     MAX_PROBLEMS,  # noqa: F401  (re-exported)
+    SCHEMA_FILE,
     Collector,
     Problem,
+    csv_bytes,
     integer,
     integral_label,
     match_header,
     read_rows,
     table_file,
     well_formed,
+    write_attribute_table,
 )
 from cerberus.errors import CerberusError
 from cerberus.features import camera_label
@@ -70,13 +71,10 @@ from cerberus.schema_files import get_schema
 from cerberus.sids import occurring_sid_counts
 
 IMAGES = "images"
-ATTRIBUTES = "attributes"
-SCHEMA_FILE = "schema.yaml"
 IMAGE_COLUMNS = ("path", "person_id", "camera_id", "split")
 SPLITS = ("train", "query", "gallery")
 UNKNOWN_CAMERA = -1
 """``camids`` of every image of a dataset without cameras."""
-ALTERNATIVE_SEPARATOR = "|"
 logger = logging.getLogger(__name__)
 
 
@@ -522,21 +520,6 @@ def table_summary(
 # ----------------------------------------------------------------------------- writing
 
 
-def _value_text(attr, value: int, alternatives: np.ndarray) -> str:
-    if value < 0:
-        return ""
-    names = [attr.values[value]] + [attr.values[int(a)] for a in alternatives if a >= 0]
-    return ALTERNATIVE_SEPARATOR.join(names)
-
-
-def _csv_text(header: list[str], rows: list[list[Any]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode()
-
-
 def write_table_dataset(
     dataset: ReIDDataset, out: str | Path, *, cameras: bool = True
 ) -> dict[str, Path]:
@@ -557,24 +540,11 @@ def write_table_dataset(
             rows.append(row)
     header = ["path", "person_id"] + (["camera_id"] if cameras else []) + ["split"]
     written = {IMAGES: out / f"{IMAGES}.csv"}
-    atomic_write(written[IMAGES], lambda fh: fh.write(_csv_text(header, rows)), "image table")
+    atomic_write(written[IMAGES], lambda fh: fh.write(csv_bytes(header, rows)), "image table")
 
-    schema = dataset.schema
-    attr_rows = []
-    for table in (dataset.train_attributes, dataset.test_attributes):
-        for r, pid in enumerate(table.ids):
-            cells = [
-                _value_text(a, int(table.values[r, j]), table.alt_values[r, :, j])
-                for j, a in enumerate(schema.attributes)
-            ]
-            attr_rows.append([int(pid), *cells])
-    attr_rows.sort(key=lambda r: r[0])
-    attr_header = ["person_id"] + [a.name for a in schema.attributes]
-    written[ATTRIBUTES] = out / f"{ATTRIBUTES}.csv"
-    atomic_write(
-        written[ATTRIBUTES], lambda fh: fh.write(_csv_text(attr_header, attr_rows)), "attributes"
+    written.update(
+        write_attribute_table(
+            out, dataset.schema, (dataset.train_attributes, dataset.test_attributes)
+        )
     )
-    text = yaml.safe_dump(schema.to_dict(), sort_keys=False, allow_unicode=True)
-    written["schema"] = out / SCHEMA_FILE
-    atomic_write(written["schema"], lambda fh: fh.write(text.encode()), "schema")
     return written

@@ -1,5 +1,6 @@
 """Reading the files of a table dataset: CSV / Parquet rows with their line numbers, headers,
-integer cells, and problems named by file and line (used by :mod:`cerberus.data.table`).
+integer cells, and problems named by file and line (used by :mod:`cerberus.data.table`); and
+writing its attribute table (:func:`write_attribute_table`, also used by the synthetic footage).
 
 The CSV rules, as spreadsheets write them:
 
@@ -20,13 +21,22 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cerberus.errors import CerberusError
+import numpy as np
+import yaml
 
+from cerberus.attribute_table import AttributeTable
+from cerberus.errors import CerberusError
+from cerberus.files import atomic_write
+from cerberus.schema import Schema
+
+ATTRIBUTES = "attributes"
+SCHEMA_FILE = "schema.yaml"
+ALTERNATIVE_SEPARATOR = "|"
 MAX_PROBLEMS = 50
 """Problems collected per file before the check gives up on it."""
 SEPARATORS = (",", ";", "\t")
@@ -224,3 +234,51 @@ def match_header(
     if not ok:
         return None
     return {v: names.index(v.lower()) for v in valid if v.lower() in names}
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def value_text(attr, value: int, alternatives: np.ndarray) -> str:
+    """A cell of the attribute table: the value's name, alternatives after ``|``, empty when
+    unknown."""
+    if value < 0:
+        return ""
+    names = [attr.values[value]] + [attr.values[int(a)] for a in alternatives if a >= 0]
+    return ALTERNATIVE_SEPARATOR.join(names)
+
+
+def csv_bytes(header: list[str], rows: list[list[Any]]) -> bytes:
+    """A CSV file's bytes: the header, then the rows (``\\n`` line ends)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def write_attribute_table(
+    out: str | Path, schema: Schema, tables: Sequence[AttributeTable]
+) -> dict[str, Path]:
+    """Write ``attributes.csv`` (person_id, then one column per attribute of ``schema``: values
+    by name, empty when unknown, alternatives after ``|``; rows by person_id) and
+    ``schema.yaml`` into ``out``, atomically each, as a table dataset has them."""
+    out = Path(out)
+    attr_rows = []
+    for table in tables:
+        for r, pid in enumerate(table.ids):
+            cells = [
+                value_text(a, int(table.values[r, j]), table.alt_values[r, :, j])
+                for j, a in enumerate(schema.attributes)
+            ]
+            attr_rows.append([int(pid), *cells])
+    attr_rows.sort(key=lambda r: r[0])
+    attr_header = ["person_id"] + [a.name for a in schema.attributes]
+    written = {ATTRIBUTES: out / f"{ATTRIBUTES}.csv"}
+    atomic_write(
+        written[ATTRIBUTES], lambda fh: fh.write(csv_bytes(attr_header, attr_rows)), "attributes"
+    )
+    text = yaml.safe_dump(schema.to_dict(), sort_keys=False, allow_unicode=True)
+    written["schema"] = out / SCHEMA_FILE
+    atomic_write(written["schema"], lambda fh: fh.write(text.encode()), "schema")
+    return written
