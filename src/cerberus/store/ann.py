@@ -74,8 +74,11 @@ class AnnIndex:
         return True
 
     def stale(self, live: int) -> bool:
-        """Whether the index must be (re)built for a gallery of ``live`` items."""
-        return self.index is None or live > RETRAIN_GROWTH * max(self.trained_on, 1)
+        """Whether the index must be (re)built for a gallery of ``live`` items: none yet, the
+        gallery grew :data:`RETRAIN_GROWTH` times, or most of what it holds was removed."""
+        if self.index is None:
+            return True
+        return live > RETRAIN_GROWTH * max(self.trained_on, 1) or live < self.index.ntotal / 2
 
     def build(self, ids: np.ndarray, gather: Gather, chunk: int = 32768) -> None:
         """Train on a sample of the items and add them all: about sqrt(n) cells, k-means on at
@@ -129,13 +132,21 @@ class AnnIndex:
             tmp_meta.unlink(missing_ok=True)
 
     def search(
-        self, queries: np.ndarray, kk: int, bitmap: np.ndarray | None, fraction: float
+        self,
+        queries: np.ndarray,
+        kk: int,
+        bitmap: np.ndarray | None,
+        fraction: float,
+        nprobe: int | None = None,
     ) -> np.ndarray:
         """Candidate ids ``(Q, kk)`` (``-1`` padding) of the items whose bit is set in
         ``bitmap`` (by id, little-endian bit order; ``None``: all). A filter keeping a
-        ``fraction`` of the items probes ``1 / sqrt(fraction)`` times more cells."""
+        ``fraction`` of the items probes ``1 / sqrt(fraction)`` times more cells (or
+        ``nprobe`` cells when given)."""
         faiss = _faiss()
-        nprobe = min(self.nlist, math.ceil(self.nprobe / math.sqrt(max(fraction, 1e-6))))
+        if nprobe is None:
+            nprobe = math.ceil(self.nprobe / math.sqrt(max(fraction, 1e-6)))
+        nprobe = min(self.nlist, nprobe)
         params = faiss.SearchParametersIVF(nprobe=max(1, nprobe))
         if bitmap is not None:
             selector = faiss.IDSelectorBitmap(len(bitmap) * 8, faiss.swig_ptr(bitmap))

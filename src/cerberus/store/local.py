@@ -196,7 +196,7 @@ class LocalStore:
                 )
                 conn.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as e:
-                raise StoreError(f"{self.folder / DATABASE}: cannot open ({e})") from None
+                raise self._db_error(e, "opening") from None
             self._local.conn = conn
             with self._conn_lock:
                 self._connections.append(conn)
@@ -496,13 +496,19 @@ class LocalStore:
                     ann.extend(n_ids, lambda p: self._segments.gather(n_files, n_seg[p], n_row[p]))
                     if len(n_ids) > 0.1 * ann.trained_on:
                         ann.save()
+            # restrict to the candidates when a filter or removed items (still in the index)
+            # would otherwise take places in the top kk
             bitmap = None
-            if where is not None and not where.empty:
+            if (where is not None and not where.empty) or ann.index.ntotal > len(ids):
                 bits = np.zeros(int(ids.max()) + 1, dtype=bool)
                 bits[ids] = True
                 bitmap = np.packbits(bits, bitorder="little")
             kk = min(len(ids), k * self.rerank)
-            found = ann.search(q, kk, bitmap, len(ids) / max(total, 1))
+            fraction = len(ids) / max(ann.index.ntotal, 1)
+            found = ann.search(q, kk, bitmap, fraction)
+            short = np.flatnonzero((found >= 0).sum(axis=1) < min(k, len(ids)))
+            if len(short):  # the probed cells held too few candidates: probe them all
+                found[short] = ann.search(q[short], kk, bitmap, fraction, nprobe=ann.nlist)
         position = {int(i): p for p, i in enumerate(ids)}
         best_s, best_i = [], []
         for r in range(len(q)):
