@@ -246,6 +246,15 @@ class LocalStore:
         row = conn.execute("SELECT value FROM gallery WHERE key = ?", (key,)).fetchone()
         return default if row is None else row[0]
 
+    @staticmethod
+    def _add_to_count(conn: sqlite3.Connection, change: int) -> None:
+        """Keep the item count as a fact (``count()`` without a filter reads it: no scan)."""
+        conn.execute(
+            "INSERT INTO gallery VALUES ('count', ?) ON CONFLICT (key) "
+            "DO UPDATE SET value = CAST(value AS INTEGER) + excluded.value",
+            (int(change),),
+        )
+
     def _segment_files(self, conn: sqlite3.Connection) -> dict[int, str]:
         return dict(conn.execute("SELECT seg, file FROM segments").fetchall())
 
@@ -292,9 +301,11 @@ class LocalStore:
                         f"{self.name}: source {done[0]} is already in the gallery "
                         "(remove it first, or replace it)"
                     )
+                replaced = 0
                 for s in done:
-                    conn.execute("DELETE FROM items WHERE source = ?", (s,))
+                    replaced += conn.execute("DELETE FROM items WHERE source = ?", (s,)).rowcount
                     conn.execute("DELETE FROM sources WHERE name = ?", (s,))
+                self._add_to_count(conn, n - replaced)
                 first = int(self._fact(conn, "next_id", "0"))
                 ids = np.arange(first, first + n, dtype=np.int64)
                 if n:
@@ -356,6 +367,7 @@ class LocalStore:
                 conn.execute(
                     "DELETE FROM sources WHERE name NOT IN (SELECT DISTINCT source FROM items)"
                 )
+            self._add_to_count(conn, -gone)
         return int(gone)
 
     def compact(self, *, small_only: bool = False) -> int:
@@ -432,14 +444,33 @@ class LocalStore:
     def _locate(
         self, conn: sqlite3.Connection, condition: str, params: list
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ids, seg, row) of the items passing the SQL ``condition``."""
-        got = conn.execute(f"SELECT id, seg, row FROM items WHERE {condition}", params).fetchall()
-        a = np.array(got, dtype=np.int64).reshape(-1, 3)
+        """(ids, seg, row) of the items passing the SQL ``condition``: one text of numbers
+        made by SQLite and parsed by NumPy (no Python object per item)."""
+        text = conn.execute(
+            f"SELECT group_concat(id || ',' || seg || ',' || row) FROM items WHERE {condition}",
+            params,
+        ).fetchone()[0]
+        if not text:
+            return (np.zeros(0, np.int64),) * 3
+        a = np.fromstring(text, dtype=np.int64, sep=",").reshape(-1, 3)
         return a[:, 0].copy(), a[:, 1].copy(), a[:, 2].copy()
 
     def _snapshot(self, where: Filter | None):
         """Candidates (ids, seg positions, rows) passing ``where`` and the segment files."""
         return self._snapshot_where(*compile_filter(where))
+
+    def _snapshot_where(self, condition: str, params: list):
+        """(ids, seg positions, rows) of the items passing the SQL ``condition`` and the segment
+        files they index, read in one read transaction (a consistent snapshot)."""
+        with self._reading() as conn:
+            conn.execute("BEGIN")
+            try:
+                files = self._segment_files(conn)
+                ids, seg, row = self._locate(conn, condition, params)
+            finally:
+                conn.execute("COMMIT")
+        keys = np.array(sorted(files), np.int64)
+        return ids, np.searchsorted(keys, seg), row, [files[int(s)] for s in keys]
 
     def search(self, queries: np.ndarray, k: int, where: Filter | None = None) -> list[Hits]:
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
@@ -465,81 +496,79 @@ class LocalStore:
         empty = [Hits(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
         if k <= 0:
             return empty
+        unfiltered = where is None or where.empty
+        if unfiltered:
+            total = self.count()
+            if total > self.exact_limit:
+                found = self._ann_candidates(q, k, None, total, total)
+                if found is not None:
+                    return self._rerank(q, k, found)
         ids, seg, row, files = self._snapshot(where)
         if len(ids) == 0:
             return empty
         if len(ids) <= self.exact_limit:
             scores, found = exact_top_k(self._segments, files, q, k, ids, seg, row)
-        else:
-            scores, found = self._approximate(q, k, ids, seg, row, files, where)
-        return [Hits(f[f >= 0], s[f >= 0].astype(np.float32)) for s, f in zip(scores, found)]
+            return [Hits(f, s.astype(np.float32)) for s, f in zip(scores, found)]
+        bits = np.zeros(int(ids.max()) + 1, dtype=bool)
+        bits[ids] = True
+        bitmap = np.packbits(bits, bitorder="little")
+        found = self._ann_candidates(q, k, bitmap, len(ids), self.count())
+        return self._rerank(q, k, found, (ids, seg, row, files))
 
-    def _approximate(self, q, k, ids, seg, row, files, where):
-        """IVF-SQ8 candidates among ``ids``, re-ranked exactly (see :mod:`.ann`)."""
+    def _ann_ready(self, total: int) -> AnnIndex:
+        """The approximate index, loaded, (re)built or extended to the committed items."""
         ann = self._ann
+        if ann.index is None:
+            ann.load()
+        if ann.stale(total):
+            ids, seg, row, files = self._snapshot(None)
+            ann.build(ids, lambda p: self._segments.gather(files, seg[p], row[p]))
+            ann.save()
+        else:
+            ids, seg, row, files = self._snapshot_where("id >= ?", [ann.covered])
+            if len(ids):
+                ann.extend(ids, lambda p: self._segments.gather(files, seg[p], row[p]))
+                if len(ids) > 0.1 * ann.trained_on:
+                    ann.save()
+        return ann
 
-        def gather(pos: np.ndarray) -> np.ndarray:
-            return self._segments.gather(files, seg[pos], row[pos])
-
-        with ann.lock:
-            if ann.index is None:
-                ann.load()
-            total = self.count()
-            if ann.stale(total):
-                every = (ids, seg, row, files) if where is None or where.empty else None
-                a_ids, a_seg, a_row, a_files = every or self._snapshot(None)
-                ann.build(a_ids, lambda p: self._segments.gather(a_files, a_seg[p], a_row[p]))
-                ann.save()
-            else:
-                n_ids, n_seg, n_row, n_files = self._snapshot_where("id >= ?", [ann.covered])
-                if len(n_ids):
-                    ann.extend(n_ids, lambda p: self._segments.gather(n_files, n_seg[p], n_row[p]))
-                    if len(n_ids) > 0.1 * ann.trained_on:
-                        ann.save()
-            # restrict to the candidates when a filter or removed items (still in the index)
-            # would otherwise take places in the top kk
-            bitmap = None
-            if (where is not None and not where.empty) or ann.index.ntotal > len(ids):
-                bits = np.zeros(int(ids.max()) + 1, dtype=bool)
-                bits[ids] = True
-                bitmap = np.packbits(bits, bitorder="little")
-            kk = min(len(ids), k * self.rerank)
-            fraction = len(ids) / max(ann.index.ntotal, 1)
+    def _ann_candidates(
+        self, q: np.ndarray, k: int, bitmap: np.ndarray | None, n: int, total: int
+    ) -> np.ndarray | None:
+        """``(Q, k * rerank)`` candidate ids (``-1`` padding) among the ``n`` items set in
+        ``bitmap`` (``None``: all ``total`` live items; then ``None`` is returned when removed
+        items still in the index would crowd the live ones out)."""
+        with self._ann.lock:
+            ann = self._ann_ready(total)
+            if bitmap is None and ann.index.ntotal > total:
+                return None
+            kk = min(n, k * self.rerank)
+            fraction = n / max(ann.index.ntotal, 1)
             found = ann.search(q, kk, bitmap, fraction)
-            short = np.flatnonzero((found >= 0).sum(axis=1) < min(k, len(ids)))
+            short = np.flatnonzero((found >= 0).sum(axis=1) < min(k, n))
             if len(short):  # the probed cells held too few candidates: probe them all
                 found[short] = ann.search(q[short], kk, bitmap, fraction, nprobe=ann.nlist)
-        position = {int(i): p for p, i in enumerate(ids)}
-        best_s, best_i = [], []
-        for r in range(len(q)):
-            pos = np.array([position[int(i)] for i in found[r] if int(i) in position], np.int64)
-            if len(pos) == 0:
-                best_s.append(np.zeros(0, np.float32))
-                best_i.append(np.zeros(0, np.int64))
-                continue
-            s, f = exact_top_k(self._segments, files, q[r : r + 1], k, ids[pos], seg[pos], row[pos])
-            best_s.append(s[0])
-            best_i.append(f[0])
-        return best_s, best_i
+        return found
 
-    def _snapshot_where(self, condition: str, params: list):
-        """(ids, seg positions, rows) of the items passing the SQL ``condition`` and the segment
-        files they index, read in one read transaction (a consistent snapshot)."""
-        with self._reading() as conn:
-            conn.execute("BEGIN")
-            try:
-                files = self._segment_files(conn)
-                ids, seg, row = self._locate(conn, condition, params)
-            finally:
-                conn.execute("COMMIT")
-        keys = sorted(files)
-        index_of = {s: i for i, s in enumerate(keys)}
-        return (
-            ids,
-            np.array([index_of[int(s)] for s in seg], np.int64),
-            row,
-            [files[s] for s in keys],
-        )
+    def _rerank(self, q: np.ndarray, k: int, found: np.ndarray, located=None) -> list[Hits]:
+        """Exact top-k of each query among its candidate ids ``found`` (``-1`` ignored), with
+        their locations ``located`` = (ids, seg positions, rows, files), or looked up."""
+        if located is None:
+            wanted = np.unique(found[found >= 0])
+            located = self._snapshot_where(
+                "id IN (SELECT value FROM json_each(?))", [json.dumps(wanted.tolist())]
+            )
+        ids, seg, row, files = located
+        order = np.argsort(ids)
+        ids, seg, row = ids[order], seg[order], row[order]
+        out = []
+        for r, cand in enumerate(found):
+            cand = cand[cand >= 0]
+            at = np.clip(np.searchsorted(ids, cand), 0, max(len(ids) - 1, 0))
+            pos = at[ids[at] == cand] if len(ids) else at[:0]
+            s, f = exact_top_k(self._segments, files, q[r : r + 1], k, ids[pos], seg[pos], row[pos])
+            out.append(Hits(f[0], s[0].astype(np.float32)))
+        return out
 
     def build_index(self) -> None:
         """Build (or bring up to date) the approximate index now rather than at the first
@@ -587,6 +616,8 @@ class LocalStore:
     def count(self, where: Filter | None = None) -> int:
         condition, params = compile_filter(where)
         with self._reading() as conn:
+            if condition == "1":
+                return int(self._fact(conn, "count", "0"))
             return int(
                 conn.execute(f"SELECT COUNT(*) FROM items WHERE {condition}", params).fetchone()[0]
             )
