@@ -20,10 +20,12 @@ CREATE TABLE items (
     frame INTEGER NOT NULL, box BLOB NOT NULL, track INTEGER NOT NULL, path TEXT NOT NULL,
     pid INTEGER NOT NULL, vals BLOB NOT NULL, predicted BLOB NOT NULL, certainty BLOB NOT NULL,
     seg INTEGER NOT NULL, row INTEGER NOT NULL);
-CREATE INDEX items_camera_ts ON items (camera, ts);
-CREATE INDEX items_source_track ON items (source, track);
-CREATE INDEX items_ts ON items (ts);
+CREATE INDEX items_camera_ts ON items (camera, ts, seg, row);
+CREATE INDEX items_source_track ON items (source, track, seg, row);
+CREATE INDEX items_ts ON items (ts, seg, row);
 """
+"""Tables of a local gallery. The indexes cover (seg, row): a filter's candidates and where their
+vectors are come from an index range scan alone, without visiting the table."""
 
 COLUMNS = "id, source, camera, ts, frame, box, track, path, pid, vals, predicted, certainty"
 
