@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sqlite3
 import threading
 import uuid
@@ -500,9 +501,10 @@ class LocalStore:
         if unfiltered:
             total = self.count()
             if total > self.exact_limit:
-                found = self._ann_candidates(q, k, None, total, total)
-                if found is not None:
-                    return self._rerank(q, k, found)
+                hits = self._rerank(q, k, self._ann_candidates(q, k, None, total, total))
+                if all(len(h) >= min(k, total) for h in hits):
+                    return hits
+                # removed items still in the index crowded the live ones out: restrict to these
         ids, seg, row, files = self._snapshot(where)
         if len(ids) == 0:
             return empty
@@ -534,16 +536,18 @@ class LocalStore:
 
     def _ann_candidates(
         self, q: np.ndarray, k: int, bitmap: np.ndarray | None, n: int, total: int
-    ) -> np.ndarray | None:
+    ) -> np.ndarray:
         """``(Q, k * rerank)`` candidate ids (``-1`` padding) among the ``n`` items set in
-        ``bitmap`` (``None``: all ``total`` live items; then ``None`` is returned when removed
-        items still in the index would crowd the live ones out)."""
+        ``bitmap`` (``None``: any of the index, which may still hold removed items: then more
+        candidates are drawn, in proportion)."""
         with self._ann.lock:
             ann = self._ann_ready(total)
-            if bitmap is None and ann.index.ntotal > total:
-                return None
-            kk = min(n, k * self.rerank)
-            fraction = n / max(ann.index.ntotal, 1)
+            held = ann.index.ntotal
+            if bitmap is None:
+                kk = min(held, math.ceil(k * self.rerank * held / max(total, 1)))
+            else:
+                kk = min(n, k * self.rerank)
+            fraction = n / max(held, 1)
             found = ann.search(q, kk, bitmap, fraction)
             short = np.flatnonzero((found >= 0).sum(axis=1) < min(k, n))
             if len(short):  # the probed cells held too few candidates: probe them all
