@@ -352,3 +352,29 @@ def test_open_store_picks_the_backend():
     assert backend_of("http://host:19530") == ("milvus", "http://host:19530")
     with pytest.raises(StoreError, match="no folder or URI"):
         backend_of(" ")
+
+
+def test_a_broken_index_cache_is_rebuilt_from_the_segments(tmp_path):
+    dim = 32
+    store = LocalStore.create(tmp_path / "g", info(dim), exact_limit=100)
+    items = make_items(clustered(2000, seed=1), source="a", seed=1)
+    store.add(items)
+    queries = clustered(5, seed=7)
+    first = store.search(queries, 10)
+    store.close()
+    (tmp_path / "g" / "ann" / "ann.faiss").write_bytes(b"garbage")
+    again = LocalStore.open(tmp_path / "g", exact_limit=100)
+    for a, b in zip(first, again.search(queries, 10)):
+        np.testing.assert_array_equal(a.ids, b.ids)
+    assert (tmp_path / "g" / "ann" / "ann.faiss").stat().st_size > 1000
+
+
+def test_get_without_vectors_and_more_k_than_items(tmp_path):
+    store = LocalStore.create(tmp_path / "g", info())
+    ids = store.add(batch(7, source="a", seed=1))
+    got = store.get(ids[:3], vectors=False)
+    assert got.vectors.shape == (3, DIM) and not got.vectors.any()
+    assert len(store.get([])) == 0
+    hits = store.search(batch(2, source="q", seed=2).vectors, 50)
+    assert [len(h) for h in hits] == [7, 7]
+    assert [len(h) for h in store.search(batch(1, source="q", seed=2).vectors, 0)] == [0]
