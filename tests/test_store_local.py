@@ -181,6 +181,9 @@ def test_approximate_path_reranks_exactly_and_drops_removed_items(tmp_path):
             assert np.all(np.diff(g.scores) <= 1e-7)
         return np.mean([len(set(g.ids) & set(w.ids)) / 10 for g, w in zip(got, want)])
 
+    assert recall() == 1.0  # no index yet: exact
+    assert not (tmp_path / "g" / "ann" / "ann.faiss").exists()
+    store.build_index()
     assert recall() >= 0.9
     weak = Filter(cameras=frozenset({"c0", "c1", "c2"}))
     assert store.count(weak) > 500 and recall(weak) >= 0.9
@@ -360,13 +363,17 @@ def test_a_broken_index_cache_is_rebuilt_from_the_segments(tmp_path):
     items = make_items(clustered(2000, seed=1), source="a", seed=1)
     store.add(items)
     queries = clustered(5, seed=7)
+    store.build_index()
     first = store.search(queries, 10)
     store.close()
     (tmp_path / "g" / "ann" / "ann.faiss").write_bytes(b"garbage")
     again = LocalStore.open(tmp_path / "g", exact_limit=100)
+    for a, b in zip(first, again.search(queries, 10)):  # exact while there is no index
+        np.testing.assert_array_equal(a.ids, b.ids)
+    again.build_index()
+    assert (tmp_path / "g" / "ann" / "ann.faiss").stat().st_size > 1000
     for a, b in zip(first, again.search(queries, 10)):
         np.testing.assert_array_equal(a.ids, b.ids)
-    assert (tmp_path / "g" / "ann" / "ann.faiss").stat().st_size > 1000
 
 
 def test_get_without_vectors_and_more_k_than_items(tmp_path):

@@ -22,14 +22,18 @@ Why this design:
   that hold garbage (or are small) and switches them in one transaction.
 - **float32 on disk** (4 bytes per dimension): the exact answers equal the reference's; float16
   would halve the disk and the page cache but change scores by about 1e-4.
-- **Search**: the filter is compiled to SQL, which gives the candidates (id, segment, row). Up to
-  :attr:`LocalStore.exact_limit` candidates are scored exactly: their vectors gathered from the
-  memory maps, a chunked matrix product, ties to the smaller id (the answers of
-  :class:`~cerberus.store.memory.MemoryStore`). Beyond it (no filter or a weak one on a large
-  gallery) a faiss IVF-SQ8 index (:mod:`cerberus.store.ann`) restricted to the candidates by an
-  id bitmap proposes ``rerank`` x k items, which are re-scored exactly. Its recall is measured
-  by ``benchmarks/bench_gallery.py``; searches with at most ``exact_limit`` candidates (the
-  filtered searches of the benchmark, every search of a gallery that small) are exact.
+- **Search**: the filter is compiled to SQL, which gives the candidates (id, segment, row) from
+  an index range scan. Up to :attr:`LocalStore.exact_limit` candidates (2,000) are scored
+  exactly: their vectors read from the memory maps segment by segment, ties to the smaller id
+  (the answers of :class:`~cerberus.store.memory.MemoryStore`). Beyond it a faiss IVF-SQ8 index
+  (:mod:`cerberus.store.ann`) restricted to the candidates by an id bitmap proposes ``rerank``
+  x k items, which are re-scored exactly: reading 100 vectors instead of thousands is what keeps
+  a filtered search fast when the 10 GB of a million vectors do not all sit in the page cache.
+  Its recall@10 is measured by ``benchmarks/bench_gallery.py`` (0.99-1.0, docs/benchmarks.md).
+  The index is built by :meth:`LocalStore.build_index` or the first large unfiltered search
+  (minutes at 1M x 2560); until it exists, searches with up to :data:`EXACT_WITHOUT_INDEX`
+  candidates stay exact. A search only extends it with new items; retraining is left to
+  :meth:`LocalStore.build_index`.
 - **Faults**: a process killed during an add leaves either the gallery as it was (a segment file
   nobody references, deleted by the next writer) or the whole batch. A full disk is one line
   and nothing changed. A second writer (another process) waits for the first, up to
@@ -77,9 +81,14 @@ ANN = "ann"
 BUSY_TIMEOUT_S = 60.0
 """How long a writer waits for another process's write before it is refused."""
 
-EXACT_LIMIT = 50_000
-"""Searches with at most this many candidates are exact (measured crossover: method §9.1 and
-``benchmarks/bench_gallery.py``)."""
+EXACT_LIMIT = 2_000
+"""Searches with at most this many candidates are exact; beyond, the approximate index restricted
+to the candidates (recall@10 0.99-1.0) is faster: at 1M x 2560, 31 ms against 49 ms for 4,929
+candidates, 111 ms against 992 ms for 52,373 (``benchmarks/bench_gallery.py --crossover``,
+docs/benchmarks.md)."""
+EXACT_WITHOUT_INDEX = 200_000
+"""Until the approximate index is built, filtered searches with up to this many candidates are
+exact (rather than waiting minutes for the index)."""
 
 SMALL_SEGMENT = 4096
 """Segments with fewer rows are merged by :meth:`LocalStore.compact` (and automatically once
@@ -500,7 +509,7 @@ class LocalStore:
         unfiltered = where is None or where.empty
         if unfiltered:
             total = self.count()
-            if total > self.exact_limit:
+            if total > self.exact_limit and (total > EXACT_WITHOUT_INDEX or self._ann_exists()):
                 hits = self._rerank(q, k, self._ann_candidates(q, k, None, total, total))
                 if all(len(h) >= min(k, total) for h in hits):
                     return hits
@@ -508,7 +517,9 @@ class LocalStore:
         ids, seg, row, files = self._snapshot(where)
         if len(ids) == 0:
             return empty
-        if len(ids) <= self.exact_limit:
+        if len(ids) <= self.exact_limit or (
+            len(ids) <= EXACT_WITHOUT_INDEX and not self._ann_exists()
+        ):
             scores, found = exact_top_k(self._segments, files, q, k, ids, seg, row)
             return [Hits(f, s.astype(np.float32)) for s, f in zip(scores, found)]
         bits = np.zeros(int(ids.max()) + 1, dtype=bool)
@@ -517,12 +528,19 @@ class LocalStore:
         found = self._ann_candidates(q, k, bitmap, len(ids), self.count())
         return self._rerank(q, k, found, (ids, seg, row, files))
 
-    def _ann_ready(self, total: int) -> AnnIndex:
-        """The approximate index, loaded, (re)built or extended to the committed items."""
+    def _ann_exists(self) -> bool:
+        """Whether the approximate index is loaded or its cache file can be read."""
+        with self._ann.lock:
+            return self._ann.index is not None or self._ann.load()
+
+    def _ann_ready(self, total: int, retrain: bool = False) -> AnnIndex:
+        """The approximate index, loaded (built when there is none) and extended to the
+        committed items; retrained (``retrain``) when :meth:`AnnIndex.stale`. A search never
+        retrains: at 1M x 2560 that takes minutes (:meth:`build_index` does)."""
         ann = self._ann
         if ann.index is None:
             ann.load()
-        if ann.stale(total):
+        if ann.index is None or (retrain and ann.stale(total)):
             ids, seg, row, files = self._snapshot(None)
             ann.build(ids, lambda p: self._segments.gather(files, seg[p], row[p]))
             ann.save()
@@ -575,12 +593,16 @@ class LocalStore:
         return out
 
     def build_index(self) -> None:
-        """Build (or bring up to date) the approximate index now rather than at the first
-        large unfiltered search; a no-op for galleries of at most ``exact_limit`` items."""
-        if self.count() <= self.exact_limit:
+        """Build the approximate index now (or retrain it when the gallery has grown
+        :data:`~cerberus.store.ann.RETRAIN_GROWTH` times, or extend it to the new items) rather
+        than at the first large unfiltered search; a no-op for galleries of at most
+        ``exact_limit`` items. Until an index exists, filtered searches with up to
+        :data:`EXACT_WITHOUT_INDEX` candidates are exact."""
+        total = self.count()
+        if total <= self.exact_limit:
             return
-        q = np.zeros((1, self.info.dim), np.float32)
-        self.search(q, 1)
+        with self._ann.lock:
+            self._ann_ready(total, retrain=True)
 
     def get(self, ids: Sequence[int] | np.ndarray, *, vectors: bool = True) -> Items:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
