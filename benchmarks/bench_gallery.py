@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from _common import markdown_table, print_machine
 
-from cerberus.store import Filter, GalleryInfo, Items, create_store
+from cerberus.store import Filter, GalleryInfo, Items, create_store, open_store
 
 PARTS = 5
 SIDS = (4, 18, 40, 8, 8)  # SID counts per group (Market-1501)
@@ -138,14 +138,19 @@ def make_filters(q: int, seed: int) -> list[tuple[frozenset[str], float, float]]
 
 
 def merge(best_s, best_i, scores, ids, k):
+    """Running top-k: ties go to the smaller id (as ``MemoryStore``)."""
     s = np.concatenate([best_s, scores], axis=1)
     i = np.concatenate([best_i, np.broadcast_to(ids, scores.shape)], axis=1)
-    top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-    return np.take_along_axis(s, top, axis=1), np.take_along_axis(i, top, axis=1)
+    wide = min(s.shape[1], 2 * k)
+    top = np.argpartition(-s, wide - 1, axis=1)[:, :wide]
+    s, i = np.take_along_axis(s, top, axis=1), np.take_along_axis(i, top, axis=1)
+    order = np.lexsort((i, -s), axis=1)[:, :k]
+    return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
 
 
-def ground_truth(data: Footage, queries, filters, ids_of_row, k: int = 10):
-    """Exact top-k ids ``(Q, k)`` unfiltered and filtered, by one pass over regenerated chunks."""
+def ground_truth(data: Footage, queries, filters, ids_of_row, k: int = 10, extra_ids=None):
+    """Exact top-k ids ``(Q, k)`` unfiltered and filtered, by one pass over regenerated chunks
+    (``extra_ids``: the ids of the added copies of chunk 0's first rows, when they are in)."""
     q = len(queries)
     un_s, un_i = np.full((q, k), -np.inf, np.float32), np.full((q, k), -1, np.int64)
     fi_s, fi_i = un_s.copy(), un_i.copy()
@@ -155,6 +160,10 @@ def ground_truth(data: Footage, queries, filters, ids_of_row, k: int = 10):
         v = data.vectors(c)
         camera, ts, _ = data.metadata(c)
         ids = ids_of_row[rows.start : rows.stop]
+        if c == 0 and extra_ids is not None and len(extra_ids):
+            m = len(extra_ids)
+            v, ids = np.concatenate([v, v[:m]]), np.concatenate([ids, extra_ids])
+            camera, ts = np.concatenate([camera, camera[:m]]), np.concatenate([ts, ts[:m]])
         scores = queries @ v.T
         un_s, un_i = merge(un_s, un_i, scores, ids, k)
         masked = np.full_like(scores, -np.inf)
@@ -210,25 +219,37 @@ def bench(n: int, args, workdir: Path) -> dict:
         prototypes={"H": rng.normal(size=(4, 2)).astype(np.float32)},
     )
     target = workdir / (f"local-{n}" if args.backend == "local" else f"milvus-{n}.db")
-    if target.exists():
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-    store = create_store(target, info)
-    print(f"[{args.backend} {n:,} x {args.dim}] filling ...", file=sys.stderr, flush=True)
-    ids_of_row = np.empty(n, np.int64)
-    t0 = time.perf_counter()
-    for c in range(data.chunks):
-        rows = data.rows(c)
-        ids_of_row[rows.start : rows.stop] = store.add(data.items(c), complete=False)
-    fill_s = time.perf_counter() - t0
+    extra_ids = None
+    if args.reuse and target.exists():  # a gallery this script filled (ids in fill order)
+        store = open_store(target)
+        ids_of_row, fill_s = np.arange(n, dtype=np.int64), float("nan")
+        extra_ids = np.arange(n, store.count(), dtype=np.int64)
+        if store.count() not in (n, n + min(10_000, n)):
+            raise SystemExit(f"{target}: {store.count()} items, not a gallery of this script")
+    else:
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        store = create_store(target, info)
+        print(f"[{args.backend} {n:,} x {args.dim}] filling ...", file=sys.stderr, flush=True)
+        ids_of_row = np.empty(n, np.int64)
+        t0 = time.perf_counter()
+        for c in range(data.chunks):
+            rows = data.rows(c)
+            ids_of_row[rows.start : rows.stop] = store.add(data.items(c), complete=False)
+        fill_s = time.perf_counter() - t0
     queries = data.queries(args.queries)
     filters = make_filters(args.queries, args.seed)
     wheres = [Filter(cameras=cams, after=a, before=b) for cams, a, b in filters]
     print("  ground truth ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    truth_all, truth_filtered = ground_truth(data, queries, filters, ids_of_row)
+    truth_all, truth_filtered = ground_truth(
+        data, queries, filters, ids_of_row, extra_ids=extra_ids
+    )
     truth_s = time.perf_counter() - t0
     candidates = float(np.median([store.count(w) for w in wheres[:20]]))
     build = getattr(store, "build_index", None)
+    if args.nprobe and args.backend == "local":
+        return sweep(store, queries, wheres, truth_all, truth_filtered, args, n)
     if build is not None:  # the local backend is exact until its index is built
         print("  filtered queries, exact ...", file=sys.stderr, flush=True)
         e50, e99, ehits = timed_queries(store, queries, wheres)
@@ -287,6 +308,40 @@ def bench(n: int, args, workdir: Path) -> dict:
     return row
 
 
+def sweep(store, queries, wheres, truth_all, truth_filtered, args, n: int) -> dict:
+    """p50 / p99 and recall@10, filtered and unfiltered, for each ``--nprobe`` (local)."""
+    store.build_index()
+    out = []
+    for nprobe in (int(x) for x in args.nprobe.split(",")):
+        store.nprobe = nprobe
+        f50, f99, fhits = timed_queries(store, queries, wheres)
+        u50, u99, uhits = timed_queries(store, queries, [None] * len(queries))
+        out.append(
+            [
+                nprobe,
+                f"{f50:.1f} / {f99:.1f}",
+                round(recall(fhits, truth_filtered), 4),
+                f"{u50:.1f} / {u99:.1f}",
+                round(recall(uhits, truth_all), 4),
+            ]
+        )
+    print(f"\nnprobe sweep at {n:,} x {args.dim} ({len(queries)} queries):\n")
+    print(
+        markdown_table(
+            [
+                "nprobe",
+                "filtered p50 / p99 ms",
+                "filtered R@10",
+                "unfiltered p50 / p99 ms",
+                "unfiltered R@10",
+            ],
+            out,
+        )
+    )
+    store.close()
+    return {"items": n, "dim": args.dim, "sweep": out}
+
+
 def crossover(store, queries, seed: int) -> list[dict]:
     """Exact vs approximate p50 latency (ms) against the number of filtered candidates."""
     rng = np.random.default_rng([seed, 6])
@@ -328,11 +383,21 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the galleries")
     parser.add_argument("--crossover", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON")
+    parser.add_argument(
+        "--reuse", action="store_true", help="open the gallery left in --workdir by --keep"
+    )
+    parser.add_argument(
+        "--nprobe", default="", help="local: only time these nprobe values, e.g. 4,8,16,32"
+    )
     args = parser.parse_args()
     print_machine()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-gallery-"))
     workdir.mkdir(parents=True, exist_ok=True)
     rows = [bench(int(s), args, workdir) for s in args.sizes.split(",")]
+    if args.nprobe:
+        if args.out:
+            args.out.write_text(json.dumps(rows, indent=1))
+        return
     headers = [
         "backend",
         "items x dim",

@@ -123,6 +123,17 @@ class LocalStore:
         self._segments = Segments(self.folder / VECTORS, self.info.dim)
         self._ann = AnnIndex(self.folder / ANN, self.info.dim, nprobe=nprobe)
 
+    @property
+    def nprobe(self) -> int:
+        """Cells the approximate index probes for an unfiltered search (more for a filter)."""
+        return self._ann.nprobe
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        if int(value) < 1:
+            raise StoreError(f"{self.name}: nprobe {value} must be at least 1")
+        self._ann.nprobe = int(value)
+
     # ---- opening
 
     @classmethod
