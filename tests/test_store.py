@@ -38,7 +38,16 @@ def _memory(tmp_path: Path, gallery: GalleryInfo) -> GalleryStore:
     return MemoryStore(gallery)
 
 
-BACKENDS: dict[str, Callable[[Path, GalleryInfo], GalleryStore]] = {"memory": _memory}
+def _local(tmp_path: Path, gallery: GalleryInfo) -> GalleryStore:
+    from cerberus.store.local import LocalStore
+
+    return LocalStore.create(tmp_path, gallery)
+
+
+BACKENDS: dict[str, Callable[[Path, GalleryInfo], GalleryStore]] = {
+    "memory": _memory,
+    "local": _local,
+}
 """name -> factory(folder, info): a new empty store of that backend (each backend adds itself)."""
 
 

@@ -18,6 +18,7 @@ from cerberus.store.base import (
     to_utc_seconds,
 )
 from cerberus.store.memory import MemoryStore
+from cerberus.store.open import backend_of, create_store, open_store
 
 __all__ = [
     "NO_FRAME",
@@ -32,7 +33,10 @@ __all__ = [
     "MemoryStore",
     "SourceState",
     "StoreError",
+    "backend_of",
+    "create_store",
     "from_utc_seconds",
     "make_filter",
+    "open_store",
     "to_utc_seconds",
 ]
