@@ -26,6 +26,7 @@ hold :data:`NO_TIME` in ``ts`` and a time condition also requires ``ts > NO_TIME
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -284,7 +285,9 @@ class MilvusStore:
         c.create_index(self.collection, ip, sync=False)
 
         m = c.create_schema(auto_id=False, enable_dynamic_field=False)
-        m.add_field("key", DataType.VARCHAR, is_primary=True, max_length=2 * MAX_NAME)
+        # an INT64 key hashed from the name: pymilvus pages string keys with unescaped quotes
+        m.add_field("pk", DataType.INT64, is_primary=True)
+        m.add_field("key", DataType.VARCHAR, max_length=2 * MAX_NAME)
         m.add_field("kind", DataType.VARCHAR, max_length=16)
         m.add_field("text", DataType.VARCHAR, max_length=65535)
         m.add_field("vector", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants one; never searched
@@ -314,7 +317,9 @@ class MilvusStore:
 
     @staticmethod
     def _meta_row(key: str, kind: str, text: str) -> dict[str, Any]:
-        return {"key": key, "kind": kind, "text": text, "vector": [0.0, 0.0]}
+        pk = int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
+        row = {"pk": pk - (1 << 63), "key": key, "kind": kind, "text": text}
+        return row | {"vector": [0.0, 0.0]}
 
     @staticmethod
     def _new_state() -> dict[str, Any]:
