@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,7 @@ class MilvusStore:
 
     def __init__(self, client: Any, uri: str, collection: str, info: GalleryInfo, index: str):
         self._client = client
+        self._lite = _lite(uri)
         self.uri = uri
         self.collection = collection
         self.meta_collection = f"{collection}_meta"
@@ -377,46 +379,44 @@ class MilvusStore:
     # ------------------------------------------------------------ writing
 
     def _recover(self, state: dict[str, Any]) -> dict[str, Any]:
-        """Finish or undo the write ``state['pending']`` describes (a crash or a failure
-        left it); returns the clean state."""
+        """Finish or undo the write ``state['pending']`` describes (a crash or a failure left
+        it): an add not committed loses its rows; a committed add or a remove is carried to its
+        end (replaced rows deleted, the planned source rows written). Returns the clean state."""
         p = state.get("pending")
         if p is None and not state.get("hide"):
             return state
         c = self._client
-        if p is not None and p.get("op") == "add" and p["batch"] > state["committed"]:
+        if p is not None and p["op"] == "add" and p["batch"] > state["committed"]:
             c.delete(self.collection, filter=f"batch == {int(p['batch'])}")  # never committed
         else:
             for source, batch in state.get("hide", []):
                 c.delete(
                     self.collection, filter=f"source == {quote(source)} and batch < {int(batch)}"
                 )
-            if p is not None and p.get("op") == "remove":
+            if p is not None and p["op"] == "remove":
                 c.delete(self.collection, filter=p["expr"])
-            state["hide"] = []
+                if p.get("camera") is not None:
+                    c.delete(
+                        self.meta_collection, filter=f"key == {quote('camera:' + p['camera'])}"
+                    )
             if p is not None:
-                self._recount(p["sources"], state, complete=bool(p.get("complete")))
+                plan = p["plan"]
+                self._put([
+                    self._meta_row(f"source:{name}", "source", json.dumps(value))
+                    for name, value in plan.items()
+                    if value is not None
+                ])  # fmt: skip
+                gone = [f"source:{name}" for name, value in plan.items() if value is None]
+                if gone:
+                    c.delete(self.meta_collection, filter=f"key in {strings(gone)}")
         state["pending"] = None
         state["hide"] = []
         self._put_state(state)
+        if self._lite:
+            # Milvus Lite searches rows still in its memory table row by row (seconds per
+            # query at 10k items); flushed, they are in indexed segments
+            c.flush(self.collection)
         return state
-
-    def _recount(self, sources: Sequence[str], state: dict[str, Any], *, complete: bool) -> None:
-        """Source rows of ``sources`` counted afresh from the committed items (a source left
-        without items is dropped)."""
-        known = self._meta("source", list(sources))
-        rows, gone = [], []
-        seen = visible(state)
-        for name in sources:
-            n = self._count(f"{seen} and source == {quote(name)}")
-            if n == 0:
-                gone.append(f"source:{name}")
-                continue
-            was = known.get(name, {}).get("complete", False)
-            value = {"name": name, "count": n, "complete": bool(was or complete)}
-            rows.append(self._meta_row(f"source:{name}", "source", json.dumps(value)))
-        self._put(rows)
-        if gone:
-            self._client.delete(self.meta_collection, filter=f"key in {strings(gone)}")
 
     def _check_items(self, items: Items) -> None:
         items.check()
@@ -458,12 +458,17 @@ class MilvusStore:
             ids = np.arange(state["next_id"], state["next_id"] + len(items), dtype=np.int64)
             state["next_batch"] = b + 1
             state["next_id"] = int(ids[-1]) + 1
-            state["pending"] = {
-                "op": "add",
-                "batch": b,
-                "sources": batch_sources,
-                "complete": complete,
+            added = Counter(items.source)
+            plan = {
+                name: {
+                    "name": name,
+                    "count": (0 if name in done else known.get(name, {}).get("count", 0))
+                    + added[name],
+                    "complete": bool(complete or known.get(name, {}).get("complete")),
+                }
+                for name in batch_sources
             }
+            state["pending"] = {"op": "add", "batch": b, "plan": plan}
             self._put_state(state)  # 1. reserved: a crash from here on is undone at reopen
             try:
                 per_call = max(1, _INSERT_BYTES // (4 * self.info.dim))
@@ -501,26 +506,23 @@ class MilvusStore:
             raise StoreError(f"{self.name}: remove by source or by camera (one of them)")
         with self._calls("remove"):
             state = self._recover(self._state())
-            seen = visible(state)
             if source is not None:
                 expr = f"source == {quote(source)}"
-                affected = [source]
+                known = self._meta("source", [source])
+                removed = Counter({source: known[source]["count"]} if source in known else {})
             else:
                 expr = f"camera == {quote(camera)}"
-                rows = self._scan(self.collection, f"{seen} and {expr}", ["source"])
-                affected = sorted({r["source"] for r in rows})
-            n = self._count(f"{seen} and {expr}")
-            if n == 0:
-                return 0
-            state["pending"] = {"op": "remove", "expr": expr, "sources": affected}
-            self._put_state(state)
-            self._client.delete(self.collection, filter=expr)
+                rows = self._scan(self.collection, f"{visible(state)} and {expr}", ["source"])
+                removed = Counter(r["source"] for r in rows)
+                known = self._meta("source", sorted(removed))
+            plan: dict[str, Any] = {}
+            for name, k in removed.items():
+                left = known.get(name, {}).get("count", 0) - k
+                plan[name] = dict(known[name], count=left) if left > 0 else None
+            state["pending"] = {"op": "remove", "expr": expr, "plan": plan, "camera": camera}
+            self._put_state(state)  # a crash from here on is carried to the end at reopen
             self._recover(state)
-            if camera is not None:
-                self._client.delete(
-                    self.meta_collection, filter=f"key == {quote('camera:' + camera)}"
-                )
-        return n
+        return sum(removed.values())
 
     # ------------------------------------------------------------ reading
 
@@ -593,15 +595,28 @@ class MilvusStore:
 
     def count(self, where: Filter | None = None) -> int:
         with self._calls("count"):
-            expr = compile_filter(where, self._state())
+            state = self._state()
+            if where is None or where.empty:
+                # all rows less the uncommitted / replaced ones (usually none): Milvus counts
+                # an unfiltered collection from its segments' sizes, a filtered one row by row
+                return self._count("") - self._count(f"not ({visible(state)})")
+            expr = compile_filter(where, state)
             return 0 if expr is None else self._count(expr)
 
     def cameras(self) -> list[str]:
         """Names of the cameras with at least one committed item, sorted."""
         with self._calls("cameras"):
             seen = visible(self._state())
-            names = sorted(self._meta("camera"))
-            return [c for c in names if self._count(f"{seen} and camera == {quote(c)}") > 0]
+            return [
+                c
+                for c in sorted(self._meta("camera"))
+                if self._client.query(
+                    self.collection,
+                    filter=f"{seen} and camera == {quote(c)}",
+                    output_fields=["id"],
+                    limit=1,
+                )
+            ]
 
     def sources(self) -> list[SourceState]:
         with self._calls("sources"):
