@@ -182,26 +182,30 @@ class MilvusStore:
         cls._check_collection(collection)
         if index not in INDEXES:
             raise StoreError(f"index {index}: not one of {', '.join(INDEXES)}")
+        text = encode_info(info)  # refused (one line) before anything is created
         client = cls._connect(uri, token, timeout)
         store = cls(client, uri, collection, info, index)
-        with store._calls("create"):
-            existing = set(client.list_collections())
-            if collection in existing or store.meta_collection in existing:
-                raise StoreError(
-                    f"{store.name}: a gallery already exists there (open it, or pick another "
-                    "collection)"
+        try:
+            with store._calls("create"):
+                existing = set(client.list_collections())
+                if collection in existing or store.meta_collection in existing:
+                    raise StoreError(
+                        f"{store.name}: a gallery already exists there (open it, or pick another "
+                        "collection)"
+                    )
+                store._create_collections()
+                chunks = [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)]
+                rows = [store._meta_row(f"info:{i}", "info", c) for i, c in enumerate(chunks)]
+                rows.append(store._meta_row("state", "state", json.dumps(store._new_state())))
+                client.insert(store.meta_collection, rows)
+                # the format row last: a gallery without it is an unfinished create
+                fmt = {"version": STORE_FORMAT_VERSION, "info_chunks": len(chunks), "index": index}
+                client.insert(
+                    store.meta_collection, [store._meta_row("format", "format", json.dumps(fmt))]
                 )
-            store._create_collections()
-            text = encode_info(info)
-            chunks = [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
-            rows = [store._meta_row(f"info:{i}", "info", c) for i, c in enumerate(chunks)]
-            rows.append(store._meta_row("state", "state", json.dumps(store._new_state())))
-            client.insert(store.meta_collection, rows)
-            # the format row last: a gallery without it is an unfinished create
-            fmt = {"version": STORE_FORMAT_VERSION, "info_chunks": len(chunks), "index": index}
-            client.insert(
-                store.meta_collection, [store._meta_row("format", "format", json.dumps(fmt))]
-            )
+        except BaseException:
+            store.close()
+            raise
         return store
 
     @classmethod
