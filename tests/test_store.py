@@ -3,6 +3,7 @@ reference (:class:`MemoryStore`) for the same adds, removes, filters and searche
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,9 +45,29 @@ def _local(tmp_path: Path, gallery: GalleryInfo) -> GalleryStore:
     return LocalStore.create(tmp_path, gallery)
 
 
+_MILVUS_DB: dict[str, Path] = {}
+_MILVUS_COLLECTIONS = itertools.count()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _milvus_lite_file(tmp_path_factory):
+    """One Milvus Lite file per test session (its in-process server starts once); each store
+    is a fresh collection in it."""
+    _MILVUS_DB["uri"] = tmp_path_factory.mktemp("milvus") / "galleries.db"
+
+
+def _milvus(tmp_path: Path, gallery: GalleryInfo) -> GalleryStore:
+    from cerberus.store.milvus import MilvusStore
+
+    return MilvusStore.create(
+        str(_MILVUS_DB["uri"]), gallery, collection=f"g{next(_MILVUS_COLLECTIONS)}"
+    )
+
+
 BACKENDS: dict[str, Callable[[Path, GalleryInfo], GalleryStore]] = {
     "memory": _memory,
     "local": _local,
+    "milvus": _milvus,
 }
 """name -> factory(folder, info): a new empty store of that backend (each backend adds itself)."""
 

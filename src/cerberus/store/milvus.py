@@ -1,0 +1,644 @@
+"""A gallery in Milvus (method §9.1): a Milvus Lite file (``gallery.db``, in-process) or the URI of
+a Milvus standalone / distributed deployment (``http://host:19530``), through ``pymilvus``'
+``MilvusClient``; the same code for both.
+
+Two collections per gallery: ``<collection>`` holds the items (an INT64 ``id`` we assign, the
+FLOAT_VECTOR ``vector``, a FLAT index with metric IP unless asked otherwise, and scalar fields)
+and ``<collection>_meta`` holds the gallery's own facts, one JSON text per row: the format
+version, the :class:`GalleryInfo` (in chunks), the write ``state`` and one row per source
+(count, complete flag) and per camera.
+
+Milvus has no multi-row transactions, so a batch becomes visible at one single-row write:
+
+1. ``add`` reserves ids and a batch number ``b`` in the ``state`` row (``pending``);
+2. inserts the rows tagged ``batch = b``; every read filters ``batch <= committed``, so they are
+   invisible while they arrive;
+3. commits by writing ``committed = b`` in the ``state`` row (and, with ``replace``, hides the
+   replaced source's older batches in the same write): the commit point;
+4. deletes the replaced rows and updates the source rows, then clears ``pending``.
+
+A failure before 3 deletes the batch's rows; a process killed before 3 leaves rows that the next
+``open`` or ``add`` deletes before anything else; killed after 3, the next one finishes 4. One
+writer at a time (Milvus has no locks; a second writer is not detected). Items without a time
+hold :data:`NO_TIME` in ``ts`` and a time condition also requires ``ts > NO_TIME``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cerberus.store.base import (
+    STORE_FORMAT_VERSION,
+    Filter,
+    GalleryInfo,
+    Hits,
+    Items,
+    SourceState,
+    StoreError,
+)
+from cerberus.store.milvus_rows import (
+    MAX_NAME,
+    compile_filter,
+    decode_info,
+    encode_info,
+    item_rows,
+    quote,
+    rows_to_items,
+    strings,
+    visible,
+)
+
+MAX_K = 16384
+"""Milvus answers at most this many results per query (its ``topk`` limit)."""
+
+INDEXES = {
+    "FLAT": ({}, {}),
+    "IVF_FLAT": ({"nlist": 1024}, {"nprobe": 64}),
+    "HNSW": ({"M": 32, "efConstruction": 256}, {"ef": 256}),
+}
+"""Vector index types: build params, search params. FLAT is exact; the others are approximate
+and not measured here (see README, "Milvus")."""
+
+_CHUNK = 60_000  # characters of GalleryInfo JSON per meta row (a VARCHAR holds 65,535 bytes)
+_INSERT_BYTES = 16 << 20  # vector bytes per insert call (gRPC messages stay under 64 MiB)
+_NOISY = ("pymilvus.decorators", "pymilvus.client", "milvus_lite.server_manager")
+
+
+def _client_class():
+    try:
+        from pymilvus import MilvusClient
+    except ImportError:
+        raise StoreError(
+            "Milvus galleries need pymilvus: pip install pymilvus milvus-lite"
+        ) from None
+    return MilvusClient
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """pymilvus and milvus-lite log every failed call (a traceback for a Lite file that does not
+    open); the store turns each failure into one :class:`StoreError` line instead."""
+    loggers = [logging.getLogger(n) for n in _NOISY]
+    levels = [x.level for x in loggers]
+    for x in loggers:
+        x.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for x, level in zip(loggers, levels):
+            x.setLevel(level)
+
+
+def _reason(error: BaseException) -> str:
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return " ".join(str(text).split())[:300]
+
+
+def _lite(uri: str) -> bool:
+    return uri.endswith(".db") and "://" not in uri
+
+
+class MilvusStore:
+    """A gallery in two Milvus collections; see the module's docstring for the write protocol.
+
+    Build with :meth:`create` or :meth:`open`, never directly. ``search`` is exact on the
+    default FLAT index (Milvus' own inner products, float32)."""
+
+    _ITEM_FIELDS = (
+        "id", "batch", "source", "camera", "ts", "frame", "track", "pid", "path",
+        "box", "values", "predicted", "certainty",
+    )  # fmt: skip
+
+    def __init__(self, client: Any, uri: str, collection: str, info: GalleryInfo, index: str):
+        self._client = client
+        self._lite = _lite(uri)
+        self.uri = uri
+        self.collection = collection
+        self.meta_collection = f"{collection}_meta"
+        self.info = info
+        self.index = index
+        self.name = f"{uri} (collection {collection})"
+        self._closed = False
+
+    # ------------------------------------------------------------ opening
+
+    @staticmethod
+    def _connect(uri: str, token: str | None, timeout: float) -> Any:
+        client_class = _client_class()
+        uri = str(uri)
+        if _lite(uri):
+            Path(uri).expanduser().absolute().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with _quiet():
+                return client_class(uri=uri, token=token or "", timeout=timeout)
+        except Exception as e:  # pymilvus raises several kinds; all mean "no Milvus there"
+            reason = _reason(e)
+            if _lite(uri):
+                if "milvus-lite is required" in reason or "milvus_lite" in reason:
+                    raise StoreError(
+                        f"{uri}: a Milvus Lite file needs milvus-lite: "
+                        "pip install pymilvus milvus-lite"
+                    ) from None
+                raise StoreError(
+                    f"{uri}: Milvus Lite could not open it (one process at a time: is another "
+                    f"one using this gallery?) ({reason})"
+                ) from None
+            raise StoreError(f"{uri}: Milvus does not answer ({reason})") from None
+
+    @staticmethod
+    def _check_collection(collection: str) -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", collection):
+            raise StoreError(
+                f"collection {collection!r}: letters, digits and underscores only, "
+                "not starting with a digit"
+            )
+
+    @classmethod
+    def create(
+        cls,
+        uri: str | Path,
+        info: GalleryInfo,
+        *,
+        collection: str = "cerberus",
+        token: str | None = None,
+        index: str = "FLAT",
+        timeout: float = 5.0,
+    ) -> MilvusStore:
+        """A new empty gallery in ``collection`` at ``uri`` (a ``.db`` path: Milvus Lite,
+        created with its folder; else a server URI, with ``token`` ``"user:password"`` or an API
+        key). ``index``: ``FLAT`` (exact, the default), ``IVF_FLAT`` or ``HNSW`` (approximate,
+        for a server). ``timeout``: seconds to wait for a server that does not answer."""
+        uri = str(uri)
+        cls._check_collection(collection)
+        if index not in INDEXES:
+            raise StoreError(f"index {index}: not one of {', '.join(INDEXES)}")
+        text = encode_info(info)  # refused (one line) before anything is created
+        client = cls._connect(uri, token, timeout)
+        store = cls(client, uri, collection, info, index)
+        try:
+            with store._calls("create"):
+                existing = set(client.list_collections())
+                if collection in existing or store.meta_collection in existing:
+                    raise StoreError(
+                        f"{store.name}: a gallery already exists there (open it, or pick another "
+                        "collection)"
+                    )
+                store._create_collections()
+                chunks = [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)]
+                rows = [store._meta_row(f"info:{i}", "info", c) for i, c in enumerate(chunks)]
+                rows.append(store._meta_row("state", "state", json.dumps(store._new_state())))
+                client.insert(store.meta_collection, rows)
+                # the format row last: a gallery without it is an unfinished create
+                fmt = {"version": STORE_FORMAT_VERSION, "info_chunks": len(chunks), "index": index}
+                client.insert(
+                    store.meta_collection, [store._meta_row("format", "format", json.dumps(fmt))]
+                )
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def open(
+        cls,
+        uri: str | Path,
+        *,
+        collection: str = "cerberus",
+        token: str | None = None,
+        timeout: float = 5.0,
+    ) -> MilvusStore:
+        """The gallery in ``collection`` at ``uri``; a gallery written by a newer format version
+        is refused, and leftovers of an add that did not finish are cleaned up first."""
+        uri = str(uri)
+        cls._check_collection(collection)
+        if _lite(uri) and not Path(uri).expanduser().exists():
+            raise StoreError(f"{uri}: no such Milvus Lite file")
+        client = cls._connect(uri, token, timeout)
+        meta = f"{collection}_meta"
+        try:
+            with _quiet():
+                existing = set(client.list_collections())
+                if collection not in existing or meta not in existing:
+                    raise StoreError(
+                        f"{uri}: no gallery in collection {collection} "
+                        f"(collections there: {', '.join(sorted(existing)) or 'none'})"
+                    )
+                client.load_collection(meta)
+                fmt_rows = client.query(meta, filter='key == "format"', output_fields=["text"])
+            if not fmt_rows:
+                raise StoreError(
+                    f"{uri} (collection {collection}): an unfinished gallery (no format row)"
+                )
+            fmt = json.loads(fmt_rows[0]["text"])
+            if int(fmt["version"]) > STORE_FORMAT_VERSION:
+                raise StoreError(
+                    f"{uri} (collection {collection}): written by a newer Cerberus (gallery "
+                    f"format {fmt['version']}, this one reads up to {STORE_FORMAT_VERSION}); "
+                    "upgrade cerberus"
+                )
+            with _quiet():
+                keys = strings([f"info:{i}" for i in range(int(fmt["info_chunks"]))])
+                parts = client.query(meta, filter=f"key in {keys}", output_fields=["key", "text"])
+                client.load_collection(collection)
+            parts.sort(key=lambda r: int(r["key"].split(":")[1]))
+            info = decode_info("".join(r["text"] for r in parts))
+        except StoreError:
+            client.close()
+            raise
+        except Exception as e:
+            client.close()
+            raise StoreError(
+                f"{uri} (collection {collection}): cannot read it ({_reason(e)})"
+            ) from None
+        store = cls(client, uri, collection, info, fmt.get("index", "FLAT"))
+        with store._calls("open"):
+            store._recover(store._state())
+        return store
+
+    def _create_collections(self) -> None:
+        from pymilvus import DataType
+
+        c = self._client
+        s = c.create_schema(auto_id=False, enable_dynamic_field=False)
+        s.add_field("id", DataType.INT64, is_primary=True)
+        s.add_field("vector", DataType.FLOAT_VECTOR, dim=int(self.info.dim))
+        s.add_field("batch", DataType.INT64)
+        s.add_field("source", DataType.VARCHAR, max_length=MAX_NAME)
+        s.add_field("camera", DataType.VARCHAR, max_length=MAX_NAME)
+        s.add_field("ts", DataType.DOUBLE)
+        for name in ("frame", "track", "pid"):
+            s.add_field(name, DataType.INT64)
+        s.add_field("path", DataType.VARCHAR, max_length=MAX_NAME)
+        for name in ("box", "values", "predicted", "certainty"):
+            s.add_field(name, DataType.JSON)
+        build, _ = INDEXES[self.index]
+        ip = c.prepare_index_params()
+        ip.add_index("vector", index_type=self.index, metric_type="IP", params=build)
+        for name in ("batch", "source", "camera", "ts"):
+            ip.add_index(name, index_type="INVERTED")
+        # indexes without waiting (pymilvus polls every 0.5 s; empty collections index at once)
+        c.create_collection(self.collection, schema=s, consistency_level="Strong")
+        c.create_index(self.collection, ip, sync=False)
+
+        m = c.create_schema(auto_id=False, enable_dynamic_field=False)
+        # an INT64 key hashed from the name: pymilvus pages string keys with unescaped quotes
+        m.add_field("pk", DataType.INT64, is_primary=True)
+        m.add_field("key", DataType.VARCHAR, max_length=2 * MAX_NAME)
+        m.add_field("kind", DataType.VARCHAR, max_length=16)
+        m.add_field("text", DataType.VARCHAR, max_length=65535)
+        m.add_field("vector", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants one; never searched
+        mp = c.prepare_index_params()
+        mp.add_index("vector", index_type="FLAT", metric_type="L2")
+        c.create_collection(self.meta_collection, schema=m, consistency_level="Strong")
+        c.create_index(self.meta_collection, mp, sync=False)
+        c.load_collection(self.collection)
+        c.load_collection(self.meta_collection)
+
+    # ------------------------------------------------------------ plumbing
+
+    @contextlib.contextmanager
+    def _calls(self, what: str) -> Iterator[None]:
+        """Milvus' errors as one :class:`StoreError` line naming the gallery."""
+        if self._closed:
+            raise StoreError(f"{self.name}: the gallery is closed")
+        try:
+            with _quiet():
+                yield
+        except StoreError:
+            raise
+        except Exception as e:
+            if type(e).__module__.startswith(("pymilvus", "grpc", "milvus_lite")):
+                raise StoreError(f"{self.name}: {what} failed in Milvus ({_reason(e)})") from None
+            raise
+
+    @staticmethod
+    def _meta_row(key: str, kind: str, text: str) -> dict[str, Any]:
+        pk = int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
+        row = {"pk": pk - (1 << 63), "key": key, "kind": kind, "text": text}
+        return row | {"vector": [0.0, 0.0]}
+
+    @staticmethod
+    def _new_state() -> dict[str, Any]:
+        return {"next_id": 0, "next_batch": 0, "committed": -1, "hide": [], "pending": None}
+
+    def _state(self) -> dict[str, Any]:
+        rows = self._client.query(
+            self.meta_collection, filter='key == "state"', output_fields=["text"]
+        )
+        if not rows:
+            raise StoreError(f"{self.name}: the gallery's state row is missing")
+        return json.loads(rows[0]["text"])
+
+    def _put(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self._client.upsert(self.meta_collection, rows)
+
+    def _put_state(self, state: dict[str, Any]) -> None:
+        self._put([self._meta_row("state", "state", json.dumps(state))])
+
+    def _meta(self, kind: str, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """The rows of ``kind`` (``source`` / ``camera``), all or those of ``names``."""
+        expr = f"kind == {quote(kind)}"
+        if names is not None:
+            if not names:
+                return {}
+            expr += f" and key in {strings([f'{kind}:{n}' for n in names])}"
+        rows = self._scan(self.meta_collection, expr, ["text"])
+        out = {}
+        for r in rows:
+            value = json.loads(r["text"])
+            out[value["name"]] = value
+        return out
+
+    def _scan(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
+        """Every row passing ``expr`` (paged: a plain query stops at 16,384 rows)."""
+        it = self._client.query_iterator(
+            collection, batch_size=4096, filter=expr, output_fields=fields
+        )
+        out: list[dict[str, Any]] = []
+        try:
+            while True:
+                page = it.next()
+                if not page:
+                    break
+                out.extend(page)
+        finally:
+            it.close()
+        return out
+
+    def _count(self, expr: str) -> int:
+        rows = self._client.query(self.collection, filter=expr, output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    # ------------------------------------------------------------ writing
+
+    def _recover(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Finish or undo the write ``state['pending']`` describes (a crash or a failure left
+        it): an add not committed loses its rows; a committed add or a remove is carried to its
+        end (replaced rows deleted, the planned source rows written). Returns the clean state."""
+        p = state.get("pending")
+        if p is None and not state.get("hide"):
+            return state
+        c = self._client
+        if p is not None and p["op"] == "add" and p["batch"] > state["committed"]:
+            c.delete(self.collection, filter=f"batch == {int(p['batch'])}")  # never committed
+        else:
+            for source, batch in state.get("hide", []):
+                c.delete(
+                    self.collection, filter=f"source == {quote(source)} and batch < {int(batch)}"
+                )
+            if p is not None and p["op"] == "remove":
+                c.delete(self.collection, filter=p["expr"])
+                if p.get("camera") is not None:
+                    c.delete(
+                        self.meta_collection, filter=f"key == {quote('camera:' + p['camera'])}"
+                    )
+            if p is not None:
+                plan = p["plan"]
+                self._put([
+                    self._meta_row(f"source:{name}", "source", json.dumps(value))
+                    for name, value in plan.items()
+                    if value is not None
+                ])  # fmt: skip
+                gone = [f"source:{name}" for name, value in plan.items() if value is None]
+                if gone:
+                    c.delete(self.meta_collection, filter=f"key in {strings(gone)}")
+        state["pending"] = None
+        state["hide"] = []
+        self._put_state(state)
+        if self._lite:
+            # Milvus Lite searches rows still in its memory table row by row (seconds per
+            # query at 10k items); flushed, they are in indexed segments
+            c.flush(self.collection)
+        return state
+
+    def _check_items(self, items: Items) -> None:
+        items.check()
+        if items.vectors.shape[1] != self.info.dim:
+            raise StoreError(
+                f"{self.name}: vectors of dimension {items.vectors.shape[1]}, "
+                f"the gallery holds {self.info.dim}"
+            )
+        for what, column in (
+            ("source", items.source),
+            ("camera", items.camera),
+            ("path", items.path),
+        ):
+            for text in column:
+                if len(text.encode("utf-8")) > MAX_NAME:
+                    raise StoreError(
+                        f"{self.name}: {what} {text[:60]!r}...: longer than {MAX_NAME} bytes"
+                    )
+        if not all(items.source):
+            raise StoreError(f"{self.name}: items without a source name")
+
+    def add(self, items: Items, *, replace: bool = False, complete: bool = True) -> np.ndarray:
+        """Add one batch (all of it or none of it, see the module's docstring); returns the new
+        ids. A complete source is refused unless ``replace``."""
+        self._check_items(items)
+        if len(items) == 0:
+            return np.zeros(0, np.int64)
+        with self._calls("add"):
+            state = self._recover(self._state())
+            batch_sources = sorted(set(items.source))
+            known = self._meta("source", batch_sources)
+            done = [s for s in batch_sources if known.get(s, {}).get("complete")]
+            if done and not replace:
+                raise StoreError(
+                    f"{self.name}: source {done[0]} is already in the gallery "
+                    "(remove it first, or replace it)"
+                )
+            b = int(state["next_batch"])
+            ids = np.arange(state["next_id"], state["next_id"] + len(items), dtype=np.int64)
+            state["next_batch"] = b + 1
+            state["next_id"] = int(ids[-1]) + 1
+            added = Counter(items.source)
+            plan = {
+                name: {
+                    "name": name,
+                    "count": (0 if name in done else known.get(name, {}).get("count", 0))
+                    + added[name],
+                    "complete": bool(complete or known.get(name, {}).get("complete")),
+                }
+                for name in batch_sources
+            }
+            state["pending"] = {"op": "add", "batch": b, "plan": plan}
+            self._put_state(state)  # 1. reserved: a crash from here on is undone at reopen
+            try:
+                per_call = max(1, _INSERT_BYTES // (4 * self.info.dim))
+                for rows in item_rows(items, ids, b, per_call):  # 2. invisible rows
+                    self._insert(rows)
+                cameras = sorted(set(items.camera) - {""})
+                self._put([
+                    self._meta_row(f"camera:{c}", "camera", json.dumps({"name": c}))
+                    for c in cameras
+                ])  # fmt: skip
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self._recover(state)
+                raise
+            state["committed"] = b
+            state["hide"] = [[s, b] for s in done]
+            self._put_state(state)  # 3. the commit point
+            self._recover(state)  # 4. replaced rows deleted, sources counted
+        return ids
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        self._client.insert(self.collection, rows)
+
+    def finish(self, source: str) -> None:
+        with self._calls("finish"):
+            known = self._meta("source", [source])
+            if source not in known:
+                raise StoreError(f"{self.name}: no source {source}")
+            value = dict(known[source], complete=True)
+            self._put([self._meta_row(f"source:{source}", "source", json.dumps(value))])
+
+    def remove(self, *, source: str | None = None, camera: str | None = None) -> int:
+        """Delete every item of ``source`` or of ``camera``; returns how many."""
+        if (source is None) == (camera is None):
+            raise StoreError(f"{self.name}: remove by source or by camera (one of them)")
+        with self._calls("remove"):
+            state = self._recover(self._state())
+            if source is not None:
+                expr = f"source == {quote(source)}"
+                known = self._meta("source", [source])
+                removed = Counter({source: known[source]["count"]} if source in known else {})
+            else:
+                expr = f"camera == {quote(camera)}"
+                rows = self._scan(self.collection, f"{visible(state)} and {expr}", ["source"])
+                removed = Counter(r["source"] for r in rows)
+                known = self._meta("source", sorted(removed))
+            plan: dict[str, Any] = {}
+            for name, k in removed.items():
+                left = known.get(name, {}).get("count", 0) - k
+                plan[name] = dict(known[name], count=left) if left > 0 else None
+            state["pending"] = {"op": "remove", "expr": expr, "plan": plan, "camera": camera}
+            self._put_state(state)  # a crash from here on is carried to the end at reopen
+            self._recover(state)
+        return sum(removed.values())
+
+    # ------------------------------------------------------------ reading
+
+    def search(self, queries: np.ndarray, k: int, where: Filter | None = None) -> list[Hits]:
+        """Per query ``(Q, D)``: the top-``k`` committed items passing ``where`` by inner
+        product, best first (ties by the smaller id)."""
+        q = np.asarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.info.dim:
+            raise StoreError(
+                f"{self.name}: query vectors of shape {q.shape}, the gallery holds "
+                f"dimension {self.info.dim}"
+            )
+        if k > MAX_K:
+            raise StoreError(f"{self.name}: k={k}: Milvus answers at most {MAX_K} per query")
+        empty = Hits(np.zeros(0, np.int64), np.zeros(0, np.float32))
+        with self._calls("search"):
+            expr = compile_filter(where, self._state())
+            if expr is None or k <= 0 or len(q) == 0:
+                return [Hits(empty.ids.copy(), empty.scores.copy()) for _ in q]
+            _, params = INDEXES[self.index]
+            out = []
+            for start in range(0, len(q), 256):
+                answers = self._client.search(
+                    self.collection,
+                    data=[v for v in q[start : start + 256]],
+                    limit=int(k),
+                    filter=expr,
+                    output_fields=[],
+                    anns_field="vector",
+                    search_params={"metric_type": "IP", "params": params},
+                )
+                for hits in answers:
+                    pairs = sorted((-float(h["distance"]), int(h["id"])) for h in hits)
+                    out.append(
+                        Hits(
+                            np.array([i for _, i in pairs], dtype=np.int64),
+                            np.array([-s for s, _ in pairs], dtype=np.float32),
+                        )
+                    )
+        return out
+
+    def get(self, ids: Sequence[int] | np.ndarray, *, vectors: bool = True) -> Items:
+        """The committed items ``ids`` in that order (``ids`` filled); an unknown id is an
+        error. Without ``vectors`` the vectors are zeros of shape ``(n, 0)``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        fields = list(self._ITEM_FIELDS) + (["vector"] if vectors else [])
+        found: dict[int, dict[str, Any]] = {}
+        with self._calls("get"):
+            seen = visible(self._state())
+            unique = sorted({int(i) for i in ids})
+            for start in range(0, len(unique), 4096):
+                chunk = unique[start : start + 4096]
+                rows = self._client.query(
+                    self.collection, filter=f"{seen} and id in {chunk}", output_fields=fields
+                )
+                found.update({int(r["id"]): r for r in rows})
+        missing = [int(i) for i in ids if int(i) not in found]
+        if missing:
+            raise StoreError(f"{self.name}: no item {missing[0]}")
+        return rows_to_items([found[int(i)] for i in ids], ids, self.info.dim, vectors)
+
+    def ids(self, where: Filter | None = None) -> np.ndarray:
+        """``(m,)`` int64: the ids of the committed items passing ``where``, ascending."""
+        with self._calls("ids"):
+            expr = compile_filter(where, self._state())
+            if expr is None:
+                return np.zeros(0, np.int64)
+            rows = self._scan(self.collection, expr, ["id"])
+        return np.sort(np.array([r["id"] for r in rows], dtype=np.int64))
+
+    def count(self, where: Filter | None = None) -> int:
+        with self._calls("count"):
+            state = self._state()
+            if where is None or where.empty:
+                # all rows less the uncommitted / replaced ones (usually none): Milvus counts
+                # an unfiltered collection from its segments' sizes, a filtered one row by row
+                return self._count("") - self._count(f"not ({visible(state)})")
+            expr = compile_filter(where, state)
+            return 0 if expr is None else self._count(expr)
+
+    def cameras(self) -> list[str]:
+        """Names of the cameras with at least one committed item, sorted."""
+        with self._calls("cameras"):
+            seen = visible(self._state())
+            return [
+                c
+                for c in sorted(self._meta("camera"))
+                if self._client.query(
+                    self.collection,
+                    filter=f"{seen} and camera == {quote(c)}",
+                    output_fields=["id"],
+                    limit=1,
+                )
+            ]
+
+    def sources(self) -> list[SourceState]:
+        with self._calls("sources"):
+            rows = self._meta("source")
+        return [
+            SourceState(name, int(v["count"]), bool(v["complete"]))
+            for name, v in sorted(rows.items())
+        ]
+
+    def close(self) -> None:
+        """Let go of the connection (a Milvus Lite file stays served until the process ends)."""
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(Exception), _quiet():
+                self._client.close()
+
+    def __enter__(self) -> MilvusStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
