@@ -266,7 +266,8 @@ class HogDetector:
     Motion gate: a MOG2 background model on a small grey copy of each frame it is given; the
     moving regions, grown to at least one detection window, are searched; a frame where more
     than ``full_frame_above`` of the area moves (the first ones, while the model learns) is
-    searched whole. ``motion=False`` searches every frame whole.
+    searched whole. The first frame and every ``full_every``-th are searched whole too (the
+    gate cannot see a person who stands still). ``motion=False`` searches every frame whole.
 
     Limits: a person must be at least about ``100 / upscale`` px tall (the 64x128 window at
     scale 1; smaller people are missed); ``upscale`` 2 finds people from ~50 px at about four
@@ -295,6 +296,7 @@ class HogDetector:
         scale: float = 1.05,
         full_frame_above: float = 0.4,
         tighten: bool = True,
+        full_every: int = 50,
     ) -> None:
         cv2 = _cv2()
         if not upscale > 0:
@@ -310,6 +312,7 @@ class HogDetector:
         self.scale = scale
         self.full_frame_above = full_frame_above
         self.tighten = tighten
+        self.full_every = full_every
         self._background = None
         self.searched = 0.0
         """Fraction of the frame area searched, summed over frames (a measure of the gate)."""
@@ -361,6 +364,8 @@ class HogDetector:
         grey = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
         h, w = grey.shape
         regions = self.moving_regions(grey) if self.motion else None
+        if self.full_every and self.frames % self.full_every == 0:
+            regions = None  # the first frame, and now and then: people standing still
         if regions is None:
             regions = [(0, 0, w, h)]
         self.frames += 1

@@ -1,13 +1,13 @@
 """Which crops of a track go to the gallery, method §9.3.
 
-While a track runs, :class:`CropSelector` keeps a bounded set of candidate crops for it (when
-the set is full, the weaker of each pair of neighbours in time goes, so the survivors still
-span the track). When the track ends, :func:`choose` picks up to ``k``: the track's time is cut
-into ``k`` equal spans and the best crop of each span is taken (spans without one are filled
-with the best of the rest). A crop's quality (:func:`quality`) favours height (a larger person
-holds more detail), sharpness (variance of the Laplacian, against motion blur) and the
-detector's confidence; a crop cut by the frame border is taken only when the track has no
-other.
+While a track runs, :class:`CropSelector` keeps a bounded set of candidate crops for it: the
+best of each span of frames; when the set is full, the weaker of each pair of neighbours goes
+and the span doubles, so the survivors stay spread over the whole track. When the track ends,
+:func:`choose` picks up to ``k``: the track's time is cut into ``k`` equal spans and the best
+crop of each span is taken (spans without one are filled with the best of the rest). A crop's
+quality (:func:`quality`) favours height (a larger person holds more detail), sharpness
+(variance of the Laplacian, against motion blur) and the detector's confidence; a crop cut by
+the frame border is taken only when the track has no other.
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def quality(candidates: list[Candidate]) -> np.ndarray:
     h = np.array([c.height for c in candidates])
     s = np.log1p(np.array([max(c.sharpness, 0.0) for c in candidates]))
     conf = np.array([c.score for c in candidates])
-    rank = (np.argsort(np.argsort(conf)) + 1) / len(conf)
+    rank = (
+        (conf[None, :] < conf[:, None]).sum(1) + 0.5 * (conf[None, :] == conf[:, None]).sum(1)
+    ) / len(conf)
     return 0.5 * h / max(h.max(), 1e-9) + 0.3 * s / max(s.max(), 1e-9) + 0.2 * rank
 
 
@@ -108,7 +110,7 @@ class CropSelector:
         self.keep = max(keep, 2 * k, 2)
         self.border = border
         self.min_height = min_height
-        self.tracks: dict[int, list[Candidate]] = {}
+        self._pools: dict[int, _Pool] = {}
 
     def offer(self, track: int, frame: Frame, box: np.ndarray, score: float) -> None:
         """Consider the crop of ``box`` in ``frame`` for ``track``."""
@@ -120,36 +122,56 @@ class CropSelector:
         crop = np.ascontiguousarray(frame.image[y0:y1, x0:x1])
         b = self.border
         cut = bool(box[0] <= b or box[1] <= b or box[2] >= w - b or box[3] >= h - b)
-        cands = self.tracks.setdefault(int(track), [])
-        cands.append(
-            Candidate(
-                frame.number,
-                frame.offset,
-                frame.timestamp,
-                np.asarray(box, np.float32).copy(),
-                float(score),
-                crop,
-                sharpness(crop),
-                cut,
-            )
-        )
-        if len(cands) > self.keep:
-            self.tracks[int(track)] = _thin(cands)
+        pool = self._pools.setdefault(int(track), _Pool())
+        new = Candidate(
+            frame.number, frame.offset, frame.timestamp, np.asarray(box, np.float32).copy(),
+            float(score), crop, sharpness(crop), cut,
+        )  # fmt: skip
+        pool.add(new, self.keep)
+
+    @property
+    def tracks(self) -> dict[int, list[Candidate]]:
+        """The candidates held per running track (the current span's best included)."""
+        return {t: p.all() for t, p in self._pools.items()}
 
     def finish(self, track: int) -> list[Candidate]:
         """The chosen crops of an ended track (and forget it)."""
-        return choose(self.tracks.pop(int(track), []), self.k)
+        pool = self._pools.pop(int(track), None)
+        return choose(pool.all() if pool else [], self.k)
 
     def drop(self, track: int) -> None:
-        self.tracks.pop(int(track), None)
+        self._pools.pop(int(track), None)
 
 
-def _thin(cands: list[Candidate]) -> list[Candidate]:
-    """Half the candidates: the better of each pair of neighbours in time (uncut first)."""
-    q = quality(cands) - np.array([c.cut for c in cands], np.float64)
-    out = []
-    for i in range(0, len(cands) - 1, 2):
-        out.append(cands[i] if q[i] >= q[i + 1] else cands[i + 1])
-    if len(cands) % 2:
-        out.append(cands[-1])
-    return out
+def _better(a: Candidate, b: Candidate) -> Candidate:
+    q = quality([a, b]) - np.array([a.cut, b.cut], np.float64)
+    return a if q[0] >= q[1] else b
+
+
+class _Pool:
+    """A running track's candidates: one per span of ``interval`` offers (the best of the
+    span); when more than ``keep`` are held, neighbours are paired (the better one stays) and
+    the span doubles, so the candidates stay evenly spread over the whole track."""
+
+    def __init__(self) -> None:
+        self.held: list[Candidate] = []
+        self.interval = 1
+        self.pending: Candidate | None = None
+        self.count = 0
+
+    def add(self, cand: Candidate, keep: int) -> None:
+        self.pending = cand if self.pending is None else _better(self.pending, cand)
+        self.count += 1
+        if self.count < self.interval:
+            return
+        self.held.append(self.pending)
+        self.pending, self.count = None, 0
+        if len(self.held) > keep:
+            held = self.held
+            self.held = [_better(held[i], held[i + 1]) for i in range(0, len(held) - 1, 2)]
+            if len(held) % 2:
+                self.held.append(held[-1])
+            self.interval *= 2
+
+    def all(self) -> list[Candidate]:
+        return self.held + ([self.pending] if self.pending is not None else [])
