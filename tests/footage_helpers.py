@@ -156,3 +156,81 @@ class ColourEmbedder:
         return Embedded(
             np.asarray(rows, np.float32), np.zeros((n, 3), np.int16), np.ones((n, 5), np.float32)
         )
+
+
+class BoxDetector:
+    """A detector that answers the walkers' true boxes (no ids) for each frame number."""
+
+    gives_ids = False
+
+    def __init__(self, walkers: list[Walker]) -> None:
+        self.walkers = walkers
+
+    def detect(self, frame):
+        from cerberus.footage.detect import Detections
+
+        boxes = [w.box(frame.number) for w in self.walkers]
+        return Detections.of([b for b in boxes if b is not None])
+
+
+class FolderStore:
+    """A persistent stand-in gallery for the kill -9 test: every add is one pickled batch file
+    written atomically (all of it or none of it), a finished source one marker file."""
+
+    def __init__(self, folder: Path, info) -> None:
+        self.folder = Path(folder)
+        self.info = info
+        (self.folder / "batches").mkdir(parents=True, exist_ok=True)
+        (self.folder / "complete").mkdir(exist_ok=True)
+
+    def _batches(self):
+        import pickle
+
+        return [
+            (p, pickle.loads(p.read_bytes()))
+            for p in sorted((self.folder / "batches").glob("*.pkl"))
+        ]
+
+    def _marker(self, source: str) -> Path:
+        import hashlib
+
+        return self.folder / "complete" / hashlib.sha256(source.encode()).hexdigest()
+
+    def all_items(self):
+        from cerberus.store import Items
+
+        batches = [b for _, b in self._batches()]
+        return Items.concat(batches) if batches else None
+
+    def add(self, items, *, replace=False, complete=True):
+        import pickle
+
+        from cerberus.files import atomic_write
+
+        n = len(list((self.folder / "batches").glob("*.pkl")))
+        atomic_write(self.folder / "batches" / f"{n:06d}.pkl", lambda fh: pickle.dump(items, fh),
+                     "batch")  # fmt: skip
+        if complete:
+            for s in set(items.source):
+                self._marker(s).write_text(s)
+        return np.arange(len(items))
+
+    def finish(self, source):
+        self._marker(source).write_text(source)
+
+    def remove(self, *, source=None, camera=None):
+        gone = 0
+        for p, b in self._batches():
+            if source in b.source:
+                gone += len(b)
+                p.unlink()
+        self._marker(source).unlink(missing_ok=True)
+        return gone
+
+    def sources(self):
+        from collections import Counter
+
+        from cerberus.store import SourceState
+
+        counts = Counter(s for _, b in self._batches() for s in b.source)
+        return [SourceState(s, c, self._marker(s).exists()) for s, c in sorted(counts.items())]

@@ -307,7 +307,7 @@ def ingest_source(
     end = tracker.close()
     report.dropped_tracks += len(end.dropped)
     commit(end.ended)
-    report.frames = last
+    report.frames = last = max(video.decoded, last)
     report.duration = last / video.fps if video.fps else 0.0
     report.ended = video.dropped
     if isinstance(detector, MotDetections):

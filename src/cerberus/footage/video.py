@@ -119,6 +119,8 @@ class VideoSource:
     reconnect: int = 3
     folder: Path | None = None
     extension: str = ".jpg"
+    decoded: int = 0
+    """The number of the last frame decoded so far (strided-over frames included)."""
     dropped: str = ""
     """Why a stream ended without being stopped (empty while it runs or when stopped)."""
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -144,9 +146,12 @@ class VideoSource:
     def _mot_frames(self, stride: int) -> Iterator[Frame]:
         from PIL import Image
 
-        for number in range(1, (self.num_frames or 0) + 1, stride):
+        for number in range(1, (self.num_frames or 0) + 1):
             if self._stop.is_set():
                 return
+            self.decoded = number
+            if (number - 1) % stride:
+                continue
             path = self.folder / "img1" / f"{number:06d}{self.extension}"
             try:
                 with Image.open(path) as im:
@@ -175,7 +180,7 @@ class VideoSource:
                     offset = _offset(frame, first, count, self.fps)
                     number = _number(offset, self.fps, count)
                     number = max(number, last + 1)
-                    last = number
+                    last = self.decoded = number
                     if (number - 1) % stride:
                         continue
                     yield Frame(
@@ -219,6 +224,7 @@ class VideoSource:
                     for frame in container.decode(video):
                         count += 1
                         got += 1
+                        self.decoded = count
                         now = time.time()
                         t0 = now if t0 is None else t0
                         if (count - 1) % stride == 0:
@@ -423,7 +429,14 @@ def read_frame(source: str | Path, number: int) -> np.ndarray:
     if opened is not None:
         if number > opened.num_frames:
             raise CerberusError(f"{source}: frame {number} beyond its {opened.num_frames} frames")
-        return next(f.image for f in opened._mot_frames(1) if f.number >= number)
+        from PIL import Image
+
+        path = opened.folder / "img1" / f"{number:06d}{opened.extension}"
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+        except (OSError, ValueError) as exc:
+            raise CerberusError(f"{path}: frame {number} unreadable ({exc})") from None
     path = Path(source)
     if not path.is_file():
         raise CerberusError(f"{path}: no such file")
