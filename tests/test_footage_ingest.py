@@ -255,3 +255,41 @@ def test_kill_9_leaves_whole_tracks_and_a_rerun_redoes_the_source(tmp_path):
     again = {int(t): sorted(items.frame[items.track == t].tolist())
              for t in set(items.track.tolist())}  # fmt: skip
     assert again == whole
+
+
+def test_model_embedder_gives_vectors_attributes_and_certainty(tiny_index, footage, tmp_path):
+    from cerberus.footage.ingest import ModelEmbedder, gallery_info
+    from cerberus.search import load_model
+
+    net = load_model(tiny_index["ckpt"], device="cpu")
+    embedder = ModelEmbedder(net)
+    info = gallery_info(net)
+    store = MemoryStore(info)
+    report = ingest_source(footage["video"], store, embedder, camera="cam1", start=START,
+                           detections=footage["gt"], max_crops=2)  # fmt: skip
+    items = store.get(store.ids())
+    assert report.items == len(items) == 4 and items.vectors.shape == (4, info.dim)
+    assert np.allclose(np.linalg.norm(items.vectors, axis=1), 1.0, atol=1e-5)
+    assert ((items.certainty > 0) & (items.certainty <= 1)).all()
+    assert items.path == [""] * 4  # no thumbnails asked for
+    # PAR as `describe` gives it: the same values for the same crop
+    from cerberus.footage.video import read_frame
+
+    frame = read_frame(footage["video"], int(items.frame[0]))
+    x0, y0 = (int(np.floor(v)) for v in items.box[0, :2])
+    x1, y1 = (int(np.ceil(v)) for v in items.box[0, 2:])  # as the crop was cut
+    again = embedder.embed([frame[y0:y1, x0:x1]])
+    described = net.describe(net.features_of_images([frame[y0:y1, x0:x1]]))[0]["attributes"]
+    assert net.schema.describe(again.predicted[0]) == described
+    assert np.array_equal(again.predicted[0], items.predicted[0])
+
+
+def test_ingest_command_checks_its_options_first(cli, tmp_path):
+    code, _, err = cli("ingest", "a.mp4", "b.mp4", "--camera", "c", "--gallery", tmp_path / "g",
+                       "--start", START)  # fmt: skip
+    assert code == 2 and "--start: one start time for several videos" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = cli("ingest", "a.mp4", "--camera", "c", "--gallery", tmp_path / "g",
+                       "--stride", "0")  # fmt: skip
+    assert code == 2 and "--stride 0: must be at least 1" in err
+    assert not (tmp_path / "g").exists()

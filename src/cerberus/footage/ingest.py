@@ -343,3 +343,73 @@ def _thumbnails(folder: Path | None, track: int, cands: list[Candidate]) -> list
         _write_jpeg(path, c.crop)
         paths.append(str(path))
     return paths
+
+
+def ingest_files(
+    sources: Sequence[str | Path],
+    *,
+    gallery: str | Path,
+    camera: str,
+    checkpoint: str | Path | None = None,
+    start=None,
+    detections: str | Path | None = None,
+    replace: bool = False,
+    stride: int | None = None,
+    max_crops: int = DEFAULT_MAX_CROPS,
+    thumbs: str | Path | None = None,
+    upscale: float = 1.0,
+    device: str = "auto",
+) -> list[IngestReport]:
+    """``cerberus ingest``: sources of one camera into a folder gallery (created with
+    ``checkpoint``'s model when it does not exist; an existing one is ingested into with the
+    model it was built with, or ``checkpoint`` when it has the same weights).
+
+    Thumbnails go to ``thumbs`` (default ``<gallery>/thumbs``).
+    """
+    sources = list(sources)
+    if not sources:
+        raise CerberusError("ingest: give at least one video, folder or stream")
+    if len(sources) > 1 and start is not None:
+        raise CerberusError("--start: one start time for several videos; ingest them one by one")
+    if len(sources) > 1 and detections is not None:
+        raise CerberusError("--detections: one file for several videos; ingest them one by one")
+    from cerberus.inference import InferenceModel
+    from cerberus.store.local import LocalStore
+
+    folder = Path(gallery)
+    exists = folder.exists() and any(folder.iterdir())
+    store = LocalStore.open(folder) if exists else None
+    try:
+        chosen = checkpoint or (store.info.checkpoint if store is not None else None)
+        if not chosen:
+            raise CerberusError(f"--checkpoint: {folder} is a new gallery; give the model")
+        net = InferenceModel.from_checkpoint(chosen, device=device)
+        if store is None:
+            store = LocalStore.create(folder, gallery_info(net))
+        elif net.fingerprint != store.info.fingerprint:
+            raise CerberusError(
+                f"--checkpoint {chosen}: other weights than the gallery {folder} was built with "
+                f"({store.info.checkpoint}); a gallery holds one model's vectors"
+            )
+        embedder = ModelEmbedder(net)
+        reports = []
+        for source in sources:
+            reports.append(
+                ingest_source(
+                    source,
+                    store,
+                    embedder,
+                    camera=camera,
+                    start=start,
+                    detections=detections,
+                    detector=None if detections else HogDetector(upscale=upscale),
+                    stride=stride,
+                    max_crops=max_crops,
+                    replace=replace,
+                    thumbs=Path(thumbs) if thumbs else folder / "thumbs",
+                )
+            )
+        return reports
+    finally:
+        if store is not None:
+            store.close()
