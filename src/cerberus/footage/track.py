@@ -61,35 +61,36 @@ def _to_box(x: np.ndarray) -> np.ndarray:
 
 
 class _Track:
-    """One track's Kalman filter (state: cx, cy, area, aspect, and the velocities of the
-    first three)."""
+    """One track's Kalman filter (state: cx, cy, area, aspect, and the velocities of the first
+    three; the noise settings of SORT), in NumPy: a 7-state filter needs no library."""
+
+    F = np.eye(7)
+    F[0, 4] = F[1, 5] = F[2, 6] = 1.0
+    H = np.eye(4, 7)
+    R = np.diag([1.0, 1.0, 10.0, 10.0])
+    Q = np.diag([1.0, 1.0, 1.0, 1.0, 0.01, 0.01, 0.0001])
 
     def __init__(self, ident: int, box: np.ndarray) -> None:
-        from filterpy.kalman import KalmanFilter
-
-        kf = KalmanFilter(dim_x=7, dim_z=4)
-        kf.F = np.eye(7)
-        kf.F[0, 4] = kf.F[1, 5] = kf.F[2, 6] = 1.0
-        kf.H = np.eye(4, 7)
-        kf.R[2:, 2:] *= 10.0
-        kf.P[4:, 4:] *= 1000.0  # the velocities are unknown at first
-        kf.P *= 10.0
-        kf.Q[-1, -1] *= 0.01
-        kf.Q[4:, 4:] *= 0.01
-        kf.x[:4] = _to_z(box)
-        self.kf = kf
+        self.x = np.zeros((7, 1))
+        self.x[:4] = _to_z(box)
+        self.P = np.diag([10.0, 10.0, 10.0, 10.0, 1e4, 1e4, 1e4])  # velocities unknown at first
         self.id = ident
         self.hits = 1
         self.misses = 0
 
     def predict(self) -> np.ndarray:
-        if self.kf.x[6, 0] + self.kf.x[2, 0] <= 0:
-            self.kf.x[6, 0] = 0.0
-        self.kf.predict()
-        return _to_box(self.kf.x)
+        if self.x[6, 0] + self.x[2, 0] <= 0:
+            self.x[6, 0] = 0.0
+        self.x = self.F @ self.x
+        self.P = self.F @ self.P @ self.F.T + self.Q
+        return _to_box(self.x)
 
     def correct(self, box: np.ndarray) -> None:
-        self.kf.update(_to_z(box))
+        y = _to_z(box) - self.H @ self.x
+        S = self.H @ self.P @ self.H.T + self.R
+        K = np.linalg.solve(S, self.H @ self.P).T  # P H^T S^-1 (S and P symmetric)
+        self.x = self.x + K @ y
+        self.P = (np.eye(7) - K @ self.H) @ self.P
         self.hits += 1
         self.misses = 0
 
