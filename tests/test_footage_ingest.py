@@ -215,8 +215,14 @@ ingest_source({video!r}, store, ColourEmbedder(delay={delay}), camera="cam1",
 
 def test_kill_9_leaves_whole_tracks_and_a_rerun_redoes_the_source(tmp_path):
     walkers = [
-        Walker(k, (40 * k, 200 - 30 * k, 90), 1 + 6 * (k - 1), 8 + 6 * (k - 1),
-               (10.0 + 30 * k, 30.0), (2.0, 0.0))
+        Walker(
+            k,
+            (40 * k, 200 - 30 * k, 90),
+            1 + 6 * (k - 1),
+            8 + 6 * (k - 1),
+            (10.0 + 30 * k, 30.0),
+            (2.0, 0.0),
+        )
         for k in range(1, 6)
     ]  # fmt: skip  (five walkers one after another: five tracks ending at different times)
     video = write_video(tmp_path / "cam.mp4", walkers, frames=40)
@@ -293,3 +299,82 @@ def test_ingest_command_checks_its_options_first(cli, tmp_path):
                        "--stride", "0")  # fmt: skip
     assert code == 2 and "--stride 0: must be at least 1" in err
     assert not (tmp_path / "g").exists()
+
+
+def test_ctrl_c_on_a_stream_commits_the_running_tracks(tmp_path):
+    from test_footage_video import _StreamServer
+
+    walkers = [Walker(1, (220, 30, 30), 1, 60, (10.0, 40.0), (3.0, 0.0))]
+    data = write_video(tmp_path / "live.ts", walkers, frames=60).read_bytes()
+
+    class Interrupting(BoxDetector):
+        def detect(self, frame):
+            if frame.number == 20:
+                raise KeyboardInterrupt
+            return super().detect(frame)
+
+    store = MemoryStore(_info())
+    with _StreamServer(data, serve=1) as server:
+        report = ingest_source(server.url, store, ColourEmbedder(), camera="gate",
+                               detector=Interrupting(walkers), stride=1)  # fmt: skip
+    assert report.tracks == 1 and report.ended == ""
+    assert store.sources()[0].complete
+    assert store.get(store.ids()).frame.max() < 20
+
+
+def test_ctrl_c_on_a_file_leaves_the_source_incomplete(footage, tmp_path):
+    class Interrupting(BoxDetector):
+        def detect(self, frame):
+            if frame.number == 25:
+                raise KeyboardInterrupt
+            return super().detect(frame)
+
+    walkers = [Walker(1, (220, 30, 30), 1, 8, (10.0, 40.0), (3.0, 0.0)), *footage["walkers"]]
+    store = MemoryStore(_info())
+    with pytest.raises(KeyboardInterrupt):
+        ingest_source(footage["video"], store, ColourEmbedder(), camera="c",
+                      detector=Interrupting(walkers), stride=1)  # fmt: skip
+    [state] = store.sources()
+    assert not state.complete and state.count > 0  # the track that ended early is stored
+
+
+class _FakeLocal:
+    """Stands in for cerberus.store.local until the folder gallery lands: a MemoryStore kept
+    per folder for the test's life."""
+
+    galleries: dict[str, MemoryStore] = {}
+
+    @classmethod
+    def create(cls, folder, info):
+        Path(folder).mkdir(parents=True)
+        (Path(folder) / "gallery.txt").write_text("fake")
+        cls.galleries[str(folder)] = MemoryStore(info)
+        return cls.galleries[str(folder)]
+
+    @classmethod
+    def open(cls, folder):
+        return cls.galleries[str(folder)]
+
+
+def test_ingest_command_end_to_end_on_a_stand_in_store(cli, tiny_index, footage, tmp_path,
+                                                       monkeypatch):  # fmt: skip
+    import types
+
+    fake = types.ModuleType("cerberus.store.local")
+    fake.LocalStore = _FakeLocal
+    monkeypatch.setitem(sys.modules, "cerberus.store.local", fake)
+    gallery = tmp_path / "g"
+    args = ["ingest", footage["video"], "--camera", "cam1", "--gallery", gallery, "--start",
+            START, "--detections", footage["gt"], "--device", "cpu"]  # fmt: skip
+    code, out, err = cli(*args)
+    assert code == 2 and "--checkpoint: " in err and "is a new gallery" in err
+    code, out, err = cli(*args, "--checkpoint", tiny_index["ckpt"], "--max-crops", "2")
+    assert code == 0, err
+    assert "cam1.mp4: 30 frames (30 searched), 2 tracks, 4 crops stored" in out
+    store = _FakeLocal.galleries[str(gallery)]
+    items = store.get(store.ids())
+    assert len(items) == 4 and all(Path(p).parent.parent == gallery / "thumbs" for p in items.path)
+    code, out, err = cli(*args)  # the gallery's own checkpoint; the source is complete
+    assert code == 2 and "already in the gallery (4 items); --replace" in err
+    code, out, err = cli(*args, "--replace", "--max-crops", "2")
+    assert code == 0 and store.count() == 4
