@@ -26,7 +26,7 @@ from PIL import Image
 from cerberus.errors import CerberusError
 from cerberus.footage.detect import iou_matrix
 from cerberus.footage.ingest import ingest_source
-from cerberus.footage.video import source_name
+from cerberus.footage.video import open_source, source_name
 from cerberus.scoring import pool_vectors
 from cerberus.store import GalleryInfo, Items, MemoryStore, make_filter
 
@@ -189,9 +189,10 @@ def test_stream_that_drops_keeps_its_tracks_and_is_finished(tmp_path):
     data = write_video(tmp_path / "live.ts", walkers, frames=60).read_bytes()
     store = MemoryStore(_info())
     with _StreamServer(data, cut=0.5, serve=1) as server:
-        report = ingest_source(server.url, store, ColourEmbedder(), camera="gate",
+        stream = open_source(server.url, reconnect=1)
+        report = ingest_source(stream, store, ColourEmbedder(), camera="gate",
                                detector=BoxDetector(walkers), stride=1)  # fmt: skip
-    assert "reconnect(s) failed" in report.ended
+    assert "1 reconnect(s) failed" in report.ended
     assert 15 < report.frames < 60 and report.tracks == 1
     [state] = store.sources()
     assert state.complete and state.name == server.url
