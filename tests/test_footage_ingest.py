@@ -296,6 +296,17 @@ def test_ingest_command_checks_its_options_first(cli, tmp_path):
                        "--start", START)  # fmt: skip
     assert code == 2 and "--start: one start time for several videos" in err
     assert len(err.strip().splitlines()) == 1
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n" * 10)
+    code, _, err = cli("ingest", notes, "--camera", "c", "--gallery", tmp_path / "g")
+    assert code == 2 and "notes.mp4: not a video FFmpeg can read" in err
+    assert len(err.strip().splitlines()) == 1
+    bad_rows = tmp_path / "det.txt"
+    bad_rows.write_text("1,-1,1,2,3\n")
+    video = write_video(tmp_path / "v.mp4", frames=3)
+    code, _, err = cli("ingest", video, "--camera", "c", "--gallery", tmp_path / "g",
+                       "--detections", bad_rows)  # fmt: skip
+    assert code == 2 and "det.txt line 1: 5 field(s)" in err
     code, _, err = cli("ingest", "a.mp4", "--camera", "c", "--gallery", tmp_path / "g",
                        "--stride", "0")  # fmt: skip
     assert code == 2 and "--stride 0: must be at least 1" in err

@@ -197,7 +197,8 @@ def ingest_source(
 
     Args:
         camera: camera name stored with every item.
-        start: time of the first frame (see :func:`~cerberus.footage.video.open_source`).
+        start: time of the first frame (see :func:`~cerberus.footage.video.open_source`; a
+            source given already opened keeps its own).
         detections: a MOTChallenge detections file for this source (else ``detector``, else
             :class:`HogDetector`).
         tracker: else :class:`GivenIds` for detections with ids, :class:`SortTracker` without.
@@ -373,6 +374,13 @@ def ingest_files(
         raise CerberusError("--start: one start time for several videos; ingest them one by one")
     if len(sources) > 1 and detections is not None:
         raise CerberusError("--detections: one file for several videos; ingest them one by one")
+    # every source and the detections are checked before a model is loaded or a gallery made
+    videos = [open_source(s, start=start) for s in sources]
+    given = None
+    if detections is not None:
+        if videos[0].kind == "stream":
+            raise CerberusError("--detections: a live stream has no detections file")
+        given = MotDetections.load(detections, size=videos[0].size, num_frames=videos[0].num_frames)
     from cerberus.inference import InferenceModel
     from cerberus.store.local import LocalStore
 
@@ -393,16 +401,14 @@ def ingest_files(
             )
         embedder = ModelEmbedder(net)
         reports = []
-        for source in sources:
+        for video in videos:
             reports.append(
                 ingest_source(
-                    source,
+                    video,
                     store,
                     embedder,
                     camera=camera,
-                    start=start,
-                    detections=detections,
-                    detector=None if detections else HogDetector(upscale=upscale),
+                    detector=given or HogDetector(upscale=upscale),
                     stride=stride,
                     max_crops=max_crops,
                     replace=replace,
