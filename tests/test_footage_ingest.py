@@ -350,21 +350,25 @@ def test_ctrl_c_on_a_file_leaves_the_source_incomplete(footage, tmp_path):
     assert not state.complete and state.count > 0  # the track that ended early is stored
 
 
-class _FakeLocal:
-    """Stands in for cerberus.store.local until the folder gallery lands: a MemoryStore kept
+class _FakeOpen:
+    """Stands in for cerberus.store.open until the folder gallery is merged: a MemoryStore kept
     per folder for the test's life."""
 
     galleries: dict[str, MemoryStore] = {}
 
+    @staticmethod
+    def backend_of(target):
+        return "local", str(target)
+
     @classmethod
-    def create(cls, folder, info):
+    def create_store(cls, folder, info):
         Path(folder).mkdir(parents=True)
         (Path(folder) / "gallery.txt").write_text("fake")
         cls.galleries[str(folder)] = MemoryStore(info)
         return cls.galleries[str(folder)]
 
     @classmethod
-    def open(cls, folder):
+    def open_store(cls, folder):
         return cls.galleries[str(folder)]
 
 
@@ -372,9 +376,10 @@ def test_ingest_command_end_to_end_on_a_stand_in_store(cli, tiny_index, footage,
                                                        monkeypatch):  # fmt: skip
     import types
 
-    fake = types.ModuleType("cerberus.store.local")
-    fake.LocalStore = _FakeLocal
-    monkeypatch.setitem(sys.modules, "cerberus.store.local", fake)
+    fake = types.ModuleType("cerberus.store.open")
+    for name in ("backend_of", "create_store", "open_store"):
+        setattr(fake, name, getattr(_FakeOpen, name))
+    monkeypatch.setitem(sys.modules, "cerberus.store.open", fake)
     gallery = tmp_path / "g"
     args = ["ingest", footage["video"], "--camera", "cam1", "--gallery", gallery, "--start",
             START, "--detections", footage["gt"], "--device", "cpu"]  # fmt: skip
@@ -383,7 +388,7 @@ def test_ingest_command_end_to_end_on_a_stand_in_store(cli, tiny_index, footage,
     code, out, err = cli(*args, "--checkpoint", tiny_index["ckpt"], "--max-crops", "2")
     assert code == 0, err
     assert "cam1.mp4: 30 frames (30 searched), 2 tracks, 4 crops stored" in out
-    store = _FakeLocal.galleries[str(gallery)]
+    store = _FakeOpen.galleries[str(gallery)]
     items = store.get(store.ids())
     assert len(items) == 4 and all(Path(p).parent.parent == gallery / "thumbs" for p in items.path)
     code, out, err = cli(*args)  # the gallery's own checkpoint; the source is complete

@@ -23,7 +23,11 @@ def ingest(
     ],
     camera: Annotated[str, typer.Option("--camera", help="Camera name of these sources.")],
     gallery: Annotated[
-        Path, typer.Option("--gallery", help="Gallery folder (created when it does not exist).")
+        str,
+        typer.Option(
+            "--gallery",
+            help="Gallery folder (created when it does not exist), or a Milvus Lite file / URI.",
+        ),
     ],
     start: Annotated[
         str | None,
@@ -56,7 +60,8 @@ def ingest(
         typer.Option(help="Enlarge frames for HOG (finds smaller people; 2 costs about 4x)."),
     ] = 1.0,
     thumbs: Annotated[
-        Path | None, typer.Option(help="Thumbnail folder (default: <gallery>/thumbs).")
+        Path | None,
+        typer.Option(help="Thumbnail folder (default: <gallery>/thumbs; needed for a Milvus URI)."),
     ] = None,
     device: Device = "auto",
 ) -> None:

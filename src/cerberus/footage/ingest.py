@@ -361,11 +361,13 @@ def ingest_files(
     upscale: float = 1.0,
     device: str = "auto",
 ) -> list[IngestReport]:
-    """``cerberus ingest``: sources of one camera into a folder gallery (created with
-    ``checkpoint``'s model when it does not exist; an existing one is ingested into with the
-    model it was built with, or ``checkpoint`` when it has the same weights).
+    """``cerberus ingest``: sources of one camera into a gallery (a folder, a Milvus Lite file
+    or URI: :func:`cerberus.store.open.open_store`), created with ``checkpoint``'s model when it
+    does not exist; an existing one is ingested into with the model it was built with, or
+    ``checkpoint`` when it has the same weights.
 
-    Thumbnails go to ``thumbs`` (default ``<gallery>/thumbs``).
+    Thumbnails go to ``thumbs`` (default ``<gallery>/thumbs`` for a folder, ``<file>.thumbs``
+    beside a Milvus Lite file; a Milvus server needs one given).
     """
     sources = list(sources)
     if not sources:
@@ -382,21 +384,36 @@ def ingest_files(
             raise CerberusError("--detections: a live stream has no detections file")
         given = MotDetections.load(detections, size=videos[0].size, num_frames=videos[0].num_frames)
     from cerberus.inference import InferenceModel
-    from cerberus.store.local import LocalStore
+    from cerberus.store.base import StoreError
+    from cerberus.store.open import backend_of, create_store, open_store
 
-    folder = Path(gallery)
-    exists = folder.exists() and any(folder.iterdir())
-    store = LocalStore.open(folder) if exists else None
+    kind, address = backend_of(gallery)
+    folder = Path(address)
+    if thumbs is None:
+        if kind == "local":
+            thumbs = folder / "thumbs"
+        elif address.lower().endswith(".db"):
+            thumbs = folder.with_name(folder.name + ".thumbs")
+        else:
+            raise CerberusError(f"--thumbs: give a folder for the thumbnails of {gallery}")
+    if kind == "local":
+        exists = folder.exists() and any(folder.iterdir())
+        store = open_store(gallery) if exists else None
+    else:
+        try:
+            store = open_store(gallery)
+        except StoreError:  # no gallery there yet: made below with the model
+            store = None
     try:
         chosen = checkpoint or (store.info.checkpoint if store is not None else None)
         if not chosen:
-            raise CerberusError(f"--checkpoint: {folder} is a new gallery; give the model")
+            raise CerberusError(f"--checkpoint: {gallery} is a new gallery; give the model")
         net = InferenceModel.from_checkpoint(chosen, device=device)
         if store is None:
-            store = LocalStore.create(folder, gallery_info(net))
+            store = create_store(gallery, gallery_info(net))
         elif net.fingerprint != store.info.fingerprint:
             raise CerberusError(
-                f"--checkpoint {chosen}: other weights than the gallery {folder} was built with "
+                f"--checkpoint {chosen}: other weights than the gallery {gallery} was built with "
                 f"({store.info.checkpoint}); a gallery holds one model's vectors"
             )
         embedder = ModelEmbedder(net)
@@ -412,7 +429,7 @@ def ingest_files(
                     stride=stride,
                     max_crops=max_crops,
                     replace=replace,
-                    thumbs=Path(thumbs) if thumbs else folder / "thumbs",
+                    thumbs=Path(thumbs),
                 )
             )
         return reports
