@@ -171,3 +171,49 @@ def test_long_modules_finds_one_over_a_planted_limit():
 def test_no_module_is_over_700_lines():
     offenders = long_modules()
     assert not offenders, f"modules over {MAX_MODULE_LINES} lines: {offenders}"
+
+
+FOOTAGE = "cerberus.footage"
+FOOTAGE_MAY_IMPORT = (
+    "cerberus.footage",
+    "cerberus.errors",
+    "cerberus.files",
+    "cerberus.store",
+    "cerberus.scoring",
+    "cerberus.inference",
+    "cerberus.data",
+    "cerberus.schema",
+)
+"""What the footage package (method §9.3) stands on; the command line, the page and the search
+layer may use it, nothing below them."""
+
+
+def footage_violations(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(importer, imported) pairs that break the footage package's place: it importing
+    something outside :data:`FOOTAGE_MAY_IMPORT`, or a module below it importing it."""
+    above = ("cerberus.cli", "cerberus.serve", "cerberus.search", FOOTAGE)
+    bad = []
+    for m, deps in graph.items():
+        if m.startswith(FOOTAGE):
+            bad += [(m, d) for d in deps if not d.startswith(FOOTAGE_MAY_IMPORT)]
+        elif not m.startswith(above):
+            bad += [(m, d) for d in deps if d.startswith(FOOTAGE)]
+    return sorted(bad)
+
+
+def test_footage_check_finds_planted_imports():
+    graph = {
+        "cerberus.footage.ingest": {"cerberus.store.base", "cerberus.search"},
+        "cerberus.store.local": {"cerberus.footage.video"},
+        "cerberus.cli.footage": {"cerberus.footage.ingest"},
+    }
+    assert footage_violations(graph) == [
+        ("cerberus.footage.ingest", "cerberus.search"),
+        ("cerberus.store.local", "cerberus.footage.video"),
+    ]
+
+
+def test_footage_sits_above_the_store_and_the_model():
+    graph = import_graph()
+    assert "cerberus.footage.ingest" in graph["cerberus.cli.footage"]
+    assert footage_violations(graph) == []

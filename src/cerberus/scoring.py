@@ -281,3 +281,14 @@ def attribute_query_vectors(
         for g, s in zip(query.groups, combo):
             out[i, GROUPS.index(g)] = unit[g][s]
     return np.ascontiguousarray(out.reshape(len(combos), -1) * scale)
+
+
+def pool_vectors(vectors: np.ndarray, parts: int = 5) -> np.ndarray:
+    """A track's vector (method §9.3): the mean of its crops' retrieval vectors part by part,
+    each part renormalised, concatenated, / sqrt(parts); ``(n, parts d) -> (parts d,)``, a
+    vector of the :func:`embed_features` kind, so it is searched like a crop's."""
+    v = np.asarray(vectors, dtype=np.float32)
+    if v.ndim != 2 or len(v) == 0 or v.shape[1] % parts:
+        raise CerberusError(f"pool_vectors: expected (n >= 1, {parts} d) vectors, got {v.shape}")
+    mean = l2_normalize(v.reshape(len(v), parts, -1)).mean(0)
+    return np.ascontiguousarray(l2_normalize(mean).reshape(-1) / np.sqrt(parts, dtype=np.float32))

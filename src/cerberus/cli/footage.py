@@ -1,0 +1,88 @@
+"""Commands over camera footage: ``ingest`` (videos, MOTChallenge folders and live streams into
+a folder gallery, method §9.3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cerberus.cli._app import Device, app, at_least
+
+
+@app.command()
+def ingest(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="Video files, MOTChallenge folders (img1/ + seqinfo.ini) or stream URLs "
+            "(rtsp://, http://; followed until Ctrl-C or until the stream ends).",
+            show_default=False,
+        ),
+    ],
+    camera: Annotated[str, typer.Option("--camera", help="Camera name of these sources.")],
+    gallery: Annotated[
+        str,
+        typer.Option(
+            "--gallery",
+            help="Gallery folder (created when it does not exist), or a Milvus Lite file / URI.",
+        ),
+    ],
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="Time of the first frame, ISO-8601 with a zone (2026-11-30T14:00:00+01:00); "
+            "default: the file's creation time if it has one, a stream's arrival time."
+        ),
+    ] = None,
+    detections: Annotated[
+        Path | None,
+        typer.Option(
+            help="MOTChallenge detections of the (one) video: frame, id, left, top, width, "
+            "height, conf (id -1: untracked). Default: the built-in HOG detector."
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Model checkpoint; needed for a new gallery (default: the gallery's)."),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option(help="Ingest a source again that the gallery already holds.")
+    ] = False,
+    stride: Annotated[
+        int | None,
+        typer.Option(help="Detect on every n-th frame (default 2 with HOG, 1 with --detections)."),
+    ] = None,
+    max_crops: Annotated[int, typer.Option(help="Crops stored per track.")] = 4,
+    upscale: Annotated[
+        float,
+        typer.Option(help="Enlarge frames for HOG (finds smaller people; 2 costs about 4x)."),
+    ] = 1.0,
+    thumbs: Annotated[
+        Path | None,
+        typer.Option(help="Thumbnail folder (default: <gallery>/thumbs; needed for a Milvus URI)."),
+    ] = None,
+    device: Device = "auto",
+) -> None:
+    """Find, track and store the persons of camera footage in a searchable gallery."""
+    from cerberus.footage.ingest import ingest_files
+
+    at_least("--stride", stride, 1)
+    at_least("--max-crops", max_crops, 1)
+    reports = ingest_files(
+        sources,
+        gallery=gallery,
+        camera=camera,
+        checkpoint=checkpoint,
+        start=start,
+        detections=detections,
+        replace=replace,
+        stride=stride,
+        max_crops=max_crops,
+        thumbs=thumbs,
+        upscale=upscale,
+        device=device,
+    )
+    for report in reports:
+        typer.echo(report.line())

@@ -1,0 +1,432 @@
+"""Person boxes in frames, method §9.3: read from a MOTChallenge text file (any modern detector's
+or tracker's output) or found by OpenCV's HOG people detector behind a motion gate.
+
+A detector answers :meth:`Detector.detect` for one :class:`~cerberus.footage.video.Frame` with
+:class:`Detections`: ``left, top, right, bottom`` boxes in pixels, scores and, where the input
+has them, track ids (``-1``: none).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from cerberus.errors import CerberusError
+from cerberus.footage.video import Frame
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Detections:
+    """The persons found in one frame (``n`` of them).
+
+    Attributes:
+        boxes: ``(n, 4)`` float32 ``left, top, right, bottom`` in pixels.
+        scores: ``(n,)`` float32 detector confidence.
+        ids: ``(n,)`` int64 track ids given with the detections; ``-1`` where none.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+    @classmethod
+    def of(cls, boxes, scores=None, ids=None) -> Detections:
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        n = len(boxes)
+        return cls(
+            boxes,
+            np.ones(n, np.float32) if scores is None else np.asarray(scores, np.float32),
+            np.full(n, -1, np.int64) if ids is None else np.asarray(ids, np.int64),
+        )
+
+    def take(self, rows) -> Detections:
+        return Detections(self.boxes[rows], self.scores[rows], self.ids[rows])
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds persons in a frame. ``gives_ids``: whether its detections carry track ids."""
+
+    gives_ids: bool
+
+    def detect(self, frame: Frame) -> Detections: ...
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(n, m)`` intersection over union of boxes ``a (n, 4)`` and ``b (m, 4)`` (xyxy)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, best score first."""
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while len(order):
+        i = order[0]
+        keep.append(int(i))
+        if len(order) == 1:
+            break
+        overlap = iou_matrix(boxes[i : i + 1], boxes[order[1:]])[0]
+        order = order[1:][overlap <= threshold]
+    return np.asarray(keep, np.int64)
+
+
+# --------------------------------------------------------------------------- MOTChallenge files
+
+
+class MotDetections:
+    """Detections of one video from a MOTChallenge text file.
+
+    One row per box: ``frame, id, left, top, width, height[, conf, ...]`` (comma- or
+    space-separated; frames 1-based; ``id`` -1 where untracked; ``conf`` 1 when absent; further
+    columns ignored). Blank lines and lines starting with ``#`` are skipped.
+
+    Checks (:meth:`load`): a malformed row is a :class:`CerberusError` naming the file and line;
+    boxes reaching outside the frame are clipped to it and those left with no area dropped (one
+    log line with the counts); boxes for frames past the video's last frame are an error when
+    the frame count is known (the file belongs to another video), else counted and reported by
+    :meth:`unused` at the end.
+    """
+
+    def __init__(self, path: Path, rows: dict[int, Detections], gives_ids: bool) -> None:
+        self.path = path
+        self.rows = rows
+        self.gives_ids = gives_ids
+        self._seen: set[int] = set()
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        size: tuple[int, int] | None = None,
+        num_frames: int | None = None,
+        min_score: float | None = None,
+    ) -> MotDetections:
+        """Read and check a MOTChallenge file.
+
+        Args:
+            size: ``(width, height)`` of the video's frames: boxes are clipped to it.
+            num_frames: the video's frame count where known: rows past it are an error.
+            min_score: rows whose ``conf`` is below it are left out.
+        """
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8", errors="strict")
+        except FileNotFoundError:
+            raise CerberusError(f"{path}: detections file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CerberusError(f"{path}: detections file unreadable ({exc})") from None
+        per_frame: dict[int, list[list[float]]] = defaultdict(list)
+        clipped = dropped = low = 0
+        for line_no, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            fields = line.replace(",", " ").split()
+            where = f"{path} line {line_no}"
+            if len(fields) < 6:
+                raise CerberusError(
+                    f"{where}: {len(fields)} field(s); a MOTChallenge row is frame, id, left, "
+                    f"top, width, height[, conf, ...]: {line[:80]!r}"
+                )
+            try:
+                values = [float(x) for x in fields[:7]]
+            except ValueError:
+                raise CerberusError(f"{where}: not a number in {line[:80]!r}") from None
+            if not all(math.isfinite(v) for v in values):
+                raise CerberusError(f"{where}: NaN or infinite value in {line[:80]!r}")
+            frame, ident, left, top, width, height = values[:6]
+            score = values[6] if len(values) > 6 else 1.0
+            if frame != int(frame) or frame < 1:
+                raise CerberusError(f"{where}: frame {fields[0]!r} is not a number from 1 up")
+            if ident != int(ident) or ident < -1:
+                raise CerberusError(f"{where}: id {fields[1]!r} is not -1 or a number from 0 up")
+            if width < 0 or height < 0:
+                raise CerberusError(f"{where}: negative width or height in {line[:80]!r}")
+            if min_score is not None and score < min_score:
+                low += 1
+                continue
+            box = [left, top, left + width, top + height]
+            if size is not None:
+                w, h = size
+                new = [min(max(box[0], 0), w), min(max(box[1], 0), h)]
+                new += [min(max(box[2], 0), w), min(max(box[3], 0), h)]
+                if new != box:
+                    clipped += 1
+                box = new
+            if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+                dropped += 1
+                continue
+            per_frame[int(frame)].append([*box, score, ident])
+        if clipped or dropped or low:
+            parts = []
+            if clipped:
+                parts.append(f"{clipped} box(es) clipped to the {size[0]}x{size[1]} frame")
+            if dropped:
+                parts.append(f"{dropped} box(es) of less than one pixel dropped")
+            if low:
+                parts.append(f"{low} row(s) with conf below {min_score} left out")
+            logger.info("%s: %s", path, "; ".join(parts))
+        if num_frames is not None:
+            beyond = sorted(f for f in per_frame if f > num_frames)
+            if beyond:
+                raise CerberusError(
+                    f"{path}: detections for frame(s) {beyond[0]}..{beyond[-1]} but the video has "
+                    f"{num_frames} frames (the detections of another video?)"
+                )
+        rows = {}
+        for f, r in per_frame.items():
+            a = np.asarray(r, np.float64)
+            rows[f] = Detections(
+                a[:, :4].astype(np.float32), a[:, 4].astype(np.float32), a[:, 5].astype(np.int64)
+            )
+        ids = np.concatenate([d.ids for d in rows.values()]) if rows else np.zeros(0, np.int64)
+        given = bool(len(ids)) and bool((ids >= 0).all())
+        if len(ids) and not given and (ids >= 0).any():
+            logger.info(
+                "%s: some rows have ids and some not: the ids are ignored and the boxes tracked",
+                path,
+            )
+        if not rows:
+            logger.info("%s: no detections", path)
+        return cls(path, rows, given)
+
+    def detect(self, frame: Frame) -> Detections:
+        self._seen.add(frame.number)
+        dets = self.rows.get(frame.number)
+        if dets is None:
+            return Detections.empty()
+        return (
+            dets
+            if self.gives_ids
+            else Detections(dets.boxes, dets.scores, np.full(len(dets), -1, np.int64))
+        )
+
+    @property
+    def frames(self) -> list[int]:
+        """The frame numbers that have detections."""
+        return sorted(self.rows)
+
+    def unused(self, last_frame: int) -> list[int]:
+        """Frames with detections past ``last_frame`` (the last frame the video gave)."""
+        return [f for f in self.frames if f > last_frame]
+
+
+# --------------------------------------------------------------------------- HOG
+
+
+HOG_WINDOW = (64, 128)
+"""The default people detector's window ``(width, height)``: a person needs about 100 px of
+height in it (the window holds a margin around the person), after upscaling."""
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - the footage extra installs it
+        raise CerberusError(
+            "the built-in detector needs OpenCV: pip install 'cerberus-reid[footage]'"
+        ) from None
+    if not hasattr(cv2, "HOGDescriptor"):  # pragma: no cover - OpenCV 5 removed it
+        raise CerberusError(
+            f"OpenCV {cv2.__version__} has no HOGDescriptor (removed in 5.0): install "
+            "opencv-python-headless<5"
+        )
+    return cv2
+
+
+class HogDetector:
+    """OpenCV's HOG + linear SVM people detector (Dalal & Triggs; no downloaded weights) run
+    only where something moves.
+
+    Motion gate: a MOG2 background model on a small grey copy of each frame it is given; the
+    moving regions, grown to at least one detection window, are searched; a frame where more
+    than ``full_frame_above`` of the area moves (the first ones, while the model learns) is
+    searched whole. The first frame and every ``full_every``-th are searched whole too (the
+    gate cannot see a person who stands still). ``motion=False`` searches every frame whole.
+
+    Limits: a person must be at least about ``100 / upscale`` px tall (the 64x128 window at
+    scale 1; smaller people are missed); ``upscale`` 2 finds people from ~50 px at about four
+    times the cost. Seated, strongly occluded or top-down views are missed (the detector was
+    trained on upright pedestrians seen from the side). HOG boxes are the window, about 1.3x
+    the person's height; ``tighten`` shrinks them to the person.
+
+    Args:
+        upscale: frames (or moving regions) are enlarged by this before detection.
+        hit_threshold: SVM margin a window needs (higher: fewer, surer detections).
+        min_score: detections below this score are dropped after grouping.
+        win_stride: step of the sliding window in pixels.
+        scale: ratio between the image pyramid's levels.
+    """
+
+    gives_ids = False
+
+    def __init__(
+        self,
+        *,
+        upscale: float = 1.0,
+        motion: bool = True,
+        hit_threshold: float = 0.0,
+        min_score: float = 0.3,
+        win_stride: int = 8,
+        scale: float = 1.05,
+        full_frame_above: float = 0.4,
+        tighten: bool = True,
+        full_every: int = 50,
+    ) -> None:
+        cv2 = _cv2()
+        if not upscale > 0:
+            raise CerberusError(f"--upscale {upscale}: must be positive")
+        self.cv2 = cv2
+        self.hog = cv2.HOGDescriptor()
+        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self.upscale = float(upscale)
+        self.motion = motion
+        self.hit_threshold = hit_threshold
+        self.min_score = min_score
+        self.win_stride = (win_stride, win_stride)
+        self.scale = scale
+        self.full_frame_above = full_frame_above
+        self.tighten = tighten
+        self.full_every = full_every
+        self._background = None
+        self.searched = 0.0
+        """Fraction of the frame area searched, summed over frames (a measure of the gate)."""
+        self.frames = 0
+
+    def moving_regions(self, grey: np.ndarray) -> list[tuple[int, int, int, int]] | None:
+        """Regions ``(x0, y0, x1, y1)`` to search in a grey frame; ``None``: the whole frame."""
+        cv2 = self.cv2
+        h, w = grey.shape
+        factor = min(1.0, 320.0 / w)
+        small = (
+            cv2.resize(
+                grey,
+                (max(int(w * factor), 1), max(int(h * factor), 1)),
+                interpolation=cv2.INTER_AREA,
+            )
+            if factor < 1
+            else grey
+        )
+        if self._background is None:
+            self._background = cv2.createBackgroundSubtractorMOG2(
+                history=200, varThreshold=16, detectShadows=True
+            )
+        mask = self._background.apply(small)
+        mask = (mask > 200).astype(np.uint8)  # shadows (127) are not motion
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        mask = cv2.dilate(mask, np.ones((5, 5), np.uint8), iterations=2)
+        if mask.mean() > self.full_frame_above:
+            return None
+        count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        win_w, win_h = (s / self.upscale * 1.25 for s in HOG_WINDOW)
+        regions = []
+        for x, y, bw, bh, area in stats[1:count]:
+            if area < 4:
+                continue
+            x0, y0, x1, y1 = (v / factor for v in (x, y, x + bw, y + bh))
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            rw = max(x1 - x0 + 16, win_w)
+            rh = max(y1 - y0 + 32, win_h)
+            regions.append([cx - rw / 2, cy - rh / 2, cx + rw / 2, cy + rh / 2])
+        merged = _merge_regions(regions)
+        return [
+            (int(max(r[0], 0)), int(max(r[1], 0)), int(min(r[2], w)), int(min(r[3], h)))
+            for r in merged
+        ]
+
+    def detect(self, frame: Frame) -> Detections:
+        cv2 = self.cv2
+        grey = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
+        h, w = grey.shape
+        regions = self.moving_regions(grey) if self.motion else None
+        if self.full_every and self.frames % self.full_every == 0:
+            regions = None  # the first frame, and now and then: people standing still
+        if regions is None:
+            regions = [(0, 0, w, h)]
+        self.frames += 1
+        self.searched += sum((r[2] - r[0]) * (r[3] - r[1]) for r in regions) / float(w * h)
+        boxes, scores = [], []
+        for x0, y0, x1, y1 in regions:
+            roi = grey[y0:y1, x0:x1]
+            if self.upscale != 1.0:
+                roi = cv2.resize(
+                    roi, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_LINEAR
+                )
+            if roi.shape[0] < HOG_WINDOW[1] or roi.shape[1] < HOG_WINDOW[0]:
+                continue
+            rects, weights = self.hog.detectMultiScale(
+                roi,
+                hitThreshold=self.hit_threshold,
+                winStride=self.win_stride,
+                padding=(8, 8),
+                scale=self.scale,
+            )
+            for (rx, ry, rw, rh), s in zip(rects, np.asarray(weights).reshape(-1)):
+                bx0, by0 = x0 + rx / self.upscale, y0 + ry / self.upscale
+                boxes.append([bx0, by0, bx0 + rw / self.upscale, by0 + rh / self.upscale])
+                scores.append(float(s))
+        if not boxes:
+            return Detections.empty()
+        b = np.asarray(boxes, np.float32)
+        s = np.asarray(scores, np.float32)
+        keep = s >= self.min_score
+        b, s = b[keep], s[keep]
+        keep = nms(b, s, 0.4)
+        b, s = b[keep], s[keep]
+        if self.tighten:
+            b = _tighten(b)
+        b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w)
+        b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, h)
+        return Detections.of(b, s)
+
+
+def _tighten(boxes: np.ndarray, width: float = 0.6, height: float = 0.84) -> np.ndarray:
+    """HOG windows shrunk around their centre to the person they hold (the default detector's
+    training windows hold a person of about 0.8 of the height and half the width)."""
+    c = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]) / 2 * np.array([width, height], np.float32)
+    return np.concatenate([c - half, c + half], axis=1).astype(np.float32)
+
+
+def _merge_regions(regions: list[list[float]]) -> list[list[float]]:
+    """Overlapping rectangles merged into their bounding rectangles until none overlap."""
+    regions = [list(r) for r in regions]
+    merged = True
+    while merged and len(regions) > 1:
+        merged = False
+        out: list[list[float]] = []
+        for r in regions:
+            for o in out:
+                if r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3]:
+                    o[:] = [min(r[0], o[0]), min(r[1], o[1]), max(r[2], o[2]), max(r[3], o[3])]
+                    merged = True
+                    break
+            else:
+                out.append(r)
+        regions = out
+    return regions

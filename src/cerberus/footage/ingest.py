@@ -1,0 +1,438 @@
+"""One source into a gallery, method §9.3: frames -> detect -> track -> choose crops -> embed and
+describe -> the store, one finished track at a time.
+
+Each finished track's crops are written as thumbnails (JPEG, atomically), then added to the
+store in one call (one transaction: a killed ingest leaves whole tracks only); the source is
+marked complete at its end. Before starting, a source already in the gallery is refused when
+complete (``replace=True`` removes it first) and removed when incomplete (a killed run), so a
+rerun never duplicates items.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from cerberus.errors import CerberusError
+from cerberus.files import atomic_write
+from cerberus.footage.detect import Detector, HogDetector, MotDetections
+from cerberus.footage.select import Candidate, CropSelector
+from cerberus.footage.track import GivenIds, SortTracker, Tracker
+from cerberus.footage.video import VideoSource, open_source
+from cerberus.scoring import (
+    embed_features,
+    posterior_scores,
+    prototype_scores,
+    sid_certainty,
+)
+from cerberus.store.base import GalleryInfo, GalleryStore, Items
+
+if TYPE_CHECKING:
+    from cerberus.inference import InferenceModel
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STRIDE_HOG = 2
+"""The built-in detector runs on every second frame by default (the tracker links across)."""
+DEFAULT_MAX_CROPS = 4
+STAGES = ("decode", "detect", "track", "select", "embed", "store")
+
+
+@dataclass
+class Embedded:
+    """Model outputs of ``n`` crops: ``vectors (n, D)`` float32 retrieval vectors,
+    ``predicted (n, A)`` int16 PAR values and ``certainty (n, 5)`` float32."""
+
+    vectors: np.ndarray
+    predicted: np.ndarray
+    certainty: np.ndarray
+
+
+class Embedder(Protocol):
+    """What ingestion needs of a model: crops in, vectors and attributes out."""
+
+    num_attributes: int
+
+    def embed(self, crops: Sequence[np.ndarray]) -> Embedded: ...
+
+
+class ModelEmbedder:
+    """:class:`Embedder` of a trained model: method §5.1 vectors, method §5.3 PAR (under the
+    checkpoint's decision rule, as ``describe``) and its per-group certainty."""
+
+    def __init__(self, net: InferenceModel) -> None:
+        self.net = net
+        self.num_attributes = net.schema.num_attributes
+        self._prototypes = net.prototypes
+
+    def embed(self, crops: Sequence[np.ndarray]) -> Embedded:
+        net = self.net
+        features = net.features_of_images(list(crops))
+        per_group = prototype_scores(features, self._prototypes)
+        decide = (
+            per_group
+            if net.log_prior is None
+            else posterior_scores(per_group, net.log_prior, scale=net.prior_scale)
+        )
+        sids = np.stack([s.argmax(0) for s in decide], axis=1)
+        sure = sid_certainty(per_group, scale=net.prior_scale, log_prior=net.log_prior)
+        rows = np.arange(len(sids))
+        certainty = np.stack([sure[k][sids[:, k], rows] for k in range(sids.shape[1])], axis=1)
+        return Embedded(
+            embed_features(features),
+            net.schema.from_sids(sids).astype(np.int16),
+            certainty.astype(np.float32),
+        )
+
+
+def gallery_info(net: InferenceModel) -> GalleryInfo:
+    """The :class:`GalleryInfo` of a new gallery built with ``net``."""
+    protos = net.prototypes
+    d = next(iter(protos.values())).shape[1]
+    return GalleryInfo(
+        dim=5 * d,
+        fingerprint=net.fingerprint,
+        schema=net.schema.to_dict(),
+        prototypes=protos,
+        checkpoint=net.checkpoint,
+    )
+
+
+@dataclass
+class IngestReport:
+    """What one source's ingestion did: frames decoded and searched, tracks stored (and
+    tentative ones dropped), items added, seconds per stage, the source's own seconds (its
+    duration, for the real-time factor) and why a stream ended (empty when it did not drop)."""
+
+    source: str
+    frames: int = 0
+    processed: int = 0
+    tracks: int = 0
+    dropped_tracks: int = 0
+    items: int = 0
+    removed: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    duration: float = 0.0
+    ended: str = ""
+
+    @property
+    def total_seconds(self) -> float:
+        return float(sum(self.seconds.values()))
+
+    def line(self) -> str:
+        speed = (
+            f", {self.duration / self.total_seconds:.1f}x real time"
+            if self.total_seconds > 0 and self.duration > 0
+            else ""
+        )
+        return (
+            f"{self.source}: {self.frames} frames ({self.processed} searched), {self.tracks} "
+            f"tracks, {self.items} crops stored in {self.total_seconds:.1f} s{speed}"
+        )
+
+
+def thumbs_folder(root: Path, source: str, camera: str) -> Path:
+    """Where a source's thumbnails go: ``root/<camera>-<file stem>-<8 hex of the name>``."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(source.rstrip("/")).name)[:40] or "source"
+    cam = re.sub(r"[^A-Za-z0-9_.-]+", "_", camera)[:40]
+    key = hashlib.sha256(source.encode()).hexdigest()[:8]
+    return root / f"{cam + '-' if cam else ''}{stem}-{key}"
+
+
+def _write_jpeg(path: Path, crop: np.ndarray) -> None:
+    from PIL import Image
+
+    image = Image.fromarray(crop)
+    atomic_write(path, lambda fh: image.save(fh, format="JPEG", quality=90), "thumbnail")
+
+
+def prepare_source(store: GalleryStore, name: str, *, replace: bool) -> int:
+    """Make room for ``name``: refuse it when the gallery holds it complete (unless
+    ``replace``), remove what an earlier run left. Returns the number of items removed."""
+    state = next((s for s in store.sources() if s.name == name), None)
+    if state is None:
+        return 0
+    if state.complete and not replace:
+        raise CerberusError(
+            f"{name}: already in the gallery ({state.count} items); --replace to ingest it again"
+        )
+    removed = store.remove(source=name)
+    if state.complete:
+        logger.info("%s: replacing its %d items", name, removed)
+    else:
+        logger.info(
+            "%s: an earlier run stopped before its end; its %d items are removed and the "
+            "source ingested again",
+            name,
+            removed,
+        )
+    return removed
+
+
+def ingest_source(
+    source: str | Path | VideoSource,
+    store: GalleryStore,
+    embedder: Embedder,
+    *,
+    camera: str,
+    start=None,
+    detections: str | Path | None = None,
+    detector: Detector | None = None,
+    tracker: Tracker | None = None,
+    stride: int | None = None,
+    max_crops: int = DEFAULT_MAX_CROPS,
+    replace: bool = False,
+    thumbs: str | Path | None = None,
+    max_frames: int | None = None,
+) -> IngestReport:
+    """Ingest one video, MOTChallenge folder or stream into ``store`` (see the module doc).
+
+    Args:
+        camera: camera name stored with every item.
+        start: time of the first frame (see :func:`~cerberus.footage.video.open_source`; a
+            source given already opened keeps its own).
+        detections: a MOTChallenge detections file for this source (else ``detector``, else
+            :class:`HogDetector`).
+        tracker: else :class:`GivenIds` for detections with ids, :class:`SortTracker` without.
+        stride: run detection on every n-th frame (default 2 for the built-in detector, 1 with
+            a detections file).
+        max_crops: crops kept per track.
+        thumbs: folder of the thumbnails (``None``: no thumbnails, items have no path).
+        max_frames: stop after this many frames (a stream's sample; ``None``: to the end).
+
+    Returns:
+        :class:`IngestReport`.
+    """
+    if max_crops < 1:
+        raise CerberusError(f"--max-crops {max_crops}: must be at least 1")
+    if stride is not None and stride < 1:
+        raise CerberusError(f"--stride {stride}: must be at least 1")
+    if not camera:
+        raise CerberusError("--camera: give the camera's name")
+    video = source if isinstance(source, VideoSource) else open_source(source, start=start)
+    if detections is not None:
+        if video.kind == "stream":
+            raise CerberusError("--detections: a live stream has no detections file")
+        detector = MotDetections.load(detections, size=video.size, num_frames=video.num_frames)
+    elif detector is None:
+        detector = HogDetector()
+    if stride is None:
+        stride = DEFAULT_STRIDE_HOG if isinstance(detector, HogDetector) else 1
+    if tracker is None:
+        steps = max(2, round((video.fps or 10.0) / stride))  # one second without a match
+        tracker = GivenIds(max_age=steps) if detector.gives_ids else SortTracker(max_age=steps)
+    report = IngestReport(video.name)
+    report.removed = prepare_source(store, video.name, replace=replace)
+    thumb_dir = None if thumbs is None else thumbs_folder(Path(thumbs), video.name, camera)
+    if thumb_dir is not None and thumb_dir.exists():
+        for old in thumb_dir.glob("*.jpg"):
+            old.unlink(missing_ok=True)
+    selector = CropSelector(max_crops)
+    seconds = report.seconds
+    last = 0
+
+    def commit(ended: list[int]) -> None:
+        chosen = {t: selector.finish(t) for t in ended}
+        chosen = {t: c for t, c in chosen.items() if c}
+        if not chosen:
+            return
+        t0 = time.perf_counter()
+        crops = [c.crop for cs in chosen.values() for c in cs]
+        out = embedder.embed(crops)
+        seconds["embed"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        row = 0
+        for track, cands in chosen.items():
+            rows = slice(row, row + len(cands))
+            row += len(cands)
+            paths = _thumbnails(thumb_dir, track, cands)
+            items = Items.make(
+                out.vectors[rows],
+                source=video.name,
+                num_attributes=embedder.num_attributes,
+                camera=camera,
+                timestamp=[c.timestamp for c in cands],
+                frame=[c.number for c in cands],
+                box=np.stack([c.box for c in cands]),
+                track=[track] * len(cands),
+                path=paths,
+                predicted=out.predicted[rows],
+                certainty=out.certainty[rows],
+            )
+            store.add(items, complete=False)
+            report.tracks += 1
+            report.items += len(cands)
+        seconds["store"] += time.perf_counter() - t0
+
+    frames = video.frames(stride)
+    try:
+        while True:
+            t0 = time.perf_counter()
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            t1 = time.perf_counter()
+            seconds["decode"] += t1 - t0
+            last = frame.number
+            report.processed += 1
+            dets = detector.detect(frame)
+            t2 = time.perf_counter()
+            seconds["detect"] += t2 - t1
+            update = tracker.update(dets)
+            t3 = time.perf_counter()
+            seconds["track"] += t3 - t2
+            for i in np.flatnonzero(update.tracks >= 0):
+                selector.offer(int(update.tracks[i]), frame, dets.boxes[i], float(dets.scores[i]))
+            for t in update.dropped:
+                selector.drop(t)
+            report.dropped_tracks += len(update.dropped)
+            seconds["select"] += time.perf_counter() - t3
+            commit(update.ended)
+            if max_frames is not None and report.processed >= max_frames:
+                break
+    except KeyboardInterrupt:
+        if video.kind != "stream":
+            raise  # a file stopped half-way stays incomplete: a rerun redoes it
+        logger.info("%s: stopped; committing the running tracks", video.name)
+    finally:
+        frames.close()
+    end = tracker.close()
+    report.dropped_tracks += len(end.dropped)
+    commit(end.ended)
+    report.frames = last = max(video.decoded, last)
+    report.duration = last / video.fps if video.fps else 0.0
+    report.ended = video.dropped
+    if isinstance(detector, MotDetections):
+        unused = detector.unused(last)
+        if unused:
+            logger.warning(
+                "%s: detections for %d frame(s) past the video's last frame %d (%d..%d) "
+                "were not used",
+                detector.path,
+                len(unused),
+                last,
+                unused[0],
+                unused[-1],
+            )
+    if report.items:
+        store.finish(video.name)
+    else:
+        logger.info(
+            "%s: nobody found in %d frames (0 tracks); nothing added to the gallery",
+            video.name,
+            last,
+        )
+    logger.info("%s", report.line())
+    return report
+
+
+def _thumbnails(folder: Path | None, track: int, cands: list[Candidate]) -> list[str]:
+    if folder is None:
+        return [""] * len(cands)
+    paths = []
+    for c in cands:
+        path = folder / f"t{track:06d}_f{c.number:07d}.jpg"
+        _write_jpeg(path, c.crop)
+        paths.append(str(path))
+    return paths
+
+
+def ingest_files(
+    sources: Sequence[str | Path],
+    *,
+    gallery: str | Path,
+    camera: str,
+    checkpoint: str | Path | None = None,
+    start=None,
+    detections: str | Path | None = None,
+    replace: bool = False,
+    stride: int | None = None,
+    max_crops: int = DEFAULT_MAX_CROPS,
+    thumbs: str | Path | None = None,
+    upscale: float = 1.0,
+    device: str = "auto",
+) -> list[IngestReport]:
+    """``cerberus ingest``: sources of one camera into a gallery (a folder, a Milvus Lite file
+    or URI: :func:`cerberus.store.open.open_store`), created with ``checkpoint``'s model when it
+    does not exist; an existing one is ingested into with the model it was built with, or
+    ``checkpoint`` when it has the same weights.
+
+    Thumbnails go to ``thumbs`` (default ``<gallery>/thumbs`` for a folder, ``<file>.thumbs``
+    beside a Milvus Lite file; a Milvus server needs one given).
+    """
+    sources = list(sources)
+    if not sources:
+        raise CerberusError("ingest: give at least one video, folder or stream")
+    if len(sources) > 1 and start is not None:
+        raise CerberusError("--start: one start time for several videos; ingest them one by one")
+    if len(sources) > 1 and detections is not None:
+        raise CerberusError("--detections: one file for several videos; ingest them one by one")
+    # every source and the detections are checked before a model is loaded or a gallery made
+    videos = [open_source(s, start=start) for s in sources]
+    given = None
+    if detections is not None:
+        if videos[0].kind == "stream":
+            raise CerberusError("--detections: a live stream has no detections file")
+        given = MotDetections.load(detections, size=videos[0].size, num_frames=videos[0].num_frames)
+    from cerberus.inference import InferenceModel
+    from cerberus.store.base import StoreError
+    from cerberus.store.open import backend_of, create_store, open_store
+
+    kind, address = backend_of(gallery)
+    folder = Path(address)
+    if thumbs is None:
+        if kind == "local":
+            thumbs = folder / "thumbs"
+        elif address.lower().endswith(".db"):
+            thumbs = folder.with_name(folder.name + ".thumbs")
+        else:
+            raise CerberusError(f"--thumbs: give a folder for the thumbnails of {gallery}")
+    if kind == "local":
+        exists = folder.exists() and any(folder.iterdir())
+        store = open_store(gallery) if exists else None
+    else:
+        try:
+            store = open_store(gallery)
+        except StoreError:  # no gallery there yet: made below with the model
+            store = None
+    try:
+        chosen = checkpoint or (store.info.checkpoint if store is not None else None)
+        if not chosen:
+            raise CerberusError(f"--checkpoint: {gallery} is a new gallery; give the model")
+        net = InferenceModel.from_checkpoint(chosen, device=device)
+        if store is None:
+            store = create_store(gallery, gallery_info(net))
+        elif net.fingerprint != store.info.fingerprint:
+            raise CerberusError(
+                f"--checkpoint {chosen}: other weights than the gallery {gallery} was built with "
+                f"({store.info.checkpoint}); a gallery holds one model's vectors"
+            )
+        embedder = ModelEmbedder(net)
+        reports = []
+        for video in videos:
+            reports.append(
+                ingest_source(
+                    video,
+                    store,
+                    embedder,
+                    camera=camera,
+                    detector=given or HogDetector(upscale=upscale),
+                    stride=stride,
+                    max_crops=max_crops,
+                    replace=replace,
+                    thumbs=Path(thumbs),
+                )
+            )
+        return reports
+    finally:
+        if store is not None:
+            store.close()
