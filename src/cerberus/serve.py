@@ -228,7 +228,6 @@ class SearchService:
         if gallery.net is None:
             raise CerberusError("the server needs the model the index was built with")
         self.search = gallery
-        self.gallery = gallery.index
         self.net = gallery.net
         self.limits = limits
         self.schema: Schema = gallery.schema
@@ -284,7 +283,7 @@ class SearchService:
         probability (``certainty``) and the ``weak`` groups."""
         with self._model_lock:
             features = self.net.features_of_images([image])
-        (said,) = self.net.describe(features, self.gallery.prototypes)
+        (said,) = self.net.describe(features, self.search.prototypes)
         return said
 
     # ---- gallery items
@@ -312,7 +311,7 @@ class SearchService:
     def _rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Result rows for the client: the item id and thumbnail URL instead of a server path,
         and the crop's predicted attributes."""
-        ids = [self.search.item_of(r["path"]) for r in rows]
+        ids = [r["id"] for r in rows]
         said = self.predicted_phrases(ids)
         return [
             {
@@ -336,8 +335,8 @@ class SearchService:
         return {
             "status": "ok",
             "schema": self.schema.name,
-            "gallery_size": len(self.gallery),
-            "index_kind": self.gallery.meta.get("index_kind", "flat"),
+            "gallery_size": len(self.search),
+            "index_kind": self.search.info.meta.get("index_kind", "flat"),
             "checkpoint": Path(self.net.checkpoint).name,
             "device": self.net.device,
             "max_k": MAX_K,
