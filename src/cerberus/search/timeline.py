@@ -12,7 +12,7 @@ group is one sighting: camera, first and last time, best score and best crop.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +22,8 @@ from cerberus.search.tracks import group_keys, track_items, track_vector
 from cerberus.search.verdicts import Verdicts
 from cerberus.store import Filter
 
-if TYPE_CHECKING:
-    from cerberus.search.gallery import Gallery
+Gallery = Any
+"""A :class:`cerberus.search.gallery.Gallery` (not imported: it imports this module)."""
 
 
 def _above(gallery: Gallery, q: np.ndarray, where: Filter | None, floor: float):
