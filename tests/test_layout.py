@@ -84,8 +84,14 @@ def test_training_loop_does_not_know_evaluation_or_search():
 # --------------------------------------------------------------------------- one search layer
 
 SEARCH_LAYER = "cerberus.search"
-BELOW_SEARCH = {"cerberus.index", "cerberus.inference", "cerberus.model", "cerberus.checkpoints"}
-"""The gallery store, the inference model and the model's construction / loading: the command
+BELOW_SEARCH = {
+    "cerberus.index",
+    "cerberus.inference",
+    "cerberus.model",
+    "cerberus.checkpoints",
+    *(f"cerberus.store{m}" for m in ("", ".base", ".memory", ".npz", ".local", ".milvus")),
+}
+"""The gallery index and store, the inference model and the model's construction / loading: the command
 line and the page reach them only through :mod:`cerberus.search`."""
 
 JUSTIFIED = {

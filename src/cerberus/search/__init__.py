@@ -29,7 +29,7 @@ from cerberus.search.rows import result_rows
 from cerberus.search.stores import open_store
 from cerberus.search.tracks import TRACK_SCORES
 from cerberus.search.verdicts import Verdicts, calibration_source
-from cerberus.store import Filter, StoreError, make_filter
+from cerberus.store import Filter, StoreError, make_filter, to_utc_seconds
 
 if TYPE_CHECKING:
     from cerberus.inference import InferenceModel
@@ -83,5 +83,6 @@ __all__ = [
     "load_model",
     "result_rows",
     "search_images",
+    "to_utc_seconds",
     "verify",
 ]

@@ -362,6 +362,32 @@ class Gallery:
 
         return timeline(self, item_id, **options)
 
+    def summary(self) -> dict[str, Any]:
+        """What ``cerberus gallery info`` shows (JSON-able): item count, items per camera,
+        sources (name, items, complete), the time span (ISO-8601 UTC, ``None`` when no item has
+        a time), the model (checkpoint, fingerprint) and the vector dimension."""
+        info = self.store.info
+        ids = self.store.ids()
+        t = self.store.get(ids, vectors=False).timestamp if len(ids) else np.zeros(0)
+        t = t[~np.isnan(t)]
+        return {
+            "count": len(ids),
+            "cameras": {
+                c: self.store.count(Filter(cameras=frozenset({c}))) for c in self.store.cameras()
+            },
+            "sources": [
+                {"name": s.name, "count": s.count, "complete": s.complete}
+                for s in self.store.sources()
+            ],
+            "span": [iso_time(float(t.min())), iso_time(float(t.max()))] if len(t) else None,
+            "undated": int(len(ids) - len(t)),
+            "checkpoint": info.checkpoint,
+            "fingerprint": info.fingerprint,
+            "dim": info.dim,
+            "schema": self.schema.name,
+            "read_only": isinstance(self.store, NpzStore),
+        }
+
     # ---- gallery items
 
     def item(self, item_id: int) -> dict[str, Any]:

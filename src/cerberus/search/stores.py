@@ -56,8 +56,12 @@ def open_store(target: str | Path, *, create: GalleryInfo | None = None) -> Gall
         if create is not None:
             return milvus.MilvusStore.open_or_create(text, create)
         return milvus.MilvusStore.open(text)
-    local = _local()
     folder = Path(text)
+    if folder.is_file():
+        raise StoreError(
+            f"{folder}: not a gallery (a gallery folder, a Milvus URI or an .npz index file)"
+        )
+    local = _local()
     if create is not None and not (folder.exists() and any(folder.iterdir())):
         return local.LocalStore.create(folder, create)
     if not folder.exists():
