@@ -125,7 +125,9 @@ def main() -> None:
             cells.append(f"{v.mean():.2f}{spread}")
         rows.append(cells)
     print(f"\n{len(runs)} checkpoint(s): {', '.join(map(str, args.checkpoint))}\n")
-    print(markdown_table(["ranking", "gallery entries", "reID mAP", "reID rank-1", "APS mAP"], rows))
+    print(
+        markdown_table(["ranking", "gallery entries", "reID mAP", "reID rank-1", "APS mAP"], rows)
+    )
     if args.json is not None:
         args.json.write_text(json.dumps(runs, indent=2))
 

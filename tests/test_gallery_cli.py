@@ -16,17 +16,40 @@ def _json(out: str):
 
 def test_search_filters_by_camera_on_an_npz_index(tiny_index, cli):
     index = tiny_index["index"]
-    code, out, err = cli("search", "--gallery", index, "--attrs", "gender=male", "-k", 50,
-                         "--camera", "c1", "--camera", "c3", "--json")  # fmt: skip
+    code, out, err = cli(
+        "search",
+        "--gallery",
+        index,
+        "--attrs",
+        "gender=male",
+        "-k",
+        50,
+        "--camera",
+        "c1",
+        "--camera",
+        "c3",
+        "--json",
+    )
     assert code == 0, err
     rows = _json(out)["results"]
     assert rows and {r["camera"] for r in rows} <= {"c1", "c3"}
     gallery = Gallery.open(index, model=False)
-    want = [r for r in gallery.by_attributes("gender=male", 10**4).rows if r["camera"] in ("c1", "c3")]
+    want = [
+        r for r in gallery.by_attributes("gender=male", 10**4).rows if r["camera"] in ("c1", "c3")
+    ]
     assert [r["id"] for r in rows] == [r["id"] for r in want][:50]
     assert all(set(r) >= {"id", "camera", "time", "source", "frame", "box", "track"} for r in rows)
-    code, out, err = cli("search", "--index", index, "--attrs", "gender=male", "--per-track",
-                         "--track-score", "top3", "--json")  # fmt: skip
+    code, out, err = cli(
+        "search",
+        "--index",
+        index,
+        "--attrs",
+        "gender=male",
+        "--per-track",
+        "--track-score",
+        "top3",
+        "--json",
+    )
     assert code == 0, err
     rows = _json(out)["results"]
     assert all(r["count"] == 1 and r["track"] is None for r in rows)  # crops without tracks
@@ -36,15 +59,19 @@ def test_search_filters_by_camera_on_an_npz_index(tiny_index, cli):
     ("args", "words"),
     [
         (("--camera", "c9"), ["camera c9: not in this gallery", "c1, c2"]),
-        (("--after", "2026-11-30T15:00:00Z", "--before", "2026-11-30T14:00:00Z"),
-         ["--after must be earlier than --before"]),
+        (
+            ("--after", "2026-11-30T15:00:00Z", "--before", "2026-11-30T14:00:00Z"),
+            ["--after must be earlier than --before"],
+        ),
         (("--after", "2026-11-30T15:00:00"), ["--after", "no time zone"]),
         (("--before", "yesterday"), ["--before 'yesterday': not an ISO-8601 time"]),
         (("--per-track", "--track-score", "median"), ["--track-score 'median'"]),
     ],
-)  # fmt: skip
+)
 def test_bad_filters_are_one_line_and_exit_2(tiny_index, cli, args, words):
-    code, out, err = cli("search", "--gallery", tiny_index["index"], "--attrs", "gender=male", *args)
+    code, out, err = cli(
+        "search", "--gallery", tiny_index["index"], "--attrs", "gender=male", *args
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     for w in words:
         assert w in err, err
@@ -53,8 +80,11 @@ def test_bad_filters_are_one_line_and_exit_2(tiny_index, cli, args, words):
 def test_a_file_that_is_not_a_gallery_is_one_line(tmp_path, cli):
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
-    for args in (("search", "--gallery", notes, "--attrs", "gender=male"),
-                 ("gallery", "info", notes), ("timeline", "--gallery", notes, "--item", 0)):  # fmt: skip
+    for args in (
+        ("search", "--gallery", notes, "--attrs", "gender=male"),
+        ("gallery", "info", notes),
+        ("timeline", "--gallery", notes, "--item", 0),
+    ):
         code, _, err = cli(*args)
         assert code == 2 and "not a gallery" in err and len(err.strip().splitlines()) == 1, err
 

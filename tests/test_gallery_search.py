@@ -47,8 +47,10 @@ def make_gallery(seed: int, n: int = 400, *, tracks: int = 25) -> tuple[Gallery,
         track[rng.random(m) < 0.1] = NO_TRACK
         t = T0 + rng.uniform(0, 7200, m)
         t[rng.random(m) < 0.1] = np.nan
-        cams = [CAMERAS[(tr * 7 + len(source)) % 4] if tr >= 0 else CAMERAS[i % 4]
-                for i, tr in enumerate(track)]  # fmt: skip
+        cams = [
+            CAMERAS[(tr * 7 + len(source)) % 4] if tr >= 0 else CAMERAS[i % 4]
+            for i, tr in enumerate(track)
+        ]
         items = Items.make(
             embed_features(feats),
             source=source,
@@ -98,8 +100,9 @@ def test_per_track_results_are_the_obvious_grouping_of_every_item(seed, how, w):
     keep = where.matches(items) if where is not None else None
     for k in (1, 5, 40):
         q = embed_features(rng.normal(size=(1, 5, D)))[0]
-        rows = gallery.ranked(gallery.vector_top(q), k, where=where, per_track=True,
-                              track_score=how)  # fmt: skip
+        rows = gallery.ranked(
+            gallery.vector_top(q), k, where=where, per_track=True, track_score=how
+        )
         want = slow_tracks(items, items.vectors.astype(np.float64) @ q, k, how, keep)
         assert [r["id"] for r in rows] == [x[1] for x in want]
         np.testing.assert_allclose([r["score"] for r in rows], [x[0] for x in want], atol=1e-5)
@@ -209,7 +212,9 @@ def test_an_npz_index_is_a_read_only_store_that_filters_exactly(tmp_path):
             ok = np.flatnonzero(np.arange(n) % 3 == 1)
             want = ok[np.argsort(-(v[ok] @ qq), kind="stable")][:5]
             assert hits.ids.tolist() == want.tolist()
-        with pytest.raises(StoreError, match="read-only: convert it with `cerberus gallery convert`"):
+        with pytest.raises(
+            StoreError, match="read-only: convert it with `cerberus gallery convert`"
+        ):
             store.add(store.get([0]))
         with pytest.raises(StoreError, match="read-only"):
             store.remove(camera="c1")

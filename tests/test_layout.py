@@ -91,8 +91,8 @@ BELOW_SEARCH = {
     "cerberus.checkpoints",
     *(f"cerberus.store{m}" for m in ("", ".base", ".memory", ".npz", ".local", ".milvus")),
 }
-"""The gallery index and store, the inference model and the model's construction / loading: the command
-line and the page reach them only through :mod:`cerberus.search`."""
+"""The gallery index and store, the inference model and the model's construction / loading:
+the command line and the page reach them only through :mod:`cerberus.search`."""
 
 JUSTIFIED = {
     # `info`: parameters and FLOPs of a model built from a config, no weights, no search
@@ -158,6 +158,8 @@ def test_search_layer_and_its_fronts_stay_under_700_lines():
     }
     assert "cerberus.cli.gallery" in lines and "cerberus.search.gallery" in lines
     assert {m: n for m, n in lines.items() if n > 700} == {}
+
+
 MAX_MODULE_LINES = 700
 
 

@@ -43,8 +43,13 @@ def one_line(response, status: int, *words: str) -> None:
 def test_filtered_attribute_search_is_the_search_layers(served):
     client, gallery = served["client"], served["gallery"]
     after, before = iso(T_GALLERY + 60), iso(T_GALLERY + 300)
-    body = {"attributes": {"gender": "male"}, "k": 50, "cameras": ["c1", "c3"],
-            "after": after, "before": before}  # fmt: skip
+    body = {
+        "attributes": {"gender": "male"},
+        "k": 50,
+        "cameras": ["c1", "c3"],
+        "after": after,
+        "before": before,
+    }
     r = client.post("/api/search/attributes", json=body)
     assert r.status_code == 200, r.text
     rows = r.json()["results"]
@@ -65,8 +70,11 @@ def test_photo_search_filters_by_camera(served, tiny_index):
     client = served["client"]
     with open(tiny_index["query"], "rb") as fh:
         image = fh.read()
-    r = client.post("/api/search/image", files={"image": ("q.jpg", image, "image/jpeg")},
-                    data={"k": "20", "cameras": ["c2"], "per_track": "true"})  # fmt: skip
+    r = client.post(
+        "/api/search/image",
+        files={"image": ("q.jpg", image, "image/jpeg")},
+        data={"k": "20", "cameras": ["c2"], "per_track": "true"},
+    )
     assert r.status_code == 200, r.text
     rows = r.json()["results"]
     assert rows and {x["camera"] for x in rows} == {"c2"} and all("count" in x for x in rows)
@@ -77,13 +85,17 @@ def test_photo_search_filters_by_camera(served, tiny_index):
     [
         ({"cameras": ["c9"]}, ["camera c9: not in this gallery", "c1"]),
         ({"after": "2026-11-30T15:00:00"}, ["no time zone"]),
-        ({"after": "2026-11-30T15:00:00Z", "before": "2026-11-30T14:00:00Z"},
-         ["--after must be earlier than --before"]),
+        (
+            {"after": "2026-11-30T15:00:00Z", "before": "2026-11-30T14:00:00Z"},
+            ["--after must be earlier than --before"],
+        ),
         ({"before": "soon"}, ["not an ISO-8601 time"]),
     ],
-)  # fmt: skip
+)
 def test_bad_filters_are_one_line_400s(served, body, words):
-    r = served["client"].post("/api/search/attributes", json={"attributes": {"gender": "male"}, **body})
+    r = served["client"].post(
+        "/api/search/attributes", json={"attributes": {"gender": "male"}, **body}
+    )
     one_line(r, 400, *words)
     r = served["client"].get("/api/timeline/0", params={"camera": ["c9"]})
     one_line(r, 400, "camera c9")
@@ -99,12 +111,15 @@ def test_timeline_of_a_crop(served):
     sightings = found["sightings"]
     assert sightings and found["query"]["id"] == i and "path" not in found["query"]
     starts = [s["start"] for s in sightings]
-    assert starts == sorted(starts) and all(s["thumbnail"] == f"/api/gallery/{s['item']}/image"
-                                             for s in sightings)  # fmt: skip
+    assert starts == sorted(starts) and all(
+        s["thumbnail"] == f"/api/gallery/{s['item']}/image" for s in sightings
+    )
     assert [s["query"] for s in sightings].count(True) == 1
     # the same through the search layer, and filtered to one camera
-    assert sightings == [{**s, "source": s["source"], "thumbnail": f"/api/gallery/{s['item']}/image"}
-                         for s in served["gallery"].timeline(i)["sightings"]]  # fmt: skip
+    assert sightings == [
+        {**s, "source": s["source"], "thumbnail": f"/api/gallery/{s['item']}/image"}
+        for s in served["gallery"].timeline(i)["sightings"]
+    ]
     only = client.get(f"/api/timeline/{i}", params={"camera": ["c2"]}).json()["sightings"]
     assert {s["camera"] for s in only} <= {"c2"}
     one_line(client.get("/api/timeline/999999"), 404, "no gallery item 999999")
