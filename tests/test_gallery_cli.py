@@ -104,3 +104,64 @@ def test_timeline_and_info_of_an_npz_index(tiny_index, cli):
     assert code == 0 and "read-only" in out and "cameras: c1 (" in out, err
     code, out, err = cli("gallery", "remove", index, "--camera", "c1")
     assert code == 2 and "read-only: convert it with `cerberus gallery convert`" in err, err
+
+
+def test_a_gallery_folder_grows_without_a_rebuild(tiny_index, cli, tmp_path):
+    """index --gallery adds (creating the folder), the same source twice is refused unless
+    --replace; info, remove, search with filters, convert and timeline on the folder."""
+    pytest.importorskip("cerberus.store.local")  # the local backend lands with its own branch
+    feats, g = tiny_index["features"], tmp_path / "shop"
+    args = ("index", "--features", feats, "--gallery", g)
+    code, out, err = cli(*args, "--start", "2026-11-30T14:00:00+01:00")
+    assert code == 0 and "crops added" in out, err
+    n = len(Gallery.open(tiny_index["index"], model=False))
+    assert len(Gallery.open(g, model=False)) == n
+    code, out, err = cli(*args)
+    assert code == 2 and "already in the gallery" in err and len(err.splitlines()) == 1, err
+    code, out, err = cli(*args, "--replace", "--start", "2026-11-30T14:00:00+01:00")
+    assert code == 0, err
+    code, out, err = cli("gallery", "info", g, "--json")
+    facts = _json(out)
+    assert facts["count"] == n and facts["span"][0] == "2026-11-30T13:00:00+00:00"
+    code, out, err = cli(
+        "search",
+        "--gallery",
+        g,
+        "--attrs",
+        "gender=male",
+        "-k",
+        50,
+        "--camera",
+        "c2",
+        "--after",
+        "2026-11-30T12:59:00Z",
+        "--json",
+    )
+    assert code == 0 and {r["camera"] for r in _json(out)["results"]} == {"c2"}, err
+    code, out, err = cli(
+        "search",
+        "--gallery",
+        g,
+        "--attrs",
+        "gender=male",
+        "--before",
+        "2026-11-30T13:00:00Z",
+        "--json",
+    )
+    assert code == 0 and _json(out)["results"] == [], err  # every crop is at 13:00
+    code, out, err = cli("timeline", "--gallery", g, "--item", 0, "--min-score", -1, "--json")
+    assert code == 0 and sum(s["count"] for s in _json(out)["sightings"]) == n, err
+    code, out, err = cli("gallery", "remove", g, "--camera", "c1")
+    assert code == 0 and "removed" in out, err
+    assert "c1" not in Gallery.open(g, model=False).store.cameras()
+    code, out, err = cli(*args, "--start", "2026-11-30T14:00:00")
+    assert code == 2 and "no time zone" in err, err
+
+    converted = tmp_path / "converted"
+    code, out, err = cli("gallery", "convert", tiny_index["index"], "--out", converted)
+    assert code == 0, err
+    old = Gallery.open(tiny_index["index"], model=False).by_attributes("gender=female", 8).rows
+    new = Gallery.open(converted, model=False).by_attributes("gender=female", 8).rows
+    assert [r["path"] for r in new] == [r["path"] for r in old]
+    code, out, err = cli("gallery", "convert", tiny_index["index"], "--out", converted)
+    assert code == 2 and "not empty" in err, err

@@ -218,3 +218,51 @@ def test_an_npz_index_is_a_read_only_store_that_filters_exactly(tmp_path):
             store.add(store.get([0]))
         with pytest.raises(StoreError, match="read-only"):
             store.remove(camera="c1")
+
+
+def test_convert_copies_an_npz_index_through_add(tiny_index, monkeypatch):
+    """``cerberus gallery convert`` writes through GalleryStore.add (any backend): every item
+    with its vector, identity, camera, path and values; searches answer the same."""
+    import cerberus.search.adding as adding
+    from cerberus.search import convert
+
+    made = {}
+
+    def memory(target, *, create=None):
+        made["store"] = MemoryStore(create)
+        return made["store"]
+
+    monkeypatch.setattr(adding, "open_store", memory)
+    old = NpzStore.load(tiny_index["index"])
+    new = convert(tiny_index["index"], "unused")
+    assert new is made["store"] and new.count() == old.count()
+    assert new.cameras() == old.cameras() and all(s.complete for s in new.sources())
+    a, b = old.get(old.ids()), new.get(new.ids())
+    assert a.path == b.path and a.camera == b.camera and a.source == b.source
+    np.testing.assert_array_equal(a.pid, b.pid)
+    np.testing.assert_allclose(a.vectors, b.vectors)
+    q = a.vectors[:3]
+    for x, y in zip(old.search(q, 5), new.search(q, 5)):
+        np.testing.assert_allclose(x.scores, y.scores, atol=1e-5)
+
+
+def test_adding_a_features_file_twice_is_refused_unless_replaced(tiny_index):
+    from cerberus.search import add_features
+    from cerberus.search.stores import info_of_features
+
+    feats = FeatureSet.load(tiny_index["features"])
+    store = MemoryStore(info_of_features(feats))
+    _, ids = add_features(store, feats, camera="door", start="2026-11-30T14:00:00+01:00")
+    items = store.get(ids, vectors=False)
+    assert set(items.camera) <= {"c1", "c2", "c3", "c4", "c5", "c6"}  # from the Market names
+    assert np.all(items.timestamp == 1_796_043_600.0)  # 13:00 UTC
+    with pytest.raises(StoreError, match="already in the gallery"):
+        add_features(store, feats)
+    add_features(store, feats, replace=True)
+    assert store.count() == len(feats.paths)
+    other = MemoryStore(info_of_features(feats))
+    other.info.fingerprint = "0" * 64
+    with pytest.raises(CerberusError, match="use a gallery of that model"):
+        add_features(other, feats)
+    with pytest.raises(StoreError, match="no time zone"):
+        add_features(store, feats, start="2026-11-30T14:00:00", replace=True)
