@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from cerberus.errors import CerberusError
 from cerberus.search import Gallery
 
 
@@ -149,7 +150,8 @@ def test_a_gallery_folder_grows_without_a_rebuild(tiny_index, cli, tmp_path):
         "--json",
     )
     assert code == 0 and _json(out)["results"] == [], err  # every crop is at 13:00
-    code, out, err = cli("timeline", "--gallery", g, "--item", 0, "--min-score", -1, "--json")
+    first = int(Gallery.open(g, model=False).store.ids()[0])  # replaced: new ids
+    code, out, err = cli("timeline", "--gallery", g, "--item", first, "--min-score", -1, "--json")
     assert code == 0 and sum(s["count"] for s in _json(out)["sightings"]) == n, err
     code, out, err = cli("gallery", "remove", g, "--camera", "c1")
     assert code == 0 and "removed" in out, err
@@ -165,3 +167,18 @@ def test_a_gallery_folder_grows_without_a_rebuild(tiny_index, cli, tmp_path):
     assert [r["path"] for r in new] == [r["path"] for r in old]
     code, out, err = cli("gallery", "convert", tiny_index["index"], "--out", converted)
     assert code == 2 and "not empty" in err, err
+
+    # extract straight into a gallery; the Python API adds and filters the same way
+    crops = tiny_index["data"] / "query"
+    code, out, err = cli("extract", "--checkpoint", tiny_index["ckpt"], "--images", crops,
+                         "--gallery", g, "--device", "cpu", "--workers", 0)  # fmt: skip
+    assert code == 0 and "crops added" in out, err
+    import cerberus
+
+    model = cerberus.load(tiny_index["ckpt"], device="cpu")
+    with pytest.raises(CerberusError, match="already in the gallery"):
+        model.index(crops, gallery=g)
+    grown = model.index(crops, gallery=g, replace=True, start="2026-11-30T15:00:00Z")
+    where = grown.where(after="2026-11-30T14:30:00Z")
+    rows = grown.by_image(tiny_index["query"], k=50, where=where, per_track=True).rows
+    assert rows and all(r["source"] == str(crops) for r in rows)
