@@ -230,7 +230,7 @@ class SearchService:
         return said
 
     def timeline(self, item_id: int, **options: Any) -> dict[str, Any]:
-        """ "Where else was this person?" of a gallery crop: its sightings by time, each with
+        """Where else was this person? A gallery crop's sightings by time, each with
         its best crop's thumbnail (no server paths)."""
         self.gallery_path(item_id)
         with self._model_lock:  # an index without vectors embeds the crop again

@@ -357,7 +357,7 @@ class Gallery:
         )
 
     def timeline(self, item_id: int, **options: Any) -> dict[str, Any]:
-        """ "Where else was this person?": :func:`cerberus.search.timeline.timeline`."""
+        """Where else was this person? :func:`cerberus.search.timeline.timeline`."""
         from cerberus.search.timeline import timeline
 
         return timeline(self, item_id, **options)

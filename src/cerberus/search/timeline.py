@@ -1,4 +1,4 @@
-""" "Where else was this person?" (method §9.2): from one gallery item, the sightings of the same
+"""Where else was this person? (method §9.2): from one gallery item, the sightings of the same
 person in every camera, laid out by time.
 
 The query is the item's track's vector (:func:`~cerberus.search.tracks.track_vector`: the mean
