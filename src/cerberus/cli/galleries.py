@@ -133,7 +133,11 @@ def timeline(
     )
     typer.echo(f"{'start':25s} {'end':25s} {'camera':>8s} {'score':>7s} {'crops':>5s} item")
     for s in found["sightings"]:
-        mark = "  <- the query's track" if s["query"] else ""
+        mark = (
+            ("  <- the query's track" if s["track"] is not None else "  <- the query")
+            if s["query"]
+            else ""
+        )
         typer.echo(
             f"{s['start'] or '-':25s} {s['end'] or '-':25s} {s['camera'] or '-':>8s} "
             f"{s['score']:7.4f} {s['count']:5d} {s['item']}{mark}"

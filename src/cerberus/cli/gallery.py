@@ -306,7 +306,8 @@ def _when(row: dict) -> str:
         span = row["span"]
         when = f", {span[0]} .. {span[1]}" if span else ""
         track = "" if row["track"] is None else f" track {row['track']}:"
-        return f"  {track} {row['count']} crops{when}"
+        crops = f"{row['count']} crop{'' if row['count'] == 1 else 's'}"
+        return f"  {track} {crops}{when}"
     return f"  at {row['time']}" if row.get("time") else ""
 
 

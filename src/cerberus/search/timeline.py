@@ -54,7 +54,8 @@ def timeline(
     threshold the sightings passed and where it comes from), ``sightings``: per track (or
     item without a track) ``camera``, ``start`` / ``end`` (ISO-8601 UTC, ``None`` when the
     crops have no time), ``score`` (best crop), ``item`` (best crop's id), ``count``,
-    ``source``, ``track`` and ``query`` (the query's own track). ``per_item``: query with the
+    ``source``, ``track`` and ``query`` (the query's own track, or the item itself when it has
+    none). ``per_item``: query with the
     item's own vector even when it has a track.
     """
     if k < 1:
@@ -62,8 +63,9 @@ def timeline(
     if min_score is not None and not math.isfinite(min_score):
         raise CerberusError(f"--min-score {min_score}: must be a finite number")
     item = gallery.item(item_id)
-    own = (item["source"], item["track"]) if item["track"] is not None else None
-    if own is not None and not per_item:
+    tracked = item["track"] is not None
+    own = (item["source"], item["track"]) if tracked else ("", -1 - int(item["id"]))
+    if tracked and not per_item:
         members = track_items(gallery.store, [own], None, vectors=True)[own]
         q, made = track_vector(members.vectors), f"mean of its track's {len(members)} crops"
     else:
@@ -113,7 +115,7 @@ def _sightings(gallery: Gallery, ids, scores, own) -> list[dict[str, Any]]:
                 "count": len(rows),
                 "source": items.source[best],
                 "track": None if key[0] == "" else track,
-                "query": own is not None and key == own,
+                "query": key == own,
                 "_t": float(t.min()) if len(t) else math.inf,
             }
         )
