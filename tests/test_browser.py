@@ -187,6 +187,11 @@ def test_filtered_search_per_track_and_timeline(browser, tracked_url):
     for camera in boxes.evaluate_all("bs => bs.map(b => b.value)"):
         if camera != "c2":
             page.get_by_label(camera, exact=True).uncheck()
+    page.get_by_label("c2", exact=True).uncheck()  # no camera at all: said, not searched
+    page.get_by_label("gender", exact=True).select_option("male")
+    page.get_by_role("button", name="Search by description").click()
+    assert page.locator("#status").inner_text() == "Tick at least one camera."
+    page.get_by_label("c2", exact=True).check()
     page.get_by_label("From").fill("2026-09-21T14:14:20")  # T_GALLERY + 60 s, UTC
     page.get_by_label("Until").fill("2026-09-21T14:18:20")  # T_GALLERY + 300 s
     page.get_by_label("gender", exact=True).select_option("male")

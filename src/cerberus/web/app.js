@@ -204,7 +204,13 @@ function showResults(data, imageUrl, what) {
   setStatus(`${data.results.length} results for ${what}.${said}`);
 }
 
+function noCamera() {
+  const f = filters();
+  return f.cameras !== null && f.cameras.length === 0;
+}
+
 async function run(what, request, imageUrl) {
+  if (noCamera()) { setStatus("Tick at least one camera.", true); return; }
   setStatus(`Searching ${what}…`);
   try {
     const data = await request();
@@ -233,6 +239,7 @@ function timelineMark(s, left) {
 function showTimeline(id) {
   const box = $("timeline");
   box.hidden = false;
+  if (noCamera()) { $("timeline-status").textContent = "Tick at least one camera."; return; }
   $("timeline-status").textContent = `Looking for gallery crop ${id}'s person…`;
   $("timeline-lanes").replaceChildren();
   const query = filterQuery();
