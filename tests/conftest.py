@@ -177,3 +177,38 @@ def cli(capsys, monkeypatch):
         return code, out, err
 
     return run
+
+
+T_GALLERY = 1_790_000_000.0
+"""The time (seconds since the epoch, UTC) of the first crop of :func:`tracked_store`."""
+
+
+def tracked_store(features_path: Path):
+    """A memory gallery of a features file's crops as footage would give them: each camera a
+    source (``c1.mp4``...), the crops of one identity in one camera a track, one crop every
+    2 s, identity ``p`` first seen ``60 p`` s after :data:`T_GALLERY`."""
+    from cerberus.features import FeatureSet
+    from cerberus.search import items_of_features
+    from cerberus.search.stores import info_of_features
+    from cerberus.store import Items, MemoryStore
+
+    feats = FeatureSet.load(features_path)
+    items = items_of_features(feats)
+    store = MemoryStore(info_of_features(feats))
+    parts = []
+    for camera in sorted(set(items.camera)):
+        rows = np.flatnonzero(np.array(items.camera) == camera)
+        part = items.take(rows)
+        part.source = [f"{camera}.mp4"] * len(rows)
+        pids = part.pid.copy()
+        _, track = np.unique(pids, return_inverse=True)
+        part.track = track.astype(np.int64)
+        order = np.zeros(len(rows))
+        for t in np.unique(track):
+            members = np.flatnonzero(track == t)
+            order[members] = np.arange(len(members))
+        part.timestamp = T_GALLERY + 60.0 * np.maximum(pids, 0) + 2.0 * order
+        part.frame = (order * 50).astype(np.int64)
+        parts.append(part)
+    store.add(Items.concat(parts))
+    return store

@@ -4,7 +4,9 @@ package) driven by Playwright, no browser download. Run by ``make test-browser``
 
 On a tiny synthetic index: the page loads its choices from the schema, an attribute search
 and a photo search show ranked crops with score, camera and predicted attributes, a click on a
-result searches with that crop, and a bad upload shows the server's one-line reason.
+result searches with that crop, and a bad upload shows the server's one-line reason. On a
+gallery with cameras, times and tracks: a search filtered by camera and time window, per
+track, and the timeline of a result ("where else was this person?").
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import tracked_store
 
 from cerberus.index import GalleryIndex
 from cerberus.inference import InferenceModel
 from cerberus.schema import GROUP_NAMES
+from cerberus.search import Gallery
 from cerberus.serve import background_server, create_app
 
 pytestmark = pytest.mark.browser
@@ -158,3 +162,75 @@ def test_bad_upload_shows_the_reason_and_the_page_goes_on(page, tmp_path):
     page.get_by_role("button", name="Search by description").click()
     wait_for_results(page, "the description")
     assert cards(page).count() == K
+
+
+@pytest.fixture(scope="module")
+def tracked_url(tiny_index):
+    net = InferenceModel.from_checkpoint(tiny_index["ckpt"], device="cpu", num_workers=0)
+    gallery = Gallery(tracked_store(tiny_index["features"]), net)
+    with background_server(create_app(gallery)) as url:
+        yield url
+
+
+def test_filtered_search_per_track_and_timeline(browser, tracked_url):
+    """Cameras and a time window (UTC) filter a description search; per track gives one card
+    per track; "Where else?" lays the person's sightings out by camera and time."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(tracked_url)
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    page.get_by_label("Results to show").fill("20")
+    boxes = page.locator("#camera-list input")
+    assert boxes.count() >= 3
+    for camera in boxes.evaluate_all("bs => bs.map(b => b.value)"):
+        if camera != "c2":
+            page.get_by_label(camera, exact=True).uncheck()
+    page.get_by_label("c2", exact=True).uncheck()  # no camera at all: said, not searched
+    page.get_by_label("gender", exact=True).select_option("male")
+    page.get_by_role("button", name="Search by description").click()
+    assert page.locator("#status").inner_text() == "Tick at least one camera."
+    page.get_by_label("c2", exact=True).check()
+    page.get_by_label("From").fill("2026-09-21T14:14:20")  # T_GALLERY + 60 s, UTC
+    page.get_by_label("Until").fill("2026-09-21T14:18:20")  # T_GALLERY + 300 s
+    page.get_by_label("gender", exact=True).select_option("male")
+    page.get_by_role("button", name="Search by description").click()
+    wait_for_results(page, "the description")
+    n = cards(page).count()
+    assert n > 0
+    for card in cards(page).all():
+        assert "camera c2" in card.inner_text()
+        when = card.locator(".when").inner_text()
+        assert "2026-09-21T14:14:20" <= when < "2026-09-21T14:18:20", when
+
+    page.get_by_label("One result per track").check()
+    page.get_by_role("button", name="Search by description").click()
+    page.wait_for_function("() => document.querySelector('#result-list .track') !== null")
+    tracks = cards(page).count()
+    assert 0 < tracks <= n and "track of" in cards(page).first.inner_text()
+
+    for camera in boxes.evaluate_all("bs => bs.map(b => b.value)"):  # every camera again
+        page.get_by_label(camera, exact=True).check()
+    page.get_by_label("From").fill("")
+    page.get_by_label("Until").fill("")
+    first = cards(page).first
+    item = first.locator("img").get_attribute("alt").split("gallery crop ")[1].split(",")[0]
+    first.get_by_role("link", name="Where else").click()
+    page.wait_for_function(
+        "() => document.getElementById('timeline-status').textContent.includes('sightings of')",
+        timeout=30_000,
+    )
+    want = page.request.get(f"{tracked_url}/api/timeline/{item}").json()["sightings"]
+    marks = page.locator("#timeline-lanes .mark")
+    assert marks.count() == len(want) > 0
+    lanes = page.locator("#timeline-lanes .lane-name").all_inner_texts()
+    assert lanes == sorted({s["camera"] for s in want})
+    assert page.locator("#timeline-lanes .mark.query").count() == 1
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#timeline-lanes img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+        timeout=10_000,
+    )
+    assert not errors, errors
+    context.close()

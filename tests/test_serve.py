@@ -381,12 +381,12 @@ def test_thumbnails_only_by_id(served):
 
 
 def test_an_unexpected_error_is_a_one_line_500_and_serving_goes_on(served, monkeypatch):
-    client, gallery = served["client"], served["gallery"]
+    client, store = served["client"], served["app"].state.service.search.store
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom\nwith a second line")
 
-    monkeypatch.setattr(gallery, "search_attributes", broken)
+    monkeypatch.setattr(store, "search", broken)  # the gallery store the page searches
     r = client.post("/api/search/attributes", json={"attributes": {"gender": "male"}})
     assert_one_line_error(r, 500, "internal error", "RuntimeError")
     monkeypatch.undo()

@@ -1,11 +1,16 @@
 """``cerberus serve``: a person-search web page and its JSON API (FastAPI, served by uvicorn).
 
-One page and five routes over one gallery index and the model it was built with:
+One page and its routes over one gallery (a folder, a Milvus URI or an ``.npz`` index) and the
+model it was built with; every search may be filtered by camera and time and answered per
+track:
 
 - ``POST /api/search/image``: reID by an uploaded photo, or by a gallery crop (``gallery_id``);
 - ``POST /api/search/attributes``: APS by a possibly partial description (method §5.2);
 - ``POST /api/describe``: PAR, the predicted attributes of an uploaded photo;
 - ``GET /api/schema``: the attributes, group by group, that a description may use;
+- ``GET /api/gallery``: its size and cameras, read again on every request (a gallery that
+  another process adds to shows its new crops); ``GET /api/timeline/{item_id}``: "where else
+  was this person?" (method §9.2);
 - ``GET /api/health``; ``GET /api/gallery/{item_id}/image``: a gallery crop by its index number
   (the server reads only the paths stored in the index, never a path a client gives).
 
@@ -17,36 +22,40 @@ is one line; the server goes on serving.
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import json
 import logging
-import math
 import mimetypes
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from cerberus.data.images import READ_ERRORS, to_rgb8
 from cerberus.errors import CerberusError, shown
 from cerberus.guard import Guard
 from cerberus.schema import GROUP_NAMES, GROUPS, Schema
 from cerberus.search import Answer, Gallery
+from cerberus.serve_input import (  # noqa: F401 - the page's input checks, re-exported
+    IMAGE_FORMATS,
+    BadRequest,
+    Limits,
+    check_serve_options,
+    decode_image,
+    pillow_limit,
+)
 
 try:
     try:  # python-multipart, which FastAPI reads uploads with (its module's old name second)
         import python_multipart  # noqa: F401
     except ModuleNotFoundError:
         import multipart  # noqa: F401
-    from fastapi import FastAPI, File, Form, Request, UploadFile
+    from fastapi import FastAPI, File, Form, Query, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
@@ -83,11 +92,6 @@ BODY_TYPES = {
 }
 """The content types each POST route reads its body as (the first is the one to name)."""
 
-_pillow_lock = threading.Lock()
-
-IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "GIF")
-"""Upload formats the server decodes (Pillow names); anything else is "not an image"."""
-
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
@@ -96,41 +100,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may send: image bytes and pixels (width x height)."""
-
-    max_bytes: int = 8 * 2**20
-    max_pixels: int = 4096 * 4096
-
-    def __post_init__(self) -> None:
-        if self.max_bytes < 1 or self.max_pixels < 1:
-            raise CerberusError(f"image limits must be positive, got {self}")
-
-
-def check_serve_options(port: int, max_image_mb: float, max_pixels: int) -> Limits:
-    """The ``serve`` command's numbers checked before anything is loaded: ``--port`` in
-    1-65535, ``--max-image-mb`` finite and positive, ``--max-pixels`` at least 1; returns the
-    upload :class:`Limits` they give."""
-    if not 1 <= port <= 65535:
-        raise CerberusError(f"--port {port}: must be between 1 and 65535")
-    if not (math.isfinite(max_image_mb) and max_image_mb > 0):
-        raise CerberusError(f"--max-image-mb {max_image_mb}: must be a finite number above 0")
-    if max_image_mb * 2**20 < 1:
-        raise CerberusError(f"--max-image-mb {max_image_mb}: must allow at least one byte")
-    if max_pixels < 1:
-        raise CerberusError(f"--max-pixels {max_pixels}: must be at least 1")
-    return Limits(max_bytes=int(max_image_mb * 2**20), max_pixels=max_pixels)
-
-
-class BadRequest(CerberusError):
-    """Bad input with the HTTP status to answer it with (400 unless told)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 # --------------------------------------------------------------------------- request bodies
@@ -149,64 +118,22 @@ class AttributeSearch(BaseModel):
         "GET /api/schema, case-insensitive; at least one attribute"
     )
     k: int = Field(10, ge=1, le=MAX_K, description="number of results")
+    cameras: list[str] | None = Field(None, description="only these cameras (GET /api/gallery)")
+    after: str | None = Field(None, description="only at or after: ISO-8601 with a zone")
+    before: str | None = Field(None, description="only before: ISO-8601 with a zone")
+    per_track: bool = Field(False, description="one row per track (its best crop)")
+    track_score: Literal["max", "top3"] = Field("max", description="a track's score")
 
 
 TopK = Annotated[int, Form(ge=1, le=MAX_K, description="number of results")]
 """The ``k`` form field of a photo search."""
+Cameras = Annotated[list[str] | None, Form(description="only these cameras (repeat)")]
+When = Annotated[str | None, Form(description="ISO-8601 with a zone")]
+PerTrack = Annotated[bool, Form(description="one row per track")]
+TrackScore = Annotated[Literal["max", "top3"], Form(description="a track's score")]
 
 
 # --------------------------------------------------------------------------- image input
-
-
-def decode_image(data: bytes, limits: Limits) -> Image.Image:
-    """An uploaded file's bytes -> an RGB image, or :class:`BadRequest` saying what is wrong.
-
-    Checked in order: empty, over ``limits.max_bytes``, not an image of :data:`IMAGE_FORMATS`,
-    over ``limits.max_pixels`` (read from the header, before decoding), truncated or damaged.
-    """
-    if not data:
-        raise BadRequest("the uploaded file is empty")
-    if len(data) > limits.max_bytes:
-        raise BadRequest(f"image larger than the limit of {limits.max_bytes} bytes", 413)
-    try:
-        img = _open_image(data, limits.max_pixels)
-    except Image.DecompressionBombError:
-        raise BadRequest(f"image over the limit of {limits.max_pixels} pixels", 413) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise BadRequest(f"not an image ({', '.join(IMAGE_FORMATS)} accepted)") from None
-    width, height = img.size
-    if width * height > limits.max_pixels:
-        raise BadRequest(
-            f"image of {width}x{height} = {width * height} pixels, over the limit of "
-            f"{limits.max_pixels}",
-            413,
-        )
-    try:
-        return to_rgb8(img)
-    except READ_ERRORS as exc:
-        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise BadRequest(f"truncated or damaged {img.format} image ({reason})") from None
-
-
-@contextmanager
-def pillow_limit(max_pixels: int) -> Iterator[None]:
-    """Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, about 89 megapixels by
-    default) set to the server's ``max_pixels`` while the block runs, then put back: the
-    server's ``--max-pixels`` is the one limit that applies to a query, in the upload's decode
-    and when the model reads the decoded query again. One block at a time (a lock)."""
-    with _pillow_lock:
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = max_pixels
-        try:
-            yield
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
-
-
-def _open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """``Image.open`` (the header only) under :func:`pillow_limit`."""
-    with pillow_limit(max_pixels):
-        return Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
 
 
 def read_upload(upload: UploadFile, limits: Limits) -> Image.Image:
@@ -228,7 +155,6 @@ class SearchService:
         if gallery.net is None:
             raise CerberusError("the server needs the model the index was built with")
         self.search = gallery
-        self.gallery = gallery.index
         self.net = gallery.net
         self.limits = limits
         self.schema: Schema = gallery.schema
@@ -238,18 +164,32 @@ class SearchService:
 
     # ---- queries
 
-    def search_image(self, image: Image.Image, k: int) -> dict[str, Any]:
+    def options(
+        self,
+        cameras: list[str] | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        per_track: bool = False,
+        track_score: str = "max",
+    ) -> dict[str, Any]:
+        """A search's filter (checked against the gallery's cameras now) and grouping; empty
+        fields (``""``) are not given."""
+        cameras = [c for c in cameras or [] if c] or None
+        where = self.search.where(cameras=cameras, after=after or None, before=before or None)
+        return {"where": where, "per_track": per_track, "track_score": track_score}
+
+    def search_image(self, image: Image.Image, k: int, **options: Any) -> dict[str, Any]:
         """reID of a decoded photo: the top-k rows and the photo's predicted attributes."""
         with self._model_lock:
-            found = self.search.by_image(image, k)
+            found = self.search.by_image(image, k, **options)
         return self._reid(found, {"kind": "image"})
 
-    def search_gallery_item(self, item_id: int, k: int) -> dict[str, Any]:
+    def search_gallery_item(self, item_id: int, k: int, **options: Any) -> dict[str, Any]:
         """reID with a gallery crop as the query (a clicked result), the crop itself left out
         of the results."""
         self.gallery_path(item_id)
         with self._model_lock:
-            found = self.search.by_item(item_id, k)
+            found = self.search.by_item(item_id, k, **options)
         return self._reid(found, {"kind": "gallery", "id": item_id, "excluded": item_id})
 
     def _reid(self, found: Answer, query: dict[str, Any]) -> dict[str, Any]:
@@ -268,12 +208,14 @@ class SearchService:
         saying what it is and which data it was calibrated on, or ``None`` if uncalibrated."""
         return self.search.verdicts().page_json()
 
-    def search_attributes(self, attributes: dict[str, str], k: int) -> dict[str, Any]:
+    def search_attributes(
+        self, attributes: dict[str, str], k: int, **options: Any
+    ) -> dict[str, Any]:
         """APS: a (partial) description -> the top-k rows; values ``""`` count as "any"."""
         given = {n: v for n, v in attributes.items() if str(v).strip()}
         if not given:
             raise BadRequest("empty query: give at least one attribute value")
-        found = self.search.by_attributes(given, k)
+        found = self.search.by_attributes(given, k, **options)
         return {
             "query": {"kind": "attributes", "text": found.text},
             "results": self._rows(found.rows),
@@ -284,8 +226,37 @@ class SearchService:
         probability (``certainty``) and the ``weak`` groups."""
         with self._model_lock:
             features = self.net.features_of_images([image])
-        (said,) = self.net.describe(features, self.gallery.prototypes)
+        (said,) = self.net.describe(features, self.search.prototypes)
         return said
+
+    def timeline(self, item_id: int, **options: Any) -> dict[str, Any]:
+        """Where else was this person? A gallery crop's sightings by time, each with
+        its best crop's thumbnail (no server paths)."""
+        self.gallery_path(item_id)
+        with self._model_lock:  # an index without vectors embeds the crop again
+            found = self.search.timeline(item_id, **options)
+        query = {k: v for k, v in found["query"].items() if k not in ("path", "source")}
+        return {
+            "query": {**query, "thumbnail": f"/api/gallery/{item_id}/image"},
+            "rule": found["rule"],
+            "threshold": found["threshold"],
+            "sightings": [
+                {
+                    **{k: v for k, v in s.items() if k != "source"},
+                    "source": Path(s["source"]).name,
+                    "thumbnail": f"/api/gallery/{s['item']}/image",
+                }
+                for s in found["sightings"]
+            ],
+        }
+
+    def gallery_json(self) -> dict[str, Any]:
+        """The gallery now: size and cameras (read from the store on every call)."""
+        return {
+            "size": len(self.search),
+            "cameras": self.search.store.cameras(),
+            "read_only": self.search.index is not None,
+        }
 
     # ---- gallery items
 
@@ -312,7 +283,7 @@ class SearchService:
     def _rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Result rows for the client: the item id and thumbnail URL instead of a server path,
         and the crop's predicted attributes."""
-        ids = [self.search.item_of(r["path"]) for r in rows]
+        ids = [r["id"] for r in rows]
         said = self.predicted_phrases(ids)
         return [
             {
@@ -323,6 +294,11 @@ class SearchService:
                 "pid": r["pid"],
                 "camid": r["camid"],
                 "camera": r["camera"],
+                "time": r["time"],
+                "source": Path(r["source"]).name,
+                "frame": r["frame"],
+                "track": r["track"],
+                **{f: r[f] for f in ("count", "span", "crop_score") if f in r},
                 "correct": r["correct"],
                 "attributes": said[i],
                 "thumbnail": f"/api/gallery/{i}/image",
@@ -336,8 +312,8 @@ class SearchService:
         return {
             "status": "ok",
             "schema": self.schema.name,
-            "gallery_size": len(self.gallery),
-            "index_kind": self.gallery.meta.get("index_kind", "flat"),
+            "gallery_size": len(self.search),
+            "index_kind": self.search.info.meta.get("index_kind", "flat"),
             "checkpoint": Path(self.net.checkpoint).name,
             "device": self.net.device,
             "max_k": MAX_K,
@@ -511,18 +487,43 @@ def create_app(
         image: Annotated[UploadFile | None, File(description="query photo")] = None,
         gallery_id: Annotated[int | None, Form(description="or: a gallery item as query")] = None,
         k: TopK = 10,
+        cameras: Cameras = None,
+        after: When = None,
+        before: When = None,
+        per_track: PerTrack = False,
+        track_score: TrackScore = "max",
     ) -> dict[str, Any]:
         """reID: the gallery crops most like a photo (or a gallery crop), with its attributes."""
         if (image is None) == (gallery_id is None):
             raise BadRequest("give exactly one of: an image file, a gallery_id")
+        options = service.options(cameras, after, before, per_track, track_score)
         if gallery_id is not None:
-            return service.search_gallery_item(gallery_id, k)
-        return service.search_image(read_upload(image, service.limits), k)
+            return service.search_gallery_item(gallery_id, k, **options)
+        return service.search_image(read_upload(image, service.limits), k, **options)
 
     @app.post("/api/search/attributes")
     def search_attributes(body: AttributeSearch) -> dict[str, Any]:
         """APS: the gallery crops that best match a (partial) description."""
-        return service.search_attributes(body.attributes, body.k)
+        options = service.options(
+            body.cameras, body.after, body.before, body.per_track, body.track_score
+        )
+        return service.search_attributes(body.attributes, body.k, **options)
+
+    @app.get("/api/gallery")
+    def gallery_now() -> dict[str, Any]:
+        """The gallery's size and cameras now (a gallery may grow while it is served)."""
+        return service.gallery_json()
+
+    @app.get("/api/timeline/{item_id}")
+    def timeline(
+        item_id: int,
+        camera: Annotated[list[str] | None, Query(description="only these cameras")] = None,
+        after: Annotated[str | None, Query(description="ISO-8601 with a zone")] = None,
+        before: Annotated[str | None, Query(description="ISO-8601 with a zone")] = None,
+    ) -> dict[str, Any]:
+        """Where else was the person of a gallery crop: sightings by camera and time."""
+        where = service.options(camera, after, before)["where"]
+        return service.timeline(item_id, where=where)
 
     @app.post("/api/describe")
     def describe(image: Annotated[UploadFile, File(description="photo to describe")]) -> dict:

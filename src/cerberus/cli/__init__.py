@@ -16,7 +16,7 @@ import typer
 
 # importing a module registers its commands; --help lists them in this order
 # isort: off
-from cerberus.cli import data, training, gallery, footage, model, visualize  # noqa: F401
+from cerberus.cli import data, training, gallery, galleries, footage, model, visualize  # noqa: F401
 from cerberus.cli._app import app, debugging, one_line
 from cerberus.errors import CerberusError
 

@@ -2,7 +2,10 @@
 callers to the model (:mod:`cerberus.inference`) and the gallery store (:mod:`cerberus.index`).
 
 - :class:`Gallery`: query by image, by a gallery item (left out of its own results) or by
-  attributes; PAR of gallery items;
+  attributes, filtered by camera / time (:class:`Filter`), per crop or per track; PAR of
+  gallery items; :meth:`Gallery.timeline` ("where else was this person?");
+- :func:`open_store`, :func:`add_features`, :func:`convert`: open, grow and convert galleries
+  (a folder, a Milvus URI, or an ``.npz`` index read-only);
 - :class:`Verdicts`: same person or not at the calibrated threshold, with the data it was
   calibrated on; :func:`verify` for two images;
 - :func:`result_rows`: a ranked list as rows;
@@ -19,10 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from cerberus.features import FeatureSet
 from cerberus.index import INDEX_KINDS, GalleryIndex
+from cerberus.search.adding import add_features, convert, items_of_features
 from cerberus.search.api import Cerberus, load, verify
 from cerberus.search.gallery import Answer, Gallery, index_model
 from cerberus.search.rows import result_rows
+from cerberus.search.stores import open_store
+from cerberus.search.tracks import TRACK_SCORES
 from cerberus.search.verdicts import Verdicts, calibration_source
+from cerberus.store import Filter, StoreError, make_filter, to_utc_seconds
 
 if TYPE_CHECKING:
     from cerberus.inference import InferenceModel
@@ -55,18 +62,27 @@ def search_images(
 
 __all__ = [
     "INDEX_KINDS",
+    "TRACK_SCORES",
     "Answer",
     "Cerberus",
+    "Filter",
     "Gallery",
     "GalleryIndex",
+    "StoreError",
     "Verdicts",
+    "add_features",
     "build_index",
     "calibration_source",
+    "convert",
     "index_model",
+    "items_of_features",
+    "make_filter",
+    "open_store",
     "load",
     "load_index",
     "load_model",
     "result_rows",
     "search_images",
+    "to_utc_seconds",
     "verify",
 ]

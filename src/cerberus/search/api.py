@@ -8,6 +8,10 @@
     gallery = model.index("crops/", out="gallery.npz")  # or model.open_gallery(path)
     gallery.by_image("a.jpg", k=5).rows  # reID
     gallery.by_attributes("gender=female, upper.color=red").rows  # APS
+    grows = model.index("cam2/", gallery="galleries/shop", camera="c2", start="...+01:00")
+    where = grows.where(cameras=["c2"], after="2026-11-30T14:00+01:00")  # method §9.2
+    grows.by_image("a.jpg", where=where, per_track=True).rows
+    grows.timeline(item_id)  # where else was this person?
 
 Everything goes through the search layer (:class:`~cerberus.search.gallery.Gallery`), as the
 command line and the page do.
@@ -25,7 +29,9 @@ from cerberus.errors import CerberusError
 from cerberus.index import GalleryIndex
 from cerberus.schema import Schema
 from cerberus.scoring import embed_features
+from cerberus.search.adding import add_features
 from cerberus.search.gallery import Gallery
+from cerberus.search.stores import open_store
 from cerberus.search.verdicts import Verdicts
 
 if TYPE_CHECKING:
@@ -101,23 +107,38 @@ class Cerberus:
         out: str | Path | None = None,
         kind: str = "flat",
         skip_bad: bool = False,
+        gallery: str | Path | None = None,
+        camera: str | None = None,
+        start: Any = None,
+        replace: bool = False,
     ) -> Gallery:
         """Embed a folder of crops (or a list of files) and index them; ``out``: also save the
-        index there (``.npz``, for :meth:`open_gallery` and ``cerberus serve``)."""
+        index there (``.npz``, for :meth:`open_gallery` and ``cerberus serve``).
+
+        ``gallery``: instead, add them to a gallery that grows (a folder, created when missing,
+        or a Milvus URI; method §9.1), with ``camera`` for crops whose names do not tell it and
+        ``start`` (an aware time or ISO-8601 with a zone) as their time; the same folder twice
+        is refused unless ``replace``. Returns the whole gallery."""
         if isinstance(images, (str, Path)):
             feats = self.net.extract_folder(images, skip_bad=skip_bad)
         else:
             from cerberus.inference import image_set
 
             feats = self.net.extract_images(image_set(list(images), self.schema), skip_bad=skip_bad)
+        if gallery is not None:
+            if out is not None:
+                raise CerberusError("give one of out (an index file) or gallery (a gallery)")
+            store, _ = add_features(gallery, feats, camera=camera, start=start, replace=replace)
+            return Gallery(store, self.net)
         index = GalleryIndex.build(feats, kind=kind)
         if out is not None:
             index.save(out)
         return Gallery(index, self.net)
 
     def open_gallery(self, path: str | Path) -> Gallery:
-        """An index file built with this model (``cerberus index`` or :meth:`index`)."""
-        return Gallery(GalleryIndex.load(path), self.net)
+        """A gallery built with this model: an ``.npz`` index file (read-only), a gallery
+        folder or a Milvus URI (``cerberus index``, :meth:`index`)."""
+        return Gallery(open_store(path), self.net)
 
 
 def load(checkpoint: str | Path, *, device: str = "auto") -> Cerberus:

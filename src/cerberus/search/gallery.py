@@ -1,15 +1,19 @@
-"""Queries on a gallery index with the model it was built with (method §5.1): by image (reID), by a
-gallery item (reID, the item itself left out), by attributes (APS), and PAR of gallery items.
+"""Queries on a gallery store with the model it was built with (method §5.1, §9.2): by image
+(reID), by a gallery item (reID, the item itself left out), by attributes (APS), PAR of
+gallery items, each filtered by camera / time / source and answered per crop or per track;
+and the timeline of a person (:mod:`cerberus.search.timeline`).
 
 :class:`Gallery` is what the ``search`` command, the page (:mod:`cerberus.serve`) and Python
-callers (:class:`cerberus.search.api.Cerberus`) query; the index (:mod:`cerberus.index`) stores
-vectors and the model (:mod:`cerberus.inference`) embeds images, neither knows the other.
+callers (:class:`cerberus.search.api.Cerberus`) query; the store (:mod:`cerberus.store`: a
+gallery folder, a Milvus collection or a read-only ``.npz`` index) keeps vectors and metadata
+and the model (:mod:`cerberus.inference`) embeds images, neither knows the other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +21,21 @@ import numpy as np
 
 from cerberus.errors import CerberusError
 from cerberus.features import UNKNOWN
-from cerberus.index import GalleryIndex, SearchResult
+from cerberus.index import GalleryIndex
 from cerberus.schema import GROUPS, Schema
-from cerberus.scoring import AttributeQuery, parse_attribute_query
-from cerberus.search.rows import result_rows
+from cerberus.schema_files import schema_from_meta
+from cerberus.scoring import (
+    AttributeQuery,
+    attribute_query_vectors,
+    embed_features,
+    parse_attribute_query,
+)
+from cerberus.search.rows import as_store, iso_time, result_rows
+from cerberus.search.stores import open_store
+from cerberus.search.tracks import Top, check_track_score, top_tracks, track_items
 from cerberus.search.verdicts import Verdicts
+from cerberus.store import Filter, GalleryInfo, GalleryStore, Hits, StoreError, make_filter
+from cerberus.store.npz import NoVectors, NpzStore
 
 if TYPE_CHECKING:  # PyTorch is imported only where images are embedded: APS stays fast
     from cerberus.inference import ImageLike, InferenceModel
@@ -32,11 +46,11 @@ class Answer:
     """One query's answer.
 
     ``rows``: :func:`~cerberus.search.rows.result_rows` (reID rows also carry ``same_person``
-    and ``calibrated_on``); ``text``: the query's predicted attributes as phrases (image
-    queries) or its description (APS); ``description``: the full PAR of an image query
-    (:func:`~cerberus.scoring.describe_features`: certainty, weak groups); ``verdicts``: the
-    operating point the reID rows were judged at; ``excluded``: a gallery item left out of
-    its own results.
+    and ``calibrated_on``; per-track rows ``span``, ``count`` and ``crop_score``); ``text``:
+    the query's predicted attributes as phrases (image queries) or its description (APS);
+    ``description``: the full PAR of an image query (certainty, weak groups); ``verdicts``:
+    the operating point the reID rows were judged at; ``excluded``: a gallery item left out
+    of its own results.
     """
 
     rows: list[dict[str, Any]]
@@ -51,52 +65,110 @@ def _all_paths(images: Sequence[ImageLike]) -> bool:
     return bool(images) and all(isinstance(x, (str, Path)) for x in images)
 
 
+def _merged(hits: list[Hits], m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top-m of several queries' hits, each item at its best score (ties: smaller id)."""
+    best: dict[int, float] = {}
+    for h in hits:
+        for i, s in zip(h.ids, h.scores):
+            if float(s) > best.get(int(i), -np.inf):
+                best[int(i)] = float(s)
+    order = sorted(best, key=lambda i: (-best[i], i))[:m]
+    return np.asarray(order, np.int64), np.asarray([best[i] for i in order], np.float32)
+
+
 class Gallery:
-    """A gallery index and (for image queries) the model it was built with.
+    """A gallery store and (for image queries) the model it was built with.
 
     Args:
-        index: the faiss store (:class:`~cerberus.index.GalleryIndex`).
-        net: the model; refused when its fingerprint is not the index's. ``None``: attribute
-            search only (no PyTorch needed).
+        store: a :class:`~cerberus.store.GalleryStore`, or an ``.npz`` index
+            (:class:`~cerberus.index.GalleryIndex`, seen read-only).
+        net: the model; refused when its fingerprint is not the gallery's. ``None``:
+            attribute search only (no PyTorch needed).
+
+    ``index``: the ``.npz`` index when the gallery is one, else ``None``.
     """
 
-    def __init__(self, index: GalleryIndex, net: InferenceModel | None = None) -> None:
+    def __init__(
+        self, store: GalleryStore | GalleryIndex, net: InferenceModel | None = None
+    ) -> None:
+        self.store = as_store(store)
+        self.index: GalleryIndex | None = (
+            self.store.index if isinstance(self.store, NpzStore) else None
+        )
         if net is not None:
-            index.check_model(net.fingerprint, net.checkpoint)
-        self.index = index
+            check_model(self.store.info, net.fingerprint, str(net.checkpoint))
         self.net = net
-        self._ids = {p: i for i, p in enumerate(index.paths)}
+        self._schema: Schema | None = None
+        self._by_path: dict[str, int] | None = None
 
     @classmethod
     def open(
         cls,
-        path: str | Path,
+        target: str | Path,
         checkpoint: str | Path | None = None,
         *,
         device: str = "auto",
         model: bool = True,
     ) -> Gallery:
-        """Load an index file and the model for image queries: ``checkpoint``, else the one
-        the index was built with (``model=False``: no model, attribute search only)."""
-        index = GalleryIndex.load(path)
+        """Open a gallery (a folder, a Milvus URI or an ``.npz`` index) and the model for
+        image queries: ``checkpoint``, else the one the gallery was built with (``model=False``:
+        no model, attribute search only)."""
+        store = open_store(target)
         if not model:
-            return cls(index)
-        return cls(index, index_model(index, path, checkpoint, device))
+            return cls(store)
+        return cls(store, index_model(store.info, target, checkpoint, device))
 
     def __len__(self) -> int:
-        return len(self.index)
+        return self.store.count()
+
+    @property
+    def info(self) -> GalleryInfo:
+        return self.store.info
 
     @property
     def schema(self) -> Schema:
-        return self.index.schema
+        if self._schema is None:
+            self._schema = schema_from_meta(self.store.info.schema, "gallery")
+        return self._schema
+
+    @property
+    def prototypes(self) -> dict[str, np.ndarray]:
+        return self.store.info.prototypes
 
     @property
     def paths(self) -> list[str]:
-        return self.index.paths
+        """Every item's stored path, in id order (reads the whole gallery's metadata)."""
+        ids = np.sort(self.store.ids())
+        return self.store.get(ids, vectors=False).path if len(ids) else []
 
     def item_of(self, path: str) -> int:
         """The item id of a stored path."""
-        return self._ids[path]
+        if self._by_path is None or path not in self._by_path:
+            ids = np.sort(self.store.ids())
+            paths = self.store.get(ids, vectors=False).path if len(ids) else []
+            self._by_path = {p: int(i) for i, p in zip(ids, paths)}
+        return self._by_path[path]
+
+    def where(
+        self,
+        *,
+        cameras: Iterable[str] | None = None,
+        after: datetime | str | float | None = None,
+        before: datetime | str | float | None = None,
+        sources: Iterable[str] | None = None,
+    ) -> Filter | None:
+        """A filter checked against this gallery (its camera and source names); ``None`` when
+        nothing is given."""
+        if cameras is None and after is None and before is None and sources is None:
+            return None
+        return make_filter(
+            cameras=cameras,
+            after=after,
+            before=before,
+            sources=sources,
+            known_cameras=self.store.cameras() if cameras is not None else None,
+            known_sources=[s.name for s in self.store.sources()] if sources is not None else None,
+        )
 
     def _model(self) -> InferenceModel:
         if self.net is None:
@@ -107,61 +179,145 @@ class Gallery:
         """The operating point reID rows are judged at (see :meth:`Verdicts.of`)."""
         return Verdicts.of(self._model(), fpr)
 
+    # ---- ranking
+
+    def vector_top(self, vectors: np.ndarray) -> Top:
+        """``top(m, where)`` of query vectors ``(C, D)``: the top-m items by their best inner
+        product over the C vectors (one vector: reID; several: the SID combinations of an
+        attribute query, an exact merge as in :meth:`GalleryIndex.search_attributes`)."""
+        vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
+
+        def top(m: int, where: Filter | None) -> tuple[np.ndarray, np.ndarray]:
+            hits = self.store.search(vectors, m, where)
+            if len(hits) == 1:
+                return hits[0].ids.astype(np.int64), hits[0].scores
+            return _merged(hits, m)
+
+        return top
+
+    def ranked(
+        self,
+        top: Top,
+        k: int,
+        *,
+        where: Filter | None = None,
+        per_track: bool = False,
+        track_score: str = "max",
+        exclude: int | None = None,
+        query_pid: int = UNKNOWN,
+        attribute_query: AttributeQuery | None = None,
+    ) -> list[dict[str, Any]]:
+        """The rows of a ranked list: per crop (the top-k crops) or per track (the top-k
+        groups of :func:`~cerberus.search.tracks.top_tracks`, each as its best crop's row with
+        the track's ``score``, its best crop's ``crop_score``, ``span`` (first and last time of
+        its crops passing ``where``, ISO-8601 UTC) and ``count``)."""
+        check_track_score(track_score)
+        if not per_track:
+            ids, scores = top(k + (exclude is not None), where)
+            if exclude is not None:
+                keep = ids != exclude
+                ids, scores = ids[keep], scores[keep]
+            found = Hits(ids[:k], scores[:k])
+            return result_rows(
+                self.store, found, query_pid=query_pid, attribute_query=attribute_query
+            )
+        groups = top_tracks(self.store, top, k, where=where, how=track_score, exclude=exclude)
+        found = Hits(
+            np.asarray([g.best for g in groups], np.int64),
+            np.asarray([g.score for g in groups], np.float32),
+        )
+        rows = result_rows(self.store, found, query_pid=query_pid, attribute_query=attribute_query)
+        members = track_items(self.store, [g.key for g in groups], where)
+        for row, g in zip(rows, groups):
+            items = members[g.key]
+            if exclude is not None:
+                items = items.take(np.flatnonzero(items.ids != exclude))
+            t = items.timestamp[~np.isnan(items.timestamp)]
+            row["score"] = g.score
+            row["crop_score"] = g.best_score
+            row["count"] = len(items)
+            row["span"] = [iso_time(t.min()), iso_time(t.max())] if len(t) else None
+        return rows
+
     # ---- queries
 
     def by_images(
-        self, images: Sequence[ImageLike], k: int = 10, *, fpr: float | None = None
+        self,
+        images: Sequence[ImageLike],
+        k: int = 10,
+        *,
+        fpr: float | None = None,
+        where: Filter | None = None,
+        per_track: bool = False,
+        track_score: str = "max",
     ) -> list[Answer]:
-        """reID: per query image (path, PIL image or array), its top-k rows with verdicts and
-        its predicted attributes. Identities and cameras of file queries are read from their
-        names when they parse (then ``correct`` is known)."""
+        """reID: per query image (path, PIL image or array), its top-k rows (crops passing
+        ``where``; or tracks, ``per_track``) with verdicts and its predicted attributes.
+        Identities of file queries are read from their names when they parse (then
+        ``correct`` is known)."""
         net = self._model()
         verdicts = Verdicts.of(net, fpr)
         images = list(images)
         pids = np.full(len(images), UNKNOWN)
-        cams = np.full(len(images), UNKNOWN)
         if _all_paths(images):
             from cerberus.inference import image_set
 
             queries = image_set(images, net.schema)
             features = net.features_of(queries)
-            pids, cams = queries.pids, queries.camids
+            pids = queries.pids
         else:
             features = net.features_of_images(images)
-        said = net.describe(features, self.index.prototypes)
+        said = net.describe(features, self.prototypes)
+        vectors = embed_features(features)
         return [
             Answer(
                 rows=verdicts.mark(
-                    result_rows(self.index, r, query_pid=int(p), query_camid=int(c))
+                    self.ranked(
+                        self.vector_top(v),
+                        k,
+                        where=where,
+                        per_track=per_track,
+                        track_score=track_score,
+                        query_pid=int(p),
+                    )
                 ),
                 text=d["phrases"],
                 description=d,
                 verdicts=verdicts,
             )
-            for r, d, p, c in zip(self.index.search_features(features, k), said, pids, cams)
+            for v, d, p in zip(vectors, said, pids)
         ]
 
-    def by_image(self, image: ImageLike, k: int = 10, *, fpr: float | None = None) -> Answer:
-        """reID of one image (see :meth:`by_images`)."""
-        return self.by_images([image], k, fpr=fpr)[0]
+    def by_image(self, image: ImageLike, k: int = 10, **options: Any) -> Answer:
+        """reID of one image (see :meth:`by_images`; same options)."""
+        return self.by_images([image], k, **options)[0]
 
-    def by_item(self, item_id: int, k: int = 10, *, fpr: float | None = None) -> Answer:
+    def by_item(
+        self,
+        item_id: int,
+        k: int = 10,
+        *,
+        fpr: float | None = None,
+        where: Filter | None = None,
+        per_track: bool = False,
+        track_score: str = "max",
+    ) -> Answer:
         """reID with gallery item ``item_id`` as the query (a clicked result). The item itself
         is left out of its own results (it would be rank 1, score 1.0, "same person")."""
-        self.item_path(item_id, must_exist=False)
+        item = self.item(item_id)
         net = self._model()
         verdicts = Verdicts.of(net, fpr)
         features = self.item_features([item_id])
-        (found,) = self.index.search_features(features, min(k + 1, len(self.index)))
-        keep = found.indices != item_id
-        result = SearchResult(found.indices[keep][:k], found.scores[keep][:k])
-        rows = result_rows(
-            self.index,
-            result,
-            query_pid=int(self.index.pids[item_id]),
-            query_camid=int(self.index.camids[item_id]),
+        rows = self.ranked(
+            self.vector_top(embed_features(features)),
+            k,
+            where=where,
+            per_track=per_track,
+            track_score=track_score,
+            exclude=item_id,
+            query_pid=int(item["pid"]) if item["pid"] is not None else UNKNOWN,
         )
-        (said,) = net.describe(features, self.index.prototypes)
+        (said,) = net.describe(features, self.prototypes)
         return Answer(
             rows=verdicts.mark(rows),
             text=said["phrases"],
@@ -170,13 +326,29 @@ class Gallery:
             excluded=item_id,
         )
 
-    def by_attributes(self, query: str | Mapping[str, str] | AttributeQuery, k: int = 10) -> Answer:
-        """APS: the top-k items for a (partial) description, e.g. ``"gender=female, hat=yes"``
-        or ``{"gender": "female"}`` (method §5; no model needed)."""
+    def by_attributes(
+        self,
+        query: str | Mapping[str, str] | AttributeQuery,
+        k: int = 10,
+        *,
+        where: Filter | None = None,
+        per_track: bool = False,
+        track_score: str = "max",
+    ) -> Answer:
+        """APS: the top-k items (or tracks) for a (partial) description, e.g.
+        ``"gender=female, hat=yes"`` or ``{"gender": "female"}`` (method §5; no model
+        needed)."""
         if not isinstance(query, AttributeQuery):
             query = parse_attribute_query(query, self.schema)
-        found = self.index.search_attributes(query, k)
-        rows = result_rows(self.index, found, attribute_query=query)
+        vectors = attribute_query_vectors(query, self.prototypes)
+        rows = self.ranked(
+            self.vector_top(vectors),
+            k,
+            where=where,
+            per_track=per_track,
+            track_score=track_score,
+            attribute_query=query,
+        )
         text = query.describe(self.schema)
         return Answer(
             rows=rows,
@@ -184,42 +356,105 @@ class Gallery:
             query={"attributes": dict(zip(query.given, text)), "groups": list(query.groups)},
         )
 
+    def timeline(self, item_id: int, **options: Any) -> dict[str, Any]:
+        """Where else was this person? :func:`cerberus.search.timeline.timeline`."""
+        from cerberus.search.timeline import timeline
+
+        return timeline(self, item_id, **options)
+
+    def summary(self) -> dict[str, Any]:
+        """What ``cerberus gallery info`` shows (JSON-able): item count, items per camera,
+        sources (name, items, complete), the time span (ISO-8601 UTC, ``None`` when no item has
+        a time), the model (checkpoint, fingerprint) and the vector dimension."""
+        info = self.store.info
+        ids = self.store.ids()
+        t = self.store.get(ids, vectors=False).timestamp if len(ids) else np.zeros(0)
+        t = t[~np.isnan(t)]
+        return {
+            "count": len(ids),
+            "cameras": {
+                c: self.store.count(Filter(cameras=frozenset({c}))) for c in self.store.cameras()
+            },
+            "sources": [
+                {"name": s.name, "count": s.count, "complete": s.complete}
+                for s in self.store.sources()
+            ],
+            "span": [iso_time(float(t.min())), iso_time(float(t.max()))] if len(t) else None,
+            "undated": int(len(ids) - len(t)),
+            "checkpoint": info.checkpoint,
+            "fingerprint": info.fingerprint,
+            "dim": info.dim,
+            "schema": self.schema.name,
+            "read_only": isinstance(self.store, NpzStore),
+        }
+
     # ---- gallery items
 
+    def item(self, item_id: int) -> dict[str, Any]:
+        """What the gallery knows of item ``item_id`` (:func:`~cerberus.search.rows.item_row`);
+        an error naming the id when there is none."""
+        from cerberus.search.rows import item_row
+
+        try:
+            items = self.store.get([int(item_id)], vectors=False)
+        except StoreError:
+            raise CerberusError(
+                f"no gallery item {item_id} (the gallery holds {self.store.count()} items)"
+            ) from None
+        return item_row(items, 0, self.info.meta.get("camera_labels", ()) or ())
+
     def item_path(self, item_id: int, *, must_exist: bool = True) -> Path:
-        """The stored path of item ``item_id``; an error when out of range (or, with
+        """The stored path of item ``item_id``; an error when there is no such item (or, with
         ``must_exist``, when the file is gone)."""
-        n = len(self.index.paths)
-        if not 0 <= item_id < n:
-            raise CerberusError(f"no gallery item {item_id}: ids run from 0 to {n - 1}")
-        path = Path(self.index.paths[item_id])
+        path = Path(self.item(item_id)["path"])
         if must_exist and not path.is_file():
             raise CerberusError(f"the image of gallery item {item_id} is missing")
         return path
 
-    def item_features(self, ids: Sequence[int]) -> np.ndarray:
-        """``(n, 5, d)`` features of gallery items: their vectors read back from the index (the
-        parts' cosines ignore its per-part scaling), else (index kinds that keep no vectors)
-        their crops embedded again."""
+    def item_vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """``(n, D)`` the stored vectors of gallery items (crops embedded again where the
+        store keeps none: an ``.npz`` of an index kind that keeps no vectors)."""
         try:
-            vectors = np.stack([self.index.index.reconstruct(int(i)) for i in ids])
-            return vectors.reshape(len(ids), len(GROUPS), -1)
-        except RuntimeError:
+            return self.store.get(np.asarray(ids, np.int64), vectors=True).vectors
+        except NoVectors:
             paths = [self.item_path(int(i)) for i in ids]
-            return self._model().features(paths)
+            return embed_features(self._model().features(paths))
+
+    def item_features(self, ids: Sequence[int]) -> np.ndarray:
+        """``(n, 5, d)`` features of gallery items: their stored vectors (the parts' cosines
+        ignore the per-part scaling), see :meth:`item_vectors`."""
+        return self.item_vectors(ids).reshape(len(ids), len(GROUPS), -1)
 
     def describe_items(self, ids: Sequence[int]) -> list[dict[str, Any]]:
         """PAR of gallery items (:meth:`item_features`, then the model's decision rule)."""
-        return self._model().describe(self.item_features(ids), self.index.prototypes)
+        return self._model().describe(self.item_features(ids), self.prototypes)
+
+
+def check_model(info: GalleryInfo, fingerprint: str, where: str) -> None:
+    """Refuse queries embedded by another model than the one the gallery was built with."""
+    if fingerprint != info.fingerprint:
+        raise CerberusError(
+            f"{where}: model {fingerprint[:12]} is not the model this index was built "
+            f"with ({info.fingerprint[:12]}, {info.checkpoint or 'unknown checkpoint'}); "
+            "rebuild the index with this model"
+        )
 
 
 def index_model(
-    index: GalleryIndex, where: str | Path, checkpoint: str | Path | None, device: str
+    gallery: GalleryInfo | GalleryIndex,
+    where: str | Path,
+    checkpoint: str | Path | None,
+    device: str,
 ) -> InferenceModel:
-    """The model that embeds image queries: ``checkpoint``, else the one the index names."""
+    """The model that embeds image queries: ``checkpoint``, else the one the gallery names."""
     from cerberus.inference import InferenceModel
 
-    ckpt = Path(checkpoint) if checkpoint is not None else Path(index.meta.get("checkpoint") or "")
+    named = (
+        gallery.checkpoint
+        if isinstance(gallery, GalleryInfo)
+        else str(gallery.meta.get("checkpoint") or "")
+    )
+    ckpt = Path(checkpoint) if checkpoint is not None else Path(named or "")
     if not str(ckpt) or not ckpt.is_file():
         raise CerberusError(
             f"{where}: the checkpoint it was built with ({ckpt}) is not found; give --checkpoint"

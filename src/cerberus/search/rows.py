@@ -1,52 +1,102 @@
-"""Result rows of a ranked list (method §5): what ``search`` prints, the page shows and
+"""Result rows of a ranked list (method §5, §9.2): what ``search`` prints, the page shows and
 :func:`cerberus.visualize.rank_list_from_rows` draws."""
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Sequence
 from typing import Any
 
-from cerberus.features import UNKNOWN, camera_label
+import numpy as np
+
+from cerberus.features import UNKNOWN
 from cerberus.index import GalleryIndex, SearchResult
+from cerberus.schema_files import schema_from_meta
 from cerberus.scoring import AttributeQuery
+from cerberus.store import NO_FRAME, NO_TRACK, UNKNOWN_ID, GalleryStore, Hits, Items
+from cerberus.store import from_utc_seconds as _from_utc
+from cerberus.store.npz import NpzStore
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """ISO-8601 UTC of ``seconds`` since the epoch (``...+00:00``), ``None`` when unknown."""
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return None
+    moment = _from_utc(float(seconds))
+    return None if moment is None else moment.isoformat()
+
+
+def camera_number(camera: str, labels: Sequence[str] = ()) -> int | None:
+    """The camera number of a camera name: its place in a table dataset's ``camera_labels``,
+    else ``n - 1`` of a benchmark name ``c<n>``; ``None`` when neither."""
+    if not camera:
+        return None
+    if labels and camera in labels:
+        return list(labels).index(camera)
+    m = re.fullmatch(r"c(\d+)", camera)
+    return int(m.group(1)) - 1 if m else None
+
+
+def as_store(source: GalleryStore | GalleryIndex) -> GalleryStore:
+    """A store, or an ``.npz`` index seen as one (:class:`~cerberus.store.npz.NpzStore`)."""
+    return NpzStore(source) if isinstance(source, GalleryIndex) else source
+
+
+def item_row(items: Items, j: int, labels: Sequence[str] = ()) -> dict[str, Any]:
+    """What a row says of item ``j`` of ``items``: id, path, identity, camera (name and
+    number), time (ISO-8601 UTC), source, frame, box and track (``None`` where unknown)."""
+    pid = int(items.pid[j])
+    box = items.box[j]
+    return {
+        "id": int(items.ids[j]),
+        "path": items.path[j],
+        "pid": None if pid in (UNKNOWN_ID, UNKNOWN) else pid,
+        "camid": camera_number(items.camera[j], labels),
+        "camera": items.camera[j] or None,
+        "time": iso_time(float(items.timestamp[j])),
+        "source": items.source[j],
+        "frame": None if int(items.frame[j]) == NO_FRAME else int(items.frame[j]),
+        "box": None if np.isnan(box).any() else [float(x) for x in box],
+        "track": None if int(items.track[j]) == NO_TRACK else int(items.track[j]),
+    }
 
 
 def result_rows(
-    index: GalleryIndex,
-    result: SearchResult,
+    source: GalleryStore | GalleryIndex,
+    result: Hits | SearchResult,
     *,
     query_pid: int = UNKNOWN,
     query_camid: int = UNKNOWN,
     attribute_query: AttributeQuery | None = None,
 ) -> list[dict[str, Any]]:
-    """A ranked list as rows: rank, score, path, identity, camera (index and the dataset's own
-    label) and whether it is correct.
+    """A ranked list as rows: rank, score, :func:`item_row` (path, identity, camera, time,
+    source, frame, box, track) and whether it is correct.
 
     ``correct`` is known for a reID query when both identities are known (same identity), and
     for an attribute query when the gallery item's attribute values are known (every given
-    attribute equal); ``None`` otherwise.
+    attribute equal); ``None`` otherwise. ``query_camid`` is kept for callers; it changes
+    nothing.
     """
-    schema = index.schema
+    store = as_store(source)
+    ids = np.asarray(getattr(result, "ids", getattr(result, "indices", None)), dtype=np.int64)
+    if len(ids) == 0:
+        return []
+    items = store.get(ids, vectors=False)
+    labels = store.info.meta.get("camera_labels", ()) or ()
+    schema = schema_from_meta(store.info.schema, "gallery") if attribute_query else None
     rows = []
-    for rank, (i, s) in enumerate(zip(result.indices, result.scores), start=1):
-        pid, cam = int(index.pids[i]), int(index.camids[i])
-        camera = camera_label(cam, index.meta.get("camera_labels", ()))
+    for j, s in enumerate(result.scores):
+        row = {"rank": j + 1, "score": float(s), **item_row(items, j, labels)}
         correct: bool | None = None
+        pid = row["pid"]
         if attribute_query is None:
-            if query_pid != UNKNOWN and pid != UNKNOWN:
+            if query_pid not in (UNKNOWN, UNKNOWN_ID) and pid is not None:
                 correct = pid == query_pid
-        elif (index.values[i] >= 0).all():
+        elif (items.values[j] >= 0).all():
             correct = all(
-                int(index.values[i][schema.index(n)]) == v for n, v in attribute_query.given.items()
+                int(items.values[j][schema.index(n)]) == v for n, v in attribute_query.given.items()
             )
-        rows.append(
-            {
-                "rank": rank,
-                "score": float(s),
-                "path": index.paths[i],
-                "pid": None if pid == UNKNOWN else pid,
-                "camid": None if cam == UNKNOWN else cam,
-                "camera": camera,
-                "correct": correct,
-            }
-        )
+        row["correct"] = correct
+        rows.append(row)
     return rows

@@ -26,6 +26,73 @@ function topK() {
   return Number.isFinite(k) ? k : 12;
 }
 
+// ---- filters: cameras, a time window (sent as ISO-8601 with its offset), per track
+
+function isoOf(value) {
+  if (!value) return null;
+  const full = value.length === 16 ? `${value}:00` : value;  // seconds are optional
+  if ($("zone").value === "utc") return `${full}Z`;
+  const minutes = -new Date(full).getTimezoneOffset();
+  const sign = minutes < 0 ? "-" : "+";
+  const pad = (n) => String(Math.floor(Math.abs(n))).padStart(2, "0");
+  return `${full}${sign}${pad(minutes / 60)}:${pad(minutes % 60)}`;
+}
+
+function filters() {
+  const boxes = [...document.querySelectorAll("#camera-list input")];
+  const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
+  return {
+    // every camera ticked: no camera condition (crops of an unknown camera stay)
+    cameras: chosen.length === boxes.length ? null : chosen,
+    after: isoOf($("after").value),
+    before: isoOf($("before").value),
+    per_track: $("per-track").checked,
+  };
+}
+
+function addFilters(form) {
+  const f = filters();
+  for (const camera of f.cameras || []) form.append("cameras", camera);
+  if (f.after) form.append("after", f.after);
+  if (f.before) form.append("before", f.before);
+  form.append("per_track", f.per_track ? "true" : "false");
+  return form;
+}
+
+function filterQuery() {
+  const f = filters();
+  const params = new URLSearchParams();
+  for (const camera of f.cameras || []) params.append("camera", camera);
+  if (f.after) params.append("after", f.after);
+  if (f.before) params.append("before", f.before);
+  return params.toString();
+}
+
+function showCameras(cameras) {
+  const list = $("camera-list");
+  const have = new Set([...list.querySelectorAll("input")].map((b) => b.value));
+  for (const camera of cameras) {
+    if (have.has(camera)) continue;  // a camera that appeared while serving is added, ticked
+    const id = `camera-${camera.replace(/[^A-Za-z0-9_-]/g, "-")}`;
+    const box = el("input", { type: "checkbox", id, value: camera });
+    box.checked = true;
+    list.append(el("label", { for: id }, [box, camera]));
+  }
+  $("camera-note").textContent = cameras.length
+    ? "Untick the cameras to leave out."
+    : "The gallery knows no camera names.";
+}
+
+async function refreshGallery() {
+  try {
+    const now = await api("/api/gallery");
+    showCameras(now.cameras);
+    $("gallery-info").dataset.size = String(now.size);
+    const text = $("gallery-info").textContent.replace(/^\d+ gallery crops/, `${now.size} gallery crops`);
+    $("gallery-info").textContent = text;
+  } catch (_) { /* the next search says what is wrong */ }
+}
+
 function setStatus(text, isError = false) {
   const status = $("status");
   status.textContent = text;
@@ -102,6 +169,18 @@ function resultCard(row) {
   ]);
   const meta2 = el("div", { class: "meta" }, [el("span", { class: "camera", text: camera + who })]);
   const rows = [button, meta, meta2];
+  if (row.count !== undefined) {
+    const span = row.span ? `, ${row.span[0]} – ${row.span[1]}` : "";
+    rows.push(el("div", { class: "when track", text: `track of ${row.count} crops${span}` }));
+  } else if (row.time) {
+    rows.push(el("div", { class: "when", text: row.time }));
+  }
+  // a link to the timeline below (the card's one button searches with the crop)
+  const where = el("a", {
+    href: "#timeline", class: "where", "aria-label": `Where else was the person of result ${row.rank}?`,
+  }, ["Where else?"]);
+  where.addEventListener("click", (e) => { e.preventDefault(); showTimeline(row.id); });
+  rows.push(where);
   if (row.same_person === true || row.same_person === false) {
     const where = row.calibrated_on ? `calibrated on ${row.calibrated_on}` : "calibrated";
     rows.push(el("div", {
@@ -125,7 +204,13 @@ function showResults(data, imageUrl, what) {
   setStatus(`${data.results.length} results for ${what}.${said}`);
 }
 
+function noCamera() {
+  const f = filters();
+  return f.cameras !== null && f.cameras.length === 0;
+}
+
 async function run(what, request, imageUrl) {
+  if (noCamera()) { setStatus("Tick at least one camera.", true); return; }
   setStatus(`Searching ${what}…`);
   try {
     const data = await request();
@@ -133,18 +218,63 @@ async function run(what, request, imageUrl) {
   } catch (error) {
     setStatus(`Search failed: ${error.message}`, true);
   }
+  refreshGallery();
+}
+
+// ---- "where else was this person?": one lane per camera, each sighting at its time
+
+function timelineMark(s, left) {
+  const when = s.start ? (s.start === s.end ? s.start : `${s.start} – ${s.end}`) : "time unknown";
+  const alt = `Gallery crop ${s.item}, camera ${s.camera || "unknown"}, ${when}, score ${s.score.toFixed(3)}`;
+  const button = el("button", { type: "button", title: alt, "aria-label": `${alt}. Search with this crop` },
+    [el("img", { src: s.thumbnail, alt, loading: "lazy" })]);
+  button.addEventListener("click", () => searchGallery(s.item, s.thumbnail));
+  const label = s.start ? s.start.slice(11, 19) : "?";
+  const mark = el("li", { class: `mark${s.query ? " query" : ""}`, "data-item": String(s.item) },
+    [button, el("span", { text: `${label} · ${s.count}` })]);
+  mark.style.left = `${left}%`;  // CSSOM, allowed by the page's style policy
+  return mark;
+}
+
+function showTimeline(id) {
+  const box = $("timeline");
+  box.hidden = false;
+  if (noCamera()) { $("timeline-status").textContent = "Tick at least one camera."; return; }
+  $("timeline-status").textContent = `Looking for gallery crop ${id}'s person…`;
+  $("timeline-lanes").replaceChildren();
+  const query = filterQuery();
+  api(`/api/timeline/${id}${query ? `?${query}` : ""}`).then((data) => {
+    const seen = data.sightings;
+    const times = seen.filter((s) => s.start).flatMap((s) => [Date.parse(s.start), Date.parse(s.end)]);
+    const lo = Math.min(...times), hi = Math.max(...times);
+    const at = (s) => (!s.start || hi === lo ? 50 : (100 * (Date.parse(s.start) - lo)) / (hi - lo));
+    const cameras = [...new Set(seen.map((s) => s.camera || "unknown"))].sort();
+    for (const camera of cameras) {
+      const marks = el("ol", { class: "lane-marks", "aria-label": `Camera ${camera}` },
+        seen.filter((s) => (s.camera || "unknown") === camera).map((s) => timelineMark(s, at(s))));
+      $("timeline-lanes").append(el("div", { class: "lane" }, [el("span", { class: "lane-name", text: camera }), marks]));
+    }
+    $("timeline-axis").textContent = times.length
+      ? `${new Date(lo).toISOString()} → ${new Date(hi).toISOString()}`
+      : "No sighting has a time.";
+    $("timeline-status").textContent =
+      `${seen.length} sightings of gallery crop ${id}'s person (${data.rule}).`;
+    box.focus();
+  }).catch((error) => {
+    $("timeline-status").textContent = `Timeline failed: ${error.message}`;
+  });
 }
 
 function searchPhoto() {
   if (!photoFile) { setStatus("Choose a photo first.", true); $("photo-input").focus(); return; }
-  const form = new FormData();
+  const form = addFilters(new FormData());
   form.append("image", photoFile);
   form.append("k", String(topK()));
   run("the photo", () => api("/api/search/image", { method: "POST", body: form }), photoUrl);
 }
 
 function searchGallery(id, thumbnail) {
-  const form = new FormData();
+  const form = addFilters(new FormData());
   form.append("gallery_id", String(id));
   form.append("k", String(topK()));
   run(`gallery crop ${id}`, () => api("/api/search/image", { method: "POST", body: form }), thumbnail)
@@ -160,7 +290,7 @@ function searchAttributes() {
     setStatus("Set at least one attribute (the others stay “any”).", true);
     return;
   }
-  const body = JSON.stringify({ attributes, k: topK() });
+  const body = JSON.stringify({ attributes, k: topK(), ...filters() });
   run("the description", () => api("/api/search/attributes", {
     method: "POST", headers: { "Content-Type": "application/json" }, body,
   }), null);
@@ -198,8 +328,10 @@ function wire() {
 async function start() {
   wire();
   try {
-    const [health, schema] = await Promise.all([api("/api/health"), api("/api/schema")]);
+    const [health, schema, now] = await Promise.all(
+      [api("/api/health"), api("/api/schema"), api("/api/gallery")]);
     buildAttributeForm(schema);
+    showCameras(now.cameras);
     $("gallery-info").textContent =
       `${health.gallery_size} gallery crops · ${schema.name} attributes · model ${health.checkpoint}`;
     document.body.dataset.ready = "true";

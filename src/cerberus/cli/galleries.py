@@ -1,0 +1,144 @@
+"""Commands on a gallery that grows (method §9): ``gallery info | remove | convert`` and
+``timeline`` ("where else was this person?")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cerberus.cli._app import Device, app, at_least
+from cerberus.errors import CerberusError
+
+gallery_app = typer.Typer(
+    help="Look into, shrink or convert a gallery (a folder, a Milvus URI, an .npz index).",
+    no_args_is_help=True,
+)
+app.add_typer(gallery_app, name="gallery")
+
+Target = Annotated[str, typer.Argument(help="Gallery: a folder, a Milvus URI or an .npz index.")]
+
+
+@gallery_app.command("info")
+def info(
+    gallery: Target,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Counts, cameras, sources and time span of a gallery, and the model it was built with."""
+    from cerberus.search import Gallery
+
+    facts = Gallery.open(gallery, model=False).summary()
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    span = facts["span"]
+    typer.echo(
+        f"{gallery}: {facts['count']} crops, dim {facts['dim']}, schema {facts['schema']}"
+        + (" (read-only .npz index)" if facts["read_only"] else "")
+    )
+    typer.echo(f"model: {facts['checkpoint'] or '-'} ({facts['fingerprint'][:12]})")
+    typer.echo(f"time: {span[0]} .. {span[1]}" if span else "time: unknown for every crop")
+    if span and facts["undated"]:
+        typer.echo(f"      ({facts['undated']} crops without a time)")
+    cams = ", ".join(f"{c} ({n})" for c, n in facts["cameras"].items())
+    typer.echo(f"cameras: {cams or 'none known'}")
+    typer.echo(f"sources ({len(facts['sources'])}):")
+    for s in facts["sources"]:
+        typer.echo(f"  {s['name']}: {s['count']} crops" + ("" if s["complete"] else " (adding)"))
+
+
+@gallery_app.command("remove")
+def remove(
+    gallery: Target,
+    source: Annotated[str | None, typer.Option(help="Remove every crop of this source.")] = None,
+    camera: Annotated[str | None, typer.Option(help="Remove every crop of this camera.")] = None,
+) -> None:
+    """Remove every crop of one source or of one camera."""
+    from cerberus.search import open_store
+
+    if (source is None) == (camera is None):
+        raise CerberusError("give exactly one of --source or --camera")
+    store = open_store(gallery)
+    if camera is not None and camera not in store.cameras():
+        known = ", ".join(store.cameras()) or "none"
+        raise CerberusError(f"--camera {camera}: not in {gallery} (it has: {known})")
+    if source is not None and source not in {s.name for s in store.sources()}:
+        raise CerberusError(f"--source {source}: not in {gallery} (see `cerberus gallery info`)")
+    gone = store.remove(source=source, camera=camera)
+    typer.echo(f"removed {gone} crops from {gallery}; it holds {store.count()}")
+    store.close()
+
+
+@gallery_app.command("convert")
+def convert(
+    index: Annotated[Path, typer.Argument(help="An .npz index file from `cerberus index --out`.")],
+    out: Annotated[str, typer.Option("--out", help="New gallery: a folder or a Milvus URI.")],
+) -> None:
+    """Copy an .npz index into a gallery that grows (vectors, identities, cameras, attributes)."""
+    from cerberus.search import convert as convert_index
+
+    if index.suffix != ".npz":
+        raise CerberusError(f"{index}: not an .npz index file")
+    store = convert_index(index, out)
+    typer.echo(f"{index} -> {out}: {store.count()} crops, {len(store.sources())} sources")
+    store.close()
+
+
+@app.command()
+def timeline(
+    gallery: Annotated[
+        str, typer.Option("--gallery", "--index", help="Gallery: folder, Milvus URI or .npz.")
+    ],
+    item: Annotated[int, typer.Option("--item", help="The gallery item (a result's id).")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Model for the threshold (default: the one the gallery was built with)."),
+    ] = None,
+    camera: Annotated[
+        list[str] | None, typer.Option("--camera", help="Only these cameras (repeat).")
+    ] = None,
+    after: Annotated[str | None, typer.Option(help="Only at or after (ISO-8601).")] = None,
+    before: Annotated[str | None, typer.Option(help="Only before (ISO-8601).")] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option(help="Keep crops above this score (default: the calibrated threshold)."),
+    ] = None,
+    k: Annotated[int, typer.Option("--top-k", "-k", help="Uncalibrated: crops kept.")] = 100,
+    fpr: Annotated[float | None, typer.Option(help="The calibrated FPR to judge at.")] = None,
+    per_item: Annotated[
+        bool, typer.Option(help="Query with the item's own vector, not its track's mean.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: Device = "auto",
+) -> None:
+    """Where else was this person? Sightings of a gallery item's person, by time.
+
+    Every camera is searched with the item's track (or the item); the crops judged the same
+    person are grouped per track."""
+    from cerberus.search import Gallery
+
+    at_least("--top-k (-k)", k, 1)
+    opened = Gallery.open(gallery, checkpoint, device=device, model=min_score is None)
+    where = opened.where(cameras=camera, after=after, before=before)
+    found = opened.timeline(item, where=where, min_score=min_score, k=k, per_item=per_item, fpr=fpr)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    q = found["query"]
+    typer.echo(
+        f"item {q['id']} ({q['camera'] or '-'}, {q['time'] or 'no time'}; {q['vector']}); "
+        f"{found['rule']}"
+    )
+    typer.echo(f"{'start':25s} {'end':25s} {'camera':>8s} {'score':>7s} {'crops':>5s} item")
+    for s in found["sightings"]:
+        mark = (
+            ("  <- the query's track" if s["track"] is not None else "  <- the query")
+            if s["query"]
+            else ""
+        )
+        typer.echo(
+            f"{s['start'] or '-':25s} {s['end'] or '-':25s} {s['camera'] or '-':>8s} "
+            f"{s['score']:7.4f} {s['count']:5d} {s['item']}{mark}"
+        )
