@@ -138,3 +138,44 @@ def test_new_crops_appear_while_serving(served):
     body = {"attributes": {"gender": "male"}, "cameras": ["c9"], "k": 10}
     rows = client.post("/api/search/attributes", json=body).json()["results"]
     assert len(rows) == 3 and {x["camera"] for x in rows} == {"c9"}
+
+
+def test_the_source_frame_of_a_crop_with_its_box(tiny_index, net, tmp_path):
+    """``GET /api/gallery/{id}/frame``: the frame the crop was cut from (decoded from its
+    video), its box drawn in red; a crop that is not from footage, or whose video is gone, is a
+    one-line 404."""
+    import io
+
+    from footage_helpers import write_video
+    from PIL import Image
+
+    from cerberus.footage.video import read_frame
+
+    video = write_video(tmp_path / "cam.mp4", frames=12)
+    store = tracked_store(tiny_index["features"])
+    ids = store.ids()
+    first = store.get(ids[:1], vectors=True)
+    first.source, first.frame = [str(video)], np.array([7])
+    first.box = np.array([[40.0, 30.0, 90.0, 120.0]], np.float32)
+    store.add(first, complete=True)
+    footage_id = int(store.ids().max())
+    plain = store.get(ids[:1], vectors=True)
+    plain.source, plain.frame = ["crops/"], np.array([-1])
+    store.add(plain)
+    crop_id = int(store.ids().max())
+    gone = store.get(ids[:1], vectors=True)
+    gone.source, gone.frame = [str(tmp_path / "deleted.mp4")], np.array([3])
+    store.add(gone)
+    gone_id = int(store.ids().max())
+    with TestClient(create_app(Gallery(store, net)), raise_server_exceptions=False) as client:
+        r = client.get(f"/api/gallery/{footage_id}/frame")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+        shown = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")).astype(int)
+        frame = read_frame(str(video), 7).astype(int)
+        assert shown.shape == frame.shape
+        inside = shown[60:90, 55:75] - frame[60:90, 55:75]
+        assert np.abs(inside).mean() < 12  # the frame itself (JPEG twice)
+        edge = shown[30:120, 40]  # the box's left side: red
+        assert (edge[:, 0] > 180).mean() > 0.8 and (edge[:, 1] < 90).mean() > 0.8
+        one_line(client.get(f"/api/gallery/{crop_id}/frame"), 404, "no source frame")
+        one_line(client.get(f"/api/gallery/{gone_id}/frame"), 404, "missing")

@@ -11,7 +11,8 @@ track:
 - ``GET /api/gallery``: its size and cameras, read again on every request (a gallery that
   another process adds to shows its new crops); ``GET /api/timeline/{item_id}``: "where else
   was this person?" (method §9.2);
-- ``GET /api/health``; ``GET /api/gallery/{item_id}/image``: a gallery crop by its index number
+- ``GET /api/health``; ``GET /api/gallery/{item_id}/image``: a gallery crop by its index number;
+  ``GET /api/gallery/{item_id}/frame``: the source frame of a crop from footage, its box drawn
   (the server reads only the paths stored in the index, never a path a client gives).
 
 Queries, verdicts and result rows come from the search layer the ``search`` command uses
@@ -267,6 +268,21 @@ class SearchService:
         except CerberusError as exc:
             message = f"{exc} on the server" if "missing" in str(exc) else str(exc)
             raise BadRequest(message, 404) from None
+
+    def frame_jpeg(self, item_id: int) -> bytes:
+        """The source frame of gallery item ``item_id`` with its box, as JPEG; 404 when the
+        item has no frame (not from footage) or its source is gone."""
+        import io
+
+        from PIL import Image
+
+        try:
+            frame = self.search.item_frame(item_id)
+        except CerberusError as exc:
+            raise BadRequest(str(exc), 404) from None
+        out = io.BytesIO()
+        Image.fromarray(frame).save(out, format="JPEG", quality=88)
+        return out.getvalue()
 
     def predicted_phrases(self, ids: list[int]) -> dict[int, list[str]]:
         """PAR of gallery items, cached (:meth:`cerberus.search.Gallery.describe_items`)."""
@@ -540,6 +556,15 @@ def create_app(
         path = service.gallery_path(item_id)
         media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return FileResponse(path, media_type=media, headers={"Cache-Control": "max-age=3600"})
+
+    @app.get(
+        "/api/gallery/{item_id}/frame",
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}},
+    )
+    def gallery_frame(item_id: int) -> Response:
+        """The source frame of a crop from footage, its box drawn (JPEG)."""
+        return Response(service.frame_jpeg(item_id), media_type="image/jpeg")
 
     web = web_folder()
 

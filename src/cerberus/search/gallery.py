@@ -411,6 +411,25 @@ class Gallery:
             raise CerberusError(f"the image of gallery item {item_id} is missing")
         return path
 
+    def item_frame(self, item_id: int) -> np.ndarray:
+        """``(H, W, 3)`` uint8 RGB: the source frame item ``item_id`` was cropped from, with its
+        box drawn (a crop from footage: its video or MOTChallenge folder and frame number are
+        stored). An error naming the item when it has no frame or its source is gone."""
+        from PIL import Image, ImageDraw
+
+        from cerberus.footage.video import read_frame
+
+        row = self.item(item_id)
+        if row["frame"] is None or not row["source"]:
+            raise CerberusError(f"gallery item {item_id} has no source frame (not from footage)")
+        if not Path(row["source"]).exists():
+            raise CerberusError(f"the source of gallery item {item_id} is missing")
+        image = Image.fromarray(read_frame(row["source"], int(row["frame"])))
+        if row["box"] is not None:
+            width = max(2, round(min(image.size) / 150))
+            ImageDraw.Draw(image).rectangle(row["box"], outline=(255, 40, 40), width=width)
+        return np.asarray(image)
+
     def item_vectors(self, ids: Sequence[int]) -> np.ndarray:
         """``(n, D)`` the stored vectors of gallery items (crops embedded again where the
         store keeps none: an ``.npz`` of an index kind that keeps no vectors)."""

@@ -181,6 +181,12 @@ function resultCard(row) {
   }, ["Where else?"]);
   where.addEventListener("click", (e) => { e.preventDefault(); showTimeline(row.id); });
   rows.push(where);
+  if (row.frame !== null && row.frame !== undefined) {
+    rows.push(el("a", {
+      href: `/api/gallery/${row.id}/frame`, target: "_blank", rel: "noopener", class: "frame",
+      "aria-label": `Source frame of result ${row.rank}, with its box`,
+    }, [`frame ${row.frame}`]));
+  }
   if (row.same_person === true || row.same_person === false) {
     const where = row.calibrated_on ? `calibrated on ${row.calibrated_on}` : "calibrated";
     rows.push(el("div", {
