@@ -264,3 +264,18 @@ def test_rows_arriving_are_invisible_until_the_commit(store, monkeypatch):
         for got, want in zip(ids, before):
             np.testing.assert_array_equal(got, want)
     assert store.count() == 300 and store.sources()[0].count == 300
+
+
+def test_cameras_follow_replace_and_remove(store):
+    reference = MemoryStore(info())
+    for s in (store, reference):
+        s.add(batch(20, source="a", seed=1, cameras=("c1", "c2")))
+        s.add(batch(20, source="b", seed=2, cameras=("c2", "c3")))
+        s.add(batch(20, source="a", seed=3, cameras=("c4",)), replace=True)
+    assert store.cameras() == reference.cameras() == ["c2", "c3", "c4"]
+    for s in (store, reference):
+        s.remove(camera="c3")
+    assert store.cameras() == reference.cameras() == ["c2", "c4"]
+    assert store.count() == reference.count() and store.count(Filter()) == reference.count()
+    a, b = store.sources()
+    assert (a.count, b.count) == (20, reference.count() - 20)

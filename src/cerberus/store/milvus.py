@@ -6,7 +6,7 @@ Two collections per gallery: ``<collection>`` holds the items (an INT64 ``id`` w
 FLOAT_VECTOR ``vector``, a FLAT index with metric IP unless asked otherwise, and scalar fields)
 and ``<collection>_meta`` holds the gallery's own facts, one JSON text per row: the format
 version, the :class:`GalleryInfo` (in chunks), the write ``state`` and one row per source
-(count, complete flag) and per camera.
+(item count, complete flag, item count per camera: :meth:`MilvusStore.cameras` reads them).
 
 Milvus has no multi-row transactions, so a batch becomes visible at one single-row write:
 
@@ -51,6 +51,7 @@ from cerberus.store.milvus_rows import (
     compile_filter,
     decode_info,
     encode_info,
+    hidden,
     item_rows,
     quote,
     rows_to_items,
@@ -347,7 +348,7 @@ class MilvusStore:
         self._put([self._meta_row("state", "state", json.dumps(state))])
 
     def _meta(self, kind: str, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-        """The rows of ``kind`` (``source`` / ``camera``), all or those of ``names``."""
+        """The rows of ``kind`` (``source``), all or those of ``names``."""
         expr = f"kind == {quote(kind)}"
         if names is not None:
             if not names:
@@ -399,10 +400,6 @@ class MilvusStore:
                 )
             if p is not None and p["op"] == "remove":
                 c.delete(self.collection, filter=p["expr"])
-                if p.get("camera") is not None:
-                    c.delete(
-                        self.meta_collection, filter=f"key == {quote('camera:' + p['camera'])}"
-                    )
             if p is not None:
                 plan = p["plan"]
                 self._put([
@@ -463,26 +460,29 @@ class MilvusStore:
             state["next_batch"] = b + 1
             state["next_id"] = int(ids[-1]) + 1
             added = Counter(items.source)
-            plan = {
-                name: {
+            seen_on = Counter((s, c) for s, c in zip(items.source, items.camera) if c)
+            plan = {}
+            for name in batch_sources:
+                old = {} if name in done else known.get(name, {})
+                cams = Counter(old.get("cameras", {}))
+                cams.update({c: k for (s, c), k in seen_on.items() if s == name})
+                plan[name] = {
                     "name": name,
-                    "count": (0 if name in done else known.get(name, {}).get("count", 0))
-                    + added[name],
+                    "count": old.get("count", 0) + added[name],
                     "complete": bool(complete or known.get(name, {}).get("complete")),
+                    "cameras": dict(sorted(cams.items())),
                 }
-                for name in batch_sources
-            }
             state["pending"] = {"op": "add", "batch": b, "plan": plan}
+            if len(json.dumps(state)) > _CHUNK:
+                raise StoreError(
+                    f"{self.name}: a batch of {len(batch_sources)} sources is too large for one "
+                    "write's record; add them in smaller batches"
+                )
             self._put_state(state)  # 1. reserved: a crash from here on is undone at reopen
             try:
                 per_call = max(1, _INSERT_BYTES // (4 * self.info.dim))
                 for rows in item_rows(items, ids, b, per_call):  # 2. invisible rows
                     self._insert(rows)
-                cameras = sorted(set(items.camera) - {""})
-                self._put([
-                    self._meta_row(f"camera:{c}", "camera", json.dumps({"name": c}))
-                    for c in cameras
-                ])  # fmt: skip
             except BaseException:
                 with contextlib.suppress(Exception):
                     self._recover(state)
@@ -522,8 +522,11 @@ class MilvusStore:
             plan: dict[str, Any] = {}
             for name, k in removed.items():
                 left = known.get(name, {}).get("count", 0) - k
-                plan[name] = dict(known[name], count=left) if left > 0 else None
-            state["pending"] = {"op": "remove", "expr": expr, "plan": plan, "camera": camera}
+                cams = {
+                    c: k for c, k in known.get(name, {}).get("cameras", {}).items() if c != camera
+                }
+                plan[name] = dict(known[name], count=left, cameras=cams) if left > 0 else None
+            state["pending"] = {"op": "remove", "expr": expr, "plan": plan}
             self._put_state(state)  # a crash from here on is carried to the end at reopen
             self._recover(state)
         return sum(removed.values())
@@ -603,24 +606,16 @@ class MilvusStore:
             if where is None or where.empty:
                 # all rows less the uncommitted / replaced ones (usually none): Milvus counts
                 # an unfiltered collection from its segments' sizes, a filtered one row by row
-                return self._count("") - self._count(f"not ({visible(state)})")
+                return self._count("") - self._count(hidden(state))
             expr = compile_filter(where, state)
             return 0 if expr is None else self._count(expr)
 
     def cameras(self) -> list[str]:
-        """Names of the cameras with at least one committed item, sorted."""
+        """Names of the cameras with at least one item, sorted (from the source rows, which
+        count their items per camera)."""
         with self._calls("cameras"):
-            seen = visible(self._state())
-            return [
-                c
-                for c in sorted(self._meta("camera"))
-                if self._client.query(
-                    self.collection,
-                    filter=f"{seen} and camera == {quote(c)}",
-                    output_fields=["id"],
-                    limit=1,
-                )
-            ]
+            rows = self._meta("source")
+        return sorted({c for v in rows.values() for c, k in v.get("cameras", {}).items() if k > 0})
 
     def sources(self) -> list[SourceState]:
         with self._calls("sources"):

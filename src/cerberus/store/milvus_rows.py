@@ -96,6 +96,15 @@ def visible(state: dict[str, Any]) -> str:
     return " and ".join(parts)
 
 
+def hidden(state: dict[str, Any]) -> str:
+    """The rows a reader does not see (``not visible``, written so that Milvus can use its
+    scalar indexes: ``batch > W or ...``)."""
+    parts = [f"batch > {int(state['committed'])}"]
+    for source, batch in state.get("hide", []):
+        parts.append(f"(source == {quote(source)} and batch < {int(batch)})")
+    return " or ".join(parts)
+
+
 def compile_filter(where: Filter | None, state: dict[str, Any]) -> str | None:
     """The Milvus boolean expression of ``where`` over committed rows; ``None`` when
     nothing can pass (an empty name set)."""
