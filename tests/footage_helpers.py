@@ -100,7 +100,7 @@ def write_video(
 
 
 def write_gt(path: Path, walkers: list[Walker], frames: int, *, ids: bool = True) -> Path:
-    """The walkers' boxes as MOTChallenge rows (ids -1 when ``ids`` is false)."""
+    """The walkers' boxes as MOTChallenge rows (ids -1 when ``ids`` is false; 1-based pixels)."""
     rows = []
     for n in range(1, frames + 1):
         for walker in walkers:
@@ -108,7 +108,7 @@ def write_gt(path: Path, walkers: list[Walker], frames: int, *, ids: bool = True
             if box is not None:
                 x0, y0, x1, y1 = box
                 ident = walker.ident if ids else -1
-                rows.append(f"{n},{ident},{x0:.1f},{y0:.1f},{x1 - x0:.1f},{y1 - y0:.1f},1,-1,-1,-1")
+                rows.append(f"{n},{ident},{x0 + 1:.1f},{y0 + 1:.1f},{x1 - x0:.1f},{y1 - y0:.1f},1,-1,-1,-1")
     path.write_text("\n".join(rows) + "\n")
     return path
 
