@@ -108,7 +108,9 @@ def write_gt(path: Path, walkers: list[Walker], frames: int, *, ids: bool = True
             if box is not None:
                 x0, y0, x1, y1 = box
                 ident = walker.ident if ids else -1
-                rows.append(f"{n},{ident},{x0 + 1:.1f},{y0 + 1:.1f},{x1 - x0:.1f},{y1 - y0:.1f},1,-1,-1,-1")
+                left, top = x0 + 1, y0 + 1  # MOTChallenge pixels are 1-based
+                w, h = x1 - x0, y1 - y0
+                rows.append(f"{n},{ident},{left:.1f},{top:.1f},{w:.1f},{h:.1f},1,-1,-1,-1")
     path.write_text("\n".join(rows) + "\n")
     return path
 
