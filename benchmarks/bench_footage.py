@@ -4,6 +4,7 @@ tracking / detection quality against MOTChallenge ground truth (a script, no tes
     python benchmarks/bench_footage.py throughput --video vtest.avi          # 2 threads
     python benchmarks/bench_footage.py hog --video vtest.avi                  # size limits
     python benchmarks/bench_footage.py tracking --video cam1.mp4 --gt gt.txt  # motmetrics
+    python benchmarks/bench_footage.py crosscam --checkpoint runs/demo/last.pt  # reID / APS
 
 ``throughput``: the default pipeline (HOG with motion gate, stride 2, SORT, crop choice, the
 model of ``--config`` with random weights (speed does not depend on them), an in-memory store)
@@ -12,7 +13,12 @@ at the video's frame rate. ``hog``: synthetic pedestrians of known heights paste
 recall per height and ``--upscale`` (the detector's limit), ms per frame per upscale, and on the
 video the heights of what it finds. ``tracking``: from the ground-truth boxes without their ids,
 and from HOG's detections: IDF1, MOTA and ID switches (``motmetrics``), and HOG's recall and
-precision at IoU 0.5.
+precision at IoU 0.5. ``crosscam``: synthetic footage (``cerberus synth footage``, default
+preset, or ``--footage DIR``) ingested from its ground-truth boxes without ids (SORT, the crop
+choice, the model of ``--checkpoint``); each track labelled with the person its crops overlap
+most; reID mAP of tracks against the tracks of the other cameras (per track: the pooled track
+vector; per crop: each crop against the other cameras' crops), APS mAP over tracks (a query per
+person's full description), each beside chance.
 
 vtest.avi: Debian's opencv-doc package (``apt-get download opencv-doc``, then ``dpkg -x``;
 ``usr/share/doc/opencv-doc/examples/data/vtest.avi``).
@@ -227,6 +233,113 @@ def tracking(args) -> None:
                           "ID switches"], rows))  # fmt: skip
 
 
+def _ingest_ground_truth(root: Path, manifest: dict, net, max_crops: int):
+    """Every camera of a synthetic footage set into a memory store from its ground-truth boxes
+    without ids; returns the store's items and, per item, its person (largest IoU with the
+    ground truth in its frame)."""
+    from cerberus.store import MemoryStore
+
+    store = MemoryStore(gallery_info(net))
+    embedder = ModelEmbedder(net)
+    size = (manifest["width"], manifest["height"])
+    truth = {}
+    for cam in manifest["cameras"]:
+        video = open_source(root / cam["video"], start=cam["start"])
+        blind = MotDetections.load(root / cam["gt"], size=size, num_frames=video.num_frames)
+        blind.gives_ids = False  # the boxes without their ids: SORT makes the tracks
+        truth[cam["name"]] = MotDetections.load(root / cam["gt"], size=size)
+        report = ingest_source(video, store, embedder, camera=cam["name"], detector=blind,
+                               max_crops=max_crops)  # fmt: skip
+        print(f"<!-- {report.line()} -->")
+    items = store.get(store.ids())
+    person = np.full(len(items), -1, np.int64)
+    for i in range(len(items)):
+        g = truth[items.camera[i]].rows.get(int(items.frame[i]), Detections.empty())
+        if len(g):
+            person[i] = g.ids[int(iou_matrix(items.box[i : i + 1], g.boxes)[0].argmax())]
+    return items, person
+
+
+def _other_cameras(scores, pids, cams, gallery_pids, gallery_cams):
+    """reID mAP and its chance with the gallery limited to the other cameras' entries: the
+    queries of each camera ranked separately, APs averaged over all valid queries."""
+    from cerberus.metrics.ranking import reid_chance, reid_metrics
+
+    total = chance = valid = 0.0
+    for cam in np.unique(cams):
+        q, g = cams == cam, gallery_cams != cam
+        if not (np.isin(pids[q], gallery_pids[g])).any():
+            continue
+        m = reid_metrics(scores[np.ix_(q, g)], pids[q], gallery_pids[g], None, None)
+        c = reid_chance(pids[q], gallery_pids[g], None, None)
+        n = m["num_valid_queries"]
+        total, chance, valid = total + m["map_score"] * n, chance + c["map_score"] * n, valid + n
+    return total / valid, chance / valid, int(valid)
+
+
+def crosscam(args) -> None:
+    import csv
+    import json
+    import tempfile
+
+    from cerberus.inference import InferenceModel
+    from cerberus.metrics.ranking import aps_chance, aps_metrics
+    from cerberus.schema import GROUPS
+    from cerberus.scoring import attribute_query_vectors, parse_attribute_query, pool_vectors
+
+    _threads(args.threads)
+    root = args.footage
+    if root is None:
+        from cerberus.data.synthetic_footage import generate_footage
+
+        root = Path(tempfile.mkdtemp(prefix="crosscam-")) / "footage"
+        print(f"<!-- {generate_footage(root)} -->")
+    manifest = json.loads((root / "footage.json").read_text())
+    net = InferenceModel.from_checkpoint(args.checkpoint, device="cpu")
+    items, person = _ingest_ground_truth(root, manifest, net, args.max_crops)
+    cams = np.array([manifest["cameras"].index(next(c for c in manifest["cameras"]
+                     if c["name"] == n)) for n in items.camera])  # fmt: skip
+    keys = sorted(set(zip(cams.tolist(), items.track.tolist())))
+    of_track = np.array([keys.index(k) for k in zip(cams.tolist(), items.track.tolist())])
+    t_vec = np.stack([pool_vectors(items.vectors[of_track == t]) for t in range(len(keys))])
+    t_cam = np.array([k[0] for k in keys])
+    t_pid, purity = np.zeros(len(keys), np.int64), []
+    for t in range(len(keys)):
+        ids, counts = np.unique(person[of_track == t], return_counts=True)
+        t_pid[t] = ids[counts.argmax()]
+        purity.append(counts.max() / counts.sum())
+    crop_pid = t_pid[of_track]  # a crop is labelled with its track's person
+    rows = []
+    m, c, n = _other_cameras(t_vec @ t_vec.T, t_pid, t_cam, t_pid, t_cam)
+    rows.append(["reID, per track (pooled vector)", f"{n}", f"{m:.3f}", f"{c:.3f}"])
+    v = items.vectors
+    m, c, n = _other_cameras(v @ v.T, crop_pid, cams, crop_pid, cams)
+    rows.append(["reID, per crop", f"{n}", f"{m:.3f}", f"{c:.3f}"])
+    # APS: one query per person's full description (attributes.csv); relevant: the tracks of
+    # the persons with the same SIDs in all five groups
+    with (root / "attributes.csv").open() as fh:
+        described = {int(r.pop("person_id")): r for r in csv.DictReader(fh)}
+    schema = net.schema
+    sids_of, vectors_of = {}, {}
+    for pid, row in described.items():
+        query = parse_attribute_query(row, schema)
+        assert query.groups == GROUPS and query.num_combinations == 1, pid
+        sids_of[pid] = [c[0] for c in query.choices]
+        vectors_of[tuple(sids_of[pid])] = attribute_query_vectors(query, net.prototypes)[0]
+    present = sorted({tuple(sids_of[int(p)]) for p in t_pid})
+    q_sids = np.array(present, np.int64)
+    g_sids = np.array([sids_of[int(p)] for p in t_pid], np.int64)
+    scores = np.stack([vectors_of[k] for k in present]) @ t_vec.T
+    a = aps_metrics(scores, q_sids, g_sids)
+    ac = aps_chance(q_sids, g_sids)
+    rows.append(["APS, per track (full description)", f"{a['num_valid_queries']}",
+                 f"{a['map_score']:.3f}", f"{ac['map_score']:.3f}"])  # fmt: skip
+    print(f"# {root}: {len(manifest['cameras'])} cameras, {len(keys)} tracks, {len(items)} "
+          f"crops (up to {args.max_crops} per track), {len(set(t_pid.tolist()))} persons; "
+          f"track purity {np.mean(purity):.3f}; model {args.checkpoint}")  # fmt: skip
+    print(markdown_table(["search", "queries", "mAP", "chance mAP"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -245,11 +358,16 @@ def main() -> None:
     p.add_argument("--video", type=Path, required=True)
     p.add_argument("--gt", type=Path, required=True)
     p.add_argument("--upscale", type=float, default=1.0)
+    p = sub.add_parser("crosscam")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--footage", type=Path, default=None, help="default: the default preset")
+    p.add_argument("--max-crops", type=int, default=4)
     for p in sub.choices.values():
         p.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     print_machine()
-    {"throughput": throughput, "hog": hog, "tracking": tracking}[args.what](args)
+    run = {"throughput": throughput, "hog": hog, "tracking": tracking, "crosscam": crosscam}
+    run[args.what](args)
 
 
 if __name__ == "__main__":

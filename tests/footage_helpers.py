@@ -100,7 +100,7 @@ def write_video(
 
 
 def write_gt(path: Path, walkers: list[Walker], frames: int, *, ids: bool = True) -> Path:
-    """The walkers' boxes as MOTChallenge rows (ids -1 when ``ids`` is false)."""
+    """The walkers' boxes as MOTChallenge rows (ids -1 when ``ids`` is false; 1-based pixels)."""
     rows = []
     for n in range(1, frames + 1):
         for walker in walkers:
@@ -108,7 +108,9 @@ def write_gt(path: Path, walkers: list[Walker], frames: int, *, ids: bool = True
             if box is not None:
                 x0, y0, x1, y1 = box
                 ident = walker.ident if ids else -1
-                rows.append(f"{n},{ident},{x0:.1f},{y0:.1f},{x1 - x0:.1f},{y1 - y0:.1f},1,-1,-1,-1")
+                left, top = x0 + 1, y0 + 1  # MOTChallenge pixels are 1-based
+                w, h = x1 - x0, y1 - y0
+                rows.append(f"{n},{ident},{left:.1f},{top:.1f},{w:.1f},{h:.1f},1,-1,-1,-1")
     path.write_text("\n".join(rows) + "\n")
     return path
 
@@ -171,66 +173,3 @@ class BoxDetector:
 
         boxes = [w.box(frame.number) for w in self.walkers]
         return Detections.of([b for b in boxes if b is not None])
-
-
-class FolderStore:
-    """A persistent stand-in gallery for the kill -9 test: every add is one pickled batch file
-    written atomically (all of it or none of it), a finished source one marker file."""
-
-    def __init__(self, folder: Path, info) -> None:
-        self.folder = Path(folder)
-        self.info = info
-        (self.folder / "batches").mkdir(parents=True, exist_ok=True)
-        (self.folder / "complete").mkdir(exist_ok=True)
-
-    def _batches(self):
-        import pickle
-
-        return [
-            (p, pickle.loads(p.read_bytes()))
-            for p in sorted((self.folder / "batches").glob("*.pkl"))
-        ]
-
-    def _marker(self, source: str) -> Path:
-        import hashlib
-
-        return self.folder / "complete" / hashlib.sha256(source.encode()).hexdigest()
-
-    def all_items(self):
-        from cerberus.store import Items
-
-        batches = [b for _, b in self._batches()]
-        return Items.concat(batches) if batches else None
-
-    def add(self, items, *, replace=False, complete=True):
-        import pickle
-
-        from cerberus.files import atomic_write
-
-        n = len(list((self.folder / "batches").glob("*.pkl")))
-        atomic_write(self.folder / "batches" / f"{n:06d}.pkl", lambda fh: pickle.dump(items, fh),
-                     "batch")  # fmt: skip
-        if complete:
-            for s in set(items.source):
-                self._marker(s).write_text(s)
-        return np.arange(len(items))
-
-    def finish(self, source):
-        self._marker(source).write_text(source)
-
-    def remove(self, *, source=None, camera=None):
-        gone = 0
-        for p, b in self._batches():
-            if source in b.source:
-                gone += len(b)
-                p.unlink()
-        self._marker(source).unlink(missing_ok=True)
-        return gone
-
-    def sources(self):
-        from collections import Counter
-
-        from cerberus.store import SourceState
-
-        counts = Counter(s for _, b in self._batches() for s in b.source)
-        return [SourceState(s, c, self._marker(s).exists()) for s, c in sorted(counts.items())]

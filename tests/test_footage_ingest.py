@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -15,7 +16,6 @@ import pytest
 from footage_helpers import (
     BoxDetector,
     ColourEmbedder,
-    FolderStore,
     Walker,
     default_walkers,
     write_gt,
@@ -204,17 +204,35 @@ def test_stream_that_drops_keeps_its_tracks_and_is_finished(tmp_path):
 KILLED = """
 import sys
 sys.path[:0] = {paths!r}
-from footage_helpers import ColourEmbedder, FolderStore
+from footage_helpers import ColourEmbedder
 from cerberus.footage.ingest import ingest_source
 from cerberus.store import GalleryInfo
+from cerberus.store.local import LocalStore
 info = GalleryInfo(dim=20, fingerprint="colour", schema={{}}, prototypes={{}})
-store = FolderStore({folder!r}, info)
+store = LocalStore.create({folder!r}, info)
 ingest_source({video!r}, store, ColourEmbedder(delay={delay}), camera="cam1",
               start="2026-11-30T14:00:00+01:00", detections={gt!r}, max_crops=3, stride=1)
 """
 
 
+def _tracks_stored(folder: Path) -> int:
+    """Tracks a gallery folder being written by another process holds now (0 before it exists):
+    read through SQLite (WAL: a reader never waits for the writer)."""
+    import sqlite3
+
+    database = folder / "items.sqlite"
+    if not database.is_file():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+            return conn.execute("SELECT COUNT(DISTINCT track) FROM items").fetchone()[0]
+    except sqlite3.Error:  # not made yet
+        return 0
+
+
 def test_kill_9_leaves_whole_tracks_and_a_rerun_redoes_the_source(tmp_path):
+    from cerberus.store.local import LocalStore
+
     walkers = [
         Walker(
             k,
@@ -240,16 +258,16 @@ def test_kill_9_leaves_whole_tracks_and_a_rerun_redoes_the_source(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ})
     try:
         deadline = time.time() + 60
-        while time.time() < deadline and len(list((folder / "batches").glob("*.pkl"))) < 2:
+        while time.time() < deadline and _tracks_stored(folder) < 2:
             assert proc.poll() is None, "the ingest ended before it was killed"
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
-    store = FolderStore(folder, _info())
+    store = LocalStore.open(folder)
     [state] = store.sources()
     assert not state.complete
-    items = store.all_items()
+    items = store.get(store.ids())
     stored = {int(t): sorted(items.frame[items.track == t].tolist())
               for t in set(items.track.tolist())}  # fmt: skip
     assert 2 <= len(stored) < 5
@@ -257,7 +275,7 @@ def test_kill_9_leaves_whole_tracks_and_a_rerun_redoes_the_source(tmp_path):
     report = ingest_source(video, store, ColourEmbedder(), camera="cam1", start=START,
                            detections=gt, max_crops=3, stride=1)  # fmt: skip
     assert report.removed == len(items)
-    items = store.all_items()
+    items = store.get(store.ids())
     assert len(items) == len(ref) and store.sources()[0].complete
     again = {int(t): sorted(items.frame[items.track == t].tolist())
              for t in set(items.track.tolist())}  # fmt: skip
@@ -350,48 +368,34 @@ def test_ctrl_c_on_a_file_leaves_the_source_incomplete(footage, tmp_path):
     assert not state.complete and state.count > 0  # the track that ended early is stored
 
 
-class _FakeOpen:
-    """Stands in for cerberus.store.open until the folder gallery is merged: a MemoryStore kept
-    per folder for the test's life."""
+def test_ingest_command_end_to_end_on_a_folder_gallery(cli, tiny_index, footage, tmp_path):
+    from cerberus.store.open import open_store
 
-    galleries: dict[str, MemoryStore] = {}
-
-    @staticmethod
-    def backend_of(target):
-        return "local", str(target)
-
-    @classmethod
-    def create_store(cls, folder, info):
-        Path(folder).mkdir(parents=True)
-        (Path(folder) / "gallery.txt").write_text("fake")
-        cls.galleries[str(folder)] = MemoryStore(info)
-        return cls.galleries[str(folder)]
-
-    @classmethod
-    def open_store(cls, folder):
-        return cls.galleries[str(folder)]
-
-
-def test_ingest_command_end_to_end_on_a_stand_in_store(cli, tiny_index, footage, tmp_path,
-                                                       monkeypatch):  # fmt: skip
-    import types
-
-    fake = types.ModuleType("cerberus.store.open")
-    for name in ("backend_of", "create_store", "open_store"):
-        setattr(fake, name, getattr(_FakeOpen, name))
-    monkeypatch.setitem(sys.modules, "cerberus.store.open", fake)
     gallery = tmp_path / "g"
     args = ["ingest", footage["video"], "--camera", "cam1", "--gallery", gallery, "--start",
             START, "--detections", footage["gt"], "--device", "cpu"]  # fmt: skip
     code, out, err = cli(*args)
     assert code == 2 and "--checkpoint: " in err and "is a new gallery" in err
+    assert not gallery.exists()
     code, out, err = cli(*args, "--checkpoint", tiny_index["ckpt"], "--max-crops", "2")
     assert code == 0, err
     assert "cam1.mp4: 30 frames (30 searched), 2 tracks, 4 crops stored" in out
-    store = _FakeOpen.galleries[str(gallery)]
-    items = store.get(store.ids())
-    assert len(items) == 4 and all(Path(p).parent.parent == gallery / "thumbs" for p in items.path)
+    store = open_store(gallery)
+    try:
+        items = store.get(store.ids())
+        assert len(items) == 4 and all(
+            Path(p).parent.parent == gallery / "thumbs" for p in items.path
+        )
+        assert [s.complete for s in store.sources()] == [True]
+    finally:
+        store.close()
     code, out, err = cli(*args)  # the gallery's own checkpoint; the source is complete
     assert code == 2 and "already in the gallery (4 items); --replace" in err
     code, out, err = cli(*args, "--replace", "--max-crops", "2")
-    assert code == 0 and store.count() == 4
+    assert code == 0, err
+    store = open_store(gallery)
+    try:
+        again = store.get(store.ids())
+        assert len(again) == 4 and sorted(again.frame.tolist()) == sorted(items.frame.tolist())
+    finally:
+        store.close()

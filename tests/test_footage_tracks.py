@@ -26,7 +26,7 @@ def test_mot_file_rows_become_detections(tmp_path):
     dets = MotDetections.load(path, size=(256, 144), num_frames=5)
     assert dets.frames == [1, 3] and not dets.gives_ids
     d1 = dets.detect(Frame(1, 0.0, 0.0, np.zeros((144, 256, 3), np.uint8)))
-    assert d1.boxes.tolist() == [[10, 20, 40, 80], [100, 20, 130, 80]]
+    assert d1.boxes.tolist() == [[9, 19, 39, 79], [99, 19, 129, 79]]  # 1-based pixels
     assert d1.scores.tolist() == pytest.approx([0.9, 0.5])
     assert d1.ids.tolist() == [-1, -1]
     assert len(dets.detect(Frame(2, 0.1, 0.1, np.zeros((144, 256, 3), np.uint8)))) == 0
@@ -63,9 +63,19 @@ def test_boxes_outside_the_frame_are_clipped_and_empty_ones_dropped(tmp_path, ca
         "1,-1,50,20,30,60,1\n"  # inside: kept as it is
     )
     dets = MotDetections.load(path, size=(256, 144))
-    assert dets.rows[1].boxes.tolist() == [[0, 0, 20, 55], [240, 100, 256, 144], [50, 20, 80, 80]]
+    assert dets.rows[1].boxes.tolist() == [[0, 0, 19, 54], [239, 99, 256, 144], [49, 19, 79, 79]]
     assert "3 box(es) clipped to the 256x144 frame" in caplog.text
     assert "2 box(es) of less than one pixel dropped" in caplog.text
+
+
+def test_mot_pixels_are_one_based(tmp_path, caplog):
+    """MOTChallenge's top-left pixel is (1, 1): a box over the whole frame is not clipped."""
+    caplog.set_level(logging.INFO, "cerberus")
+    path = tmp_path / "det.txt"
+    path.write_text("1,-1,1,1,256,144,1\n1,-1,247,125,10,20,1\n")
+    dets = MotDetections.load(path, size=(256, 144))
+    assert dets.rows[1].boxes.tolist() == [[0, 0, 256, 144], [246, 124, 256, 144]]
+    assert "clipped" not in caplog.text
 
 
 def test_detections_for_frames_the_video_lacks(tmp_path):

@@ -40,7 +40,7 @@ def ingest(
         Path | None,
         typer.Option(
             help="MOTChallenge detections of the (one) video: frame, id, left, top, width, "
-            "height, conf (id -1: untracked). Default: the built-in HOG detector."
+            "height, conf (id -1: untracked; pixels 1-based). Default: the built-in HOG detector."
         ),
     ] = None,
     checkpoint: Annotated[

@@ -102,7 +102,10 @@ class MotDetections:
 
     One row per box: ``frame, id, left, top, width, height[, conf, ...]`` (comma- or
     space-separated; frames 1-based; ``id`` -1 where untracked; ``conf`` 1 when absent; further
-    columns ignored). Blank lines and lines starting with ``#`` are skipped.
+    columns ignored). Blank lines and lines starting with ``#`` are skipped. Pixels are 1-based
+    as in MOTChallenge (the top-left pixel is ``(1, 1)``): a row ``left, top, width, height``
+    is the box ``[left - 1, top - 1, left - 1 + width, top - 1 + height]`` in the 0-based frame
+    coordinates of everything else (crops, stored boxes, the built-in detector).
 
     Checks (:meth:`load`): a malformed row is a :class:`CerberusError` naming the file and line;
     boxes reaching outside the frame are clipped to it and those left with no area dropped (one
@@ -170,7 +173,7 @@ class MotDetections:
             if min_score is not None and score < min_score:
                 low += 1
                 continue
-            box = [left, top, left + width, top + height]
+            box = [left - 1, top - 1, left - 1 + width, top - 1 + height]  # 1-based pixels
             if size is not None:
                 w, h = size
                 new = [min(max(box[0], 0), w), min(max(box[1], 0), h)]
