@@ -6,7 +6,8 @@ On a tiny synthetic index: the page loads its choices from the schema, an attrib
 and a photo search show ranked crops with score, camera and predicted attributes, a click on a
 result searches with that crop, and a bad upload shows the server's one-line reason. On a
 gallery with cameras, times and tracks: a search filtered by camera and time window, per
-track, and the timeline of a result ("where else was this person?").
+track, and the timeline of a result ("where else was this person?"). On a gallery ingested
+from synthetic footage: a search by camera, per track, and the source frame of a result.
 """
 
 from __future__ import annotations
@@ -232,5 +233,66 @@ def test_filtered_search_per_track_and_timeline(browser, tracked_url):
         ".every(i => i.complete && i.naturalWidth > 0)",
         timeout=10_000,
     )
+    assert not errors, errors
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def footage_url(tiny_index, tmp_path_factory):
+    """A gallery ingested from tiny synthetic footage (two cameras; the ground-truth boxes
+    without their ids as detections), served."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from cerberus.cli import app
+
+    root = tmp_path_factory.mktemp("footage")
+    synth = ["synth", "footage", "--out", str(root / "f"), "--cameras", "2", "--seconds", "6",
+             "--people", "4", "--size", "320x180"]  # fmt: skip
+    result = CliRunner().invoke(app, synth)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((root / "f" / "footage.json").read_text())
+    gallery = root / "gallery"
+    for cam in manifest["cameras"]:
+        rows = [
+            ",".join([f[0], "-1", *f[2:]])
+            for f in (x.split(",") for x in (root / "f" / cam["gt"]).read_text().splitlines())
+        ]
+        dets = root / f"{cam['name']}.txt"
+        dets.write_text("\n".join(rows) + "\n")
+        ingest = ["ingest", str(root / "f" / cam["video"]), "--camera", cam["name"],
+                  "--gallery", str(gallery), "--start", cam["start"], "--detections", str(dets),
+                  "--checkpoint", str(tiny_index["ckpt"]), "--device", "cpu"]  # fmt: skip
+        result = CliRunner().invoke(app, ingest)
+        assert result.exit_code == 0, result.output
+    with background_server(create_app(Gallery.open(gallery, device="cpu"))) as url:
+        yield url, manifest
+
+
+def test_search_ingested_footage_by_camera_and_see_the_frame(browser, footage_url):
+    """The page over ingested footage: one camera ticked, per track; every card is of that
+    camera and links to its source frame (a JPEG the server decodes from the video)."""
+    url, manifest = footage_url
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    names = [c["name"] for c in manifest["cameras"]]
+    boxes = page.locator("#camera-list input")
+    assert sorted(boxes.evaluate_all("bs => bs.map(b => b.value)")) == sorted(names)
+    page.get_by_label(names[1], exact=True).uncheck()
+    page.get_by_label("One result per track").check()
+    page.get_by_label("gender", exact=True).select_option("male")
+    page.get_by_role("button", name="Search by description").click()
+    page.wait_for_function("() => document.querySelector('#result-list .track') !== null")
+    assert cards(page).count() > 0
+    for card in cards(page).all():
+        assert f"camera {names[0]}" in card.inner_text()
+    link = cards(page).first.locator("a.frame")
+    response = page.request.get(url + link.get_attribute("href"))
+    assert response.status == 200 and response.headers["content-type"] == "image/jpeg"
     assert not errors, errors
     context.close()
