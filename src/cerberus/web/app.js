@@ -170,7 +170,9 @@ function resultCard(row) {
   const meta2 = el("div", { class: "meta" }, [el("span", { class: "camera", text: camera + who })]);
   const rows = [button, meta, meta2];
   if (row.count !== undefined) {
-    const span = row.span ? `, ${row.span[0]} – ${row.span[1]}` : "";
+    // whole seconds, "Z" for UTC: a track's span fits the card
+    const short = (t) => t.replace(/\.\d+/, "").replace(/\+00:00$/, "Z");
+    const span = row.span ? `, ${short(row.span[0])} – ${short(row.span[1])}` : "";
     rows.push(el("div", { class: "when track", text: `track of ${row.count} crops${span}` }));
   } else if (row.time) {
     rows.push(el("div", { class: "when", text: row.time }));
