@@ -385,3 +385,15 @@ def test_get_without_vectors_and_more_k_than_items(tmp_path):
     hits = store.search(batch(2, source="q", seed=2).vectors, 50)
     assert [len(h) for h in hits] == [7, 7]
     assert [len(h) for h in store.search(batch(1, source="q", seed=2).vectors, 0)] == [0]
+
+
+def test_the_index_never_selects_ids_past_the_end_of_the_bitmap(tmp_path):
+    from cerberus.store.ann import AnnIndex
+
+    vectors = clustered(3000, seed=1)
+    ann = AnnIndex(tmp_path, 32)
+    ann.build(np.arange(3000), lambda pos: vectors[pos])
+    memory = np.full(400, 0xFF, np.uint8)  # what lies past the bitmap: every bit set
+    memory[:10] = np.packbits(np.arange(80) % 2 == 0, bitorder="little")
+    found = ann.search(clustered(5, seed=2), 20, memory[:10], 40 / 3000)
+    assert set(found[found >= 0].tolist()) <= set(range(0, 80, 2))

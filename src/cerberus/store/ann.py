@@ -149,7 +149,8 @@ class AnnIndex:
         nprobe = min(self.nlist, nprobe)
         params = faiss.SearchParametersIVF(nprobe=max(1, nprobe))
         if bitmap is not None:
-            selector = faiss.IDSelectorBitmap(len(bitmap) * 8, faiss.swig_ptr(bitmap))
+            # faiss takes the size in bytes; ids past the end are not selected
+            selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
             params.sel = selector
         _, found = self.index.search(np.ascontiguousarray(queries), kk, params=params)
         return found
