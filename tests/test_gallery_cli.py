@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -155,6 +156,14 @@ def test_a_gallery_folder_grows_without_a_rebuild(tiny_index, cli, tmp_path):
     code, out, err = cli("gallery", "remove", g, "--camera", "c1")
     assert code == 0 and "removed" in out, err
     assert "c1" not in Gallery.open(g, model=False).store.cameras()
+    left = len(Gallery.open(g, model=False))
+    code, out, err = cli("gallery", "compact", g)
+    assert code == 0 and f"{left} crops indexed" in out, err
+    assert (Path(g) / "ann").exists() or any("ann" in p.name for p in Path(g).iterdir())
+    code, out, err = cli("search", "--gallery", g, "--attrs", "gender=male", "-k", 5, "--json")
+    assert code == 0 and len(_json(out)["results"]) == 5, err
+    code, out, err = cli("gallery", "compact", tiny_index["index"])
+    assert code == 2 and "only a local gallery" in err, err
     code, out, err = cli(*args, "--start", "2026-11-30T14:00:00")
     assert code == 2 and "no time zone" in err, err
 
