@@ -148,6 +148,12 @@ def test_video_with_nobody(tmp_path, caplog):
     assert (report.tracks, report.items, report.frames) == (0, 0, 12)
     assert store.count() == 0
     assert "nobody found in 12 frames (0 tracks)" in caplog.text
+    # recorded as done: a rerun is refused like any finished source, --replace redoes it
+    assert [(s.count, s.complete) for s in store.sources()] == [(0, True)]
+    with pytest.raises(CerberusError, match="already in the gallery"):
+        ingest_source(video, store, ColourEmbedder(), camera="door", start=START)
+    again = ingest_source(video, store, ColourEmbedder(), camera="door", start=START, replace=True)
+    assert again.items == 0 and [(s.count, s.complete) for s in store.sources()] == [(0, True)]
 
 
 def test_detections_past_the_video_are_refused_before_anything_is_stored(footage, tmp_path):

@@ -168,6 +168,23 @@ def test_incomplete_source_grows_then_finishes(make_store):
         store.add(batch(1, source="v.mp4", seed=3))
 
 
+def test_a_source_with_no_items_can_be_finished(make_store):
+    """A video with nobody in it is recorded as done: listed with count 0, a second add of it
+    refused, replaceable."""
+    store = make_store()
+    store.add(batch(3, source="a", seed=1))
+    store.finish("empty.mp4")
+    assert [(s.name, s.count, s.complete) for s in store.sources()] == [
+        ("a", 3, True),
+        ("empty.mp4", 0, True),
+    ]
+    with pytest.raises(StoreError, match="already in the gallery"):
+        store.add(batch(2, source="empty.mp4", seed=2))
+    store.add(batch(2, source="empty.mp4", seed=2), replace=True)
+    assert [(s.name, s.count) for s in store.sources()] == [("a", 3), ("empty.mp4", 2)]
+    assert store.count() == 5
+
+
 def test_remove_by_source_and_camera(make_store):
     store, reference = make_store(), MemoryStore(info())
     for s in (store, reference):

@@ -323,11 +323,10 @@ def ingest_source(
                 unused[0],
                 unused[-1],
             )
-    if report.items:
-        store.finish(video.name)
-    else:
+    store.finish(video.name)  # with nobody in it too: recorded as done, with no items
+    if not report.items:
         logger.info(
-            "%s: nobody found in %d frames (0 tracks); nothing added to the gallery",
+            "%s: nobody found in %d frames (0 tracks); recorded as ingested, with no crops",
             video.name,
             last,
         )

@@ -356,7 +356,8 @@ class GalleryStore(Protocol):
       removed in the same transaction); items of an incomplete source are appended (an ingest
       adding one finished track at a time). ``complete=True`` marks the batch's sources
       complete. Returns the new item ids.
-    - :meth:`finish` marks a source complete; :meth:`remove` deletes every item of a source or
+    - :meth:`finish` marks a source complete (one with no items too: a video with nobody in
+      it is recorded as done, with count 0); :meth:`remove` deletes every item of a source or
       of a camera and returns how many.
     - :meth:`search`: per query vector ``(Q, D)``, the top-k items passing the filter by inner
       product (exact on the memory and local backends; the local backend may use an

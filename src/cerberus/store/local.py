@@ -371,9 +371,11 @@ class LocalStore:
 
     def finish(self, source: str) -> None:
         with self._writing(f"finishing {source}") as conn:
-            if not conn.execute("SELECT 1 FROM sources WHERE name = ?", (source,)).fetchone():
-                raise StoreError(f"{self.name}: no source {source}")
-            conn.execute("UPDATE sources SET complete = 1 WHERE name = ?", (source,))
+            conn.execute(  # a source with no items (a video with nobody in it) is recorded
+                "INSERT INTO sources (name, complete) VALUES (?, 1) ON CONFLICT (name) "
+                "DO UPDATE SET complete = 1",
+                (source,),
+            )
 
     def remove(self, *, source: str | None = None, camera: str | None = None) -> int:
         if (source is None) == (camera is None):
@@ -668,7 +670,7 @@ class LocalStore:
         with self._reading() as conn:
             got = conn.execute(
                 "SELECT s.name, COUNT(i.id), s.complete FROM sources s "
-                "JOIN items i ON i.source = s.name GROUP BY s.name ORDER BY s.name"
+                "LEFT JOIN items i ON i.source = s.name GROUP BY s.name ORDER BY s.name"
             ).fetchall()
         return [SourceState(name, int(c), bool(done)) for name, c, done in got]
 

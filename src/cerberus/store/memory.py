@@ -55,9 +55,7 @@ class MemoryStore:
         return ids
 
     def finish(self, source: str) -> None:
-        if source not in {s.name for s in self.sources()}:
-            raise StoreError(f"{self.name}: no source {source}")
-        self._complete.add(source)
+        self._complete.add(source)  # with no items (a video with nobody in it) too
 
     def remove(self, *, source: str | None = None, camera: str | None = None) -> int:
         if (source is None) == (camera is None):
@@ -126,12 +124,11 @@ class MemoryStore:
         return [] if self._items is None else sorted({c for c in self._items.camera if c})
 
     def sources(self) -> list[SourceState]:
-        if self._items is None:
-            return []
-        names, counts = np.unique(np.asarray(self._items.source, dtype=object), return_counts=True)
-        return [
-            SourceState(str(s), int(c), str(s) in self._complete) for s, c in zip(names, counts)
-        ]
+        counts = dict.fromkeys(self._complete, 0)  # finished sources with no items count too
+        if self._items is not None:
+            names, n = np.unique(np.asarray(self._items.source, dtype=object), return_counts=True)
+            counts.update({str(s): int(c) for s, c in zip(names, n)})
+        return [SourceState(s, counts[s], s in self._complete) for s in sorted(counts)]
 
     def close(self) -> None:
         pass

@@ -499,9 +499,8 @@ class MilvusStore:
     def finish(self, source: str) -> None:
         with self._calls("finish"):
             known = self._meta("source", [source])
-            if source not in known:
-                raise StoreError(f"{self.name}: no source {source}")
-            value = dict(known[source], complete=True)
+            empty = {"name": source, "count": 0, "cameras": {}}  # a video with nobody in it
+            value = dict(known.get(source, empty), complete=True)
             self._put([self._meta_row(f"source:{source}", "source", json.dumps(value))])
 
     def remove(self, *, source: str | None = None, camera: str | None = None) -> int:
