@@ -277,26 +277,17 @@ def _other_cameras(scores, pids, cams, gallery_pids, gallery_cams):
     return total / valid, chance / valid, int(valid)
 
 
-def crosscam(args) -> None:
+def _crosscam_one(root: Path, manifest: dict, checkpoint: Path, max_crops: int) -> dict:
+    """One model's cross-camera figures: ``{search: (queries, mAP, chance)}`` and facts."""
     import csv
-    import json
-    import tempfile
 
     from cerberus.inference import InferenceModel
     from cerberus.metrics.ranking import aps_chance, aps_metrics
     from cerberus.schema import GROUPS
     from cerberus.scoring import attribute_query_vectors, parse_attribute_query, pool_vectors
 
-    _threads(args.threads)
-    root = args.footage
-    if root is None:
-        from cerberus.data.synthetic_footage import generate_footage
-
-        root = Path(tempfile.mkdtemp(prefix="crosscam-")) / "footage"
-        print(f"<!-- {generate_footage(root)} -->")
-    manifest = json.loads((root / "footage.json").read_text())
-    net = InferenceModel.from_checkpoint(args.checkpoint, device="cpu")
-    items, person = _ingest_ground_truth(root, manifest, net, args.max_crops)
+    net = InferenceModel.from_checkpoint(checkpoint, device="cpu")
+    items, person = _ingest_ground_truth(root, manifest, net, max_crops)
     cams = np.array([manifest["cameras"].index(next(c for c in manifest["cameras"]
                      if c["name"] == n)) for n in items.camera])  # fmt: skip
     keys = sorted(set(zip(cams.tolist(), items.track.tolist())))
@@ -309,12 +300,12 @@ def crosscam(args) -> None:
         t_pid[t] = ids[counts.argmax()]
         purity.append(counts.max() / counts.sum())
     crop_pid = t_pid[of_track]  # a crop is labelled with its track's person
-    rows = []
-    m, c, n = _other_cameras(t_vec @ t_vec.T, t_pid, t_cam, t_pid, t_cam)
-    rows.append(["reID, per track (pooled vector)", f"{n}", f"{m:.3f}", f"{c:.3f}"])
+    out: dict = {}
+    out["reID, per track (pooled vector)"] = _other_cameras(
+        t_vec @ t_vec.T, t_pid, t_cam, t_pid, t_cam
+    )
     v = items.vectors
-    m, c, n = _other_cameras(v @ v.T, crop_pid, cams, crop_pid, cams)
-    rows.append(["reID, per crop", f"{n}", f"{m:.3f}", f"{c:.3f}"])
+    out["reID, per crop"] = _other_cameras(v @ v.T, crop_pid, cams, crop_pid, cams)
     # APS: one query per person's full description (attributes.csv); relevant: the tracks of
     # the persons with the same SIDs in all five groups
     with (root / "attributes.csv").open() as fh:
@@ -332,11 +323,41 @@ def crosscam(args) -> None:
     scores = np.stack([vectors_of[k] for k in present]) @ t_vec.T
     a = aps_metrics(scores, q_sids, g_sids)
     ac = aps_chance(q_sids, g_sids)
-    rows.append(["APS, per track (full description)", f"{a['num_valid_queries']}",
-                 f"{a['map_score']:.3f}", f"{ac['map_score']:.3f}"])  # fmt: skip
-    print(f"# {root}: {len(manifest['cameras'])} cameras, {len(keys)} tracks, {len(items)} "
-          f"crops (up to {args.max_crops} per track), {len(set(t_pid.tolist()))} persons; "
-          f"track purity {np.mean(purity):.3f}; model {args.checkpoint}")  # fmt: skip
+    out["APS, per track (full description)"] = (
+        a["map_score"], ac["map_score"], int(a["num_valid_queries"])
+    )
+    facts = (f"{len(keys)} tracks, {len(items)} crops (up to {max_crops} per track), "
+             f"{len(set(t_pid.tolist()))} persons; track purity {np.mean(purity):.3f}")  # fmt: skip
+    return {"rows": out, "facts": facts}
+
+
+def crosscam(args) -> None:
+    """Cross-camera reID per track / per crop and APS per track, for each ``--checkpoint``;
+    with several, mean ± sample sd over them."""
+    import json
+    import tempfile
+
+    _threads(args.threads)
+    root = args.footage
+    if root is None:
+        from cerberus.data.synthetic_footage import generate_footage
+
+        root = Path(tempfile.mkdtemp(prefix="crosscam-")) / "footage"
+        print(f"<!-- {generate_footage(root)} -->")
+    manifest = json.loads((root / "footage.json").read_text())
+    runs = [_crosscam_one(root, manifest, c, args.max_crops) for c in args.checkpoint]
+    for checkpoint, run in zip(args.checkpoint, runs):
+        print(f"# {root}: {len(manifest['cameras'])} cameras, {run['facts']}; model {checkpoint}")
+
+    def cell(values: list[float]) -> str:
+        v = np.asarray(values)
+        return f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else "")
+
+    rows = []
+    for search in runs[0]["rows"]:
+        got = [r["rows"][search] for r in runs]
+        rows.append([search, str(got[0][2]), cell([g[0] for g in got]), cell([g[1] for g in got])])
+    print(f"\n{len(runs)} model(s)" + (" (mean ± sample sd)" if len(runs) > 1 else "") + "\n")
     print(markdown_table(["search", "queries", "mAP", "chance mAP"], rows))
 
 
@@ -359,7 +380,8 @@ def main() -> None:
     p.add_argument("--gt", type=Path, required=True)
     p.add_argument("--upscale", type=float, default=1.0)
     p = sub.add_parser("crosscam")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path, action="append", required=True,
+                   help="a trained model; repeat for several (mean ± sd)")  # fmt: skip
     p.add_argument("--footage", type=Path, default=None, help="default: the default preset")
     p.add_argument("--max-crops", type=int, default=4)
     for p in sub.choices.values():

@@ -121,7 +121,7 @@ def main() -> None:
         cells = [label, str(runs[0][name]["tracks"])]
         for metric in ("reid_map", "reid_rank1", "aps_map"):
             v = 100 * np.array([r[name][metric] for r in runs])
-            spread = f" ({v.min():.2f}-{v.max():.2f})" if len(v) > 1 else ""
+            spread = f" ± {v.std(ddof=1):.2f}" if len(v) > 1 else ""  # sample sd over models
             cells.append(f"{v.mean():.2f}{spread}")
         rows.append(cells)
     print(f"\n{len(runs)} checkpoint(s): {', '.join(map(str, args.checkpoint))}\n")
