@@ -190,10 +190,15 @@ def test_remove_by_source_and_camera(make_store):
     for s in (store, reference):
         s.add(batch(100, source="a", seed=1))
         s.add(batch(100, source="b", seed=2))
+        s.add(batch(5, source="only_c2", seed=3, cameras=("c2",)))
+        s.finish("empty.mp4")  # finished with no items: no camera's removal touches it
     assert store.remove(source="a") == reference.remove(source="a") == 100
     assert store.remove(camera="c2") == reference.remove(camera="c2")
     assert store.count() == reference.count()
     assert store.cameras() == reference.cameras() == ["c1", "c3"]
+    listed = [(s.name, s.count, s.complete) for s in store.sources()]
+    assert listed == [(s.name, s.count, s.complete) for s in reference.sources()]
+    assert [name for name, *_ in listed] == ["b", "empty.mp4"]
 
 
 def test_make_filter_refuses_bad_input():

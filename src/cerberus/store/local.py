@@ -386,9 +386,17 @@ class LocalStore:
                 gone = conn.execute("DELETE FROM items WHERE source = ?", (source,)).rowcount
                 conn.execute("DELETE FROM sources WHERE name = ?", (source,))
             else:
+                touched = [  # the sources that had items on this camera
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT DISTINCT source FROM items WHERE camera = ?", (camera,)
+                    )
+                ]
                 gone = conn.execute("DELETE FROM items WHERE camera = ?", (camera,)).rowcount
-                conn.execute(
-                    "DELETE FROM sources WHERE name NOT IN (SELECT DISTINCT source FROM items)"
+                conn.executemany(  # those left empty go; finished empty sources stay
+                    "DELETE FROM sources WHERE name = ? "
+                    "AND NOT EXISTS (SELECT 1 FROM items WHERE source = ?)",
+                    [(name, name) for name in touched],
                 )
             self._add_to_count(conn, -gone)
         return int(gone)
@@ -663,7 +671,13 @@ class LocalStore:
 
     def cameras(self) -> list[str]:
         with self._reading() as conn:
-            got = conn.execute("SELECT DISTINCT camera FROM items WHERE camera != '' ORDER BY 1")
+            # one index seek per camera (a skip scan), not a pass over every item: the search
+            # layer checks camera filters against this list on each query
+            got = conn.execute(
+                "WITH RECURSIVE c(x) AS (SELECT MIN(camera) FROM items WHERE camera > '' "
+                "UNION ALL SELECT (SELECT MIN(camera) FROM items WHERE camera > x) FROM c "
+                "WHERE x IS NOT NULL) SELECT x FROM c WHERE x IS NOT NULL"
+            )
             return [r[0] for r in got.fetchall()]
 
     def sources(self) -> list[SourceState]:

@@ -60,17 +60,18 @@ class MemoryStore:
     def remove(self, *, source: str | None = None, camera: str | None = None) -> int:
         if (source is None) == (camera is None):
             raise StoreError(f"{self.name}: remove by source or by camera (one of them)")
+        if source is not None:
+            self._complete.discard(source)
         if self._items is None:
             return 0
         col = self._items.source if source is not None else self._items.camera
         key = source if source is not None else camera
         gone = np.array([x == key for x in col], dtype=bool)
+        touched = {s for s, g in zip(self._items.source, gone) if g}
         if gone.any():
             self._items = self._items.take(np.flatnonzero(~gone))
-        if source is not None:
-            self._complete.discard(source)
-        else:
-            self._complete &= set(self._items.source)
+        # sources left without items by a camera's removal go; finished empty sources stay
+        self._complete -= touched - set(self._items.source)
         return int(gone.sum())
 
     # ---- reading
