@@ -25,8 +25,8 @@ from cerberus.serve import background_server, create_app
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--index", "--gallery", dest="gallery", type=Path,
-                        default=Path("runs/demo/gallery_index.npz"),
+    parser.add_argument("--index", "--gallery", dest="gallery", type=str,
+                        default="runs/demo/gallery_index.npz",
                         help="an .npz index or a gallery folder")  # fmt: skip
     parser.add_argument("--per-track", action="store_true", help="one result per track")
     parser.add_argument("--timeline", action="store_true", help="open the first result's timeline")

@@ -153,6 +153,8 @@ def test_a_gallery_folder_grows_without_a_rebuild(tiny_index, cli, tmp_path):
     first = int(Gallery.open(g, model=False).store.ids()[0])  # replaced: new ids
     code, out, err = cli("timeline", "--gallery", g, "--item", first, "--min-score", -1, "--json")
     assert code == 0 and sum(s["count"] for s in _json(out)["sightings"]) == n, err
+    code, out, err = cli("gallery", "remove", g, "--source", "no/such/folder")
+    assert code == 2 and "not in" in err and len(err.splitlines()) == 1, err
     code, out, err = cli("gallery", "remove", g, "--camera", "c1")
     assert code == 0 and "removed" in out, err
     assert "c1" not in Gallery.open(g, model=False).store.cameras()
@@ -190,3 +192,15 @@ def test_a_gallery_folder_grows_without_a_rebuild(tiny_index, cli, tmp_path):
     where = grown.where(after="2026-11-30T14:30:00Z")
     rows = grown.by_image(tiny_index["query"], k=50, where=where, per_track=True).rows
     assert rows and all(r["source"] == str(crops) for r in rows)
+
+
+def test_remove_a_source_named_as_the_user_typed_it(tiny_index, cli, tmp_path, monkeypatch):
+    """Sources are stored as absolute paths; ``--source`` as typed (relative) finds them."""
+    g = tmp_path / "shop"
+    code, out, err = cli("index", "--features", tiny_index["features"], "--gallery", g)
+    assert code == 0, err
+    (source,) = [s.name for s in Gallery.open(g, model=False).store.sources()]
+    monkeypatch.chdir(Path(source).parent)
+    code, out, err = cli("gallery", "remove", g, "--source", Path(source).name)
+    assert code == 0 and "removed" in out, err
+    assert Gallery.open(g, model=False).store.sources() == []

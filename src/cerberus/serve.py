@@ -188,14 +188,14 @@ class SearchService:
     def search_gallery_item(self, item_id: int, k: int, **options: Any) -> dict[str, Any]:
         """reID with a gallery crop as the query (a clicked result), the crop itself left out
         of the results."""
-        self.gallery_path(item_id)
+        self._known(item_id)
         with self._model_lock:
             found = self.search.by_item(item_id, k, **options)
         return self._reid(found, {"kind": "gallery", "id": item_id, "excluded": item_id})
 
     def _reid(self, found: Answer, query: dict[str, Any]) -> dict[str, Any]:
         # the answer's own operating point, with the page's short data name (no server paths)
-        verdicts = found.verdicts or self.search.verdicts()
+        verdicts = found.verdicts  # by_image / by_item always judge at an operating point
         results = verdicts.mark(self._rows(found.rows), full=False)
         point = verdicts.page_json()
         return {
@@ -233,7 +233,7 @@ class SearchService:
     def timeline(self, item_id: int, **options: Any) -> dict[str, Any]:
         """Where else was this person? A gallery crop's sightings by time, each with
         its best crop's thumbnail (no server paths)."""
-        self.gallery_path(item_id)
+        self._known(item_id)
         with self._model_lock:  # an index without vectors embeds the crop again
             found = self.search.timeline(item_id, **options)
         query = {k: v for k, v in found["query"].items() if k not in ("path", "source")}
@@ -260,6 +260,14 @@ class SearchService:
         }
 
     # ---- gallery items
+
+    def _known(self, item_id: int) -> None:
+        """404 when the gallery has no item ``item_id``. Its crop file need not exist: queries
+        by an item use its stored vector (only an index that keeps none embeds the file)."""
+        try:
+            self.search.item(item_id)
+        except CerberusError as exc:
+            raise BadRequest(str(exc), 404) from None
 
     def gallery_path(self, item_id: int) -> Path:
         """The stored path of gallery item ``item_id``; 404 when out of range or missing."""

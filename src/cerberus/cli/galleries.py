@@ -64,8 +64,14 @@ def remove(
     if camera is not None and camera not in store.cameras():
         known = ", ".join(store.cameras()) or "none"
         raise CerberusError(f"--camera {camera}: not in {gallery} (it has: {known})")
-    if source is not None and source not in {s.name for s in store.sources()}:
-        raise CerberusError(f"--source {source}: not in {gallery} (see `cerberus gallery info`)")
+    names = {s.name for s in store.sources()}
+    if source is not None and source not in names:
+        resolved = str(Path(source).expanduser().resolve())  # files and folders: absolute
+        if resolved not in names:
+            raise CerberusError(
+                f"--source {source}: not in {gallery} (see `cerberus gallery info`)"
+            )
+        source = resolved
     gone = store.remove(source=source, camera=camera)
     typer.echo(f"removed {gone} crops from {gallery}; it holds {store.count()}")
     store.close()

@@ -22,7 +22,9 @@ app.add_typer(visualize_app, name="visualize")
 
 @visualize_app.command("ranks")
 def visualize_ranks(
-    index: Annotated[Path, typer.Option("--index", help="Gallery index.")],
+    index: Annotated[
+        str, typer.Option("--index", "--gallery", help="Gallery: index file, folder or Milvus URI.")
+    ],
     images: Annotated[list[Path], typer.Argument(help="Query crops; one figure each.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the PNGs.")],
     checkpoint: Annotated[Path | None, typer.Option(help="Model (default: the index's).")] = None,

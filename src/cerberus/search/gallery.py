@@ -473,8 +473,10 @@ def index_model(
         if isinstance(gallery, GalleryInfo)
         else str(gallery.meta.get("checkpoint") or "")
     )
-    ckpt = Path(checkpoint) if checkpoint is not None else Path(named or "")
-    if not str(ckpt) or not ckpt.is_file():
+    if checkpoint is None and not named:
+        raise CerberusError(f"{where}: no checkpoint is recorded with it; give --checkpoint")
+    ckpt = Path(checkpoint) if checkpoint is not None else Path(named)
+    if not ckpt.is_file():
         raise CerberusError(
             f"{where}: the checkpoint it was built with ({ckpt}) is not found; give --checkpoint"
         )
