@@ -19,7 +19,7 @@ import numpy as np
 
 from cerberus.errors import CerberusError
 from cerberus.schema import GROUPS
-from cerberus.scoring import embed_features, l2_normalize
+from cerberus.scoring import pool_vectors
 from cerberus.store import NO_TRACK, Filter, GalleryStore, Items
 
 TRACK_SCORES = ("max", "top3")
@@ -142,7 +142,6 @@ def track_items(
 
 def track_vector(vectors: np.ndarray) -> np.ndarray:
     """``(D,)`` a track's vector from its crops' ``(n, D)`` retrieval vectors: the mean of the
-    L2-normalised parts, renormalised per part (:func:`~cerberus.scoring.embed_features`)."""
-    parts = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), len(GROUPS), -1)
-    mean = l2_normalize(parts).mean(axis=0, keepdims=True)
-    return embed_features(mean)[0]
+    L2-normalised parts, renormalised per part (:func:`~cerberus.scoring.pool_vectors`, the one
+    rule ingestion and the benchmarks use too)."""
+    return pool_vectors(vectors, parts=len(GROUPS))
