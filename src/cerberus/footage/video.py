@@ -179,7 +179,10 @@ class VideoSource:
                     count += 1
                     offset = _offset(frame, first, count, self.fps)
                     number = _number(offset, self.fps, count)
-                    number = max(number, last + 1)
+                    if number <= last:
+                        # two frames on one number (irregular timing): the first is kept, the
+                        # frame read_frame finds for that number (a bump would shift the rest)
+                        continue
                     last = self.decoded = number
                     if (number - 1) % stride:
                         continue
