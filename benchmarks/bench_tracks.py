@@ -12,8 +12,8 @@ is. Both with the project's metric functions (:mod:`cerberus.metrics`) on the sc
     python benchmarks/bench_tracks.py --checkpoint runs/demo/last.pt --data data/synthetic
     python benchmarks/bench_tracks.py --checkpoint a.pt --checkpoint b.pt --checkpoint c.pt
 
-With several checkpoints (e.g. ``cerberus demo`` with other seeds) the table gives the mean and
-the spread (min-max) over them.
+With several checkpoints (e.g. ``cerberus demo`` with other seeds) the table gives the mean ± the
+sample standard deviation over them.
 """
 
 from __future__ import annotations

@@ -243,7 +243,7 @@ class MotDetections:
 
 
 HOG_WINDOW = (64, 128)
-"""The default people detector's window ``(width, height)``: a person needs about 100 px of
+"""The default people detector's window ``(width, height)``: a person needs about 110 px of
 height in it (the window holds a margin around the person), after upscaling."""
 
 

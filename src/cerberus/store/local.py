@@ -83,9 +83,9 @@ BUSY_TIMEOUT_S = 60.0
 
 EXACT_LIMIT = 2_000
 """Searches with at most this many candidates are exact; beyond, the approximate index restricted
-to the candidates (recall@10 0.99-1.0) is faster: at 1M x 2560, 31 ms against 49 ms for 4,929
-candidates, 111 ms against 992 ms for 52,373 (``benchmarks/bench_gallery.py --crossover``,
-docs/benchmarks.md)."""
+to the candidates (recall@10 0.99-1.0) is faster: at 1M x 2560, 49.6 ms against 83.3 ms exact
+for 4,929 candidates, 142.6 ms against 1,387.3 ms for 52,373 (the crossover table of
+docs/benchmarks.md §8, ``benchmarks/bench_gallery.py --crossover``)."""
 EXACT_WITHOUT_INDEX = 200_000
 """Until the approximate index is built, filtered searches with up to this many candidates are
 exact (rather than waiting minutes for the index)."""
