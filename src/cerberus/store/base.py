@@ -8,9 +8,10 @@ them, filters them by camera / time / source and answers inner-product top-k. It
 of models; the search layer (:mod:`cerberus.search`) knows nothing of faiss or Milvus.
 
 Backends: :class:`cerberus.store.memory.MemoryStore` (brute force in memory: the slow obvious
-reference; :mod:`cerberus.store.npz` is the read-only view of an ``.npz`` index), :mod:`cerberus.store.local` (faiss +
-SQLite in a folder, the default) and :mod:`cerberus.store.milvus` (``pymilvus``: a Milvus Lite
-file or a server URI). ``tests/test_store.py`` runs the same contract on each.
+reference), :mod:`cerberus.store.local` (faiss + SQLite in a folder, the default) and
+:mod:`cerberus.store.milvus` (``pymilvus``: a Milvus Lite file or a server URI);
+:mod:`cerberus.store.npz` is the read-only view of an ``.npz`` index. ``tests/test_store.py``
+runs the same contract on each.
 """
 
 from __future__ import annotations
