@@ -204,24 +204,35 @@ def machine(device: str) -> dict[str, Any]:
     return info
 
 
-def train_config(s: Settings, data: Path, out: Path, *extra: str):
-    from cerberus.config import load_config
-
-    overrides = [
+def _overrides(s: Settings, data: Path, out: Path, iterations: int, *more: str) -> list[str]:
+    """The config overrides every run of this check shares (one list: the DDP run and the
+    timed runs cannot drift apart); ``more`` before the settings' own overrides."""
+    return [
         f"data.root={data}",
         "model.pretrained=false",  # offline: no ImageNet weights (the results say so)
-        f"optim.iterations={s.iterations}",
-        f"optim.warmup_iterations={max(1, s.iterations // 10)}",
+        f"optim.iterations={iterations}",
         f"train.output_dir={out}",
         f"train.device={s.device}",
         "train.eval_every=0",
         "train.checkpoint_every=0",
         "train.progress=false",
-        "train.log_every=1",
+        *more,
         *s.overrides,
-        *extra,
     ]
-    return load_config(ROOT / "configs" / "market1501.yaml", overrides)
+
+
+def train_config(s: Settings, data: Path, out: Path, *extra: str):
+    from cerberus.config import load_config
+
+    overrides = _overrides(
+        s,
+        data,
+        out,
+        s.iterations,
+        f"optim.warmup_iterations={max(1, s.iterations // 10)}",
+        "train.log_every=1",
+    )
+    return load_config(ROOT / "configs" / "market1501.yaml", [*overrides, *extra])
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
@@ -457,18 +468,7 @@ def run_ddp(s: Settings, data: Path, out: Path) -> dict[str, Any]:
     import torch
 
     gpus = torch.cuda.device_count() if s.device == "cuda" else 1
-    overrides = [
-        f"data.root={data}",
-        "model.pretrained=false",
-        f"optim.iterations={s.ddp_iterations}",
-        "optim.warmup_iterations=1",
-        f"train.output_dir={out}",
-        f"train.device={s.device}",
-        "train.eval_every=0",
-        "train.checkpoint_every=0",
-        "train.progress=false",
-        *s.overrides,
-    ]
+    overrides = _overrides(s, data, out, s.ddp_iterations, "optim.warmup_iterations=1")
     cmd = [
         sys.executable,
         "-m",
