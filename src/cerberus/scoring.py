@@ -141,6 +141,23 @@ def sid_certainty(
     return [np.exp(x) for x in logp]
 
 
+def decide_sids(
+    per_group: Sequence[np.ndarray],
+    *,
+    log_prior: Mapping[str, np.ndarray] | None = None,
+    scale: float = 10.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The PAR decision of method §5.3 (§8.2 with ``log_prior``) on :func:`prototype_scores`:
+    ``sids (N, 5)`` the chosen SID per group and ``certainty (N, 5)`` its probability
+    (:func:`sid_certainty` at ``scale``). :func:`describe_features` and ingestion both use it."""
+    decide = per_group if log_prior is None else posterior_scores(per_group, log_prior, scale=scale)
+    sure = sid_certainty(per_group, scale=scale, log_prior=log_prior)
+    sids = np.stack([s.argmax(0) for s in decide], axis=1)  # (N, 5)
+    rows = np.arange(len(sids))
+    certainty = np.stack([sure[k][sids[:, k], rows] for k in range(sids.shape[1])], axis=1)
+    return sids, certainty
+
+
 def describe_features(
     features: np.ndarray,
     prototypes: Mapping[str, np.ndarray],
@@ -161,13 +178,11 @@ def describe_features(
     and ``weak`` (the groups, in GROUPS order, whose certainty is below ``weak_below``).
     """
     per_group = prototype_scores(features, prototypes)
-    decide = per_group if log_prior is None else posterior_scores(per_group, log_prior, scale=scale)
-    sure = sid_certainty(per_group, scale=scale, log_prior=log_prior)
-    sids = np.stack([s.argmax(0) for s in decide], axis=1)  # (N, 5)
+    sids, sure = decide_sids(per_group, log_prior=log_prior, scale=scale)
     values = schema.from_sids(sids)
     out = []
     for i, row in enumerate(values):
-        certainty = {g: float(sure[k][sids[i, k], i]) for k, g in enumerate(GROUPS)}
+        certainty = {g: float(sure[i, k]) for k, g in enumerate(GROUPS)}
         out.append(
             {
                 "attributes": schema.describe(row),

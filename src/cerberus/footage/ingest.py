@@ -27,12 +27,7 @@ from cerberus.footage.detect import Detector, HogDetector, MotDetections
 from cerberus.footage.select import Candidate, CropSelector
 from cerberus.footage.track import GivenIds, SortTracker, Tracker
 from cerberus.footage.video import VideoSource, open_source
-from cerberus.scoring import (
-    embed_features,
-    posterior_scores,
-    prototype_scores,
-    sid_certainty,
-)
+from cerberus.scoring import decide_sids, embed_features, prototype_scores
 from cerberus.store.base import GalleryInfo, GalleryStore, Items
 
 if TYPE_CHECKING:
@@ -77,15 +72,7 @@ class ModelEmbedder:
         net = self.net
         features = net.features_of_images(list(crops))
         per_group = prototype_scores(features, self._prototypes)
-        decide = (
-            per_group
-            if net.log_prior is None
-            else posterior_scores(per_group, net.log_prior, scale=net.prior_scale)
-        )
-        sids = np.stack([s.argmax(0) for s in decide], axis=1)
-        sure = sid_certainty(per_group, scale=net.prior_scale, log_prior=net.log_prior)
-        rows = np.arange(len(sids))
-        certainty = np.stack([sure[k][sids[:, k], rows] for k in range(sids.shape[1])], axis=1)
+        sids, certainty = decide_sids(per_group, log_prior=net.log_prior, scale=net.prior_scale)
         return Embedded(
             embed_features(features),
             net.schema.from_sids(sids).astype(np.int16),
