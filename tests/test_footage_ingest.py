@@ -405,3 +405,15 @@ def test_ingest_command_end_to_end_on_a_folder_gallery(cli, tiny_index, footage,
         assert len(again) == 4 and sorted(again.frame.tolist()) == sorted(items.frame.tolist())
     finally:
         store.close()
+
+
+def test_a_file_sampled_by_max_frames_stays_incomplete(footage):
+    """``max_frames`` on a file ingests a sample: the source is not recorded as complete, so
+    a later full run redoes it rather than being refused."""
+    store = MemoryStore(_info())
+    ingest_source(footage["video"], store, ColourEmbedder(), camera="door", start=START,
+                  detections=footage["gt"], max_frames=5)  # fmt: skip
+    assert all(not s.complete for s in store.sources())
+    full = ingest_source(footage["video"], store, ColourEmbedder(), camera="door", start=START,
+                         detections=footage["gt"])  # fmt: skip
+    assert [s.complete for s in store.sources()] == [True] and store.count() == full.items

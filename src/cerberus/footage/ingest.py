@@ -193,7 +193,9 @@ def ingest_source(
             a detections file).
         max_crops: crops kept per track.
         thumbs: folder of the thumbnails (``None``: no thumbnails, items have no path).
-        max_frames: stop after this many frames (a stream's sample; ``None``: to the end).
+        max_frames: stop after this many frames (a sample; ``None``: to the end). A file
+            stopped so is left incomplete (its rest is not in the gallery); a stream is
+            finished.
 
     Returns:
         :class:`IngestReport`.
@@ -260,6 +262,7 @@ def ingest_source(
         seconds["store"] += time.perf_counter() - t0
 
     frames = video.frames(stride)
+    cut = False  # stopped by max_frames
     try:
         while True:
             t0 = time.perf_counter()
@@ -285,6 +288,7 @@ def ingest_source(
             seconds["select"] += time.perf_counter() - t3
             commit(update.ended)
             if max_frames is not None and report.processed >= max_frames:
+                cut = True
                 break
     except KeyboardInterrupt:
         if video.kind != "stream":
@@ -310,6 +314,9 @@ def ingest_source(
                 unused[0],
                 unused[-1],
             )
+    if cut and video.kind != "stream":  # a file's sample: its rest is not in, a rerun redoes it
+        logger.info("%s: stopped after %d frames; the source stays incomplete", video.name, last)
+        return report
     store.finish(video.name)  # with nobody in it too: recorded as done, with no items
     if not report.items:
         logger.info(
