@@ -99,7 +99,6 @@ class Gallery:
             check_model(self.store.info, net.fingerprint, str(net.checkpoint))
         self.net = net
         self._schema: Schema | None = None
-        self._by_path: dict[str, int] | None = None
 
     @classmethod
     def open(
@@ -140,14 +139,6 @@ class Gallery:
         """Every item's stored path, in id order (reads the whole gallery's metadata)."""
         ids = np.sort(self.store.ids())
         return self.store.get(ids, vectors=False).path if len(ids) else []
-
-    def item_of(self, path: str) -> int:
-        """The item id of a stored path."""
-        if self._by_path is None or path not in self._by_path:
-            ids = np.sort(self.store.ids())
-            paths = self.store.get(ids, vectors=False).path if len(ids) else []
-            self._by_path = {p: int(i) for i, p in zip(ids, paths)}
-        return self._by_path[path]
 
     def where(
         self,
