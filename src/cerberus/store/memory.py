@@ -17,6 +17,17 @@ from cerberus.store.base import (
 )
 
 
+def exact_top_k(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int) -> list[Hits]:
+    """Per query, the top-k of ``vectors`` (``(n, D)``, item ``ids``) by inner product in
+    float64, ties to the smaller id: the reference answer every backend is held to."""
+    scores = np.asarray(queries, np.float64) @ np.asarray(vectors, np.float64).T
+    out = []
+    for s in scores:
+        order = np.lexsort((ids, -s))[:k]
+        out.append(Hits(np.asarray(ids[order], np.int64), s[order].astype(np.float32)))
+    return out
+
+
 class MemoryStore:
     """Every item in NumPy arrays; :meth:`search` is an exact matrix product over the items
     that pass the filter (ties broken by the smaller id)."""
@@ -93,14 +104,7 @@ class MemoryStore:
         rows = self._rows(where)
         if len(rows) == 0 or k <= 0:
             return [Hits(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
-        vectors = self._items.vectors[rows].astype(np.float64)
-        ids = self._items.ids[rows]
-        scores = q.astype(np.float64) @ vectors.T
-        out = []
-        for s in scores:
-            order = np.lexsort((ids, -s))[:k]
-            out.append(Hits(ids[order], s[order].astype(np.float32)))
-        return out
+        return exact_top_k(q, self._items.vectors[rows], self._items.ids[rows], k)
 
     def get(self, ids: Sequence[int] | np.ndarray, *, vectors: bool = True) -> Items:
         ids = np.asarray(ids, dtype=np.int64)

@@ -27,6 +27,7 @@ from cerberus.store.base import (
     SourceState,
     StoreError,
 )
+from cerberus.store.memory import exact_top_k
 
 READ_ONLY = "read-only: convert it with `cerberus gallery convert`"
 
@@ -123,12 +124,7 @@ class NpzStore:
         rows = self._rows(where)
         if len(rows) == 0:
             return [none for _ in q]
-        scores = q.astype(np.float64) @ self.vectors()[rows].astype(np.float64).T
-        out = []
-        for s in scores:
-            order = np.lexsort((rows, -s))[:k]
-            out.append(Hits(rows[order].astype(np.int64), s[order].astype(np.float32)))
-        return out
+        return exact_top_k(q, self.vectors()[rows], rows, k)
 
     def get(self, ids: Sequence[int] | np.ndarray, *, vectors: bool = True) -> Items:
         ids = np.asarray(ids, dtype=np.int64)
