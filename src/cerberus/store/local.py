@@ -30,10 +30,9 @@ Why this design:
   x k items, which are re-scored exactly: reading 100 vectors instead of thousands is what keeps
   a filtered search fast when the 10 GB of a million vectors do not all sit in the page cache.
   Its recall@10 is measured by ``benchmarks/bench_gallery.py`` (0.99-1.0, docs/benchmarks.md).
-  The index is built by :meth:`LocalStore.build_index` or the first large unfiltered search
-  (minutes at 1M x 2560); until it exists, searches with up to :data:`EXACT_WITHOUT_INDEX`
-  candidates stay exact. A search only extends it with new items; retraining is left to
-  :meth:`LocalStore.build_index`.
+  It is (re)trained by :meth:`LocalStore.build_index` (``cerberus gallery compact``) or the
+  first large unfiltered search (minutes at 1M); until then, searches with up to
+  :data:`EXACT_WITHOUT_INDEX` candidates stay exact; searches only extend it.
 - **Faults**: a process killed during an add leaves either the gallery as it was (a segment file
   nobody references, deleted by the next writer) or the whole batch. A full disk is one line
   and nothing changed. A second writer (another process) waits for the first, up to
@@ -83,9 +82,7 @@ BUSY_TIMEOUT_S = 60.0
 
 EXACT_LIMIT = 2_000
 """Searches with at most this many candidates are exact; beyond, the approximate index restricted
-to the candidates (recall@10 0.99-1.0) is faster: at 1M x 2560, 49.6 ms against 83.3 ms exact
-for 4,929 candidates, 142.6 ms against 1,387.3 ms for 52,373 (the crossover table of
-docs/benchmarks.md §8, ``benchmarks/bench_gallery.py --crossover``)."""
+to the candidates is faster at recall@10 0.99-1.0 (docs/benchmarks.md §8, its crossover table)."""
 EXACT_WITHOUT_INDEX = 200_000
 """Until the approximate index is built, filtered searches with up to this many candidates are
 exact (rather than waiting minutes for the index)."""
@@ -386,17 +383,13 @@ class LocalStore:
                 gone = conn.execute("DELETE FROM items WHERE source = ?", (source,)).rowcount
                 conn.execute("DELETE FROM sources WHERE name = ?", (source,))
             else:
-                touched = [  # the sources that had items on this camera
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT DISTINCT source FROM items WHERE camera = ?", (camera,)
-                    )
-                ]
+                q = "SELECT DISTINCT source, source FROM items WHERE camera = ?"
+                touched = conn.execute(q, (camera,)).fetchall()  # sources with items there
                 gone = conn.execute("DELETE FROM items WHERE camera = ?", (camera,)).rowcount
                 conn.executemany(  # those left empty go; finished empty sources stay
-                    "DELETE FROM sources WHERE name = ? "
-                    "AND NOT EXISTS (SELECT 1 FROM items WHERE source = ?)",
-                    [(name, name) for name in touched],
+                    "DELETE FROM sources WHERE name = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM items WHERE source = ?)",
+                    touched,
                 )
             self._add_to_count(conn, -gone)
         return int(gone)
@@ -671,9 +664,7 @@ class LocalStore:
 
     def cameras(self) -> list[str]:
         with self._reading() as conn:
-            # one index seek per camera (a skip scan), not a pass over every item: the search
-            # layer checks camera filters against this list on each query
-            got = conn.execute(
+            got = conn.execute(  # one index seek per camera, not a pass over every item
                 "WITH RECURSIVE c(x) AS (SELECT MIN(camera) FROM items WHERE camera > '' "
                 "UNION ALL SELECT (SELECT MIN(camera) FROM items WHERE camera > x) FROM c "
                 "WHERE x IS NOT NULL) SELECT x FROM c WHERE x IS NOT NULL"
