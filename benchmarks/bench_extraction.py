@@ -30,10 +30,10 @@ import torch
 from _common import import_torchreid, markdown_table, median, print_machine, timed
 from torch.utils.flop_counter import FlopCounterMode
 
-from cerberus.checkpoints import model_from_config
+from cerberus.attributes.schema_files import get_schema
 from cerberus.config import load_config
-from cerberus.model import count_flops, count_parameters, fuse_batchnorm
-from cerberus.schema_files import get_schema
+from cerberus.modeling.model import count_flops, count_parameters, fuse_batchnorm
+from cerberus.training.checkpoints import model_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 751  # Market-1501 training identities

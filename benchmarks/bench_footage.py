@@ -50,11 +50,11 @@ def _threads(n: int) -> None:
 
 
 def _random_model(config: Path, device: str = "cpu"):
-    from cerberus.checkpoints import model_from_config
+    from cerberus.attributes.schema_files import get_schema
     from cerberus.config import load_config
-    from cerberus.inference import InferenceModel
-    from cerberus.model import fuse_batchnorm
-    from cerberus.schema_files import get_schema
+    from cerberus.inference.embed import InferenceModel
+    from cerberus.modeling.model import fuse_batchnorm
+    from cerberus.training.checkpoints import model_from_config
 
     cfg = load_config(config)
     schema = get_schema(cfg.data.dataset)
@@ -95,8 +95,8 @@ def throughput(args) -> None:
 def _person_frame(height: int, rng, size=(768, 576)):
     """A textured frame with one synthetic pedestrian of ``height`` px; returns the frame and
     the pedestrian's box."""
-    from cerberus.data.synthetic_render import make_cameras, render_person, sample_details
-    from cerberus.schema_files import MARKET1501
+    from cerberus.attributes.schema_files import MARKET1501
+    from cerberus.data.synthetic.render import make_cameras, render_person, sample_details
 
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w]
@@ -263,7 +263,7 @@ def _ingest_ground_truth(root: Path, manifest: dict, net, max_crops: int):
 def _other_cameras(scores, pids, cams, gallery_pids, gallery_cams):
     """reID mAP and its chance with the gallery limited to the other cameras' entries: the
     queries of each camera ranked separately, APs averaged over all valid queries."""
-    from cerberus.metrics.ranking import reid_chance, reid_metrics
+    from cerberus.evaluation.metrics.ranking import reid_chance, reid_metrics
 
     total = chance = valid = 0.0
     for cam in np.unique(cams):
@@ -281,10 +281,14 @@ def _crosscam_one(root: Path, manifest: dict, checkpoint: Path, max_crops: int) 
     """One model's cross-camera figures: ``{search: (queries, mAP, chance)}`` and facts."""
     import csv
 
-    from cerberus.inference import InferenceModel
-    from cerberus.metrics.ranking import aps_chance, aps_metrics
-    from cerberus.schema import GROUPS
-    from cerberus.scoring import attribute_query_vectors, parse_attribute_query, pool_vectors
+    from cerberus.attributes.schema import GROUPS
+    from cerberus.evaluation.metrics.ranking import aps_chance, aps_metrics
+    from cerberus.inference.embed import InferenceModel
+    from cerberus.inference.scoring import (
+        attribute_query_vectors,
+        parse_attribute_query,
+        pool_vectors,
+    )
 
     net = InferenceModel.from_checkpoint(checkpoint, device="cpu")
     items, person = _ingest_ground_truth(root, manifest, net, max_crops)
@@ -340,7 +344,7 @@ def crosscam(args) -> None:
     _threads(args.threads)
     root = args.footage
     if root is None:
-        from cerberus.data.synthetic_footage import generate_footage
+        from cerberus.data.synthetic.footage import generate_footage
 
         root = Path(tempfile.mkdtemp(prefix="crosscam-")) / "footage"
         print(f"<!-- {generate_footage(root)} -->")

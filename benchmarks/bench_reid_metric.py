@@ -1,4 +1,5 @@
-"""Benchmark of :func:`cerberus.metrics.reid_metrics` at Market-1501 scale (a script, no test).
+"""Benchmark of :func:`cerberus.evaluation.metrics.reid_metrics` at Market-1501 scale (a script, no
+test).
 
 Random scores for 3368 queries against 15913 gallery entries (Market-1501 test split without
 junk: 751 identities, 6 cameras, 2793 distractors) and against a 10x larger gallery. Prints our
@@ -28,7 +29,7 @@ import tracemalloc
 import numpy as np
 from _common import markdown_table, max_rss_mib, print_machine, torchreid_evaluate_rank
 
-from cerberus.metrics import reid_metrics
+from cerberus.evaluation.metrics import reid_metrics
 
 NUM_CAMS = 6
 # name: (queries, gallery, identities, distractors)

@@ -1,8 +1,8 @@
 """Gallery search: top-10 latency and recall@10 of faiss indexes vs brute-force PyTorch.
 
 Retrieval vectors of dimension 2560 (5 groups x d = 512, each group L2-normalised, concatenated
-and divided by sqrt 5, as :func:`cerberus.inference.embed_features` makes them; inner product =
-mean cosine over groups). Galleries of 100k and 1M vectors; for each index kind: build seconds,
+and divided by sqrt 5, as :func:`cerberus.inference.embed.embed_features` makes them; inner product
+= mean cosine over groups). Galleries of 100k and 1M vectors; for each index kind: build seconds,
 memory, milliseconds per query for a batch of queries and for single queries, recall@10 against
 the exact top-10 of a brute-force PyTorch search (chunked matmul + topk over the flat index's own
 storage, no copy).
@@ -287,7 +287,7 @@ def bench_size(n: int, args, rows: list[list[str]]) -> None:
         print(f"# HNSW-SQ8 skipped at N = {n:,} > --hnsw-max {args.hnsw_max:,}")
 
     if n <= args.in_memory_max:
-        from cerberus.index import build_faiss_index
+        from cerberus.store.npz_index import build_faiss_index
 
         for kind in ("ivf", "ivf-sq8", "hnsw"):
             if f"cerberus-{kind}" not in args.kinds:

@@ -36,8 +36,8 @@ import numpy as np
 from _common import markdown_table, print_machine
 from PIL import Image
 
-from cerberus.index import GalleryIndex
-from cerberus.serve import MAX_K, Limits, schema_json
+from cerberus.store.npz_index import GalleryIndex
+from cerberus.web.app import MAX_K, Limits, schema_json
 
 
 @dataclass(frozen=True)

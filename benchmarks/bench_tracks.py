@@ -7,7 +7,8 @@ best three (``top3``, fewer crops: the mean of those). reID mAP / rank-1 follow 
 protocol (method §6.1: the query's own identity and camera removed, a track keeps its crops'
 identity and camera); APS mAP the full-description queries of method §6.2, gallery = test
 gallery without junk and distractors plus the query images, a track relevant when its identity
-is. Both with the project's metric functions (:mod:`cerberus.metrics`) on the score matrices.
+is. Both with the project's metric functions (:mod:`cerberus.evaluation.metrics`) on the score
+matrices.
 
     python benchmarks/bench_tracks.py --checkpoint runs/demo/last.pt --data data/synthetic
     python benchmarks/bench_tracks.py --checkpoint a.pt --checkpoint b.pt --checkpoint c.pt
@@ -29,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import markdown_table, print_machine  # noqa: E402
 
-from cerberus.metrics import aps_metrics, aps_queries, reid_metrics  # noqa: E402
-from cerberus.scoring import attribute_query_scores, embed_features, prototype_scores  # noqa: E402
+from cerberus.evaluation.metrics import aps_metrics, aps_queries, reid_metrics  # noqa: E402
+from cerberus.inference.scoring import attribute_query_scores, embed_features, prototype_scores  # noqa: E402
 
 
 def track_columns(keys: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -54,9 +55,9 @@ def track_scores(scores: np.ndarray, members: list[np.ndarray], how: str) -> np.
 
 
 def measure(checkpoint: Path, data: Path | None, device: str) -> dict[str, dict[str, float]]:
-    from cerberus.checkpoints import load_model_from_checkpoint
-    from cerberus.evaluation import checkpoint_dataset, extract_with_config
-    from cerberus.schema_files import schema_from_meta
+    from cerberus.attributes.schema_files import schema_from_meta
+    from cerberus.evaluation.evaluate import checkpoint_dataset, extract_with_config
+    from cerberus.training.checkpoints import load_model_from_checkpoint
 
     model, cfg, state = load_model_from_checkpoint(checkpoint)
     trained = schema_from_meta(state["meta"]["schema"], str(checkpoint))

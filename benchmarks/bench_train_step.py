@@ -3,8 +3,8 @@
 An iteration is forward + losses + backward + Adam step on one P x K batch (P = 16 identities,
 K = 4 images, 384x128 by default), random images already on the device (no data loading).
 
-- ours: the engine's path (:class:`cerberus.engine.TrainStep` -> ``compute_losses`` with every
-  term on: L_sem with adaptive margins, CE + soft-margin batch-hard triplet on the 5
+- ours: the engine's path (:class:`cerberus.training.engine.TrainStep` -> ``compute_losses`` with
+  every term on: L_sem with adaptive margins, CE + soft-margin batch-hard triplet on the 5
   representations, L_reg), the paper model of ``configs/market1501.yaml``, Market-1501 schema,
   751 classes, Adam with the config's betas and weight decay; the loss values are read back to
   the host each step as the engine does. Labels are P random identities x K; each identity has
@@ -76,9 +76,9 @@ def _rss_peak() -> float:
 
 def make_batch(args, device: torch.device, mf: torch.memory_format):
     """Images, labels (P identities x K) and SIDs (one per identity and group), seeded."""
-    from cerberus.schema import GROUPS
-    from cerberus.schema_files import get_schema
-    from cerberus.sids import adaptive_margins
+    from cerberus.attributes.schema import GROUPS
+    from cerberus.attributes.schema_files import get_schema
+    from cerberus.attributes.sids import adaptive_margins
 
     rng = np.random.default_rng(0)
     num_sids = get_schema("market1501").num_sids
@@ -97,10 +97,10 @@ def make_batch(args, device: torch.device, mf: torch.memory_format):
 
 
 def setup_ours(args, device, mf, amp):
-    from cerberus.checkpoints import model_from_config
+    from cerberus.attributes.schema_files import get_schema
     from cerberus.config import load_config
-    from cerberus.engine import TrainStep
-    from cerberus.schema_files import get_schema
+    from cerberus.training.checkpoints import model_from_config
+    from cerberus.training.engine import TrainStep
 
     cfg = load_config(args.config)
     images, labels, sids, margins = make_batch(args, device, mf)

@@ -261,8 +261,8 @@ def steady_state(rows: list[dict[str, Any]]) -> dict[str, float]:
 def run_train(s: Settings, data: Path, out: Path, *extra: str) -> dict[str, Any]:
     import torch
 
-    from cerberus.engine import train
-    from cerberus.evaluation import evaluate_checkpoint
+    from cerberus.evaluation.evaluate import evaluate_checkpoint
+    from cerberus.training.engine import train
 
     cfg = train_config(s, data, out, *extra)
     if s.device == "cuda":
@@ -303,9 +303,9 @@ def compare_precision(
     import numpy as np
     import torch
 
-    from cerberus.checkpoints import load_model_from_checkpoint
     from cerberus.data.datasets import ImageDataset, read_dataset
     from cerberus.data.transforms import build_transforms
+    from cerberus.training.checkpoints import load_model_from_checkpoint
 
     first = {
         k: relative(bf16["first_losses"][k], v)
@@ -422,10 +422,10 @@ def bench_extraction(s: Settings, config: Path, report: Path) -> dict[str, Any]:
 
 def macs_per_image(s: Settings) -> dict[str, float]:
     """Forward GMACs per image of ours (paper config) and torchreid's ResNet-50 when present."""
-    from cerberus.checkpoints import model_from_config
+    from cerberus.attributes.schema_files import get_schema
     from cerberus.config import load_config
-    from cerberus.model import count_flops
-    from cerberus.schema_files import get_schema
+    from cerberus.modeling.model import count_flops
+    from cerberus.training.checkpoints import model_from_config
 
     cfg = load_config(ROOT / "configs" / "market1501.yaml", [*s.overrides])
     model = model_from_config(cfg.model, get_schema("market1501"), 751, load_weights=False)
@@ -486,7 +486,7 @@ def run_ddp(s: Settings, data: Path, out: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     _run(cmd, 300, env)
     backend = "nccl" if s.device == "cuda" else "gloo"
-    from cerberus.checkpoints import load_checkpoint
+    from cerberus.training.checkpoints import load_checkpoint
 
     return {
         "processes": gpus,
@@ -601,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
 
     def synth() -> dict[str, Any]:
-        from cerberus.data.synthetic import generate_synthetic
+        from cerberus.data.synthetic.benchmark import generate_synthetic
 
         if (data / "market_attribute.mat").is_file():
             return {"reused": str(data)}

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from cerberus.search import Gallery
-from cerberus.serve import background_server, create_app
+from cerberus.web.app import background_server, create_app
 
 
 def main() -> None:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cerberus.attribute_files import save_attribute_mat
-from cerberus.attribute_table import AttributeTable
+from cerberus.attributes.mat import save_attribute_mat
+from cerberus.attributes.schema import Schema
+from cerberus.attributes.schema_files import DUKEMTMC, MARKET1501
+from cerberus.attributes.table import AttributeTable
 from cerberus.cli import main
-from cerberus.schema import Schema
-from cerberus.schema_files import DUKEMTMC, MARKET1501
 
 SHARED_ATTRIBUTES = Path(__file__).resolve().parents[2] / "shared" / "data" / "attributes"
 
@@ -93,8 +93,8 @@ def tiny_model(seed: int = 0, **kwargs):
     """A small Cerberus (ResNet-18, random weights, d = 16, Market schema) built under ``seed``."""
     import torch
 
-    from cerberus.model import build_model
-    from cerberus.schema import GROUPS
+    from cerberus.attributes.schema import GROUPS
+    from cerberus.modeling.model import build_model
 
     kwargs.setdefault("dim", 16)
     kwargs.setdefault("backbone", "resnet18")
@@ -187,7 +187,7 @@ def tracked_store(features_path: Path):
     """A memory gallery of a features file's crops as footage would give them: each camera a
     source (``c1.mp4``...), the crops of one identity in one camera a track, one crop every
     2 s, identity ``p`` first seen ``60 p`` s after :data:`T_GALLERY`."""
-    from cerberus.features import FeatureSet
+    from cerberus.inference.features import FeatureSet
     from cerberus.search import items_of_features
     from cerberus.search.stores import info_of_features
     from cerberus.store import Items, MemoryStore

@@ -111,7 +111,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 5e-4
     """Adam's L2 coefficient (added to the gradient) of the decayed groups, see
-    :func:`cerberus.optim.parameter_groups`; conv / linear weights are always decayed."""
+    :func:`cerberus.modeling.optim.parameter_groups`; conv / linear weights are always decayed."""
     decay_norm_and_bias: bool = True
     """Also decay BatchNorm weights / biases and other biases (torchreid and the bag of tricks
     baseline do; it is what Cerberus did before the groups were explicit)."""

@@ -2,8 +2,8 @@
 and exit code 2.
 
 One module per family of commands (:mod:`~cerberus.cli.data`, :mod:`~cerberus.cli.training`,
-:mod:`~cerberus.cli.gallery`, :mod:`~cerberus.cli.footage`, :mod:`~cerberus.cli.model`,
-:mod:`~cerberus.cli.visualize`); they reach the model and the gallery index only through the
+:mod:`~cerberus.cli.search`, :mod:`~cerberus.cli.footage`, :mod:`~cerberus.cli.model`,
+:mod:`~cerberus.cli.figures`); they reach the model and the gallery index only through the
 search layer (:mod:`cerberus.search`); ``ingest`` goes through :mod:`cerberus.footage.ingest`.
 """
 
@@ -16,7 +16,7 @@ import typer
 
 # importing a module registers its commands; --help lists them in this order
 # isort: off
-from cerberus.cli import data, training, gallery, galleries, footage, model, visualize  # noqa: F401
+from cerberus.cli import data, training, search, gallery, footage, model, figures  # noqa: F401
 from cerberus.cli._app import app, debugging, one_line
 from cerberus.errors import CerberusError
 

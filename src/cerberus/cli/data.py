@@ -58,7 +58,11 @@ def synth(
 ) -> None:
     """Generate the built-in synthetic benchmark (Market-1501 layout, or a table dataset);
     ``synth footage``: camera footage with ground truth."""
-    from cerberus.data.synthetic import generate_synthetic, make_contact_sheet, make_value_sheet
+    from cerberus.data.synthetic.benchmark import (
+        generate_synthetic,
+        make_contact_sheet,
+        make_value_sheet,
+    )
 
     if ctx.invoked_subcommand is not None:
         if out is not None:
@@ -128,8 +132,8 @@ def synth_footage(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
 ) -> None:
     """Synthetic camera footage with MOTChallenge ground truth (README: Synthetic footage)."""
-    from cerberus.data.synthetic_footage import generate_footage, parse_size, parse_start
-    from cerberus.data.synthetic_scene import FootageSpec
+    from cerberus.data.synthetic.footage import generate_footage, parse_size, parse_start
+    from cerberus.data.synthetic.scene import FootageSpec
 
     width, height = parse_size(size)
     spec = FootageSpec(

@@ -1,342 +1,173 @@
-"""Commands over a gallery: ``extract``, ``index``, ``search``, ``serve`` (the ``gallery``
-family and ``timeline`` are in :mod:`cerberus.cli.galleries`)."""
+"""Commands on a gallery that grows (method §9): ``gallery info | remove | compact | convert`` and
+``timeline`` ("where else was this person?")."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cerberus.cli._app import (
-    Checkpoint,
-    Device,
-    app,
-    at_least,
-)
+from cerberus.cli._app import Device, app, at_least
 from cerberus.errors import CerberusError
 
-GalleryTarget = Annotated[
-    str | None,
-    typer.Option(
-        "--gallery",
-        help="Add to this gallery: a folder (created when missing) or a Milvus URI; no rebuild.",
-    ),
-]
-Camera = Annotated[
-    str | None,
-    typer.Option(help="With --gallery: camera of crops whose file names do not tell it."),
-]
-Start = Annotated[
-    str | None,
-    typer.Option(help="With --gallery: time of the crops, ISO-8601 with a zone (else unknown)."),
-]
-Replace = Annotated[
-    bool, typer.Option(help="With --gallery: replace a source already in the gallery.")
-]
+gallery_app = typer.Typer(
+    help="Look into, shrink or convert a gallery (a folder, a Milvus URI, an .npz index).",
+    no_args_is_help=True,
+)
+app.add_typer(gallery_app, name="gallery")
+
+Target = Annotated[str, typer.Argument(help="Gallery: a folder, a Milvus URI or an .npz index.")]
 
 
-def _check_adding(out, gallery, camera, start, replace) -> None:
-    """One of --out / --gallery; --camera / --start / --replace only with --gallery; --start a
-    time with a zone (checked before any work)."""
-    from cerberus.search import to_utc_seconds
+@gallery_app.command("info")
+def info(
+    gallery: Target,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Counts, cameras, sources and time span of a gallery, and the model it was built with."""
+    from cerberus.search import Gallery
 
-    if out is None and gallery is None:
-        raise CerberusError("give --out (a file) or --gallery (a gallery to add to)")
-    if gallery is None:
-        for option, value in (("--camera", camera), ("--start", start), ("--replace", replace)):
-            if value:
-                raise CerberusError(f"{option} is for adding to a gallery: give --gallery")
-    if start is not None:
-        to_utc_seconds(start, "--start")
-
-
-def _add(gallery: str, feats, camera, start, replace) -> None:
-    from cerberus.search import add_features
-
-    store, ids = add_features(gallery, feats, camera=camera, start=start, replace=replace)
-    sources = sorted({s for s in store.get(ids[:1], vectors=False).source}) if len(ids) else []
+    facts = Gallery.open(gallery, model=False).summary()
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    span = facts["span"]
     typer.echo(
-        f"{len(ids)} crops added to {gallery} (source {', '.join(sources) or '-'}); "
-        f"it holds {store.count()} crops from {len(store.cameras())} cameras"
+        f"{gallery}: {facts['count']} crops, dim {facts['dim']}, schema {facts['schema']}"
+        + (" (read-only .npz index)" if facts["read_only"] else "")
     )
+    typer.echo(f"model: {facts['checkpoint'] or '-'} ({facts['fingerprint'][:12]})")
+    typer.echo(f"time: {span[0]} .. {span[1]}" if span else "time: unknown for every crop")
+    if span and facts["undated"]:
+        typer.echo(f"      ({facts['undated']} crops without a time)")
+    cams = ", ".join(f"{c} ({n})" for c, n in facts["cameras"].items())
+    typer.echo(f"cameras: {cams or 'none known'}")
+    typer.echo(f"sources ({len(facts['sources'])}):")
+    for s in facts["sources"]:
+        typer.echo(f"  {s['name']}: {s['count']} crops" + ("" if s["complete"] else " (adding)"))
+
+
+@gallery_app.command("remove")
+def remove(
+    gallery: Target,
+    source: Annotated[str | None, typer.Option(help="Remove every crop of this source.")] = None,
+    camera: Annotated[str | None, typer.Option(help="Remove every crop of this camera.")] = None,
+) -> None:
+    """Remove every crop of one source or of one camera."""
+    from cerberus.search import open_store
+
+    if (source is None) == (camera is None):
+        raise CerberusError("give exactly one of --source or --camera")
+    store = open_store(gallery)
+    if camera is not None and camera not in store.cameras():
+        known = ", ".join(store.cameras()) or "none"
+        raise CerberusError(f"--camera {camera}: not in {gallery} (it has: {known})")
+    names = {s.name for s in store.sources()}
+    if source is not None and source not in names:
+        resolved = str(Path(source).expanduser().resolve())  # files and folders: absolute
+        if resolved not in names:
+            raise CerberusError(
+                f"--source {source}: not in {gallery} (see `cerberus gallery info`)"
+            )
+        source = resolved
+    gone = store.remove(source=source, camera=camera)
+    typer.echo(f"removed {gone} crops from {gallery}; it holds {store.count()}")
     store.close()
 
 
-def _attribute_table(path: Path, schema):
-    """Both splits of a Lin-style attribute file as one table (their identities are disjoint)."""
-    import numpy as np
-
-    from cerberus.attribute_files import load_attribute_mat
-    from cerberus.attribute_table import AttributeTable
-
-    tables = load_attribute_mat(path, schema).values()
-    return AttributeTable(
-        schema,
-        np.concatenate([t.ids for t in tables]),
-        np.concatenate([t.values for t in tables]),
-    )
-
-
-@app.command()
-def extract(
-    checkpoint: Checkpoint,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Features file to write (.npz).")
-    ] = None,
-    images: Annotated[
-        Path | None, typer.Option("--images", help="Folder of person crops (recursive).")
-    ] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data", help="Instead of --images: a table dataset folder (images.csv); see --split."
-        ),
-    ] = None,
-    split: Annotated[
-        str, typer.Option(help="With --data: the split to extract (train, query, gallery).")
-    ] = "gallery",
-    attributes: Annotated[
-        Path | None,
-        typer.Option(help="Lin-style .mat file: store the identities' attributes as truth."),
-    ] = None,
-    skip_bad: Annotated[
-        bool, typer.Option(help="Skip unreadable images (logged by name) instead of stopping.")
-    ] = False,
-    device: Device = "auto",
-    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
-    workers: Annotated[int | None, typer.Option(help="DataLoader workers.")] = None,
-    gallery: GalleryTarget = None,
-    camera: Camera = None,
-    start: Start = None,
-    replace: Replace = False,
-) -> None:
-    """Extract the five part features of every crop in a folder (or of one split of a table
-    dataset, with its identities, cameras and attributes) into a features file.
-
-    With --gallery, the crops are also (or instead) added to a gallery that grows."""
-    from cerberus.features import UNKNOWN
-    from cerberus.search import load_model
-
-    _check_adding(out, gallery, camera, start, replace)
-    at_least("--batch-size", batch_size, 1)
-    at_least("--workers", workers, 0)
-    if (images is None) == (data is None):
-        raise CerberusError("give exactly one of --images (a folder) or --data (a table dataset)")
-    if data is not None and attributes is not None:
-        raise CerberusError("--attributes is for --images; a table dataset has its attributes")
-    if data is not None and split not in ("train", "query", "gallery"):
-        raise CerberusError(f"--split {split!r}: must be train, query or gallery")
-    net = load_model(checkpoint, device=device, batch_size=batch_size, num_workers=workers)
-    if data is not None:
-        from cerberus.data.table import SCHEMA_FILE, read_table_dataset
-
-        own = (data / SCHEMA_FILE).is_file()
-        dataset = read_table_dataset(data, None if own else net.schema)
-        feats = net.extract_images(
-            getattr(dataset, split), skip_bad=skip_bad, progress=True, desc=split
-        )
-    else:
-        table = _attribute_table(attributes, net.schema) if attributes else None
-        feats = net.extract_folder(images, attributes=table, skip_bad=skip_bad, progress=True)
-    if gallery is not None:
-        _add(gallery, feats, camera, start, replace)
-        if out is None:
-            return
-    path = feats.save(out)
-    named = feats.pids != UNKNOWN
-    known = int((named & (feats.pids > 0)).sum())
-    others = int((named & (feats.pids <= 0)).sum())  # Market: 0 distractor, -1 junk
-    typer.echo(
-        f"{len(feats.paths)} images -> {path} (features {feats.features.shape[1:]}, "
-        f"{known} with identities"
-        + (" from the table" if data is not None else " from their names")
-        + (f", {others} distractor / junk crops" if others else "")
-        + ")"
-    )
-
-
-@app.command("index")
-def build_index(
-    features: Annotated[Path, typer.Option("--features", help="Features file from extract.")],
-    out: Annotated[Path | None, typer.Option("--out", help="Index file to write (.npz).")] = None,
-    kind: Annotated[
-        str, typer.Option(help="flat (exact); ivf, ivf-sq8 or hnsw (approximate, for millions).")
-    ] = "flat",
-    nlist: Annotated[int | None, typer.Option(help="ivf*: cells (default sqrt(N)).")] = None,
-    nprobe: Annotated[int, typer.Option(help="ivf*: cells searched per query.")] = 16,
-    hnsw_m: Annotated[int, typer.Option(help="hnsw: links per node.")] = 32,
-    ef_search: Annotated[int, typer.Option(help="hnsw: search depth.")] = 128,
-    gallery: GalleryTarget = None,
-    camera: Camera = None,
-    start: Start = None,
-    replace: Replace = False,
-) -> None:
-    """Build an index file for reID and APS, or add features to a gallery (--gallery).
-
-    The index is faiss, inner product = mean part cosine; a gallery grows without a rebuild."""
+@gallery_app.command("compact")
+def compact(gallery: Target) -> None:
+    """Build (or retrain) a local gallery's approximate index and drop removed crops' vectors:
+    after large adds, so that no search has to build it (minutes at a million crops)."""
     import time
 
-    from cerberus.features import FeatureSet
-    from cerberus.search import build_index
+    from cerberus.search import open_store
 
-    _check_adding(out, gallery, camera, start, replace)
-    if gallery is not None and out is not None:
-        raise CerberusError("give one of --out (an index file) or --gallery (a gallery)")
-    feats = FeatureSet.load(features)
-    if gallery is not None:
-        if kind != "flat":
-            raise CerberusError(f"--kind {kind} is for --out; a gallery keeps its own index")
-        _add(gallery, feats, camera, start, replace)
-        return
-    t = time.perf_counter()
-    index = build_index(
-        feats, kind=kind, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search
-    )
-    seconds = time.perf_counter() - t
-    path = index.save(out)
-    line = f"{kind} index of {len(index)} vectors (dim {index.index.d}) -> {path}"
-    line += f" in {seconds:.2f}s"
-    if "recall_at_10" in index.meta:
-        line += f"; recall@10 vs exact search {index.meta['recall_at_10']:.4f}"
-    typer.echo(line)
+    store = open_store(gallery)
+    try:
+        if not hasattr(store, "build_index"):
+            raise CerberusError(f"{gallery}: only a local gallery folder keeps its own index")
+        t = time.perf_counter()
+        dropped = store.compact()
+        store.build_index()
+        typer.echo(
+            f"{gallery}: {store.count()} crops indexed, {dropped} removed rows dropped "
+            f"in {time.perf_counter() - t:.1f} s"
+        )
+    finally:
+        store.close()
+
+
+@gallery_app.command("convert")
+def convert(
+    index: Annotated[Path, typer.Argument(help="An .npz index file from `cerberus index --out`.")],
+    out: Annotated[str, typer.Option("--out", help="New gallery: a folder or a Milvus URI.")],
+) -> None:
+    """Copy an .npz index into a gallery that grows (vectors, identities, cameras, attributes)."""
+    from cerberus.search import convert as convert_index
+
+    if index.suffix != ".npz":
+        raise CerberusError(f"{index}: not an .npz index file")
+    store = convert_index(index, out)
+    typer.echo(f"{index} -> {out}: {store.count()} crops, {len(store.sources())} sources")
+    store.close()
 
 
 @app.command()
-def search(
-    index: Annotated[
-        str,
-        typer.Option(
-            "--index", "--gallery", help="Gallery: a folder, a Milvus URI or an .npz index file."
-        ),
+def timeline(
+    gallery: Annotated[
+        str, typer.Option("--gallery", "--index", help="Gallery: folder, Milvus URI or .npz.")
     ],
-    image: Annotated[Path | None, typer.Option(help="reID: a query crop.")] = None,
-    attrs: Annotated[
-        str | None,
-        typer.Option(help='APS: e.g. "gender=female, upper.color=red, backpack=yes".'),
-    ] = None,
+    item: Annotated[int, typer.Option("--item", help="The gallery item (a result's id).")],
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="Model for image queries (default: the one the index was built with)."),
+        typer.Option(help="Model for the threshold (default: the one the gallery was built with)."),
     ] = None,
-    k: Annotated[int, typer.Option("--top-k", "-k", help="Results to return.")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    figure: Annotated[Path | None, typer.Option(help="Also draw the ranked list (PNG).")] = None,
-    fpr: Annotated[
-        float | None,
-        typer.Option(help="reID: the calibrated FPR whose threshold says same / different."),
-    ] = None,
-    device: Device = "auto",
     camera: Annotated[
-        list[str] | None, typer.Option("--camera", help="Only these cameras (repeat the option).")
+        list[str] | None, typer.Option("--camera", help="Only these cameras (repeat).")
     ] = None,
-    after: Annotated[
-        str | None, typer.Option(help="Only crops at or after this time (ISO-8601 with a zone).")
+    after: Annotated[str | None, typer.Option(help="Only at or after (ISO-8601).")] = None,
+    before: Annotated[str | None, typer.Option(help="Only before (ISO-8601).")] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option(help="Keep crops above this score (default: the calibrated threshold)."),
     ] = None,
-    before: Annotated[
-        str | None, typer.Option(help="Only crops before this time (ISO-8601 with a zone).")
-    ] = None,
-    per_track: Annotated[
-        bool, typer.Option("--per-track", help="One row per track (its best crop).")
+    k: Annotated[int, typer.Option("--top-k", "-k", help="Uncalibrated: crops kept.")] = 100,
+    fpr: Annotated[float | None, typer.Option(help="The calibrated FPR to judge at.")] = None,
+    per_item: Annotated[
+        bool, typer.Option(help="Query with the item's own vector, not its track's mean.")
     ] = False,
-    track_score: Annotated[
-        str, typer.Option(help="--per-track: a track's score, max or top3 (mean of its best 3).")
-    ] = "max",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: Device = "auto",
 ) -> None:
-    """Search a gallery by image (reID) or by attributes (APS, any subset).
+    """Where else was this person? Sightings of a gallery item's person, by time.
 
-    Filters: --camera (repeat), --after / --before; --per-track gives one row per track.
-
-    reID results say "same person" or "different" at the threshold `cerberus calibrate` stored
-    with the model (its chosen FPR, or --fpr)."""
-    import json
-
-    from cerberus.search import TRACK_SCORES, Gallery
+    Every camera is searched with the item's track (or the item); the crops judged the same
+    person are grouped per track."""
+    from cerberus.search import Gallery
 
     at_least("--top-k (-k)", k, 1)
-    if (image is None) == (attrs is None):
-        raise CerberusError("give exactly one of --image (reID) or --attrs (APS)")
-    if track_score not in TRACK_SCORES:
-        raise CerberusError(f"--track-score {track_score!r}: must be {' or '.join(TRACK_SCORES)}")
-    gallery = Gallery.open(index, checkpoint, device=device, model=image is not None)
-    where = gallery.where(cameras=camera, after=after, before=before)
-    options = {"where": where, "per_track": per_track, "track_score": track_score}
-    if image is not None:
-        found = gallery.by_image(image, k, fpr=fpr, **options)
-        query: dict = {"image": str(image)}
-    else:
-        found = gallery.by_attributes(attrs, k, **options)
-        query = found.query
-    rows, query_text, verdicts = found.rows, found.text, found.verdicts
-    point = None if verdicts is None else verdicts.point
+    opened = Gallery.open(gallery, checkpoint, device=device, model=min_score is None)
+    where = opened.where(cameras=camera, after=after, before=before)
+    found = opened.timeline(item, where=where, min_score=min_score, k=k, per_item=per_item, fpr=fpr)
     if as_json:
-        out = {"query": query, "results": rows}
-        if verdicts is not None:
-            out["operating_point"] = point
-            out["calibrated_on"] = verdicts.calibrated_on
-        typer.echo(json.dumps(out, indent=2))
-    else:
-        same = " same     " if image is not None else ""
-        typer.echo(f"{'rank':>4s} {'score':>7s} {'id':>6s} {'cam':>4s} {'ok':>3s} {same} path")
-        for r in rows:
-            ok = {True: "yes", False: "no", None: "-"}[r["correct"]]
-            pid = "-" if r["pid"] is None else str(r["pid"])
-            cam = r["camera"] or "-"
-            verdict = {True: "same     ", False: "different", None: "-        "}
-            same = f" {verdict[r['same_person']]}" if image is not None else ""
-            typer.echo(
-                f"{r['rank']:4d} {r['score']:7.4f} {pid:>6s} {cam:>4s} {ok:>3s}{same}  {r['path']}"
-                + _when(r)
-            )
-        if verdicts is not None:
-            said = verdicts.text
-            typer.echo(said if point is None else f"same person if score > {said}")
-    if figure is not None:
-        from cerberus.visualize import rank_list_from_rows
-
-        title = f"reID: {image.name}" if image is not None else f"APS: {attrs}"
-        rank_list_from_rows(figure, rows, query_image=image, query_text=query_text, title=title)
-        if not as_json:
-            typer.echo(f"figure: {figure}")
-
-
-def _when(row: dict) -> str:
-    """`` at TIME`` / `` track 3: 12 crops, START .. END`` when a row knows them."""
-    if "count" in row:
-        span = row["span"]
-        when = f", {span[0]} .. {span[1]}" if span else ""
-        track = "" if row["track"] is None else f" track {row['track']}:"
-        crops = f"{row['count']} crop{'' if row['count'] == 1 else 's'}"
-        return f"  {track} {crops}{when}"
-    return f"  at {row['time']}" if row.get("time") else ""
-
-
-@app.command()
-def serve(
-    index: Annotated[
-        str,
-        typer.Option(
-            "--index", "--gallery", help="Gallery: a folder, a Milvus URI or an .npz index file."
-        ),
-    ],
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(help="Model for photo queries (default: the one the index was built with)."),
-    ] = None,
-    host: Annotated[
-        str, typer.Option(help="Address to listen on; 0.0.0.0 opens it to the network.")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    max_image_mb: Annotated[float, typer.Option(help="Largest upload, in MiB.")] = 8.0,
-    max_pixels: Annotated[int, typer.Option(help="Largest upload, width x height.")] = 4096 * 4096,
-    device: Device = "auto",
-) -> None:
-    """Serve the person-search page and its JSON API (search by photo or description)."""
-    from cerberus.search import Gallery
-    from cerberus.serve import check_serve_options, create_app, run_server
-
-    limits = check_serve_options(port, max_image_mb, max_pixels)
-    gallery = Gallery.open(index, checkpoint, device=device)
-    served = create_app(gallery, limits=limits)  # everything loaded and checked before serving
-    typer.echo(f"serving {len(gallery)} gallery crops on http://{host}:{port}/ (Ctrl-C stops)")
-    run_server(served, host=host, port=port)
+        typer.echo(json.dumps(found, indent=2))
+        return
+    q = found["query"]
+    typer.echo(
+        f"item {q['id']} ({q['camera'] or '-'}, {q['time'] or 'no time'}; {q['vector']}); "
+        f"{found['rule']}"
+    )
+    typer.echo(f"{'start':25s} {'end':25s} {'camera':>8s} {'score':>7s} {'crops':>5s} item")
+    for s in found["sightings"]:
+        mark = (
+            ("  <- the query's track" if s["track"] is not None else "  <- the query")
+            if s["query"]
+            else ""
+        )
+        typer.echo(
+            f"{s['start'] or '-':25s} {s['end'] or '-':25s} {s['camera'] or '-':>8s} "
+            f"{s['score']:7.4f} {s['count']:5d} {s['item']}{mark}"
+        )

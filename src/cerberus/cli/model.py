@@ -82,11 +82,11 @@ def calibrate(
 ) -> None:
     """ROC of same / different identity pairs; thresholds at target FPRs for verify / search."""
 
-    from cerberus.calibration import calibrate as run_calibration
-    from cerberus.calibration import describe_point, operating_point, store_calibration
-    from cerberus.evaluation import checkpoint_dataset
+    from cerberus.evaluation.calibration import calibrate as run_calibration
+    from cerberus.evaluation.calibration import describe_point, operating_point, store_calibration
+    from cerberus.evaluation.evaluate import checkpoint_dataset
+    from cerberus.evaluation.figures import roc_figure
     from cerberus.search import load_model
-    from cerberus.visualize import roc_figure
 
     at_least("--batch-size", batch_size, 1)
     at_least("--workers", workers, 0)
@@ -186,7 +186,7 @@ def describe(
 
 def certainty_line(found: dict) -> str:
     """``"head 0.93, upper body 0.41 (weak), ..."``: each group's probability of its SID."""
-    from cerberus.schema import GROUP_NAMES
+    from cerberus.attributes.schema import GROUP_NAMES
 
     return ", ".join(
         f"{GROUP_NAMES[g]} {p:.2f}" + (" (weak)" if g in found["weak"] else "")
@@ -219,7 +219,7 @@ def export(
     without pickles; its hash is checked on every load."""
     import torch
 
-    from cerberus.export import export_onnx, verify_onnx
+    from cerberus.inference.export import export_onnx, verify_onnx
     from cerberus.search import load_model
 
     kind = format or ("safetensors" if out.suffix in (".safetensors", ".json") else "onnx")
@@ -242,7 +242,7 @@ def export(
 def _export_weights(checkpoint: Path, out: Path, metrics: Path | None, verify: bool) -> None:
     import json
 
-    from cerberus.export import export_weights, verify_weights
+    from cerberus.inference.export import export_weights, verify_weights
 
     scores = None
     if metrics is not None:

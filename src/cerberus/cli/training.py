@@ -26,8 +26,8 @@ def train(
     """Train a model. Resumes from the last checkpoint in train.output_dir unless --no-resume."""
     from cerberus.config import load_config
     from cerberus.data.table import open_dataset
-    from cerberus.engine import train as run_training
-    from cerberus.evaluation import periodic_evaluation
+    from cerberus.evaluation.evaluate import periodic_evaluation
+    from cerberus.training.engine import train as run_training
 
     cfg = load_config(config, overrides or [])
     dataset = open_dataset(
@@ -55,7 +55,7 @@ def evaluate(
 ) -> None:
     """Evaluate reID, APS (full and partial queries) and PAR; one table, chance levels beside."""
 
-    from cerberus.evaluation import evaluate_checkpoint, format_report
+    from cerberus.evaluation.evaluate import evaluate_checkpoint, format_report
 
     at_least("--batch-size", batch_size, 1)
     at_least("--workers", workers, 0)
@@ -107,7 +107,7 @@ def ablate(
 ) -> None:
     """Run an ablation or a paper experiment over seeds; print its table (also written to --out)."""
     from cerberus.config import load_config
-    from cerberus.experiments import ABLATIONS, run_conflict, run_table, run_unseen
+    from cerberus.experiments.ablations import ABLATIONS, run_conflict, run_table, run_unseen
 
     if which not in ABLATIONS:
         raise CerberusError(f"unknown ablation {which!r}; valid: {', '.join(ABLATIONS)}")
@@ -120,11 +120,11 @@ def ablate(
     elif which == "conflict":
         table = run_conflict(cfg, out, seeds=seed_list, keep_checkpoints=keep_checkpoints)
     elif which == "sensitivity":
-        from cerberus.sensitivity import load_grid, run_sensitivity
+        from cerberus.experiments.sensitivity import load_grid, run_sensitivity
 
         table = run_sensitivity(cfg, out, load_grid(grid), seeds=seed_list, split_seed=split_seed)
     elif which == "silhouette":
-        from cerberus.silhouette import run_silhouette
+        from cerberus.experiments.silhouette import run_silhouette
 
         group_list = [g.strip() for g in groups.split(",") if g.strip()]
         table = run_silhouette(cfg, out, seeds=seed_list, groups=group_list, num_ids=ids)
@@ -178,11 +178,11 @@ def info(
     ] = "",
 ) -> None:
     """Print the model's parameter count and FLOPs at the configured input size."""
-    from cerberus.checkpoints import model_from_config
+    from cerberus.attributes.schema_files import get_schema
     from cerberus.config import load_config
     from cerberus.data.table import resolve_schema
-    from cerberus.model import count_flops, count_parameters
-    from cerberus.schema_files import get_schema
+    from cerberus.modeling.model import count_flops, count_parameters
+    from cerberus.training.checkpoints import model_from_config
 
     at_least("--num-classes", num_classes, 1)
     cfg = load_config(config, overrides or [])
@@ -220,7 +220,7 @@ def demo(
 ) -> None:
     """Synthetic data -> train (CPU config) -> evaluate -> index -> figures -> report.md."""
     from cerberus.config import load_config
-    from cerberus.demo import run_demo
+    from cerberus.experiments.demo import run_demo
 
     cfg = load_config(config, overrides or [])
     report = run_demo(cfg, out, regenerate=regenerate)

@@ -26,16 +26,31 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cerberus.attribute_files import load_attribute_mat
-from cerberus.attribute_table import AttributeTable, check_alt_values
+from cerberus.attributes.mat import load_attribute_mat
+from cerberus.attributes.schema import Schema
+from cerberus.attributes.schema_files import DUKEMTMC, MARKET1501
+from cerberus.attributes.sids import sid_identity_counts
+from cerberus.attributes.table import AttributeTable, check_alt_values
 from cerberus.data.images import open_image
 from cerberus.errors import CerberusError
 from cerberus.files import same_file_key
-from cerberus.schema import Schema
-from cerberus.schema_files import DUKEMTMC, MARKET1501
-from cerberus.sids import sid_identity_counts
 
 logger = logging.getLogger(__name__)
+
+UNKNOWN = -1000
+"""Identity / camera value of an image whose file name does not tell them."""
+
+
+def camera_label(camid: int, labels: object = ()) -> str | None:
+    """How camera number ``camid`` is shown: ``labels[camid]`` (a table dataset's own
+    ``camera_id``, stored as ``meta["camera_labels"]``), else ``c<camid + 1>`` (the
+    benchmarks' names); ``None`` for an unknown camera (:data:`UNKNOWN` or ``-1``)."""
+    if camid in (UNKNOWN, -1):
+        return None
+    if isinstance(labels, list | tuple) and 0 <= camid < len(labels):
+        return str(labels[camid])
+    return f"c{camid + 1}"
+
 
 JUNK_ID = -1
 DISTRACTOR_ID = 0
@@ -88,7 +103,7 @@ class ImageSet:
         schema: the attribute schema.
         alt_values: alternative colour codes of each image's identity, shape
             ``(N, K, num_attributes)``, ``-1`` where none (see
-            :attr:`~cerberus.attribute_table.AttributeTable.alt_values`); ``None`` is stored as
+            :attr:`~cerberus.attributes.table.AttributeTable.alt_values`); ``None`` is stored as
             ``K = 0``.
         camera_labels: the name of each camera number (a table dataset's own ``camera_id``
             labels); empty: ``c1``, ``c2``, ... (the benchmarks' names).
@@ -280,7 +295,7 @@ def exclude_training_sids(dataset: ReIDDataset, sids: tuple[str, ...]) -> ReIDDa
     """
     if not sids:
         return dataset
-    from cerberus.schema import GROUPS
+    from cerberus.attributes.schema import GROUPS
 
     drop = np.zeros(len(dataset.train), dtype=bool)
     for item in sids:

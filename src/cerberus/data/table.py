@@ -26,7 +26,7 @@ Layout of a table dataset (``data.dataset: table``, ``data.root: DIR``)::
 line 1); :func:`read_table_dataset` stops at the first; :func:`table_summary` describes a dataset
 (what ``cerberus check-data`` prints); :func:`dataset_kind` tells a table dataset from a benchmark
 tree. How the CSV files are read (separator, quotes, header case, extra columns, ``2.0`` ids):
-:mod:`cerberus.data.tablefiles`.
+:mod:`cerberus.data.table_reader`.
 """
 
 from __future__ import annotations
@@ -39,15 +39,19 @@ from pathlib import Path
 
 import numpy as np
 
-from cerberus.attribute_table import AttributeTable
+from cerberus.attributes.schema import GROUPS, Schema
+from cerberus.attributes.schema_files import get_schema
+from cerberus.attributes.sids import occurring_sid_counts
+from cerberus.attributes.table import AttributeTable
 from cerberus.data.datasets import (
     FORMATS,
     ImageSet,
     ReIDDataset,
+    camera_label,
     find_unreadable,
     read_dataset,
 )
-from cerberus.data.tablefiles import (
+from cerberus.data.table_reader import (
     ALTERNATIVE_SEPARATOR,
     ATTRIBUTES,
     MAX_PROBLEMS,  # noqa: F401  (re-exported)
@@ -64,11 +68,7 @@ from cerberus.data.tablefiles import (
     write_attribute_table,
 )
 from cerberus.errors import CerberusError
-from cerberus.features import camera_label
 from cerberus.files import atomic_write, same_file_key
-from cerberus.schema import GROUPS, Schema
-from cerberus.schema_files import get_schema
-from cerberus.sids import occurring_sid_counts
 
 IMAGES = "images"
 IMAGE_COLUMNS = ("path", "person_id", "camera_id", "split")

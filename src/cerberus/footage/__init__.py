@@ -2,6 +2,6 @@
 :mod:`.detect` (person boxes), :mod:`.track` (boxes linked over time), :mod:`.select` (the crops
 kept per track) and :mod:`.ingest` (one source into a gallery store).
 
-Imports point down: this package uses the model (:mod:`cerberus.inference`), the store
-(:mod:`cerberus.store`) and :mod:`cerberus.scoring`; nothing below imports it.
+Imports point down: this package uses the model (:mod:`cerberus.inference.embed`), the store
+(:mod:`cerberus.store`) and :mod:`cerberus.inference.scoring`; nothing below imports it.
 """

@@ -27,11 +27,11 @@ from cerberus.footage.detect import Detector, HogDetector, MotDetections
 from cerberus.footage.select import Candidate, CropSelector
 from cerberus.footage.track import GivenIds, SortTracker, Tracker
 from cerberus.footage.video import VideoSource, open_source
-from cerberus.scoring import decide_sids, embed_features, prototype_scores
+from cerberus.inference.scoring import decide_sids, embed_features, prototype_scores
 from cerberus.store.base import GalleryInfo, GalleryStore, Items
 
 if TYPE_CHECKING:
-    from cerberus.inference import InferenceModel
+    from cerberus.inference.embed import InferenceModel
 
 logger = logging.getLogger(__name__)
 
@@ -376,7 +376,7 @@ def ingest_files(
         if videos[0].kind == "stream":
             raise CerberusError("--detections: a live stream has no detections file")
         given = MotDetections.load(detections, size=videos[0].size, num_frames=videos[0].num_frames)
-    from cerberus.inference import InferenceModel
+    from cerberus.inference.embed import InferenceModel
     from cerberus.store.base import StoreError
     from cerberus.store.open import backend_of, create_store, open_store
 

@@ -1,5 +1,6 @@
 """The search layer (method §5): the one way down from the command line, the page and Python
-callers to the model (:mod:`cerberus.inference`) and the gallery store (:mod:`cerberus.index`).
+callers to the model (:mod:`cerberus.inference.embed`) and the gallery store
+(:mod:`cerberus.store.npz_index`).
 
 - :class:`Gallery`: query by image, by a gallery item (left out of its own results) or by
   attributes, filtered by camera / time (:class:`Filter`), per crop or per track; PAR of
@@ -20,8 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cerberus.features import FeatureSet
-from cerberus.index import INDEX_KINDS, GalleryIndex
+from cerberus.inference.features import FeatureSet
 from cerberus.search.adding import add_features, convert, items_of_features
 from cerberus.search.api import Cerberus, load, verify
 from cerberus.search.gallery import Answer, Gallery, index_model
@@ -30,15 +30,16 @@ from cerberus.search.stores import open_store
 from cerberus.search.tracks import TRACK_SCORES
 from cerberus.search.verdicts import Verdicts, calibration_source
 from cerberus.store import Filter, StoreError, make_filter, to_utc_seconds
+from cerberus.store.npz_index import INDEX_KINDS, GalleryIndex
 
 if TYPE_CHECKING:
-    from cerberus.inference import InferenceModel
+    from cerberus.inference.embed import InferenceModel
 
 
 def load_model(checkpoint, **options: Any) -> InferenceModel:
-    """A checkpoint or weights pair as an :class:`~cerberus.inference.InferenceModel`
+    """A checkpoint or weights pair as an :class:`~cerberus.inference.embed.InferenceModel`
     (``device``, ``batch_size``, ``num_workers``, ``fuse_bn``; imports PyTorch)."""
-    from cerberus.inference import InferenceModel
+    from cerberus.inference.embed import InferenceModel
 
     return InferenceModel.from_checkpoint(checkpoint, **options)
 

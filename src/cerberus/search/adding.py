@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from cerberus.errors import CerberusError
-from cerberus.features import UNKNOWN, FeatureSet, camera_label
-from cerberus.scoring import embed_features
+from cerberus.inference.features import UNKNOWN, FeatureSet, camera_label
+from cerberus.inference.scoring import embed_features
 from cerberus.search.stores import check_same_model, info_of_features, open_store
 from cerberus.store import UNKNOWN_ID, GalleryStore, Items, to_utc_seconds
 from cerberus.store.npz import NpzStore

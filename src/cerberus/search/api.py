@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cerberus.attributes.schema import Schema
 from cerberus.errors import CerberusError
-from cerberus.index import GalleryIndex
-from cerberus.schema import Schema
-from cerberus.scoring import embed_features
+from cerberus.inference.scoring import embed_features
 from cerberus.search.adding import add_features
 from cerberus.search.gallery import Gallery
 from cerberus.search.stores import open_store
 from cerberus.search.verdicts import Verdicts
+from cerberus.store.npz_index import GalleryIndex
 
 if TYPE_CHECKING:
-    from cerberus.inference import ImageLike, InferenceModel
+    from cerberus.inference.embed import ImageLike, InferenceModel
 
 
 class Cerberus:
@@ -53,7 +53,7 @@ class Cerberus:
         cls, checkpoint: str | Path, *, device: str = "auto", batch_size: int | None = None
     ) -> Cerberus:
         """A checkpoint (``last.pt``) or a weights pair (``X.safetensors`` / ``X.json``)."""
-        from cerberus.inference import InferenceModel
+        from cerberus.inference.embed import InferenceModel
 
         return cls(
             InferenceModel.from_checkpoint(
@@ -122,7 +122,7 @@ class Cerberus:
         if isinstance(images, (str, Path)):
             feats = self.net.extract_folder(images, skip_bad=skip_bad)
         else:
-            from cerberus.inference import image_set
+            from cerberus.inference.embed import image_set
 
             feats = self.net.extract_images(image_set(list(images), self.schema), skip_bad=skip_bad)
         if gallery is not None:

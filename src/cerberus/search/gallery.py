@@ -3,10 +3,10 @@
 gallery items, each filtered by camera / time / source and answered per crop or per track;
 and the timeline of a person (:mod:`cerberus.search.timeline`).
 
-:class:`Gallery` is what the ``search`` command, the page (:mod:`cerberus.serve`) and Python
+:class:`Gallery` is what the ``search`` command, the page (:mod:`cerberus.web.app`) and Python
 callers (:class:`cerberus.search.api.Cerberus`) query; the store (:mod:`cerberus.store`: a
 gallery folder, a Milvus collection or a read-only ``.npz`` index) keeps vectors and metadata
-and the model (:mod:`cerberus.inference`) embeds images, neither knows the other.
+and the model (:mod:`cerberus.inference.embed`) embeds images, neither knows the other.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cerberus.attributes.schema import GROUPS, Schema
+from cerberus.attributes.schema_files import schema_from_meta
 from cerberus.errors import CerberusError
-from cerberus.features import UNKNOWN
-from cerberus.index import GalleryIndex
-from cerberus.schema import GROUPS, Schema
-from cerberus.schema_files import schema_from_meta
-from cerberus.scoring import (
+from cerberus.inference.features import UNKNOWN
+from cerberus.inference.scoring import (
     AttributeQuery,
     attribute_query_vectors,
     embed_features,
@@ -36,9 +35,10 @@ from cerberus.search.tracks import Top, check_track_score, top_tracks, track_ite
 from cerberus.search.verdicts import Verdicts
 from cerberus.store import Filter, GalleryInfo, GalleryStore, Hits, StoreError, make_filter
 from cerberus.store.npz import NoVectors, NpzStore
+from cerberus.store.npz_index import GalleryIndex
 
 if TYPE_CHECKING:  # PyTorch is imported only where images are embedded: APS stays fast
-    from cerberus.inference import ImageLike, InferenceModel
+    from cerberus.inference.embed import ImageLike, InferenceModel
 
 
 @dataclass
@@ -81,7 +81,7 @@ class Gallery:
 
     Args:
         store: a :class:`~cerberus.store.GalleryStore`, or an ``.npz`` index
-            (:class:`~cerberus.index.GalleryIndex`, seen read-only).
+            (:class:`~cerberus.store.npz_index.GalleryIndex`, seen read-only).
         net: the model; refused when its fingerprint is not the gallery's. ``None``:
             attribute search only (no PyTorch needed).
 
@@ -251,7 +251,7 @@ class Gallery:
         images = list(images)
         pids = np.full(len(images), UNKNOWN)
         if _all_paths(images):
-            from cerberus.inference import image_set
+            from cerberus.inference.embed import image_set
 
             queries = image_set(images, net.schema)
             features = net.features_of(queries)
@@ -457,7 +457,7 @@ def index_model(
     device: str,
 ) -> InferenceModel:
     """The model that embeds image queries: ``checkpoint``, else the one the gallery names."""
-    from cerberus.inference import InferenceModel
+    from cerberus.inference.embed import InferenceModel
 
     named = (
         gallery.checkpoint

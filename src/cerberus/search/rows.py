@@ -1,5 +1,5 @@
 """Result rows of a ranked list (method §5, §9.2): what ``search`` prints, the page shows and
-:func:`cerberus.visualize.rank_list_from_rows` draws."""
+:func:`cerberus.evaluation.figures.rank_list_from_rows` draws."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from cerberus.features import UNKNOWN
-from cerberus.index import GalleryIndex, SearchResult
-from cerberus.schema_files import schema_from_meta
-from cerberus.scoring import AttributeQuery
+from cerberus.attributes.schema_files import schema_from_meta
+from cerberus.inference.features import UNKNOWN
+from cerberus.inference.scoring import AttributeQuery
 from cerberus.store import NO_FRAME, NO_TRACK, UNKNOWN_ID, GalleryStore, Hits, Items
 from cerberus.store import from_utc_seconds as _from_utc
 from cerberus.store.npz import NpzStore
+from cerberus.store.npz_index import GalleryIndex, SearchResult
 
 
 def iso_time(seconds: float | None) -> str | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cerberus.errors import CerberusError
-from cerberus.features import FeatureSet
+from cerberus.inference.features import FeatureSet
 from cerberus.store import GalleryInfo, GalleryStore, StoreError
 from cerberus.store.npz import NpzStore
 from cerberus.store.open import backend_of

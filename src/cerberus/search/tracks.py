@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from cerberus.attributes.schema import GROUPS
 from cerberus.errors import CerberusError
-from cerberus.schema import GROUPS
-from cerberus.scoring import pool_vectors
+from cerberus.inference.scoring import pool_vectors
 from cerberus.store import NO_TRACK, Filter, GalleryStore, Items
 
 TRACK_SCORES = ("max", "top3")
@@ -142,6 +142,6 @@ def track_items(
 
 def track_vector(vectors: np.ndarray) -> np.ndarray:
     """``(D,)`` a track's vector from its crops' ``(n, D)`` retrieval vectors: the mean of the
-    L2-normalised parts, renormalised per part (:func:`~cerberus.scoring.pool_vectors`, the one
-    rule ingestion and the benchmarks use too)."""
+    L2-normalised parts, renormalised per part (:func:`~cerberus.inference.scoring.pool_vectors`,
+    the one rule ingestion and the benchmarks use too)."""
     return pool_vectors(vectors, parts=len(GROUPS))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from cerberus.errors import CerberusError
 
 if TYPE_CHECKING:
-    from cerberus.inference import InferenceModel
+    from cerberus.inference.embed import InferenceModel
 
 
 def calibration_source(calibration: dict[str, Any], *, full: bool = True) -> str:
@@ -40,7 +40,7 @@ class Verdicts:
     @classmethod
     def of(cls, net: InferenceModel, fpr: float | None = None) -> Verdicts:
         """The operating point of ``net`` at ``fpr`` (default: the one calibrate chose)."""
-        from cerberus.calibration import operating_point
+        from cerberus.evaluation.calibration import operating_point
 
         if net.calibration is None:
             if fpr is not None:
@@ -65,7 +65,7 @@ class Verdicts:
         return self._sentence(full=True)
 
     def _sentence(self, *, full: bool) -> str:
-        from cerberus.calibration import describe_point
+        from cerberus.evaluation.calibration import describe_point
 
         source = calibration_source(self.calibration, full=full)
         return f"{describe_point(self.point, self.calibration)}; calibrated on {source}"
@@ -80,7 +80,7 @@ class Verdicts:
 
     def same(self, score: float) -> bool | None:
         """Same person: ``score > threshold``; ``None`` without a calibration."""
-        from cerberus.calibration import verdict
+        from cerberus.evaluation.calibration import verdict
 
         return None if self.point is None else verdict(score, self.point)
 

@@ -1,8 +1,8 @@
 """The gallery store's contract (method §9.1): what every backend keeps and answers.
 
 A gallery is a set of items (person crops), each with its retrieval vector
-(:func:`cerberus.scoring.embed_features`: the five L2-normalised parts / sqrt(5), so the inner
-product is the mean part cosine) and its metadata: camera, time, source, frame, box, track,
+(:func:`cerberus.inference.scoring.embed_features`: the five L2-normalised parts / sqrt(5), so the
+inner product is the mean part cosine) and its metadata: camera, time, source, frame, box, track,
 identity and attributes when known, the predicted attributes, a thumbnail. A backend stores
 them, filters them by camera / time / source and answers inner-product top-k. It knows nothing
 of models; the search layer (:mod:`cerberus.search`) knows nothing of faiss or Milvus.
@@ -32,7 +32,8 @@ STORE_FORMAT_VERSION = 1
 NO_TRACK = -1
 NO_FRAME = -1
 UNKNOWN_ID = -1000
-"""Identity of an item whose identity is not known (as :data:`cerberus.features.UNKNOWN`)."""
+"""Identity of an item whose identity is not known (as
+:data:`cerberus.inference.features.UNKNOWN`)."""
 
 
 class StoreError(CerberusError):

@@ -3,7 +3,7 @@
 
 Unfiltered searches go through the file's own faiss index (approximate kinds stay as built);
 filtered ones are exact inner products over the reconstructed vectors of the items that pass.
-The file knows cameras by number (named as :func:`cerberus.features.camera_label` shows
+The file knows cameras by number (named as :func:`cerberus.inference.features.camera_label` shows
 them), no times, sources, frames or tracks: each item's source is its crop's folder. Writes
 are refused: ``cerberus gallery convert`` turns the file into a gallery that grows.
 """
@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cerberus.features import UNKNOWN, camera_label
-from cerberus.index import GalleryIndex
-from cerberus.schema_files import schema_from_meta
+from cerberus.attributes.schema_files import schema_from_meta
+from cerberus.inference.features import UNKNOWN, camera_label
 from cerberus.store.base import (
     UNKNOWN_ID,
     Filter,
@@ -28,6 +27,7 @@ from cerberus.store.base import (
     StoreError,
 )
 from cerberus.store.memory import exact_top_k
+from cerberus.store.npz_index import GalleryIndex
 
 READ_ONLY = "read-only: convert it with `cerberus gallery convert`"
 
@@ -38,7 +38,7 @@ class NoVectors(StoreError):
 
 class NpzStore:
     """The reads of :class:`~cerberus.store.base.GalleryStore` over a
-    :class:`~cerberus.index.GalleryIndex`; item ids are the index's row numbers."""
+    :class:`~cerberus.store.npz_index.GalleryIndex`; item ids are the index's row numbers."""
 
     def __init__(self, index: GalleryIndex, *, name: str = "index") -> None:
         self.index = index

@@ -1,0 +1,1 @@
+"""Attributes, their schemas and tables, Lin et al. .mat files and semantic IDs (method §1)."""

@@ -1,0 +1,1 @@
+"""Benchmarks and their figures: protocols, metrics, calibration, explanations (method §6)."""

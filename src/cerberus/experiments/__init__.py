@@ -1,0 +1,1 @@
+"""The paper's analyses (ablations, sensitivity, silhouette) and the demo run."""

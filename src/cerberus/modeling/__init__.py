@@ -1,0 +1,1 @@
+"""The network, its losses and its optimiser groups (method §2, §3)."""

@@ -1,0 +1,1 @@
+"""The training loop, checkpoints and weights files (method §4)."""

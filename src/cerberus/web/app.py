@@ -1,0 +1,643 @@
+"""``cerberus serve``: a person-search web page and its JSON API (FastAPI, served by uvicorn).
+
+One page and its routes over one gallery (a folder, a Milvus URI or an ``.npz`` index) and the
+model it was built with; every search may be filtered by camera and time and answered per
+track:
+
+- ``POST /api/search/image``: reID by an uploaded photo, or by a gallery crop (``gallery_id``);
+- ``POST /api/search/attributes``: APS by a possibly partial description (method §5.2);
+- ``POST /api/describe``: PAR, the predicted attributes of an uploaded photo;
+- ``GET /api/schema``: the attributes, group by group, that a description may use;
+- ``GET /api/gallery``: its size and cameras, read again on every request (a gallery that
+  another process adds to shows its new crops); ``GET /api/timeline/{item_id}``: "where else
+  was this person?" (method §9.2);
+- ``GET /api/health``; ``GET /api/gallery/{item_id}/image``: a gallery crop by its index number;
+  ``GET /api/gallery/{item_id}/frame``: the source frame of a crop from footage, its box drawn
+  (the server reads only the paths stored in the index, never a path a client gives).
+
+Queries, verdicts and result rows come from the search layer the ``search`` command uses
+(:class:`cerberus.search.Gallery`); uploads are embedded in memory. A clicked result searches
+with that crop and leaves it out of its own results. Bad input is a 4xx answer whose ``detail``
+is one line; the server goes on serving.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import mimetypes
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from PIL import Image
+
+from cerberus.attributes.schema import GROUP_NAMES, GROUPS, Schema
+from cerberus.errors import CerberusError, shown
+from cerberus.search import Answer, Gallery
+from cerberus.web.body_limit import Guard
+from cerberus.web.uploads import (  # noqa: F401 - the page's input checks, re-exported
+    IMAGE_FORMATS,
+    BadRequest,
+    Limits,
+    check_serve_options,
+    decode_image,
+    pillow_limit,
+)
+
+try:
+    try:  # python-multipart, which FastAPI reads uploads with (its module's old name second)
+        import python_multipart  # noqa: F401
+    except ModuleNotFoundError:
+        import multipart  # noqa: F401
+    from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from fastapi.staticfiles import StaticFiles
+    from pydantic import BaseModel, ConfigDict, Field
+except ModuleNotFoundError as exc:  # the optional 'serve' extra is not installed
+    raise CerberusError(
+        f"cerberus serve needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
+        "pip install 'cerberus-reid[serve]'"
+    ) from None
+
+if TYPE_CHECKING:
+    from cerberus.search import GalleryIndex, InferenceModel
+
+logger = logging.getLogger(__name__)
+
+MAX_K = 100
+"""The most results one search returns."""
+
+MAX_JSON_BYTES = 64 * 1024
+"""The largest body of a JSON route (an attribute search is a few hundred bytes)."""
+
+FORM_OVERHEAD = 64 * 1024
+"""Room in an upload's body for the form's other fields and the multipart framing."""
+
+UPLOAD_ROUTES = ("/api/search/image", "/api/describe")
+"""Routes whose body is a multipart form with an image file (limit: image bytes + overhead)."""
+
+BODY_TYPES = {
+    "/api/search/attributes": ("application/json",),
+    **{
+        route: ("multipart/form-data", "application/x-www-form-urlencoded")
+        for route in UPLOAD_ROUTES
+    },
+}
+"""The content types each POST route reads its body as (the first is the one to name)."""
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+# --------------------------------------------------------------------------- request bodies
+
+
+class AttributeSearch(BaseModel):
+    """An attribute search: attribute name -> value name; attributes left out are "any".
+
+    Fields other than these two are refused (422), never silently ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    attributes: dict[str, str] = Field(
+        description='e.g. {"gender": "female", "upper.color": "red"}; names and values from '
+        "GET /api/schema, case-insensitive; at least one attribute"
+    )
+    k: int = Field(10, ge=1, le=MAX_K, description="number of results")
+    cameras: list[str] | None = Field(None, description="only these cameras (GET /api/gallery)")
+    after: str | None = Field(None, description="only at or after: ISO-8601 with a zone")
+    before: str | None = Field(None, description="only before: ISO-8601 with a zone")
+    per_track: bool = Field(False, description="one row per track (its best crop)")
+    track_score: Literal["max", "top3"] = Field("max", description="a track's score")
+
+
+TopK = Annotated[int, Form(ge=1, le=MAX_K, description="number of results")]
+"""The ``k`` form field of a photo search."""
+Cameras = Annotated[list[str] | None, Form(description="only these cameras (repeat)")]
+When = Annotated[str | None, Form(description="ISO-8601 with a zone")]
+PerTrack = Annotated[bool, Form(description="one row per track")]
+TrackScore = Annotated[Literal["max", "top3"], Form(description="a track's score")]
+
+
+# --------------------------------------------------------------------------- image input
+
+
+def read_upload(upload: UploadFile, limits: Limits) -> Image.Image:
+    """Read at most ``limits.max_bytes + 1`` bytes of an upload and decode them."""
+    return decode_image(upload.file.read(limits.max_bytes + 1), limits)
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class SearchService:
+    """The search layer's :class:`~cerberus.search.Gallery`, with what the routes need of it.
+
+    Model calls are serialised by a lock (one forward pass at a time); attribute search and
+    thumbnails need no model and run alongside.
+    """
+
+    def __init__(self, gallery: Gallery, limits: Limits) -> None:
+        if gallery.net is None:
+            raise CerberusError("the server needs the model the index was built with")
+        self.search = gallery
+        self.net = gallery.net
+        self.limits = limits
+        self.schema: Schema = gallery.schema
+        self._model_lock = threading.Lock()
+        self._said: dict[int, list[str]] = {}
+        self._said_lock = threading.Lock()
+
+    # ---- queries
+
+    def options(
+        self,
+        cameras: list[str] | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        per_track: bool = False,
+        track_score: str = "max",
+    ) -> dict[str, Any]:
+        """A search's filter (checked against the gallery's cameras now) and grouping; empty
+        fields (``""``) are not given."""
+        cameras = [c for c in cameras or [] if c] or None
+        where = self.search.where(cameras=cameras, after=after or None, before=before or None)
+        return {"where": where, "per_track": per_track, "track_score": track_score}
+
+    def search_image(self, image: Image.Image, k: int, **options: Any) -> dict[str, Any]:
+        """reID of a decoded photo: the top-k rows and the photo's predicted attributes."""
+        with self._model_lock:
+            found = self.search.by_image(image, k, **options)
+        return self._reid(found, {"kind": "image"})
+
+    def search_gallery_item(self, item_id: int, k: int, **options: Any) -> dict[str, Any]:
+        """reID with a gallery crop as the query (a clicked result), the crop itself left out
+        of the results."""
+        self._known(item_id)
+        with self._model_lock:
+            found = self.search.by_item(item_id, k, **options)
+        return self._reid(found, {"kind": "gallery", "id": item_id, "excluded": item_id})
+
+    def _reid(self, found: Answer, query: dict[str, Any]) -> dict[str, Any]:
+        # the answer's own operating point, with the page's short data name (no server paths)
+        verdicts = found.verdicts  # by_image / by_item always judge at an operating point
+        results = verdicts.mark(self._rows(found.rows), full=False)
+        point = verdicts.page_json()
+        return {
+            "query": {**query, "text": found.text, **_certainty(found.description)},
+            "results": results,
+            "operating_point": point,
+        }
+
+    def operating_point(self) -> dict[str, Any] | None:
+        """The model's calibrated operating point (``cerberus calibrate``) with a sentence
+        saying what it is and which data it was calibrated on, or ``None`` if uncalibrated."""
+        return self.search.verdicts().page_json()
+
+    def search_attributes(
+        self, attributes: dict[str, str], k: int, **options: Any
+    ) -> dict[str, Any]:
+        """APS: a (partial) description -> the top-k rows; values ``""`` count as "any"."""
+        given = {n: v for n, v in attributes.items() if str(v).strip()}
+        if not given:
+            raise BadRequest("empty query: give at least one attribute value")
+        found = self.search.by_attributes(given, k, **options)
+        return {
+            "query": {"kind": "attributes", "text": found.text},
+            "results": self._rows(found.rows),
+        }
+
+    def describe_image(self, image: Image.Image) -> dict[str, Any]:
+        """PAR of a decoded photo: attributes, phrases, per-group cosine (``confidence``),
+        probability (``certainty``) and the ``weak`` groups."""
+        with self._model_lock:
+            features = self.net.features_of_images([image])
+        (said,) = self.net.describe(features, self.search.prototypes)
+        return said
+
+    def timeline(self, item_id: int, **options: Any) -> dict[str, Any]:
+        """Where else was this person? A gallery crop's sightings by time, each with
+        its best crop's thumbnail (no server paths)."""
+        self._known(item_id)
+        with self._model_lock:  # an index without vectors embeds the crop again
+            found = self.search.timeline(item_id, **options)
+        query = {k: v for k, v in found["query"].items() if k not in ("path", "source")}
+        return {
+            "query": {**query, "thumbnail": f"/api/gallery/{item_id}/image"},
+            "rule": found["rule"],
+            "threshold": found["threshold"],
+            "sightings": [
+                {
+                    **{k: v for k, v in s.items() if k != "source"},
+                    "source": Path(s["source"]).name,
+                    "thumbnail": f"/api/gallery/{s['item']}/image",
+                }
+                for s in found["sightings"]
+            ],
+        }
+
+    def gallery_json(self) -> dict[str, Any]:
+        """The gallery now: size and cameras (read from the store on every call)."""
+        return {
+            "size": len(self.search),
+            "cameras": self.search.store.cameras(),
+            "read_only": self.search.index is not None,
+        }
+
+    # ---- gallery items
+
+    def _known(self, item_id: int) -> None:
+        """404 when the gallery has no item ``item_id``. Its crop file need not exist: queries
+        by an item use its stored vector (only an index that keeps none embeds the file)."""
+        try:
+            self.search.item(item_id)
+        except CerberusError as exc:
+            raise BadRequest(str(exc), 404) from None
+
+    def gallery_path(self, item_id: int) -> Path:
+        """The stored path of gallery item ``item_id``; 404 when out of range or missing."""
+        try:
+            return self.search.item_path(item_id)
+        except CerberusError as exc:
+            message = f"{exc} on the server" if "missing" in str(exc) else str(exc)
+            raise BadRequest(message, 404) from None
+
+    def frame_jpeg(self, item_id: int) -> bytes:
+        """The source frame of gallery item ``item_id`` with its box, as JPEG; 404 when the
+        item has no frame (not from footage) or its source is gone."""
+        import io
+
+        from PIL import Image
+
+        try:
+            frame = self.search.item_frame(item_id)
+        except CerberusError as exc:
+            raise BadRequest(str(exc), 404) from None
+        out = io.BytesIO()
+        Image.fromarray(frame).save(out, format="JPEG", quality=88)
+        return out.getvalue()
+
+    def predicted_phrases(self, ids: list[int]) -> dict[int, list[str]]:
+        """PAR of gallery items, cached (:meth:`cerberus.search.Gallery.describe_items`)."""
+        with self._said_lock:
+            todo = [i for i in ids if i not in self._said]
+        if todo:
+            with self._model_lock:
+                said = self.search.describe_items(todo)
+            with self._said_lock:
+                self._said.update({i: d["phrases"] for i, d in zip(todo, said)})
+        with self._said_lock:
+            return {i: self._said[i] for i in ids}
+
+    def _rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Result rows for the client: the item id and thumbnail URL instead of a server path,
+        and the crop's predicted attributes."""
+        ids = [r["id"] for r in rows]
+        said = self.predicted_phrases(ids)
+        return [
+            {
+                "id": i,
+                "rank": r["rank"],
+                "score": r["score"],
+                "name": Path(r["path"]).name,
+                "pid": r["pid"],
+                "camid": r["camid"],
+                "camera": r["camera"],
+                "time": r["time"],
+                "source": Path(r["source"]).name,
+                "frame": r["frame"],
+                "track": r["track"],
+                **{f: r[f] for f in ("count", "span", "crop_score") if f in r},
+                "correct": r["correct"],
+                "attributes": said[i],
+                "thumbnail": f"/api/gallery/{i}/image",
+            }
+            for r, i in zip(rows, ids)
+        ]
+
+    # ---- page data
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "schema": self.schema.name,
+            "gallery_size": len(self.search),
+            "index_kind": self.search.info.meta.get("index_kind", "flat"),
+            "checkpoint": Path(self.net.checkpoint).name,
+            "device": self.net.device,
+            "max_k": MAX_K,
+            "max_image_bytes": self.limits.max_bytes,
+            "max_image_pixels": self.limits.max_pixels,
+            "calibrated": self.net.calibration is not None,
+        }
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def _certainty(said: dict[str, Any] | None) -> dict[str, Any]:
+    """How sure the query's predicted attributes are, per group, for the page: ``groups``
+    (name, certainty, weak), in GROUPS order."""
+    if said is None:
+        return {}
+    return {
+        "groups": [
+            {"key": g, "name": GROUP_NAMES[g], "certainty": p, "weak": g in said["weak"]}
+            for g, p in said["certainty"].items()
+        ]
+    }
+
+
+def schema_json(schema: Schema) -> dict[str, Any]:
+    """A schema as the page builds its choices: the five groups in order, each with its
+    attributes and their values (only the schema's public attributes are read)."""
+    return {
+        "name": schema.name,
+        "groups": [
+            {
+                "key": g,
+                "name": GROUP_NAMES[g],
+                "attributes": [
+                    {"name": a.name, "values": list(a.values)}
+                    for a in schema.attributes
+                    if a.group == g
+                ],
+            }
+            for g in GROUPS
+        ],
+    }
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "bad request"
+
+
+def _validation_line(exc: RequestValidationError) -> str:
+    """FastAPI's list of validation errors -> ``"k: Input should be ..."`` (the first one);
+    a body that is not JSON -> where its JSON breaks (line and column)."""
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return _json_error_line(first, exc.body)
+    where = ".".join(str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path"))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return _one_line(f"{where + ': ' if where else ''}{first.get('msg', 'invalid')}{more}")
+
+
+def _json_error_line(error: dict[str, Any], body: Any) -> str:
+    """``"request body is not valid JSON: Expecting value at line 1 column 2"``."""
+    reason = str((error.get("ctx") or {}).get("error", "cannot be parsed"))
+    loc = error.get("loc", ())
+    pos = loc[-1] if loc and isinstance(loc[-1], int) else None
+    where = ""
+    if isinstance(body, bytes | str) and pos is not None:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        located = json.JSONDecodeError(reason, text, min(pos, len(text)))
+        where = f" at line {located.lineno} column {located.colno}"
+    return _one_line(f"request body is not valid JSON: {reason}{where}")
+
+
+def _content_type(request: Request) -> str:
+    """The request's media type, lower case, without parameters (``""`` when none)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _wrong_body_type(request: Request) -> str | None:
+    """A sentence when a POST route got a body of another content type than it reads."""
+    expected = BODY_TYPES.get(request.url.path)
+    if expected is None or request.method != "POST":
+        return None
+    found = _content_type(request)
+    if not found and request.headers.get("content-length", "0") == "0":
+        return None  # no body at all: the missing fields are the answer
+    if found in expected or ("application/json" in expected and found.endswith("+json")):
+        return None
+    got = f"got {shown(found)}" if found else "no Content-Type header"
+    return f"{request.url.path} reads a {expected[0]} body ({got})"
+
+
+def web_folder() -> Path:
+    """The folder of the page's files (``cerberus/web``, package data)."""
+    return Path(str(resources.files("cerberus.web") / "static"))
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(message)}, status_code=status)
+
+    @app.exception_handler(BadRequest)
+    async def _bad_request(request: Request, exc: BadRequest) -> JSONResponse:
+        return error(exc.status, str(exc))
+
+    @app.exception_handler(CerberusError)
+    async def _cerberus_error(request: Request, exc: CerberusError) -> JSONResponse:
+        return error(400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        wrong = _wrong_body_type(request)
+        if wrong is not None:
+            return error(415, wrong)
+        return error(422, _validation_line(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error answering %s %s", request.method, request.url.path)
+        return error(500, f"internal error ({type(exc).__name__}); the server log has details")
+
+
+def body_limit(path: str, limits: Limits) -> int:
+    """The most body bytes a request to ``path`` may send: an upload route's image limit plus
+    the form's framing, :data:`MAX_JSON_BYTES` for any other route."""
+    return limits.max_bytes + FORM_OVERHEAD if path in UPLOAD_ROUTES else MAX_JSON_BYTES
+
+
+def create_app(
+    gallery: Gallery | GalleryIndex,
+    net: InferenceModel | None = None,
+    *,
+    limits: Limits | None = None,
+) -> FastAPI:
+    """The FastAPI app serving ``gallery`` (a :class:`~cerberus.search.Gallery`, or an index
+    with ``net``, the model it was built with)."""
+    if not isinstance(gallery, Gallery):
+        gallery = Gallery(gallery, net)
+    service = SearchService(gallery, limits or Limits())
+    app = FastAPI(
+        title="Cerberus person search",
+        description="Find a person by photo (reID) or by a partial description (APS); "
+        "describe a photo (PAR).",
+        version="1",
+        docs_url=None,  # Swagger / ReDoc pages load their scripts from a CDN: blank offline
+        redoc_url=None,
+    )
+    app.state.service = service
+    _add_error_handlers(app)
+    app.add_middleware(
+        Guard,
+        limit_for=lambda path: body_limit(path, service.limits),
+        headers=SECURITY_HEADERS,
+    )
+
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        """Liveness and what is served."""
+        return service.health()
+
+    @app.get("/api/schema")
+    def schema() -> dict[str, Any]:
+        """The attributes a description may use, group by group, with their values."""
+        return schema_json(service.schema)
+
+    @app.post("/api/search/image")
+    def search_image(
+        image: Annotated[UploadFile | None, File(description="query photo")] = None,
+        gallery_id: Annotated[int | None, Form(description="or: a gallery item as query")] = None,
+        k: TopK = 10,
+        cameras: Cameras = None,
+        after: When = None,
+        before: When = None,
+        per_track: PerTrack = False,
+        track_score: TrackScore = "max",
+    ) -> dict[str, Any]:
+        """reID: the gallery crops most like a photo (or a gallery crop), with its attributes."""
+        if (image is None) == (gallery_id is None):
+            raise BadRequest("give exactly one of: an image file, a gallery_id")
+        options = service.options(cameras, after, before, per_track, track_score)
+        if gallery_id is not None:
+            return service.search_gallery_item(gallery_id, k, **options)
+        return service.search_image(read_upload(image, service.limits), k, **options)
+
+    @app.post("/api/search/attributes")
+    def search_attributes(body: AttributeSearch) -> dict[str, Any]:
+        """APS: the gallery crops that best match a (partial) description."""
+        options = service.options(
+            body.cameras, body.after, body.before, body.per_track, body.track_score
+        )
+        return service.search_attributes(body.attributes, body.k, **options)
+
+    @app.get("/api/gallery")
+    def gallery_now() -> dict[str, Any]:
+        """The gallery's size and cameras now (a gallery may grow while it is served)."""
+        return service.gallery_json()
+
+    @app.get("/api/timeline/{item_id}")
+    def timeline(
+        item_id: int,
+        camera: Annotated[list[str] | None, Query(description="only these cameras")] = None,
+        after: Annotated[str | None, Query(description="ISO-8601 with a zone")] = None,
+        before: Annotated[str | None, Query(description="ISO-8601 with a zone")] = None,
+    ) -> dict[str, Any]:
+        """Where else was the person of a gallery crop: sightings by camera and time."""
+        where = service.options(camera, after, before)["where"]
+        return service.timeline(item_id, where=where)
+
+    @app.post("/api/describe")
+    def describe(image: Annotated[UploadFile, File(description="photo to describe")]) -> dict:
+        """PAR: the predicted attributes of a photo (nearest SID prototype per group)."""
+        return service.describe_image(read_upload(image, service.limits))
+
+    @app.get(
+        "/api/gallery/{item_id}/image",
+        response_class=FileResponse,
+        responses={200: {"content": {"image/*": {}}}},
+    )
+    def gallery_image(item_id: int) -> Response:
+        """A gallery crop by its id (from a search result)."""
+        path = service.gallery_path(item_id)
+        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return FileResponse(path, media_type=media, headers={"Cache-Control": "max-age=3600"})
+
+    @app.get(
+        "/api/gallery/{item_id}/frame",
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}},
+    )
+    def gallery_frame(item_id: int) -> Response:
+        """The source frame of a crop from footage, its box drawn (JPEG)."""
+        return Response(service.frame_jpeg(item_id), media_type="image/jpeg")
+
+    web = web_folder()
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse((web / "index.html").read_text(encoding="utf-8"))
+
+    app.mount("/static", StaticFiles(directory=web), name="static")
+    return app
+
+
+def check_host(host: str) -> None:
+    """Warn when the server listens beyond this machine."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        logger.warning(
+            "listening on %s: anyone who can reach this machine can search the gallery", host
+        )
+
+
+def _uvicorn():
+    try:
+        import uvicorn
+    except ModuleNotFoundError:
+        raise CerberusError(
+            "cerberus serve needs uvicorn: pip install 'cerberus-reid[serve]'"
+        ) from None
+    return uvicorn
+
+
+@contextmanager
+def background_server(
+    app: FastAPI, *, host: str = "127.0.0.1", timeout: float = 30.0
+) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on a free port of ``host``; yields its base URL.
+
+    For the browser test and scripts: the server stops when the ``with`` block ends.
+    """
+    uvicorn = _uvicorn()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise CerberusError(f"the test server did not start on {host} in {timeout:.0f}s")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()
+
+
+def run_server(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve ``app`` with uvicorn until interrupted."""
+    uvicorn = _uvicorn()
+    if not 1 <= port <= 65535:
+        raise CerberusError(f"--port {port}: must be between 1 and 65535")
+    check_host(host)
+    uvicorn.run(app, host=host, port=port, log_level="info")

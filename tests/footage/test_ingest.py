@@ -1,0 +1,419 @@
+"""One source into a gallery (cerberus.footage.ingest): whole tracks, metadata, reruns, faults."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cerberus.errors import CerberusError
+from cerberus.footage.detect import iou_matrix
+from cerberus.footage.ingest import ingest_source
+from cerberus.footage.video import open_source, source_name
+from cerberus.inference.scoring import pool_vectors
+from cerberus.store import GalleryInfo, Items, MemoryStore, make_filter
+from tests.footage_helpers import (
+    BoxDetector,
+    ColourEmbedder,
+    Walker,
+    default_walkers,
+    write_gt,
+    write_video,
+)
+
+START = "2026-11-30T14:00:00+01:00"
+START_S = 1796043600.0
+TESTS = Path(__file__).resolve().parent
+
+
+def _info() -> GalleryInfo:
+    return GalleryInfo(dim=20, fingerprint="colour", schema={"name": "test"}, prototypes={})
+
+
+@pytest.fixture
+def footage(tmp_path):
+    walkers = default_walkers()
+    video = write_video(tmp_path / "cam1.mp4", walkers, frames=30)
+    return {
+        "walkers": walkers,
+        "video": video,
+        "gt": write_gt(tmp_path / "gt.txt", walkers, 30, ids=False),
+        "gt_ids": write_gt(tmp_path / "gt_ids.txt", walkers, 30, ids=True),
+    }
+
+
+def _ingest(footage, store, tmp_path, **kw):
+    kw = {"detections": footage["gt"], "max_crops": 3, **kw}
+    return ingest_source(footage["video"], store, ColourEmbedder(), camera="cam1", start=START,
+                         thumbs=tmp_path / "thumbs", **kw)  # fmt: skip
+
+
+def _walker_of(items: Items, i: int, walkers: list[Walker]) -> int:
+    """The walker whose true box in the item's frame overlaps the item's box most."""
+    truth = [w.box(int(items.frame[i])) or (0, 0, 0, 0) for w in walkers]
+    return walkers[int(np.argmax(iou_matrix(items.box[i : i + 1], np.array(truth))[0]))].ident
+
+
+def test_ingest_stores_whole_tracks_with_their_metadata(footage, tmp_path):
+    store = MemoryStore(_info())
+    report = _ingest(footage, store, tmp_path)
+    assert (report.tracks, report.frames, report.processed) == (2, 30, 30)
+    name = source_name(footage["video"])
+    [state] = store.sources()
+    assert (state.name, state.complete, state.count) == (name, True, report.items)
+    items = store.get(store.ids())
+    assert sorted(set(items.track.tolist())) == [1, 2] and report.items == 6
+    walkers = footage["walkers"]
+    for track in (1, 2):
+        rows = np.flatnonzero(items.track == track)
+        assert len(rows) == 3
+        owners = {_walker_of(items, i, walkers) for i in rows}
+        assert len(owners) == 1  # a track holds one person
+        frames = items.frame[rows]
+        assert frames.max() - frames.min() >= 12  # spread over the track
+    for i in range(len(items)):
+        walker = next(w for w in walkers if w.ident == _walker_of(items, i, walkers))
+        truth = np.array([walker.box(int(items.frame[i]))])
+        assert iou_matrix(items.box[i : i + 1], truth)[0, 0] > 0.95
+        assert items.timestamp[i] == pytest.approx(START_S + (items.frame[i] - 1) / 10)
+        assert items.camera[i] == "cam1" and items.source[i] == name
+        thumb = Path(items.path[i])
+        assert thumb.is_file() and thumb.parent.parent == tmp_path / "thumbs"
+        w, h = Image.open(thumb).size
+        box = items.box[i]
+        assert abs(w - (box[2] - box[0])) <= 2 and abs(h - (box[3] - box[1])) <= 2
+    # a filtered search: the first walker's crop finds its own track first, within the window
+    query = ColourEmbedder().embed([np.asarray(Image.open(items.path[0]))]).vectors
+    where = make_filter(cameras=["cam1"], after=START_S, before=START_S + 3.0)
+    hits = store.search(query, 3, where)[0]
+    found = store.get(hits.ids)
+    assert found.track[0] == items.track[0]
+    assert (found.timestamp < START_S + 3.0).all()
+    assert store.search(query, 3, make_filter(after=START_S + 5.0))[0].ids.size == 0
+
+
+def test_track_vector_is_the_per_part_mean_renormalised(footage, tmp_path):
+    store = MemoryStore(_info())
+    _ingest(footage, store, tmp_path)
+    items = store.get(store.ids())
+    rows = np.flatnonzero(items.track == 1)
+    v = pool_vectors(items.vectors[rows])
+    parts = v.reshape(5, 4)
+    assert np.allclose(np.linalg.norm(parts, axis=1), 1 / np.sqrt(5), atol=1e-6)
+    assert float(v @ v) == pytest.approx(1.0, abs=1e-6)
+    expect = items.vectors[rows].reshape(len(rows), 5, 4).mean(0)
+    expect /= np.linalg.norm(expect, axis=1, keepdims=True) * np.sqrt(5)
+    assert np.allclose(parts, expect, atol=1e-6)
+
+
+def test_given_ids_are_the_stored_tracks(footage, tmp_path):
+    store = MemoryStore(_info())
+    _ingest(footage, store, tmp_path, detections=footage["gt_ids"])
+    items = store.get(store.ids())
+    for i in range(len(items)):
+        assert items.track[i] == _walker_of(items, i, footage["walkers"])
+
+
+def test_rerun_refused_replaced_or_redone_never_duplicated(footage, tmp_path):
+    store = MemoryStore(_info())
+    first = _ingest(footage, store, tmp_path)
+    with pytest.raises(CerberusError, match=r"cam1.mp4: already in the gallery \(6 items\); "
+                       "--replace"):  # fmt: skip
+        _ingest(footage, store, tmp_path)
+    again = _ingest(footage, store, tmp_path, replace=True)
+    assert again.removed == 6 and store.count() == first.items
+    # an interrupted run left one track and no completion: a rerun removes it and redoes all
+    store = MemoryStore(_info())
+    partial = Items.make(np.eye(1, 20, dtype=np.float32), source=source_name(footage["video"]),
+                         num_attributes=3, camera="cam1", track=[1])  # fmt: skip
+    store.add(partial, complete=False)
+    redo = _ingest(footage, store, tmp_path)
+    assert redo.removed == 1 and store.count() == 6 and store.sources()[0].complete
+
+
+def test_video_with_nobody(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "cerberus")
+    video = write_video(tmp_path / "empty.mp4", [], frames=12)
+    store = MemoryStore(_info())
+    report = ingest_source(video, store, ColourEmbedder(), camera="door", start=START)
+    assert (report.tracks, report.items, report.frames) == (0, 0, 12)
+    assert store.count() == 0
+    assert "nobody found in 12 frames (0 tracks)" in caplog.text
+    # recorded as done: a rerun is refused like any finished source, --replace redoes it
+    assert [(s.count, s.complete) for s in store.sources()] == [(0, True)]
+    with pytest.raises(CerberusError, match="already in the gallery"):
+        ingest_source(video, store, ColourEmbedder(), camera="door", start=START)
+    again = ingest_source(video, store, ColourEmbedder(), camera="door", start=START, replace=True)
+    assert again.items == 0 and [(s.count, s.complete) for s in store.sources()] == [(0, True)]
+
+
+def test_detections_past_the_video_are_refused_before_anything_is_stored(footage, tmp_path):
+    walkers = footage["walkers"]
+    longer = write_gt(tmp_path / "long.txt", walkers, 30, ids=False)
+    video = write_video(tmp_path / "short.mp4", walkers, frames=20)
+    store = MemoryStore(_info())
+    with pytest.raises(CerberusError, match=r"long.txt: detections for frame\(s\) 21..30 but the "
+                       "video has 20 frames"):  # fmt: skip
+        ingest_source(video, store, ColourEmbedder(), camera="c", detections=longer)
+    assert store.count() == 0
+
+
+def test_detections_past_a_video_of_unknown_length_are_counted(footage, tmp_path, caplog):
+    walkers = footage["walkers"]
+    longer = write_gt(tmp_path / "long.txt", walkers, 30, ids=False)
+    video = write_video(tmp_path / "short.ts", walkers, frames=20)  # MPEG-TS: no frame count
+    store = MemoryStore(_info())
+    report = ingest_source(video, store, ColourEmbedder(), camera="c", detections=longer)
+    assert report.frames == 20 and report.tracks == 2
+    assert "detections for 10 frame(s) past the video's last frame 20 (21..30)" in caplog.text
+
+
+def test_bad_options_are_one_line(footage, tmp_path):
+    store = MemoryStore(_info())
+    with pytest.raises(CerberusError, match="--max-crops 0"):
+        _ingest(footage, store, tmp_path, max_crops=0)
+    with pytest.raises(CerberusError, match="--stride 0"):
+        _ingest(footage, store, tmp_path, stride=0)
+    with pytest.raises(CerberusError, match="--camera"):
+        ingest_source(footage["video"], store, ColourEmbedder(), camera="")
+    assert store.count() == 0
+
+
+def test_stream_that_drops_keeps_its_tracks_and_is_finished(tmp_path):
+    from tests.footage.test_video import _StreamServer
+
+    walkers = [Walker(1, (220, 30, 30), 1, 60, (10.0, 40.0), (3.0, 0.0))]
+    data = write_video(tmp_path / "live.ts", walkers, frames=60).read_bytes()
+    store = MemoryStore(_info())
+    with _StreamServer(data, cut=0.5, serve=1) as server:
+        stream = open_source(server.url, reconnect=1)
+        report = ingest_source(stream, store, ColourEmbedder(), camera="gate",
+                               detector=BoxDetector(walkers), stride=1)  # fmt: skip
+    assert "1 reconnect(s) failed" in report.ended
+    assert 15 < report.frames < 60 and report.tracks == 1
+    [state] = store.sources()
+    assert state.complete and state.name == server.url
+    items = store.get(store.ids())
+    assert np.isfinite(items.timestamp).all()  # a stream's items carry the wall clock
+    assert abs(items.timestamp[0] - time.time()) < 120
+
+
+KILLED = """
+import sys
+sys.path[:0] = {paths!r}
+from tests.footage_helpers import ColourEmbedder
+from cerberus.footage.ingest import ingest_source
+from cerberus.store import GalleryInfo
+from cerberus.store.local import LocalStore
+info = GalleryInfo(dim=20, fingerprint="colour", schema={{}}, prototypes={{}})
+store = LocalStore.create({folder!r}, info)
+ingest_source({video!r}, store, ColourEmbedder(delay={delay}), camera="cam1",
+              start="2026-11-30T14:00:00+01:00", detections={gt!r}, max_crops=3, stride=1)
+"""
+
+
+def _tracks_stored(folder: Path) -> int:
+    """Tracks a gallery folder being written by another process holds now (0 before it exists):
+    read through SQLite (WAL: a reader never waits for the writer)."""
+    import sqlite3
+
+    database = folder / "items.sqlite"
+    if not database.is_file():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+            return conn.execute("SELECT COUNT(DISTINCT track) FROM items").fetchone()[0]
+    except sqlite3.Error:  # not made yet
+        return 0
+
+
+def test_kill_9_leaves_whole_tracks_and_a_rerun_redoes_the_source(tmp_path):
+    from cerberus.store.local import LocalStore
+
+    walkers = [
+        Walker(
+            k,
+            (40 * k, 200 - 30 * k, 90),
+            1 + 6 * (k - 1),
+            8 + 6 * (k - 1),
+            (10.0 + 30 * k, 30.0),
+            (2.0, 0.0),
+        )
+        for k in range(1, 6)
+    ]  # fmt: skip  (five walkers one after another: five tracks ending at different times)
+    video = write_video(tmp_path / "cam.mp4", walkers, frames=40)
+    gt = write_gt(tmp_path / "gt.txt", walkers, 40, ids=False)
+    reference = MemoryStore(_info())
+    ingest_source(video, reference, ColourEmbedder(), camera="cam1", start=START,
+                  detections=gt, max_crops=3, stride=1)  # fmt: skip
+    ref = reference.get(reference.ids())
+    whole = {int(t): sorted(ref.frame[ref.track == t].tolist()) for t in set(ref.track.tolist())}
+    assert len(whole) == 5
+    folder = tmp_path / "gallery"
+    script = KILLED.format(paths=[str(TESTS), *sys.path], folder=str(folder), video=str(video),
+                           gt=str(gt), delay=0.8)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ})
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and _tracks_stored(folder) < 2:
+            assert proc.poll() is None, "the ingest ended before it was killed"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    store = LocalStore.open(folder)
+    [state] = store.sources()
+    assert not state.complete
+    items = store.get(store.ids())
+    stored = {int(t): sorted(items.frame[items.track == t].tolist())
+              for t in set(items.track.tolist())}  # fmt: skip
+    assert 2 <= len(stored) < 5
+    assert all(stored[t] == whole[t] for t in stored)  # whole tracks only
+    report = ingest_source(video, store, ColourEmbedder(), camera="cam1", start=START,
+                           detections=gt, max_crops=3, stride=1)  # fmt: skip
+    assert report.removed == len(items)
+    items = store.get(store.ids())
+    assert len(items) == len(ref) and store.sources()[0].complete
+    again = {int(t): sorted(items.frame[items.track == t].tolist())
+             for t in set(items.track.tolist())}  # fmt: skip
+    assert again == whole
+
+
+def test_model_embedder_gives_vectors_attributes_and_certainty(tiny_index, footage, tmp_path):
+    from cerberus.footage.ingest import ModelEmbedder, gallery_info
+    from cerberus.search import load_model
+
+    net = load_model(tiny_index["ckpt"], device="cpu")
+    embedder = ModelEmbedder(net)
+    info = gallery_info(net)
+    store = MemoryStore(info)
+    report = ingest_source(footage["video"], store, embedder, camera="cam1", start=START,
+                           detections=footage["gt"], max_crops=2)  # fmt: skip
+    items = store.get(store.ids())
+    assert report.items == len(items) == 4 and items.vectors.shape == (4, info.dim)
+    assert np.allclose(np.linalg.norm(items.vectors, axis=1), 1.0, atol=1e-5)
+    assert ((items.certainty > 0) & (items.certainty <= 1)).all()
+    assert items.path == [""] * 4  # no thumbnails asked for
+    # PAR as `describe` gives it: the same values for the same crop
+    from cerberus.footage.video import read_frame
+
+    frame = read_frame(footage["video"], int(items.frame[0]))
+    x0, y0 = (int(np.floor(v)) for v in items.box[0, :2])
+    x1, y1 = (int(np.ceil(v)) for v in items.box[0, 2:])  # as the crop was cut
+    again = embedder.embed([frame[y0:y1, x0:x1]])
+    described = net.describe(net.features_of_images([frame[y0:y1, x0:x1]]))[0]["attributes"]
+    assert net.schema.describe(again.predicted[0]) == described
+    assert np.array_equal(again.predicted[0], items.predicted[0])
+
+
+def test_ingest_command_checks_its_options_first(cli, tmp_path):
+    code, _, err = cli("ingest", "a.mp4", "b.mp4", "--camera", "c", "--gallery", tmp_path / "g",
+                       "--start", START)  # fmt: skip
+    assert code == 2 and "--start: one start time for several videos" in err
+    assert len(err.strip().splitlines()) == 1
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n" * 10)
+    code, _, err = cli("ingest", notes, "--camera", "c", "--gallery", tmp_path / "g")
+    assert code == 2 and "notes.mp4: not a video FFmpeg can read" in err
+    assert len(err.strip().splitlines()) == 1
+    bad_rows = tmp_path / "det.txt"
+    bad_rows.write_text("1,-1,1,2,3\n")
+    video = write_video(tmp_path / "v.mp4", frames=3)
+    code, _, err = cli("ingest", video, "--camera", "c", "--gallery", tmp_path / "g",
+                       "--detections", bad_rows)  # fmt: skip
+    assert code == 2 and "det.txt line 1: 5 field(s)" in err
+    code, _, err = cli("ingest", "a.mp4", "--camera", "c", "--gallery", tmp_path / "g",
+                       "--stride", "0")  # fmt: skip
+    assert code == 2 and "--stride 0: must be at least 1" in err
+    assert not (tmp_path / "g").exists()
+
+
+def test_ctrl_c_on_a_stream_commits_the_running_tracks(tmp_path):
+    from tests.footage.test_video import _StreamServer
+
+    walkers = [Walker(1, (220, 30, 30), 1, 60, (10.0, 40.0), (3.0, 0.0))]
+    data = write_video(tmp_path / "live.ts", walkers, frames=60).read_bytes()
+
+    class Interrupting(BoxDetector):
+        def detect(self, frame):
+            if frame.number == 20:
+                raise KeyboardInterrupt
+            return super().detect(frame)
+
+    store = MemoryStore(_info())
+    with _StreamServer(data, serve=1) as server:
+        report = ingest_source(server.url, store, ColourEmbedder(), camera="gate",
+                               detector=Interrupting(walkers), stride=1)  # fmt: skip
+    assert report.tracks == 1 and report.ended == ""
+    assert store.sources()[0].complete
+    assert store.get(store.ids()).frame.max() < 20
+
+
+def test_ctrl_c_on_a_file_leaves_the_source_incomplete(footage, tmp_path):
+    class Interrupting(BoxDetector):
+        def detect(self, frame):
+            if frame.number == 25:
+                raise KeyboardInterrupt
+            return super().detect(frame)
+
+    walkers = [Walker(1, (220, 30, 30), 1, 8, (10.0, 40.0), (3.0, 0.0)), *footage["walkers"]]
+    store = MemoryStore(_info())
+    with pytest.raises(KeyboardInterrupt):
+        ingest_source(footage["video"], store, ColourEmbedder(), camera="c",
+                      detector=Interrupting(walkers), stride=1)  # fmt: skip
+    [state] = store.sources()
+    assert not state.complete and state.count > 0  # the track that ended early is stored
+
+
+def test_ingest_command_end_to_end_on_a_folder_gallery(cli, tiny_index, footage, tmp_path):
+    from cerberus.store.open import open_store
+
+    gallery = tmp_path / "g"
+    args = ["ingest", footage["video"], "--camera", "cam1", "--gallery", gallery, "--start",
+            START, "--detections", footage["gt"], "--device", "cpu"]  # fmt: skip
+    code, out, err = cli(*args)
+    assert code == 2 and "--checkpoint: " in err and "is a new gallery" in err
+    assert not gallery.exists()
+    code, out, err = cli(*args, "--checkpoint", tiny_index["ckpt"], "--max-crops", "2")
+    assert code == 0, err
+    assert "cam1.mp4: 30 frames (30 searched), 2 tracks, 4 crops stored" in out
+    store = open_store(gallery)
+    try:
+        items = store.get(store.ids())
+        assert len(items) == 4 and all(
+            Path(p).parent.parent == gallery / "thumbs" for p in items.path
+        )
+        assert [s.complete for s in store.sources()] == [True]
+    finally:
+        store.close()
+    code, out, err = cli(*args)  # the gallery's own checkpoint; the source is complete
+    assert code == 2 and "already in the gallery (4 items); --replace" in err
+    code, out, err = cli(*args, "--replace", "--max-crops", "2")
+    assert code == 0, err
+    store = open_store(gallery)
+    try:
+        again = store.get(store.ids())
+        assert len(again) == 4 and sorted(again.frame.tolist()) == sorted(items.frame.tolist())
+    finally:
+        store.close()
+
+
+def test_a_file_sampled_by_max_frames_stays_incomplete(footage):
+    """``max_frames`` on a file ingests a sample: the source is not recorded as complete, so
+    a later full run redoes it rather than being refused."""
+    store = MemoryStore(_info())
+    ingest_source(footage["video"], store, ColourEmbedder(), camera="door", start=START,
+                  detections=footage["gt"], max_frames=5)  # fmt: skip
+    assert all(not s.complete for s in store.sources())
+    full = ingest_source(footage["video"], store, ColourEmbedder(), camera="door", start=START,
+                         detections=footage["gt"])  # fmt: skip
+    assert [s.complete for s in store.sources()] == [True] and store.count() == full.items

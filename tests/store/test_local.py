@@ -1,0 +1,399 @@
+"""The embedded gallery (method §9.1) beyond the shared contract: reopening, the approximate path,
+compaction, kill -9 and full disks during an add, readers during an add, refused folders."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cerberus
+from cerberus.store import Filter, Items, MemoryStore, StoreError, backend_of, open_store
+from cerberus.store import local as local_module
+from cerberus.store import segments as segments_module
+from cerberus.store.local import LocalStore
+from tests.store.test_contract import DIM, T0, batch, info
+
+SRC = str(Path(cerberus.__file__).resolve().parents[1])
+
+
+def segment_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in (folder / "vectors").iterdir())
+
+
+def assert_same_answers(store, reference, queries, where=None, k=10) -> None:
+    assert store.count(where) == reference.count(where)
+    for got, want in zip(store.search(queries, k, where), reference.search(queries, k, where)):
+        np.testing.assert_array_equal(got.ids, want.ids)
+        np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
+
+
+def test_reopen_gives_the_same_answers(tmp_path):
+    store = LocalStore.create(tmp_path / "g", info())
+    reference = MemoryStore(info())
+    for s in (store, reference):
+        s.add(batch(200, source="a", seed=1))
+        s.add(batch(100, source="b", seed=2), complete=False)
+    store.close()
+    again = open_store(tmp_path / "g")
+    assert isinstance(again, LocalStore)
+    assert again.info.fingerprint == info().fingerprint and again.info.dim == DIM
+    np.testing.assert_array_equal(again.info.prototypes["H"], info().prototypes["H"])
+    assert again.sources() == reference.sources()
+    queries = batch(4, source="q", seed=9).vectors
+    for where in (None, Filter(cameras=frozenset({"c2"}), after=T0 + 900)):
+        assert_same_answers(again, reference, queries, where)
+    with pytest.raises(StoreError, match="is closed"):
+        store.count()
+    again.close()
+
+
+def test_refuses_folders_that_are_not_galleries(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match="not a gallery"):
+        LocalStore.open(tmp_path / "empty")
+    with pytest.raises(StoreError, match="no such gallery folder"):
+        LocalStore.open(tmp_path / "missing")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("x")
+    with pytest.raises(StoreError, match="not an empty folder"):
+        LocalStore.create(tmp_path / "full", info())
+
+
+def test_refuses_a_gallery_of_a_newer_version(tmp_path):
+    LocalStore.create(tmp_path / "g", info()).close()
+    marker = tmp_path / "g" / local_module.MARKER
+    facts = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**facts, "version": facts["version"] + 1}))
+    with pytest.raises(StoreError, match="written by a newer Cerberus") as e:
+        LocalStore.open(tmp_path / "g")
+    assert "\n" not in str(e.value)
+
+
+def test_refuses_a_corrupted_database_with_one_line(tmp_path):
+    store = LocalStore.create(tmp_path / "g", info())
+    store.add(batch(20, source="a", seed=1))
+    store.close()
+    db = tmp_path / "g" / local_module.DATABASE
+    for extra in ("-wal", "-shm"):
+        Path(str(db) + extra).unlink(missing_ok=True)
+    db.write_bytes(b"this is not sqlite " * 200)
+    with pytest.raises(StoreError, match="corrupted or not a gallery database") as e:
+        LocalStore.open(tmp_path / "g")
+    assert "\n" not in str(e.value)
+
+
+def test_disk_full_while_writing_vectors_leaves_the_gallery_unchanged(tmp_path, monkeypatch):
+    store = LocalStore.create(tmp_path / "g", info())
+    store.add(batch(50, source="a", seed=1))
+    before = segment_files(tmp_path / "g")
+
+    def full(fh, array):
+        fh.write(b"\0" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(segments_module, "_write_array", full)
+    with pytest.raises(StoreError, match=r"disk full while adding 30 items; the gallery is unch"):
+        store.add(batch(30, source="b", seed=2))
+    assert store.count() == 50 and [s.name for s in store.sources()] == ["a"]
+    assert segment_files(tmp_path / "g") == before  # no partial file left
+    monkeypatch.undo()
+    store.add(batch(30, source="b", seed=2))
+    assert store.count() == 80
+
+
+def test_disk_full_in_the_database_leaves_the_gallery_unchanged(tmp_path, monkeypatch):
+    store = LocalStore.create(tmp_path / "g", info())
+    store.add(batch(50, source="a", seed=1))
+    before = segment_files(tmp_path / "g")
+
+    def full(*args):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(local_module, "item_rows", full)
+    with pytest.raises(StoreError, match="disk full while adding 30 items; the gallery is unch"):
+        store.add(batch(30, source="b", seed=2))
+    assert store.count() == 50 and segment_files(tmp_path / "g") == before
+
+
+def test_a_second_writer_waits_then_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(local_module, "BUSY_TIMEOUT_S", 0.3)
+    store = LocalStore.create(tmp_path / "g", info())
+    store.add(batch(10, source="a", seed=1))
+    other = sqlite3.connect(tmp_path / "g" / local_module.DATABASE, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        assert store.count() == 10  # readers do not wait
+        with pytest.raises(StoreError, match="another process is writing to this gallery"):
+            store.add(batch(10, source="b", seed=2))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    store.add(batch(10, source="b", seed=2))
+    assert store.count() == 20
+
+
+def clustered(n: int, *, seed: int, dim: int = 32, centres: int = 40) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = np.random.default_rng(123).normal(size=(centres, dim))
+    v = c[rng.integers(0, centres, n)] + 0.5 * rng.normal(size=(n, dim))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_items(vectors: np.ndarray, *, source: str, seed: int) -> Items:
+    rng = np.random.default_rng(seed)
+    n = len(vectors)
+    return Items.make(
+        vectors,
+        source=source,
+        num_attributes=2,
+        camera=[f"c{i}" for i in rng.integers(0, 4, n)],
+        timestamp=T0 + rng.uniform(0, 3600, n),
+    )
+
+
+def test_approximate_path_reranks_exactly_and_drops_removed_items(tmp_path):
+    dim = 32
+    store = LocalStore.create(tmp_path / "g", info(dim), exact_limit=500)
+    reference = MemoryStore(info(dim))
+    for s, seed in (("a", 1), ("b", 2)):
+        items = make_items(clustered(3000, seed=seed), source=s, seed=seed)
+        store.add(items)
+        reference.add(items)
+    queries = clustered(20, seed=7)
+
+    def recall(where=None) -> float:
+        got = store.search(queries, 10, where)
+        want = reference.search(queries, 10, where)
+        for g, query in zip(got, queries):  # scores are the exact inner products, best first
+            exact = reference.get(g.ids).vectors @ query
+            np.testing.assert_allclose(g.scores, exact, atol=1e-5)
+            assert np.all(np.diff(g.scores) <= 1e-7)
+        return np.mean([len(set(g.ids) & set(w.ids)) / 10 for g, w in zip(got, want)])
+
+    assert recall() == 1.0  # no index yet: exact
+    assert not (tmp_path / "g" / "ann" / "ann.faiss").exists()
+    store.build_index()
+    assert recall() >= 0.9
+    weak = Filter(cameras=frozenset({"c0", "c1", "c2"}))
+    assert store.count(weak) > 500 and recall(weak) >= 0.9
+    assert (tmp_path / "g" / "ann" / "ann.faiss").is_file()
+    # removed items are never answered; items added after the index was built are found
+    for s in (store, reference):
+        s.remove(camera="c0")
+    late = make_items(clustered(300, seed=3), source="late", seed=3)
+    store.add(late)
+    new_ids = reference.add(late)
+    assert recall() >= 0.9 and recall(weak) >= 0.9
+    answered = np.concatenate([h.ids for h in store.search(queries, 10)])
+    assert set(answered) <= set(reference.ids())
+    hits = store.search(late.vectors[:5], 1)
+    assert [int(h.ids[0]) for h in hits] == [int(i) for i in new_ids[:5]]
+    store.close()
+
+
+def test_compaction_drops_removed_vectors_and_keeps_the_answers(tmp_path):
+    store = LocalStore.create(tmp_path / "g", info())
+    reference = MemoryStore(info())
+    for s, seed in (("a", 1), ("b", 2), ("c", 3)):
+        for x in (store, reference):
+            x.add(batch(200, source=s, seed=seed))
+    for x in (store, reference):
+        x.remove(camera="c2")
+        x.remove(source="b")
+    dropped = store.compact()
+    assert dropped == 600 - reference.count()
+    assert len(segment_files(tmp_path / "g")) == 1
+    queries = batch(4, source="q", seed=9).vectors
+    assert_same_answers(store, reference, queries)
+    assert_same_answers(store, reference, queries, Filter(cameras=frozenset({"c1"})))
+    np.testing.assert_allclose(
+        store.get(reference.ids()).vectors, reference.get(reference.ids()).vectors
+    )
+    assert store.compact() == 0
+    store.close()
+    assert_same_answers(LocalStore.open(tmp_path / "g"), reference, queries)
+
+
+def test_many_small_adds_are_merged(tmp_path):
+    store = LocalStore.create(tmp_path / "g", info())
+    reference = MemoryStore(info())
+    for i in range(local_module.MAX_SMALL_SEGMENTS + 6):
+        for x in (store, reference):
+            x.add(batch(3, source=f"track{i}", seed=i))
+    assert len(segment_files(tmp_path / "g")) <= 8
+    assert_same_answers(store, reference, batch(3, source="q", seed=99).vectors)
+
+
+def test_searches_keep_answering_while_another_thread_adds(tmp_path):
+    store = LocalStore.create(tmp_path / "g", info())
+    store.add(batch(100, source="s0", seed=0))
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for i in range(1, 15):
+                store.add(batch(100, source=f"s{i}", seed=i))
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    queries = batch(2, source="q", seed=99).vectors
+    seen = []
+    while thread.is_alive():
+        n = store.count()
+        assert n % 100 == 0  # never a part of a batch
+        hits = store.search(queries, 5)
+        assert all(len(h) == 5 for h in hits)
+        seen.append(n)
+    thread.join()
+    assert not errors and store.count() == 1500 and seen == sorted(seen)
+
+
+CHILD = """
+import sys, numpy as np
+sys.path.insert(0, {src!r}); sys.path.insert(0, {root!r})
+from cerberus.store.local import LocalStore
+from tests.store.test_contract import batch
+store = LocalStore.open({folder!r})
+print("ready", flush=True)
+for i in range({batches}):
+    store.add(batch({n}, source="child%d-%d" % ({tag}, i), seed=i))
+    print("added", flush=True)
+"""
+
+
+def child(folder: Path, *, n: int, batches: int, tag: int) -> subprocess.Popen:
+    code = CHILD.format(
+        src=SRC,
+        root=str(Path(__file__).resolve().parent),
+        folder=str(folder),
+        n=n,
+        batches=batches,
+        tag=tag,
+    )
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
+    )
+
+
+def test_kill_during_an_add_leaves_the_old_gallery_or_the_whole_batch(tmp_path):
+    folder = tmp_path / "g"
+    LocalStore.create(folder, info()).close()
+    rng = np.random.default_rng(0)
+    queries = batch(2, source="q", seed=99).vectors
+    big = 40_000
+    for attempt in range(6):
+        store = LocalStore.open(folder)
+        before = store.count()
+        store.close()
+        proc = child(folder, n=big, batches=3, tag=attempt)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(float(rng.uniform(0.0, 1.5)))  # three adds take about that long
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        store = LocalStore.open(folder)
+        after = store.count()
+        assert (after - before) % big == 0, (before, after)
+        for i in range(3):
+            assert store.count(Filter(sources=frozenset({f"child{attempt}-{i}"}))) in (0, big)
+        if after:
+            assert all(len(h) == 5 for h in store.search(queries, 5))
+        store.add(batch(5, source=f"after{attempt}", seed=attempt))  # a writer cleans orphans
+        referenced = len(store.sources())
+        assert len(segment_files(folder)) == referenced
+        store.close()
+
+
+def test_an_unreferenced_segment_is_ignored_then_cleaned(tmp_path):
+    """What a kill between the segment's rename and the commit leaves."""
+    store = LocalStore.create(tmp_path / "g", info())
+    reference = MemoryStore(info())
+    for x in (store, reference):
+        x.add(batch(40, source="a", seed=1))
+    orphan = tmp_path / "g" / "vectors" / "seg-orphan.npy"
+    np.save(orphan, batch(40, source="b", seed=2).vectors)
+    again = LocalStore.open(tmp_path / "g")
+    assert_same_answers(again, reference, batch(3, source="q", seed=9).vectors)
+    again.add(batch(5, source="c", seed=3))
+    assert not orphan.exists() and len(segment_files(tmp_path / "g")) == 2
+
+
+def test_a_search_from_another_process_keeps_answering_during_adds(tmp_path):
+    folder = tmp_path / "g"
+    store = LocalStore.create(folder, info())
+    store.add(batch(500, source="first", seed=1))
+    proc = child(folder, n=500, batches=8, tag=0)
+    assert proc.stdout.readline().strip() == "ready"
+    queries = batch(2, source="q", seed=99).vectors
+    counts = []
+    while proc.poll() is None:
+        counts.append(store.count())
+        assert counts[-1] % 500 == 0
+        assert all(len(h) == 5 for h in store.search(queries, 5))
+    assert proc.returncode == 0
+    assert store.count() == 4500 and counts == sorted(counts)
+    store.close()
+
+
+def test_open_store_picks_the_backend():
+    assert backend_of("galleries/market") == ("local", "galleries/market")
+    assert backend_of("gallery.db") == ("milvus", "gallery.db")
+    assert backend_of("milvus:gallery") == ("milvus", "gallery")
+    assert backend_of("http://host:19530") == ("milvus", "http://host:19530")
+    with pytest.raises(StoreError, match="no folder or URI"):
+        backend_of(" ")
+
+
+def test_a_broken_index_cache_is_rebuilt_from_the_segments(tmp_path):
+    dim = 32
+    store = LocalStore.create(tmp_path / "g", info(dim), exact_limit=100)
+    items = make_items(clustered(2000, seed=1), source="a", seed=1)
+    store.add(items)
+    queries = clustered(5, seed=7)
+    store.build_index()
+    first = store.search(queries, 10)
+    store.close()
+    (tmp_path / "g" / "ann" / "ann.faiss").write_bytes(b"garbage")
+    again = LocalStore.open(tmp_path / "g", exact_limit=100)
+    for a, b in zip(first, again.search(queries, 10)):  # exact while there is no index
+        np.testing.assert_array_equal(a.ids, b.ids)
+    again.build_index()
+    assert (tmp_path / "g" / "ann" / "ann.faiss").stat().st_size > 1000
+    for a, b in zip(first, again.search(queries, 10)):
+        np.testing.assert_array_equal(a.ids, b.ids)
+
+
+def test_get_without_vectors_and_more_k_than_items(tmp_path):
+    store = LocalStore.create(tmp_path / "g", info())
+    ids = store.add(batch(7, source="a", seed=1))
+    got = store.get(ids[:3], vectors=False)
+    assert got.vectors.shape == (3, DIM) and not got.vectors.any()
+    assert len(store.get([])) == 0
+    hits = store.search(batch(2, source="q", seed=2).vectors, 50)
+    assert [len(h) for h in hits] == [7, 7]
+    assert [len(h) for h in store.search(batch(1, source="q", seed=2).vectors, 0)] == [0]
+
+
+def test_the_index_never_selects_ids_past_the_end_of_the_bitmap(tmp_path):
+    from cerberus.store.ann import AnnIndex
+
+    vectors = clustered(3000, seed=1)
+    ann = AnnIndex(tmp_path, 32)
+    ann.build(np.arange(3000), lambda pos: vectors[pos])
+    memory = np.full(400, 0xFF, np.uint8)  # what lies past the bitmap: every bit set
+    memory[:10] = np.packbits(np.arange(80) % 2 == 0, bitorder="little")
+    found = ann.search(clustered(5, seed=2), 20, memory[:10], 40 / 3000)
+    assert set(found[found >= 0].tolist()) <= set(range(0, 80, 2))

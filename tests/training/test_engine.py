@@ -1,0 +1,338 @@
+"""Training engine: schedule, checkpoints, exact resume after SIGKILL, non-finite stop, DDP."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cerberus.attributes.schema_files import MARKET1501
+from cerberus.config import load_config, save_config
+from cerberus.errors import CerberusError
+from cerberus.training.checkpoints import (
+    load_checkpoint,
+    load_model_from_checkpoint,
+    save_checkpoint,
+)
+from cerberus.training.engine import learning_rate, train
+from tests.conftest import make_tree
+
+TINY = [
+    "model.backbone=resnet18",
+    "model.pretrained=false",
+    "model.dim=32",
+    "model.align_sigma=0.5",
+    "data.height=64",
+    "data.width=32",
+    "data.p=4",
+    "data.k=2",
+    "data.num_workers=0",
+    "data.pad=2",
+    "optim.lr=1e-3",
+    "optim.warmup_start_lr=1e-4",
+    "optim.warmup_iterations=2",
+    "train.device=cpu",
+    "train.progress=false",
+    "train.log_every=1",
+]
+
+
+def tiny_config(root: Path, out: Path, *extra: str):
+    return load_config(None, [*TINY, f"data.root={root}", f"train.output_dir={out}", *extra])
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return make_tree(
+        tmp_path_factory.mktemp("bench") / "m",
+        MARKET1501,
+        train_ids=tuple(range(2, 18, 2)),
+        size=(64, 32),
+    )
+
+
+def test_learning_rate_schedule():
+    kw = dict(lr=3.5e-4, warmup_start_lr=3.5e-6, warmup_iterations=2000, iterations=24000)
+    assert learning_rate(0, **kw) == pytest.approx(3.5e-6)
+    assert learning_rate(1000, **kw) == pytest.approx((3.5e-6 + 3.5e-4) / 2)
+    assert learning_rate(2000, **kw) == pytest.approx(3.5e-4)
+    assert learning_rate(13000, **kw) == pytest.approx(3.5e-4 / 2)  # cosine half-way
+    assert learning_rate(24000, **kw) == pytest.approx(0.0, abs=1e-12)
+    lrs = [learning_rate(i, **kw) for i in range(0, 24001, 500)]
+    peak = lrs.index(max(lrs))
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1]))
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :]))
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tree, tmp_path):
+    iterations = 24
+    extra = [f"optim.iterations={iterations}", "train.checkpoint_every=2"]
+    full = tiny_config(tree, tmp_path / "full", *extra)
+    train(full, resume=False)
+
+    killed = tiny_config(tree, tmp_path / "killed", *extra)
+    cfg_file = tmp_path / "killed.yaml"
+    save_config(killed, cfg_file)
+    cmd = [sys.executable, "-m", "cerberus.cli", "train", "-c", str(cfg_file)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = tmp_path / "killed" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists():
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "training finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted_at = load_checkpoint(ckpt)["iteration"]
+    assert 0 < interrupted_at < iterations
+
+    result = train(killed, resume=True)
+    assert result.iterations == iterations
+    a, b = _weights(tmp_path / "full" / "last.pt"), _weights(ckpt)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_short_training_lowers_every_loss_term(tmp_path):
+    """On the synthetic benchmark (small), every loss term goes down in a short CPU training."""
+    from cerberus.data.synthetic.benchmark import generate_synthetic
+
+    root = generate_synthetic(
+        tmp_path / "syn",
+        num_train_ids=12,
+        num_test_ids=4,
+        num_distractors=2,
+        num_junk=1,
+        height=64,
+        width=32,
+        num_workers=1,
+    ).root
+    cfg = tiny_config(root, tmp_path / "run", "optim.iterations=60", "train.checkpoint_every=0")
+    result = train(cfg, resume=False)
+    import json
+
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "total_loss" in r]
+    first, last = rows[:5], rows[-5:]
+    for term in ("sem_loss", "ce_loss", "triplet_loss", "reg_loss", "total_loss"):
+        before = sum(r[term] for r in first) / len(first)
+        after = sum(r[term] for r in last) / len(last)
+        assert after < before, (term, before, after)
+    assert result.checkpoint.is_file()
+    # the time spent waiting for batches (the data-loader stall) is measured and logged
+    assert 0 < result.data_wait_seconds < result.seconds
+    elapsed = [r["elapsed_s"] for r in rows]
+    assert elapsed == sorted(elapsed) and all(0 <= r["data_wait_s"] <= r["elapsed_s"] for r in rows)
+    model, cfg2, _ = load_model_from_checkpoint(result.checkpoint)
+    assert cfg2 == cfg and not model.training
+
+
+def test_non_finite_loss_names_iteration_and_term(tree, tmp_path, monkeypatch):
+    import cerberus.training.engine as engine
+
+    real = engine.compute_losses
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            out["ce_loss"] = out["ce_loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(engine, "compute_losses", poisoned)
+    cfg = tiny_config(tree, tmp_path / "nan", "optim.iterations=6", "train.checkpoint_every=1")
+    with pytest.raises(CerberusError, match=r"iteration 2: ce_loss is nan"):
+        train(cfg, resume=False)
+    assert load_checkpoint(tmp_path / "nan" / "last.pt")["iteration"] == 2  # work kept
+
+
+def test_resume_refuses_a_different_model(tree, tmp_path):
+    cfg = tiny_config(tree, tmp_path / "r", "optim.iterations=2")
+    train(cfg, resume=False)
+    other = tiny_config(tree, tmp_path / "r", "optim.iterations=4", "model.dim=16")
+    with pytest.raises(CerberusError, match="cannot resume: its model config differs"):
+        train(other, resume=True)
+
+
+def test_resume_refuses_optimizer_state_of_other_parameter_groups(tree, tmp_path):
+    """A checkpoint whose optimizer has other parameter groups: one line, not a ValueError."""
+    from cerberus.training.checkpoints import load_checkpoint
+
+    cfg = tiny_config(tree, tmp_path / "g", "optim.iterations=2")
+    train(cfg, resume=False)
+    path = tmp_path / "g" / "last.pt"
+    state = load_checkpoint(path)
+    groups = state["optimizer"]["param_groups"]
+    merged = {**groups[0], "params": [i for g in groups for i in g["params"]]}
+    state["optimizer"]["param_groups"] = [merged]  # as written before the groups were split
+    save_checkpoint(state, path)
+    more = tiny_config(tree, tmp_path / "g", "optim.iterations=4")
+    with pytest.raises(CerberusError, match="cannot resume: its optimizer state does not fit"):
+        train(more, resume=True)
+
+
+def test_checkpoint_write_is_atomic_and_errors_are_clear(tmp_path):
+    path = tmp_path / "ck" / "last.pt"
+    save_checkpoint({"format": "cerberus", "version": 1, "x": torch.ones(2)}, path)
+    if os.geteuid() != 0:  # root ignores permissions
+        path.parent.chmod(0o500)
+        try:
+            with pytest.raises(CerberusError, match="could not write checkpoint"):
+                save_checkpoint({"format": "cerberus", "version": 1, "x": torch.zeros(2)}, path)
+        finally:
+            path.parent.chmod(0o700)
+    # a file where the folder should be: the write fails, cleanly
+    blocker = tmp_path / "blocked"
+    blocker.write_text("")
+    with pytest.raises(CerberusError, match="could not write checkpoint"):
+        save_checkpoint({"format": "cerberus"}, blocker / "last.pt")
+    assert torch.equal(load_checkpoint(path)["x"], torch.ones(2))
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary left behind
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/cerberus_pwned",))
+
+
+def test_bad_checkpoints_are_refused_without_running_code(tmp_path):
+    good = tmp_path / "good.pt"
+    save_checkpoint({"format": "cerberus", "version": 1, "w": torch.ones(3)}, good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:100])
+    with pytest.raises(CerberusError, match="truncated.pt: not a readable Cerberus checkpoint"):
+        load_checkpoint(truncated)
+    evil = tmp_path / "evil.pt"
+    torch.save(
+        {"format": "cerberus", "payload": _Exploit()}, evil, _use_new_zipfile_serialization=True
+    )
+    marker = Path("/tmp/cerberus_pwned")
+    marker.unlink(missing_ok=True)
+    with pytest.raises(CerberusError, match="evil.pt: not a readable Cerberus checkpoint"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CerberusError, match="plain.pkl"):
+        load_checkpoint(plain)
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {"w": torch.ones(1)}}, other)
+    with pytest.raises(CerberusError, match="other.pt: not a Cerberus checkpoint"):
+        load_checkpoint(other)
+
+
+def test_checkpoint_of_another_architecture_is_refused(tree, tmp_path):
+    cfg = tiny_config(tree, tmp_path / "a", "optim.iterations=2")
+    train(cfg, resume=False)
+    state = load_checkpoint(tmp_path / "a" / "last.pt")
+    state["config"]["model"]["dim"] = 48  # the weights are for dim 32
+    save_checkpoint(state, tmp_path / "b.pt")
+    with pytest.raises(CerberusError, match="b.pt: weights do not fit the model"):
+        load_model_from_checkpoint(tmp_path / "b.pt")
+
+
+def test_distributed_two_cpu_processes_on_gloo(tree, tmp_path):
+    cfg = tiny_config(tree, tmp_path / "ddp", "optim.iterations=4", "train.checkpoint_every=0")
+    cfg_file = tmp_path / "ddp.yaml"
+    save_config(cfg, cfg_file)
+    script = tmp_path / "check_ddp.py"
+    script.write_text(
+        "import sys, torch, torch.distributed as dist\n"
+        "from cerberus.config import load_config\n"
+        "from cerberus.training.engine import TrainStep, train\n"
+        "import cerberus.training.engine as e\n"
+        "built = {}\n"
+        "real = e.build_model_for\n"
+        "def keep(cfg, ds):\n"
+        "    built['m'] = real(cfg, ds)\n"
+        "    return built['m']\n"
+        "e.build_model_for = keep\n"
+        "train(load_config(sys.argv[1]), resume=False)\n"
+        "flat = torch.cat([p.detach().flatten() for p in built['m'].parameters()])\n"
+        "both = [torch.zeros_like(flat) for _ in range(2)]\n"
+        "dist.all_gather(both, flat)\n"
+        "assert torch.equal(both[0], both[1]), 'ranks diverged'\n"
+        "print('RANK', dist.get_rank(), 'OK', dist.get_world_size())\n"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port",
+        str(29500 + os.getpid() % 1000),
+        str(script),
+        str(cfg_file),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "RANK 0 OK 2" in out.stdout and "RANK 1 OK 2" in out.stdout
+    assert load_checkpoint(tmp_path / "ddp" / "last.pt")["iteration"] == 4
+
+
+def test_bad_training_images_stop_or_skip_with_names(tmp_path, caplog):
+    root = make_tree(tmp_path / "m", MARKET1501, train_ids=tuple(range(2, 18, 2)), size=(64, 32))
+    victim = sorted((root / "bounding_box_train").glob("*.jpg"))[0]
+    victim.write_bytes(b"")  # zero-byte image
+    stop = tiny_config(root, tmp_path / "stop", "optim.iterations=30")
+    with pytest.raises(CerberusError, match=rf"{victim.name}: unreadable image"):
+        train(stop, resume=False)
+    skip = tiny_config(root, tmp_path / "skip", "optim.iterations=2", "data.on_bad_image=skip")
+    with caplog.at_level("WARNING"):
+        result = train(skip, resume=False)
+    assert result.iterations == 2
+    assert victim.name in caplog.text and "skipped 1 unreadable images" in caplog.text
+
+
+def test_periodic_evaluation_is_logged(tree, tmp_path):
+    import json
+
+    from cerberus.data.datasets import read_dataset
+    from cerberus.evaluation.evaluate import periodic_evaluation
+
+    cfg = tiny_config(
+        tree, tmp_path / "ev", "optim.iterations=2", "train.eval_every=2", "eval.num_workers=0"
+    )
+    dataset = read_dataset(cfg.data.root, cfg.data.dataset)
+    train(cfg, resume=False, dataset=dataset, on_evaluate=periodic_evaluation(cfg, dataset))
+    rows = [json.loads(x) for x in (tmp_path / "ev" / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "reid_map_score" in r]
+    assert len(evals) == 1 and evals[0]["iteration"] == 2
+    assert 0 <= evals[0]["reid_map_score"] <= 1 and 0 <= evals[0]["par_mean_accuracy_score"] <= 1
+
+
+def test_training_with_softmax_sem_and_attribute_heads(tree, tmp_path):
+    """The options beyond the paper run through the engine, log attr_loss, and reload."""
+    import json
+
+    cfg = tiny_config(
+        tree,
+        tmp_path / "a",
+        "optim.iterations=3",
+        "loss.semantic=softmax",
+        "model.attribute_heads=true",
+        "loss.lambda_attr=1.0",
+    )
+    train(cfg, resume=False)
+    rows = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert all(r["attr_loss"] > 0 and r["sem_loss"] > 0 for r in rows)
+    model, _, _ = load_model_from_checkpoint(tmp_path / "a" / "last.pt")
+    assert model.has_attribute_heads
+    feats = model(torch.randn(2, 3, 64, 32))["features"]
+    assert model.predict_attributes(feats).shape == (2, MARKET1501.num_attributes)

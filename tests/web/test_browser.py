@@ -1,0 +1,298 @@
+"""The person-search page in headless Chromium (issue 14): the system's ``chromium`` (Debian
+package) driven by Playwright, no browser download. Run by ``make test-browser``, not by
+``make test``: ``pytest -m browser``.
+
+On a tiny synthetic index: the page loads its choices from the schema, an attribute search
+and a photo search show ranked crops with score, camera and predicted attributes, a click on a
+result searches with that crop, and a bad upload shows the server's one-line reason. On a
+gallery with cameras, times and tracks: a search filtered by camera and time window, per
+track, and the timeline of a result ("where else was this person?"). On a gallery ingested
+from synthetic footage: a search by camera, per track, and the source frame of a result.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cerberus.attributes.schema import GROUP_NAMES
+from cerberus.inference.embed import InferenceModel
+from cerberus.search import Gallery
+from cerberus.store.npz_index import GalleryIndex
+from cerberus.web.app import background_server, create_app
+from tests.conftest import tracked_store
+
+pytestmark = pytest.mark.browser
+
+K = 5
+
+
+def chromium_path() -> str:
+    """The system Chromium: ``$CERBERUS_CHROMIUM``, else ``chromium`` on the PATH."""
+    found = os.environ.get("CERBERUS_CHROMIUM") or shutil.which("chromium")
+    if not found:
+        pytest.fail("no chromium on the PATH: apt-get install chromium (or set CERBERUS_CHROMIUM)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def page_url(tiny_index):
+    gallery = GalleryIndex.load(tiny_index["index"])
+    net = InferenceModel.from_checkpoint(tiny_index["ckpt"], device="cpu", num_workers=0)
+    with background_server(create_app(gallery, net)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, page_url):
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(page_url)
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    page.get_by_label("Results to show").fill(str(K))
+    yield page
+    assert not errors, errors  # no script error on the page
+    context.close()
+
+
+def cards(page):
+    return page.locator("#result-list > li")
+
+
+def wait_for_results(page, what: str) -> None:
+    page.wait_for_function(
+        "what => document.getElementById('status').textContent.includes(what)",
+        arg=f"results for {what}",
+        timeout=30_000,
+    )
+
+
+def check_cards(page) -> None:
+    assert cards(page).count() == K
+    first = cards(page).first
+    text = first.inner_text()
+    assert "#1" in text and "score" in text and "camera" in text
+    assert first.locator(".attributes li").count() > 0  # predicted attributes
+    alt = first.locator("img").get_attribute("alt")
+    assert alt.startswith("Rank 1: gallery crop")
+    # every thumbnail loaded (served by id)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#result-list img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+        timeout=10_000,
+    )
+
+
+def test_attribute_search_in_the_page(page):
+    legends = page.locator("#attr-groups legend").all_inner_texts()
+    assert [x.lower() for x in legends] == list(GROUP_NAMES.values())
+    # every choice has a label and starts at "any"
+    gender = page.get_by_label("gender", exact=True)
+    assert gender.input_value() == ""
+    gender.select_option("female")
+    page.get_by_label("upper color").select_option("red")
+    page.get_by_role("button", name="Search by description").click()
+    wait_for_results(page, "the description")
+    check_cards(page)
+    query = page.locator("#query").inner_text()
+    assert "gender: female" in query and "upper.color: red" in query
+
+
+def test_keyboard_only_search(page):
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.keyboard.press("Tab")  # the first stop skips to the results
+    assert page.evaluate("document.activeElement.textContent") == "Skip to results"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "results"
+    page.get_by_label("Results to show").fill(str(K))
+    page.get_by_label("hat", exact=True).focus()
+    page.keyboard.press("ArrowDown")  # "any" -> the first value
+    assert page.get_by_label("hat", exact=True).input_value() != ""
+    page.get_by_role("button", name="Search by description").focus()
+    page.keyboard.press("Enter")
+    wait_for_results(page, "the description")
+    assert cards(page).count() == K
+
+
+def test_photo_search_then_click_a_result(page, tiny_index, tmp_path):
+    page.set_input_files("#photo-input", str(tiny_index["query"]))
+    wait_for_results(page, "the photo")
+    check_cards(page)
+    assert page.locator("#query img").get_attribute("alt") == "Query photo"
+    assert page.locator("#query li").count() > 0  # the photo's predicted attributes
+
+    second = cards(page).nth(1)
+    crop = second.locator("img").get_attribute("alt").split("gallery crop ")[1].split(",")[0]
+    second.locator("button").press("Enter")  # a result is a button: keyboard or click
+    wait_for_results(page, f"gallery crop {crop}")
+    alts = [c.locator("img").get_attribute("alt") for c in cards(page).all()]
+    assert alts and not any(f"gallery crop {crop}," in a for a in alts)  # left out (issue 21)
+    assert "left out of its own results" in page.locator("#query").inner_text()
+
+    shot = Path(os.environ.get("CERBERUS_SCREENSHOT") or tmp_path / "serve.png")
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+
+def test_bad_upload_shows_the_reason_and_the_page_goes_on(page, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    page.set_input_files("#photo-input", str(bad))
+    page.wait_for_function(
+        "() => document.getElementById('status').classList.contains('error')", timeout=30_000
+    )
+    assert "400: not an image" in page.locator("#status").inner_text()
+    page.get_by_label("gender", exact=True).select_option("male")
+    page.get_by_role("button", name="Search by description").click()
+    wait_for_results(page, "the description")
+    assert cards(page).count() == K
+
+
+@pytest.fixture(scope="module")
+def tracked_url(tiny_index):
+    net = InferenceModel.from_checkpoint(tiny_index["ckpt"], device="cpu", num_workers=0)
+    gallery = Gallery(tracked_store(tiny_index["features"]), net)
+    with background_server(create_app(gallery)) as url:
+        yield url
+
+
+def test_filtered_search_per_track_and_timeline(browser, tracked_url):
+    """Cameras and a time window (UTC) filter a description search; per track gives one card
+    per track; "Where else?" lays the person's sightings out by camera and time."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(tracked_url)
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    page.get_by_label("Results to show").fill("20")
+    boxes = page.locator("#camera-list input")
+    assert boxes.count() >= 3
+    for camera in boxes.evaluate_all("bs => bs.map(b => b.value)"):
+        if camera != "c2":
+            page.get_by_label(camera, exact=True).uncheck()
+    page.get_by_label("c2", exact=True).uncheck()  # no camera at all: said, not searched
+    page.get_by_label("gender", exact=True).select_option("male")
+    page.get_by_role("button", name="Search by description").click()
+    assert page.locator("#status").inner_text() == "Tick at least one camera."
+    page.get_by_label("c2", exact=True).check()
+    page.get_by_label("From").fill("2026-09-21T14:14:20")  # T_GALLERY + 60 s, UTC
+    page.get_by_label("Until").fill("2026-09-21T14:18:20")  # T_GALLERY + 300 s
+    page.get_by_label("gender", exact=True).select_option("male")
+    page.get_by_role("button", name="Search by description").click()
+    wait_for_results(page, "the description")
+    n = cards(page).count()
+    assert n > 0
+    for card in cards(page).all():
+        assert "camera c2" in card.inner_text()
+        when = card.locator(".when").inner_text()
+        assert "2026-09-21T14:14:20" <= when < "2026-09-21T14:18:20", when
+
+    page.get_by_label("One result per track").check()
+    page.get_by_role("button", name="Search by description").click()
+    page.wait_for_function("() => document.querySelector('#result-list .track') !== null")
+    tracks = cards(page).count()
+    assert 0 < tracks <= n and "track of" in cards(page).first.inner_text()
+
+    for camera in boxes.evaluate_all("bs => bs.map(b => b.value)"):  # every camera again
+        page.get_by_label(camera, exact=True).check()
+    page.get_by_label("From").fill("")
+    page.get_by_label("Until").fill("")
+    first = cards(page).first
+    item = first.locator("img").get_attribute("alt").split("gallery crop ")[1].split(",")[0]
+    first.get_by_role("link", name="Where else").click()
+    page.wait_for_function(
+        "() => document.getElementById('timeline-status').textContent.includes('sightings of')",
+        timeout=30_000,
+    )
+    want = page.request.get(f"{tracked_url}/api/timeline/{item}").json()["sightings"]
+    marks = page.locator("#timeline-lanes .mark")
+    assert marks.count() == len(want) > 0
+    lanes = page.locator("#timeline-lanes .lane-name").all_inner_texts()
+    assert lanes == sorted({s["camera"] for s in want})
+    assert page.locator("#timeline-lanes .mark.query").count() == 1
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#timeline-lanes img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+        timeout=10_000,
+    )
+    assert not errors, errors
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def footage_url(tiny_index, tmp_path_factory):
+    """A gallery ingested from tiny synthetic footage (two cameras; the ground-truth boxes
+    without their ids as detections), served."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from cerberus.cli import app
+
+    root = tmp_path_factory.mktemp("footage")
+    synth = ["synth", "footage", "--out", str(root / "f"), "--cameras", "2", "--seconds", "6",
+             "--people", "4", "--size", "320x180"]  # fmt: skip
+    result = CliRunner().invoke(app, synth)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((root / "f" / "footage.json").read_text())
+    gallery = root / "gallery"
+    for cam in manifest["cameras"]:
+        rows = [
+            ",".join([f[0], "-1", *f[2:]])
+            for f in (x.split(",") for x in (root / "f" / cam["gt"]).read_text().splitlines())
+        ]
+        dets = root / f"{cam['name']}.txt"
+        dets.write_text("\n".join(rows) + "\n")
+        ingest = ["ingest", str(root / "f" / cam["video"]), "--camera", cam["name"],
+                  "--gallery", str(gallery), "--start", cam["start"], "--detections", str(dets),
+                  "--checkpoint", str(tiny_index["ckpt"]), "--device", "cpu"]  # fmt: skip
+        result = CliRunner().invoke(app, ingest)
+        assert result.exit_code == 0, result.output
+    with background_server(create_app(Gallery.open(gallery, device="cpu"))) as url:
+        yield url, manifest
+
+
+def test_search_ingested_footage_by_camera_and_see_the_frame(browser, footage_url):
+    """The page over ingested footage: one camera ticked, per track; every card is of that
+    camera and links to its source frame (a JPEG the server decodes from the video)."""
+    url, manifest = footage_url
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    names = [c["name"] for c in manifest["cameras"]]
+    boxes = page.locator("#camera-list input")
+    assert sorted(boxes.evaluate_all("bs => bs.map(b => b.value)")) == sorted(names)
+    page.get_by_label(names[1], exact=True).uncheck()
+    page.get_by_label("One result per track").check()
+    page.get_by_label("gender", exact=True).select_option("male")
+    page.get_by_role("button", name="Search by description").click()
+    page.wait_for_function("() => document.querySelector('#result-list .track') !== null")
+    assert cards(page).count() > 0
+    for card in cards(page).all():
+        assert f"camera {names[0]}" in card.inner_text()
+    link = cards(page).first.locator("a.frame")
+    response = page.request.get(url + link.get_attribute("href"))
+    assert response.status == 200 and response.headers["content-type"] == "image/jpeg"
+    assert not errors, errors
+    context.close()
