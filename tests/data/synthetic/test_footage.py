@@ -386,7 +386,7 @@ def test_overwrite_only_replaces_own_output(tmp_path, cli):
 
 
 def test_a_failure_while_writing_leaves_no_output(tmp_path, monkeypatch):
-    from cerberus.data import synthetic_footage
+    from cerberus.data.synthetic import footage as synthetic_footage
 
     def broken(*args, **kwargs):
         raise CerberusError("disk on fire")
@@ -411,7 +411,7 @@ def test_yuv_conversion_matches_ffmpeg():
 
 
 def test_mpeg4_where_ffmpeg_has_no_libx264(tmp_path, monkeypatch):
-    from cerberus.data import synthetic_footage
+    from cerberus.data.synthetic import footage as synthetic_footage
 
     monkeypatch.setattr(synthetic_footage, "video_codec", lambda: "mpeg4")
     spec = FootageSpec(cameras=1, seconds=3, people=2, width=160, height=120)
