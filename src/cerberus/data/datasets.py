@@ -32,25 +32,11 @@ from cerberus.attributes.schema_files import DUKEMTMC, MARKET1501
 from cerberus.attributes.sids import sid_identity_counts
 from cerberus.attributes.table import AttributeTable, check_alt_values
 from cerberus.data.images import open_image
+from cerberus.data.labels import UNKNOWN, camera_label  # noqa: F401 (re-exported)
 from cerberus.errors import CerberusError
 from cerberus.files import same_file_key
 
 logger = logging.getLogger(__name__)
-
-UNKNOWN = -1000
-"""Identity / camera value of an image whose file name does not tell them."""
-
-
-def camera_label(camid: int, labels: object = ()) -> str | None:
-    """How camera number ``camid`` is shown: ``labels[camid]`` (a table dataset's own
-    ``camera_id``, stored as ``meta["camera_labels"]``), else ``c<camid + 1>`` (the
-    benchmarks' names); ``None`` for an unknown camera (:data:`UNKNOWN` or ``-1``)."""
-    if camid in (UNKNOWN, -1):
-        return None
-    if isinstance(labels, list | tuple) and 0 <= camid < len(labels):
-        return str(labels[camid])
-    return f"c{camid + 1}"
-
 
 JUNK_ID = -1
 DISTRACTOR_ID = 0

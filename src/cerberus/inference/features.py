@@ -21,7 +21,7 @@ import numpy as np
 
 from cerberus.attributes.schema import GROUPS, Schema
 from cerberus.attributes.schema_files import schema_from_meta
-from cerberus.data.datasets import UNKNOWN, camera_label  # noqa: F401 (re-exported)
+from cerberus.data.labels import UNKNOWN, camera_label  # noqa: F401 (re-exported)
 from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
 
