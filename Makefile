@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup test test-browser lint demo footage-example clean
+.PHONY: setup test test-browser lint docs demo footage-example clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ lint: setup
 
 test: setup lint
 	$(BIN)/python -m pytest
+
+# The docs site (mkdocs.yml) into site/; --strict: a broken link or a bad reference fails
+docs: setup
+	PYTHONPATH=src $(BIN)/mkdocs build --strict
 
 # The person-search page in headless Chromium: the system's `chromium` (apt-get install chromium)
 test-browser: setup
@@ -48,4 +52,4 @@ footage-example: setup
 	@echo "Search it on the page: $(BIN)/cerberus serve --gallery $(VTEST_DIR)/gallery"
 
 clean:
-	rm -rf $(VENV) runs data/synthetic .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs data/synthetic site .pytest_cache .ruff_cache

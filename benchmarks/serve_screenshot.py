@@ -1,4 +1,4 @@
-"""Screenshot of the person-search page with results (the README's ``docs/images/serve.png``).
+"""Screenshot of the person-search page with results (``docs/images/serve.png``, README).
 
 Not a benchmark: serves an index in this process (127.0.0.1, a free port), opens the page in
 the system's headless Chromium through Playwright, runs a photo search (or, with ``--attrs``, a

@@ -25,7 +25,7 @@ class DataConfig:
 
     dataset: str = "market1501"
     """``market1501`` or ``dukemtmc`` (a benchmark tree), or ``table``: a folder with
-    ``images.csv`` and ``attributes.csv`` (:mod:`cerberus.data.table`, README "Your own data")."""
+    ``images.csv`` and ``attributes.csv`` (:mod:`cerberus.data.table`, docs/data.md)."""
     root: str = "data/market1501"
     attributes: str | None = None
     """The Lin et al. ``.mat`` file of a benchmark (default: the one in ``root``)."""

@@ -266,7 +266,7 @@ def test_evaluation_without_cameras_removes_only_the_query_image_itself(dataset)
 
 
 def test_unknown_attribute_cells_are_left_out_of_aps_and_par(tmp_path):
-    """A table dataset whose test identities have empty cells (README: empty = unknown).
+    """A table dataset whose test identities have empty cells (docs/data.md: empty = unknown).
 
     Identity 3 has no hat value (its H SID is unknown), identity 5 no gender (I unknown). Every
     representation lies at the prototype of its SID with the unknown values read as 0, so a

@@ -44,7 +44,7 @@ def test_demo_writes_the_report_and_figures(tmp_path):
         Image.open(tmp_path / "demo" / "search.png") as both,
         Image.open(tmp_path / "demo" / "reid_ranks.png") as top,
         Image.open(tmp_path / "demo" / "aps_partial.png") as bottom,
-    ):  # the README picture: the reID rank list above the partial APS one
+    ):  # the docs/index.md picture: the reID rank list above the partial APS one
         assert both.size == (max(top.width, bottom.width), top.height + bottom.height)
         assert both.convert("RGB").crop((0, 0, top.width, top.height)).tobytes() == (
             top.convert("RGB").tobytes()

@@ -32,7 +32,7 @@ def synth(
         typer.Option(
             "--format",
             help="market: Market-1501 folders + market_attribute.mat; table: the same crops "
-            "with images.csv, attributes.csv and schema.yaml (README: Your own data).",
+            "with images.csv, attributes.csv and schema.yaml (docs/data.md).",
         ),
     ] = "market",
     camera_column: Annotated[
@@ -131,7 +131,7 @@ def synth_footage(
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
 ) -> None:
-    """Synthetic camera footage with MOTChallenge ground truth (README: Synthetic footage)."""
+    """Synthetic camera footage with MOTChallenge ground truth (docs/synthetic.md)."""
     from cerberus.data.synthetic.footage import generate_footage, parse_size, parse_start
     from cerberus.data.synthetic.scene import FootageSpec
 

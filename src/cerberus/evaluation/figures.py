@@ -116,8 +116,8 @@ def save_png(image: Image.Image, out: str | os.PathLike) -> Path:
 
 
 def stack_figures(out: str | os.PathLike, parts: Sequence[str | os.PathLike]) -> Path:
-    """One PNG of ``parts`` one above the other, left-aligned on white (the README picture:
-    the demo's reID and partial APS rank lists)."""
+    """One PNG of ``parts`` one above the other, left-aligned on white (docs/index.md
+    picture: the demo's reID and partial APS rank lists)."""
     images = []
     for part in parts:
         with Image.open(part) as image:

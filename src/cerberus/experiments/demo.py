@@ -281,7 +281,7 @@ def run_demo(
         rank_list_from_rows(out / file, rows, query_text=aq.describe(schema), title=name)
         hits = sum(bool(r["correct"]) for r in rows)
         figures.append((name, file, aps_caption(text, aq, hits, g.values, schema)))
-    # the README picture: the photo query above the partial description
+    # the picture of docs/index.md: the photo query above the partial description
     stack_figures(out / "search.png", [out / "reid_ranks.png", out / "aps_partial.png"])
 
     # PAR: predicted vs annotated attributes of a few queries, one row per image

@@ -68,7 +68,7 @@ INDEXES = {
     "HNSW": ({"M": 32, "efConstruction": 256}, {"ef": 256}),
 }
 """Vector index types: build params, search params. FLAT is exact; the others are approximate
-and not measured here (see README, "Milvus")."""
+and not measured here (docs/galleries.md, "Milvus")."""
 
 _CHUNK = 60_000  # characters of GalleryInfo JSON per meta row (a VARCHAR holds 65,535 bytes)
 _INSERT_BYTES = 16 << 20  # vector bytes per insert call (gRPC messages stay under 64 MiB)

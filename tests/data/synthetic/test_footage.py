@@ -31,7 +31,7 @@ from cerberus.data.synthetic.scene import FootageSpec, plan_footage
 from cerberus.errors import CerberusError
 
 TINY = ["--cameras", 2, "--seconds", 8, "--people", 5, "--size", "320x180"]
-"""The tiny preset (README: Synthetic footage): well under a second of rendering."""
+"""The tiny preset (docs/synthetic.md): well under a second of rendering."""
 TINY_SPEC = FootageSpec(cameras=2, seconds=8, people=5, width=320, height=180)
 
 

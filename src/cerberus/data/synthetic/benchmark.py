@@ -226,7 +226,7 @@ def _publish(tmp: Path, out: Path, overwrite: bool, what: str = "synthetic bench
 
 
 def _to_table(root: Path, cameras: bool) -> None:
-    """Turn the Market layout in ``root`` into a table dataset (README: Your own data)."""
+    """Turn the Market layout in ``root`` into a table dataset (docs/data.md)."""
     from cerberus.data.datasets import read_dataset
     from cerberus.data.table import write_table_dataset
 

@@ -1,5 +1,4 @@
-"""Synthetic camera footage with ground truth: ``cerberus synth footage`` (README: Synthetic
-footage).
+"""Synthetic camera footage with ground truth: ``cerberus synth footage`` (docs/synthetic.md).
 
 The synthetic benchmark's test identities (the same attribute rows and the same drawing
 details as ``cerberus synth`` with the same seed and identity counts, drawn by the same
