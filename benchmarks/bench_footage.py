@@ -34,7 +34,7 @@ import numpy as np
 from _common import markdown_table, print_machine
 
 from cerberus.footage.detect import Detections, HogDetector, MotDetections, iou_matrix
-from cerberus.footage.ingest import STAGES, ModelEmbedder, gallery_info, ingest_source
+from cerberus.footage.ingest import STAGES, ModelEmbedder, ingest_source
 from cerberus.footage.track import SortTracker
 from cerberus.footage.video import open_source
 
@@ -66,11 +66,11 @@ def _random_model(config: Path, device: str = "cpu"):
 
 
 def throughput(args) -> None:
-    from cerberus.store import MemoryStore
+    from cerberus.store import MemoryStore, info_of_model
 
     _threads(args.threads)
     net = _random_model(args.config)
-    store = MemoryStore(gallery_info(net))
+    store = MemoryStore(info_of_model(net))
     video = open_source(args.video, start="2026-11-30T10:00:00Z")
     t0 = time.perf_counter()
     report = ingest_source(
@@ -237,9 +237,9 @@ def _ingest_ground_truth(root: Path, manifest: dict, net, max_crops: int):
     """Every camera of a synthetic footage set into a memory store from its ground-truth boxes
     without ids; returns the store's items and, per item, its person (largest IoU with the
     ground truth in its frame)."""
-    from cerberus.store import MemoryStore
+    from cerberus.store import MemoryStore, info_of_model
 
-    store = MemoryStore(gallery_info(net))
+    store = MemoryStore(info_of_model(net))
     embedder = ModelEmbedder(net)
     size = (manifest["width"], manifest["height"])
     truth = {}

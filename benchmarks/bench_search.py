@@ -287,7 +287,7 @@ def bench_size(n: int, args, rows: list[list[str]]) -> None:
         print(f"# HNSW-SQ8 skipped at N = {n:,} > --hnsw-max {args.hnsw_max:,}")
 
     if n <= args.in_memory_max:
-        from cerberus.store.npz_index import build_faiss_index
+        from cerberus.store.npz import build_faiss_index
 
         for kind in ("ivf", "ivf-sq8", "hnsw"):
             if f"cerberus-{kind}" not in args.kinds:

@@ -36,7 +36,7 @@ import numpy as np
 from _common import markdown_table, print_machine
 from PIL import Image
 
-from cerberus.store.npz_index import GalleryIndex
+from cerberus.store.npz import NpzIndex
 from cerberus.web.app import MAX_K, Limits, schema_json
 
 
@@ -68,7 +68,7 @@ def image_bytes(size: tuple[int, int], *, noisy: bool, fmt: str = "PNG", seed: i
     return buf.getvalue()
 
 
-def request_kinds(gallery: GalleryIndex, rng: random.Random) -> list[Kind]:
+def request_kinds(gallery: NpzIndex, rng: random.Random) -> list[Kind]:
     """The good and bad requests, with their expected statuses and mix weights."""
     n = len(gallery)
     crops = [Path(gallery.paths[i]).read_bytes() for i in rng.sample(range(n), min(20, n))]
@@ -183,7 +183,7 @@ def main() -> None:
 
     print_machine()
     rng = random.Random(args.seed)
-    kinds = request_kinds(GalleryIndex.load(args.index), rng)
+    kinds = request_kinds(NpzIndex.load(args.index), rng)
     plan = rng.choices(kinds, weights=[k.weight for k in kinds], k=total)
     port = free_port()
     server = start_server(args, port)

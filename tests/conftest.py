@@ -189,8 +189,7 @@ def tracked_store(features_path: Path):
     2 s, identity ``p`` first seen ``60 p`` s after :data:`T_GALLERY`."""
     from cerberus.inference.features import FeatureSet
     from cerberus.search import items_of_features
-    from cerberus.search.stores import info_of_features
-    from cerberus.store import Items, MemoryStore
+    from cerberus.store import Items, MemoryStore, info_of_features
 
     feats = FeatureSet.load(features_path)
     items = items_of_features(feats)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from cerberus.cli import app
 from cerberus.inference.embed import InferenceModel
 from cerberus.inference.features import FeatureSet
-from cerberus.store.npz_index import GalleryIndex
+from cerberus.store.npz import NpzIndex
 
 runner = CliRunner()
 
@@ -120,7 +120,7 @@ def test_extract_index_search_describe_visualize_export(trained):
     )
     scores = [r["score"] for r in found["results"]]
     assert scores == sorted(scores, reverse=True)
-    index = GalleryIndex.load(tmp / "g.index.npz")
+    index = NpzIndex.load(tmp / "g.index.npz")
     for r in found["results"]:
         v = index.values[index.paths.index(r["path"])]
         s = index.schema
@@ -189,7 +189,7 @@ def test_cli_errors_are_one_line(trained, flat_index, tmp_path):
     torch.save(state, other)
     query = sorted((trained["data"] / "query").glob("*.jpg"))[0]
     r = cerberus("search", "--index", index, "--image", query, "--checkpoint", other)
-    assert r.returncode == 2 and "is not the model this index was built with" in r.stderr
+    assert r.returncode == 2 and "is not the model this gallery was built with" in r.stderr
     assert "Traceback" not in r.stderr
 
 

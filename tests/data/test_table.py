@@ -28,7 +28,7 @@ from cerberus.data.table import (
 from cerberus.errors import CerberusError
 from cerberus.inference.embed import InferenceModel
 from cerberus.inference.features import UNKNOWN, FeatureSet
-from cerberus.store.npz_index import GalleryIndex
+from cerberus.store.npz import NpzIndex
 from cerberus.training.checkpoints import load_checkpoint, save_checkpoint
 from tests.conftest import make_tree, random_values
 
@@ -302,7 +302,7 @@ def test_synth_table_round_trips_through_check_data_train_eval_index_search(tmp_
     found = json.loads(invoke("search", "--index", tmp_path / "g.index.npz", "--image", query,
                               "--json", "-k", 3, "--device", "cpu"))  # fmt: skip
     assert [r["rank"] for r in found["results"]] == [1, 2, 3]
-    assert GalleryIndex.load(tmp_path / "g.index.npz").meta["schema"] == MARKET1501.to_dict()
+    assert NpzIndex.load(tmp_path / "g.index.npz").meta["schema"] == MARKET1501.to_dict()
     out = invoke("info", "-c", "configs/synthetic.yaml", "data.dataset=table", f"data.root={data}")
     assert "ID classifiers for 8 identities (the training set of" in out
     # A checkpoint written before schemas were data names its schema: it still loads.

@@ -191,8 +191,9 @@ def _relabel_cameras(root, mapping: dict[str, str]) -> dict[str, str]:
 def test_own_camera_labels_are_shown_everywhere_and_sorted_as_numbers(tmp_path):
     from cerberus.data.table import table_summary, write_table_dataset
     from cerberus.inference.embed import extract_image_set
+    from cerberus.inference.scoring import embed_features
     from cerberus.search import result_rows
-    from cerberus.store.npz_index import GalleryIndex
+    from cerberus.store.npz import NpzStore
     from tests.conftest import tiny_model
 
     root = table_tree(tmp_path / "t")
@@ -209,9 +210,10 @@ def test_own_camera_labels_are_shown_everywhere_and_sorted_as_numbers(tmp_path):
     feats = extract_image_set(tiny_model(), data.gallery, height=32, width=16, num_workers=0)
     assert feats.meta["camera_labels"] == ["7", "12", "40"]
     feats.save(tmp_path / "f.npz")
-    GalleryIndex.build(type(feats).load(tmp_path / "f.npz")).save(tmp_path / "g.npz")
-    index = GalleryIndex.load(tmp_path / "g.npz")
-    rows = result_rows(index, index.search_features(feats.features[:1], 8)[0])
+    NpzStore.build(type(feats).load(tmp_path / "f.npz")).save(tmp_path / "g.npz")
+    index = NpzStore.load(tmp_path / "g.npz")
+    query = embed_features(feats.features[:1])
+    rows = result_rows(index, index.search(query, 8)[0])
     assert len(rows) == 8
     for r in rows:
         shown = str(next(p for p in label_of if (root / p).resolve() == type(root)(r["path"])))
@@ -222,8 +224,9 @@ def test_own_camera_labels_are_shown_everywhere_and_sorted_as_numbers(tmp_path):
     write_table_dataset(data, out)
     assert {c.split(",")[2] for c in lines(out / IMAGES)[1:]} == {"7", "12", "40"}
     # An index file from before camera labels were stored shows the benchmark names.
-    index.meta.pop("camera_labels")
-    rows = result_rows(index, index.search_features(feats.features[:1], 3)[0])
+    index.index.meta.pop("camera_labels")
+    index = NpzStore(index.index)
+    rows = result_rows(index, index.search(query, 3)[0])
     assert [r["camera"] for r in rows] == [f"c{r['camid'] + 1}" for r in rows]
 
 

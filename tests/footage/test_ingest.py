@@ -289,12 +289,13 @@ def test_kill_9_leaves_whole_tracks_and_a_rerun_redoes_the_source(tmp_path):
 
 
 def test_model_embedder_gives_vectors_attributes_and_certainty(tiny_index, footage, tmp_path):
-    from cerberus.footage.ingest import ModelEmbedder, gallery_info
+    from cerberus.footage.ingest import ModelEmbedder
     from cerberus.search import load_model
+    from cerberus.store import info_of_model
 
     net = load_model(tiny_index["ckpt"], device="cpu")
     embedder = ModelEmbedder(net)
-    info = gallery_info(net)
+    info = info_of_model(net)
     store = MemoryStore(info)
     report = ingest_source(footage["video"], store, embedder, camera="cam1", start=START,
                            detections=footage["gt"], max_crops=2)  # fmt: skip

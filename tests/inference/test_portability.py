@@ -16,7 +16,7 @@ from cerberus.cli import app
 from cerberus.config import load_config
 from cerberus.evaluation.evaluate import evaluate_checkpoint, format_report
 from cerberus.inference.features import FeatureSet
-from cerberus.store.npz_index import GalleryIndex
+from cerberus.store.npz import NpzIndex
 from tests.conftest import TINY_TRAINING, make_tree
 
 runner = CliRunner()
@@ -54,7 +54,7 @@ def written(tmp_path_factory) -> Path:
 def test_files_store_paths_that_resolve_from_anywhere(written):
     a = written / "a"
     feats = FeatureSet.load(a / "g.npz")
-    index = GalleryIndex.load(a / "g.index.npz")
+    index = NpzIndex.load(a / "g.index.npz")
     for paths in (feats.paths, index.paths):
         assert all(Path(p).is_absolute() and Path(p).is_file() for p in paths)
     assert Path(index.meta["checkpoint"]) == (a / "run" / "last.pt").resolve()

@@ -19,7 +19,6 @@ from cerberus.search import Gallery, StoreError, make_filter
 from cerberus.search.tracks import group_keys, track_score, track_vector
 from cerberus.store import NO_TRACK, Filter, GalleryInfo, Items, MemoryStore
 from cerberus.store.npz import NpzStore
-from cerberus.store.npz_index import GalleryIndex
 
 D = 4  # per part
 T0 = 1_790_000_000.0
@@ -207,7 +206,7 @@ def test_an_npz_index_is_a_read_only_store_that_filters_exactly(tmp_path):
         meta={"schema": MARKET1501.to_dict(), "fingerprint": "e" * 64},
     )
     for kind in ("flat", "ivf"):
-        store = NpzStore(GalleryIndex.build(feats, kind=kind, nlist=2, recall_queries=10))
+        store = NpzStore.build(feats, kind=kind, nlist=2, recall_queries=10)
         assert store.cameras() == ["c1", "c2", "c3"] and store.count() == n
         where = Filter(cameras=frozenset({"c2"}))
         q = embed_features(rng.normal(size=(2, 5, D)))
@@ -232,11 +231,11 @@ def test_convert_copies_an_npz_index_through_add(tiny_index, monkeypatch):
 
     made = {}
 
-    def memory(target, *, create=None):
-        made["store"] = MemoryStore(create)
+    def memory(target, info):
+        made["store"] = MemoryStore(info)
         return made["store"]
 
-    monkeypatch.setattr(adding, "open_store", memory)
+    monkeypatch.setattr(adding, "open_or_create", memory)
     old = NpzStore.load(tiny_index["index"])
     new = convert(tiny_index["index"], "unused")
     assert new is made["store"] and new.count() == old.count()
@@ -252,7 +251,7 @@ def test_convert_copies_an_npz_index_through_add(tiny_index, monkeypatch):
 
 def test_adding_a_features_file_twice_is_refused_unless_replaced(tiny_index):
     from cerberus.search import add_features
-    from cerberus.search.stores import info_of_features
+    from cerberus.store import info_of_features
 
     feats = FeatureSet.load(tiny_index["features"])
     store = MemoryStore(info_of_features(feats))

@@ -18,7 +18,8 @@ from cerberus.attributes.schema_files import MARKET1501
 from cerberus.evaluation.calibration import store_calibration
 from cerberus.inference.features import FeatureSet
 from cerberus.inference.scoring import WEAK_CERTAINTY, describe_features, l2_normalize
-from cerberus.search import Gallery, GalleryIndex, load_model
+from cerberus.search import Gallery, load_model
+from cerberus.store.npz import NpzStore
 from cerberus.web.app import create_app
 
 
@@ -31,10 +32,11 @@ def gallery(tiny_index) -> Gallery:
 def test_a_gallery_item_is_left_out_of_its_own_results(gallery, tiny_index, kind):
     """Issue 21: querying with item i returned i itself at rank 1, score 1.0, "same person".
     The IVF index keeps no vectors: its item query embeds the crop again, same rule."""
-    index = gallery.index
+    store = gallery.store
     if kind == "ivf":
-        index = GalleryIndex.build(FeatureSet.load(tiny_index["features"]), kind="ivf", nlist=2)
-    search = Gallery(index, gallery.net)
+        store = NpzStore.build(FeatureSet.load(tiny_index["features"]), kind="ivf", nlist=2)
+    search = Gallery(store, gallery.net)
+    index = store.index
     n = len(index)
     for item in (0, n // 2, n - 1):
         found = search.by_item(item, k=n)
@@ -118,7 +120,7 @@ def test_every_verdict_names_its_calibration_data(calibrated, tiny_index, cli):
     assert body["calibrated_on"] == source
     assert [r["calibrated_on"] for r in body["results"]] == [source] * 3
 
-    gallery = GalleryIndex.load(tiny_index["index"])
+    gallery = NpzStore.load(tiny_index["index"])
     with TestClient(create_app(gallery, calibrated["net"])) as client:
         for data in ({"gallery_id": 2, "k": 4}, {"k": 4}):
             files = None if "gallery_id" in data else {"image": ("q.jpg", query.read_bytes())}

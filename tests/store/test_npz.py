@@ -21,8 +21,10 @@ from cerberus.inference.embed import (
     scan_images,
 )
 from cerberus.inference.features import UNKNOWN, FeatureSet
-from cerberus.search import result_rows
-from cerberus.store.npz_index import GalleryIndex, build_faiss_index, recall_at_k
+from cerberus.search import Gallery, result_rows
+from cerberus.store import GalleryInfo, StoreError, check_same_model
+from cerberus.store.npz import NpzIndex, NpzStore, build_faiss_index
+from cerberus.store.topk import recall_at_k
 from tests import conftest
 from tests.conftest import make_tree
 
@@ -115,15 +117,15 @@ def test_attribute_query_vector_is_the_spec_similarity_on_whole_groups():
 
 def test_exact_faiss_search_ranks_like_brute_force_torch():
     fs = random_features(500, seed=1)
-    index = GalleryIndex.build(fs)
+    store = NpzStore.build(fs)
     queries = random_features(7, seed=2).features
-    results = index.search_features(queries, k=25)
+    results = store.search(embed_features(queries), 25)
     g = torch.nn.functional.normalize(torch.from_numpy(fs.features), dim=-1)
     q = torch.nn.functional.normalize(torch.from_numpy(queries), dim=-1)
     sim = torch.einsum("qgd,ngd->qn", q, g) / 5  # mean part cosine, brute force
     top = sim.topk(25, dim=1)
     for r, s, i in zip(results, top.values, top.indices):
-        np.testing.assert_array_equal(r.indices, i.numpy())
+        np.testing.assert_array_equal(r.ids, i.numpy())
         np.testing.assert_allclose(r.scores, s.numpy(), atol=1e-5)
 
 
@@ -137,13 +139,15 @@ def test_exact_faiss_search_ranks_like_brute_force_torch():
 )
 def test_attribute_search_merges_combinations_exactly(text):
     fs = random_features(800, seed=3)
-    index = GalleryIndex.build(fs)
+    gallery = Gallery(NpzStore.build(fs))
     q = parse_attribute_query(text, MARKET1501)
-    result = index.search_attributes(q, k=15)
+    ids, scores = gallery.vector_top(attribute_query_vectors(q, fs.prototypes))(15, None)
     brute = brute_force_attribute_scores(q, fs.features, fs.prototypes)
     order = np.argsort(-brute, kind="stable")[:15]
-    np.testing.assert_array_equal(result.indices, order)
-    np.testing.assert_allclose(result.scores, brute[order], atol=1e-5)
+    np.testing.assert_array_equal(ids, order)
+    np.testing.assert_allclose(scores, brute[order], atol=1e-5)
+    rows = gallery.by_attributes(q, 15).rows  # the same merge answers the search layer
+    assert [r["id"] for r in rows] == order.tolist()
 
 
 def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -162,44 +166,46 @@ def test_approximate_indexes_report_their_recall(kind):
     exact = build_faiss_index(x, kind="flat")
     assert recall_at_k(exact, x, k=10, num_queries=300) == 1.0
     fs = random_features(600, seed=4)
-    built = GalleryIndex.build(fs, kind=kind, recall_queries=200)
+    built = NpzIndex.build(fs, kind=kind, recall_queries=200)
     assert 0 < built.meta["recall_at_10"] <= 1
 
 
 def test_index_files_round_trip_and_refuse_bad_input(tmp_path):
     fs = random_features(50)
-    index = GalleryIndex.build(fs, kind="ivf-sq8", nlist=4, recall_queries=50)
+    index = NpzIndex.build(fs, kind="ivf-sq8", nlist=4, recall_queries=50)
     path = index.save(tmp_path / "gallery")
     assert path.name == "gallery.npz"
-    again = GalleryIndex.load(path)
+    again = NpzIndex.load(path)
     assert again.paths == index.paths and again.meta["recall_at_10"] == index.meta["recall_at_10"]
-    q = fs.features[:3]
-    for a, b in zip(index.search_features(q), again.search_features(q)):
-        np.testing.assert_array_equal(a.indices, b.indices)
+    q = embed_features(fs.features[:3])
+    for a, b in zip(NpzStore(index).search(q, 10), NpzStore.load(path).search(q, 10)):
+        np.testing.assert_array_equal(a.ids, b.ids)
     np.testing.assert_array_equal(again.values, fs.values)
 
     feats = fs.save(tmp_path / "f.npz")
     with pytest.raises(CerberusError, match="f.npz: a Cerberus features file, not a index"):
-        GalleryIndex.load(feats)
+        NpzIndex.load(feats)
     assert FeatureSet.load(feats).paths == fs.paths
     bad = tmp_path / "bad.npz"
     bad.write_bytes(path.read_bytes()[:300])
     with pytest.raises(CerberusError, match="bad.npz: not a readable Cerberus index"):
-        GalleryIndex.load(bad)
+        NpzIndex.load(bad)
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     os.replace(tmp_path / "obj.npy", tmp_path / "obj.npz")
     with pytest.raises(CerberusError, match="obj.npz: not a readable"):
-        GalleryIndex.load(tmp_path / "obj.npz")
+        NpzIndex.load(tmp_path / "obj.npz")
     with pytest.raises(CerberusError, match="missing.npz: index not found"):
-        GalleryIndex.load(tmp_path / "missing.npz")
-    with pytest.raises(CerberusError, match="model 999 is not the model this index was built"):
-        again.check_model("999", "other.pt")
-    again.check_model("abc123", "m.pt")
+        NpzIndex.load(tmp_path / "missing.npz")
+    store = NpzStore(again)
+    other = GalleryInfo(dim=5 * D, fingerprint="999", schema={}, prototypes={})
+    with pytest.raises(StoreError, match="other.pt: model 999 .* is not the model this gallery"):
+        check_same_model(store, other, "other.pt")
+    check_same_model(store, GalleryInfo(5 * D, "abc123", {}, {}), "m.pt")  # the same model
 
 
 def test_index_save_failure_keeps_the_previous_file(tmp_path):
     fs = random_features(30)
-    index = GalleryIndex.build(fs)
+    index = NpzIndex.build(fs)
     path = index.save(tmp_path / "i.npz")
     before = path.read_bytes()
     blocker = tmp_path / "file"
@@ -212,7 +218,7 @@ def test_index_save_failure_keeps_the_previous_file(tmp_path):
         if os.access(tmp_path, os.W_OK):  # root ignores permissions
             pytest.skip("running as root: cannot make a folder unwritable")
         with pytest.raises(CerberusError, match="i.npz: could not write index"):
-            GalleryIndex.build(random_features(31)).save(path)
+            NpzIndex.build(random_features(31)).save(path)
     finally:
         os.chmod(tmp_path, 0o700)
     assert path.read_bytes() == before
@@ -221,14 +227,15 @@ def test_index_save_failure_keeps_the_previous_file(tmp_path):
 def test_result_rows_mark_correct_items():
     fs = random_features(40)
     fs.pids[5] = UNKNOWN
-    index = GalleryIndex.build(fs)
-    r = index.search_features(fs.features[[5]], k=40)[0]
-    rows = result_rows(index, r, query_pid=int(fs.pids[0]))
-    by_index = {int(i): row for i, row in zip(r.indices, rows)}
+    store = NpzStore.build(fs)
+    index = store.index
+    r = store.search(embed_features(fs.features[[5]]), 40)[0]
+    rows = result_rows(store, r, query_pid=int(fs.pids[0]))
+    by_index = {int(i): row for i, row in zip(r.ids, rows)}
     assert by_index[5]["pid"] is None and by_index[5]["correct"] is None
     assert by_index[0]["correct"] is True
     q = parse_attribute_query("gender=female", MARKET1501)
-    rows = result_rows(index, index.search_attributes(q, 40), attribute_query=q)
+    rows = Gallery(store).by_attributes(q, 40).rows
     female = MARKET1501.index("gender")
     for row in rows:
         i = index.paths.index(row["path"])
@@ -298,7 +305,7 @@ def test_attribute_search_does_not_import_torch(tmp_path):
     import subprocess
     import sys
 
-    path = GalleryIndex.build(random_features(40)).save(tmp_path / "g.index.npz")
+    path = NpzStore.build(random_features(40)).save(tmp_path / "g.index.npz")
     code = (
         "import sys\n"
         "from cerberus.cli import main\n"
@@ -308,7 +315,7 @@ def test_attribute_search_does_not_import_torch(tmp_path):
         "    main()\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
-        "import cerberus.store.npz_index\n"
+        "import cerberus.store.npz\n"
         "print('torch imported:', 'torch' in sys.modules)\n"
     )
     done = subprocess.run(

@@ -12,7 +12,7 @@ import torch
 from cerberus.attributes.schema_files import MARKET1501
 from cerberus.errors import CerberusError
 from cerberus.inference.features import FeatureSet
-from cerberus.store.npz_index import GalleryIndex
+from cerberus.store.npz import NpzIndex
 from cerberus.training.checkpoints import load_checkpoint, save_checkpoint
 
 
@@ -53,7 +53,7 @@ def full_disk(monkeypatch):
     monkeypatch.setattr("builtins.open", fake_open)
 
 
-def _index(n: int, seed: int) -> GalleryIndex:
+def _index(n: int, seed: int) -> NpzIndex:
     rng = np.random.default_rng(seed)
     fs = FeatureSet(
         features=rng.normal(size=(n, 5, 4)).astype(np.float32),
@@ -67,7 +67,7 @@ def _index(n: int, seed: int) -> GalleryIndex:
         },
         meta={"schema": "market1501", "fingerprint": "f"},
     )
-    return GalleryIndex.build(fs)
+    return NpzIndex.build(fs)
 
 
 def test_full_disk_keeps_the_previous_checkpoint(tmp_path, request):
@@ -86,4 +86,4 @@ def test_full_disk_keeps_the_previous_index(tmp_path, request):
     with pytest.raises(CerberusError, match=r"gallery.npz: could not write index \(No space"):
         _index(60, 1).save(path)
     assert [p.name for p in tmp_path.iterdir()] == ["gallery.npz"]
-    assert len(GalleryIndex.load(path)) == 50
+    assert len(NpzIndex.load(path)) == 50

@@ -15,19 +15,21 @@ from PIL import Image
 
 from cerberus.attributes.schema import GROUPS
 from cerberus.inference.embed import InferenceModel
-from cerberus.inference.scoring import parse_attribute_query
-from cerberus.search import result_rows, search_images
-from cerberus.store.npz_index import GalleryIndex
+from cerberus.inference.scoring import attribute_query_vectors, parse_attribute_query
+from cerberus.search import search_images
+from cerberus.store.npz import NpzIndex, NpzStore
 from cerberus.web.app import MAX_K, Limits, check_host, create_app, schema_json
 
 
 @pytest.fixture(scope="module")
 def served(tiny_index):
-    gallery = GalleryIndex.load(tiny_index["index"])
+    gallery = NpzIndex.load(tiny_index["index"])  # the file's facts, to check answers with
+    store = NpzStore(gallery)
     net = InferenceModel.from_checkpoint(tiny_index["ckpt"], device="cpu", num_workers=0)
-    app = create_app(gallery, net)
+    app = create_app(store, net)
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield {"client": client, "gallery": gallery, "net": net, "app": app, **tiny_index}
+        yield {"client": client, "gallery": gallery, "store": store, "net": net, "app": app,
+               **tiny_index}  # fmt: skip
 
 
 def png_bytes(size=(32, 64), colour=(200, 30, 30), fmt="PNG") -> bytes:
@@ -87,11 +89,13 @@ def test_attribute_search_matches_the_index(served):
     assert r.status_code == 200, r.text
     body = r.json()
     query = parse_attribute_query(text, gallery.schema)
-    expected = result_rows(gallery, gallery.search_attributes(query, 5), attribute_query=query)
-    assert [gallery.paths[x["id"]] for x in body["results"]] == [e["path"] for e in expected]
-    np.testing.assert_allclose(
-        [x["score"] for x in body["results"]], [e["score"] for e in expected]
-    )
+    # the slow obvious answer: every item's best score over the query's SID combinations
+    combos = attribute_query_vectors(query, gallery.prototypes).astype(np.float64)
+    flat = gallery.index.reconstruct_n(0, gallery.index.ntotal).astype(np.float64)
+    best = (flat @ combos.T).max(axis=1)
+    order = np.lexsort((np.arange(len(best)), -best))[:5]
+    assert [gallery.paths[x["id"]] for x in body["results"]] == [gallery.paths[i] for i in order]
+    np.testing.assert_allclose([x["score"] for x in body["results"]], best[order], atol=1e-5)
     assert [x["rank"] for x in body["results"]] == [1, 2, 3, 4, 5]
     assert body["query"]["kind"] == "attributes" and "gender: female" in body["query"]["text"]
     row = body["results"][0]
@@ -114,7 +118,7 @@ def test_photo_search_matches_the_command_line_path(served):
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    ((expected, said),) = search_images(gallery, net, [query], 4)
+    ((expected, said),) = search_images(served["store"], net, [query], 4)
     assert [gallery.paths[x["id"]] for x in body["results"]] == [e["path"] for e in expected]
     np.testing.assert_allclose(
         [x["score"] for x in body["results"]], [e["score"] for e in expected], atol=1e-4
@@ -136,7 +140,7 @@ def test_clicking_a_result_searches_with_that_crop(served):
     assert [x["rank"] for x in body["results"]] == [1, 2, 3]
     assert 3 not in [x["id"] for x in body["results"]]
     assert body["query"]["id"] == 3 and body["query"]["excluded"] == 3
-    ((by_file, _),) = search_images(gallery, net, [Path(gallery.paths[3])], 4)
+    ((by_file, _),) = search_images(served["store"], net, [Path(gallery.paths[3])], 4)
     others = [e for e in by_file if e["path"] != gallery.paths[3]][:3]
     assert [gallery.paths[x["id"]] for x in body["results"]] == [e["path"] for e in others]
     pid = int(gallery.pids[3])  # the gallery file name gives the query's identity
@@ -147,7 +151,7 @@ def test_result_attributes_without_stored_vectors(served):
     """An IVF index keeps no vectors to read back: the crops are embedded again, same answer."""
     from cerberus.inference.features import FeatureSet
 
-    ivf = GalleryIndex.build(FeatureSet.load(served["features"]), kind="ivf", nlist=2)
+    ivf = NpzStore.build(FeatureSet.load(served["features"]), kind="ivf", nlist=2)
     body = {"attributes": {"gender": "male"}, "k": 6}
     with TestClient(create_app(ivf, served["net"])) as client:
         again = client.post("/api/search/attributes", json=body).json()["results"]
@@ -330,7 +334,7 @@ def test_head_is_answered_like_get_without_a_body(served):
 
 def test_size_limits_in_bytes_and_pixels(served):
     app = create_app(
-        served["gallery"], served["net"], limits=Limits(max_bytes=2000, max_pixels=5000)
+        served["store"], served["net"], limits=Limits(max_bytes=2000, max_pixels=5000)
     )
     with TestClient(app) as client:
         small = png_bytes(size=(30, 60))  # 1800 pixels, a few hundred bytes
@@ -355,7 +359,7 @@ def test_pillow_limit_is_ours_for_each_decode(served, monkeypatch):
     server's ``max_pixels`` for each decode: an image under our limit is decoded even when it is
     over Pillow's global one, and one over ours is refused quoting ours."""
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's limit far under ours
-    app = create_app(served["gallery"], served["net"], limits=Limits(max_pixels=50_000))
+    app = create_app(served["store"], served["net"], limits=Limits(max_pixels=50_000))
     with TestClient(app) as client:
         ok = client.post("/api/describe", files={"image": ("p.png", png_bytes(size=(100, 100)))})
         assert ok.status_code == 200, ok.text  # 10000 pixels: over Pillow's 2x1000, under ours
@@ -399,7 +403,7 @@ def test_refuses_a_model_the_index_was_not_built_with(served, monkeypatch):
 
     monkeypatch.setattr(served["net"], "_fingerprint", "0" * 64)
     with pytest.raises(CerberusError, match="rebuild the index"):
-        create_app(served["gallery"], served["net"])
+        create_app(served["store"], served["net"])
 
 
 def test_host_warning(caplog):
@@ -441,7 +445,7 @@ def test_the_page_runs_on_a_weights_pair_alone(served, tmp_path):
     weights, _ = export_weights(served["ckpt"], tmp_path / "model.safetensors")
     net = InferenceModel.from_checkpoint(weights, device="cpu", num_workers=0)
     query = served["query"].read_bytes()
-    with TestClient(create_app(served["gallery"], net)) as client:
+    with TestClient(create_app(served["store"], net)) as client:
         assert client.get("/api/health").json()["status"] == "ok"
         r = client.post("/api/search/image", files={"image": ("q.jpg", query)}, data={"k": 4})
         assert r.status_code == 200, r.text
@@ -466,7 +470,7 @@ def test_photo_search_says_same_person_at_the_calibrated_threshold(served):
     point = {"fpr_target": 1e-2, "threshold": threshold, "tpr": 0.9, "fpr": 0.01}
     cal = {"chosen_fpr": 1e-2, "points": [point], "split": "test", "num_different_pairs": 900}
     net = dataclasses.replace(served["net"], calibration=cal)
-    with TestClient(create_app(served["gallery"], net)) as calibrated:
+    with TestClient(create_app(served["store"], net)) as calibrated:
         assert calibrated.get("/api/health").json()["calibrated"] is True
         r = calibrated.post("/api/search/image", files={"image": ("q.jpg", query)}, data={"k": 6})
         body = r.json()
@@ -544,7 +548,7 @@ def test_a_chunked_body_over_the_limit_is_not_read(served, route):
     from cerberus.web.app import MAX_JSON_BYTES, background_server, body_limit
 
     limits = Limits(max_bytes=2000)
-    app, consumed = counting(create_app(served["gallery"], served["net"], limits=limits))
+    app, consumed = counting(create_app(served["store"], served["net"], limits=limits))
     total = 64 * 2**20
     if route == "/api/describe":
         content_type = "multipart/form-data; boundary=XyZ"

@@ -179,3 +179,56 @@ def test_the_source_frame_of_a_crop_with_its_box(tiny_index, net, tmp_path):
         assert (edge[:, 0] > 180).mean() > 0.8 and (edge[:, 1] < 90).mean() > 0.8
         one_line(client.get(f"/api/gallery/{crop_id}/frame"), 404, "no source frame")
         one_line(client.get(f"/api/gallery/{gone_id}/frame"), 404, "missing")
+
+
+def test_rows_show_the_stored_predictions_and_describe_nothing(tiny_index, net, monkeypatch):
+    """Issue 28: a result row says what ingestion stored (``Items.predicted``), not what the
+    model would say of the crop now; the describer is not called."""
+    from cerberus.inference.scoring import value_phrases
+    from cerberus.store import MemoryStore
+
+    tracked = tracked_store(tiny_index["features"])
+    items = tracked.get(tracked.ids())
+    gallery = Gallery(tracked, net)
+    schema = gallery.schema
+    model_says = gallery.describe_items(items.ids.tolist())
+    choices = [np.zeros(schema.num_attributes, np.int16), np.ones(schema.num_attributes, np.int16)]
+    stored = np.stack(  # for every item, a prediction the model does not make
+        [next(c for c in choices if value_phrases(schema, c) != d["phrases"]) for d in model_says]
+    )
+    items.predicted = stored
+    items.certainty = np.full((len(items), 5), 0.9, np.float32)
+    store = MemoryStore(tracked.info)
+    for source in sorted(set(items.source)):
+        store.add(items.take(np.flatnonzero(np.array(items.source) == source)))
+    kept = store.get(store.ids(), vectors=False)
+    said = {int(i): value_phrases(schema, p) for i, p in zip(kept.ids, kept.predicted)}
+
+    def never(self, ids):
+        raise AssertionError(f"described {ids} again")
+
+    monkeypatch.setattr(Gallery, "describe_items", never)
+    with TestClient(create_app(Gallery(store, net))) as client:
+        aps = client.post("/api/search/attributes", json={"attributes": {"gender": "male"}})
+        reid = client.post("/api/search/image", data={"gallery_id": 3, "k": 5})
+    for r in (aps, reid):
+        assert r.status_code == 200, r.text
+        rows = r.json()["results"]
+        assert rows and all(row["attributes"] == said[row["id"]] for row in rows)
+
+
+def test_verdicts_are_marked_once_per_search(served, monkeypatch):
+    from cerberus.search import Verdicts
+
+    calls = []
+    mark = Verdicts.mark
+
+    def counted(self, rows, **options):
+        calls.append(len(rows))
+        return mark(self, rows, **options)
+
+    monkeypatch.setattr(Verdicts, "mark", counted)
+    r = served["client"].post("/api/search/image", data={"gallery_id": 3, "k": 4})
+    assert r.status_code == 200, r.text
+    assert calls == [4]
+    assert all("same_person" in row and "calibrated_on" in row for row in r.json()["results"])

@@ -21,7 +21,7 @@ import pytest
 from cerberus.attributes.schema import GROUP_NAMES
 from cerberus.inference.embed import InferenceModel
 from cerberus.search import Gallery
-from cerberus.store.npz_index import GalleryIndex
+from cerberus.store.npz import NpzStore
 from cerberus.web.app import background_server, create_app
 from tests.conftest import tracked_store
 
@@ -40,7 +40,7 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="module")
 def page_url(tiny_index):
-    gallery = GalleryIndex.load(tiny_index["index"])
+    gallery = NpzStore.load(tiny_index["index"])
     net = InferenceModel.from_checkpoint(tiny_index["ckpt"], device="cpu", num_workers=0)
     with background_server(create_app(gallery, net)) as url:
         yield url

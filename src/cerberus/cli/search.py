@@ -190,15 +190,16 @@ def build_index(
         _add(gallery, feats, camera, start, replace)
         return
     t = time.perf_counter()
-    index = build_index(
+    store = build_index(
         feats, kind=kind, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search
     )
     seconds = time.perf_counter() - t
-    path = index.save(out)
-    line = f"{kind} index of {len(index)} vectors (dim {index.index.d}) -> {path}"
+    path = store.save(out)
+    line = f"{kind} index of {store.count()} vectors (dim {store.info.dim}) -> {path}"
     line += f" in {seconds:.2f}s"
-    if "recall_at_10" in index.meta:
-        line += f"; recall@10 vs exact search {index.meta['recall_at_10']:.4f}"
+    meta = store.index.meta
+    if "recall_at_10" in meta:
+        line += f"; recall@10 vs exact search {meta['recall_at_10']:.4f}"
     typer.echo(line)
 
 

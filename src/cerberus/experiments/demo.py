@@ -31,8 +31,8 @@ from cerberus.experiments.ablations import format_percent as pct
 from cerberus.files import atomic_write, atomic_write_json
 from cerberus.inference.embed import InferenceModel, parse_attribute_query
 from cerberus.inference.features import FeatureSet
-from cerberus.search import result_rows
-from cerberus.store.npz_index import GalleryIndex
+from cerberus.inference.scoring import embed_features
+from cerberus.search import Gallery, build_index
 from cerberus.training.engine import train
 
 logger = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ def run_demo(
     _step("evaluation", t0)
 
     g = dataset.gallery
-    index = GalleryIndex.build(
+    index = build_index(
         FeatureSet(
             features=feats.gallery,
             paths=[str(p) for p in g.paths],
@@ -245,12 +245,10 @@ def run_demo(
     q = dataset.query
     qi = 0
     query_path = q.paths[qi]
-    said = net.describe(feats.query[[qi]], index.prototypes)[0]
-    rows = result_rows(
-        index,
-        index.search_features(feats.query[[qi]], 10)[0],
-        query_pid=int(q.pids[qi]),
-        query_camid=int(q.camids[qi]),
+    said = net.describe(feats.query[[qi]], index.info.prototypes)[0]
+    searched = Gallery(index)  # the query's features are at hand: no model call
+    rows = searched.ranked(
+        searched.vector_top(embed_features(feats.query[[qi]])), 10, query_pid=int(q.pids[qi])
     )
     rank_list_from_rows(
         out / "reid_ranks.png",
@@ -277,7 +275,7 @@ def run_demo(
         ("APS, partial query", partial_text, "aps_partial.png"),
     ):
         aq = parse_attribute_query(text, schema)
-        rows = result_rows(index, index.search_attributes(aq, 10), attribute_query=aq)
+        rows = searched.by_attributes(aq, 10).rows
         rank_list_from_rows(out / file, rows, query_text=aq.describe(schema), title=name)
         hits = sum(bool(r["correct"]) for r in rows)
         figures.append((name, file, aps_caption(text, aq, hits, g.values, schema)))
@@ -286,7 +284,7 @@ def run_demo(
 
     # PAR: predicted vs annotated attributes of a few queries, one row per image
     picks = list(range(0, len(q), max(1, len(q) // 4)))[:4]
-    described = net.describe(feats.query[picks], index.prototypes)
+    described = net.describe(feats.query[picks], index.info.prototypes)
     par_lines = par_table(
         [q.paths[i].name for i in picks],
         [d["attributes"] for d in described],
@@ -328,7 +326,7 @@ def run_demo(
         _markdown_table(metrics),
         "",
         f"Full table: `metrics.json`; gallery index: `{index_path.name}` "
-        f"({len(index)} crops, exact search).",
+        f"({index.count()} crops, exact search).",
         "",
         "## Searches",
         "",

@@ -28,7 +28,7 @@ from cerberus.footage.select import Candidate, CropSelector
 from cerberus.footage.track import GivenIds, SortTracker, Tracker
 from cerberus.footage.video import VideoSource, open_source
 from cerberus.inference.scoring import decide_sids, embed_features, prototype_scores
-from cerberus.store.base import GalleryInfo, GalleryStore, Items
+from cerberus.store.base import GalleryStore, Items
 
 if TYPE_CHECKING:
     from cerberus.inference.embed import InferenceModel
@@ -78,19 +78,6 @@ class ModelEmbedder:
             net.schema.from_sids(sids).astype(np.int16),
             certainty.astype(np.float32),
         )
-
-
-def gallery_info(net: InferenceModel) -> GalleryInfo:
-    """The :class:`GalleryInfo` of a new gallery built with ``net``."""
-    protos = net.prototypes
-    d = next(iter(protos.values())).shape[1]
-    return GalleryInfo(
-        dim=5 * d,
-        fingerprint=net.fingerprint,
-        schema=net.schema.to_dict(),
-        prototypes=protos,
-        checkpoint=net.checkpoint,
-    )
 
 
 @dataclass
@@ -377,8 +364,7 @@ def ingest_files(
             raise CerberusError("--detections: a live stream has no detections file")
         given = MotDetections.load(detections, size=videos[0].size, num_frames=videos[0].num_frames)
     from cerberus.inference.embed import InferenceModel
-    from cerberus.store.base import StoreError
-    from cerberus.store.open import backend_of, create_store, open_store
+    from cerberus.store.open import backend_of, existing_store, info_of_model, open_or_create
 
     kind, address = backend_of(gallery)
     folder = Path(address)
@@ -389,26 +375,17 @@ def ingest_files(
             thumbs = folder.with_name(folder.name + ".thumbs")
         else:
             raise CerberusError(f"--thumbs: give a folder for the thumbnails of {gallery}")
-    if kind == "local":
-        exists = folder.exists() and any(folder.iterdir())
-        store = open_store(gallery) if exists else None
-    else:
-        try:
-            store = open_store(gallery)
-        except StoreError:  # no gallery there yet: made below with the model
-            store = None
+    store = existing_store(gallery)  # None: made below with the model
     try:
         chosen = checkpoint or (store.info.checkpoint if store is not None else None)
         if not chosen:
             raise CerberusError(f"--checkpoint: {gallery} is a new gallery; give the model")
         net = InferenceModel.from_checkpoint(chosen, device=device)
-        if store is None:
-            store = create_store(gallery, gallery_info(net))
-        elif net.fingerprint != store.info.fingerprint:
-            raise CerberusError(
-                f"--checkpoint {chosen}: other weights than the gallery {gallery} was built with "
-                f"({store.info.checkpoint}); a gallery holds one model's vectors"
-            )
+        store = open_or_create(
+            store if store is not None else gallery,
+            info_of_model(net),
+            where=f"--checkpoint {chosen} (gallery {gallery})",
+        )
         embedder = ModelEmbedder(net)
         reports = []
         for video in videos:

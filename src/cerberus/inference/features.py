@@ -3,7 +3,7 @@
 - features file (``cerberus extract``, :class:`FeatureSet`): ``features (N, 5, d)``, paths,
   identities and cameras when the file names tell them (else :data:`UNKNOWN`), attribute values
   when an attribute file was given, the SID prototypes and the model fingerprint;
-- index file (``cerberus index``, :class:`cerberus.store.npz_index.GalleryIndex`): the serialised
+- index file (``cerberus index``, :class:`cerberus.store.npz.NpzIndex`): the serialised
   faiss index and the same metadata, without the raw features.
 
 Both are written atomically and carry a ``kind`` and a format version that loading checks.

@@ -121,6 +121,13 @@ def _phrase(attribute: Any, value: int) -> str:
     return f"{attribute.values[value]} {part}"
 
 
+def value_phrases(schema: Schema, values: Sequence[int] | np.ndarray) -> list[str]:
+    """The phrases of one item's attribute values ``(A,)`` in schema order (``["female", "red
+    top", ...]``): what :func:`describe_features` says, and what a gallery item's stored
+    prediction reads as."""
+    return [_phrase(a, int(v)) for a, v in zip(schema.attributes, values)]
+
+
 WEAK_CERTAINTY = 0.5
 """A predicted group whose :func:`describe_features` certainty is below this is marked weak:
 the chosen SID is less likely than all the group's other SIDs together."""
@@ -186,7 +193,7 @@ def describe_features(
         out.append(
             {
                 "attributes": schema.describe(row),
-                "phrases": [_phrase(a, int(v)) for a, v in zip(schema.attributes, row)],
+                "phrases": value_phrases(schema, row),
                 "confidence": {g: float(per_group[k][sids[i, k], i]) for k, g in enumerate(GROUPS)},
                 "certainty": certainty,
                 "weak": [g for g in GROUPS if certainty[g] < weak_below],

@@ -1,6 +1,7 @@
 """The search layer (method §5): the one way down from the command line, the page and Python
 callers to the model (:mod:`cerberus.inference.embed`) and the gallery store
-(:mod:`cerberus.store.npz_index`).
+(:mod:`cerberus.store`: a gallery folder, a Milvus URI or an ``.npz`` index file, all seen as a
+:class:`~cerberus.store.GalleryStore`).
 
 - :class:`Gallery`: query by image, by a gallery item (left out of its own results) or by
   attributes, filtered by camera / time (:class:`Filter`), per crop or per track; PAR of
@@ -26,11 +27,17 @@ from cerberus.search.adding import add_features, convert, items_of_features
 from cerberus.search.api import Cerberus, load, verify
 from cerberus.search.gallery import Answer, Gallery, index_model
 from cerberus.search.rows import result_rows
-from cerberus.search.stores import open_store
 from cerberus.search.tracks import TRACK_SCORES
 from cerberus.search.verdicts import Verdicts, calibration_source
-from cerberus.store import Filter, StoreError, make_filter, to_utc_seconds
-from cerberus.store.npz_index import INDEX_KINDS, GalleryIndex
+from cerberus.store import (
+    Filter,
+    GalleryStore,
+    StoreError,
+    make_filter,
+    open_store,
+    to_utc_seconds,
+)
+from cerberus.store.npz import INDEX_KINDS, NpzStore
 
 if TYPE_CHECKING:
     from cerberus.inference.embed import InferenceModel
@@ -44,21 +51,22 @@ def load_model(checkpoint, **options: Any) -> InferenceModel:
     return InferenceModel.from_checkpoint(checkpoint, **options)
 
 
-def load_index(path) -> GalleryIndex:
-    """An index file (``cerberus index``), without a model."""
-    return GalleryIndex.load(path)
+def load_index(path) -> NpzStore:
+    """An index file (``cerberus index``) as a read-only store, without a model."""
+    return NpzStore.load(path)
 
 
-def build_index(features: FeatureSet, **options) -> GalleryIndex:
-    """:meth:`GalleryIndex.build` (``kind``, ``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``)."""
-    return GalleryIndex.build(features, **options)
+def build_index(features: FeatureSet, **options) -> NpzStore:
+    """A new index file's store (:meth:`~cerberus.store.npz.NpzStore.build`: ``kind``,
+    ``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``), to ``save``."""
+    return NpzStore.build(features, **options)
 
 
 def search_images(
-    index: GalleryIndex, net: InferenceModel, images, k: int = 10
+    store: GalleryStore, net: InferenceModel, images, k: int = 10
 ) -> list[tuple[list[dict], list[str]]]:
     """reID for images: per query, its ranked rows and its predicted attributes as phrases."""
-    return [(a.rows, a.text) for a in Gallery(index, net).by_images(images, k)]
+    return [(a.rows, a.text) for a in Gallery(store, net).by_images(images, k)]
 
 
 __all__ = [
@@ -68,7 +76,7 @@ __all__ = [
     "Cerberus",
     "Filter",
     "Gallery",
-    "GalleryIndex",
+    "GalleryStore",
     "StoreError",
     "Verdicts",
     "add_features",

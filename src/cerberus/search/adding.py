@@ -13,10 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from cerberus.errors import CerberusError
-from cerberus.inference.features import UNKNOWN, FeatureSet, camera_label
+from cerberus.inference.features import FeatureSet, camera_label
 from cerberus.inference.scoring import embed_features
-from cerberus.search.stores import check_same_model, info_of_features, open_store
-from cerberus.store import UNKNOWN_ID, GalleryStore, Items, to_utc_seconds
+from cerberus.store import (
+    GalleryStore,
+    Items,
+    info_of_features,
+    open_or_create,
+    to_utc_seconds,
+)
 from cerberus.store.npz import NpzStore
 
 
@@ -42,7 +47,6 @@ def items_of_features(
     labels = features.meta.get("camera_labels", ())
     cams = [camera_label(int(c), labels) or (camera or "") for c in features.camids]
     t = to_utc_seconds(start, "--start") if start is not None else None
-    pids = np.where(features.pids == UNKNOWN, UNKNOWN_ID, features.pids)
     return Items.make(
         embed_features(features.features),
         source=source or source_of(features.paths),
@@ -50,7 +54,7 @@ def items_of_features(
         camera=cams,
         timestamp=t,
         path=features.paths,
-        pid=pids,
+        pid=features.pids,
         values=features.values,
     )
 
@@ -68,9 +72,7 @@ def add_features(
     with the features' model); the same source twice is refused unless ``replace``. Returns
     the store and the new item ids."""
     items = items_of_features(features, source=source, camera=camera, start=start)
-    info = info_of_features(features)
-    store = target if not isinstance(target, str | Path) else open_store(target, create=info)
-    check_same_model(store, info, "features")
+    store = open_or_create(target, info_of_features(features))
     return store, store.add(items, replace=replace)
 
 
@@ -80,7 +82,7 @@ def convert(index_file: str | Path, out: str | Path, *, batch: int = 65536) -> G
     old = NpzStore.load(index_file)
     if Path(str(out)).exists() and any(Path(str(out)).iterdir()):
         raise CerberusError(f"{out}: already exists and is not empty; give a new folder")
-    store = open_store(out, create=old.info)
+    store = open_or_create(out, old.info)
     ids = old.ids()
     for start in range(0, len(ids), batch):
         items = old.get(ids[start : start + batch], vectors=True)

@@ -30,9 +30,9 @@ from cerberus.errors import CerberusError
 from cerberus.inference.scoring import embed_features
 from cerberus.search.adding import add_features
 from cerberus.search.gallery import Gallery
-from cerberus.search.stores import open_store
 from cerberus.search.verdicts import Verdicts
-from cerberus.store.npz_index import GalleryIndex
+from cerberus.store import open_store
+from cerberus.store.npz import NpzStore
 
 if TYPE_CHECKING:
     from cerberus.inference.embed import ImageLike, InferenceModel
@@ -130,7 +130,7 @@ class Cerberus:
                 raise CerberusError("give one of out (an index file) or gallery (a gallery)")
             store, _ = add_features(gallery, feats, camera=camera, start=start, replace=replace)
             return Gallery(store, self.net)
-        index = GalleryIndex.build(feats, kind=kind)
+        index = NpzStore.build(feats, kind=kind)
         if out is not None:
             index.save(out)
         return Gallery(index, self.net)

@@ -11,7 +11,7 @@ and the model (:mod:`cerberus.inference.embed`) embeds images, neither knows the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,20 +22,29 @@ import numpy as np
 from cerberus.attributes.schema import GROUPS, Schema
 from cerberus.attributes.schema_files import schema_from_meta
 from cerberus.errors import CerberusError
-from cerberus.inference.features import UNKNOWN
 from cerberus.inference.scoring import (
     AttributeQuery,
     attribute_query_vectors,
     embed_features,
     parse_attribute_query,
+    value_phrases,
 )
-from cerberus.search.rows import as_store, iso_time, result_rows
-from cerberus.search.stores import open_store
+from cerberus.search.rows import iso_time, result_rows
 from cerberus.search.tracks import Top, check_track_score, top_tracks, track_items
 from cerberus.search.verdicts import Verdicts
-from cerberus.store import Filter, GalleryInfo, GalleryStore, Hits, StoreError, make_filter
+from cerberus.store import (
+    UNKNOWN,
+    Filter,
+    GalleryInfo,
+    GalleryStore,
+    Hits,
+    StoreError,
+    check_same_model,
+    info_of_model,
+    make_filter,
+    open_store,
+)
 from cerberus.store.npz import NoVectors, NpzStore
-from cerberus.store.npz_index import GalleryIndex
 
 if TYPE_CHECKING:  # PyTorch is imported only where images are embedded: APS stays fast
     from cerberus.inference.embed import ImageLike, InferenceModel
@@ -65,8 +74,10 @@ def _all_paths(images: Sequence[ImageLike]) -> bool:
     return bool(images) and all(isinstance(x, (str, Path)) for x in images)
 
 
-def _merged(hits: list[Hits], m: int) -> tuple[np.ndarray, np.ndarray]:
-    """The top-m of several queries' hits, each item at its best score (ties: smaller id)."""
+def merged(hits: list[Hits], m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top-m of several queries' hits, each item at its best score (ties: smaller id):
+    the one merge of an attribute query's SID combinations (method §5.2). It is exact: an item
+    of the true top-m is in the top-m of the combination that gives its best score."""
     best: dict[int, float] = {}
     for h in hits:
         for i, s in zip(h.ids, h.scores):
@@ -80,23 +91,17 @@ class Gallery:
     """A gallery store and (for image queries) the model it was built with.
 
     Args:
-        store: a :class:`~cerberus.store.GalleryStore`, or an ``.npz`` index
-            (:class:`~cerberus.store.npz_index.GalleryIndex`, seen read-only).
-        net: the model; refused when its fingerprint is not the gallery's. ``None``:
-            attribute search only (no PyTorch needed).
-
-    ``index``: the ``.npz`` index when the gallery is one, else ``None``.
+        store: a :class:`~cerberus.store.GalleryStore` (an ``.npz`` index file is one,
+            read-only: :class:`~cerberus.store.npz.NpzStore`).
+        net: the model; refused when it is not the gallery's
+            (:func:`~cerberus.store.check_same_model`). ``None``: attribute search only (no
+            PyTorch needed).
     """
 
-    def __init__(
-        self, store: GalleryStore | GalleryIndex, net: InferenceModel | None = None
-    ) -> None:
-        self.store = as_store(store)
-        self.index: GalleryIndex | None = (
-            self.store.index if isinstance(self.store, NpzStore) else None
-        )
+    def __init__(self, store: GalleryStore, net: InferenceModel | None = None) -> None:
+        self.store = store
         if net is not None:
-            check_model(self.store.info, net.fingerprint, str(net.checkpoint))
+            check_same_model(store, info_of_model(net), str(net.checkpoint))
         self.net = net
         self._schema: Schema | None = None
 
@@ -133,6 +138,11 @@ class Gallery:
     @property
     def prototypes(self) -> dict[str, np.ndarray]:
         return self.store.info.prototypes
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the gallery is an ``.npz`` index file (it does not grow)."""
+        return isinstance(self.store, NpzStore)
 
     @property
     def paths(self) -> list[str]:
@@ -175,14 +185,14 @@ class Gallery:
     def vector_top(self, vectors: np.ndarray) -> Top:
         """``top(m, where)`` of query vectors ``(C, D)``: the top-m items by their best inner
         product over the C vectors (one vector: reID; several: the SID combinations of an
-        attribute query, an exact merge as in :meth:`GalleryIndex.search_attributes`)."""
+        attribute query, :func:`merged`)."""
         vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
 
         def top(m: int, where: Filter | None) -> tuple[np.ndarray, np.ndarray]:
             hits = self.store.search(vectors, m, where)
             if len(hits) == 1:
                 return hits[0].ids.astype(np.int64), hits[0].scores
-            return _merged(hits, m)
+            return merged(hits, m)
 
         return top
 
@@ -376,7 +386,7 @@ class Gallery:
             "fingerprint": info.fingerprint,
             "dim": info.dim,
             "schema": self.schema.name,
-            "read_only": isinstance(self.store, NpzStore),
+            "read_only": self.read_only,
         }
 
     # ---- gallery items
@@ -439,19 +449,35 @@ class Gallery:
         """PAR of gallery items (:meth:`item_features`, then the model's decision rule)."""
         return self._model().describe(self.item_features(ids), self.prototypes)
 
-
-def check_model(info: GalleryInfo, fingerprint: str, where: str) -> None:
-    """Refuse queries embedded by another model than the one the gallery was built with."""
-    if fingerprint != info.fingerprint:
-        raise CerberusError(
-            f"{where}: model {fingerprint[:12]} is not the model this index was built "
-            f"with ({info.fingerprint[:12]}, {info.checkpoint or 'unknown checkpoint'}); "
-            "rebuild the index with this model"
-        )
+    def item_phrases(
+        self,
+        ids: Sequence[int],
+        describe: Callable[[list[int]], list[dict[str, Any]]] | None = None,
+    ) -> dict[int, list[str]]:
+        """The predicted attributes of gallery items as phrases: what the store keeps (written
+        by ingestion, ``Items.predicted``) where an item has them, else described now by
+        ``describe`` (default :meth:`describe_items`; the one place crops are described on
+        demand, e.g. a gallery made by ``cerberus index`` from a folder)."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        items = self.store.get(np.asarray(ids, np.int64), vectors=False)
+        said: dict[int, list[str]] = {}
+        todo = []
+        for j, i in enumerate(ids):
+            predicted = items.predicted[j]
+            if len(predicted) and (predicted >= 0).all():
+                said[i] = value_phrases(self.schema, predicted)
+            else:
+                todo.append(i)
+        if todo:
+            described = (describe or self.describe_items)(todo)
+            said.update({i: d["phrases"] for i, d in zip(todo, described)})
+        return said
 
 
 def index_model(
-    gallery: GalleryInfo | GalleryIndex,
+    gallery: GalleryInfo,
     where: str | Path,
     checkpoint: str | Path | None,
     device: str,
@@ -459,11 +485,7 @@ def index_model(
     """The model that embeds image queries: ``checkpoint``, else the one the gallery names."""
     from cerberus.inference.embed import InferenceModel
 
-    named = (
-        gallery.checkpoint
-        if isinstance(gallery, GalleryInfo)
-        else str(gallery.meta.get("checkpoint") or "")
-    )
+    named = gallery.checkpoint
     if checkpoint is None and not named:
         raise CerberusError(f"{where}: no checkpoint is recorded with it; give --checkpoint")
     ckpt = Path(checkpoint) if checkpoint is not None else Path(named)

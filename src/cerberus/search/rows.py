@@ -11,12 +11,9 @@ from typing import Any
 import numpy as np
 
 from cerberus.attributes.schema_files import schema_from_meta
-from cerberus.inference.features import UNKNOWN
 from cerberus.inference.scoring import AttributeQuery
-from cerberus.store import NO_FRAME, NO_TRACK, UNKNOWN_ID, GalleryStore, Hits, Items
+from cerberus.store import NO_FRAME, NO_TRACK, UNKNOWN, GalleryStore, Hits, Items
 from cerberus.store import from_utc_seconds as _from_utc
-from cerberus.store.npz import NpzStore
-from cerberus.store.npz_index import GalleryIndex, SearchResult
 
 
 def iso_time(seconds: float | None) -> str | None:
@@ -38,11 +35,6 @@ def camera_number(camera: str, labels: Sequence[str] = ()) -> int | None:
     return int(m.group(1)) - 1 if m else None
 
 
-def as_store(source: GalleryStore | GalleryIndex) -> GalleryStore:
-    """A store, or an ``.npz`` index seen as one (:class:`~cerberus.store.npz.NpzStore`)."""
-    return NpzStore(source) if isinstance(source, GalleryIndex) else source
-
-
 def item_row(items: Items, j: int, labels: Sequence[str] = ()) -> dict[str, Any]:
     """What a row says of item ``j`` of ``items``: id, path, identity, camera (name and
     number), time (ISO-8601 UTC), source, frame, box and track (``None`` where unknown)."""
@@ -51,7 +43,7 @@ def item_row(items: Items, j: int, labels: Sequence[str] = ()) -> dict[str, Any]
     return {
         "id": int(items.ids[j]),
         "path": items.path[j],
-        "pid": None if pid in (UNKNOWN_ID, UNKNOWN) else pid,
+        "pid": None if pid == UNKNOWN else pid,
         "camid": camera_number(items.camera[j], labels),
         "camera": items.camera[j] or None,
         "time": iso_time(float(items.timestamp[j])),
@@ -63,8 +55,8 @@ def item_row(items: Items, j: int, labels: Sequence[str] = ()) -> dict[str, Any]
 
 
 def result_rows(
-    source: GalleryStore | GalleryIndex,
-    result: Hits | SearchResult,
+    store: GalleryStore,
+    result: Hits,
     *,
     query_pid: int = UNKNOWN,
     query_camid: int = UNKNOWN,
@@ -78,8 +70,7 @@ def result_rows(
     attribute equal); ``None`` otherwise. ``query_camid`` is kept for callers; it changes
     nothing.
     """
-    store = as_store(source)
-    ids = np.asarray(getattr(result, "ids", getattr(result, "indices", None)), dtype=np.int64)
+    ids = np.asarray(result.ids, dtype=np.int64)
     if len(ids) == 0:
         return []
     items = store.get(ids, vectors=False)
@@ -91,7 +82,7 @@ def result_rows(
         correct: bool | None = None
         pid = row["pid"]
         if attribute_query is None:
-            if query_pid not in (UNKNOWN, UNKNOWN_ID) and pid is not None:
+            if query_pid != UNKNOWN and pid is not None:
                 correct = pid == query_pid
         elif (items.values[j] >= 0).all():
             correct = all(

@@ -1,11 +1,12 @@
 """The gallery store (method §9.1): items with vectors and metadata, filtered inner-product
-search; backends in :mod:`.memory`, :mod:`.local` and :mod:`.milvus`."""
+search; backends in :mod:`.memory`, :mod:`.local`, :mod:`.milvus` and :mod:`.npz` (an ``.npz``
+index file, read-only); :func:`open_or_create` opens the gallery for a model."""
 
+from cerberus.data.datasets import UNKNOWN
 from cerberus.store.base import (
     NO_FRAME,
     NO_TRACK,
     STORE_FORMAT_VERSION,
-    UNKNOWN_ID,
     Filter,
     GalleryInfo,
     GalleryStore,
@@ -18,13 +19,22 @@ from cerberus.store.base import (
     to_utc_seconds,
 )
 from cerberus.store.memory import MemoryStore
-from cerberus.store.open import backend_of, create_store, open_store
+from cerberus.store.open import (
+    backend_of,
+    check_same_model,
+    create_store,
+    existing_store,
+    info_of_features,
+    info_of_model,
+    open_or_create,
+    open_store,
+)
 
 __all__ = [
     "NO_FRAME",
     "NO_TRACK",
     "STORE_FORMAT_VERSION",
-    "UNKNOWN_ID",
+    "UNKNOWN",
     "Filter",
     "GalleryInfo",
     "GalleryStore",
@@ -34,9 +44,14 @@ __all__ = [
     "SourceState",
     "StoreError",
     "backend_of",
+    "check_same_model",
     "create_store",
+    "existing_store",
     "from_utc_seconds",
+    "info_of_features",
+    "info_of_model",
     "make_filter",
+    "open_or_create",
     "open_store",
     "to_utc_seconds",
 ]

@@ -16,14 +16,15 @@ runs the same contract on each.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from cerberus.data import times
+from cerberus.data.datasets import UNKNOWN
 from cerberus.errors import CerberusError
 
 STORE_FORMAT_VERSION = 1
@@ -31,9 +32,6 @@ STORE_FORMAT_VERSION = 1
 
 NO_TRACK = -1
 NO_FRAME = -1
-UNKNOWN_ID = -1000
-"""Identity of an item whose identity is not known (as
-:data:`cerberus.inference.features.UNKNOWN`)."""
 
 
 class StoreError(CerberusError):
@@ -44,35 +42,12 @@ class StoreError(CerberusError):
 
 
 def to_utc_seconds(moment: datetime | str | float | None, what: str = "time") -> float:
-    """Seconds since the epoch (UTC) of a timezone-aware time, an ISO-8601 string with an offset
-    or ``Z``, or a number of seconds; ``nan`` for ``None``. A naive time is refused: a camera's
-    clock without a zone is ambiguous by hours."""
-    if moment is None:
-        return math.nan
-    if isinstance(moment, int | float | np.integer | np.floating):
-        return float(moment)
-    if isinstance(moment, str):
-        text = moment.strip()
-        try:
-            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-        except ValueError:
-            raise StoreError(
-                f"{what} {text!r}: not an ISO-8601 time (e.g. 2026-11-30T14:00:00+01:00)"
-            ) from None
-    if not isinstance(moment, datetime):
-        raise StoreError(f"{what} {moment!r}: not a time")
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise StoreError(
-            f"{what} {moment.isoformat()}: no time zone; give one (e.g. +01:00 or Z for UTC)"
-        )
-    return moment.timestamp()
+    """:func:`cerberus.data.times.to_utc_seconds` (the one ISO-8601 parser), refusing with a
+    :class:`StoreError`."""
+    return times.to_utc_seconds(moment, what, StoreError)
 
 
-def from_utc_seconds(seconds: float) -> datetime | None:
-    """The aware UTC time of ``seconds`` since the epoch; ``None`` for ``nan``."""
-    if seconds is None or math.isnan(seconds):
-        return None
-    return datetime.fromtimestamp(float(seconds), tz=timezone.utc)
+from_utc_seconds = times.from_utc_seconds
 
 
 # ---------------------------------------------------------------- items
@@ -91,7 +66,8 @@ class Items:
         box: ``(n, 4)`` float32 ``left, top, right, bottom`` in the frame; ``nan`` where none.
         track: ``(n,)`` int64 track id within the source; :data:`NO_TRACK` where none.
         path: the crop image (or thumbnail) of each item, as stored (``""``: none).
-        pid: ``(n,)`` int64 annotated identity; :data:`UNKNOWN_ID` where unknown.
+        pid: ``(n,)`` int64 annotated identity; :data:`~cerberus.data.datasets.UNKNOWN`
+            (-1000) where unknown.
         values: ``(n, A)`` int16 annotated attribute values; ``-1`` where unknown.
         predicted: ``(n, A)`` int16 predicted attribute values (PAR); ``-1`` where not described.
         certainty: ``(n, 5)`` float32 probability of the chosen SID per group; ``nan`` where
@@ -162,7 +138,7 @@ class Items:
             box=column(box, np.nan, np.float32, (4,)),
             track=column(track, NO_TRACK, np.int64),
             path=strings(path),
-            pid=column(pid, UNKNOWN_ID, np.int64),
+            pid=column(pid, UNKNOWN, np.int64),
             values=column(values, -1, np.int16, (num_attributes,)),
             predicted=column(predicted, -1, np.int16, (num_attributes,)),
             certainty=column(certainty, np.nan, np.float32, (5,)),

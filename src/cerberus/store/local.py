@@ -71,7 +71,8 @@ from cerberus.store.rows import (
     item_rows,
     items_of_rows,
 )
-from cerberus.store.segments import Segments, exact_top_k, is_disk_full, write_segment
+from cerberus.store.segments import Segments, is_disk_full, segment_blocks, write_segment
+from cerberus.store.topk import exact_top_k
 
 MARKER = "cerberus-gallery.json"
 DATABASE = "items.sqlite"
@@ -534,8 +535,7 @@ class LocalStore:
         if len(ids) <= self.exact_limit or (
             len(ids) <= EXACT_WITHOUT_INDEX and not self._ann_exists()
         ):
-            scores, found = exact_top_k(self._segments, files, q, k, ids, seg, row)
-            return [Hits(f, s.astype(np.float32)) for s, f in zip(scores, found)]
+            return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
         bits = np.zeros(int(ids.max()) + 1, dtype=bool)
         bits[ids] = True
         bitmap = np.packbits(bits, bitorder="little")
@@ -602,8 +602,8 @@ class LocalStore:
             cand = cand[cand >= 0]
             at = np.clip(np.searchsorted(ids, cand), 0, max(len(ids) - 1, 0))
             pos = at[ids[at] == cand] if len(ids) else at[:0]
-            s, f = exact_top_k(self._segments, files, q[r : r + 1], k, ids[pos], seg[pos], row[pos])
-            out.append(Hits(f[0], s[0].astype(np.float32)))
+            blocks = segment_blocks(self._segments, files, ids[pos], seg[pos], row[pos])
+            out.extend(exact_top_k(q[r : r + 1], blocks, k))
         return out
 
     def build_index(self) -> None:

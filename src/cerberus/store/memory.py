@@ -15,17 +15,7 @@ from cerberus.store.base import (
     SourceState,
     StoreError,
 )
-
-
-def exact_top_k(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int) -> list[Hits]:
-    """Per query, the top-k of ``vectors`` (``(n, D)``, item ``ids``) by inner product in
-    float64, ties to the smaller id: the reference answer every backend is held to."""
-    scores = np.asarray(queries, np.float64) @ np.asarray(vectors, np.float64).T
-    out = []
-    for s in scores:
-        order = np.lexsort((ids, -s))[:k]
-        out.append(Hits(np.asarray(ids[order], np.int64), s[order].astype(np.float32)))
-    return out
+from cerberus.store.topk import exact_top_k
 
 
 class MemoryStore:
@@ -104,7 +94,8 @@ class MemoryStore:
         rows = self._rows(where)
         if len(rows) == 0 or k <= 0:
             return [Hits(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
-        return exact_top_k(q, self._items.vectors[rows], self._items.ids[rows], k)
+        block = (np.asarray(self._items.vectors[rows], np.float64), self._items.ids[rows])
+        return exact_top_k(np.asarray(q, np.float64), [block], k)  # float64: the reference
 
     def get(self, ids: Sequence[int] | np.ndarray, *, vectors: bool = True) -> Items:
         ids = np.asarray(ids, dtype=np.int64)

@@ -1,5 +1,6 @@
 """Vector segments of the local gallery (method §9.1): immutable ``.npy`` files of float32 rows,
-memory-mapped on read, and the exact inner-product top-k over rows gathered from them.
+memory-mapped on read, and the blocks of rows gathered from them that the exact top-k
+(:mod:`cerberus.store.topk`) scores.
 
 A segment is written once (a new file, flushed and fsynced, then renamed into place) and never
 changed; SQLite says which segments and rows are live. Gathering reads only the rows asked for.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ import numpy as np
 from cerberus.store.base import StoreError
 
 GATHER_CHUNK = 32768
-"""Rows gathered and scored at a time by :func:`exact_top_k` (at D = 2560: 320 MB of float32)."""
+"""Rows gathered and scored at a time by :func:`segment_blocks` (at D = 2560: 320 MB of float32)."""
 
 
 def _write_array(fh, array: np.ndarray) -> None:
@@ -121,79 +123,26 @@ class Segments:
             self._maps.clear()
 
 
-def top_k_merge(
-    best_s: np.ndarray | None,
-    best_i: np.ndarray | None,
-    scores: np.ndarray,
-    ids: np.ndarray,
-    k: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Merge a chunk's ``scores`` ``(Q, m)`` (columns ``ids``) into the running top-k
-    ``(Q, <=k)``; ties go to the smaller id. Returns the new (scores, ids)."""
-    cand_i = np.broadcast_to(ids, scores.shape)
-    if best_s is not None:
-        scores = np.concatenate([best_s, scores], axis=1)
-        cand_i = np.concatenate([best_i, cand_i], axis=1)
-    if scores.shape[1] > k:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        # keep every column tied with the k-th score, so the smaller id can win the tie
-        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
-        keep = scores >= kth
-        if keep.sum(axis=1).max() > k:
-            rows_s, rows_i = [], []
-            for r in range(len(scores)):
-                cols = np.flatnonzero(keep[r])
-                o = np.lexsort((cand_i[r, cols], -scores[r, cols]))[:k]
-                rows_s.append(scores[r, cols[o]])
-                rows_i.append(cand_i[r, cols[o]])
-            return np.stack(rows_s), np.stack(rows_i)
-        scores = np.take_along_axis(scores, part, axis=1)
-        cand_i = np.take_along_axis(cand_i, part, axis=1)
-    o = np.lexsort((cand_i, -scores), axis=1) if scores.size else np.zeros(scores.shape, int)
-    return np.take_along_axis(scores, o, axis=1), np.take_along_axis(cand_i, o, axis=1)
-
-
-FEW_QUERIES = 4
-"""Up to this many queries are scored by NumPy's own loop on one thread (``einsum``): a product
-of a few queries with many vectors is bound by memory, and a BLAS thread pool on busy cores
-costs more than it gains (measured on the shared 2-core machine: 4 ms against 14 ms for one
-query x 2184 vectors of 2560)."""
-
-
-def scores_of(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """Inner products ``(Q, m)`` of ``queries`` ``(Q, D)`` with ``vectors`` ``(m, D)``."""
-    if len(queries) <= FEW_QUERIES:
-        return np.einsum("qd,nd->qn", queries, vectors, optimize=False)
-    return queries @ vectors.T
-
-
-def exact_top_k(
+def segment_blocks(
     segments: Segments,
     files: list[str],
-    queries: np.ndarray,
-    k: int,
     ids: np.ndarray,
     seg: np.ndarray,
     row: np.ndarray,
     chunk: int = GATHER_CHUNK,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k ``(Q, min(k, m))`` scores and ids over the ``m`` items ``ids`` stored at
-    (``seg``, ``row``): read segment by segment in file order, at most ``chunk`` rows at a
-    time, each block scored as it is read (no copy of the candidates' vectors beyond one
-    block)."""
-    best_s = best_i = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Blocks ``(vectors (m, D), ids (m,))`` of the items ``ids`` stored at (``seg``, ``row``),
+    for :func:`cerberus.store.topk.exact_top_k`: read segment by segment in file order, at most
+    ``chunk`` rows at a time (no copy of the candidates' vectors beyond one block)."""
     order = np.lexsort((row, seg))
     seg, row, ids = seg[order], row[order], ids[order]
     cuts = np.flatnonzero(np.diff(seg)) + 1
     starts = np.concatenate([[0], cuts])
     stops = np.concatenate([cuts, [len(seg)]])
     for a, b in zip(starts, stops):
-        mm = segments.map(files[int(seg[a])]) if b > a else None
+        if b <= a:
+            continue
+        mm = segments.map(files[int(seg[a])])
         for lo in range(a, b, chunk):
             hi = min(b, lo + chunk)
-            block = mm[row[lo:hi]]
-            best_s, best_i = top_k_merge(best_s, best_i, scores_of(queries, block), ids[lo:hi], k)
-    if best_s is None:
-        q = len(queries)
-        return np.zeros((q, 0), np.float32), np.zeros((q, 0), np.int64)
-    return best_s, best_i
+            yield mm[row[lo:hi]], ids[lo:hi]

@@ -15,7 +15,9 @@ track:
   ``GET /api/gallery/{item_id}/frame``: the source frame of a crop from footage, its box drawn
   (the server reads only the paths stored in the index, never a path a client gives).
 
-Queries, verdicts and result rows come from the search layer the ``search`` command uses
+This module is the routes, the host check and the static files; the search service they call
+(model and gallery, the model lock, the rows) is :mod:`cerberus.web.service`. Queries, verdicts
+and result rows come from the search layer the ``search`` command uses
 (:class:`cerberus.search.Gallery`); uploads are embedded in memory. A clicked result searches
 with that crop and leaves it out of its own results. Bad input is a 4xx answer whose ``detail``
 is one line; the server goes on serving.
@@ -40,8 +42,9 @@ from PIL import Image
 
 from cerberus.attributes.schema import GROUP_NAMES, GROUPS, Schema
 from cerberus.errors import CerberusError, shown
-from cerberus.search import Answer, Gallery
+from cerberus.search import Gallery
 from cerberus.web.body_limit import Guard
+from cerberus.web.service import MAX_K, SearchService
 from cerberus.web.uploads import (  # noqa: F401 - the page's input checks, re-exported
     IMAGE_FORMATS,
     BadRequest,
@@ -68,12 +71,9 @@ except ModuleNotFoundError as exc:  # the optional 'serve' extra is not installe
     ) from None
 
 if TYPE_CHECKING:
-    from cerberus.search import GalleryIndex, InferenceModel
+    from cerberus.search import GalleryStore, InferenceModel
 
 logger = logging.getLogger(__name__)
-
-MAX_K = 100
-"""The most results one search returns."""
 
 MAX_JSON_BYTES = 64 * 1024
 """The largest body of a JSON route (an attribute search is a few hundred bytes)."""
@@ -142,225 +142,7 @@ def read_upload(upload: UploadFile, limits: Limits) -> Image.Image:
     return decode_image(upload.file.read(limits.max_bytes + 1), limits)
 
 
-# --------------------------------------------------------------------------- the service
-
-
-class SearchService:
-    """The search layer's :class:`~cerberus.search.Gallery`, with what the routes need of it.
-
-    Model calls are serialised by a lock (one forward pass at a time); attribute search and
-    thumbnails need no model and run alongside.
-    """
-
-    def __init__(self, gallery: Gallery, limits: Limits) -> None:
-        if gallery.net is None:
-            raise CerberusError("the server needs the model the index was built with")
-        self.search = gallery
-        self.net = gallery.net
-        self.limits = limits
-        self.schema: Schema = gallery.schema
-        self._model_lock = threading.Lock()
-        self._said: dict[int, list[str]] = {}
-        self._said_lock = threading.Lock()
-
-    # ---- queries
-
-    def options(
-        self,
-        cameras: list[str] | None = None,
-        after: str | None = None,
-        before: str | None = None,
-        per_track: bool = False,
-        track_score: str = "max",
-    ) -> dict[str, Any]:
-        """A search's filter (checked against the gallery's cameras now) and grouping; empty
-        fields (``""``) are not given."""
-        cameras = [c for c in cameras or [] if c] or None
-        where = self.search.where(cameras=cameras, after=after or None, before=before or None)
-        return {"where": where, "per_track": per_track, "track_score": track_score}
-
-    def search_image(self, image: Image.Image, k: int, **options: Any) -> dict[str, Any]:
-        """reID of a decoded photo: the top-k rows and the photo's predicted attributes."""
-        with self._model_lock:
-            found = self.search.by_image(image, k, **options)
-        return self._reid(found, {"kind": "image"})
-
-    def search_gallery_item(self, item_id: int, k: int, **options: Any) -> dict[str, Any]:
-        """reID with a gallery crop as the query (a clicked result), the crop itself left out
-        of the results."""
-        self._known(item_id)
-        with self._model_lock:
-            found = self.search.by_item(item_id, k, **options)
-        return self._reid(found, {"kind": "gallery", "id": item_id, "excluded": item_id})
-
-    def _reid(self, found: Answer, query: dict[str, Any]) -> dict[str, Any]:
-        # the answer's own operating point, with the page's short data name (no server paths)
-        verdicts = found.verdicts  # by_image / by_item always judge at an operating point
-        results = verdicts.mark(self._rows(found.rows), full=False)
-        point = verdicts.page_json()
-        return {
-            "query": {**query, "text": found.text, **_certainty(found.description)},
-            "results": results,
-            "operating_point": point,
-        }
-
-    def operating_point(self) -> dict[str, Any] | None:
-        """The model's calibrated operating point (``cerberus calibrate``) with a sentence
-        saying what it is and which data it was calibrated on, or ``None`` if uncalibrated."""
-        return self.search.verdicts().page_json()
-
-    def search_attributes(
-        self, attributes: dict[str, str], k: int, **options: Any
-    ) -> dict[str, Any]:
-        """APS: a (partial) description -> the top-k rows; values ``""`` count as "any"."""
-        given = {n: v for n, v in attributes.items() if str(v).strip()}
-        if not given:
-            raise BadRequest("empty query: give at least one attribute value")
-        found = self.search.by_attributes(given, k, **options)
-        return {
-            "query": {"kind": "attributes", "text": found.text},
-            "results": self._rows(found.rows),
-        }
-
-    def describe_image(self, image: Image.Image) -> dict[str, Any]:
-        """PAR of a decoded photo: attributes, phrases, per-group cosine (``confidence``),
-        probability (``certainty``) and the ``weak`` groups."""
-        with self._model_lock:
-            features = self.net.features_of_images([image])
-        (said,) = self.net.describe(features, self.search.prototypes)
-        return said
-
-    def timeline(self, item_id: int, **options: Any) -> dict[str, Any]:
-        """Where else was this person? A gallery crop's sightings by time, each with
-        its best crop's thumbnail (no server paths)."""
-        self._known(item_id)
-        with self._model_lock:  # an index without vectors embeds the crop again
-            found = self.search.timeline(item_id, **options)
-        query = {k: v for k, v in found["query"].items() if k not in ("path", "source")}
-        return {
-            "query": {**query, "thumbnail": f"/api/gallery/{item_id}/image"},
-            "rule": found["rule"],
-            "threshold": found["threshold"],
-            "sightings": [
-                {
-                    **{k: v for k, v in s.items() if k != "source"},
-                    "source": Path(s["source"]).name,
-                    "thumbnail": f"/api/gallery/{s['item']}/image",
-                }
-                for s in found["sightings"]
-            ],
-        }
-
-    def gallery_json(self) -> dict[str, Any]:
-        """The gallery now: size and cameras (read from the store on every call)."""
-        return {
-            "size": len(self.search),
-            "cameras": self.search.store.cameras(),
-            "read_only": self.search.index is not None,
-        }
-
-    # ---- gallery items
-
-    def _known(self, item_id: int) -> None:
-        """404 when the gallery has no item ``item_id``. Its crop file need not exist: queries
-        by an item use its stored vector (only an index that keeps none embeds the file)."""
-        try:
-            self.search.item(item_id)
-        except CerberusError as exc:
-            raise BadRequest(str(exc), 404) from None
-
-    def gallery_path(self, item_id: int) -> Path:
-        """The stored path of gallery item ``item_id``; 404 when out of range or missing."""
-        try:
-            return self.search.item_path(item_id)
-        except CerberusError as exc:
-            message = f"{exc} on the server" if "missing" in str(exc) else str(exc)
-            raise BadRequest(message, 404) from None
-
-    def frame_jpeg(self, item_id: int) -> bytes:
-        """The source frame of gallery item ``item_id`` with its box, as JPEG; 404 when the
-        item has no frame (not from footage) or its source is gone."""
-        import io
-
-        from PIL import Image
-
-        try:
-            frame = self.search.item_frame(item_id)
-        except CerberusError as exc:
-            raise BadRequest(str(exc), 404) from None
-        out = io.BytesIO()
-        Image.fromarray(frame).save(out, format="JPEG", quality=88)
-        return out.getvalue()
-
-    def predicted_phrases(self, ids: list[int]) -> dict[int, list[str]]:
-        """PAR of gallery items, cached (:meth:`cerberus.search.Gallery.describe_items`)."""
-        with self._said_lock:
-            todo = [i for i in ids if i not in self._said]
-        if todo:
-            with self._model_lock:
-                said = self.search.describe_items(todo)
-            with self._said_lock:
-                self._said.update({i: d["phrases"] for i, d in zip(todo, said)})
-        with self._said_lock:
-            return {i: self._said[i] for i in ids}
-
-    def _rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Result rows for the client: the item id and thumbnail URL instead of a server path,
-        and the crop's predicted attributes."""
-        ids = [r["id"] for r in rows]
-        said = self.predicted_phrases(ids)
-        return [
-            {
-                "id": i,
-                "rank": r["rank"],
-                "score": r["score"],
-                "name": Path(r["path"]).name,
-                "pid": r["pid"],
-                "camid": r["camid"],
-                "camera": r["camera"],
-                "time": r["time"],
-                "source": Path(r["source"]).name,
-                "frame": r["frame"],
-                "track": r["track"],
-                **{f: r[f] for f in ("count", "span", "crop_score") if f in r},
-                "correct": r["correct"],
-                "attributes": said[i],
-                "thumbnail": f"/api/gallery/{i}/image",
-            }
-            for r, i in zip(rows, ids)
-        ]
-
-    # ---- page data
-
-    def health(self) -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "schema": self.schema.name,
-            "gallery_size": len(self.search),
-            "index_kind": self.search.info.meta.get("index_kind", "flat"),
-            "checkpoint": Path(self.net.checkpoint).name,
-            "device": self.net.device,
-            "max_k": MAX_K,
-            "max_image_bytes": self.limits.max_bytes,
-            "max_image_pixels": self.limits.max_pixels,
-            "calibrated": self.net.calibration is not None,
-        }
-
-
 # --------------------------------------------------------------------------- the app
-
-
-def _certainty(said: dict[str, Any] | None) -> dict[str, Any]:
-    """How sure the query's predicted attributes are, per group, for the page: ``groups``
-    (name, certainty, weak), in GROUPS order."""
-    if said is None:
-        return {}
-    return {
-        "groups": [
-            {"key": g, "name": GROUP_NAMES[g], "certainty": p, "weak": g in said["weak"]}
-            for g, p in said["certainty"].items()
-        ]
-    }
 
 
 def schema_json(schema: Schema) -> dict[str, Any]:
@@ -470,13 +252,13 @@ def body_limit(path: str, limits: Limits) -> int:
 
 
 def create_app(
-    gallery: Gallery | GalleryIndex,
+    gallery: Gallery | GalleryStore,
     net: InferenceModel | None = None,
     *,
     limits: Limits | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving ``gallery`` (a :class:`~cerberus.search.Gallery`, or an index
-    with ``net``, the model it was built with)."""
+    """The FastAPI app serving ``gallery`` (a :class:`~cerberus.search.Gallery`, or a gallery
+    store with ``net``, the model it was built with)."""
     if not isinstance(gallery, Gallery):
         gallery = Gallery(gallery, net)
     service = SearchService(gallery, limits or Limits())

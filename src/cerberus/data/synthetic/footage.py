@@ -63,6 +63,7 @@ from cerberus.data.synthetic.frames import (
 from cerberus.data.synthetic.render import Camera, IdentityDetails, make_cameras, sample_details
 from cerberus.data.synthetic.scene import FootageSpec, Plan, plan_footage
 from cerberus.data.table_reader import write_attribute_table
+from cerberus.data.times import from_utc_seconds, to_utc_seconds
 from cerberus.errors import CerberusError
 
 logger = logging.getLogger(__name__)
@@ -89,16 +90,9 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def parse_start(text: str) -> datetime:
-    """An ISO-8601 time with a time zone (``Z`` allowed), as UTC."""
-    try:
-        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise CerberusError(
-            f"--start {text!r}: not an ISO-8601 time (e.g. 2025-06-02T08:00:00Z)"
-        ) from None
-    if when.tzinfo is None:
-        raise CerberusError(f"--start {text!r}: give a time zone (e.g. Z or +02:00)")
-    return when.astimezone(timezone.utc)
+    """An ISO-8601 time with a time zone (``Z`` allowed), as UTC
+    (:func:`cerberus.data.times.to_utc_seconds`, the one parser)."""
+    return from_utc_seconds(to_utc_seconds(text, "--start"))
 
 
 def check_spec(spec: FootageSpec) -> None:
