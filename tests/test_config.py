@@ -36,15 +36,27 @@ def test_shipped_configs_load_and_round_trip(name, tmp_path):
 def test_overrides_are_typed():
     cfg = load_config(None, ["optim.lr=1e-3", "optim.betas=[0.5, 0.9]", "loss.margin=0.6"])
     assert cfg.optim.lr == 1e-3 and cfg.optim.betas == (0.5, 0.9) and cfg.loss.margin == "0.6"
+    cfg = load_config(None, ["data.exclude_sids=[L:1, 3]", "data.attributes=", "data.flip=no"])
+    assert cfg.data.exclude_sids == ("L:1", "3") and cfg.data.attributes is None
+    assert cfg.data.flip is False and load_config(None, ["optim.lr=2"]).optim.lr == 2.0
 
 
 @pytest.mark.parametrize(
     "override, message",
     [
         ("optim.lrr=1", "unknown key 'lrr'"),
-        ("optim.lr=abc", "optim.lr: expected a number"),
+        ("optim.lr=abc", "optim.lr: Input should be a valid number.*, got 'abc'$"),
+        ("data.height=1.5", "data.height: Input should be a valid integer, got 1.5$"),
+        ("data.height=", "data.height: Input should be a valid integer, got None$"),
+        (
+            "optim.betas=[0.5, x]",
+            r"optim.betas\[1\]: Input should be a valid number.*, got \[0.5, 'x'\]$",
+        ),
+        ("optim.betas=[0.5]", r"optim.betas\[1\]: Field required, got \[0.5\]$"),
+        ("optim.betas=[0.5, 1]", r"optim.betas must be two numbers in \[0, 1\), got \[0.5, 1.0\]"),
+        ("data.exclude_sids=L:1", "data.exclude_sids: Input should be a valid tuple, got 'L:1'$"),
         ("nosection.x=1", "unknown section 'nosection'"),
-        ("train.amp=3", "train.amp: expected true or false"),
+        ("train.amp=3", "train.amp: Input should be a valid boolean, got 3$"),
         ("loss.margin=big", "loss.margin must be 'adaptive' or a number"),
         ("loss.semantic=arcface", "loss.semantic must be 'hinge' or 'softmax'"),
         ("loss.semantic_scale=0", "loss.semantic_scale must be positive"),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 import yaml
+from pydantic import StrictBool, StrictInt, TypeAdapter, ValidationError
 
 from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
@@ -181,41 +182,25 @@ class Config:
         return dataclasses.replace(self, **updated)
 
 
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {
+    int: TypeAdapter(StrictInt),
+    bool: TypeAdapter(StrictBool),
+}
+"""Integers and booleans strict (``3`` is no ``true``, ``1.5`` no integer); the other fields
+lax: a float from a YAML 1.1 string such as ``1e-3``, a string from a number (``margin: 0.6``),
+a tuple from a list."""
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check and convert one YAML value to the annotated field type."""
-    text = str(annotation)
-    if value is None:
-        if "None" in text:
-            return None
-        raise CerberusError(f"{where}: must not be empty")
-    if text.startswith("tuple"):
-        if not isinstance(value, list | tuple):
-            raise CerberusError(f"{where}: expected a list, got {value!r}")
-        inner = float if "float" in text else str if "str" in text else int
-        try:
-            return tuple(inner(v) for v in value)  # type: ignore[operator]
-        except (TypeError, ValueError):
-            raise CerberusError(f"{where}: expected a list of {inner.__name__}") from None
-    if "bool" in text:
-        if isinstance(value, bool):
-            return value
-        raise CerberusError(f"{where}: expected true or false, got {value!r}")
-    if text.startswith("int") or text == "<class 'int'>":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise CerberusError(f"{where}: expected an integer, got {value!r}")
-    if "float" in text:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise CerberusError(f"{where}: expected a number, got {value!r}")
-    if "str" in text:
-        return str(value)
-    return value
+    """Check and convert one YAML value to the annotated field type (pydantic)."""
+    if annotation not in _ADAPTERS:
+        _ADAPTERS[annotation] = TypeAdapter(annotation, config={"coerce_numbers_to_str": True})
+    try:
+        return _ADAPTERS[annotation].validate_python(value)
+    except ValidationError as e:
+        error = e.errors()[0]
+        at = "".join(f"[{i}]" for i in error["loc"])
+        raise CerberusError(f"{where}{at}: {error['msg']}, got {value!r}") from None
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -330,7 +315,7 @@ def _validate(cfg: Config, where: str) -> None:
                 f"{where}: loss.margin must be 'adaptive' or a number, got {cfg.loss.margin!r}"
             ) from None
     betas = cfg.optim.betas
-    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+    if not all(0 <= b < 1 for b in betas):  # two of them: the type says so
         raise CerberusError(
             f"{where}: optim.betas must be two numbers in [0, 1), got {list(betas)}"
         )

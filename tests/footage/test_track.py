@@ -117,6 +117,44 @@ def test_iou_and_nms():
     assert iou[0, 1] == pytest.approx(50 / 150) and iou[0, 2] == 0 and iou[1, 1] == 1
     assert nms(a, np.array([0.5, 0.9, 0.1]), 0.4).tolist() == [1, 0, 2]
     assert nms(a, np.array([0.5, 0.9, 0.1]), 0.3).tolist() == [1, 2]
+    assert nms(a[:0], np.zeros(0), 0.4).tolist() == [] and iou_matrix(a, a[:0]).shape == (3, 0)
+
+
+def _slow_iou(a, b) -> float:
+    """One pair of xyxy boxes, the obvious way (a box with right < left has no area)."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = [max(0.0, x[2] - x[0]) * max(0.0, x[3] - x[1]) for x in (a, b)]
+    union = area[0] + area[1] - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def _slow_nms(boxes, scores, threshold) -> list[int]:
+    """Greedy: best score first (ties: the smaller index), drop those above ``threshold``."""
+    left = sorted(range(len(boxes)), key=lambda i: (-scores[i], i))
+    keep = []
+    while left:
+        keep.append(left.pop(0))
+        left = [i for i in left if _slow_iou(boxes[keep[-1]], boxes[i]) <= threshold]
+    return keep
+
+
+def test_iou_and_nms_match_the_obvious_loops():
+    """torchvision's box_iou / nms behind our arrays: same numbers, ties in index order,
+    degenerate boxes (right < left, no area) overlapping nothing."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(0, 25))
+        xy = rng.integers(0, 40, (n, 2)).astype(np.float32)
+        boxes = np.concatenate([xy, xy + rng.integers(-3, 25, (n, 2))], axis=1)
+        scores = rng.integers(0, 4, n).astype(np.float32)  # many equal scores
+        threshold = float(rng.choice([0.0, 0.3, 0.4, 0.5]))
+        iou = iou_matrix(boxes, boxes[::-1])
+        slow = [[_slow_iou(x, y) for y in boxes[::-1].tolist()] for x in boxes.tolist()]
+        assert iou.shape == (n, n) and np.allclose(iou, np.reshape(slow, (n, n)), atol=1e-12)
+        assert nms(boxes, scores, threshold).tolist() == _slow_nms(
+            boxes.tolist(), scores.tolist(), threshold
+        )
 
 
 # --------------------------------------------------------------------------- HOG and its gate

@@ -3,6 +3,8 @@
 Values are placed at equally spaced x positions in the order given (the paper's Fig. 10 plots
 each parameter's grid values side by side, not on a numeric axis); each curve is a polyline
 with a marker per value and, where a spread is given, an error bar of +- that spread.
+Pillow, not matplotlib: matplotlib is not a dependency (the ``figures`` extra is
+scikit-learn only), and these few lines and markers need no more.
 """
 
 from __future__ import annotations

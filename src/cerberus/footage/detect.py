@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import torch
+from torchvision.ops import box_iou
+from torchvision.ops import nms as tv_nms
 
 from cerberus.errors import CerberusError
 from cerberus.footage.video import Frame
@@ -67,31 +70,24 @@ class Detector(Protocol):
     def detect(self, frame: Frame) -> Detections: ...
 
 
+def _boxes(boxes: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(boxes, np.float64).reshape(-1, 4))
+
+
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(n, m)`` intersection over union of boxes ``a (n, 4)`` and ``b (m, 4)`` (xyxy)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+    """``(n, m)`` float64 intersection over union of boxes ``a (n, 4)`` and ``b (m, 4)`` (xyxy),
+    by ``torchvision.ops.box_iou``; 0 for a box without area (``right <= left`` or
+    ``bottom <= top``)."""
+    return box_iou(_boxes(a), _boxes(b)).nan_to_num(nan=0.0).numpy()
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, best score first."""
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while len(order):
-        i = order[0]
-        keep.append(int(i))
-        if len(order) == 1:
-            break
-        overlap = iou_matrix(boxes[i : i + 1], boxes[order[1:]])[0]
-        order = order[1:][overlap <= threshold]
-    return np.asarray(keep, np.int64)
+    """Indices of the boxes kept by greedy non-maximum suppression (``torchvision.ops.nms``:
+    a box goes when its IoU with a kept better one is above ``threshold``), best score first;
+    equal scores in index order."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    ranks = -torch.arange(len(order), dtype=torch.float64)  # no ties left to torchvision
+    return order[tv_nms(_boxes(np.asarray(boxes)[order]), ranks, threshold).numpy()]
 
 
 # --------------------------------------------------------------------------- MOTChallenge files

@@ -22,7 +22,12 @@ MAX_NAME = 4096
 
 def quote(text: str) -> str:
     """``text`` as a Milvus expression string literal (backslash, quote and line breaks
-    escaped; Milvus knows no ``\\u`` escapes, other characters pass as they are)."""
+    escaped; Milvus knows no ``\\u`` escapes, other characters pass as they are).
+
+    Not pymilvus' filter templating (``filter="camera in {cams}"``, ``filter_params=...``):
+    pymilvus 3.0.2 sends the values, but Milvus Lite 3.2.2 ignores them and parses the bare
+    expression (``unexpected character '{'``, in query, search, query_iterator and delete
+    alike), and one expression must serve Lite files and servers."""
     out = text.replace("\\", "\\\\").replace('"', '\\"')
     out = out.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
     return f'"{out}"'
