@@ -77,3 +77,8 @@ def test_bad_file(tmp_path):
         load_config(p)
     with pytest.raises(CerberusError, match="config file not found"):
         load_config(tmp_path / "none.yaml")
+
+
+def test_a_bool_is_refused_where_the_field_is_a_number():
+    with pytest.raises(CerberusError, match=r"loss.lambda_sem: expected float, got True"):
+        load_config(None, ["loss.lambda_sem=true"])

@@ -11,7 +11,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import yaml
 from pydantic import StrictBool, StrictInt, TypeAdapter, ValidationError
@@ -191,8 +191,15 @@ lax: a float from a YAML 1.1 string such as ``1e-3``, a string from a number (``
 a tuple from a list."""
 
 
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check and convert one YAML value to the annotated field type (pydantic)."""
+    """Check and convert one YAML value to the annotated field type (pydantic); ``true`` /
+    ``false`` only where the field is a bool (pydantic would take ``true`` as 1.0)."""
+    if isinstance(value, bool) and annotation is not bool and bool not in get_args(annotation):
+        raise CerberusError(f"{where}: expected {_type_name(annotation)}, got {value!r}")
     if annotation not in _ADAPTERS:
         _ADAPTERS[annotation] = TypeAdapter(annotation, config={"coerce_numbers_to_str": True})
     try:
