@@ -2,7 +2,7 @@
 search; backends in :mod:`.memory`, :mod:`.local`, :mod:`.milvus` and :mod:`.npz` (an ``.npz``
 index file, read-only); :func:`open_or_create` opens the gallery for a model."""
 
-from cerberus.data.datasets import UNKNOWN
+from cerberus.data.labels import UNKNOWN
 from cerberus.store.base import (
     NO_FRAME,
     NO_TRACK,

@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from cerberus.data import times
-from cerberus.data.datasets import UNKNOWN
+from cerberus.data.labels import UNKNOWN
 from cerberus.errors import CerberusError
 
 STORE_FORMAT_VERSION = 1
