@@ -99,8 +99,8 @@ def make_batch(args, device: torch.device, mf: torch.memory_format):
 def setup_ours(args, device, mf, amp):
     from cerberus.attributes.schema_files import get_schema
     from cerberus.config import load_config
-    from cerberus.training.checkpoints import model_from_config
     from cerberus.modeling.losses import LossSettings
+    from cerberus.training.checkpoints import model_from_config
     from cerberus.training.engine import TrainStep
 
     cfg = load_config(args.config)
