@@ -55,14 +55,12 @@ def track_scores(scores: np.ndarray, members: list[np.ndarray], how: str) -> np.
 
 
 def measure(checkpoint: Path, data: Path | None, device: str) -> dict[str, dict[str, float]]:
-    from cerberus.attributes.schema_files import schema_from_meta
     from cerberus.evaluation.evaluate import checkpoint_dataset, extract_with_config
-    from cerberus.training.checkpoints import load_model_from_checkpoint
+    from cerberus.inference.loading import load_model
 
-    model, cfg, state = load_model_from_checkpoint(checkpoint)
-    trained = schema_from_meta(state["meta"]["schema"], str(checkpoint))
-    dataset = checkpoint_dataset(cfg, trained, checkpoint, data)
-    model.to(device)
+    loaded = load_model(checkpoint, device=device)
+    model, cfg = loaded.model, loaded.config
+    dataset = checkpoint_dataset(cfg, loaded.schema, checkpoint, data)
     feats = extract_with_config(model, dataset, cfg, device=device, num_workers=0)
     q, g = dataset.query, dataset.gallery
     scores = embed_features(feats.query).astype(np.float64) @ embed_features(feats.gallery).T

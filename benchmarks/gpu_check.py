@@ -305,7 +305,7 @@ def compare_precision(
 
     from cerberus.data.datasets import ImageDataset, read_dataset
     from cerberus.data.transforms import build_transforms
-    from cerberus.training.checkpoints import load_model_from_checkpoint
+    from cerberus.inference.loading import load_model
 
     first = {
         k: relative(bf16["first_losses"][k], v)
@@ -313,7 +313,7 @@ def compare_precision(
         if k in bf16["first_losses"] and abs(v) > 1e-6
     }
     tail = relative(bf16["tail_total_loss"], fp32["tail_total_loss"])
-    model, _, _ = load_model_from_checkpoint(bf16["checkpoint"])
+    model = load_model(bf16["checkpoint"]).model
     dataset = read_dataset(data, "market1501")
     images = ImageDataset(
         dataset.gallery, build_transforms(height=s.height, width=s.width, train=False)

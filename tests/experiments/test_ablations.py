@@ -202,7 +202,7 @@ def test_silhouette_ablation_trains_both_margins_and_tabulates_each_seed(tmp_pat
 
     from cerberus.evaluation.explain import identity_silhouette, pick_identities, tsne_images
     from cerberus.inference.embed import extract_features
-    from cerberus.training.checkpoints import load_model_from_checkpoint
+    from cerberus.inference.loading import load_model
 
     pytest.importorskip("sklearn")
     root = make_tree(
@@ -238,7 +238,8 @@ def test_silhouette_ablation_trains_both_margins_and_tabulates_each_seed(tmp_pat
         scores = []
         for seed in (0, 1):
             slug = "adaptive" if model == "adaptive" else "m_0"
-            net, cfg, _ = load_model_from_checkpoint(out / slug / f"seed{seed}" / "last.pt")
+            loaded = load_model(out / slug / f"seed{seed}" / "last.pt")
+            net, cfg = loaded.model, loaded.config
             assert cfg.train.seed == seed
             assert cfg.loss.margin == ("adaptive" if model == "adaptive" else "0")
             feats = extract_features(net, images, height=64, width=32, batch_size=64,

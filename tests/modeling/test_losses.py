@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -11,6 +12,7 @@ from cerberus.attributes.schema import GROUPS
 from cerberus.attributes.schema_files import MARKET1501
 from cerberus.errors import CerberusError
 from cerberus.modeling.losses import (
+    LossSettings,
     batch_hard_soft_margin_triplet_loss,
     compute_losses,
     fixed_margins,
@@ -239,7 +241,12 @@ def test_gradients_reach_prototypes_and_residuals_and_unseen_sid_moves_only_thro
     def grads(**switches):
         model.zero_grad()
         out = compute_losses(
-            model(x), labels=labels, sids=sids, model=model, margins=margins, **switches
+            model(x),
+            labels=labels,
+            sids=sids,
+            model=model,
+            margins=margins,
+            settings=LossSettings(**switches),
         )
         out["total_loss"].backward()
 
@@ -276,12 +283,16 @@ def test_compute_losses_weights_and_switches():
         sids=sids,
         model=model,
         margins=margins,
-        use_sem=False,
-        use_reg=False,
+        settings=LossSettings(use_sem=False, use_reg=False),
     )
     assert off["sem_loss"].item() == 0 and off["reg_loss"].item() == 0
     soft = compute_losses(
-        model(x), labels=labels, sids=sids, model=model, margins=margins, semantic="softmax"
+        model(x),
+        labels=labels,
+        sids=sids,
+        model=model,
+        margins=margins,
+        settings=LossSettings(semantic="softmax"),
     )
     protos = [model.prototypes[g] for g in GROUPS]
     alone = semantic_softmax_loss(
@@ -290,7 +301,12 @@ def test_compute_losses_weights_and_switches():
     assert soft["sem_loss"].item() == pytest.approx(alone.item(), rel=1e-5)
     with pytest.raises(CerberusError, match="semantic"):
         compute_losses(
-            model(x), labels=labels, sids=sids, model=model, margins=margins, semantic="cosface"
+            model(x),
+            labels=labels,
+            sids=sids,
+            model=model,
+            margins=margins,
+            settings=LossSettings(semantic="cosface"),
         )
     assert off["total_loss"].item() == pytest.approx(
         (off["ce_loss"] + off["triplet_loss"]).item(), rel=1e-6
@@ -340,7 +356,7 @@ def test_attribute_heads_loss_decreases_on_a_tiny_batch():
             model=model,
             margins=margins,
             values=values,
-            lambda_attr=1.0,
+            settings=LossSettings(lambda_attr=1.0),
         )
         history.append(out["attr_loss"].item())
         opt.zero_grad()
@@ -357,7 +373,12 @@ def test_attribute_heads_loss_decreases_on_a_tiny_batch():
     )
     with pytest.raises(CerberusError, match="attribute heads"):
         compute_losses(
-            _model()(x), labels=labels, sids=sids, model=_model(), margins=margins, lambda_attr=1.0
+            _model()(x),
+            labels=labels,
+            sids=sids,
+            model=_model(),
+            margins=margins,
+            settings=LossSettings(lambda_attr=1.0),
         )
 
 
@@ -377,3 +398,14 @@ def test_attribute_loss_bce_is_mean_binary_cross_entropy_of_the_one_hot_labels()
         target = F.one_hot(values[known, j], n).float()
         terms.append(F.binary_cross_entropy_with_logits(logits[known, lo : lo + n], target))
     assert got.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-6)
+
+
+def test_loss_settings_from_config_carry_every_weight_and_switch():
+    from cerberus.config import LossConfig
+
+    c = LossConfig(lambda_sem=2.0, lambda_attr=0.5, semantic="softmax", use_reg=False)
+    s = LossSettings.from_config(c)
+    assert (s.lambda_sem, s.lambda_attr, s.semantic, s.use_reg) == (2.0, 0.5, "softmax", False)
+    assert LossSettings.from_config(LossConfig()) == LossSettings()  # same defaults
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.lambda_sem = 1.0  # type: ignore[misc]

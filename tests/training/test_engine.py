@@ -16,9 +16,9 @@ import torch
 from cerberus.attributes.schema_files import MARKET1501
 from cerberus.config import load_config, save_config
 from cerberus.errors import CerberusError
+from cerberus.inference.loading import load_model
 from cerberus.training.checkpoints import (
     load_checkpoint,
-    load_model_from_checkpoint,
     save_checkpoint,
 )
 from cerberus.training.engine import learning_rate, train
@@ -137,8 +137,8 @@ def test_short_training_lowers_every_loss_term(tmp_path):
     assert 0 < result.data_wait_seconds < result.seconds
     elapsed = [r["elapsed_s"] for r in rows]
     assert elapsed == sorted(elapsed) and all(0 <= r["data_wait_s"] <= r["elapsed_s"] for r in rows)
-    model, cfg2, _ = load_model_from_checkpoint(result.checkpoint)
-    assert cfg2 == cfg and not model.training
+    loaded = load_model(result.checkpoint)
+    assert loaded.config == cfg and not loaded.model.training
 
 
 def test_non_finite_loss_names_iteration_and_term(tree, tmp_path, monkeypatch):
@@ -243,7 +243,7 @@ def test_checkpoint_of_another_architecture_is_refused(tree, tmp_path):
     state["config"]["model"]["dim"] = 48  # the weights are for dim 32
     save_checkpoint(state, tmp_path / "b.pt")
     with pytest.raises(CerberusError, match="b.pt: weights do not fit the model"):
-        load_model_from_checkpoint(tmp_path / "b.pt")
+        load_model(tmp_path / "b.pt")
 
 
 def test_distributed_two_cpu_processes_on_gloo(tree, tmp_path):
@@ -332,7 +332,7 @@ def test_training_with_softmax_sem_and_attribute_heads(tree, tmp_path):
     train(cfg, resume=False)
     rows = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert all(r["attr_loss"] > 0 and r["sem_loss"] > 0 for r in rows)
-    model, _, _ = load_model_from_checkpoint(tmp_path / "a" / "last.pt")
+    model = load_model(tmp_path / "a" / "last.pt").model
     assert model.has_attribute_heads
     feats = model(torch.randn(2, 3, 64, 32))["features"]
     assert model.predict_attributes(feats).shape == (2, MARKET1501.num_attributes)

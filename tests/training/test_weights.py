@@ -12,12 +12,12 @@ import torch
 from cerberus.attributes.schema_files import MARKET1501
 from cerberus.config import config_from_dict
 from cerberus.errors import CerberusError
-from cerberus.inference.embed import InferenceModel, model_fingerprint
+from cerberus.inference.embed import InferenceModel
 from cerberus.inference.export import export_weights
+from cerberus.inference.loading import load_model, model_fingerprint
 from cerberus.training.checkpoints import (
     CHECKPOINT_VERSION,
     load_checkpoint,
-    load_model_from_checkpoint,
     model_from_config,
     save_checkpoint,
 )
@@ -61,18 +61,19 @@ def pair(tmp_path_factory) -> dict[str, Path]:
 
 def test_pair_round_trips_the_model_and_its_metadata(pair):
     assert pair["weights"].name == "model.safetensors" and pair["meta"].name == "model.json"
-    original, cfg, state = load_model_from_checkpoint(pair["ckpt"])
+    original = load_model(pair["ckpt"])
     for name in (pair["weights"], pair["meta"]):
-        model, cfg2, state2 = load_model_from_checkpoint(name)
-        assert model_fingerprint(model) == model_fingerprint(original)
-        assert cfg2 == cfg and state2["meta"] == state["meta"]  # meta passed through as it is
+        loaded = load_model(name)
+        assert model_fingerprint(loaded.model) == model_fingerprint(original.model)
+        assert loaded.config == original.config
+        assert loaded.meta == original.meta  # meta passed through as it is
     meta = json.loads(pair["meta"].read_text())
     assert meta["sha256"] == sha256_hex(pair["weights"].read_bytes())
     assert meta["input"]["height"] == 64 and len(meta["input"]["mean"]) == 3
     assert meta["training"]["iterations"] == 7 and meta["metrics"]["reid"]["map_score"] == 0.5
-    assert meta["fingerprint"] == model_fingerprint(original)
+    assert meta["fingerprint"] == original.fingerprint
     net = InferenceModel.from_checkpoint(pair["weights"], device="cpu")
-    assert net.fingerprint == model_fingerprint(original) and net.height == 64
+    assert net.fingerprint == original.fingerprint and net.height == 64
 
 
 def test_tampered_weights_are_refused_in_one_line(pair, tmp_path):
@@ -83,7 +84,7 @@ def test_tampered_weights_are_refused_in_one_line(pair, tmp_path):
     (tmp_path / "model.json").write_bytes(pair["meta"].read_bytes())
     expected = json.loads(pair["meta"].read_text())["sha256"]
     with pytest.raises(CerberusError) as info:
-        load_model_from_checkpoint(tmp_path / "model.json")
+        load_model(tmp_path / "model.json")
     message = str(info.value)
     assert "\n" not in message and str(bad) in message
     assert f"sha256 {sha256_hex(bytes(data))} does not match {expected}" in message
@@ -187,7 +188,7 @@ def test_metadata_that_decides_outputs_is_hash_checked(pair, tmp_path, field, ch
     meta = copy_pair(pair, tmp_path)
     edit_json(meta, change)
     with pytest.raises(CerberusError) as info:
-        load_model_from_checkpoint(meta)
+        load_model(meta)
     message = str(info.value)
     assert "\n" not in message and str(meta) in message and "metadata_sha256" in message
 
@@ -235,9 +236,8 @@ def test_a_pair_renamed_consistently_loads(pair, tmp_path, named):
     """Issue 21: ``y.safetensors`` + ``y.json`` (renamed from ``model``) load: the partner is
     found by the pair's own stem and checked by hash, not by the name recorded at export."""
     copy_pair(pair, tmp_path, stem="y")
-    original, _, _ = load_model_from_checkpoint(pair["ckpt"])
-    model, _, _ = load_model_from_checkpoint(tmp_path / named)
-    assert model_fingerprint(model) == model_fingerprint(original)
+    original = load_model(pair["ckpt"])
+    assert load_model(tmp_path / named).fingerprint == original.fingerprint
 
 
 def test_a_partner_of_other_weights_is_refused_by_hash(pair, tmp_path):

@@ -113,16 +113,13 @@ def visualize_tsne(
     device: Device = "cpu",
 ) -> None:
     """t-SNE of one group's representation over identities sharing a SID, two models (Fig. 9)."""
-    from cerberus.attributes.schema_files import schema_from_meta
     from cerberus.evaluation.evaluate import checkpoint_dataset
     from cerberus.evaluation.explain import tsne_compare
-    from cerberus.training.checkpoints import checkpoint_config, load_checkpoint
+    from cerberus.training.checkpoints import read_checkpoint
 
     at_least("--ids", ids, 2)
-    state = load_checkpoint(checkpoint)
-    cfg = checkpoint_config(state, checkpoint)
-    trained = schema_from_meta(state["meta"]["schema"], str(checkpoint))
-    dataset = checkpoint_dataset(cfg, trained, checkpoint, data)
+    ckpt = read_checkpoint(checkpoint)
+    dataset = checkpoint_dataset(ckpt.config, ckpt.schema, checkpoint, data)
     found = tsne_compare(
         out, [(label, checkpoint), (compare_label, compare)], dataset, group,
         num_ids=ids, sid=sid, seed=seed, device=device,

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from cerberus.attributes.schema import GROUPS, Schema
-from cerberus.attributes.schema_files import schema_from_meta
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset
 from cerberus.data.table import SCHEMA_FILE, dataset_kind, open_dataset
@@ -48,8 +47,8 @@ from cerberus.inference.embed import (
     prototype_scores,
     sid_log_prior,
 )
-from cerberus.modeling.model import Cerberus, fuse_batchnorm
-from cerberus.training.checkpoints import load_model_from_checkpoint
+from cerberus.inference.loading import load_model
+from cerberus.modeling.model import Cerberus
 
 logger = logging.getLogger(__name__)
 
@@ -290,11 +289,10 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Load a checkpoint, extract test features once and compute reID, APS and PAR metrics."""
     device = str(resolve_device(device, "--device"))
-    model, cfg, state = load_model_from_checkpoint(checkpoint)
-    model = fuse_batchnorm(model)  # inference only: same features, less work
-    trained = schema_from_meta(state["meta"]["schema"], str(checkpoint))
-    dataset = checkpoint_dataset(cfg, trained, checkpoint, data_root, dataset)
-    model.to(device)
+    # BN folded (inference only: same features, less work)
+    loaded = load_model(checkpoint, device=device, fuse_bn=True)
+    model, cfg = loaded.model, loaded.config
+    dataset = checkpoint_dataset(cfg, loaded.schema, checkpoint, data_root, dataset)
     feats = extract_with_config(
         model,
         dataset,

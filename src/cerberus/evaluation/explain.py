@@ -289,15 +289,16 @@ def tsne_compare(
     Returns ``{"sid", "pids", "num_images", "silhouette": {caption: score}, "figure"}``.
     """
     from cerberus.inference.embed import extract_features
-    from cerberus.training.checkpoints import load_model_from_checkpoint
+    from cerberus.inference.loading import load_model
 
     sid, pids = pick_identities(dataset.gallery, group, num_ids=num_ids, sid=sid, seed=seed)
     images = tsne_images(dataset, pids)
     panels, scores = [], {}
     for caption, path in models:
-        model, cfg, _ = load_model_from_checkpoint(path)
+        loaded = load_model(path, device=device)
+        model, cfg = loaded.model, loaded.config
         feats = extract_features(
-            model.to(device), images, height=cfg.data.height, width=cfg.data.width,
+            model, images, height=cfg.data.height, width=cfg.data.width,
             batch_size=64, num_workers=0, device=device,
         )  # fmt: skip
         points, score = tsne_panel_data(feats, images.pids, group, seed=seed)

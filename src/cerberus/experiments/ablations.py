@@ -30,8 +30,7 @@ from cerberus.evaluation.evaluate import (
     reid_camera_arguments,
 )
 from cerberus.files import atomic_write
-from cerberus.modeling.model import fuse_batchnorm
-from cerberus.training.checkpoints import load_model_from_checkpoint
+from cerberus.inference.loading import load_model
 from cerberus.training.engine import train
 
 logger = logging.getLogger(__name__)
@@ -119,9 +118,8 @@ def run_variant(
     logger.info("%s: training in %s", name, run_dir)
     evaluate = periodic_evaluation(variant, dataset) if variant.train.eval_every else None
     result = train(variant, resume=True, dataset=dataset, on_evaluate=evaluate)
-    model, _, _ = load_model_from_checkpoint(result.checkpoint)
     device = resolve_device(variant.train.device, "train.device")  # where it trained
-    model = fuse_batchnorm(model).to(device)
+    model = load_model(result.checkpoint, device=device, fuse_bn=True).model
     feats = extract_with_config(
         model, dataset, variant, device=device, progress=variant.train.progress
     )
@@ -538,9 +536,9 @@ def _run_conflict_variant(
         if {k: cached.get(k) for k in key} == key:
             return cached["metrics"]
     result = train(variant, resume=True, dataset=dataset)
-    model, _, _ = load_model_from_checkpoint(result.checkpoint)
     device = resolve_device(variant.train.device, "train.device")
-    net = _WithPar(model.to(device))
+    model = load_model(result.checkpoint, device=device).model
+    net = _WithPar(model)
     kw = dict(
         height=variant.data.height, width=variant.data.width,
         batch_size=variant.eval.batch_size, num_workers=variant.eval.num_workers, device=device,

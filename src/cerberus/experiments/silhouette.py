@@ -31,7 +31,7 @@ from cerberus.evaluation.explain import identity_silhouette, pick_identities, ts
 from cerberus.experiments.ablations import TABLE8, Variant, _slug, check_seeds, run_variant
 from cerberus.files import atomic_write_json, atomic_write_text
 from cerberus.inference.embed import extract_features
-from cerberus.training.checkpoints import load_model_from_checkpoint
+from cerberus.inference.loading import load_model
 
 VARIANTS: list[Variant] = [v for v in TABLE8 if v[0] in ("adaptive", "m = 0")][::-1]
 """The two models of Fig. 9: the adaptive margin (the config's own) and m = 0 (Table 8's)."""
@@ -44,8 +44,8 @@ def _silhouettes(
     device: torch.device,
 ) -> dict[str, float]:
     """``{group: silhouette}`` of one model over each group's picked identities."""
-    model, cfg, _ = load_model_from_checkpoint(checkpoint)
-    model = model.to(device)
+    loaded = load_model(checkpoint, device=device)
+    model, cfg = loaded.model, loaded.config
     out = {}
     for group, (_, pids) in picks.items():
         images = tsne_images(dataset, pids)

@@ -151,6 +151,140 @@ def prepare_source(store: GalleryStore, name: str, *, replace: bool) -> int:
     return removed
 
 
+@dataclass
+class SourcePipeline:
+    """The first steps for one source (method §9.3): its frames, the detector run on every
+    ``stride``-th, and the tracker that links its boxes."""
+
+    video: VideoSource
+    detector: Detector
+    tracker: Tracker
+    stride: int
+
+
+def open_pipeline(
+    source: str | Path | VideoSource,
+    *,
+    start=None,
+    detections: str | Path | None = None,
+    detector: Detector | None = None,
+    tracker: Tracker | None = None,
+    stride: int | None = None,
+) -> SourcePipeline:
+    """Open the source and choose its detector (a detections file, else ``detector``, else
+    :class:`HogDetector`), stride and tracker (:class:`GivenIds` for detections with ids,
+    :class:`SortTracker` without; a track ends after one second without a match)."""
+    video = source if isinstance(source, VideoSource) else open_source(source, start=start)
+    if detections is not None:
+        if video.kind == "stream":
+            raise CerberusError("--detections: a live stream has no detections file")
+        detector = MotDetections.load(detections, size=video.size, num_frames=video.num_frames)
+    elif detector is None:
+        detector = HogDetector()
+    if stride is None:
+        stride = DEFAULT_STRIDE_HOG if isinstance(detector, HogDetector) else 1
+    if tracker is None:
+        steps = max(2, round((video.fps or 10.0) / stride))  # one second without a match
+        tracker = GivenIds(max_age=steps) if detector.gives_ids else SortTracker(max_age=steps)
+    return SourcePipeline(video, detector, tracker, stride)
+
+
+def detect_track_select(
+    pipe: SourcePipeline, frame, selector: CropSelector, report: IngestReport
+) -> list[int]:
+    """One searched frame: detect -> track -> offer each tracked box's crop to its track's
+    candidates (dropped tracks forgotten). Returns the tracks that ended (timed per stage)."""
+    seconds = report.seconds
+    t1 = time.perf_counter()
+    dets = pipe.detector.detect(frame)
+    t2 = time.perf_counter()
+    seconds["detect"] += t2 - t1
+    update = pipe.tracker.update(dets)
+    t3 = time.perf_counter()
+    seconds["track"] += t3 - t2
+    for i in np.flatnonzero(update.tracks >= 0):
+        selector.offer(int(update.tracks[i]), frame, dets.boxes[i], float(dets.scores[i]))
+    for t in update.dropped:
+        selector.drop(t)
+    report.dropped_tracks += len(update.dropped)
+    seconds["select"] += time.perf_counter() - t3
+    return list(update.ended)
+
+
+class TrackWriter:
+    """The last steps for finished tracks: their chosen crops embedded and described in one batch
+    (``embedder``), then each track's thumbnails written and its items added to the store in
+    one call (one transaction: a killed ingest leaves whole tracks only)."""
+
+    def __init__(
+        self,
+        store: GalleryStore,
+        embedder: Embedder,
+        *,
+        source: str,
+        camera: str,
+        thumbs: Path | None,
+        report: IngestReport,
+    ) -> None:
+        self.store, self.embedder = store, embedder
+        self.source, self.camera, self.thumbs = source, camera, thumbs
+        self.report = report
+
+    def commit(self, selector: CropSelector, ended: list[int]) -> None:
+        """Finish the ``ended`` tracks' crop choice, embed, store (tracks with no crop: none)."""
+        chosen = {t: selector.finish(t) for t in ended}
+        chosen = {t: c for t, c in chosen.items() if c}
+        if not chosen:
+            return
+        seconds, report = self.report.seconds, self.report
+        t0 = time.perf_counter()
+        crops = [c.crop for cs in chosen.values() for c in cs]
+        out = self.embedder.embed(crops)
+        seconds["embed"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        row = 0
+        for track, cands in chosen.items():
+            rows = slice(row, row + len(cands))
+            row += len(cands)
+            self.store.add(self._items(track, cands, out, rows), complete=False)
+            report.tracks += 1
+            report.items += len(cands)
+        seconds["store"] += time.perf_counter() - t0
+
+    def _items(self, track: int, cands: list[Candidate], out: Embedded, rows: slice) -> Items:
+        return Items.make(
+            out.vectors[rows],
+            source=self.source,
+            num_attributes=self.embedder.num_attributes,
+            camera=self.camera,
+            timestamp=[c.timestamp for c in cands],
+            frame=[c.number for c in cands],
+            box=np.stack([c.box for c in cands]),
+            track=[track] * len(cands),
+            path=_thumbnails(self.thumbs, track, cands),
+            predicted=out.predicted[rows],
+            certainty=out.certainty[rows],
+        )
+
+
+def _check_options(camera: str, stride: int | None, max_crops: int) -> None:
+    if max_crops < 1:
+        raise CerberusError(f"--max-crops {max_crops}: must be at least 1")
+    if stride is not None and stride < 1:
+        raise CerberusError(f"--stride {stride}: must be at least 1")
+    if not camera:
+        raise CerberusError("--camera: give the camera's name")
+
+
+def _clean_thumbs(thumbs: str | Path | None, source: str, camera: str) -> Path | None:
+    """This source's thumbnail folder, emptied of an earlier run's JPEGs (``None``: none)."""
+    folder = None if thumbs is None else thumbs_folder(Path(thumbs), source, camera)
+    if folder is not None and folder.exists():
+        for old in folder.glob("*.jpg"):
+            old.unlink(missing_ok=True)
+    return folder
+
+
 def ingest_source(
     source: str | Path | VideoSource,
     store: GalleryStore,
@@ -168,6 +302,11 @@ def ingest_source(
     max_frames: int | None = None,
 ) -> IngestReport:
     """Ingest one video, MOTChallenge folder or stream into ``store`` (see the module doc).
+
+    The steps, in order: :func:`open_pipeline` (open the source, choose detector and tracker),
+    then per frame decode and :func:`detect_track_select`, each finished track through
+    :class:`TrackWriter` (embed -> store), then :func:`_end_source` (the tracks still running,
+    the report) and the source marked complete.
 
     Args:
         camera: camera name stored with every item.
@@ -187,68 +326,21 @@ def ingest_source(
     Returns:
         :class:`IngestReport`.
     """
-    if max_crops < 1:
-        raise CerberusError(f"--max-crops {max_crops}: must be at least 1")
-    if stride is not None and stride < 1:
-        raise CerberusError(f"--stride {stride}: must be at least 1")
-    if not camera:
-        raise CerberusError("--camera: give the camera's name")
-    video = source if isinstance(source, VideoSource) else open_source(source, start=start)
-    if detections is not None:
-        if video.kind == "stream":
-            raise CerberusError("--detections: a live stream has no detections file")
-        detector = MotDetections.load(detections, size=video.size, num_frames=video.num_frames)
-    elif detector is None:
-        detector = HogDetector()
-    if stride is None:
-        stride = DEFAULT_STRIDE_HOG if isinstance(detector, HogDetector) else 1
-    if tracker is None:
-        steps = max(2, round((video.fps or 10.0) / stride))  # one second without a match
-        tracker = GivenIds(max_age=steps) if detector.gives_ids else SortTracker(max_age=steps)
+    _check_options(camera, stride, max_crops)
+    pipe = open_pipeline(
+        source, start=start, detections=detections, detector=detector, tracker=tracker,
+        stride=stride,
+    )  # fmt: skip
+    video = pipe.video
     report = IngestReport(video.name)
     report.removed = prepare_source(store, video.name, replace=replace)
-    thumb_dir = None if thumbs is None else thumbs_folder(Path(thumbs), video.name, camera)
-    if thumb_dir is not None and thumb_dir.exists():
-        for old in thumb_dir.glob("*.jpg"):
-            old.unlink(missing_ok=True)
+    thumb_dir = _clean_thumbs(thumbs, video.name, camera)
     selector = CropSelector(max_crops)
-    seconds = report.seconds
+    writer = TrackWriter(
+        store, embedder, source=video.name, camera=camera, thumbs=thumb_dir, report=report
+    )
     last = 0
-
-    def commit(ended: list[int]) -> None:
-        chosen = {t: selector.finish(t) for t in ended}
-        chosen = {t: c for t, c in chosen.items() if c}
-        if not chosen:
-            return
-        t0 = time.perf_counter()
-        crops = [c.crop for cs in chosen.values() for c in cs]
-        out = embedder.embed(crops)
-        seconds["embed"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        row = 0
-        for track, cands in chosen.items():
-            rows = slice(row, row + len(cands))
-            row += len(cands)
-            paths = _thumbnails(thumb_dir, track, cands)
-            items = Items.make(
-                out.vectors[rows],
-                source=video.name,
-                num_attributes=embedder.num_attributes,
-                camera=camera,
-                timestamp=[c.timestamp for c in cands],
-                frame=[c.number for c in cands],
-                box=np.stack([c.box for c in cands]),
-                track=[track] * len(cands),
-                path=paths,
-                predicted=out.predicted[rows],
-                certainty=out.certainty[rows],
-            )
-            store.add(items, complete=False)
-            report.tracks += 1
-            report.items += len(cands)
-        seconds["store"] += time.perf_counter() - t0
-
-    frames = video.frames(stride)
+    frames = video.frames(pipe.stride)
     cut = False  # stopped by max_frames
     try:
         while True:
@@ -257,23 +349,10 @@ def ingest_source(
                 frame = next(frames)
             except StopIteration:
                 break
-            t1 = time.perf_counter()
-            seconds["decode"] += t1 - t0
+            report.seconds["decode"] += time.perf_counter() - t0
             last = frame.number
             report.processed += 1
-            dets = detector.detect(frame)
-            t2 = time.perf_counter()
-            seconds["detect"] += t2 - t1
-            update = tracker.update(dets)
-            t3 = time.perf_counter()
-            seconds["track"] += t3 - t2
-            for i in np.flatnonzero(update.tracks >= 0):
-                selector.offer(int(update.tracks[i]), frame, dets.boxes[i], float(dets.scores[i]))
-            for t in update.dropped:
-                selector.drop(t)
-            report.dropped_tracks += len(update.dropped)
-            seconds["select"] += time.perf_counter() - t3
-            commit(update.ended)
+            writer.commit(selector, detect_track_select(pipe, frame, selector, report))
             if max_frames is not None and report.processed >= max_frames:
                 cut = True
                 break
@@ -283,12 +362,40 @@ def ingest_source(
         logger.info("%s: stopped; committing the running tracks", video.name)
     finally:
         frames.close()
-    end = tracker.close()
+    _end_source(pipe, selector, writer, report, last)
+    if cut and video.kind != "stream":  # a file's sample: its rest is not in, a rerun redoes it
+        logger.info(
+            "%s: stopped after %d frames; the source stays incomplete", video.name, report.frames
+        )
+        return report
+    store.finish(video.name)  # with nobody in it too: recorded as done, with no items
+    if not report.items:
+        logger.info(
+            "%s: nobody found in %d frames (0 tracks); recorded as ingested, with no crops",
+            video.name,
+            report.frames,
+        )
+    logger.info("%s", report.line())
+    return report
+
+
+def _end_source(
+    pipe: SourcePipeline,
+    selector: CropSelector,
+    writer: TrackWriter,
+    report: IngestReport,
+    last: int,
+) -> None:
+    """The source's end: the tracks still running are closed and committed; the report gets
+    its frame count, duration and why a stream ended; detections past the last frame warned."""
+    end = pipe.tracker.close()
     report.dropped_tracks += len(end.dropped)
-    commit(end.ended)
+    writer.commit(selector, list(end.ended))
+    video = pipe.video
     report.frames = last = max(video.decoded, last)
     report.duration = last / video.fps if video.fps else 0.0
     report.ended = video.dropped
+    detector = pipe.detector
     if isinstance(detector, MotDetections):
         unused = detector.unused(last)
         if unused:
@@ -301,18 +408,6 @@ def ingest_source(
                 unused[0],
                 unused[-1],
             )
-    if cut and video.kind != "stream":  # a file's sample: its rest is not in, a rerun redoes it
-        logger.info("%s: stopped after %d frames; the source stays incomplete", video.name, last)
-        return report
-    store.finish(video.name)  # with nobody in it too: recorded as done, with no items
-    if not report.items:
-        logger.info(
-            "%s: nobody found in %d frames (0 tracks); recorded as ingested, with no crops",
-            video.name,
-            last,
-        )
-    logger.info("%s", report.line())
-    return report
 
 
 def _thumbnails(folder: Path | None, track: int, cands: list[Candidate]) -> list[str]:

@@ -15,7 +15,6 @@ folder of crops into a :class:`~cerberus.inference.features.FeatureSet`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
@@ -29,7 +28,6 @@ from PIL import Image
 from torch import nn
 
 from cerberus.attributes.schema import Schema
-from cerberus.attributes.schema_files import schema_from_meta
 from cerberus.attributes.table import AttributeTable
 from cerberus.config import Config
 from cerberus.data.datasets import FORMATS, ImageDataset, ImageSet, load_image, parse_filename
@@ -38,6 +36,7 @@ from cerberus.data.transforms import build_transforms
 from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
 from cerberus.inference.features import UNKNOWN, FeatureSet
+from cerberus.inference.loading import load_model, model_fingerprint
 from cerberus.inference.scoring import (  # noqa: F401  (re-exported: the method §5 rules on arrays)
     SID_DECISIONS,
     AttributeQuery,
@@ -52,8 +51,6 @@ from cerberus.inference.scoring import (  # noqa: F401  (re-exported: the method
     prototype_scores,
     sid_log_prior,
 )
-from cerberus.modeling.model import fuse_batchnorm
-from cerberus.training.checkpoints import load_model_from_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -280,20 +277,6 @@ def image_set(paths: list[str | Path] | tuple[str | Path, ...], schema: Schema) 
     return ImageSet(tuple(paths), pids, cams, pids.copy(), values, schema)
 
 
-def model_fingerprint(model: nn.Module) -> str:
-    """SHA-256 of the model's weights and buffers (names, shapes, bytes), hex.
-
-    Two models with the same fingerprint give the same features; the index refuses queries
-    embedded by a model with another fingerprint.
-    """
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def extract_folder(
     model: nn.Module,
     folder: str | Path,
@@ -383,21 +366,6 @@ def extract_image_set(
     )
 
 
-def _calibration_of(meta: Mapping[str, Any], fingerprint: str, path) -> dict[str, Any] | None:
-    """The checkpoint meta's ``calibration`` if it was made with the weights of ``fingerprint``."""
-    cal = meta.get("calibration")
-    if not isinstance(cal, dict) or not isinstance(cal.get("points"), list):
-        return None
-    if cal.get("fingerprint") != fingerprint:
-        logger.warning(
-            "%s: the stored calibration was made with other weights; it is ignored "
-            "(run cerberus calibrate again)",
-            path,
-        )
-        return None
-    return cal
-
-
 @dataclass
 class InferenceModel:
     """A trained model ready to embed crops: what ``extract``, ``search`` and ``describe`` use."""
@@ -429,21 +397,19 @@ class InferenceModel:
         num_workers: int | None = None,
         fuse_bn: bool = True,
     ) -> InferenceModel:
-        """Load a checkpoint or a weights pair (``X.safetensors`` / ``X.json``) for inference.
+        """Load a checkpoint or a weights pair (``X.safetensors`` / ``X.json``) for inference
+        (:func:`~cerberus.inference.loading.load_model`).
 
         ``fuse_bn`` folds BatchNorm into the convolutions
         (:func:`~cerberus.modeling.model.fuse_batchnorm`: same features, faster). A stored
         calibration is kept when it was made with these weights (same fingerprint).
         """
         device = str(resolve_device(device, "--device"))
-        model, cfg, state = load_model_from_checkpoint(checkpoint)
-        fingerprint = model_fingerprint(model)  # of the trained weights, before folding BN
-        if fuse_bn:
-            model = fuse_batchnorm(model)
-        model.to(device).eval()
+        loaded = load_model(checkpoint, device=device, fuse_bn=fuse_bn)
+        cfg = loaded.config
         log_prior = None
         if cfg.eval.decision == "posterior":
-            counts = state["meta"].get("sid_counts")
+            counts = loaded.meta.get("sid_counts")
             if counts is None:
                 logger.warning(
                     "%s: eval.decision=posterior but the checkpoint has no SID counts; "
@@ -453,9 +419,9 @@ class InferenceModel:
             else:
                 log_prior = sid_log_prior({g: np.asarray(c) for g, c in counts.items()})
         return cls(
-            model=model,
-            schema=schema_from_meta(state["meta"]["schema"], str(checkpoint)),
-            calibration=_calibration_of(state["meta"], fingerprint, checkpoint),
+            model=loaded.model,
+            schema=loaded.schema,
+            calibration=loaded.calibration,
             config=cfg,
             height=cfg.data.height,
             width=cfg.data.width,
@@ -465,7 +431,7 @@ class InferenceModel:
             num_workers=cfg.eval.num_workers if num_workers is None else num_workers,
             log_prior=log_prior,
             prior_scale=cfg.eval.prior_scale,
-            _fingerprint=fingerprint,
+            _fingerprint=loaded.fingerprint,
         )
 
     @property

@@ -40,9 +40,9 @@ import cerberus
 from cerberus.attributes.schema import GROUPS
 from cerberus.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cerberus.errors import CerberusError
-from cerberus.inference.embed import model_fingerprint
+from cerberus.inference.loading import load_model, model_fingerprint
 from cerberus.modeling.model import Cerberus, normalize_features
-from cerberus.training.checkpoints import input_block, load_model_from_checkpoint
+from cerberus.training.checkpoints import input_block
 from cerberus.training.weights import pair_paths, write_weights_pair
 
 INPUT_NAME = "images"
@@ -446,16 +446,15 @@ def export_weights(
     weights, meta_path = pair_paths(out)
     if Path(checkpoint).resolve() in (weights.resolve(), meta_path.resolve()):
         raise CerberusError(f"{out}: the pair would overwrite the checkpoint it is exported from")
-    model, _, state = load_model_from_checkpoint(checkpoint)
-    state = {k: v for k, v in state.items() if k != "weights_metadata"}
-    metadata = weights_metadata(state, model, metrics=metrics, source=str(checkpoint))
-    return write_weights_pair(weights, model.state_dict(), metadata)
+    loaded = load_model(checkpoint)
+    state = {k: v for k, v in loaded.state.items() if k != "weights_metadata"}
+    metadata = weights_metadata(state, loaded.model, metrics=metrics, source=str(checkpoint))
+    return write_weights_pair(weights, loaded.model.state_dict(), metadata)
 
 
 def verify_weights(path: str | Path, fingerprint: str) -> None:
     """Reload a pair (hash checked) and compare its model fingerprint with ``fingerprint``."""
-    model, _, _ = load_model_from_checkpoint(pair_paths(path)[1])
-    found = model_fingerprint(model)
+    found = load_model(pair_paths(path)[1]).fingerprint
     if found != fingerprint:
         raise CerberusError(
             f"{path}: reloaded model {found[:12]} differs from the exported one {fingerprint[:12]}"

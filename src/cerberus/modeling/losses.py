@@ -8,12 +8,14 @@ name, which is what the training loop logs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from cerberus.attributes.schema import GROUPS
+from cerberus.config import LossConfig
 from cerberus.errors import CerberusError
 
 
@@ -291,6 +293,37 @@ def prototype_regularization_loss(
     return torch.stack(terms).mean()
 
 
+@dataclass(frozen=True)
+class LossSettings:
+    """The weights, form and switches of the loss, method §3 (the config's ``loss`` section less
+    the margins, which come as tensors). Built once per run with :meth:`from_config`.
+
+    total = lambda_sem * sem + lambda_id * (ce + triplet) + lambda_reg * reg + lambda_attr * attr.
+    """
+
+    lambda_sem: float = 5.0
+    lambda_id: float = 1.0
+    lambda_reg: float = 0.001
+    lambda_attr: float = 0.0
+    """Weight of the attribute heads' loss (:func:`attribute_loss`)."""
+    attr_form: str = "ce"
+    """``"ce"`` or ``"bce"`` (see :func:`attribute_loss`)."""
+    semantic: str = "hinge"
+    """Form of L_sem: ``"hinge"`` (:func:`semantic_guidance_loss`, the paper) or ``"softmax"``
+    (:func:`semantic_softmax_loss`, method §8.1)."""
+    semantic_scale: float = 10.0
+    """The scale s of the softmax form."""
+    use_sem: bool = True
+    use_id: bool = True
+    """Compute L_id (needs ``logits``: the model in training mode)."""
+    use_reg: bool = True
+
+    @classmethod
+    def from_config(cls, loss: LossConfig) -> LossSettings:
+        """The settings of a config's ``loss`` section."""
+        return cls(**{f.name: getattr(loss, f.name) for f in fields(cls)})
+
+
 def compute_losses(
     output: Mapping[str, Tensor],
     *,
@@ -298,22 +331,14 @@ def compute_losses(
     sids: Tensor,
     model: torch.nn.Module,
     margins: Mapping[str, Tensor],
-    lambda_sem: float = 5.0,
-    lambda_id: float = 1.0,
-    lambda_reg: float = 0.001,
     values: Tensor | None = None,
-    lambda_attr: float = 0.0,
-    attr_form: str = "ce",
-    semantic: str = "hinge",
-    semantic_scale: float = 10.0,
-    use_sem: bool = True,
-    use_id: bool = True,
-    use_reg: bool = True,
+    settings: LossSettings = LossSettings(),
 ) -> dict[str, Tensor]:
     """All named loss terms and their weighted sum, method §3.
 
-    total = lambda_sem * sem + lambda_id * (ce + triplet) + lambda_reg * reg + lambda_attr * attr;
-    a switched-off term is a zero tensor (and contributes nothing to the gradient).
+    total = lambda_sem * sem + lambda_id * (ce + triplet) + lambda_reg * reg + lambda_attr * attr
+    (weights, form and switches: ``settings``); a switched-off term is a zero tensor (and
+    contributes nothing to the gradient).
 
     Args:
         output: the model's training output: ``features`` (B, 5, d), ``logits`` (5, B, C).
@@ -322,24 +347,17 @@ def compute_losses(
         model: a :class:`~cerberus.modeling.model.Cerberus`: gives ``prototypes``,
             ``residual_vectors`` and ``binary_vectors(g)``.
         margins: ``{G: (S_G,)}`` semantic guidance margins.
-        lambda_sem: weight of L_sem.
-        lambda_id: weight of L_id.
-        lambda_reg: weight of L_reg.
         values: ``(B, num_attributes)`` attribute value codes (``-1`` unknown), for the
-            attribute heads' loss.
-        lambda_attr: weight of the attribute heads' loss (:func:`attribute_loss`; needs
-            ``attribute_logits`` in ``output`` and ``values`` when positive).
-        semantic: form of L_sem, ``"hinge"`` (:func:`semantic_guidance_loss`, the paper) or
-            ``"softmax"`` (:func:`semantic_softmax_loss`, method §8.1).
-        semantic_scale: the scale s of the softmax form.
-        use_sem: compute L_sem.
-        use_id: compute L_id (needs ``logits``: the model in training mode).
-        use_reg: compute L_reg.
+            attribute heads' loss (needs ``attribute_logits`` in ``output`` and ``values`` when
+            ``settings.lambda_attr`` is positive).
+        settings: :class:`LossSettings`.
 
     Returns:
         ``{"sem_loss", "ce_loss", "triplet_loss", "reg_loss", "attr_loss", "total_loss"}``,
         scalar tensors (``attr_loss`` is 0 without attribute heads).
     """
+    c = settings
+    semantic = c.semantic
     if semantic not in SEMANTIC_FORMS:
         raise CerberusError(
             f"compute_losses: semantic must be one of {', '.join(SEMANTIC_FORMS)}, got {semantic!r}"
@@ -348,23 +366,25 @@ def compute_losses(
     zero = features.new_zeros((), dtype=torch.float32)
     protos = [model.prototypes[g] for g in GROUPS]
     sem = zero
-    if use_sem:
+    if c.use_sem:
         missing = [g for g in GROUPS if g not in margins]
         if missing:
             raise CerberusError(f"compute_losses: no margins for groups {', '.join(missing)}")
         group_margins = [margins[g] for g in GROUPS]
         if semantic == "softmax":
-            sem = semantic_softmax_loss(features, protos, sids, group_margins, scale=semantic_scale)
+            sem = semantic_softmax_loss(
+                features, protos, sids, group_margins, scale=c.semantic_scale
+            )
         else:
             sem = semantic_guidance_loss(features, protos, sids, group_margins)
     ce = tri = zero
-    if use_id:
+    if c.use_id:
         if "logits" not in output:
             raise CerberusError("compute_losses: L_id needs 'logits' (put the model in train mode)")
         ident = identification_loss(features, output["logits"], labels)
         ce, tri = ident["ce_loss"], ident["triplet_loss"]
     reg = zero
-    if use_reg:
+    if c.use_reg:
         reg = prototype_regularization_loss(
             protos,
             [model.residual_vectors[g] for g in GROUPS],
@@ -373,14 +393,16 @@ def compute_losses(
     attr = zero
     if "attribute_logits" in output and values is not None:
         attr = attribute_loss(
-            output["attribute_logits"], values, model.attribute_sizes, form=attr_form
+            output["attribute_logits"], values, model.attribute_sizes, form=c.attr_form
         )
-    elif lambda_attr > 0:
+    elif c.lambda_attr > 0:
         raise CerberusError(
             "compute_losses: lambda_attr > 0 needs a model with attribute heads in train mode "
             "(model.attribute_heads=true) and the batch's attribute values"
         )
-    total = lambda_sem * sem + lambda_id * (ce + tri) + lambda_reg * reg + lambda_attr * attr
+    total = (
+        c.lambda_sem * sem + c.lambda_id * (ce + tri) + c.lambda_reg * reg + c.lambda_attr * attr
+    )
     return {
         "sem_loss": sem,
         "ce_loss": ce,

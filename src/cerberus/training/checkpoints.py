@@ -9,11 +9,17 @@ the schema file.
 Wherever a checkpoint is read, a weights pair (``X.safetensors`` + ``X.json``, see
 :mod:`cerberus.training.weights`) may be named instead: :func:`load_checkpoint` returns the same
 dict (``model``, ``config``, ``meta``, no optimiser state), read without any pickle.
+
+This module alone builds the dict (:func:`training_checkpoint`, :func:`training_meta`) and reads
+it (:func:`read_checkpoint`: the dict, its config, meta and schema, each checked once;
+:func:`restore_model`: the model with its weights). A model for inference is loaded with
+:func:`cerberus.inference.loading.load_model`, which calls these two.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +76,40 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     A crash or a full disk leaves the previous checkpoint at ``path`` untouched.
     """
     atomic_write(path, lambda fh: torch.save(state, fh), "checkpoint")
+
+
+def training_meta(dataset: ReIDDataset, threads: int) -> dict[str, Any]:
+    """The ``meta`` entry of a training run: the schema (its full content), the class count,
+    the dataset's name, the intra-op threads and ``sid_counts`` (N_g^G of the training
+    identities: the prior of the prior-aware decision, method §8.2)."""
+    return {
+        "schema": dataset.schema.to_dict(),
+        "num_classes": dataset.num_train_ids,
+        "dataset": dataset.name,
+        "threads": threads,
+        "sid_counts": {g: c.tolist() for g, c in dataset.train_sid_counts().items()},
+    }
+
+
+def training_checkpoint(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    iteration: int,
+    config: Config,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """The checkpoint dict of a run at ``iteration`` (module doc): weights, optimiser state,
+    the torch RNG state now, the resolved config as a dict and ``meta`` (:func:`training_meta`)."""
+    return {
+        "format": "cerberus",
+        "version": CHECKPOINT_VERSION,
+        "iteration": iteration,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": {"torch": torch.get_rng_state()},
+        "config": config.to_dict(),
+        "meta": meta,
+    }
 
 
 def input_block(config: dict[str, Any]) -> dict[str, Any]:
@@ -158,20 +198,42 @@ def checkpoint_config(state: dict[str, Any], path: str | Path) -> Config:
     return config_from_dict(state["config"], f"{path} [config]")
 
 
-def checkpoint_meta(state: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """The ``meta`` entry: the schema and the number of training classes, checked."""
+def checkpoint_meta(state: dict[str, Any], path: str | Path) -> tuple[dict[str, Any], Schema]:
+    """The ``meta`` entry and its schema, checked: a known schema and a positive
+    ``num_classes``."""
     meta = state.get("meta")
     if not isinstance(meta, dict):
         raise CerberusError(f"{path}: checkpoint has no 'meta' entry (not written by train)")
     try:
-        schema_from_meta(meta.get("schema", ""), str(path))
+        schema = schema_from_meta(meta.get("schema", ""), str(path))
         if int(meta["num_classes"]) < 1:
             raise ValueError
     except (CerberusError, KeyError, TypeError, ValueError):
         raise CerberusError(
             f"{path}: checkpoint 'meta' lacks a known 'schema' and a positive 'num_classes'"
         ) from None
-    return meta
+    return meta, schema
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """A checkpoint or weights pair read and checked (:func:`read_checkpoint`)."""
+
+    path: Path
+    state: dict[str, Any]
+    """The dict of :func:`load_checkpoint` (weights under ``model``)."""
+    config: Config
+    meta: dict[str, Any]
+    schema: Schema
+
+
+def read_checkpoint(path: str | Path) -> CheckpointFile:
+    """Read a checkpoint or a weights pair once: the dict, its config, meta and schema."""
+    path = Path(path)
+    state = load_checkpoint(path)
+    config = checkpoint_config(state, path)
+    meta, schema = checkpoint_meta(state, path)
+    return CheckpointFile(path, state, config, meta, schema)
 
 
 def _state_dict_mismatch(exc: RuntimeError) -> str:
@@ -180,26 +242,17 @@ def _state_dict_mismatch(exc: RuntimeError) -> str:
     return "; ".join(lines)[:240] if lines else str(exc)[:160]
 
 
-def load_model_from_checkpoint(
-    path: str | Path, dataset: ReIDDataset | None = None
-) -> tuple[Cerberus, Config, dict[str, Any]]:
-    """Rebuild the model stored in a checkpoint; returns ``(model, config, checkpoint)``."""
-    state = load_checkpoint(path)
-    cfg = checkpoint_config(state, path)
-    meta = checkpoint_meta(state, path)
-
+def restore_model(ckpt: CheckpointFile) -> Cerberus:
+    """The model ``ckpt`` describes, with its weights, in eval mode on the CPU."""
     model = model_from_config(
-        cfg.model,
-        schema_from_meta(meta["schema"], str(path)),
-        int(meta["num_classes"]),
-        load_weights=False,
+        ckpt.config.model, ckpt.schema, int(ckpt.meta["num_classes"]), load_weights=False
     )
-    if not isinstance(state.get("model"), dict):
-        raise CerberusError(f"{path}: checkpoint has no 'model' weights")
+    if not isinstance(ckpt.state.get("model"), dict):
+        raise CerberusError(f"{ckpt.path}: checkpoint has no 'model' weights")
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(ckpt.state["model"])
     except RuntimeError as exc:
         reason = _state_dict_mismatch(exc)
-        raise CerberusError(f"{path}: weights do not fit the model ({reason})") from None
+        raise CerberusError(f"{ckpt.path}: weights do not fit the model ({reason})") from None
     model.eval()
-    return model, cfg, state
+    return model
