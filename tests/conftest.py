@@ -17,6 +17,12 @@ from cerberus.cli import main
 
 SHARED_ATTRIBUTES = Path(__file__).resolve().parents[2] / "shared" / "data" / "attributes"
 
+needs_real = pytest.mark.skipif(
+    not (SHARED_ATTRIBUTES / "market_attribute.mat").is_file(),
+    reason="real attribute files not beside the checkout",
+)
+"""Skips a test that reads the real Lin et al. attribute files when they are not there."""
+
 
 def random_values(schema: Schema, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([rng.integers(0, a.num_values, n) for a in schema.attributes], 1)
