@@ -1,4 +1,4 @@
-"""Detections (method §9): MOTChallenge files, boxes (IoU, NMS) and the HOG detector's motion
+"""Detections (method §9.3): MOTChallenge files, boxes (IoU, NMS) and the HOG detector's motion
 gate."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The choice of crops per track (method §9): tall, sharp, uncut crops spread over time, kept in
+"""The choice of crops per track (method §9.3): tall, sharp, uncut crops spread over time, kept in
 bounded memory."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tracking (method §9): SORT follows walkers through blips and short gaps; given ids end after
+"""Tracking (method §9.3): SORT follows walkers through blips and short gaps; given ids end after
 max_age."""
 
 from __future__ import annotations
