@@ -168,6 +168,40 @@ def tiny_index(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+def invoke(*args) -> str:
+    """Run the CLI in-process through Typer's test runner; it must exit 0. Returns its output."""
+    from typer.testing import CliRunner
+
+    from cerberus.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="session")
+def written(tmp_path_factory) -> Path:
+    """Data, a run, a features file and an index, all written from ``a/`` with relative paths;
+    ``b/`` is another, empty working directory."""
+    here = tmp_path_factory.mktemp("port")
+    a = here / "a"
+    config = Path(__file__).resolve().parents[1] / "configs" / "synthetic.yaml"
+    tiny = [*TINY_TRAINING, "train.log_every=1"]
+    make_tree(a / "data", MARKET1501, train_ids=(2, 4, 6, 8), size=(64, 32))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(a)
+        invoke(
+            "train", "-c", config, "--no-resume", *tiny, "data.root=data", "train.output_dir=run"
+        )
+        invoke(
+            "extract", "--checkpoint", "run/last.pt", "--images", "data/bounding_box_test",
+            "--out", "g.npz", "--workers", 0, "--device", "cpu",
+        )  # fmt: skip
+        invoke("index", "--features", "g.npz", "--out", "g.index.npz")
+    (here / "b").mkdir()
+    return here
+
+
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """``cli(*args) -> (exit code, stdout, stderr)`` through the real entry point."""

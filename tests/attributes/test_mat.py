@@ -123,7 +123,6 @@ def _valid_split(n: int, rng: np.random.Generator) -> dict:
     return fields
 
 
-
 corruptions = st.sampled_from(
     ["drop_field", "short_field", "bad_code", "bad_id", "drop_split", "wrong_key", "none"]
 )
