@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from pathlib import Path
 
@@ -166,6 +168,43 @@ def tiny_index(tmp_path_factory) -> dict[str, Path]:
         "index": root / "gallery.npz",
         "query": sorted((data / "query").glob("*.jpg"))[0],
     }
+
+
+class FullDisk:
+    """A file object that accepts ``limit`` bytes, then fails as a full disk does."""
+
+    def __init__(self, fh, limit: int):
+        self.fh, self.left = fh, limit
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        if len(data) > self.left:
+            self.fh.write(data[: self.left])
+            self.left = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.left -= len(data)
+        return self.fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Every binary file opened for writing runs out of space after 1000 bytes."""
+    real_open = open
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        fh = real_open(file, mode, *args, **kwargs)
+        return FullDisk(fh, 1000) if "w" in mode and "b" in mode else fh
+
+    monkeypatch.setattr("builtins.open", fake_open)
 
 
 def invoke(*args) -> str:

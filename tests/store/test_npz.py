@@ -316,3 +316,29 @@ def test_attribute_search_does_not_import_torch(tmp_path):
     )
     assert '"rank": 3' in done.stdout
     assert "torch imported: False" in done.stdout, done.stdout + done.stderr
+
+
+def _index(n: int, seed: int) -> GalleryIndex:
+    rng = np.random.default_rng(seed)
+    fs = FeatureSet(
+        features=rng.normal(size=(n, 5, 4)).astype(np.float32),
+        paths=[f"{i}.jpg" for i in range(n)],
+        pids=np.arange(n),
+        camids=np.zeros(n, dtype=np.int64),
+        values=np.full((n, 12), -1),
+        prototypes={
+            g: rng.normal(size=(n_sids, 4)).astype(np.float32)
+            for g, n_sids in MARKET1501.num_sids.items()
+        },
+        meta={"schema": "market1501", "fingerprint": "f"},
+    )
+    return GalleryIndex.build(fs)
+
+
+def test_full_disk_keeps_the_previous_index(tmp_path, request):
+    path = _index(50, 0).save(tmp_path / "gallery.npz")
+    request.getfixturevalue("full_disk")
+    with pytest.raises(CerberusError, match=r"gallery.npz: could not write index \(No space"):
+        _index(60, 1).save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["gallery.npz"]
+    assert len(GalleryIndex.load(path)) == 50
