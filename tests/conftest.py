@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from cerberus.attributes.mat import save_attribute_mat
@@ -16,6 +17,7 @@ from cerberus.attributes.schema import Schema
 from cerberus.attributes.schema_files import DUKEMTMC, MARKET1501
 from cerberus.attributes.table import AttributeTable
 from cerberus.cli import main
+from cerberus.config import load_config
 
 SHARED_ATTRIBUTES = Path(__file__).resolve().parents[2] / "shared" / "data" / "attributes"
 
@@ -291,3 +293,110 @@ def tracked_store(features_path: Path):
         parts.append(part)
     store.add(Items.concat(parts))
     return store
+
+
+TINY_TRAIN = {
+    "data": {"height": 64, "width": 32, "p": 4, "k": 2, "num_workers": 0},
+    "model": {"backbone": "resnet18", "pretrained": False, "dim": 16},
+    "optim": {"iterations": 2, "warmup_iterations": 1},
+    "train": {"device": "cpu", "progress": False, "log_every": 1},
+}
+"""A config (as a dict) for a seconds-long CPU training run; see :func:`tiny_yaml`."""
+
+
+def assert_one_line(code: int, err: str, *names: str) -> None:
+    """Exit code 2 and the error as one line on stderr that names each of ``names``.
+
+    The run's own log lines (``INFO ...``) may come before it; nothing else may.
+    """
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert lines and lines[-1].startswith("error: "), err
+    assert all(x.startswith(("INFO ", "WARNING ")) for x in lines[:-1]), err
+    for name in names:
+        assert str(name) in lines[-1], err
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    """A Market-layout tree of 64 x 32 crops (a test module may define its own ``tree``)."""
+    return make_tree(tmp_path_factory.mktemp("bench") / "m", MARKET1501, size=(64, 32))
+
+
+def tiny_yaml(tmp_path: Path, tree: Path, **sections) -> Path:
+    """A config file of :data:`TINY_TRAIN` on ``tree``, writing to ``tmp_path/run``; ``sections``
+    update its sections (``data={"num_workers": 1}``)."""
+    raw = {k: dict(v) for k, v in TINY_TRAIN.items()}
+    raw["data"]["root"] = str(tree)
+    raw["train"]["output_dir"] = str(tmp_path / "run")
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture
+def fake_eval(monkeypatch):
+    """``eval`` without a model: the metrics are fixed, the write is what is tested."""
+    import cerberus.evaluation.evaluate as evaluation
+
+    monkeypatch.setattr(evaluation, "evaluate_checkpoint", lambda *a, **k: {"reid": {"mAP": 1}})
+    monkeypatch.setattr(evaluation, "format_report", lambda m: "report")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, tree) -> Path:
+    """An untrained checkpoint as train writes it (built, not trained)."""
+    import torch
+
+    from cerberus.training.checkpoints import CHECKPOINT_VERSION, model_from_config, save_checkpoint
+
+    tmp = tmp_path_factory.mktemp("ckpt")
+    cfg = load_config(tiny_yaml(tmp, tree))
+    torch.manual_seed(0)
+    model = model_from_config(cfg.model, MARKET1501, 4, load_weights=False)
+    state = {
+        "format": "cerberus",
+        "version": CHECKPOINT_VERSION,
+        "iteration": 0,
+        "model": model.state_dict(),
+        "optimizer": {},
+        "rng": {"torch": torch.get_rng_state()},
+        "config": cfg.to_dict(),
+        "meta": {"schema": "market1501", "num_classes": 4, "dataset": "market1501"},
+    }
+    save_checkpoint(state, tmp / "last.pt")
+    return tmp / "last.pt"
+
+
+def features_file(tmp_path: Path, n: int = 20) -> Path:
+    """A features file ``tmp_path/f.npz`` of ``n`` random Market-schema crops (d = 4 per part)."""
+    import numpy as np
+
+    from cerberus.attributes.schema import GROUPS
+    from cerberus.inference.features import FeatureSet
+
+    rng = np.random.default_rng(0)
+    d = 4
+    fs = FeatureSet(
+        features=rng.normal(size=(n, 5, d)).astype(np.float32),
+        paths=[f"{i}.jpg" for i in range(n)],
+        pids=np.arange(n),
+        camids=np.zeros(n, np.int64),
+        values=np.zeros((n, MARKET1501.num_attributes), np.int64),
+        prototypes={
+            g: rng.normal(size=(MARKET1501.num_sids[g], d)).astype(np.float32) for g in GROUPS
+        },
+        meta={"schema": "market1501", "fingerprint": "f" * 12, "checkpoint": ""},
+    )
+    return fs.save(tmp_path / "f.npz")
+
+
+@pytest.fixture
+def index_file(tmp_path, cli) -> Path:
+    """A flat index of :func:`features_file` written by ``cerberus index``."""
+    index = tmp_path / "i.npz"
+    assert cli("index", "--features", features_file(tmp_path), "--out", index)[0] == 0
+    return index

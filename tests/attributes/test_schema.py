@@ -3,6 +3,8 @@ the colour none value wherever it stands."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import yaml
@@ -16,7 +18,7 @@ from cerberus.attributes.schema_files import (
 )
 from cerberus.attributes.table import AttributeTable
 from cerberus.errors import CerberusError
-from tests.conftest import random_values
+from tests.conftest import assert_one_line, random_values
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -145,3 +147,21 @@ def test_a_colour_none_value_anywhere_in_the_values(tmp_path):
     with pytest.raises(CerberusError, match=r"colour code 0, 1, 3, 4, 5, 6, 7, 8, got 2"):
         AttributeTable(middle, np.array([1]), true[:1], alt)
     assert _phrase(upper, 2) == "no top colour" and _phrase(upper, 0) == "black top"
+
+
+@pytest.mark.parametrize(
+    "query", ["gender=female, backpack=yes", "Gender=Female, BACKPACK=Yes", "GENDER = female"]
+)
+def test_attribute_queries_are_case_insensitive(index_file, cli, query):
+    code, out, err = cli("search", "--index", index_file, "--attrs", query, "--json")
+    assert code == 0, err
+    assert json.loads(out)["query"]["attributes"]["gender"] == "gender: female"
+
+
+@pytest.mark.parametrize(
+    "query, name",
+    [("gender=male, gender=female", "gender"), ("backpack=yes, Backpack=no", "backpack")],
+)
+def test_a_repeated_attribute_is_refused(index_file, cli, query, name):
+    code, _, err = cli("search", "--index", index_file, "--attrs", query)
+    assert_one_line(code, err, repr(name), "more than once")

@@ -3,6 +3,7 @@ seed same weights."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -23,7 +24,7 @@ from cerberus.training.checkpoints import (
     save_checkpoint,
 )
 from cerberus.training.engine import learning_rate, train
-from tests.conftest import TINY_TRAINING, make_tree
+from tests.conftest import TINY_TRAINING, assert_one_line, make_tree, tiny_yaml
 
 TINY = [
     "model.backbone=resnet18",
@@ -376,3 +377,50 @@ def test_the_thread_count_used_is_saved(tree, tmp_path):
     _train(tree, tmp_path / "a", "train.threads=0", "optim.iterations=1")
     assert load_config(tmp_path / "a" / "config.yaml").train.threads == 0  # as given
     assert load_checkpoint(tmp_path / "a" / "last.pt")["meta"]["threads"] == 1
+
+
+def test_stale_checkpoint_temporaries_are_removed_on_start(tmp_path):
+    from cerberus.training.engine import _remove_stale_temporaries
+
+    dead = tmp_path / ".last.pt.tmp999999999"  # beyond pid_max: no such process
+    alive = tmp_path / f".last.pt.tmp{os.getppid()}"  # a running writer's
+    foreign = tmp_path / ".notes.tmpfile"
+    for p in (dead, alive, foreign):
+        p.write_bytes(b"x")
+    _remove_stale_temporaries(tmp_path)
+    assert not dead.exists() and alive.exists() and foreign.exists()
+
+
+def test_log_is_trimmed_back_to_the_resumed_iteration(tmp_path):
+    from cerberus.training.engine import _trim_log
+
+    log = tmp_path / "log.jsonl"
+    rows = [json.dumps({"iteration": i, "total_loss": 1.0}) for i in range(1, 9)]
+    log.write_text("\n".join(rows) + '\n{"iteration": 9, "tot')  # cut by the kill
+    _trim_log(log, 5)
+    assert [json.loads(x)["iteration"] for x in log.read_text().splitlines()] == [1, 2, 3, 4, 5]
+
+
+def test_resume_refuses_a_changed_seed(tmp_path, tree, cli):
+    import torch
+
+    from cerberus.training.checkpoints import CHECKPOINT_VERSION, save_checkpoint
+
+    config = tiny_yaml(tmp_path, tree)
+    saved = load_config(config, ["train.seed=1"])
+    state = {
+        "format": "cerberus",
+        "version": CHECKPOINT_VERSION,
+        "iteration": 1,
+        "model": {},
+        "optimizer": {},
+        "rng": {"torch": torch.get_rng_state()},
+        "config": saved.to_dict(),
+        "meta": {},
+    }
+    ckpt = tmp_path / "run" / "last.pt"
+    save_checkpoint(state, ckpt)
+    before = ckpt.read_bytes()
+    code, _, err = cli("train", "-c", config)
+    assert_one_line(code, err, ckpt, "train.seed")
+    assert ckpt.read_bytes() == before
