@@ -1,4 +1,5 @@
-"""Typed config from YAML + overrides."""
+"""Typed config from YAML + overrides; a bad value or a file that is not UTF-8 is one line naming
+the file and the key."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Attribute schemas and the SID codec (method §1): every SID round-trips, dummy coding, queries,
-the colour none value wherever it stands."""
+"""Attribute schemas and the SID codec (method §1): every SID round-trips, dummy coding, queries
+(case-insensitive, an attribute given once), the colour none value wherever it stands."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The one image reader: EXIF orientation, high bit depths, the same pixels on every path in."""
+"""The one image reader: EXIF orientation, high bit depths, the same pixels on every path in;
+an unreadable image is named, in a loader worker too."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Features files: the image paths they store resolve from any working directory."""
+"""Features and index files (``.npz``): the image paths they store resolve from any working
+directory; a file that is not arrays is refused as untrusted."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Checkpoints: a full disk mid-write keeps the previous checkpoint."""
+"""Checkpoints: a full disk mid-write keeps the previous checkpoint; an incomplete or unsafe
+checkpoint is one line naming what is wrong."""
 
 from __future__ import annotations
 

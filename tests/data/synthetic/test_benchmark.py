@@ -1,4 +1,5 @@
-"""The synthetic benchmark: layout, determinism, attributes visible in the pixels, unseen SIDs."""
+"""The synthetic benchmark: layout, determinism, attributes visible in the pixels, unseen SIDs;
+``synth`` replaces only a benchmark it wrote itself."""
 
 from __future__ import annotations
 
