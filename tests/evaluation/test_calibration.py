@@ -1,4 +1,4 @@
-"""Calibration and verification (issue 13, part 4): thresholds against brute force, stored
+"""Calibration and verification: thresholds against brute force, stored
 operating points, and calibrate / verify / search through the command line."""
 
 from __future__ import annotations
