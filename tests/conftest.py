@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from cerberus.attributes.mat import save_attribute_mat
@@ -14,8 +17,15 @@ from cerberus.attributes.schema import Schema
 from cerberus.attributes.schema_files import DUKEMTMC, MARKET1501
 from cerberus.attributes.table import AttributeTable
 from cerberus.cli import main
+from cerberus.config import load_config
 
 SHARED_ATTRIBUTES = Path(__file__).resolve().parents[2] / "shared" / "data" / "attributes"
+
+needs_real = pytest.mark.skipif(
+    not (SHARED_ATTRIBUTES / "market_attribute.mat").is_file(),
+    reason="real attribute files not beside the checkout",
+)
+"""Skips a test that reads the real Lin et al. attribute files when they are not there."""
 
 
 def random_values(schema: Schema, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -162,6 +172,77 @@ def tiny_index(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+class FullDisk:
+    """A file object that accepts ``limit`` bytes, then fails as a full disk does."""
+
+    def __init__(self, fh, limit: int):
+        self.fh, self.left = fh, limit
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        if len(data) > self.left:
+            self.fh.write(data[: self.left])
+            self.left = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.left -= len(data)
+        return self.fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Every binary file opened for writing runs out of space after 1000 bytes."""
+    real_open = open
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        fh = real_open(file, mode, *args, **kwargs)
+        return FullDisk(fh, 1000) if "w" in mode and "b" in mode else fh
+
+    monkeypatch.setattr("builtins.open", fake_open)
+
+
+def invoke(*args) -> str:
+    """Run the CLI in-process through Typer's test runner; it must exit 0. Returns its output."""
+    from typer.testing import CliRunner
+
+    from cerberus.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="session")
+def written(tmp_path_factory) -> Path:
+    """Data, a run, a features file and an index, all written from ``a/`` with relative paths;
+    ``b/`` is another, empty working directory."""
+    here = tmp_path_factory.mktemp("port")
+    a = here / "a"
+    config = Path(__file__).resolve().parents[1] / "configs" / "synthetic.yaml"
+    tiny = [*TINY_TRAINING, "train.log_every=1"]
+    make_tree(a / "data", MARKET1501, train_ids=(2, 4, 6, 8), size=(64, 32))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(a)
+        invoke(
+            "train", "-c", config, "--no-resume", *tiny, "data.root=data", "train.output_dir=run"
+        )
+        invoke(
+            "extract", "--checkpoint", "run/last.pt", "--images", "data/bounding_box_test",
+            "--out", "g.npz", "--workers", 0, "--device", "cpu",
+        )  # fmt: skip
+        invoke("index", "--features", "g.npz", "--out", "g.index.npz")
+    (here / "b").mkdir()
+    return here
+
+
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """``cli(*args) -> (exit code, stdout, stderr)`` through the real entry point."""
@@ -211,3 +292,110 @@ def tracked_store(features_path: Path):
         parts.append(part)
     store.add(Items.concat(parts))
     return store
+
+
+TINY_TRAIN = {
+    "data": {"height": 64, "width": 32, "p": 4, "k": 2, "num_workers": 0},
+    "model": {"backbone": "resnet18", "pretrained": False, "dim": 16},
+    "optim": {"iterations": 2, "warmup_iterations": 1},
+    "train": {"device": "cpu", "progress": False, "log_every": 1},
+}
+"""A config (as a dict) for a seconds-long CPU training run; see :func:`tiny_yaml`."""
+
+
+def assert_one_line(code: int, err: str, *names: str) -> None:
+    """Exit code 2 and the error as one line on stderr that names each of ``names``.
+
+    The run's own log lines (``INFO ...``) may come before it; nothing else may.
+    """
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert lines and lines[-1].startswith("error: "), err
+    assert all(x.startswith(("INFO ", "WARNING ")) for x in lines[:-1]), err
+    for name in names:
+        assert str(name) in lines[-1], err
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    """A Market-layout tree of 64 x 32 crops (a test module may define its own ``tree``)."""
+    return make_tree(tmp_path_factory.mktemp("bench") / "m", MARKET1501, size=(64, 32))
+
+
+def tiny_yaml(tmp_path: Path, tree: Path, **sections) -> Path:
+    """A config file of :data:`TINY_TRAIN` on ``tree``, writing to ``tmp_path/run``; ``sections``
+    update its sections (``data={"num_workers": 1}``)."""
+    raw = {k: dict(v) for k, v in TINY_TRAIN.items()}
+    raw["data"]["root"] = str(tree)
+    raw["train"]["output_dir"] = str(tmp_path / "run")
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture
+def fake_eval(monkeypatch):
+    """``eval`` without a model: the metrics are fixed, the write is what is tested."""
+    import cerberus.evaluation.evaluate as evaluation
+
+    monkeypatch.setattr(evaluation, "evaluate_checkpoint", lambda *a, **k: {"reid": {"mAP": 1}})
+    monkeypatch.setattr(evaluation, "format_report", lambda m: "report")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, tree) -> Path:
+    """An untrained checkpoint as train writes it (built, not trained)."""
+    import torch
+
+    from cerberus.training.checkpoints import CHECKPOINT_VERSION, model_from_config, save_checkpoint
+
+    tmp = tmp_path_factory.mktemp("ckpt")
+    cfg = load_config(tiny_yaml(tmp, tree))
+    torch.manual_seed(0)
+    model = model_from_config(cfg.model, MARKET1501, 4, load_weights=False)
+    state = {
+        "format": "cerberus",
+        "version": CHECKPOINT_VERSION,
+        "iteration": 0,
+        "model": model.state_dict(),
+        "optimizer": {},
+        "rng": {"torch": torch.get_rng_state()},
+        "config": cfg.to_dict(),
+        "meta": {"schema": "market1501", "num_classes": 4, "dataset": "market1501"},
+    }
+    save_checkpoint(state, tmp / "last.pt")
+    return tmp / "last.pt"
+
+
+def features_file(tmp_path: Path, n: int = 20) -> Path:
+    """A features file ``tmp_path/f.npz`` of ``n`` random Market-schema crops (d = 4 per part)."""
+    import numpy as np
+
+    from cerberus.attributes.schema import GROUPS
+    from cerberus.inference.features import FeatureSet
+
+    rng = np.random.default_rng(0)
+    d = 4
+    fs = FeatureSet(
+        features=rng.normal(size=(n, 5, d)).astype(np.float32),
+        paths=[f"{i}.jpg" for i in range(n)],
+        pids=np.arange(n),
+        camids=np.zeros(n, np.int64),
+        values=np.zeros((n, MARKET1501.num_attributes), np.int64),
+        prototypes={
+            g: rng.normal(size=(MARKET1501.num_sids[g], d)).astype(np.float32) for g in GROUPS
+        },
+        meta={"schema": "market1501", "fingerprint": "f" * 12, "checkpoint": ""},
+    )
+    return fs.save(tmp_path / "f.npz")
+
+
+@pytest.fixture
+def index_file(tmp_path, cli) -> Path:
+    """A flat index of :func:`features_file` written by ``cerberus index``."""
+    index = tmp_path / "i.npz"
+    assert cli("index", "--features", features_file(tmp_path), "--out", index)[0] == 0
+    return index

@@ -1,4 +1,5 @@
-"""Typed config from YAML + overrides."""
+"""Typed config from YAML + overrides; a bad value or a file that is not UTF-8 is one line naming
+the file and the key."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from cerberus.config import Config, load_config, save_config
 from cerberus.errors import CerberusError
+from tests.conftest import assert_one_line, tiny_yaml
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -82,3 +84,33 @@ def test_bad_file(tmp_path):
 def test_a_bool_is_refused_where_the_field_is_a_number():
     with pytest.raises(CerberusError, match=r"loss.lambda_sem: expected float, got True"):
         load_config(None, ["loss.lambda_sem=true"])
+
+
+@pytest.mark.parametrize(
+    "override, names",
+    [
+        ("train.log_every=0", ["train.log_every"]),
+        ("optim.betas=[0.9]", ["optim.betas"]),
+        ("optim.betas=[0.9, 1.5]", ["optim.betas"]),
+        ("optim.iterations=-5", ["optim.iterations"]),
+        ("optim.lr=-1", ["optim.lr"]),
+        ("optim.lr=.nan", ["optim.lr"]),
+        ("train.device=tpu", ["train.device", "tpu"]),
+        ("data.p=0", ["data.p"]),
+        ("data.num_workers=-1", ["data.num_workers"]),
+        ("data.random_erasing=2", ["data.random_erasing"]),
+        ("model.last_stride=3", ["model.last_stride"]),
+        ("eval.batch_size=0", ["eval.batch_size"]),
+    ],
+)
+def test_bad_config_values_are_one_line(tmp_path, tree, cli, override, names):
+    config = tiny_yaml(tmp_path, tree)
+    code, _, err = cli("train", "-c", config, override)
+    assert_one_line(code, err, config, *names)
+
+
+def test_non_utf8_yaml_is_one_line(tmp_path, cli):
+    config = tmp_path / "latin1.yaml"
+    config.write_bytes("data:\n  root: /données\n".encode("latin-1"))
+    code, _, err = cli("train", "-c", config)
+    assert_one_line(code, err, config, "UTF-8")

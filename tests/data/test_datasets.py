@@ -1,13 +1,17 @@
-"""Readers for Market-1501 / DukeMTMC-reID trees, the P x K sampler and transforms."""
+"""Readers for Market-1501 / DukeMTMC-reID trees (any file name parses or raises our error),
+the P x K sampler and transforms."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cerberus.attributes.schema_files import DUKEMTMC, MARKET1501
 from cerberus.data.datasets import (
+    DUKEMTMC_FORMAT,
     MARKET1501_FORMAT,
     ImageDataset,
     parse_filename,
@@ -204,3 +208,21 @@ def test_train_transform_with_and_without_pad(pad):
     assert "Pad" not in [
         type(op).__name__ for op in build_transforms(height=32, width=16, train=True).transforms
     ]  # off by default (method §4)
+
+
+names = st.one_of(
+    st.text(max_size=40),
+    st.from_regex(r"-?\d{1,5}_c\d{1,2}s\d_\d{1,7}_\d{1,3}\.jpg", fullmatch=True),
+    st.from_regex(r"\d{1,5}_c\d{1,2}_f\d{1,8}\.jpg", fullmatch=True),
+)
+
+
+@given(names)
+def test_filename_parser_parses_or_raises_our_error(name):
+    for fmt in (MARKET1501_FORMAT, DUKEMTMC_FORMAT):
+        try:
+            pid, cam = parse_filename(name, fmt)
+        except CerberusError as exc:
+            assert name in str(exc)
+        else:
+            assert pid >= -1 and 0 <= cam < fmt.num_cameras

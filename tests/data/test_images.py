@@ -1,4 +1,5 @@
-"""The one image reader: EXIF orientation, high bit depths, the same pixels on every path in."""
+"""The one image reader: EXIF orientation, high bit depths, the same pixels on every path in;
+an unreadable image is named, in a loader worker too."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from cerberus.attributes.schema_files import MARKET1501
 from cerberus.data.datasets import load_image
 from cerberus.data.images import open_image, to_rgb8
 from cerberus.errors import CerberusError
+from tests.conftest import assert_one_line, make_tree, tiny_yaml
 
 ORIENTATION = 0x0112
 # EXIF orientation -> how the stored pixels were turned from the upright picture (the tag tells a
@@ -121,3 +123,12 @@ def test_unreadable_bytes_and_files_name_what_was_read(tmp_path):
         open_image(tmp_path / "empty.png")
     with pytest.raises(CerberusError, match="^image bytes: unreadable image"):
         open_image(b"not an image")
+
+
+def test_unreadable_training_image_in_a_worker_is_one_line(tmp_path_factory, tmp_path, cli):
+    bench = make_tree(tmp_path_factory.mktemp("bad") / "m", MARKET1501, size=(64, 32))
+    broken = sorted((bench / "bounding_box_train").glob("*.jpg"))[0]
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    config = tiny_yaml(tmp_path, bench, data={"num_workers": 1})
+    code, _, err = cli("train", "-c", config)
+    assert_one_line(code, err, broken.name, "unreadable image")

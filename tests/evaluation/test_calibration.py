@@ -1,4 +1,4 @@
-"""Calibration and verification (issue 13, part 4): thresholds against brute force, stored
+"""Calibration and verification: thresholds against brute force, stored
 operating points, and calibrate / verify / search through the command line."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from cerberus.files import same_file_key
 from cerberus.inference.embed import InferenceModel
 from cerberus.inference.export import export_weights
 from tests.conftest import make_tree
-from tests.evaluation.test_verification import brute_force_threshold
+from tests.evaluation.metrics.test_verification import brute_force_threshold
 from tests.training.test_weights import write_checkpoint
 
 

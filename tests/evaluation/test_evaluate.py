@@ -1,10 +1,11 @@
 """Model-level evaluation on hand-built features: method §5 similarities and the method §6
-protocols."""
+protocols; search and eval of a run from another working directory."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from cerberus.data.table import read_table_dataset, write_table_dataset
 from cerberus.evaluation.evaluate import (
     NO_CAMERA_PROTOCOL,
     EvalFeatures,
+    evaluate_checkpoint,
     evaluate_features,
     format_report,
 )
@@ -27,7 +29,7 @@ from cerberus.inference.embed import (
     predict_sids,
     prototype_scores,
 )
-from tests.conftest import make_tree
+from tests.conftest import invoke, make_tree
 
 
 def _prototypes(schema, d, rng):
@@ -313,3 +315,28 @@ def test_unknown_attribute_cells_are_left_out_of_aps_and_par(tmp_path):
     assert par["num_labelled"]["hair"] == par["num_images"]
     assert 0 < m["chance"]["aps"]["map_score"] < 1
     json.dumps(m)
+
+
+def test_search_and_eval_from_another_folder(written, monkeypatch):
+    a = written / "a"
+    monkeypatch.chdir(written / "b")
+    query = next((a / "data" / "query").glob("*.jpg"))
+    out = invoke(
+        "search", "--index", "../a/g.index.npz", "--image", query, "-k", 3, "--json",
+        "--figure", "ranks.png", "--device", "cpu",
+    )  # fmt: skip
+    rows = json.loads(out)["results"]
+    assert len(rows) == 3 and all(Path(r["path"]).is_file() for r in rows)
+    assert (written / "b" / "ranks.png").is_file()
+    metrics_out = invoke(
+        "eval", "--checkpoint", "../a/run/last.pt", "--device", "cpu", "--out", "m.json"
+    )
+    # The same metrics and report as evaluating in the folder the run was written from.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(a)
+        expected = evaluate_checkpoint(Path("run/last.pt"), device="cpu")
+    got = json.loads((written / "b" / "m.json").read_text())
+    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)  # NaN == NaN
+    assert format_report(expected) in metrics_out
+    assert expected["reid"]["num_valid_queries"] == 3  # every query of make_tree's 3 test ids
+    assert expected["par"]["num_images"] == 15  # 3 ids x 5 gallery images, junk left out

@@ -1,4 +1,5 @@
-"""method §5 / method §8.2 decision rules on arrays: the prior-aware SID posterior."""
+"""method §5 / method §8.2 decision rules on arrays: the prior-aware SID posterior, and how sure
+each predicted group is."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import numpy as np
 import pytest
 
 from cerberus.attributes.schema import GROUPS
+from cerberus.attributes.schema_files import MARKET1501
 from cerberus.errors import CerberusError
 from cerberus.inference.embed import posterior_scores, sid_log_prior
+from cerberus.inference.scoring import WEAK_CERTAINTY, describe_features, l2_normalize
 
 
 def _cosines(rng, sizes, n):
@@ -151,3 +154,21 @@ def test_posterior_decision_follows_the_prior_where_it_outweighs_the_cosines(tmp
     )
     assert flat["par"]["attribute_accuracy_score"] == majority["attribute_accuracy_score"]
     assert flat["par"]["mean_accuracy_score"] < 0.9
+
+
+def test_certainty_marks_weak_groups():
+    """Issue 21: each predicted group says how sure it is (the probability of its SID among
+    the group's SIDs at the model's scale) and groups under 0.5 are marked weak."""
+    rng = np.random.default_rng(3)
+    d = 8
+    protos = {g: l2_normalize(rng.normal(size=(MARKET1501.codecs[g].num_sids, d))) for g in GROUPS}
+    sure = np.stack([protos[g][1] for g in GROUPS])  # every part on a prototype
+    torn = np.stack([protos[g][0] + protos[g][1] for g in GROUPS])  # halfway between two
+    a, b = describe_features(np.stack([sure, torn]), protos, MARKET1501, scale=30.0)
+    for g in GROUPS:
+        assert a["certainty"][g] > 0.5 and b["certainty"][g] <= 0.5 + 1e-6
+        assert 0 < b["certainty"][g] <= a["certainty"][g] <= 1
+    assert a["weak"] == [] and b["weak"] == list(GROUPS)
+    flat = describe_features(np.stack([sure]), protos, MARKET1501, scale=1e-3)[0]
+    assert flat["weak"] == list(GROUPS)  # a softmax at a tiny scale is sure of nothing
+    assert WEAK_CERTAINTY == 0.5

@@ -1,5 +1,5 @@
 """Model (method §2): shapes, branches, last stride, alignment, embedding, weights, golden
-values."""
+values, BatchNorm folded into convolutions for inference."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cerberus.attributes.schema import GROUPS
 from cerberus.attributes.schema_files import MARKET1501
@@ -17,9 +18,11 @@ from cerberus.modeling.model import (
     align_feature_map,
     build_model,
     count_parameters,
+    fuse_batchnorm,
     heat_map,
     normalize_features,
 )
+from tests.conftest import tiny_model
 
 
 def tiny(backbone="resnet18", **kw):
@@ -403,3 +406,28 @@ def test_train_stops_when_asked_for_imagenet_weights_it_cannot_have(tmp_path, cl
     assert not (tmp_path / "a" / "last.pt").exists()
     code, out, err = cli(*common, f"train.output_dir={tmp_path / 'b'}")
     assert code == 0 and (tmp_path / "b" / "last.pt").is_file(), err
+
+
+def _randomise_bn(model: nn.Module) -> None:
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+def test_fused_model_gives_the_same_features():
+    model = tiny_model()
+    _randomise_bn(model)
+    model.eval()
+    fused = fuse_batchnorm(model)
+    bn2d = [m for m in fused.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bn2d == []  # every conv + BN pair folded, stem and downsample included
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # original untouched
+    x = torch.randn(3, 3, 64, 32)
+    with torch.no_grad():
+        a, b = model.forward_features(x), fused.forward_features(x)
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fused.prototypes["H"], model.prototypes["H"])

@@ -1,4 +1,4 @@
-"""The Python API (issue 20): the README's example runs as written, and the API's answers are
+"""The Python API: the README's example runs as written, and the API's answers are
 the search layer's (same as the commands)."""
 
 from __future__ import annotations

@@ -269,3 +269,29 @@ def test_adding_a_features_file_twice_is_refused_unless_replaced(tiny_index):
         add_features(other, feats)
     with pytest.raises(StoreError, match="no time zone"):
         add_features(store, feats, start="2026-11-30T14:00:00", replace=True)
+
+
+@pytest.fixture(scope="module")
+def gallery(tiny_index) -> Gallery:
+    return Gallery.open(tiny_index["index"], tiny_index["ckpt"], device="cpu")
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_a_gallery_item_is_left_out_of_its_own_results(gallery, tiny_index, kind):
+    """Querying with item i once returned i itself at rank 1, score 1.0, "same person".
+    The IVF index keeps no vectors: its item query embeds the crop again, same rule."""
+    store = gallery.store
+    if kind == "ivf":
+        store = NpzStore.build(FeatureSet.load(tiny_index["features"]), kind="ivf", nlist=2)
+    search = Gallery(store, gallery.net)
+    index = store.index
+    n = len(index)
+    for item in (0, n // 2, n - 1):
+        found = search.by_item(item, k=n)
+        paths = [r["path"] for r in found.rows]
+        assert index.paths[item] not in paths and len(paths) == n - 1
+        assert [r["rank"] for r in found.rows] == list(range(1, n))
+        assert found.excluded == item
+        by_file = search.by_image(index.paths[item], k=n).rows
+        assert [r["path"] for r in by_file if r["path"] != index.paths[item]] == paths
+    assert len(search.by_item(1, k=3).rows) == 3

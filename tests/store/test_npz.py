@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +27,8 @@ from cerberus.store import GalleryInfo, StoreError, check_same_model
 from cerberus.store.npz import NpzIndex, NpzStore, build_faiss_index
 from cerberus.store.topk import recall_at_k
 from tests import conftest
-from tests.conftest import make_tree
+from tests.conftest import assert_one_line, make_tree
+from tests.conftest import features_file as _features
 
 D = 8
 
@@ -323,3 +325,88 @@ def test_attribute_search_does_not_import_torch(tmp_path):
     )
     assert '"rank": 3' in done.stdout
     assert "torch imported: False" in done.stdout, done.stdout + done.stderr
+
+
+def _index(n: int, seed: int) -> NpzIndex:
+    rng = np.random.default_rng(seed)
+    fs = FeatureSet(
+        features=rng.normal(size=(n, 5, 4)).astype(np.float32),
+        paths=[f"{i}.jpg" for i in range(n)],
+        pids=np.arange(n),
+        camids=np.zeros(n, dtype=np.int64),
+        values=np.full((n, 12), -1),
+        prototypes={
+            g: rng.normal(size=(n_sids, 4)).astype(np.float32)
+            for g, n_sids in MARKET1501.num_sids.items()
+        },
+        meta={"schema": "market1501", "fingerprint": "f"},
+    )
+    return NpzIndex.build(fs)
+
+
+def test_full_disk_keeps_the_previous_index(tmp_path, request):
+    path = _index(50, 0).save(tmp_path / "gallery.npz")
+    request.getfixturevalue("full_disk")
+    with pytest.raises(CerberusError, match=r"gallery.npz: could not write index \(No space"):
+        _index(60, 1).save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["gallery.npz"]
+    assert len(NpzIndex.load(path)) == 50
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["--kind", "ivf", "--nlist", "1000"], "--nlist"),
+        (["--kind", "ivf", "--nlist", "0"], "--nlist"),
+        (["--kind", "ivf", "--nprobe", "0"], "--nprobe"),
+        (["--kind", "ivf-sq8", "--nprobe", "-3"], "--nprobe"),
+        (["--kind", "hnsw", "--hnsw-m", "0"], "--hnsw-m"),
+        (["--kind", "hnsw", "--ef-search", "-1"], "--ef-search"),
+    ],
+)
+def test_bad_index_options_are_one_line(tmp_path, cli, args, option):
+    feats = _features(tmp_path)
+    code, _, err = cli("index", "--features", feats, "--out", tmp_path / "i.npz", *args)
+    assert_one_line(code, err, option)
+    assert not (tmp_path / "i.npz").exists()
+
+
+def _damage_index(index: Path, out: Path, how: str) -> Path:
+    import numpy as np
+
+    from cerberus.inference.features import load_npz, save_npz
+
+    arrays, meta = load_npz(index, "index", "index")
+    if how == "no schema":
+        del meta["schema"]
+    elif how == "prototype shape":
+        arrays["prototype_U"] = arrays["prototype_U"][:-1]
+    elif how == "short values":
+        arrays["values"] = arrays["values"][:-2]
+    elif how == "short pids":
+        arrays["pids"] = arrays["pids"][:3]
+    elif how == "no paths":
+        del arrays["paths"]
+    elif how == "ragged prototypes":
+        arrays["prototype_H"] = np.zeros((arrays["prototype_H"].shape[0], 7), np.float32)
+    save_npz(out, arrays, meta, "index")
+    return out
+
+
+@pytest.mark.parametrize(
+    "how, names",
+    [
+        ("no schema", ["schema"]),
+        ("prototype shape", ["prototype_U"]),
+        ("short values", ["values"]),
+        ("short pids", ["pids"]),
+        ("no paths", ["paths"]),
+        ("ragged prototypes", ["prototype"]),
+    ],
+)
+def test_damaged_index_files_are_one_line(tmp_path, cli, how, names):
+    index = tmp_path / "i.npz"
+    assert cli("index", "--features", _features(tmp_path), "--out", index)[0] == 0
+    bad = _damage_index(index, tmp_path / "bad.npz", how)
+    code, _, err = cli("search", "--index", bad, "--attrs", "gender=female")
+    assert_one_line(code, err, bad, *names)

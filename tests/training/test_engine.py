@@ -1,7 +1,9 @@
-"""Training engine: schedule, checkpoints, exact resume after SIGKILL, non-finite stop, DDP."""
+"""Training engine: schedule, checkpoints, exact resume after SIGKILL, non-finite stop, DDP, same
+seed same weights."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -22,7 +24,7 @@ from cerberus.training.checkpoints import (
     save_checkpoint,
 )
 from cerberus.training.engine import learning_rate, train
-from tests.conftest import make_tree
+from tests.conftest import TINY_TRAINING, assert_one_line, make_tree, tiny_yaml
 
 TINY = [
     "model.backbone=resnet18",
@@ -336,3 +338,89 @@ def test_training_with_softmax_sem_and_attribute_heads(tree, tmp_path):
     assert model.has_attribute_heads
     feats = model(torch.randn(2, 3, 64, 32))["features"]
     assert model.predict_attributes(feats).shape == (2, MARKET1501.num_attributes)
+
+
+TINY_SEEDED = [
+    *TINY_TRAINING,
+    "data.pad=2",
+    "optim.iterations=3",
+    "train.checkpoint_every=1000",
+    "train.threads=1",  # fast on a loaded machine; the count is part of what must repeat
+]
+
+
+@pytest.fixture(autouse=True)
+def _keep_thread_count():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def _train(tree: Path, out: Path, *extra: str) -> dict[str, torch.Tensor]:
+    cfg = load_config(None, [*TINY_SEEDED, f"data.root={tree}", f"train.output_dir={out}", *extra])
+    train(cfg, resume=False)
+    return load_checkpoint(out / "last.pt")["model"]
+
+
+def test_same_seed_same_weights_whatever_the_workers(tree, tmp_path):
+    a = _train(tree, tmp_path / "a", "train.seed=3", "data.num_workers=0")
+    b = _train(tree, tmp_path / "b", "train.seed=3", "data.num_workers=2")
+    assert a.keys() == b.keys()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    c = _train(tree, tmp_path / "c", "train.seed=4", "data.num_workers=0")
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_the_thread_count_used_is_saved(tree, tmp_path):
+    """``train.threads=0`` (torch's default): the count used is saved, so the run repeats."""
+    torch.set_num_threads(1)
+    _train(tree, tmp_path / "a", "train.threads=0", "optim.iterations=1")
+    assert load_config(tmp_path / "a" / "config.yaml").train.threads == 0  # as given
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["meta"]["threads"] == 1
+
+
+def test_stale_checkpoint_temporaries_are_removed_on_start(tmp_path):
+    from cerberus.training.engine import _remove_stale_temporaries
+
+    dead = tmp_path / ".last.pt.tmp999999999"  # beyond pid_max: no such process
+    alive = tmp_path / f".last.pt.tmp{os.getppid()}"  # a running writer's
+    foreign = tmp_path / ".notes.tmpfile"
+    for p in (dead, alive, foreign):
+        p.write_bytes(b"x")
+    _remove_stale_temporaries(tmp_path)
+    assert not dead.exists() and alive.exists() and foreign.exists()
+
+
+def test_log_is_trimmed_back_to_the_resumed_iteration(tmp_path):
+    from cerberus.training.engine import _trim_log
+
+    log = tmp_path / "log.jsonl"
+    rows = [json.dumps({"iteration": i, "total_loss": 1.0}) for i in range(1, 9)]
+    log.write_text("\n".join(rows) + '\n{"iteration": 9, "tot')  # cut by the kill
+    _trim_log(log, 5)
+    assert [json.loads(x)["iteration"] for x in log.read_text().splitlines()] == [1, 2, 3, 4, 5]
+
+
+def test_resume_refuses_a_changed_seed(tmp_path, tree, cli):
+    import torch
+
+    from cerberus.training.checkpoints import CHECKPOINT_VERSION, save_checkpoint
+
+    config = tiny_yaml(tmp_path, tree)
+    saved = load_config(config, ["train.seed=1"])
+    state = {
+        "format": "cerberus",
+        "version": CHECKPOINT_VERSION,
+        "iteration": 1,
+        "model": {},
+        "optimizer": {},
+        "rng": {"torch": torch.get_rng_state()},
+        "config": saved.to_dict(),
+        "meta": {},
+    }
+    ckpt = tmp_path / "run" / "last.pt"
+    save_checkpoint(state, ckpt)
+    before = ckpt.read_bytes()
+    code, _, err = cli("train", "-c", config)
+    assert_one_line(code, err, ckpt, "train.seed")
+    assert ckpt.read_bytes() == before

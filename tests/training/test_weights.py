@@ -1,4 +1,4 @@
-"""Weights pairs (issue 13, part 5): safetensors + JSON, hash-checked, no pickle, offline."""
+"""Weights pairs: safetensors + JSON, hash-checked, no pickle, offline."""
 
 from __future__ import annotations
 

@@ -594,3 +594,12 @@ def test_serve_checks_everything_before_saying_it_serves(tmp_path, served):
     found = cerberus(*common, "--checkpoint", other, "--port", "8765")
     assert found.returncode == 2 and "rebuild the index" in found.stderr, found.stderr
     assert "serving" not in found.stdout
+
+
+def test_page_says_the_clicked_crop_is_left_out_and_shows_certainty():
+    from cerberus.web.app import web_folder
+
+    script = (web_folder() / "app.js").read_text(encoding="utf-8")
+    page = (web_folder() / "index.html").read_text(encoding="utf-8")
+    assert "left out of its own results" in script and "left out of its own results" in page
+    assert "query.groups" in script and "(weak)" in script and "row.calibrated_on" in script

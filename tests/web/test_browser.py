@@ -1,4 +1,4 @@
-"""The person-search page in headless Chromium (issue 14): the system's ``chromium`` (Debian
+"""The person-search page in headless Chromium: the system's ``chromium`` (Debian
 package) driven by Playwright, no browser download. Run by ``make test-browser``, not by
 ``make test``: ``pytest -m browser``.
 

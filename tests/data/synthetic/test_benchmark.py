@@ -1,4 +1,5 @@
-"""The synthetic benchmark: layout, determinism, attributes visible in the pixels, unseen SIDs."""
+"""The synthetic benchmark: layout, determinism, attributes visible in the pixels, unseen SIDs;
+``synth`` replaces only a benchmark it wrote itself."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from cerberus.data.synthetic.benchmark import (
 )
 from cerberus.data.synthetic.render import make_cameras, render_person, sample_details
 from cerberus.errors import CerberusError
+from tests.conftest import assert_one_line
 
 MARKET_NAME = re.compile(r"^(-1|\d{4})_c(\d)s\d+_\d{6}_\d{2}\.jpg$")
 
@@ -355,3 +357,31 @@ def test_into_the_working_directory_and_over_it(tmp_path, monkeypatch):
     assert Path.cwd() == here and (here / "market_attribute.mat").is_file()
     assert _digest(here) != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["plain", "overwrite"])
+def test_synth_never_deletes_a_folder_it_did_not_write(tmp_path, cli, overwrite):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_bytes(b"years of work")
+    args = ["synth", "--out", home, "--train-ids", 2, "--test-ids", 2, "--workers", 1]
+    code, _, err = cli(*args, *(["--overwrite"] if overwrite else []))
+    assert_one_line(code, err, home, ".cerberus-synthetic")
+    assert (home / "thesis.tex").read_bytes() == b"years of work"
+
+
+def test_synth_overwrite_replaces_its_own_benchmark(tmp_path, cli):
+    out = tmp_path / "syn"
+    args = ["synth", "--out", out, "--train-ids", 2, "--test-ids", 2, "--workers", 1]
+    assert cli(*args)[0] == 0
+    assert (out / ".cerberus-synthetic").is_file()
+    (out / "stale.txt").write_text("old")
+    code, _, err = cli(*args)
+    assert_one_line(code, err, out, "--overwrite")
+    assert cli(*args, "--overwrite")[0] == 0
+    assert not (out / "stale.txt").exists()
+
+
+def test_synth_workers_below_one_is_one_line(tmp_path, cli):
+    code, _, err = cli("synth", "--out", tmp_path / "s", "--workers", "-1")
+    assert_one_line(code, err, "--workers")

@@ -1,0 +1,44 @@
+"""The search commands (search, extract, index) through the command line: options and what they
+print."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import assert_one_line
+from tests.conftest import features_file as _features
+
+
+@pytest.mark.parametrize("k", ["0", "-5"])
+def test_search_and_rank_figures_refuse_k_below_one(tmp_path, cli, k):
+    feats = _features(tmp_path)
+    index = tmp_path / "i.npz"
+    assert cli("index", "--features", feats, "--out", index)[0] == 0
+    code, _, err = cli("search", "--index", index, "--attrs", "gender=female", "-k", k)
+    assert_one_line(code, err, "-k", k)
+    code, _, err = cli("visualize", "ranks", "--index", index, "q.jpg", "--out", tmp_path, "-k", k)
+    assert_one_line(code, err, "-k", k)
+
+
+@pytest.mark.parametrize("option", ["-k", "--top-k"])
+def test_top_k_has_a_long_form(index_file, cli, option):
+    code, out, err = cli(
+        "search", "--index", index_file, "--attrs", "gender=female", option, 3, "--json"
+    )
+    assert code == 0, err
+    assert len(json.loads(out)["results"]) == 3
+
+
+def test_extract_does_not_count_junk_and_distractors_as_identities(tmp_path, tree, ckpt, cli):
+    gallery = tree / "bounding_box_test"
+    names = [p.name for p in gallery.glob("*.jpg")]
+    others = sum(n.startswith(("0000_", "-1_")) for n in names)
+    code, out, err = cli(
+        "extract", "--checkpoint", ckpt, "--images", gallery, "--out", tmp_path / "g.npz",
+        "--workers", 0, "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"{len(names) - others} with identities from their names" in out
+    assert f"{others} distractor / junk crops" in out
