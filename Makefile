@@ -19,7 +19,7 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
 test: setup lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --durations=20
 
 # The docs site (mkdocs.yml) into site/; --strict: a broken link or a bad reference fails
 docs: setup
