@@ -15,7 +15,7 @@ callers to the model (:mod:`cerberus.inference.embed`) and the gallery store
 
 Model-level helpers the commands use (:func:`load_model`, :func:`build_index`,
 :func:`load_index`) are re-exported here so the command line never imports the store or the
-model itself (tests/test_layout.py checks it).
+model itself (an import-linter contract in pyproject.toml checks it).
 """
 
 from __future__ import annotations

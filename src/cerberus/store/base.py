@@ -10,7 +10,7 @@ of models; the search layer (:mod:`cerberus.search`) knows nothing of faiss or M
 Backends: :class:`cerberus.store.memory.MemoryStore` (brute force in memory: the slow obvious
 reference), :mod:`cerberus.store.local` (faiss + SQLite in a folder, the default) and
 :mod:`cerberus.store.milvus` (``pymilvus``: a Milvus Lite file or a server URI);
-:mod:`cerberus.store.npz` is the read-only view of an ``.npz`` index. ``tests/test_store.py``
+:mod:`cerberus.store.npz` is the read-only view of an ``.npz`` index. ``tests/store/test_contract.py``
 runs the same contract on each.
 """
 
@@ -327,7 +327,7 @@ class SourceState:
 
 @runtime_checkable
 class GalleryStore(Protocol):
-    """The interface every backend implements (``tests/test_store.py`` is its contract).
+    """The interface every backend implements (``tests/store/test_contract.py`` is its contract).
 
     - :meth:`add` writes one batch in one transaction: all of it or none of it. A source that
       is already *complete* in the gallery is refused (``replace=True``: its old items are
