@@ -10,8 +10,8 @@ of models; the search layer (:mod:`cerberus.search`) knows nothing of faiss or M
 Backends: :class:`cerberus.store.memory.MemoryStore` (brute force in memory: the slow obvious
 reference), :mod:`cerberus.store.local` (faiss + SQLite in a folder, the default) and
 :mod:`cerberus.store.milvus` (``pymilvus``: a Milvus Lite file or a server URI);
-:mod:`cerberus.store.npz` is the read-only view of an ``.npz`` index. ``tests/store/test_contract.py``
-runs the same contract on each.
+:mod:`cerberus.store.npz` is the read-only view of an ``.npz`` index.
+``tests/store/test_contract.py`` runs the same contract on each.
 """
 
 from __future__ import annotations
