@@ -29,9 +29,24 @@ def test_exact_top_k_is_the_slow_obvious_one_with_ties_to_the_smaller_id(k, chun
     for hits, (want_ids, want_scores) in zip(got, slow_top_k(queries, vectors, ids, k)):
         np.testing.assert_array_equal(hits.ids, want_ids)
         np.testing.assert_allclose(hits.scores, want_scores, atol=1e-5)
+        assert hits.ids.dtype == np.int64 and hits.scores.dtype == np.float32
 
 
 def test_exact_top_k_of_nothing_is_empty():
     q = np.ones((2, 3), np.float32)
     assert [len(h) for h in exact_top_k(q, [], 5)] == [0, 0]
+    for hits in exact_top_k(q, [], 5):
+        assert hits.ids.shape == hits.scores.shape == (0,)
+        assert hits.ids.dtype == np.int64 and hits.scores.dtype == np.float32
     assert [len(h) for h in exact_top_k(q, array_blocks(np.ones((4, 3), np.float32)), 0)] == [0, 0]
+
+
+def test_array_blocks_cut_rows_number_them_and_apply_the_transform():
+    vectors = np.arange(10 * 3, dtype=np.float64).reshape(10, 3)
+    blocks = list(array_blocks(vectors, chunk=4, transform=lambda x: -x))
+    assert [len(ids) for _, ids in blocks] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([ids for _, ids in blocks]), np.arange(10))
+    assert all(v.dtype == np.float32 and v.flags.c_contiguous for v, _ in blocks)
+    np.testing.assert_array_equal(np.concatenate([v for v, _ in blocks]), -vectors)
+    given = list(array_blocks(vectors, ids=np.arange(10, 20, dtype=np.int32), chunk=100))
+    assert given[0][1].dtype == np.int64 and given[0][1].tolist() == list(range(10, 20))
