@@ -78,7 +78,7 @@ def test_the_checks_catch_what_they_look_for():
     assert _headings("## 3. Losses\n### 3.1 Semantic guidance\n#### x\n") == {"3", "3.1"}
 
 
-# --- the README is a front door, the docs a site (issue 28) --------------------------------------
+# --- the README is a front door, the docs a site --------------------------------------
 
 README = ROOT / "README.md"
 README_MAX_LINES = 250

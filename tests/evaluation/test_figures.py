@@ -93,7 +93,7 @@ def test_text_query_panel(tmp_path):
 
 
 def test_long_rank_list_wraps_into_rows(tmp_path):
-    """A rank-500 list is rows of ``PER_ROW`` tiles, not one very wide row (issue 12)."""
+    """A rank-500 list is rows of ``PER_ROW`` tiles, not one very wide row."""
     paths = make_images(tmp_path / "img", 3)
     tile = (16, 8)
     ranked = [paths[i % 3] for i in range(500)]

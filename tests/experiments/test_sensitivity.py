@@ -184,7 +184,7 @@ def _check_every_query_matched(v: ReIDDataset) -> None:
 
 
 def test_two_camera_validation_queries_all_keep_a_cross_camera_match():
-    """The layout of issue 20: two cameras, 3 + 1 images per identity; 20 split seeds."""
+    """The layout: two cameras, 3 + 1 images per identity; 20 split seeds."""
     data = _layout_dataset([[3, 1]] * 30 + [[1, 2]] * 30)
     for seed in range(20):
         v = validation_split(data, num_val_ids=10, num_queries=10 + seed % 11, seed=seed)

@@ -6,7 +6,7 @@ from PIL import Image
 
 
 def test_verify_names_every_unreadable_input(tiny_index, cli, tmp_path):
-    """Issue 21: two unreadable images named only the first; a folder was "image not found"."""
+    """Two unreadable images named only the first; a folder was "image not found"."""
     ckpt = tiny_index["ckpt"]
     a, b = tmp_path / "a.jpg", tmp_path / "b.png"
     a.write_bytes(b"not an image")

@@ -1,4 +1,4 @@
-"""method §5 / method §8.2 decision rules on arrays: the prior-aware SID posterior, and how sure
+"""Method §5 / method §8.2 decision rules on arrays: the prior-aware SID posterior, and how sure
 each predicted group is."""
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def test_posterior_decision_follows_the_prior_where_it_outweighs_the_cosines(tmp
 
 
 def test_certainty_marks_weak_groups():
-    """Issue 21: each predicted group says how sure it is (the probability of its SID among
+    """Each predicted group says how sure it is (the probability of its SID among
     the group's SIDs at the model's scale) and groups under 0.5 are marked weak."""
     rng = np.random.default_rng(3)
     d = 8

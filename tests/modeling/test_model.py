@@ -214,7 +214,7 @@ def test_backbone_weight_files(tmp_path):
 
 
 def test_missing_imagenet_weights_stop_with_the_ways_out(monkeypatch):
-    """Issue 21: no silent fall-back to random initialisation when ImageNet weights were asked
+    """No silent fall-back to random initialisation when ImageNet weights were asked
     for and cannot be had: one line with the reason and both ways out."""
     from torchvision.models import ResNet18_Weights
 

@@ -37,7 +37,7 @@ def calibrated(tiny_index, tmp_path_factory):
 
 
 def test_every_verdict_names_its_calibration_data(calibrated, tiny_index, cli):
-    """Issue 21: a "same person" verdict says which data its threshold was calibrated on:
+    """A "same person" verdict says which data its threshold was calibrated on:
     beside each verdict on the page, in the CLI's verify line and search footer, in JSON."""
     source = "the query split of /datasets/synthetic-v2"
     ckpt, query = calibrated["ckpt"], tiny_index["query"]

@@ -183,7 +183,7 @@ def edit_json(path: Path, change) -> None:
     ],
 )
 def test_metadata_that_decides_outputs_is_hash_checked(pair, tmp_path, field, change):
-    """Issue 21: the JSON's schema, config and input decide what the model outputs; an edit by
+    """The JSON's schema, config and input decide what the model outputs; an edit by
     hand is refused in one line naming the file, like a changed weights file."""
     meta = copy_pair(pair, tmp_path)
     edit_json(meta, change)
@@ -233,7 +233,7 @@ def test_input_contradicting_config_is_refused_even_with_a_matching_hash(pair, t
 
 @pytest.mark.parametrize("named", ["y.json", "y.safetensors"])
 def test_a_pair_renamed_consistently_loads(pair, tmp_path, named):
-    """Issue 21: ``y.safetensors`` + ``y.json`` (renamed from ``model``) load: the partner is
+    """``y.safetensors`` + ``y.json`` (renamed from ``model``) load: the partner is
     found by the pair's own stem and checked by hash, not by the name recorded at export."""
     copy_pair(pair, tmp_path, stem="y")
     original = load_model(pair["ckpt"])
@@ -262,7 +262,7 @@ def test_only_the_json_renamed_still_finds_the_recorded_weights(pair, tmp_path):
 
 
 def test_safetensors_renamed_pt_is_read_as_weights(pair, tmp_path):
-    """Issue 21: the format is told by the content (a safetensors header), not by the suffix:
+    """The format is told by the content (a safetensors header), not by the suffix:
     ``y.pt`` holding safetensors + ``y.json`` loads, and is never called a pickle."""
     from cerberus.training.weights import is_safetensors
 
@@ -284,7 +284,7 @@ def test_a_checkpoint_is_still_a_checkpoint_whatever_its_name(pair, tmp_path):
 
 
 def test_json_with_a_byte_order_mark_is_read(pair, tmp_path):
-    """Issue 21: JSON saved by an editor with a UTF-8 BOM is accepted."""
+    """JSON saved by an editor with a UTF-8 BOM is accepted."""
     meta = copy_pair(pair, tmp_path)
     meta.write_bytes(b"\xef\xbb\xbf" + pair["meta"].read_bytes())
     tensors, raw = read_weights_pair(meta)

@@ -1,4 +1,4 @@
-"""The person-search server (issue 14): its JSON API through FastAPI's test client on a tiny
+"""The person-search server: its JSON API through FastAPI's test client on a tiny
 index, every kind of bad input answered by a one-line 4xx, and the ``serve`` command's errors."""
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def test_photo_search_matches_the_command_line_path(served):
     np.testing.assert_allclose(
         [x["score"] for x in body["results"]], [e["score"] for e in expected], atol=1e-4
     )
-    groups = body["query"].pop("groups")  # issue 21: how sure each predicted group is
+    groups = body["query"].pop("groups")  # how sure each predicted group is
     assert body["query"] == {"kind": "image", "text": said}
     assert [g["key"] for g in groups] == list(GROUPS)
     assert all(0 < g["certainty"] <= 1 and g["weak"] == (g["certainty"] < 0.5) for g in groups)
@@ -131,7 +131,7 @@ def test_photo_search_matches_the_command_line_path(served):
 
 
 def test_clicking_a_result_searches_with_that_crop(served):
-    """Issue 21: the clicked crop is left out of its own results (it was rank 1, score 1.0,
+    """The clicked crop is left out of its own results (it was rank 1, score 1.0,
     "same person"); the other crops come in the order a search with its file gives."""
     client, gallery, net = served["client"], served["gallery"], served["net"]
     r = client.post("/api/search/image", data={"gallery_id": 3, "k": 3})
@@ -439,7 +439,7 @@ def test_serve_command_errors_are_one_line(tmp_path, served):
 
 
 def test_the_page_runs_on_a_weights_pair_alone(served, tmp_path):
-    """Issue 13: the web page needs nothing but the weights pair (and the gallery index)."""
+    """The web page needs nothing but the weights pair (and the gallery index)."""
     from cerberus.inference.export import export_weights
 
     weights, _ = export_weights(served["ckpt"], tmp_path / "model.safetensors")
@@ -542,7 +542,7 @@ def stream_chunked(url: str, path: str, content_type: str, head: bytes, total: i
 
 @pytest.mark.parametrize("route", ["/api/describe", "/api/search/attributes"])
 def test_a_chunked_body_over_the_limit_is_not_read(served, route):
-    """Issue 21: a body without Content-Length (chunked) is counted as it is read; the server
+    """A body without Content-Length (chunked) is counted as it is read; the server
     answers 413 once the route's limit is passed and reads no more of it, so neither a
     temporary file nor memory grows by the body's size."""
     from cerberus.web.app import MAX_JSON_BYTES, background_server, body_limit
@@ -568,7 +568,7 @@ def test_a_chunked_body_over_the_limit_is_not_read(served, route):
 
 
 def test_serve_checks_everything_before_saying_it_serves(tmp_path, served):
-    """Issue 21: bad numbers and a checkpoint the index was not built with fail in one line
+    """Bad numbers and a checkpoint the index was not built with fail in one line
     before the "serving ... on http://..." line is printed."""
     import torch
 

@@ -182,7 +182,7 @@ def test_the_source_frame_of_a_crop_with_its_box(tiny_index, net, tmp_path):
 
 
 def test_rows_show_the_stored_predictions_and_describe_nothing(tiny_index, net, monkeypatch):
-    """Issue 28: a result row says what ingestion stored (``Items.predicted``), not what the
+    """A result row says what ingestion stored (``Items.predicted``), not what the
     model would say of the crop now; the describer is not called."""
     from cerberus.inference.scoring import value_phrases
     from cerberus.store import MemoryStore

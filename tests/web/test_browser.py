@@ -142,7 +142,7 @@ def test_photo_search_then_click_a_result(page, tiny_index, tmp_path):
     second.locator("button").press("Enter")  # a result is a button: keyboard or click
     wait_for_results(page, f"gallery crop {crop}")
     alts = [c.locator("img").get_attribute("alt") for c in cards(page).all()]
-    assert alts and not any(f"gallery crop {crop}," in a for a in alts)  # left out (issue 21)
+    assert alts and not any(f"gallery crop {crop}," in a for a in alts)  # left out
     assert "left out of its own results" in page.locator("#query").inner_text()
 
     shot = Path(os.environ.get("CERBERUS_SCREENSHOT") or tmp_path / "serve.png")
