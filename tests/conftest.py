@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 import errno
+import io
 import os
 import sys
 from pathlib import Path
@@ -399,3 +401,49 @@ def index_file(tmp_path, cli) -> Path:
     index = tmp_path / "i.npz"
     assert cli("index", "--features", features_file(tmp_path), "--out", index)[0] == 0
     return index
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)``: ``folder`` (and all under it) cannot be written, as root too.
+
+    The folder's mode is set to 0o500; where that does not bind (root ignores modes), writes
+    under it are refused the way the kernel refuses them (``PermissionError``, EACCES): files
+    opened for writing and folders made. The mode is restored at teardown.
+    """
+    folders: list[Path] = []
+
+    def under(path) -> bool:
+        try:
+            target = Path(os.fsdecode(path)).resolve()
+        except (TypeError, ValueError):
+            return False
+        return any(target == f or f in target.parents for f in folders)
+
+    def refuse(path):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(path))
+
+    real_open, real_mkdir = builtins.open, os.mkdir
+
+    def guarded_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, str | bytes | os.PathLike) and set(mode) & set("wax+") and under(file):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def guarded_mkdir(path, *args, **kwargs):
+        if under(path):
+            refuse(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    def make(folder: Path) -> Path:
+        folder.chmod(0o500)
+        folders.append(folder.resolve())
+        if os.access(folder, os.W_OK):  # root: the mode does not bind
+            monkeypatch.setattr(builtins, "open", guarded_open)
+            monkeypatch.setattr(io, "open", guarded_open)
+            monkeypatch.setattr(os, "mkdir", guarded_mkdir)
+        return folder
+
+    yield make
+    for folder in folders:
+        folder.chmod(0o700)

@@ -61,15 +61,11 @@ def test_unwritable_output_is_one_line(tmp_path, tree, cli, fake_eval, where):
     assert_one_line(code, err, target)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores read-only permissions")
-def test_read_only_output_folder_is_one_line(tmp_path, cli, fake_eval):
+def test_read_only_output_folder_is_one_line(tmp_path, cli, fake_eval, read_only):
     folder = tmp_path / "ro"
     folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        code, _, err = cli("eval", "--checkpoint", tmp_path / "x.pt", "--out", folder / "m.json")
-        assert_one_line(code, err, folder)
-        code, _, err = cli("synth", "--out", folder / "s", "--train-ids", 2, "--test-ids", 2)
-        assert_one_line(code, err, folder)
-    finally:
-        folder.chmod(0o700)
+    read_only(folder)
+    code, _, err = cli("eval", "--checkpoint", tmp_path / "x.pt", "--out", folder / "m.json")
+    assert_one_line(code, err, folder)
+    code, _, err = cli("synth", "--out", folder / "s", "--train-ids", 2, "--test-ids", 2)
+    assert_one_line(code, err, folder)
