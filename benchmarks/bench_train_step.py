@@ -99,15 +99,13 @@ def make_batch(args, device: torch.device, mf: torch.memory_format):
 def setup_ours(args, device, mf, amp):
     from cerberus.attributes.schema_files import get_schema
     from cerberus.config import load_config
-    from cerberus.modeling.losses import LossSettings
     from cerberus.training.checkpoints import model_from_config
     from cerberus.training.engine import TrainStep
 
     cfg = load_config(args.config)
     images, labels, sids, margins = make_batch(args, device, mf)
     model = model_from_config(cfg.model, get_schema("market1501"), NUM_CLASSES, load_weights=False)
-    settings = LossSettings.from_config(cfg.loss)
-    net = TrainStep(model, margins, settings).to(device).to(memory_format=mf)
+    net = TrainStep(model, margins, cfg.loss).to(device).to(memory_format=mf)
     net.train()
     optimizer = torch.optim.Adam(
         net.parameters(),

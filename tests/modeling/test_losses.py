@@ -10,9 +10,9 @@ import torch
 
 from cerberus.attributes.schema import GROUPS
 from cerberus.attributes.schema_files import MARKET1501
+from cerberus.config import LossConfig
 from cerberus.errors import CerberusError
 from cerberus.modeling.losses import (
-    LossSettings,
     batch_hard_soft_margin_triplet_loss,
     compute_losses,
     fixed_margins,
@@ -246,7 +246,7 @@ def test_gradients_reach_prototypes_and_residuals_and_unseen_sid_moves_only_thro
             sids=sids,
             model=model,
             margins=margins,
-            settings=LossSettings(**switches),
+            loss=LossConfig(**switches),
         )
         out["total_loss"].backward()
 
@@ -283,7 +283,7 @@ def test_compute_losses_weights_and_switches():
         sids=sids,
         model=model,
         margins=margins,
-        settings=LossSettings(use_sem=False, use_reg=False),
+        loss=LossConfig(use_sem=False, use_reg=False),
     )
     assert off["sem_loss"].item() == 0 and off["reg_loss"].item() == 0
     soft = compute_losses(
@@ -292,7 +292,7 @@ def test_compute_losses_weights_and_switches():
         sids=sids,
         model=model,
         margins=margins,
-        settings=LossSettings(semantic="softmax"),
+        loss=LossConfig(semantic="softmax"),
     )
     protos = [model.prototypes[g] for g in GROUPS]
     alone = semantic_softmax_loss(
@@ -306,7 +306,7 @@ def test_compute_losses_weights_and_switches():
             sids=sids,
             model=model,
             margins=margins,
-            settings=LossSettings(semantic="cosface"),
+            loss=LossConfig(semantic="cosface"),
         )
     assert off["total_loss"].item() == pytest.approx(
         (off["ce_loss"] + off["triplet_loss"]).item(), rel=1e-6
@@ -356,7 +356,7 @@ def test_attribute_heads_loss_decreases_on_a_tiny_batch():
             model=model,
             margins=margins,
             values=values,
-            settings=LossSettings(lambda_attr=1.0),
+            loss=LossConfig(lambda_attr=1.0),
         )
         history.append(out["attr_loss"].item())
         opt.zero_grad()
@@ -378,7 +378,7 @@ def test_attribute_heads_loss_decreases_on_a_tiny_batch():
             sids=sids,
             model=_model(),
             margins=margins,
-            settings=LossSettings(lambda_attr=1.0),
+            loss=LossConfig(lambda_attr=1.0),
         )
 
 
@@ -400,12 +400,16 @@ def test_attribute_loss_bce_is_mean_binary_cross_entropy_of_the_one_hot_labels()
     assert got.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-6)
 
 
-def test_loss_settings_from_config_carry_every_weight_and_switch():
-    from cerberus.config import LossConfig
-
-    c = LossConfig(lambda_sem=2.0, lambda_attr=0.5, semantic="softmax", use_reg=False)
-    s = LossSettings.from_config(c)
-    assert (s.lambda_sem, s.lambda_attr, s.semantic, s.use_reg) == (2.0, 0.5, "softmax", False)
-    assert LossSettings.from_config(LossConfig()) == LossSettings()  # same defaults
+def test_compute_losses_reads_every_weight_and_switch_of_the_loss_section():
+    model = _model()
+    x = torch.randn(4, 3, 64, 32)
+    labels = torch.tensor([0, 0, 1, 1])
+    sids = torch.zeros(4, 5, dtype=torch.long)
+    margins = {g: torch.zeros(n) for g, n in MARKET1501.num_sids.items()}
+    c = LossConfig(lambda_sem=2.0, lambda_id=0.5, lambda_reg=0.25, use_reg=False)
+    out = compute_losses(model(x), labels=labels, sids=sids, model=model, margins=margins, loss=c)
+    assert out["reg_loss"].item() == 0
+    expected = 2.0 * out["sem_loss"] + 0.5 * (out["ce_loss"] + out["triplet_loss"])
+    assert torch.allclose(out["total_loss"], expected)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        s.lambda_sem = 1.0  # type: ignore[misc]
+        c.lambda_sem = 1.0  # type: ignore[misc]

@@ -8,7 +8,6 @@ name, which is what the training loop logs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -293,37 +292,6 @@ def prototype_regularization_loss(
     return torch.stack(terms).mean()
 
 
-@dataclass(frozen=True)
-class LossSettings:
-    """The weights, form and switches of the loss, method §3 (the config's ``loss`` section less
-    the margins, which come as tensors). Built once per run with :meth:`from_config`.
-
-    total = lambda_sem * sem + lambda_id * (ce + triplet) + lambda_reg * reg + lambda_attr * attr.
-    """
-
-    lambda_sem: float = 5.0
-    lambda_id: float = 1.0
-    lambda_reg: float = 0.001
-    lambda_attr: float = 0.0
-    """Weight of the attribute heads' loss (:func:`attribute_loss`)."""
-    attr_form: str = "ce"
-    """``"ce"`` or ``"bce"`` (see :func:`attribute_loss`)."""
-    semantic: str = "hinge"
-    """Form of L_sem: ``"hinge"`` (:func:`semantic_guidance_loss`, the paper) or ``"softmax"``
-    (:func:`semantic_softmax_loss`, method §8.1)."""
-    semantic_scale: float = 10.0
-    """The scale s of the softmax form."""
-    use_sem: bool = True
-    use_id: bool = True
-    """Compute L_id (needs ``logits``: the model in training mode)."""
-    use_reg: bool = True
-
-    @classmethod
-    def from_config(cls, loss: LossConfig) -> LossSettings:
-        """The settings of a config's ``loss`` section."""
-        return cls(**{f.name: getattr(loss, f.name) for f in fields(cls)})
-
-
 def compute_losses(
     output: Mapping[str, Tensor],
     *,
@@ -332,13 +300,13 @@ def compute_losses(
     model: torch.nn.Module,
     margins: Mapping[str, Tensor],
     values: Tensor | None = None,
-    settings: LossSettings = LossSettings(),
+    loss: LossConfig = LossConfig(),
 ) -> dict[str, Tensor]:
     """All named loss terms and their weighted sum, method §3.
 
     total = lambda_sem * sem + lambda_id * (ce + triplet) + lambda_reg * reg + lambda_attr * attr
-    (weights, form and switches: ``settings``); a switched-off term is a zero tensor (and
-    contributes nothing to the gradient).
+    (weights, form and switches: ``loss``, the config's loss section); a switched-off term is a zero
+    tensor (and contributes nothing to the gradient).
 
     Args:
         output: the model's training output: ``features`` (B, 5, d), ``logits`` (5, B, C).
@@ -349,14 +317,15 @@ def compute_losses(
         margins: ``{G: (S_G,)}`` semantic guidance margins.
         values: ``(B, num_attributes)`` attribute value codes (``-1`` unknown), for the
             attribute heads' loss (needs ``attribute_logits`` in ``output`` and ``values`` when
-            ``settings.lambda_attr`` is positive).
-        settings: :class:`LossSettings`.
+            ``loss.lambda_attr`` is positive).
+        loss: the config's ``loss`` section (:class:`~cerberus.config.LossConfig`); its
+            margin fields are not read here (the margins come as tensors).
 
     Returns:
         ``{"sem_loss", "ce_loss", "triplet_loss", "reg_loss", "attr_loss", "total_loss"}``,
         scalar tensors (``attr_loss`` is 0 without attribute heads).
     """
-    c = settings
+    c = loss
     semantic = c.semantic
     if semantic not in SEMANTIC_FORMS:
         raise CerberusError(

@@ -25,7 +25,7 @@ from torch import nn
 
 from cerberus.attributes.schema import GROUPS
 from cerberus.attributes.sids import adaptive_margins, sid_identity_counts
-from cerberus.config import Config, save_config, with_absolute_data_paths
+from cerberus.config import Config, LossConfig, save_config, with_absolute_data_paths
 from cerberus.data.datasets import (
     ImageDataset,
     ReIDDataset,
@@ -38,7 +38,7 @@ from cerberus.data.transforms import build_transforms
 from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
-from cerberus.modeling.losses import LossSettings, compute_losses, fixed_margins
+from cerberus.modeling.losses import compute_losses, fixed_margins
 from cerberus.modeling.model import Cerberus
 from cerberus.modeling.optim import group_summary, parameter_groups
 from cerberus.training.checkpoints import (
@@ -96,12 +96,12 @@ class TrainStep(nn.Module):
     (:data:`LOSS_TERMS`); ``values`` (attribute codes) feed the optional attribute heads.
     """
 
-    def __init__(self, model: Cerberus, margins: dict[str, torch.Tensor], settings: LossSettings):
+    def __init__(self, model: Cerberus, margins: dict[str, torch.Tensor], loss: LossConfig):
         super().__init__()
         self.model = model
         for g in GROUPS:
             self.register_buffer(f"margin_{g}", margins[g].float())
-        self.settings = settings
+        self.loss = loss
 
     def forward(
         self,
@@ -118,7 +118,7 @@ class TrainStep(nn.Module):
             model=self.model,
             margins={g: getattr(self, f"margin_{g}") for g in GROUPS},
             values=values,
-            settings=self.settings,
+            loss=self.loss,
         )
 
 
@@ -208,8 +208,7 @@ def build_training(
     """The model (initialised from the seeded RNG), its :class:`TrainStep` on the run's device
     and Adam over its parameter groups (method §4.1)."""
     model = build_model_for(cfg, dataset)
-    settings = LossSettings.from_config(cfg.loss)
-    step_module = TrainStep(model, build_margins(cfg, dataset), settings).to(run.device)
+    step_module = TrainStep(model, build_margins(cfg, dataset), cfg.loss).to(run.device)
     if cfg.train.channels_last:  # faster convolutions on CUDA and on CPU (oneDNN)
         step_module = step_module.to(memory_format=torch.channels_last)
     groups = parameter_groups(
