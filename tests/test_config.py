@@ -82,7 +82,7 @@ def test_bad_file(tmp_path):
 
 
 def test_a_bool_is_refused_where_the_field_is_a_number():
-    with pytest.raises(CerberusError, match=r"loss.lambda_sem: expected float, got True"):
+    with pytest.raises(CerberusError, match=r"loss.lambda_sem: expected a number, got True"):
         load_config(None, ["loss.lambda_sem=true"])
 
 

@@ -192,7 +192,10 @@ a tuple from a list."""
 
 
 def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    """How an error names the expected type (as before pydantic: "a number", "an integer")."""
+    names = {float: "a number", int: "an integer", str: "a string"}
+    args = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
+    return names.get(args[0]) or getattr(args[0], "__name__", None) or str(annotation)
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
