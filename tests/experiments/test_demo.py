@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from PIL import Image
 
 from cerberus.config import load_config
 from cerberus.data.synthetic.benchmark import generate_synthetic
 from cerberus.experiments.demo import run_demo
+from cerberus.store.npz import NpzIndex
 
 
-def test_demo_writes_the_report_and_figures(tmp_path):
+def test_demo_writes_the_report_and_figures(tmp_path, monkeypatch):
+    config = Path("configs/synthetic.yaml").resolve()
+    monkeypatch.chdir(tmp_path)  # relative data and output folders, as `make demo` gives them
     data = tmp_path / "data"
     generate_synthetic(data, num_train_ids=12, num_test_ids=8, num_cameras=3, num_workers=1)
     cfg = load_config(
-        "configs/synthetic.yaml",
+        config,
         [
-            f"data.root={data}",
+            "data.root=data",
             "optim.iterations=3",
             "optim.warmup_iterations=1",
             "data.p=4",
@@ -30,7 +34,7 @@ def test_demo_writes_the_report_and_figures(tmp_path):
             "eval.num_workers=0",
         ],
     )
-    report = run_demo(cfg, tmp_path / "demo")
+    report = run_demo(cfg, Path("demo"))
     text = report.read_text()
     assert text.startswith("# Cerberus demo report")
     assert "| reID | mAP |" in text and "| PAR | mA |" in text
@@ -55,6 +59,10 @@ def test_demo_writes_the_report_and_figures(tmp_path):
     assert "market1501 at" not in text  # no redundant dataset header
     assert "L2 norm" in text
     assert (tmp_path / "demo" / "gallery_index.npz").is_file()
+    # the index names its crops and its model absolutely: it serves from any folder
+    index = NpzIndex.load(tmp_path / "demo" / "gallery_index.npz")
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in index.paths)
+    assert Path(index.meta["checkpoint"]) == (tmp_path / "demo" / "last.pt").resolve()
 
 
 def test_par_table_marks_wrong_values():

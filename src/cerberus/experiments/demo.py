@@ -220,7 +220,7 @@ def run_demo(
     index = build_index(
         FeatureSet(
             features=feats.gallery,
-            paths=[str(p) for p in g.paths],
+            paths=[str(Path(p).resolve()) for p in g.paths],  # usable from any folder
             pids=g.pids,
             camids=g.camids,
             values=g.values,
@@ -228,7 +228,7 @@ def run_demo(
             meta={
                 "schema": dataset.schema.to_dict(),
                 "fingerprint": net.fingerprint,
-                "checkpoint": str(result.checkpoint),
+                "checkpoint": str(Path(result.checkpoint).resolve()),
                 "height": net.height,
                 "width": net.width,
                 "dim": int(feats.gallery.shape[-1]),
