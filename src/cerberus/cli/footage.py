@@ -57,7 +57,7 @@ def ingest(
     max_crops: Annotated[int, typer.Option(help="Crops stored per track.")] = 4,
     upscale: Annotated[
         float,
-        typer.Option(help="Enlarge frames for HOG (finds smaller people; 2 costs about 4x)."),
+        typer.Option(help="Enlarge frames for HOG (finds smaller people; 2 costs about 4.5x)."),
     ] = 1.0,
     thumbs: Annotated[
         Path | None,
