@@ -139,3 +139,16 @@ def median(values: Sequence[float]) -> float:
 def max_rss_mib() -> float:
     """Resident high-water mark of this process (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_script(main: Callable[[], Any]) -> None:
+    """Run a script's ``main``: a :class:`cerberus.errors.CerberusError` (a missing file, a bad
+    option) is one ``error:`` line on stderr and exit code 2, as in the ``cerberus`` command."""
+    from cerberus.errors import CerberusError
+
+    try:
+        code = main()
+    except CerberusError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

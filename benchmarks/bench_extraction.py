@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 
 import torch
-from _common import import_torchreid, markdown_table, median, print_machine, timed
+from _common import import_torchreid, markdown_table, median, print_machine, run_script, timed
 from torch.utils.flop_counter import FlopCounterMode
 
 from cerberus.attributes.schema_files import get_schema
@@ -253,4 +253,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import markdown_table, print_machine
+from _common import markdown_table, print_machine, run_script
 
 from cerberus.footage.detect import Detections, HogDetector, MotDetections, iou_matrix
 from cerberus.footage.ingest import STAGES, ModelEmbedder, ingest_source
@@ -397,4 +397,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

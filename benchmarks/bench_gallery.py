@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import markdown_table, print_machine
+from _common import markdown_table, print_machine, run_script
 
 from cerberus.store import Filter, GalleryInfo, Items, create_store, open_store
 
@@ -454,4 +454,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import markdown_table, max_rss_mib, print_machine
+from _common import markdown_table, max_rss_mib, print_machine, run_script
 from bench_search import DIM, ReidLikeData
 
 from cerberus.store import Filter, GalleryInfo, Items
@@ -134,4 +134,4 @@ HEADERS = [
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

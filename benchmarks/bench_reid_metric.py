@@ -27,7 +27,7 @@ import time
 import tracemalloc
 
 import numpy as np
-from _common import markdown_table, max_rss_mib, print_machine, torchreid_evaluate_rank
+from _common import markdown_table, max_rss_mib, print_machine, run_script, torchreid_evaluate_rank
 
 from cerberus.evaluation.metrics import reid_metrics
 
@@ -176,4 +176,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

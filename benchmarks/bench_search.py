@@ -50,7 +50,7 @@ import time
 import faiss
 import numpy as np
 import torch
-from _common import markdown_table, max_rss_mib, print_machine
+from _common import markdown_table, max_rss_mib, print_machine, run_script
 
 GROUP_SIDS = (4, 18, 40, 8, 8)  # Market-1501 SID space sizes (H, U, L, I, C)
 GROUP_DIM = 512
@@ -386,4 +386,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from _common import markdown_table, print_machine
+from _common import markdown_table, print_machine, run_script
 from PIL import Image
 
 from cerberus.store.npz import NpzIndex
@@ -250,4 +250,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import markdown_table, print_machine  # noqa: E402
+from _common import markdown_table, print_machine, run_script  # noqa: E402
 
 from cerberus.evaluation.metrics import aps_metrics, aps_queries, reid_metrics  # noqa: E402
 from cerberus.inference.scoring import attribute_query_scores, embed_features, prototype_scores  # noqa: E402
@@ -132,4 +132,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

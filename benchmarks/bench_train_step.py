@@ -43,7 +43,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import import_torchreid, markdown_table, max_rss_mib, median, print_machine, timed
+from _common import (
+    import_torchreid,
+    markdown_table,
+    max_rss_mib,
+    median,
+    print_machine,
+    run_script,
+    timed,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 751  # Market-1501 training identities
@@ -292,4 +300,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
