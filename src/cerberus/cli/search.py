@@ -278,17 +278,16 @@ def search(
         typer.echo(json.dumps(out, indent=2))
     else:
         same = " same     " if image is not None else ""
-        typer.echo(f"{'rank':>4s} {'score':>7s} {'id':>6s} {'cam':>4s} {'ok':>3s} {same} path")
+        cw = max([4] + [len(r["camera"] or "-") for r in rows])  # long camera names stay aligned
+        typer.echo(f"{'rank':>4s} {'score':>7s} {'id':>6s} {'cam':>{cw}s} {'ok':>3s} {same} path")
         for r in rows:
             ok = {True: "yes", False: "no", None: "-"}[r["correct"]]
             pid = "-" if r["pid"] is None else str(r["pid"])
             cam = r["camera"] or "-"
             verdict = {True: "same     ", False: "different", None: "-        "}
             same = f" {verdict[r['same_person']]}" if image is not None else ""
-            typer.echo(
-                f"{r['rank']:4d} {r['score']:7.4f} {pid:>6s} {cam:>4s} {ok:>3s}{same}  {r['path']}"
-                + _when(r)
-            )
+            head = f"{r['rank']:4d} {r['score']:7.4f} {pid:>6s} {cam:>{cw}s} {ok:>3s}{same}"
+            typer.echo(f"{head}  {r['path']}" + _when(r))
         if verdicts is not None:
             said = verdicts.text
             typer.echo(said if point is None else f"same person if score > {said}")
