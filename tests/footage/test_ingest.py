@@ -57,6 +57,18 @@ def _ingest(footage, store, tmp_path, **kw):
                          thumbs=tmp_path / "thumbs", **kw)  # fmt: skip
 
 
+def test_thumbnail_paths_are_stored_absolute(footage, tmp_path, monkeypatch):
+    """A gallery named relatively (``--gallery galleries/shop``) still serves its crops from
+    any folder: the stored paths are absolute."""
+    monkeypatch.chdir(tmp_path)
+    store = MemoryStore(_info())
+    ingest_source(footage["video"], store, ColourEmbedder(), camera="cam1", start=START,
+                  thumbs=Path("rel") / "thumbs", detections=footage["gt"], max_crops=3)  # fmt: skip
+    paths = [Path(p) for p in store.get(store.ids()).path]
+    assert paths and all(p.is_absolute() and p.is_file() for p in paths)
+    assert all((tmp_path / "rel" / "thumbs") in p.parents for p in paths)
+
+
 def _walker_of(items: Items, i: int, walkers: list[Walker]) -> int:
     """The walker whose true box in the item's frame overlaps the item's box most."""
     truth = [w.box(int(items.frame[i])) or (0, 0, 0, 0) for w in walkers]

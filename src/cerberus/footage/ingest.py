@@ -277,8 +277,9 @@ def _check_options(camera: str, stride: int | None, max_crops: int) -> None:
 
 
 def _clean_thumbs(thumbs: str | Path | None, source: str, camera: str) -> Path | None:
-    """This source's thumbnail folder, emptied of an earlier run's JPEGs (``None``: none)."""
-    folder = None if thumbs is None else thumbs_folder(Path(thumbs), source, camera)
+    """This source's thumbnail folder, emptied of an earlier run's JPEGs (``None``: none);
+    absolute, so the stored crop paths open from any folder."""
+    folder = None if thumbs is None else thumbs_folder(Path(thumbs).absolute(), source, camera)
     if folder is not None and folder.exists():
         for old in folder.glob("*.jpg"):
             old.unlink(missing_ok=True)
