@@ -297,6 +297,63 @@ class Hits:
         return len(self.ids)
 
 
+# ---------------------------------------------------------------- a track's path
+
+
+@dataclass
+class TrackPath:
+    """The boxes of one track of one source on every processed frame it was alive (or a part
+    of them: a running track is written in parts, and the parts of one ``(source, track)`` are
+    concatenated in frame order).
+
+    Attributes:
+        source, camera: as on the track's items.
+        track: the track id (as on its items).
+        frames: ``(n,)`` int64 frame numbers, increasing.
+        boxes: ``(n, 4)`` float32 ``left, top, right, bottom`` in pixels.
+        detected: ``(n,)`` bool, True where a detection matched the track, False where the
+            box is the tracker's prediction across a gap.
+    """
+
+    source: str
+    camera: str
+    track: int
+    frames: np.ndarray
+    boxes: np.ndarray
+    detected: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.frames = np.asarray(self.frames, np.int64).reshape(-1)
+        self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
+        self.detected = np.asarray(self.detected, bool).reshape(-1)
+        n = len(self.frames)
+        if len(self.boxes) != n or len(self.detected) != n:
+            raise StoreError(
+                f"track {self.track} of {self.source}: {n} frames, {len(self.boxes)} boxes, "
+                f"{len(self.detected)} detected flags (one of each per frame)"
+            )
+        if n > 1 and (np.diff(self.frames) <= 0).any():
+            raise StoreError(f"track {self.track} of {self.source}: frames not increasing")
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @staticmethod
+    def join(parts: Sequence[TrackPath]) -> TrackPath:
+        """The parts of one track as one path (frame order; a frame given twice kept once)."""
+        first = parts[0]
+        frames = np.concatenate([p.frames for p in parts])
+        order = np.argsort(frames, kind="stable")
+        frames = frames[order]
+        keep = np.ones(len(frames), bool)
+        keep[1:] = frames[1:] != frames[:-1]
+        return TrackPath(
+            first.source, first.camera, first.track, frames[keep],
+            np.concatenate([p.boxes for p in parts])[order][keep],
+            np.concatenate([p.detected for p in parts])[order][keep],
+        )  # fmt: skip
+
+
 # ---------------------------------------------------------------- the gallery's own facts
 
 
@@ -333,7 +390,9 @@ class GalleryStore(Protocol):
       is already *complete* in the gallery is refused (``replace=True``: its old items are
       removed in the same transaction); items of an incomplete source are appended (an ingest
       adding one finished track at a time). ``complete=True`` marks the batch's sources
-      complete. Returns the new item ids.
+      complete. Returns the new item ids. ``paths``: track paths (or parts of them) written
+      in the same transaction; :meth:`paths` returns them joined per ``(source, track)``,
+      ordered by source then track, and :meth:`remove` of a source or camera removes them.
     - :meth:`finish` marks a source complete (one with no items too: a video with nobody in
       it is recorded as done, with count 0); :meth:`remove` deletes every item of a source or
       of a camera and returns how many.
@@ -348,7 +407,16 @@ class GalleryStore(Protocol):
 
     info: GalleryInfo
 
-    def add(self, items: Items, *, replace: bool = False, complete: bool = True) -> np.ndarray: ...
+    def add(
+        self,
+        items: Items,
+        *,
+        replace: bool = False,
+        complete: bool = True,
+        paths: Sequence[TrackPath] = (),
+    ) -> np.ndarray: ...
+
+    def paths(self, source: str | None = None, track: int | None = None) -> list[TrackPath]: ...
 
     def finish(self, source: str) -> None: ...
 

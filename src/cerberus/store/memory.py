@@ -14,6 +14,7 @@ from cerberus.store.base import (
     Items,
     SourceState,
     StoreError,
+    TrackPath,
 )
 from cerberus.store.topk import exact_top_k
 
@@ -28,10 +29,18 @@ class MemoryStore:
         self._items: Items | None = None
         self._next_id = 0
         self._complete: set[str] = set()
+        self._paths: dict[tuple[str, int], list[TrackPath]] = {}
 
     # ---- writing
 
-    def add(self, items: Items, *, replace: bool = False, complete: bool = True) -> np.ndarray:
+    def add(
+        self,
+        items: Items,
+        *,
+        replace: bool = False,
+        complete: bool = True,
+        paths: Sequence[TrackPath] = (),
+    ) -> np.ndarray:
         items.check()
         if items.vectors.shape[1] != self.info.dim:
             raise StoreError(
@@ -45,8 +54,14 @@ class MemoryStore:
                 f"{self.name}: source {done[0]} is already in the gallery "
                 "(remove it first, or replace it)"
             )
-        for s in done:
+        path_sources = sorted({p.source for p in paths} - set(batch_sources))
+        done_paths = [s for s in path_sources if s in self._complete]
+        if done_paths and not replace:
+            raise StoreError(f"{self.name}: source {done_paths[0]} is already in the gallery")
+        for s in done + done_paths:
             self.remove(source=s)
+        for p in paths:
+            self._paths.setdefault((p.source, int(p.track)), []).append(p)
         ids = np.arange(self._next_id, self._next_id + len(items), dtype=np.int64)
         self._next_id += len(items)
         new = items.with_ids(ids)
@@ -63,6 +78,9 @@ class MemoryStore:
             raise StoreError(f"{self.name}: remove by source or by camera (one of them)")
         if source is not None:
             self._complete.discard(source)
+        for key, parts in list(self._paths.items()):
+            if key[0] == source or (camera is not None and parts[0].camera == camera):
+                del self._paths[key]
         if self._items is None:
             return 0
         col = self._items.source if source is not None else self._items.camera
@@ -76,6 +94,13 @@ class MemoryStore:
         return int(gone.sum())
 
     # ---- reading
+
+    def paths(self, source: str | None = None, track: int | None = None) -> list[TrackPath]:
+        return [
+            TrackPath.join(parts)
+            for (s, t), parts in sorted(self._paths.items())
+            if (source is None or s == source) and (track is None or t == track)
+        ]
 
     def _rows(self, where: Filter | None) -> np.ndarray:
         if self._items is None:
