@@ -141,7 +141,7 @@ def tensor(data: bytes) -> np.ndarray:
     doubles: list[float] = []
     ints: list[int] = []
     strings: list[bytes] = []
-    for number, wire, value in fields(data):
+    for number, _, value in fields(data):
         if number == 1:
             dtype = value  # type: ignore[assignment]
         elif number == 2:
@@ -149,8 +149,7 @@ def tensor(data: bytes) -> np.ndarray:
         elif number == 4:
             content = value
         elif number == 5:
-            raw = value if wire == 2 else value
-            floats += struct.unpack(f"<{len(raw) // 4}f", raw)  # type: ignore[arg-type]
+            floats += struct.unpack(f"<{len(value) // 4}f", value)  # type: ignore[arg-type]
         elif number == 6:
             doubles += struct.unpack(f"<{len(value) // 8}d", value)  # type: ignore[arg-type]
         elif number in (7, 10, 11, 13):  # int_val, int64_val, bool_val, half_val (as bits)
@@ -179,7 +178,7 @@ def tensor(data: bytes) -> np.ndarray:
 
 def _list_value(data: bytes) -> list[object]:
     out: list[object] = []
-    for number, wire, value in fields(data):
+    for number, _, value in fields(data):
         if number == 2:
             out.append(value)
         elif number in (3, 6):
