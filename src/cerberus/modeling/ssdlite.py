@@ -240,6 +240,9 @@ class SsdLite(nn.Module):
         self.extras = nn.ModuleList(extras)
         channels = (576, 1280, *EXTRA_CHANNELS)
         self.num_classes = num_classes
+        self.anchors = ssd_anchors()
+        """``(1917, 4)`` anchors ``cy, cx, h, w`` (:func:`ssd_anchors`); :func:`load_ssdlite`
+        sets those of the graph's constants."""
         self.box_heads = nn.ModuleList(_Head(c, 4 * a) for c, a in zip(channels, anchors))
         self.class_heads = nn.ModuleList(
             _Head(c, num_classes * a) for c, a in zip(channels, anchors)
@@ -285,7 +288,10 @@ def _extra_state(w: _Weights, i: int, cout: int) -> dict[str, torch.Tensor]:
 
 def ssdlite_state_dict(path: str | Path | None = None) -> dict[str, torch.Tensor]:
     """The whole graph's weights as a state dict of :class:`SsdLite`."""
-    w = _Weights(*_graph(path))
+    return _state(_Weights(*_graph(path)))
+
+
+def _state(w: _Weights) -> dict[str, torch.Tensor]:
     out = {f"features.{k}": v for k, v in _trunk_state(w).items()}
     for i, cout in enumerate(EXTRA_CHANNELS):
         out |= {f"extras.{i}.{k}": v for k, v in _extra_state(w, i + 2, cout).items()}
@@ -305,7 +311,9 @@ def load_ssdlite(path: str | Path | None = None) -> SsdLite:
             not have the expected shapes.
     """
     path = default_graph_path() if path is None else Path(path)
-    state = ssdlite_state_dict(path)
+    _, nodes = _graph(path)
+    w = _Weights(path, nodes)
+    state = _state(w)
     anchors = [state[f"box_heads.{k}.1.bias"].numel() // 4 for k in range(6)]
     num_classes = state["class_heads.0.1.bias"].numel() // anchors[0]
     model = SsdLite(num_classes=num_classes, anchors=anchors)
@@ -314,7 +322,25 @@ def load_ssdlite(path: str | Path | None = None) -> SsdLite:
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
         raise CerberusError(f"{path}: layers do not fit SSDLite-MobileNetV2 ({first})") from None
+    grids, shapes = graph_anchor_settings(w)
+    model.anchors = ssd_anchors(grids, shapes)
+    if len(model.anchors) != sum(g * g * a for g, a in zip(grids, anchors)):
+        raise CerberusError(f"{path}: the anchor generator does not fit the box predictors")
     return model.eval()
+
+
+def graph_anchor_settings(w: _Weights) -> tuple[list[int], list[list[tuple[float, float]]]]:
+    """The grid sizes and ``(scale, aspect_ratio)`` anchor shapes of each feature map, read from
+    the constants of the graph's ``MultipleGridAnchorGenerator`` (layer ``k``: grid
+    ``ToFloat_{2k+2}/x``, aspect ratios ``Sqrt[_k]/x``, scales ``truediv_{14+k}/x``)."""
+    grids, shapes = [], []
+    for k in range(6):
+        scope = "MultipleGridAnchorGenerator/"
+        grids.append(int(w(f"{scope}ToFloat_{2 * k + 2}/x")))
+        ratios = w(f"{scope}Sqrt{'_' + str(k) if k else ''}/x").astype(np.float64)
+        scales = w(f"{scope}truediv_{14 + k}/x").astype(np.float64)
+        shapes.append([(float(s), float(a)) for s, a in zip(scales, ratios)])
+    return grids, shapes
 
 
 # --------------------------------------------------------------------------- anchors and boxes
