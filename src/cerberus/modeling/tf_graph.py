@@ -164,6 +164,8 @@ def tensor(data: bytes) -> np.ndarray:
         raise WireError(f"tensor dtype {dtype} not supported")
     np_dtype = DTYPES[dtype]
     if content is not None:
+        if len(content) != count * np_dtype.itemsize:  # type: ignore[arg-type]
+            raise WireError(f"a tensor of shape {shape} with {len(content)} bytes")  # type: ignore[arg-type]
         return np.frombuffer(content, np_dtype).reshape(shape).copy()  # type: ignore[arg-type]
     if dtype == 19:
         listed = np.array(ints, np.uint16).view(np.float16)
