@@ -67,6 +67,7 @@ class Scripted(SsdLiteDetector):
     def __init__(self, answers, **options) -> None:
         self.min_score, self.grid, self.overlap = 0.3, 2, 0.25
         self.tiles_per_frame = options.get("tiles_per_frame", 4)
+        self.tile_every = options.get("tile_every", 1)
         self.merge_iou, self.edge_margin = 0.5, 4.0
         self.calls, self._next_tile = 0, 0
         self.answers = answers
@@ -113,9 +114,24 @@ def test_round_robin_tile_schedule() -> None:
     assert tiles[:4] == tile_windows(768, 576, 2, 0.25) and tiles[4] == tiles[0]
 
 
+def test_tiles_on_every_nth_call() -> None:
+    scripted = Scripted({}, tiles_per_frame=2, tile_every=3)
+    for _ in range(7):
+        scripted.detect(frame())
+    assert [len(w) - 1 for w in scripted.seen] == [2, 0, 0, 2, 0, 0, 2]
+    windows = tile_windows(768, 576, 2, 0.25)
+    assert scripted.seen[3][1:] == windows[2:] and scripted.seen[6][1:] == windows[:2]
+
+
 @pytest.mark.parametrize(
     "options",
-    [{"min_score": 1.5}, {"tiles_per_frame": 5}, {"grid": 0}, {"tiles_per_frame": -1}],
+    [
+        {"min_score": 1.5},
+        {"tiles_per_frame": 5},
+        {"grid": 0},
+        {"tiles_per_frame": -1},
+        {"tile_every": 0},
+    ],
 )
 def test_bad_options(options) -> None:
     with pytest.raises(CerberusError, match="ssdlite"):

@@ -5,11 +5,11 @@ people), run in PyTorch by :mod:`cerberus.modeling.ssdlite`.
 One pass sees the whole frame squeezed to 300x300 (a 768x576 frame shrinks 2.6x across, 1.9x
 down): people under about 80 px tall score low or are missed. Tiles help: the frame is cut into
 a ``grid x grid`` of overlapping tiles, each also squeezed to 300x300 (people about 1.6x larger
-than in the full pass). Schedule: every call runs the full pass plus ``tiles_per_frame`` tiles,
-taken in turn (round robin), all in one batch; so each tile is searched every
-``grid**2 / tiles_per_frame`` calls. Boxes of a tile that touch one of its inner edges are
-dropped (the person is cut; the neighbouring tile or the full pass holds them whole), then the
-boxes of all passes are merged by non-maximum suppression.
+than in the full pass). Schedule: every call runs the full pass; every ``tile_every``-th call
+adds ``tiles_per_frame`` tiles, taken in turn (round robin), in the same batch; so each tile is
+searched every ``tile_every * grid**2 / tiles_per_frame`` calls. Boxes of a tile that touch
+one of its inner edges are dropped (the person is cut; the neighbouring tile or the full pass
+holds them whole), then the boxes of all passes are merged by non-maximum suppression.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class SsdLiteDetector:
             0.3-0.5).
         tiles_per_frame: tiles searched per call beside the full pass (0: none; ``grid**2``:
             all, about ``1 + grid**2`` times the cost of the full pass alone).
+        tile_every: tiles are searched on every n-th call only (the first call included).
         grid: tiles per side.
         overlap: how much larger than ``1 / grid`` of the frame's side a tile is.
         merge_iou: boxes of different passes overlapping more than this are merged (the better
@@ -97,6 +98,7 @@ class SsdLiteDetector:
         graph: str | None = None,
         min_score: float = 0.3,
         tiles_per_frame: int = 1,
+        tile_every: int = 2,
         grid: int = 2,
         overlap: float = 0.25,
         merge_iou: float = 0.5,
@@ -110,12 +112,17 @@ class SsdLiteDetector:
                 f"ssdlite tiles_per_frame {tiles_per_frame}, grid {grid}: need grid >= 1 and "
                 f"0 <= tiles_per_frame <= grid * grid"
             )
+        if tile_every < 1:
+            raise CerberusError(f"ssdlite tile_every {tile_every}: must be 1 or more")
         if not 0.0 <= overlap < grid - 1 + 1e-9 and grid > 1:
             raise CerberusError(f"ssdlite overlap {overlap}: must be in [0, grid - 1)")
+        # channels-last: the depthwise convolutions run about 1.7x faster on CPU
         self.model: SsdLite = fold_batchnorm(load_ssdlite(graph)).eval()
+        self.model.to(memory_format=torch.channels_last)
         self.anchors = self.model.anchors
         self.min_score = float(min_score)
         self.tiles_per_frame = int(tiles_per_frame)
+        self.tile_every = int(tile_every)
         self.grid = int(grid)
         self.overlap = float(overlap)
         self.merge_iou = float(merge_iou)
@@ -127,7 +134,7 @@ class SsdLiteDetector:
 
     def _tiles(self, width: int, height: int) -> list[tuple[int, ...]]:
         """The tiles to search on this call (round robin)."""
-        if not self.tiles_per_frame:
+        if not self.tiles_per_frame or self.calls % self.tile_every:
             return []
         windows = tile_windows(width, height, self.grid, self.overlap)
         chosen = [
@@ -155,7 +162,8 @@ class SsdLiteDetector:
                 for x0, y0, x1, y1 in windows
             ]
         )
-        codes, logits = self.model(batch * (2.0 / 255.0) - 1.0)
+        x = (batch * (2.0 / 255.0) - 1.0).contiguous(memory_format=torch.channels_last)
+        codes, logits = self.model(x)
         boxes = decode_boxes(codes, self.anchors)
         scores = logits[..., 1].sigmoid()
         out = []
