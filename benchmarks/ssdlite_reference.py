@@ -143,7 +143,8 @@ def images(video: Path, frames: int, random: int) -> list[tuple[str, np.ndarray]
             ok, bgr = cap.read()
             if ok:
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                out.append((f"frame {number}", cv2.resize(rgb, (INPUT_SIZE, INPUT_SIZE))))
+                name = f"frame {number + 1}"  # 1-based, as the project numbers frames
+                out.append((name, cv2.resize(rgb, (INPUT_SIZE, INPUT_SIZE))))
     rng = np.random.default_rng(0)
     for i in range(random):
         out.append((f"noise {i}", rng.integers(0, 256, (INPUT_SIZE, INPUT_SIZE, 3), np.uint8)))
