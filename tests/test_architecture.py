@@ -17,28 +17,21 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(cerberus.__file__).parent
-LINT_IMPORTS = [
-    sys.executable,
-    "-c",
-    "from importlinter.cli import lint_imports_command; lint_imports_command()",
-]
+LINT_IMPORTS = [sys.executable, "-c", "from importlinter.cli import lint_imports_command; "
+                "lint_imports_command()"]
 
 
 def _lint(src: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(src)}
     return subprocess.run(
         [*LINT_IMPORTS, "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+        cwd=ROOT, env=env, capture_output=True, text=True,
     )
 
 
 def test_every_package_is_on_a_floor():
     layers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
-        "contracts"
-    ][0]["layers"]
+        "contracts"][0]["layers"]
     on_floors = {name.strip() for layer in layers for name in layer.split("|")}
     packages = {
         f"cerberus.{p.name}" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()

@@ -333,7 +333,9 @@ def test_head_is_answered_like_get_without_a_body(served):
 
 
 def test_size_limits_in_bytes_and_pixels(served):
-    app = create_app(served["store"], served["net"], limits=Limits(max_bytes=2000, max_pixels=5000))
+    app = create_app(
+        served["store"], served["net"], limits=Limits(max_bytes=2000, max_pixels=5000)
+    )
     with TestClient(app) as client:
         small = png_bytes(size=(30, 60))  # 1800 pixels, a few hundred bytes
         assert client.post("/api/describe", files={"image": ("s.png", small)}).status_code == 200

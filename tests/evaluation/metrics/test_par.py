@@ -117,7 +117,9 @@ def random_par_case(schema, seed, n=60):
     return pred, true, alt
 
 
+
 DUKE_GENDER = DUKEMTMC.index("gender")
+
 
 
 DUKE_LOWER, DUKE_UPPER = DUKEMTMC.index("lower.color"), DUKEMTMC.index("upper.color")
