@@ -43,6 +43,7 @@ from cerberus.store.base import (
     Items,
     SourceState,
     StoreError,
+    TrackPath,
 )
 from cerberus.store.topk import exact_top_k, recall_at_k
 
@@ -299,7 +300,14 @@ class NpzStore:
 
     # ---- writing: refused
 
-    def add(self, items: Items, *, replace: bool = False, complete: bool = True) -> np.ndarray:
+    def add(
+        self,
+        items: Items,
+        *,
+        replace: bool = False,
+        complete: bool = True,
+        paths: Sequence[TrackPath] = (),
+    ) -> np.ndarray:
         raise StoreError(f"{self.name}: {READ_ONLY}")
 
     def finish(self, source: str) -> None:
@@ -309,6 +317,10 @@ class NpzStore:
         raise StoreError(f"{self.name}: {READ_ONLY}")
 
     # ---- reading
+
+    def paths(self, source: str | None = None, track: int | None = None) -> list[TrackPath]:
+        """An index file keeps no track paths: always ``[]``."""
+        return []
 
     def vectors(self) -> np.ndarray:
         """``(N, D)`` every item's vector, read back from the faiss index once (an IVF index
