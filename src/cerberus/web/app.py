@@ -13,7 +13,9 @@ track:
   was this person?" (method §9.2);
 - ``GET /api/health``; ``GET /api/gallery/{item_id}/image``: a gallery crop by its index number;
   ``GET /api/gallery/{item_id}/frame``: the source frame of a crop from footage, its box drawn
-  (the server reads only the paths stored in the index, never a path a client gives).
+  (the server reads only the paths stored in the index, never a path a client gives);
+  ``GET /api/gallery/{item_id}/track``: the track of a crop, its frames, times, crops and path
+  (the page draws the path on the source frame).
 
 This module is the routes, the host check and the static files; the search service they call
 (model and gallery, the model lock, the rows) is :mod:`cerberus.web.service`. Queries, verdicts
@@ -355,6 +357,13 @@ def create_app(
     def gallery_frame(item_id: int) -> Response:
         """The source frame of a crop from footage, its box drawn (JPEG)."""
         return Response(service.frame_jpeg(item_id), media_type="image/jpeg")
+
+    @app.get("/api/gallery/{item_id}/track")
+    def gallery_track(item_id: int) -> dict[str, Any]:
+        """The track of a crop: its first and last frame and time, crops and path
+        (``[[frame, left, top, right, bottom], ...]`` and which boxes a detection matched),
+        with the crop's frame and box; ``track`` null for a crop without a track."""
+        return service.item_track(item_id)
 
     web = web_folder()
 

@@ -166,6 +166,25 @@ class SearchService:
         Image.fromarray(frame).save(out, format="JPEG", quality=88)
         return out.getvalue()
 
+    def item_track(self, item_id: int) -> dict[str, Any]:
+        """The crop ``item_id``'s frame and box and its track: first and last frame and time,
+        crops and path (:func:`~cerberus.search.tracks.list_tracks`, as ``cerberus tracks
+        --json`` gives it, the source by its file name only); ``track`` is ``None`` for a crop
+        without one. 404 when there is no such item."""
+        try:
+            row = self.search.item(item_id)
+            found = (
+                self.search.tracks(row["source"], row["track"])
+                if row["track"] is not None and row["source"]
+                else []
+            )
+        except CerberusError as exc:
+            raise BadRequest(str(exc), 404) from None
+        track = found[0] if found else None
+        if track is not None:
+            track = {**track, "source": Path(track["source"]).name}
+        return {"id": item_id, "frame": row["frame"], "box": row["box"], "track": track}
+
     def predicted_phrases(self, ids: list[int]) -> dict[int, list[str]]:
         """The predicted attributes of gallery items as phrases: the store's own (written by
         ingestion) where it has them, else described once under the model lock and cached
