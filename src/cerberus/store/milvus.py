@@ -397,10 +397,12 @@ class MilvusStore:
             out[value["name"]] = value
         return out
 
-    def _scan(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
+    def _scan(
+        self, collection: str, expr: str, fields: list[str], batch_size: int = 4096
+    ) -> list[dict[str, Any]]:
         """Every row passing ``expr`` (paged: a plain query stops at 16,384 rows)."""
         it = self._client.query_iterator(
-            collection, batch_size=4096, filter=expr, output_fields=fields
+            collection, batch_size=batch_size, filter=expr, output_fields=fields
         )
         out: list[dict[str, Any]] = []
         try:
@@ -667,6 +669,7 @@ class MilvusStore:
                 self.paths_collection,
                 expr,
                 ["batch", "seq", "source", "camera", "track", "n", "data"],
+                batch_size=256,  # a row's text is up to 64 kB: pages stay under 17 MB
             )
         parts: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for r in rows:
