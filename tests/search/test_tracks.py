@@ -127,3 +127,19 @@ def test_gallery_tracks_names_the_source_it_does_not_have(tmp_path, monkeypatch)
     with pytest.raises(CerberusError, match="source w.mp4: not in this gallery"):
         gallery.tracks("w.mp4")
     assert Path(gallery.tracks()[0]["source"]) == video
+
+
+def test_a_track_is_timed_by_its_own_crops_before_its_sources(tmp_path):
+    """A stream's times are uneven: a track with crops on two frames or more is timed by its
+    own crops (the line through them beyond), one with fewer by its source's."""
+    store = MemoryStore(info())
+    items = crops("rtsp://cam", "c1", [7, 7, 1, 1], [10, 20, 100, 110])
+    items.timestamp = np.array([T0, T0 + 1, T0 + 50, T0 + 51])
+    store.add(items, paths=[track_path("rtsp://cam", 1, range(90, 121)),
+                            track_path("rtsp://cam", 2, range(60, 70))])  # fmt: skip
+    rows = {r["track"]: r for r in list_tracks(store)}
+    assert rows[1]["start"] == iso_time(T0 + 49) and rows[1]["end"] == iso_time(T0 + 52)
+    # track 2 has no crop: the source's crops, interpolated between frames 20 and 100
+    assert rows[2]["start"] == iso_time(T0 + 1 + 40 * 49 / 80)
+    for t in (1, 2, 7):
+        assert list_tracks(store, "rtsp://cam", t) == [rows[t]]

@@ -181,6 +181,16 @@ def frame_times(
     return out
 
 
+def _dated(items: Items | None, rows: list[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frame numbers and times of the ``rows`` of ``items`` that have both."""
+    if items is None or len(rows) == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    rows = np.asarray(rows, np.int64)
+    frames, times = items.frame[rows], items.timestamp[rows]
+    ok = (frames >= 0) & np.isfinite(times)
+    return frames[ok], times[ok]
+
+
 def list_tracks(
     store: GalleryStore, source: str | None = None, track: int | None = None
 ) -> list[dict]:
@@ -191,31 +201,43 @@ def list_tracks(
     - ``source``, ``camera``, ``track``;
     - ``first_frame``, ``last_frame``: of its path where it has one (the frames it was alive
       on), else of its crops;
-    - ``start``, ``end``: ISO-8601 UTC times of those frames (:func:`frame_times` from the
-      dated crops of its source; ``None`` when unknown);
+    - ``start``, ``end``: ISO-8601 UTC times of those frames (:func:`frame_times` from its
+      dated crops when they are on two frames or more, else from its source's; ``None`` when
+      unknown);
     - ``crops``: its item ids, by frame; ``boxes`` / ``detected``: the number of its path's
       boxes and of those a detection matched;
     - ``path``: ``[[frame, left, top, right, bottom], ...]`` (the gallery's frame numbers,
-      pixels to 0.01) and ``path_detected``: per path box, whether a detection matched it (else the
-      tracker's prediction across a gap); both ``[]`` without a stored path.
+      pixels to 0.01) and ``path_detected``: per path box, whether a detection matched it (else
+      the tracker's prediction across a gap); both ``[]`` without a stored path.
     """
     from cerberus.search.rows import iso_time
 
     where = None
-    if source is not None:
-        where = Filter(sources=frozenset({source}))  # the whole source: its times
+    if source is not None and track is not None:
+        where = Filter(tracks=frozenset({(source, int(track))}))
+    elif source is not None:
+        where = Filter(sources=frozenset({source}))
     ids = store.ids(where)
     items = store.get(ids, vectors=False) if len(ids) else None
     paths = {(p.source, int(p.track)): p for p in store.paths(source, track)}
     crops: dict[Key, list[int]] = {}
-    dated: dict[str, tuple[list[int], list[float]]] = {}
     if items is not None:
         for j, (s, t) in enumerate(zip(items.source, items.track)):
-            frames_times = dated.setdefault(s, ([], []))
-            frames_times[0].append(int(items.frame[j]))
-            frames_times[1].append(float(items.timestamp[j]))
             if int(t) != NO_TRACK and (track is None or int(t) == track):
                 crops.setdefault((s, int(t)), []).append(j)
+    by_source: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def source_times(name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name not in by_source:
+            if where is not None and where.sources is not None:
+                got = items  # the whole source is already here
+            else:
+                got_ids = store.ids(Filter(sources=frozenset({name})))
+                got = store.get(got_ids, vectors=False) if len(got_ids) else None
+            mine = [] if got is None else [j for j, s in enumerate(got.source) if s == name]
+            by_source[name] = _dated(got, mine)
+        return by_source[name]
+
     out = []
     for key in sorted(set(crops) | set(paths)):
         rows = crops.get(key, [])
@@ -226,12 +248,12 @@ def list_tracks(
         else:
             frames = [int(items.frame[j]) for j in rows if int(items.frame[j]) >= 0]
             first, last = (min(frames), max(frames)) if frames else (None, None)
-        known = dated.get(key[0], ([], []))
-        times = (
-            frame_times(np.array([first, last]), np.array(known[0]), np.array(known[1]))
-            if first is not None
-            else [np.nan, np.nan]
-        )
+        times = [np.nan, np.nan]
+        if first is not None:
+            known = _dated(items, rows)
+            if len(np.unique(known[0])) < 2:
+                known = source_times(key[0])
+            times = frame_times(np.array([first, last]), *known)
         camera = path.camera if path is not None else items.camera[rows[0]]
         out.append(
             {
