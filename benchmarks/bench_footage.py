@@ -359,18 +359,19 @@ def crosscam(args) -> None:
         manifest = json.loads((root / "footage.json").read_text())
         for checkpoint in args.checkpoint:
             run = _crosscam_one(root, manifest, checkpoint, args.max_crops)
+            maps = ", ".join(f"{k.split(' (')[0]} {v[0]:.3f}" for k, v in run["rows"].items())
             print(f"# {root}: {len(manifest['cameras'])} cameras, {run['facts']}; "
-                  f"model {checkpoint}")  # fmt: skip
+                  f"model {checkpoint}: mAP {maps}")  # fmt: skip
             runs.append(run)
 
     def cell(values: list[float]) -> str:
         v = np.asarray(values)
         return f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else "")
 
-    rows = []
+    rows = []  # queries: the mean over the runs
     for search in runs[0]["rows"]:
         got = [r["rows"][search] for r in runs]
-        queries = cell([float(g[2]) for g in got]).replace(".000", "")
+        queries = f"{np.mean([g[2] for g in got]):.0f}"
         rows.append([search, queries, cell([g[0] for g in got]), cell([g[1] for g in got])])
     print(f"\n{len(runs)} run(s): {len(roots)} footage set(s) x {len(args.checkpoint)} "
           "model(s)" + (" (mean ± sample sd)" if len(runs) > 1 else "") + "\n")  # fmt: skip
