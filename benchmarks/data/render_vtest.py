@@ -9,6 +9,7 @@ annotated one (to check that ids follow people).
 
     python benchmarks/data/render_vtest.py runs/vtest/vtest.avi --out runs/vtest/overlays
     python benchmarks/data/render_vtest.py runs/vtest/vtest.avi --frames 101,111 --crop 0,0,400,330
+    python benchmarks/data/render_vtest.py runs/vtest/vtest.avi --also found.csv  # bench_vtest.py
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ def read_boxes(path: Path) -> dict[int, list[tuple[int, int, int, int, int, int]
     return out
 
 
-def draw(image: np.ndarray, boxes, crop, scale: float, title: str) -> Image.Image:
-    """The frame ``(H, W, 3)`` RGB cropped to ``crop``, enlarged by ``scale``, boxes and grid."""
+def draw(image: np.ndarray, boxes, crop, scale: float, title: str, also=()) -> Image.Image:
+    """The frame ``(H, W, 3)`` RGB cropped to ``crop``, enlarged by ``scale``, boxes and grid;
+    ``also``: more boxes (e.g. a detector's) drawn thin in white, labelled below."""
     x0, y0, x1, y1 = crop
     im = Image.fromarray(image[y0:y1, x0:x1]).resize(
         (round((x1 - x0) * scale), round((y1 - y0) * scale)), Image.BICUBIC
@@ -76,6 +78,10 @@ def draw(image: np.ndarray, boxes, crop, scale: float, title: str) -> Image.Imag
         label = f"{person}{'i' if ignore else ''}"
         d.rectangle([box[0], box[1] - 11, box[0] + 7 * len(label) + 3, box[1]], fill=(0, 0, 0))
         d.text((box[0] + 2, box[1] - 11), label, fill=colour)
+    for person, left, top, right, bottom, _ in also:
+        box = [(left - x0) * scale, (top - y0) * scale, (right - x0) * scale, (bottom - y0) * scale]
+        d.rectangle(box, outline=(255, 255, 255), width=1)
+        d.text((box[0] + 2, box[3] + 1), str(person), fill=(255, 255, 255))
     d.text((W - 80, H - 16), title, fill=(255, 255, 0))
     return im
 
@@ -89,8 +95,10 @@ def main() -> None:
     ap.add_argument("--crop", default="", help="left,top,right,bottom in pixels (default: all)")
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--pairs", action="store_true", help="each frame beside the next one")
+    ap.add_argument("--also", type=Path, default=None, help="more boxes (same CSV columns)")
     args = ap.parse_args()
     boxes = read_boxes(args.boxes)
+    also = read_boxes(args.also) if args.also else {}
     wanted = sorted(int(f) for f in args.frames.split(",") if f) or sorted(boxes)
     order = sorted(boxes)
     need = set(wanted)
@@ -106,10 +114,10 @@ def main() -> None:
     for number in wanted:
         image = images[number]
         crop = [int(v) for v in args.crop.split(",")] if args.crop else [0, 0, *image.shape[1::-1]]
-        im = draw(image, boxes[number], crop, args.scale, f"frame {number}")
+        im = draw(image, boxes[number], crop, args.scale, f"frame {number}", also.get(number, ()))
         if args.pairs and number in order[:-1]:
             nxt = order[order.index(number) + 1]
-            im2 = draw(images[nxt], boxes[nxt], crop, args.scale, f"frame {nxt}")
+            im2 = draw(images[nxt], boxes[nxt], crop, args.scale, f"frame {nxt}", also.get(nxt, ()))
             both = Image.new("RGB", (im.width, im.height * 2 + 4), (0, 0, 0))
             both.paste(im, (0, 0))
             both.paste(im2, (0, im.height + 4))
