@@ -179,3 +179,33 @@ def test_bad_annotation_files_are_one_line(tmp_path):
     bad.write_text("frame,person,left,top,right,bottom,ignore\n1,2,30,4,20,60,0\n")
     with pytest.raises(CerberusError, match="empty box"):
         bv.read_truth(bad)
+
+
+def test_gallery_boxes_reads_the_videos_paths_and_crops(monkeypatch):
+    from cerberus.store import open as store_open
+    from cerberus.store.base import GalleryInfo, Items
+    from cerberus.store.memory import MemoryStore
+
+    store = MemoryStore(GalleryInfo(dim=4, fingerprint="f" * 64, schema={"name": "t"},
+                                    prototypes={}, checkpoint="m.pt"))  # fmt: skip
+    for source, track, frames in (("/data/vtest.avi", 7, [12, 40]), ("/data/other.avi", 7, [3])):
+        items = Items.make(np.ones((len(frames), 4)), source=source, num_attributes=0,
+                           frame=frames, track=[track] * len(frames))  # fmt: skip
+        path = TrackPath(source, "", track, [10, 20], [[1, 2, 3, 4], [5, 6, 7, 8]], [True, False])
+        store.add(items, paths=[path])
+    monkeypatch.setattr(store_open, "existing_store", lambda target: store)
+    found, crops, source = bv.gallery_boxes("G", Path("/elsewhere/vtest.avi"), [10, 20, 30])
+    assert source == "/data/vtest.avi"
+    assert found[20].tracks.tolist() == [7] and found[20].boxes.tolist() == [[5, 6, 7, 8]]
+    assert len(found[30].tracks) == 0
+    assert {t: c.tolist() for t, c in crops.items()} == {7: [12, 40]}  # not other.avi's crop
+    with pytest.raises(CerberusError, match="holds no source"):
+        bv.gallery_boxes("G", Path("/x/third.avi"), [10])
+
+
+def test_found_boxes_written_for_the_overlay_read_back(tmp_path):
+    found = {101: bv.FrameBoxes(np.array([3, -1]), np.array([[1.2, 2, 30, 40], [5, 6, 7, 8.6]]))}
+    bv.write_boxes(tmp_path / "f.csv", found)
+    back = bv.read_truth(tmp_path / "f.csv")
+    assert back.frames.tolist() == [101, 101] and back.person.tolist() == [3, -1]
+    assert back.boxes.tolist() == [[1, 2, 30, 40], [5, 6, 7, 9]]
