@@ -34,6 +34,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -443,10 +444,16 @@ def main() -> None:
                 if not args.checkpoint.is_file():
                     raise CerberusError(f"{args.checkpoint}: no checkpoint (make demo trains one)")
                 target = args.keep or Path(tmp) / "gallery"
-                wall, _ = run_ingest(args.video, target, args)
+                wall, text = run_ingest(args.video, target, args)
+                own = re.search(r"stored in ([0-9.]+) s", text)
                 if not args.no_startup:
                     clip = one_frame_clip(args.video, Path(tmp) / "one_frame.avi")
                     startup, _ = run_ingest(clip, Path(tmp) / "startup", args)
+                print(
+                    f"ingest: {wall:.1f} s wall, {own.group(1) if own else '?'} s by its own "
+                    f"report (its stages), one-frame ingest {startup:.1f} s wall",
+                    flush=True,
+                )
                 gallery = str(target)
             found, crops, _ = gallery_boxes(gallery, args.video, frames)
         label = args.label or (args.gallery or f"ingest, detector {args.detector or 'default'}")
