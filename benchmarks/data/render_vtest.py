@@ -25,7 +25,11 @@ from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _common import run_script  # noqa: E402
+
+from cerberus.errors import CerberusError  # noqa: E402
 from cerberus.footage.video import open_source  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -110,6 +114,8 @@ def main() -> None:
             images[frame.number] = frame.image
         if frame.number >= max(need):
             break
+    if need - set(images):
+        raise CerberusError(f"{args.video}: has no frame {min(need - set(images))}")
     args.out.mkdir(parents=True, exist_ok=True)
     for number in wanted:
         image = images[number]
@@ -127,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
