@@ -1,4 +1,4 @@
-"""Person detectors by name, method §9.3: ``--detector SPEC`` of ``cerberus ingest``.
+"""Person detectors by name, method §9.3: ``--detector <spec>`` of ``cerberus ingest``.
 
 A spec is ``KIND[:ARG][,KEY=VALUE]...``:
 
