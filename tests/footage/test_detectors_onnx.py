@@ -258,3 +258,37 @@ def test_bad_files_are_one_line_naming_them(tmp_path):
         OnnxDetector(two)
     with pytest.raises(CerberusError, match=r"classes \[5\] outside the model's 3 classes"):
         OnnxDetector(fixed_model(tmp_path / "v8.onnx", v8_output([])), classes=5)
+
+
+def test_a_graph_exported_from_pytorch_with_a_dynamic_size(tmp_path):
+    """A real exported graph (convolutions at strides 8/16/32, a YOLOv8-shaped output) whose
+    output length follows the input size: the rule reads it at the size chosen."""
+    import warnings
+
+    import torch
+
+    class Head(torch.nn.Module):
+        def __init__(self, classes: int = 2):
+            super().__init__()
+            self.convs = torch.nn.ModuleList(
+                torch.nn.Conv2d(3, 4 + classes, s, stride=s) for s in (8, 16, 32)
+            )
+
+        def forward(self, x):
+            out = torch.cat([conv(x).flatten(2) for conv in self.convs], 2).sigmoid()
+            return torch.cat([out[:, :4] * 64, out[:, 4:]], 1)  # boxes over the input
+
+    torch.manual_seed(0)
+    path = tmp_path / "head.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Head().eval(), torch.zeros(1, 3, 64, 64), str(path),
+                          input_names=["images"], output_names=["out"],
+                          dynamic_axes={"images": {2: "h", 3: "w"}, "out": {2: "n"}},
+                          dynamo=False)  # fmt: skip
+    for size in (96, 64):
+        detector = OnnxDetector(path, size=size, score=0.0, nms_iou=1.0)
+        assert (detector.family, detector.input, detector.channels) == ("yolov8", (size,) * 2, 2)
+        dets = detector.detect(frame())
+        assert 0 < len(dets) <= grid_count(size, size)
+        assert (dets.boxes[:, 2] <= 200).all() and (dets.boxes[:, 3] <= 100).all()

@@ -110,7 +110,8 @@ def letterbox(
         nh, nw, sx, sy = th, tw, tw / w, th / h
     else:
         r = min(th / h, tw / w)
-        nh, nw = min(max(round(h * r), 1), th), min(max(round(w * r), 1), tw)
+        cut = int if mode == "corner" else round  # as YOLOX and ultralytics size the picture
+        nh, nw = min(max(cut(h * r), 1), th), min(max(cut(w * r), 1), tw)
         sx, sy = nw / w, nh / h
     pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
     if (nh, nw) != (h, w):
