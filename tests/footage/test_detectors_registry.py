@@ -97,3 +97,15 @@ def test_a_bad_detector_file_names_it(tmp_path):
         make_detector(f"onnx:{noise}")
     with pytest.raises(CerberusError, match="noise.bin is not a readable weights file"):
         make_detector(f"torchvision:ssdlite320_mobilenet_v3_large@{noise}")
+
+
+def test_open_pipeline_takes_a_spec(tmp_path):
+    from cerberus.footage.ingest import open_pipeline
+    from tests.footage_helpers import write_video
+
+    video = write_video(tmp_path / "v.mp4", frames=3)
+    pipe = open_pipeline(video, detector="hog,upscale=1.5")
+    assert isinstance(pipe.detector, HogDetector) and pipe.detector.upscale == 1.5
+    assert pipe.stride == 2  # HOG's default stride
+    with pytest.raises(CerberusError, match="--detector 'nope': unknown"):
+        open_pipeline(video, detector="nope")
