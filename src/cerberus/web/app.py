@@ -515,6 +515,28 @@ def background_server(
         sock.close()
 
 
+M_MMAP_THRESHOLD = -3
+"""glibc's ``mallopt`` parameter: allocations at least this large are mapped (and unmapped
+when freed) instead of taken from a thread's heap arena."""
+
+
+def return_large_blocks_to_the_system(threshold: int = 4 * 2**20) -> bool:
+    """Make freed decoded images go back to the system at once (glibc only; ``False``
+    elsewhere): Pillow holds an image in blocks of up to 16 MiB, and glibc otherwise raises its
+    mapping threshold after the first large free, so later images come from per-thread heap
+    arenas that keep the memory (an upload of 4096 x 4096 pixels decoded on each of 40 server
+    threads kept 1 GB resident after it was answered)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return bool(libc and libc.mallopt(M_MMAP_THRESHOLD, int(threshold)))
+    except (OSError, AttributeError):
+        return False
+
+
 def run_server(
     app: FastAPI,
     *,
@@ -530,6 +552,7 @@ def run_server(
         raise CerberusError(f"--port {port}: must be between 1 and 65535")
     sock = bind(host, port)
     check_host(host)
+    return_large_blocks_to_the_system()
     if announce:
         print(announce, flush=True)
     try:
