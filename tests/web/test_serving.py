@@ -383,3 +383,26 @@ def test_serve_on_a_port_in_use_is_one_line_and_says_nothing_else(tiny_index):
     assert "serving" not in found.stdout and found.stdout.strip() == ""
     lines = found.stderr.strip().splitlines()
     assert len(lines) == 1 and f"--port {port}" in lines[0] and "in use" in lines[0]
+
+
+def test_image_folders_cover_later_adds_and_other_thumbnail_folders(tmp_path):
+    """Crops added later from another folder are served through their source (that folder);
+    an ingest into an existing gallery with another ``--thumbs`` writes into a folder named
+    after the source and camera, which is served; a row pointing elsewhere is not."""
+    from cerberus.footage.ingest import thumbs_folder
+    from cerberus.web.images import image_folders
+
+    first, later, other = tmp_path / "first", tmp_path / "later", tmp_path / "other"
+    for folder in (first, later, other):
+        folder.mkdir()
+    meta = {"roots": [str(first)]}
+    crop = {"source": str(later), "frame": None, "path": str(later / "a.jpg"), "camera": None}
+    assert image_folders(None, meta, crop) == [first, later]
+    thumbs = thumbs_folder(other, "/videos/door.mp4", "door")
+    thumbs.mkdir(parents=True)
+    frame = {"source": "/videos/door.mp4", "frame": 4, "camera": "door",
+             "path": str(thumbs / "t1_f4.jpg")}  # fmt: skip
+    assert image_folders(None, meta, frame) == [first, thumbs]
+    elsewhere = {**frame, "path": str(other / "x.jpg")}
+    assert image_folders(None, meta, elsewhere) == [first]
+    assert image_folders(None, {}, crop) is None  # a gallery from before roots
