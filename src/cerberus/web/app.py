@@ -440,7 +440,9 @@ def check_host(host: str) -> None:
         loopback = False
     if not loopback:
         logger.warning(
-            "listening on %s: anyone who can reach this machine can search the gallery", host
+            "listening on %s: anyone who can reach this machine can search the gallery "
+            "(requests must name this machine as --host or an --allowed-host)",
+            host,
         )
 
 
