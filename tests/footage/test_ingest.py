@@ -409,6 +409,7 @@ def test_ingest_command_end_to_end_on_a_folder_gallery(cli, tiny_index, footage,
             Path(p).parent.parent == gallery / "thumbs" for p in items.path
         )
         assert [s.complete for s in store.sources()] == [True]
+        assert store.info.meta["roots"] == [str((gallery / "thumbs").absolute())]  # served
     finally:
         store.close()
     code, out, err = cli(*args)  # the gallery's own checkpoint; the source is complete

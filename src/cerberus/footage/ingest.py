@@ -493,9 +493,11 @@ def ingest_files(
         if not chosen:
             raise CerberusError(f"--checkpoint: {gallery} is a new gallery; give the model")
         net = InferenceModel.from_checkpoint(chosen, device=device)
+        info = info_of_model(net)
+        info.meta["roots"] = [str(Path(thumbs).absolute())]  # the server sends crops from there
         store = open_or_create(
             store if store is not None else gallery,
-            info_of_model(net),
+            info,
             where=f"--checkpoint {chosen} (gallery {gallery})",
         )
         embedder = ModelEmbedder(net)

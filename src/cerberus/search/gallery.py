@@ -157,9 +157,11 @@ class Gallery:
         after: datetime | str | float | None = None,
         before: datetime | str | float | None = None,
         sources: Iterable[str] | None = None,
+        labels: tuple[str, str] = ("--after", "--before"),
     ) -> Filter | None:
         """A filter checked against this gallery (its camera and source names); ``None`` when
-        nothing is given."""
+        nothing is given. ``labels``: how errors name the time window's two ends (the CLI's
+        options by default; the page's API says ``after`` / ``before``)."""
         if cameras is None and after is None and before is None and sources is None:
             return None
         return make_filter(
@@ -169,6 +171,7 @@ class Gallery:
             sources=sources,
             known_cameras=self.store.cameras() if cameras is not None else None,
             known_sources=[s.name for s in self.store.sources()] if sources is not None else None,
+            labels=labels,
         )
 
     def _model(self) -> InferenceModel:

@@ -115,8 +115,11 @@ class NpzIndex:
             seed=seed,
             transform=embed_features,
         )
+        from cerberus.store.open import image_roots
+
         meta = {
             **features.meta,
+            "roots": image_roots(features.paths),
             "index_kind": kind,
             "dim": int(index.d),
             "count": int(index.ntotal),
@@ -267,7 +270,11 @@ class NpzStore:
             schema=schema,
             prototypes=index.prototypes,
             checkpoint=str(index.meta.get("checkpoint") or ""),
-            meta={k: v for k, v in index.meta.items() if k in ("camera_labels", "index_kind")},
+            meta={
+                k: v
+                for k, v in index.meta.items()
+                if k in ("camera_labels", "index_kind", "roots")
+            },
         )
         n = len(index)
         cameras = [camera_label(int(c), labels) or "" for c in index.camids]

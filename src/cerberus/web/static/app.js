@@ -5,6 +5,7 @@
 const $ = (id) => document.getElementById(id);
 let photoFile = null;
 let photoUrl = null;
+let missingSaid = false;  // the notice of missing thumbnails is shown once
 
 function el(tag, props = {}, children = []) {
   const node = document.createElement(tag);
@@ -154,6 +155,18 @@ function showQuery(query, imageUrl) {
   box.hidden = false;
 }
 
+// a crop's thumbnail, or a box saying it has none (its file is missing on the server)
+function picture(src, alt) {
+  if (src) return el("img", { src, alt, loading: "lazy" });
+  return el("span", { class: "no-picture", role: "img", "aria-label": alt, text: "no picture" });
+}
+
+function missingNotice(data) {
+  if (!data.thumbnails_missing || missingSaid) return "";
+  missingSaid = true;
+  return " Some crops' pictures are missing on the server: their cards show no picture.";
+}
+
 function resultCard(row) {
   const verdict = row.correct === true ? "correct" : row.correct === false ? "wrong" : "";
   const camera = row.camera === null ? "camera unknown" : `camera ${row.camera}`;
@@ -161,7 +174,7 @@ function resultCard(row) {
   const alt = `Rank ${row.rank}: gallery crop ${row.id}, ${camera}${who}`;
   const button = el("button", {
     type: "button", title: "Search with this crop", "aria-label": `${alt}. Search with this crop`,
-  }, [el("img", { src: row.thumbnail, alt, loading: "lazy" })]);
+  }, [picture(row.thumbnail, alt)]);
   button.addEventListener("click", () => searchGallery(row.id, row.thumbnail));
   const meta = el("div", { class: "meta" }, [
     el("span", { class: "rank", text: `#${row.rank}` }),
@@ -212,7 +225,7 @@ function showResults(data, imageUrl, what) {
   list.replaceChildren(...data.results.map(resultCard));
   const point = data.operating_point;
   const said = point ? ` "Same person" above ${point.text}.` : "";
-  setStatus(`${data.results.length} results for ${what}.${said}`);
+  setStatus(`${data.results.length} results for ${what}.${said}${missingNotice(data)}`);
 }
 
 function noCamera() {
@@ -238,7 +251,7 @@ function timelineMark(s, left) {
   const when = s.start ? (s.start === s.end ? s.start : `${s.start} – ${s.end}`) : "time unknown";
   const alt = `Gallery crop ${s.item}, camera ${s.camera || "unknown"}, ${when}, score ${s.score.toFixed(3)}`;
   const button = el("button", { type: "button", title: alt, "aria-label": `${alt}. Search with this crop` },
-    [el("img", { src: s.thumbnail, alt, loading: "lazy" })]);
+    [picture(s.thumbnail, alt)]);
   button.addEventListener("click", () => searchGallery(s.item, s.thumbnail));
   const label = s.start ? s.start.slice(11, 19) : "?";
   const mark = el("li", { class: `mark${s.query ? " query" : ""}`, "data-item": String(s.item) },
@@ -269,7 +282,7 @@ function showTimeline(id) {
       ? `${new Date(lo).toISOString()} → ${new Date(hi).toISOString()}`
       : "No sighting has a time.";
     $("timeline-status").textContent =
-      `${seen.length} sightings of gallery crop ${id}'s person (${data.rule}).`;
+      `${seen.length} sightings of gallery crop ${id}'s person (${data.rule}).${missingNotice(data)}`;
     box.focus();
   }).catch((error) => {
     $("timeline-status").textContent = `Timeline failed: ${error.message}`;
