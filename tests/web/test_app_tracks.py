@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
 from cerberus.inference.embed import InferenceModel
 from cerberus.search import Gallery
 from cerberus.store import NO_TRACK, TrackPath
 from cerberus.web.app import create_app
 from tests.conftest import tracked_store
+from tests.web import local_client
 from tests.web.test_app_gallery import one_line
 
 
@@ -38,7 +38,7 @@ def test_the_track_of_a_crop_with_its_path(tiny_index, net, tmp_path):
     lone.source, lone.track = ["crops/"], np.array([NO_TRACK])
     store.add(lone)
     lone_id = int(store.ids().max())
-    with TestClient(create_app(Gallery(store, net)), raise_server_exceptions=False) as client:
+    with local_client(create_app(Gallery(store, net)), raise_server_exceptions=False) as client:
         r = client.get(f"/api/gallery/{footage_id}/track")
         assert r.status_code == 200, r.text
         got = r.json()
