@@ -34,7 +34,7 @@ def test_choose_prefers_tall_sharp_uncut_crops_spread_over_time():
 
 
 def test_selector_keeps_a_bounded_spread_of_candidates():
-    selector = CropSelector(k=3, keep=8, min_height=20)
+    selector = CropSelector(max_crops=3, keep=8, min_height=20)
     image = render(1, [])
     for n in range(1, 101):
         frame = Frame(n, n / 10, float(n), image)

@@ -54,7 +54,17 @@ def ingest(
         int | None,
         typer.Option(help="Detect on every n-th frame (default 2 with HOG, 1 with --detections)."),
     ] = None,
-    max_crops: Annotated[int, typer.Option(help="Crops stored per track.")] = 4,
+    max_crops: Annotated[
+        int | None,
+        typer.Option(help="At most this many crops per track (per 20 s part of a long track)."),
+    ] = None,
+    crops_per_minute: Annotated[
+        float,
+        typer.Option(
+            help="Crops per minute of track, spread over it (30: one within 2 s of any moment; "
+            "at least 3 per track)."
+        ),
+    ] = 30.0,
     upscale: Annotated[
         float,
         typer.Option(help="Enlarge frames for HOG (finds smaller people; 2 costs about 4.5x)."),
@@ -80,6 +90,7 @@ def ingest(
         replace=replace,
         stride=stride,
         max_crops=max_crops,
+        crops_per_minute=crops_per_minute,
         thumbs=thumbs,
         upscale=upscale,
         device=device,
