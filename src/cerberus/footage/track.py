@@ -123,6 +123,7 @@ class _Track:
         self.misses = 0
         self.box = np.asarray(box, np.float32).copy()  # this frame's box (detected or predicted)
         self.detected = True
+        self.height = float(box[3] - box[1])  # of the last detection
 
     def predict(self) -> np.ndarray:
         if self.x[6, 0] + self.x[2, 0] <= 0:
@@ -143,6 +144,71 @@ class _Track:
         self.misses = 0
         self.box = np.asarray(box, np.float32).copy()
         self.detected = True
+        self.height = float(box[3] - box[1])
+
+
+class _TrackScaled(_Track):
+    """A track whose Kalman filter works on the box's centre, width and height and their
+    velocities (as BoT-SORT's), with noise in proportion to the box's height (as DeepSORT's and
+    ByteTrack's): position noise sd ``h / 20`` per update, velocity noise sd ``h / 160``,
+    measurement noise sd ``h / 20``. A box's size is then as sure as its jitter, not a fixed
+    number of square pixels (SORT's ``R``), and a box that widens (a person entering the view
+    from its edge) is followed."""
+
+    F = np.eye(8)
+    F[:4, 4:] = np.eye(4)
+    H = np.eye(4, 8)
+    POS, VEL = 1 / 20, 1 / 160
+
+    def __init__(self, ident: int, box: np.ndarray) -> None:
+        self.x = np.zeros((8, 1))
+        self.x[:4] = self._z(box)
+        h = max(float(self.x[3, 0]), 1.0)
+        sd = [2 * self.POS * h] * 4 + [h / 4, h / 4, h / 4, h / 16]  # velocity unknown at first
+        self.P = np.diag(np.square(sd))
+        self.id = ident
+        self.hits = 1
+        self.misses = 0
+        self.box = np.asarray(box, np.float32).copy()
+        self.detected = True
+        self.height = float(box[3] - box[1])
+
+    @staticmethod
+    def _z(box: np.ndarray) -> np.ndarray:
+        w, h = float(box[2] - box[0]), float(box[3] - box[1])
+        return np.array([[box[0] + w / 2], [box[1] + h / 2], [w], [h]])
+
+    def _state_box(self) -> np.ndarray:
+        cx, cy, w, h = (float(v) for v in self.x[:4, 0])
+        w, h = max(w, 1e-3), max(h, 1e-3)
+        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32)
+
+    def predict(self) -> np.ndarray:
+        h = max(float(self.x[3, 0]), 1.0)
+        sd = [self.POS * h] * 4 + [self.VEL * h] * 4
+        if self.x[2, 0] + self.x[6, 0] <= 0:  # a width shrinking through zero stops
+            self.x[6, 0] = 0.0
+        if self.x[3, 0] + self.x[7, 0] <= 0:
+            self.x[7, 0] = 0.0
+        self.x = self.F @ self.x
+        self.P = self.F @ self.P @ self.F.T + np.diag(np.square(sd))
+        self.box = self._state_box()
+        self.detected = False
+        return self.box
+
+    def correct(self, box: np.ndarray) -> None:
+        h = max(float(self.x[3, 0]), 1.0)
+        R = np.diag(np.square([self.POS * h] * 4))
+        y = self._z(box) - self.H @ self.x
+        S = self.H @ self.P @ self.H.T + R
+        K = np.linalg.solve(S, self.H @ self.P).T
+        self.x = self.x + K @ y
+        self.P = (np.eye(8) - K @ self.H) @ self.P
+        self.hits += 1
+        self.misses = 0
+        self.box = np.asarray(box, np.float32).copy()
+        self.detected = True
+        self.height = float(box[3] - box[1])
 
 
 def _assign(score: np.ndarray, gate: float) -> list[tuple[int, int]]:
@@ -171,6 +237,11 @@ class BoxTracker:
         low_iou: stage 2's IoU gate.
         buffer: the looser gate of a missed track: its predicted box is widened by this
             fraction of its size per missed update (:func:`widen`), up to ``max_buffer``.
+        max_scale: a detection whose height differs from the track's last detection's by more
+            than this factor (either way) is not matched to the track (``None``: no such gate): a
+            person passing in front, taller in the image, does not take the track over.
+        motion: the Kalman filter: ``"scaled"`` (:class:`_TrackScaled`, noise in proportion
+            to the box's height) or ``"sort"`` (SORT's, on area and aspect).
     """
 
     def __init__(
@@ -185,6 +256,8 @@ class BoxTracker:
         low_iou: float = 0.5,
         buffer: float = 0.05,
         max_buffer: float = 0.5,
+        max_scale: float | None = 1.3,
+        motion: str = "scaled",
     ) -> None:
         lost_age = max_age if lost_age is None else lost_age
         if min_hits < 1 or max_age < 1 or lost_age < max_age or not 0 < iou_threshold < 1:
@@ -205,6 +278,10 @@ class BoxTracker:
         self.low_iou = low_iou
         self.buffer = buffer
         self.max_buffer = max_buffer
+        self.max_scale = max_scale
+        if motion not in ("scaled", "sort"):
+            raise CerberusError(f"tracker: motion {motion!r} is not 'scaled' or 'sort'")
+        self._kind = _TrackScaled if motion == "scaled" else _Track
         self.tracks: list[_Track] = []
         self._next = 1
 
@@ -225,6 +302,11 @@ class BoxTracker:
         free = list(range(len(tracks)))
 
         def match(rows: np.ndarray, cols: list[int], score: np.ndarray, gate: float) -> None:
+            if self.max_scale is not None and score.size:
+                h_det = detections.boxes[rows, 3] - detections.boxes[rows, 1]
+                h_trk = np.array([tracks[k].height for k in cols])
+                ratio = np.abs(np.log(np.maximum(h_det[:, None], 1e-6) / np.maximum(h_trk, 1e-6)))
+                score = np.where(ratio <= np.log(self.max_scale), score, 0.0)
             for r, c in _assign(score, gate):
                 det, k = int(rows[r]), cols[c]
                 tracks[k].correct(detections.boxes[det])
@@ -251,7 +333,7 @@ class BoxTracker:
                       self.low_iou)  # fmt: skip
         for r in first[out[first] < 0]:
             if scores[r] >= self.high_score:
-                track = _Track(self._next, detections.boxes[r])
+                track = self._kind(self._next, detections.boxes[r])
                 self._next += 1
                 tracks.append(track)
                 out[r] = track.id
@@ -302,7 +384,7 @@ class SortTracker(BoxTracker):
     ) -> None:
         super().__init__(
             iou_threshold=iou_threshold, min_hits=min_hits, max_age=max_age, lost_age=max_age,
-            high_score=min_score, low_score=None, buffer=0.0,
+            high_score=min_score, low_score=None, buffer=0.0, max_scale=None, motion="sort",
         )  # fmt: skip
 
 
