@@ -320,8 +320,6 @@ def _one_setting(root: Path, manifest: dict, setting: str, args, net) -> dict:
         tracker = SortTracker(max_age=max(2, round(fps))) if setting == "today" else None
         linking = (Linking(min_cosine=args.min_cosine, min_agreement=args.min_agreement)
                    if setting == "appearance" else None)  # fmt: skip
-        import cerberus.footage.ingest as ing
-
         report = ingest_source(video, store, embedder, camera=cam["name"], detector=det,
                                tracker=tracker, stride=1, linking=linking)  # fmt: skip
         paths = store.paths(video.name)
@@ -329,8 +327,8 @@ def _one_setting(root: Path, manifest: dict, setting: str, args, net) -> dict:
         accs.append(acc)
         names.append(cam["name"])
         counts += visit_counts
-        if args.link_stats and setting == "appearance":
-            links += _label_links(ing, store, gt, video.name)
+        if setting == "appearance":
+            links += _label_links(report.links, paths, gt)
     mh = mm.metrics.create()
     summary = mh.compute_many(accs, names=names, metrics=["idf1", "num_switches", "mota"],
                               generate_overall=True)  # fmt: skip
@@ -339,12 +337,59 @@ def _one_setting(root: Path, manifest: dict, setting: str, args, net) -> dict:
     return {"idf1": float(overall.idf1), "switches": float(overall.num_switches),
             "mota": float(overall.mota), "per_visit": float(np.mean(found)),
             "visits": len(counts), "unmatched": len(counts) - len(found),
-            "kept": int(boxes[0]), "low": int(boxes[1]), "total": int(boxes[2]), "links": links}  # fmt: skip
+            "kept": int(boxes[0]), "low": int(boxes[1]), "total": int(boxes[2]),
+            "links": links}  # fmt: skip
 
 
-def _label_links(ing, store, gt, source) -> list[dict]:
-    """Placeholder filled by ``--link-stats`` runs (see :func:`tracking`)."""
-    return []
+def _person_of(path, gt) -> int:
+    """The person whose ground-truth boxes a track's detected boxes overlap most often."""
+    from cerberus.footage.detect import iou_matrix
+
+    votes: dict[int, int] = {}
+    for f, b, det in zip(path.frames.tolist(), path.boxes, path.detected):
+        g = gt.rows.get(f)
+        if det and g is not None and len(g):
+            iou = iou_matrix(b[None], g.boxes)[0]
+            if iou.max() >= 0.5:
+                pid = int(g.ids[int(np.argmax(iou))])
+                votes[pid] = votes.get(pid, 0) + 1
+    return max(votes, key=votes.get) if votes else -1
+
+
+def _label_links(links: list[dict], paths, gt) -> list[dict]:
+    """The pairs weighed for linking, each with ``same``: whether both tracks hold the same
+    person (by their paths against the ground truth; a linked pair's tracks share one path, so
+    measure with linking that never links: ``--link-stats``)."""
+    person = {int(p.track): _person_of(p, gt) for p in paths}
+    out = []
+    for e in links:
+        a, b = person.get(int(e["new"]), -1), person.get(int(e["old"]), -1)
+        out.append({**e, "same": a == b and a >= 0})
+    return out
+
+
+def _link_table(links: list[dict]) -> None:
+    """Precision and recall of linking the near pairs at thresholds of cosine and agreement."""
+    near = [e for e in links if e["near"]]
+    same = np.array([e["same"] for e in near], bool)
+    cos = np.array([e["cosine"] for e in near])
+    agree = np.array([e["agreement"] for e in near])
+    print(f"\n# link candidates (earlier track ended <= window before, near): {len(near)} pairs, "
+          f"{int(same.sum())} of the same person")  # fmt: skip
+    for name, v in (("cosine", cos), ("agreement", agree)):
+        for label, m in (("same", same), ("other", ~same)):
+            q = np.quantile(v[m], [0, 0.1, 0.5, 0.9, 1]) if m.any() else []
+            print(f"#   {name} {label}: min/10%/median/90%/max " +
+                  " ".join(f"{x:.3f}" for x in q))  # fmt: skip
+    rows = []
+    for c in (0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
+        for a in (0.0, 0.7, 0.8, 0.9):
+            linked = (cos >= c) & (agree >= a)
+            tp = int((linked & same).sum())
+            rows.append([f"{c:.2f}", f"{a:.1f}", str(int(linked.sum())), str(tp),
+                         f"{tp / max(int(same.sum()), 1):.2f}"])  # fmt: skip
+    print(markdown_table(["min cosine", "min agreement", "pairs linked", "same person",
+                          "recall of same-person pairs"], rows))  # fmt: skip
 
 
 def tracking(argv: list[str]) -> None:
@@ -359,7 +404,8 @@ def tracking(argv: list[str]) -> None:
                         help="the model for appearance linking (else that row is left out)")
     parser.add_argument("--min-cosine", type=float, default=None)
     parser.add_argument("--min-agreement", type=float, default=None)
-    parser.add_argument("--link-stats", action="store_true")
+    parser.add_argument("--link-stats", action="store_true",
+                        help="weigh every pair without linking; print how the thresholds sort them")
     parser.add_argument("--settings", nargs="+", default=["today", "bytetrack", "appearance"])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -370,6 +416,8 @@ def tracking(argv: list[str]) -> None:
 
     torch.set_num_threads(args.threads)
     default = Linking()
+    if args.link_stats:
+        args.min_cosine, args.settings = 2.0, ["appearance"]  # weigh every pair, link none
     args.min_cosine = default.min_cosine if args.min_cosine is None else args.min_cosine
     args.min_agreement = (default.min_agreement if args.min_agreement is None
                           else args.min_agreement)  # fmt: skip
@@ -402,7 +450,8 @@ def tracking(argv: list[str]) -> None:
             v = np.array([r[key] for r in runs])
             sd = f" ± {fmt.format(v.std(ddof=1))}" if len(v) > 1 else ""
             cells.append(fmt.format(v.mean()) + sd)
-        cells.append(str(sum(r["unmatched"] for r in runs)) + f" / {sum(r['visits'] for r in runs)}")
+        unmatched, visits = (sum(r[k] for r in runs) for k in ("unmatched", "visits"))
+        cells.append(f"{unmatched} / {visits}")
         rows.append(cells)
     r0 = results[settings[0]]
     total = sum(r["total"] for r in r0)
@@ -412,6 +461,8 @@ def tracking(argv: list[str]) -> None:
           f"{strong} kept as strong, {weak} as weak, {total - strong - weak} dropped")  # fmt: skip
     print(markdown_table(["tracker", "tracks per person-visit", "IDF1", "ID switches",
                           "MOTA", "visits unmatched"], rows))  # fmt: skip
+    if args.link_stats:
+        _link_table([e for r in results["appearance"] for e in r["links"]])
 
 
 def main() -> None:

@@ -103,10 +103,11 @@ class MotDetections:
     One row per box: ``frame, id, left, top, width, height[, conf, class, visibility, ...]``
     (comma- or space-separated; frames 1-based; ``id`` -1 where untracked; ``conf`` 1 when
     absent; ``visibility``, as MOTChallenge ground truth has it, kept where it is in 0..1 (a
-    detections file's ``-1`` there: unknown); further columns ignored). Blank lines and lines starting with ``#`` are skipped. Pixels are 1-based
-    as in MOTChallenge (the top-left pixel is ``(1, 1)``): a row ``left, top, width, height``
-    is the box ``[left - 1, top - 1, left - 1 + width, top - 1 + height]`` in the 0-based frame
-    coordinates of everything else (crops, stored boxes, the built-in detector).
+    detections file's ``-1`` there: unknown); further columns ignored). Blank lines and lines
+    starting with ``#`` are skipped. Pixels are 1-based as in MOTChallenge (the top-left pixel
+    is ``(1, 1)``): a row ``left, top, width, height`` is the box ``[left - 1, top - 1,
+    left - 1 + width, top - 1 + height]`` in the 0-based frame coordinates of everything else
+    (crops, stored boxes, the built-in detector).
 
     Checks (:meth:`load`): a malformed row is a :class:`CerberusError` naming the file and line;
     boxes reaching outside the frame are clipped to it and those left with no area dropped (one

@@ -98,10 +98,12 @@ class ModelEmbedder:
 
 @dataclass
 class IngestReport:
-    """What one source's ingestion did: frames decoded and searched, tracks stored (and
-    tentative ones dropped, new tracks linked to an earlier one, parts written, boxes refused as
-    crops), items added, seconds per stage, the source's own seconds (its
-    duration, for the real-time factor) and why a stream ended (empty when it did not drop)."""
+    """What one source's ingestion did: frames decoded and searched, boxes detected, tracks
+    stored (and tentative ones dropped, new tracks linked to an earlier one, parts written,
+    boxes refused as crops), items added, seconds per stage, the pairs of tracks weighed for
+    linking (``links``: new and earlier track, gap in seconds, near, cosine, agreement,
+    linked), the source's own seconds (its duration, for the real-time factor) and why a
+    stream ended (empty when it did not drop)."""
 
     source: str
     frames: int = 0
@@ -115,6 +117,7 @@ class IngestReport:
     items: int = 0
     removed: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    links: list[dict] = field(default_factory=list)
     duration: float = 0.0
     ended: str = ""
 
@@ -270,7 +273,7 @@ class Linking:
     window: float = 10.0
     reach: float = 1.0
     speed: float = 1.5
-    min_cosine: float = 0.9
+    min_cosine: float = 0.85
     min_agreement: float = 0.8
 
 
@@ -310,8 +313,8 @@ class TrackWriter:
     last part to its last detection. A part without a crop is not written: its path waits for
     the next part; a track that never has a crop is not stored at all (a path without items is
     not searchable), nor is the tail of a stored track after its last crop-bearing part.
-    ``linking``: a track's first part may join an earlier track (:class:`Linking`);
-    ``link_log`` keeps every pair weighed (for measuring the thresholds).
+    ``linking``: a track's first part may join an earlier track (:class:`Linking`); the
+    report's ``links`` keeps every pair weighed (for measuring the thresholds).
     """
 
     def __init__(
@@ -333,7 +336,7 @@ class TrackWriter:
         self.fps = fps if fps and fps > 0 else 10.0
         self.part_frames = None if not part_seconds else max(1, round(part_seconds * self.fps))
         self.linking = linking
-        self.link_log: list[dict] = []
+        self.link_log = report.links
         # a backend that does not keep paths yet (being added backend by backend) gets items only
         self._keeps_paths = "paths" in inspect.signature(store.add).parameters
         self._open: dict[int, _Stored] = {}  # tracker id -> stored so far
@@ -520,8 +523,8 @@ def ingest_source(
 
     The steps, in order: :func:`open_pipeline` (open the source, choose detector and tracker),
     then per frame decode and :func:`detect_track_select`, each finished track (and each part
-    of a long one) through :class:`TrackWriter` (embed -> store), then :func:`_end_source` (the tracks still running,
-    the report) and the source marked complete.
+    of a long one) through :class:`TrackWriter` (embed -> store), then :func:`_end_source`
+    (the tracks still running, the report) and the source marked complete.
 
     Args:
         camera: camera name stored with every item.

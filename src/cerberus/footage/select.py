@@ -90,9 +90,11 @@ def quality(candidates: list[Candidate]) -> np.ndarray:
     return 0.5 * h / max(h.max(), 1e-9) + 0.3 * s / max(s.max(), 1e-9) + 0.2 * rank
 
 
-def choose(candidates: list[Candidate], k: int) -> list[Candidate]:
-    """Up to ``k`` crops of one track, spread over its time, in frame order (see the module
-    doc)."""
+def choose(
+    candidates: list[Candidate], k: int, span: tuple[int, int] | None = None
+) -> list[Candidate]:
+    """Up to ``k`` crops of one track, spread over its time (``span``: its first and last
+    frame; default: its candidates'), in frame order (see the module doc)."""
     if k < 1 or not candidates:
         return []
     pool = [c for c in candidates if not c.cut] or list(candidates)
@@ -101,6 +103,8 @@ def choose(candidates: list[Candidate], k: int) -> list[Candidate]:
     q = quality(pool)
     numbers = np.array([c.number for c in pool], np.float64)
     lo, hi = numbers.min(), numbers.max() + 1
+    if span is not None:
+        lo, hi = min(lo, span[0]), max(hi, span[1] + 1)
     span = np.minimum(((numbers - lo) / (hi - lo) * k).astype(int), k - 1)
     picked: list[int] = []
     for b in range(k):
@@ -128,8 +132,8 @@ class CropSelector:
             ``None``: no cap.
         min_crops: at least this many for a track's first part (when it has them).
         fps: frames per second of the source (frame numbers to seconds).
-        keep: candidates held per running track (memory bound; at least twice the crops of
-            a part).
+        keep: candidates held per running track at least (memory bound: the held ones are
+            thinned when more than this and more than 4 per crop its time so far needs).
         border: a box within this many pixels of the frame's edge counts as cut.
         min_height, min_width, aspect, min_visibility: the sliver rules (module doc).
     """
@@ -187,7 +191,10 @@ class CropSelector:
             frame.number, frame.offset, frame.timestamp, np.asarray(box, np.float32).copy(),
             float(score), crop, sharpness(crop), cut,
         )  # fmt: skip
-        pool.add(new, self.keep)
+        keep = self.keep
+        if pool.held:
+            keep = max(keep, 4 * self.count(pool.held[0].number, frame.number))
+        pool.add(new, keep)
         return True
 
     @property
@@ -213,7 +220,7 @@ class CropSelector:
         if not cands:
             return []
         first, last = span or (cands[0].number, cands[-1].number)
-        return choose(cands, self.count(first, last, first_part=first_part))
+        return choose(cands, self.count(first, last, first_part=first_part), (first, last))
 
     def drop(self, track: int) -> None:
         self._pools.pop(int(track), None)

@@ -5,9 +5,9 @@ track on centre, area and aspect ratio (SORT's), and the Hungarian assignment on
 predicted boxes, in ByteTrack's two stages:
 
 1. detections scoring at least ``high_score`` against every track (IoU >= ``iou_threshold``),
-   then those left against the tracks missed for a while (``lost``) with a looser gate: the
-   predicted box widened by ``buffer`` of its size per missed update (at most ``max_buffer``),
-   as C-BIoU does for a person whose prediction drifts;
+   then those left against the tracks missed for a while (``lost``) with a looser gate: both
+   the predicted box and the detection widened by ``buffer`` of their size per missed update
+   of the track (at most ``max_buffer``), as C-BIoU does for a person whose prediction drifts;
 2. detections scoring ``low_score`` .. ``high_score`` against the confirmed tracks still
    unmatched (IoU >= ``low_iou``): a weak box keeps a track alive but never starts one.
 
@@ -320,10 +320,12 @@ class BoxTracker:
         missed = [k for k in free if tracks[k].misses > 0]
         rest = first[out[first] < 0]
         if self.buffer > 0 and len(rest) and missed:
-            by = np.array([min(self.buffer * tracks[k].misses, self.max_buffer) for k in missed])
-            wide = widen(predicted[missed], by)
-            match(rest, missed, iou_matrix(detections.boxes[rest], wide),
-                  self.iou_threshold)  # fmt: skip
+            boxes = detections.boxes[rest]
+            iou = np.zeros((len(rest), len(missed)))
+            for j, k in enumerate(missed):
+                by = min(self.buffer * tracks[k].misses, self.max_buffer)
+                iou[:, j] = iou_matrix(widen(boxes, by), widen(predicted[k], by))[:, 0]
+            match(rest, missed, iou, self.iou_threshold)
         # stage 2: weak detections keep confirmed tracks alive
         if self.low_score is not None:
             weak = np.flatnonzero((scores >= self.low_score) & (scores < self.high_score))
