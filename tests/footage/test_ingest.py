@@ -533,3 +533,24 @@ def test_the_hog_tracker_outlives_its_whole_frame_interval():
     tracker = default_tracker(HogDetector(full_every=10), 10.0, 2)
     assert tracker.max_age >= 11 and tracker.lost_age >= 11
     assert default_tracker(BoxDetector([]), 10.0, 1).max_age == 10
+
+
+def test_ground_truth_visibility_keeps_hidden_people_out_of_the_crops(footage, tmp_path):
+    """MOTChallenge ground truth's column 9 (visibility) is kept: a box of a person 4% visible
+    is tracked but never a crop; -1 (a detections file's) is unknown and passes."""
+    walkers = footage["walkers"]
+    lines = []
+    for row in footage["gt"].read_text().splitlines():
+        f = row.split(",")
+        f[8] = "0.04" if int(f[0]) >= 16 else "-1"
+        lines.append(",".join(f))
+    gt = tmp_path / "gt_vis.txt"
+    gt.write_text("\n".join(lines) + "\n")
+    store = MemoryStore(_info())
+    report = ingest_source(footage["video"], store, ColourEmbedder(), camera="cam1", start=START,
+                           detections=gt)  # fmt: skip
+    items = _all_items(store)
+    assert report.tracks == 2 and len(items) and (items.frame < 16).all()
+    assert {p.frames[-1] for p in store.paths()} == {30}  # the hidden part is on the path
+    assert report.refused_crops == sum(w.box(k) is not None for w in walkers
+                                       for k in range(16, 31))  # fmt: skip
