@@ -287,7 +287,9 @@ class HogDetector:
     moving regions, grown to at least one detection window, are searched; a frame where more
     than ``full_frame_above`` of the area moves (the first ones, while the model learns) is
     searched whole. The first frame and every ``full_every``-th are searched whole too (the
-    gate cannot see a person who stands still). ``motion=False`` searches every frame whole.
+    gate cannot see a person who stands still; every 10th at stride 2 is every 20 frames, 2 s
+    at 10 fps, so a person standing has a crop every 2 s). ``motion=False`` searches every
+    frame whole.
 
     Limits: a person must be at least about ``100 / upscale`` px tall (the 64x128 window at
     scale 1; smaller people are missed); ``upscale`` 2 finds people from ~50 px at about four
@@ -316,7 +318,7 @@ class HogDetector:
         scale: float = 1.05,
         full_frame_above: float = 0.4,
         tighten: bool = True,
-        full_every: int = 50,
+        full_every: int = 10,
     ) -> None:
         cv2 = _cv2()
         if not upscale > 0:
