@@ -17,7 +17,7 @@ from PIL import Image
 
 from cerberus.errors import CerberusError
 from cerberus.footage.detect import Detections, iou_matrix
-from cerberus.footage.ingest import ingest_source
+from cerberus.footage.ingest import Linking, ingest_source
 from cerberus.footage.video import open_source, source_name
 from cerberus.inference.scoring import pool_vectors
 from cerberus.store import GalleryInfo, Items, MemoryStore, make_filter
@@ -232,8 +232,7 @@ from cerberus.store.local import LocalStore
 info = GalleryInfo(dim=20, fingerprint="colour", schema={{}}, prototypes={{}})
 store = LocalStore.create({folder!r}, info)
 ingest_source({video!r}, store, ColourEmbedder(delay={delay}), camera="cam1",
-              start="2026-11-30T14:00:00+01:00", detections={gt!r}, max_crops=3, stride=1,
-              linking=None)
+              start="2026-11-30T14:00:00+01:00", detections={gt!r}, max_crops=3, stride=1)
 """
 
 
@@ -270,7 +269,7 @@ def test_kill_9_leaves_whole_tracks_and_a_rerun_redoes_the_source(tmp_path):
     gt = write_gt(tmp_path / "gt.txt", walkers, 40, ids=False)
     reference = MemoryStore(_info())
     ingest_source(video, reference, ColourEmbedder(), camera="cam1", start=START,
-                  detections=gt, max_crops=3, stride=1, linking=None)  # fmt: skip
+                  detections=gt, max_crops=3, stride=1)  # fmt: skip
     ref = reference.get(reference.ids())
     whole = {int(t): sorted(ref.frame[ref.track == t].tolist()) for t in set(ref.track.tolist())}
     assert len(whole) == 5
@@ -295,7 +294,7 @@ def test_kill_9_leaves_whole_tracks_and_a_rerun_redoes_the_source(tmp_path):
     assert 2 <= len(stored) < 5
     assert all(stored[t] == whole[t] for t in stored)  # whole tracks only
     report = ingest_source(video, store, ColourEmbedder(), camera="cam1", start=START,
-                           detections=gt, max_crops=3, stride=1, linking=None)  # fmt: skip
+                           detections=gt, max_crops=3, stride=1)  # fmt: skip
     assert report.removed == len(items)
     items = store.get(store.ids())
     assert len(items) == len(ref) and store.sources()[0].complete
@@ -508,7 +507,8 @@ def _fragments(tmp_path, second_colour):
     video = write_video(tmp_path / f"frag{second_colour[0]}.mp4", [first, second], frames=90)
     store = MemoryStore(_info())
     report = ingest_source(video, store, ColourEmbedder(), camera="c", start=START,
-                           detector=BoxDetector([first, second]), stride=1)  # fmt: skip
+                           detector=BoxDetector([first, second]), stride=1,
+                           linking=Linking())  # fmt: skip
     return report, _all_items(store), store.paths()
 
 

@@ -65,6 +65,13 @@ def ingest(
             "at least 3 per track)."
         ),
     ] = 30.0,
+    link_tracks: Annotated[
+        bool,
+        typer.Option(
+            help="Continue a track that ended shortly before, nearby, when the model finds the "
+            "new one's crops alike (vectors and attributes); needs a model that tells people apart."
+        ),
+    ] = False,
     upscale: Annotated[
         float,
         typer.Option(help="Enlarge frames for HOG (finds smaller people; 2 costs about 4.5x)."),
@@ -91,6 +98,7 @@ def ingest(
         stride=stride,
         max_crops=max_crops,
         crops_per_minute=crops_per_minute,
+        link_tracks=link_tracks,
         thumbs=thumbs,
         upscale=upscale,
         device=device,

@@ -517,7 +517,7 @@ def ingest_source(
     thumbs: str | Path | None = None,
     max_frames: int | None = None,
     part_seconds: float | None = PART_SECONDS,
-    linking: Linking | None = Linking(),
+    linking: Linking | None = None,
 ) -> IngestReport:
     """Ingest one video, MOTChallenge folder or stream into ``store`` (see the module doc).
 
@@ -544,7 +544,8 @@ def ingest_source(
             finished.
         part_seconds: a running track is written every this many seconds (``None``: at its
             end only).
-        linking: how a new track may continue an earlier one (``None``: never).
+        linking: how a new track may continue an earlier one (``None``: never, the default:
+            a model that does not tell people apart would join strangers).
 
     Returns:
         :class:`IngestReport`.
@@ -682,6 +683,7 @@ def ingest_files(
     stride: int | None = None,
     max_crops: int | None = DEFAULT_MAX_CROPS,
     crops_per_minute: float = CROPS_PER_MINUTE,
+    link_tracks: bool = False,
     thumbs: str | Path | None = None,
     upscale: float = 1.0,
     device: str = "auto",
@@ -745,6 +747,7 @@ def ingest_files(
                     stride=stride,
                     max_crops=max_crops,
                     crops_per_minute=crops_per_minute,
+                    linking=Linking() if link_tracks else None,
                     replace=replace,
                     thumbs=Path(thumbs),
                 )
