@@ -273,7 +273,7 @@ class Linking:
     window: float = 10.0
     reach: float = 1.0
     speed: float = 1.5
-    min_cosine: float = 0.85
+    min_cosine: float = 0.9
     min_agreement: float = 0.8
 
 
