@@ -198,6 +198,8 @@ def test_bad_options_are_one_line(footage, tmp_path):
         _ingest(footage, store, tmp_path, max_crops=0)
     with pytest.raises(CerberusError, match="--stride 0"):
         _ingest(footage, store, tmp_path, stride=0)
+    with pytest.raises(CerberusError, match="--crops-per-minute 0: must be above 0"):
+        _ingest(footage, store, tmp_path, crops_per_minute=0)
     with pytest.raises(CerberusError, match="--camera"):
         ingest_source(footage["video"], store, ColourEmbedder(), camera="")
     assert store.count() == 0
@@ -350,6 +352,9 @@ def test_ingest_command_checks_its_options_first(cli, tmp_path):
     code, _, err = cli("ingest", "a.mp4", "--camera", "c", "--gallery", tmp_path / "g",
                        "--stride", "0")  # fmt: skip
     assert code == 2 and "--stride 0: must be at least 1" in err
+    code, _, err = cli("ingest", video, "--camera", "c", "--gallery", tmp_path / "g",
+                       "--crops-per-minute", "0")  # fmt: skip
+    assert code == 2 and err.strip() == "error: --crops-per-minute 0.0: must be above 0"
     assert not (tmp_path / "g").exists()
 
 

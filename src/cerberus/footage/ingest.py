@@ -357,7 +357,7 @@ class TrackWriter:
     def commit(
         self,
         selector: CropSelector,
-        ended: list[int],
+        tracks: list[int],
         paths: PathBook | None = None,
         *,
         end: bool = True,
@@ -365,7 +365,7 @@ class TrackWriter:
         """Write a part of each of ``tracks`` (``end``: their last; they ended): choose its
         crops, embed them, link a first part to an earlier track, store items and path."""
         parts = {}
-        for t in ended:
+        for t in tracks:
             span = paths.span(t) if paths is not None else None
             first = t not in self._open
             if paths is not None and span is None and not end:
@@ -415,7 +415,7 @@ class TrackWriter:
 
     def _close(self, track: int) -> None:
         stored = self._open.pop(track, None)
-        if stored is not None:
+        if stored is not None and self.linking is not None:  # kept for linking only
             self._done[stored.ident] = stored
 
     def _first(self, track, cands, out: Embedded, rows: slice, path) -> _Stored:
