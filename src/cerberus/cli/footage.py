@@ -69,7 +69,24 @@ def ingest(
         int | None,
         typer.Option(help="Detect on every n-th frame (default 2 with hog, else 1)."),
     ] = None,
-    max_crops: Annotated[int, typer.Option(help="Crops stored per track.")] = 4,
+    max_crops: Annotated[
+        int | None,
+        typer.Option(help="At most this many crops per track (per 20 s part of a long track)."),
+    ] = None,
+    crops_per_minute: Annotated[
+        float,
+        typer.Option(
+            help="Crops per minute of track, spread over it (30: one within 2 s of any moment; "
+            "at least 3 per track)."
+        ),
+    ] = 30.0,
+    link_tracks: Annotated[
+        bool,
+        typer.Option(
+            help="Continue a track that ended shortly before, nearby, when the model finds the "
+            "new one's crops alike (vectors and attributes); needs a model that tells people apart."
+        ),
+    ] = False,
     upscale: Annotated[
         float | None,
         typer.Option(
@@ -99,6 +116,8 @@ def ingest(
         replace=replace,
         stride=stride,
         max_crops=max_crops,
+        crops_per_minute=crops_per_minute,
+        link_tracks=link_tracks,
         thumbs=thumbs,
         detector=detector,
         detector_score=detector_score,
