@@ -50,7 +50,7 @@ footage-example: setup
 	  cp $$tmp/x/usr/share/doc/opencv-doc/examples/data/vtest.avi $(VTEST_DIR)/vtest.avi && \
 	  rm -rf $$tmp; fi
 	$(BIN)/cerberus ingest $(VTEST_DIR)/vtest.avi --camera plaza --gallery $(VTEST_DIR)/gallery \
-	  --start 2026-11-30T12:00:00Z --checkpoint $(DEMO_DIR)/last.pt --upscale 1.5 --replace
+	  --start 2026-11-30T12:00:00Z --checkpoint $(DEMO_DIR)/last.pt --detector hog --upscale 1.5 --replace
 	@echo "Search it on the page: $(BIN)/cerberus serve --gallery $(VTEST_DIR)/gallery"
 
 clean:

@@ -13,12 +13,12 @@ at the video's frame rate. ``hog``: synthetic pedestrians of known heights paste
 recall per height and ``--upscale`` (the detector's limit), ms per frame per upscale, and on the
 video the heights of what it finds. ``tracking``: from the ground-truth boxes without their ids,
 and from HOG's detections: IDF1, MOTA and ID switches (``motmetrics``), and HOG's recall and
-precision at IoU 0.5. ``crosscam``: synthetic footage (``cerberus synth footage``, default
-preset, or ``--footage DIR``) ingested from its ground-truth boxes without ids (SORT, the crop
-choice, the model of ``--checkpoint``); each track labelled with the person its crops overlap
-most; reID mAP of tracks against the tracks of the other cameras (per track: the pooled track
-vector; per crop: each crop against the other cameras' crops), APS mAP over tracks (a query per
-person's full description), each beside chance.
+precision at IoU 0.5. ``crosscam``: synthetic footage (``cerberus synth footage``, the default
+preset at held-out seeds 1, 2, 3, or ``--footage DIR``) ingested from its ground-truth boxes without
+ids (SORT, the crop choice, the model of ``--checkpoint``); each track labelled with the person its
+crops overlap most; reID mAP of tracks against the tracks of the other cameras (per track: the
+pooled track vector; per crop: each crop against the other cameras' crops), APS mAP over tracks (a
+query per person's full description), each beside chance.
 
 vtest.avi: Debian's opencv-doc package (``apt-get download opencv-doc``, then ``dpkg -x``;
 ``usr/share/doc/opencv-doc/examples/data/vtest.avi``).
@@ -336,32 +336,45 @@ def _crosscam_one(root: Path, manifest: dict, checkpoint: Path, max_crops: int) 
 
 
 def crosscam(args) -> None:
-    """Cross-camera reID per track / per crop and APS per track, for each ``--checkpoint``;
-    with several, mean ± sample sd over them."""
+    """Cross-camera reID per track / per crop and APS per track, for each ``--checkpoint`` on
+    each footage set (``--footage``, else the default preset drawn at each ``--footage-seed``);
+    with several runs, mean ± sample sd over them (every model on every footage set)."""
     import json
     import tempfile
 
-    _threads(args.threads)
-    root = args.footage
-    if root is None:
-        from cerberus.data.synthetic.footage import generate_footage
+    from cerberus.data.synthetic.footage import generate_footage
+    from cerberus.data.synthetic.scene import FootageSpec
 
-        root = Path(tempfile.mkdtemp(prefix="crosscam-")) / "footage"
-        print(f"<!-- {generate_footage(root)} -->")
-    manifest = json.loads((root / "footage.json").read_text())
-    runs = [_crosscam_one(root, manifest, c, args.max_crops) for c in args.checkpoint]
-    for checkpoint, run in zip(args.checkpoint, runs):
-        print(f"# {root}: {len(manifest['cameras'])} cameras, {run['facts']}; model {checkpoint}")
+    _threads(args.threads)
+    if args.footage is not None:
+        roots = [args.footage]
+    else:
+        roots = []
+        for seed in args.footage_seed or [1, 2, 3]:
+            root = Path(tempfile.mkdtemp(prefix=f"crosscam-{seed}-")) / "footage"
+            print(f"<!-- seed {seed}: {generate_footage(root, FootageSpec(seed=seed))} -->")
+            roots.append(root)
+    runs = []
+    for root in roots:
+        manifest = json.loads((root / "footage.json").read_text())
+        for checkpoint in args.checkpoint:
+            run = _crosscam_one(root, manifest, checkpoint, args.max_crops)
+            maps = ", ".join(f"{k.split(' (')[0]} {v[0]:.3f}" for k, v in run["rows"].items())
+            print(f"# {root}: {len(manifest['cameras'])} cameras, {run['facts']}; "
+                  f"model {checkpoint}: mAP {maps}")  # fmt: skip
+            runs.append(run)
 
     def cell(values: list[float]) -> str:
         v = np.asarray(values)
         return f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else "")
 
-    rows = []
+    rows = []  # queries: the mean over the runs
     for search in runs[0]["rows"]:
         got = [r["rows"][search] for r in runs]
-        rows.append([search, str(got[0][2]), cell([g[0] for g in got]), cell([g[1] for g in got])])
-    print(f"\n{len(runs)} model(s)" + (" (mean ± sample sd)" if len(runs) > 1 else "") + "\n")
+        queries = f"{np.mean([g[2] for g in got]):.0f}"
+        rows.append([search, queries, cell([g[0] for g in got]), cell([g[1] for g in got])])
+    print(f"\n{len(runs)} run(s): {len(roots)} footage set(s) x {len(args.checkpoint)} "
+          "model(s)" + (" (mean ± sample sd)" if len(runs) > 1 else "") + "\n")  # fmt: skip
     print(markdown_table(["search", "queries", "mAP", "chance mAP"], rows))
 
 
@@ -386,7 +399,10 @@ def main() -> None:
     p = sub.add_parser("crosscam")
     p.add_argument("--checkpoint", type=Path, action="append", required=True,
                    help="a trained model; repeat for several (mean ± sd)")  # fmt: skip
-    p.add_argument("--footage", type=Path, default=None, help="default: the default preset")
+    p.add_argument("--footage", type=Path, default=None,
+                   help="a footage folder (default: the default preset at each --footage-seed)")
+    p.add_argument("--footage-seed", type=int, action="append", default=None,
+                   help="seed of the default preset; repeat for several (default: 1, 2, 3)")
     p.add_argument("--max-crops", type=int, default=4)
     for p in sub.choices.values():
         p.add_argument("--threads", type=int, default=2)

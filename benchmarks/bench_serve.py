@@ -14,6 +14,13 @@ timings depend on the machine (2 cores: the model runs on CPU, one forward pass 
     make demo   # runs/demo: a trained CPU model and its gallery index
     python benchmarks/bench_serve.py --index runs/demo/gallery_index.npz
     python benchmarks/bench_serve.py --quick         # 100 requests
+    python benchmarks/bench_serve.py --memory        # 40 uploads at once of 4096 x 4096 PNGs
+
+``--memory``: the server's resident memory (``VmRSS``) before, at its peak during and 2 s after
+``--uploads`` (default 40) concurrent descriptions of small PNG files that declare 4096 x 4096
+pixels (a uniform colour: about 50 kB each, 16.8 M pixels decoded); decodes are bounded by the
+server's pixel budget (twice ``--max-pixels``), so the peak must stay under the baseline
++ 500 MB.
 """
 
 from __future__ import annotations
@@ -165,6 +172,69 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
     sys.exit("the server did not answer /api/health in 180 s")
 
 
+def resident_mb(pid: int) -> float:
+    """A process's resident memory (``VmRSS``), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_check(args: argparse.Namespace) -> None:
+    """``--memory``: resident memory of the server under concurrent large-pixel uploads."""
+    import threading
+
+    print_machine()
+    port = free_port()
+    server = start_server(args, port)
+    png = image_bytes((4096, 4096), noisy=False)
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, timeout=600) as client:  # warm up: the model's first call
+        small = image_bytes((64, 128), noisy=True)
+        client.post("/api/describe", files={"image": ("w.png", small)}).raise_for_status()
+        client.post("/api/describe", files={"image": ("w.png", png)}).raise_for_status()
+    time.sleep(2)
+    baseline = resident_mb(server.pid)
+    peak = {"mb": baseline}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak["mb"] = max(peak["mb"], resident_mb(server.pid))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+
+    def one(_: int) -> int | str:
+        try:
+            with httpx.Client(base_url=url, timeout=600) as c:
+                return c.post("/api/describe", files={"image": ("b.png", png)}).status_code
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(args.uploads) as pool:
+        statuses = list(pool.map(one, range(args.uploads)))
+    seconds = time.perf_counter() - t0
+    done.set()
+    watcher.join()
+    time.sleep(2)
+    after = resident_mb(server.pid)
+    server.terminate()
+    server.wait(30)
+    print(f"# {args.uploads} concurrent POST /api/describe of a {len(png)} byte PNG declaring "
+          f"4096 x 4096 pixels; {seconds:.1f} s; statuses {sorted(set(map(str, statuses)))}")
+    print()
+    print(markdown_table(
+        ["resident MB", "baseline", "peak", "2 s after", "peak - baseline"],
+        [["server", f"{baseline:.0f}", f"{peak['mb']:.0f}", f"{after:.0f}",
+          f"{peak['mb'] - baseline:.0f}"]],
+    ))  # fmt: skip
+    if any(st != 200 for st in statuses) or peak["mb"] - baseline > 500:
+        sys.exit(1)
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -178,7 +248,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="100 requests")
+    parser.add_argument(
+        "--memory", action="store_true", help="resident memory under concurrent large uploads"
+    )
+    parser.add_argument("--uploads", type=int, default=40, help="--memory: uploads at once")
     args = parser.parse_args()
+    if args.memory:
+        memory_check(args)
+        return
     total = 100 if args.quick else args.requests
 
     print_machine()

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from cerberus.errors import CerberusError
-from cerberus.footage.detect import iou_matrix
-from cerberus.footage.ingest import ingest_source
+from cerberus.footage.detect import Detections, HogDetector, iou_matrix
+from cerberus.footage.ingest import Linking, ingest_source
 from cerberus.footage.video import open_source, source_name
 from cerberus.inference.scoring import pool_vectors
 from cerberus.store import GalleryInfo, Items, MemoryStore, make_filter
@@ -156,15 +156,21 @@ def test_video_with_nobody(tmp_path, caplog):
     caplog.set_level(logging.INFO, "cerberus")
     video = write_video(tmp_path / "empty.mp4", [], frames=12)
     store = MemoryStore(_info())
-    report = ingest_source(video, store, ColourEmbedder(), camera="door", start=START)
+    report = ingest_source(video, store, ColourEmbedder(), camera="door", start=START,
+                           detector=HogDetector())  # fmt: skip
     assert (report.tracks, report.items, report.frames) == (0, 0, 12)
     assert store.count() == 0
-    assert "nobody found in 12 frames (0 tracks)" in caplog.text
+    [warning] = [r for r in caplog.records if r.levelno >= logging.WARNING]  # one line
+    text = warning.getMessage()
+    assert "empty.mp4: nobody found in 12 frames" in text and "\n" not in text
+    assert "--detector" in text and "--detections" in text
     # recorded as done: a rerun is refused like any finished source, --replace redoes it
     assert [(s.count, s.complete) for s in store.sources()] == [(0, True)]
     with pytest.raises(CerberusError, match="already in the gallery"):
-        ingest_source(video, store, ColourEmbedder(), camera="door", start=START)
-    again = ingest_source(video, store, ColourEmbedder(), camera="door", start=START, replace=True)
+        ingest_source(video, store, ColourEmbedder(), camera="door", start=START,
+                      detector=HogDetector())  # fmt: skip
+    again = ingest_source(video, store, ColourEmbedder(), camera="door", start=START,
+                          replace=True, detector=HogDetector())  # fmt: skip
     assert again.items == 0 and [(s.count, s.complete) for s in store.sources()] == [(0, True)]
 
 
@@ -195,6 +201,8 @@ def test_bad_options_are_one_line(footage, tmp_path):
         _ingest(footage, store, tmp_path, max_crops=0)
     with pytest.raises(CerberusError, match="--stride 0"):
         _ingest(footage, store, tmp_path, stride=0)
+    with pytest.raises(CerberusError, match="--crops-per-minute 0: must be above 0"):
+        _ingest(footage, store, tmp_path, crops_per_minute=0)
     with pytest.raises(CerberusError, match="--camera"):
         ingest_source(footage["video"], store, ColourEmbedder(), camera="")
     assert store.count() == 0
@@ -347,6 +355,9 @@ def test_ingest_command_checks_its_options_first(cli, tmp_path):
     code, _, err = cli("ingest", "a.mp4", "--camera", "c", "--gallery", tmp_path / "g",
                        "--stride", "0")  # fmt: skip
     assert code == 2 and "--stride 0: must be at least 1" in err
+    code, _, err = cli("ingest", video, "--camera", "c", "--gallery", tmp_path / "g",
+                       "--crops-per-minute", "0")  # fmt: skip
+    assert code == 2 and err.strip() == "error: --crops-per-minute 0.0: must be above 0"
     assert not (tmp_path / "g").exists()
 
 
@@ -382,9 +393,9 @@ def test_ctrl_c_on_a_file_leaves_the_source_incomplete(footage, tmp_path):
     store = MemoryStore(_info())
     with pytest.raises(KeyboardInterrupt):
         ingest_source(footage["video"], store, ColourEmbedder(), camera="c",
-                      detector=Interrupting(walkers), stride=1)  # fmt: skip
+                      detector=Interrupting(walkers), stride=1, part_seconds=1.0)  # fmt: skip
     [state] = store.sources()
-    assert not state.complete and state.count > 0  # the track that ended early is stored
+    assert not state.complete and state.count > 0  # the parts written before are stored
 
 
 def test_ingest_command_end_to_end_on_a_folder_gallery(cli, tiny_index, footage, tmp_path):
@@ -406,6 +417,7 @@ def test_ingest_command_end_to_end_on_a_folder_gallery(cli, tiny_index, footage,
             Path(p).parent.parent == gallery / "thumbs" for p in items.path
         )
         assert [s.complete for s in store.sources()] == [True]
+        assert store.info.meta["roots"] == [str((gallery / "thumbs").absolute())]  # served
     finally:
         store.close()
     code, out, err = cli(*args)  # the gallery's own checkpoint; the source is complete
@@ -430,3 +442,124 @@ def test_a_file_sampled_by_max_frames_stays_incomplete(footage):
     full = ingest_source(footage["video"], store, ColourEmbedder(), camera="door", start=START,
                          detections=footage["gt"])  # fmt: skip
     assert [s.complete for s in store.sources()] == [True] and store.count() == full.items
+
+
+def _all_items(store):
+    return store.get(store.ids())
+
+
+def test_a_still_person_gives_one_track_with_crops_over_the_minute(tmp_path):
+    """60 s of one person standing still (the frame repeated): one track, written in parts while
+    it runs, a crop within 2 s of every moment, the path on every frame."""
+    still = Walker(1, (220, 30, 30), 1, 600, (100.0, 40.0), (0.0, 0.0))
+    video = write_video(tmp_path / "still.mp4", [still], frames=600, fps=10)
+    store = MemoryStore(_info())
+    seen_parts = []
+
+    class Watching(BoxDetector):
+        def detect(self, frame):
+            if frame.number in (250, 450):  # the track is still running: parts already in
+                seen_parts.append(store.count())
+            return super().detect(frame)
+
+    report = ingest_source(video, store, ColourEmbedder(), camera="hall", start=START,
+                           detector=Watching([still]), stride=1)  # fmt: skip
+    items = _all_items(store)
+    assert report.tracks == 1 and set(items.track.tolist()) == {1}
+    assert seen_parts[0] > 0 and seen_parts[1] > seen_parts[0]  # searchable before it ends
+    assert report.parts == 3  # 20 s parts: frames 1-200, 201-400, 401-600
+    frames = np.sort(items.frame)
+    assert np.abs(np.arange(1, 601)[:, None] - frames[None]).min(1).max() <= 20  # 2 s at 10 fps
+    [path] = store.paths()
+    assert path.frames.tolist() == list(range(1, 601)) and path.detected.all()
+
+
+def test_paths_are_stored_with_the_items_predicted_across_gaps(footage, tmp_path):
+    walkers = footage["walkers"]
+
+    class Gappy(BoxDetector):
+        def detect(self, frame):
+            return Detections.empty() if 12 <= frame.number <= 14 else super().detect(frame)
+
+    store = MemoryStore(_info())
+    ingest_source(footage["video"], store, ColourEmbedder(), camera="cam1", start=START,
+                  detector=Gappy(walkers), stride=1)  # fmt: skip
+    paths = {p.track: p for p in store.paths()}
+    items = _all_items(store)
+    assert sorted(paths) == sorted(set(items.track.tolist())) == [1, 2]
+    one = paths[1]
+    assert one.frames.tolist() == list(range(1, 31))  # walker 1: frames 1-30
+    assert one.detected.tolist() == [not 12 <= k <= 14 for k in range(1, 31)]
+    truth = np.array([walkers[0].box(k) for k in (12, 13, 14)])
+    assert (np.diag(iou_matrix(one.boxes[11:14], truth)) > 0.6).all()
+    assert paths[2].frames[0] == 6 and paths[2].frames[-1] == 30
+
+
+def test_a_track_whose_crops_are_all_refused_is_not_stored(tmp_path, caplog):
+    """A person seen only as a sliver: tracked, no crop, nothing stored, one warning line."""
+    caplog.set_level(logging.INFO, "cerberus")
+    thin = Walker(1, (220, 30, 30), 1, 20, (100.0, 40.0), (0.0, 0.0), size=(4, 60))
+    video = write_video(tmp_path / "thin.mp4", [thin], frames=20)
+    store = MemoryStore(_info())
+    report = ingest_source(video, store, ColourEmbedder(), camera="c", start=START,
+                           detector=BoxDetector([thin]), stride=1)  # fmt: skip
+    assert report.items == 0 and report.refused_crops == 20 and store.paths() == []
+    [warning] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "20 boxes found in 20 frames but no track kept a crop" in warning.getMessage()
+
+
+def _fragments(tmp_path, second_colour):
+    """One walker, then after a 4 s gap a walker of ``second_colour`` going on from where the
+    first would be: two tracks for the tracker."""
+    first = Walker(1, (220, 30, 30), 1, 20, (10.0, 40.0), (2.0, 0.0))
+    second = Walker(2, second_colour, 61, 90, (60.0, 40.0), (2.0, 0.0))
+    video = write_video(tmp_path / f"frag{second_colour[0]}.mp4", [first, second], frames=90)
+    store = MemoryStore(_info())
+    report = ingest_source(video, store, ColourEmbedder(), camera="c", start=START,
+                           detector=BoxDetector([first, second]), stride=1,
+                           linking=Linking())  # fmt: skip
+    return report, _all_items(store), store.paths()
+
+
+def test_appearance_links_two_fragments_of_one_person(tmp_path):
+    report, items, paths = _fragments(tmp_path, (220, 30, 30))  # alike: one person
+    assert report.tracks == 1 and report.linked == 1 and set(items.track.tolist()) == {1}
+    [path] = paths
+    assert path.frames[0] == 1 and path.frames[-1] == 90 and 40 not in path.frames
+    [pair] = [e for e in report.links if e["linked"]]
+    assert pair["cosine"] > 0.99 and pair["near"]
+    report, items, paths = _fragments(tmp_path, (30, 60, 220))  # unlike: two people
+    assert report.tracks == 2 and report.linked == 0 and len(set(items.track.tolist())) == 2
+    assert len(paths) == 2 and report.links and not report.links[0]["linked"]
+
+
+def test_the_hog_tracker_outlives_its_whole_frame_interval():
+    """HOG sees a still person only on its whole-frame searches: tentative and lost tracks
+    live until the next one."""
+    from cerberus.footage.detect import HogDetector
+    from cerberus.footage.ingest import default_tracker
+
+    tracker = default_tracker(HogDetector(full_every=10), 10.0, 2)
+    assert tracker.max_age >= 11 and tracker.lost_age >= 11
+    assert default_tracker(BoxDetector([]), 10.0, 1).max_age == 10
+
+
+def test_ground_truth_visibility_keeps_hidden_people_out_of_the_crops(footage, tmp_path):
+    """MOTChallenge ground truth's column 9 (visibility) is kept: a box of a person 4% visible
+    is tracked but never a crop; -1 (a detections file's) is unknown and passes."""
+    walkers = footage["walkers"]
+    lines = []
+    for row in footage["gt"].read_text().splitlines():
+        f = row.split(",")
+        f[8] = "0.04" if int(f[0]) >= 16 else "-1"
+        lines.append(",".join(f))
+    gt = tmp_path / "gt_vis.txt"
+    gt.write_text("\n".join(lines) + "\n")
+    store = MemoryStore(_info())
+    report = ingest_source(footage["video"], store, ColourEmbedder(), camera="cam1", start=START,
+                           detections=gt)  # fmt: skip
+    items = _all_items(store)
+    assert report.tracks == 2 and len(items) and (items.frame < 16).all()
+    assert {p.frames[-1] for p in store.paths()} == {30}  # the hidden part is on the path
+    assert report.refused_crops == sum(w.box(k) is not None for w in walkers
+                                       for k in range(16, 31))  # fmt: skip

@@ -8,12 +8,12 @@ import json
 import shutil
 
 import pytest
-from fastapi.testclient import TestClient
 
 from cerberus.evaluation.calibration import store_calibration
 from cerberus.search import load_model
 from cerberus.store.npz import NpzStore
 from cerberus.web.app import create_app
+from tests.web import local_client
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_every_verdict_names_its_calibration_data(calibrated, tiny_index, cli):
     assert [r["calibrated_on"] for r in body["results"]] == [source] * 3
 
     gallery = NpzStore.load(tiny_index["index"])
-    with TestClient(create_app(gallery, calibrated["net"])) as client:
+    with local_client(create_app(gallery, calibrated["net"])) as client:
         for data in ({"gallery_id": 2, "k": 4}, {"k": 4}):
             files = None if "gallery_id" in data else {"image": ("q.jpg", query.read_bytes())}
             r = client.post("/api/search/image", data=data, files=files)
@@ -69,6 +69,6 @@ def test_every_verdict_names_its_calibration_data(calibrated, tiny_index, cli):
             assert all(row["same_person"] == (row["score"] > 0.5) for row in rows)
     # an uncalibrated model: no verdict, no source
     plain = dataclasses.replace(calibrated["net"], calibration=None)
-    with TestClient(create_app(gallery, plain)) as client:
+    with local_client(create_app(gallery, plain)) as client:
         rows = client.post("/api/search/image", data={"gallery_id": 2, "k": 2}).json()["results"]
     assert [(r["same_person"], r["calibrated_on"]) for r in rows] == [(None, None)] * 2

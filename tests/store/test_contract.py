@@ -17,6 +17,7 @@ from cerberus.store import (
     Items,
     MemoryStore,
     StoreError,
+    TrackPath,
     make_filter,
 )
 
@@ -224,3 +225,101 @@ def test_make_filter_refuses_bad_input():
         make_filter(after="2026-11-30T15:00:00Z", before="2026-11-30T14:00:00Z")
     f = make_filter(after="2026-11-30T14:00:00+01:00", before="2026-11-30T14:30:00Z")
     assert f.before - f.after == 5400
+
+
+# ---------------------------------------------------------------- track paths
+
+
+def track_path(source: str, track: int, frames, *, camera: str = "c1", seed: int = 0) -> TrackPath:
+    """A walk of ``frames`` (increasing) with every third box a prediction."""
+    frames = np.asarray(frames, np.int64)
+    rng = np.random.default_rng(seed)
+    n = len(frames)
+    left = 100 + np.cumsum(rng.normal(0, 2, n))
+    top = 50 + np.cumsum(rng.normal(0, 1, n))
+    boxes = np.stack([left, top, left + 40, top + 100], axis=1)
+    return TrackPath(source, camera, track, frames, boxes, np.arange(n) % 3 != 2)
+
+
+def assert_same_paths(got: list[TrackPath], want: list[TrackPath]) -> None:
+    assert [(p.source, p.camera, p.track, len(p)) for p in got] == [
+        (p.source, p.camera, p.track, len(p)) for p in want
+    ]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.frames, w.frames)
+        np.testing.assert_array_equal(g.boxes, w.boxes)  # kept exactly (float32)
+        np.testing.assert_array_equal(g.detected, w.detected)
+
+
+def test_paths_are_kept_and_their_parts_joined(make_store):
+    """A running track written in parts (the second overlapping the first by a frame) reads
+    back as one path; paths are ordered by source then track and filtered by both."""
+    store, reference = make_store(), MemoryStore(info())
+    for s in (store, reference):
+        s.add(
+            batch(10, source="b.mp4", seed=1),
+            complete=False,
+            paths=[track_path("b.mp4", 7, range(0, 40, 2), seed=1),
+                   track_path("b.mp4", 2, range(5, 9), camera="c2", seed=2)],
+        )  # fmt: skip
+        s.add(
+            batch(4, source="b.mp4", seed=2),
+            complete=False,
+            paths=[track_path("b.mp4", 7, range(38, 3038), seed=3)],
+        )
+        s.add(batch(3, source="a.mp4", seed=3), paths=[track_path("a.mp4", 7, [3], seed=4)])
+    got = store.paths()
+    assert [(p.source, p.track) for p in got] == [("a.mp4", 7), ("b.mp4", 2), ("b.mp4", 7)]
+    assert len(got[2]) == 20 + 3000 - 1  # frame 38 once: the first part's box kept
+    assert_same_paths(got, reference.paths())
+    assert_same_paths(store.paths(source="b.mp4"), reference.paths(source="b.mp4"))
+    assert_same_paths(store.paths(track=7), reference.paths(track=7))
+    assert_same_paths(store.paths("b.mp4", 2), reference.paths("b.mp4", 2))
+    assert store.paths("nowhere.mp4") == [] and store.paths("a.mp4", 2) == []
+
+
+def test_paths_go_with_their_source_or_camera(make_store):
+    store, reference = make_store(), MemoryStore(info())
+    for s in (store, reference):
+        two = [track_path("a", 1, range(10)), track_path("a", 2, range(4), camera="c2")]
+        s.add(batch(5, source="a", seed=1), paths=two)
+        s.add(batch(5, source="b", seed=2), paths=[track_path("b", 1, range(6), camera="c2")])
+        s.add(batch(5, source="c", seed=3), paths=[track_path("c", 3, range(6), camera="c3")])
+    store.remove(source="a")
+    reference.remove(source="a")
+    assert_same_paths(store.paths(), reference.paths())
+    assert [(p.source, p.track) for p in store.paths()] == [("b", 1), ("c", 3)]
+    store.remove(camera="c2")
+    reference.remove(camera="c2")
+    assert [(p.source, p.track) for p in store.paths()] == [("c", 3)]
+    assert_same_paths(store.paths(), reference.paths())
+
+
+def test_replacing_a_source_replaces_its_paths(make_store):
+    store, reference = make_store(), MemoryStore(info())
+    for s in (store, reference):
+        s.add(batch(5, source="a", seed=1), paths=[track_path("a", 1, range(10)),
+                                                   track_path("a", 4, range(3))])  # fmt: skip
+        s.add(batch(5, source="b", seed=2), paths=[track_path("b", 1, range(6))])
+    with pytest.raises(StoreError, match="already in the gallery"):
+        store.add(batch(2, source="c", seed=3), paths=[track_path("b", 9, range(2))])
+    assert [(p.source, p.track) for p in store.paths()] == [("a", 1), ("a", 4), ("b", 1)]
+    assert store.count() == 10  # the refused batch left nothing
+    for s in (store, reference):
+        s.add(batch(3, source="a", seed=4), replace=True,
+              paths=[track_path("a", 1, range(100, 105), seed=5)])  # fmt: skip
+    assert [(p.source, p.track, len(p)) for p in store.paths()] == [("a", 1, 5), ("b", 1, 6)]
+    assert_same_paths(store.paths(), reference.paths())
+    assert [(s.name, s.count) for s in store.sources()] == [("a", 3), ("b", 5)]
+
+
+def test_paths_without_items(make_store):
+    """A track with no crop (all too small) still has its path; an add of paths alone works
+    and a path of a complete source alone is refused like its items would be."""
+    store, reference = make_store(), MemoryStore(info())
+    empty = batch(0, source="v", seed=0)
+    for s in (store, reference):
+        s.add(batch(2, source="v", seed=1), complete=False)
+        assert len(s.add(empty, complete=False, paths=[track_path("v", 5, range(50))])) == 0
+    assert_same_paths(store.paths(), reference.paths())
+    assert store.count() == 2

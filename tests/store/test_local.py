@@ -397,3 +397,75 @@ def test_the_index_never_selects_ids_past_the_end_of_the_bitmap(tmp_path):
     memory[:10] = np.packbits(np.arange(80) % 2 == 0, bitorder="little")
     found = ann.search(clustered(5, seed=2), 20, memory[:10], 40 / 3000)
     assert set(found[found >= 0].tolist()) <= set(range(0, 80, 2))
+
+
+# ---------------------------------------------------------------- track paths
+
+
+def test_a_gallery_written_before_paths_existed_opens_without_paths(tmp_path):
+    """A gallery folder of the first layout (no paths table) opens, answers, removes, has no
+    paths; its first add with paths creates the table in that add's transaction."""
+    from tests.store.test_contract import assert_same_paths, track_path
+
+    folder = tmp_path / "old"
+    with LocalStore.create(folder, info()) as store:
+        store.add(batch(20, source="a", seed=1))
+        store.add(batch(20, source="b", seed=2))
+    conn = sqlite3.connect(folder / "items.sqlite")
+    conn.execute("DROP TABLE paths")  # the indexes go with it
+    conn.commit()
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'paths%'").fetchall() == []
+    conn.close()
+    with LocalStore.open(folder) as store:
+        assert store.paths() == [] and store.paths("a", 1) == []
+        assert store.count() == 40 and store.remove(source="b") == 20
+        with pytest.raises(StoreError, match="already in the gallery"):
+            store.add(batch(2, source="a", seed=3), paths=[track_path("a", 1, range(5))])
+        assert store.paths() == []
+        new = track_path("c", 4, range(0, 90, 3))
+        store.add(batch(3, source="c", seed=4), paths=[new])
+        assert_same_paths(store.paths(), [new])
+        assert store.remove(camera="c1") >= 0
+
+
+CHILD_PATHS = """
+import sys, numpy as np
+sys.path.insert(0, {src!r}); sys.path.insert(0, {root!r})
+from cerberus.store.local import LocalStore
+from tests.store.test_contract import batch, track_path
+store = LocalStore.open({folder!r})
+print("ready", flush=True)
+for i in range({batches}):
+    source = "child%d-%d" % ({tag}, i)
+    paths = [track_path(source, t, range(t, t + {frames})) for t in range(4)]
+    store.add(batch({n}, source=source, seed=i), paths=paths)
+"""
+
+
+def test_a_kill_during_an_add_leaves_whole_paths_or_none(tmp_path):
+    """Items and paths of a batch are one SQLite transaction: after a kill -9 a source has all
+    its items and all its paths, or neither."""
+    folder = tmp_path / "g"
+    LocalStore.create(folder, info()).close()
+    rng = np.random.default_rng(1)
+    frames = 50_000
+    for attempt in range(4):
+        code = CHILD_PATHS.format(
+            src=SRC, root=str(Path(__file__).resolve().parent), folder=str(folder),
+            batches=3, tag=attempt, frames=frames, n=5_000,
+        )  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
+        )
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(float(rng.uniform(0.0, 1.0)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with LocalStore.open(folder) as store:
+            for i in range(3):
+                source = f"child{attempt}-{i}"
+                items = store.count(Filter(sources=frozenset({source})))
+                paths = store.paths(source)
+                assert items in (0, 5_000)
+                assert [len(p) for p in paths] == ([frames] * 4 if items else [])

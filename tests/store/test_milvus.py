@@ -279,3 +279,69 @@ def test_cameras_follow_replace_and_remove(store):
     assert store.count() == reference.count() and store.count(Filter()) == reference.count()
     a, b = store.sources()
     assert (a.count, b.count) == (20, reference.count() - 20)
+
+
+# ---------------------------------------------------------------- track paths
+
+
+def test_a_gallery_written_before_paths_existed_opens_without_paths(uri):
+    """A gallery of the first layout (no paths collection) opens, answers and has no paths;
+    its first add with paths creates the collection."""
+    from tests.store.test_contract import assert_same_paths, track_path
+
+    name = next(NAMES)
+    with MilvusStore.create(uri, info(), collection=name) as s:
+        s.add(batch(10, source="a", seed=1))
+        s.add(batch(10, source="b", seed=2))
+        s._client.drop_collection(s.paths_collection)
+    with MilvusStore.open(uri, collection=name) as s:
+        assert s.paths() == [] and s.count() == 20
+        assert s.remove(source="b") == 10
+        new = track_path("c", 4, range(0, 90, 3))
+        s.add(batch(3, source="c", seed=4), paths=[new])
+        assert_same_paths(s.paths(), [new])
+    with MilvusStore.open(uri, collection=name) as s:
+        assert_same_paths(s.paths(), [new])
+
+
+def test_long_paths_are_stored_in_pieces(store):
+    from tests.store.test_contract import assert_same_paths, track_path
+
+    long = track_path("a", 1, range(0, 2 * 3700, 2), seed=3)  # 3,700 frames: 3 pieces
+    store.add(batch(2, source="a", seed=1), paths=[long])
+    rows = store._client.query(store.paths_collection, filter="batch >= 0", output_fields=["n"])
+    assert sorted(r["n"] for r in rows) == [700, 1500, 1500]
+    assert_same_paths(store.paths(), [long])
+
+
+CRASH_PATHS = """
+import os, sys
+sys.path[:0] = {paths!r}
+from cerberus.store import milvus_rows
+from cerberus.store.milvus import MilvusStore
+from tests.store.test_contract import batch, info, track_path
+store = MilvusStore.create({uri!r}, info(), collection="crash")
+store.add(batch(30, source="a", seed=1), paths=[track_path("a", 1, range(40))])
+milvus_rows.PATH_PIECE = 10
+done = []
+def insert(rows):
+    if done:
+        os._exit(9)  # killed between two inserts of one batch's paths: no cleanup runs
+    MilvusStore._insert_paths(store, rows)
+    done.append(1)
+store._insert_paths = insert
+store.add(batch(5, source="b", seed=2), paths=[track_path("b", 2, range(2000))])
+"""
+
+
+def test_a_process_killed_while_adding_paths_leaves_no_part_of_them(tmp_path):
+    uri = str(tmp_path / "crash.db")
+    here = Path(__file__).parent
+    code = textwrap.dedent(CRASH_PATHS).format(paths=[str(here.parent / "src"), str(here)], uri=uri)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 9, run.stderr[-2000:]
+    with MilvusStore.open(uri, collection="crash") as s:
+        assert [(p.source, p.track, len(p)) for p in s.paths()] == [("a", 1, 40)]
+        assert s.count() == 35 - 5
+        rows = s._client.query(s.paths_collection, filter="batch >= 0", output_fields=["n"])
+        assert len(rows) == 1  # the reopen deleted the pieces that did arrive

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from cerberus.attributes.schema import GROUPS
@@ -19,6 +18,7 @@ from cerberus.inference.scoring import attribute_query_vectors, parse_attribute_
 from cerberus.search import search_images
 from cerberus.store.npz import NpzIndex, NpzStore
 from cerberus.web.app import MAX_K, Limits, check_host, create_app, schema_json
+from tests.web import local_client
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def served(tiny_index):
     store = NpzStore(gallery)
     net = InferenceModel.from_checkpoint(tiny_index["ckpt"], device="cpu", num_workers=0)
     app = create_app(store, net)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with local_client(app, raise_server_exceptions=False) as client:
         yield {"client": client, "gallery": gallery, "store": store, "net": net, "app": app,
                **tiny_index}  # fmt: skip
 
@@ -153,7 +153,7 @@ def test_result_attributes_without_stored_vectors(served):
 
     ivf = NpzStore.build(FeatureSet.load(served["features"]), kind="ivf", nlist=2)
     body = {"attributes": {"gender": "male"}, "k": 6}
-    with TestClient(create_app(ivf, served["net"])) as client:
+    with local_client(create_app(ivf, served["net"])) as client:
         again = client.post("/api/search/attributes", json=body).json()["results"]
     first = served["client"].post("/api/search/attributes", json=body).json()["results"]
     said = {r["id"]: r["attributes"] for r in first}
@@ -336,7 +336,7 @@ def test_size_limits_in_bytes_and_pixels(served):
     app = create_app(
         served["store"], served["net"], limits=Limits(max_bytes=2000, max_pixels=5000)
     )
-    with TestClient(app) as client:
+    with local_client(app) as client:
         small = png_bytes(size=(30, 60))  # 1800 pixels, a few hundred bytes
         assert client.post("/api/describe", files={"image": ("s.png", small)}).status_code == 200
         wide = png_bytes(size=(100, 100))  # 10000 pixels, small file
@@ -360,7 +360,7 @@ def test_pillow_limit_is_ours_for_each_decode(served, monkeypatch):
     over Pillow's global one, and one over ours is refused quoting ours."""
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's limit far under ours
     app = create_app(served["store"], served["net"], limits=Limits(max_pixels=50_000))
-    with TestClient(app) as client:
+    with local_client(app) as client:
         ok = client.post("/api/describe", files={"image": ("p.png", png_bytes(size=(100, 100)))})
         assert ok.status_code == 200, ok.text  # 10000 pixels: over Pillow's 2x1000, under ours
         big = png_bytes(size=(400, 300))  # 120000 pixels, over twice ours
@@ -445,7 +445,7 @@ def test_the_page_runs_on_a_weights_pair_alone(served, tmp_path):
     weights, _ = export_weights(served["ckpt"], tmp_path / "model.safetensors")
     net = InferenceModel.from_checkpoint(weights, device="cpu", num_workers=0)
     query = served["query"].read_bytes()
-    with TestClient(create_app(served["store"], net)) as client:
+    with local_client(create_app(served["store"], net)) as client:
         assert client.get("/api/health").json()["status"] == "ok"
         r = client.post("/api/search/image", files={"image": ("q.jpg", query)}, data={"k": 4})
         assert r.status_code == 200, r.text
@@ -470,7 +470,7 @@ def test_photo_search_says_same_person_at_the_calibrated_threshold(served):
     point = {"fpr_target": 1e-2, "threshold": threshold, "tpr": 0.9, "fpr": 0.01}
     cal = {"chosen_fpr": 1e-2, "points": [point], "split": "test", "num_different_pairs": 900}
     net = dataclasses.replace(served["net"], calibration=cal)
-    with TestClient(create_app(served["store"], net)) as calibrated:
+    with local_client(create_app(served["store"], net)) as calibrated:
         assert calibrated.get("/api/health").json()["calibrated"] is True
         r = calibrated.post("/api/search/image", files={"image": ("q.jpg", query)}, data={"k": 6})
         body = r.json()
@@ -563,7 +563,7 @@ def test_a_chunked_body_over_the_limit_is_not_read(served, route):
         assert status == 413
         assert consumed["bytes"] <= limit + 2**20, consumed  # not the 64 MiB sent
         assert pulled < total // 4, pulled  # the client was stopped early too
-        with TestClient(app) as client:  # and the server goes on serving
+        with local_client(app) as client:  # and the server goes on serving
             assert client.get("/api/health").status_code == 200
 
 

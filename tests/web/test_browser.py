@@ -266,8 +266,35 @@ def footage_url(tiny_index, tmp_path_factory):
                   "--checkpoint", str(tiny_index["ckpt"]), "--device", "cpu"]  # fmt: skip
         result = CliRunner().invoke(app, ingest)
         assert result.exit_code == 0, result.output
+    add_paths(gallery)
     with background_server(create_app(Gallery.open(gallery, device="cpu"))) as url:
         yield url, manifest
+
+
+def add_paths(folder: Path) -> None:
+    """Give every track of a gallery a path written through the store: its crops' boxes
+    (detected) and on the frames between them boxes interpolated linearly (predicted); each
+    source is replaced by the same crops with their paths."""
+    import numpy as np
+
+    from cerberus.store import Filter, TrackPath
+    from cerberus.store.local import LocalStore
+
+    with LocalStore.open(folder) as store:
+        for source in store.sources():
+            items = store.get(store.ids(Filter(sources=frozenset({source.name}))))
+            paths = []
+            for t in np.unique(items.track):
+                rows = np.flatnonzero(items.track == t)
+                f, keep = np.unique(items.frame[rows], return_index=True)
+                box = items.box[rows[keep]]
+                frames = np.arange(f[0], f[-1] + 1)
+                boxes = np.stack([np.interp(frames, f, box[:, k]) for k in range(4)], axis=1)
+                camera = items.camera[rows[0]]
+                paths.append(
+                    TrackPath(source.name, camera, int(t), frames, boxes, np.isin(frames, f))
+                )
+            store.add(items, replace=True, paths=paths)
 
 
 def test_search_ingested_footage_by_camera_and_see_the_frame(browser, footage_url):
@@ -294,5 +321,28 @@ def test_search_ingested_footage_by_camera_and_see_the_frame(browser, footage_ur
     link = cards(page).first.locator("a.frame")
     response = page.request.get(url + link.get_attribute("href"))
     assert response.status == 200 and response.headers["content-type"] == "image/jpeg"
+
+    # the frame opens below the results with its track's path drawn on it
+    item = link.get_attribute("href").split("/")[-2]
+    link.click()
+    page.wait_for_selector("#frame-figure svg", timeout=20_000)
+    track = page.request.get(f"{url}/api/gallery/{item}/track").json()["track"]
+    path, detected = track["path"], track["path_detected"]
+    assert len(path) > 2 and not all(detected)  # frames between crops: predicted
+    drawn = page.evaluate(
+        """() => [...document.querySelectorAll('#frame-figure polyline')].map(p => ({
+            points: p.getAttribute('points').trim().split(/\\s+/).length,
+            dashed: p.classList.contains('predicted'),
+            dash: getComputedStyle(p).strokeDasharray }))"""
+    )
+    kinds = detected[1:]  # a segment is of the kind of the box it ends at
+    runs = [k for i, k in enumerate(kinds) if i == 0 or k != kinds[i - 1]]
+    assert [d["dashed"] for d in drawn] == [not k for k in runs]
+    assert sum(d["points"] for d in drawn) == len(path) - 1 + len(runs)
+    assert all((d["dash"] != "none") == d["dashed"] for d in drawn)
+    assert page.locator("#frame-figure svg rect.track-box").count() == 1
+    assert page.locator("#frame-figure svg").get_attribute("data-points") == str(len(path))
+    status = page.locator("#frame-status").inner_text()
+    assert f"Track {track['track']}: {len(path)} boxes" in status
     assert not errors, errors
     context.close()

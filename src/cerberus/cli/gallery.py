@@ -1,5 +1,6 @@
-"""Commands on a gallery that grows (method §9): ``gallery info | remove | compact | convert`` and
-``timeline`` ("where else was this person?")."""
+"""Commands on a gallery that grows (method §9): ``gallery info | remove | compact | convert``,
+``timeline`` ("where else was this person?") and ``tracks`` (a footage gallery's tracks and
+their paths)."""
 
 from __future__ import annotations
 
@@ -170,4 +171,60 @@ def timeline(
         typer.echo(
             f"{s['start'] or '-':25s} {s['end'] or '-':25s} {s['camera'] or '-':>8s} "
             f"{s['score']:7.4f} {s['count']:5d} {s['item']}{mark}"
+        )
+
+
+@app.command()
+def tracks(
+    gallery: Annotated[
+        str, typer.Option("--gallery", "--index", help="Gallery: folder, Milvus URI or .npz.")
+    ],
+    source: Annotated[
+        str | None, typer.Option(help="Only the tracks of this source (a video, a stream).")
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print JSON, each track with its path: [[frame, l, t, r, b]]."),
+    ] = False,
+) -> None:
+    """The tracks of a gallery made from footage: per track its camera, first and last frame
+    and time, crops and the number of boxes of its path (with --json: the path itself)."""
+    from cerberus.search import Gallery
+
+    opened = Gallery.open(gallery, model=False)
+    try:
+        found = opened.tracks(source)
+    finally:
+        opened.store.close()
+    if as_json:
+        typer.echo(json.dumps(found))
+        return
+    if not found:
+        typer.echo(f"{gallery}: no tracks" + (f" of {source}" if source else ""))
+        return
+
+    def tenths(iso: str | None) -> str:
+        """An ISO time to a tenth of a second (a frame at 10 fps), ``-`` when unknown."""
+        if iso is None:
+            return "-"
+        whole, dot, rest = iso.partition(".")
+        return whole + dot + rest[:1] + rest[6:] if dot else iso
+
+    cam = max(6, *(len(t["camera"] or "-") for t in found))
+    head = (
+        f"{'track':>6s} {'camera':<{cam}s} {'first':>7s} {'last':>7s} {'start':27s} {'end':27s} "
+        f"{'boxes':>6s} {'detected':>8s} crops"
+    )
+    shown = None
+    for t in found:
+        if t["source"] != shown:
+            shown = t["source"]
+            typer.echo(f"{shown}:")
+            typer.echo(head)
+        frames = [("-" if x is None else str(x)) for x in (t["first_frame"], t["last_frame"])]
+        crops = ",".join(str(i) for i in t["crops"]) or "-"
+        typer.echo(
+            f"{t['track']:6d} {t['camera'] or '-':<{cam}s} {frames[0]:>7s} {frames[1]:>7s} "
+            f"{tenths(t['start']):27s} {tenths(t['end']):27s} {t['boxes']:6d} {t['detected']:8d} "
+            f"{crops}"
         )

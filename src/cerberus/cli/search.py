@@ -329,14 +329,27 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     max_image_mb: Annotated[float, typer.Option(help="Largest upload, in MiB.")] = 8.0,
     max_pixels: Annotated[int, typer.Option(help="Largest upload, width x height.")] = 4096 * 4096,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Also answer requests naming this host (repeat); 127.0.0.1, localhost, [::1] "
+            "and --host always.",
+        ),
+    ] = None,
     device: Device = "auto",
 ) -> None:
-    """Serve the person-search page and its JSON API (search by photo or description)."""
+    """Serve the person-search page and its JSON API (search by photo or description).
+
+    Only requests whose Host header names this machine, --host or an --allowed-host are
+    answered (a web page elsewhere cannot read the gallery through a browser)."""
     from cerberus.search import Gallery
     from cerberus.web.app import check_serve_options, create_app, run_server
+    from cerberus.web.hosts import allowed_hosts
 
     limits = check_serve_options(port, max_image_mb, max_pixels)
+    hosts = allowed_hosts(host, allowed_host or ())
     gallery = Gallery.open(index, checkpoint, device=device)
-    served = create_app(gallery, limits=limits)  # everything loaded and checked before serving
-    typer.echo(f"serving {len(gallery)} gallery crops on http://{host}:{port}/ (Ctrl-C stops)")
-    run_server(served, host=host, port=port)
+    served = create_app(gallery, limits=limits, hosts=hosts)  # all loaded and checked first
+    said = f"serving {len(gallery)} gallery crops on http://{host}:{port}/ (Ctrl-C stops)"
+    run_server(served, host=host, port=port, announce=said)  # said once the port is bound

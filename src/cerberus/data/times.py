@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from cerberus.errors import CerberusError
+from cerberus.errors import CerberusError, shown
 
 
 def to_utc_seconds(
@@ -31,10 +31,10 @@ def to_utc_seconds(
             moment = datetime.fromisoformat(zulu)
         except ValueError:
             raise error(
-                f"{what} {text!r}: not an ISO-8601 time (e.g. 2026-11-30T14:00:00+01:00)"
+                f"{what} {shown(text)}: not an ISO-8601 time (e.g. 2026-11-30T14:00:00+01:00)"
             ) from None
     if not isinstance(moment, datetime):
-        raise error(f"{what} {moment!r}: not a time")
+        raise error(f"{what} {shown(moment)}: not a time")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise error(
             f"{what} {moment.isoformat()}: no time zone; give one (e.g. +01:00 or Z for UTC)"

@@ -34,11 +34,14 @@ class Detections:
         boxes: ``(n, 4)`` float32 ``left, top, right, bottom`` in pixels.
         scores: ``(n,)`` float32 detector confidence.
         ids: ``(n,)`` int64 track ids given with the detections; ``-1`` where none.
+        visibility: ``(n,)`` float32 fraction of the person visible (a ground-truth file's
+            column 9), NaN where unknown; ``None``: unknown for all.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     ids: np.ndarray
+    visibility: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -58,7 +61,8 @@ class Detections:
         )
 
     def take(self, rows) -> Detections:
-        return Detections(self.boxes[rows], self.scores[rows], self.ids[rows])
+        vis = None if self.visibility is None else self.visibility[rows]
+        return Detections(self.boxes[rows], self.scores[rows], self.ids[rows], vis)
 
 
 @runtime_checkable
@@ -96,12 +100,14 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> np.nda
 class MotDetections:
     """Detections of one video from a MOTChallenge text file.
 
-    One row per box: ``frame, id, left, top, width, height[, conf, ...]`` (comma- or
-    space-separated; frames 1-based; ``id`` -1 where untracked; ``conf`` 1 when absent; further
-    columns ignored). Blank lines and lines starting with ``#`` are skipped. Pixels are 1-based
-    as in MOTChallenge (the top-left pixel is ``(1, 1)``): a row ``left, top, width, height``
-    is the box ``[left - 1, top - 1, left - 1 + width, top - 1 + height]`` in the 0-based frame
-    coordinates of everything else (crops, stored boxes, the built-in detector).
+    One row per box: ``frame, id, left, top, width, height[, conf, class, visibility, ...]``
+    (comma- or space-separated; frames 1-based; ``id`` -1 where untracked; ``conf`` 1 when
+    absent; ``visibility``, as MOTChallenge ground truth has it, kept where it is in 0..1 (a
+    detections file's ``-1`` there: unknown); further columns ignored). Blank lines and lines
+    starting with ``#`` are skipped. Pixels are 1-based as in MOTChallenge (the top-left pixel
+    is ``(1, 1)``): a row ``left, top, width, height`` is the box ``[left - 1, top - 1,
+    left - 1 + width, top - 1 + height]`` in the 0-based frame coordinates of everything else
+    (crops, stored boxes, the built-in detector).
 
     Checks (:meth:`load`): a malformed row is a :class:`CerberusError` naming the file and line;
     boxes reaching outside the frame are clipped to it and those left with no area dropped (one
@@ -180,7 +186,8 @@ class MotDetections:
             if box[2] - box[0] < 1 or box[3] - box[1] < 1:
                 dropped += 1
                 continue
-            per_frame[int(frame)].append([*box, score, ident])
+            vis = _visibility(fields)
+            per_frame[int(frame)].append([*box, score, ident, vis])
         if clipped or dropped or low:
             parts = []
             if clipped:
@@ -200,9 +207,11 @@ class MotDetections:
         rows = {}
         for f, r in per_frame.items():
             a = np.asarray(r, np.float64)
+            vis = a[:, 6].astype(np.float32)
             rows[f] = Detections(
-                a[:, :4].astype(np.float32), a[:, 4].astype(np.float32), a[:, 5].astype(np.int64)
-            )
+                a[:, :4].astype(np.float32), a[:, 4].astype(np.float32), a[:, 5].astype(np.int64),
+                None if np.isnan(vis).all() else vis,
+            )  # fmt: skip
         ids = np.concatenate([d.ids for d in rows.values()]) if rows else np.zeros(0, np.int64)
         given = bool(len(ids)) and bool((ids >= 0).all())
         if len(ids) and not given and (ids >= 0).any():
@@ -222,7 +231,9 @@ class MotDetections:
         return (
             dets
             if self.gives_ids
-            else Detections(dets.boxes, dets.scores, np.full(len(dets), -1, np.int64))
+            else Detections(
+                dets.boxes, dets.scores, np.full(len(dets), -1, np.int64), dets.visibility
+            )
         )
 
     @property
@@ -233,6 +244,16 @@ class MotDetections:
     def unused(self, last_frame: int) -> list[int]:
         """Frames with detections past ``last_frame`` (the last frame the video gave)."""
         return [f for f in self.frames if f > last_frame]
+
+
+def _visibility(fields: list[str]) -> float:
+    """A row's visibility (column 9) where it is a number in 0..1, else NaN (unknown: absent,
+    or a detections file's -1)."""
+    try:
+        vis = float(fields[8]) if len(fields) > 8 else math.nan
+    except ValueError:
+        return math.nan
+    return vis if 0 <= vis <= 1 else math.nan
 
 
 # --------------------------------------------------------------------------- HOG
@@ -266,7 +287,9 @@ class HogDetector:
     moving regions, grown to at least one detection window, are searched; a frame where more
     than ``full_frame_above`` of the area moves (the first ones, while the model learns) is
     searched whole. The first frame and every ``full_every``-th are searched whole too (the
-    gate cannot see a person who stands still). ``motion=False`` searches every frame whole.
+    gate cannot see a person who stands still; every 10th at stride 2 is every 20 frames, 2 s
+    at 10 fps, so a person standing has a crop every 2 s). ``motion=False`` searches every
+    frame whole.
 
     Limits: a person must be at least about ``100 / upscale`` px tall (the 64x128 window at
     scale 1; smaller people are missed); ``upscale`` 2 finds people from ~50 px at about four
@@ -295,7 +318,7 @@ class HogDetector:
         scale: float = 1.05,
         full_frame_above: float = 0.4,
         tighten: bool = True,
-        full_every: int = 50,
+        full_every: int = 10,
     ) -> None:
         cv2 = _cv2()
         if not upscale > 0:

@@ -16,6 +16,7 @@ folder of crops into a :class:`~cerberus.inference.features.FeatureSet`.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -54,7 +55,26 @@ from cerberus.inference.scoring import (  # noqa: F401  (re-exported: the method
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+NOT_DECODED = frozenset({"BUFR", "GRIB", "HDF5", "WMF", "MPEG", "EPS"})
+"""Formats Pillow recognises but does not decode by itself (stubs, or an outside program)."""
+
+
+def _image_suffixes() -> tuple[str, ...]:
+    """The file name endings of every format Pillow reads (its registered extensions of the
+    formats it opens, less :data:`NOT_DECODED`), sorted."""
+    Image.init()
+    return tuple(
+        sorted(
+            ext.lower()
+            for ext, fmt in Image.registered_extensions().items()
+            if fmt in Image.OPEN and fmt not in NOT_DECODED
+        )
+    )
+
+
+IMAGE_SUFFIXES = _image_suffixes()
+"""What a crop folder's images may end with: every format Pillow reads (.jpg, .png, .gif,
+.tif, .webp, .bmp, ...)."""
 
 ImageLike = str | Path | Image.Image | np.ndarray
 """What the in-memory entry points take: a file, a PIL image, or an ``(H, W)`` / ``(H, W, 3)``
@@ -246,12 +266,28 @@ def scan_images(folder: str | Path, schema: Schema) -> ImageSet:
     folder = Path(folder)
     if not folder.is_dir():
         raise CerberusError(f"{folder}: image folder not found")
-    paths = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    paths = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     if not paths:
-        raise CerberusError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise CerberusError(
+            f"{folder}: no images (any format Pillow reads: .jpg, .png, .gif, .tif, .webp ...)"
+        )
+    skipped = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if skipped:
+        logger.warning("%s: %s", folder, skipped_line(skipped))
     return image_set(paths, schema)
+
+
+def skipped_line(skipped: list[Path]) -> str:
+    """One line saying which files a folder scan left out and why: ``"skipped 3 files that
+    are not images Pillow reads: 2 .txt, 1 (no suffix) (e.g. notes.txt)"``."""
+    kinds = Counter(p.suffix.lower() or "(no suffix)" for p in skipped)
+    counts = ", ".join(f"{n} {k}" for k, n in kinds.most_common(8))
+    more = ", ..." if len(kinds) > 8 else ""
+    many = "file that is not an image" if len(skipped) == 1 else "files that are not images"
+    return (
+        f"skipped {len(skipped)} {many} Pillow reads: {counts}{more} (e.g. {skipped[0].name})"
+    )
 
 
 def image_set(paths: list[str | Path] | tuple[str | Path, ...], schema: Schema) -> ImageSet:

@@ -30,7 +30,7 @@ from cerberus.inference.scoring import (
     value_phrases,
 )
 from cerberus.search.rows import iso_time, result_rows
-from cerberus.search.tracks import Top, check_track_score, top_tracks, track_items
+from cerberus.search.tracks import Top, check_track_score, list_tracks, top_tracks, track_items
 from cerberus.search.verdicts import Verdicts
 from cerberus.store import (
     UNKNOWN,
@@ -157,9 +157,11 @@ class Gallery:
         after: datetime | str | float | None = None,
         before: datetime | str | float | None = None,
         sources: Iterable[str] | None = None,
+        labels: tuple[str, str] = ("--after", "--before"),
     ) -> Filter | None:
         """A filter checked against this gallery (its camera and source names); ``None`` when
-        nothing is given."""
+        nothing is given. ``labels``: how errors name the time window's two ends (the CLI's
+        options by default; the page's API says ``after`` / ``before``)."""
         if cameras is None and after is None and before is None and sources is None:
             return None
         return make_filter(
@@ -169,6 +171,7 @@ class Gallery:
             sources=sources,
             known_cameras=self.store.cameras() if cameras is not None else None,
             known_sources=[s.name for s in self.store.sources()] if sources is not None else None,
+            labels=labels,
         )
 
     def _model(self) -> InferenceModel:
@@ -430,6 +433,29 @@ class Gallery:
             width = max(2, round(min(image.size) / 150))
             ImageDraw.Draw(image).rectangle(row["box"], outline=(255, 40, 40), width=width)
         return np.asarray(image)
+
+    # ---- tracks
+
+    def source_name(self, source: str) -> str:
+        """The gallery's name of ``source``: as given, or a file / folder given by a relative
+        path made absolute (how ingestion names it); an error naming it when the gallery has
+        no such source."""
+        names = {s.name for s in self.store.sources()}
+        if source in names:
+            return source
+        resolved = str(Path(source).expanduser().resolve())
+        if resolved in names:
+            return resolved
+        raise CerberusError(
+            f"source {source}: not in this gallery (its sources: `cerberus gallery info`)"
+        )
+
+    def tracks(self, source: str | None = None, track: int | None = None) -> list[dict[str, Any]]:
+        """The gallery's tracks (of one ``source``, one ``track``) with their crops and paths
+        (:func:`~cerberus.search.tracks.list_tracks`)."""
+        if source is not None:
+            source = self.source_name(source)
+        return list_tracks(self.store, source, track)
 
     def item_vectors(self, ids: Sequence[int]) -> np.ndarray:
         """``(n, D)`` the stored vectors of gallery items (crops embedded again where the

@@ -249,10 +249,12 @@ def make_filter(
     tracks: Iterable[tuple[str, int]] | None = None,
     known_cameras: Iterable[str] | None = None,
     known_sources: Iterable[str] | None = None,
+    labels: tuple[str, str] = ("--after", "--before"),
 ) -> Filter:
     """A :class:`Filter` from user input, checked: camera / source names not in the gallery
     (when ``known_*`` is given), unparseable or naive times and an empty or inverted window are
-    refused with one line."""
+    refused with one line; ``labels`` name ``after`` and ``before`` in those lines (each front
+    end its own: the CLI's options, the API's fields). Input echoed is cut at 80 characters."""
 
     def names(given, known, what: str) -> frozenset[str] | None:
         if given is None:
@@ -264,18 +266,18 @@ def make_filter(
             known = set(known)
             unknown = sorted(given - known)
             if unknown:
-                shown = ", ".join(sorted(known)[:20]) or "none"
+                have = ", ".join(sorted(known)[:20]) or "none"
                 raise StoreError(
-                    f"{what} {', '.join(unknown)}: not in this gallery (it has: {shown})"
+                    f"{what} {_cut(', '.join(unknown))}: not in this gallery (it has: {have})"
                 )
         return given
 
-    a = None if after is None else to_utc_seconds(after, "--after")
-    b = None if before is None else to_utc_seconds(before, "--before")
+    a = None if after is None else to_utc_seconds(after, labels[0])
+    b = None if before is None else to_utc_seconds(before, labels[1])
     if a is not None and b is not None and not a < b:
         raise StoreError(
             f"time window {from_utc_seconds(a).isoformat()} .. {from_utc_seconds(b).isoformat()}: "
-            "--after must be earlier than --before"
+            f"{labels[0]} must be earlier than {labels[1]}"
         )
     return Filter(
         cameras=names(cameras, known_cameras, "camera"),
@@ -284,6 +286,11 @@ def make_filter(
         sources=names(sources, known_sources, "source"),
         tracks=None if tracks is None else frozenset((str(s), int(t)) for s, t in tracks),
     )
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis (input echoed in an error)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass

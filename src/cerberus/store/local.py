@@ -61,9 +61,12 @@ from cerberus.store.base import (
     Items,
     SourceState,
     StoreError,
+    TrackPath,
 )
+from cerberus.store.pathcodec import decode, encode
 from cerberus.store.rows import (
     COLUMNS,
+    PATHS_SCHEMA,
     SCHEMA,
     compile_filter,
     info_of,
@@ -149,7 +152,7 @@ class LocalStore:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("BEGIN")
-                for statement in SCHEMA.split(";"):
+                for statement in (SCHEMA + PATHS_SCHEMA).split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.executemany("INSERT INTO gallery VALUES (?, ?)", info_rows(info))
@@ -285,9 +288,28 @@ class LocalStore:
             if path.name not in known:
                 path.unlink(missing_ok=True)
 
+    @staticmethod
+    def _has_paths(conn: sqlite3.Connection) -> bool:
+        """Whether the gallery has its paths table (one written before paths existed has not)."""
+        row = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'paths'"
+        ).fetchone()
+        return row is not None
+
+    def _delete_paths(self, conn: sqlite3.Connection, column: str, value: str) -> None:
+        if self._has_paths(conn):
+            conn.execute(f"DELETE FROM paths WHERE {column} = ?", (value,))
+
     # ---- writing
 
-    def add(self, items: Items, *, replace: bool = False, complete: bool = True) -> np.ndarray:
+    def add(
+        self,
+        items: Items,
+        *,
+        replace: bool = False,
+        complete: bool = True,
+        paths: Sequence[TrackPath] = (),
+    ) -> np.ndarray:
         items.check()
         n = len(items)
         if items.vectors.shape[1] != self.info.dim:
@@ -296,6 +318,11 @@ class LocalStore:
                 f"the gallery holds {self.info.dim}"
             )
         batch_sources = sorted(set(items.source))
+        path_rows = [
+            (p.source, p.camera, int(p.track), int(p.frames[0]) if len(p) else 0, len(p))
+            + (encode(p),)
+            for p in paths
+        ]
         seg_file = self.folder / VECTORS / f"seg-{uuid.uuid4().hex[:16]}.npy"
         doing = f"adding {n} items"
         try:
@@ -312,7 +339,7 @@ class LocalStore:
                     for (s,) in conn.execute(
                         "SELECT name FROM sources WHERE complete AND name IN "
                         "(SELECT value FROM json_each(?)) ORDER BY name",
-                        (json.dumps(batch_sources),),
+                        (json.dumps(sorted(set(batch_sources) | {p.source for p in paths})),),
                     )
                 ]
                 if done and not replace:
@@ -324,6 +351,17 @@ class LocalStore:
                 for s in done:
                     replaced += conn.execute("DELETE FROM items WHERE source = ?", (s,)).rowcount
                     conn.execute("DELETE FROM sources WHERE name = ?", (s,))
+                    self._delete_paths(conn, "source", s)
+                if path_rows:
+                    # one statement at a time (executescript would commit the transaction)
+                    for statement in PATHS_SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.executemany(
+                        "INSERT INTO paths (source, camera, track, first, n, data) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        path_rows,
+                    )
                 self._add_to_count(conn, n - replaced)
                 first = int(self._fact(conn, "next_id", "0"))
                 ids = np.arange(first, first + n, dtype=np.int64)
@@ -383,10 +421,12 @@ class LocalStore:
             if source is not None:
                 gone = conn.execute("DELETE FROM items WHERE source = ?", (source,)).rowcount
                 conn.execute("DELETE FROM sources WHERE name = ?", (source,))
+                self._delete_paths(conn, "source", source)
             else:
                 q = "SELECT DISTINCT source, source FROM items WHERE camera = ?"
                 touched = conn.execute(q, (camera,)).fetchall()  # sources with items there
                 gone = conn.execute("DELETE FROM items WHERE camera = ?", (camera,)).rowcount
+                self._delete_paths(conn, "camera", camera)
                 conn.executemany(  # those left empty go; finished empty sources stay
                     "DELETE FROM sources WHERE name = ? AND NOT EXISTS "
                     "(SELECT 1 FROM items WHERE source = ?)",
@@ -646,6 +686,28 @@ class LocalStore:
         else:
             vecs = np.zeros((len(ordered), self.info.dim), np.float32)
         return items_of_rows(ordered, attrs, vecs)
+
+    def paths(self, source: str | None = None, track: int | None = None) -> list[TrackPath]:
+        clauses, params = [], []
+        if source is not None:
+            clauses.append("source = ?")
+            params.append(source)
+        if track is not None:
+            clauses.append("track = ?")
+            params.append(int(track))
+        condition = " AND ".join(clauses) or "1"
+        with self._reading() as conn:
+            if not self._has_paths(conn):
+                return []
+            rows = conn.execute(
+                f"SELECT source, camera, track, n, data FROM paths WHERE {condition} "
+                "ORDER BY part",  # the order they were added in (join keeps the first of a frame)
+                params,
+            ).fetchall()
+        parts: dict[tuple[str, int], list[TrackPath]] = {}
+        for s, c, t, n, blob in rows:
+            parts.setdefault((s, int(t)), []).append(decode(s, c, t, int(n), blob))
+        return [TrackPath.join(p) for _, p in sorted(parts.items())]
 
     def ids(self, where: Filter | None = None) -> np.ndarray:
         condition, params = compile_filter(where)

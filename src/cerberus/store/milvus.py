@@ -7,6 +7,12 @@ FLOAT_VECTOR ``vector``, a FLAT index with metric IP unless asked otherwise, and
 and ``<collection>_meta`` holds the gallery's own facts, one JSON text per row: the format
 version, the :class:`GalleryInfo` (in chunks), the write ``state`` and one row per source
 (item count, complete flag, item count per camera: :meth:`MilvusStore.cameras` reads them).
+A third, ``<collection>_paths``, holds the track paths (:class:`TrackPath`): one row per piece
+of at most :data:`~cerberus.store.milvus_rows.PATH_PIECE` frames, its frames, boxes and flags as
+the base64 text of a :mod:`cerberus.store.pathcodec` blob, tagged with the batch like the items
+(Milvus wants a vector in every collection: a 2-d zero vector, never searched). A gallery
+written before paths existed has no such collection: it has no paths, and the first add that
+brings paths creates it.
 
 Milvus has no multi-row transactions, so a batch becomes visible at one single-row write:
 
@@ -45,6 +51,7 @@ from cerberus.store.base import (
     Items,
     SourceState,
     StoreError,
+    TrackPath,
 )
 from cerberus.store.milvus_rows import (
     MAX_NAME,
@@ -53,8 +60,10 @@ from cerberus.store.milvus_rows import (
     encode_info,
     hidden,
     item_rows,
+    path_rows,
     quote,
     rows_to_items,
+    rows_to_path,
     strings,
     visible,
 )
@@ -126,6 +135,8 @@ class MilvusStore:
         self.uri = uri
         self.collection = collection
         self.meta_collection = f"{collection}_meta"
+        self.paths_collection = f"{collection}_paths"
+        self._has_paths = False
         self.info = info
         self.index = index
         self.name = f"{uri} (collection {collection})"
@@ -195,6 +206,7 @@ class MilvusStore:
                         "collection)"
                     )
                 store._create_collections()
+                store._create_paths_collection()
                 chunks = [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)]
                 rows = [store._meta_row(f"info:{i}", "info", c) for i, c in enumerate(chunks)]
                 rows.append(store._meta_row("state", "state", json.dumps(store._new_state())))
@@ -263,6 +275,9 @@ class MilvusStore:
             ) from None
         store = cls(client, uri, collection, info, fmt.get("index", "FLAT"))
         with store._calls("open"):
+            if store.paths_collection in existing:
+                client.load_collection(store.paths_collection)
+                store._has_paths = True
             store._recover(store._state())
         return store
 
@@ -304,6 +319,27 @@ class MilvusStore:
         c.create_index(self.meta_collection, mp, sync=False)
         c.load_collection(self.collection)
         c.load_collection(self.meta_collection)
+
+    def _create_paths_collection(self) -> None:
+        from pymilvus import DataType
+
+        c = self._client
+        p = c.create_schema(auto_id=True, enable_dynamic_field=False)
+        p.add_field("pk", DataType.INT64, is_primary=True)
+        p.add_field("batch", DataType.INT64)
+        p.add_field("seq", DataType.INT64)  # the piece's place in its batch (the join's order)
+        p.add_field("source", DataType.VARCHAR, max_length=MAX_NAME)
+        p.add_field("camera", DataType.VARCHAR, max_length=MAX_NAME)
+        p.add_field("track", DataType.INT64)
+        p.add_field("n", DataType.INT64)
+        p.add_field("data", DataType.VARCHAR, max_length=65535)
+        p.add_field("vector", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants one; never searched
+        pp = c.prepare_index_params()
+        pp.add_index("vector", index_type="FLAT", metric_type="L2")
+        c.create_collection(self.paths_collection, schema=p, consistency_level="Strong")
+        c.create_index(self.paths_collection, pp, sync=False)
+        c.load_collection(self.paths_collection)
+        self._has_paths = True
 
     # ------------------------------------------------------------ plumbing
 
@@ -361,10 +397,12 @@ class MilvusStore:
             out[value["name"]] = value
         return out
 
-    def _scan(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
+    def _scan(
+        self, collection: str, expr: str, fields: list[str], batch_size: int = 4096
+    ) -> list[dict[str, Any]]:
         """Every row passing ``expr`` (paged: a plain query stops at 16,384 rows)."""
         it = self._client.query_iterator(
-            collection, batch_size=4096, filter=expr, output_fields=fields
+            collection, batch_size=batch_size, filter=expr, output_fields=fields
         )
         out: list[dict[str, Any]] = []
         try:
@@ -392,14 +430,15 @@ class MilvusStore:
             return state
         c = self._client
         if p is not None and p["op"] == "add" and p["batch"] > state["committed"]:
-            c.delete(self.collection, filter=f"batch == {int(p['batch'])}")  # never committed
+            for name in self._data_collections():  # never committed
+                c.delete(name, filter=f"batch == {int(p['batch'])}")
         else:
             for source, batch in state.get("hide", []):
-                c.delete(
-                    self.collection, filter=f"source == {quote(source)} and batch < {int(batch)}"
-                )
+                for name in self._data_collections():
+                    c.delete(name, filter=f"source == {quote(source)} and batch < {int(batch)}")
             if p is not None and p["op"] == "remove":
-                c.delete(self.collection, filter=p["expr"])
+                for name in self._data_collections():
+                    c.delete(name, filter=p["expr"])
             if p is not None:
                 plan = p["plan"]
                 self._put([
@@ -418,6 +457,10 @@ class MilvusStore:
             # query at 10k items); flushed, they are in indexed segments
             c.flush(self.collection)
         return state
+
+    def _data_collections(self) -> list[str]:
+        """The collections whose rows carry a batch: the items and (if any) the paths."""
+        return [self.collection] + ([self.paths_collection] if self._has_paths else [])
 
     def _check_items(self, items: Items) -> None:
         items.check()
@@ -439,26 +482,41 @@ class MilvusStore:
         if not all(items.source):
             raise StoreError(f"{self.name}: items without a source name")
 
-    def add(self, items: Items, *, replace: bool = False, complete: bool = True) -> np.ndarray:
-        """Add one batch (all of it or none of it, see the module's docstring); returns the new
-        ids. A complete source is refused unless ``replace``."""
+    def add(
+        self,
+        items: Items,
+        *,
+        replace: bool = False,
+        complete: bool = True,
+        paths: Sequence[TrackPath] = (),
+    ) -> np.ndarray:
+        """Add one batch and its track ``paths`` (all of it or none of it, see the module's
+        docstring); returns the new ids. A complete source is refused unless ``replace``."""
         self._check_items(items)
-        if len(items) == 0:
+        for p in paths:
+            for text in (p.source, p.camera):
+                if len(text.encode("utf-8")) > MAX_NAME:
+                    raise StoreError(f"{self.name}: {text[:60]!r}...: longer than {MAX_NAME} bytes")
+        if len(items) == 0 and not paths:
             return np.zeros(0, np.int64)
         with self._calls("add"):
+            if paths and not self._has_paths:
+                self._create_paths_collection()  # a gallery written before paths existed
             state = self._recover(self._state())
             batch_sources = sorted(set(items.source))
-            known = self._meta("source", batch_sources)
+            path_sources = sorted({p.source for p in paths} - set(batch_sources))
+            known = self._meta("source", batch_sources + path_sources)
             done = [s for s in batch_sources if known.get(s, {}).get("complete")]
-            if done and not replace:
+            done_paths = [s for s in path_sources if known.get(s, {}).get("complete")]
+            if (done or done_paths) and not replace:
                 raise StoreError(
-                    f"{self.name}: source {done[0]} is already in the gallery "
+                    f"{self.name}: source {(done or done_paths)[0]} is already in the gallery "
                     "(remove it first, or replace it)"
                 )
             b = int(state["next_batch"])
             ids = np.arange(state["next_id"], state["next_id"] + len(items), dtype=np.int64)
             state["next_batch"] = b + 1
-            state["next_id"] = int(ids[-1]) + 1
+            state["next_id"] = int(state["next_id"]) + len(items)
             added = Counter(items.source)
             seen_on = Counter((s, c) for s, c in zip(items.source, items.camera) if c)
             plan = {}
@@ -472,6 +530,8 @@ class MilvusStore:
                     "complete": bool(complete or known.get(name, {}).get("complete")),
                     "cameras": dict(sorted(cams.items())),
                 }
+            for name in done_paths:  # replaced by paths alone: its items go, as in a remove
+                plan[name] = None
             state["pending"] = {"op": "add", "batch": b, "plan": plan}
             if len(json.dumps(state)) > _CHUNK:
                 raise StoreError(
@@ -483,18 +543,23 @@ class MilvusStore:
                 per_call = max(1, _INSERT_BYTES // (4 * self.info.dim))
                 for rows in item_rows(items, ids, b, per_call):  # 2. invisible rows
                     self._insert(rows)
+                for rows in path_rows(paths, b):
+                    self._insert_paths(rows)
             except BaseException:
                 with contextlib.suppress(Exception):
                     self._recover(state)
                 raise
             state["committed"] = b
-            state["hide"] = [[s, b] for s in done]
+            state["hide"] = [[s, b] for s in done + done_paths]
             self._put_state(state)  # 3. the commit point
             self._recover(state)  # 4. replaced rows deleted, sources counted
         return ids
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         self._client.insert(self.collection, rows)
+
+    def _insert_paths(self, rows: list[dict[str, Any]]) -> None:
+        self._client.insert(self.paths_collection, rows)
 
     def finish(self, source: str) -> None:
         with self._calls("finish"):
@@ -589,6 +654,31 @@ class MilvusStore:
         if missing:
             raise StoreError(f"{self.name}: no item {missing[0]}")
         return rows_to_items([found[int(i)] for i in ids], ids, self.info.dim, vectors)
+
+    def paths(self, source: str | None = None, track: int | None = None) -> list[TrackPath]:
+        """The committed track paths, joined per ``(source, track)`` in source, track order."""
+        if not self._has_paths:
+            return []
+        with self._calls("paths"):
+            expr = visible(self._state())
+            if source is not None:
+                expr += f" and source == {quote(source)}"
+            if track is not None:
+                expr += f" and track == {int(track)}"
+            rows = self._scan(
+                self.paths_collection,
+                expr,
+                ["batch", "seq", "source", "camera", "track", "n", "data"],
+                batch_size=256,  # a row's text is up to 64 kB: pages stay under 17 MB
+            )
+        parts: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for r in rows:
+            parts.setdefault((r["source"], int(r["track"])), []).append(r)
+        joined = []
+        for _, pieces in sorted(parts.items()):
+            pieces.sort(key=lambda r: (r["batch"], r["seq"]))  # the order they were added in
+            joined.append(TrackPath.join([rows_to_path(r) for r in pieces]))
+        return joined
 
     def ids(self, where: Filter | None = None) -> np.ndarray:
         """``(m,)`` int64: the ids of the committed items passing ``where``, ascending."""

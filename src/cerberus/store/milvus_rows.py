@@ -11,13 +11,18 @@ from typing import Any
 
 import numpy as np
 
-from cerberus.store.base import Filter, GalleryInfo, Items, StoreError
+from cerberus.store import pathcodec
+from cerberus.store.base import Filter, GalleryInfo, Items, StoreError, TrackPath
 
 NO_TIME = -9.0e15
 """``ts`` of an item without a time (about 285 million years before 1970): never a real time."""
 
 MAX_NAME = 4096
 """Longest source name / path / camera name (bytes, UTF-8) a row holds."""
+
+PATH_PIECE = 1500
+"""Frames of a track path per row: the base64 text of even an incompressible piece (25 bytes a
+frame, 4/3 of it in base64: 50 kB) fits a VARCHAR of 65,535 bytes."""
 
 
 def quote(text: str) -> str:
@@ -195,3 +200,41 @@ def rows_to_items(rows: list[dict[str, Any]], ids: np.ndarray, dim: int, vectors
         ),
         ids=ids.copy(),
     )
+
+
+def path_rows(paths: Sequence[TrackPath], batch: int, per_call: int = 64) -> Iterator[list[dict]]:
+    """Milvus rows of track ``paths`` (pieces of at most :data:`PATH_PIECE` frames, numbered
+    ``seq`` in the batch's order), ``per_call`` rows at a time."""
+    rows: list[dict] = []
+    seq = 0
+    for p in paths:
+        for start in range(0, max(len(p), 1), PATH_PIECE):
+            piece = slice(start, start + PATH_PIECE)
+            part = TrackPath(
+                p.source, p.camera, p.track, p.frames[piece], p.boxes[piece], p.detected[piece]
+            )
+            blob = pathcodec.encode(part)
+            rows.append(
+                {
+                    "batch": batch,
+                    "seq": seq,
+                    "source": p.source,
+                    "camera": p.camera,
+                    "track": int(p.track),
+                    "n": len(part),
+                    "data": base64.b64encode(blob).decode("ascii"),
+                    "vector": [0.0, 0.0],
+                }
+            )
+            seq += 1
+            if len(rows) == per_call:
+                yield rows
+                rows = []
+    if rows:
+        yield rows
+
+
+def rows_to_path(row: dict[str, Any]) -> TrackPath:
+    """The :class:`TrackPath` piece of one row written by :func:`path_rows`."""
+    blob = base64.b64decode(row["data"])
+    return pathcodec.decode(row["source"], row["camera"], int(row["track"]), int(row["n"]), blob)

@@ -43,6 +43,7 @@ from cerberus.store.base import (
     Items,
     SourceState,
     StoreError,
+    TrackPath,
 )
 from cerberus.store.topk import exact_top_k, recall_at_k
 
@@ -114,8 +115,11 @@ class NpzIndex:
             seed=seed,
             transform=embed_features,
         )
+        from cerberus.store.open import image_roots
+
         meta = {
             **features.meta,
+            "roots": image_roots(features.paths),
             "index_kind": kind,
             "dim": int(index.d),
             "count": int(index.ntotal),
@@ -266,7 +270,11 @@ class NpzStore:
             schema=schema,
             prototypes=index.prototypes,
             checkpoint=str(index.meta.get("checkpoint") or ""),
-            meta={k: v for k, v in index.meta.items() if k in ("camera_labels", "index_kind")},
+            meta={
+                k: v
+                for k, v in index.meta.items()
+                if k in ("camera_labels", "index_kind", "roots")
+            },
         )
         n = len(index)
         cameras = [camera_label(int(c), labels) or "" for c in index.camids]
@@ -299,7 +307,14 @@ class NpzStore:
 
     # ---- writing: refused
 
-    def add(self, items: Items, *, replace: bool = False, complete: bool = True) -> np.ndarray:
+    def add(
+        self,
+        items: Items,
+        *,
+        replace: bool = False,
+        complete: bool = True,
+        paths: Sequence[TrackPath] = (),
+    ) -> np.ndarray:
         raise StoreError(f"{self.name}: {READ_ONLY}")
 
     def finish(self, source: str) -> None:
@@ -309,6 +324,10 @@ class NpzStore:
         raise StoreError(f"{self.name}: {READ_ONLY}")
 
     # ---- reading
+
+    def paths(self, source: str | None = None, track: int | None = None) -> list[TrackPath]:
+        """An index file keeps no track paths: always ``[]``."""
+        return []
 
     def vectors(self) -> np.ndarray:
         """``(N, D)`` every item's vector, read back from the faiss index once (an IVF index

@@ -15,6 +15,8 @@ A gallery holds one model's vectors: :func:`check_same_model` is the one fingerp
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,10 +168,18 @@ def info_of_model(net: InferenceModel) -> GalleryInfo:
     )
 
 
+def image_roots(paths: Sequence[str | Path]) -> list[str]:
+    """The folder crops are served from (``meta["roots"]`` of a gallery built from crops in
+    place): the deepest folder holding every one of ``paths``, absolute; ``[]`` for none."""
+    parents = {str(Path(p).absolute().parent) for p in paths if str(p)}
+    return [os.path.commonpath(sorted(parents))] if parents else []
+
+
 def info_of_features(features: FeatureSet) -> GalleryInfo:
     """The :class:`GalleryInfo` of a features file: its model, schema, prototypes, dimension
-    (``(N, 5, d)`` features: 5 d) and camera labels."""
-    meta: dict[str, Any] = {}
+    (``(N, 5, d)`` features: 5 d), camera labels and image ``roots`` (:func:`image_roots`:
+    the server sends crops from there only)."""
+    meta: dict[str, Any] = {"roots": image_roots(features.paths)}
     if features.meta.get("camera_labels"):
         meta["camera_labels"] = list(features.meta["camera_labels"])
     schema = features.meta.get("schema")

@@ -27,6 +27,19 @@ CREATE INDEX items_ts ON items (ts, seg, row);
 """Tables of a local gallery. The indexes cover (seg, row): a filter's candidates and where their
 vectors are come from an index range scan alone, without visiting the table."""
 
+PATHS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS paths (
+    part INTEGER PRIMARY KEY, source TEXT NOT NULL, camera TEXT NOT NULL, track INTEGER NOT NULL,
+    first INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS paths_source_track ON paths (source, track, first);
+CREATE INDEX IF NOT EXISTS paths_camera ON paths (camera);
+"""
+"""Track paths (:class:`~cerberus.store.base.TrackPath`), one row per part as added: ``first``
+its first frame, ``n`` its frame count, ``data`` the :mod:`cerberus.store.pathcodec` blob.
+Galleries written before paths existed have no such table: it is created (``IF NOT EXISTS``) in
+the first add that brings paths, in that add's transaction, and a gallery without it has no
+paths."""
+
 COLUMNS = "id, source, camera, ts, frame, box, track, path, pid, vals, predicted, certainty"
 
 

@@ -13,7 +13,9 @@ track:
   was this person?" (method §9.2);
 - ``GET /api/health``; ``GET /api/gallery/{item_id}/image``: a gallery crop by its index number;
   ``GET /api/gallery/{item_id}/frame``: the source frame of a crop from footage, its box drawn
-  (the server reads only the paths stored in the index, never a path a client gives).
+  (the server reads only the paths stored in the index, never a path a client gives);
+  ``GET /api/gallery/{item_id}/track``: the track of a crop, its frames, times, crops and path
+  (the page draws the path on the source frame).
 
 This module is the routes, the host check and the static files; the search service they call
 (model and gallery, the model lock, the rows) is :mod:`cerberus.web.service`. Queries, verdicts
@@ -25,14 +27,14 @@ is one line; the server goes on serving.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
-import mimetypes
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -44,7 +46,9 @@ from cerberus.attributes.schema import GROUP_NAMES, GROUPS, Schema
 from cerberus.errors import CerberusError, shown
 from cerberus.search import Gallery
 from cerberus.web.body_limit import Guard
-from cerberus.web.service import MAX_K, SearchService
+from cerberus.web.hosts import LOCAL_HOSTS, HostCheck
+from cerberus.web.protocol import HEADER_TIMEOUT
+from cerberus.web.service import MAX_K, SearchService, no_paths
 from cerberus.web.uploads import (  # noqa: F401 - the page's input checks, re-exported
     IMAGE_FORMATS,
     BadRequest,
@@ -61,9 +65,10 @@ try:
         import multipart  # noqa: F401
     from fastapi import FastAPI, File, Form, Query, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
     from pydantic import BaseModel, ConfigDict, Field
+    from starlette.exceptions import HTTPException
 except ModuleNotFoundError as exc:  # the optional 'serve' extra is not installed
     raise CerberusError(
         f"cerberus serve needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
@@ -140,6 +145,53 @@ TrackScore = Annotated[Literal["max", "top3"], Form(description="a track's score
 def read_upload(upload: UploadFile, limits: Limits) -> Image.Image:
     """Read at most ``limits.max_bytes + 1`` bytes of an upload and decode them."""
     return decode_image(upload.file.read(limits.max_bytes + 1), limits)
+
+
+MAX_JSON_DEPTH = 32
+"""How deeply a JSON body may nest (an attribute search nests 2 deep)."""
+
+
+def _unparsed_body_line(cause: BaseException | None, body: bytes) -> str | None:
+    """Why a JSON body the parser gave up on cannot be read, with its line and column: bytes
+    that are not UTF-8, or nesting deeper than :data:`MAX_JSON_DEPTH`; ``None`` otherwise."""
+    if isinstance(cause, UnicodeDecodeError):
+        where = _line_column(body, cause.start)
+        return f"request body is not valid JSON: not UTF-8 (byte 0x{body[cause.start]:02x}){where}"
+    if isinstance(cause, RecursionError):
+        at = _too_deep(body)
+        where = "" if at is None else _line_column(body, at)
+        return f"request body is not valid JSON: nested over {MAX_JSON_DEPTH} deep{where}"
+    return None
+
+
+def _line_column(body: bytes, pos: int) -> str:
+    """`` at line L column C`` of byte ``pos`` of ``body`` (both from 1; columns in bytes)."""
+    line = body.count(b"\n", 0, pos) + 1
+    column = pos - (body.rfind(b"\n", 0, pos) + 1) + 1
+    return f" at line {line} column {column}"
+
+
+def _too_deep(body: bytes) -> int | None:
+    """The offset of the first bracket of ``body`` nesting deeper than :data:`MAX_JSON_DEPTH`
+    (strings skipped), or ``None``."""
+    depth, in_string, escaped = 0, False, False
+    for i, c in enumerate(body):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == 0x5C:  # backslash
+                escaped = True
+            elif c == 0x22:
+                in_string = False
+        elif c == 0x22:
+            in_string = True
+        elif c in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return i
+        elif c in (0x5D, 0x7D):
+            depth -= 1
+    return None
 
 
 # --------------------------------------------------------------------------- the app
@@ -226,11 +278,23 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BadRequest)
     async def _bad_request(request: Request, exc: BadRequest) -> JSONResponse:
-        return error(exc.status, str(exc))
+        return error(exc.status, no_paths(str(exc)))
 
     @app.exception_handler(CerberusError)
     async def _cerberus_error(request: Request, exc: CerberusError) -> JSONResponse:
-        return error(400, str(exc))
+        return error(400, no_paths(str(exc)))
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 400 and request.url.path in BODY_TYPES:
+            said = _unparsed_body_line(exc.__cause__, await request.body())
+            if said is not None:
+                return error(422, said)
+        if exc.status_code in (204, 304):
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            {"detail": _one_line(str(exc.detail))}, exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -256,9 +320,11 @@ def create_app(
     net: InferenceModel | None = None,
     *,
     limits: Limits | None = None,
+    hosts: Sequence[str] = LOCAL_HOSTS,
 ) -> FastAPI:
     """The FastAPI app serving ``gallery`` (a :class:`~cerberus.search.Gallery`, or a gallery
-    store with ``net``, the model it was built with)."""
+    store with ``net``, the model it was built with) to requests whose ``Host`` is one of
+    ``hosts`` (:func:`~cerberus.web.hosts.allowed_hosts`; this machine's names by default)."""
     if not isinstance(gallery, Gallery):
         gallery = Gallery(gallery, net)
     service = SearchService(gallery, limits or Limits())
@@ -277,6 +343,7 @@ def create_app(
         limit_for=lambda path: body_limit(path, service.limits),
         headers=SECURITY_HEADERS,
     )
+    app.add_middleware(HostCheck, hosts=hosts)  # outermost: before anything is read
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
@@ -305,7 +372,8 @@ def create_app(
         options = service.options(cameras, after, before, per_track, track_score)
         if gallery_id is not None:
             return service.search_gallery_item(gallery_id, k, **options)
-        return service.search_image(read_upload(image, service.limits), k, **options)
+        with service.upload(image.file) as picture:
+            return service.search_image(picture, k, **options)
 
     @app.post("/api/search/attributes")
     def search_attributes(body: AttributeSearch) -> dict[str, Any]:
@@ -334,18 +402,18 @@ def create_app(
     @app.post("/api/describe")
     def describe(image: Annotated[UploadFile, File(description="photo to describe")]) -> dict:
         """PAR: the predicted attributes of a photo (nearest SID prototype per group)."""
-        return service.describe_image(read_upload(image, service.limits))
+        with service.upload(image.file) as picture:
+            return service.describe_image(picture)
 
     @app.get(
         "/api/gallery/{item_id}/image",
-        response_class=FileResponse,
-        responses={200: {"content": {"image/*": {}}}},
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}},
     )
     def gallery_image(item_id: int) -> Response:
-        """A gallery crop by its id (from a search result)."""
-        path = service.gallery_path(item_id)
-        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return FileResponse(path, media_type=media, headers={"Cache-Control": "max-age=3600"})
+        """A gallery crop by its id (from a search result), as JPEG or PNG."""
+        data, media = service.gallery_image(item_id)
+        return Response(data, media_type=media, headers={"Cache-Control": "max-age=3600"})
 
     @app.get(
         "/api/gallery/{item_id}/frame",
@@ -355,6 +423,13 @@ def create_app(
     def gallery_frame(item_id: int) -> Response:
         """The source frame of a crop from footage, its box drawn (JPEG)."""
         return Response(service.frame_jpeg(item_id), media_type="image/jpeg")
+
+    @app.get("/api/gallery/{item_id}/track")
+    def gallery_track(item_id: int) -> dict[str, Any]:
+        """The track of a crop: its first and last frame and time, crops and path
+        (``[[frame, left, top, right, bottom], ...]`` and which boxes a detection matched),
+        with the crop's frame and box; ``track`` null for a crop without a track."""
+        return service.item_track(item_id)
 
     web = web_folder()
 
@@ -374,7 +449,9 @@ def check_host(host: str) -> None:
         loopback = False
     if not loopback:
         logger.warning(
-            "listening on %s: anyone who can reach this machine can search the gallery", host
+            "listening on %s: anyone who can reach this machine can search the gallery "
+            "(requests must name this machine as --host or an --allowed-host)",
+            host,
         )
 
 
@@ -388,19 +465,52 @@ def _uvicorn():
     return uvicorn
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (``port`` 0: a free one), or a one-line
+    :class:`CerberusError` when the port is taken or the address is not this machine's."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except socket.gaierror:
+        raise CerberusError(f"--host {host}: not an address of this machine") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CerberusError(
+                f"--port {port}: already in use on {host}; give another --port or stop the "
+                "server using it"
+            ) from None
+        raise CerberusError(
+            f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})"
+        ) from None
+
+
+def _server(app: FastAPI, header_timeout: float, log_level: str, lifespan: str = "auto"):
+    from cerberus.web.protocol import header_timeout_protocol
+
+    uvicorn = _uvicorn()
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        lifespan=lifespan,
+        http=header_timeout_protocol(header_timeout),
+    )
+    return uvicorn.Server(config)
+
+
 @contextmanager
 def background_server(
-    app: FastAPI, *, host: str = "127.0.0.1", timeout: float = 30.0
+    app: FastAPI,
+    *,
+    host: str = "127.0.0.1",
+    timeout: float = 30.0,
+    header_timeout: float = HEADER_TIMEOUT,
 ) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a thread on a free port of ``host``; yields its base URL.
 
     For the browser test and scripts: the server stops when the ``with`` block ends.
     """
-    uvicorn = _uvicorn()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    sock = bind(host, 0)
+    server = _server(app, header_timeout, "warning", lifespan="off")
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -416,10 +526,47 @@ def background_server(
         sock.close()
 
 
-def run_server(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve ``app`` with uvicorn until interrupted."""
-    uvicorn = _uvicorn()
+M_MMAP_THRESHOLD = -3
+"""glibc's ``mallopt`` parameter: allocations at least this large are mapped (and unmapped
+when freed) instead of taken from a thread's heap arena."""
+
+
+def return_large_blocks_to_the_system(threshold: int = 4 * 2**20) -> bool:
+    """Make freed decoded images go back to the system at once (glibc only; ``False``
+    elsewhere): Pillow holds an image in blocks of up to 16 MiB, and glibc otherwise raises its
+    mapping threshold after the first large free, so later images come from per-thread heap
+    arenas that keep the memory (an upload of 4096 x 4096 pixels decoded on each of 40 server
+    threads kept 1 GB resident after it was answered)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return bool(libc and libc.mallopt(M_MMAP_THRESHOLD, int(threshold)))
+    except (OSError, AttributeError):
+        return False
+
+
+def run_server(
+    app: FastAPI,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    announce: str | None = None,
+    header_timeout: float = HEADER_TIMEOUT,
+) -> None:
+    """Serve ``app`` with uvicorn until interrupted: the port is bound first (a port in use is
+    a one-line :class:`CerberusError`), then ``announce`` is printed, then requests are
+    answered; a connection gets ``header_timeout`` seconds to send a request's headers."""
     if not 1 <= port <= 65535:
         raise CerberusError(f"--port {port}: must be between 1 and 65535")
+    sock = bind(host, port)
     check_host(host)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    return_large_blocks_to_the_system()
+    if announce:
+        print(announce, flush=True)
+    try:
+        _server(app, header_timeout, "info").run(sockets=[sock])
+    finally:
+        sock.close()

@@ -4,19 +4,66 @@ and the rows the page shows (no server paths)."""
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image
 
 from cerberus.attributes.schema import GROUP_NAMES, Schema
 from cerberus.errors import CerberusError
 from cerberus.search import Answer, Gallery
-from cerberus.web.uploads import BadRequest, Limits
+from cerberus.web.images import (
+    NotServed,
+    PixelBudget,
+    check_served_path,
+    image_folders,
+    read_served,
+    served_image,
+)
+from cerberus.web.uploads import BadRequest, Limits, decoded
+
+logger = logging.getLogger(__name__)
 
 MAX_K = 100
 """The most results one search returns."""
+
+MAX_ID = 2**63 - 1
+"""The largest item id a gallery can hold (a signed 64-bit integer)."""
+
+FIELD_NAMES = ("after", "before")
+"""How the page's API names the time window's fields in its errors (the CLI says --after)."""
+
+_PATH = re.compile(
+    r"(?<![\w.~:/\\-])(?:[A-Za-z]:)?[/\\](?:[^\s/\\'\"(),;:]+[/\\])+([^\s/\\'\"(),;:]*)"
+)
+
+
+def no_paths(text: str) -> str:
+    """``text`` with every absolute path (two folders deep or more) cut to its last part:
+    ``"/srv/mot/img1/000001.jpg not found"`` -> ``"000001.jpg not found"``; the API's own
+    routes (``/api/...``, ``/static/...``) are kept."""
+
+    def cut(match: re.Match) -> str:
+        whole = match.group(0)
+        if whole.startswith(("/api/", "/static/")):
+            return whole
+        return match.group(1) or whole.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+
+    return _PATH.sub(cut, text)
+
+
+def check_id(item_id: int) -> None:
+    """404 for an id no gallery can hold (negative, or 2^63 and over), named in at most 40
+    characters."""
+    if not 0 <= item_id <= MAX_ID:
+        text = str(item_id)
+        text = text if len(text) <= 40 else text[:39] + "…"
+        raise BadRequest(f"no gallery item {text} (ids are 0 .. 2^63 - 1)", 404)
 
 
 class SearchService:
@@ -36,6 +83,8 @@ class SearchService:
         self._model_lock = threading.Lock()
         self._said: dict[int, dict[str, Any]] = {}
         self._said_lock = threading.Lock()
+        self.budget = PixelBudget(2 * limits.max_pixels)
+        self._missing_said = False
 
     # ---- queries
 
@@ -50,8 +99,17 @@ class SearchService:
         """A search's filter (checked against the gallery's cameras now) and grouping; empty
         fields (``""``) are not given."""
         cameras = [c for c in cameras or [] if c] or None
-        where = self.search.where(cameras=cameras, after=after or None, before=before or None)
+        where = self.search.where(
+            cameras=cameras, after=after or None, before=before or None, labels=FIELD_NAMES
+        )
         return {"where": where, "per_track": per_track, "track_score": track_score}
+
+    @contextmanager
+    def upload(self, file: BinaryIO) -> Iterator[Image.Image]:
+        """An uploaded file (at most ``limits.max_bytes + 1`` bytes read) decoded while its
+        pixels are held in :attr:`budget` (until the block ends: the request is answered)."""
+        with decoded(file.read(self.limits.max_bytes + 1), self.limits, self.budget) as image:
+            yield image
 
     def search_image(self, image: Image.Image, k: int, **options: Any) -> dict[str, Any]:
         """reID of a decoded photo: the top-k rows and the photo's predicted attributes."""
@@ -76,6 +134,7 @@ class SearchService:
             "query": {**query, "text": found.text, **_certainty(found.description)},
             "results": results,
             "operating_point": point,
+            "thumbnails_missing": self._missing(found.rows),
         }
 
     def operating_point(self) -> dict[str, Any] | None:
@@ -94,6 +153,7 @@ class SearchService:
         return {
             "query": {"kind": "attributes", "text": found.text},
             "results": self._rows(found.rows),
+            "thumbnails_missing": self._missing(found.rows),
         }
 
     def describe_image(self, image: Image.Image) -> dict[str, Any]:
@@ -111,6 +171,10 @@ class SearchService:
         with self._model_lock:  # an index without vectors embeds the crop again
             found = self.search.timeline(item_id, **options)
         query = {k: v for k, v in found["query"].items() if k not in ("path", "source")}
+        ids = [int(s["item"]) for s in found["sightings"]]
+        got = self.search.store.get(ids, vectors=False) if ids else None
+        rows = [] if got is None else [{"id": int(i), "path": p} for i, p in zip(got.ids, got.path)]
+        shown = self._thumbnails(rows)
         return {
             "query": {**query, "thumbnail": f"/api/gallery/{item_id}/image"},
             "rule": found["rule"],
@@ -119,10 +183,11 @@ class SearchService:
                 {
                     **{k: v for k, v in s.items() if k != "source"},
                     "source": Path(s["source"]).name,
-                    "thumbnail": f"/api/gallery/{s['item']}/image",
+                    "thumbnail": shown[s["item"]],
                 }
                 for s in found["sightings"]
             ],
+            "thumbnails_missing": self._missing(rows),
         }
 
     def gallery_json(self) -> dict[str, Any]:
@@ -135,21 +200,38 @@ class SearchService:
 
     # ---- gallery items
 
-    def _known(self, item_id: int) -> None:
-        """404 when the gallery has no item ``item_id``. Its crop file need not exist: queries
-        by an item use its stored vector (only an index that keeps none embeds the file)."""
+    def _known(self, item_id: int) -> dict[str, Any]:
+        """The row of gallery item ``item_id``; 404 when the gallery has none. Its crop file
+        need not exist: queries by an item use its stored vector (only an index that keeps
+        none embeds the file)."""
+        check_id(item_id)
         try:
-            self.search.item(item_id)
+            return self.search.item(item_id)
         except CerberusError as exc:
-            raise BadRequest(str(exc), 404) from None
+            raise BadRequest(no_paths(str(exc)), 404) from None
 
     def gallery_path(self, item_id: int) -> Path:
-        """The stored path of gallery item ``item_id``; 404 when out of range or missing."""
+        """The file of gallery item ``item_id``, resolved, when it may be served (see
+        :mod:`cerberus.web.images`); 404 when out of range, missing or not served."""
+        item = self._known(item_id)
+        folders = image_folders(self.search.store, self.search.info.meta, item)
         try:
-            return self.search.item_path(item_id)
-        except CerberusError as exc:
-            message = f"{exc} on the server" if "missing" in str(exc) else str(exc)
-            raise BadRequest(message, 404) from None
+            return check_served_path(item["path"], folders, f"gallery item {item_id}")
+        except NotServed as exc:
+            raise BadRequest(str(exc), 404) from None
+
+    def gallery_image(self, item_id: int) -> tuple[bytes, str]:
+        """Gallery item ``item_id``'s image as ``(bytes, "image/jpeg" | "image/png")``: a plain
+        8-bit JPEG or PNG as stored, anything else re-encoded (:func:`served_image`); decoded
+        under :attr:`budget` and the server's pixel limit."""
+        path = self.gallery_path(item_id)
+        what = f"gallery item {item_id}"
+        try:
+            data = read_served(path, what)
+            with self.budget.hold(min(self.limits.max_pixels, self.budget.total)):
+                return served_image(data, self.limits.max_pixels, what)
+        except NotServed as exc:
+            raise BadRequest(str(exc), 404) from None
 
     def frame_jpeg(self, item_id: int) -> bytes:
         """The source frame of gallery item ``item_id`` with its box, as JPEG; 404 when the
@@ -158,13 +240,33 @@ class SearchService:
 
         from PIL import Image
 
+        self._known(item_id)
         try:
             frame = self.search.item_frame(item_id)
         except CerberusError as exc:
-            raise BadRequest(str(exc), 404) from None
+            raise BadRequest(no_paths(str(exc)), 404) from None
         out = io.BytesIO()
         Image.fromarray(frame).save(out, format="JPEG", quality=88)
         return out.getvalue()
+
+    def item_track(self, item_id: int) -> dict[str, Any]:
+        """The crop ``item_id``'s frame and box and its track: first and last frame and time,
+        crops and path (:func:`~cerberus.search.tracks.list_tracks`, as ``cerberus tracks
+        --json`` gives it, the source by its file name only); ``track`` is ``None`` for a crop
+        without one. 404 when there is no such item."""
+        try:
+            row = self.search.item(item_id)
+            found = (
+                self.search.tracks(row["source"], row["track"])
+                if row["track"] is not None and row["source"]
+                else []
+            )
+        except CerberusError as exc:
+            raise BadRequest(str(exc), 404) from None
+        track = found[0] if found else None
+        if track is not None:
+            track = {**track, "source": Path(track["source"]).name}
+        return {"id": item_id, "frame": row["frame"], "box": row["box"], "track": track}
 
     def predicted_phrases(self, ids: list[int]) -> dict[int, list[str]]:
         """The predicted attributes of gallery items as phrases: the store's own (written by
@@ -193,6 +295,7 @@ class SearchService:
         with ``calibrated_on`` the data folder's name."""
         ids = [r["id"] for r in rows]
         said = self.predicted_phrases(ids)
+        shown = self._thumbnails(rows)
         return [
             {
                 "id": i,
@@ -209,7 +312,7 @@ class SearchService:
                 **{f: r[f] for f in ("count", "span", "crop_score") if f in r},
                 "correct": r["correct"],
                 "attributes": said[i],
-                "thumbnail": f"/api/gallery/{i}/image",
+                "thumbnail": shown[i],
                 **(
                     {"same_person": r["same_person"], "calibrated_on": calibrated_on}
                     if "same_person" in r
@@ -218,6 +321,30 @@ class SearchService:
             }
             for r, i in zip(rows, ids)
         ]
+
+    def _thumbnails(self, rows: list[dict[str, Any]]) -> dict[int, str | None]:
+        """Each row's thumbnail URL, ``None`` where its item has no image or its file is
+        missing (the page shows a card without a picture instead of asking for it); the first
+        missing file is said once in the server log."""
+        shown: dict[int, str | None] = {}
+        for r in rows:
+            path = r["path"]
+            here = bool(path) and Path(path).is_file()
+            shown[r["id"]] = f"/api/gallery/{r['id']}/image" if here else None
+            if path and not here and not self._missing_said:
+                self._missing_said = True
+                logger.warning(
+                    "gallery thumbnails are missing (the first: item %d, %s); the page shows "
+                    "their results without pictures",
+                    r["id"],
+                    Path(path).name,
+                )
+        return shown
+
+    @staticmethod
+    def _missing(rows: list[dict[str, Any]]) -> int:
+        """How many of ``rows`` have an image path whose file is missing."""
+        return sum(1 for r in rows if r["path"] and not Path(r["path"]).is_file())
 
     # ---- page data
 

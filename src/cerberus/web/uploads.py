@@ -8,13 +8,14 @@ import io
 import math
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
 from cerberus.data.images import READ_ERRORS, to_rgb8
 from cerberus.errors import CerberusError
+from cerberus.web.images import PixelBudget
 
 _pillow_lock = threading.Lock()
 
@@ -63,6 +64,17 @@ def decode_image(data: bytes, limits: Limits) -> Image.Image:
     Checked in order: empty, over ``limits.max_bytes``, not an image of :data:`IMAGE_FORMATS`,
     over ``limits.max_pixels`` (read from the header, before decoding), truncated or damaged.
     """
+    with decoded(data, limits) as image:
+        return image
+
+
+@contextmanager
+def decoded(
+    data: bytes, limits: Limits, budget: PixelBudget | None = None
+) -> Iterator[Image.Image]:
+    """:func:`decode_image` as a block: with ``budget``, the image's ``width x height`` pixels
+    are held from before its decode until the block ends (the request that reads the image is
+    answered), so at most ``budget.total`` decoded pixels are in flight over all requests."""
     if not data:
         raise BadRequest("the uploaded file is empty")
     if len(data) > limits.max_bytes:
@@ -80,11 +92,13 @@ def decode_image(data: bytes, limits: Limits) -> Image.Image:
             f"{limits.max_pixels}",
             413,
         )
-    try:
-        return to_rgb8(img)
-    except READ_ERRORS as exc:
-        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise BadRequest(f"truncated or damaged {img.format} image ({reason})") from None
+    with nullcontext() if budget is None else budget.hold(width * height):
+        try:
+            image = to_rgb8(img)
+        except READ_ERRORS as exc:
+            reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+            raise BadRequest(f"truncated or damaged {img.format} image ({reason})") from None
+        yield image
 
 
 @contextmanager

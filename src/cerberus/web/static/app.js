@@ -5,6 +5,7 @@
 const $ = (id) => document.getElementById(id);
 let photoFile = null;
 let photoUrl = null;
+let missingSaid = false;  // the notice of missing thumbnails is shown once
 
 function el(tag, props = {}, children = []) {
   const node = document.createElement(tag);
@@ -154,6 +155,18 @@ function showQuery(query, imageUrl) {
   box.hidden = false;
 }
 
+// a crop's thumbnail, or a box saying it has none (its file is missing on the server)
+function picture(src, alt) {
+  if (src) return el("img", { src, alt, loading: "lazy" });
+  return el("span", { class: "no-picture", role: "img", "aria-label": alt, text: "no picture" });
+}
+
+function missingNotice(data) {
+  if (!data.thumbnails_missing || missingSaid) return "";
+  missingSaid = true;
+  return " Some crops' pictures are missing on the server: their cards show no picture.";
+}
+
 function resultCard(row) {
   const verdict = row.correct === true ? "correct" : row.correct === false ? "wrong" : "";
   const camera = row.camera === null ? "camera unknown" : `camera ${row.camera}`;
@@ -161,7 +174,7 @@ function resultCard(row) {
   const alt = `Rank ${row.rank}: gallery crop ${row.id}, ${camera}${who}`;
   const button = el("button", {
     type: "button", title: "Search with this crop", "aria-label": `${alt}. Search with this crop`,
-  }, [el("img", { src: row.thumbnail, alt, loading: "lazy" })]);
+  }, [picture(row.thumbnail, alt)]);
   button.addEventListener("click", () => searchGallery(row.id, row.thumbnail));
   const meta = el("div", { class: "meta" }, [
     el("span", { class: "rank", text: `#${row.rank}` }),
@@ -184,10 +197,13 @@ function resultCard(row) {
   where.addEventListener("click", (e) => { e.preventDefault(); showTimeline(row.id); });
   rows.push(where);
   if (row.frame !== null && row.frame !== undefined) {
-    rows.push(el("a", {
+    // the frame opens below, its track's path drawn on it (the link alone: the bare JPEG)
+    const frame = el("a", {
       href: `/api/gallery/${row.id}/frame`, target: "_blank", rel: "noopener", class: "frame",
       "aria-label": `Source frame of result ${row.rank}, with its box`,
-    }, [`frame ${row.frame}`]));
+    }, [`frame ${row.frame}`]);
+    frame.addEventListener("click", (e) => { e.preventDefault(); showFrame(row); });
+    rows.push(frame);
   }
   if (row.same_person === true || row.same_person === false) {
     const where = row.calibrated_on ? `calibrated on ${row.calibrated_on}` : "calibrated";
@@ -209,7 +225,7 @@ function showResults(data, imageUrl, what) {
   list.replaceChildren(...data.results.map(resultCard));
   const point = data.operating_point;
   const said = point ? ` "Same person" above ${point.text}.` : "";
-  setStatus(`${data.results.length} results for ${what}.${said}`);
+  setStatus(`${data.results.length} results for ${what}.${said}${missingNotice(data)}`);
 }
 
 function noCamera() {
@@ -235,7 +251,7 @@ function timelineMark(s, left) {
   const when = s.start ? (s.start === s.end ? s.start : `${s.start} – ${s.end}`) : "time unknown";
   const alt = `Gallery crop ${s.item}, camera ${s.camera || "unknown"}, ${when}, score ${s.score.toFixed(3)}`;
   const button = el("button", { type: "button", title: alt, "aria-label": `${alt}. Search with this crop` },
-    [el("img", { src: s.thumbnail, alt, loading: "lazy" })]);
+    [picture(s.thumbnail, alt)]);
   button.addEventListener("click", () => searchGallery(s.item, s.thumbnail));
   const label = s.start ? s.start.slice(11, 19) : "?";
   const mark = el("li", { class: `mark${s.query ? " query" : ""}`, "data-item": String(s.item) },
@@ -266,11 +282,98 @@ function showTimeline(id) {
       ? `${new Date(lo).toISOString()} → ${new Date(hi).toISOString()}`
       : "No sighting has a time.";
     $("timeline-status").textContent =
-      `${seen.length} sightings of gallery crop ${id}'s person (${data.rule}).`;
+      `${seen.length} sightings of gallery crop ${id}'s person (${data.rule}).${missingNotice(data)}`;
     box.focus();
   }).catch((error) => {
     $("timeline-status").textContent = `Timeline failed: ${error.message}`;
   });
+}
+
+// ---- the source frame of a result, its track's path drawn on it
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+  return node;
+}
+
+// The path as polylines of the boxes' foot points (bottom centre): one per run of segments of
+// one kind, a segment being of the kind of the box it ends at (solid: a detection matched the
+// track; dashed: the tracker predicted the box across a gap). Then the track's box on this
+// frame (from its path, else the crop's box) and its foot point.
+function pathDrawing(track, frame, cropBox, width, height) {
+  const drawing = svg("svg", {
+    viewBox: `0 0 ${width} ${height}`, class: "path-overlay", role: "img",
+    "aria-label": track ? `Path of track ${track.track}: ${track.path.length} boxes` : "Box of the crop",
+  });
+  const path = track ? track.path : [];
+  const foot = (p) => `${((p[1] + p[3]) / 2).toFixed(1)},${p[4].toFixed(1)}`;
+  let run = path.length ? [foot(path[0])] : [];
+  let kind = null;
+  const flush = () => {
+    if (run.length > 1) {
+      drawing.append(svg("polyline", {
+        points: run.join(" "), class: `track-path ${kind ? "detected" : "predicted"}`,
+      }));
+    }
+  };
+  for (let i = 1; i < path.length; i++) {
+    const detected = track.path_detected[i];
+    if (kind !== null && detected !== kind) { flush(); run = [run[run.length - 1]]; }
+    kind = detected;
+    run.push(foot(path[i]));
+  }
+  flush();
+  const here = path.find((p) => p[0] === frame);
+  const box = here ? here.slice(1) : cropBox;
+  if (box) {
+    drawing.append(svg("rect", {
+      x: box[0], y: box[1], width: box[2] - box[0], height: box[3] - box[1], class: "track-box",
+    }));
+    drawing.append(svg("circle", { cx: (box[0] + box[2]) / 2, cy: box[3], r: 4, class: "track-foot" }));
+  }
+  drawing.dataset.points = String(path.length);
+  return drawing;
+}
+
+async function showFrame(row) {
+  const view = $("frame-view");
+  const status = $("frame-status");
+  const figure = $("frame-figure");
+  view.hidden = false;
+  figure.replaceChildren();
+  status.textContent = `Loading frame ${row.frame} of gallery crop ${row.id}…`;
+  const image = el("img", {
+    src: `/api/gallery/${row.id}/frame`, alt: `Frame ${row.frame} of ${row.camera || "an unknown camera"}, the crop's box drawn`,
+  });
+  const asked = api(`/api/gallery/${row.id}/track`).then((found) => ({ found }), (error) => ({ error }));
+  try {
+    await image.decode();
+  } catch (_) {
+    status.textContent = `Frame ${row.frame} of gallery crop ${row.id} could not be shown (is its video still there?).`;
+    return;
+  }
+  let track = null;
+  let box = null;
+  let said = "The crop has no track.";
+  const { found, error } = await asked;
+  if (error) {
+    said = `No path: ${error.message}`;
+  } else {
+    track = found.track;
+    box = found.box;
+    if (track) {
+      const predicted = track.boxes - track.detected;
+      said = track.boxes
+        ? `Track ${track.track}: ${track.boxes} boxes over frames ${track.first_frame}–${track.last_frame} (${predicted} predicted, dashed).`
+        : `Track ${track.track} has no stored path.`;
+    }
+  }
+  figure.replaceChildren(image, pathDrawing(track, row.frame, box, image.naturalWidth, image.naturalHeight));
+  status.textContent = `Frame ${row.frame} of gallery crop ${row.id}. ${said}`;
+  view.focus();
 }
 
 function searchPhoto() {
