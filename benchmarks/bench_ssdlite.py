@@ -108,7 +108,7 @@ def recall_rows(video: Path, annotations: Path, stride: int, threads: int) -> li
     rows = []
     for tiles, every, min_score in SCHEDULES:
         detector = SsdLiteDetector(
-            tiles_per_frame=tiles, tile_every=every, min_score=min_score, threads=threads
+            tiles_per_frame=tiles, tile_every=every, score=min_score, threads=threads
         )
         matched = counted = people = 0
         for frame in open_source(video).frames():

@@ -65,7 +65,7 @@ class Scripted(SsdLiteDetector):
     """The detector with its forward passes replaced by given boxes per window."""
 
     def __init__(self, answers, **options) -> None:
-        self.min_score, self.grid, self.overlap = 0.3, 2, 0.25
+        self.score, self.grid, self.overlap = 0.3, 2, 0.25
         self.tiles_per_frame = options.get("tiles_per_frame", 4)
         self.tile_every = options.get("tile_every", 1)
         self.merge_iou, self.edge_margin = 0.5, 4.0
@@ -126,7 +126,7 @@ def test_tiles_on_every_nth_call() -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        {"min_score": 1.5},
+        {"score": 1.5},
         {"tiles_per_frame": 5},
         {"grid": 0},
         {"tiles_per_frame": -1},
@@ -155,7 +155,7 @@ def test_window_boxes_are_mapped_to_frame_pixels(detector, monkeypatch) -> None:
 
     from cerberus.modeling.ssdlite import decode_boxes, preprocess
 
-    monkeypatch.setattr(detector, "min_score", 0.0)
+    monkeypatch.setattr(detector, "score", 0.0)
     image = frame(seed=5).image
     windows = [(0, 0, 768, 576), (288, 216, 768, 576)]
     out = detector.passes(image, windows)
@@ -178,8 +178,8 @@ def test_registry_builds_it(monkeypatch) -> None:
         made.update(options)
 
     monkeypatch.setattr(SsdLiteDetector, "__init__", fake)
-    assert isinstance(make_detector("ssdlite", min_score=0.4), SsdLiteDetector)
-    assert made == {"min_score": 0.4}
+    assert isinstance(make_detector("ssdlite", score=0.4), SsdLiteDetector)
+    assert made == {"score": 0.4}
 
 
 def test_missing_wheel_is_one_line(monkeypatch) -> None:

@@ -71,7 +71,7 @@ class SsdLiteDetector:
 
     Args:
         graph: a frozen graph file; ``None``: the installed wheel's.
-        min_score: boxes below this person score are dropped (people 60-80 px tall often score
+        score: boxes below this person score are dropped (people 60-80 px tall often score
             0.3-0.5).
         tiles_per_frame: tiles searched per call beside the full pass (0: none; ``grid**2``:
             all, about ``1 + grid**2`` times the cost of the full pass alone).
@@ -96,7 +96,7 @@ class SsdLiteDetector:
         self,
         *,
         graph: str | None = None,
-        min_score: float = 0.3,
+        score: float = 0.3,
         tiles_per_frame: int = 1,
         tile_every: int = 2,
         grid: int = 2,
@@ -105,8 +105,8 @@ class SsdLiteDetector:
         edge_margin: float = 4.0,
         threads: int | None = None,
     ) -> None:
-        if not 0.0 <= min_score < 1.0:
-            raise CerberusError(f"ssdlite min_score {min_score}: must be in [0, 1)")
+        if not 0.0 <= score < 1.0:
+            raise CerberusError(f"ssdlite score {score}: must be in [0, 1)")
         if grid < 1 or not 0 <= tiles_per_frame <= grid * grid:
             raise CerberusError(
                 f"ssdlite tiles_per_frame {tiles_per_frame}, grid {grid}: need grid >= 1 and "
@@ -120,7 +120,7 @@ class SsdLiteDetector:
         self.model: SsdLite = fold_batchnorm(load_ssdlite(graph)).eval()
         self.model.to(memory_format=torch.channels_last)
         self.anchors = self.model.anchors
-        self.min_score = float(min_score)
+        self.score = float(score)
         self.tiles_per_frame = int(tiles_per_frame)
         self.tile_every = int(tile_every)
         self.grid = int(grid)
@@ -147,7 +147,7 @@ class SsdLiteDetector:
     def passes(
         self, image: np.ndarray, windows: list[tuple[int, ...]]
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Boxes (frame pixels, ``left, top, right, bottom``) and scores at ``min_score`` or
+        """Boxes (frame pixels, ``left, top, right, bottom``) and scores at ``score`` or
         more, after the graph's NMS, for each window ``(x0, y0, x1, y1)`` of an RGB ``uint8``
         ``(H, W, 3)`` image; all windows in one batch."""
         frame = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
@@ -168,7 +168,7 @@ class SsdLiteDetector:
         scores = logits[..., 1].sigmoid()
         out = []
         for (x0, y0, x1, y1), b, s in zip(windows, boxes, scores):
-            keep = s >= self.min_score
+            keep = s >= self.score
             b = b[keep].numpy() * np.array([x1 - x0, y1 - y0] * 2, np.float32)
             b += np.array([x0, y0, x0, y0], np.float32)
             s = s[keep].numpy()
