@@ -67,7 +67,7 @@ def ingest(
     ] = False,
     stride: Annotated[
         int | None,
-        typer.Option(help="Detect on every n-th frame (default 2 with hog, else 1)."),
+        typer.Option(help="Detect on every n-th frame (default 2 with ssdlite and hog, else 1)."),
     ] = None,
     max_crops: Annotated[
         int | None,

@@ -306,6 +306,7 @@ class HogDetector:
     """
 
     gives_ids = False
+    default_stride = 2  # every second frame (the tracker links across)
 
     def __init__(
         self,

@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STRIDE_HOG = 2
-"""The built-in detector runs on every second frame by default (the tracker links across)."""
 DEFAULT_MAX_CROPS: int | None = None
 """No cap on the crops of a track (``crops_per_minute`` sets how many)."""
 PART_SECONDS = 20.0
@@ -211,7 +209,7 @@ def open_pipeline(
     elif detector is None or isinstance(detector, str):
         detector = make_detector(detector or DEFAULT_DETECTOR)
     if stride is None:
-        stride = DEFAULT_STRIDE_HOG if isinstance(detector, HogDetector) else 1
+        stride = int(getattr(detector, "default_stride", 1))  # the detector's own choice
     if tracker is None:
         tracker = default_tracker(detector, video.fps or 10.0, stride)
     return SourcePipeline(video, detector, tracker, stride)
@@ -530,8 +528,8 @@ def ingest_source(
         detections: a MOTChallenge detections file for this source (else ``detector``: one
             built or a spec, by default :data:`~cerberus.footage.detectors.DEFAULT_DETECTOR`).
         tracker: else :func:`default_tracker`.
-        stride: run detection on every n-th frame (default 2 for the built-in detector, 1 with
-            a detections file).
+        stride: run detection on every n-th frame (default: the detector's ``default_stride``,
+            2 for ssdlite and hog; 1 for a detections file or another detector).
         max_crops: at most this many crops per track (per part of a long track); ``None``: as
             many as ``crops_per_minute`` gives.
         crops_per_minute: crops per minute of track, spread over it (at least 3 per track).
