@@ -131,6 +131,7 @@ def test_tiles_on_every_nth_call() -> None:
         {"grid": 0},
         {"tiles_per_frame": -1},
         {"tile_every": 0},
+        {"threads": 0},
     ],
 )
 def test_bad_options(options) -> None:
@@ -180,6 +181,9 @@ def test_registry_builds_it(monkeypatch) -> None:
     monkeypatch.setattr(SsdLiteDetector, "__init__", fake)
     assert isinstance(make_detector("ssdlite", score=0.4), SsdLiteDetector)
     assert made == {"score": 0.4}
+    made.clear()
+    make_detector("ssdlite,threads=2")
+    assert made == {"threads": 2}
 
 
 def test_missing_wheel_is_one_line(monkeypatch) -> None:

@@ -125,6 +125,8 @@ class SsdLiteDetector:
                 f"ssdlite tiles_per_frame {tiles_per_frame}, grid {grid}: need grid >= 1 and "
                 f"0 <= tiles_per_frame <= grid * grid"
             )
+        if threads is not None and threads < 1:
+            raise CerberusError(f"ssdlite threads {threads}: must be 1 or more")
         if tile_every < 1:
             raise CerberusError(f"ssdlite tile_every {tile_every}: must be 1 or more")
         if not 0.0 <= overlap < grid - 1 + 1e-9 and grid > 1:
