@@ -220,3 +220,15 @@ def test_a_gap_is_filled_on_the_line_between_its_detections(interpolate: bool) -
     line = np.array([[10 * j, 2 * j, 10 * j + 10, 2 * j + 30] for j in (1, 2, 3)], np.float32)
     assert np.allclose(boxes[1:4], line) == interpolate
     assert np.allclose(interpolate_boxes(1, boxes[0], 9, boxes[4], [5])[0], line[1])
+
+
+def test_a_gap_across_a_written_part_is_still_on_the_line() -> None:
+    """A part taken while the track is missed: the gap's boxes, written with the next part,
+    start from the last detection of the part before."""
+    book = PathBook()
+    book.record(1, _book_update([0, 0, 10, 30], True))
+    book.record(2, _book_update([90, 0, 100, 30], False))
+    assert book.take(4)[0].tolist() == [1]
+    book.record(3, _book_update([20, 0, 30, 30], True))
+    frames, boxes, _ = book.take(4, end=True)
+    assert frames.tolist() == [2, 3] and np.allclose(boxes[0], [10, 0, 20, 30])

@@ -83,7 +83,7 @@ class SsdLiteDetector:
         edge_margin: a tile's box within this many pixels of an inner tile edge is dropped.
         threads: ``torch.set_num_threads`` for the forward passes (``None``: leave it).
             Default 1: on 2 cores shared with other work, torch's 2-thread kernels stall
-            (whole vtest.avi ingest 34 s at 1 thread, 191 s at 2, load about 3.5).
+            (whole vtest.avi ingest 38.8 s at 1 thread, 312.7 s at 2, load 4-5).
 
     Raises:
         CerberusError: the wheel is missing, an option out of range.
