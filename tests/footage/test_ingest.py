@@ -544,6 +544,21 @@ def test_the_hog_tracker_outlives_its_whole_frame_interval():
     assert default_tracker(BoxDetector([]), 10.0, 1).max_age == 10
 
 
+def test_the_tracker_takes_its_thresholds_from_the_detector():
+    """A detector whose scores mean something else (SSDLite's small real people score 0.1-0.5)
+    says so with ``track_scores`` / ``track_iou``; others get ByteTrack's 0.5 / 0.1 and 0.3."""
+    from cerberus.footage.ingest import default_tracker
+
+    class Scaled(BoxDetector):
+        track_scores = (0.4, 0.05)
+        track_iou = 0.25
+
+    mine = default_tracker(Scaled([]), 10.0, 2)
+    assert (mine.high_score, mine.low_score, mine.iou_threshold) == (0.4, 0.05, 0.25)
+    plain = default_tracker(BoxDetector([]), 10.0, 2)
+    assert (plain.high_score, plain.low_score, plain.iou_threshold) == (0.5, 0.1, 0.3)
+
+
 def test_ground_truth_visibility_keeps_hidden_people_out_of_the_crops(footage, tmp_path):
     """MOTChallenge ground truth's column 9 (visibility) is kept: a box of a person 4% visible
     is tracked but never a crop; -1 (a detections file's) is unknown and passes."""

@@ -17,6 +17,7 @@ from cerberus.footage.track import (
     TrackUpdate,
     widen,
 )
+from cerberus.footage.track import interpolate as interpolate_boxes
 from tests.footage_helpers import Walker, default_walkers
 
 
@@ -197,3 +198,37 @@ def test_sort_setting_is_a_box_tracker():
 def test_given_ids_report_their_boxes_as_detected():
     update = GivenIds().update(Detections.of([[0, 0, 10, 20], [5, 5, 15, 25]], ids=[4, 9]))
     assert update.alive.tolist() == [4, 9] and update.detected.all() and update.confirmed.all()
+
+
+def _book_update(box, det: bool) -> TrackUpdate:
+    return TrackUpdate(np.zeros(0, np.int64), alive=np.array([4]),
+                       boxes=np.array([box], np.float32), detected=np.array([det]),
+                       confirmed=np.array([True]))  # fmt: skip
+
+
+@pytest.mark.parametrize("interpolate", [True, False])
+def test_a_gap_is_filled_on_the_line_between_its_detections(interpolate: bool) -> None:
+    """The forecasts ran on past a person who stopped while missed; once the detection after
+    the gap is known, the gap's boxes lie on the straight line between the two detections."""
+    book = PathBook(interpolate=interpolate)
+    book.record(1, _book_update([0, 0, 10, 30], True))
+    for k in (3, 5, 7):  # the filter's forecasts, running on to the right
+        book.record(k, _book_update([40 * k, 0, 40 * k + 10, 30], False))
+    book.record(9, _book_update([40, 8, 50, 38], True))
+    frames, boxes, detected = book.take(4, end=True)
+    assert frames.tolist() == [1, 3, 5, 7, 9] and detected.tolist() == [1, 0, 0, 0, 1]
+    line = np.array([[10 * j, 2 * j, 10 * j + 10, 2 * j + 30] for j in (1, 2, 3)], np.float32)
+    assert np.allclose(boxes[1:4], line) == interpolate
+    assert np.allclose(interpolate_boxes(1, boxes[0], 9, boxes[4], [5])[0], line[1])
+
+
+def test_a_gap_across_a_written_part_is_still_on_the_line() -> None:
+    """A part taken while the track is missed: the gap's boxes, written with the next part,
+    start from the last detection of the part before."""
+    book = PathBook()
+    book.record(1, _book_update([0, 0, 10, 30], True))
+    book.record(2, _book_update([90, 0, 100, 30], False))
+    assert book.take(4)[0].tolist() == [1]
+    book.record(3, _book_update([20, 0, 30, 30], True))
+    frames, boxes, _ = book.take(4, end=True)
+    assert frames.tolist() == [2, 3] and np.allclose(boxes[0], [10, 0, 20, 30])

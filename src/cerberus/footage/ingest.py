@@ -216,7 +216,9 @@ def open_pipeline(
 
 
 def default_tracker(detector: Detector, fps: float, stride: int) -> Tracker:
-    """The tracker :func:`open_pipeline` chooses for ``detector`` (ages in processed frames)."""
+    """The tracker :func:`open_pipeline` chooses for ``detector`` (ages in processed frames;
+    score thresholds and stage-1 IoU gate from the detector's ``track_scores`` and
+    ``track_iou`` where it has them, else 0.5 / 0.1 and 0.3)."""
     steps = max(2, round(fps / stride))  # one second without a match
     if detector.gives_ids:
         return GivenIds(max_age=steps)
@@ -224,7 +226,12 @@ def default_tracker(detector: Detector, fps: float, stride: int) -> Tracker:
     full = getattr(detector, "full_every", 0) if isinstance(detector, HogDetector) else 0
     if full:  # a still person is seen on HOG's whole-frame searches only
         steps, lost = max(steps, full + 1), max(lost, full + 1)
-    return BoxTracker(max_age=steps, lost_age=lost, buffer=0.5 / steps)
+    high, low = getattr(detector, "track_scores", (0.5, 0.1))  # the detector's own scale
+    gate = float(getattr(detector, "track_iou", 0.3))
+    return BoxTracker(
+        max_age=steps, lost_age=lost, buffer=0.5 / steps, high_score=high, low_score=low,
+        iou_threshold=gate,
+    )  # fmt: skip
 
 
 def detect_track_select(

