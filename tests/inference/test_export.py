@@ -207,3 +207,11 @@ def test_missing_extra_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     with pytest.raises(CerberusError, match=r"pip install 'cerberus-reid\[export\]'"):
         export_onnx(model, tmp_path / "m.onnx", height=HEIGHT, width=WIDTH)
+
+
+def test_mobilenet_v2_model_exports_and_matches(tmp_path):
+    """The MobileNetV2 backbone (inverted residuals, ReLU6) exports like the ResNets."""
+    model = tiny(backbone="mobilenet_v2")
+    x = sample_images(2)
+    path = export_onnx(model, tmp_path / "mnv2.onnx", height=HEIGHT, width=WIDTH)
+    assert verify_onnx(model, path, x) < 1e-4

