@@ -36,7 +36,7 @@ demo: setup
 
 # Real footage (optional, not in CI): Debian's opencv-doc ships vtest.avi, a 768x576, 10 fps
 # plaza seen from above. Fetched with apt-get download (95 MB) unless VTEST names the file;
-# ingested with the built-in HOG detector at upscale 1.5 (its people are 80-100 px tall) and
+# ingested with the default person detector (SSDLite, stride 2) and
 # the demo's model (made by `make demo` when missing).
 VTEST ?=
 VTEST_DIR ?= runs/vtest
@@ -50,7 +50,7 @@ footage-example: setup
 	  cp $$tmp/x/usr/share/doc/opencv-doc/examples/data/vtest.avi $(VTEST_DIR)/vtest.avi && \
 	  rm -rf $$tmp; fi
 	$(BIN)/cerberus ingest $(VTEST_DIR)/vtest.avi --camera plaza --gallery $(VTEST_DIR)/gallery \
-	  --start 2026-11-30T12:00:00Z --checkpoint $(DEMO_DIR)/last.pt --detector hog --upscale 1.5 --replace
+	  --start 2026-11-30T12:00:00Z --checkpoint $(DEMO_DIR)/last.pt --replace
 	@echo "Search it on the page: $(BIN)/cerberus serve --gallery $(VTEST_DIR)/gallery"
 
 clean:

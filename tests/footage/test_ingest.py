@@ -18,6 +18,7 @@ from PIL import Image
 from cerberus.errors import CerberusError
 from cerberus.footage.detect import Detections, HogDetector, iou_matrix
 from cerberus.footage.ingest import Linking, ingest_source
+from cerberus.footage.track import BoxTracker
 from cerberus.footage.video import open_source, source_name
 from cerberus.inference.scoring import pool_vectors
 from cerberus.store import GalleryInfo, Items, MemoryStore, make_filter
@@ -232,12 +233,14 @@ import sys
 sys.path[:0] = {paths!r}
 from tests.footage_helpers import ColourEmbedder
 from cerberus.footage.ingest import ingest_source
+from cerberus.footage.track import BoxTracker
 from cerberus.store import GalleryInfo
 from cerberus.store.local import LocalStore
 info = GalleryInfo(dim=20, fingerprint="colour", schema={{}}, prototypes={{}})
 store = LocalStore.create({folder!r}, info)
 ingest_source({video!r}, store, ColourEmbedder(delay={delay}), camera="cam1",
-              start="2026-11-30T14:00:00+01:00", detections={gt!r}, max_crops=3, stride=1)
+              start="2026-11-30T14:00:00+01:00", detections={gt!r}, max_crops=3, stride=1,
+              tracker=BoxTracker(max_age=2))
 """
 
 
@@ -273,8 +276,10 @@ def test_kill_9_leaves_whole_tracks_and_a_rerun_redoes_the_source(tmp_path):
     video = write_video(tmp_path / "cam.mp4", walkers, frames=40)
     gt = write_gt(tmp_path / "gt.txt", walkers, 40, ids=False)
     reference = MemoryStore(_info())
+    # a short memory, so that the five tracks end (and are written) one after another while
+    # the video runs, not together at its end
     ingest_source(video, reference, ColourEmbedder(), camera="cam1", start=START,
-                  detections=gt, max_crops=3, stride=1)  # fmt: skip
+                  detections=gt, max_crops=3, stride=1, tracker=BoxTracker(max_age=2))  # fmt: skip
     ref = reference.get(reference.ids())
     whole = {int(t): sorted(ref.frame[ref.track == t].tolist()) for t in set(ref.track.tolist())}
     assert len(whole) == 5
@@ -299,7 +304,8 @@ def test_kill_9_leaves_whole_tracks_and_a_rerun_redoes_the_source(tmp_path):
     assert 2 <= len(stored) < 5
     assert all(stored[t] == whole[t] for t in stored)  # whole tracks only
     report = ingest_source(video, store, ColourEmbedder(), camera="cam1", start=START,
-                           detections=gt, max_crops=3, stride=1)  # fmt: skip
+                           detections=gt, max_crops=3, stride=1,
+                           tracker=BoxTracker(max_age=2))  # fmt: skip
     assert report.removed == len(items)
     items = store.get(store.ids())
     assert len(items) == len(ref) and store.sources()[0].complete
