@@ -11,7 +11,7 @@ matched one to one to the people at IoU >= 0.5 (the most pairs, then the highest
 recall = matched / people not ignored; precision = matched / boxes, a box over an ignored person
 (IoU >= 0.5 or at least half inside) counting neither way.
 
-Usage: python benchmarks/bench_ssdlite.py [--video /work/data/vtest.avi] [--frames 40]
+Usage: python benchmarks/bench_ssdlite.py [--video runs/vtest/vtest.avi] [--frames 40]
     [--threads 2] [--stride 2] [--annotations CSV] [--no-recall]
 """
 
@@ -135,7 +135,7 @@ def recall_rows(video: Path, annotations: Path, stride: int, threads: int) -> li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--video", type=Path, default=Path("/work/data/vtest.avi"))
+    parser.add_argument("--video", type=Path, default=Path("runs/vtest/vtest.avi"))
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--stride", type=int, default=2)

@@ -6,8 +6,8 @@ does, and the paths of the confirmed tracks scored on the annotated frames by
 ``bench_vtest.score`` (recall, precision, tracks per person; no crops, no appearance links).
 With the ingest's settings it gives the whole ingest's recall, precision and tracks per person.
 
-    python benchmarks/replay_vtest.py /work/data/vtest.avi                   # today's default
-    python benchmarks/replay_vtest.py /work/data/vtest.avi --score 0.3 --iou 0.3 --forecast
+    python benchmarks/replay_vtest.py runs/vtest/vtest.avi                   # today's default
+    python benchmarks/replay_vtest.py runs/vtest/vtest.avi --score 0.3 --iou 0.3 --forecast
 
 The greedy NMS of the detector keeps the same boxes at score >= t whether or not lower ones
 were there, so one cache at 0.05 serves every ``--score`` from 0.05 up.

@@ -9,7 +9,7 @@ gives the largest absolute differences of the raw box codes and of the person sc
 (``sigmoid(logit)``), per feature map, and how many boxes at score >= 0.3 each side finds and
 how many match (IoU >= 0.9) after decoding both with our anchors and box coder.
 
-Usage: python benchmarks/ssdlite_reference.py [--video /work/data/vtest.avi] [--frames 4]
+Usage: python benchmarks/ssdlite_reference.py [--video runs/vtest/vtest.avi] [--frames 4]
     [--random 4] [--graph PB]
 """
 
@@ -173,7 +173,7 @@ def compare(model, reference: Reference, image: np.ndarray, threshold: float = 0
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--video", type=Path, default=Path("/work/data/vtest.avi"))
+    parser.add_argument("--video", type=Path, default=Path("runs/vtest/vtest.avi"))
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--random", type=int, default=4)
     parser.add_argument("--graph", type=Path, default=None)
