@@ -244,6 +244,11 @@ def test_describe_refuses_non_images(served):
         ({"attributes": {"gender": "male"}, "k": MAX_K + 1}, 422, ["k"]),
         ({"k": 3}, 422, ["attributes"]),
         ({"attributes": ["gender", "male"]}, 422, ["attributes"]),
+        ({"attributes": {"gender": "male"}, "k": True}, 422, ["k", "integer"]),
+        ({"attributes": {"gender": "male"}, "k": "5"}, 422, ["k", "integer"]),
+        ({"attributes": {"gender": "male"}, "k": 5.0}, 422, ["k", "integer"]),
+        ({"attributes": {"gender": "male"}, "per_track": "yes"}, 422, ["per_track", "boolean"]),
+        ({"attributes": {"gender": "male"}, "per_track": 1}, 422, ["per_track", "boolean"]),
     ],
     ids=[
         "unknown-attribute",
@@ -254,6 +259,11 @@ def test_describe_refuses_non_images(served):
         "k-too-big",
         "no-attributes",
         "not-a-dict",
+        "k-true",
+        "k-string",
+        "k-float",
+        "per-track-yes",
+        "per-track-one",
     ],
 )
 def test_bad_attribute_searches_are_one_line_4xx(served, body, status, words):

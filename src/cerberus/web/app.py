@@ -67,7 +67,7 @@ try:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
     from starlette.exceptions import HTTPException
 except ModuleNotFoundError as exc:  # the optional 'serve' extra is not installed
     raise CerberusError(
@@ -123,11 +123,11 @@ class AttributeSearch(BaseModel):
         description='e.g. {"gender": "female", "upper.color": "red"}; names and values from '
         "GET /api/schema, case-insensitive; at least one attribute"
     )
-    k: int = Field(10, ge=1, le=MAX_K, description="number of results")
+    k: StrictInt = Field(10, ge=1, le=MAX_K, description="number of results (an integer)")
     cameras: list[str] | None = Field(None, description="only these cameras (GET /api/gallery)")
     after: str | None = Field(None, description="only at or after: ISO-8601 with a zone")
     before: str | None = Field(None, description="only before: ISO-8601 with a zone")
-    per_track: bool = Field(False, description="one row per track (its best crop)")
+    per_track: StrictBool = Field(False, description="one row per track (true or false)")
     track_score: Literal["max", "top3"] = Field("max", description="a track's score")
 
 
