@@ -12,6 +12,7 @@ from synthetic footage: a search by camera, per track, and the source frame of a
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -241,7 +242,6 @@ def test_filtered_search_per_track_and_timeline(browser, tracked_url):
 def footage_url(tiny_index, tmp_path_factory):
     """A gallery ingested from tiny synthetic footage (two cameras; the ground-truth boxes
     without their ids as detections), served."""
-    import json
 
     from typer.testing import CliRunner
 
@@ -344,5 +344,150 @@ def test_search_ingested_footage_by_camera_and_see_the_frame(browser, footage_ur
     assert page.locator("#frame-figure svg").get_attribute("data-points") == str(len(path))
     status = page.locator("#frame-status").inner_text()
     assert f"Track {track['track']}: {len(path)} boxes" in status
+    assert not errors, errors
+    context.close()
+
+
+def _fresh_page(browser, url: str, width: int, height: int = 900):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return context, page, errors
+
+
+def _overlapping(rects: list[dict]) -> list[tuple[int, int]]:
+    """Pairs of boxes (``{x, y, w, h}`` in pixels) that share some area."""
+    return [
+        (i, j)
+        for i, a in enumerate(rects)
+        for j, b in enumerate(rects[:i])
+        if a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"]
+        and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
+    ]  # fmt: skip
+
+
+MARK_RECTS = """sel => [...document.querySelectorAll(sel)].map(m => {
+    const r = m.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width, h: r.height}; })"""
+
+CAMERAS = ["gate 1", "gate-1", "é", "ü", "caméra"]
+
+
+def test_camera_ids_filters_said_failures_cleared_and_timeline_spread(browser, page_url):
+    """Camera boxes have one id each and their own label ("gate 1" / "gate-1", non-ASCII
+    names of one length); the status says the filters a search ran with; a failed search and a
+    new search clear the old results and timeline; close sightings and sightings without a
+    time do not overlap on the timeline; From keeps its seconds at 1280 px."""
+    context, page, errors = _fresh_page(browser, page_url, 1280)
+
+    def gallery(route):
+        route.fulfill(json={**route.fetch().json(), "cameras": CAMERAS})
+
+    page.route("**/api/gallery", gallery)
+    page.goto(page_url)
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    page.get_by_label("Results to show").fill(str(K))
+    ids = page.locator("#camera-list input").evaluate_all("bs => bs.map(b => b.id)")
+    assert len(ids) == len(CAMERAS) == len(set(ids))
+    bound = page.locator("#camera-list label").evaluate_all(
+        "ls => ls.map(l => [l.textContent, l.control && l.control.value])"
+    )
+    assert bound == [[c, c] for c in CAMERAS]
+    page.get_by_label("gate 1", exact=True).uncheck()
+    page.get_by_label("é", exact=True).uncheck()
+    checked = page.locator("#camera-list input").evaluate_all("bs => bs.map(b => b.checked)")
+    assert checked == [False, True, False, True, True]
+
+    # the heading says which filters ran; From keeps its seconds and shows them whole
+    page.get_by_label("From").fill("2000-01-02T03:04:05")
+    assert page.get_by_label("From").input_value() == "2000-01-02T03:04:05"
+    fits = page.get_by_label("From").evaluate("i => i.scrollWidth <= i.clientWidth")
+    assert fits
+    page.get_by_label("One result per track").check()
+    page.get_by_label("gender", exact=True).select_option("male")
+    sent = []
+
+    def unfiltered(route):  # the made-up cameras are not in the gallery: searched without
+        body = route.request.post_data_json
+        sent.append(body)
+        plain = {"attributes": body["attributes"], "k": body["k"]}
+        route.fulfill(response=route.fetch(post_data=json.dumps(plain)))
+
+    page.route("**/api/search/attributes", unfiltered)
+    page.get_by_role("button", name="Search by description").click()
+    wait_for_results(page, "the description (")
+    page.unroute("**/api/search/attributes")
+    assert sent[0]["cameras"] == ["gate-1", "ü", "caméra"] and sent[0]["per_track"] is True
+    said = page.locator("#status").inner_text()
+    assert "cameras gate-1, ü, caméra" in said, said
+    assert "from 2000-01-02T03:04:05Z" in said and "one per track" in said, said
+
+    # no filter: results; then a failed search clears them
+    for camera in CAMERAS:
+        page.get_by_label(camera, exact=True).check()
+    page.get_by_label("From").fill("")
+    page.get_by_label("One result per track").uncheck()
+    page.get_by_role("button", name="Search by description").click()
+    wait_for_results(page, "the description.")
+    assert cards(page).count() == K
+    first = cards(page).first.locator("img").get_attribute("alt")
+    item = int(first.split("gallery crop ")[1].split(",")[0])
+
+    t0 = "2026-09-21T14:14:20"
+    sightings = [
+        {"item": item + i, "camera": "gate 1", "start": f"{t0[:-2]}{20 + i:02d}+00:00",
+         "end": f"{t0[:-2]}{20 + i:02d}+00:00", "score": 0.9, "count": 1, "thumbnail": None,
+         "query": i == 0}
+        for i in range(6)
+    ] + [
+        {"item": item + 10 + i, "camera": "gate 1", "start": None, "end": None, "score": 0.5,
+         "count": 1, "thumbnail": None, "query": False}
+        for i in range(3)
+    ] + [
+        {"item": item + 20, "camera": "gate-1", "start": "2026-09-21T15:14:20+00:00",
+         "end": "2026-09-21T15:14:20+00:00", "score": 0.8, "count": 2, "thumbnail": None,
+         "query": False}
+    ]  # fmt: skip
+    page.route(
+        "**/api/timeline/**",
+        lambda route: route.fulfill(json={"sightings": sightings, "rule": "test"}),
+    )
+    cards(page).first.get_by_role("link", name="Where else").click()
+    page.wait_for_function(
+        "() => document.getElementById('timeline-status').textContent.includes('sightings of')"
+    )
+    assert page.locator("#timeline-lanes .mark").count() == len(sightings)
+    rects = page.evaluate(MARK_RECTS, "#timeline-lanes .mark")
+    assert not _overlapping(rects), _overlapping(rects)
+
+    # a new search clears the old timeline
+    page.get_by_role("button", name="Search by description").click()
+    wait_for_results(page, "the description.")
+    assert page.locator("#timeline").is_hidden()
+    assert page.locator("#timeline-lanes .mark").count() == 0
+
+    page.route(
+        "**/api/search/attributes",
+        lambda route: route.fulfill(status=500, json={"detail": "the model broke"}),
+    )
+    page.get_by_role("button", name="Search by description").click()
+    page.wait_for_function("() => document.getElementById('status').classList.contains('error')")
+    assert "the model broke" in page.locator("#status").inner_text()
+    assert cards(page).count() == 0
+    assert page.locator("#query").is_hidden()
+    assert not errors, errors
+    context.close()
+
+
+def test_results_come_into_view_on_a_narrow_window(browser, page_url):
+    """On a 420 px window the queries sit above the results: a search brings them into view."""
+    context, page, errors = _fresh_page(browser, page_url, 420, 800)
+    page.goto(page_url)
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    page.get_by_label("gender", exact=True).select_option("male")
+    page.get_by_role("button", name="Search by description").click()
+    wait_for_results(page, "the description")
+    top = page.evaluate("() => document.getElementById('results').getBoundingClientRect().top")
+    assert 0 <= top < 800 / 2, top
     assert not errors, errors
     context.close()

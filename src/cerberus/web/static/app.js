@@ -74,7 +74,9 @@ function showCameras(cameras) {
   const have = new Set([...list.querySelectorAll("input")].map((b) => b.value));
   for (const camera of cameras) {
     if (have.has(camera)) continue;  // a camera that appeared while serving is added, ticked
-    const id = `camera-${camera.replace(/[^A-Za-z0-9_-]/g, "-")}`;
+    have.add(camera);
+    // by position, never by name: "gate 1" and "gate-1" (or two non-ASCII names) stay apart
+    const id = `camera-${list.querySelectorAll("input").length}`;
     const box = el("input", { type: "checkbox", id, value: camera });
     box.checked = true;
     list.append(el("label", { for: id }, [box, camera]));
@@ -219,13 +221,46 @@ function resultCard(row) {
   return el("li", { class: `card ${verdict}`, "data-rank": String(row.rank) }, rows);
 }
 
-function showResults(data, imageUrl, what) {
+// the filters a search ran with, in words: "cameras c1, c2; from ... until ...; one per track"
+function filterWords(f) {
+  const parts = [];
+  if (f.cameras) parts.push(`${f.cameras.length === 1 ? "camera" : "cameras"} ${f.cameras.join(", ")}`);
+  if (f.after) parts.push(`from ${f.after}`);
+  if (f.before) parts.push(`until ${f.before}`);
+  if (f.per_track) parts.push("one per track");
+  return parts.length ? ` (${parts.join("; ")})` : "";
+}
+
+function showResults(data, imageUrl, what, f) {
   showQuery(data.query, imageUrl);
   const list = $("result-list");
   list.replaceChildren(...data.results.map(resultCard));
   const point = data.operating_point;
   const said = point ? ` "Same person" above ${point.text}.` : "";
-  setStatus(`${data.results.length} results for ${what}.${said}${missingNotice(data)}`);
+  setStatus(`${data.results.length} results for ${what}${filterWords(f)}.${said}${missingNotice(data)}`);
+}
+
+// the results of the last search, its timeline and frame, gone (a new search or a failed one)
+function clearResults() {
+  $("query").replaceChildren();
+  $("query").hidden = true;
+  $("result-list").replaceChildren();
+  clearTimeline();
+}
+
+function clearTimeline() {
+  $("timeline").hidden = true;
+  $("timeline-lanes").replaceChildren();
+  $("timeline-axis").textContent = "";
+  $("timeline-status").textContent = "";
+  $("frame-view").hidden = true;
+  $("frame-figure").replaceChildren();
+}
+
+// on a narrow window the results sit below the queries: bring them into view
+function revealResults() {
+  const box = $("results").getBoundingClientRect();
+  if (box.top >= window.innerHeight || box.top < 0) $("results").scrollIntoView({ block: "start" });
 }
 
 function noCamera() {
@@ -236,12 +271,16 @@ function noCamera() {
 async function run(what, request, imageUrl) {
   if (noCamera()) { setStatus("Tick at least one camera.", true); return; }
   setStatus(`Searching ${what}…`);
+  const f = filters();
+  clearTimeline();
   try {
     const data = await request();
-    showResults(data, imageUrl, what);
+    showResults(data, imageUrl, what, f);
   } catch (error) {
+    clearResults();
     setStatus(`Search failed: ${error.message}`, true);
   }
+  revealResults();
   refreshGallery();
 }
 
@@ -256,8 +295,29 @@ function timelineMark(s, left) {
   const label = s.start ? s.start.slice(11, 19) : "?";
   const mark = el("li", { class: `mark${s.query ? " query" : ""}`, "data-item": String(s.item) },
     [button, el("span", { text: `${label} · ${s.count}` })]);
-  mark.style.left = `${left}%`;  // CSSOM, allowed by the page's style policy
+  if (left !== null) mark.style.left = `${left}%`;  // CSSOM, allowed by the page's style policy
   return mark;
+}
+
+// Marks closer than their width go on rows below one another: each mark (in time order) takes
+// the first row whose last mark ends (plus a gap) left of where it starts; the lane grows.
+function spreadMarks(list) {
+  const width = list.clientWidth;
+  const gap = 4;
+  const ends = [];  // per row: the right edge of its last mark, in pixels
+  let rowHeight = 0;
+  const placed = [];
+  for (const mark of list.children) {
+    const w = mark.offsetWidth;
+    rowHeight = Math.max(rowHeight, mark.offsetHeight + gap);
+    const centre = (parseFloat(mark.style.left) / 100) * width;
+    let row = ends.findIndex((end) => end + gap <= centre - w / 2);
+    if (row < 0) { row = ends.length; ends.push(0); }
+    ends[row] = centre + w / 2;
+    placed.push([mark, row]);
+  }
+  for (const [mark, row] of placed) mark.style.top = `${gap + row * rowHeight}px`;
+  if (ends.length > 1) list.style.height = `${ends.length * rowHeight + gap}px`;
 }
 
 function showTimeline(id) {
@@ -274,9 +334,19 @@ function showTimeline(id) {
     const at = (s) => (!s.start || hi === lo ? 50 : (100 * (Date.parse(s.start) - lo)) / (hi - lo));
     const cameras = [...new Set(seen.map((s) => s.camera || "unknown"))].sort();
     for (const camera of cameras) {
+      const here = seen.filter((s) => (s.camera || "unknown") === camera);
+      const timed = here.filter((s) => s.start).sort((a, b) => at(a) - at(b));
+      const untimed = here.filter((s) => !s.start);
       const marks = el("ol", { class: "lane-marks", "aria-label": `Camera ${camera}` },
-        seen.filter((s) => (s.camera || "unknown") === camera).map((s) => timelineMark(s, at(s))));
-      $("timeline-lanes").append(el("div", { class: "lane" }, [el("span", { class: "lane-name", text: camera }), marks]));
+        timed.map((s) => timelineMark(s, at(s))));
+      const lane = [el("span", { class: "lane-name", text: camera }), marks];
+      if (untimed.length) {
+        // sightings without a time: side by side after the lane, never on one spot
+        lane.push(el("ol", { class: "lane-untimed", "aria-label": `Camera ${camera}, time unknown` },
+          untimed.map((s) => timelineMark(s, null))));
+      }
+      $("timeline-lanes").append(el("div", { class: "lane" }, lane));
+      spreadMarks(marks);
     }
     $("timeline-axis").textContent = times.length
       ? `${new Date(lo).toISOString()} → ${new Date(hi).toISOString()}`
