@@ -401,8 +401,14 @@ def test_camera_ids_filters_said_failures_cleared_and_timeline_spread(browser, p
     # the heading says which filters ran; From keeps its seconds and shows them whole
     page.get_by_label("From").fill("2000-01-02T03:04:05")
     assert page.get_by_label("From").input_value() == "2000-01-02T03:04:05"
-    fits = page.get_by_label("From").evaluate("i => i.scrollWidth <= i.clientWidth")
-    assert fits
+    # room for the date and time with seconds (in the input's own font) and the picker icon
+    room = page.get_by_label("From").evaluate(
+        """i => { const s = document.createElement("span"); s.style.font = getComputedStyle(i).font;
+        s.textContent = "01/02/2000, 03:04:05 AM"; document.body.append(s);
+        const need = s.getBoundingClientRect().width + 32; s.remove();
+        return [need, i.clientWidth]; }"""
+    )
+    assert room[0] <= room[1], room
     page.get_by_label("One result per track").check()
     page.get_by_label("gender", exact=True).select_option("male")
     sent = []
