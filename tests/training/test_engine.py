@@ -424,3 +424,37 @@ def test_resume_refuses_a_changed_seed(tmp_path, tree, cli):
     code, _, err = cli("train", "-c", config)
     assert_one_line(code, err, ckpt, "train.seed")
     assert ckpt.read_bytes() == before
+
+
+def test_training_logs_unknown_attribute_cells(tmp_path, caplog):
+    """Empty table cells are unknown: the run says, per attribute, how many images it leaves out."""
+    import logging
+
+    from cerberus.data.datasets import read_dataset
+    from cerberus.data.table import read_table_dataset, write_table_dataset
+    from cerberus.training.engine import log_unknown_cells, unknown_cells
+
+    root = make_tree(tmp_path / "t", MARKET1501, train_ids=(2, 4, 6))
+    write_table_dataset(read_dataset(root, "market1501"), root)
+    rows = (root / "attributes.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    blank = {"2": "hat", "4": "gender", "6": "gender"}
+    for i, row in enumerate(rows):
+        cells = row.split(",")
+        if cells[0] in blank:
+            cells[header.index(blank[cells[0]])] = ""
+            rows[i] = ",".join(cells)
+    (root / "attributes.csv").write_text("\n".join(rows) + "\n")
+    data = read_table_dataset(root)
+    pids = data.train.pids
+    hat, gender = int((pids == 2).sum()), int(((pids == 4) | (pids == 6)).sum())
+    assert unknown_cells(data) == {"gender": gender, "hat": hat} or unknown_cells(data) == {
+        "hat": hat,
+        "gender": gender,
+    }
+    with caplog.at_level(logging.INFO, logger="cerberus.training.engine"):
+        log_unknown_cells(data)
+    lines = [r.getMessage() for r in caplog.records if "unknown attribute cells" in r.getMessage()]
+    assert len(lines) == 1
+    assert f"gender {gender}" in lines[0] and f"hat {hat}" in lines[0]
+    assert f"of {len(data.train)} images" in lines[0] and "age " not in lines[0]
