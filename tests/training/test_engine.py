@@ -191,13 +191,18 @@ def test_resume_refuses_optimizer_state_of_other_parameter_groups(tree, tmp_path
 def test_checkpoint_write_is_atomic_and_errors_are_clear(tmp_path):
     path = tmp_path / "ck" / "last.pt"
     save_checkpoint({"format": "cerberus", "version": 1, "x": torch.ones(2)}, path)
-    if os.geteuid() != 0:  # root ignores permissions
+    # A folder that cannot be written: a read-only one; as root (which ignores modes) sysfs,
+    # where no file can be made, so the refusal is checked under either user.
+    root = os.geteuid() == 0 and Path("/sys").is_dir()
+    target = Path("/sys") / "last.pt" if root else path
+    if not root:
         path.parent.chmod(0o500)
-        try:
-            with pytest.raises(CerberusError, match="could not write checkpoint"):
-                save_checkpoint({"format": "cerberus", "version": 1, "x": torch.zeros(2)}, path)
-        finally:
-            path.parent.chmod(0o700)
+    try:
+        with pytest.raises(CerberusError, match="could not write checkpoint .*denied"):
+            save_checkpoint({"format": "cerberus", "version": 1, "x": torch.zeros(2)}, target)
+    finally:
+        path.parent.chmod(0o700)
+    assert torch.equal(load_checkpoint(path)["x"], torch.ones(2))  # the old one is intact
     # a file where the folder should be: the write fails, cleanly
     blocker = tmp_path / "blocked"
     blocker.write_text("")
