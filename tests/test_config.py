@@ -114,3 +114,36 @@ def test_non_utf8_yaml_is_one_line(tmp_path, cli):
     config.write_bytes("data:\n  root: /données\n".encode("latin-1"))
     code, _, err = cli("train", "-c", config)
     assert_one_line(code, err, config, "UTF-8")
+
+
+def test_warmup_beyond_iterations_names_each_value_and_its_origin(tmp_path, cli):
+    """A command-line value is not blamed on the file; both numbers are given."""
+    config = CONFIGS / "synthetic.yaml"
+    in_file = load_config(config)
+    code, _, err = cli("train", "-c", config, "optim.iterations=20")
+    w = in_file.optim.warmup_iterations
+    assert w > 20
+    origin = str(config) if "warmup_iterations" in config.read_text() else "default"
+    assert_one_line(
+        code, err, f"optim.warmup_iterations={w} ({origin})", "optim.iterations=20 (command line)"
+    )
+    both = tmp_path / "c.yaml"
+    both.write_text("optim:\n  iterations: 5\n  warmup_iterations: 7\n")
+    with pytest.raises(CerberusError) as info:
+        load_config(both)
+    assert f"warmup_iterations=7 ({both})" in str(info.value)
+    assert f"iterations=5 ({both})" in str(info.value)
+    with pytest.raises(CerberusError, match=r"warmup_iterations=2000 \(default\)"):
+        load_config(None, ["optim.iterations=3"])
+
+
+def test_a_bare_name_loads_the_packaged_config_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    assert load_config("synthetic") == load_config(CONFIGS / "synthetic.yaml")
+    assert load_config("synthetic", ["optim.lr=1e-3"]).optim.lr == 1e-3
+    (tmp_path / "mine.yaml").write_text("optim:\n  lr: 0.002\n")
+    assert load_config("mine.yaml").optim.lr == 0.002  # paths keep working
+    with pytest.raises(CerberusError, match="packaged config: .*synthetic"):
+        load_config("no_such_config")
+    with pytest.raises(CerberusError, match="config file not found"):
+        load_config("sub/synthetic")  # a path, not a name

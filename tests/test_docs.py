@@ -174,3 +174,14 @@ def test_mkdocs_build_strict(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (tmp_path / "site" / "cli" / "index.html").is_file()
+
+
+def test_method_page_points_to_calibration_and_states_the_duke_test_sid_count():
+    """§9.2's calibrated verdict lives in docs/calibration.md (§8 holds none); the DukeMTMC test
+    split has 51 occurring SIDs where the paper says 33, said beside the Market check."""
+    text = METHOD.read_text(encoding="utf-8")
+    assert "calibrated verdict of §8" not in text
+    assert "(calibration.md)" in text.split("### 9.2", 1)[1].split("### 9.3", 1)[0]
+    section = text.split("### 1.3", 1)[1].split("### 1.4", 1)[0]
+    assert "Market-1501 has 66" in section
+    assert "51 in the test split" in section and "paper says 33" in section

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
@@ -241,8 +242,14 @@ def parse_overrides(overrides: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def config_from_dict(raw: dict[str, Any], where: str = "config") -> Config:
-    """A :class:`Config` from a nested dict (checked: unknown sections or keys are errors)."""
+def config_from_dict(
+    raw: dict[str, Any], where: str = "config", origins: dict[str, str] | None = None
+) -> Config:
+    """A :class:`Config` from a nested dict (checked: unknown sections or keys are errors).
+
+    ``origins`` maps ``section.key`` to where its value came from (a file, the command line);
+    a key it does not name took its value from ``where`` when ``origins`` is None, else the
+    default. Errors about two values name each one's origin."""
     sections = {f.name: f.type for f in fields(Config)}
     hints = get_type_hints(Config)
     unknown = sorted(set(raw) - set(sections))
@@ -257,7 +264,7 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> Config:
             raise CerberusError(f"{where}: section {name!r} must be a mapping")
         built[name] = _build(hints[name], values, f"{where}: {name}")
     cfg = Config(**built)
-    _validate(cfg, where)
+    _validate(cfg, where, origins)
     return cfg
 
 
@@ -305,8 +312,12 @@ def _value(cfg: Config, key: str) -> Any:
     return getattr(getattr(cfg, section), name)
 
 
-def _validate(cfg: Config, where: str) -> None:
+def _validate(cfg: Config, where: str, origins: dict[str, str] | None = None) -> None:
     """Range and choice checks of every field, so bad values stop here, not mid-run."""
+
+    def origin(key: str) -> str:
+        return where if origins is None else origins.get(key, "default")
+
     for key in _POSITIVE:
         if not _value(cfg, key) > 0:  # also catches NaN
             raise CerberusError(f"{where}: {key} must be positive, got {_value(cfg, key)}")
@@ -336,22 +347,47 @@ def _validate(cfg: Config, where: str) -> None:
         )
     check_device(cfg.train.device, f"{where}: train.device")
     if cfg.optim.warmup_iterations > cfg.optim.iterations:
-        raise CerberusError(f"{where}: optim.warmup_iterations exceeds optim.iterations")
+        w, n = "optim.warmup_iterations", "optim.iterations"
+        raise CerberusError(
+            f"{w}={cfg.optim.warmup_iterations} ({origin(w)}) exceeds "
+            f"{n}={cfg.optim.iterations} ({origin(n)}): lower {w} or raise {n}"
+        )
     if cfg.loss.lambda_attr > 0 and not cfg.model.attribute_heads:
         raise CerberusError(f"{where}: loss.lambda_attr > 0 needs model.attribute_heads=true")
     if cfg.model.par_feature and not cfg.model.attribute_heads:
         raise CerberusError(f"{where}: model.par_feature needs model.attribute_heads=true")
 
 
+def packaged_configs() -> dict[str, Path]:
+    """The configs shipped in the package (``cerberus/configs/*.yaml``), by bare name."""
+    folder = Path(str(resources.files("cerberus") / "configs"))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+
+
+def resolve_config(path: str | Path) -> Path:
+    """``path`` itself, unless it is a bare name (no ``/`` or ``\\``, no ``.yaml`` / ``.yml``)
+    of a packaged config: then that file, so ``-c synthetic`` works from any folder."""
+    text = str(path)
+    bare = not any(c in text for c in "/\\") and not text.endswith((".yaml", ".yml"))
+    if bare and text in packaged_configs():
+        return packaged_configs()[text]
+    return Path(path)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (``None``: paper defaults), then apply ``section.key=value`` overrides."""
+    """Read a YAML config (``None``: paper defaults; a bare name such as ``synthetic``: the
+    packaged config of that name), then apply ``section.key=value`` overrides."""
     raw: dict[str, Any] = {}
     where = "defaults"
     if path is not None:
-        path = Path(path)
-        where = str(path)
+        given = str(path)
+        path = resolve_config(path)
+        where = str(path) if str(path) == given else f"{given} ({path})"
         if not path.is_file():
-            raise CerberusError(f"{path}: config file not found")
+            names = ", ".join(packaged_configs())
+            raise CerberusError(
+                f"{path}: config file not found (give a YAML file, or a packaged config: {names})"
+            )
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except UnicodeDecodeError as exc:
@@ -366,10 +402,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise CerberusError(f"{path}: not valid YAML{at}") from None
         if not isinstance(raw, dict):
             raise CerberusError(f"{path}: top level must be a mapping of sections")
+    origins = {
+        f"{section}.{key}": where
+        for section, values in raw.items()
+        if isinstance(values, dict)
+        for key in values
+    }
     for section, values in parse_overrides(overrides or []).items():
         base = raw.get(section)
         raw[section] = {**(base if isinstance(base, dict) else {}), **values}
-    return config_from_dict(raw, where)
+        origins.update({f"{section}.{key}": "command line" for key in values})
+    return config_from_dict(raw, where, origins)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -155,7 +155,13 @@ def test_a_colour_none_value_anywhere_in_the_values(tmp_path):
 def test_attribute_queries_are_case_insensitive(index_file, cli, query):
     code, out, err = cli("search", "--index", index_file, "--attrs", query, "--json")
     assert code == 0, err
-    assert json.loads(out)["query"]["attributes"]["gender"] == "gender: female"
+    found = json.loads(out)
+    assert found["query"]["attributes"]["gender"] == "gender: female"
+    # The same search as the plain lower-case spelling: the same items, order and scores.
+    plain = ", ".join(p.replace(" ", "").lower() for p in query.split(","))
+    code, base, err = cli("search", "--index", index_file, "--attrs", plain, "--json")
+    assert code == 0, err
+    assert found["results"] and found["results"] == json.loads(base)["results"]
 
 
 @pytest.mark.parametrize(

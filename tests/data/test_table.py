@@ -150,6 +150,10 @@ BAD_ROWS = {
         lambda r: _cell(r / IMAGES, 3, "path", "bounding_box_train/nope.jpg"),
         f"{IMAGES}:3: image bounding_box_train/nope.jpg not found",
     ),
+    "windows path": (
+        lambda r: _cell(r / IMAGES, 3, "path", "bounding_box_train\\x.jpg"),
+        "(write paths with /, not \\)",
+    ),
     "unknown value": (
         lambda r: _cell(r / ATTRS, 2, "upper.color", "pruple"),
         f"{ATTRS}:2: person_id 1: attribute 'upper.color' has no value 'pruple'; valid: none, "

@@ -315,6 +315,12 @@ def test_unknown_attribute_cells_are_left_out_of_aps_and_par(tmp_path):
     assert par["num_labelled"]["hair"] == par["num_images"]
     assert 0 < m["chance"]["aps"]["map_score"] < 1
     json.dumps(m)
+    # The report gives each attribute its own count, not the image set's for every row.
+    text = format_report(m)
+    hat, n = par["num_labelled"]["hat"], par["num_images"]
+    assert f"PAR hat ({hat} img)" in text and f"PAR hair ({n} img)" in text
+    (fewer,) = [line for line in text.splitlines() if "scored on fewer images" in line]
+    assert f"hat {hat}" in fewer and "hair" not in fewer
 
 
 def test_search_and_eval_from_another_folder(written, monkeypatch):

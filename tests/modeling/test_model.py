@@ -173,8 +173,20 @@ def test_parameter_counts_split():
     counts = count_parameters(tiny())
     assert counts["prototype_params"] == sum(MARKET1501.num_sids.values()) * 16
     assert counts["classifier_params"] == 5 * (16 * 7 + 7)
-    total = sum(v for k, v in counts.items() if k != "total_params")
-    assert total == counts["total_params"]
+    # An independent count: every named parameter by its module path.
+    model = tiny()
+    roles = {"prototypes.": 0, "residual_vectors.": 0, "classifiers.": 0}
+    rest = 0
+    for name, p in model.named_parameters():
+        prefix = next((r for r in roles if name.startswith(r)), None)
+        if prefix is None:
+            rest += p.numel()
+        else:
+            roles[prefix] += p.numel()
+    assert counts["embedding_params"] == rest
+    assert counts["residual_vector_params"] == roles["residual_vectors."]
+    assert counts["total_params"] == rest + sum(roles.values())
+    assert counts["attribute_head_params"] == 0
 
 
 def test_backbone_weight_files(tmp_path):

@@ -239,10 +239,13 @@ def test_searches_keep_answering_while_another_thread_adds(tmp_path):
     store = LocalStore.create(tmp_path / "g", info())
     store.add(batch(100, source="s0", seed=0))
     errors: list[BaseException] = []
+    read = threading.Event()  # the writer adds a batch only after another read
 
     def writer() -> None:
         try:
             for i in range(1, 15):
+                assert read.wait(60), "no read came"
+                read.clear()
                 store.add(batch(100, source=f"s{i}", seed=i))
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
@@ -257,8 +260,10 @@ def test_searches_keep_answering_while_another_thread_adds(tmp_path):
         hits = store.search(queries, 5)
         assert all(len(h) == 5 for h in hits)
         seen.append(n)
+        read.set()
     thread.join()
     assert not errors and store.count() == 1500 and seen == sorted(seen)
+    assert any(100 < n < 1500 for n in seen)  # reads came while the writer was adding
 
 
 CHILD = """
@@ -269,12 +274,17 @@ from tests.store.test_contract import batch
 store = LocalStore.open({folder!r})
 print("ready", flush=True)
 for i in range({batches}):
+    if {step}:  # one add per line the parent writes
+        sys.stdin.readline()
     store.add(batch({n}, source="child%d-%d" % ({tag}, i), seed=i))
     print("added", flush=True)
 """
 
 
-def child(folder: Path, *, n: int, batches: int, tag: int) -> subprocess.Popen:
+def child(
+    folder: Path, *, n: int, batches: int, tag: int, step: bool = False
+) -> subprocess.Popen:
+    """A process adding ``batches`` batches of ``n``; with ``step``, each after a stdin line."""
     code = CHILD.format(
         src=SRC,
         root=str(Path(__file__).resolve().parent),
@@ -282,10 +292,15 @@ def child(folder: Path, *, n: int, batches: int, tag: int) -> subprocess.Popen:
         n=n,
         batches=batches,
         tag=tag,
+        step=step,
     )
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE if step else None,
+        text=True,
+        env=env,
     )
 
 
@@ -335,7 +350,7 @@ def test_a_search_from_another_process_keeps_answering_during_adds(tmp_path):
     folder = tmp_path / "g"
     store = LocalStore.create(folder, info())
     store.add(batch(500, source="first", seed=1))
-    proc = child(folder, n=500, batches=8, tag=0)
+    proc = child(folder, n=500, batches=8, tag=0, step=True)
     assert proc.stdout.readline().strip() == "ready"
     queries = batch(2, source="q", seed=99).vectors
     counts = []
@@ -343,8 +358,15 @@ def test_a_search_from_another_process_keeps_answering_during_adds(tmp_path):
         counts.append(store.count())
         assert counts[-1] % 500 == 0
         assert all(len(h) == 5 for h in store.search(queries, 5))
+        try:  # the child adds its next batch only after this read
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        except BrokenPipeError:  # it has finished
+            break
+    proc.wait(timeout=60)
     assert proc.returncode == 0
     assert store.count() == 4500 and counts == sorted(counts)
+    assert any(500 < c < 4500 for c in counts)  # reads came while the child was adding
     store.close()
 
 

@@ -191,13 +191,18 @@ def test_resume_refuses_optimizer_state_of_other_parameter_groups(tree, tmp_path
 def test_checkpoint_write_is_atomic_and_errors_are_clear(tmp_path):
     path = tmp_path / "ck" / "last.pt"
     save_checkpoint({"format": "cerberus", "version": 1, "x": torch.ones(2)}, path)
-    if os.geteuid() != 0:  # root ignores permissions
+    # A folder that cannot be written: a read-only one; as root (which ignores modes) sysfs,
+    # where no file can be made, so the refusal is checked under either user.
+    root = os.geteuid() == 0 and Path("/sys").is_dir()
+    target = Path("/sys") / "last.pt" if root else path
+    if not root:
         path.parent.chmod(0o500)
-        try:
-            with pytest.raises(CerberusError, match="could not write checkpoint"):
-                save_checkpoint({"format": "cerberus", "version": 1, "x": torch.zeros(2)}, path)
-        finally:
-            path.parent.chmod(0o700)
+    try:
+        with pytest.raises(CerberusError, match="could not write checkpoint .*denied"):
+            save_checkpoint({"format": "cerberus", "version": 1, "x": torch.zeros(2)}, target)
+    finally:
+        path.parent.chmod(0o700)
+    assert torch.equal(load_checkpoint(path)["x"], torch.ones(2))  # the old one is intact
     # a file where the folder should be: the write fails, cleanly
     blocker = tmp_path / "blocked"
     blocker.write_text("")
@@ -424,3 +429,37 @@ def test_resume_refuses_a_changed_seed(tmp_path, tree, cli):
     code, _, err = cli("train", "-c", config)
     assert_one_line(code, err, ckpt, "train.seed")
     assert ckpt.read_bytes() == before
+
+
+def test_training_logs_unknown_attribute_cells(tmp_path, caplog):
+    """Empty table cells are unknown: the run says, per attribute, how many images it leaves out."""
+    import logging
+
+    from cerberus.data.datasets import read_dataset
+    from cerberus.data.table import read_table_dataset, write_table_dataset
+    from cerberus.training.engine import log_unknown_cells, unknown_cells
+
+    root = make_tree(tmp_path / "t", MARKET1501, train_ids=(2, 4, 6))
+    write_table_dataset(read_dataset(root, "market1501"), root)
+    rows = (root / "attributes.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    blank = {"2": "hat", "4": "gender", "6": "gender"}
+    for i, row in enumerate(rows):
+        cells = row.split(",")
+        if cells[0] in blank:
+            cells[header.index(blank[cells[0]])] = ""
+            rows[i] = ",".join(cells)
+    (root / "attributes.csv").write_text("\n".join(rows) + "\n")
+    data = read_table_dataset(root)
+    pids = data.train.pids
+    hat, gender = int((pids == 2).sum()), int(((pids == 4) | (pids == 6)).sum())
+    assert unknown_cells(data) == {"gender": gender, "hat": hat} or unknown_cells(data) == {
+        "hat": hat,
+        "gender": gender,
+    }
+    with caplog.at_level(logging.INFO, logger="cerberus.training.engine"):
+        log_unknown_cells(data)
+    lines = [r.getMessage() for r in caplog.records if "unknown attribute cells" in r.getMessage()]
+    assert len(lines) == 1
+    assert f"gender {gender}" in lines[0] and f"hat {hat}" in lines[0]
+    assert f"of {len(data.train)} images" in lines[0] and "age " not in lines[0]

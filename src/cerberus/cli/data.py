@@ -62,6 +62,7 @@ def synth(
         generate_synthetic,
         make_contact_sheet,
         make_value_sheet,
+        terminate_as_interrupt,
     )
 
     if ctx.invoked_subcommand is not None:
@@ -78,17 +79,18 @@ def synth(
         raise CerberusError(f"--format {data_format!r}: must be market or table")
     if not camera_column and data_format != "table":
         raise CerberusError("--no-camera-column needs --format table (Market names hold cameras)")
-    summary = generate_synthetic(
-        out,
-        num_train_ids=train_ids,
-        num_test_ids=test_ids,
-        num_cameras=cameras,
-        seed=seed,
-        num_workers=workers,
-        overwrite=overwrite,
-        data_format=data_format,
-        camera_column=camera_column,
-    )
+    with terminate_as_interrupt():  # SIGTERM cleans up like Ctrl-C
+        summary = generate_synthetic(
+            out,
+            num_train_ids=train_ids,
+            num_test_ids=test_ids,
+            num_cameras=cameras,
+            seed=seed,
+            num_workers=workers,
+            overwrite=overwrite,
+            data_format=data_format,
+            camera_column=camera_column,
+        )
     if data_format == "table":
         typer.echo(f"wrote synthetic table dataset to {out}: {summary}")
         typer.echo(f"check it with: cerberus check-data {out}")
@@ -132,6 +134,7 @@ def synth_footage(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
 ) -> None:
     """Synthetic camera footage with MOTChallenge ground truth (docs/synthetic.md)."""
+    from cerberus.data.synthetic.benchmark import terminate_as_interrupt
     from cerberus.data.synthetic.footage import generate_footage, parse_size, parse_start
     from cerberus.data.synthetic.scene import FootageSpec
 
@@ -148,7 +151,8 @@ def synth_footage(
         train_ids=train_ids,
         test_ids=test_ids,
     )
-    summary = generate_footage(out, spec, overwrite=overwrite, video=video, frames=frames)
+    with terminate_as_interrupt():  # SIGTERM cleans up like Ctrl-C
+        summary = generate_footage(out, spec, overwrite=overwrite, video=video, frames=frames)
     typer.echo(f"wrote synthetic footage to {out}: {summary}")
 
 

@@ -16,10 +16,14 @@ from cerberus.cli._app import (
 )
 from cerberus.errors import CerberusError
 
+CONFIG_HELP = (
+    "YAML config file, or the name of a packaged one (synthetic, synthetic_quick, market1501, "
+    "dukemtmc, ...), found from any folder."
+)
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file.")],
+    config: Annotated[Path, typer.Option("--config", "-c", help=CONFIG_HELP)],
     overrides: Overrides = None,
     resume: Annotated[bool, typer.Option(help="Resume from output_dir/last.pt if present.")] = True,
 ) -> None:
@@ -84,7 +88,7 @@ def ablate(
             "sensitivity (Fig. 10) or silhouette (Fig. 9 over seeds)."
         ),
     ],
-    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file.")],
+    config: Annotated[Path, typer.Option("--config", "-c", help=CONFIG_HELP)],
     out: Annotated[Path, typer.Option(help="Folder for the runs and the table.")],
     overrides: Overrides = None,
     ks: Annotated[str, typer.Option(help="unseen: numbers of unseen SIDs, comma-separated.")] = (
@@ -162,7 +166,8 @@ def _training_identities(cfg, schema_name: str, given: int | None) -> tuple[int,
 @app.command()
 def info(
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML config (default: paper setting).")
+        Path | None,
+        typer.Option("--config", "-c", help=CONFIG_HELP + " Default: the paper setting."),
     ] = None,
     overrides: Overrides = None,
     num_classes: Annotated[
@@ -212,7 +217,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the run, figures and report.md.")] = Path(
         "runs/demo"
     ),
-    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config.")] = Path(
+    config: Annotated[Path, typer.Option("--config", "-c", help=CONFIG_HELP)] = Path(
         "configs/synthetic.yaml"
     ),
     overrides: Overrides = None,

@@ -154,7 +154,8 @@ def _read_images(
             continue
         first_of[key] = line
         if not image.is_file():
-            bad.add(line, f"image {text_path} not found (looked for {image})")
+            hint = " (write paths with /, not \\)" if "\\" in text_path else ""
+            bad.add(line, f"image {text_path} not found (looked for {image}){hint}")
             ok = False
         if ok:
             out.lines.append(line)

@@ -385,9 +385,11 @@ def format_report(m: dict[str, Any]) -> str:
             "their identity (relevance judged on the known groups)"
         )
     par, cp = m["par"], c.get("par", {})
+    counts = par.get("num_labelled", {})
     for attr, acc in par["attribute_accuracy_score"].items():
         chance = cp.get("attribute_accuracy_score", {}).get(attr)
-        lines.append(f"{'PAR ' + attr:34s} {'acc':8s} {_pct(acc):>7s} {_pct(chance):>7s}")
+        title = f"PAR {attr}" + (f" ({counts[attr]} img)" if attr in counts else "")
+        lines.append(f"{title:34s} {'acc':8s} {_pct(acc):>7s} {_pct(chance):>7s}")
     rows = [("PAR mean", "mA", "mean_accuracy_score")]
     if "official_accuracy_score" in par:
         rows.append(("PAR official protocol (Lin et al.)", "acc", "official_accuracy_score"))
@@ -398,4 +400,10 @@ def format_report(m: dict[str, Any]) -> str:
         lines.append(f"{title:34s} {label:8s} {_pct(par[key]):>7s} {_pct(cp.get(key)):>7s}")
     if "image_set" in par:
         lines.append(f"PAR scored on the {par['image_set']} ({par['num_images']} images)")
+        fewer = {a: n for a, n in counts.items() if n < par.get("num_images", n)}
+        if fewer:
+            lines.append(
+                "PAR attributes scored on fewer images (unknown labels left out): "
+                + ", ".join(f"{a} {n}" for a, n in fewer.items())
+            )
     return "\n".join(lines)

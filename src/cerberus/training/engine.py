@@ -19,6 +19,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -200,6 +201,25 @@ def training_data(cfg: Config, dataset: ReIDDataset | None) -> ReIDDataset:
         if len(train_images) != len(dataset.train):
             dataset = dataclasses.replace(dataset, train=train_images)
     return dataset
+
+
+def unknown_cells(dataset: ReIDDataset) -> dict[str, int]:
+    """Per attribute, how many training images have it unknown (``-1``): cells the semantic
+    loss leaves out. Only attributes with at least one such cell; names in schema order."""
+    values = np.asarray(dataset.train.values)
+    counts = (values < 0).sum(0) if values.size else np.zeros(len(dataset.schema.attributes))
+    return {a.name: int(n) for a, n in zip(dataset.schema.attributes, counts) if n > 0}
+
+
+def log_unknown_cells(dataset: ReIDDataset) -> None:
+    """One log line naming the attributes left unknown on some training images, with counts."""
+    cells = unknown_cells(dataset)
+    if cells:
+        logger.info(
+            "unknown attribute cells left out of training (of %d images): %s",
+            len(dataset.train),
+            ", ".join(f"{name} {n}" for name, n in cells.items()),
+        )
 
 
 def build_training(
@@ -570,6 +590,8 @@ def train(
     cfg = with_absolute_data_paths(cfg)  # stored in the checkpoint: usable from any folder
     run = set_up(cfg)
     dataset = training_data(cfg, dataset)
+    if run.is_main:
+        log_unknown_cells(dataset)
     model, step_module, optimizer = build_training(cfg, dataset, run)
     ckpt_path = run.checkpoint_path
     start = 0

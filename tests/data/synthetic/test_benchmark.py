@@ -385,3 +385,73 @@ def test_synth_overwrite_replaces_its_own_benchmark(tmp_path, cli):
 def test_synth_workers_below_one_is_one_line(tmp_path, cli):
     code, _, err = cli("synth", "--out", tmp_path / "s", "--workers", "-1")
     assert_one_line(code, err, "--workers")
+
+
+def _children(pid: int) -> set[int]:
+    """The pids whose parent is ``pid`` (read from /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _gone(pid: int) -> bool:
+    """True once ``pid`` no longer runs (or is a zombie, dead but not yet reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads child processes from /proc")
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
+    """``cerberus synth`` sent SIGTERM mid-run: exit 130, no hidden folder, no worker left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = Path(__file__).resolve().parents[3] / "src"
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    cmd = [sys.executable, "-m", "cerberus.cli", "synth", "--out", str(tmp_path / "b")]
+    proc = subprocess.Popen([*cmd, "--workers", "2"], env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120  # a bound on waiting, not a timing
+    workers: set[int] = set()
+    while time.monotonic() < deadline and proc.poll() is None:
+        started = [p for p in tmp_path.glob(".b.*.partial") if any(p.rglob("*.jpg"))]
+        workers = _children(proc.pid)
+        if started and len(workers) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "synth finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert "Traceback" not in err.decode()  # exits as Ctrl-C does (typer: 130)
+    assert list(tmp_path.iterdir()) == []  # neither the hidden folder nor the output
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(map(_gone, workers)):
+        time.sleep(0.05)
+    assert workers and all(map(_gone, workers)), f"workers still running: {workers}"
+
+
+def test_a_rerun_removes_the_hidden_folder_of_a_killed_run(tmp_path):
+    import os
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".b.{dead.pid}.x1y2.partial"
+    (stale / "bounding_box_train").mkdir(parents=True)
+    live = tmp_path / f".b.{os.getppid()}.z3.partial"  # a writer still running: kept
+    live.mkdir()
+    generate_synthetic(tmp_path / "b", num_train_ids=4, num_test_ids=4, num_workers=1)
+    assert not stale.exists() and live.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["b", live.name])

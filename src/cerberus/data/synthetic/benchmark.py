@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,16 +185,71 @@ def _check_output(out: Path, overwrite: bool, what: str = "synthetic benchmark")
         )
 
 
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM handled like Ctrl-C inside the block: the main process gets a KeyboardInterrupt
+    (so its clean-up runs: the hidden folder removed, pool workers terminated); a forked child
+    that inherited the handler dies of the signal as before. Outside the main thread: no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != owner:  # a forked worker: the default action
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    before = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _remove_stale_partials(full: Path) -> None:
+    """Remove the hidden ``.NAME.PID.*.partial`` folders beside ``full`` whose writing process
+    ``PID`` is gone (killed before it could clean up); a live writer's folder is left alone."""
+    pattern = re.compile(re.escape(f".{full.name}.") + r"(\d+)\.[^/]*\.partial$")
+    try:
+        entries = list(full.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if m and entry.is_dir() and not _alive(int(m.group(1))):
+            logger.info("removed %s, left by a run that was killed (pid %s)", entry, m.group(1))
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def _start_folder(out: Path) -> tuple[Path, Path | None]:
-    """A new hidden folder beside ``out`` to write into, and the first parent folder made for it.
+    """A new hidden folder beside ``out`` to write into (``.NAME.PID.XXXX.partial``, the
+    writer's pid in its name), and the first parent folder made for it. Hidden folders of
+    earlier writers that died are removed first.
 
     Returns ``(folder, made)``; ``made`` (or None) is removed again when generation fails.
     """
     full = Path(os.path.abspath(out))  # "." has no name and no parent of its own
     made = next((p for p in reversed([full, *full.parents]) if not p.exists()), None)
+    if made is None or made == full:
+        _remove_stale_partials(full)
     try:
         full.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{full.name}.", suffix=".partial", dir=full.parent))
+        prefix = f".{full.name}.{os.getpid()}."
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=full.parent))
     except OSError as exc:
         raise CerberusError(f"{out}: cannot write there ({exc.strerror or exc})") from None
     return tmp, (made if made != full else None)
@@ -336,8 +396,15 @@ def _write_benchmark(
     jobs += [_Job(i, tuple([0] * SCHEMA.num_attributes), "test", "junk") for i in range(num_junk)]
     args = [(j, seed, num_cameras, height, width, str(out)) for j in jobs]
     if num_workers > 1:
-        with ProcessPoolExecutor(num_workers) as pool:
+        pool = ProcessPoolExecutor(num_workers)
+        try:
             results = list(pool.map(_render_job, args, chunksize=8))
+        except BaseException:  # Ctrl-C, SIGTERM, a failed job: no worker outlives the run
+            for process in list((pool._processes or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     else:
         results = [_render_job(a) for a in args]
     counts: dict[str, int] = {}
