@@ -420,36 +420,64 @@ def _binary_matrix(
     return a
 
 
-def _load_state_dict(path: str | Path) -> dict[str, Tensor]:
+class StateDictError(CerberusError):
+    """A weights file that cannot be read as a state dict; ``reason`` says why, in words each
+    caller puts after its own name of the file."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """A state dict (name -> tensor) from the file ``path``, read with ``weights_only=True``; a
+    checkpoint's ``model`` or ``state_dict`` entry is taken, and DataParallel / DDP's
+    ``module.`` prefix dropped. The file must exist (callers say so in their own words).
+
+    Raises:
+        StateDictError: not a readable weights file, or not a dict of name -> tensor.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise CerberusError(f"{path}: backbone weights file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for bad files
-        raise CerberusError(f"{path}: not a readable weights file ({type(exc).__name__})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
+        raise StateDictError(
+            path, f"not a readable weights file ({type(exc).__name__})"
+        ) from None
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
     if (
         not isinstance(state, dict)
         or not state
         or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items())
     ):
-        raise CerberusError(f"{path}: not a state dict (a dict of name -> tensor)")
-    # Checkpoints saved from DataParallel / DDP prefix every key with "module.".
+        raise StateDictError(path, "not a state dict (a dict of name -> tensor)")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
+def state_dict_misfit(
+    own: Mapping[str, Tensor], state: Mapping[str, Tensor], ignore: str | None = None
+) -> tuple[list[str], list[str], list[str]]:
+    """The keys of ``own`` (a module's state dict) that ``state`` lacks, the keys of ``state``
+    that ``own`` lacks and those of both with another shape; keys starting with ``ignore`` are
+    left out of the first list (a classifier head that is not loaded)."""
+    missing = [k for k in own if k not in state and not (ignore and k.startswith(ignore))]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+    return missing, unexpected, wrong
+
+
 def _load_backbone_file(net: nn.Module, name: str, path: str | Path, head: str = "fc.") -> None:
     """Load a torchvision-layout state dict into ``net``; keys of the classifier ``head`` are
     ignored, every other key must be there with its shape."""
-    state = {k: v for k, v in _load_state_dict(path).items() if not k.startswith(head)}
-    own = net.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith(head)]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+    path = Path(path)
+    if not path.is_file():
+        raise CerberusError(f"{path}: backbone weights file not found")
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(head)}
+    missing, unexpected, wrong = state_dict_misfit(net.state_dict(), state, ignore=head)
     if missing or unexpected or wrong:
         example = (missing or unexpected or wrong)[0]
         raise CerberusError(

@@ -34,6 +34,7 @@ import torch
 from cerberus.errors import CerberusError
 from cerberus.footage.detect import Detections
 from cerberus.footage.video import Frame
+from cerberus.modeling.model import StateDictError, read_state_dict, state_dict_misfit
 
 logger = logging.getLogger(__name__)
 
@@ -59,36 +60,21 @@ def cached_weights(name: str) -> Path:
 
 
 def load_state_dict(path: Path, where: str) -> dict[str, torch.Tensor]:
-    """A state dict from ``path`` (``weights_only``); a checkpoint's ``model`` or ``state_dict``
-    entry is taken; DataParallel's ``module.`` prefix dropped."""
+    """A state dict from ``path`` (:func:`~cerberus.modeling.model.read_state_dict`), its
+    faults in ``--detector`` words."""
     if not path.is_file():
         raise CerberusError(f"{where}: weights file {path} not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for bad files
-        raise CerberusError(
-            f"{where}: {path} is not a readable weights file ({type(exc).__name__}); give a "
-            "state dict saved with torch.save(model.state_dict(), FILE)"
-        ) from None
-    for key in ("model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if (
-        not isinstance(state, dict)
-        or not state
-        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
-    ):
-        raise CerberusError(f"{where}: {path} is not a state dict (a dict of name -> tensor)")
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
+        return read_state_dict(path)
+    except StateDictError as exc:
+        hint = "" if "state dict" in exc.reason else (
+            "; give a state dict saved with torch.save(model.state_dict(), FILE)"
+        )
+        raise CerberusError(f"{where}: {path} is {exc.reason}{hint}") from None
 
 
 def _fit(net: torch.nn.Module, state: dict[str, torch.Tensor], where: str, path: Path) -> None:
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+    missing, unexpected, wrong = state_dict_misfit(net.state_dict(), state)
     if missing or unexpected or wrong:
         example = (wrong or missing or unexpected)[0]
         raise CerberusError(
