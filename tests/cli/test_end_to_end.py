@@ -4,6 +4,7 @@ index -> search (image, partial attributes) -> describe -> visualize -> export."
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,8 @@ def trained(tmp_path_factory) -> dict[str, Path]:
         "data.height=64", "data.width=32", "model.dim=16", "train.progress=false",
         "eval.num_workers=0", "train.checkpoint_every=4",
     )  # fmt: skip
-    return {"data": data, "ckpt": run / "last.pt", "tmp": tmp}
+    yield {"data": data, "ckpt": run / "last.pt", "tmp": tmp}
+    shutil.rmtree(tmp, ignore_errors=True)  # a model is ~250 MB: free it with the module
 
 
 def test_extract_index_search_describe_visualize_export(trained):
