@@ -62,6 +62,7 @@ from cerberus.store.base import (
     SourceState,
     StoreError,
     TrackPath,
+    check_search,
 )
 from cerberus.store.pathcodec import decode, encode
 from cerberus.store.rows import (
@@ -538,14 +539,9 @@ class LocalStore:
         return ids, np.searchsorted(keys, seg), row, [files[int(s)] for s in keys]
 
     def search(self, queries: np.ndarray, k: int, where: Filter | None = None) -> list[Hits]:
-        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
-        if q.ndim != 2 or q.shape[1] != self.info.dim:
-            raise StoreError(
-                f"{self.name}: query vectors of shape {q.shape}, the gallery holds "
-                f"dimension {self.info.dim}"
-            )
-        if not np.isfinite(q).all():
-            raise StoreError(f"{self.name}: query vectors hold NaN or infinite values")
+        q, k = check_search(self.name, queries, k, self.info.dim)
+        if not len(q):
+            return []
         for attempt in range(3):
             try:
                 return self._search(q, k, where)
