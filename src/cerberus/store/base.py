@@ -70,10 +70,17 @@ def check_times(timestamps: np.ndarray, where: str) -> None:
 
 def check_names(names: Iterable[str], what: str, where: str) -> None:
     """Refuse names holding a NUL character (SQLite's JSON functions cut a string there, so a
-    filter on it would match another name): one line naming ``what``."""
+    filter on it would match another name) or that are not valid UTF-8 (undecodable bytes of a
+    command line, which no backend can store): one line naming ``what``."""
     for text in names:
         if "\x00" in text:
             raise StoreError(f"{where}: {what} {text!r} holds a NUL character")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # bytes of another encoding given on a command line
+            raise StoreError(
+                f"{where}: {what} {text!r} is not valid UTF-8 (give names in UTF-8)"
+            ) from None
 
 
 def check_search(name: str, queries: np.ndarray, k: object, dim: int) -> tuple[np.ndarray, int]:
