@@ -341,6 +341,7 @@ def make_filter(
         given = frozenset(str(x) for x in given)
         if not given:
             raise StoreError(f"{what} filter: no names given")
+        check_names(given, what, f"{what} filter")
         if known is not None:
             known = set(known)
             unknown = sorted(given - known)
