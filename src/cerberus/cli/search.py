@@ -50,7 +50,7 @@ def _check_adding(out, gallery, camera, start, replace) -> None:
     if start is not None:
         to_utc_seconds(start, "--start")
     if camera is not None:
-        from cerberus.store.base import check_names
+        from cerberus.search import check_names
 
         check_names([camera], "--camera", "adding to a gallery")
 

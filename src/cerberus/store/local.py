@@ -35,8 +35,12 @@ Why this design:
   :data:`EXACT_WITHOUT_INDEX` candidates stay exact; searches only extend it.
 - **Faults**: a process killed during an add leaves either the gallery as it was (a segment file
   nobody references, deleted by the next writer) or the whole batch. A full disk is one line
-  and nothing changed. A second writer (another process) waits for the first, up to
-  :data:`BUSY_TIMEOUT_S` seconds, then is refused with one line; readers never wait.
+  naming the file and nothing changed. A second writer (another process) waits for the first,
+  up to :data:`BUSY_TIMEOUT_S` seconds, then is refused with one line; readers never wait.
+  Each segment's CRC-32 is recorded (``gallery`` key ``crc:<file>``) when it is written and
+  checked on its first read in a process; :meth:`LocalStore.check` verifies everything. A
+  folder that cannot be written is opened read-only (SQLite ``mode=ro``, else
+  ``immutable=1``) and refuses writes in one line.
 """
 
 from __future__ import annotations
