@@ -611,6 +611,9 @@ def test_a_damaged_segment_is_reported_and_never_searched(tmp_path):
     assert len(faults) == 1 and str(path) in faults[0] and "damaged" in faults[0]
     assert facts == {"segments": 2, "items": 100, "unchecked": 0}
     store.close()
+    unverified = LocalStore.open(tmp_path / "g", verify=False)  # the opt-out reads it as it is
+    assert len(unverified.search(queries, 5)) == 3 and unverified.check()[0] == faults
+    unverified.close()
 
 
 def test_a_deleted_segment_file_is_named_missing(tmp_path):
