@@ -313,7 +313,7 @@ def test_a_camera_name_that_is_not_utf8_is_one_line_and_creates_nothing(tiny_ind
     assert code == 2 and "not valid UTF-8" in err and "unexpected" not in err, err
 
 
-def test_gallery_check_names_each_damaged_file(tmp_path, cli):
+def test_gallery_check_names_each_damaged_file(tmp_path, cli, tiny_index):
     from cerberus.store.local import LocalStore
     from tests.store.test_contract import batch, info
 
@@ -338,6 +338,8 @@ def test_gallery_check_names_each_damaged_file(tmp_path, cli):
     assert "2 damaged or missing files" in err
     code, out, err = cli("search", "--gallery", g, "--attrs", "gender=male")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
+    code, out, err = cli("gallery", "check", tiny_index["index"])  # an .npz: said, one line
+    assert code == 2 and "verifies a local gallery folder" in err and len(err.splitlines()) == 1
 
 
 def test_compact_on_a_full_disk_is_one_line(tmp_path, cli, monkeypatch):

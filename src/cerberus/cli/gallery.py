@@ -1,6 +1,6 @@
-"""Commands on a gallery that grows (method §9): ``gallery info | remove | compact | convert``,
-``timeline`` ("where else was this person?") and ``tracks`` (a footage gallery's tracks and
-their paths)."""
+"""Commands on a gallery that grows (method §9): ``gallery info | remove | compact | check |
+convert``, ``timeline`` ("where else was this person?") and ``tracks`` (a footage gallery's
+tracks and their paths)."""
 
 from __future__ import annotations
 
