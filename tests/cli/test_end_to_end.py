@@ -107,7 +107,7 @@ def test_extract_index_search_describe_visualize_export(trained):
         tmp / "aps.png",
     )
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["rank", "score", "id", "cam", "ok", "path"]
+    assert lines[0].split() == ["rank", "score", "item", "person", "cam", "ok", "path"]
     assert len(lines) == 1 + 10 + 1 and lines[1].split()[0] == "1"
     assert Image.open(tmp / "aps.png").size[0] > 600
     found = json.loads(
