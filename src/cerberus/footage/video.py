@@ -140,6 +140,8 @@ class VideoSource:
     (a stream) are already stored: see :meth:`resume`."""
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _opened: object = field(default=None, repr=False)  # a stream's first connection, if open
+    _bad_packets: int = field(default=0, repr=False)
+    _bad_reason: str = field(default="", repr=False)
 
     def stop(self) -> None:
         """Stop following a stream (thread-safe): :meth:`frames` ends after the current frame."""
@@ -207,14 +209,22 @@ class VideoSource:
         failures = 0
         reason = ""
         while True:
-            container = _open_container(self.location, stream=self.remote)
             try:
+                container = _open_container(self.location, stream=self.remote)
+            except CerberusError as exc:
+                if not self.remote or failures >= self.reconnect:
+                    raise
+                reason = str(exc).split(": ", 1)[-1]
+                container = None
+            try:
+                if container is None:
+                    raise _ReopenError(reason)
                 video = container.streams.video[0]
                 video.thread_type = "AUTO"
                 if last and self.remote and origin is not None and self.fps:
                     _seek(container, video, origin, last - 1, self.fps)
                 n = 0
-                for frame, pts in _in_order(container.decode(video)):
+                for frame, pts in _in_order(_decoded(container, video, self)):
                     n += 1
                     count += 1
                     if origin is None:
@@ -234,10 +244,14 @@ class VideoSource:
                     if self._stop.is_set():
                         return
                 reason = ""
-            except av.error.FFmpegError as exc:
+            except (av.error.FFmpegError, _ReopenError) as exc:
                 reason = _reason(exc)
             finally:
-                container.close()
+                if container is not None:
+                    container.close()
+            if not reason and self._bad_packets:
+                reason = f"{self._bad_packets} packet(s) did not decode: {self._bad_reason}"
+                break
             if not reason or not self.remote or failures >= self.reconnect:
                 break
             failures += 1
@@ -286,7 +300,7 @@ class VideoSource:
                     fps = float(video.average_rate) if video.average_rate else None
                     session_first = anchor = None
                     replay = False
-                    for frame, pts in _in_order(container.decode(video)):
+                    for frame, pts in _in_order(container.decode(video), STREAM_WINDOW):
                         if session_first is None:
                             session_first = pts
                             # the same content from its start (a server replaying a file)
@@ -347,6 +361,30 @@ class VideoSource:
                 self.name, reason, number, wait, failures + 1, self.reconnect,
             )  # fmt: skip
             self._stop.wait(wait)
+
+
+class _ReopenError(Exception):
+    """A finite file over http could not be reopened (tried again up to the limit)."""
+
+
+def _decoded(container, video, owner: VideoSource):
+    """The frames of ``video`` packet by packet: a packet that does not decode (damaged data)
+    is skipped and counted on ``owner``; an error of the demuxer (the file ends) stops."""
+    av = _av()
+    for packet in container.demux(video):
+        try:
+            frames = packet.decode()
+        except av.error.EOFError:
+            return
+        except av.error.FFmpegError as exc:
+            owner._bad_packets += 1
+            owner._bad_reason = owner._bad_reason or _reason(exc)
+            continue
+        yield from frames
+
+
+STREAM_WINDOW = 4
+"""Frames a live stream's times are sorted over (a small delay: B-frames of a camera are few)."""
 
 
 def _in_order(frames, window: int = 16):
@@ -517,7 +555,8 @@ def _describe(container, shown: str, start_s: float | None):
     frame count from the container (else its duration x fps); the start from the creation time
     where ``start_s`` is ``None``."""
     video = container.streams.video[0]
-    fps = float(video.average_rate) if video.average_rate else None
+    rate = video.average_rate or video.guessed_rate
+    fps = float(rate) if rate else None
     size = (video.codec_context.width, video.codec_context.height)
     frames = int(video.frames) or None
     if frames is None and fps and container.duration:
@@ -623,12 +662,21 @@ def read_frame(source: str | Path, number: int) -> np.ndarray:
             _seek(container, video, origin, number - 1, fps)
         else:
             container.seek(0)
-        count = 0
-        for frame, pts in _in_order(container.decode(video)):
-            count += 1
-            n = _number(_offset(pts, frame.time_base, origin, count, fps), fps, count)
-            if n >= number:
-                return frame.to_ndarray(format="rgb24")
+        for attempt in range(2):
+            count = 0
+            for frame, pts in _in_order(container.decode(video)):
+                count += 1
+                n = _number(_offset(pts, frame.time_base, origin, count, fps), fps, count)
+                if n == number or (n > number and (attempt or count > 1)):
+                    return frame.to_ndarray(format="rgb24")
+                if n > number:  # the seek landed past the frame (inexact in some containers)
+                    break
+            else:
+                if attempt:
+                    break  # the end of the video
+            container.close()  # again from the start
+            container = _open_container(str(path), stream=False)
+            video = container.streams.video[0]
     except _av().error.FFmpegError as exc:
         raise CerberusError(
             f"{path}: frame {number} could not be decoded ({_reason(exc)})"
