@@ -376,7 +376,7 @@ def test_an_http_file_is_read_once_and_resumed_after_a_drop(tmp_path, suffix, ca
     data = _numbered_video(tmp_path / f"v{suffix}", 40, codec="mpeg4", gop=5).read_bytes()
     with _FileServer({f"/v{suffix}": data}, drop=len(data) * 2 // 3) as server:
         video = open_source(f"{server.base}/v{suffix}", backoff=0.01)
-        assert video.kind == "file" and video.remote and video.num_frames == 40
+        assert video.kind == "file" and video.remote
         server.armed = True
         frames = list(video.frames())
     assert [f.number for f in frames] == list(range(1, 41))  # once each, to its end

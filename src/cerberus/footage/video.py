@@ -130,6 +130,8 @@ class VideoSource:
     frame received)."""
     backoff: float = 0.5
     """Seconds before the first reconnection after a drop (doubled per failure, at most 5)."""
+    expected: int | None = None
+    """Frames a file should give (its count, else duration x fps): fewer means damaged."""
     damage: str = ""
     """Set when the frames end: which frames decoded, of how many, and why the rest did not
     (``"frames 1-139 of 300 decoded (...)"``); empty for a whole source."""
@@ -221,6 +223,11 @@ class VideoSource:
                     raise _ReopenError(reason)
                 video = container.streams.video[0]
                 video.thread_type = "AUTO"
+                if self.expected is None:  # the frame count, else duration x fps
+                    duration = container.duration
+                    self.expected = self.num_frames or (
+                        round(duration / 1e6 * self.fps) if duration and self.fps else None
+                    )
                 if last and self.remote and origin is not None and self.fps:
                     _seek(container, video, origin, last - 1, self.fps)
                 n = 0
@@ -265,7 +272,7 @@ class VideoSource:
         if count == 0:
             why = f" ({reason})" if reason else ""
             raise CerberusError(f"{self.location}: no frame could be decoded{why}")
-        expected = self.num_frames
+        expected = self.expected
         if reason or (expected and last < expected - 1):
             of = f" of {expected}" if expected else ""
             why = reason or "the file ends early: truncated?"
@@ -552,15 +559,13 @@ def _probe(location: str, start_s: float | None, *, stream: bool):
 
 def _describe(container, shown: str, start_s: float | None):
     """``(fps, (width, height), frame count or None, start)`` of an opened video file: the
-    frame count from the container (else its duration x fps); the start from the creation time
-    where ``start_s`` is ``None``."""
+    frame count where the container says it; the start from the creation time where
+    ``start_s`` is ``None``."""
     video = container.streams.video[0]
     rate = video.average_rate or video.guessed_rate
     fps = float(rate) if rate else None
     size = (video.codec_context.width, video.codec_context.height)
     frames = int(video.frames) or None
-    if frames is None and fps and container.duration:
-        frames = round(container.duration / 1e6 * fps) or None
     if start_s is None:
         created = container.metadata.get("creation_time") or video.metadata.get("creation_time")
         if created:
