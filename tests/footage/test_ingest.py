@@ -637,8 +637,7 @@ def test_a_moved_copy_is_not_stored_twice_and_two_cameras_are_two_sources(footag
     items = _all_items(store)
     assert sorted(set(zip(list(items.source), list(items.camera)))) == [
         (name, "cam1"), (f"{name}#cam2", "cam2")]  # fmt: skip
-    from cerberus.footage.ingest import source_location
-    from cerberus.footage.video import read_frame
+    from cerberus.footage.video import read_frame, source_location
 
     assert source_location(f"{name}#cam2") == name
     assert read_frame(source_location(f"{name}#cam2"), 3).shape == (144, 256, 3)

@@ -298,13 +298,6 @@ def source_record(
     return SourceRecord(name, key, states.get(name), entries.get(name, {}))
 
 
-def source_location(name: str) -> str:
-    """The file, folder or URL of a stored source name (``<path>#<camera>``: ``<path>``)."""
-    if "#" in name and not Path(name).exists():
-        return name.rsplit("#", 1)[0]
-    return name
-
-
 def _resume_point(store: GalleryStore, name: str) -> tuple[int, float, int]:
     """``(last frame, last time, last track)`` a live source holds in the gallery (its items
     and paths): a restart continues after them."""

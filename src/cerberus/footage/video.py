@@ -78,6 +78,14 @@ def source_name(source: str | Path) -> str:
     return str(Path(source).expanduser().resolve())
 
 
+def source_location(name: str) -> str:
+    """The file, folder or URL of a stored source name: ``<path>#<camera>`` (one file stored
+    under a second camera) is ``<path>``."""
+    if "#" in name and not is_stream(name) and not Path(name).exists():
+        return name.rsplit("#", 1)[0]
+    return name
+
+
 def _av():
     try:
         import av
