@@ -7,9 +7,12 @@ call (one transaction: a killed ingest leaves whole parts only); the source is m
 at its end. A track still running is written in parts of ``part_seconds``, so a person standing
 for an hour is searchable before they leave. A new track may continue an earlier one of the
 same source (:class:`Linking`: it ended shortly before, nearby, and their crops look alike):
-it is then stored under the earlier track's id. Before starting, a source already in the
-gallery is refused when complete (``replace=True`` removes it first) and removed when
-incomplete (a killed run), so a rerun never duplicates items.
+it is then stored under the earlier track's id. Parts are embedded in batches across tracks
+(:class:`TrackWriter`). Before starting, a source is looked up by content and camera
+(:func:`source_record`, the ledger :class:`SourceLedger`): refused when complete
+(``replace=True`` removes it first), removed when incomplete (a killed run), continued after
+its last stored frame when it is a live stream (never marked complete), so a rerun never
+duplicates items.
 """
 
 from __future__ import annotations

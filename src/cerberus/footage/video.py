@@ -1,19 +1,26 @@
 """Frames of a source, method §9.3: a video file FFmpeg decodes (PyAV), a MOTChallenge folder
-(``img1/000001.jpg`` + ``seqinfo.ini``) or a live stream (``rtsp://``, ``http://``).
+(``img1/000001.jpg`` + ``seqinfo.ini``), an http(s) URL of a file (its duration known: read
+once, resumed after its last frame when the connection drops) or a live stream (``rtsp://``,
+``http://`` without a duration; followed with reconnections).
 
 Every frame comes as a :class:`Frame`: its number (1-based, as in the MOTChallenge files: frame
 1 is the first), its offset in seconds from the source's first frame, its UTC time and its RGB
 pixels. Times:
 
-- a file: ``pts * time_base`` from the first frame, plus ``start`` (``--start``); without
+- a file: ``pts * time_base`` from the first frame (the pts sorted over a few frames: the
+  decoder gives frames in presentation order, some containers' pts out of order), plus
+  ``start`` (``--start``); without
   ``start``, the container's ``creation_time`` when it has one (said in a log line), else the
   frames have no time (``nan``; a log line says to give ``--start``);
 - a MOTChallenge folder: ``(number - 1) / frameRate`` plus ``start`` (else no time);
-- a live stream: the wall clock when the frame arrives (or ``start`` plus the stream's own
-  offset when ``start`` is given).
+- a live stream: the wall clock when its connection's first frame arrived plus the stream's
+  own clock since (pts), never at or before the last frame given (``start`` given: ``start``
+  plus the time since the first frame).
 
 A file's frame number is computed from its pts (``round(offset * fps) + 1``), so
-:func:`read_frame` can seek to it; a stream's is the count of frames received.
+:func:`read_frame` can seek to it; a stream's is the count of frames received, running on
+across reconnections (and after :meth:`VideoSource.resume`). A file that stops decoding early
+sets :attr:`VideoSource.damage`.
 """
 
 from __future__ import annotations
