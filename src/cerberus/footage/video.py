@@ -223,6 +223,7 @@ class VideoSource:
         last = self.after[0]  # the last frame given (or already stored)
         origin: int | None = None  # pts of frame 1
         count = 0  # frames decoded in all
+        distinct = 0  # frames given a number of their own
         failures = 0
         reason = ""
         while True:
@@ -258,6 +259,7 @@ class VideoSource:
                         # (irregular timing): the first is kept, the frame read_frame finds
                         continue
                     last = self.decoded = number
+                    distinct += 1
                     if (number - 1) % stride:
                         continue
                     yield Frame(
@@ -271,9 +273,6 @@ class VideoSource:
             finally:
                 if container is not None:
                     container.close()
-            if not reason and self._bad_packets:
-                reason = f"{self._bad_packets} packet(s) did not decode: {self._bad_reason}"
-                break
             if not reason or not self.remote or failures >= self.reconnect:
                 break
             failures += 1
@@ -285,13 +284,22 @@ class VideoSource:
             if self._stop.wait(min(self.backoff * 2 ** (failures - 1), 5.0)):
                 return
         if count == 0:
-            why = f" ({reason})" if reason else ""
+            why = reason or self._bad_reason
+            why = f" ({why})" if why else ""
             raise CerberusError(f"{self.location}: no frame could be decoded{why}")
         expected = self.expected
-        if reason or (expected and last < expected - 1):
+        if self._bad_packets:
+            reason = "; ".join(filter(None, [reason, f"{self._bad_packets} packet(s) did not "
+                                             f"decode: {self._bad_reason}"]))  # fmt: skip
+        missing = expected is not None and distinct + self.after[0] < expected - 1
+        if reason or missing:
             of = f" of {expected}" if expected else ""
-            why = reason or "the file ends early: truncated?"
-            self.damage = f"frames 1-{last}{of} decoded ({why})"
+            if expected and last >= expected - 1:  # frames missing in the middle
+                why = reason or "frames missing in the middle"
+                self.damage = f"{distinct + self.after[0]}{of} frames decoded ({why})"
+            else:
+                why = reason or "the file ends early: truncated?"
+                self.damage = f"frames 1-{last}{of} decoded ({why})"
             logger.warning(
                 "%s: damaged: %s; the frames before are used", self.location, self.damage
             )
@@ -322,7 +330,8 @@ class VideoSource:
                     fps = float(video.average_rate) if video.average_rate else None
                     session_first = anchor = None
                     replay = False
-                    for frame, pts in _in_order(container.decode(video), STREAM_WINDOW):
+                    decoded = _decoded(container, video, self)  # bad packets skipped
+                    for frame, pts in _in_order(decoded, STREAM_WINDOW):
                         if session_first is None:
                             session_first = pts
                             # the same content from its start (a server replaying a file)
