@@ -435,14 +435,15 @@ class Gallery:
         stored). An error naming the item when it has no frame or its source is gone."""
         from PIL import Image, ImageDraw
 
-        from cerberus.footage.video import read_frame
+        from cerberus.footage.video import read_frame, source_location
 
         row = self.item(item_id)
         if row["frame"] is None or not row["source"]:
             raise CerberusError(f"gallery item {item_id} has no source frame (not from footage)")
-        if not Path(row["source"]).exists():
+        location = source_location(row["source"])  # <path>#<camera>: the path
+        if not Path(location).exists():
             raise CerberusError(f"the source of gallery item {item_id} is missing")
-        image = Image.fromarray(read_frame(row["source"], int(row["frame"])))
+        image = Image.fromarray(read_frame(location, int(row["frame"])))
         if row["box"] is not None:
             width = max(2, round(min(image.size) / 150))
             ImageDraw.Draw(image).rectangle(row["box"], outline=(255, 40, 40), width=width)
