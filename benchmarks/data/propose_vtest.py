@@ -73,7 +73,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("video", type=Path)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--frames", default="101,391,10", help="first,last,step (default: the scored set)")
+    ap.add_argument("--frames", default="101,391,10", help="first,last,step (the scored set)")
     args = ap.parse_args()
     first, last, step = (int(v) for v in args.frames.split(","))
     frames = list(range(first, last + 1, step))
