@@ -300,3 +300,13 @@ def test_one_thread_by_default(monkeypatch) -> None:
     SsdLiteDetector(tiles_per_frame=0)
     SsdLiteDetector(tiles_per_frame=0, threads=None)
     assert calls == [1]
+
+
+def test_the_default_is_the_setting_chosen_on_the_tuning_frames() -> None:
+    """docs/footage.md: one 448-px full pass, no tiles, boxes reshaped, tracks from 0.2."""
+    import inspect
+
+    params = inspect.signature(SsdLiteDetector).parameters
+    assert params["full_size"].default == 448 and params["tiles_per_frame"].default == 0
+    assert params["box_shape"].default == (0.85, 1.0, 0.09, 0.03)
+    assert SsdLiteDetector.track_scores == (0.2, 0.1) and SsdLiteDetector.default_stride == 2
