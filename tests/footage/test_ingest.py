@@ -240,7 +240,7 @@ info = GalleryInfo(dim=20, fingerprint="colour", schema={{}}, prototypes={{}})
 store = LocalStore.create({folder!r}, info)
 ingest_source({video!r}, store, ColourEmbedder(delay={delay}), camera="cam1",
               start="2026-11-30T14:00:00+01:00", detections={gt!r}, max_crops=3, stride=1,
-              tracker=BoxTracker(max_age=2))
+              tracker=BoxTracker(max_age=2), batch=3)
 """
 
 
@@ -277,7 +277,8 @@ def test_kill_9_leaves_whole_tracks_and_a_rerun_redoes_the_source(tmp_path):
     gt = write_gt(tmp_path / "gt.txt", walkers, 40, ids=False)
     reference = MemoryStore(_info())
     # a short memory, so that the five tracks end (and are written) one after another while
-    # the video runs, not together at its end
+    # the video runs, not together at its end (the killed run embeds a track's 3 crops at once:
+    # batch=3, so no wall-clock flush decides when a track reaches the gallery)
     ingest_source(video, reference, ColourEmbedder(), camera="cam1", start=START,
                   detections=gt, max_crops=3, stride=1, tracker=BoxTracker(max_age=2))  # fmt: skip
     ref = reference.get(reference.ids())
