@@ -158,37 +158,51 @@ class SsdLiteDetector:
         self._next_tile = (self._next_tile + self.tiles_per_frame) % len(windows)
         return chosen
 
-    @torch.inference_mode()
     def passes(
         self, image: np.ndarray, windows: list[tuple[int, ...]]
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Boxes (frame pixels, ``left, top, right, bottom``) and scores at ``score`` or
         more, after the graph's NMS, for each window ``(x0, y0, x1, y1)`` of an RGB ``uint8``
         ``(H, W, 3)`` image; all windows in one batch."""
-        frame = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-        batch = torch.cat(
-            [
-                F.interpolate(
-                    frame[None, :, y0:y1, x0:x1],
-                    size=(INPUT_SIZE, INPUT_SIZE),
-                    mode="bilinear",
-                    align_corners=False,
+        return self.passes_many([(image, windows)])[0]
+
+    @torch.inference_mode()
+    def passes_many(
+        self, jobs: list[tuple[np.ndarray, list[tuple[int, ...]]]]
+    ) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        """:meth:`passes` of several images (``(image, windows)`` each, e.g. the frames of
+        several cameras) in one forward batch; per image, its windows' boxes and scores."""
+        crops, where = [], []
+        for image, windows in jobs:
+            frame = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+            for x0, y0, x1, y1 in windows:
+                crops.append(
+                    F.interpolate(
+                        frame[None, :, y0:y1, x0:x1],
+                        size=(INPUT_SIZE, INPUT_SIZE),
+                        mode="bilinear",
+                        align_corners=False,
+                    )
                 )
-                for x0, y0, x1, y1 in windows
-            ]
-        )
-        x = (batch * (2.0 / 255.0) - 1.0).contiguous(memory_format=torch.channels_last)
+                where.append((x0, y0, x1, y1))
+        if not crops:
+            return [[] for _ in jobs]
+        x = (torch.cat(crops) * (2.0 / 255.0) - 1.0).contiguous(memory_format=torch.channels_last)
         codes, logits = self.model(x)
         boxes = decode_boxes(codes, self.anchors)
         scores = logits[..., 1].sigmoid()
-        out = []
-        for (x0, y0, x1, y1), b, s in zip(windows, boxes, scores):
+        flat = []
+        for (x0, y0, x1, y1), b, s in zip(where, boxes, scores):
             keep = s >= self.score
             b = b[keep].numpy() * np.array([x1 - x0, y1 - y0] * 2, np.float32)
             b += np.array([x0, y0, x0, y0], np.float32)
             s = s[keep].numpy()
             kept = nms(b, s, GRAPH_NMS)
-            out.append((b[kept], s[kept]))
+            flat.append((b[kept], s[kept]))
+        out, at = [], 0
+        for _, windows in jobs:
+            out.append(flat[at : at + len(windows)])
+            at += len(windows)
         return out
 
     def detect(self, frame: Frame) -> Detections:
