@@ -403,8 +403,8 @@ class GalleryStore(Protocol):
     - :meth:`finish` marks a source complete (one with no items too: a video with nobody in
       it is recorded as done, with count 0); :meth:`remove` deletes every item of a source or
       of a camera and returns how many; ``before`` (UTC seconds, with ``camera``) keeps the
-      camera's items of that time or later and those without a time (retention), and a track's
-      path goes with its last item.
+      camera's items of that time or later and those without a time (retention; a track's
+      path goes with its last item, a source stays recorded).
     - :meth:`search`: per query vector ``(Q, D)``, the top-k items passing the filter by inner
       product (exact on the memory and local backends; the local backend may use an
       approximate index only where its measured recall is stated).

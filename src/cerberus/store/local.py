@@ -455,11 +455,12 @@ class LocalStore:
                         "i WHERE i.source = paths.source AND i.track = paths.track)",
                         (camera,),
                     )
-                conn.executemany(  # those left empty go; finished empty sources stay
-                    "DELETE FROM sources WHERE name = ? AND NOT EXISTS "
-                    "(SELECT 1 FROM items WHERE source = ?)",
-                    touched,
-                )
+                if before is None:  # those left empty go; finished empty sources stay
+                    conn.executemany(
+                        "DELETE FROM sources WHERE name = ? AND NOT EXISTS "
+                        "(SELECT 1 FROM items WHERE source = ?)",
+                        touched,
+                    )  # (after retention a source stays recorded, done or not)
             self._add_to_count(conn, -gone)
         return int(gone)
 

@@ -101,8 +101,10 @@ class MemoryStore:
             for k, parts in list(self._paths.items()):
                 if parts[0].camera == camera and k not in left:
                     del self._paths[k]
-        # sources left without items by a camera's removal go; finished empty sources stay
-        self._complete -= touched - set(self._items.source)
+        # sources left without items by a camera's removal go; finished empty sources stay;
+        # after retention (``before``) a source stays recorded
+        if before is None:
+            self._complete -= touched - set(self._items.source)
         return int(gone.sum())
 
     # ---- reading
