@@ -98,6 +98,45 @@ def test_cameras_at_once_store_what_one_at_a_time_stores(tmp_path):
     assert len(thumbs) == store.count()
 
 
+class _Peek:
+    """A camera's detector that, at frame ``at``, notes what the store holds."""
+
+    def __init__(self, detector, store, at: int) -> None:
+        self.detector, self.store, self.at = detector, store, at
+        self.gives_ids = detector.gives_ids
+        self.seen = None
+
+    def detect(self, frame):
+        if frame.number == self.at:
+            items = self.store.get(self.store.ids(), vectors=False)
+            self.seen = sorted(set(zip(items.camera, items.track.tolist())))
+        return self.detector.detect(frame)
+
+
+def test_running_tracks_are_written_in_parts_while_the_cameras_run(tmp_path):
+    """A person who stays is searchable before they leave: under a watch too, a running track
+    is written every ``part_seconds`` (here 1 s: parts of 10 frames)."""
+    long = [Walker(1, (220, 30, 30), 1, 60, (10.0, 40.0), (2.0, 0.0))]
+    cams = []
+    for k in range(2):
+        video = write_video(tmp_path / f"long{k}.mp4", long, frames=60)
+        gt = write_gt(tmp_path / f"long{k}.txt", long, 60, ids=False)
+        cams.append(Camera(name=f"cam{k}", source=str(video), start=START_S,
+                           detections=str(gt), max_crops=2))  # fmt: skip
+    store = MemoryStore(_info())
+    runs = open_cameras(cams)
+    peeks = [_Peek(r.pipe.detector, store, 45) for r in runs]
+    for run, peek in zip(runs, peeks):
+        run.pipe.detector = peek
+    run_cameras(runs, store, ColourEmbedder(), part_seconds=1.0)
+    # at frame 45 the one track (1 to 60) of each camera was already in the gallery
+    assert [("cam0", 1)] == [x for x in peeks[0].seen if x[0] == "cam0"]
+    assert [("cam1", 1)] == [x for x in peeks[1].seen if x[0] == "cam1"]
+    assert all(r.report.parts >= 5 and r.report.tracks == 1 for r in runs)
+    items = store.get(store.ids())
+    assert len(set(items.track.tolist())) == 1 and len(items) == sum(r.report.items for r in runs)
+
+
 def test_batcher_runs_the_requests_of_several_threads_once():
     seen: list[list[int]] = []
 
@@ -387,3 +426,8 @@ def test_a_bad_camera_list_or_source_is_one_line_and_nothing_is_written(cli, tmp
     code, _, err = cli("watch", listing, "--gallery", gallery, "--checkpoint", "none.pt")
     assert_one_line(code, err, "missing.mp4", "no such file")
     assert not gallery.exists()
+    video = write_video(tmp_path / "v.mp4", _walkers(), frames=3)
+    listing.write_text(f"cameras:\n  - {{name: a, source: {video}, retention: 7d}}\n")
+    code, _, err = cli("watch", listing, "--gallery", tmp_path / "g.db", "--checkpoint", "x.pt")
+    assert_one_line(code, err, "a: retention", "not supported on a Milvus gallery")
+    assert not (tmp_path / "g.db").exists()

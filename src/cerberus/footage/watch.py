@@ -478,13 +478,13 @@ def sweep(store: OneWriter, cameras: Sequence[Camera], now: float) -> int:
         cut = now - cam.retention
         with store.lock:  # no write of this process between the listing and the removal
             ids = store.ids(Filter(cameras=frozenset({cam.name}), before=cut))
-            if not len(ids):
-                continue
-            files = [p for p in store.get(ids, vectors=False).path if p]
-            gone = store.remove(camera=cam.name, before=cut)
+            files = [p for p in store.get(ids, vectors=False).path if p] if len(ids) else []
+            gone = store.remove(camera=cam.name, before=cut)  # a store that cannot: refused
         for f in files:
             Path(f).unlink(missing_ok=True)
         removed += gone
+        if not gone:
+            continue
         logger.info("%s: %d items older than %s removed (retention)",
                     cam.name, gone, cam.local_time(cut))  # fmt: skip
     return removed
@@ -595,7 +595,10 @@ def _supervise(runs, writer, cameras, stop, progress, sweep_every, say, clock, s
                     say(progress_line(r, now - started))
             if now >= next_sweep and not stopping:
                 next_sweep = now + sweep_every
-                sweep(writer, cameras, clock())
+                try:
+                    sweep(writer, cameras, clock())
+                except CerberusError as exc:  # the cameras go on; the next sweep tries again
+                    logger.warning("retention: %s", exc)
         except KeyboardInterrupt:
             stop.set()
 
@@ -661,6 +664,14 @@ def watch(
             end, the cameras that failed while running (the others went on).
     """
     started = time.perf_counter()
+    from cerberus.store.open import backend_of
+
+    kept = [c.name for c in cameras if c.retention is not None]
+    if kept and backend_of(gallery)[0] == "milvus":
+        raise CerberusError(
+            f"{kept[0]}: retention: removing items by time is not supported on a Milvus gallery "
+            "yet; use a gallery folder, or leave retention out"
+        )
     runs = open_cameras(cameras)
     try:
         store, embedder, folder = open_gallery(gallery, checkpoint=checkpoint, thumbs=thumbs,

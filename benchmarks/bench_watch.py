@@ -1,0 +1,184 @@
+"""Many cameras in one process (issue 30 item 4): ``cerberus watch`` of several cameras at once,
+timed from the command's start (start-up counted: Python, the model, the detector) to its end.
+
+- ``vtest``: vtest.avi (768x576, 10 fps, 79.5 s) under N camera names (N hard links, so each
+  is its own source), the default detector (SSDLite) at ``--stride`` (4: a pass every 0.4 s,
+  2.5 per second per camera) and tile schedule ``--tiles`` / ``--tile-every``; each camera's
+  tracks scored against ``benchmarks/data/vtest_people.csv`` as ``bench_vtest.py`` scores one
+  (recall, precision, tracks per person).
+- ``synth``: ``cerberus synth footage`` (N cameras of 640x360, 10 fps) with MOTChallenge
+  detection files (the ground-truth boxes, ids removed, as a detector would give them), each
+  camera's ``detections`` in the list.
+
+x real time = the video's seconds / the command's wall seconds (every camera runs the whole
+time, so each camera's own factor is at least this). The load average before and after is
+printed: the machine is shared.
+
+    python benchmarks/bench_watch.py vtest --cameras 4 --video /work/data/vtest.avi
+    python benchmarks/bench_watch.py synth --cameras 16 --seconds 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import markdown_table, print_machine, run_script  # noqa: E402
+from bench_vtest import ANNOTATIONS, CHECKPOINT, WINDOW_S, boxes_of_paths, read_truth, score  # noqa: E402
+
+from cerberus.errors import CerberusError  # noqa: E402
+
+VIDEO = Path("/work/data/vtest.avi")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)}  # fmt: skip
+
+
+def _cli(*args: str, quiet: bool = False) -> tuple[float, str]:
+    """Run ``cerberus ARGS``; ``(wall seconds, output)``."""
+    cmd = [sys.executable, "-m", "cerberus.cli", *args]
+    print("$", shlex.join(cmd), flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
+    wall = time.perf_counter() - t0
+    text = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0:
+        raise CerberusError(f"cerberus {args[0]} failed (exit {proc.returncode}): {text[-800:]}")
+    if not quiet:
+        print(text, flush=True)
+    return wall, text
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system: a copy
+        shutil.copyfile(src, dst)
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _watch(listing: Path, gallery: Path, checkpoint: Path, progress: float) -> tuple[float, str]:
+    return _cli("watch", str(listing), "--gallery", str(gallery), "--checkpoint",
+                str(checkpoint), "--progress", str(progress))  # fmt: skip
+
+
+def vtest(args, tmp: Path) -> None:
+    from cerberus.footage.video import open_source, source_name
+    from cerberus.store.open import open_store
+
+    video = args.video
+    if not video.is_file():
+        raise CerberusError(f"{video}: no such video (Debian's opencv-doc has vtest.avi)")
+    meta = open_source(video)
+    seconds = (meta.num_frames or 0) / (meta.fps or 10.0)
+    spec = f"ssdlite,tiles={args.tiles},tile_every={args.tile_every}"
+    lines = ["cameras:"]
+    names = []
+    for k in range(args.cameras):
+        path = tmp / f"plaza{k + 1}.avi"
+        _link(video, path)
+        names.append((f"plaza{k + 1}", source_name(path)))
+        lines.append(f"  - {{name: plaza{k + 1}, source: {path}, start: '2026-11-30T12:00:00Z', "
+                     f"detector: '{spec}', stride: {args.stride}}}")  # fmt: skip
+    listing = tmp / "cameras.yaml"
+    listing.write_text("\n".join(lines) + "\n")
+    print(listing.read_text())
+    before = _load()
+    wall, _ = _watch(listing, tmp / "gallery", args.checkpoint, args.progress)
+    after = _load()
+    truth = read_truth(args.annotations)
+    frames = truth.frame_numbers
+    store = open_store(str(tmp / "gallery"))
+    items = store.get(store.ids(), vectors=False)
+    rows = []
+    fps = meta.fps or 10.0
+    for name, source in names:
+        crops: dict[int, list[int]] = {}
+        for s, t, f in zip(items.source, items.track, items.frame):
+            if s == source:
+                crops.setdefault(int(t), []).append(int(f))
+        found = boxes_of_paths(store.paths(source=source), frames)
+        s = score(truth, found, {t: np.asarray(v) for t, v in crops.items()}, WINDOW_S * fps)
+        rows.append([name, f"{s.recall:.3f}", f"{s.precision:.3f}", f"{s.tracks_per_person:.2f}",
+                     sum(map(len, crops.values())), f"{wall:.1f}",
+                     f"{seconds / wall:.2f}"])  # fmt: skip
+    store.close()
+    rate = fps / args.stride
+    print()
+    print(f"# {args.cameras} cameras of {video.name} ({seconds:.1f} s each) at once; detector "
+          f"{spec}, stride {args.stride}: {rate:g} searched frames per second per camera, "
+          f"{rate * args.cameras:g} in all; load average before {before}, after {after}")
+    print(markdown_table(["camera", "recall", "precision", "tracks / person", "crops", "wall s",
+                          "x real time"], rows))  # fmt: skip
+
+
+def synth(args, tmp: Path) -> None:
+    out = tmp / "footage"
+    _cli("synth", "footage", "--out", str(out), "--cameras", str(args.cameras), "--seconds",
+         str(args.seconds), "--size", "640x360", "--fps", "10", quiet=True)  # fmt: skip
+    lines = ["cameras:"]
+    for k in range(1, args.cameras + 1):
+        gt = out / f"cam{k}" / "gt" / "gt.txt"
+        det = tmp / f"det{k}.txt"
+        rows = []
+        for line in gt.read_text().splitlines():  # the ids removed: a detector's boxes
+            parts = line.split(",")
+            rows.append(",".join([parts[0], "-1", *parts[2:6], "1", "-1", "-1", "-1"]))
+        det.write_text("\n".join(rows) + "\n")
+        lines.append(f"  - {{name: cam{k}, source: {out / f'cam{k}.mp4'}, detections: {det}, "
+                     "start: '2025-06-02T08:00:00Z'}")  # fmt: skip
+    listing = tmp / "cameras.yaml"
+    listing.write_text("\n".join(lines) + "\n")
+    before = _load()
+    wall, text = _watch(listing, tmp / "gallery", args.checkpoint, args.progress)
+    after = _load()
+    print()
+    print(f"# {args.cameras} cameras of 640x360, 10 fps, {args.seconds:g} s each, with "
+          f"detection files; load average before {before}, after {after}")
+    crops = sum(int(x.split(" crops")[0].rsplit(" ", 1)[-1])
+                for x in text.splitlines() if "[done]" in x)  # fmt: skip
+    print(markdown_table(["cameras", "seconds each", "crops", "wall s", "x real time"],
+                         [[args.cameras, args.seconds, crops, f"{wall:.1f}",
+                           f"{args.seconds / wall:.2f}"]]))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=["vtest", "synth"])
+    parser.add_argument("--cameras", type=int, default=None, help="default 4 (vtest), 16 (synth)")
+    parser.add_argument("--video", type=Path, default=VIDEO)
+    parser.add_argument("--annotations", type=Path, default=ANNOTATIONS)
+    parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
+    parser.add_argument("--stride", type=int, default=4, help="vtest: detect every n-th frame")
+    parser.add_argument("--tiles", type=int, default=1, help="vtest: tiles per searched frame")
+    parser.add_argument("--tile-every", type=int, default=2, help="vtest: tiles every n-th call")
+    parser.add_argument("--seconds", type=float, default=40.0, help="synth: seconds per camera")
+    parser.add_argument("--progress", type=float, default=20.0, help="watch --progress")
+    args = parser.parse_args()
+    args.cameras = args.cameras or (4 if args.what == "vtest" else 16)
+    if not args.checkpoint.is_file():
+        raise CerberusError(f"{args.checkpoint}: no checkpoint (make demo trains one)")
+    print_machine()
+    with tempfile.TemporaryDirectory() as tmp:
+        (vtest if args.what == "vtest" else synth)(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    run_script(main)
