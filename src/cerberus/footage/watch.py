@@ -104,6 +104,7 @@ class Batcher:
         self._closed = False
         self.calls = 0
         self.requests = 0
+        self.busy = 0.0  # seconds inside fn
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -149,6 +150,7 @@ class Batcher:
                         break
                     self._cond.wait(left)
                 batch, self._queue = self._queue, []
+            t0 = time.perf_counter()
             try:
                 answers = self.fn([request for request, _ in batch])
                 for (_, slot), answer in zip(batch, answers, strict=True):
@@ -156,6 +158,7 @@ class Batcher:
             except BaseException as exc:  # every waiting camera hears of it
                 for _, slot in batch:
                     slot.error = exc
+            self.busy += time.perf_counter() - t0
             self.calls += 1
             self.requests += len(batch)
             for _, slot in batch:
@@ -564,7 +567,20 @@ def run_cameras(
     for run in runs:
         if run.state != "skipped":
             say(progress_line(run, wall))
+    say(batch_line(runs, shared_embedder))
     return runs
+
+
+def batch_line(runs: list[CameraRun], embedder: SharedEmbedder) -> str:
+    """The shared model calls of a watch: batches, requests per batch, seconds busy."""
+    parts = []
+    shared = {id(r.extra["shared"]): r.extra["shared"] for r in runs if "shared" in r.extra}
+    for name, b in [("detector", s.batcher) for s in shared.values()] + [
+        ("embedder", embedder.batcher)
+    ]:
+        per = b.requests / b.calls if b.calls else 0.0
+        parts.append(f"{name}: {b.calls} batches of {per:.1f} requests, {b.busy:.1f} s")
+    return "shared model calls: " + "; ".join(parts)
 
 
 def _close_shared(runs: list[CameraRun]) -> None:
