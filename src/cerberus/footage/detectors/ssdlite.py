@@ -81,6 +81,9 @@ class SsdLiteDetector:
         merge_iou: boxes of different passes overlapping more than this are merged (the better
             score kept).
         edge_margin: a tile's box within this many pixels of an inner tile edge is dropped.
+        track_iou: the tracker's stage-1 IoU gate for this detector's boxes (``None``: the
+            class's 0.2, chosen at stride 2; a person moves farther between searches at a
+            larger stride, so a lower gate suits it).
         threads: ``torch.set_num_threads`` for the forward passes (``None``: leave it).
             Default 1: on 2 cores shared with other work, torch's 2-thread kernels stall
             (whole vtest.avi ingest 38.8 s at 1 thread, 312.7 s at 2, load 4-5).
@@ -117,6 +120,7 @@ class SsdLiteDetector:
         merge_iou: float = 0.5,
         edge_margin: float = 4.0,
         threads: int | None = 1,
+        track_iou: float | None = None,
     ) -> None:
         if not 0.0 <= score < 1.0:
             raise CerberusError(f"ssdlite score {score}: must be in [0, 1)")
@@ -129,6 +133,10 @@ class SsdLiteDetector:
             raise CerberusError(f"ssdlite threads {threads}: must be 1 or more")
         if tile_every < 1:
             raise CerberusError(f"ssdlite tile_every {tile_every}: must be 1 or more")
+        if track_iou is not None:
+            if not 0.0 < track_iou < 1.0:
+                raise CerberusError(f"ssdlite track_iou {track_iou}: must be in (0, 1)")
+            self.track_iou = float(track_iou)  # this detector's, in place of the class's
         if not 0.0 <= overlap < grid - 1 + 1e-9 and grid > 1:
             raise CerberusError(f"ssdlite overlap {overlap}: must be in [0, grid - 1)")
         # channels-last: the depthwise convolutions run about 1.7x faster on CPU
