@@ -91,9 +91,10 @@ def test_cameras_at_once_store_what_one_at_a_time_stores(tmp_path):
         np.testing.assert_array_equal(got.frames, want.frames)
     parts = sum(r.report.parts for r in runs)
     assert embedder.calls < parts  # crops of several cameras' parts embedded together
-    assert [line.split(":")[0] for line in lines[-3:]] == ["cam0", "cam1", "cam2"]
-    assert all("x real time" in line and "[done]" in line for line in lines[-3:])
-    assert "(2026-11-30T13:00:0" in lines[-3]  # the camera's time (UTC here)
+    assert [line.split(":")[0] for line in lines[-4:-1]] == ["cam0", "cam1", "cam2"]
+    assert all("x real time" in line and "[done]" in line for line in lines[-4:-1])
+    assert "(2026-11-30T13:00:0" in lines[-4]  # the camera's time (UTC here)
+    assert lines[-1].startswith("shared model calls: embedder: ")
     thumbs = sorted((tmp_path / "thumbs").rglob("*.jpg"))
     assert len(thumbs) == store.count()
 
@@ -404,8 +405,8 @@ def test_the_watch_command(cli, tiny_index, tmp_path):
                          tiny_index["ckpt"], "--device", "cpu")  # fmt: skip
     assert code == 0, err
     lines = out.strip().splitlines()
-    assert lines[-2].startswith("cam0: frame 30 (2026-11-30T14:00:02+01:00)")
-    assert lines[-1].startswith("cam1: frame 30 (2026-11-30T14:01:02+01:00)")
+    assert lines[-3].startswith("cam0: frame 30 (2026-11-30T14:00:02+01:00)")
+    assert lines[-2].startswith("cam1: frame 30 (2026-11-30T14:01:02+01:00)")
     store = LocalStore.open(gallery)
     items = store.get(store.ids())
     assert set(items.camera) == {"cam0", "cam1"}
