@@ -428,6 +428,11 @@ def test_a_bad_camera_list_or_source_is_one_line_and_nothing_is_written(cli, tmp
     assert_one_line(code, err, "missing.mp4", "no such file")
     assert not gallery.exists()
     video = write_video(tmp_path / "v.mp4", _walkers(), frames=3)
+    listing.write_text(f"cameras:\n  - {{name: a, source: {video}}}\n"
+                       f"  - {{name: b, source: {video}}}\n")  # fmt: skip
+    code, _, err = cli("watch", listing, "--gallery", gallery, "--checkpoint", "none.pt")
+    assert_one_line(code, err, "cameras a and b: the same source")
+    assert not gallery.exists()
     listing.write_text(f"cameras:\n  - {{name: a, source: {video}, retention: 7d}}\n")
     code, _, err = cli("watch", listing, "--gallery", tmp_path / "g.db", "--checkpoint", "x.pt")
     assert_one_line(code, err, "a: retention", "not supported on a Milvus gallery")
