@@ -14,7 +14,10 @@ timed from the command's start (start-up counted: Python, the model, the detecto
 
 x real time = the video's seconds / the command's wall seconds (every camera runs the whole
 time, so each camera's own factor is at least this). The load average before and after is
-printed: the machine is shared.
+printed: the machine is shared. "CPU s" is the command's CPU time (user + system, start-up
+included) and "2 cores / CPU" = 2 x the video's seconds / CPU s: the real-time factor two cores
+would give if the command could keep both busy (a bound, not a measurement; wall time on a
+busy machine is longer).
 
     python benchmarks/bench_watch.py vtest --cameras 4 --video /work/data/vtest.avi
     python benchmarks/bench_watch.py synth --cameras 16 --seconds 40
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shlex
 import shutil
 import subprocess
@@ -52,13 +56,20 @@ def _env() -> dict[str, str]:
         p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)}  # fmt: skip
 
 
+CPU = {"s": 0.0}
+"""CPU seconds (user + system) of the last command run by :func:`_cli`."""
+
+
 def _cli(*args: str, quiet: bool = False) -> tuple[float, str]:
-    """Run ``cerberus ARGS``; ``(wall seconds, output)``."""
+    """Run ``cerberus ARGS``; ``(wall seconds, output)``; its CPU seconds in :data:`CPU`."""
     cmd = [sys.executable, "-m", "cerberus.cli", *args]
     print("$", shlex.join(cmd), flush=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU["s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     text = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0:
         raise CerberusError(f"cerberus {args[0]} failed (exit {proc.returncode}): {text[-800:]}")
@@ -132,6 +143,7 @@ def vtest(args, tmp: Path) -> None:
     print(listing.read_text())
     before = _load()
     wall, _ = _watch(listing, tmp / "gallery", args.checkpoint, args.progress)
+    cpu = CPU["s"]
     after = _load()
     truth = read_truth(args.annotations)
     frames = truth.frame_numbers
@@ -147,8 +159,8 @@ def vtest(args, tmp: Path) -> None:
         found = boxes_on_frames(store.paths(source=source), frames)
         s = score(truth, found, {t: np.asarray(v) for t, v in crops.items()}, WINDOW_S * fps)
         rows.append([name, f"{s.recall:.3f}", f"{s.precision:.3f}", f"{s.tracks_per_person:.2f}",
-                     sum(map(len, crops.values())), f"{wall:.1f}",
-                     f"{seconds / wall:.2f}"])  # fmt: skip
+                     sum(map(len, crops.values())), f"{wall:.1f}", f"{seconds / wall:.2f}",
+                     f"{cpu:.1f}", f"{2 * seconds / cpu:.2f}"])  # fmt: skip
     store.close()
     rate = fps / args.stride
     print()
@@ -156,7 +168,7 @@ def vtest(args, tmp: Path) -> None:
           f"{spec}, stride {args.stride}: {rate:g} searched frames per second per camera, "
           f"{rate * args.cameras:g} in all; load average before {before}, after {after}")
     print(markdown_table(["camera", "recall", "precision", "tracks / person", "crops", "wall s",
-                          "x real time"], rows))  # fmt: skip
+                          "x real time", "CPU s", "2 cores / CPU"], rows))  # fmt: skip
 
 
 def synth(args, tmp: Path) -> None:
@@ -191,6 +203,7 @@ def synth(args, tmp: Path) -> None:
     listing.write_text("\n".join(lines) + "\n")
     before = _load()
     wall, text = _watch(listing, tmp / "gallery", args.checkpoint, args.progress)
+    cpu = CPU["s"]
     after = _load()
     print()
     print(f"# {args.cameras} cameras of {meta.size[0]}x{meta.size[1]}, {meta.fps:g} fps, "
@@ -198,9 +211,11 @@ def synth(args, tmp: Path) -> None:
           f"average before {before}, after {after}")
     crops = sum(int(x.split(" crops")[0].rsplit(" ", 1)[-1])
                 for x in text.splitlines() if "[done]" in x)  # fmt: skip
-    print(markdown_table(["cameras", "seconds each", "crops", "wall s", "x real time"],
+    print(markdown_table(["cameras", "seconds each", "crops", "wall s", "x real time", "CPU s",
+                          "2 cores / CPU"],
                          [[args.cameras, f"{seconds:g}", crops, f"{wall:.1f}",
-                           f"{seconds / wall:.2f}"]]))  # fmt: skip
+                           f"{seconds / wall:.2f}", f"{cpu:.1f}",
+                           f"{2 * seconds / cpu:.2f}"]]))  # fmt: skip
 
 
 def main() -> None:
