@@ -368,7 +368,8 @@ def test_kill_9_during_a_watch_then_a_restart_stores_each_crop_once(tmp_path):
     assert len(list((tmp_path / "thumbs").rglob("*.jpg"))) == store.count()
 
 
-def test_sigterm_writes_the_running_tracks_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_signal_writes_the_running_tracks_and_exits_cleanly(tmp_path, sig):
     cams = _cameras(tmp_path, count=2, frames=300)
     proc = subprocess.Popen([sys.executable, "-c", _script(tmp_path, cams, delay=0.1)],
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
@@ -377,7 +378,7 @@ def test_sigterm_writes_the_running_tracks_and_exits_cleanly(tmp_path):
         while time.time() < deadline and _items_stored(tmp_path / "g") < 3:
             assert proc.poll() is None, "the watch ended before it was stopped"
             time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, sig)
         out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
