@@ -287,11 +287,6 @@ class BoxTracker:
         self.tracks: list[_Track] = []
         self._next = 1
 
-    def skip_ids(self, past: int) -> None:
-        """New tracks get ids above ``past`` (a stream continued after a restart: the tracks
-        stored before keep theirs)."""
-        self._next = max(self._next, int(past) + 1)
-
     def _confirmed(self, t: _Track) -> bool:
         return t.hits >= self.min_hits
 

@@ -47,20 +47,24 @@ from cerberus.footage.detect import MotDetections
 from cerberus.footage.detectors import DEFAULT_DETECTOR, make_detector
 from cerberus.footage.detectors.ssdlite import SsdLiteDetector
 from cerberus.footage.ingest import (
+    EMBED_BATCH,
     PART_SECONDS,
     Embedded,
     Embedder,
     IngestReport,
+    SourceLedger,
     SourcePipeline,
     TrackWriter,
     _end_source,
+    _resume_point,
     default_tracker,
     detect_track_select,
     prepare_source,
+    source_record,
     thumbs_folder,
 )
 from cerberus.footage.select import CropSelector
-from cerberus.footage.track import BoxTracker, PathBook
+from cerberus.footage.track import PathBook
 from cerberus.footage.video import Frame, VideoSource, open_source
 from cerberus.store.base import Filter, GalleryStore
 
@@ -244,16 +248,20 @@ class CameraRun:
 
     ``state``: ``ready``, ``running``, ``done`` (a file to its end), ``stopped`` (stopped
     before its end: a file stays incomplete), ``skipped`` (already in the gallery) or ``failed``
-    (``error`` says why). ``offset`` / ``past_track``: a continued stream's frame numbers and
-    track ids start after these."""
+    (``error`` says why). ``name``: what its items are stored under (the source's path, or
+    ``<path>#<camera>`` for a file already stored under another camera, see
+    :func:`~cerberus.footage.ingest.source_record`); ``offset`` / ``first_track``: a continued
+    stream's frame numbers and new track ids start after ``offset`` and at ``first_track``."""
 
     camera: Camera
     pipe: SourcePipeline
     report: IngestReport
     state: str = "ready"
     error: str = ""
+    name: str = ""
     offset: int = 0
-    past_track: int = 0
+    first_track: int = 0
+    ledger: SourceLedger | None = None
     frame: int = 0
     time: float = math.nan
     thread: threading.Thread | None = None
@@ -337,9 +345,11 @@ def _follow(
     parts = math.ceil((part_seconds or 60.0) * cam.crops_per_minute / 60.0)
     selector = CropSelector(crops_per_minute=cam.crops_per_minute, max_crops=cam.max_crops,
                             fps=fps, keep=max(64, 4 * parts))  # fmt: skip
-    folder = None if thumbs is None else thumbs_folder(thumbs, video.name, cam.name)
-    writer = TrackWriter(store, embedder, source=video.name, camera=cam.name, thumbs=folder,
-                         report=report, fps=fps, part_seconds=part_seconds)  # fmt: skip
+    name = run.name or video.name
+    folder = None if thumbs is None else thumbs_folder(thumbs, name, cam.name)
+    writer = TrackWriter(store, embedder, source=name, camera=cam.name, thumbs=folder,
+                         report=report, fps=fps, part_seconds=part_seconds, batch=EMBED_BATCH,
+                         first_track=run.first_track)  # fmt: skip
     paths = PathBook()
     frames = _Prefetch(video.frames(pipe.stride), stop)
     last = run.offset
@@ -348,12 +358,12 @@ def _follow(
         t0 = time.perf_counter()
         for frame in frames:
             report.seconds["decode"] += time.perf_counter() - t0  # waiting for the decoder
-            frame.number += run.offset
             last = frame.number
             report.processed += 1
             update = detect_track_select(pipe, frame, selector, report, paths)
-            writer.commit(selector, update.ended, paths)
-            writer.commit(selector, writer.due(frame.number, update, paths), paths, end=False)
+            writer.commit(selector, update.ended, paths, number=frame.number)
+            writer.commit(selector, writer.due(frame.number, update, paths), paths, end=False,
+                          number=frame.number)  # fmt: skip
             run.frame, run.time = frame.number, frame.timestamp
             t0 = time.perf_counter()
     finally:
@@ -368,7 +378,11 @@ def _follow(
         logger.info("%s: stopped at frame %d; the file stays incomplete (a restart redoes it)",
                     cam.name, last)  # fmt: skip
     else:
-        store.finish(video.name)
+        report.damage = video.damage
+        store.finish(name)
+        if run.ledger is not None:
+            run.ledger.update(name, status="damaged" if video.damage else "complete",
+                              note=video.damage)  # fmt: skip
         run.state = "done"
 
 
@@ -396,16 +410,9 @@ def open_cameras(cameras: Sequence[Camera]) -> list[CameraRun]:
     (:class:`SharedSsdLite`, kept in ``runs[i].extra['shared']``)."""
     runs: list[CameraRun] = []
     shared: dict[str, SharedSsdLite] = {}
-    names: dict[str, str] = {}
     try:
         for cam in cameras:
             video = open_source(cam.source, start=cam.start)
-            if video.name in names:
-                raise CerberusError(
-                    f"cameras {names[video.name]} and {cam.name}: the same source {video.name}; "
-                    "give each camera its own"
-                )
-            names[video.name] = cam.name
             if cam.detections is not None:
                 if video.kind == "stream":
                     raise CerberusError(f"{cam.name}: detections: a live stream has none")
@@ -438,37 +445,40 @@ def open_cameras(cameras: Sequence[Camera]) -> list[CameraRun]:
 
 
 def _resume(store: GalleryStore, run: CameraRun, thumbs: Path | None = None) -> None:
-    """Where each camera starts: a complete file skipped, an incomplete one redone (its items
-    and thumbnails removed), a stream continued after its last stored frame and track."""
-    video = run.video
-    state = next((s for s in store.sources() if s.name == video.name), None)
-    if state is None:
-        return
-    if video.kind != "stream":
-        if state.complete:
+    """Where each camera starts (as :func:`~cerberus.footage.ingest.ingest_source` decides,
+    the source found by its content and camera): a finished file skipped, an unfinished one
+    redone (its items and thumbnails removed), a live stream continued after its last stored
+    frame, time and track."""
+    video, cam = run.video, run.camera
+    ledger = SourceLedger(thumbs) if thumbs is not None else None
+    record = source_record(store, video, cam.name, ledger)
+    run.name, run.ledger = record.name, ledger
+    live = video.kind == "stream"
+    if live and record.state is not None:
+        frame, moment, track = _resume_point(store, record.name)
+        video.resume(frame, moment)
+        run.offset, run.first_track = frame, track + 1
+        logger.info("%s: continuing %s after its frame %d (%d items kept)",
+                    cam.name, record.name, frame, record.state.count)  # fmt: skip
+    else:
+        if record.done:
             run.state = "skipped"
-            logger.info("%s: %s is already in the gallery (%d items); skipped",
-                        run.camera.name, video.name, state.count)  # fmt: skip
+            logger.info("%s: %s; skipped", cam.name, record.line(video))
             return
-        run.report.removed = prepare_source(store, video.name, replace=False)
-        folder = None if thumbs is None else thumbs_folder(thumbs, video.name, run.camera.name)
+        if record.name.split("#")[0] != video.name:  # a moved copy, unfinished: its new path
+            run.report.removed = prepare_source(store, record.name, replace=True)
+            if ledger is not None:
+                ledger.remove([record.name])
+            run.name = video.name
+        run.report.removed += prepare_source(store, run.name, replace=False)
+        folder = None if thumbs is None else thumbs_folder(thumbs, run.name, cam.name)
         if folder is not None and folder.is_dir():
             for old in folder.glob("*.jpg"):
                 old.unlink(missing_ok=True)
-        return
-    ids = store.ids(Filter(sources=frozenset({video.name})))
-    items = store.get(ids, vectors=False) if len(ids) else None
-    frames = [int(items.frame.max())] if items is not None else []
-    tracks = [int(items.track.max())] if items is not None else []
-    for p in store.paths(source=video.name):
-        frames.append(int(p.frames[-1]) if len(p) else 0)
-        tracks.append(int(p.track))
-    run.offset = max(frames, default=0)
-    run.past_track = max(tracks, default=0)
-    if isinstance(run.pipe.tracker, BoxTracker):
-        run.pipe.tracker.skip_ids(run.past_track)
-    logger.info("%s: continuing %s after its frame %d (%d items kept)",
-                run.camera.name, video.name, run.offset, state.count)  # fmt: skip
+    run.report.source = run.name
+    if ledger is not None:
+        ledger.update(run.name, path=video.name, camera=cam.name, key=record.key,
+                      status="live" if live else "running", note="")  # fmt: skip
 
 
 def sweep(store: OneWriter, cameras: Sequence[Camera], now: float) -> int:

@@ -44,6 +44,7 @@ from cerberus.store.base import (
     SourceState,
     StoreError,
     TrackPath,
+    check_search,
 )
 from cerberus.store.topk import exact_top_k, recall_at_k
 
@@ -352,14 +353,9 @@ class NpzStore:
         return np.flatnonzero(where.matches(self._meta))
 
     def search(self, queries: np.ndarray, k: int, where: Filter | None = None) -> list[Hits]:
-        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
-        if q.ndim != 2 or q.shape[1] != self.info.dim:
-            raise StoreError(
-                f"{self.name}: query vectors of shape {q.shape}, the gallery holds "
-                f"dimension {self.info.dim}"
-            )
+        q, k = check_search(self.name, queries, k, self.info.dim)
         none = Hits(np.zeros(0, np.int64), np.zeros(0, np.float32))
-        if k <= 0 or len(self._meta) == 0:
+        if len(self._meta) == 0 or len(q) == 0:
             return [none for _ in q]
         if where is None or where.empty:
             scores, idx = self.index.search_vectors(q, k)
