@@ -12,10 +12,12 @@ a time (:class:`OneWriter`).
 It runs until every file has ended, or until Ctrl-C / SIGTERM (``stop``): then each camera's
 running tracks are written and the process ends cleanly. Restarting with the same list:
 
+- each camera's source is found as :func:`~cerberus.footage.ingest.ingest_source` finds it
+  (by content and camera: a moved copy is the same source, one file under two cameras two);
 - a file the gallery holds complete is skipped (a line says so); a file left incomplete (a
   stop or a kill before its end) is ingested again from its start, its earlier items removed
   first, so no crop is stored twice;
-- a stream is never marked complete: it continues, its frame numbers after the last frame
+- a stream is never marked complete: it continues, its frame numbers and times after the last
   stored and its new tracks' ids above the stored ones (nothing stored is removed or doubled).
 
 Retention: a camera's items older than its ``retention`` (their time against the wall clock)
