@@ -458,3 +458,20 @@ def test_ingest_together(cli, tiny_index, tmp_path):
     assert code == 0 and "already in the gallery" in err
     code, _, err = cli(*args, "--replace")
     assert_one_line(code, err, "--replace: not with --together")
+
+
+def test_one_file_under_two_cameras_is_two_sources(tmp_path):
+    [cam] = _cameras(tmp_path, count=1, frames=30)
+    twin = Camera(**{**cam.__dict__, "name": "twin"})
+    store = MemoryStore(_info())
+    runs = run_cameras(open_cameras([cam, twin]), store, ColourEmbedder(),
+                       thumbs=tmp_path / "thumbs")  # fmt: skip
+    assert [r.state for r in runs] == ["done", "done"]
+    name = source_name(cam.source)
+    assert [(s.name, s.complete) for s in store.sources()] == [(name, True),
+                                                               (f"{name}#twin", True)]
+    table = _table(store)
+    assert [row[:4] for row in table[name]] == [row[:4] for row in table[f"{name}#twin"]]
+    runs = run_cameras(open_cameras([cam, twin]), store, ColourEmbedder(),
+                       thumbs=tmp_path / "thumbs")  # fmt: skip
+    assert [r.state for r in runs] == ["skipped", "skipped"]

@@ -56,6 +56,7 @@ from cerberus.footage.ingest import (
     IngestReport,
     SourceLedger,
     SourcePipeline,
+    SourceRecord,
     TrackWriter,
     _end_source,
     _resume_point,
@@ -446,7 +447,9 @@ def open_cameras(cameras: Sequence[Camera]) -> list[CameraRun]:
     return runs
 
 
-def _resume(store: GalleryStore, run: CameraRun, thumbs: Path | None = None) -> None:
+def _resume(
+    store: GalleryStore, run: CameraRun, thumbs: Path | None = None, taken: set | None = None
+) -> None:
     """Where each camera starts (as :func:`~cerberus.footage.ingest.ingest_source` decides,
     the source found by its content and camera): a finished file skipped, an unfinished one
     redone (its items and thumbnails removed), a live stream continued after its last stored
@@ -454,6 +457,13 @@ def _resume(store: GalleryStore, run: CameraRun, thumbs: Path | None = None) -> 
     video, cam = run.video, run.camera
     ledger = SourceLedger(thumbs) if thumbs is not None else None
     record = source_record(store, video, cam.name, ledger)
+    taken = set() if taken is None else taken
+    if record.name in taken:  # the same file under an earlier camera of this watch
+        twin = f"{video.name}#{cam.name}"
+        state = next((x for x in store.sources() if x.name == twin), None)
+        entry = ledger.entries().get(twin, {}) if ledger is not None else {}
+        record = SourceRecord(twin, record.key, state, entry)
+    taken.add(record.name)
     run.name, run.ledger = record.name, ledger
     live = video.kind == "stream"
     if live and record.state is not None:
@@ -545,8 +555,9 @@ def run_cameras(
         old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         sweep(writer, cameras, clock())  # a Milvus gallery with a retention is refused here
+        taken: set[str] = set()
         for run in runs:
-            _resume(writer, run, thumbs)
+            _resume(writer, run, thumbs, taken)
         for run in runs:
             if run.state == "skipped":
                 if "shared" in run.extra:
