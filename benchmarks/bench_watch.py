@@ -19,7 +19,7 @@ included) and "2 cores / CPU" = 2 x the video's seconds / CPU s: the real-time f
 would give if the command could keep both busy (a bound, not a measurement; wall time on a
 busy machine is longer).
 
-    python benchmarks/bench_watch.py vtest --cameras 4 --video /work/data/vtest.avi
+    python benchmarks/bench_watch.py vtest --cameras 4 --video vtest.avi
     python benchmarks/bench_watch.py synth --cameras 16 --seconds 40
     cerberus synth footage --out sf --cameras 4 --seconds 40 && \
         python benchmarks/bench_watch.py synth --cameras 16 --footage sf
@@ -44,11 +44,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import markdown_table, print_machine, run_script  # noqa: E402
-from bench_vtest import ANNOTATIONS, CHECKPOINT, WINDOW_S, FrameBoxes, read_truth, score  # noqa: E402
+from bench_vtest import (  # noqa: E402
+    ANNOTATIONS,
+    CHECKPOINT,
+    VIDEO,
+    WINDOW_S,
+    FrameBoxes,
+    read_truth,
+    score,
+)
 
 from cerberus.errors import CerberusError  # noqa: E402
 
-VIDEO = Path("/work/data/vtest.avi")
 
 
 def _env() -> dict[str, str]:
@@ -124,7 +131,8 @@ def vtest(args, tmp: Path) -> None:
 
     video = args.video
     if not video.is_file():
-        raise CerberusError(f"{video}: no such video (Debian's opencv-doc has vtest.avi)")
+        raise CerberusError(f"{video}: no such video (make footage-example fetches vtest.avi to "
+                            "runs/vtest/vtest.avi; or --video PATH)")
     meta = open_source(video)
     seconds = (meta.num_frames or 0) / (meta.fps or 10.0)
     spec = f"ssdlite,tiles={args.tiles},tile_every={args.tile_every}"
