@@ -57,7 +57,6 @@ from bench_vtest import (  # noqa: E402
 from cerberus.errors import CerberusError  # noqa: E402
 
 
-
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)}  # fmt: skip
