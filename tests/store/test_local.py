@@ -494,6 +494,57 @@ def test_a_kill_during_an_add_leaves_whole_paths_or_none(tmp_path):
                 assert [len(p) for p in paths] == ([frames] * 4 if items else [])
 
 
+WRITER = """
+import sys, time
+sys.path[:0] = [{src!r}, {root!r}]
+import numpy as np
+from cerberus.store import Items, TrackPath
+from cerberus.store.open import open_or_create
+from test_contract import info
+go = float(sys.argv[1])
+time.sleep(max(0.0, go - time.time()))  # every writer starts at the same moment
+store = open_or_create({folder!r}, info())
+if sys.argv[2] == "hold":  # one writer keeps the lock for a short batch
+    with store._writing("a slow batch"):
+        print("holding", flush=True)
+        time.sleep(1.5)
+for k in range(8):
+    v = np.random.default_rng(k).normal(size=(3, 8)).astype(np.float32)
+    items = Items.make(v, source=sys.argv[2], num_attributes=3, camera="c", track=[k] * 3)
+    store.add(items, complete=False, paths=[TrackPath(sys.argv[2], "c", k, [1, 2], np.zeros((2, 4)),
+                                                      [True, True])])
+store.finish(sys.argv[2])
+print("done", flush=True)
+"""
+
+
+def test_writers_of_one_new_gallery_take_turns(tmp_path):
+    """Item 6 of issue 30: several processes (``cerberus watch`` of camera groups) create and
+    write one gallery folder at once; one holds the write lock for a short batch. Every one
+    waits for its turn: none is refused, nothing is lost, no half-made gallery is seen."""
+    folder = tmp_path / "shared"
+    code = WRITER.format(src=SRC, root=str(Path(__file__).resolve().parent), folder=str(folder))
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    go = time.time() + 4.0
+    names = ["hold", "w1", "w2", "w3"]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(go), name], env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        for name in names
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for name, proc, (out, err) in zip(names, procs, outs):
+        assert proc.returncode == 0, f"{name} was refused: {err.strip().splitlines()[-1:]}"
+        assert out.strip().endswith("done")
+    store = LocalStore.open(folder)
+    assert store.count() == 4 * 8 * 3
+    assert [(s.name, s.count, s.complete) for s in store.sources()] == [
+        (name, 24, True) for name in sorted(names)
+    ]
+    assert len(store.paths()) == 4 * 8
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no building left
+
+
 # ---------------------------------------------------------------- faults (issue 31 item 4)
 
 

@@ -1,5 +1,5 @@
 """Commands over camera footage: ``ingest`` (videos, MOTChallenge folders and live streams into
-a folder gallery, method §9.3)."""
+a folder gallery, method §9.3) and ``watch`` (a list of cameras at once, until stopped)."""
 
 from __future__ import annotations
 
@@ -126,6 +126,13 @@ def ingest(
     name_zone: Annotated[
         str, typer.Option(help="Time zone of the times read by --start-from-name (IANA name).")
     ] = "UTC",
+    together: Annotated[
+        bool,
+        typer.Option(
+            help="Ingest the sources at once (decoded in parallel, detection and embedding "
+            "batched across them, as `cerberus watch`); a finished source is skipped.",
+        ),
+    ] = False,
     device: Device = "auto",
 ) -> None:
     """Find, track and store the persons of camera footage in a searchable gallery."""
@@ -137,6 +144,19 @@ def ingest(
 
     at_least("--stride", stride, 1)
     at_least("--max-crops", max_crops, 1)
+    if together:
+        if manifest is not None or start_from_name is not None:
+            raise CerberusError("--manifest, --start-from-name: not with --together; give the "
+                                "files and their starts in a camera list (`cerberus watch`)")
+        if not sources:
+            raise CerberusError("ingest: give at least one video, folder or stream")
+        _ingest_together(sources, camera=camera, gallery=gallery, start=start,
+                         detections=detections, detector=detector, detector_score=detector_score,
+                         checkpoint=checkpoint, replace=replace, stride=stride,
+                         max_crops=max_crops, crops_per_minute=crops_per_minute,
+                         link_tracks=link_tracks, upscale=upscale, thumbs=thumbs,
+                         device=device)  # fmt: skip
+        return
     reports = ingest_files(
         sources or [],
         gallery=gallery,
@@ -161,3 +181,83 @@ def ingest(
     )
     for report in reports:
         typer.echo(report.line())
+
+
+def _ingest_together(sources: list[str], *, camera: str, start, detections, detector, upscale,
+                     replace: bool, link_tracks: bool, **options) -> None:  # fmt: skip
+    """``ingest --together``: the sources as cameras of one watch (each under ``--camera``)."""
+    from cerberus.errors import CerberusError
+    from cerberus.footage.cameras import Camera
+    from cerberus.footage.watch import watch as watch_cameras
+    from cerberus.store.base import to_utc_seconds
+
+    if replace or link_tracks:
+        raise CerberusError(
+            f"{'--replace' if replace else '--link-tracks'}: not with --together; ingest the "
+            "sources one by one"
+        )
+    for given, what in ((detections, "--detections: one file"), (start, "--start: one time")):
+        if given is not None and len(sources) > 1:
+            raise CerberusError(f"{what} for several videos; give each its own in a camera list "
+                                "(`cerberus watch`)")  # fmt: skip
+    if not camera:
+        raise CerberusError("--camera: give the camera's name")
+    spec = detector
+    if upscale is not None:
+        spec = f"{detector or 'hog'},upscale={upscale}"
+    first = None if start is None else to_utc_seconds(start, "--start")
+    cameras = [
+        Camera(name=camera, source=s, start=first, detector=spec,
+               detector_score=options["detector_score"],
+               detections=None if detections is None else str(detections),
+               stride=options["stride"], crops_per_minute=options["crops_per_minute"],
+               max_crops=options["max_crops"])
+        for s in sources
+    ]  # fmt: skip
+    runs = watch_cameras(cameras, gallery=options["gallery"], checkpoint=options["checkpoint"],
+                         thumbs=options["thumbs"], device=options["device"],
+                         say=typer.echo)  # fmt: skip
+    for run in runs:
+        typer.echo(run.report.line())
+
+
+@app.command()
+def watch(
+    cameras: Annotated[
+        Path,
+        typer.Argument(
+            help="Camera list (YAML): per camera name, source (file, MOTChallenge folder or "
+            "stream URL), start, timezone, detector / detections, stride, retention "
+            "(docs/footage.md, Many cameras).",
+            show_default=False,
+        ),
+    ],
+    gallery: Annotated[
+        str,
+        typer.Option(
+            "--gallery",
+            help="Gallery folder (created when it does not exist), or a Milvus file / URI.",
+        ),
+    ],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Model checkpoint; needed for a new gallery (default: the gallery's)."),
+    ] = None,
+    thumbs: Annotated[
+        Path | None,
+        typer.Option(help="Thumbnail folder (default: <gallery>/thumbs; needed for a Milvus URI)."),
+    ] = None,
+    progress: Annotated[
+        float,
+        typer.Option(help="Seconds between two progress lines (a line per camera; 0: none)."),
+    ] = 10.0,
+    device: Device = "auto",
+) -> None:
+    """Follow every camera of a list into one gallery at once, until every file has ended or
+    Ctrl-C / SIGTERM (the running tracks are written first; a restart continues)."""
+    from cerberus.footage.cameras import load_cameras
+    from cerberus.footage.watch import watch as watch_cameras
+
+    listed = load_cameras(cameras)
+    watch_cameras(listed, gallery=gallery, checkpoint=checkpoint, thumbs=thumbs, device=device,
+                  progress=progress, say=typer.echo)  # fmt: skip

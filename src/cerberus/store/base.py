@@ -486,7 +486,9 @@ class GalleryStore(Protocol):
       ordered by source then track, and :meth:`remove` of a source or camera removes them.
     - :meth:`finish` marks a source complete (one with no items too: a video with nobody in
       it is recorded as done, with count 0); :meth:`remove` deletes every item of a source or
-      of a camera and returns how many.
+      of a camera and returns how many; ``before`` (UTC seconds, with ``camera``) keeps the
+      camera's items of that time or later and those without a time (retention; a track's
+      path goes with its last item, a source stays recorded).
     - :meth:`search`: per query vector ``(Q, D)``, the top-k items passing the filter by inner
       product (exact on the memory and local backends; the local backend may use an
       approximate index only where its measured recall is stated).
@@ -511,7 +513,9 @@ class GalleryStore(Protocol):
 
     def finish(self, source: str) -> None: ...
 
-    def remove(self, *, source: str | None = None, camera: str | None = None) -> int: ...
+    def remove(
+        self, *, source: str | None = None, camera: str | None = None, before: float | None = None
+    ) -> int: ...
 
     def search(self, queries: np.ndarray, k: int, where: Filter | None = None) -> list[Hits]: ...
 

@@ -49,6 +49,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import sqlite3
 import threading
 import uuid
@@ -166,16 +167,20 @@ class LocalStore:
 
     @classmethod
     def create(cls, folder: str | Path, info: GalleryInfo, **options) -> LocalStore:
-        """A new empty gallery in ``folder`` (which must not exist, or be empty)."""
+        """A new empty gallery in ``folder`` (which must not exist, or be empty). It is built in
+        a hidden folder beside it and renamed into place, so another process never sees half a
+        gallery; of two processes creating one gallery at once, the second is refused with
+        "exists" (:func:`~cerberus.store.open.open_or_create` then opens the first's)."""
         folder = Path(folder)
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
             raise StoreError(f"{folder}: exists and is not an empty folder; not creating a gallery")
         if int(info.dim) <= 0:
             raise StoreError(f"{folder}: vector dimension {info.dim} must be positive")
+        building = folder.with_name(f".{folder.name}.creating-{uuid.uuid4().hex[:12]}")
         try:
-            (folder / VECTORS).mkdir(parents=True, exist_ok=True)
-            (folder / ANN).mkdir(exist_ok=True)
-            conn = sqlite3.connect(folder / DATABASE, isolation_level=None)
+            (building / VECTORS).mkdir(parents=True)
+            (building / ANN).mkdir()
+            conn = sqlite3.connect(building / DATABASE, isolation_level=None)
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("BEGIN")
@@ -187,11 +192,21 @@ class LocalStore:
             finally:
                 conn.close()
             marker = {"format": "cerberus-gallery", "version": STORE_FORMAT_VERSION}
-            (folder / (MARKER + ".tmp")).write_text(json.dumps({**marker, "backend": "local"}))
-            (folder / (MARKER + ".tmp")).replace(folder / MARKER)
+            (building / MARKER).write_text(json.dumps({**marker, "backend": "local"}))
+            try:
+                building.rename(folder)  # atomic; replaces an empty folder, not a full one
+            except OSError as e:
+                if folder.is_dir() and any(folder.iterdir()):
+                    raise StoreError(
+                        f"{folder}: exists and is not an empty folder; not creating a gallery"
+                    ) from None
+                raise e
         except OSError as e:
             why = "disk full" if is_disk_full(e) else e.strerror or str(e)
             raise StoreError(f"{folder}: cannot create the gallery ({why})") from None
+        finally:
+            if building.exists():
+                shutil.rmtree(building, ignore_errors=True)
         return cls(folder, **options)
 
     @classmethod
@@ -479,9 +494,13 @@ class LocalStore:
                 (source,),
             )
 
-    def remove(self, *, source: str | None = None, camera: str | None = None) -> int:
+    def remove(
+        self, *, source: str | None = None, camera: str | None = None, before: float | None = None
+    ) -> int:
         if (source is None) == (camera is None):
             raise StoreError(f"{self.name}: remove by source or by camera (one of them)")
+        if before is not None and camera is None:
+            raise StoreError(f"{self.name}: remove before a time is by camera only")
         doing = f"removing {'source ' + source if source is not None else 'camera ' + camera}"
         with self._writing(doing) as conn:
             if source is not None:
@@ -489,15 +508,25 @@ class LocalStore:
                 conn.execute("DELETE FROM sources WHERE name = ?", (source,))
                 self._delete_paths(conn, "source", source)
             else:
-                q = "SELECT DISTINCT source, source FROM items WHERE camera = ?"
-                touched = conn.execute(q, (camera,)).fetchall()  # sources with items there
-                gone = conn.execute("DELETE FROM items WHERE camera = ?", (camera,)).rowcount
-                self._delete_paths(conn, "camera", camera)
-                conn.executemany(  # those left empty go; finished empty sources stay
-                    "DELETE FROM sources WHERE name = ? AND NOT EXISTS "
-                    "(SELECT 1 FROM items WHERE source = ?)",
-                    touched,
-                )
+                old = "camera = ?" + ("" if before is None else " AND ts < ?")
+                params = (camera,) if before is None else (camera, float(before))
+                q = f"SELECT DISTINCT source, source FROM items WHERE {old}"
+                touched = conn.execute(q, params).fetchall()  # sources with items there
+                gone = conn.execute(f"DELETE FROM items WHERE {old}", params).rowcount
+                if before is None:
+                    self._delete_paths(conn, "camera", camera)
+                elif self._has_paths(conn):  # a track's path goes with its last item
+                    conn.execute(
+                        "DELETE FROM paths WHERE camera = ? AND NOT EXISTS (SELECT 1 FROM items "
+                        "i WHERE i.source = paths.source AND i.track = paths.track)",
+                        (camera,),
+                    )
+                if before is None:  # those left empty go; finished empty sources stay
+                    conn.executemany(
+                        "DELETE FROM sources WHERE name = ? AND NOT EXISTS "
+                        "(SELECT 1 FROM items WHERE source = ?)",
+                        touched,
+                    )  # (after retention a source stays recorded, done or not)
             self._add_to_count(conn, -gone)
         return int(gone)
 

@@ -81,24 +81,38 @@ class MemoryStore:
     def finish(self, source: str) -> None:
         self._complete.add(source)  # with no items (a video with nobody in it) too
 
-    def remove(self, *, source: str | None = None, camera: str | None = None) -> int:
+    def remove(
+        self, *, source: str | None = None, camera: str | None = None, before: float | None = None
+    ) -> int:
         if (source is None) == (camera is None):
             raise StoreError(f"{self.name}: remove by source or by camera (one of them)")
+        if before is not None and camera is None:
+            raise StoreError(f"{self.name}: remove before a time is by camera only")
         if source is not None:
             self._complete.discard(source)
-        for key, parts in list(self._paths.items()):
-            if key[0] == source or (camera is not None and parts[0].camera == camera):
-                del self._paths[key]
+        if before is None:
+            for key, parts in list(self._paths.items()):
+                if key[0] == source or (camera is not None and parts[0].camera == camera):
+                    del self._paths[key]
         if self._items is None:
             return 0
         col = self._items.source if source is not None else self._items.camera
         key = source if source is not None else camera
         gone = np.array([x == key for x in col], dtype=bool)
+        if before is not None:
+            gone &= self._items.timestamp < float(before)  # nan (no time) is kept
         touched = {s for s, g in zip(self._items.source, gone) if g}
         if gone.any():
             self._items = self._items.take(np.flatnonzero(~gone))
-        # sources left without items by a camera's removal go; finished empty sources stay
-        self._complete -= touched - set(self._items.source)
+        if before is not None:  # a track's path goes with its last item
+            left = set(zip(self._items.source, self._items.track.tolist()))
+            for k, parts in list(self._paths.items()):
+                if parts[0].camera == camera and k not in left:
+                    del self._paths[k]
+        # sources left without items by a camera's removal go; finished empty sources stay;
+        # after retention (``before``) a source stays recorded
+        if before is None:
+            self._complete -= touched - set(self._items.source)
         return int(gone.sum())
 
     # ---- reading

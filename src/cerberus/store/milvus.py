@@ -588,10 +588,18 @@ class MilvusStore:
             value = dict(known.get(source, empty), complete=True)
             self._put([self._meta_row(f"source:{source}", "source", json.dumps(value))])
 
-    def remove(self, *, source: str | None = None, camera: str | None = None) -> int:
-        """Delete every item of ``source`` or of ``camera``; returns how many."""
+    def remove(
+        self, *, source: str | None = None, camera: str | None = None, before: float | None = None
+    ) -> int:
+        """Delete every item of ``source`` or of ``camera``; returns how many. Removing by
+        time (``before``) is not done on Milvus yet: refused with one line."""
         if (source is None) == (camera is None):
             raise StoreError(f"{self.name}: remove by source or by camera (one of them)")
+        if before is not None:
+            raise StoreError(
+                f"{self.name}: removing items by time (a camera's retention) is not supported "
+                "on a Milvus gallery yet; use a gallery folder, or leave retention out"
+            )
         with self._calls("remove"):
             state = self._recover(self._state())
             if source is not None:

@@ -321,7 +321,9 @@ class NpzStore:
     def finish(self, source: str) -> None:
         raise StoreError(f"{self.name}: {READ_ONLY}")
 
-    def remove(self, *, source: str | None = None, camera: str | None = None) -> int:
+    def remove(
+        self, *, source: str | None = None, camera: str | None = None, before: float | None = None
+    ) -> int:
         raise StoreError(f"{self.name}: {READ_ONLY}")
 
     # ---- reading

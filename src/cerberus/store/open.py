@@ -143,7 +143,12 @@ def open_or_create(
     else:
         store = existing_store(target)
         if store is None:
-            return create_store(target, info)
+            try:
+                return create_store(target, info)
+            except StoreError:
+                store = existing_store(target)  # another process created it meanwhile
+                if store is None:
+                    raise
     name = where or f"gallery {getattr(store, 'name', target)}"
     try:
         check_same_model(store, info, name)

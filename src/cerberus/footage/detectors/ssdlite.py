@@ -137,6 +137,9 @@ class SsdLiteDetector:
             at IoU >= 0.3, 448x336 pass; ``benchmarks/tune_vtest.py --fit-shape``): the
             detector's boxes are about 1.18x wider than a person and a tenth of a width to
             the left.
+        track_iou: the tracker's stage-1 IoU gate for this detector's boxes (``None``: the
+            class's 0.2, chosen at stride 2; a person moves farther between searches at a
+            larger stride, so a lower gate suits it).
 
     Raises:
         CerberusError: the wheel is missing, an option out of range.
@@ -174,6 +177,7 @@ class SsdLiteDetector:
         threads: int | None = 1,
         box_shape: tuple[float, ...] = (0.85, 1.0, 0.09, 0.03),
         full_size: int | tuple[int, int] | None = 448,
+        track_iou: float | None = None,
     ) -> None:
         if not 0.0 <= score < 1.0:
             raise CerberusError(f"ssdlite score {score}: must be in [0, 1)")
@@ -198,6 +202,10 @@ class SsdLiteDetector:
             )
         if tile_every < 1:
             raise CerberusError(f"ssdlite tile_every {tile_every}: must be 1 or more")
+        if track_iou is not None:
+            if not 0.0 < track_iou < 1.0:
+                raise CerberusError(f"ssdlite track_iou {track_iou}: must be in (0, 1)")
+            self.track_iou = float(track_iou)  # this detector's, in place of the class's
         if not 0.0 <= overlap < grid - 1 + 1e-9 and grid > 1:
             raise CerberusError(f"ssdlite overlap {overlap}: must be in [0, grid - 1)")
         # channels-last: the depthwise convolutions run about 1.7x faster on CPU
@@ -237,7 +245,6 @@ class SsdLiteDetector:
             self._anchors[size] = input_anchors(*size, self.model.anchor_shapes)
         return self._anchors[size]
 
-    @torch.inference_mode()
     def passes(
         self,
         image: np.ndarray,
@@ -248,29 +255,48 @@ class SsdLiteDetector:
         more, after the graph's NMS, for each window ``(x0, y0, x1, y1)`` of an RGB ``uint8``
         ``(H, W, 3)`` image, each resized to the input ``size`` ``(height, width)``; all
         windows in one batch."""
-        if not windows:
-            return []
-        frame = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-        batch = torch.cat(
-            [
-                F.interpolate(
-                    frame[None, :, y0:y1, x0:x1], size=size, mode="bilinear", align_corners=False
+        return self.passes_many([(image, windows, size)])[0]
+
+    @torch.inference_mode()
+    def passes_many(
+        self, jobs: list[tuple[np.ndarray, list[tuple[int, ...]], tuple[int, int]]]
+    ) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        """:meth:`passes` of several images (``(image, windows, size)`` each, e.g. the frames
+        of several cameras): the windows of one input size go through the network in one
+        batch; per image, its windows' boxes and scores."""
+        by_size: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for j, (_, windows, size) in enumerate(jobs):
+            for w in range(len(windows)):
+                by_size.setdefault(tuple(size), []).append((j, w))
+        out: list[list] = [[None] * len(windows) for _, windows, _ in jobs]
+        for size, slots in by_size.items():
+            frames: dict[int, torch.Tensor] = {}
+            crops = []
+            for j, w in slots:
+                if j not in frames:
+                    image = np.ascontiguousarray(jobs[j][0])
+                    frames[j] = torch.from_numpy(image).permute(2, 0, 1).float()
+                x0, y0, x1, y1 = jobs[j][1][w]
+                crops.append(
+                    F.interpolate(
+                        frames[j][None, :, y0:y1, x0:x1],
+                        size=size,
+                        mode="bilinear",
+                        align_corners=False,
+                    )
                 )
-                for x0, y0, x1, y1 in windows
-            ]
-        )
-        x = (batch * (2.0 / 255.0) - 1.0).contiguous(memory_format=torch.channels_last)
-        codes, logits = self.model(x)
-        boxes = decode_boxes(codes, self.anchors_for(tuple(size)))
-        scores = logits[..., 1].sigmoid()
-        out = []
-        for (x0, y0, x1, y1), b, s in zip(windows, boxes, scores):
-            keep = s >= self.score
-            b = b[keep].numpy() * np.array([x1 - x0, y1 - y0] * 2, np.float32)
-            b += np.array([x0, y0, x0, y0], np.float32)
-            s = s[keep].numpy()
-            kept = nms(b, s, GRAPH_NMS)
-            out.append((b[kept], s[kept]))
+            x = torch.cat(crops) * (2.0 / 255.0) - 1.0
+            codes, logits = self.model(x.contiguous(memory_format=torch.channels_last))
+            boxes = decode_boxes(codes, self.anchors_for(size))
+            scores = logits[..., 1].sigmoid()
+            for (j, w), b, s in zip(slots, boxes, scores):
+                x0, y0, x1, y1 = jobs[j][1][w]
+                keep = s >= self.score
+                b = b[keep].numpy() * np.array([x1 - x0, y1 - y0] * 2, np.float32)
+                b += np.array([x0, y0, x0, y0], np.float32)
+                s = s[keep].numpy()
+                kept = nms(b, s, GRAPH_NMS)
+                out[j][w] = (b[kept], s[kept])
         return out
 
     def detect(self, frame: Frame) -> Detections:
