@@ -109,23 +109,6 @@ def train_ivf(
     return ivf
 
 
-def check_nprobe(nprobe: Any, where: str = "search") -> int | None:
-    """``nprobe`` as an int (``None`` stays ``None``: the measured default); anything but a
-    whole number of at least 1 is refused with one line."""
-    if nprobe is None:
-        return None
-    if isinstance(nprobe, bool) or not isinstance(nprobe, (int, np.integer)):
-        if isinstance(nprobe, (float, np.floating)) and float(nprobe).is_integer():
-            nprobe = int(nprobe)
-        else:
-            raise CerberusError(
-                f"{where}: nprobe {nprobe!r} must be a whole number of cells, at least 1"
-            )
-    if int(nprobe) < 1:
-        raise CerberusError(f"{where}: nprobe {nprobe} must be at least 1 (cells probed)")
-    return int(nprobe)
-
-
 def description_queries(
     prototypes: Mapping[str, np.ndarray], dim: int, count: int, seed: int = 0
 ) -> np.ndarray:

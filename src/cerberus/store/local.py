@@ -56,13 +56,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cerberus.errors import CerberusError
 from cerberus.store.ann import (
     ANN_META,
     BROAD_FRACTIONS,
     DESCRIPTION_QUERIES,
     AnnIndex,
-    check_nprobe,
     description_queries,
 )
 from cerberus.store.base import (
@@ -74,6 +72,7 @@ from cerberus.store.base import (
     SourceState,
     StoreError,
     TrackPath,
+    check_nprobe,
 )
 from cerberus.store.pathcodec import decode, encode
 from cerberus.store.rows import (
@@ -565,7 +564,7 @@ class LocalStore:
         """Per query ``(Q, D)``, the top-k items passing ``where`` (module text). ``exact``:
         never the approximate index; ``nprobe``: the cells it probes (the measured setting by
         default, :mod:`cerberus.store.ann`)."""
-        nprobe = self._check_nprobe(nprobe)
+        nprobe = check_nprobe(nprobe, self.name)
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
         if q.ndim != 2 or q.shape[1] != self.info.dim:
             raise StoreError(
@@ -584,12 +583,6 @@ class LocalStore:
                         f"{self.name}: segments keep changing under the search"
                     ) from None
         raise AssertionError("unreachable")
-
-    def _check_nprobe(self, nprobe) -> int | None:
-        try:
-            return check_nprobe(nprobe, self.name)
-        except CerberusError as e:
-            raise StoreError(str(e)) from None
 
     def _search(
         self, q: np.ndarray, k: int, where: Filter | None, exact: bool, nprobe: int | None

@@ -15,6 +15,7 @@ from cerberus.store.base import (
     SourceState,
     StoreError,
     TrackPath,
+    check_nprobe,
 )
 from cerberus.store.topk import exact_top_k
 
@@ -109,7 +110,17 @@ class MemoryStore:
             return np.arange(len(self._items))
         return np.flatnonzero(where.matches(self._items))
 
-    def search(self, queries: np.ndarray, k: int, where: Filter | None = None) -> list[Hits]:
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        where: Filter | None = None,
+        *,
+        exact: bool = False,
+        nprobe: int | None = None,
+    ) -> list[Hits]:
+        """Exact top-k by brute force (``exact`` and ``nprobe``, checked, change nothing)."""
+        check_nprobe(nprobe, self.name)
         q = np.asarray(queries, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != self.info.dim:
             raise StoreError(
