@@ -585,7 +585,13 @@ class LocalStore:
         raise AssertionError("unreachable")
 
     def _search(
-        self, q: np.ndarray, k: int, where: Filter | None, exact: bool, nprobe: int | None
+        self,
+        q: np.ndarray,
+        k: int,
+        where: Filter | None,
+        exact: bool,
+        nprobe: int | None,
+        broad: bool = True,
     ) -> list[Hits]:
         empty = [Hits(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
         if k <= 0:
@@ -604,7 +610,7 @@ class LocalStore:
                 if all(len(h) >= min(k, total) for h in hits):
                     return hits
                 # removed items still in the index crowded the live ones out: restrict to these
-        if indexed and not unfiltered:
+        if indexed and not unfiltered and broad:
             hits = self._broad(q, k, where, total, nprobe)
             if hits is not None:
                 return hits
@@ -649,9 +655,11 @@ class LocalStore:
         :data:`~cerberus.store.ann.BROAD_FRACTIONS`' smallest share of the gallery is answered
         by an unfiltered search for ``k rerank / share`` candidates, of which those passing
         the filter (checked in SQL on just these ids) are re-ranked exactly; with the nprobe
-        measured for that share. Where fewer than half the ``k rerank`` candidates expected
-        pass (a filter that keeps few items near a query), the id-bitmap path answers."""
-        share = 0.8 * self._fraction(where)  # a low estimate: more candidates, more cells
+        measured for that share. A query for which fewer than k, or clearly fewer than the
+        share, of its candidates pass (a filter that keeps few items near it: its top-k lie
+        farther than the measured setting reaches) is answered by the id-bitmap path."""
+        estimate = self._fraction(where)
+        share = 0.8 * estimate  # a low estimate: more candidates, more cells
         if share < min(BROAD_FRACTIONS):
             return None
         with self._ann.lock:
@@ -669,9 +677,16 @@ class LocalStore:
             [json.dumps(wanted.tolist()), *params],
         )
         passing = np.where(np.isin(found, located[0]), found, -1)
-        if ((passing >= 0).sum(axis=1) < max(k, k * self.rerank // 2)).any():
-            return None
-        return self._rerank(q, k, passing, located)
+        got, drawn = (passing >= 0).sum(axis=1), (found >= 0).sum(axis=1)
+        # fewer pass near a query than the filter's share says: it is correlated with the
+        # vectors (for a random filter this is four standard deviations below the mean)
+        short = (got < k) | (got < 0.75 * estimate * drawn)
+        hits = self._rerank(q, k, passing, located)
+        if short.any():
+            rest = self._search(q[short], k, where, exact=False, nprobe=nprobe, broad=False)
+            for r, h in zip(np.flatnonzero(short), rest):
+                hits[r] = h
+        return hits
 
     def _ann_exists(self) -> bool:
         """Whether the approximate index is loaded or its cache file can be read."""
