@@ -417,7 +417,8 @@ def test_the_index_never_selects_ids_past_the_end_of_the_bitmap(tmp_path):
     ann.build(np.arange(3000), lambda pos: vectors[pos])
     memory = np.full(400, 0xFF, np.uint8)  # what lies past the bitmap: every bit set
     memory[:10] = np.packbits(np.arange(80) % 2 == 0, bitorder="little")
-    found = ann.search(clustered(5, seed=2), 20, memory[:10], 40 / 3000)
+    passing = np.arange(0, 80, 2)
+    found = ann.search_within(clustered(5, seed=2), 20, memory[:10], passing, nprobe=ann.nlist)
     assert set(found[found >= 0].tolist()) <= set(range(0, 80, 2))
 
 
