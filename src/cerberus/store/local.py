@@ -141,7 +141,9 @@ class LocalStore:
 
     @property
     def nprobe(self) -> int:
-        """Cells the approximate index probes for an unfiltered search (more for a filter)."""
+        """Cells the approximate index probes where its recall has not been measured (an
+        index built by an older version, until its first use measures it); otherwise the
+        measured setting applies, and ``search(..., nprobe=)`` overrides both."""
         return self._ann.nprobe
 
     @nprobe.setter
