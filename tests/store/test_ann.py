@@ -301,6 +301,12 @@ def test_an_npz_index_takes_exact_and_nprobe():
     assert recall(ivf.search(q, 10), want) < 0.5  # one cell of random vectors
     assert recall(ivf.search(q, 10, nprobe=32), want) == 1.0  # every cell, flat codes
     assert recall(flat.search(q, 10, nprobe=5), want) == 1.0  # a flat index has no cells
+    from cerberus.cli.gallery import index_line
+
+    assert flat.index_facts() is None
+    facts = ivf.index_facts()
+    assert facts["kind"] == "ivf" and facts["nlist"] == 32 and facts["nprobe"] == 1
+    assert f"recall@10 {facts['recall_at_10']:.3f}" in index_line(facts)
     hnsw = NpzStore(NpzIndex.build(fs, kind="hnsw", recall_queries=20))
     with pytest.raises(StoreError, match="hnsw index has no cells") as e:
         hnsw.search(q, 10, nprobe=4)

@@ -55,6 +55,11 @@ def index_line(index: dict | None) -> str:
     """``gallery info``'s line on the approximate index and the recall measured with it."""
     if index is None:
         return "index: none (every search is exact)"
+    if "kind" in index:  # an .npz index file: recall@10 measured by `cerberus index`
+        cells = f", {index['nlist']} cells, nprobe {index['nprobe']}" if index["nlist"] else ""
+        r10 = index.get("recall_at_10")
+        said = "not measured" if r10 is None else f"{r10:.3f}"
+        return f"index: {index['kind']} of {index['items']} crops{cells}; recall@10 {said}"
     r = index.get("recall")
     head = f"index: IVF-SQ8 of {index['items']} crops, {index['nlist'] or '?'} cells"
     if r is None:

@@ -371,6 +371,21 @@ class NpzStore:
             return np.arange(len(self._meta))
         return np.flatnonzero(where.matches(self._meta))
 
+    def index_facts(self) -> dict | None:
+        """The file's approximate index as ``gallery info`` shows it (``None``: flat, exact):
+        its kind, cells and the recall@10 measured when it was built."""
+        meta = self.index.meta
+        kind = meta.get("index_kind", "flat")
+        if kind == "flat":
+            return None
+        return {
+            "kind": kind,
+            "items": len(self.index),
+            "nlist": meta.get("nlist"),
+            "nprobe": meta.get("nprobe"),
+            "recall_at_10": meta.get("recall_at_10"),
+        }
+
     def search(
         self,
         queries: np.ndarray,
