@@ -103,9 +103,6 @@ EXACT_WITHOUT_INDEX = 200_000
 """Until the approximate index is built, filtered searches with up to this many candidates are
 exact (rather than waiting minutes for the index)."""
 
-BROAD_SAMPLE = 1000
-"""Random ids a filter is tried on to estimate the share of the gallery it keeps."""
-
 SMALL_SEGMENT = 4096
 """Segments with fewer rows are merged by :meth:`LocalStore.compact` (and automatically once
 there are more than :data:`MAX_SMALL_SEGMENTS` of them: an ingest adds one track at a time)."""
@@ -633,56 +630,50 @@ class LocalStore:
             return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
         return self._rerank(q, k, found, (ids, seg, row, files))
 
-    def _fraction(self, where: Filter, sample: int = BROAD_SAMPLE) -> float:
-        """The share of the items passing ``where``, estimated on ``sample`` random ids (one
-        SQL statement: no list of the passing items is read)."""
-        condition, params = compile_filter(where)
-        rng = np.random.default_rng()
-        with self._reading() as conn:
-            top = conn.execute("SELECT MAX(id) FROM items").fetchone()[0]
-            if top is None:
-                return 0.0
-            picks = np.unique(rng.integers(0, int(top) + 1, sample)).tolist()
-            seen, passing = conn.execute(
-                f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END), 0) "
-                "FROM items WHERE id IN (SELECT value FROM json_each(?))",
-                [*params, json.dumps(picks)],
-            ).fetchone()
-        return passing / seen if seen else 0.0
-
     def _broad(
         self, q: np.ndarray, k: int, where: Filter, total: int, nprobe: int | None
     ) -> list[Hits] | None:
-        """The broad-filter path (``None`` where it does not apply): a filter keeping at least
-        :data:`~cerberus.store.ann.BROAD_FRACTIONS`' smallest share of the gallery is answered
-        by an unfiltered search for ``k rerank / share`` candidates, of which those passing
-        the filter (checked in SQL on just these ids) are re-ranked exactly; with the nprobe
-        measured for that share. A query for which fewer than k, or clearly fewer than the
-        share, of its candidates pass (a filter that keeps few items near it: its top-k lie
-        farther than the measured setting reaches) is answered by the id-bitmap path."""
-        estimate = self._fraction(where)
-        share = 0.8 * estimate  # a low estimate: more candidates, more cells
-        if share < min(BROAD_FRACTIONS):
-            return None
+        """The broad-filter path (``None`` where it does not apply): no list of the passing
+        items is read. An unfiltered index search draws ``2 k rerank`` candidates (with the
+        nprobe measured for a filter keeping half the gallery) and SQL checks which of just
+        these pass; the share that passes, ``s``, says how broad the filter is near the
+        queries. From ``s`` = 1/2 on, those passing are re-ranked exactly (the measured
+        setting holds their top-10); from ``s`` = :data:`~cerberus.store.ann.BROAD_FRACTIONS`'
+        smallest on, a second draw of ``k rerank / s`` candidates with the nprobe measured for
+        that share does. A query for which fewer than k pass, or fewer than 3/4 of the share
+        the others see (a filter that keeps few items near it), is answered by the id-bitmap
+        path, as are all queries below the smallest share."""
+        condition, params = compile_filter(where)
+
+        def draw(kk: int, probes: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+            with self._ann.lock:
+                found = ann.search(q, min(ann.index.ntotal, kk), probes)
+            wanted = np.unique(found[found >= 0])
+            located = self._snapshot_where(
+                f"id IN (SELECT value FROM json_each(?)) AND ({condition})",
+                [json.dumps(wanted.tolist()), *params],
+            )
+            passing = np.where(np.isin(found, located[0]), found, -1)
+            return found, passing, located
+
         with self._ann.lock:
             ann = self._ann_ready(total)
-            probes = nprobe if nprobe is not None else ann.broad_nprobe(share)
+        probes = nprobe or ann.broad_nprobe(max(BROAD_FRACTIONS))
+        if probes is None:
+            return None
+        found, passing, located = draw(2 * k * self.rerank, probes)
+        share = float((passing >= 0).sum() / max(1, (found >= 0).sum()))
+        if share < min(BROAD_FRACTIONS):
+            return None
+        if share < max(BROAD_FRACTIONS):
+            probes = nprobe or ann.broad_nprobe(share)
             if probes is None:
                 return None
-            held = ann.index.ntotal
-            kk = min(held, math.ceil(k * self.rerank / share * held / max(total, 1)))
-            found = ann.search(q, kk, probes)
-        wanted = np.unique(found[found >= 0])
-        condition, params = compile_filter(where)
-        located = self._snapshot_where(
-            f"id IN (SELECT value FROM json_each(?)) AND ({condition})",
-            [json.dumps(wanted.tolist()), *params],
-        )
-        passing = np.where(np.isin(found, located[0]), found, -1)
+            found, passing, located = draw(math.ceil(k * self.rerank / share), probes)
         got, drawn = (passing >= 0).sum(axis=1), (found >= 0).sum(axis=1)
-        # fewer pass near a query than the filter's share says: it is correlated with the
-        # vectors (for a random filter this is four standard deviations below the mean)
-        short = (got < k) | (got < 0.75 * estimate * drawn)
+        # fewer pass near a query than near the others: the filter is correlated with the
+        # vectors there (for a random filter this is many standard deviations below)
+        short = (got < k) | (got < 0.75 * share * drawn)
         hits = self._rerank(q, k, passing, located)
         if short.any():
             rest = self._search(q[short], k, where, exact=False, nprobe=nprobe, broad=False)
