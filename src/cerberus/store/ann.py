@@ -43,9 +43,11 @@ REMEASURE_GROWTH = 1.1
 measured on."""
 TARGET = 0.95
 """Recall@10 every default search through the index reaches (measured, :func:`measure`)."""
-MARGIN = 0.01
+MARGIN = 0.02
 """Measured on a sample of queries: a setting is kept only when its mean recall less this (or
-less two standard errors of the mean, when larger) reaches TARGET (:func:`reaches`)."""
+less two standard errors of the mean, when larger) reaches TARGET (:func:`reaches`). Fresh
+queries fared up to 0.014 worse than the held-out gallery vectors on low-rank data
+(``benchmarks/bench_recall.py``), hence 0.02."""
 RECALL_K = 10
 PHOTO_QUERIES = 150
 """Gallery vectors held out as queries when recall is measured."""
@@ -358,12 +360,12 @@ class AnnIndex:
             take = before < target
         take &= held > 0
         width = max(1, int(take.sum(axis=1).max()))
-        assign = np.full((len(q), width), -1, np.int64)
-        coarse = np.zeros((len(q), width), np.float32)  # IVF-SQ8 scores residuals: q.c + q.r
-        for r in range(len(q)):
-            chosen = np.flatnonzero(take[r])
-            assign[r, : len(chosen)] = order[r, chosen]
-            coarse[r, : len(chosen)] = near[r, chosen]
+        # per query its chosen cells first, nearest first (a stable sort of "not chosen")
+        first = np.argsort(~take, axis=1, kind="stable")[:, :width]
+        chosen = np.take_along_axis(take, first, axis=1)
+        assign = np.where(chosen, np.take_along_axis(order, first, axis=1), -1).astype(np.int64)
+        # IVF-SQ8 scores residuals: q.c + q.r, so faiss needs each cell's q.c
+        coarse = np.where(chosen, np.take_along_axis(near, first, axis=1), 0).astype(np.float32)
         params = faiss.SearchParametersIVF(nprobe=width)
         selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
         params.sel = selector  # faiss takes the size in bytes; ids past the end never pass
