@@ -39,7 +39,9 @@ def detector_boxes(video: Path, stride: int, cache: Path) -> dict[int, np.ndarra
     from cerberus.footage.detectors.ssdlite import SsdLiteDetector
     from cerberus.footage.video import open_source
 
-    detector = SsdLiteDetector(score=CACHE_SCORE)
+    # the default before the tuning set (docs/footage.md's tracker rows): 300x300 pass, tiles
+    detector = SsdLiteDetector(score=CACHE_SCORE, full_size=None, tiles_per_frame=1,
+                               box_shape=(1.0, 1.0))  # fmt: skip
     out = {}
     for frame in open_source(video).frames(stride):
         d = detector.detect(frame)

@@ -6,6 +6,7 @@ import builtins
 import errno
 import io
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -369,7 +370,8 @@ def ckpt(tmp_path_factory, tree) -> Path:
         "meta": {"schema": "market1501", "num_classes": 4, "dataset": "market1501"},
     }
     save_checkpoint(state, tmp / "last.pt")
-    return tmp / "last.pt"
+    yield tmp / "last.pt"
+    shutil.rmtree(tmp, ignore_errors=True)  # a model is ~250 MB: free it with the module
 
 
 def features_file(tmp_path: Path, n: int = 20) -> Path:

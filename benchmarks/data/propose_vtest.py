@@ -5,6 +5,7 @@ linked across the annotated frames by nearest box centre to suggest identities. 
 CSV in the annotation's columns, which a person then corrects by eye (render_vtest.py draws it).
 
     python benchmarks/data/propose_vtest.py runs/vtest/vtest.avi --out proposals.csv
+    python benchmarks/data/propose_vtest.py runs/vtest/vtest.avi --frames 451,741,10 --out tune.csv
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import run_script  # noqa: E402
 
 from cerberus.footage.video import open_source  # noqa: E402
-
-FRAMES = list(range(101, 392, 10))
 
 
 def hog_boxes(hog, grey: np.ndarray, upscale: float = 1.5) -> list[list[float]]:
@@ -74,7 +73,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("video", type=Path)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--frames", default="101,391,10", help="first,last,step (the scored set)")
     args = ap.parse_args()
+    first, last, step = (int(v) for v in args.frames.split(","))
+    frames = list(range(first, last + 1, step))
     hog = cv2.HOGDescriptor()
     hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
     mog = cv2.createBackgroundSubtractorMOG2(history=300, varThreshold=16, detectShadows=True)
@@ -82,11 +84,11 @@ def main() -> None:
     tracks: list[tuple[int, list[float]]] = []  # (id, last box)
     next_id = 1
     for frame in open_source(args.video).frames():
-        if frame.number > FRAMES[-1]:
+        if frame.number > frames[-1]:
             break
         grey = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
         mask = mog.apply(grey)
-        if frame.number not in FRAMES:
+        if frame.number not in frames:
             continue
         boxes = hog_boxes(hog, grey)
         for blob in blob_boxes(mask):

@@ -4,6 +4,7 @@ index -> search (image, partial attributes) -> describe -> visualize -> export."
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,8 @@ def trained(tmp_path_factory) -> dict[str, Path]:
         "data.height=64", "data.width=32", "model.dim=16", "train.progress=false",
         "eval.num_workers=0", "train.checkpoint_every=4",
     )  # fmt: skip
-    return {"data": data, "ckpt": run / "last.pt", "tmp": tmp}
+    yield {"data": data, "ckpt": run / "last.pt", "tmp": tmp}
+    shutil.rmtree(tmp, ignore_errors=True)  # a model is ~250 MB: free it with the module
 
 
 def test_extract_index_search_describe_visualize_export(trained):
@@ -105,7 +107,7 @@ def test_extract_index_search_describe_visualize_export(trained):
         tmp / "aps.png",
     )
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["rank", "score", "id", "cam", "ok", "path"]
+    assert lines[0].split() == ["rank", "score", "item", "person", "cam", "ok", "path"]
     assert len(lines) == 1 + 10 + 1 and lines[1].split()[0] == "1"
     assert Image.open(tmp / "aps.png").size[0] > 600
     found = json.loads(

@@ -160,7 +160,8 @@ def test_a_gallery_folder_grows_without_a_rebuild(tiny_index, cli, tmp_path):
     assert "c1" not in Gallery.open(g, model=False).store.cameras()
     left = len(Gallery.open(g, model=False))
     code, out, err = cli("gallery", "compact", g)
-    assert code == 0 and f"{left} crops indexed" in out, err
+    assert code == 0 and f"{left} crops, no index needed (searched exactly up to" in out, err
+    assert "indexed" not in out  # a tiny gallery: nothing was indexed
     assert (Path(g) / "ann").exists() or any("ann" in p.name for p in Path(g).iterdir())
     code, out, err = cli("search", "--gallery", g, "--attrs", "gender=male", "-k", 5, "--json")
     assert code == 0 and len(_json(out)["results"]) == 5, err
@@ -243,3 +244,163 @@ def test_search_and_timeline_take_exact_and_nprobe(tiny_index, cli, tmp_path, mo
             assert "--nprobe" in err and "at least 1" in err, err
     code, out, err = cli("gallery", "info", g)
     assert code == 0 and "index: none (every search is exact)" in out, err
+
+
+def _section_block(page: Path, heading: str) -> str:
+    """The first ```bash block under ``heading`` (a ``## `` line) of a Markdown page."""
+    text = page.read_text()
+    after = text[text.index(f"\n## {heading}\n") :]
+    start = after.index("```bash\n") + len("```bash\n")
+    return after[start : after.index("```\n", start)]
+
+
+def test_the_galleries_that_grow_section_runs_as_written(tiny_index, tmp_path):
+    """docs/galleries.md "Galleries that grow": its bash block, unchanged, in a folder laid out
+    as after `make demo` (the tests' tiny model, data and index in place of the demo's), with
+    ``cerberus`` this checkout's CLI; every command must succeed (``set -e``)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    block = _section_block(root / "docs" / "galleries.md", "Galleries that grow")
+    assert "hall_feats.npz --gallery" in block and "--out hall_feats.npz" in block
+    (tmp_path / "runs" / "demo").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "runs" / "demo" / "last.pt").symlink_to(tiny_index["ckpt"])
+    (tmp_path / "runs" / "demo" / "gallery_index.npz").symlink_to(tiny_index["index"])
+    (tmp_path / "data" / "synthetic").symlink_to(tiny_index["data"])
+    script = f'set -euo pipefail\ncerberus() {{ "{sys.executable}" -m cerberus.cli "$@"; }}\n'
+    done = subprocess.run(
+        ["bash", "-c", script + block],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(root / "src")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "crops added to galleries/shop" in out and "galleries/shop: sound" in out
+    assert "cameras: door (" in out and "hall (" in out  # --camera taken: names carry none
+    assert '"id": 3' in out  # the timeline of item 3
+    assert "WARNING" not in done.stderr
+    assert (tmp_path / "galleries" / "demo" / "items.sqlite").is_file()
+
+
+def test_the_table_shows_the_item_id_that_timeline_takes(tiny_index, cli, tmp_path):
+    g = tmp_path / "shop"
+    code, out, err = cli("index", "--features", tiny_index["features"], "--gallery", g)
+    assert code == 0, err
+    cli("gallery", "remove", g, "--camera", "c1")  # ids with gaps: item ids are not ranks
+    args = ("search", "--gallery", g, "--attrs", "gender=male", "-k", 5)
+    code, out, err = cli(*args)
+    assert code == 0, err
+    head, *rows = out.strip().splitlines()
+    assert head.split()[:4] == ["rank", "score", "item", "person"]
+    code, js, err = cli(*args, "--json")
+    results = _json(js)["results"]
+    shown = [int(r.split()[2]) for r in rows[: len(results)]]
+    assert shown == [r["id"] for r in results]
+    assert [r.split()[3] for r in rows[: len(results)]] == [
+        "-" if r["pid"] is None else str(r["pid"]) for r in results
+    ]
+    code, out, err = cli("timeline", "--gallery", g, "--item", shown[0], "--min-score", -1)
+    assert code == 0 and out.startswith(f"item {shown[0]} ("), err
+
+
+def test_a_missing_item_says_removed_or_the_id_range(tiny_index, cli, tmp_path):
+    g = tmp_path / "shop"
+    cli("index", "--features", tiny_index["features"], "--gallery", g)
+    store = Gallery.open(g, model=False).store
+    gone = int(store.ids(where=None)[0]) + 1
+    camera = store.get([gone], vectors=False).camera[0]
+    store.close()
+    cli("gallery", "remove", g, "--camera", camera)
+    ids = Gallery.open(g, model=False).store.ids()
+    assert gone not in ids and ids[0] < gone < ids[-1]
+    code, out, err = cli("timeline", "--gallery", g, "--item", gone, "--min-score", 0)
+    assert code == 2 and f"no gallery item {gone}: it was removed" in err, err
+    assert f"ids {ids[0]} .. {ids[-1]}" in err and "holds" not in err, err
+    code, out, err = cli("timeline", "--gallery", g, "--item", 10**6, "--min-score", 0)
+    assert code == 2 and f"no gallery item 1000000 (the gallery's {len(ids)} items have ids" in err
+
+
+def test_camera_with_crops_named_by_camera_warns_in_one_line(tiny_index, cli, tmp_path):
+    """Benchmark-style names give each crop its camera; --camera then applies to none: said."""
+    g = tmp_path / "shop"
+    code, out, err = cli(
+        "index", "--features", tiny_index["features"], "--gallery", g, "--camera", "door"
+    )
+    assert code == 0, err
+    n = len(Gallery.open(g, model=False))
+    warned = [line for line in err.splitlines() if "--camera door" in line]
+    assert warned == [
+        f"WARNING --camera door: {n} of {n} crops take their camera from their file names "
+        "(c1, c2, c3); --camera applies to the 0 others"
+    ], err
+    assert "door" not in Gallery.open(g, model=False).store.cameras()
+
+
+def test_a_camera_name_that_is_not_utf8_is_one_line_and_creates_nothing(tiny_index, cli, tmp_path):
+    g = tmp_path / "shop"
+    bad = b"door\xff".decode("utf-8", "surrogateescape")  # how Python reads such an argv
+    code, out, err = cli("index", "--features", tiny_index["features"], "--gallery", g,
+                         "--camera", bad)  # fmt: skip
+    assert code == 2 and "--camera" in err and "not valid UTF-8" in err, err
+    assert len(err.strip().splitlines()) == 1 and "unexpected" not in err, err
+    assert not g.exists()
+    code, out, err = cli("search", "--gallery", tiny_index["index"], "--attrs", "gender=male",
+                         "--camera", bad)  # fmt: skip
+    assert code == 2 and "not valid UTF-8" in err and "unexpected" not in err, err
+
+
+def test_gallery_check_names_each_damaged_file(tmp_path, cli, tiny_index):
+    from cerberus.store.local import LocalStore
+    from tests.store.test_contract import batch, info
+
+    g = tmp_path / "g"
+    store = LocalStore.create(g, info())
+    for s, seed in (("a", 1), ("b", 2), ("c", 3)):
+        store.add(batch(20, source=s, seed=seed))
+    store.close()
+    code, out, err = cli("gallery", "check", g)
+    assert code == 0 and out.strip() == f"{g}: sound; 60 crops in 3 vector segments", (out, err)
+    segs = sorted((g / "vectors").iterdir())
+    data = bytearray(segs[0].read_bytes())
+    data[-5] ^= 0xFF
+    segs[0].write_bytes(bytes(data))
+    segs[1].unlink()
+    code, out, err = cli("gallery", "check", g)
+    assert code == 2, (out, err)
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and "Traceback" not in err
+    assert any(str(segs[0]) in x and "damaged" in x for x in lines), lines
+    assert any(str(segs[1]) in x and "missing" in x for x in lines), lines
+    assert "2 damaged or missing files" in err
+    code, out, err = cli("search", "--gallery", g, "--attrs", "gender=male")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    code, out, err = cli("gallery", "check", tiny_index["index"])  # an .npz: said, one line
+    assert code == 2 and "verifies a local gallery folder" in err and len(err.splitlines()) == 1
+
+
+def test_compact_on_a_full_disk_is_one_line(tmp_path, cli, monkeypatch):
+    from cerberus.store import ann as ann_module
+    from cerberus.store.local import EXACT_LIMIT, LocalStore
+    from tests.store.test_contract import batch, info
+
+    g = tmp_path / "g"
+    store = LocalStore.create(g, info())
+    store.add(batch(EXACT_LIMIT + 100, source="a", seed=1))
+    store.close()
+    faiss = ann_module.faiss_module()
+
+    def full(index, path):
+        Path(path).write_bytes(b"\0" * 64)
+        raise RuntimeError(f"write error in {path}: 0 != 4096 (No space left on device)")
+
+    monkeypatch.setattr(faiss, "write_index", full)
+    code, out, err = cli("gallery", "compact", g)
+    assert code == 2 and "unexpected" not in err, err
+    assert len(err.strip().splitlines()) == 1 and "ann.faiss: index not saved (disk full)" in err
+    assert not list((g / "ann").glob("*.tmp"))
+    monkeypatch.undo()
+    code, out, err = cli("gallery", "compact", g)
+    assert code == 0 and f"{EXACT_LIMIT + 100} crops indexed" in out, err

@@ -4,6 +4,7 @@ operating points, and calibrate / verify / search through the command line."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
@@ -127,7 +128,8 @@ def test_heldout_estimate_needs_two_identities_per_half():
 def setup(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("calibrate")
     tree = make_tree(tmp / "m", MARKET1501, test_ids=(1, 3, 5, 7), size=(64, 32))
-    return {"tree": tree, "ckpt": write_checkpoint(tmp / "last.pt", root=tree), "tmp": tmp}
+    yield {"tree": tree, "ckpt": write_checkpoint(tmp / "last.pt", root=tree), "tmp": tmp}
+    shutil.rmtree(tmp, ignore_errors=True)  # a model is ~250 MB: free it with the module
 
 
 def test_labelled_split_drops_junk_and_distractors(setup):

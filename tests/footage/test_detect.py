@@ -220,3 +220,42 @@ def test_hog_searches_the_first_frame_and_every_nth_whole(monkeypatch):
 def test_hog_bad_upscale():
     with pytest.raises(CerberusError, match="--upscale 0"):
         HogDetector(upscale=0)
+
+
+def test_rows_out_of_frame_order_are_sorted_out_of_core(tmp_path, monkeypatch):
+    import glob
+    import tempfile
+
+    from cerberus.footage import detect as detect_module
+    from cerberus.footage.video import Frame
+
+    rng = np.random.default_rng(0)
+    rows = [(f, i, 10 + i, 20 + f % 7, 30, 60, 0.5 + 0.01 * i)
+            for f in range(1, 41) for i in range(1, 5) if rng.random() < 0.8]  # fmt: skip
+    ordered = tmp_path / "ordered.txt"
+    ordered.write_text("".join(",".join(map(str, r)) + "\n" for r in rows))
+    by_id = tmp_path / "by_id.txt"  # as MOTChallenge ground truth: sorted by id, then frame
+    by_id.write_text("# ground truth\n" + "".join(",".join(map(str, r)) + "\n"
+                                             for r in sorted(rows, key=lambda r: (r[1], r[0]))))
+    monkeypatch.setattr(detect_module, "SORT_RUN", 17)  # several runs merged
+    before = set(glob.glob(f"{tempfile.gettempdir()}/cerberus-det-*"))
+    a = MotDetections.load(ordered, size=(256, 144))
+    b = MotDetections.load(by_id, size=(256, 144))
+    assert a.frames == b.frames == sorted({r[0] for r in rows}) and a.gives_ids and b.gives_ids
+    image = np.zeros((144, 256, 3), np.uint8)
+    for n in range(1, 42):
+        da, db = a.detect(Frame(n, 0.0, 0.0, image)), b.detect(Frame(n, 0.0, 0.0, image))
+        assert da.ids.tolist() == db.ids.tolist() == sorted(da.ids.tolist())
+        assert np.array_equal(da.boxes, db.boxes) and np.array_equal(da.scores, db.scores)
+    b.close()
+    assert set(glob.glob(f"{tempfile.gettempdir()}/cerberus-det-*")) == before  # removed
+
+
+def test_a_detections_file_is_read_frame_by_frame(tmp_path):
+    # what load keeps is where each frame's rows lie: a frame's rows are read when asked
+    path = tmp_path / "det.txt"
+    path.write_text("1,-1,10,20,30,60,0.9\n1,-1,50,20,30,60,0.8\n3,-1,12,20,30,60,0.7\n")
+    dets = MotDetections.load(path, size=(256, 144))
+    assert not hasattr(dets, "_rows") and len(dets.rows) == 2
+    path.write_text("1,-1,11,20,30,60,0.9\n1,-1,51,20,30,60,0.8\n3,-1,13,20,30,60,0.7\n")
+    assert dets.rows[1].boxes[:, 0].tolist() == [10.0, 50.0]  # read from the file now

@@ -12,7 +12,13 @@ from torch import nn
 from cerberus.errors import CerberusError
 from cerberus.footage.detect import Detections, Detector
 from cerberus.footage.detectors import make_detector
-from cerberus.footage.detectors.ssdlite import SsdLiteDetector, fold_batchnorm, tile_windows
+from cerberus.footage.detectors.ssdlite import (
+    SsdLiteDetector,
+    fold_batchnorm,
+    full_input_size,
+    reshape_boxes,
+    tile_windows,
+)
 from cerberus.footage.video import Frame
 
 needs_wheel = pytest.mark.skipif(
@@ -69,12 +75,21 @@ class Scripted(SsdLiteDetector):
         self.tiles_per_frame = options.get("tiles_per_frame", 4)
         self.tile_every = options.get("tile_every", 1)
         self.merge_iou, self.edge_margin = 0.5, 4.0
+        self.box_shape = options.get("box_shape", (1.0, 1.0, 0.0, 0.0))
+        self.full_size = options.get("full_size", (300, 300))
         self.calls, self._next_tile = 0, 0
         self.answers = answers
         self.seen: list[list[tuple[int, ...]]] = []
+        self.log: list[tuple[list, tuple[int, int]]] = []
 
-    def passes(self, image, windows):
-        self.seen.append(windows)
+    def passes(self, image, windows, size=(300, 300)):
+        self.log.append((list(windows), size))
+        if not windows:
+            return []
+        if windows[0][:2] == (0, 0) and windows[0][2:] == image.shape[1::-1]:
+            self.seen.append(list(windows))  # a call starts with the full frame
+        else:
+            self.seen[-1] += windows  # tiles batched apart from a full pass at its own size
         return [
             (
                 np.asarray(self.answers.get(w, np.zeros((0, 5))), np.float32)[:, :4].reshape(-1, 4),
@@ -105,6 +120,44 @@ def test_passes_merge_and_cut_boxes_are_dropped() -> None:
     assert (dets.ids == -1).all()
 
 
+def test_reshape_boxes_against_the_rule() -> None:
+    boxes = np.array([[100, 200, 140, 300], [0, 0, 10, 20]], np.float32)
+    np.testing.assert_array_equal(reshape_boxes(boxes, (1, 1, 0, 0)), boxes)
+    # w 40 -> 20 about cx 120 moved by 0.25 * 40 = 10; h 100 -> 150 about cy 250 moved by -10
+    np.testing.assert_allclose(
+        reshape_boxes(boxes, (0.5, 1.5, 0.25, -0.1)),
+        [[120, 165, 140, 315], [5, -7, 10, 23]],
+    )
+    np.testing.assert_allclose(reshape_boxes(boxes, (0.5, 1.0)), [[110, 200, 130, 300],
+                                                                  [2.5, 0, 7.5, 20]])  # fmt: skip
+
+
+def test_merged_boxes_take_the_box_shape() -> None:
+    full = (0, 0, 768, 576)
+    answers = {full: [[100, 100, 150, 200, 0.9]]}
+    dets = Scripted(answers, tiles_per_frame=0, box_shape=(0.8, 1.0, 0.1, 0.0)).detect(frame())
+    # width 50 -> 40 about cx 125 + 5
+    np.testing.assert_allclose(dets.boxes, [[110, 100, 150, 200]])
+
+
+def test_full_input_size_keeps_the_aspect() -> None:
+    assert full_input_size(480, 768, 576) == (360, 480)
+    assert full_input_size(480, 576, 768) == (480, 360)
+    assert full_input_size(480, 1920, 1080) == (270, 480)
+    assert full_input_size(None, 768, 576) == (300, 300)
+    assert full_input_size((320, 400), 768, 576) == (320, 400)
+
+
+def test_the_full_pass_runs_at_its_own_size_and_tiles_at_300() -> None:
+    scripted = Scripted({}, tiles_per_frame=1, tile_every=1, full_size=480)
+    scripted.detect(frame())
+    tile = tile_windows(768, 576, 2, 0.25)[0]
+    assert scripted.log == [([(0, 0, 768, 576)], (360, 480)), ([tile], (300, 300))]
+    squeezed = Scripted({}, tiles_per_frame=1, tile_every=1, full_size=None)
+    squeezed.detect(frame())
+    assert squeezed.log == [([(0, 0, 768, 576), tile], (300, 300))]  # one batch
+
+
 def test_round_robin_tile_schedule() -> None:
     scripted = Scripted({}, tiles_per_frame=1)
     for _ in range(5):
@@ -132,6 +185,10 @@ def test_tiles_on_every_nth_call() -> None:
         {"tiles_per_frame": -1},
         {"tile_every": 0},
         {"threads": 0},
+        {"box_shape": (0.1, 1.0)},
+        {"box_shape": (1.0, 1.0, 2.0, 0.0)},
+        {"full_size": 10},
+        {"full_size": (300, 5000)},
     ],
 )
 def test_bad_options(options) -> None:
@@ -172,6 +229,28 @@ def test_window_boxes_are_mapped_to_frame_pixels(detector, monkeypatch) -> None:
         assert scores[0] == pytest.approx(float(logits[0, best, 1].sigmoid()), abs=1e-5)
 
 
+@needs_wheel
+def test_a_larger_full_pass_maps_boxes_with_its_own_anchors(detector, monkeypatch) -> None:
+    """At a 360x480 input the best box is the model's best box on the frame resized to
+    360x480, decoded on anchors of their trained pixel size, in frame pixels."""
+    import torch.nn.functional as F
+
+    from cerberus.modeling.ssdlite import decode_boxes, input_anchors, preprocess
+
+    monkeypatch.setattr(detector, "score", 0.0)
+    image = frame(seed=6).image
+    (boxes, scores), = detector.passes(image, [(0, 0, 768, 576)], (360, 480))
+    big = torch.from_numpy(image).permute(2, 0, 1).float()[None]
+    small = F.interpolate(big, size=(360, 480), mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        codes, logits = detector.model(preprocess(small.permute(0, 2, 3, 1)))
+    best = int(logits[0, :, 1].argmax())
+    anchors = input_anchors(360, 480, detector.model.anchor_shapes)
+    expected = decode_boxes(codes, anchors)[0, best].numpy() * [768, 576, 768, 576]
+    np.testing.assert_allclose(boxes[0], expected, rtol=1e-4, atol=1e-2)
+    assert scores[0] == pytest.approx(float(logits[0, best, 1].sigmoid()), abs=1e-5)
+
+
 def test_registry_builds_it(monkeypatch) -> None:
     made = {}
 
@@ -184,6 +263,12 @@ def test_registry_builds_it(monkeypatch) -> None:
     made.clear()
     make_detector("ssdlite,threads=2")
     assert made == {"threads": 2}
+    made.clear()
+    make_detector("ssdlite,size=360x480,tiles=1")
+    assert made == {"full_size": (360, 480), "tiles_per_frame": 1}
+    made.clear()
+    make_detector("ssdlite,size=400")
+    assert made == {"full_size": 400}
 
 
 def test_missing_wheel_is_one_line(monkeypatch) -> None:
@@ -215,3 +300,13 @@ def test_one_thread_by_default(monkeypatch) -> None:
     SsdLiteDetector(tiles_per_frame=0)
     SsdLiteDetector(tiles_per_frame=0, threads=None)
     assert calls == [1]
+
+
+def test_the_default_is_the_setting_chosen_on_the_tuning_frames() -> None:
+    """docs/footage.md: one 448-px full pass, no tiles, boxes reshaped, tracks from 0.2."""
+    import inspect
+
+    params = inspect.signature(SsdLiteDetector).parameters
+    assert params["full_size"].default == 448 and params["tiles_per_frame"].default == 0
+    assert params["box_shape"].default == (0.85, 1.0, 0.09, 0.03)
+    assert SsdLiteDetector.track_scores == (0.2, 0.1) and SsdLiteDetector.default_stride == 2

@@ -209,7 +209,7 @@ def test_bad_options_are_one_line(footage, tmp_path):
     assert store.count() == 0
 
 
-def test_stream_that_drops_keeps_its_tracks_and_is_finished(tmp_path):
+def test_stream_that_drops_keeps_its_tracks_and_stays_live(tmp_path):
     from tests.footage.test_video import _StreamServer
 
     walkers = [Walker(1, (220, 30, 30), 1, 60, (10.0, 40.0), (3.0, 0.0))]
@@ -222,7 +222,7 @@ def test_stream_that_drops_keeps_its_tracks_and_is_finished(tmp_path):
     assert "1 reconnect(s) failed" in report.ended
     assert 15 < report.frames < 60 and report.tracks == 1
     [state] = store.sources()
-    assert state.complete and state.name == server.url
+    assert not state.complete and state.name == server.url  # live: a restart continues it
     items = store.get(store.ids())
     assert np.isfinite(items.timestamp).all()  # a stream's items carry the wall clock
     assert abs(items.timestamp[0] - time.time()) < 120
@@ -240,7 +240,7 @@ info = GalleryInfo(dim=20, fingerprint="colour", schema={{}}, prototypes={{}})
 store = LocalStore.create({folder!r}, info)
 ingest_source({video!r}, store, ColourEmbedder(delay={delay}), camera="cam1",
               start="2026-11-30T14:00:00+01:00", detections={gt!r}, max_crops=3, stride=1,
-              tracker=BoxTracker(max_age=2))
+              tracker=BoxTracker(max_age=2), batch=3)
 """
 
 
@@ -277,7 +277,8 @@ def test_kill_9_leaves_whole_tracks_and_a_rerun_redoes_the_source(tmp_path):
     gt = write_gt(tmp_path / "gt.txt", walkers, 40, ids=False)
     reference = MemoryStore(_info())
     # a short memory, so that the five tracks end (and are written) one after another while
-    # the video runs, not together at its end
+    # the video runs, not together at its end (the killed run embeds a track's 3 crops at once:
+    # batch=3, so no wall-clock flush decides when a track reaches the gallery)
     ingest_source(video, reference, ColourEmbedder(), camera="cam1", start=START,
                   detections=gt, max_crops=3, stride=1, tracker=BoxTracker(max_age=2))  # fmt: skip
     ref = reference.get(reference.ids())
@@ -384,7 +385,7 @@ def test_ctrl_c_on_a_stream_commits_the_running_tracks(tmp_path):
         report = ingest_source(server.url, store, ColourEmbedder(), camera="gate",
                                detector=Interrupting(walkers), stride=1)  # fmt: skip
     assert report.tracks == 1 and report.ended == ""
-    assert store.sources()[0].complete
+    assert not store.sources()[0].complete  # live, not finished
     assert store.get(store.ids()).frame.max() < 20
 
 
@@ -427,7 +428,7 @@ def test_ingest_command_end_to_end_on_a_folder_gallery(cli, tiny_index, footage,
     finally:
         store.close()
     code, out, err = cli(*args)  # the gallery's own checkpoint; the source is complete
-    assert code == 2 and "already in the gallery (4 items); --replace" in err
+    assert code == 0 and "already in the gallery (4 items); skipped (--replace" in out
     code, out, err = cli(*args, "--replace", "--max-crops", "2")
     assert code == 0, err
     store = open_store(gallery)
@@ -464,7 +465,8 @@ def test_a_still_person_gives_one_track_with_crops_over_the_minute(tmp_path):
 
     class Watching(BoxDetector):
         def detect(self, frame):
-            if frame.number in (250, 450):  # the track is still running: parts already in
+            # the track is still running: parts already in (queued for embedding at most 5 s)
+            if frame.number in (260, 460):
                 seen_parts.append(store.count())
             return super().detect(frame)
 
@@ -584,3 +586,269 @@ def test_ground_truth_visibility_keeps_hidden_people_out_of_the_crops(footage, t
     assert {p.frames[-1] for p in store.paths()} == {30}  # the hidden part is on the path
     assert report.refused_crops == sum(w.box(k) is not None for w in walkers
                                        for k in range(16, 31))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- issue 30: sources
+
+
+def _five_walkers(tmp_path):
+    walkers = [Walker(k, (40 * k, 200 - 30 * k, 90), 1 + 6 * (k - 1), 8 + 6 * (k - 1),
+                      (10.0 + 30 * k, 30.0), (2.0, 0.0)) for k in range(1, 6)]  # fmt: skip
+    video = write_video(tmp_path / "five.mp4", walkers, frames=40)
+    return video, write_gt(tmp_path / "five_gt.txt", walkers, 40, ids=False)
+
+
+def test_crops_of_several_tracks_are_embedded_in_one_call(tmp_path):
+    # five tracks ending one after another: one call for all their crops, not one per track
+    video, gt = _five_walkers(tmp_path)
+    stores, calls = [], []
+    for batch in (1, 32):
+        store, embedder = MemoryStore(_info()), ColourEmbedder()
+        ingest_source(video, store, embedder, camera="c", start=START, detections=gt,
+                      max_crops=3, stride=1, tracker=BoxTracker(max_age=2),
+                      batch=batch)  # fmt: skip
+        stores.append(_all_items(store))
+        calls.append(embedder.calls)
+    assert calls == [5, 1]
+    one, many = stores
+    key = np.lexsort((many.frame, many.track))
+    assert np.array_equal(one.frame[np.lexsort((one.frame, one.track))], many.frame[key])
+    assert np.allclose(np.sort(one.vectors, axis=0), np.sort(many.vectors, axis=0))
+
+
+def test_a_moved_copy_is_not_stored_twice_and_two_cameras_are_two_sources(footage, tmp_path):
+    import shutil
+
+    store, thumbs = MemoryStore(_info()), tmp_path / "thumbs"
+    _ingest(footage, store, tmp_path)
+    moved = tmp_path / "elsewhere" / "renamed.mp4"
+    moved.parent.mkdir()
+    shutil.copy(footage["video"], moved)
+    with pytest.raises(CerberusError, match=r"renamed.mp4: already in the gallery as .*cam1.mp4 "
+                       r"\(6 items\); --replace"):  # fmt: skip
+        ingest_source(moved, store, ColourEmbedder(), camera="cam1", detections=footage["gt"],
+                      thumbs=thumbs)  # fmt: skip
+    # the same file seen as another camera's: a second source
+    second = ingest_source(footage["video"], store, ColourEmbedder(), camera="cam2",
+                           detections=footage["gt"], max_crops=3, thumbs=thumbs)  # fmt: skip
+    name = source_name(footage["video"])
+    assert second.source == f"{name}#cam2" and second.removed == 0
+    assert sorted((s.name, s.count, s.complete) for s in store.sources()) == [
+        (name, 6, True), (f"{name}#cam2", 6, True)]  # fmt: skip
+    items = _all_items(store)
+    assert sorted(set(zip(list(items.source), list(items.camera)))) == [
+        (name, "cam1"), (f"{name}#cam2", "cam2")]  # fmt: skip
+    from cerberus.footage.video import read_frame, source_location
+
+    assert source_location(f"{name}#cam2") == name
+    assert read_frame(source_location(f"{name}#cam2"), 3).shape == (144, 256, 3)
+
+
+def test_a_damaged_file_is_recorded_done_with_its_damage(footage, tmp_path):
+    from cerberus.footage.ingest import SourceLedger
+    from tests.footage.test_video import _numbered_video
+
+    whole = _numbered_video(tmp_path / "whole.mp4", 30, codec="mpeg4", gop=1,
+                            faststart=True).read_bytes()  # fmt: skip
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    store, thumbs = MemoryStore(_info()), tmp_path / "thumbs"
+    report = ingest_source(cut, store, ColourEmbedder(), camera="c", stride=1,
+                           detector=BoxDetector(footage["walkers"]), thumbs=thumbs)  # fmt: skip
+    assert report.damage.startswith("frames 1-") and " of 30 decoded (" in report.damage
+    assert "damaged: frames 1-" in report.line()
+    [state] = store.sources()
+    assert state.complete  # done: a rerun does not redo it
+    entry = SourceLedger(thumbs).entries()[source_name(cut)]
+    assert entry["status"] == "damaged" and entry["note"] == report.damage
+    with pytest.raises(CerberusError, match=r"already in the gallery \(\d+ items; damaged: "):
+        ingest_source(cut, store, ColourEmbedder(), camera="c", thumbs=thumbs,
+                      detector=BoxDetector(footage["walkers"]))  # fmt: skip
+
+
+def test_a_live_source_stopped_and_started_again_stores_nothing_twice(tmp_path):
+    from cerberus.footage.ingest import SourceLedger
+    from tests.footage.test_video import _StreamServer
+
+    walkers = [Walker(1, (220, 30, 30), 1, 200, (10.0, 40.0), (1.0, 0.0)),
+               Walker(2, (30, 60, 220), 1, 200, (200.0, 30.0), (-0.5, 0.2))]  # fmt: skip
+    data = write_video(tmp_path / "live.ts", walkers, frames=60).read_bytes()
+    store, thumbs = MemoryStore(_info()), tmp_path / "thumbs"
+    runs = []
+    with _StreamServer(data, serve=3) as server:
+        for _ in range(2):  # stopped after 25 frames, then started again
+            runs.append(ingest_source(server.url, store, ColourEmbedder(), camera="gate",
+                                      detector=BoxDetector(walkers), stride=1, thumbs=thumbs,
+                                      max_frames=25, max_crops=2))  # fmt: skip
+            first = _all_items(store)
+            if len(runs) == 1:
+                before = first
+    assert runs[1].removed == 0 and runs[1].tracks == 2
+    [state] = store.sources()
+    assert not state.complete and state.count == len(first) > len(before)
+    assert SourceLedger(thumbs).entries()[server.url]["status"] == "live"
+    new = ~np.isin(first.ids, before.ids)
+    # the second session: frames after the first's, later times, new track ids
+    assert first.frame[new].min() > before.frame.max()
+    assert first.timestamp[new].min() > before.timestamp.max()
+    assert set(first.track[new].tolist()).isdisjoint(before.track.tolist())
+    pairs = list(zip(first.track.tolist(), first.frame.tolist()))
+    assert len(pairs) == len(set(pairs))
+    paths = store.paths(source=server.url)
+    assert all(np.all(np.diff(p.frames) > 0) for p in paths)
+    jpegs = sorted(p.name for p in thumbs.rglob("*.jpg"))
+    assert len(jpegs) == len(first)  # the first session's thumbnails are kept
+
+
+def test_start_from_name():
+    from cerberus.footage.ingest import start_from_name
+
+    assert start_from_name("/d/cam1_20261130_140000.mp4", "%Y%m%d_%H%M%S",
+                           "Europe/Paris") == START_S  # fmt: skip
+    assert start_from_name("x-2026-11-30T13-00-00Z.avi", "%Y-%m-%dT%H-%M-%S%z") == START_S
+    with pytest.raises(CerberusError, match=r"cam1.mp4: no time in its name matches"):
+        start_from_name("cam1.mp4", "%Y%m%d_%H%M%S")
+    with pytest.raises(CerberusError, match=r"--name-zone 'Mars/Base': not a time zone"):
+        start_from_name("a_20261130_140000.mp4", "%Y%m%d_%H%M%S", "Mars/Base")
+
+
+def _three_files(tmp_path, footage):
+    files = []
+    for k in range(3):  # three different files (a different first frame each)
+        walkers = [Walker(1, (220, 30 + 60 * k, 30), 1, 30, (10.0 + 20 * k, 40.0), (4.0, 0.0)),
+                   *footage["walkers"][1:]]  # fmt: skip
+        files.append(write_video(tmp_path / f"dvr{k}_2026113{k}_1{k}0000.mp4", walkers,
+                                 frames=30))  # fmt: skip
+    assert footage["gt"] == tmp_path / "gt.txt"
+    return files
+
+
+def _boxes_for_every_file(monkeypatch, footage):
+    """The command's detector replaced by the walkers' true boxes (several files cannot share
+    one --detections file)."""
+    from cerberus.footage import ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "make_detector",
+                        lambda spec, **kw: BoxDetector(footage["walkers"]))  # fmt: skip
+
+
+def test_an_interrupted_batch_rerun_skips_the_finished_files(
+    cli, tiny_index, footage, tmp_path, monkeypatch
+):
+    from cerberus.store.open import open_store
+
+    _boxes_for_every_file(monkeypatch, footage)
+    files = _three_files(tmp_path, footage)
+    manifest = tmp_path / "files.csv"
+    manifest.write_text("path,camera,start\n"
+                        f"{files[0].name},gate,2026-11-30T14:00:00+01:00\n"
+                        f"{files[1].name},,2026-11-30T15:00:00+01:00\n"
+                        f"{files[2]},hall,\n")  # fmt: skip
+    gallery = tmp_path / "g"
+    base = ["ingest", "--gallery", gallery, "--checkpoint", tiny_index["ckpt"], "--device",
+            "cpu", "--max-crops", "2"]  # fmt: skip
+    code, out, err = cli(*base, "--manifest", manifest, "--camera", "door")
+    assert code == 0, err
+    store = open_store(gallery)
+    try:
+        names = {s.name: s for s in store.sources()}
+        assert len(names) == 3 and all(s.complete for s in names.values())
+        items = store.get(store.ids(), vectors=False)
+        cams = {(Path(s).name, c) for s, c in zip(list(items.source), list(items.camera))}
+        assert cams <= {(files[0].name, "gate"), (files[1].name, "door"), (files[2].name, "hall")}
+        # the start of each file from the manifest; none for the third (no creation time)
+        t0 = items.timestamp[[Path(s).name == files[0].name for s in items.source]]
+        assert len(t0) and (t0 >= START_S).all() and (t0 < START_S + 4).all()
+        # as if the run had been killed in file 1: its source left incomplete
+        one = str(files[1].resolve())
+        part = store.get(store.ids(make_filter(sources=[one])))
+        store.remove(source=one)
+        store.add(part.take([0]), complete=False)
+    finally:
+        store.close()
+    code, out, err = cli(*base, "--manifest", manifest, "--camera", "door")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    skipped = [x for x in lines if "skipped" in x]
+    assert len(skipped) == 2 and all("already in the gallery" in x for x in skipped)
+    assert any(files[1].name in x and "frames" in x and "skipped" not in x for x in lines)
+    store = open_store(gallery)
+    try:
+        assert all(s.complete for s in store.sources()) and len(store.sources()) == 3
+    finally:
+        store.close()
+
+
+def test_start_from_name_on_the_command_line(cli, tiny_index, footage, tmp_path):
+    from cerberus.store.open import open_store
+
+    files = _three_files(tmp_path, footage)
+    gallery = tmp_path / "g"
+    code, out, err = cli("ingest", files[0], "--camera", "dvr", "--gallery", gallery,
+                         "--checkpoint", tiny_index["ckpt"], "--device", "cpu", "--detections",
+                         tmp_path / "gt.txt", "--start-from-name", "%Y%m%d_%H%M%S",
+                         "--name-zone", "Europe/Paris")  # fmt: skip
+    assert code == 0, err
+    assert "x real time (" in out and "s of start-up)" in out  # start-up counted too
+    store = open_store(gallery)
+    try:
+        items = store.get(store.ids(), vectors=False)
+        # dvr0_20261130_100000.mp4: 10:00 in Paris, 09:00 UTC
+        assert items.timestamp.min() >= START_S - 4 * 3600
+        assert (items.timestamp < START_S - 4 * 3600 + 3).all()
+    finally:
+        store.close()
+
+
+def test_a_stream_that_cannot_be_opened_fails_before_the_model_loads(cli, tmp_path):
+    gallery = tmp_path / "g"
+    code, out, err = cli("ingest", "rtsp://user:pw@127.0.0.1:1/x", "--camera", "c", "--gallery",
+                         gallery, "--checkpoint", tmp_path / "no-such-model.pt")  # fmt: skip
+    assert code == 2
+    assert err.strip() == (
+        "error: rtsp://127.0.0.1:1/x: could not open the stream (Connection refused)"
+    )
+    assert not gallery.exists()
+
+
+def test_a_full_disk_during_a_batch_leaves_the_gallery_as_before(
+    cli, tiny_index, footage, tmp_path, monkeypatch
+):
+    import errno as errnos
+
+    from cerberus.footage import ingest as ingest_module
+    from cerberus.store.open import open_store
+
+    _boxes_for_every_file(monkeypatch, footage)
+    files = _three_files(tmp_path, footage)
+    gallery = tmp_path / "g"
+    base = ["ingest", "--gallery", gallery, "--checkpoint", tiny_index["ckpt"], "--device",
+            "cpu", "--camera", "c", "--detections", tmp_path / "gt.txt"]  # fmt: skip
+    assert cli(*base, files[0])[0] == 0  # what the gallery holds before the batch
+    store = open_store(gallery)
+    before = (store.sources(), sorted(store.ids().tolist()))
+    store.close()
+    thumbs_before = sorted(p.name for p in (gallery / "thumbs").rglob("*.jpg"))
+    real = ingest_module._write_jpeg
+    written = []
+
+    def filling(path, crop):  # the disk fills up in the batch's second file
+        if len(written) >= 5:
+            raise OSError(errnos.ENOSPC, "No space left on device", str(path))
+        written.append(path)
+        real(path, crop)
+
+    monkeypatch.setattr(ingest_module, "_write_jpeg", filling)
+    args = [*base[:-2], "--manifest", tmp_path / "m.csv"]
+    (tmp_path / "m.csv").write_text("path\n" + "\n".join(str(f) for f in files[1:]) + "\n")
+    code, out, err = cli(*args)
+    assert code == 2
+    lines = [x for x in err.strip().splitlines() if not x.startswith(("INFO", "WARNING"))]
+    assert len(lines) == 1 and lines[0].startswith("error: disk full while ingesting ")
+    assert "the gallery is as it was before" in lines[0]
+    store = open_store(gallery)
+    try:
+        assert (store.sources(), sorted(store.ids().tolist())) == before
+    finally:
+        store.close()
+    assert sorted(p.name for p in (gallery / "thumbs").rglob("*.jpg")) == thumbs_before

@@ -4,6 +4,7 @@ schema, config and calibration; a bad file is refused in one line naming it."""
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,8 @@ def calibrated(tmp_path_factory) -> dict[str, Path]:
     points = [{"fpr_target": 0.01, "threshold": 0.5, "tpr": 0.9}]
     store_calibration(ckpt, {"points": points, "chosen_fpr": 0.01, "fingerprint": fingerprint})
     weights, meta = export_weights(ckpt, tmp / "model")
-    return {"ckpt": ckpt, "weights": weights, "meta": meta}
+    yield {"ckpt": ckpt, "weights": weights, "meta": meta}
+    shutil.rmtree(tmp, ignore_errors=True)  # a model is ~250 MB: free it with the module
 
 
 def test_a_checkpoint_and_its_pair_load_the_same(calibrated):

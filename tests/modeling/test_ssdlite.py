@@ -160,3 +160,35 @@ def test_a_file_that_is_not_the_graph(tmp_path) -> None:
     other.write_bytes(b"\x0a\x0b\x0a\x01x\x12\x06Conv2D")  # one node "x": a graph, not ours
     with pytest.raises(CerberusError, match="other.pb: a TensorFlow graph but not an SSD"):
         ssdlite.load_ssdlite(other)
+
+
+def test_feature_map_sizes_round_up() -> None:
+    square = [(19, 19), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)]
+    assert ssdlite.feature_map_sizes(300, 300) == square
+    wide = [(23, 30), (12, 15), (6, 8), (3, 4), (2, 2), (1, 1)]
+    assert ssdlite.feature_map_sizes(360, 480) == wide
+
+
+def test_input_anchors_keep_their_pixel_size() -> None:
+    """At 300x300 they are the trained anchors; at any input each anchor is centred on its cell
+    and keeps its size in pixels (checked against one loop per box)."""
+    np.testing.assert_allclose(
+        ssdlite.input_anchors(300, 300).numpy(), ssd_anchors().numpy(), atol=1e-6
+    )
+    height, width = 360, 480
+    slow = []
+    for (gh, gw), shapes in zip(ssdlite.feature_map_sizes(height, width), layer_anchor_shapes()):
+        for i in range(gh):
+            for j in range(gw):
+                for s, a in shapes:
+                    h_px, w_px = s / math.sqrt(a) * 300, s * math.sqrt(a) * 300
+                    slow.append([(i + 0.5) / gh, (j + 0.5) / gw, h_px / height, w_px / width])
+    np.testing.assert_allclose(ssdlite.input_anchors(height, width).numpy(), slow, atol=1e-6)
+
+
+@needs_wheel
+def test_a_larger_input_gives_one_code_per_anchor(model) -> None:
+    x = ssdlite.preprocess(np.zeros((1, 360, 480, 3), np.uint8))
+    with torch.no_grad():
+        codes, logits = model(x)
+    assert codes.shape == (1, len(ssdlite.input_anchors(360, 480, model.anchor_shapes)), 4)

@@ -36,7 +36,8 @@ def workdir(tiny_index, tmp_path_factory):
     (root / "crops").mkdir()
     for p in sorted((tiny_index["data"] / "bounding_box_test").glob("*.jpg"))[:12]:
         shutil.copy(p, root / "crops" / p.name)
-    return root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)  # a model is ~250 MB: free it with the module
 
 
 def test_readme_python_example_runs(workdir, monkeypatch, capsys):

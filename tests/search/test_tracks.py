@@ -143,3 +143,9 @@ def test_a_track_is_timed_by_its_own_crops_before_its_sources(tmp_path):
     assert rows[2]["start"] == iso_time(T0 + 1 + 40 * 49 / 80)
     for t in (1, 2, 7):
         assert list_tracks(store, "rtsp://cam", t) == [rows[t]]
+
+
+def test_iso_time_of_a_time_with_no_calendar_date_is_unknown():
+    """A gallery written before infinite / 1e18 times were refused still summarises."""
+    assert iso_time(float("inf")) is None and iso_time(1e18) is None and iso_time(-1e18) is None
+    assert iso_time(float("nan")) is None and iso_time(0.0) == "1970-01-01T00:00:00+00:00"

@@ -33,7 +33,8 @@ def calibrated(tiny_index, tmp_path_factory):
         "fingerprint": net.fingerprint,
     }
     store_calibration(ckpt, cal)
-    return {"ckpt": ckpt, "net": load_model(ckpt, device="cpu", num_workers=0)}
+    yield {"ckpt": ckpt, "net": load_model(ckpt, device="cpu", num_workers=0)}
+    shutil.rmtree(tmp, ignore_errors=True)  # a model is ~250 MB: free it with the module
 
 
 def test_every_verdict_names_its_calibration_data(calibrated, tiny_index, cli):

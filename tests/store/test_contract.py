@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +226,139 @@ def test_make_filter_refuses_bad_input():
         make_filter(after="2026-11-30T15:00:00Z", before="2026-11-30T14:00:00Z")
     f = make_filter(after="2026-11-30T14:00:00+01:00", before="2026-11-30T14:30:00Z")
     assert f.before - f.after == 5400
+
+
+# ------------------------------------------------------- bad input: the same on every backend
+
+
+def _npz(tmp_path: Path, gallery: GalleryInfo) -> GalleryStore:
+    """A read-only ``.npz`` index (built from features of 40 random crops; its own dimension)."""
+    from cerberus.attributes.schema_files import MARKET1501
+    from cerberus.inference.features import FeatureSet
+    from cerberus.store.npz import NpzStore
+
+    rng = np.random.default_rng(0)
+    n, d = 40, 2
+    return NpzStore.build(
+        FeatureSet(
+            features=rng.normal(size=(n, 5, d)).astype(np.float32),
+            paths=[f"g/{i:05d}.jpg" for i in range(n)],
+            pids=rng.integers(1, 50, n),
+            camids=rng.integers(0, 6, n),
+            values=np.stack([rng.integers(0, a.num_values, n) for a in MARKET1501.attributes], 1),
+            prototypes={
+                g: rng.normal(size=(m, d)).astype(np.float32)
+                for g, m in MARKET1501.num_sids.items()
+            },
+            meta={"schema": "market1501", "fingerprint": "abc123", "checkpoint": "m.pt"},
+        )
+    )
+
+
+@pytest.fixture(params=sorted([*BACKENDS, "npz"]))
+def searchable(request, tmp_path):
+    """A store of each backend (the ``.npz`` index too) holding some items."""
+    if request.param == "npz":
+        store = _npz(tmp_path, info())
+    else:
+        store = BACKENDS[request.param](tmp_path / "g", info())
+        store.add(batch(30, source="a", seed=1))
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_nan_or_infinite_query_is_refused(searchable, bad):
+    q = np.ones((2, searchable.info.dim), np.float32)
+    q[1, 0] = bad
+    with pytest.raises(StoreError, match="NaN or infinite"):
+        searchable.search(q, 5)
+
+
+@pytest.mark.parametrize("k", [1.5, 0, -1, True, "3", None])
+def test_k_must_be_a_positive_whole_number(searchable, k):
+    q = np.ones((1, searchable.info.dim), np.float32)
+    with pytest.raises(StoreError, match="positive whole number"):
+        searchable.search(q, k)
+    assert len(searchable.search(q, np.int64(3))[0]) == 3  # a NumPy integer is a number
+
+
+def test_zero_queries_return_an_empty_list(searchable):
+    assert searchable.search(np.zeros((0, searchable.info.dim), np.float32), 5) == []
+    assert searchable.search(np.zeros((0, searchable.info.dim)), 5, Filter(after=T0)) == []
+
+
+def test_an_empty_source_name_is_refused(make_store):
+    with pytest.raises(StoreError, match="without a source name"):
+        Items.make(np.ones((2, DIM)), source="", num_attributes=3)
+    store = make_store()
+    items = batch(3, source="a", seed=1)
+    items.source = ["a", "", "a"]  # built around Items.make: the store checks again
+    with pytest.raises(StoreError, match="without a source name"):
+        store.add(items)
+    assert store.count() == 0 and store.sources() == []
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, 1e18, -1e18])
+def test_a_non_finite_or_impossible_timestamp_is_refused(make_store, bad):
+    with pytest.raises(StoreError, match="not a time between"):
+        Items.make(np.ones((2, DIM)), source="a", num_attributes=3, timestamp=[T0, bad])
+    store = make_store()
+    items = batch(3, source="a", seed=1)
+    items.timestamp[1] = bad
+    with pytest.raises(StoreError, match="not a time between"):
+        store.add(items)
+    assert store.count() == 0
+
+
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        ("yesterday", "not an ISO-8601 time"),
+        (datetime(2026, 11, 30, 14, 0), "no time zone"),
+        ([T0, "14:00"], "not an ISO-8601 time"),
+        ([T0, object()], "not a time"),
+        ([T0, b"2026"], "not a time"),
+    ],
+)
+def test_a_string_or_datetime_timestamp_that_is_not_a_time_is_refused(make_store, bad, why):
+    with pytest.raises(StoreError, match=why):
+        Items.make(np.ones((2, DIM)), source="a", num_attributes=3, timestamp=bad)
+    # one that is a time is taken: an aware datetime and an ISO-8601 string
+    good = Items.make(
+        np.ones((2, DIM)),
+        source="a",
+        num_attributes=3,
+        timestamp=[datetime(2026, 11, 30, 13, 0, tzinfo=timezone.utc), "2026-11-30T14:00+01:00"],
+    )
+    store = make_store()
+    ids = store.add(good)
+    np.testing.assert_allclose(store.get(ids).timestamp, [1_796_043_600.0] * 2)
+
+
+@pytest.mark.parametrize("where", ["camera", "source"])
+def test_a_nul_in_a_name_is_refused(make_store, where):
+    store = make_store()
+    store.add(batch(20, source="a", seed=1))
+    with pytest.raises(StoreError, match="NUL character"):
+        Filter(**{f"{where}s": frozenset({"c1\x00junk" if where == "camera" else "a\x00b"})})
+    with pytest.raises(StoreError, match="NUL character"):
+        make_filter(**{f"{where}s": ["c1\x00junk"]})
+    bad = batch(3, source="b", seed=2)
+    setattr(bad, where, [f"{where}\x00x"] * 3)
+    with pytest.raises(StoreError, match="NUL character"):
+        store.add(bad)
+    assert store.count() == 20
+
+
+def test_another_attribute_count_is_refused(make_store):
+    store = make_store()
+    store.add(batch(5, source="a", seed=1))
+    other = Items.make(np.ones((2, DIM)), source="b", num_attributes=4)
+    with pytest.raises(StoreError, match="items with 4 attributes, the gallery holds 3"):
+        store.add(other)
+    assert store.count() == 5
+    assert len(store.get(store.ids())) == 5
 
 
 # ---------------------------------------------------------------- track paths

@@ -31,9 +31,10 @@ def segment_files(folder: Path) -> list[str]:
     return sorted(p.name for p in (folder / "vectors").iterdir())
 
 
-def assert_same_answers(store, reference, queries, where=None, k=10) -> None:
+def assert_same_answers(store, reference, queries, where=None, k=10, **how) -> None:
     assert store.count(where) == reference.count(where)
-    for got, want in zip(store.search(queries, k, where), reference.search(queries, k, where)):
+    got_all = store.search(queries, k, where, **how)
+    for got, want in zip(got_all, reference.search(queries, k, where)):
         np.testing.assert_array_equal(got.ids, want.ids)
         np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
 
@@ -406,7 +407,8 @@ def test_get_without_vectors_and_more_k_than_items(tmp_path):
     assert len(store.get([])) == 0
     hits = store.search(batch(2, source="q", seed=2).vectors, 50)
     assert [len(h) for h in hits] == [7, 7]
-    assert [len(h) for h in store.search(batch(1, source="q", seed=2).vectors, 0)] == [0]
+    with pytest.raises(StoreError, match="k=0: give a positive whole number"):
+        store.search(batch(1, source="q", seed=2).vectors, 0)  # the contract: every backend
 
 
 def test_the_index_never_selects_ids_past_the_end_of_the_bitmap(tmp_path):
@@ -492,3 +494,210 @@ def test_a_kill_during_an_add_leaves_whole_paths_or_none(tmp_path):
                 paths = store.paths(source)
                 assert items in (0, 5_000)
                 assert [len(p) for p in paths] == ([frames] * 4 if items else [])
+
+
+# ---------------------------------------------------------------- faults (issue 31 item 4)
+
+
+def _faiss_full_disk(monkeypatch) -> None:
+    """faiss's ``write_index`` on a full disk: part of the file written, then its RuntimeError."""
+    from cerberus.store import ann as ann_module
+
+    faiss = ann_module.faiss_module()
+
+    def full(index, path):
+        Path(path).write_bytes(b"\0" * 64)
+        raise RuntimeError(
+            f"Error in void faiss::FileIOWriter::operator()(...): write error in {path}: "
+            "0 != 4096 (No space left on device)"
+        )
+
+    monkeypatch.setattr(faiss, "write_index", full)
+
+
+def test_a_full_disk_while_saving_the_index_loses_nothing_and_search_answers(
+    tmp_path, monkeypatch
+):
+    store = LocalStore.create(tmp_path / "g", info(), exact_limit=50)
+    reference = MemoryStore(info())
+    for s in (store, reference):
+        s.add(batch(300, source="a", seed=1))
+    store.build_index()
+    assert (tmp_path / "g" / "ann" / "ann.faiss").is_file()
+    _faiss_full_disk(monkeypatch)
+    for s in (store, reference):
+        s.add(batch(100, source="b", seed=2))  # a tenth more: the next search saves the index
+    queries = batch(6, source="q", seed=9).vectors
+    for where in (None, Filter(cameras=frozenset({"c1", "c2"}))):
+        assert store.count(where) > 50  # through the index, every cell probed: exact answers
+        assert_same_answers(store, reference, queries, where, nprobe=10**6)
+    assert not list((tmp_path / "g" / "ann").glob("*.tmp"))
+    with pytest.raises(StoreError, match=r"ann\.faiss: index not saved \(disk full\)") as e:
+        store.build_index()
+    assert "\n" not in str(e.value) and not list((tmp_path / "g" / "ann").glob("*.tmp"))
+    assert_same_answers(store, reference, queries, nprobe=10**6)
+    store.close()
+
+
+def test_a_full_disk_while_compacting_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    store = LocalStore.create(tmp_path / "g", info())
+    for s, seed in (("a", 1), ("b", 2)):
+        store.add(batch(40, source=s, seed=seed))
+    store.remove(source="a")
+    before = segment_files(tmp_path / "g")
+
+    def full(fh, array):
+        fh.write(b"\0" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(segments_module, "_write_array", full)
+    with pytest.raises(
+        StoreError, match=r"disk full while compacting \(.*seg-\w+\.npy\); the gallery is unch"
+    ):
+        store.compact()
+    assert segment_files(tmp_path / "g") == before and store.count() == 40
+    assert store.check()[0] == []
+
+
+def test_a_short_write_on_a_full_disk_says_disk_full_and_names_the_file(tmp_path, monkeypatch):
+    """NumPy's own short-write error carries no errno ("N requested and M written")."""
+    store = LocalStore.create(tmp_path / "g", info())
+    store.add(batch(20, source="a", seed=1))
+
+    def short(fh, array):
+        fh.write(b"\0" * 100)
+        raise OSError(f"{array.nbytes} requested and 100 written")
+
+    monkeypatch.setattr(segments_module, "_write_array", short)
+    monkeypatch.setattr(segments_module, "_free_bytes", lambda folder: 50)
+    with pytest.raises(StoreError) as e:
+        store.add(batch(30, source="b", seed=2))
+    assert "disk full while adding 30 items; the gallery is unchanged" in str(e.value)
+    assert str(tmp_path / "g" / "vectors" / "seg-") in str(e.value)
+    assert "requested and" not in str(e.value) and "\n" not in str(e.value)
+    assert store.count() == 20 and len(segment_files(tmp_path / "g")) == 1
+
+
+def _two_sources(folder: Path) -> tuple[MemoryStore, dict[str, str]]:
+    """A gallery of sources a and b (one segment each) in ``folder``, closed; the reference
+    and each source's segment file."""
+    store, reference = LocalStore.create(folder, info()), MemoryStore(info())
+    files = {}
+    for s, seed in (("a", 1), ("b", 2)):
+        for x in (store, reference):
+            x.add(batch(50, source=s, seed=seed))
+        files[s] = next(iter(set(segment_files(folder)) - set(files.values())))
+    store.close()
+    return reference, files
+
+
+def test_a_damaged_segment_is_reported_and_never_searched(tmp_path):
+    reference, files = _two_sources(tmp_path / "g")
+    sound = LocalStore.open(tmp_path / "g")
+    assert sound.check() == ([], {"segments": 2, "items": 100, "unchecked": 0})
+    sound.close()
+    path = tmp_path / "g" / "vectors" / files["a"]
+    data = bytearray(path.read_bytes())
+    data[-100:-90] = os.urandom(10)  # random bytes in the vectors, the header intact
+    path.write_bytes(bytes(data))
+    store = LocalStore.open(tmp_path / "g")
+    queries = batch(3, source="q", seed=9).vectors
+    with pytest.raises(StoreError, match="vector segment damaged") as e:
+        store.search(queries, 5)
+    assert str(path) in str(e.value) and "gallery check" in str(e.value)
+    with pytest.raises(StoreError, match="vector segment damaged"):
+        store.get(store.ids(Filter(sources=frozenset({"a"})))[:2])
+    only_b = Filter(sources=frozenset({"b"}))  # the sound segment still answers
+    assert_same_answers(store, reference, queries, only_b)
+    faults, facts = store.check()
+    assert len(faults) == 1 and str(path) in faults[0] and "damaged" in faults[0]
+    assert facts == {"segments": 2, "items": 100, "unchecked": 0}
+    store.close()
+    unverified = LocalStore.open(tmp_path / "g", verify=False)  # the opt-out reads it as it is
+    assert len(unverified.search(queries, 5)) == 3 and unverified.check()[0] == faults
+    unverified.close()
+
+
+def test_a_deleted_segment_file_is_named_missing(tmp_path):
+    _, files = _two_sources(tmp_path / "g")
+    path = tmp_path / "g" / "vectors" / files["b"]
+    path.unlink()
+    store = LocalStore.open(tmp_path / "g")
+    with pytest.raises(StoreError, match="vector segment file missing") as e:
+        store.search(batch(2, source="q", seed=9).vectors, 5)
+    assert str(path) in str(e.value) and "keep changing" not in str(e.value)
+    faults, _ = store.check()
+    assert faults == [f"{path}: vector segment file missing (the gallery references it)"]
+    store.close()
+
+
+def test_an_empty_database_file_is_named_and_left_alone(tmp_path):
+    LocalStore.create(tmp_path / "g", info()).close()
+    db = tmp_path / "g" / local_module.DATABASE
+    db.write_bytes(b"")
+    with pytest.raises(StoreError, match="the gallery's database is empty") as e:
+        LocalStore.open(tmp_path / "g")
+    assert str(db) in str(e.value) and "no such table" not in str(e.value)
+    assert db.stat().st_size == 0
+
+
+READ_ONLY_SCRIPT = """
+import json, sys
+import numpy as np
+from cerberus.store import Filter, StoreError, open_store
+from tests.store.test_contract import batch
+store = open_store(sys.argv[1])
+q = batch(2, source="q", seed=9).vectors
+out = {"count": store.count(), "ids": [h.ids.tolist() for h in store.search(q, 5)],
+       "filtered": store.count(Filter(cameras=frozenset({"c1"}))), "read_only": store.read_only}
+try:
+    store.add(batch(5, source="z", seed=3))
+except StoreError as e:
+    out["add"] = str(e)
+print(json.dumps(out))
+"""
+
+
+def _without_file_permission_override() -> None:
+    """In the child, before it runs: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the
+    capability bounding set (prctl PR_CAPBSET_DROP), so that root too obeys a file's mode bits
+    (CI runs as root, for whom a read-only folder is otherwise writable)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_a_read_only_gallery_opens_for_reading_and_refuses_writes(tmp_path):
+    """Another process, for which the folder and its files are read-only (WAL's shared-memory
+    file cannot be made), opens the gallery, counts, filters and searches, and is refused an
+    add in one line; nothing in the folder changes."""
+    folder = tmp_path / "g"
+    store, reference = LocalStore.create(folder, info()), MemoryStore(info())
+    for s in (store, reference):
+        s.add(batch(60, source="a", seed=1))
+    store.close()
+    before = sorted(p.name for p in folder.rglob("*"))
+    for p in [folder, *folder.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    root = str(Path(__file__).resolve().parents[2])
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", READ_ONLY_SCRIPT, str(folder)],
+            capture_output=True, text=True, timeout=120, cwd=root,
+            preexec_fn=_without_file_permission_override if os.geteuid() == 0 else None,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([SRC, root])},
+        )  # fmt: skip
+    finally:
+        for p in [folder, *folder.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    q = batch(2, source="q", seed=9).vectors
+    assert out["count"] == 60 and out["read_only"] is True
+    assert out["ids"] == [h.ids.tolist() for h in reference.search(q, 5)]
+    assert out["filtered"] == reference.count(Filter(cameras=frozenset({"c1"})))
+    assert "the gallery folder is read-only" in out["add"] and str(folder) in out["add"]
+    assert sorted(p.name for p in folder.rglob("*")) == before

@@ -185,7 +185,7 @@ def test_index_files_round_trip_and_refuse_bad_input(tmp_path):
     np.testing.assert_array_equal(again.values, fs.values)
 
     feats = fs.save(tmp_path / "f.npz")
-    with pytest.raises(CerberusError, match="f.npz: a Cerberus features file, not a index"):
+    with pytest.raises(CerberusError, match="f.npz: a Cerberus features file, not an index$"):
         NpzIndex.load(feats)
     assert FeatureSet.load(feats).paths == fs.paths
     bad = tmp_path / "bad.npz"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,8 @@ def pair(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("weights")
     ckpt = write_checkpoint(tmp / "last.pt", extra={"kept": [1, 2]})
     weights, meta = export_weights(ckpt, tmp / "model", metrics={"reid": {"map_score": 0.5}})
-    return {"ckpt": ckpt, "weights": weights, "meta": meta, "tmp": tmp}
+    yield {"ckpt": ckpt, "weights": weights, "meta": meta, "tmp": tmp}
+    shutil.rmtree(tmp, ignore_errors=True)  # a model is ~250 MB: free it with the module
 
 
 def test_pair_round_trips_the_model_and_its_metadata(pair):

@@ -259,3 +259,17 @@ def test_exact_and_nprobe_reach_the_store_and_a_bad_nprobe_is_one_line(served, m
         one_line(r, 422, "nprobe")
         one_line(client.get("/api/timeline/2", params={"nprobe": bad}), 422, "nprobe")
     one_line(client.post("/api/search/attributes", json={**body, "exact": "yes"}), 422, "exact")
+
+
+def test_a_removed_item_is_said_removed_with_the_id_range(served):
+    """Ids keep gaps where crops were removed: the page says so (the CLI's message), not the
+    gallery's size."""
+    client, store = served["client"], served["store"]
+    before = set(store.ids().tolist())
+    store.remove(camera="c2")
+    ids = store.ids()
+    gone = [i for i in sorted(before - set(ids.tolist())) if ids[0] < i < ids[-1]]
+    assert gone
+    for route in (f"/api/timeline/{gone[0]}", f"/api/gallery/{gone[0]}/image"):
+        one_line(client.get(route), 404, f"no gallery item {gone[0]}: it was removed",
+                 f"ids {ids[0]} .. {ids[-1]}")  # fmt: skip

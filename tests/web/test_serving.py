@@ -72,9 +72,13 @@ def test_a_gallery_built_in_place_records_its_image_folder(folder_gallery, tiny_
     assert index.info.meta["roots"] == [str(crops)]
 
 
-def test_only_images_under_the_gallery_folders_are_served(folder_gallery, net, tmp_path):
+def test_only_images_under_the_gallery_folders_are_served(folder_gallery, net, tmp_path, request):
     store, item, point_at = folder_gallery
     crops = Path(store.get([item], vectors=False).path[0]).parent
+    # the crop folder is the session's tiny dataset: take out what this test puts in it (the
+    # symlink would dangle once this test's folder is removed, and other tests copy the folder)
+    for planted in (crops / "page.html", crops / "out.png"):
+        request.addfinalizer(lambda planted=planted: planted.unlink(missing_ok=True))
     inside_gallery = tmp_path / "gallery" / "thumbs"
     inside_gallery.mkdir()
     elsewhere = tmp_path / "elsewhere"

@@ -14,21 +14,29 @@ from cerberus.cli._app import Device, app, at_least
 @app.command()
 def ingest(
     sources: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="Video files, MOTChallenge folders (img1/ + seqinfo.ini) or stream URLs "
-            "(rtsp://, http://; followed until Ctrl-C or until the stream ends).",
+            "(rtsp://, http://; a live stream is followed until Ctrl-C, an http file read once).",
             show_default=False,
         ),
-    ],
-    camera: Annotated[str, typer.Option("--camera", help="Camera name of these sources.")],
+    ] = None,
+    camera: Annotated[
+        str | None,
+        typer.Option(
+            "--camera",
+            help="Camera name of these sources (a --manifest row may give its own).",
+            show_default=False,
+        ),
+    ] = None,
     gallery: Annotated[
         str,
         typer.Option(
             "--gallery",
             help="Gallery folder (created when it does not exist), or a Milvus Lite file / URI.",
+            show_default=False,
         ),
-    ],
+    ] = "",
     start: Annotated[
         str | None,
         typer.Option(
@@ -99,15 +107,38 @@ def ingest(
         Path | None,
         typer.Option(help="Thumbnail folder (default: <gallery>/thumbs; needed for a Milvus URI)."),
     ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of files to ingest: a header path,camera,start and a row per file "
+            "(start: ISO-8601 with a zone; an empty camera is --camera).",
+            show_default=False,
+        ),
+    ] = None,
+    start_from_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Read each file's start from its name with this strptime pattern, e.g. "
+            "'%Y%m%d_%H%M%S' for cam1_20261130_140000.mp4 (in --name-zone unless it has %z).",
+            show_default=False,
+        ),
+    ] = None,
+    name_zone: Annotated[
+        str, typer.Option(help="Time zone of the times read by --start-from-name (IANA name).")
+    ] = "UTC",
     device: Device = "auto",
 ) -> None:
     """Find, track and store the persons of camera footage in a searchable gallery."""
+    from cerberus.errors import CerberusError
     from cerberus.footage.ingest import ingest_files
+
+    if not gallery:
+        raise CerberusError("--gallery: give the gallery folder or Milvus address")
 
     at_least("--stride", stride, 1)
     at_least("--max-crops", max_crops, 1)
     reports = ingest_files(
-        sources,
+        sources or [],
         gallery=gallery,
         camera=camera,
         checkpoint=checkpoint,
@@ -123,6 +154,10 @@ def ingest(
         detector_score=detector_score,
         upscale=upscale,
         device=device,
+        manifest=manifest,
+        name_pattern=start_from_name,
+        name_zone=name_zone,
+        say=typer.echo,
     )
     for report in reports:
         typer.echo(report.line())

@@ -1,6 +1,6 @@
-"""Commands on a gallery that grows (method §9): ``gallery info | remove | compact | convert``,
-``timeline`` ("where else was this person?") and ``tracks`` (a footage gallery's tracks and
-their paths)."""
+"""Commands on a gallery that grows (method §9): ``gallery info | remove | compact | check |
+convert``, ``timeline`` ("where else was this person?") and ``tracks`` (a footage gallery's
+tracks and their paths)."""
 
 from __future__ import annotations
 
@@ -119,13 +119,48 @@ def compact(gallery: Target) -> None:
             raise CerberusError(f"{gallery}: only a local gallery folder keeps its own index")
         t = time.perf_counter()
         dropped = store.compact()
-        store.build_index()
+        store.build_index()  # a no-op up to exact_limit crops: those are searched exactly
+        total = store.count()
+        did = (
+            f"{total} crops indexed"
+            if total > store.exact_limit
+            else f"{total} crops, no index needed (searched exactly up to {store.exact_limit})"
+        )
         typer.echo(
-            f"{gallery}: {store.count()} crops indexed, {dropped} removed rows dropped "
-            f"in {time.perf_counter() - t:.1f} s"
+            f"{gallery}: {did}, {dropped} removed rows dropped in {time.perf_counter() - t:.1f} s"
         )
     finally:
         store.close()
+
+
+@gallery_app.command("check")
+def check(gallery: Target) -> None:
+    """Verify a local gallery: its database, and every vector segment's file, shape and
+    checksum. Each fault is one line naming the file; exit code 2 when there is any."""
+    from cerberus.search import open_store
+
+    store = open_store(gallery)
+    try:
+        if not hasattr(store, "check"):
+            raise CerberusError(
+                f"{gallery}: `gallery check` verifies a local gallery folder (an .npz index is "
+                "checked whole when opened; Milvus checks its own files)"
+            )
+        faults, facts = store.check()
+    finally:
+        store.close()
+    for line in faults:
+        typer.echo(line)
+    unchecked = (
+        f" ({facts['unchecked']} written before checksums: shapes checked only)"
+        if facts["unchecked"]
+        else ""
+    )
+    said = f"{facts['items']} crops in {facts['segments']} vector segments{unchecked}"
+    if faults:
+        typer.echo(f"{gallery}: {len(faults)} damaged or missing files; {said}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{gallery}: sound; {said}")
 
 
 @gallery_app.command("convert")

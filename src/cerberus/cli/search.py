@@ -52,11 +52,17 @@ def _check_adding(out, gallery, camera, start, replace) -> None:
                 raise CerberusError(f"{option} is for adding to a gallery: give --gallery")
     if start is not None:
         to_utc_seconds(start, "--start")
+    if camera is not None:
+        from cerberus.search import check_names
+
+        check_names([camera], "--camera", "adding to a gallery")
 
 
 def _add(gallery: str, feats, camera, start, replace) -> None:
     from cerberus.search import add_features
 
+    if camera is not None:
+        _warn_named_cameras(feats, camera)
     store, ids = add_features(gallery, feats, camera=camera, start=start, replace=replace)
     sources = sorted({s for s in store.get(ids[:1], vectors=False).source}) if len(ids) else []
     typer.echo(
@@ -64,6 +70,25 @@ def _add(gallery: str, feats, camera, start, replace) -> None:
         f"it holds {store.count()} crops from {len(store.cameras())} cameras"
     )
     store.close()
+
+
+def _warn_named_cameras(feats, camera: str) -> None:
+    """One warning line when crops' file names give their cameras (benchmark style ``c3``):
+    those keep their own camera and ``--camera`` applies only to the others (docs/galleries.md)."""
+    from cerberus.inference.features import camera_label
+
+    labels = feats.meta.get("camera_labels", ())
+    named = sorted({camera_label(int(c), labels) or "" for c in feats.camids} - {""})
+    if not named:
+        return
+    others = sum(not camera_label(int(c), labels) for c in feats.camids)
+    shown = ", ".join(named[:5]) + (", ..." if len(named) > 5 else "")
+    typer.echo(
+        f"WARNING --camera {camera}: {len(feats.camids) - others} of {len(feats.camids)} crops "
+        f"take their camera from their file names ({shown}); --camera applies to the "
+        f"{others} others",
+        err=True,
+    )
 
 
 def _attribute_table(path: Path, schema):
@@ -287,14 +312,22 @@ def search(
     else:
         same = " same     " if image is not None else ""
         cw = max([4] + [len(r["camera"] or "-") for r in rows])  # long camera names stay aligned
-        typer.echo(f"{'rank':>4s} {'score':>7s} {'id':>6s} {'cam':>{cw}s} {'ok':>3s} {same} path")
+        # item: the gallery item (what `timeline --item` takes); person: its annotated identity
+        iw = max([4] + [len(str(r["id"])) for r in rows])
+        typer.echo(
+            f"{'rank':>4s} {'score':>7s} {'item':>{iw}s} {'person':>6s} {'cam':>{cw}s} "
+            f"{'ok':>3s} {same} path"
+        )
         for r in rows:
             ok = {True: "yes", False: "no", None: "-"}[r["correct"]]
             pid = "-" if r["pid"] is None else str(r["pid"])
             cam = r["camera"] or "-"
             verdict = {True: "same     ", False: "different", None: "-        "}
             same = f" {verdict[r['same_person']]}" if image is not None else ""
-            head = f"{r['rank']:4d} {r['score']:7.4f} {pid:>6s} {cam:>{cw}s} {ok:>3s}{same}"
+            head = (
+                f"{r['rank']:4d} {r['score']:7.4f} {r['id']:>{iw}d} {pid:>6s} {cam:>{cw}s} "
+                f"{ok:>3s}{same}"
+            )
             typer.echo(f"{head}  {r['path']}" + _when(r))
         if verdicts is not None:
             said = verdicts.text

@@ -8,9 +8,14 @@ has them, track ids (``-1``: none).
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import logging
 import math
-from collections import defaultdict
+import os
+import tempfile
+import weakref
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -98,7 +103,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> np.nda
 
 
 class MotDetections:
-    """Detections of one video from a MOTChallenge text file.
+    """Detections of one video from a MOTChallenge text file, read frame by frame.
 
     One row per box: ``frame, id, left, top, width, height[, conf, class, visibility, ...]``
     (comma- or space-separated; frames 1-based; ``id`` -1 where untracked; ``conf`` 1 when
@@ -109,18 +114,38 @@ class MotDetections:
     left - 1 + width, top - 1 + height]`` in the 0-based frame coordinates of everything else
     (crops, stored boxes, the built-in detector).
 
-    Checks (:meth:`load`): a malformed row is a :class:`CerberusError` naming the file and line;
-    boxes reaching outside the frame are clipped to it and those left with no area dropped (one
-    log line with the counts); boxes for frames past the video's last frame are an error when
-    the frame count is known (the file belongs to another video), else counted and reported by
-    :meth:`unused` at the end.
+    Checks (:meth:`load`, one pass over the file): a malformed row is a :class:`CerberusError`
+    naming the file and line; boxes reaching outside the frame are clipped to it and those left
+    with no area dropped (one log line with the counts); boxes for frames past the video's last
+    frame are an error when the frame count is known (the file belongs to another video), else
+    counted and reported by :meth:`unused` at the end.
+
+    Memory: only where each frame's rows begin and end in the file is kept (about 24 bytes a
+    frame); :meth:`detect` reads a frame's rows when asked. A file whose rows are not in frame
+    order (ground truth sorted by id) is first sorted into a temporary copy out of core (runs
+    of :data:`SORT_RUN` rows sorted in memory, then merged), removed by :meth:`close`.
     """
 
-    def __init__(self, path: Path, rows: dict[int, Detections], gives_ids: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        index: tuple[np.ndarray, np.ndarray, np.ndarray],
+        gives_ids: bool,
+        *,
+        size: tuple[int, int] | None = None,
+        min_score: float | None = None,
+        sorted_copy: Path | None = None,
+    ) -> None:
         self.path = path
-        self.rows = rows
         self.gives_ids = gives_ids
+        self._frames, self._starts, self._ends = index
+        self._size, self._min_score = size, min_score
+        self._file = sorted_copy or path
+        self._sorted_copy = sorted_copy
+        self._fh = None
         self._seen: set[int] = set()
+        if sorted_copy is not None:
+            self._finalizer = weakref.finalize(self, _unlink, sorted_copy)
 
     @classmethod
     def load(
@@ -131,7 +156,7 @@ class MotDetections:
         num_frames: int | None = None,
         min_score: float | None = None,
     ) -> MotDetections:
-        """Read and check a MOTChallenge file.
+        """Read and check a MOTChallenge file (one pass; memory per frame, not per row).
 
         Args:
             size: ``(width, height)`` of the video's frames: boxes are clipped to it.
@@ -139,55 +164,53 @@ class MotDetections:
             min_score: rows whose ``conf`` is below it are left out.
         """
         path = Path(path)
+        counts = {"clipped": 0, "dropped": 0, "low": 0}
+        frames, starts, ends = array("q"), array("q"), array("q")
+        kept = array("b")  # 1: the frame has a row kept (only while in order)
+        ordered = True
+        tracked = untracked = 0
+        beyond = [math.inf, -math.inf]
+        previous = 0
         try:
-            text = path.read_text(encoding="utf-8", errors="strict")
+            fh = open(path, "rb")
         except FileNotFoundError:
             raise CerberusError(f"{path}: detections file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             raise CerberusError(f"{path}: detections file unreadable ({exc})") from None
-        per_frame: dict[int, list[list[float]]] = defaultdict(list)
-        clipped = dropped = low = 0
-        for line_no, line in enumerate(text.splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            fields = line.replace(",", " ").split()
-            where = f"{path} line {line_no}"
-            if len(fields) < 6:
-                raise CerberusError(
-                    f"{where}: {len(fields)} field(s); a MOTChallenge row is frame, id, left, "
-                    f"top, width, height[, conf, ...]: {line[:80]!r}"
-                )
-            try:
-                values = [float(x) for x in fields[:7]]
-            except ValueError:
-                raise CerberusError(f"{where}: not a number in {line[:80]!r}") from None
-            if not all(math.isfinite(v) for v in values):
-                raise CerberusError(f"{where}: NaN or infinite value in {line[:80]!r}")
-            frame, ident, left, top, width, height = values[:6]
-            score = values[6] if len(values) > 6 else 1.0
-            if frame != int(frame) or frame < 1:
-                raise CerberusError(f"{where}: frame {fields[0]!r} is not a number from 1 up")
-            if ident != int(ident) or ident < -1:
-                raise CerberusError(f"{where}: id {fields[1]!r} is not -1 or a number from 0 up")
-            if width < 0 or height < 0:
-                raise CerberusError(f"{where}: negative width or height in {line[:80]!r}")
-            if min_score is not None and score < min_score:
-                low += 1
-                continue
-            box = [left - 1, top - 1, left - 1 + width, top - 1 + height]  # 1-based pixels
-            if size is not None:
-                w, h = size
-                new = [min(max(box[0], 0), w), min(max(box[1], 0), h)]
-                new += [min(max(box[2], 0), w), min(max(box[3], 0), h)]
-                if new != box:
-                    clipped += 1
-                box = new
-            if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-                dropped += 1
-                continue
-            vis = _visibility(fields)
-            per_frame[int(frame)].append([*box, score, ident, vis])
+        with fh:
+            offset = 0
+            for line_no, raw in enumerate(fh, 1):
+                start, offset = offset, offset + len(raw)
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError as exc:
+                    raise CerberusError(f"{path}: detections file unreadable ({exc})") from None
+                if not line or line.startswith("#"):
+                    continue
+                row = _parse_row(line, f"{path} line {line_no}", size, min_score, counts)
+                frame = row[0] if row is not None else _frame_of(line)
+                if frame < previous:
+                    ordered = False
+                if ordered:
+                    if not frames or frame != frames[-1]:
+                        frames.append(frame)
+                        starts.append(start)
+                        ends.append(offset)
+                        kept.append(0)
+                    else:
+                        ends[-1] = offset
+                previous = frame
+                if row is None:
+                    continue
+                if ordered:
+                    kept[-1] = 1
+                if row[6] >= 0:
+                    tracked += 1
+                else:
+                    untracked += 1
+                if num_frames is not None and frame > num_frames:
+                    beyond = [min(beyond[0], frame), max(beyond[1], frame)]
+        clipped, dropped, low = counts["clipped"], counts["dropped"], counts["low"]
         if clipped or dropped or low:
             parts = []
             if clipped:
@@ -197,35 +220,67 @@ class MotDetections:
             if low:
                 parts.append(f"{low} row(s) with conf below {min_score} left out")
             logger.info("%s: %s", path, "; ".join(parts))
-        if num_frames is not None:
-            beyond = sorted(f for f in per_frame if f > num_frames)
-            if beyond:
-                raise CerberusError(
-                    f"{path}: detections for frame(s) {beyond[0]}..{beyond[-1]} but the video has "
-                    f"{num_frames} frames (the detections of another video?)"
-                )
-        rows = {}
-        for f, r in per_frame.items():
-            a = np.asarray(r, np.float64)
-            vis = a[:, 6].astype(np.float32)
-            rows[f] = Detections(
-                a[:, :4].astype(np.float32), a[:, 4].astype(np.float32), a[:, 5].astype(np.int64),
-                None if np.isnan(vis).all() else vis,
-            )  # fmt: skip
-        ids = np.concatenate([d.ids for d in rows.values()]) if rows else np.zeros(0, np.int64)
-        given = bool(len(ids)) and bool((ids >= 0).all())
-        if len(ids) and not given and (ids >= 0).any():
+        if beyond[0] <= beyond[1]:
+            raise CerberusError(
+                f"{path}: detections for frame(s) {int(beyond[0])}..{int(beyond[1])} but the video "
+                f"has {num_frames} frames (the detections of another video?)"
+            )
+        sorted_copy = None
+        if ordered and not all(kept):  # frames whose rows were all left out
+            keep = [i for i, k in enumerate(kept) if k]
+            frames = array("q", [frames[i] for i in keep])
+            starts = array("q", [starts[i] for i in keep])
+            ends = array("q", [ends[i] for i in keep])
+        if not ordered:
+            logger.info("%s: rows not in frame order: sorted into a temporary copy", path)
+            sorted_copy = _sort_by_frame(path)
+            frames, starts, ends = _index(sorted_copy)
+        given = tracked > 0 and untracked == 0
+        if tracked and untracked:
             logger.info(
                 "%s: some rows have ids and some not: the ids are ignored and the boxes tracked",
                 path,
             )
-        if not rows:
+        if not tracked and not untracked:
             logger.info("%s: no detections", path)
-        return cls(path, rows, given)
+        index = (np.frombuffer(frames, np.int64), np.frombuffer(starts, np.int64),
+                 np.frombuffer(ends, np.int64))  # fmt: skip
+        return cls(path, index, given, size=size, min_score=min_score, sorted_copy=sorted_copy)
+
+    def rows_of(self, number: int) -> Detections | None:
+        """The detections of frame ``number`` as the file gives them (``None``: none)."""
+        i = int(np.searchsorted(self._frames, number))
+        if i >= len(self._frames) or self._frames[i] != number:
+            return None
+        if self._fh is None:
+            self._fh = open(self._file, "rb")  # noqa: SIM115 - kept open, closed by close()
+        self._fh.seek(int(self._starts[i]))
+        text = self._fh.read(int(self._ends[i] - self._starts[i])).decode("utf-8")
+        counts = {"clipped": 0, "dropped": 0, "low": 0}
+        rows = []
+        for line in text.splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                row = _parse_row(line, str(self._file), self._size, self._min_score, counts)
+                if row is not None and row[0] == number:
+                    rows.append(row[1:])
+        if not rows:
+            return None
+        a = np.asarray(rows, np.float64)
+        vis = a[:, 6].astype(np.float32)
+        return Detections(
+            a[:, :4].astype(np.float32), a[:, 4].astype(np.float32), a[:, 5].astype(np.int64),
+            None if np.isnan(vis).all() else vis,
+        )  # fmt: skip
+
+    @property
+    def rows(self) -> _FrameRows:
+        """Read-only mapping frame number -> :class:`Detections` (read from the file)."""
+        return _FrameRows(self)
 
     def detect(self, frame: Frame) -> Detections:
         self._seen.add(frame.number)
-        dets = self.rows.get(frame.number)
+        dets = self.rows_of(frame.number)
         if dets is None:
             return Detections.empty()
         return (
@@ -239,11 +294,165 @@ class MotDetections:
     @property
     def frames(self) -> list[int]:
         """The frame numbers that have detections."""
-        return sorted(self.rows)
+        return self._frames.tolist()
 
     def unused(self, last_frame: int) -> list[int]:
         """Frames with detections past ``last_frame`` (the last frame the video gave)."""
-        return [f for f in self.frames if f > last_frame]
+        return self._frames[self._frames > last_frame].tolist()
+
+    def close(self) -> None:
+        """Close the file (and remove a sorted copy)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._sorted_copy is not None:
+            self._finalizer()
+
+
+class _FrameRows:
+    """``MotDetections.rows``: ``[number]`` and ``get(number, default)`` read one frame."""
+
+    def __init__(self, owner: MotDetections) -> None:
+        self.owner = owner
+
+    def get(self, number: int, default=None):
+        dets = self.owner.rows_of(number)
+        return default if dets is None else dets
+
+    def __getitem__(self, number: int) -> Detections:
+        dets = self.owner.rows_of(number)
+        if dets is None:
+            raise KeyError(number)
+        return dets
+
+    def __contains__(self, number: int) -> bool:
+        return number in set(self.owner.frames)
+
+    def __len__(self) -> int:
+        return len(self.owner._frames)
+
+
+def _parse_row(line: str, where: str, size, min_score, counts: dict) -> tuple | None:
+    """``(frame, left, top, right, bottom, score, id, visibility)`` of one MOTChallenge row in
+    0-based pixels (clipped to ``size``), or ``None`` for a row left out (conf below
+    ``min_score``, no area after clipping; counted in ``counts``). A malformed row: an error
+    naming ``where``."""
+    fields = line.replace(",", " ").split()
+    if len(fields) < 6:
+        raise CerberusError(
+            f"{where}: {len(fields)} field(s); a MOTChallenge row is frame, id, left, "
+            f"top, width, height[, conf, ...]: {line[:80]!r}"
+        )
+    try:
+        values = [float(x) for x in fields[:7]]
+    except ValueError:
+        raise CerberusError(f"{where}: not a number in {line[:80]!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise CerberusError(f"{where}: NaN or infinite value in {line[:80]!r}")
+    frame, ident, left, top, width, height = values[:6]
+    score = values[6] if len(values) > 6 else 1.0
+    if frame != int(frame) or frame < 1:
+        raise CerberusError(f"{where}: frame {fields[0]!r} is not a number from 1 up")
+    if ident != int(ident) or ident < -1:
+        raise CerberusError(f"{where}: id {fields[1]!r} is not -1 or a number from 0 up")
+    if width < 0 or height < 0:
+        raise CerberusError(f"{where}: negative width or height in {line[:80]!r}")
+    if min_score is not None and score < min_score:
+        counts["low"] += 1
+        return None
+    box = [left - 1, top - 1, left - 1 + width, top - 1 + height]  # 1-based pixels
+    if size is not None:
+        w, h = size
+        new = [min(max(box[0], 0), w), min(max(box[1], 0), h)]
+        new += [min(max(box[2], 0), w), min(max(box[3], 0), h)]
+        if new != box:
+            counts["clipped"] += 1
+        box = new
+    if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+        counts["dropped"] += 1
+        return None
+    return (int(frame), *box, score, int(ident), _visibility(fields))
+
+
+def _frame_of(line: str) -> int:
+    return int(float(line.replace(",", " ").split(None, 1)[0]))
+
+
+SORT_RUN = 200_000
+"""Rows sorted in memory at a time when a detections file is sorted out of core."""
+
+
+def _sort_by_frame(path: Path) -> Path:
+    """A temporary copy of a MOTChallenge file with its rows in frame order (stable: rows of a
+    frame keep their order), sorted out of core: runs of :data:`SORT_RUN` rows sorted in
+    memory and written to temporary files, then merged."""
+    runs: list[Path] = []
+    out = None
+    try:
+        with open(path, "rb") as fh:
+            while True:
+                chunk = []
+                for raw in fh:
+                    text = raw.strip()
+                    if text and not text.startswith(b"#"):
+                        chunk.append((_frame_of(text.decode()), len(runs) and 0, text))
+                    if len(chunk) >= SORT_RUN:
+                        break
+                if not chunk:
+                    break
+                chunk.sort(key=lambda r: r[0])  # stable
+                run = _temp(".run")
+                runs.append(run)
+                with open(run, "wb") as w:
+                    w.writelines(t + b"\n" for _, _, t in chunk)
+                del chunk
+        out = _temp(".sorted.txt")
+        files = [open(r, "rb") for r in runs]  # noqa: SIM115 - closed below
+        try:
+            with open(out, "wb") as w:
+                w.writelines(heapq.merge(*files, key=lambda t: _frame_of(t.decode())))
+        finally:
+            for f in files:
+                f.close()
+    except OSError as exc:
+        if out is not None:
+            _unlink(out)
+        raise CerberusError(
+            f"{path}: rows not in frame order, and sorting them failed ({exc}); sort it "
+            "first (sort -t, -k1,1n -s)"
+        ) from None
+    finally:
+        for run in runs:
+            _unlink(run)
+    return out
+
+
+def _temp(suffix: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix="cerberus-det-", suffix=suffix)
+    os.close(fd)
+    return Path(name)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def _index(path: Path) -> tuple[array, array, array]:
+    """Frame numbers and the byte span of each frame's rows in a file sorted by frame."""
+    frames, starts, ends = array("q"), array("q"), array("q")
+    offset = 0
+    with open(path, "rb") as fh:
+        for raw in fh:
+            start, offset = offset, offset + len(raw)
+            frame = _frame_of(raw.decode())
+            if not frames or frame != frames[-1]:
+                frames.append(frame)
+                starts.append(start)
+                ends.append(offset)
+            else:
+                ends[-1] = offset
+    return frames, starts, ends
 
 
 def _visibility(fields: list[str]) -> float:

@@ -7,19 +7,27 @@ call (one transaction: a killed ingest leaves whole parts only); the source is m
 at its end. A track still running is written in parts of ``part_seconds``, so a person standing
 for an hour is searchable before they leave. A new track may continue an earlier one of the
 same source (:class:`Linking`: it ended shortly before, nearby, and their crops look alike):
-it is then stored under the earlier track's id. Before starting, a source already in the
-gallery is refused when complete (``replace=True`` removes it first) and removed when
-incomplete (a killed run), so a rerun never duplicates items.
+it is then stored under the earlier track's id. Parts are embedded in batches across tracks
+(:class:`TrackWriter`). Before starting, a source is looked up by content and camera
+(:func:`source_record`, the ledger :class:`SourceLedger`): refused when complete
+(``replace=True`` removes it first), removed when incomplete (a killed run), continued after
+its last stored frame when it is a live stream (never marked complete), so a rerun never
+duplicates items.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import json
 import logging
 import math
+import os
 import re
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -27,19 +35,19 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from cerberus.errors import CerberusError
-from cerberus.files import atomic_write
+from cerberus.files import atomic_write, atomic_write_json
 from cerberus.footage.detect import Detector, HogDetector, MotDetections
 from cerberus.footage.detectors import DEFAULT_DETECTOR, make_detector
 from cerberus.footage.select import CROPS_PER_MINUTE, Candidate, CropSelector
 from cerberus.footage.track import BoxTracker, GivenIds, PathBook, Tracker, TrackUpdate
-from cerberus.footage.video import VideoSource, open_source
+from cerberus.footage.video import VideoSource, is_stream, open_source
 from cerberus.inference.scoring import (
     decide_sids,
     embed_features,
     pool_vectors,
     prototype_scores,
 )
-from cerberus.store.base import GalleryStore, Items, TrackPath
+from cerberus.store.base import GalleryStore, Items, SourceState, TrackPath, make_filter
 
 if TYPE_CHECKING:
     from cerberus.inference.embed import InferenceModel
@@ -48,6 +56,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_CROPS: int | None = None
 """No cap on the crops of a track (``crops_per_minute`` sets how many)."""
+EMBED_BATCH = 32
+"""Track parts are embedded together once their crops reach this many (across tracks)."""
+FLUSH_SECONDS = 5.0
+"""... or once the oldest queued part has waited this long (a live stream's latency)."""
 PART_SECONDS = 20.0
 """A running track is written in parts of this many seconds."""
 LOST_SECONDS = 3.0
@@ -118,20 +130,28 @@ class IngestReport:
     links: list[dict] = field(default_factory=list)
     duration: float = 0.0
     ended: str = ""
+    damage: str = ""
+    startup: float = 0.0
+    """Seconds from the command's start to this source's first frame (model load, opening)."""
 
     @property
     def total_seconds(self) -> float:
         return float(sum(self.seconds.values()))
 
     def line(self) -> str:
-        speed = (
-            f", {self.duration / self.total_seconds:.1f}x real time"
-            if self.total_seconds > 0 and self.duration > 0
-            else ""
-        )
+        """One line: frames, tracks, crops, seconds and the real-time factor (the source's
+        duration over the seconds spent on it, and counting the start-up where there is one)."""
+        total = self.total_seconds
+        speed = ""
+        if total > 0 and self.duration > 0:
+            speed = f", {self.duration / total:.1f}x real time"
+            if self.startup > 0:
+                speed += (f" ({self.duration / (total + self.startup):.1f}x counting "
+                          f"{self.startup:.1f} s of start-up)")  # fmt: skip
+        damage = f"; damaged: {self.damage}" if self.damage else ""
         return (
             f"{self.source}: {self.frames} frames ({self.processed} searched), {self.tracks} "
-            f"tracks, {self.items} crops stored in {self.total_seconds:.1f} s{speed}"
+            f"tracks, {self.items} crops stored in {total:.1f} s{speed}{damage}"
         )
 
 
@@ -148,6 +168,152 @@ def _write_jpeg(path: Path, crop: np.ndarray) -> None:
 
     image = Image.fromarray(crop)
     atomic_write(path, lambda fh: image.save(fh, format="JPEG", quality=90), "thumbnail")
+
+
+# --------------------------------------------------------------------------- what a source is
+
+LEDGER = "sources.json"
+"""The source ledger's file name in the thumbnail folder (:class:`SourceLedger`)."""
+KEY_BLOCK = 1 << 20
+"""A file's content key hashes its first and last this many bytes."""
+
+
+def content_key(video: VideoSource) -> str:
+    """What a source is, wherever it lies: a file's size and the SHA-256 of its first and last
+    :data:`KEY_BLOCK` bytes (a moved or copied file has the same key); a MOTChallenge folder's
+    the same of its ``seqinfo.ini`` and its first and last frame files; a URL's its name."""
+    if video.kind == "stream" or video.remote:
+        return "url:" + video.name
+    if video.kind == "mot":
+        files = [video.folder / "seqinfo.ini"]
+        files += [video.folder / "img1" / f"{n:06d}{video.extension}"
+                  for n in (1, video.num_frames or 1)]  # fmt: skip
+    else:
+        files = [Path(video.location)]
+    digest = hashlib.sha256()
+    total = 0
+    for path in files:
+        try:
+            with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                digest.update(fh.read(KEY_BLOCK))
+                if size > KEY_BLOCK:
+                    fh.seek(max(size - KEY_BLOCK, KEY_BLOCK))
+                    digest.update(fh.read(KEY_BLOCK))
+        except OSError:
+            size = -1  # a missing last frame: the folder is still one source
+        total += size
+        digest.update(str(size).encode())
+    return f"{video.kind}:{total}:{digest.hexdigest()[:32]}"
+
+
+class SourceLedger:
+    """``<thumbs>/sources.json``: per stored source name, its ``path``, ``camera``, content
+    ``key`` (:func:`content_key`), ``status`` (``running``, ``complete``, ``damaged``,
+    ``live``) and ``note`` (what was decoded of a damaged one). What the gallery's own source
+    record (name, complete) does not say. Updated under a lock file, written atomically."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / LEDGER
+
+    def entries(self) -> dict[str, dict]:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise CerberusError(
+                f"{self.path}: source ledger unreadable ({exc}); remove it to start it afresh"
+            ) from None
+        return data if isinstance(data, dict) else {}
+
+    @contextlib.contextmanager
+    def _locked(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.path.with_name(".sources.lock"), "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def update(self, name: str, **fields) -> None:
+        with self._locked():
+            data = self.entries()
+            data[name] = {**data.get(name, {}), **fields}
+            atomic_write_json(self.path, data, "source ledger")
+
+    def remove(self, names: Sequence[str]) -> None:
+        with self._locked():
+            data = self.entries()
+            if any(n in data for n in names):
+                for n in names:
+                    data.pop(n, None)
+                atomic_write_json(self.path, data, "source ledger")
+
+
+@dataclass
+class SourceRecord:
+    """Where ``video`` under ``camera`` stands in a gallery: the ``name`` its items are (or
+    would be) stored under, the gallery's ``state`` of it and the ledger's ``entry``."""
+
+    name: str
+    key: str
+    state: SourceState | None
+    entry: dict
+
+    @property
+    def done(self) -> bool:
+        """Finished (complete, damaged or not); a live stream never is."""
+        return self.state is not None and self.state.complete
+
+    def line(self, video: VideoSource) -> str:
+        """``<source>: already in the gallery [as <other path>] (N items[, damaged: ...])``."""
+        where = f" as {self.name}" if self.name.split("#")[0] != video.name else ""
+        note = self.entry.get("note", "")
+        count = self.state.count if self.state is not None else 0
+        return (f"{video.name}: already in the gallery{where} ({count} items"
+                f"{'; damaged: ' + note if note else ''})")  # fmt: skip
+
+
+def source_record(
+    store: GalleryStore, video: VideoSource, camera: str, ledger: SourceLedger | None
+) -> SourceRecord:
+    """Find ``video`` under ``camera`` in the gallery (:class:`SourceRecord`): by its content
+    key and camera first (a moved or copied file is the source already stored), else by its
+    name; one file given under a second camera is a second source, stored as
+    ``<name>#<camera>``."""
+    key = content_key(video)
+    entries = ledger.entries() if ledger is not None else {}
+    states = {s.name: s for s in store.sources()}
+    for name, entry in entries.items():
+        if entry.get("key") == key and entry.get("camera") == camera and name in states:
+            if states[name].complete or name.split("#")[0] == video.name:
+                return SourceRecord(name, key, states[name], entry)
+    name = video.name
+    other = entries.get(name)
+    if other is not None and other.get("camera") != camera and name in states:
+        name = f"{video.name}#{camera}"
+    return SourceRecord(name, key, states.get(name), entries.get(name, {}))
+
+
+def _resume_point(store: GalleryStore, name: str) -> tuple[int, float, int]:
+    """``(last frame, last time, last track)`` a live source holds in the gallery (its items
+    and paths): a restart continues after them."""
+    items = store.get(store.ids(make_filter(sources=[name])), vectors=False)
+    frame = int(items.frame.max()) if len(items) else 0
+    stamps = items.timestamp[np.isfinite(items.timestamp)] if len(items) else np.zeros(0)
+    moment = float(stamps.max()) if len(stamps) else -math.inf
+    track = int(items.track.max()) if len(items) else -1
+    for path in store.paths(source=name):
+        if len(path.frames):
+            frame = max(frame, int(path.frames[-1]))
+        track = max(track, int(path.track))
+    return frame, moment, track
 
 
 def prepare_source(store: GalleryStore, name: str, *, replace: bool) -> int:
@@ -336,15 +502,24 @@ class TrackWriter:
         fps: float = 10.0,
         part_seconds: float | None = PART_SECONDS,
         linking: Linking | None = None,
+        batch: int = EMBED_BATCH,
+        flush_seconds: float = FLUSH_SECONDS,
+        first_track: int = 0,
     ) -> None:
         self.store, self.embedder = store, embedder
+        self.batch, self.flush_seconds = max(1, int(batch)), flush_seconds
+        self.first_track = int(first_track)
+        self._queue: list[tuple[int, list[Candidate], tuple | None, bool]] = []
+        self._queued_crops = 0
+        self._queued_since = 0.0
+        self._queued_at: int | None = None
         self.source, self.camera, self.thumbs = source, camera, thumbs
         self.report = report
         self.fps = fps if fps and fps > 0 else 10.0
         self.part_frames = None if not part_seconds else max(1, round(part_seconds * self.fps))
         self.linking = linking
         self.link_log = report.links
-        self._open: dict[int, _Stored] = {}  # tracker id -> stored so far
+        self._open: dict[int, _Stored | None] = {}  # tracker id -> stored so far (None: queued)
         self._done: dict[int, _Stored] = {}  # stored id -> an ended track, open to linking
 
     def due(self, number: int, update: TrackUpdate, paths: PathBook) -> list[int]:
@@ -366,34 +541,60 @@ class TrackWriter:
         paths: PathBook | None = None,
         *,
         end: bool = True,
+        number: int | None = None,
     ) -> None:
-        """Write a part of each of ``tracks`` (``end``: their last; they ended): choose its
-        crops, embed them, link a first part to an earlier track, store items and path."""
-        parts = {}
+        """Queue a part of each of ``tracks`` (``end``: their last; they ended): its chosen
+        crops and its path; the queue is written (:meth:`flush`) once it holds ``batch`` crops
+        or its oldest part has waited ``flush_seconds`` (of the source's time, frame ``number``
+        now, or of the wall clock)."""
         for t in tracks:
             span = paths.span(t) if paths is not None else None
-            first = t not in self._open
             if paths is not None and span is None and not end:
                 continue
-            cands = selector.finish(t, span, first_part=first)
+            cands = selector.finish(t, span, first_part=t not in self._open)
             if not cands:
                 if end and paths is not None:
                     paths.drop(t)
                 if end:
-                    self._close(t)
+                    self._queue.append((t, [], None, True))  # closed in its turn
                 continue  # not ended: its path waits for the next part
             path = paths.take(t, end=end) if paths is not None else None
-            parts[t] = (cands, path)
-        if not parts:
+            if not self._queued_crops:
+                self._queued_since = time.monotonic()
+                self._queued_at = number
+            self._queue.append((t, cands, path, end))
+            self._queued_crops += len(cands)
+            # a part counts as open from now: the track's next part is not its first
+            self._open.setdefault(t, None)
+        if self._queued_crops and (
+            self._queued_crops >= self.batch
+            or time.monotonic() - self._queued_since >= self.flush_seconds
+            or (number is not None and self._queued_at is not None
+                and (number - self._queued_at) / self.fps >= self.flush_seconds)
+        ):  # fmt: skip
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued parts: all their crops embedded and described in one call, then
+        each part's thumbnails and items (with its path) stored in one transaction, in the
+        order they were queued."""
+        queue, self._queue, self._queued_crops = self._queue, [], 0
+        if not any(cands for _, cands, _, _ in queue):
+            for track, _, _, end in queue:
+                if end:
+                    self._close(track)
             return
         seconds, report = self.report.seconds, self.report
         t0 = time.perf_counter()
-        crops = [c.crop for cs, _ in parts.values() for c in cs]
+        crops = [c.crop for _, cands, _, _ in queue for c in cands]
         out = self.embedder.embed(crops)
         seconds["embed"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         row = 0
-        for track, (cands, path) in sorted(parts.items(), key=lambda kv: kv[1][0][0].number):
+        for track, cands, path, end in queue:
+            if not cands:
+                self._close(track)
+                continue
             rows = slice(row, row + len(cands))
             row += len(cands)
             stored = self._open.get(track)
@@ -422,7 +623,7 @@ class TrackWriter:
 
     def _first(self, track, cands, out: Embedded, rows: slice, path) -> _Stored:
         """A track's first part: a new track, or an earlier one continued (:class:`Linking`)."""
-        new = _Stored(track, [out.vectors[rows]], [out.predicted[rows]])
+        new = _Stored(track + self.first_track, [out.vectors[rows]], [out.predicted[rows]])
         earlier = self._link(new, path) if self.linking is not None and path is not None else None
         if earlier is None:
             self.report.tracks += 1
@@ -492,11 +693,14 @@ def _check_options(
         raise CerberusError("--camera: give the camera's name")
 
 
-def _clean_thumbs(thumbs: str | Path | None, source: str, camera: str) -> Path | None:
-    """This source's thumbnail folder, emptied of an earlier run's JPEGs (``None``: none);
-    absolute, so the stored crop paths open from any folder."""
+def _clean_thumbs(
+    thumbs: str | Path | None, source: str, camera: str, *, keep: bool = False
+) -> Path | None:
+    """This source's thumbnail folder, emptied of an earlier run's JPEGs unless ``keep`` (a
+    live source continued) (``None``: none); absolute, so the stored crop paths open from any
+    folder."""
     folder = None if thumbs is None else thumbs_folder(Path(thumbs).absolute(), source, camera)
-    if folder is not None and folder.exists():
+    if folder is not None and folder.exists() and not keep:
         for old in folder.glob("*.jpg"):
             old.unlink(missing_ok=True)
     return folder
@@ -520,6 +724,8 @@ def ingest_source(
     max_frames: int | None = None,
     part_seconds: float | None = PART_SECONDS,
     linking: Linking | None = None,
+    batch: int = EMBED_BATCH,
+    started: float | None = None,
 ) -> IngestReport:
     """Ingest one video, MOTChallenge folder or stream into ``store`` (see the module doc).
 
@@ -548,6 +754,14 @@ def ingest_source(
             end only).
         linking: how a new track may continue an earlier one (``None``: never, the default:
             a model that does not tell people apart would join strangers).
+        batch: crops embedded in one call (track parts queued across tracks, see
+            :class:`TrackWriter`).
+        started: ``time.perf_counter()`` when the command began: the report's start-up.
+
+    A source is found in the gallery by its content and camera (:func:`source_record`): a
+    finished one (a moved copy too) is refused unless ``replace``; an unfinished file is
+    removed and redone; a live stream is continued after its last stored frame (it is never
+    finished). A damaged file is finished with its damage in the ledger.
 
     Returns:
         :class:`IngestReport`.
@@ -558,16 +772,39 @@ def ingest_source(
         stride=stride,
     )  # fmt: skip
     video = pipe.video
-    report = IngestReport(video.name)
-    report.removed = prepare_source(store, video.name, replace=replace)
-    thumb_dir = _clean_thumbs(thumbs, video.name, camera)
+    live = video.kind == "stream"
+    ledger = SourceLedger(thumbs) if thumbs is not None else None
+    record = source_record(store, video, camera, ledger)
+    name, first_track = record.name, 0
+    report = IngestReport(name)
+    if live and record.state is not None and not replace:
+        # a live source stopped earlier: continued after what it holds, nothing removed
+        frame, moment, track = _resume_point(store, name)
+        video.resume(frame, moment)
+        first_track = track + 1
+        logger.info("%s: in the gallery up to frame %d; continued after it", name, frame)
+    else:
+        if record.done and not replace:
+            raise CerberusError(f"{record.line(video)}; --replace to ingest it again")
+        if record.name.split("#")[0] != video.name:  # a moved copy replaced: its new path
+            report.removed = prepare_source(store, record.name, replace=True)
+            if ledger is not None:
+                ledger.remove([record.name])
+            name = report.source = video.name
+        report.removed += prepare_source(store, name, replace=replace)
+    if ledger is not None:
+        ledger.update(name, path=video.name, camera=camera, key=record.key,
+                      status="live" if live else "running", note="")  # fmt: skip
+    thumb_dir = _clean_thumbs(thumbs, name, camera, keep=bool(first_track))
     fps = video.fps or 10.0
     parts = math.ceil((part_seconds or 60.0) * crops_per_minute / 60.0)
     selector = CropSelector(crops_per_minute=crops_per_minute, max_crops=max_crops, fps=fps,
                             keep=max(64, 4 * parts))  # fmt: skip
-    writer = TrackWriter(store, embedder, source=video.name, camera=camera, thumbs=thumb_dir,
+    writer = TrackWriter(store, embedder, source=name, camera=camera, thumbs=thumb_dir,
                          report=report, fps=fps, part_seconds=part_seconds,
-                         linking=linking)  # fmt: skip
+                         linking=linking, batch=batch, first_track=first_track)  # fmt: skip
+    if started is not None:
+        report.startup = time.perf_counter() - started
     paths = PathBook()
     last = 0
     frames = video.frames(pipe.stride)
@@ -583,24 +820,31 @@ def ingest_source(
             last = frame.number
             report.processed += 1
             update = detect_track_select(pipe, frame, selector, report, paths)
-            writer.commit(selector, update.ended, paths)
-            writer.commit(selector, writer.due(frame.number, update, paths), paths, end=False)
+            writer.commit(selector, update.ended, paths, number=frame.number)
+            writer.commit(selector, writer.due(frame.number, update, paths), paths, end=False,
+                          number=frame.number)  # fmt: skip
             if max_frames is not None and report.processed >= max_frames:
                 cut = True
                 break
     except KeyboardInterrupt:
-        if video.kind != "stream":
+        if not live:
+            writer.flush()  # the parts chosen so far, whole
             raise  # a file stopped half-way stays incomplete: a rerun redoes it
-        logger.info("%s: stopped; committing the running tracks", video.name)
+        logger.info("%s: stopped; committing the running tracks", name)
     finally:
         frames.close()
     _end_source(pipe, selector, writer, report, last, paths)
-    if cut and video.kind != "stream":  # a file's sample: its rest is not in, a rerun redoes it
-        logger.info(
-            "%s: stopped after %d frames; the source stays incomplete", video.name, report.frames
-        )
+    if live:  # never finished: a restart continues after its last stored frame
+        logger.info("%s: live source, kept open in the gallery (up to frame %d)", name, last)
+        logger.info("%s", report.line())
         return report
-    store.finish(video.name)  # with nobody in it too: recorded as done, with no items
+    if cut:  # a file's sample: its rest is not in, a rerun redoes it
+        logger.info("%s: stopped after %d frames; the source stays incomplete", name, report.frames)
+        return report
+    report.damage = video.damage
+    store.finish(name)  # with nobody in it too: recorded as done, with no items
+    if ledger is not None:
+        ledger.update(name, status="damaged" if video.damage else "complete", note=video.damage)
     if not report.items:
         _warn_nobody(report, selector)
     logger.info("%s", report.line())
@@ -623,6 +867,7 @@ def _end_source(
         if paths is not None:
             paths.drop(t)
     writer.commit(selector, list(end.ended), paths)
+    writer.flush()
     report.refused_crops = selector.refused
     video = pipe.video
     report.frames = last = max(video.decoded, last)
@@ -673,11 +918,106 @@ def _thumbnails(folder: Path | None, track: int, cands: list[Candidate]) -> list
     return paths
 
 
+@dataclass
+class Job:
+    """One source of a ``cerberus ingest`` run: its path or URL, camera and start time."""
+
+    source: str
+    camera: str
+    start: object = None
+
+
+def read_manifest(path: str | Path, camera: str | None = None) -> list[Job]:
+    """The jobs of a manifest CSV: a header naming ``path`` (or ``source``) and optionally
+    ``camera`` and ``start`` (ISO-8601 with a zone); relative paths are read from the
+    manifest's folder; an empty camera is ``camera`` (``--camera``)."""
+    import csv
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise CerberusError(f"{path}: manifest unreadable ({exc})") from None
+    rows = list(csv.DictReader(text.splitlines()))
+    fields = {k.strip().lower() for k in (rows[0].keys() if rows else [])}
+    key = "path" if "path" in fields else "source" if "source" in fields else None
+    if key is None:
+        raise CerberusError(f"{path}: a manifest needs a header line with path,camera,start")
+    jobs = []
+    for line_no, row in enumerate(rows, 2):
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+        where = row[key]
+        if not where:
+            raise CerberusError(f"{path} line {line_no}: no path")
+        if not is_stream(where) and not Path(where).expanduser().is_absolute():
+            where = str(path.parent / where)
+        cam = row.get("camera") or camera
+        if not cam:
+            raise CerberusError(f"{path} line {line_no}: no camera (give it there or --camera)")
+        jobs.append(Job(where, cam, row.get("start") or None))
+    if not jobs:
+        raise CerberusError(f"{path}: the manifest lists no source")
+    return jobs
+
+
+_NAME_FIELDS = {"Y": r"\d{4}", "m": r"\d{2}", "d": r"\d{2}", "H": r"\d{2}", "M": r"\d{2}",
+                "S": r"\d{2}", "f": r"\d{1,6}", "y": r"\d{2}", "j": r"\d{3}",
+                "z": r"(?:Z|[+-]\d{2}:?\d{2})", "%": "%"}  # fmt: skip
+
+
+def start_from_name(source: str, pattern: str, zone: str = "UTC") -> float:
+    """UTC seconds of the time a file name holds, read with a ``strptime`` ``pattern``
+    (``%Y%m%d_%H%M%S`` finds ``cam1_20261130_140000.mp4``) anywhere in the name; a time
+    without ``%z`` is in ``zone`` (an IANA name or ``UTC``)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    regex, i = "", 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "%" and i + 1 < len(pattern):
+            code = pattern[i + 1]
+            if code not in _NAME_FIELDS:
+                raise CerberusError(f"--start-from-name {pattern!r}: %{code} is not understood "
+                                    f"(use %Y %m %d %H %M %S %f %y %j %z)")  # fmt: skip
+            regex += _NAME_FIELDS[code]
+            i += 2
+        else:
+            regex += re.escape(ch)
+            i += 1
+    name = Path(source).name
+    found = re.search(regex, name)
+    if found is None:
+        raise CerberusError(f"{source}: no time in its name matches --start-from-name {pattern!r}")
+    try:
+        moment = datetime.strptime(found.group(0), pattern)
+    except ValueError as exc:
+        raise CerberusError(f"{source}: {found.group(0)!r} is not a time ({exc})") from None
+    if moment.tzinfo is None:
+        try:
+            moment = moment.replace(tzinfo=ZoneInfo(zone))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise CerberusError(f"--name-zone {zone!r}: not a time zone name") from None
+    return moment.timestamp()
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) says the disk is full."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        text = str(exc).lower()
+        if "no space left" in text or "disk is full" in text or "disk full" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def ingest_files(
     sources: Sequence[str | Path],
     *,
     gallery: str | Path,
-    camera: str,
+    camera: str | None,
     checkpoint: str | Path | None = None,
     start=None,
     detections: str | Path | None = None,
@@ -691,11 +1031,23 @@ def ingest_files(
     detector_score: float | None = None,
     upscale: float | None = None,
     device: str = "auto",
+    manifest: str | Path | None = None,
+    name_pattern: str | None = None,
+    name_zone: str = "UTC",
+    say: Callable[[str], None] | None = None,
 ) -> list[IngestReport]:
-    """``cerberus ingest``: sources of one camera into a gallery (a folder, a Milvus Lite file
-    or URI: :func:`cerberus.store.open.open_store`), created with ``checkpoint``'s model when it
-    does not exist; an existing one is ingested into with the model it was built with, or
+    """``cerberus ingest``: sources into a gallery (a folder, a Milvus Lite file or URI:
+    :func:`cerberus.store.open.open_store`), created with ``checkpoint``'s model when it does
+    not exist; an existing one is ingested into with the model it was built with, or
     ``checkpoint`` when it has the same weights.
+
+    The sources are ``sources`` (of ``camera``, from ``start``) and the rows of a ``manifest``
+    CSV (:func:`read_manifest`: a camera and start per file); ``name_pattern`` reads each
+    file's start from its name (:func:`start_from_name`, in ``name_zone``). Every source is
+    opened (a stream tried) and the detector built before the model is loaded; sources the
+    gallery already holds finished (by content and camera: a moved copy too) are skipped with
+    a line (``say``) each, unless ``replace``. A full disk stops the run with one line, the
+    sources it added removed: the gallery as it was before.
 
     Thumbnails go to ``thumbs`` (default ``<gallery>/thumbs`` for a folder, ``<file>.thumbs``
     beside a Milvus Lite file; a Milvus server needs one given). People come from
@@ -704,21 +1056,35 @@ def ingest_files(
     ``upscale`` (HOG only) as its options; the detector is built, and a bad one refused, before
     the model is loaded or the gallery touched.
     """
-    sources = list(sources)
-    if not sources:
-        raise CerberusError("ingest: give at least one video, folder or stream")
-    _check_options(camera, stride, max_crops, crops_per_minute)
+    started = time.perf_counter()
+    say = say or logger.info
+    jobs = [Job(str(s), camera or "", start) for s in sources]
+    if manifest is not None:
+        jobs += read_manifest(manifest, camera)
+    if not jobs:
+        raise CerberusError("ingest: give at least one video, folder or stream (or --manifest)")
+    for job in jobs:
+        _check_options(job.camera, stride, max_crops, crops_per_minute)
     if len(sources) > 1 and start is not None:
-        raise CerberusError("--start: one start time for several videos; ingest them one by one")
-    if len(sources) > 1 and detections is not None:
+        raise CerberusError(
+            "--start: one start time for several videos; give each its own with --manifest "
+            "or --start-from-name"
+        )
+    if name_pattern is not None:
+        if start is not None:
+            raise CerberusError("--start-from-name reads the start from the name: not with --start")
+        for job in jobs:
+            if job.start is None and not is_stream(job.source):
+                job.start = start_from_name(job.source, name_pattern, name_zone)
+    if len(jobs) > 1 and detections is not None:
         raise CerberusError("--detections: one file for several videos; ingest them one by one")
     if detections is not None and detector is not None:
         raise CerberusError("--detections replaces the detector: give it or --detector, not both")
     options = {"score": detector_score, "upscale": upscale}
     if detections is not None and any(v is not None for v in options.values()):
         raise CerberusError("--detector-score, --upscale: options of a detector, not --detections")
-    # every source and the detections are checked before a model is loaded or a gallery made
-    videos = [open_source(s, start=start) for s in sources]
+    # every source (a stream tried) and the detections checked before a model is loaded
+    videos = [open_source(j.source, start=j.start) for j in jobs]
     given = None
     if detections is not None:
         if videos[0].kind == "stream":
@@ -738,8 +1104,21 @@ def ingest_files(
             thumbs = folder.with_name(folder.name + ".thumbs")
         else:
             raise CerberusError(f"--thumbs: give a folder for the thumbnails of {gallery}")
+    ledger = SourceLedger(thumbs)
     store = existing_store(gallery)  # None: made below with the model
     try:
+        todo = list(zip(jobs, videos))
+        if store is not None and not replace:  # finished ones skipped before the model loads
+            todo = []
+            for job, video in zip(jobs, videos):
+                record = source_record(store, video, job.camera, ledger)
+                if record.done:
+                    say(f"{record.line(video)}; skipped (--replace to ingest it again)")
+                    _close_video(video)
+                else:
+                    todo.append((job, video))
+            if not todo:
+                return []
         chosen = checkpoint or (store.info.checkpoint if store is not None else None)
         if not chosen:
             raise CerberusError(f"--checkpoint: {gallery} is a new gallery; give the model")
@@ -752,24 +1131,70 @@ def ingest_files(
             where=f"--checkpoint {chosen} (gallery {gallery})",
         )
         embedder = ModelEmbedder(net)
-        reports = []
-        for i, video in enumerate(videos):
-            reports.append(
-                ingest_source(
-                    video,
-                    store,
-                    embedder,
-                    camera=camera,
-                    detector=first if i == 0 else make_detector(spec, **options),  # fresh state
-                    stride=stride,
-                    max_crops=max_crops,
-                    crops_per_minute=crops_per_minute,
-                    linking=Linking() if link_tracks else None,
-                    replace=replace,
-                    thumbs=Path(thumbs),
+        reports: list[IngestReport] = []
+        added: list[tuple[str, str]] = []  # (name, camera) of sources this run wrote anew
+        for i, (job, video) in enumerate(todo):
+            record = source_record(store, video, job.camera, ledger)
+            if video.kind != "stream" or record.state is None or replace:
+                added.append((record.name, job.camera))
+                if record.name.split("#")[0] != video.name:
+                    added.append((video.name, job.camera))
+            try:
+                reports.append(
+                    ingest_source(
+                        video,
+                        store,
+                        embedder,
+                        camera=job.camera,
+                        detector=first if i == 0 else make_detector(spec, **options),
+                        stride=stride,
+                        max_crops=max_crops,
+                        crops_per_minute=crops_per_minute,
+                        linking=Linking() if link_tracks else None,
+                        replace=replace,
+                        thumbs=Path(thumbs),
+                        started=started if i == 0 else None,
+                    )
                 )
-            )
+            except Exception as exc:
+                if not _disk_full(exc):
+                    raise
+                raise CerberusError(_undo_run(store, ledger, Path(thumbs), added, video)) from None
         return reports
     finally:
+        for video in videos:
+            _close_video(video)
         if store is not None:
             store.close()
+
+
+def _close_video(video: VideoSource) -> None:
+    """Close a stream's first connection if nobody read it."""
+    opened, video._opened = video._opened, None
+    if opened is not None:
+        opened.close()
+
+
+def _undo_run(
+    store: GalleryStore,
+    ledger: SourceLedger,
+    thumbs: Path,
+    added: list[tuple[str, str]],
+    video: VideoSource,
+) -> str:
+    """After a full disk: the sources this run wrote anew removed (items, paths, thumbnails,
+    ledger entries); the one line to print."""
+    failed = []
+    for name, camera in added:
+        try:
+            store.remove(source=name)
+            ledger.remove([name])
+        except Exception:  # noqa: BLE001 - the disk is full: say which could not be removed
+            failed.append(name)
+        folder = thumbs_folder(thumbs.absolute(), name, camera)
+        for jpeg in folder.glob("*.jpg") if folder.exists() else []:
+            jpeg.unlink(missing_ok=True)
+    left = f"; could not remove {', '.join(failed)}" if failed else ""
+    return (f"disk full while ingesting {video.name}: the {len(added)} source(s) this run "
+            f"added were removed, the gallery is as it was before{left}; free some space and "
+            "run the command again")  # fmt: skip

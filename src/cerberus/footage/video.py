@@ -1,28 +1,37 @@
 """Frames of a source, method §9.3: a video file FFmpeg decodes (PyAV), a MOTChallenge folder
-(``img1/000001.jpg`` + ``seqinfo.ini``) or a live stream (``rtsp://``, ``http://``).
+(``img1/000001.jpg`` + ``seqinfo.ini``), an http(s) URL of a file (its duration known: read
+once, resumed after its last frame when the connection drops) or a live stream (``rtsp://``,
+``http://`` without a duration; followed with reconnections).
 
 Every frame comes as a :class:`Frame`: its number (1-based, as in the MOTChallenge files: frame
 1 is the first), its offset in seconds from the source's first frame, its UTC time and its RGB
 pixels. Times:
 
-- a file: ``pts * time_base`` from the first frame, plus ``start`` (``--start``); without
+- a file: ``pts * time_base`` from the first frame (the pts sorted over a few frames: the
+  decoder gives frames in presentation order, some containers' pts out of order), plus
+  ``start`` (``--start``); without
   ``start``, the container's ``creation_time`` when it has one (said in a log line), else the
   frames have no time (``nan``; a log line says to give ``--start``);
 - a MOTChallenge folder: ``(number - 1) / frameRate`` plus ``start`` (else no time);
-- a live stream: the wall clock when the frame arrives (or ``start`` plus the stream's own
-  offset when ``start`` is given).
+- a live stream: the wall clock when its connection's first frame arrived plus the stream's
+  own clock since (pts), never at or before the last frame given (``start`` given: ``start``
+  plus the time since the first frame).
 
 A file's frame number is computed from its pts (``round(offset * fps) + 1``), so
-:func:`read_frame` can seek to it; a stream's is the count of frames received.
+:func:`read_frame` can seek to it; a stream's is the count of frames received, running on
+across reconnections (and after :meth:`VideoSource.resume`). A file that stops decoding early
+sets :attr:`VideoSource.damage`.
 """
 
 from __future__ import annotations
 
 import configparser
+import heapq
 import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +85,14 @@ def source_name(source: str | Path) -> str:
     return str(Path(source).expanduser().resolve())
 
 
+def source_location(name: str) -> str:
+    """The file, folder or URL of a stored source name: ``<path>#<camera>`` (one file stored
+    under a second camera) is ``<path>``."""
+    if "#" in name and not is_stream(name) and not Path(name).exists():
+        return name.rsplit("#", 1)[0]
+    return name
+
+
 def _av():
     try:
         import av
@@ -123,15 +140,39 @@ class VideoSource:
     """The number of the last frame decoded so far (strided-over frames included)."""
     dropped: str = ""
     """Why a stream ended without being stopped (empty while it runs or when stopped)."""
+    remote: bool = False
+    """A finite file read over http(s) (read once; a dropped connection resumes after the last
+    frame received)."""
+    backoff: float = 0.5
+    """Seconds before the first reconnection after a drop (doubled per failure, at most 5)."""
+    expected: int | None = None
+    """Frames a file should give (its count, else duration x fps): fewer means damaged."""
+    damage: str = ""
+    """Set when the frames end: which frames decoded, of how many, and why the rest did not
+    (``"frames 1-139 of 300 decoded (...)"``); empty for a whole source."""
+    gaps: list[tuple[int, float]] = field(default_factory=list)
+    """A stream's gaps: (the last frame before it, seconds without frames)."""
+    after: tuple[int, float] = (0, -math.inf)
+    """Frames numbered at or below ``after[0]`` (a file) or timed at or before ``after[1]``
+    (a stream) are already stored: see :meth:`resume`."""
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _opened: object = field(default=None, repr=False)  # a stream's first connection, if open
+    _bad_packets: int = field(default=0, repr=False)
+    _bad_reason: str = field(default="", repr=False)
 
     def stop(self) -> None:
         """Stop following a stream (thread-safe): :meth:`frames` ends after the current frame."""
         self._stop.set()
 
+    def resume(self, number: int, timestamp: float = -math.inf) -> None:
+        """Continue after frame ``number`` (time ``timestamp``, UTC seconds), what a gallery
+        already holds: a file or folder gives only frames numbered above it; a stream numbers
+        its frames from ``number + 1`` and times them after ``timestamp``."""
+        self.after = (int(number), float(timestamp))
+
     def frames(self, stride: int = 1) -> Iterator[Frame]:
-        """The frames in order; with ``stride`` n only frames 1, 1 + n, 1 + 2n, ... (the others
-        are decoded, as inter-coded video needs, but not converted to RGB)."""
+        """The frames in presentation order; with ``stride`` n only frames 1, 1 + n, 1 + 2n, ...
+        (the others are decoded, as inter-coded video needs, but not converted to RGB)."""
         if stride < 1:
             raise CerberusError(f"--stride {stride}: must be at least 1")
         if self.kind == "mot":
@@ -146,7 +187,9 @@ class VideoSource:
     def _mot_frames(self, stride: int) -> Iterator[Frame]:
         from PIL import Image
 
-        for number in range(1, (self.num_frames or 0) + 1):
+        total = self.num_frames or 0
+        bad: list[int] = []
+        for number in range(self.after[0] + 1, total + 1):
             if self._stop.is_set():
                 return
             self.decoded = number
@@ -157,33 +200,66 @@ class VideoSource:
                 with Image.open(path) as im:
                     image = np.asarray(im.convert("RGB"))
             except (OSError, ValueError) as exc:
-                raise CerberusError(f"{path}: frame {number} unreadable ({exc})") from None
+                bad.append(number)
+                logger.warning("%s: frame %d skipped (%s)", path, number, _reason(exc))
+                continue
             offset = (number - 1) / self.fps
             yield Frame(number, offset, self._time(offset), image)
+        if bad:
+            shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+            self.damage = (
+                f"{total - len(bad)} of {total} frames read; frame(s) {shown} missing or "
+                "unreadable"
+            )
+            logger.warning("%s: %s", self.location, self.damage)
 
     def _time(self, offset: float) -> float:
         return math.nan if self.start is None else self.start + offset
 
-    # ---- a video file
+    # ---- a video file (on disk, or a finite one over http)
 
     def _file_frames(self, stride: int) -> Iterator[Frame]:
-        container = _open_container(self.location, stream=False)
-        try:
-            video = container.streams.video[0]
-            video.thread_type = "AUTO"
-            first = _first_pts(video)
-            last = 0
-            count = 0
+        av = _av()
+        last = self.after[0]  # the last frame given (or already stored)
+        origin: int | None = None  # pts of frame 1
+        count = 0  # frames decoded in all
+        distinct = 0  # frames given a number of their own
+        failures = 0
+        reason = ""
+        while True:
             try:
-                for frame in container.decode(video):
+                container = _open_container(self.location, stream=self.remote)
+            except CerberusError as exc:
+                if not self.remote or failures >= self.reconnect:
+                    raise
+                reason = str(exc).split(": ", 1)[-1]
+                container = None
+            try:
+                if container is None:
+                    raise _ReopenError(reason)
+                video = container.streams.video[0]
+                video.thread_type = "AUTO"
+                if self.expected is None:  # the frame count, else duration x fps
+                    duration = container.duration
+                    self.expected = self.num_frames or (
+                        round(duration / 1e6 * self.fps) if duration and self.fps else None
+                    )
+                if last and self.remote and origin is not None and self.fps:
+                    _seek(container, video, origin, last - 1, self.fps)
+                n = 0
+                for frame, pts in _in_order(_decoded(container, video, self)):
+                    n += 1
                     count += 1
-                    offset = _offset(frame, first, count, self.fps)
-                    number = _number(offset, self.fps, count)
+                    if origin is None:
+                        origin = pts
+                    offset = _offset(pts, frame.time_base, origin, n, self.fps)
+                    number = _number(offset, self.fps, n)
                     if number <= last:
-                        # two frames on one number (irregular timing): the first is kept, the
-                        # frame read_frame finds for that number (a bump would shift the rest)
+                        # already given (a resumed connection), or two frames on one number
+                        # (irregular timing): the first is kept, the frame read_frame finds
                         continue
                     last = self.decoded = number
+                    distinct += 1
                     if (number - 1) % stride:
                         continue
                     yield Frame(
@@ -191,49 +267,104 @@ class VideoSource:
                     )
                     if self._stop.is_set():
                         return
-            except _av().error.FFmpegError as exc:
-                if count == 0:
-                    raise CerberusError(
-                        f"{self.location}: no frame could be decoded ({_reason(exc)})"
-                    ) from None
-                logger.warning(
-                    "%s: decoding stopped after frame %d (%s); the frames before it are used",
-                    self.location,
-                    last,
-                    _reason(exc),
-                )
-            if count == 0:
-                raise CerberusError(f"{self.location}: the video holds no frame")
-        finally:
-            container.close()
+                reason = ""
+            except (av.error.FFmpegError, _ReopenError) as exc:
+                reason = _reason(exc)
+            finally:
+                if container is not None:
+                    container.close()
+            if not reason or not self.remote or failures >= self.reconnect:
+                break
+            failures += 1
+            logger.warning(
+                "%s: connection lost after frame %d (%s); reconnecting (%d/%d), resuming after "
+                "frame %d",
+                self.name, last, reason, failures, self.reconnect, last,
+            )  # fmt: skip
+            if self._stop.wait(min(self.backoff * 2 ** (failures - 1), 5.0)):
+                return
+        if count == 0:
+            why = reason or self._bad_reason
+            why = f" ({why})" if why else ""
+            raise CerberusError(f"{self.location}: no frame could be decoded{why}")
+        expected = self.expected
+        if self._bad_packets:
+            reason = "; ".join(filter(None, [reason, f"{self._bad_packets} packet(s) did not "
+                                             f"decode: {self._bad_reason}"]))  # fmt: skip
+        missing = expected is not None and distinct + self.after[0] < expected - 1
+        if reason or missing:
+            of = f" of {expected}" if expected else ""
+            if expected and last >= expected - 1:  # frames missing in the middle
+                why = reason or "frames missing in the middle"
+                self.damage = f"{distinct + self.after[0]}{of} frames decoded ({why})"
+            else:
+                why = reason or "the file ends early: truncated?"
+                self.damage = f"frames 1-{last}{of} decoded ({why})"
+            logger.warning(
+                "%s: damaged: %s; the frames before are used", self.location, self.damage
+            )
 
     # ---- a live stream
 
     def _stream_frames(self, stride: int) -> Iterator[Frame]:
         av = _av()
-        count = 0
+        number, last_time = self.after
+        received = 0
         failures = 0
         reason = lost = ""
-        t0 = None
+        first_wall = None  # wall clock of the first frame (for ``start``)
+        previous_first = None  # the first pts of the previous connection
+        last_pts = None
+        lost_at = None  # wall clock when the last connection was lost
         while not self._stop.is_set():
             got = 0
             try:
-                container = _open_container(self.location, stream=True)
+                container, self._opened = self._opened, None
+                if container is None:
+                    container = _open_container(self.location, stream=True)
             except CerberusError as exc:
                 reason = str(exc).split(": ", 1)[-1]
             else:
                 try:
                     video = container.streams.video[0]
-                    for frame in container.decode(video):
-                        count += 1
-                        got += 1
-                        self.decoded = count
+                    fps = float(video.average_rate) if video.average_rate else None
+                    session_first = anchor = None
+                    replay = False
+                    decoded = _decoded(container, video, self)  # bad packets skipped
+                    for frame, pts in _in_order(decoded, STREAM_WINDOW):
+                        if session_first is None:
+                            session_first = pts
+                            # the same content from its start (a server replaying a file)
+                            replay = pts is not None and pts == previous_first
+                            previous_first = pts
+                        if replay and last_pts is not None and pts <= last_pts:
+                            continue  # received already
                         now = time.time()
-                        t0 = now if t0 is None else t0
-                        if (count - 1) % stride == 0:
-                            stamp = now if self.start is None else self.start + (now - t0)
+                        if anchor is None:
+                            anchor = (now, pts)
+                            if lost_at is not None:
+                                self.gaps.append((number, now - lost_at))
+                                logger.warning(
+                                    "%s: stream back after %.1f s without frames (from frame "
+                                    "%d)", self.name, now - lost_at, number + 1,
+                                )  # fmt: skip
+                        if pts is not None and frame.time_base is not None:
+                            # the arrival of the connection's first frame plus the stream's
+                            # own clock (frames come in bursts; their pts are evenly spaced)
+                            now = anchor[0] + float((pts - anchor[1]) * frame.time_base)
+                        first_wall = now if first_wall is None else first_wall
+                        stamp = now if self.start is None else self.start + (now - first_wall)
+                        if stamp <= last_time:  # never at or before a stored frame
+                            stamp = last_time + 1.0 / (fps or 25.0)
+                        last_time = stamp
+                        last_pts = pts if pts is not None else last_pts
+                        number += 1
+                        received += 1
+                        got += 1
+                        self.decoded = number
+                        if (number - 1) % stride == 0:
                             image = frame.to_ndarray(format="rgb24")
-                            yield Frame(count, now - t0, stamp, image)
+                            yield Frame(number, now - first_wall, stamp, image)
                         if self._stop.is_set():
                             return
                     reason = "the stream ended"
@@ -245,19 +376,82 @@ class VideoSource:
                 return
             if got:
                 failures, lost = 0, reason
+                lost_at = time.time()
             else:
                 failures += 1
             if (self.reconnect == 0) if got else (failures >= self.reconnect):
                 tried = f"; {self.reconnect} reconnect(s) failed" if self.reconnect else ""
-                first = lost if count else reason
-                last = f" ({reason})" if self.reconnect and count and reason != first else ""
-                self.dropped = f"{first}{tried}{last}; {count} frame(s) received"
+                first = lost if received else reason
+                last = f" ({reason})" if self.reconnect and received and reason != first else ""
+                self.dropped = f"{first}{tried}{last}; {received} frame(s) received"
                 logger.warning("%s: stream over: %s", self.name, self.dropped)
                 return
+            wait = min(self.backoff * 2**failures, 5.0)
             logger.warning(
-                "%s: %s; reconnecting (%d/%d)", self.name, reason, failures + 1, self.reconnect
-            )
-            self._stop.wait(min(0.5 * 2**failures, 5.0))
+                "%s: %s after frame %d; reconnecting in %.1f s (%d/%d)",
+                self.name, reason, number, wait, failures + 1, self.reconnect,
+            )  # fmt: skip
+            self._stop.wait(wait)
+
+
+class _ReopenError(Exception):
+    """A finite file over http could not be reopened (tried again up to the limit)."""
+
+
+def _decoded(container, video, owner: VideoSource):
+    """The frames of ``video`` packet by packet: a packet that does not decode (damaged data)
+    is skipped and counted on ``owner``; an error of the demuxer (the file ends) stops."""
+    av = _av()
+    for packet in container.demux(video):
+        try:
+            frames = packet.decode()
+        except av.error.EOFError:
+            return
+        except av.error.FFmpegError as exc:
+            owner._bad_packets += 1
+            owner._bad_reason = owner._bad_reason or _reason(exc)
+            continue
+        yield from frames
+
+
+STREAM_WINDOW = 4
+"""Frames a live stream's times are sorted over (a small delay: B-frames of a camera are few)."""
+
+
+def _in_order(frames, window: int = 16):
+    """``(frame, pts)`` of decoded frames in the order the decoder gives them (presentation
+    order), each given the smallest pts not yet given among a ``window`` of them: a container
+    that stores decode times as presentation times (AVI with B-frames) gives them out of order,
+    and the sorted pts are the frames' true times. An error of the decoder comes after the
+    frames before it."""
+    queue: deque = deque()
+    heap: list[int] = []
+    error = None
+    try:
+        for frame in frames:
+            queue.append(frame)
+            if frame.pts is not None:
+                heapq.heappush(heap, frame.pts)
+            if len(queue) > window:
+                yield queue.popleft(), (heapq.heappop(heap) if heap else None)
+    except _av().error.FFmpegError as exc:
+        error = exc
+    while queue:
+        yield queue.popleft(), (heapq.heappop(heap) if heap else None)
+    if error is not None:
+        raise error
+
+
+def _seek(container, video, origin: int, number: int, fps: float) -> None:
+    """Seek to the key frame at or before frame ``number`` (from there the frames are decoded
+    and those already given skipped); from the start where the source cannot seek."""
+    if not video.time_base:
+        return
+    target = origin + int((number - 1) / fps / video.time_base)
+    try:
+        container.seek(max(target, 0), backward=True, any_frame=False, stream=video)
+    except _av().error.FFmpegError:
+        pass
 
 
 def _reason(exc: Exception) -> str:
@@ -265,14 +459,10 @@ def _reason(exc: Exception) -> str:
     return " ".join(str(text).split())
 
 
-def _first_pts(video) -> int | None:
-    return video.start_time if video.start_time is not None else None
-
-
-def _offset(frame, first: int | None, count: int, fps: float | None) -> float:
-    """Seconds since the first frame: from the pts where there is one, else from the count."""
-    if frame.pts is not None and frame.time_base is not None:
-        return float((frame.pts - (first or 0)) * frame.time_base)
+def _offset(pts, time_base, origin, count: int, fps: float | None) -> float:
+    """Seconds since frame 1: from the pts where there is one, else from the count."""
+    if pts is not None and time_base is not None and origin is not None:
+        return float((pts - origin) * time_base)
     return (count - 1) / fps if fps else float(count - 1)
 
 
@@ -293,8 +483,10 @@ def _open_container(location: str, *, stream: bool):
     except av.error.FileNotFoundError:
         raise CerberusError(f"{location}: no such file") from None
     except av.error.FFmpegError as exc:
-        if stream:
-            raise CerberusError(f"{location}: could not open the stream ({_reason(exc)})") from None
+        if stream:  # named without the user name and password it may hold
+            raise CerberusError(
+                f"{source_name(location)}: could not open the stream ({_reason(exc)})"
+            ) from None
         raise CerberusError(
             f"{location}: not a video FFmpeg can read (corrupt, truncated or not a video?): "
             f"{_reason(exc)}"
@@ -321,59 +513,103 @@ def open_source(
     *,
     start=None,
     reconnect: int = 3,
+    backoff: float = 0.5,
 ) -> VideoSource:
-    """Open a video file, a MOTChallenge folder or a live stream URL (see the module doc).
+    """Open a video file, a MOTChallenge folder or a stream URL (see the module doc).
+
+    A URL is tried at once (a source that cannot be opened is an error, before any model is
+    loaded); an http(s) URL whose duration FFmpeg finds (a file a web server serves) is a
+    finite file, read once; any other URL is a live stream, followed until stopped.
 
     Args:
         source: a path or a URL.
         start: time of the first frame (aware ``datetime``, ISO-8601 string with an offset, or
             UTC seconds); ``None``: the container's creation time where there is one.
-        reconnect: a stream that drops is reopened up to this many times in a row before its
-            end is declared (the reason is kept in :attr:`VideoSource.dropped`).
+        reconnect: a stream that drops is reopened up to this many times in a row without a
+            frame before its end is declared (the reason is kept in
+            :attr:`VideoSource.dropped`); a finite file over http resumes after its last frame
+            up to this many times.
+        backoff: seconds before the first reconnection (doubled each time, at most 5).
 
     Raises:
-        CerberusError: one line naming the source (missing, not a video, no video stream, a
-            codec this FFmpeg cannot decode, a MOTChallenge folder without a readable
-            ``seqinfo.ini``).
+        CerberusError: one line naming the source (missing, not a video, a stream that
+            cannot be opened, no video stream, a codec this FFmpeg cannot decode, a
+            MOTChallenge folder without a readable ``seqinfo.ini``).
     """
     start_s = _start_seconds(start)
+    if reconnect < 0:
+        raise CerberusError(f"reconnect {reconnect}: must be 0 or more")
     if is_stream(source):
-        return VideoSource(
-            str(source), source_name(source), "stream", start=start_s, reconnect=reconnect
-        )
+        return _open_url(str(source), start_s, reconnect, backoff)
     path = Path(source).expanduser()
     if path.is_dir():
         return _open_mot_folder(path, start_s)
     if not path.exists():
         raise CerberusError(f"{path}: no such file")
-    container = _open_container(str(path), stream=False)
-    try:
+    fps, size, frames, start_s = _probe(str(path), start_s, stream=False)
+    return VideoSource(str(path), source_name(path), "file", fps, size, frames, start_s)
+
+
+def _open_url(url: str, start: float | None, reconnect: int, backoff: float) -> VideoSource:
+    """A URL tried once: a finite file (an http(s) URL of known duration) or a live stream."""
+    name = source_name(url)
+    container = _open_container(url, stream=True)
+    duration = container.duration
+    if not (urlsplit(url).scheme.lower() in ("http", "https") and duration):
         video = container.streams.video[0]
         fps = float(video.average_rate) if video.average_rate else None
         size = (video.codec_context.width, video.codec_context.height)
-        frames = int(video.frames) or None
-        if start_s is None:
-            created = container.metadata.get("creation_time") or video.metadata.get("creation_time")
-            if created:
-                try:
-                    start_s = to_utc_seconds(created, "creation_time")
-                    logger.info(
-                        "%s: frame times from the container's creation time %s "
-                        "(give --start to set them)",
-                        path,
-                        created,
-                    )
-                except StoreError:
-                    logger.info("%s: creation time %r not understood; ignored", path, created)
-            if start_s is None:
-                logger.info(
-                    "%s: no --start and no creation time in the file: its items have no time "
-                    "(give --start to search it by time)",
-                    path,
-                )
+        opened = VideoSource(url, name, "stream", fps, size, start=start, reconnect=reconnect,
+                             backoff=backoff)  # fmt: skip
+        opened._opened = container  # its first connection: frames() reads from it
+        return opened
+    try:
+        fps, size, frames, start = _describe(container, name, start)
     finally:
         container.close()
-    return VideoSource(str(path), source_name(path), "file", fps, size, frames, start_s)
+    logger.info("%s: a file of %.1f s over http: read once", name, duration / 1e6)
+    return VideoSource(url, name, "file", fps, size, frames, start, reconnect=reconnect,
+                       remote=True, backoff=backoff)  # fmt: skip
+
+
+def _probe(location: str, start_s: float | None, *, stream: bool):
+    """:func:`_describe` of the file at ``location``."""
+    container = _open_container(location, stream=stream)
+    try:
+        return _describe(container, location, start_s)
+    finally:
+        container.close()
+
+
+def _describe(container, shown: str, start_s: float | None):
+    """``(fps, (width, height), frame count or None, start)`` of an opened video file: the
+    frame count where the container says it; the start from the creation time where
+    ``start_s`` is ``None``."""
+    video = container.streams.video[0]
+    rate = video.average_rate or video.guessed_rate
+    fps = float(rate) if rate else None
+    size = (video.codec_context.width, video.codec_context.height)
+    frames = int(video.frames) or None
+    if start_s is None:
+        created = container.metadata.get("creation_time") or video.metadata.get("creation_time")
+        if created:
+            try:
+                start_s = to_utc_seconds(created, "creation_time")
+                logger.info(
+                    "%s: frame times from the container's creation time %s "
+                    "(give --start to set them)",
+                    shown,
+                    created,
+                )
+            except StoreError:
+                logger.info("%s: creation time %r not understood; ignored", shown, created)
+        if start_s is None:
+            logger.info(
+                "%s: no --start and no creation time in the file: its items have no time "
+                "(give --start to search it by time)",
+                shown,
+            )
+    return fps, size, frames, start_s
 
 
 def _open_mot_folder(folder: Path, start: float | None) -> VideoSource:
@@ -443,23 +679,33 @@ def read_frame(source: str | Path, number: int) -> np.ndarray:
     path = Path(source)
     if not path.is_file():
         raise CerberusError(f"{path}: no such file")
+    fps = origin = None
     container = _open_container(str(path), stream=False)
     try:
         video = container.streams.video[0]
         fps = float(video.average_rate) if video.average_rate else None
-        first = _first_pts(video)
-        if fps and video.time_base:
-            target = (first or 0) + int((number - 1) / fps / video.time_base)
-            try:
-                container.seek(max(target - 1, 0), backward=True, any_frame=False, stream=video)
-            except _av().error.FFmpegError:
-                container.seek(0)
-        count = 0
-        for frame in container.decode(video):
-            count += 1
-            n = _number(_offset(frame, first, count, fps), fps, count)
-            if n >= number:
-                return frame.to_ndarray(format="rgb24")
+        for _, pts in _in_order(container.decode(video)):
+            origin = pts  # the pts of frame 1: the smallest of the first frames
+            break
+        if fps and origin is not None:
+            _seek(container, video, origin, number - 1, fps)
+        else:
+            container.seek(0)
+        for attempt in range(2):
+            count = 0
+            for frame, pts in _in_order(container.decode(video)):
+                count += 1
+                n = _number(_offset(pts, frame.time_base, origin, count, fps), fps, count)
+                if n == number or (n > number and (attempt or count > 1)):
+                    return frame.to_ndarray(format="rgb24")
+                if n > number:  # the seek landed past the frame (inexact in some containers)
+                    break
+            else:
+                if attempt:
+                    break  # the end of the video
+            container.close()  # again from the start
+            container = _open_container(str(path), stream=False)
+            video = container.streams.video[0]
     except _av().error.FFmpegError as exc:
         raise CerberusError(
             f"{path}: frame {number} could not be decoded ({_reason(exc)})"

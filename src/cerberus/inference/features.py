@@ -166,7 +166,8 @@ def load_npz(path: str | Path, kind: str, what: str) -> tuple[dict[str, np.ndarr
     if not isinstance(meta, dict) or meta.get("format") != "cerberus":
         raise CerberusError(f"{path}: not a Cerberus {what}")
     if meta.get("kind") != kind:
-        raise CerberusError(f"{path}: a Cerberus {meta.get('kind')} file, not a {what}")
+        article = "an" if what[:1].lower() in "aeiou" else "a"
+        raise CerberusError(f"{path}: a Cerberus {meta.get('kind')} file, not {article} {what}")
     if meta.get("version") != FILE_FORMAT_VERSION:
         raise CerberusError(f"{path}: {what} version {meta.get('version')} is not supported")
     return arrays, meta

@@ -243,6 +243,8 @@ class SsdLite(nn.Module):
         self.anchors = ssd_anchors()
         """``(1917, 4)`` anchors ``cy, cx, h, w`` (:func:`ssd_anchors`); :func:`load_ssdlite`
         sets those of the graph's constants."""
+        self.anchor_shapes = layer_anchor_shapes()
+        """Each layer's ``(scale, aspect_ratio)`` anchor shapes (the graph's, once loaded)."""
         self.box_heads = nn.ModuleList(_Head(c, 4 * a) for c, a in zip(channels, anchors))
         self.class_heads = nn.ModuleList(
             _Head(c, num_classes * a) for c, a in zip(channels, anchors)
@@ -324,6 +326,7 @@ def load_ssdlite(path: str | Path | None = None) -> SsdLite:
         raise CerberusError(f"{path}: layers do not fit SSDLite-MobileNetV2 ({first})") from None
     grids, shapes = graph_anchor_settings(w)
     model.anchors = ssd_anchors(grids, shapes)
+    model.anchor_shapes = shapes
     if len(model.anchors) != sum(g * g * a for g, a in zip(grids, anchors)):
         raise CerberusError(f"{path}: the anchor generator does not fit the box predictors")
     return model.eval()
@@ -397,6 +400,53 @@ def ssd_anchors(
                     cx[..., None].expand(g, g, n),
                     (s / a).expand(g, g, n),
                     (s * a).expand(g, g, n),
+                ],
+                -1,
+            ).reshape(-1, 4)
+        )
+    return torch.cat(out).float()
+
+
+def feature_map_sizes(height: int, width: int, layers: int = 6) -> list[tuple[int, int]]:
+    """``(rows, columns)`` of the six maps the heads read for a ``height x width`` input: the
+    first at stride 16, each next one half the last, SAME padding rounding up
+    (``n_k = ceil(n_{k-1} / 2)``): 300 gives 19, 10, 5, 3, 2, 1."""
+    h, w = -(-height // 16), -(-width // 16)
+    out = [(h, w)]
+    for _ in range(layers - 1):
+        h, w = -(-h // 2), -(-w // 2)
+        out.append((h, w))
+    return out
+
+
+def input_anchors(
+    height: int,
+    width: int,
+    shapes: Sequence[Sequence[tuple[float, float]]] | None = None,
+    trained: int = INPUT_SIZE,
+) -> torch.Tensor:
+    """Anchors ``cy, cx, h, w`` (input fractions) for a ``height x width`` input, ordered as the
+    heads' outputs. The network is convolutional: on a larger input each map has more cells
+    (:func:`feature_map_sizes`) and an anchor keeps the size in pixels it had at the
+    ``trained x trained`` input: ``h = s / sqrt(a) * trained / height``,
+    ``w = s sqrt(a) * trained / width``, centred on cell ``(i, j)`` of a ``g_h x g_w`` map at
+    ``((i + 0.5) / g_h, (j + 0.5) / g_w)``. For a 300x300 input these are :func:`ssd_anchors`.
+    """
+    shapes = layer_anchor_shapes() if shapes is None else shapes
+    out = []
+    for (gh, gw), layer in zip(feature_map_sizes(height, width), shapes):
+        s = torch.tensor([x[0] for x in layer], dtype=torch.float64)
+        a = torch.tensor([x[1] for x in layer], dtype=torch.float64).sqrt()
+        cy = ((torch.arange(gh, dtype=torch.float64) + 0.5) / gh)[:, None].expand(gh, gw)
+        cx = ((torch.arange(gw, dtype=torch.float64) + 0.5) / gw)[None, :].expand(gh, gw)
+        n = len(layer)
+        out.append(
+            torch.stack(
+                [
+                    cy[..., None].expand(gh, gw, n),
+                    cx[..., None].expand(gh, gw, n),
+                    (s / a * trained / height).expand(gh, gw, n),
+                    (s * a * trained / width).expand(gh, gw, n),
                 ],
                 -1,
             ).reshape(-1, 4)

@@ -420,10 +420,24 @@ class Gallery:
         try:
             items = self.store.get([int(item_id)], vectors=False)
         except StoreError:
-            raise CerberusError(
-                f"no gallery item {item_id} (the gallery holds {self.store.count()} items)"
-            ) from None
+            raise CerberusError(self._no_item(int(item_id))) from None
         return item_row(items, 0, self.info.meta.get("camera_labels", ()) or ())
+
+    def _no_item(self, item_id: int) -> str:
+        """Why there is no item ``item_id``, in one line (the CLI's and the page's): the ids
+        the gallery holds run from its first to its last, with gaps where crops were removed,
+        so the count alone does not bound them."""
+        ids = self.store.ids()
+        if not len(ids):
+            return f"no gallery item {item_id}: the gallery is empty"
+        first, last = int(ids[0]), int(ids[-1])
+        span = f"ids {first} .. {last}" if first != last else f"id {first}"
+        held = f"the gallery's {len(ids)} items have {span}"
+        if first < item_id < last:
+            return (
+                f"no gallery item {item_id}: it was removed ({held}; removed crops leave gaps)"
+            )
+        return f"no gallery item {item_id} ({held})"
 
     def item_path(self, item_id: int, *, must_exist: bool = True) -> Path:
         """The stored path of item ``item_id``; an error when there is no such item (or, with
@@ -439,14 +453,15 @@ class Gallery:
         stored). An error naming the item when it has no frame or its source is gone."""
         from PIL import Image, ImageDraw
 
-        from cerberus.footage.video import read_frame
+        from cerberus.footage.video import read_frame, source_location
 
         row = self.item(item_id)
         if row["frame"] is None or not row["source"]:
             raise CerberusError(f"gallery item {item_id} has no source frame (not from footage)")
-        if not Path(row["source"]).exists():
+        location = source_location(row["source"])  # <path>#<camera>: the path
+        if not Path(location).exists():
             raise CerberusError(f"the source of gallery item {item_id} is missing")
-        image = Image.fromarray(read_frame(row["source"], int(row["frame"])))
+        image = Image.fromarray(read_frame(location, int(row["frame"])))
         if row["box"] is not None:
             width = max(2, round(min(image.size) / 150))
             ImageDraw.Draw(image).rectangle(row["box"], outline=(255, 40, 40), width=width)

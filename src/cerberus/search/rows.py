@@ -17,10 +17,14 @@ from cerberus.store import from_utc_seconds as _from_utc
 
 
 def iso_time(seconds: float | None) -> str | None:
-    """ISO-8601 UTC of ``seconds`` since the epoch (``...+00:00``), ``None`` when unknown."""
-    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+    """ISO-8601 UTC of ``seconds`` since the epoch (``...+00:00``), ``None`` when unknown (or
+    not a calendar time: an infinite time written before the store refused them)."""
+    if seconds is None or not math.isfinite(float(seconds)):
         return None
-    moment = _from_utc(float(seconds))
+    try:
+        moment = _from_utc(float(seconds))
+    except (OverflowError, ValueError, OSError):
+        return None
     return None if moment is None else moment.isoformat()
 
 

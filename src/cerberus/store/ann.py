@@ -20,9 +20,12 @@ even probing every cell falls short, the searches it concerns are exact.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -77,6 +80,24 @@ def faiss_module():
 
 Gather = Callable[[np.ndarray], np.ndarray]
 """Positions ``(m,)`` into the caller's items -> their vectors ``(m, D)``."""
+
+
+def _why(error: BaseException, folder: Path) -> str:
+    """A failed write's reason in a few words: "disk full" for ENOSPC / EDQUOT (faiss says it
+    only as a failed ``fwrite``, so a disk with under 1 MiB free counts as full too)."""
+    full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not full and isinstance(error, RuntimeError):
+        try:
+            full = shutil.disk_usage(folder).free < 1 << 20
+        except OSError:
+            full = False
+        full = full or "No space left" in str(error)
+    if full:
+        return "disk full"
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    text = str(error).strip().splitlines()
+    return text[-1][:200] if text else type(error).__name__
 
 
 def default_nlist(n: int) -> int:
@@ -186,6 +207,8 @@ class AnnIndex:
         self.recall: dict[str, Any] | None = None
         """What :meth:`measure` found (``None``: not measured yet)."""
         self._lists: np.ndarray | None = None
+        self.save_error: str | None = None
+        """Why the last :meth:`save` wrote nothing (``None``: it wrote the index)."""
         self.lock = threading.Lock()
 
     @property
@@ -243,9 +266,13 @@ class AnnIndex:
             self.covered = max(self.covered, int(ids.max()) + 1)
             self._lists = None
 
-    def save(self) -> None:
+    def save(self) -> bool:
         """Write the index and its facts (temporary files renamed into place: a reader never
-        sees half a file; two processes saving at once leave one whole index)."""
+        sees half a file; two processes saving at once leave one whole index). Returns whether
+        it was written; when not (a full disk: faiss raises ``RuntimeError``, Python
+        ``OSError``; a read-only folder), no temporary file is left, the index in memory keeps
+        answering and :attr:`save_error` says why in one line: it is a cache, and failing to
+        write it costs a rebuild later, nothing else."""
         faiss = faiss_module()
         token = uuid.uuid4().hex[:8]
         tmp_index = self.folder / f"{ANN_FILE}.{token}.tmp"
@@ -256,10 +283,15 @@ class AnnIndex:
             tmp_meta.write_text(json.dumps({**facts, "recall": self.recall}))
             os.replace(tmp_index, self.folder / ANN_FILE)
             os.replace(tmp_meta, self.folder / ANN_META)
-        except OSError:
-            # a cache: failing to write it (a full disk) costs a rebuild later, nothing else
-            tmp_index.unlink(missing_ok=True)
-            tmp_meta.unlink(missing_ok=True)
+        except (OSError, RuntimeError) as e:
+            with contextlib.suppress(OSError):
+                tmp_index.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp_meta.unlink(missing_ok=True)
+            self.save_error = f"{self.folder / ANN_FILE}: index not saved ({_why(e, self.folder)})"
+            return False
+        self.save_error = None
+        return True
 
     # ---- the measured settings
 

@@ -66,6 +66,62 @@ def to_utc_seconds(moment: datetime | str | float | None, what: str = "time") ->
 
 from_utc_seconds = times.from_utc_seconds
 
+EARLIEST = -2_208_988_800.0
+"""1900-01-01T00:00:00Z: the earliest item time a gallery accepts (seconds since the epoch)."""
+LATEST = 253_370_764_800.0
+"""9999-01-01T00:00:00Z: the latest item time a gallery accepts (a later one, an infinite one or
+1e18 has no calendar date, and every summary or timeline of the gallery would fail on it)."""
+
+
+def check_times(timestamps: np.ndarray, where: str) -> None:
+    """Refuse item times that are infinite or outside :data:`EARLIEST` .. :data:`LATEST`
+    (``nan``, unknown, is allowed); one line naming the first bad value."""
+    t = np.asarray(timestamps, np.float64)
+    bad = ~np.isnan(t) & ~((t >= EARLIEST) & (t < LATEST))
+    if bad.any():
+        raise StoreError(
+            f"{where}: timestamp {float(t[bad][0])!r} is not a time between 1900 and 9999 "
+            "(seconds since the epoch, UTC; NaN for unknown)"
+        )
+
+
+def check_names(names: Iterable[str], what: str, where: str) -> None:
+    """Refuse names holding a NUL character (SQLite's JSON functions cut a string there, so a
+    filter on it would match another name) or that are not valid UTF-8 (undecodable bytes of a
+    command line, which no backend can store): one line naming ``what``."""
+    names = list(names)
+    joined = "\n".join(names)  # one pass in C for a batch of a million paths
+    if "\x00" not in joined and joined.isascii():
+        return
+    for text in names:
+        if "\x00" in text:
+            raise StoreError(f"{where}: {what} {text!r} holds a NUL character")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # bytes of another encoding given on a command line
+            raise StoreError(
+                f"{where}: {what} {text!r} is not valid UTF-8 (give names in UTF-8)"
+            ) from None
+
+
+def check_search(name: str, queries: np.ndarray, k: object, dim: int) -> tuple[np.ndarray, int]:
+    """The one check of a search's arguments on every backend: ``queries`` ``(Q, D)`` finite
+    (``Q`` may be 0), ``k`` a positive integer (not a bool, not 1.5). Returns the queries as
+    contiguous float32."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise StoreError(f"{name}: k={k!r}: give a positive whole number of results")
+    try:
+        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
+    except (TypeError, ValueError) as e:
+        raise StoreError(f"{name}: query vectors are not numbers ({e})") from None
+    if q.ndim != 2 or q.shape[1] != dim:
+        raise StoreError(
+            f"{name}: query vectors of shape {q.shape}, the gallery holds dimension {dim}"
+        )
+    if not np.isfinite(q).all():
+        raise StoreError(f"{name}: query vectors hold NaN or infinite values")
+    return q, int(k)
+
 
 # ---------------------------------------------------------------- items
 
@@ -140,25 +196,39 @@ class Items:
                 return [default] * n
             return [str(x)] * n if isinstance(x, str) else [str(s) for s in x]
 
-        def column(x, default, dtype, shape=()) -> np.ndarray:
+        def column(x, default, dtype, shape=(), what: str = "") -> np.ndarray:
             if x is None:
                 return np.full((n, *shape), default, dtype=dtype)
-            a = np.asarray(x, dtype=dtype)
+            try:
+                a = np.asarray(x, dtype=dtype)
+            except (TypeError, ValueError, OverflowError) as e:
+                raise StoreError(f"items: column {what} is not {np.dtype(dtype)} ({e})") from None
             return np.broadcast_to(a, (n, *shape)).copy() if a.ndim == 0 else a
+
+        def seconds(x) -> np.ndarray | None:
+            """Times as UTC seconds: numbers as they are; ISO-8601 strings and aware
+            datetimes converted (:func:`to_utc_seconds`, a StoreError for anything else)."""
+            if x is None or isinstance(x, int | float | np.integer | np.floating):
+                return x
+            if isinstance(x, str | datetime):
+                return np.float64(to_utc_seconds(x, "timestamp"))
+            if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
+                return x
+            return np.array([to_utc_seconds(t, "timestamp") for t in x], np.float64)
 
         items = cls(
             vectors=vectors,
             source=strings(source),
             camera=strings(camera),
-            timestamp=column(timestamp, np.nan, np.float64),
-            frame=column(frame, NO_FRAME, np.int64),
-            box=column(box, np.nan, np.float32, (4,)),
-            track=column(track, NO_TRACK, np.int64),
+            timestamp=column(seconds(timestamp), np.nan, np.float64, what="timestamp"),
+            frame=column(frame, NO_FRAME, np.int64, what="frame"),
+            box=column(box, np.nan, np.float32, (4,), "box"),
+            track=column(track, NO_TRACK, np.int64, what="track"),
             path=strings(path),
-            pid=column(pid, UNKNOWN, np.int64),
-            values=column(values, -1, np.int16, (num_attributes,)),
-            predicted=column(predicted, -1, np.int16, (num_attributes,)),
-            certainty=column(certainty, np.nan, np.float32, (5,)),
+            pid=column(pid, UNKNOWN, np.int64, what="pid"),
+            values=column(values, -1, np.int16, (num_attributes,), "values"),
+            predicted=column(predicted, -1, np.int16, (num_attributes,), "predicted"),
+            certainty=column(certainty, np.nan, np.float32, (5,), "certainty"),
         )
         items.check()
         return items
@@ -180,6 +250,14 @@ class Items:
             raise StoreError(f"items: certainty of shape {self.certainty.shape}, expected ({n}, 5)")
         if not np.isfinite(self.vectors).all():
             raise StoreError("items: vectors hold NaN or infinite values")
+        try:
+            check_times(np.asarray(self.timestamp, np.float64), "items")
+        except (TypeError, ValueError):
+            raise StoreError("items: timestamps are not seconds since the epoch") from None
+        if not all(self.source):
+            raise StoreError("items: an item without a source name (give the file or stream)")
+        for what in ("source", "camera", "path"):
+            check_names(getattr(self, what), what, "items")
 
     def take(self, rows: np.ndarray | Sequence[int]) -> Items:
         """The items at positions ``rows`` (in that order)."""
@@ -232,6 +310,11 @@ class Filter:
     sources: frozenset[str] | None = None
     tracks: frozenset[tuple[str, int]] | None = None
 
+    def __post_init__(self) -> None:
+        for what in ("cameras", "sources"):
+            check_names(getattr(self, what) or (), what[:-1], "filter")
+        check_names((s for s, _ in self.tracks or ()), "source", "filter")
+
     @property
     def empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in fields(self))
@@ -279,6 +362,7 @@ def make_filter(
         given = frozenset(str(x) for x in given)
         if not given:
             raise StoreError(f"{what} filter: no names given")
+        check_names(given, what, f"{what} filter")
         if known is not None:
             known = set(known)
             unknown = sorted(given - known)

@@ -39,8 +39,12 @@ Why this design:
   :data:`EXACT_WITHOUT_INDEX` candidates stay exact; searches only extend it.
 - **Faults**: a process killed during an add leaves either the gallery as it was (a segment file
   nobody references, deleted by the next writer) or the whole batch. A full disk is one line
-  and nothing changed. A second writer (another process) waits for the first, up to
-  :data:`BUSY_TIMEOUT_S` seconds, then is refused with one line; readers never wait.
+  naming the file and nothing changed. A second writer (another process) waits for the first,
+  up to :data:`BUSY_TIMEOUT_S` seconds, then is refused with one line; readers never wait.
+  Each segment's CRC-32 is recorded (``gallery`` key ``crc:<file>``) when it is written and
+  checked on its first read in a process; :meth:`LocalStore.check` verifies everything. A
+  folder that cannot be written is opened read-only (SQLite ``mode=ro``, else
+  ``immutable=1``) and refuses writes in one line.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import sqlite3
 import threading
 import uuid
@@ -73,6 +78,7 @@ from cerberus.store.base import (
     StoreError,
     TrackPath,
     check_nprobe,
+    check_search,
 )
 from cerberus.store.pathcodec import decode, encode
 from cerberus.store.rows import (
@@ -85,7 +91,13 @@ from cerberus.store.rows import (
     item_rows,
     items_of_rows,
 )
-from cerberus.store.segments import Segments, is_disk_full, segment_blocks, write_segment
+from cerberus.store.segments import (
+    SegmentMissing,
+    Segments,
+    is_disk_full,
+    segment_blocks,
+    write_segment,
+)
 from cerberus.store.topk import exact_top_k
 
 MARKER = "cerberus-gallery.json"
@@ -123,7 +135,11 @@ class LocalStore:
         exact_limit: int = EXACT_LIMIT,
         nprobe: int = 32,
         rerank: int = 10,
+        verify: bool = True,
     ) -> None:
+        """``verify``: check each segment's CRC-32 on its first read in this process (reads
+        the whole segment once: about 3 GB/s); ``False`` skips it (a benchmark timing cold
+        reads). :meth:`check` always verifies."""
         self.folder = Path(folder)
         self.name = str(self.folder)
         self.exact_limit = exact_limit
@@ -132,8 +148,19 @@ class LocalStore:
         self._connections: list[sqlite3.Connection] = []
         self._conn_lock = threading.Lock()
         self._closed = False
+        db = self.folder / DATABASE
+        self.read_only = self.folder.is_dir() and not (
+            os.access(self.folder, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
+        )
+        """Whether the folder (or its database) cannot be written: then it is opened for
+        reading only (SQLite ``mode=ro``) and every write is refused with one line."""
         self.info = self._read_info()
-        self._segments = Segments(self.folder / VECTORS, self.info.dim)
+        self._segments = Segments(
+            self.folder / VECTORS,
+            self.info.dim,
+            self._checksum if verify else None,
+            f"; `cerberus gallery check {self.name}` lists every damaged file",
+        )
         self._ann = AnnIndex(self.folder / ANN, self.info.dim, nprobe=nprobe)
 
     @property
@@ -207,10 +234,22 @@ class LocalStore:
                 f"{folder}: gallery format version {version} was written by a newer Cerberus "
                 f"(this one reads up to {STORE_FORMAT_VERSION}); upgrade Cerberus"
             )
-        if not (folder / DATABASE).is_file():
+        db = folder / DATABASE
+        if not db.is_file():
             raise StoreError(f"{folder}: not a gallery (no {DATABASE})")
-        with self._reading() as conn:
-            rows = dict(conn.execute("SELECT key, value FROM gallery").fetchall())
+        try:
+            rows = dict(self._conn().execute("SELECT key, value FROM gallery").fetchall())
+        except sqlite3.Error as e:
+            if "no such table" not in str(e):
+                raise self._db_error(e, "opening") from None
+            if db.stat().st_size == 0:
+                raise StoreError(
+                    f"{db}: the gallery's database is empty (0 bytes): truncated or damaged; "
+                    "restore it from a backup"
+                ) from None
+            raise StoreError(
+                f"{db}: the gallery's database is damaged ({e}); restore it from a backup"
+            ) from None
         try:
             return info_of(rows)
         except (KeyError, ValueError, TypeError, OSError) as e:
@@ -224,12 +263,7 @@ class LocalStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(
-                    self.folder / DATABASE,
-                    isolation_level=None,
-                    timeout=BUSY_TIMEOUT_S,
-                    check_same_thread=False,
-                )
+                conn = self._connect()
                 conn.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as e:
                 raise self._db_error(e, "opening") from None
@@ -237,6 +271,29 @@ class LocalStore:
             with self._conn_lock:
                 self._connections.append(conn)
         return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        """A new connection: read-write, or for a :attr:`read_only` folder read-only
+        (``mode=ro``; where SQLite cannot make the WAL's shared-memory file there either,
+        ``immutable=1``: the database as its last writer left it)."""
+        options = {"isolation_level": None, "timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+        db = self.folder / DATABASE
+        if not self.read_only:
+            return sqlite3.connect(db, **options)
+        uri = db.resolve().as_uri() + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, **options)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+        return sqlite3.connect(uri + "&immutable=1", uri=True, **options)
+
+    def _checksum(self, name: str) -> int | None:
+        """The CRC-32 recorded for segment file ``name`` (``None``: written before checksums)."""
+        with self._reading() as conn:
+            value = self._fact(conn, f"crc:{name}")
+        return None if value is None else int(value)
 
     def _db_error(self, e: sqlite3.Error, doing: str) -> StoreError:
         path = self.folder / DATABASE
@@ -263,6 +320,11 @@ class LocalStore:
     def _writing(self, doing: str) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE``: the write lock taken at once, a second
         writer waits); rolled back on any error."""
+        if self.read_only:
+            raise StoreError(
+                f"{self.name}: the gallery folder is read-only (opened for reading); {doing} "
+                "needs write permission on the folder and its files"
+            )
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -380,10 +442,13 @@ class LocalStore:
                 first = int(self._fact(conn, "next_id", "0"))
                 ids = np.arange(first, first + n, dtype=np.int64)
                 if n:
-                    write_segment(seg_file, items.vectors)
+                    crc = write_segment(seg_file, items.vectors)
                     seg = conn.execute(
                         "INSERT INTO segments (file, rows) VALUES (?, ?)", (seg_file.name, n)
                     ).lastrowid
+                    conn.execute(
+                        "INSERT INTO gallery VALUES (?, ?)", (f"crc:{seg_file.name}", str(crc))
+                    )
                     conn.executemany(
                         f"INSERT INTO items ({COLUMNS}, seg, row) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -408,7 +473,8 @@ class LocalStore:
             seg_file.unlink(missing_ok=True)
             if is_disk_full(e):
                 raise StoreError(
-                    f"{self.name}: disk full while {doing}; the gallery is unchanged"
+                    f"{self.name}: disk full while {doing}; the gallery is unchanged "
+                    f"({e.filename or seg_file}: no space left; free some and add again)"
                 ) from None
             raise StoreError(
                 f"{self.name}: {e.strerror or e} while {doing}; the gallery is unchanged"
@@ -482,14 +548,20 @@ class LocalStore:
                     sl = slice(start, start + SEGMENT_ROWS)
                     path = self.folder / VECTORS / f"seg-{uuid.uuid4().hex[:16]}.npy"
                     new_files.append(path)
-                    write_segment(path, self._segments.gather(names, seg_pos[sl], row[sl]))
+                    crc = write_segment(path, self._segments.gather(names, seg_pos[sl], row[sl]))
                     new = conn.execute(
                         "INSERT INTO segments (file, rows) VALUES (?, ?)",
                         (path.name, len(ids[sl])),
                     ).lastrowid
+                    conn.execute(
+                        "INSERT INTO gallery VALUES (?, ?)", (f"crc:{path.name}", str(crc))
+                    )
                     updates += [(new, r, int(i)) for r, i in enumerate(ids[sl])]
                 conn.executemany("UPDATE items SET seg = ?, row = ? WHERE id = ?", updates)
                 conn.executemany("DELETE FROM segments WHERE seg = ?", [(s,) for s in redo])
+                conn.executemany(
+                    "DELETE FROM gallery WHERE key = ?", [(f"crc:{files[s]}",) for s in redo]
+                )
                 dropped = sum(sizes[s] for s in redo) - len(ids)
                 old_files = [files[s] for s in redo]
         except BaseException as e:
@@ -497,8 +569,9 @@ class LocalStore:
                 path.unlink(missing_ok=True)
             if isinstance(e, OSError):
                 why = "disk full" if is_disk_full(e) else e.strerror or str(e)
+                where = f" ({e.filename})" if e.filename else ""
                 raise StoreError(
-                    f"{self.name}: {why} while compacting; the gallery is unchanged"
+                    f"{self.name}: {why} while compacting{where}; the gallery is unchanged"
                 ) from None
             raise
         for name in old_files:
@@ -564,18 +637,15 @@ class LocalStore:
         never the approximate index; ``nprobe``: the cells it probes (the measured setting by
         default, :mod:`cerberus.store.ann`)."""
         nprobe = check_nprobe(nprobe, self.name)
-        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
-        if q.ndim != 2 or q.shape[1] != self.info.dim:
-            raise StoreError(
-                f"{self.name}: query vectors of shape {q.shape}, the gallery holds "
-                f"dimension {self.info.dim}"
-            )
-        if not np.isfinite(q).all():
-            raise StoreError(f"{self.name}: query vectors hold NaN or infinite values")
+        q, k = check_search(self.name, queries, k, self.info.dim)
+        if not len(q):
+            return []
         for attempt in range(3):
             try:
                 return self._search(q, k, where, bool(exact), nprobe)
-            except FileNotFoundError:
+            except SegmentMissing as e:
+                if e.file in self._files_now():
+                    raise  # still referenced: the file is gone (deleted), not switched
                 # a compaction switched segments between our snapshot and our read: read again
                 if attempt == 2:
                     raise StoreError(
@@ -795,6 +865,52 @@ class LocalStore:
             return
         with self._ann.lock:
             self._ann_ready(total, retrain=True)
+            if self._ann.save_error:  # the index in memory answers; the next process rebuilds
+                raise StoreError(
+                    f"{self._ann.save_error}; the gallery's crops are unchanged: free some space "
+                    "and compact again"
+                )
+
+    def check(self) -> tuple[list[str], dict[str, int]]:
+        """Verify the whole gallery: the SQLite database (``PRAGMA integrity_check``), the item
+        count, every item pointing into a segment, every segment file there, of the recorded
+        shape, with the recorded CRC-32. Returns the faults, one line each naming the file, and
+        what was checked (``segments``, ``items``, ``unchecked``: segments written before
+        checksums, whose content cannot be verified)."""
+        db = self.folder / DATABASE
+        faults: list[str] = []
+        with self._reading() as conn:
+            verdict = [r[0] for r in conn.execute("PRAGMA integrity_check(5)").fetchall()]
+            if verdict != ["ok"]:
+                faults.append(f"{db}: database damaged ({'; '.join(verdict)[:200]})")
+            conn.execute("BEGIN")
+            try:
+                segs = conn.execute("SELECT seg, file, rows FROM segments ORDER BY seg").fetchall()
+                crcs = dict(conn.execute("SELECT key, value FROM gallery WHERE key LIKE 'crc:%'"))
+                held = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+                counted = int(self._fact(conn, "count", "0"))
+                outside = conn.execute(
+                    "SELECT COUNT(*) FROM items i LEFT JOIN segments s ON s.seg = i.seg "
+                    "WHERE s.seg IS NULL OR i.row < 0 OR i.row >= s.rows"
+                ).fetchone()[0]
+            finally:
+                conn.execute("COMMIT")
+        if held != counted:
+            faults.append(f"{db}: {held} items held, {counted} recorded as the count")
+        if outside:
+            faults.append(f"{db}: {outside} items point outside their vector segments")
+        plain = Segments(self.folder / VECTORS, self.info.dim, self._checksum)  # no hint
+        for _, name, rows in segs:
+            try:
+                mm = plain.open(name)
+            except StoreError as e:
+                faults.append(str(e))
+                continue
+            if len(mm) != rows:
+                path = self.folder / VECTORS / name
+                faults.append(f"{path}: {len(mm)} vectors, the gallery recorded {rows}")
+        unchecked = sum(f"crc:{name}" not in crcs for _, name, _ in segs)
+        return faults, {"segments": len(segs), "items": int(held), "unchecked": unchecked}
 
     def index_facts(self) -> dict | None:
         """The approximate index as ``gallery info`` shows it (``None``: none built): items

@@ -16,6 +16,7 @@ from cerberus.store.base import (
     StoreError,
     TrackPath,
     check_nprobe,
+    check_search,
 )
 from cerberus.store.topk import exact_top_k
 
@@ -47,6 +48,13 @@ class MemoryStore:
             raise StoreError(
                 f"{self.name}: vectors of dimension {items.vectors.shape[1]}, "
                 f"the gallery holds {self.info.dim}"
+            )
+        if self._items is not None and len(items) and (
+            items.values.shape[1] != self._items.values.shape[1]
+        ):
+            raise StoreError(
+                f"{self.name}: items with {items.values.shape[1]} attributes, the gallery "
+                f"holds {self._items.values.shape[1]}"
             )
         batch_sources = sorted(set(items.source))
         done = [s for s in batch_sources if s in self._complete]
@@ -121,14 +129,9 @@ class MemoryStore:
     ) -> list[Hits]:
         """Exact top-k by brute force (``exact`` and ``nprobe``, checked, change nothing)."""
         check_nprobe(nprobe, self.name)
-        q = np.asarray(queries, dtype=np.float32)
-        if q.ndim != 2 or q.shape[1] != self.info.dim:
-            raise StoreError(
-                f"{self.name}: query vectors of shape {q.shape}, the gallery holds "
-                f"dimension {self.info.dim}"
-            )
+        q, k = check_search(self.name, queries, k, self.info.dim)
         rows = self._rows(where)
-        if len(rows) == 0 or k <= 0:
+        if len(rows) == 0 or len(q) == 0:
             return [Hits(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
         block = (np.asarray(self._items.vectors[rows], np.float64), self._items.ids[rows])
         return exact_top_k(np.asarray(q, np.float64), [block], k)  # float64: the reference

@@ -53,6 +53,7 @@ from cerberus.store.base import (
     StoreError,
     TrackPath,
     check_nprobe,
+    check_search,
 )
 from cerberus.store.milvus_rows import (
     MAX_NAME,
@@ -504,6 +505,7 @@ class MilvusStore:
             if paths and not self._has_paths:
                 self._create_paths_collection()  # a gallery written before paths existed
             state = self._recover(self._state())
+            self._check_attributes(state, items)
             batch_sources = sorted(set(items.source))
             path_sources = sorted({p.source for p in paths} - set(batch_sources))
             known = self._meta("source", batch_sources + path_sources)
@@ -555,6 +557,24 @@ class MilvusStore:
             self._put_state(state)  # 3. the commit point
             self._recover(state)  # 4. replaced rows deleted, sources counted
         return ids
+
+    def _check_attributes(self, state: dict[str, Any], items: Items) -> None:
+        """Refuse items with another attribute count than the gallery's (kept in the state
+        row from the first add; a gallery written before that reads it from one item), and
+        record it in ``state`` for this add's commit."""
+        have = state.get("num_attributes")
+        if have is None:
+            rows = self._client.query(
+                self.collection, filter=visible(state), output_fields=["values"], limit=1
+            )
+            have = len(rows[0]["values"]) if rows else None
+        given = int(items.values.shape[1])
+        if len(items) and have is not None and int(have) != given:
+            raise StoreError(
+                f"{self.name}: items with {given} attributes, the gallery holds {have}"
+            )
+        if have is not None or len(items):
+            state["num_attributes"] = int(have if have is not None else given)
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         self._client.insert(self.collection, rows)
@@ -630,12 +650,9 @@ class MilvusStore:
         :meth:`_search_params` maps them."""
         nprobe = check_nprobe(nprobe, self.name)
         params = self._search_params(bool(exact), nprobe)
-        q = np.asarray(queries, dtype=np.float32)
-        if q.ndim != 2 or q.shape[1] != self.info.dim:
-            raise StoreError(
-                f"{self.name}: query vectors of shape {q.shape}, the gallery holds "
-                f"dimension {self.info.dim}"
-            )
+        q, k = check_search(self.name, queries, k, self.info.dim)
+        if not len(q):
+            return []
         if k > MAX_K:
             raise StoreError(f"{self.name}: k={k}: Milvus answers at most {MAX_K} per query")
         empty = Hits(np.zeros(0, np.int64), np.zeros(0, np.float32))

