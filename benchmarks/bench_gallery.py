@@ -184,11 +184,11 @@ def recall(hits, truth) -> float:
     return float(np.mean(out))
 
 
-def timed_queries(store, queries, wheres, k=10):
+def timed_queries(store, queries, wheres, k=10, **how):
     times, hits = [], []
     for q, where in zip(queries, wheres):
         t0 = time.perf_counter()
-        hits.append(store.search(q[None], k, where)[0])
+        hits.append(store.search(q[None], k, where, **how)[0])
         times.append((time.perf_counter() - t0) * 1000)
     return np.percentile(times, 50), np.percentile(times, 99), hits
 
@@ -313,9 +313,8 @@ def sweep(store, queries, wheres, truth_all, truth_filtered, args, n: int) -> di
     store.build_index()
     out = []
     for nprobe in (int(x) for x in args.nprobe.split(",")):
-        store.nprobe = nprobe
-        f50, f99, fhits = timed_queries(store, queries, wheres)
-        u50, u99, uhits = timed_queries(store, queries, [None] * len(queries))
+        f50, f99, fhits = timed_queries(store, queries, wheres, nprobe=nprobe)
+        u50, u99, uhits = timed_queries(store, queries, [None] * len(queries), nprobe=nprobe)
         out.append(
             [
                 nprobe,

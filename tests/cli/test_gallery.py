@@ -207,6 +207,45 @@ def test_remove_a_source_named_as_the_user_typed_it(tiny_index, cli, tmp_path, m
     assert Gallery.open(g, model=False).store.sources() == []
 
 
+def test_search_and_timeline_take_exact_and_nprobe(tiny_index, cli, tmp_path, monkeypatch):
+    """--exact and --nprobe reach the store's search (issue 31); a bad --nprobe is one line;
+    gallery info says whether an approximate index answers."""
+    from cerberus.store.local import LocalStore
+
+    g = tmp_path / "g"
+    code, out, err = cli("index", "--features", tiny_index["features"], "--gallery", g)
+    assert code == 0, err
+    code, plain, err = cli("search", "--gallery", g, "--attrs", "gender=male", "--json")
+    assert code == 0, err
+    seen = []
+    search = LocalStore.search
+
+    def spy(self, queries, k, where=None, **how):
+        seen.append(how)
+        return search(self, queries, k, where, **how)
+
+    monkeypatch.setattr(LocalStore, "search", spy)
+    args = ("search", "--gallery", g, "--attrs", "gender=male", "--json")
+    code, out, err = cli(*args, "--exact")
+    assert code == 0 and _json(out)["results"] == _json(plain)["results"], err
+    assert seen[-1] == {"exact": True, "nprobe": None}
+    code, out, err = cli(*args, "--nprobe", "7")
+    assert code == 0 and seen[-1] == {"exact": False, "nprobe": 7}, err
+    item = _json(plain)["results"][0]["id"]
+    code, out, err = cli(
+        "timeline", "--gallery", g, "--item", item, "--min-score", 0, "--exact",
+        "--nprobe", 3, "--json",
+    )  # fmt: skip
+    assert code == 0 and seen[-1] == {"exact": True, "nprobe": 3}, err
+    for bad in ("0", "-2", "1.5", "many"):
+        for cmd in (args, ("timeline", "--gallery", g, "--item", item)):
+            code, out, err = cli(*cmd, "--nprobe", bad)
+            assert code == 2 and len(err.strip().splitlines()) == 1, err
+            assert "--nprobe" in err and "at least 1" in err, err
+    code, out, err = cli("gallery", "info", g)
+    assert code == 0 and "index: none (every search is exact)" in out, err
+
+
 def _section_block(page: Path, heading: str) -> str:
     """The first ```bash block under ``heading`` (a ``## `` line) of a Markdown page."""
     text = page.read_text()

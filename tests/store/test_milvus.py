@@ -345,3 +345,41 @@ def test_a_process_killed_while_adding_paths_leaves_no_part_of_them(tmp_path):
         assert s.count() == 35 - 5
         rows = s._client.query(s.paths_collection, filter="batch >= 0", output_fields=["n"])
         assert len(rows) == 1  # the reopen deleted the pieces that did arrive
+
+
+def test_exact_and_nprobe_map_to_the_index_search_params(uri):
+    """FLAT is exact (nprobe accepted, nothing to probe); IVF_FLAT's nprobe is Milvus' own and
+    exact probes every cell; HNSW has no cells: either is refused with one line."""
+    reference = MemoryStore(info())
+    items = batch(3000, source="a", seed=4)
+    reference.add(items)
+    q = batch(20, source="q", seed=5).vectors
+    want = reference.search(q, 10)
+    ivf = MilvusStore.create(uri, info(), collection=next(NAMES), index="IVF_FLAT")
+    try:
+        ivf.add(items)
+        nlist = milvus_module.INDEXES["IVF_FLAT"][0]["nlist"]
+        assert ivf._search_params(True, None) == {"nprobe": nlist}
+        assert ivf._search_params(False, 3) == {"nprobe": 3}
+        for got in (ivf.search(q, 10, exact=True), ivf.search(q, 10, nprobe=10**6)):
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g.ids, w.ids)
+        with pytest.raises(StoreError, match="nprobe 0 must be at least 1"):
+            ivf.search(q, 10, nprobe=0)
+    finally:
+        ivf.close()
+    flat = MilvusStore.create(uri, info(), collection=next(NAMES))
+    try:
+        flat.add(items)
+        for g, w in zip(flat.search(q, 10, nprobe=2, exact=True), want):
+            np.testing.assert_array_equal(g.ids, w.ids)
+    finally:
+        flat.close()
+    hnsw = MilvusStore.create(uri, info(), collection=next(NAMES), index="HNSW")
+    try:
+        for how in ({"exact": True}, {"nprobe": 4}):
+            with pytest.raises(StoreError, match="HNSW collection has no cells") as e:
+                hnsw.search(q, 10, **how)
+            assert "\n" not in str(e.value)
+    finally:
+        hnsw.close()

@@ -235,6 +235,32 @@ def test_verdicts_are_marked_once_per_search(served, monkeypatch):
     assert all("same_person" in row and "calibrated_on" in row for row in r.json()["results"])
 
 
+def test_exact_and_nprobe_reach_the_store_and_a_bad_nprobe_is_one_line(served, monkeypatch):
+    """The page's API takes ``exact`` and ``nprobe`` on every search (issue 31)."""
+    client, store = served["client"], served["store"]
+    seen = []
+    search = store.search
+
+    def spy(queries, k, where=None, **how):
+        seen.append(how)
+        return search(queries, k, where, **how)
+
+    monkeypatch.setattr(store, "search", spy)
+    body = {"attributes": {"gender": "male"}, "k": 5}
+    r = client.post("/api/search/attributes", json={**body, "exact": True, "nprobe": 4})
+    assert r.status_code == 200 and seen[-1] == {"exact": True, "nprobe": 4}, r.text
+    r = client.post("/api/search/image", data={"gallery_id": "2", "k": "5", "nprobe": "3"})
+    assert r.status_code == 200 and seen[-1] == {"exact": False, "nprobe": 3}, r.text
+    r = client.get("/api/timeline/2", params={"exact": "true", "nprobe": "2"})
+    assert r.status_code == 200 and seen[-1] == {"exact": True, "nprobe": 2}, r.text
+    for bad in (0, -1, 1.5, "many"):
+        one_line(client.post("/api/search/attributes", json={**body, "nprobe": bad}), 422, "nprobe")
+        r = client.post("/api/search/image", data={"gallery_id": "2", "nprobe": str(bad)})
+        one_line(r, 422, "nprobe")
+        one_line(client.get("/api/timeline/2", params={"nprobe": bad}), 422, "nprobe")
+    one_line(client.post("/api/search/attributes", json={**body, "exact": "yes"}), 422, "exact")
+
+
 def test_a_removed_item_is_said_removed_with_the_id_range(served):
     """Ids keep gaps where crops were removed: the page says so (the CLI's message), not the
     gallery's size."""

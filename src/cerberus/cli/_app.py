@@ -69,6 +69,33 @@ Checkpoint = Annotated[
     ),
 ]
 Device = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
+Exact = Annotated[
+    bool,
+    typer.Option("--exact", help="Search exactly (never the approximate index): slower, recall 1."),
+]
+Nprobe = Annotated[
+    str | None,
+    typer.Option(
+        "--nprobe",
+        help="Cells the approximate index probes (default: the setting measured on the gallery "
+        "to reach recall@10 0.95; see `gallery info`).",
+    ),
+]
+
+
+def nprobe_of(text: str | None) -> int | None:
+    """``--nprobe``'s value as a whole number of at least 1 (read here, not by Typer, so that a
+    bad value is one line)."""
+    if text is None:
+        return None
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise CerberusError(
+            f"--nprobe {text!r}: must be a whole number of cells, at least 1"
+        ) from None
+    at_least("--nprobe", value, 1)
+    return value
 
 
 def one_line(text: str) -> str:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cerberus.cli._app import Device, app, at_least
+from cerberus.cli._app import Device, Exact, Nprobe, app, at_least, nprobe_of
 from cerberus.errors import CerberusError
 
 gallery_app = typer.Typer(
@@ -48,6 +48,33 @@ def info(
     typer.echo(f"sources ({len(facts['sources'])}):")
     for s in facts["sources"]:
         typer.echo(f"  {s['name']}: {s['count']} crops" + ("" if s["complete"] else " (adding)"))
+    typer.echo(index_line(facts.get("index")))
+
+
+def index_line(index: dict | None) -> str:
+    """``gallery info``'s line on the approximate index and the recall measured with it."""
+    if index is None:
+        return "index: none (every search is exact)"
+    if "kind" in index:  # an .npz index file: recall@10 measured by `cerberus index`
+        cells = f", {index['nlist']} cells, nprobe {index['nprobe']}" if index["nlist"] else ""
+        r10 = index.get("recall_at_10")
+        said = "not measured" if r10 is None else f"{r10:.3f}"
+        return f"index: {index['kind']} of {index['items']} crops{cells}; recall@10 {said}"
+    r = index.get("recall")
+    head = f"index: IVF-SQ8 of {index['items']} crops, {index['nlist'] or '?'} cells"
+    if r is None:
+        return head + "; recall not measured yet (measured at the next large search)"
+    asked = f"{r['queries']['photo']} gallery crops + {r['queries']['description']} descriptions"
+    if r["nprobe"] is None:
+        return (
+            f"{head}; no setting reached recall@10 {r['target']} on {asked}: searches are "
+            "exact"
+        )
+    filtered = "exact" if r["cover"] is None else f"cover x{r['cover']:g}"
+    return (
+        f"{head}; recall@10 {r['recall_at_10']:.3f} at nprobe {r['nprobe']} on {asked} "
+        f"(measured on {r['measured_on']} crops; filtered: {filtered})"
+    )
 
 
 @gallery_app.command("remove")
@@ -177,6 +204,8 @@ def timeline(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: Device = "auto",
+    exact: Exact = False,
+    nprobe: Nprobe = None,
 ) -> None:
     """Where else was this person? Sightings of a gallery item's person, by time.
 
@@ -185,9 +214,13 @@ def timeline(
     from cerberus.search import Gallery
 
     at_least("--top-k (-k)", k, 1)
+    probes = nprobe_of(nprobe)
     opened = Gallery.open(gallery, checkpoint, device=device, model=min_score is None)
     where = opened.where(cameras=camera, after=after, before=before)
-    found = opened.timeline(item, where=where, min_score=min_score, k=k, per_item=per_item, fpr=fpr)
+    found = opened.timeline(
+        item, where=where, min_score=min_score, k=k, per_item=per_item, fpr=fpr,
+        exact=exact, nprobe=probes,
+    )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return

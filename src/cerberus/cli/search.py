@@ -11,8 +11,11 @@ import typer
 from cerberus.cli._app import (
     Checkpoint,
     Device,
+    Exact,
+    Nprobe,
     app,
     at_least,
+    nprobe_of,
 )
 from cerberus.errors import CerberusError
 
@@ -268,10 +271,13 @@ def search(
     track_score: Annotated[
         str, typer.Option(help="--per-track: a track's score, max or top3 (mean of its best 3).")
     ] = "max",
+    exact: Exact = False,
+    nprobe: Nprobe = None,
 ) -> None:
     """Search a gallery by image (reID) or by attributes (APS, any subset).
 
     Filters: --camera (repeat), --after / --before; --per-track gives one row per track.
+    --exact never uses the approximate index; --nprobe sets the cells it probes.
 
     reID results say "same person" or "different" at the threshold `cerberus calibrate` stored
     with the model (its chosen FPR, or --fpr)."""
@@ -280,6 +286,7 @@ def search(
     from cerberus.search import TRACK_SCORES, Gallery
 
     at_least("--top-k (-k)", k, 1)
+    probes = nprobe_of(nprobe)
     if (image is None) == (attrs is None):
         raise CerberusError("give exactly one of --image (reID) or --attrs (APS)")
     if track_score not in TRACK_SCORES:
@@ -287,6 +294,7 @@ def search(
     gallery = Gallery.open(index, checkpoint, device=device, model=image is not None)
     where = gallery.where(cameras=camera, after=after, before=before)
     options = {"where": where, "per_track": per_track, "track_score": track_score}
+    options.update(exact=exact, nprobe=probes)
     if image is not None:
         found = gallery.by_image(image, k, fpr=fpr, **options)
         query: dict = {"image": str(image)}

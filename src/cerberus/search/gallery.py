@@ -185,14 +185,17 @@ class Gallery:
 
     # ---- ranking
 
-    def vector_top(self, vectors: np.ndarray) -> Top:
+    def vector_top(
+        self, vectors: np.ndarray, *, exact: bool = False, nprobe: int | None = None
+    ) -> Top:
         """``top(m, where)`` of query vectors ``(C, D)``: the top-m items by their best inner
         product over the C vectors (one vector: reID; several: the SID combinations of an
-        attribute query, :func:`merged`)."""
+        attribute query, :func:`merged`). ``exact``: never the approximate index; ``nprobe``:
+        the cells it probes (default: the setting measured on the gallery)."""
         vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
 
         def top(m: int, where: Filter | None) -> tuple[np.ndarray, np.ndarray]:
-            hits = self.store.search(vectors, m, where)
+            hits = self.store.search(vectors, m, where, exact=exact, nprobe=nprobe)
             if len(hits) == 1:
                 return hits[0].ids.astype(np.int64), hits[0].scores
             return merged(hits, m)
@@ -254,11 +257,13 @@ class Gallery:
         where: Filter | None = None,
         per_track: bool = False,
         track_score: str = "max",
+        exact: bool = False,
+        nprobe: int | None = None,
     ) -> list[Answer]:
         """reID: per query image (path, PIL image or array), its top-k rows (crops passing
         ``where``; or tracks, ``per_track``) with verdicts and its predicted attributes.
         Identities of file queries are read from their names when they parse (then
-        ``correct`` is known)."""
+        ``correct`` is known). ``exact`` / ``nprobe``: see :meth:`vector_top`."""
         net = self._model()
         verdicts = Verdicts.of(net, fpr)
         images = list(images)
@@ -277,7 +282,7 @@ class Gallery:
             Answer(
                 rows=verdicts.mark(
                     self.ranked(
-                        self.vector_top(v),
+                        self.vector_top(v, exact=exact, nprobe=nprobe),
                         k,
                         where=where,
                         per_track=per_track,
@@ -305,6 +310,8 @@ class Gallery:
         where: Filter | None = None,
         per_track: bool = False,
         track_score: str = "max",
+        exact: bool = False,
+        nprobe: int | None = None,
     ) -> Answer:
         """reID with gallery item ``item_id`` as the query (a clicked result). The item itself
         is left out of its own results (it would be rank 1, score 1.0, "same person")."""
@@ -313,7 +320,7 @@ class Gallery:
         verdicts = Verdicts.of(net, fpr)
         features = self.item_features([item_id])
         rows = self.ranked(
-            self.vector_top(embed_features(features)),
+            self.vector_top(embed_features(features), exact=exact, nprobe=nprobe),
             k,
             where=where,
             per_track=per_track,
@@ -338,6 +345,8 @@ class Gallery:
         where: Filter | None = None,
         per_track: bool = False,
         track_score: str = "max",
+        exact: bool = False,
+        nprobe: int | None = None,
     ) -> Answer:
         """APS: the top-k items (or tracks) for a (partial) description, e.g.
         ``"gender=female, hat=yes"`` or ``{"gender": "female"}`` (method §5; no model
@@ -346,7 +355,7 @@ class Gallery:
             query = parse_attribute_query(query, self.schema)
         vectors = attribute_query_vectors(query, self.prototypes)
         rows = self.ranked(
-            self.vector_top(vectors),
+            self.vector_top(vectors, exact=exact, nprobe=nprobe),
             k,
             where=where,
             per_track=per_track,
@@ -369,7 +378,8 @@ class Gallery:
     def summary(self) -> dict[str, Any]:
         """What ``cerberus gallery info`` shows (JSON-able): item count, items per camera,
         sources (name, items, complete), the time span (ISO-8601 UTC, ``None`` when no item has
-        a time), the model (checkpoint, fingerprint) and the vector dimension."""
+        a time), the model (checkpoint, fingerprint), the vector dimension and the approximate
+        index with its measured recall (:meth:`index_facts`)."""
         info = self.store.info
         ids = self.store.ids()
         t = self.store.get(ids, vectors=False).timestamp if len(ids) else np.zeros(0)
@@ -390,7 +400,15 @@ class Gallery:
             "dim": info.dim,
             "schema": self.schema.name,
             "read_only": self.read_only,
+            "index": self.index_facts(),
         }
+
+    def index_facts(self) -> dict[str, Any] | None:
+        """The store's approximate index and the recall measured on this gallery when it was
+        built (``None``: no index, searches are exact; a local gallery:
+        :meth:`~cerberus.store.local.LocalStore.index_facts`)."""
+        facts = getattr(self.store, "index_facts", None)
+        return facts() if callable(facts) else None
 
     # ---- gallery items
 

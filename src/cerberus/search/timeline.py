@@ -26,12 +26,13 @@ Gallery = Any
 """A :class:`cerberus.search.gallery.Gallery` (not imported: it imports this module)."""
 
 
-def _above(gallery: Gallery, q: np.ndarray, where: Filter | None, floor: float):
+def _above(gallery: Gallery, q: np.ndarray, where: Filter | None, floor: float, **how: Any):
     """Every item passing ``where`` whose score is above ``floor`` (k grown until the last
-    score fetched is at or below it, or the filtered gallery is exhausted)."""
+    score fetched is at or below it, or the filtered gallery is exhausted); ``how``: the
+    store's ``exact`` / ``nprobe``."""
     m = 64
     while True:
-        (hits,) = gallery.store.search(q[None], m, where)
+        (hits,) = gallery.store.search(q[None], m, where, **how)
         if len(hits) < m or float(hits.scores[-1]) <= floor:
             keep = hits.scores > floor
             return hits.ids[keep], hits.scores[keep]
@@ -47,6 +48,8 @@ def timeline(
     k: int = 100,
     per_item: bool = False,
     fpr: float | None = None,
+    exact: bool = False,
+    nprobe: int | None = None,
 ) -> dict[str, Any]:
     """The sightings of item ``item_id``'s person, sorted by time (JSON-able).
 
@@ -56,8 +59,10 @@ def timeline(
     crops have no time), ``score`` (best crop), ``item`` (best crop's id), ``count``,
     ``source``, ``track`` and ``query`` (the query's own track, or the item itself when it has
     none). ``per_item``: query with the
-    item's own vector even when it has a track.
+    item's own vector even when it has a track. ``exact`` / ``nprobe``: how the store searches
+    (:meth:`~cerberus.search.gallery.Gallery.vector_top`).
     """
+    how = {"exact": exact, "nprobe": nprobe}
     if k < 1:
         raise CerberusError(f"timeline: k {k} must be at least 1")
     if min_score is not None and not math.isfinite(min_score):
@@ -79,10 +84,10 @@ def timeline(
     else:
         floor, rule = None, f"no calibrated threshold: the top {k} crops"
     if floor is None:
-        (hits,) = gallery.store.search(q[None], k, where)
+        (hits,) = gallery.store.search(q[None], k, where, **how)
         ids, scores = hits.ids, hits.scores
     else:
-        ids, scores = _above(gallery, q, where, floor)
+        ids, scores = _above(gallery, q, where, floor, **how)
     sightings = _sightings(gallery, ids, scores, own)
     return {
         "query": {**item, "vector": made},

@@ -7,6 +7,15 @@ It is a cache: a file beside the segments that can always be rebuilt from them. 
 added to it (``add_with_ids``) without retraining; it is retrained when the gallery has grown
 to :data:`RETRAIN_GROWTH` times the size it was trained on. Removed items stay in it until the
 next rebuild; the caller drops them (they are no longer in SQLite).
+
+Recall is measured, never assumed (:func:`measure`): when the index is built, and again when
+the gallery has grown by :data:`REMEASURE_GROWTH`, a sample of the gallery's own vectors (held
+out: each query's own item is left out of both lists) and description queries (attribute
+vectors made from the gallery's SID prototypes, as an APS query is) are answered exactly and
+through the index. The smallest number of probed cells whose recall@10 reaches
+:data:`TARGET` + :data:`MARGIN` is kept with the index and used by every search; the same is
+measured under random filters of several selectivities (the two filtered paths below). Where
+even probing every cell falls short, the searches it concerns are exact.
 """
 
 from __future__ import annotations
@@ -19,15 +28,42 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from cerberus.attributes.schema import GROUPS
 from cerberus.errors import CerberusError
+from cerberus.inference.scoring import AttributeQuery, attribute_query_vectors
+from cerberus.store.topk import top_k_merge
 
 RETRAIN_GROWTH = 4.0
 """The index is retrained when the gallery holds this many times the items it was trained on."""
+REMEASURE_GROWTH = 1.1
+"""Its recall is measured again when the gallery holds this many times the items it was
+measured on."""
+TARGET = 0.95
+"""Recall@10 every default search through the index reaches (measured, :func:`measure`)."""
+MARGIN = 0.02
+"""Measured on a sample of queries: a setting is kept only when its mean recall less this (or
+less two standard errors of the mean, when larger) reaches TARGET (:func:`reaches`). Fresh
+queries fared up to 0.014 worse than the held-out gallery vectors on low-rank data
+(``benchmarks/bench_recall.py``), hence 0.02."""
+RECALL_K = 10
+PHOTO_QUERIES = 150
+"""Gallery vectors held out as queries when recall is measured."""
+DESCRIPTION_QUERIES = 50
+"""Description (attribute) queries when recall is measured (where the gallery has prototypes)."""
+BROAD_FRACTIONS = (0.5, 0.2, 0.05)
+"""Filter selectivities the broad path is measured at: a filter keeping at least the smallest
+of them searches the index unfiltered for ``k rerank / fraction`` candidates and keeps those
+that pass (no list of the passing items is read: what makes a broad filter cheap)."""
+FILTER_FRACTIONS = (0.5, 0.2, 0.05, 0.01, 0.002)
+"""Filter selectivities the id-bitmap path is measured at (those leaving enough items)."""
+COVER_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+"""Coverage factors tried for the id-bitmap path (see :meth:`AnnIndex.search_within`)."""
 
 ANN_FILE = "ann.faiss"
 ANN_META = "ann.json"
@@ -97,18 +133,80 @@ def train_ivf(
     return ivf
 
 
+def description_queries(
+    prototypes: Mapping[str, np.ndarray], dim: int, count: int, seed: int = 0
+) -> np.ndarray:
+    """``(count, dim)`` description queries made the way an APS query is
+    (:func:`~cerberus.inference.scoring.attribute_query_vectors`): per query 1 to 3 random
+    groups, each with one random SID of the gallery's prototypes. ``(0, dim)`` when the
+    prototypes do not fit the vectors (no five groups of ``dim / 5``)."""
+    if count <= 0 or any(g not in prototypes for g in GROUPS):
+        return np.zeros((0, dim), np.float32)
+    protos = {g: np.asarray(prototypes[g], np.float32) for g in GROUPS}
+    if any(p.ndim != 2 or len(p) == 0 or p.shape[1] * len(GROUPS) != dim for p in protos.values()):
+        return np.zeros((0, dim), np.float32)
+    rng = np.random.default_rng([seed, 7])
+    out = []
+    for _ in range(count):
+        groups = sorted(rng.choice(len(GROUPS), rng.integers(1, 4), replace=False))
+        names = tuple(GROUPS[g] for g in groups)
+        choices = tuple((int(rng.integers(0, len(protos[g]))),) for g in names)
+        out.append(attribute_query_vectors(AttributeQuery({}, names, choices), protos)[0])
+    return np.ascontiguousarray(np.stack(out), dtype=np.float32)
+
+
+def _recall(found: np.ndarray, truth: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    """Per query |found ∩ truth[:k]| / k, each query's ``own`` id (``-1``: none) left out of
+    both lists (held out); ``truth`` ``(Q, >=k+1)`` (``-1`` padding)."""
+    out = []
+    for f, t, o in zip(found, truth, own):
+        t = t[(t >= 0) & (t != o)][:k]
+        if len(t):
+            out.append(len(np.intersect1d(f[(f >= 0) & (f != o)], t)) / len(t))
+    return np.asarray(out if out else [1.0])
+
+
+def reaches(recalls: np.ndarray) -> bool:
+    """Whether per-query recalls reach :data:`TARGET` with room for the sample: their mean
+    less the larger of :data:`MARGIN` and two standard errors."""
+    se = float(np.std(recalls)) / math.sqrt(len(recalls))
+    return float(np.mean(recalls)) - max(MARGIN, 2 * se) >= TARGET
+
+
+def _smallest(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
+    """The smallest integer in ``[lo, hi]`` where ``ok`` holds, assuming it holds from some
+    point on: doubling from ``lo``, then bisecting (``None`` when not even ``hi``)."""
+    p, last_bad = lo, lo - 1
+    while not ok(p):
+        if p >= hi:
+            return None
+        last_bad, p = p, min(hi, 2 * p)
+    while p - last_bad > 1:
+        mid = (p + last_bad) // 2
+        if ok(mid):
+            p = mid
+        else:
+            last_bad = mid
+    return p
+
+
 class AnnIndex:
-    """An IVF-SQ8 index of item ids in ``folder`` (``ann.faiss`` + ``ann.json``)."""
+    """An IVF-SQ8 index of item ids in ``folder`` (``ann.faiss`` + ``ann.json``) and its
+    measured recall (:attr:`recall`, see :meth:`measure`)."""
 
     def __init__(self, folder: Path, dim: int, *, nprobe: int = 32, seed: int = 0) -> None:
         self.folder = folder
         self.dim = dim
         self.nprobe = nprobe
+        """Cells probed when no recall has been measured (an index built before it was)."""
         self.seed = seed
         self.index = None
         self.covered = 0
         """Every item with an id below this was added (when it was live)."""
         self.trained_on = 0
+        self.recall: dict[str, Any] | None = None
+        """What :meth:`measure` found (``None``: not measured yet)."""
+        self._lists: np.ndarray | None = None
         self.save_error: str | None = None
         """Why the last :meth:`save` wrote nothing (``None``: it wrote the index)."""
         self.lock = threading.Lock()
@@ -128,6 +226,8 @@ class AnnIndex:
         if index.d != self.dim or meta.get("dim") != self.dim:
             return False
         self.index, self.covered, self.trained_on = index, int(meta["covered"]), int(meta["n"])
+        self.recall = meta.get("recall")
+        self._lists = None
         return True
 
     def stale(self, live: int) -> bool:
@@ -136,6 +236,13 @@ class AnnIndex:
         if self.index is None:
             return True
         return live > RETRAIN_GROWTH * max(self.trained_on, 1) or live < self.index.ntotal / 2
+
+    def unmeasured(self, live: int) -> bool:
+        """Whether recall must be measured (again) for a gallery of ``live`` items: never
+        measured, or the gallery grew by a tenth (:data:`REMEASURE_GROWTH`) since."""
+        if self.recall is None:
+            return True
+        return live >= REMEASURE_GROWTH * max(int(self.recall["measured_on"]), 1)
 
     def build(self, ids: np.ndarray, gather: Gather, chunk: int = 32768) -> None:
         """Train on a sample of the items (:func:`train_ivf`, IVF-SQ8) and add them all."""
@@ -147,6 +254,8 @@ class AnnIndex:
         self.index = ivf
         self.trained_on = n
         self.covered = int(ids.max()) + 1 if n else 0
+        self.recall = None
+        self._lists = None
 
     def extend(self, ids: np.ndarray, gather: Gather, chunk: int = 32768) -> None:
         """Add items ``ids`` (all at or above :attr:`covered`) without retraining."""
@@ -155,6 +264,7 @@ class AnnIndex:
             self.index.add_with_ids(np.ascontiguousarray(gather(pos)), ids[pos])
         if len(ids):
             self.covered = max(self.covered, int(ids.max()) + 1)
+            self._lists = None
 
     def save(self) -> bool:
         """Write the index and its facts (temporary files renamed into place: a reader never
@@ -167,11 +277,10 @@ class AnnIndex:
         token = uuid.uuid4().hex[:8]
         tmp_index = self.folder / f"{ANN_FILE}.{token}.tmp"
         tmp_meta = self.folder / f"{ANN_META}.{token}.tmp"
+        facts = {"dim": self.dim, "covered": self.covered, "n": self.trained_on}
         try:
             faiss.write_index(self.index, str(tmp_index))
-            tmp_meta.write_text(
-                json.dumps({"dim": self.dim, "covered": self.covered, "n": self.trained_on})
-            )
+            tmp_meta.write_text(json.dumps({**facts, "recall": self.recall}))
             os.replace(tmp_index, self.folder / ANN_FILE)
             os.replace(tmp_meta, self.folder / ANN_META)
         except (OSError, RuntimeError) as e:
@@ -184,26 +293,238 @@ class AnnIndex:
         self.save_error = None
         return True
 
-    def search(
+    # ---- the measured settings
+
+    @property
+    def exact(self) -> bool:
+        """Whether unfiltered searches must be exact (no nprobe reached the target)."""
+        return self.recall is not None and self.recall["nprobe"] is None
+
+    def default_nprobe(self) -> int:
+        """Cells probed by an unfiltered search: the measured setting (all cells where even
+        that fell short: the caller searches exactly then)."""
+        if self.recall is None:
+            return min(self.nlist, self.nprobe)
+        return min(self.nlist, int(self.recall["nprobe"] or self.nlist))
+
+    def broad_nprobe(self, fraction: float) -> int | None:
+        """Cells probed by the broad path for a filter keeping ``fraction`` of the items: the
+        setting measured at the largest measured fraction at or below it (more selective
+        filters need more cells); ``None``: take the id-bitmap path."""
+        if self.recall is None:
+            return None
+        fits = [(float(f), p) for f, p in self.recall["broad"].items() if float(f) <= fraction]
+        fits = [(f, p) for f, p in fits if p is not None]
+        return int(max(fits)[1]) if fits else None
+
+    def cover(self) -> float | None:
+        """The id-bitmap path's coverage factor (``inf``: every list holding a passing item;
+        ``None``: measured short of the target, search exactly)."""
+        if self.recall is None:
+            return math.inf
+        c = self.recall["cover"]
+        return None if c is None else float(c)
+
+    # ---- searching
+
+    def search(self, queries: np.ndarray, kk: int, nprobe: int | None = None) -> np.ndarray:
+        """Candidate ids ``(Q, kk)`` (``-1`` padding) of an unfiltered search probing
+        ``nprobe`` cells (default :meth:`default_nprobe`)."""
+        faiss = faiss_module()
+        nprobe = min(self.nlist, nprobe or self.default_nprobe())
+        params = faiss.SearchParametersIVF(nprobe=max(1, nprobe))
+        _, found = self.index.search(np.ascontiguousarray(queries), kk, params=params)
+        return found
+
+    def lists_of(self) -> np.ndarray:
+        """``(covered,)`` int32: the cell each indexed id is in (``-1``: none), read from the
+        inverted lists (kept until the index changes)."""
+        if self._lists is None:
+            faiss = faiss_module()
+            inv = self.index.invlists
+            out = np.full(max(self.covered, 1), -1, np.int32)
+            for cell in range(self.nlist):
+                size = inv.list_size(cell)
+                if size:
+                    ids = faiss.rev_swig_ptr(inv.get_ids(cell), size)
+                    ids = ids[ids < len(out)]
+                    out[ids] = cell
+            self._lists = out
+        return self._lists
+
+    def search_within(
         self,
         queries: np.ndarray,
         kk: int,
-        bitmap: np.ndarray | None,
-        fraction: float,
+        bitmap: np.ndarray,
+        ids: np.ndarray,
+        *,
+        cover: float | None = None,
         nprobe: int | None = None,
     ) -> np.ndarray:
-        """Candidate ids ``(Q, kk)`` (``-1`` padding) of the items whose bit is set in
-        ``bitmap`` (by id, little-endian bit order; ``None``: all). A filter keeping a
-        ``fraction`` of the items probes ``1 / sqrt(fraction)`` times more cells (or
-        ``nprobe`` cells when given)."""
+        """Candidate ids ``(Q, kk)`` among the ``ids`` passing a filter (``bitmap``: their
+        bits by id, little-endian bit order).
+
+        Per query the cells are walked nearest first, skipping those holding no passing
+        item, until they hold ``cover x p N / nlist`` passing items (``p``: the unfiltered
+        :meth:`default_nprobe`, ``N`` the items indexed: ``cover`` times as many passing items
+        as an unfiltered search scans items, since a filter keeping a share ``f`` puts its
+        top-10 about as far as the unfiltered top-``10 / f``; at least ``kk``) or, given
+        ``nprobe``, for ``nprobe`` cells. Only those cells are scanned and, through the
+        bitmap, only their passing items scored (probing more cells is cheap): a filter
+        correlated with the vectors (one camera) probes the cells where its items are, not
+        those where they are not."""
         faiss = faiss_module()
-        if nprobe is None:
-            nprobe = math.ceil(self.nprobe / math.sqrt(max(fraction, 1e-6)))
-        nprobe = min(self.nlist, nprobe)
-        params = faiss.SearchParametersIVF(nprobe=max(1, nprobe))
-        if bitmap is not None:
-            # faiss takes the size in bytes; ids past the end are not selected
-            selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
-            params.sel = selector
-        _, found = self.index.search(np.ascontiguousarray(queries), kk, params=params)
+        nlist = self.nlist
+        lists = self.lists_of()
+        cells = lists[ids[ids < len(lists)]]
+        counts = np.bincount(cells[cells >= 0], minlength=nlist)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        near, order = self.index.quantizer.search(q, nlist)  # cells, nearest first
+        held = counts[order]  # (Q, nlist)
+        if nprobe is not None:
+            take = np.cumsum(held > 0, axis=1) <= nprobe
+        else:
+            c = math.inf if cover is None else cover
+            scanned = self.default_nprobe() / nlist * self.index.ntotal
+            target = max(kk, min(len(ids), c * scanned))
+            before = np.cumsum(held, axis=1) - held  # passing items in the cells before
+            take = before < target
+        take &= held > 0
+        width = max(1, int(take.sum(axis=1).max()))
+        # per query its chosen cells first, nearest first (a stable sort of "not chosen")
+        first = np.argsort(~take, axis=1, kind="stable")[:, :width]
+        chosen = np.take_along_axis(take, first, axis=1)
+        assign = np.where(chosen, np.take_along_axis(order, first, axis=1), -1).astype(np.int64)
+        # IVF-SQ8 scores residuals: q.c + q.r, so faiss needs each cell's q.c
+        coarse = np.where(chosen, np.take_along_axis(near, first, axis=1), 0).astype(np.float32)
+        params = faiss.SearchParametersIVF(nprobe=width)
+        selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+        params.sel = selector  # faiss takes the size in bytes; ids past the end never pass
+        dist = np.zeros((len(q), kk), np.float32)
+        found = np.full((len(q), kk), -1, np.int64)
+        self.index.search_preassigned_c(
+            len(q), faiss.swig_ptr(q), kk, faiss.swig_ptr(assign), faiss.swig_ptr(coarse),
+            faiss.swig_ptr(dist), faiss.swig_ptr(found), False, params, None,
+        )  # fmt: skip
         return found
+
+    # ---- measuring
+
+    def measure(
+        self,
+        ids: np.ndarray,
+        gather: Gather,
+        *,
+        descriptions: np.ndarray | None = None,
+        rerank: int = 10,
+        min_filtered: int = 0,
+        chunk: int = 32768,
+    ) -> dict[str, Any]:
+        """Measure recall@10 on the gallery's own items ``ids`` (vectors by
+        ``gather(positions)``) and keep the settings that reach :data:`TARGET` in
+        :attr:`recall`.
+
+        Queries: :data:`PHOTO_QUERIES` random items (each left out of its own lists: held
+        out) and the ``descriptions`` vectors. Truth: their exact top-10 among all items, and
+        among random subsets keeping :data:`BROAD_FRACTIONS` and :data:`FILTER_FRACTIONS` of
+        them, and subsets keeping whole cells (a filter correlated with the vectors, as one
+        camera's crops may be) at FILTER_FRACTIONS (those leaving more than ``min_filtered``
+        items, the caller's exact limit).
+        Chosen: the smallest nprobe (unfiltered, ``k rerank`` candidates), per broad fraction
+        the smallest nprobe whose ``k rerank / fraction`` unfiltered candidates hold the
+        filtered top-10, and the smallest :data:`COVER_LADDER` factor for the id-bitmap path
+        (:meth:`search_within`) reaching TARGET on every filter fraction measured (each with
+        room for the sample: :func:`reaches`).
+        """
+        n, k = len(ids), RECALL_K
+        rng = np.random.default_rng([self.seed, 11, n])
+        pos = np.sort(rng.choice(n, min(PHOTO_QUERIES, n), replace=False))
+        photo = np.ascontiguousarray(gather(pos), dtype=np.float32)
+        extra = np.zeros((0, self.dim), np.float32) if descriptions is None else descriptions
+        q = np.ascontiguousarray(np.concatenate([photo, extra]), dtype=np.float32)
+        own = np.concatenate([ids[pos], np.full(len(extra), -1, np.int64)])
+        broad = [f for f in BROAD_FRACTIONS if f * n > max(min_filtered, 2 * k)]
+        narrow = [f for f in FILTER_FRACTIONS if f * n > max(min_filtered, 2 * k)]
+        masks: dict[Any, np.ndarray] = {("broad", f): rng.random(n) < f for f in broad}
+        cells = self.lists_of()[ids]
+        for f in narrow:  # a random filter, and one keeping whole cells (as one camera may)
+            masks[("random", f)] = rng.random(n) < f
+            order = rng.permutation(self.nlist)
+            sizes = np.bincount(cells[cells >= 0], minlength=self.nlist)[order]
+            kept = order[: int(np.searchsorted(np.cumsum(sizes), f * n)) + 1]
+            masks[("cells", f)] = np.isin(cells, kept)
+        best: dict[Any, tuple] = {key: (None, None) for key in (None, *masks)}
+        for start in range(0, n, chunk):
+            sl = slice(start, min(n, start + chunk))
+            block = np.ascontiguousarray(gather(np.arange(sl.start, sl.stop)), np.float32)
+            scores, block_ids = q @ block.T, ids[sl]
+            for key, (s, i) in best.items():
+                cols = slice(None) if key is None else masks[key][sl]
+                best[key] = top_k_merge(s, i, scores[:, cols], block_ids[cols], k + 1)
+        truth = {key: i for key, (_, i) in best.items()}
+        live = np.sort(ids)
+
+        def alive(found: np.ndarray) -> np.ndarray:
+            return np.where(np.isin(found, live), found, -1)
+
+        kk = min(n, k * rerank + 1)
+        curve: dict[int, float] = {}
+
+        def unfiltered(p: int) -> bool:
+            if p not in curve:
+                curve[p] = _recall(alive(self.search(q, kk, p)), truth[None], own, k)
+            return reaches(curve[p])
+
+        nlist = self.nlist
+        p = _smallest(1, nlist, unfiltered)
+        base = p or nlist
+        broad_p, broad_r, start = {}, {}, base
+        for f in broad:
+            kf = min(n, math.ceil(k * rerank / f) + 1)
+            got: dict[int, float] = {}
+
+            def ok(pp: int, f=f, kf=kf, got=got) -> bool:
+                found = alive(self.search(q, kf, pp))
+                found = np.where(np.isin(found, ids[masks["broad", f]]), found, -1)
+                got[pp] = _recall(found, truth["broad", f], own, k)
+                return reaches(got[pp])
+
+            bp = _smallest(start, nlist, ok)  # a smaller share needs at least as many cells
+            start = bp or nlist
+            broad_p[str(f)] = bp
+            broad_r[str(f)] = round(float(np.mean(got[bp if bp is not None else nlist])), 4)
+        cover, cover_r = None, {}
+        bitmaps = {}
+        for key, mask in masks.items():
+            if key[0] != "broad":
+                bits = np.zeros(int(ids.max()) + 1, bool)
+                bits[ids[mask]] = True
+                bitmaps[key] = (np.packbits(bits, bitorder="little"), ids[mask])
+        self.recall = {"nprobe": p}  # search_within reads the base nprobe from it
+        for c in COVER_LADDER if narrow else ():
+            got = {}
+            for key, (bitmap, passing) in bitmaps.items():
+                found = self.search_within(q, kk, bitmap, passing, cover=c)
+                got[f"{key[0]} {key[1]}"] = _recall(alive(found), truth[key], own, k)
+            cover_r = {f: round(float(np.mean(r)), 4) for f, r in got.items()}
+            if all(reaches(r) for r in got.values()):
+                cover = c
+                break
+            if c * base >= nlist:
+                break  # every list holding a passing item was probed
+        self.recall = {
+            "k": k,
+            "target": TARGET,
+            "measured_on": n,
+            "nlist": nlist,
+            "queries": {"photo": len(photo), "description": len(extra)},
+            "nprobe": p,
+            "recall_at_10": round(float(np.mean(curve[base])), 4),
+            "curve": {str(a): round(float(np.mean(b)), 4) for a, b in sorted(curve.items())},
+            "broad": broad_p,
+            "broad_recall": broad_r,
+            "cover": cover if narrow else float(nlist),  # not measured: every passing cell
+            "filtered_recall": cover_r,
+        }
+        return self.recall

@@ -29,7 +29,11 @@ Why this design:
   (:mod:`cerberus.store.ann`) restricted to the candidates by an id bitmap proposes ``rerank``
   x k items, which are re-scored exactly: reading 100 vectors instead of thousands is what keeps
   a filtered search fast when the 10 GB of a million vectors do not all sit in the page cache.
-  Its recall@10 is measured by ``benchmarks/bench_gallery.py`` (0.99-1.0, docs/benchmarks.md).
+  A filter keeping a large share of the gallery skips the list of its items: an unfiltered
+  search for more candidates, those passing kept (:meth:`LocalStore._broad`). How many cells
+  are probed is chosen from recall@10 measured on the gallery's own vectors when the index is
+  built (:func:`cerberus.store.ann.AnnIndex.measure`, shown by ``cerberus gallery info``);
+  where no setting reaches 0.95 the search is exact. ``exact=True`` / ``nprobe`` override it.
   It is (re)trained by :meth:`LocalStore.build_index` (``cerberus gallery compact``) or the
   first large unfiltered search (minutes at 1M); until then, searches with up to
   :data:`EXACT_WITHOUT_INDEX` candidates stay exact; searches only extend it.
@@ -58,7 +62,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cerberus.store.ann import AnnIndex
+from cerberus.store.ann import (
+    ANN_META,
+    BROAD_FRACTIONS,
+    DESCRIPTION_QUERIES,
+    AnnIndex,
+    description_queries,
+)
 from cerberus.store.base import (
     STORE_FORMAT_VERSION,
     Filter,
@@ -68,6 +78,7 @@ from cerberus.store.base import (
     SourceState,
     StoreError,
     TrackPath,
+    check_nprobe,
     check_search,
 )
 from cerberus.store.pathcodec import decode, encode
@@ -99,7 +110,8 @@ BUSY_TIMEOUT_S = 60.0
 
 EXACT_LIMIT = 2_000
 """Searches with at most this many candidates are exact; beyond, the approximate index restricted
-to the candidates is faster at recall@10 0.99-1.0 (docs/benchmarks.md §8, its crossover table)."""
+to the candidates is faster (docs/benchmarks.md §8, its crossover table), at the recall measured
+when it was built."""
 EXACT_WITHOUT_INDEX = 200_000
 """Until the approximate index is built, filtered searches with up to this many candidates are
 exact (rather than waiting minutes for the index)."""
@@ -154,7 +166,9 @@ class LocalStore:
 
     @property
     def nprobe(self) -> int:
-        """Cells the approximate index probes for an unfiltered search (more for a filter)."""
+        """Cells the approximate index probes where its recall has not been measured (an
+        index built by an older version, until its first use measures it); otherwise the
+        measured setting applies, and ``search(..., nprobe=)`` overrides both."""
         return self._ann.nprobe
 
     @nprobe.setter
@@ -639,13 +653,25 @@ class LocalStore:
         keys = np.array(sorted(files), np.int64)
         return ids, np.searchsorted(keys, seg), row, [files[int(s)] for s in keys]
 
-    def search(self, queries: np.ndarray, k: int, where: Filter | None = None) -> list[Hits]:
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        where: Filter | None = None,
+        *,
+        exact: bool = False,
+        nprobe: int | None = None,
+    ) -> list[Hits]:
+        """Per query ``(Q, D)``, the top-k items passing ``where`` (module text). ``exact``:
+        never the approximate index; ``nprobe``: the cells it probes (the measured setting by
+        default, :mod:`cerberus.store.ann`)."""
+        nprobe = check_nprobe(nprobe, self.name)
         q, k = check_search(self.name, queries, k, self.info.dim)
         if not len(q):
             return []
         for attempt in range(3):
             try:
-                return self._search(q, k, where)
+                return self._search(q, k, where, bool(exact), nprobe)
             except SegmentMissing as e:
                 if e.file in self._files_now():
                     raise  # still referenced: the file is gone (deleted), not switched
@@ -656,30 +682,103 @@ class LocalStore:
                     ) from None
         raise AssertionError("unreachable")
 
-    def _search(self, q: np.ndarray, k: int, where: Filter | None) -> list[Hits]:
+    def _search(
+        self,
+        q: np.ndarray,
+        k: int,
+        where: Filter | None,
+        exact: bool,
+        nprobe: int | None,
+        broad: bool = True,
+    ) -> list[Hits]:
         empty = [Hits(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
         if k <= 0:
             return empty
         unfiltered = where is None or where.empty
-        if unfiltered:
-            total = self.count()
-            if total > self.exact_limit and (total > EXACT_WITHOUT_INDEX or self._ann_exists()):
-                hits = self._rerank(q, k, self._ann_candidates(q, k, None, total, total))
+        total = self.count()
+        indexed = (
+            not exact
+            and total > self.exact_limit
+            and (total > EXACT_WITHOUT_INDEX or self._ann_exists())
+        )
+        if indexed and unfiltered:
+            found = self._ann_candidates(q, k, None, total, total, nprobe)
+            if found is not None:
+                hits = self._rerank(q, k, found)
                 if all(len(h) >= min(k, total) for h in hits):
                     return hits
                 # removed items still in the index crowded the live ones out: restrict to these
+        if indexed and not unfiltered and broad:
+            hits = self._broad(q, k, where, total, nprobe)
+            if hits is not None:
+                return hits
         ids, seg, row, files = self._snapshot(where)
         if len(ids) == 0:
             return empty
-        if len(ids) <= self.exact_limit or (
-            len(ids) <= EXACT_WITHOUT_INDEX and not self._ann_exists()
+        if (
+            not indexed
+            or len(ids) <= self.exact_limit
+            or (len(ids) <= EXACT_WITHOUT_INDEX and not self._ann_exists())
         ):
             return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
         bits = np.zeros(int(ids.max()) + 1, dtype=bool)
         bits[ids] = True
         bitmap = np.packbits(bits, bitorder="little")
-        found = self._ann_candidates(q, k, bitmap, len(ids), self.count())
+        found = self._ann_candidates(q, k, (bitmap, ids), len(ids), total, nprobe)
+        if found is None:  # measured: no probing reaches the target under a filter
+            return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
         return self._rerank(q, k, found, (ids, seg, row, files))
+
+    def _broad(
+        self, q: np.ndarray, k: int, where: Filter, total: int, nprobe: int | None
+    ) -> list[Hits] | None:
+        """The broad-filter path (``None`` where it does not apply): no list of the passing
+        items is read. An unfiltered index search draws ``2 k rerank`` candidates (with the
+        nprobe measured for a filter keeping half the gallery) and SQL checks which of just
+        these pass; the share that passes, ``s``, says how broad the filter is near the
+        queries. From ``s`` = 1/2 on, those passing are re-ranked exactly (the measured
+        setting holds their top-10); from ``s`` = :data:`~cerberus.store.ann.BROAD_FRACTIONS`'
+        smallest on, a second draw of ``k rerank / s`` candidates with the nprobe measured for
+        that share does. A query for which fewer than k pass, or fewer than 3/4 of the share
+        the others see (a filter that keeps few items near it), is answered by the id-bitmap
+        path, as are all queries below the smallest share."""
+        condition, params = compile_filter(where)
+
+        def draw(kk: int, probes: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+            with self._ann.lock:
+                found = ann.search(q, min(ann.index.ntotal, kk), probes)
+            wanted = np.unique(found[found >= 0])
+            located = self._snapshot_where(
+                f"id IN (SELECT value FROM json_each(?)) AND ({condition})",
+                [json.dumps(wanted.tolist()), *params],
+            )
+            passing = np.where(np.isin(found, located[0]), found, -1)
+            return found, passing, located
+
+        with self._ann.lock:
+            ann = self._ann_ready(total)
+        probes = nprobe or ann.broad_nprobe(max(BROAD_FRACTIONS))
+        if probes is None:
+            return None
+        found, passing, located = draw(2 * k * self.rerank, probes)
+        share = float((passing >= 0).sum() / max(1, (found >= 0).sum()))
+        if share < min(BROAD_FRACTIONS):
+            return None
+        if share < max(BROAD_FRACTIONS):
+            probes = nprobe or ann.broad_nprobe(share)
+            if probes is None:
+                return None
+            found, passing, located = draw(math.ceil(k * self.rerank / share), probes)
+        got, drawn = (passing >= 0).sum(axis=1), (found >= 0).sum(axis=1)
+        # fewer pass near a query than near the others: the filter is correlated with the
+        # vectors there (for a random filter this is many standard deviations below)
+        short = (got < k) | (got < 0.75 * share * drawn)
+        hits = self._rerank(q, k, passing, located)
+        if short.any():
+            rest = self._search(q[short], k, where, exact=False, nprobe=nprobe, broad=False)
+            for r, h in zip(np.flatnonzero(short), rest):
+                hits[r] = h
+        return hits
 
     def _ann_exists(self) -> bool:
         """Whether the approximate index is loaded or its cache file can be read."""
@@ -688,41 +787,80 @@ class LocalStore:
 
     def _ann_ready(self, total: int, retrain: bool = False) -> AnnIndex:
         """The approximate index, loaded (built when there is none) and extended to the
-        committed items; retrained (``retrain``) when :meth:`AnnIndex.stale`. A search never
-        retrains: at 1M x 2560 that takes minutes (:meth:`build_index` does)."""
+        committed items; retrained (``retrain``) when :meth:`AnnIndex.stale`; its recall
+        measured when it never was or the gallery grew by a tenth since
+        (:meth:`AnnIndex.measure`). A search never retrains: at 1M x 2560 that takes minutes
+        (:meth:`build_index` does)."""
         ann = self._ann
         if ann.index is None:
             ann.load()
         if ann.index is None or (retrain and ann.stale(total)):
             ids, seg, row, files = self._snapshot(None)
             ann.build(ids, lambda p: self._segments.gather(files, seg[p], row[p]))
+            self._measure(ann)
             ann.save()
         else:
             ids, seg, row, files = self._snapshot_where("id >= ?", [ann.covered])
             if len(ids):
                 ann.extend(ids, lambda p: self._segments.gather(files, seg[p], row[p]))
-                if len(ids) > 0.1 * ann.trained_on:
-                    ann.save()
+            if ann.unmeasured(total):
+                self._measure(ann)
+                ann.save()
+            elif len(ids) > 0.1 * ann.trained_on:
+                ann.save()
         return ann
 
+    def _measure(self, ann: AnnIndex) -> None:
+        """Measure the index's recall on the gallery's own items and description queries."""
+        ids, seg, row, files = self._snapshot(None)
+        if len(ids) == 0:
+            return
+        descriptions = description_queries(
+            self.info.prototypes, self.info.dim, DESCRIPTION_QUERIES, ann.seed
+        )
+        ann.measure(
+            ids,
+            lambda p: self._segments.gather(files, seg[p], row[p]),
+            descriptions=descriptions,
+            rerank=self.rerank,
+            min_filtered=self.exact_limit,
+        )
+
     def _ann_candidates(
-        self, q: np.ndarray, k: int, bitmap: np.ndarray | None, n: int, total: int
-    ) -> np.ndarray:
-        """``(Q, k * rerank)`` candidate ids (``-1`` padding) among the ``n`` items set in
-        ``bitmap`` (``None``: any of the index, which may still hold removed items: then more
-        candidates are drawn, in proportion)."""
+        self,
+        q: np.ndarray,
+        k: int,
+        within: tuple[np.ndarray, np.ndarray] | None,
+        n: int,
+        total: int,
+        nprobe: int | None = None,
+    ) -> np.ndarray | None:
+        """``(Q, k * rerank)`` candidate ids (``-1`` padding) among the ``n`` items passing a
+        filter, ``within`` = (their id bitmap, their ids) (``None``: any of the index, which
+        may still hold removed items: then more candidates are drawn, in proportion).
+        ``None`` where the measured recall says to search exactly (and no ``nprobe`` is
+        given)."""
         with self._ann.lock:
             ann = self._ann_ready(total)
             held = ann.index.ntotal
-            if bitmap is None:
+            if within is None:
+                if nprobe is None and ann.exact:
+                    return None
                 kk = min(held, math.ceil(k * self.rerank * held / max(total, 1)))
-            else:
-                kk = min(n, k * self.rerank)
-            fraction = n / max(held, 1)
-            found = ann.search(q, kk, bitmap, fraction)
+                found = ann.search(q, kk, nprobe)
+                short = np.flatnonzero((found >= 0).sum(axis=1) < min(k, n))
+                if len(short):  # the probed cells held too few candidates: probe them all
+                    found[short] = ann.search(q[short], kk, ann.nlist)
+                return found
+            cover = ann.cover()
+            if nprobe is None and cover is None:
+                return None
+            bitmap, ids = within
+            kk = min(n, k * self.rerank)
+            found = ann.search_within(q, kk, bitmap, ids, cover=cover, nprobe=nprobe)
             short = np.flatnonzero((found >= 0).sum(axis=1) < min(k, n))
             if len(short):  # the probed cells held too few candidates: probe them all
-                found[short] = ann.search(q[short], kk, bitmap, fraction, nprobe=ann.nlist)
+                found[short] = ann.search_within(q[short], kk, bitmap, ids, cover=math.inf)
         return found
 
     def _rerank(self, q: np.ndarray, k: int, found: np.ndarray, located=None) -> list[Hits]:
@@ -802,6 +940,22 @@ class LocalStore:
                 faults.append(f"{path}: {len(mm)} vectors, the gallery recorded {rows}")
         unchecked = sum(f"crc:{name}" not in crcs for _, name, _ in segs)
         return faults, {"segments": len(segs), "items": int(held), "unchecked": unchecked}
+
+    def index_facts(self) -> dict | None:
+        """The approximate index as ``gallery info`` shows it (``None``: none built): items
+        trained on, cells and the recall measured on this gallery (:meth:`AnnIndex.measure`);
+        read from its small facts file, the index itself is not loaded."""
+        try:
+            meta = json.loads((self.folder / ANN / ANN_META).read_text())
+        except (OSError, ValueError):
+            return None
+        recall = meta.get("recall")
+        return {
+            "items": int(meta.get("covered", 0)),
+            "trained_on": int(meta.get("n", 0)),
+            "nlist": None if recall is None else recall.get("nlist"),
+            "recall": recall,
+        }
 
     def get(self, ids: Sequence[int] | np.ndarray, *, vectors: bool = True) -> Items:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)

@@ -15,6 +15,7 @@ from cerberus.store.base import (
     SourceState,
     StoreError,
     TrackPath,
+    check_nprobe,
     check_search,
 )
 from cerberus.store.topk import exact_top_k
@@ -131,7 +132,17 @@ class MemoryStore:
             return np.arange(len(self._items))
         return np.flatnonzero(where.matches(self._items))
 
-    def search(self, queries: np.ndarray, k: int, where: Filter | None = None) -> list[Hits]:
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        where: Filter | None = None,
+        *,
+        exact: bool = False,
+        nprobe: int | None = None,
+    ) -> list[Hits]:
+        """Exact top-k by brute force (``exact`` and ``nprobe``, checked, change nothing)."""
+        check_nprobe(nprobe, self.name)
         q, k = check_search(self.name, queries, k, self.info.dim)
         rows = self._rows(where)
         if len(rows) == 0 or len(q) == 0:

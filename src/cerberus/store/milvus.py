@@ -52,6 +52,7 @@ from cerberus.store.base import (
     SourceState,
     StoreError,
     TrackPath,
+    check_nprobe,
     check_search,
 )
 from cerberus.store.milvus_rows import (
@@ -625,9 +626,38 @@ class MilvusStore:
 
     # ------------------------------------------------------------ reading
 
-    def search(self, queries: np.ndarray, k: int, where: Filter | None = None) -> list[Hits]:
+    def _search_params(self, exact: bool, nprobe: int | None) -> dict[str, Any]:
+        """Milvus search params for ``exact`` / ``nprobe``: FLAT is exact (nprobe ignored);
+        IVF_FLAT probes ``nprobe`` cells (exact: every one of its ``nlist``); HNSW has neither
+        (refused with one line)."""
+        build, params = INDEXES[self.index]
+        if self.index == "IVF_FLAT":
+            if exact:
+                return {"nprobe": build["nlist"]}
+            if nprobe is not None:
+                return {"nprobe": min(nprobe, build["nlist"])}
+        elif self.index == "HNSW" and (exact or nprobe is not None):
+            what = "exact search" if exact else f"nprobe {nprobe}"
+            raise StoreError(
+                f"{self.name}: {what}: an HNSW collection has no cells to probe; create the "
+                "gallery with index FLAT (exact) or IVF_FLAT"
+            )
+        return params
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        where: Filter | None = None,
+        *,
+        exact: bool = False,
+        nprobe: int | None = None,
+    ) -> list[Hits]:
         """Per query ``(Q, D)``: the top-``k`` committed items passing ``where`` by inner
-        product, best first (ties by the smaller id)."""
+        product, best first (ties by the smaller id); ``exact`` / ``nprobe`` as
+        :meth:`_search_params` maps them."""
+        nprobe = check_nprobe(nprobe, self.name)
+        params = self._search_params(bool(exact), nprobe)
         q, k = check_search(self.name, queries, k, self.info.dim)
         if not len(q):
             return []
@@ -638,7 +668,6 @@ class MilvusStore:
             expr = compile_filter(where, self._state())
             if expr is None or k <= 0 or len(q) == 0:
                 return [Hits(empty.ids.copy(), empty.scores.copy()) for _ in q]
-            _, params = INDEXES[self.index]
             out = []
             for start in range(0, len(q), 256):
                 answers = self._client.search(

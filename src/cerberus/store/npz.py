@@ -44,6 +44,7 @@ from cerberus.store.base import (
     SourceState,
     StoreError,
     TrackPath,
+    check_nprobe,
     check_search,
 )
 from cerberus.store.topk import exact_top_k, recall_at_k
@@ -173,14 +174,35 @@ class NpzIndex:
             meta=meta,
         )
 
-    def search_vectors(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k inner products: ``(scores (Q, k), indices (Q, k))``, -1 indices past the end."""
+    def search_vectors(
+        self, queries: np.ndarray, k: int = 10, nprobe: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k inner products: ``(scores (Q, k), indices (Q, k))``, -1 indices past the end;
+        ``nprobe``: cells an ``ivf*`` index probes (else the one it was built with; ignored by
+        the exact ``flat`` kind, refused by ``hnsw``, which has no cells)."""
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
         if q.ndim != 2 or q.shape[1] != self.index.d:
             raise CerberusError(
                 f"query vectors of shape {q.shape} do not fit an index of dimension {self.index.d}"
             )
-        return self.index.search(q, min(k, len(self)))
+        kind = self.meta.get("index_kind", "flat")
+        if nprobe is None or kind == "flat":  # a flat index is exact: nothing to probe
+            return self.index.search(q, min(k, len(self)))
+        faiss = faiss_module()
+        try:
+            ivf = faiss.extract_index_ivf(self.index)
+        except RuntimeError:
+            raise CerberusError(
+                f"nprobe {nprobe}: a {kind} index has no cells to probe (use exact search)"
+            ) from None
+        params = faiss.SearchParametersIVF(nprobe=min(int(nprobe), ivf.nlist))
+        if isinstance(faiss.downcast_index(self.index), faiss.IndexRefine):
+            # the re-ranking index: its own factor over the IVF's parameters
+            refine = faiss.IndexRefineSearchParameters()
+            refine.k_factor = faiss.downcast_index(self.index).k_factor
+            refine.base_index_params = params
+            params = refine
+        return self.index.search(q, min(k, len(self)), params=params)
 
 
 def _check_options(n: int, *, nlist, nprobe, hnsw_m, ef_search) -> None:
@@ -352,13 +374,42 @@ class NpzStore:
             return np.arange(len(self._meta))
         return np.flatnonzero(where.matches(self._meta))
 
-    def search(self, queries: np.ndarray, k: int, where: Filter | None = None) -> list[Hits]:
+    def index_facts(self) -> dict | None:
+        """The file's approximate index as ``gallery info`` shows it (``None``: flat, exact):
+        its kind, cells and the recall@10 measured when it was built."""
+        meta = self.index.meta
+        kind = meta.get("index_kind", "flat")
+        if kind == "flat":
+            return None
+        return {
+            "kind": kind,
+            "items": len(self.index),
+            "nlist": meta.get("nlist"),
+            "nprobe": meta.get("nprobe"),
+            "recall_at_10": meta.get("recall_at_10"),
+        }
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        where: Filter | None = None,
+        *,
+        exact: bool = False,
+        nprobe: int | None = None,
+    ) -> list[Hits]:
+        """Top-k per query: the file's index unfiltered (``nprobe`` cells for an ``ivf*``
+        kind), exact inner products over its vectors when filtered or ``exact``."""
+        nprobe = check_nprobe(nprobe, self.name)
         q, k = check_search(self.name, queries, k, self.info.dim)
         none = Hits(np.zeros(0, np.int64), np.zeros(0, np.float32))
         if len(self._meta) == 0 or len(q) == 0:
             return [none for _ in q]
-        if where is None or where.empty:
-            scores, idx = self.index.search_vectors(q, k)
+        if (where is None or where.empty) and not exact:
+            try:
+                scores, idx = self.index.search_vectors(q, k, nprobe)
+            except CerberusError as e:
+                raise StoreError(f"{self.name}: {e}") from None
             return [Hits(i[i >= 0].astype(np.int64), s[i >= 0]) for s, i in zip(scores, idx)]
         rows = self._rows(where)
         if len(rows) == 0:

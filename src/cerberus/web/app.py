@@ -129,6 +129,10 @@ class AttributeSearch(BaseModel):
     before: str | None = Field(None, description="only before: ISO-8601 with a zone")
     per_track: StrictBool = Field(False, description="one row per track (true or false)")
     track_score: Literal["max", "top3"] = Field("max", description="a track's score")
+    exact: StrictBool = Field(False, description="search exactly, never the approximate index")
+    nprobe: StrictInt | None = Field(
+        None, ge=1, description="cells the approximate index probes (default: measured)"
+    )
 
 
 TopK = Annotated[int, Form(ge=1, le=MAX_K, description="number of results")]
@@ -137,6 +141,10 @@ Cameras = Annotated[list[str] | None, Form(description="only these cameras (repe
 When = Annotated[str | None, Form(description="ISO-8601 with a zone")]
 PerTrack = Annotated[bool, Form(description="one row per track")]
 TrackScore = Annotated[Literal["max", "top3"], Form(description="a track's score")]
+ExactForm = Annotated[bool, Form(description="search exactly, never the approximate index")]
+NprobeForm = Annotated[
+    int | None, Form(ge=1, description="cells the approximate index probes (default: measured)")
+]
 
 
 # --------------------------------------------------------------------------- image input
@@ -365,11 +373,13 @@ def create_app(
         before: When = None,
         per_track: PerTrack = False,
         track_score: TrackScore = "max",
+        exact: ExactForm = False,
+        nprobe: NprobeForm = None,
     ) -> dict[str, Any]:
         """reID: the gallery crops most like a photo (or a gallery crop), with its attributes."""
         if (image is None) == (gallery_id is None):
             raise BadRequest("give exactly one of: an image file, a gallery_id")
-        options = service.options(cameras, after, before, per_track, track_score)
+        options = service.options(cameras, after, before, per_track, track_score, exact, nprobe)
         if gallery_id is not None:
             return service.search_gallery_item(gallery_id, k, **options)
         with service.upload(image.file) as picture:
@@ -379,8 +389,9 @@ def create_app(
     def search_attributes(body: AttributeSearch) -> dict[str, Any]:
         """APS: the gallery crops that best match a (partial) description."""
         options = service.options(
-            body.cameras, body.after, body.before, body.per_track, body.track_score
-        )
+            body.cameras, body.after, body.before, body.per_track, body.track_score,
+            body.exact, body.nprobe,
+        )  # fmt: skip
         return service.search_attributes(body.attributes, body.k, **options)
 
     @app.get("/api/gallery")
@@ -394,10 +405,14 @@ def create_app(
         camera: Annotated[list[str] | None, Query(description="only these cameras")] = None,
         after: Annotated[str | None, Query(description="ISO-8601 with a zone")] = None,
         before: Annotated[str | None, Query(description="ISO-8601 with a zone")] = None,
+        exact: Annotated[bool, Query(description="search exactly")] = False,
+        nprobe: Annotated[int | None, Query(ge=1, description="cells probed")] = None,
     ) -> dict[str, Any]:
         """Where else was the person of a gallery crop: sightings by camera and time."""
-        where = service.options(camera, after, before)["where"]
-        return service.timeline(item_id, where=where)
+        options = service.options(camera, after, before, exact=exact, nprobe=nprobe)
+        return service.timeline(
+            item_id, where=options["where"], exact=exact, nprobe=options["nprobe"]
+        )
 
     @app.post("/api/describe")
     def describe(image: Annotated[UploadFile, File(description="photo to describe")]) -> dict:

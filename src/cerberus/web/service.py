@@ -95,14 +95,22 @@ class SearchService:
         before: str | None = None,
         per_track: bool = False,
         track_score: str = "max",
+        exact: bool = False,
+        nprobe: int | None = None,
     ) -> dict[str, Any]:
-        """A search's filter (checked against the gallery's cameras now) and grouping; empty
-        fields (``""``) are not given."""
+        """A search's filter (checked against the gallery's cameras now), grouping and how the
+        store searches (``exact``, ``nprobe``); empty fields (``""``) are not given."""
         cameras = [c for c in cameras or [] if c] or None
         where = self.search.where(
             cameras=cameras, after=after or None, before=before or None, labels=FIELD_NAMES
         )
-        return {"where": where, "per_track": per_track, "track_score": track_score}
+        return {
+            "where": where,
+            "per_track": per_track,
+            "track_score": track_score,
+            "exact": bool(exact),
+            "nprobe": nprobe,
+        }
 
     @contextmanager
     def upload(self, file: BinaryIO) -> Iterator[Image.Image]:

@@ -1,0 +1,314 @@
+"""The local gallery's approximate index (issue 31): recall measured when it is built, stored and
+shown; the nprobe chosen from it reaches recall@10 0.95 on random, clustered and low-rank
+vectors, filtered or not; exact search and the broad-filter path agree with brute force; a bad
+nprobe is one line on every backend."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cerberus.attributes.schema import GROUPS
+from cerberus.inference.scoring import embed_features
+from cerberus.store import Filter, GalleryInfo, Items, MemoryStore, StoreError
+from cerberus.store import ann as ann_module
+from cerberus.store.local import LocalStore
+from cerberus.store.npz import NpzIndex, NpzStore
+from tests.store.test_contract import T0, info
+from tests.store.test_npz import random_features
+
+N, DIM, CAMERAS = 20_000, 64, 10
+
+
+def vectors(kind: str, n: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
+    """``(n, dim)`` unit vectors: ``random`` (no structure), ``clustered`` (64 centres) or
+    ``lowrank`` (8 directions and a little noise); one seed, one distribution."""
+    rng = np.random.default_rng(seed)
+    if kind == "random":
+        v = rng.standard_normal((n, dim))
+    elif kind == "clustered":
+        centres = rng.standard_normal((64, dim))
+        v = centres[rng.integers(0, 64, n)] + 0.35 * rng.standard_normal((n, dim))
+    else:
+        v = rng.standard_normal((n, 8)) @ rng.standard_normal((8, dim))
+        v += 0.05 * rng.standard_normal((n, dim))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def items(
+    v: np.ndarray, seed: int = 1, cameras: np.ndarray | None = None, source: str = "s"
+) -> Items:
+    rng = np.random.default_rng(seed)
+    if cameras is None:
+        cameras = rng.integers(0, CAMERAS, len(v))
+    return Items.make(
+        v,
+        source=source,
+        num_attributes=3,
+        camera=[f"c{i}" for i in cameras],
+        timestamp=T0 + rng.uniform(0, 3600, len(v)),
+    )
+
+
+def galleries(tmp_path, kind: str, exact_limit: int = 300):
+    """A local gallery of N items of ``kind`` with its index built (searches of more than
+    ``exact_limit`` candidates use it), the same items in a memory store, and 200 held-out
+    queries of the same distribution."""
+    v = vectors(kind, N + 200)
+    store = LocalStore.create(tmp_path / kind, info(DIM), exact_limit=exact_limit)
+    reference = MemoryStore(info(DIM))
+    batch = items(v[:N])
+    store.add(batch)
+    reference.add(batch)
+    store.build_index()
+    return store, reference, v[N:]
+
+
+def recall(got, want) -> float:
+    """Mean share of each exact top-k (``want``) found (``got``)."""
+    shares = [len(set(g.ids) & set(w.ids)) / max(1, len(w)) for g, w in zip(got, want)]
+    return float(np.mean(shares))
+
+
+def cams(*names: int, minutes: float | None = None) -> Filter:
+    """Items of cameras ``c<name>`` (and of the first ``minutes`` of the hour, if given)."""
+    before = None if minutes is None else T0 + 60 * minutes
+    return Filter(cameras=frozenset(f"c{i}" for i in names), before=before)
+
+
+NARROW = cams(3, minutes=20)
+"""A thirtieth of the gallery (about 650 items): the id-bitmap path."""
+
+
+# ---------------------------------------------------------------- measured and stored
+
+
+def test_recall_is_measured_at_build_stored_with_the_index_and_shown(tmp_path):
+    d = 12  # five parts of 12: the gallery's prototypes make description queries
+    rng = np.random.default_rng(0)
+    protos = {g: rng.normal(size=(4, d)).astype(np.float32) for g in GROUPS}
+    gallery = GalleryInfo(dim=5 * d, fingerprint="f" * 64, schema={"name": "t"}, prototypes=protos)
+    store = LocalStore.create(tmp_path / "g", gallery, exact_limit=500)
+    store.add(items(vectors("clustered", 6000, dim=5 * d)))
+    assert store.index_facts() is None
+    store.build_index()
+    facts = store.index_facts()
+    r = facts["recall"]
+    assert facts["items"] == 6000 and r["measured_on"] == 6000
+    assert r["queries"] == {"photo": ann_module.PHOTO_QUERIES, "description": 50}
+    assert r["recall_at_10"] >= 0.95 and 1 <= r["nprobe"] <= r["nlist"]
+    assert r["curve"][str(r["nprobe"])] == r["recall_at_10"]
+    assert all(x >= 0.95 for x in r["filtered_recall"].values())
+    on_disk = json.loads((tmp_path / "g" / "ann" / "ann.json").read_text())
+    assert on_disk["recall"] == r
+    store.close()
+    again = LocalStore.open(tmp_path / "g", exact_limit=500)
+    again.search(vectors("clustered", 3, seed=5, dim=5 * d), 10)
+    assert again._ann.recall == r and again._ann.default_nprobe() == r["nprobe"]
+    from cerberus.cli.gallery import index_line
+    from cerberus.search import Gallery
+
+    shown = Gallery(again).index_facts()  # what summary() and `gallery info` show
+    assert shown == facts
+    line = index_line(shown)
+    assert f"recall@10 {r['recall_at_10']:.3f} at nprobe {r['nprobe']}" in line
+    assert "150 gallery crops + 50 descriptions" in line
+
+
+def test_description_queries_are_made_like_an_attribute_query():
+    d = 6
+    rng = np.random.default_rng(1)
+    protos = {g: rng.normal(size=(3, d)).astype(np.float32) for g in GROUPS}
+    q = ann_module.description_queries(protos, 5 * d, 40, seed=3)
+    assert q.shape == (40, 5 * d) and np.isfinite(q).all()
+    zero_parts = (np.abs(q.reshape(40, 5, d)).sum(axis=2) == 0).sum(axis=1)
+    assert set(zero_parts) <= {2, 3, 4} and len(set(zero_parts)) > 1  # 1 to 3 groups given
+    # one given group: the prototype's unit vector in its slot, scaled by sqrt 5
+    one = q[zero_parts == 4][0].reshape(5, d)
+    g = int(np.flatnonzero(np.abs(one).sum(axis=1))[0])
+    unit = protos[GROUPS[g]] / np.linalg.norm(protos[GROUPS[g]], axis=1, keepdims=True)
+    sid = int(np.argmax(unit @ one[g]))
+    np.testing.assert_allclose(one[g], unit[sid] * np.sqrt(5), atol=1e-5)
+    assert ann_module.description_queries({"H": protos["H"]}, 5 * d, 10).shape == (0, 5 * d)
+    assert ann_module.description_queries(protos, 5 * d + 1, 10).shape == (0, 5 * d + 1)
+
+
+@pytest.mark.parametrize("kind", ["random", "clustered", "lowrank"])
+def test_the_chosen_nprobe_reaches_the_target_filtered_or_not(tmp_path, kind):
+    store, reference, queries = galleries(tmp_path, kind)
+    r = store.index_facts()["recall"]
+    assert r["nlist"] == store._ann.nlist and r["nprobe"] is not None
+    if kind != "random":  # structure the index can use: far fewer cells than all
+        assert r["nprobe"] <= r["nlist"] // 4
+    # held-out queries (not in the gallery), every filter path: unfiltered, broad (9, 5 and 1
+    # cameras of 10), id bitmap (1 camera for half the hour)
+    for where in (None, cams(*range(9)), cams(*range(5)), cams(3), NARROW):
+        assert store.count(where) > store.exact_limit
+        got = store.search(queries, 10, where)
+        assert recall(got, reference.search(queries, 10, where)) >= 0.95, where
+        for g, q in zip(got[:20], queries):  # scores are the exact inner products
+            np.testing.assert_allclose(g.scores, reference.get(g.ids).vectors @ q, atol=1e-5)
+    store.close()
+
+
+def test_a_filter_correlated_with_the_vectors_reaches_the_target(tmp_path):
+    """Cameras that each see a few clusters: a camera filter keeps whole regions, so its
+    top-10 lie far from a query of another region (the broad path must not answer those)."""
+    v = vectors("clustered", N + 200)
+    centre = np.argmax(v @ np.random.default_rng(0).standard_normal((DIM, 16)), axis=1)
+    store = LocalStore.create(tmp_path / "g", info(DIM))
+    reference = MemoryStore(info(DIM))
+    batch = items(v[:N], cameras=centre[:N] % CAMERAS)
+    store.add(batch)
+    reference.add(batch)
+    store.build_index()
+    measured = store.index_facts()["recall"]["filtered_recall"]  # whole-cell filters measured
+    assert {"cells 0.5", "cells 0.2", "random 0.5"} <= set(measured)
+    queries = v[N:]
+    for where in (cams(*range(5)), cams(*range(8)), cams(2)):
+        assert store.count(where) > store.exact_limit
+        got = store.search(queries, 10, where)
+        assert recall(got, reference.search(queries, 10, where)) >= 0.95, where
+    store.close()
+
+
+def test_recall_is_measured_again_when_the_gallery_grows_by_a_tenth(tmp_path):
+    store, _, _ = galleries(tmp_path, "clustered")
+    q = vectors("clustered", 3, seed=9)
+    store.add(items(vectors("clustered", N // 20, seed=3), source="a"))  # 5%: not yet
+    store.search(q, 10)
+    assert store.index_facts()["recall"]["measured_on"] == N
+    store.add(items(vectors("clustered", N // 16, seed=4), source="b"))  # now 11.25% more
+    store.search(q, 10)
+    assert store.index_facts()["recall"]["measured_on"] == N + N // 20 + N // 16
+    store.close()
+
+
+def test_where_no_setting_reaches_the_target_searches_are_exact(tmp_path, monkeypatch):
+    monkeypatch.setattr(ann_module, "TARGET", 1.01)  # unreachable: as on data with no structure
+    store, reference, queries = galleries(tmp_path, "random")
+    r = store.index_facts()["recall"]
+    assert r["nprobe"] is None and r["cover"] is None and store._ann.exact
+    from cerberus.cli.gallery import index_line
+
+    assert "searches are exact" in index_line(store.index_facts())
+    for where in (None, cams(*range(9)), NARROW):
+        got = store.search(queries[:20], 10, where)
+        for g, w in zip(got, reference.search(queries[:20], 10, where)):
+            np.testing.assert_array_equal(g.ids, w.ids)
+    store.close()
+
+
+# ---------------------------------------------------------------- exact, nprobe, broad
+
+
+def test_exact_agrees_with_brute_force_and_nprobe_is_honoured(tmp_path):
+    store, reference, queries = galleries(tmp_path, "random")
+    q = queries[:30]
+    for where in (None, cams(*range(9)), cams(3), NARROW):
+        got = store.search(q, 10, where, exact=True)
+        for g, w in zip(got, reference.search(q, 10, where)):
+            np.testing.assert_array_equal(g.ids, w.ids)
+            np.testing.assert_allclose(g.scores, w.scores, atol=1e-5)
+    nlist = store._ann.nlist
+    every = store.search(q, 10, nprobe=nlist)  # every cell: only the 8-bit codes can err
+    assert recall(every, reference.search(q, 10)) >= 0.99
+    one = store.search(q, 10, nprobe=1)  # one cell of random data: most neighbours missed
+    assert recall(one, reference.search(q, 10)) < 0.5
+    broad = cams(*range(9))
+    assert recall(store.search(q, 10, broad, nprobe=1), reference.search(q, 10, broad)) < 0.5
+    store.close()
+
+
+def test_the_broad_path_returns_the_exact_filtered_answer_when_enough_pass(tmp_path):
+    store, reference, queries = galleries(tmp_path, "clustered")
+    calls = []
+    broad = store._broad
+
+    def spy(*args, **kwargs):
+        calls.append(broad(*args, **kwargs))
+        return calls[-1]
+
+    store._broad = spy
+    nlist = store._ann.nlist
+    for where in (cams(*range(9)), cams(*range(5))):
+        got = store.search(queries, 10, where, nprobe=nlist)
+        assert calls[-1] is not None  # answered by the broad path
+        for g, w in zip(got, store.search(queries, 10, where, exact=True)):
+            np.testing.assert_array_equal(g.ids, w.ids)
+            np.testing.assert_allclose(g.scores, w.scores, atol=1e-5)
+    calls.clear()
+    store.search(queries[:5], 10, NARROW)  # a thirtieth of the gallery: the id-bitmap path
+    assert calls == [None]
+    store.close()
+
+
+def test_the_broad_path_hands_a_query_with_too_few_passing_hits_on(tmp_path):
+    """A filter keeping most of the gallery but none of the query's neighbourhood: the
+    unfiltered candidates hold too few passing items, the id-bitmap path answers it."""
+    v = vectors("clustered", N)
+    near = v @ v[0] > 0.6
+    store = LocalStore.create(tmp_path / "g", info(DIM))
+    reference = MemoryStore(info(DIM))
+    batch = items(v, cameras=np.where(near, 0, 1 + np.arange(N) % (CAMERAS - 1)))
+    store.add(batch)
+    reference.add(batch)
+    store.build_index()
+    where = cams(*range(1, CAMERAS))
+    assert store.count(where) > 0.8 * N
+    handed = []
+    search = store._search
+
+    def spy(q, k, where, exact, nprobe, broad=True):
+        handed.append((len(q), broad))
+        return search(q, k, where, exact, nprobe, broad)
+
+    store._search = spy
+    queries = v[[0, int(np.argmin(v @ v[0]))]]  # one query in the left-out region, one far
+    got = store.search(queries, 10, where)
+    assert handed == [(2, True), (1, False)]  # the broad path handed the first query on
+    want = reference.search(queries, 10, where)
+    assert recall(got, want) >= 0.9 and [len(h) for h in got] == [10, 10]
+    store.close()
+
+
+@pytest.mark.parametrize("bad", [0, -3, 1.5, "4", True])
+def test_a_bad_nprobe_is_one_line_on_every_backend(tmp_path, bad):
+    v = vectors("clustered", 300)
+    local = LocalStore.create(tmp_path / "g", info(DIM))
+    memory = MemoryStore(info(DIM))
+    for s in (local, memory):
+        s.add(items(v))
+    fs = random_features(300)
+    npz = NpzStore(NpzIndex.build(fs, kind="ivf-sq8", nlist=4, recall_queries=20))
+    for s, q in ((local, v[:2]), (memory, v[:2]), (npz, embed_features(fs.features[:2]))):
+        with pytest.raises(StoreError, match="nprobe") as e:
+            s.search(q, 5, nprobe=bad)
+        assert "\n" not in str(e.value) and "at least 1" in str(e.value)
+        assert len(s.search(q, 5, nprobe=3.0)[0]) == 5  # a whole float is a whole number
+    local.close()
+
+
+def test_an_npz_index_takes_exact_and_nprobe():
+    fs = random_features(3000, seed=2)
+    q = embed_features(random_features(30, seed=3).features)
+    flat = NpzStore(NpzIndex.build(fs, kind="flat"))
+    ivf = NpzStore(NpzIndex.build(fs, kind="ivf", nlist=32, nprobe=1, recall_queries=20))
+    want = flat.search(q, 10)
+    for g, w in zip(ivf.search(q, 10, exact=True), want):
+        np.testing.assert_array_equal(g.ids, w.ids)
+    assert recall(ivf.search(q, 10), want) < 0.5  # one cell of random vectors
+    assert recall(ivf.search(q, 10, nprobe=32), want) == 1.0  # every cell, flat codes
+    assert recall(flat.search(q, 10, nprobe=5), want) == 1.0  # a flat index has no cells
+    from cerberus.cli.gallery import index_line
+
+    assert flat.index_facts() is None
+    facts = ivf.index_facts()
+    assert facts["kind"] == "ivf" and facts["nlist"] == 32 and facts["nprobe"] == 1
+    assert f"recall@10 {facts['recall_at_10']:.3f}" in index_line(facts)
+    hnsw = NpzStore(NpzIndex.build(fs, kind="hnsw", recall_queries=20))
+    with pytest.raises(StoreError, match="hnsw index has no cells") as e:
+        hnsw.search(q, 10, nprobe=4)
+    assert "\n" not in str(e.value)
