@@ -347,6 +347,106 @@ def test_a_process_killed_while_adding_paths_leaves_no_part_of_them(tmp_path):
         assert len(rows) == 1  # the reopen deleted the pieces that did arrive
 
 
+# ---------------------------------------------------------------- retention (remove before)
+
+
+def _tracked(n: int, source: str, seed: int) -> Items:
+    """:func:`batch` with tracks of three items each (tracks that expire whole), a track's
+    items on one camera (as ingest writes them) and a source's on several."""
+    items = batch(n, source=source, seed=seed)
+    items.track = np.arange(n, dtype=np.int64) // 3
+    items.camera = [f"c{1 + (t + seed) % 3}" for t in items.track.tolist()]
+    return items
+
+
+def _with_paths(items: Items) -> list:
+    """A path per ``(source, track)`` of ``items``, on the camera of its first item."""
+    from tests.store.test_contract import track_path
+
+    first: dict[tuple[str, int], str] = {}
+    for s, t, c in zip(items.source, items.track.tolist(), items.camera):
+        first.setdefault((s, t), c)
+    return [track_path(s, t, range(t, t + 9), camera=c) for (s, t), c in sorted(first.items())]
+
+
+def _same_as(store, reference) -> None:
+    from tests.store.test_contract import assert_same_paths
+
+    def rows(s):
+        got = s.get(s.ids(), vectors=False)
+        return sorted(zip(got.source, got.camera, got.track.tolist(), got.frame.tolist()))
+
+    assert rows(store) == rows(reference)
+    assert store.sources() == reference.sources() and store.cameras() == reference.cameras()
+    assert_same_paths(store.paths(), reference.paths())
+
+
+def test_retention_cuts_agree_with_the_folder_store(store, tmp_path):
+    """Cuts at rising times on each camera in turn, on tracks spread over several cameras:
+    the items, sources (recorded at count 0 when all expired), cameras and paths left are a
+    gallery folder's."""
+    from cerberus.store.local import LocalStore
+
+    reference = LocalStore.create(tmp_path / "g", info())
+    for seed, name in enumerate(["a", "b", 'q"uote']):
+        items = _tracked(40, name, seed)
+        for s in (store, reference):
+            s.add(items, complete=seed != 1, paths=_with_paths(items))
+    cuts = [("c1", 600), ("c2", 1800), ("c1", 1800), ("c3", 3600), ("c2", 4000), ("c1", 4000)]
+    for camera, dt in cuts:
+        want = reference.remove(camera=camera, before=T0 + dt)
+        assert store.remove(camera=camera, before=T0 + dt) == want
+        _same_as(store, reference)
+    assert store.count(Filter(before=T0 + 4000)) == 0 < store.count()  # no-time items stay
+    assert store.remove(camera="c1", before=T0 + 4000) == 0
+    listed = [(x.name, x.count, x.complete) for x in store.sources()]
+    assert ("b", 0, False) in listed and len(listed) == 3  # all expired: still recorded
+    reference.close()
+
+
+CRASH_RETENTION = """
+import os, sys
+sys.path[:0] = {paths!r}
+from cerberus.store.milvus import MilvusStore
+from tests.store.test_contract import T0, batch, info
+from tests.store.test_milvus import _tracked, _with_paths
+store = MilvusStore.create({uri!r}, info(), collection="crash")
+for seed, name in enumerate(["a", "b"]):
+    items = _tracked(40, name, seed)
+    store.add(items, paths=_with_paths(items))
+def put_state(state):
+    MilvusStore._put_state(store, state)
+    if {at!r} == "plan" and (state["pending"] or {{}}).get("op") == "remove":
+        os._exit(9)  # killed once the plan is written: nothing of it done
+def drop_bare_paths(*args):
+    os._exit(9)  # killed with the items deleted, their paths and counts not yet
+store._put_state = put_state
+if {at!r} == "paths":
+    store._drop_bare_paths = drop_bare_paths
+store.remove(camera="c2", before=T0 + 1800)
+"""
+
+
+@pytest.mark.parametrize("at", ["plan", "paths"])
+def test_a_process_killed_while_removing_by_time_is_finished_at_reopen(tmp_path, at):
+    uri = str(tmp_path / "crash.db")
+    here = Path(__file__).parent
+    code = textwrap.dedent(CRASH_RETENTION).format(
+        paths=[str(here.parent.parent / "src"), str(here.parent.parent)], uri=uri, at=at
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 9, run.stderr[-2000:]
+    reference = MemoryStore(info())
+    for seed, name in enumerate(["a", "b"]):
+        items = _tracked(40, name, seed)
+        reference.add(items, paths=_with_paths(items))
+    gone = reference.remove(camera="c2", before=T0 + 1800)
+    assert 0 < gone and len(reference.paths()) < 28  # some items and paths do go
+    with MilvusStore.open(uri, collection="crash") as s:
+        _same_as(s, reference)
+        assert s._state()["pending"] is None
+
+
 def test_exact_and_nprobe_map_to_the_index_search_params(uri):
     """FLAT is exact (nprobe accepted, nothing to probe); IVF_FLAT's nprobe is Milvus' own and
     exact probes every cell; HNSW has no cells: either is refused with one line."""

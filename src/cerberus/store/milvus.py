@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from cerberus.store.base import (
+    NO_TRACK,
     STORE_FORMAT_VERSION,
     Filter,
     GalleryInfo,
@@ -57,11 +58,13 @@ from cerberus.store.base import (
 )
 from cerberus.store.milvus_rows import (
     MAX_NAME,
+    NO_TIME,
     compile_filter,
     decode_info,
     encode_info,
     hidden,
     item_rows,
+    number,
     path_rows,
     quote,
     rows_to_items,
@@ -439,8 +442,11 @@ class MilvusStore:
                 for name in self._data_collections():
                     c.delete(name, filter=f"source == {quote(source)} and batch < {int(batch)}")
             if p is not None and p["op"] == "remove":
-                for name in self._data_collections():
+                bare = p.get("bare_paths")  # by time: the items go, then their tracks' paths
+                for name in [self.collection] if bare else self._data_collections():
                     c.delete(name, filter=p["expr"])
+                if bare and self._has_paths:
+                    self._drop_bare_paths(state, bare["camera"], bare["tracks"])
             if p is not None:
                 plan = p["plan"]
                 self._put([
@@ -592,37 +598,88 @@ class MilvusStore:
     def remove(
         self, *, source: str | None = None, camera: str | None = None, before: float | None = None
     ) -> int:
-        """Delete every item of ``source`` or of ``camera``; returns how many. Removing by
-        time (``before``) is not done on Milvus yet: refused with one line."""
+        """Delete every item of ``source`` or of ``camera``; returns how many. With ``before``
+        (by camera only: a camera's retention), only the camera's items with a time before it
+        (``NO_TIME < ts < before``: an item without a time stays), with the paths of the tracks
+        left without items; the sources stay recorded (count less the removed, flag kept)."""
         if (source is None) == (camera is None):
             raise StoreError(f"{self.name}: remove by source or by camera (one of them)")
-        if before is not None:
-            raise StoreError(
-                f"{self.name}: removing items by time (a camera's retention) is not supported "
-                "on a Milvus gallery yet; use a gallery folder, or leave retention out"
-            )
+        if before is not None and camera is None:
+            raise StoreError(f"{self.name}: remove before a time is by camera only")
         with self._calls("remove"):
             state = self._recover(self._state())
+            tracks: dict[str, set[int]] = {}
             if source is not None:
                 expr = f"source == {quote(source)}"
                 known = self._meta("source", [source])
                 removed = Counter({source: known[source]["count"]} if source in known else {})
             else:
                 expr = f"camera == {quote(camera)}"
-                rows = self._scan(self.collection, f"{visible(state)} and {expr}", ["source"])
+                if before is not None:
+                    expr += f" and ts > {number(NO_TIME)} and ts < {number(before)}"
+                fields = ["source"] if before is None else ["source", "track"]
+                rows = self._scan(self.collection, f"{visible(state)} and {expr}", fields)
+                if before is not None and not rows:
+                    return 0  # nothing has expired: nothing written
                 removed = Counter(r["source"] for r in rows)
                 known = self._meta("source", sorted(removed))
+                for r in rows if before is not None else ():
+                    if int(r["track"]) != NO_TRACK:
+                        tracks.setdefault(r["source"], set()).add(int(r["track"]))
             plan: dict[str, Any] = {}
             for name, k in removed.items():
-                left = known.get(name, {}).get("count", 0) - k
-                cams = {
-                    c: k for c, k in known.get(name, {}).get("cameras", {}).items() if c != camera
-                }
-                plan[name] = dict(known[name], count=left, cameras=cams) if left > 0 else None
+                old = known.get(name, {"name": name, "count": k, "complete": False})
+                left = old.get("count", 0) - k
+                cams = {c: n for c, n in old.get("cameras", {}).items() if c != camera}
+                if before is None:
+                    plan[name] = dict(old, count=left, cameras=cams) if left > 0 else None
+                    continue
+                rest = old.get("cameras", {}).get(camera, 0) - k  # the camera's later items
+                cams = dict(sorted((cams | ({camera: rest} if rest > 0 else {})).items()))
+                plan[name] = dict(old, count=max(left, 0), cameras=cams)  # stays recorded
             state["pending"] = {"op": "remove", "expr": expr, "plan": plan}
+            if before is not None:
+                # the tracks whose paths go if none of their items is left (too many for one
+                # record: every track of the camera's paths is checked instead)
+                listed = {s: sorted(t) for s, t in sorted(tracks.items())}
+                state["pending"]["bare_paths"] = {"camera": camera, "tracks": listed}
+                if len(json.dumps(state)) > _CHUNK:
+                    state["pending"]["bare_paths"]["tracks"] = None
+                if len(json.dumps(state)) > _CHUNK:
+                    raise StoreError(
+                        f"{self.name}: removing camera {camera[:60]!r} before a time touches "
+                        f"{len(plan)} sources, too many for one write's record; remove an "
+                        "earlier time first"
+                    )
             self._put_state(state)  # a crash from here on is carried to the end at reopen
             self._recover(state)
         return sum(removed.values())
+
+    def _drop_bare_paths(
+        self, state: dict[str, Any], camera: str, tracks: dict[str, list[int]] | None
+    ) -> None:
+        """Delete the paths of ``camera`` whose ``(source, track)`` (of ``tracks``; ``None``:
+        every track of the camera's paths) has no item left. Idempotent: a reopen redoes it."""
+        cam = f"camera == {quote(camera)}"
+        if tracks is None:
+            rows = self._scan(self.paths_collection, f"{visible(state)} and {cam}",
+                              ["source", "track"])  # fmt: skip
+            found: dict[str, set[int]] = {}
+            for r in rows:
+                found.setdefault(r["source"], set()).add(int(r["track"]))
+            tracks = {s: sorted(t) for s, t in found.items()}
+        for name, listed in sorted(tracks.items()):
+            for start in range(0, len(listed), 1024):
+                chunk = listed[start : start + 1024]
+                which = f"source == {quote(name)} and track in {chunk}"
+                rows = self._scan(self.collection, f"{visible(state)} and {which}", ["track"])
+                kept = {int(r["track"]) for r in rows}
+                bare = [t for t in chunk if t not in kept]
+                if bare:
+                    self._client.delete(
+                        self.paths_collection,
+                        filter=f"{cam} and source == {quote(name)} and track in {bare}",
+                    )
 
     # ------------------------------------------------------------ reading
 
