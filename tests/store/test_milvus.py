@@ -381,11 +381,16 @@ def _same_as(store, reference) -> None:
     assert_same_paths(store.paths(), reference.paths())
 
 
-def test_retention_cuts_agree_with_the_folder_store(store, tmp_path):
+@pytest.mark.parametrize("listed", [True, False])
+def test_retention_cuts_agree_with_the_folder_store(store, tmp_path, monkeypatch, listed):
     """Cuts at rising times on each camera in turn, on tracks spread over several cameras:
     the items, sources (recorded at count 0 when all expired), cameras and paths left are a
-    gallery folder's."""
+    gallery folder's, with the touched tracks listed in the plan or (too many) all of the
+    camera's paths checked."""
     from cerberus.store.local import LocalStore
+
+    if not listed:
+        monkeypatch.setattr(milvus_module, "_LISTED_TRACKS", 0)
 
     reference = LocalStore.create(tmp_path / "g", info())
     for seed, name in enumerate(["a", "b", 'q"uote']):

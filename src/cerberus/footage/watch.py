@@ -506,7 +506,7 @@ def sweep(store: OneWriter, cameras: Sequence[Camera], now: float) -> int:
         with store.lock:  # no write of this process between the listing and the removal
             ids = store.ids(Filter(cameras=frozenset({cam.name}), before=cut))
             files = [p for p in store.get(ids, vectors=False).path if p] if len(ids) else []
-            gone = store.remove(camera=cam.name, before=cut)  # a store that cannot: refused
+            gone = store.remove(camera=cam.name, before=cut)
         for f in files:
             Path(f).unlink(missing_ok=True)
         removed += gone
@@ -556,7 +556,7 @@ def run_cameras(
     if threading.current_thread() is threading.main_thread():
         old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        sweep(writer, cameras, clock())  # a Milvus gallery with a retention is refused here
+        sweep(writer, cameras, clock())
         taken: set[str] = set()
         for run in runs:
             _resume(writer, run, thumbs, taken)
@@ -705,14 +705,6 @@ def watch(
             end, the cameras that failed while running (the others went on).
     """
     started = time.perf_counter()
-    from cerberus.store.open import backend_of
-
-    kept = [c.name for c in cameras if c.retention is not None]
-    if kept and backend_of(gallery)[0] == "milvus":
-        raise CerberusError(
-            f"{kept[0]}: retention: removing items by time is not supported on a Milvus gallery "
-            "yet; use a gallery folder, or leave retention out"
-        )
     runs = open_cameras(cameras)
     try:
         store, embedder, folder = open_gallery(gallery, checkpoint=checkpoint, thumbs=thumbs,

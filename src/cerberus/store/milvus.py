@@ -24,9 +24,12 @@ Milvus has no multi-row transactions, so a batch becomes visible at one single-r
 4. deletes the replaced rows and updates the source rows, then clears ``pending``.
 
 A failure before 3 deletes the batch's rows; a process killed before 3 leaves rows that the next
-``open`` or ``add`` deletes before anything else; killed after 3, the next one finishes 4. One
-writer at a time (Milvus has no locks; a second writer is not detected). Items without a time
-hold :data:`NO_TIME` in ``ts`` and a time condition also requires ``ts > NO_TIME``.
+``open`` or ``add`` deletes before anything else; killed after 3, the next one finishes 4. A
+``remove`` writes its plan (the rows' expression, each source's new row; by time, the tracks
+whose paths go once no item of theirs is left) in the ``state`` row first, then carries it out:
+a kill during it leaves the plan, which the next ``open`` finishes. One writer at a time (Milvus
+has no locks; a second writer is not detected). Items without a time hold :data:`NO_TIME` in
+``ts`` and a time condition also requires ``ts > NO_TIME``.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ INDEXES = {
 and not measured here (docs/galleries.md, "Milvus")."""
 
 _CHUNK = 60_000  # characters of GalleryInfo JSON per meta row (a VARCHAR holds 65,535 bytes)
+_LISTED_TRACKS = 2000  # tracks a removal by time lists in its plan (more: all its camera's checked)
 _INSERT_BYTES = 16 << 20  # vector bytes per insert call (gRPC messages stay under 64 MiB)
 _NOISY = ("pymilvus.decorators", "pymilvus.client", "milvus_lite.server_manager")
 
@@ -643,7 +647,8 @@ class MilvusStore:
                 # record: every track of the camera's paths is checked instead)
                 listed = {s: sorted(t) for s, t in sorted(tracks.items())}
                 state["pending"]["bare_paths"] = {"camera": camera, "tracks": listed}
-                if len(json.dumps(state)) > _CHUNK:
+                many = sum(len(t) for t in listed.values()) > _LISTED_TRACKS
+                if many or len(json.dumps(state)) > _CHUNK:
                     state["pending"]["bare_paths"]["tracks"] = None
                 if len(json.dumps(state)) > _CHUNK:
                     raise StoreError(
