@@ -308,7 +308,8 @@ class SsdLiteDetector:
             results = self.passes(frame.image, [whole, *tiles])
         else:
             results = self.passes(frame.image, [whole], size)
-            results += self.passes(frame.image, tiles)
+            if tiles:  # at the trained size, in a batch of their own
+                results += self.passes(frame.image, tiles)
         self.calls += 1
         return self.merge(results, tiles, width, height)
 
