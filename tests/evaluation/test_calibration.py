@@ -241,7 +241,7 @@ def test_calibrate_verify_search_with_checkpoint_and_pair(setup, cli, tmp_path):
     assert [r["same_person"] for r in rows] == [r["score"] > point["threshold"] for r in rows]
     code, out, err = cli("search", "--index", index, "--image", a, "-k", "3")
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["rank", "score", "id", "cam", "ok", "same", "path"]
+    assert lines[0].split() == ["rank", "score", "item", "person", "cam", "ok", "same", "path"]
     assert lines[-1].startswith("same person if score > threshold")
     code, out, err = cli("describe", "--checkpoint", weights, a)
     assert code == 0 and out.startswith(f"{a}: ")
