@@ -3,6 +3,7 @@ each predicted group is."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -172,3 +173,47 @@ def test_certainty_marks_weak_groups():
     flat = describe_features(np.stack([sure]), protos, MARKET1501, scale=1e-3)[0]
     assert flat["weak"] == list(GROUPS)  # a softmax at a tiny scale is sure of nothing
     assert WEAK_CERTAINTY == 0.5
+
+
+def test_prototypes_are_unit_normalised_in_par_and_aps():
+    """Scores are cosines (method §5): a prototype's length changes neither the PAR arg-max
+    nor the weight of its group in an APS query. The prototypes here have lengths from 0.05 to
+    20, under which the raw inner products pick other SIDs than the cosines."""
+    from cerberus.inference.scoring import (
+        attribute_query_vectors,
+        embed_features,
+        parse_attribute_query,
+        predict_sids,
+        prototype_scores,
+    )
+
+    rng = np.random.default_rng(4)
+    d, n = 6, 40
+    features = rng.normal(size=(n, len(GROUPS), d)).astype(np.float32)
+    protos = {}
+    for g in GROUPS:
+        p = rng.normal(size=(MARKET1501.num_sids[g], d))
+        p *= rng.uniform(0.05, 20, size=(len(p), 1)) / np.linalg.norm(p, axis=1, keepdims=True)
+        protos[g] = p.astype(np.float32)
+
+    def cos(a, b):
+        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+    slow = [
+        np.array([[cos(p, features[i, k]) for i in range(n)] for p in protos[g]])
+        for k, g in enumerate(GROUPS)
+    ]
+    for got, want in zip(prototype_scores(features, protos), slow):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    want_sids = np.stack([s.argmax(0) for s in slow], axis=1)
+    np.testing.assert_array_equal(predict_sids(features, protos), want_sids)
+    raw = np.stack([(protos[g] @ features[:, k].T).argmax(0) for k, g in enumerate(GROUPS)], 1)
+    assert (raw != want_sids).any()  # the lengths matter here: the test can tell
+    # APS: each combination's score is the mean over the given groups of the cosines
+    query = parse_attribute_query("gender=female, backpack=yes, hat=no", MARKET1501)
+    vectors = attribute_query_vectors(query, protos)
+    scores = embed_features(features) @ vectors.T  # (n, combinations)
+    for c, combo in enumerate(itertools.product(*query.choices)):
+        groups = [GROUPS.index(g) for g in query.groups]
+        want = np.mean([slow[k][s] for k, s in zip(groups, combo)], axis=0)
+        np.testing.assert_allclose(scores[:, c], want, atol=1e-5)

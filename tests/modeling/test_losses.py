@@ -174,6 +174,35 @@ def test_triplet_batch_hard_by_hand():
     assert loss.item() == pytest.approx(sum(expected) / 4, rel=1e-5)
 
 
+def _slow_triplet(f, labels):
+    """Per anchor, a loop over every other image: the farthest positive, the nearest negative."""
+    total = []
+    for a in range(len(f)):
+        d = [float((f[a] - f[j]).norm()) for j in range(len(f))]
+        pos = [d[j] for j in range(len(f)) if j != a and labels[j] == labels[a]]
+        neg = [d[j] for j in range(len(f)) if labels[j] != labels[a]]
+        total.append(math.log1p(math.exp(max(pos) - min(neg))))
+    return sum(total) / len(total)
+
+
+def test_triplet_mines_the_hardest_of_several_positives():
+    """K = 3 images per identity: the farthest positive differs from the nearest one, so
+    mining the easiest positive (or averaging) gives another loss than the slow loop."""
+    torch.manual_seed(3)
+    f = torch.randn(12, 4, dtype=torch.float64) * torch.arange(1, 13, dtype=torch.float64)[:, None]
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+    loss = batch_hard_soft_margin_triplet_loss(f, labels)
+    assert loss.item() == pytest.approx(_slow_triplet(f, labels), rel=1e-5)
+    # by hand, one identity of three on a line and one far negative: anchor 0's positives are
+    # at 1 and 4, its negative at 10 -> log(1 + e^(4 - 10)), not e^(1 - 10)
+    g = torch.tensor([[0.0], [1.0], [4.0], [10.0], [11.0], [12.0]])
+    two = torch.tensor([0, 0, 0, 1, 1, 1])
+    want = [4 - 10, 3 - 9, 4 - 6, 2 - 6, 1 - 7, 2 - 8]
+    assert batch_hard_soft_margin_triplet_loss(g, two).item() == pytest.approx(
+        sum(math.log1p(math.exp(x)) for x in want) / 6, rel=1e-6
+    )
+
+
 def test_identification_loss_averages_five_representations():
     torch.manual_seed(0)
     feats = torch.randn(6, 5, 4)

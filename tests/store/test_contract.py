@@ -145,6 +145,29 @@ def test_search_matches_the_reference(make_store, where):
         np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
 
 
+def test_time_window_includes_after_and_excludes_before(make_store):
+    """``after`` is inclusive and ``before`` exclusive (method §9.1): items exactly on either
+    end of the window, in count, ids and search alike; an item without a time never passes."""
+    store = make_store()
+    times = [T0 - 1, T0, T0 + 0.5, T0 + 10, T0 + 11, np.nan]
+    items = batch(len(times), source="a", seed=5)
+    items.timestamp = np.array(times)
+    ids = store.add(items)
+    cases = [
+        (Filter(after=T0, before=T0 + 10), [1, 2]),
+        (Filter(after=T0), [1, 2, 3, 4]),
+        (Filter(before=T0), [0]),
+        (Filter(after=T0 + 10, before=T0 + 11), [3]),
+        (Filter(after=T0 + 10, before=T0 + 10), []),
+    ]
+    for where, rows in cases:
+        want = sorted(int(ids[r]) for r in rows)
+        assert store.count(where) == len(rows), where
+        assert sorted(store.ids(where).tolist()) == want, where
+        (hits,) = store.search(items.vectors[:1], 10, where)
+        assert sorted(hits.ids.tolist()) == want, where
+
+
 def test_get_returns_what_was_added(make_store):
     store = make_store()
     items = batch(50, source="a", seed=3)
