@@ -209,12 +209,15 @@ def test_an_uncalibrated_timeline_keeps_its_own_track_and_the_default_threshold(
     i, key = int(items.ids[j]), (items.source[j], int(items.track[j]))
     members = np.array([g == key for g in group_keys(items)])
     q = track_vector(items.vectors[members])
-    # another camera saw the same person: crops at the track's own vector, one nearly so
-    twin = np.stack([q, q, 0.2 * q + 0.8 * items.vectors[~members][0]]).astype(np.float32)
+    # another camera saw the same person: a track of crops at the query's vector and one crop
+    # a quarter of the way to someone else (below the default: left out, its track is a
+    # sighting), and one crop of someone else a little like them
+    other = items.vectors[~members][0]
+    twin = np.stack([q, q, 0.75 * q + 0.25 * other, 0.2 * q + 0.8 * other]).astype(np.float32)
     extra = Items.make(
-        twin, source="c.mp4", num_attributes=MARKET1501.num_attributes, camera=["c3"] * 3,
-        timestamp=[T0 + 10.0, T0 + 12.0, T0 + 14.0], track=[0, 0, 1],
-        path=["c/0.jpg", "c/1.jpg", "c/2.jpg"],
+        twin, source="c.mp4", num_attributes=MARKET1501.num_attributes, camera=["c3"] * 4,
+        timestamp=T0 + np.arange(4.0), track=[0, 0, 0, 1],
+        path=[f"c/{n}.jpg" for n in range(4)],
     )  # fmt: skip
     gallery.store.add(extra)
     items = gallery.store.get(gallery.store.ids())
@@ -229,6 +232,7 @@ def test_an_uncalibrated_timeline_keeps_its_own_track_and_the_default_threshold(
     order = np.flatnonzero(ok)[np.argsort(-scores[ok], kind="stable")][:k]
     taken = {keys[r] for r in np.flatnonzero(matched)}
     rest = [r for r in order if not matched[r] and keys[r] not in taken]
+    assert any(not matched[r] and keys[r] in taken for r in order)  # a group's crop left out
 
     def counts(rows) -> dict:
         out: dict = {}
