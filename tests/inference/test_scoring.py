@@ -217,3 +217,128 @@ def test_prototypes_are_unit_normalised_in_par_and_aps():
         groups = [GROUPS.index(g) for g in query.groups]
         want = np.mean([slow[k][s] for k, s in zip(groups, combo)], axis=0)
         np.testing.assert_allclose(scores[:, c], want, atol=1e-5)
+
+
+def test_a_plain_attribute_reads_as_its_value():
+    """Attributes that are neither colours nor phrased (gender, age) read as their value."""
+    from cerberus.inference.scoring import _phrase
+
+    attrs = {a.name: a for a in MARKET1501.attributes}
+    assert _phrase(attrs["gender"], 1) == attrs["gender"].values[1]
+    assert _phrase(attrs["age"], 0) == attrs["age"].values[0]
+
+
+def _slow_decision(cos, prior, scale):
+    """Per image and group: softmax of scale x cosine (+ log prior); the arg-max and its
+    probability."""
+    n = cos[0].shape[1]
+    sids, sure = np.zeros((n, len(GROUPS)), int), np.zeros((n, len(GROUPS)))
+    for k, g in enumerate(GROUPS):
+        for i in range(n):
+            logits = [scale * float(c) for c in cos[k][:, i]]
+            if prior is not None:
+                logits = [x + float(p) for x, p in zip(logits, prior[g])]
+            z = [math.exp(x - max(logits)) for x in logits]
+            j = int(np.argmax(logits))
+            sids[i, k], sure[i, k] = j, z[j] / sum(z)
+    return sids, sure
+
+
+def test_describe_decides_and_says_how_sure_with_and_without_the_prior():
+    """describe_features / decide_sids against a slow softmax: the SID and its certainty, by
+    the nearest prototype or (with the prior) by the posterior, at the default scale 10 or a
+    given one; every field of the description; "weak" strictly under ``weak_below``."""
+    from cerberus.inference.scoring import (
+        decide_sids,
+        predict_sids,
+        prototype_scores,
+        value_phrases,
+    )
+
+    rng = np.random.default_rng(5)
+    d, n = 8, 12
+    protos = {g: rng.normal(size=(MARKET1501.num_sids[g], d)).astype(np.float32) for g in GROUPS}
+    feats = rng.normal(size=(n, len(GROUPS), d)).astype(np.float32)
+    cos = prototype_scores(feats, protos)
+    counts = {g: rng.integers(0, 200, MARKET1501.num_sids[g]) for g in GROUPS}
+    prior = sid_log_prior(counts)
+    for log_prior, scale in ((None, None), (prior, None), (prior, 3.0), (None, 25.0)):
+        kw = {} if scale is None else {"scale": scale}
+        want_sids, want_sure = _slow_decision(cos, log_prior, 10.0 if scale is None else scale)
+        sids, sure = decide_sids(cos, log_prior=log_prior, **kw)
+        np.testing.assert_array_equal(sids, want_sids)
+        np.testing.assert_allclose(sure, want_sure, atol=1e-5)
+        said = describe_features(feats, protos, MARKET1501, log_prior=log_prior, **kw)
+        values = MARKET1501.from_sids(want_sids)
+        for i, row in enumerate(said):
+            assert row["attributes"] == MARKET1501.describe(values[i])
+            assert row["phrases"] == value_phrases(MARKET1501, values[i])
+            for k, g in enumerate(GROUPS):
+                assert row["certainty"][g] == pytest.approx(want_sure[i, k], abs=1e-5)
+                assert row["confidence"][g] == pytest.approx(cos[k][want_sids[i, k], i], abs=1e-6)
+            assert row["weak"] == [g for k, g in enumerate(GROUPS) if want_sure[i, k] < 0.5]
+    # the prior changes some decisions here, so the two paths are told apart
+    assert (decide_sids(cos, log_prior=prior)[0] != predict_sids(feats, protos)).any()
+    # weak means strictly below weak_below: a certainty equal to it is not weak
+    first = describe_features(feats[:1], protos, MARKET1501)[0]["certainty"]["H"]
+    edge = describe_features(feats[:1], protos, MARKET1501, weak_below=first)[0]
+    assert "H" not in edge["weak"]
+
+
+def _slow_choices(given: dict, schema, g: str) -> tuple[int, ...]:
+    """The SIDs of group ``g`` whose decoded values agree with every given attribute of it."""
+    codec = schema.codecs[g]
+    names = [schema.attributes[c].name for c in schema.group_columns(g)]
+    out = []
+    for s in range(codec.num_sids):
+        values = codec.decode(np.array([s]))[0]
+        if all(values[j] == given[n] for j, n in enumerate(names) if n in given):
+            out.append(s)
+    return tuple(out)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "backpack=yes",  # a group after groups not given
+        "upper.color=red, upper.sleeve=short",  # two attributes of one group
+        "gender=female, lower.color=blue, lower.length=long, handbag=no",
+        "hat=yes, hair=short, age=teenager",
+    ],
+)
+def test_attribute_queries_choose_the_agreeing_sids(text):
+    """Each given group's choices are the SIDs agreeing with all its given attributes (a slow
+    decode of every SID); groups not given are absent; the query keeps what was given."""
+    from cerberus.inference.scoring import parse_attribute_query
+
+    q = parse_attribute_query(text, MARKET1501)
+    given = MARKET1501.parse_query(text)
+    assert q.given == given
+    attrs = MARKET1501.attributes
+    names = {g: {attrs[c].name for c in MARKET1501.group_columns(g)} for g in GROUPS}
+    assert q.groups == tuple(g for g in GROUPS if names[g] & set(given))
+    assert q.choices == tuple(_slow_choices(given, MARKET1501, g) for g in q.groups)
+    assert all(len(c) >= 1 for c in q.choices)
+
+
+def test_attribute_query_combination_limit_is_inclusive():
+    """A query of exactly ``max_combinations`` combinations is accepted, one more refused."""
+    from cerberus.inference.scoring import parse_attribute_query
+
+    n = parse_attribute_query("hat=no, backpack=yes", MARKET1501).num_combinations
+    assert n > 1
+    assert parse_attribute_query("hat=no, backpack=yes", MARKET1501, max_combinations=n)
+    with pytest.raises(CerberusError, match=f"matches {n} SID combinations"):
+        parse_attribute_query("hat=no, backpack=yes", MARKET1501, max_combinations=n - 1)
+    assert parse_attribute_query("gender=female", MARKET1501).num_combinations <= 4096
+
+
+def test_attribute_query_vectors_are_float32_rows():
+    from cerberus.inference.scoring import attribute_query_vectors, parse_attribute_query
+
+    rng = np.random.default_rng(6)
+    protos = {g: rng.normal(size=(MARKET1501.num_sids[g], 4)) for g in GROUPS}  # float64 in
+    q = parse_attribute_query("gender=female, backpack=yes", MARKET1501)
+    v = attribute_query_vectors(q, protos)
+    assert v.dtype == np.float32 and v.shape == (q.num_combinations, len(GROUPS) * 4)
+    assert v.flags["C_CONTIGUOUS"]

@@ -250,6 +250,46 @@ def test_make_filter_refuses_bad_input():
     assert f.before - f.after == 5400
 
 
+def test_make_filter_builds_every_condition_and_says_what_is_wrong_exactly():
+    """Sources and tracks pass through (names as strings, track numbers as ints); an empty
+    window (after == before) is refused like an inverted one; each line names the front end's
+    labels, the unknown names and up to 20 known ones ("none" for an empty gallery)."""
+    f = make_filter(
+        cameras=("c1",), sources=["a", "b"], tracks=[("a", "1"), ("b", 2)],
+        known_cameras=["c1", "c2"], known_sources=["a", "b", "c"],
+    )  # fmt: skip
+    assert f == Filter(
+        cameras=frozenset({"c1"}),
+        sources=frozenset({"a", "b"}),
+        tracks=frozenset({("a", 1), ("b", 2)}),
+    )
+    assert make_filter() == Filter() and make_filter().empty
+    with pytest.raises(StoreError) as e:
+        make_filter(sources=["z", "y"], known_sources=["b", "a"])
+    assert str(e.value) == "source y, z: not in this gallery (it has: a, b)"
+    with pytest.raises(StoreError) as e:
+        make_filter(cameras=["c9"], known_cameras=[])
+    assert str(e.value) == "camera c9: not in this gallery (it has: none)"
+    many = [f"c{i:02d}" for i in range(30)]
+    with pytest.raises(StoreError) as e:
+        make_filter(cameras=["x"], known_cameras=many)
+    assert str(e.value).endswith(f"(it has: {', '.join(many[:20])})")
+    with pytest.raises(StoreError) as e:
+        make_filter(sources=[])
+    assert str(e.value) == "source filter: no names given"
+    t = "2026-11-30T14:00:00Z"
+    with pytest.raises(StoreError) as e:
+        make_filter(after=t, before=t, labels=("after", "before"))
+    assert str(e.value) == (
+        "time window 2026-11-30T14:00:00+00:00 .. 2026-11-30T14:00:00+00:00: after must be "
+        "earlier than before"
+    )
+    for kw, label in (({"after": "noon"}, "From"), ({"before": "noon"}, "Until")):
+        with pytest.raises(StoreError, match=f"^{label} 'noon': not an ISO-8601 time"):
+            make_filter(**kw, labels=("From", "Until"))
+    assert make_filter(after=t).after == make_filter(before=t).before == 1_796_047_200.0
+
+
 # ---------------------------------------------------------------- track paths
 
 
