@@ -342,3 +342,48 @@ def test_attribute_query_vectors_are_float32_rows():
     v = attribute_query_vectors(q, protos)
     assert v.dtype == np.float32 and v.shape == (q.num_combinations, len(GROUPS) * 4)
     assert v.flags["C_CONTIGUOUS"]
+
+
+def test_posterior_is_stable_at_a_large_scale():
+    """The log-softmax subtracts each column's max: at scale 1000 (logits of +-1000) it stays
+    finite and equals the stable slow form; each column is a distribution."""
+    cos = [np.array([[1.0, -1.0], [0.999, -0.5], [-1.0, -0.9]], np.float32)] * len(GROUPS)
+    prior = {g: np.zeros(3, np.float32) for g in GROUPS}
+    logp = posterior_scores(cos, prior, scale=1000.0)
+    for k in range(len(GROUPS)):
+        assert np.isfinite(logp[k]).all() and logp[k].shape == (3, 2)
+        for i in range(2):
+            logits = 1000.0 * cos[k][:, i].astype(np.float64)
+            top = logits.max()
+            want = logits - top - math.log(np.exp(logits - top).sum())
+            np.testing.assert_allclose(logp[k][:, i], want, atol=1e-3)
+        np.testing.assert_allclose(np.exp(logp[k]).sum(0), 1.0, atol=1e-5)
+
+
+def test_attribute_query_scores_average_over_each_querys_given_groups():
+    """APS (method §5.2): per query, the mean over its own given groups of the cosine of the
+    query's SID prototype (queries giving different numbers of groups), against a loop."""
+    from cerberus.inference.scoring import attribute_query_scores
+
+    rng = np.random.default_rng(7)
+    sizes = [MARKET1501.num_sids[g] for g in GROUPS]
+    n = 9
+    cos = _cosines(rng, sizes, n)
+    sids = np.stack([rng.integers(0, s, 4) for s in sizes], axis=1)  # (4, 5)
+    given = np.array([[1, 0, 0, 0, 0], [1, 1, 0, 0, 1], [0, 1, 1, 1, 1], [1, 1, 1, 1, 1]], bool)
+    got = attribute_query_scores(sids, given, cos)
+    assert got.shape == (4, n)
+    for q in range(4):
+        for i in range(n):
+            ks = np.flatnonzero(given[q])
+            want = sum(float(cos[k][sids[q, k], i]) for k in ks) / len(ks)
+            assert got[q, i] == pytest.approx(want, abs=1e-6)
+    one = attribute_query_scores(sids, given[1], cos)  # one mask for every query
+    np.testing.assert_allclose(one[1], got[1], atol=1e-6)
+
+
+def test_embed_features_refuses_other_shapes():
+    from cerberus.inference.scoring import embed_features
+
+    with pytest.raises(CerberusError, match=r"expected \(N, groups, d\), got \(3, 4\)"):
+        embed_features(np.zeros((3, 4)))
