@@ -429,6 +429,27 @@ def test_attribute_loss_bce_is_mean_binary_cross_entropy_of_the_one_hot_labels()
     assert got.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-6)
 
 
+def test_attribute_loss_bce_when_the_batch_lacks_an_attributes_last_value():
+    """The one-hot label has the attribute's V_a columns even when no image of the batch has
+    its last value; wrong logit widths and forms are refused naming them."""
+    import torch.nn.functional as F
+
+    from cerberus.modeling.losses import attribute_loss
+
+    torch.manual_seed(1)
+    logits = torch.randn(3, 4)
+    values = torch.tensor([[0], [1], [0]])  # a 4-valued attribute seen only as 0 and 1
+    want = F.binary_cross_entropy_with_logits(logits, F.one_hot(values[:, 0], 4).float())
+    got = attribute_loss(logits, values, [4], form="bce")
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    with pytest.raises(CerberusError) as e:
+        attribute_loss(torch.randn(3, 5), values, [4])
+    assert str(e.value) == "attribute_loss: expected logits (B, 4), got (3, 5)"
+    with pytest.raises(CerberusError) as e:
+        attribute_loss(logits, values, [4], form="focal")
+    assert str(e.value) == "attribute_loss: form must be 'ce' or 'bce', got 'focal'"
+
+
 def test_compute_losses_reads_every_weight_and_switch_of_the_loss_section():
     model = _model()
     x = torch.randn(4, 3, 64, 32)
