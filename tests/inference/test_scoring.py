@@ -387,3 +387,33 @@ def test_embed_features_refuses_other_shapes():
 
     with pytest.raises(CerberusError, match=r"expected \(N, groups, d\), got \(3, 4\)"):
         embed_features(np.zeros((3, 4)))
+
+
+def test_pool_vectors_is_the_renormalised_part_mean():
+    """A track's vector (method §9.3): per part, the mean of the crops' unit parts, made unit
+    again; concatenated / sqrt(parts): a loop over parts and crops."""
+    from cerberus.inference.scoring import embed_features, pool_vectors
+
+    rng = np.random.default_rng(8)
+    crops = embed_features(rng.normal(size=(4, 5, 3)) * rng.uniform(0.1, 9, size=(4, 5, 1)))
+    v = pool_vectors(crops.astype(np.float64))
+    assert v.shape == (15,) and v.dtype == np.float32 and v.flags["C_CONTIGUOUS"]
+    for p in range(5):
+        parts = [c[3 * p : 3 * p + 3] / np.linalg.norm(c[3 * p : 3 * p + 3]) for c in crops]
+        mean = np.mean(parts, axis=0)
+        np.testing.assert_allclose(v[3 * p : 3 * p + 3], mean / np.linalg.norm(mean) / 5**0.5,
+                                   atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(pool_vectors(crops[:1]), crops[0], atol=1e-6)  # one crop: itself
+    assert float(v @ v) == pytest.approx(1.0, abs=1e-5)
+    two = pool_vectors(crops[:, :6], parts=2)  # another part count
+    np.testing.assert_allclose(np.linalg.norm(two[:3]), 2**-0.5, atol=1e-6)
+    for bad in (np.zeros((0, 15)), np.zeros(15), np.zeros((2, 14))):
+        with pytest.raises(CerberusError, match="pool_vectors: expected"):
+            pool_vectors(bad)
+
+
+def test_an_attribute_query_describes_itself():
+    from cerberus.inference.scoring import parse_attribute_query
+
+    q = parse_attribute_query("gender=female, backpack=yes", MARKET1501)
+    assert q.describe(MARKET1501) == ["gender: female", "backpack: yes"]
