@@ -648,3 +648,24 @@ def test_reid_without_cameras_input_errors():
         reid_metrics([[0.1, 0.2]], [1], [1, 2], None, None, query_images=[1])
     with pytest.raises(CerberusError, match="gallery_images: has 1 entries"):
         reid_metrics([[0.1, 0.2]], [1], [1, 2], None, None, query_images=[1], gallery_images=[1])
+
+
+def test_aps_query_errors_name_the_bad_value_and_the_groups():
+    """The first SID below -1 is the one named (not an unknown -1 before it); the group
+    letters and the argument are spelled out; CMC is 50 ranks deep by default."""
+    with pytest.raises(CerberusError) as e:
+        aps_queries(np.array([[-1, 0, 0, 0, -2]]))
+    assert str(e.value) == "sids: -2 is neither a SID nor -1 (unknown)"
+    with pytest.raises(CerberusError) as e:
+        aps_queries(np.array([[0, 0, 0]]))
+    assert str(e.value) == "sids: expected shape (n, 5), got (1, 3)"
+    with pytest.raises(CerberusError) as e:
+        aps_queries(np.array([[0, 0, 0, 0, 0]]), groups=("Q",))
+    assert str(e.value) == "groups: expected distinct letters among H, U, L, I, C, got ('Q',)"
+    with pytest.raises(CerberusError) as e:
+        aps_queries(np.array([[0, 0, -1, 0, -1]]), groups=("L", "C"))
+    assert str(e.value) == "sids: no row has a known SID in the groups L, C; there is no APS query"
+    rng = np.random.default_rng(0)
+    gallery = rng.integers(0, 2, (60, 5))
+    m = aps_metrics(rng.normal(size=(3, 60)), gallery[:3], gallery)
+    assert len(m["cmc"]) == 50
