@@ -157,6 +157,19 @@ def test_fixed_margins():
     assert torch.equal(m["H"], torch.full((3,), 0.6)) and m["U"].shape == (2,)
 
 
+def test_semantic_softmax_default_scale_is_ten():
+    torch.manual_seed(4)
+    protos = [torch.randn(3, 4) for _ in range(5)]
+    feats = torch.randn(6, 5, 4)
+    sids = torch.randint(0, 3, (6, 5))
+    margins = [torch.full((3,), 0.2)] * 5
+    plain = semantic_softmax_loss(feats, protos, sids, margins)
+    ten = semantic_softmax_loss(feats, protos, sids, margins, scale=10.0)
+    assert plain.item() == pytest.approx(ten.item(), rel=1e-7)
+    slow = _slow_softmax(feats, protos, sids, margins, 10.0)
+    assert plain.item() == pytest.approx(slow, rel=1e-5)
+
+
 def test_triplet_batch_hard_by_hand():
     f = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 5.0]])
     labels = torch.tensor([0, 0, 1, 1])

@@ -669,3 +669,19 @@ def test_aps_query_errors_name_the_bad_value_and_the_groups():
     gallery = rng.integers(0, 2, (60, 5))
     m = aps_metrics(rng.normal(size=(3, 60)), gallery[:3], gallery)
     assert len(m["cmc"]) == 50
+
+
+def test_reid_ranks_float32_scores_that_differ_below_float32_precision_at_one():
+    """Scores a billionth apart are ranked by their values, not tied (the packed float32 key
+    keeps every bit); CMC is 50 ranks deep by default."""
+    scores = np.array([[1e-9, 3e-9, -1e-9, 2e-9]], dtype=np.float32)
+    for match, rank1 in ((1, 1.0), (3, 0.0)):
+        gp = np.array([7, 7, 7, 7])
+        gp[match] = 5
+        m = reid_metrics(scores, [5], gp, [1], [2, 2, 2, 2])
+        ref_map, _, _ = reference_reid(scores, np.array([5]), gp, np.array([1]), np.full(4, 2))
+        assert m["rank1_score"] == rank1 and m["map_score"] == pytest.approx(ref_map)
+    rng = np.random.default_rng(1)
+    gp = rng.integers(0, 5, 60)
+    m = reid_metrics(rng.normal(size=(2, 60)), gp[:2], gp, [0, 0], np.ones(60, int))
+    assert len(m["cmc"]) == 50
