@@ -476,3 +476,56 @@ def test_compute_losses_reads_every_weight_and_switch_of_the_loss_section():
     assert torch.allclose(out["total_loss"], expected)
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.lambda_sem = 1.0  # type: ignore[misc]
+
+
+def test_compute_losses_softmax_form_and_its_errors():
+    """``loss.semantic=softmax`` computes the softmax semantic loss with the configured scale
+    and margins (its own function, called directly, gives the same); bad forms, missing
+    margins and a model not in train mode are refused naming them."""
+    model = _model()
+    torch.manual_seed(5)
+    out = {"features": torch.randn(4, 5, 8), "logits": torch.randn(5, 4, 4)}
+    labels = torch.tensor([0, 0, 1, 1])
+    sids = torch.stack([torch.randint(0, n, (4,)) for n in MARKET1501.num_sids.values()], 1)
+    sids = sids[:, [list(MARKET1501.num_sids).index(g) for g in GROUPS]]
+    margins = {g: torch.rand(MARKET1501.num_sids[g]) for g in GROUPS}
+    c = LossConfig(semantic="softmax", semantic_scale=7.0)
+    got = compute_losses(out, labels=labels, sids=sids, model=model, margins=margins, loss=c)
+    protos = [model.prototypes[g] for g in GROUPS]
+    want = semantic_softmax_loss(
+        out["features"], protos, sids, [margins[g] for g in GROUPS], scale=7.0
+    )
+    assert got["sem_loss"].item() == pytest.approx(want.item(), rel=1e-6)
+    hinge = compute_losses(out, labels=labels, sids=sids, model=model, margins=margins)
+    assert hinge["sem_loss"].item() != pytest.approx(want.item(), rel=1e-3)
+    with pytest.raises(CerberusError) as e:
+        compute_losses(out, labels=labels, sids=sids, model=model, margins=margins,
+                       loss=dataclasses.replace(c, semantic="arcface"))  # fmt: skip
+    assert str(e.value) == "compute_losses: semantic must be one of hinge, softmax, got 'arcface'"
+    with pytest.raises(CerberusError) as e:
+        compute_losses(out, labels=labels, sids=sids, model=model,
+                       margins={g: margins[g] for g in ("H", "U", "L")})  # fmt: skip
+    assert str(e.value) == "compute_losses: no margins for groups I, C"
+    with pytest.raises(CerberusError) as e:
+        compute_losses({"features": out["features"]}, labels=labels, sids=sids, model=model,
+                       margins=margins)  # fmt: skip
+    assert str(e.value) == "compute_losses: L_id needs 'logits' (put the model in train mode)"
+
+
+def test_prototype_regularization_refuses_each_misfit_alone():
+    """Any one of the shapes not fitting is refused naming the group and the shapes."""
+    p, v, a = torch.randn(3, 4), torch.randn(2, 4), torch.randn(3, 2)
+    assert prototype_regularization_loss([p], [v], [a]).ndim == 0
+    for args in (
+        ([p[0]], [v], [a]),  # P not a matrix
+        ([p], [v[0]], [a]),  # V not a matrix
+        ([p], [v], [a[:2]]),  # A of another S
+        ([p], [v[:, :3]], [a]),  # V of another d
+    ):
+        with pytest.raises(CerberusError, match="prototype_regularization_loss, group 0: shapes P"):
+            prototype_regularization_loss(*args)
+    with pytest.raises(CerberusError) as e:
+        prototype_regularization_loss([p, p], [v], [a])
+    assert str(e.value) == (
+        "prototype_regularization_loss: 2 prototype, 1 residual and 1 binary matrices"
+    )

@@ -117,6 +117,9 @@ FILTERS = [
     Filter(sources=frozenset({"b"})),
     Filter(tracks=frozenset({("a", 1), ("b", 2)})),
     Filter(cameras=frozenset({"nowhere"})),
+    # conditions together: each narrows the others' answer
+    Filter(cameras=frozenset({"c1", "c2"}), sources=frozenset({"a"})),
+    Filter(cameras=frozenset({"c3"}), tracks=frozenset({("a", 1), ("b", 2), ("a", 3)})),
 ]
 
 
@@ -288,6 +291,15 @@ def test_make_filter_builds_every_condition_and_says_what_is_wrong_exactly():
         with pytest.raises(StoreError, match=f"^{label} 'noon': not an ISO-8601 time"):
             make_filter(**kw, labels=("From", "Until"))
     assert make_filter(after=t).after == make_filter(before=t).before == 1_796_047_200.0
+
+
+def test_a_time_that_is_no_number_is_refused_by_the_milvus_expression():
+    from cerberus.store.milvus_rows import number
+
+    assert number(1.5) == "1.5"
+    with pytest.raises(StoreError) as e:
+        number(float("inf"))
+    assert str(e.value) == "time inf: not a finite number of seconds"
 
 
 # ---------------------------------------------------------------- track paths

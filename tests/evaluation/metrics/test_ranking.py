@@ -685,3 +685,9 @@ def test_reid_ranks_float32_scores_that_differ_below_float32_precision_at_one():
     gp = rng.integers(0, 5, 60)
     m = reid_metrics(rng.normal(size=(2, 60)), gp[:2], gp, [0, 0], np.ones(60, int))
     assert len(m["cmc"]) == 50
+
+
+def test_no_valid_query_is_refused_in_words():
+    with pytest.raises(CerberusError) as e:
+        reid_metrics(np.zeros((1, 2)), [9], [1, 2], [1], [1, 1])
+    assert str(e.value) == "no query has a relevant gallery entry; metrics are undefined"
