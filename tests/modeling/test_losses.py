@@ -517,8 +517,8 @@ def test_prototype_regularization_refuses_each_misfit_alone():
     p, v, a = torch.randn(3, 4), torch.randn(2, 4), torch.randn(3, 2)
     assert prototype_regularization_loss([p], [v], [a]).ndim == 0
     for args in (
-        ([p[0]], [v], [a]),  # P not a matrix
-        ([p], [v[0]], [a]),  # V not a matrix
+        ([torch.randn(3)], [v], [a]),  # P not a matrix (its S fits A)
+        ([p], [torch.randn(2)], [a]),  # V not a matrix (its n_bin fits A)
         ([p], [v], [a[:2]]),  # A of another S
         ([p], [v[:, :3]], [a]),  # V of another d
     ):
