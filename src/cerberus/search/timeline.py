@@ -111,13 +111,13 @@ def _uncalibrated(gallery: Gallery, q: np.ndarray, own, where: Filter | None, fl
     """Without a calibration: ``(ids, scores)`` of the sightings, the crops of the query's own
     group (passing ``where``) and those scoring above ``floor``; and ``(ids, scores)`` of the
     candidates, the other crops of the top ``k`` whose group is not already a sighting."""
-    mine = track_items(gallery.store, [own], where, vectors=True).get(own)
+    mine = track_items(gallery.store, [own], where).get(own)
     if mine is not None and own[0] == "" and where is not None:
         mine = mine.take(np.flatnonzero(where.matches(mine)))  # the item alone: filtered too
     own_ids = np.zeros(0, np.int64) if mine is None else np.asarray(mine.ids, np.int64)
-    own_scores = (
-        np.zeros(0, np.float32) if mine is None else (mine.vectors @ q).astype(np.float32)
-    )
+    own_scores = np.zeros(0, np.float32)
+    if len(own_ids):  # item_vectors: an .npz kind keeping no vectors embeds the crops again
+        own_scores = (gallery.item_vectors(own_ids) @ q).astype(np.float32)
     above, above_scores = _above(gallery, q, where, floor)
     new = ~np.isin(above, own_ids)
     ids = np.concatenate([own_ids, above[new]])
