@@ -171,6 +171,20 @@ def test_time_window_includes_after_and_excludes_before(make_store):
         assert sorted(hits.ids.tolist()) == want, where
 
 
+def test_names_with_quotes_backslashes_and_line_breaks_filter_exactly(make_store):
+    """Camera and source names are data, never filter syntax: quotes, backslashes, tabs and
+    line breaks in them select exactly their own items."""
+    odd = ['gate "1"', "a\\b", "x\ny", "t\tz\r", "plain"]
+    store = make_store()
+    for i, name in enumerate(odd):
+        store.add(batch(3, source=name, seed=i, cameras=(name,)))
+    for name in odd:
+        for where in (Filter(cameras=frozenset({name})), Filter(sources=frozenset({name}))):
+            assert store.count(where) == 3, (name, where)
+            got = store.get(store.ids(where), vectors=False)
+            assert set(got.camera) == {name} and set(got.source) == {name}
+
+
 def test_get_returns_what_was_added(make_store):
     store = make_store()
     items = batch(50, source="a", seed=3)
