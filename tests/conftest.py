@@ -135,9 +135,12 @@ TINY_TRAINING = [
     "train.device=cpu",
     "train.progress=false",
     "train.checkpoint_every=2",
+    "train.calibrate=false",
     "eval.num_workers=0",
 ]
-"""Config overrides for a seconds-long CPU training run on a :func:`make_tree` dataset."""
+"""Config overrides for a seconds-long CPU training run on a :func:`make_tree` dataset. The
+model is left uncalibrated, as checkpoints written before training calibrated are (tests of
+the calibration at the end of training turn it on)."""
 
 
 @pytest.fixture(scope="session")
@@ -301,7 +304,7 @@ TINY_TRAIN = {
     "data": {"height": 64, "width": 32, "p": 4, "k": 2, "num_workers": 0},
     "model": {"backbone": "resnet18", "pretrained": False, "dim": 16},
     "optim": {"iterations": 2, "warmup_iterations": 1},
-    "train": {"device": "cpu", "progress": False, "log_every": 1},
+    "train": {"device": "cpu", "progress": False, "log_every": 1, "calibrate": False},
 }
 """A config (as a dict) for a seconds-long CPU training run; see :func:`tiny_yaml`."""
 

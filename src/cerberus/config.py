@@ -138,6 +138,9 @@ class TrainConfig:
     eval_every: int = 0
     log_every: int = 20
     progress: bool = True
+    # At the end of `cerberus train`: calibrate "same person" on the test split (query +
+    # gallery, identities not trained on) and store the threshold in last.pt (docs/calibration.md).
+    calibrate: bool = True
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,16 @@ def test_adaptive_margin_formula_on_hand_counts():
     assert np.allclose(m2, np.log(np.array([0, 10, 30, 60]) / 100 + 1))
 
 
+def test_adaptive_margin_divides_by_all_identities_when_a_group_has_unknowns():
+    """N is every training identity, also those whose group is unknown (not counted in any
+    N_g): 40 of 100 identities have a known H SID here, so N_g / 40 would be wrong."""
+    counts = {"H": np.array([0, 10, 30]), "U": np.array([50, 50])}
+    m = adaptive_margins(counts, 100)
+    want = [math.log(1.8), math.log(0.4 * 0.1 + 1.8), math.log(0.4 * 0.3 + 1.8)]
+    assert np.allclose(m["H"], want)
+    assert np.allclose(m["U"], [math.log(0.4 * 0.5 + 1.8)] * 2)
+
+
 def test_counts_leave_unknown_sids_out(schema):
     table = _table_with_unknowns(schema)
     counts = sid_identity_counts(table)

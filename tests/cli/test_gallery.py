@@ -100,6 +100,20 @@ def test_timeline_and_info_of_an_npz_index(tiny_index, cli):
     assert sum(s["count"] for s in found["sightings"]) == n  # every crop is above -1
     assert found["query"]["id"] == 3 and found["query"]["vector"] == "the item's own vector"
     assert all(s["start"] is None for s in found["sightings"])  # an index file knows no times
+    # the tiny model has no calibration: sightings above the default, then candidates apart
+    args = ("timeline", "--gallery", index, "--item", 3, "-k", n, "--device", "cpu")
+    code, out, err = cli(*args, "--json")
+    found = _json(out)
+    seen, maybe = found["sightings"], found["candidates"]
+    assert code == 0 and seen and maybe and found["calibrated"] is False, err
+    assert all(s["score"] > 0.9 or s["query"] for s in seen)
+    assert all(s["score"] <= 0.9 for s in maybe) and len(seen) + len(maybe) == n
+    code, out, err = cli(*args)
+    head, _, rest = out.partition("\ncandidates: ")
+    assert "no calibrated threshold" in head and "<- the query" in head
+    assert len(head.strip().splitlines()) == 2 + len(seen)  # the rule, the header, sightings
+    assert rest.startswith(f"{len(maybe)} more groups of the top {n} crops, at or below 0.9")
+    assert len(rest.strip().splitlines()) == 2 + len(maybe)
     code, out, err = cli("timeline", "--gallery", index, "--item", 10**6, "--min-score", 0)
     assert code == 2 and "no gallery item 1000000" in err, err
     code, out, err = cli("gallery", "info", index)

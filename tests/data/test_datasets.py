@@ -144,6 +144,26 @@ def test_pk_sampler_batches():
     assert {int(labels[i]) for i, _ in shards[0]}.isdisjoint({int(labels[i]) for i, _ in shards[1]})
 
 
+def test_pk_sampler_draws_without_replacement_when_an_identity_has_k_images():
+    """An identity with at least K images never repeats an image within a batch (drawn
+    without replacement); one with fewer repeats some (with replacement), all of its own."""
+    sizes = [4, 5, 6, 4, 9, 2, 3, 4]
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    s = PKBatchSampler(labels, p=4, k=4, seed=1, stop=60)
+    short_seen = 0
+    for b in s:
+        idx = np.array([i for i, _ in b])
+        for c in np.unique(labels[idx]):
+            mine = idx[labels[idx] == c]
+            assert len(mine) == 4 and (labels[mine] == c).all()
+            if sizes[c] >= 4:
+                assert len(np.unique(mine)) == 4, (c, mine.tolist())
+            else:
+                short_seen += 1
+                assert len(np.unique(mine)) <= sizes[c]
+    assert short_seen > 0  # the short identities were drawn too
+
+
 def test_pk_sampler_rejects_bad_sizes():
     with pytest.raises(CerberusError, match="only 3 in the data"):
         PKBatchSampler(np.arange(3), p=4, k=2, seed=0, stop=1)

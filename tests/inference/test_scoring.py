@@ -3,6 +3,7 @@ each predicted group is."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -172,3 +173,247 @@ def test_certainty_marks_weak_groups():
     flat = describe_features(np.stack([sure]), protos, MARKET1501, scale=1e-3)[0]
     assert flat["weak"] == list(GROUPS)  # a softmax at a tiny scale is sure of nothing
     assert WEAK_CERTAINTY == 0.5
+
+
+def test_prototypes_are_unit_normalised_in_par_and_aps():
+    """Scores are cosines (method §5): a prototype's length changes neither the PAR arg-max
+    nor the weight of its group in an APS query. The prototypes here have lengths from 0.05 to
+    20, under which the raw inner products pick other SIDs than the cosines."""
+    from cerberus.inference.scoring import (
+        attribute_query_vectors,
+        embed_features,
+        parse_attribute_query,
+        predict_sids,
+        prototype_scores,
+    )
+
+    rng = np.random.default_rng(4)
+    d, n = 6, 40
+    features = rng.normal(size=(n, len(GROUPS), d)).astype(np.float32)
+    protos = {}
+    for g in GROUPS:
+        p = rng.normal(size=(MARKET1501.num_sids[g], d))
+        p *= rng.uniform(0.05, 20, size=(len(p), 1)) / np.linalg.norm(p, axis=1, keepdims=True)
+        protos[g] = p.astype(np.float32)
+
+    def cos(a, b):
+        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+    slow = [
+        np.array([[cos(p, features[i, k]) for i in range(n)] for p in protos[g]])
+        for k, g in enumerate(GROUPS)
+    ]
+    for got, want in zip(prototype_scores(features, protos), slow):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    want_sids = np.stack([s.argmax(0) for s in slow], axis=1)
+    np.testing.assert_array_equal(predict_sids(features, protos), want_sids)
+    raw = np.stack([(protos[g] @ features[:, k].T).argmax(0) for k, g in enumerate(GROUPS)], 1)
+    assert (raw != want_sids).any()  # the lengths matter here: the test can tell
+    # APS: each combination's score is the mean over the given groups of the cosines
+    query = parse_attribute_query("gender=female, backpack=yes, hat=no", MARKET1501)
+    vectors = attribute_query_vectors(query, protos)
+    scores = embed_features(features) @ vectors.T  # (n, combinations)
+    for c, combo in enumerate(itertools.product(*query.choices)):
+        groups = [GROUPS.index(g) for g in query.groups]
+        want = np.mean([slow[k][s] for k, s in zip(groups, combo)], axis=0)
+        np.testing.assert_allclose(scores[:, c], want, atol=1e-5)
+
+
+def test_a_plain_attribute_reads_as_its_value():
+    """Attributes that are neither colours nor phrased (gender, age) read as their value."""
+    from cerberus.inference.scoring import _phrase
+
+    attrs = {a.name: a for a in MARKET1501.attributes}
+    assert _phrase(attrs["gender"], 1) == attrs["gender"].values[1]
+    assert _phrase(attrs["age"], 0) == attrs["age"].values[0]
+
+
+def _slow_decision(cos, prior, scale):
+    """Per image and group: softmax of scale x cosine (+ log prior); the arg-max and its
+    probability."""
+    n = cos[0].shape[1]
+    sids, sure = np.zeros((n, len(GROUPS)), int), np.zeros((n, len(GROUPS)))
+    for k, g in enumerate(GROUPS):
+        for i in range(n):
+            logits = [scale * float(c) for c in cos[k][:, i]]
+            if prior is not None:
+                logits = [x + float(p) for x, p in zip(logits, prior[g])]
+            z = [math.exp(x - max(logits)) for x in logits]
+            j = int(np.argmax(logits))
+            sids[i, k], sure[i, k] = j, z[j] / sum(z)
+    return sids, sure
+
+
+def test_describe_decides_and_says_how_sure_with_and_without_the_prior():
+    """describe_features / decide_sids against a slow softmax: the SID and its certainty, by
+    the nearest prototype or (with the prior) by the posterior, at the default scale 10 or a
+    given one; every field of the description; "weak" strictly under ``weak_below``."""
+    from cerberus.inference.scoring import (
+        decide_sids,
+        predict_sids,
+        prototype_scores,
+        value_phrases,
+    )
+
+    rng = np.random.default_rng(5)
+    d, n = 8, 12
+    protos = {g: rng.normal(size=(MARKET1501.num_sids[g], d)).astype(np.float32) for g in GROUPS}
+    feats = rng.normal(size=(n, len(GROUPS), d)).astype(np.float32)
+    cos = prototype_scores(feats, protos)
+    counts = {g: rng.integers(0, 200, MARKET1501.num_sids[g]) for g in GROUPS}
+    prior = sid_log_prior(counts)
+    for log_prior, scale in ((None, None), (prior, None), (prior, 3.0), (None, 25.0)):
+        kw = {} if scale is None else {"scale": scale}
+        want_sids, want_sure = _slow_decision(cos, log_prior, 10.0 if scale is None else scale)
+        sids, sure = decide_sids(cos, log_prior=log_prior, **kw)
+        np.testing.assert_array_equal(sids, want_sids)
+        np.testing.assert_allclose(sure, want_sure, atol=1e-5)
+        said = describe_features(feats, protos, MARKET1501, log_prior=log_prior, **kw)
+        values = MARKET1501.from_sids(want_sids)
+        for i, row in enumerate(said):
+            assert row["attributes"] == MARKET1501.describe(values[i])
+            assert row["phrases"] == value_phrases(MARKET1501, values[i])
+            for k, g in enumerate(GROUPS):
+                assert row["certainty"][g] == pytest.approx(want_sure[i, k], abs=1e-5)
+                assert row["confidence"][g] == pytest.approx(cos[k][want_sids[i, k], i], abs=1e-6)
+            assert row["weak"] == [g for k, g in enumerate(GROUPS) if want_sure[i, k] < 0.5]
+    # the prior changes some decisions here, so the two paths are told apart
+    assert (decide_sids(cos, log_prior=prior)[0] != predict_sids(feats, protos)).any()
+    # weak means strictly below weak_below: a certainty equal to it is not weak
+    first = describe_features(feats[:1], protos, MARKET1501)[0]["certainty"]["H"]
+    edge = describe_features(feats[:1], protos, MARKET1501, weak_below=first)[0]
+    assert "H" not in edge["weak"]
+
+
+def _slow_choices(given: dict, schema, g: str) -> tuple[int, ...]:
+    """The SIDs of group ``g`` whose decoded values agree with every given attribute of it."""
+    codec = schema.codecs[g]
+    names = [schema.attributes[c].name for c in schema.group_columns(g)]
+    out = []
+    for s in range(codec.num_sids):
+        values = codec.decode(np.array([s]))[0]
+        if all(values[j] == given[n] for j, n in enumerate(names) if n in given):
+            out.append(s)
+    return tuple(out)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "backpack=yes",  # a group after groups not given
+        "upper.color=red, upper.sleeve=short",  # two attributes of one group
+        "gender=female, lower.color=blue, lower.length=long, handbag=no",
+        "hat=yes, hair=short, age=teenager",
+    ],
+)
+def test_attribute_queries_choose_the_agreeing_sids(text):
+    """Each given group's choices are the SIDs agreeing with all its given attributes (a slow
+    decode of every SID); groups not given are absent; the query keeps what was given."""
+    from cerberus.inference.scoring import parse_attribute_query
+
+    q = parse_attribute_query(text, MARKET1501)
+    given = MARKET1501.parse_query(text)
+    assert q.given == given
+    attrs = MARKET1501.attributes
+    names = {g: {attrs[c].name for c in MARKET1501.group_columns(g)} for g in GROUPS}
+    assert q.groups == tuple(g for g in GROUPS if names[g] & set(given))
+    assert q.choices == tuple(_slow_choices(given, MARKET1501, g) for g in q.groups)
+    assert all(len(c) >= 1 for c in q.choices)
+
+
+def test_attribute_query_combination_limit_is_inclusive():
+    """A query of exactly ``max_combinations`` combinations is accepted, one more refused."""
+    from cerberus.inference.scoring import parse_attribute_query
+
+    n = parse_attribute_query("hat=no, backpack=yes", MARKET1501).num_combinations
+    assert n > 1
+    assert parse_attribute_query("hat=no, backpack=yes", MARKET1501, max_combinations=n)
+    with pytest.raises(CerberusError, match=f"matches {n} SID combinations"):
+        parse_attribute_query("hat=no, backpack=yes", MARKET1501, max_combinations=n - 1)
+    assert parse_attribute_query("gender=female", MARKET1501).num_combinations <= 4096
+
+
+def test_attribute_query_vectors_are_float32_rows():
+    from cerberus.inference.scoring import attribute_query_vectors, parse_attribute_query
+
+    rng = np.random.default_rng(6)
+    protos = {g: rng.normal(size=(MARKET1501.num_sids[g], 4)) for g in GROUPS}  # float64 in
+    q = parse_attribute_query("gender=female, backpack=yes", MARKET1501)
+    v = attribute_query_vectors(q, protos)
+    assert v.dtype == np.float32 and v.shape == (q.num_combinations, len(GROUPS) * 4)
+    assert v.flags["C_CONTIGUOUS"]
+
+
+def test_posterior_is_stable_at_a_large_scale():
+    """The log-softmax subtracts each column's max: at scale 1000 (logits of +-1000) it stays
+    finite and equals the stable slow form; each column is a distribution."""
+    cos = [np.array([[1.0, -1.0], [0.999, -0.5], [-1.0, -0.9]], np.float32)] * len(GROUPS)
+    prior = {g: np.zeros(3, np.float32) for g in GROUPS}
+    logp = posterior_scores(cos, prior, scale=1000.0)
+    for k in range(len(GROUPS)):
+        assert np.isfinite(logp[k]).all() and logp[k].shape == (3, 2)
+        for i in range(2):
+            logits = 1000.0 * cos[k][:, i].astype(np.float64)
+            top = logits.max()
+            want = logits - top - math.log(np.exp(logits - top).sum())
+            np.testing.assert_allclose(logp[k][:, i], want, atol=1e-3)
+        np.testing.assert_allclose(np.exp(logp[k]).sum(0), 1.0, atol=1e-5)
+
+
+def test_attribute_query_scores_average_over_each_querys_given_groups():
+    """APS (method §5.2): per query, the mean over its own given groups of the cosine of the
+    query's SID prototype (queries giving different numbers of groups), against a loop."""
+    from cerberus.inference.scoring import attribute_query_scores
+
+    rng = np.random.default_rng(7)
+    sizes = [MARKET1501.num_sids[g] for g in GROUPS]
+    n = 9
+    cos = _cosines(rng, sizes, n)
+    sids = np.stack([rng.integers(0, s, 4) for s in sizes], axis=1)  # (4, 5)
+    given = np.array([[1, 0, 0, 0, 0], [1, 1, 0, 0, 1], [0, 1, 1, 1, 1], [1, 1, 1, 1, 1]], bool)
+    got = attribute_query_scores(sids, given, cos)
+    assert got.shape == (4, n)
+    for q in range(4):
+        for i in range(n):
+            ks = np.flatnonzero(given[q])
+            want = sum(float(cos[k][sids[q, k], i]) for k in ks) / len(ks)
+            assert got[q, i] == pytest.approx(want, abs=1e-6)
+    one = attribute_query_scores(sids, given[1], cos)  # one mask for every query
+    np.testing.assert_allclose(one[1], got[1], atol=1e-6)
+
+
+def test_embed_features_refuses_other_shapes():
+    from cerberus.inference.scoring import embed_features
+
+    with pytest.raises(CerberusError, match=r"expected \(N, groups, d\), got \(3, 4\)"):
+        embed_features(np.zeros((3, 4)))
+
+
+def test_pool_vectors_is_the_renormalised_part_mean():
+    """A track's vector (method §9.3): per part, the mean of the crops' unit parts, made unit
+    again; concatenated / sqrt(parts): a loop over parts and crops."""
+    from cerberus.inference.scoring import embed_features, pool_vectors
+
+    rng = np.random.default_rng(8)
+    crops = embed_features(rng.normal(size=(4, 5, 3)) * rng.uniform(0.1, 9, size=(4, 5, 1)))
+    v = pool_vectors(crops.astype(np.float64))
+    assert v.shape == (15,) and v.dtype == np.float32 and v.flags["C_CONTIGUOUS"]
+    for p in range(5):
+        parts = [c[3 * p : 3 * p + 3] / np.linalg.norm(c[3 * p : 3 * p + 3]) for c in crops]
+        mean = np.mean(parts, axis=0)
+        np.testing.assert_allclose(v[3 * p : 3 * p + 3], mean / np.linalg.norm(mean) / 5**0.5,
+                                   atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(pool_vectors(crops[:1]), crops[0], atol=1e-6)  # one crop: itself
+    assert float(v @ v) == pytest.approx(1.0, abs=1e-5)
+    two = pool_vectors(crops[:, :6], parts=2)  # another part count
+    np.testing.assert_allclose(np.linalg.norm(two[:3]), 2**-0.5, atol=1e-6)
+    for bad in (np.zeros((0, 15)), np.zeros(15), np.zeros((2, 14))):
+        with pytest.raises(CerberusError, match="pool_vectors: expected"):
+            pool_vectors(bad)
+
+
+def test_an_attribute_query_describes_itself():
+    from cerberus.inference.scoring import parse_attribute_query
+
+    q = parse_attribute_query("gender=female, backpack=yes", MARKET1501)
+    assert q.describe(MARKET1501) == ["gender: female", "backpack: yes"]

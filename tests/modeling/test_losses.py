@@ -157,6 +157,19 @@ def test_fixed_margins():
     assert torch.equal(m["H"], torch.full((3,), 0.6)) and m["U"].shape == (2,)
 
 
+def test_semantic_softmax_default_scale_is_ten():
+    torch.manual_seed(4)
+    protos = [torch.randn(3, 4) for _ in range(5)]
+    feats = torch.randn(6, 5, 4)
+    sids = torch.randint(0, 3, (6, 5))
+    margins = [torch.full((3,), 0.2)] * 5
+    plain = semantic_softmax_loss(feats, protos, sids, margins)
+    ten = semantic_softmax_loss(feats, protos, sids, margins, scale=10.0)
+    assert plain.item() == pytest.approx(ten.item(), rel=1e-7)
+    slow = _slow_softmax(feats, protos, sids, margins, 10.0)
+    assert plain.item() == pytest.approx(slow, rel=1e-5)
+
+
 def test_triplet_batch_hard_by_hand():
     f = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 5.0]])
     labels = torch.tensor([0, 0, 1, 1])
@@ -172,6 +185,35 @@ def test_triplet_batch_hard_by_hand():
     ]
     loss = batch_hard_soft_margin_triplet_loss(f, labels)
     assert loss.item() == pytest.approx(sum(expected) / 4, rel=1e-5)
+
+
+def _slow_triplet(f, labels):
+    """Per anchor, a loop over every other image: the farthest positive, the nearest negative."""
+    total = []
+    for a in range(len(f)):
+        d = [float((f[a] - f[j]).norm()) for j in range(len(f))]
+        pos = [d[j] for j in range(len(f)) if j != a and labels[j] == labels[a]]
+        neg = [d[j] for j in range(len(f)) if labels[j] != labels[a]]
+        total.append(math.log1p(math.exp(max(pos) - min(neg))))
+    return sum(total) / len(total)
+
+
+def test_triplet_mines_the_hardest_of_several_positives():
+    """K = 3 images per identity: the farthest positive differs from the nearest one, so
+    mining the easiest positive (or averaging) gives another loss than the slow loop."""
+    torch.manual_seed(3)
+    f = torch.randn(12, 4, dtype=torch.float64) * torch.arange(1, 13, dtype=torch.float64)[:, None]
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+    loss = batch_hard_soft_margin_triplet_loss(f, labels)
+    assert loss.item() == pytest.approx(_slow_triplet(f, labels), rel=1e-5)
+    # by hand, one identity of three on a line and one far negative: anchor 0's positives are
+    # at 1 and 4, its negative at 10 -> log(1 + e^(4 - 10)), not e^(1 - 10)
+    g = torch.tensor([[0.0], [1.0], [4.0], [10.0], [11.0], [12.0]])
+    two = torch.tensor([0, 0, 0, 1, 1, 1])
+    want = [4 - 10, 3 - 9, 4 - 6, 2 - 6, 1 - 7, 2 - 8]
+    assert batch_hard_soft_margin_triplet_loss(g, two).item() == pytest.approx(
+        sum(math.log1p(math.exp(x)) for x in want) / 6, rel=1e-6
+    )
 
 
 def test_identification_loss_averages_five_representations():
@@ -400,6 +442,27 @@ def test_attribute_loss_bce_is_mean_binary_cross_entropy_of_the_one_hot_labels()
     assert got.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-6)
 
 
+def test_attribute_loss_bce_when_the_batch_lacks_an_attributes_last_value():
+    """The one-hot label has the attribute's V_a columns even when no image of the batch has
+    its last value; wrong logit widths and forms are refused naming them."""
+    import torch.nn.functional as F
+
+    from cerberus.modeling.losses import attribute_loss
+
+    torch.manual_seed(1)
+    logits = torch.randn(3, 4)
+    values = torch.tensor([[0], [1], [0]])  # a 4-valued attribute seen only as 0 and 1
+    want = F.binary_cross_entropy_with_logits(logits, F.one_hot(values[:, 0], 4).float())
+    got = attribute_loss(logits, values, [4], form="bce")
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    with pytest.raises(CerberusError) as e:
+        attribute_loss(torch.randn(3, 5), values, [4])
+    assert str(e.value) == "attribute_loss: expected logits (B, 4), got (3, 5)"
+    with pytest.raises(CerberusError) as e:
+        attribute_loss(logits, values, [4], form="focal")
+    assert str(e.value) == "attribute_loss: form must be 'ce' or 'bce', got 'focal'"
+
+
 def test_compute_losses_reads_every_weight_and_switch_of_the_loss_section():
     model = _model()
     x = torch.randn(4, 3, 64, 32)
@@ -413,3 +476,56 @@ def test_compute_losses_reads_every_weight_and_switch_of_the_loss_section():
     assert torch.allclose(out["total_loss"], expected)
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.lambda_sem = 1.0  # type: ignore[misc]
+
+
+def test_compute_losses_softmax_form_and_its_errors():
+    """``loss.semantic=softmax`` computes the softmax semantic loss with the configured scale
+    and margins (its own function, called directly, gives the same); bad forms, missing
+    margins and a model not in train mode are refused naming them."""
+    model = _model()
+    torch.manual_seed(5)
+    out = {"features": torch.randn(4, 5, 8), "logits": torch.randn(5, 4, 4)}
+    labels = torch.tensor([0, 0, 1, 1])
+    sids = torch.stack([torch.randint(0, n, (4,)) for n in MARKET1501.num_sids.values()], 1)
+    sids = sids[:, [list(MARKET1501.num_sids).index(g) for g in GROUPS]]
+    margins = {g: torch.rand(MARKET1501.num_sids[g]) for g in GROUPS}
+    c = LossConfig(semantic="softmax", semantic_scale=7.0)
+    got = compute_losses(out, labels=labels, sids=sids, model=model, margins=margins, loss=c)
+    protos = [model.prototypes[g] for g in GROUPS]
+    want = semantic_softmax_loss(
+        out["features"], protos, sids, [margins[g] for g in GROUPS], scale=7.0
+    )
+    assert got["sem_loss"].item() == pytest.approx(want.item(), rel=1e-6)
+    hinge = compute_losses(out, labels=labels, sids=sids, model=model, margins=margins)
+    assert hinge["sem_loss"].item() != pytest.approx(want.item(), rel=1e-3)
+    with pytest.raises(CerberusError) as e:
+        compute_losses(out, labels=labels, sids=sids, model=model, margins=margins,
+                       loss=dataclasses.replace(c, semantic="arcface"))  # fmt: skip
+    assert str(e.value) == "compute_losses: semantic must be one of hinge, softmax, got 'arcface'"
+    with pytest.raises(CerberusError) as e:
+        compute_losses(out, labels=labels, sids=sids, model=model,
+                       margins={g: margins[g] for g in ("H", "U", "L")})  # fmt: skip
+    assert str(e.value) == "compute_losses: no margins for groups I, C"
+    with pytest.raises(CerberusError) as e:
+        compute_losses({"features": out["features"]}, labels=labels, sids=sids, model=model,
+                       margins=margins)  # fmt: skip
+    assert str(e.value) == "compute_losses: L_id needs 'logits' (put the model in train mode)"
+
+
+def test_prototype_regularization_refuses_each_misfit_alone():
+    """Any one of the shapes not fitting is refused naming the group and the shapes."""
+    p, v, a = torch.randn(3, 4), torch.randn(2, 4), torch.randn(3, 2)
+    assert prototype_regularization_loss([p], [v], [a]).ndim == 0
+    for args in (
+        ([torch.randn(3)], [v], [a]),  # P not a matrix (its S fits A)
+        ([p], [torch.randn(2)], [a]),  # V not a matrix (its n_bin fits A)
+        ([p], [v], [a[:2]]),  # A of another S
+        ([p], [v[:, :3]], [a]),  # V of another d
+    ):
+        with pytest.raises(CerberusError, match="prototype_regularization_loss, group 0: shapes P"):
+            prototype_regularization_loss(*args)
+    with pytest.raises(CerberusError) as e:
+        prototype_regularization_loss([p, p], [v], [a])
+    assert str(e.value) == (
+        "prototype_regularization_loss: 2 prototype, 1 residual and 1 binary matrices"
+    )

@@ -539,3 +539,16 @@ def test_mobilenet_v2_pretrained_is_the_detector_wheels_trunk():
         inner = (..., slice(2, -2), slice(2, -2))
         torch.testing.assert_close(ours[inner], theirs[inner], atol=1e-4, rtol=0)
         assert not torch.allclose(model.forward_features(x), plain.forward_features(x))
+
+
+def test_alignment_keeps_a_row_hot_in_one_column_only():
+    """h is the max of the heat over the width (method §2.3): a row whose only hot pixel is at
+    one column passes sigma although its mean over the width does not."""
+    fmap = torch.zeros(2, 3, 10, 8)
+    fmap[0, :, 2:7] = 1.0  # a whole-width person in rows 2..6: heat sqrt(3) everywhere
+    fmap[0, 0, 1, 5] = 2.0  # row 1: one pixel of heat 2 > sigma, mean 2 / 8 < sigma
+    fmap[0, 0, 8, 0] = 2.0  # row 8 likewise
+    fmap[1, 1, 4, 7] = 3.0  # sample 1: one hot pixel in all, in row 4
+    aligned, top, bottom = align_feature_map(fmap, sigma=1.0)
+    assert top.tolist() == [1, 4] and bottom.tolist() == [8, 4]
+    assert torch.allclose(aligned, _slow_align(fmap, 1.0), atol=1e-6)

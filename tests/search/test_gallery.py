@@ -15,7 +15,7 @@ from cerberus.inference.scoring import (
     embed_features,
     parse_attribute_query,
 )
-from cerberus.search import Gallery, StoreError, make_filter
+from cerberus.search import DEFAULT_THRESHOLD, Gallery, StoreError, make_filter
 from cerberus.search.tracks import group_keys, track_score, track_vector
 from cerberus.store import NO_TRACK, Filter, GalleryInfo, Items, MemoryStore
 from cerberus.store.npz import NpzStore
@@ -184,13 +184,71 @@ def test_timeline_lists_sightings_above_the_threshold_by_time():
     assert starts == sorted(starts) and found["threshold"] == 0.3
     assert [s["query"] for s in found["sightings"]].count(True) == 1
     assert "mean of its track" in found["query"]["vector"]
-    # no threshold (no model, no --min-score): the top k crops, a filter holds
+    # no threshold (no model, no --min-score): sightings and candidates, a filter holds
     where = make_filter(cameras=["c2"])
     top = gallery.timeline(i, k=15, where=where)
-    assert sum(s["count"] for s in top["sightings"]) == 15
-    assert {s["camera"] for s in top["sightings"]} == {"c2"}
+    assert top["calibrated"] is False and top["threshold"] == DEFAULT_THRESHOLD
+    shown = top["sightings"] + top["candidates"]
+    assert 0 < sum(s["count"] for s in shown) and {s["camera"] for s in shown} == {"c2"}
     with pytest.raises(CerberusError, match="no gallery item 123456"):
         gallery.timeline(123456)
+
+
+def _key_of(s: dict) -> tuple[str, int]:
+    return (s["source"], s["track"]) if s["track"] is not None else ("", -1 - s["item"])
+
+
+@pytest.mark.parametrize("where", [None, Filter(cameras=frozenset({"c1", "c2", "c3"}))])
+def test_an_uncalibrated_timeline_keeps_its_own_track_and_the_default_threshold(where):
+    """Without a calibration (here: no model) the sightings are the query's own track, crops
+    whatever their scores, and the crops above :data:`DEFAULT_THRESHOLD`; the rest of the top
+    k are candidates, in groups that are not already sightings, checked against every item
+    scored by hand."""
+    gallery, items = make_gallery(6)
+    j = int(np.flatnonzero((items.track >= 0) & (np.array(items.camera) == "c1"))[0])
+    i, key = int(items.ids[j]), (items.source[j], int(items.track[j]))
+    members = np.array([g == key for g in group_keys(items)])
+    q = track_vector(items.vectors[members])
+    # another camera saw the same person: a track of crops at the query's vector and one crop
+    # a quarter of the way to someone else (below the default: left out, its track is a
+    # sighting), and one crop of someone else a little like them
+    other = items.vectors[~members][0]
+    twin = np.stack([q, q, 0.75 * q + 0.25 * other, 0.2 * q + 0.8 * other]).astype(np.float32)
+    extra = Items.make(
+        twin, source="c.mp4", num_attributes=MARKET1501.num_attributes, camera=["c3"] * 4,
+        timestamp=T0 + np.arange(4.0), track=[0, 0, 0, 1],
+        path=[f"c/{n}.jpg" for n in range(4)],
+    )  # fmt: skip
+    gallery.store.add(extra)
+    items = gallery.store.get(gallery.store.ids())
+    keys = group_keys(items)
+    scores = items.vectors.astype(np.float64) @ q
+    ok = np.ones(len(items), bool) if where is None else where.matches(items)
+    own = np.array([g == key for g in keys]) & ok
+    assert (scores[own] <= DEFAULT_THRESHOLD).any()  # own crops below the default stay
+    matched = own | (ok & (scores > DEFAULT_THRESHOLD))
+    assert (matched & ~own).sum() >= 2
+    k = 20
+    order = np.flatnonzero(ok)[np.argsort(-scores[ok], kind="stable")][:k]
+    taken = {keys[r] for r in np.flatnonzero(matched)}
+    rest = [r for r in order if not matched[r] and keys[r] not in taken]
+    assert any(not matched[r] and keys[r] in taken for r in order)  # a group's crop left out
+
+    def counts(rows) -> dict:
+        out: dict = {}
+        for r in rows:
+            out[keys[r]] = out.get(keys[r], 0) + 1
+        return out
+
+    found = gallery.timeline(i, k=k, where=where)
+    assert found["calibrated"] is False and found["threshold"] == DEFAULT_THRESHOLD
+    assert "own track" in found["rule"] and "candidates" in found["rule"]
+    assert {_key_of(s): s["count"] for s in found["sightings"]} == counts(np.flatnonzero(matched))
+    assert {_key_of(s): s["count"] for s in found["candidates"]} == counts(rest) != {}
+    assert [s["query"] for s in found["sightings"]].count(True) == 1
+    assert not any(s["query"] for s in found["candidates"])
+    # a given --min-score (or a calibration) has no candidates
+    assert gallery.timeline(i, k=k, where=where, min_score=0.5)["candidates"] == []
 
 
 def test_an_npz_index_is_a_read_only_store_that_filters_exactly(tmp_path):

@@ -118,6 +118,9 @@ FILTERS = [
     Filter(sources=frozenset({"b"})),
     Filter(tracks=frozenset({("a", 1), ("b", 2)})),
     Filter(cameras=frozenset({"nowhere"})),
+    # conditions together: each narrows the others' answer
+    Filter(cameras=frozenset({"c1", "c2"}), sources=frozenset({"a"})),
+    Filter(cameras=frozenset({"c3"}), tracks=frozenset({("a", 1), ("b", 2), ("a", 3)})),
 ]
 
 
@@ -144,6 +147,43 @@ def test_search_matches_the_reference(make_store, where):
     for got, want in zip(store.search(queries, 10, where), reference.search(queries, 10, where)):
         np.testing.assert_array_equal(np.sort(got.ids), np.sort(want.ids))
         np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
+
+
+def test_time_window_includes_after_and_excludes_before(make_store):
+    """``after`` is inclusive and ``before`` exclusive (method §9.1): items exactly on either
+    end of the window, in count, ids and search alike; an item without a time never passes."""
+    store = make_store()
+    times = [T0 - 1, T0, T0 + 0.5, T0 + 10, T0 + 11, np.nan]
+    items = batch(len(times), source="a", seed=5)
+    items.timestamp = np.array(times)
+    ids = store.add(items)
+    cases = [
+        (Filter(after=T0, before=T0 + 10), [1, 2]),
+        (Filter(after=T0), [1, 2, 3, 4]),
+        (Filter(before=T0), [0]),
+        (Filter(after=T0 + 10, before=T0 + 11), [3]),
+        (Filter(after=T0 + 10, before=T0 + 10), []),
+    ]
+    for where, rows in cases:
+        want = sorted(int(ids[r]) for r in rows)
+        assert store.count(where) == len(rows), where
+        assert sorted(store.ids(where).tolist()) == want, where
+        (hits,) = store.search(items.vectors[:1], 10, where)
+        assert sorted(hits.ids.tolist()) == want, where
+
+
+def test_names_with_quotes_backslashes_and_line_breaks_filter_exactly(make_store):
+    """Camera and source names are data, never filter syntax: quotes, backslashes, tabs and
+    line breaks in them select exactly their own items."""
+    odd = ['gate "1"', "a\\b", "x\ny", "t\tz\r", "plain"]
+    store = make_store()
+    for i, name in enumerate(odd):
+        store.add(batch(3, source=name, seed=i, cameras=(name,)))
+    for name in odd:
+        for where in (Filter(cameras=frozenset({name})), Filter(sources=frozenset({name}))):
+            assert store.count(where) == 3, (name, where)
+            got = store.get(store.ids(where), vectors=False)
+            assert set(got.camera) == {name} and set(got.source) == {name}
 
 
 def test_get_returns_what_was_added(make_store):
@@ -226,6 +266,55 @@ def test_make_filter_refuses_bad_input():
         make_filter(after="2026-11-30T15:00:00Z", before="2026-11-30T14:00:00Z")
     f = make_filter(after="2026-11-30T14:00:00+01:00", before="2026-11-30T14:30:00Z")
     assert f.before - f.after == 5400
+
+
+def test_make_filter_builds_every_condition_and_says_what_is_wrong_exactly():
+    """Sources and tracks pass through (names as strings, track numbers as ints); an empty
+    window (after == before) is refused like an inverted one; each line names the front end's
+    labels, the unknown names and up to 20 known ones ("none" for an empty gallery)."""
+    f = make_filter(
+        cameras=("c1",), sources=["a", "b"], tracks=[("a", "1"), ("b", 2)],
+        known_cameras=["c1", "c2"], known_sources=["a", "b", "c"],
+    )  # fmt: skip
+    assert f == Filter(
+        cameras=frozenset({"c1"}),
+        sources=frozenset({"a", "b"}),
+        tracks=frozenset({("a", 1), ("b", 2)}),
+    )
+    assert make_filter() == Filter() and make_filter().empty
+    with pytest.raises(StoreError) as e:
+        make_filter(sources=["z", "y"], known_sources=["b", "a"])
+    assert str(e.value) == "source y, z: not in this gallery (it has: a, b)"
+    with pytest.raises(StoreError) as e:
+        make_filter(cameras=["c9"], known_cameras=[])
+    assert str(e.value) == "camera c9: not in this gallery (it has: none)"
+    many = [f"c{i:02d}" for i in range(30)]
+    with pytest.raises(StoreError) as e:
+        make_filter(cameras=["x"], known_cameras=many)
+    assert str(e.value).endswith(f"(it has: {', '.join(many[:20])})")
+    with pytest.raises(StoreError) as e:
+        make_filter(sources=[])
+    assert str(e.value) == "source filter: no names given"
+    t = "2026-11-30T14:00:00Z"
+    with pytest.raises(StoreError) as e:
+        make_filter(after=t, before=t, labels=("after", "before"))
+    assert str(e.value) == (
+        "time window 2026-11-30T14:00:00+00:00 .. 2026-11-30T14:00:00+00:00: after must be "
+        "earlier than before"
+    )
+    for kw, label in (({"after": "noon"}, "From"), ({"before": "noon"}, "Until")):
+        with pytest.raises(StoreError, match=f"^{label} 'noon': not an ISO-8601 time"):
+            make_filter(**kw, labels=("From", "Until"))
+    assert make_filter(after=t).after == make_filter(before=t).before == 1_796_047_200.0
+
+
+def test_a_time_that_is_no_number_is_refused_by_the_milvus_expression():
+    from cerberus.store.milvus_rows import number
+
+    assert number(1.5) == "1.5"
+    with pytest.raises(StoreError) as e:
+        number(float("inf"))
+    assert str(e.value) == "time inf: not a finite number of seconds"
 
 
 # ------------------------------------------------------- bad input: the same on every backend

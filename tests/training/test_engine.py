@@ -463,3 +463,48 @@ def test_training_logs_unknown_attribute_cells(tmp_path, caplog):
     assert len(lines) == 1
     assert f"gender {gender}" in lines[0] and f"hat {hat}" in lines[0]
     assert f"of {len(data.train)} images" in lines[0] and "age " not in lines[0]
+
+
+def test_cerberus_train_ends_calibrated_on_its_test_split(tree, tmp_path, caplog):
+    """``cerberus train`` (train.calibrate, on by default) stores in last.pt the calibration
+    ``cerberus calibrate`` would make: the test split of the training data, which it names,
+    made with these weights; the loaded model and its verdicts use it."""
+    from cerberus.data.datasets import read_dataset
+    from cerberus.evaluation.calibration import calibrate
+    from cerberus.inference.embed import InferenceModel
+    from cerberus.search import Verdicts
+    from tests.conftest import invoke
+
+    config = tiny_yaml(tmp_path, tree, train={"calibrate": True}, eval={"num_workers": 0})
+    invoke("train", "-c", config, "--no-resume")
+    ckpt = tmp_path / "run" / "last.pt"
+    stored = load_checkpoint(ckpt)["meta"]["calibration"]
+    assert stored["split"] == "test" and stored["made_by"] == "train"
+    assert stored["data"] == str(tree.resolve())
+    net = InferenceModel.from_checkpoint(ckpt, device="cpu", num_workers=0)
+    assert net.calibration == stored and stored["fingerprint"] == net.fingerprint
+    again, _ = calibrate(net, read_dataset(tree), split="test")
+    assert [p["threshold"] for p in again["points"]] == [p["threshold"] for p in stored["points"]]
+    assert stored["chosen_fpr"] == 1e-3 and len(stored["points"]) == 3
+    assert f"calibrated on the test split of {tree.resolve()}" in Verdicts.of(net).text
+    # a resumed run with nothing left to train leaves the calibration as it was
+    mtime = ckpt.stat().st_mtime_ns
+    invoke("train", "-c", config)
+    assert ckpt.stat().st_mtime_ns == mtime
+
+
+def test_no_validation_data_no_calibration_and_a_warning(tmp_path, caplog):
+    """A test split of one identity cannot be calibrated on: training says so and stores
+    nothing (the model stays uncalibrated: timelines fall back to the default threshold)."""
+    from cerberus.data.datasets import read_dataset
+    from cerberus.evaluation.calibration import calibration_after_training
+
+    root = make_tree(tmp_path / "one", MARKET1501, train_ids=(2, 4, 6, 8), test_ids=(1,),
+                     size=(64, 32))  # fmt: skip
+    cfg = load_config(tiny_yaml(tmp_path, root, eval={"num_workers": 0}))
+    dataset = read_dataset(root)
+    finish = calibration_after_training(cfg, dataset)
+    with caplog.at_level("WARNING"):
+        train(cfg, resume=False, dataset=dataset, on_finish=finish)
+    assert "not calibrated: the test split" in caplog.text and "1 identities" in caplog.text
+    assert "calibration" not in load_checkpoint(tmp_path / "run" / "last.pt")["meta"]

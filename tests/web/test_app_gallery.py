@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cerberus.inference.embed import InferenceModel
-from cerberus.search import Gallery, make_filter
+from cerberus.search import DEFAULT_THRESHOLD, Gallery, make_filter
 from cerberus.web.app import create_app
 from tests.conftest import T_GALLERY, tracked_store
 from tests.web import local_client
@@ -121,6 +121,13 @@ def test_timeline_of_a_crop(served):
         {**s, "source": s["source"], "thumbnail": f"/api/gallery/{s['item']}/image"}
         for s in served["gallery"].timeline(i)["sightings"]
     ]
+    # a model without a calibration: the rest of the top crops apart, as candidates
+    assert found["calibrated"] is False and found["threshold"] == DEFAULT_THRESHOLD
+    assert found["candidates"] == [
+        {**s, "source": s["source"], "thumbnail": f"/api/gallery/{s['item']}/image"}
+        for s in served["gallery"].timeline(i)["candidates"]
+    ]
+    assert all(s["score"] <= DEFAULT_THRESHOLD and not s["query"] for s in found["candidates"])
     only = client.get(f"/api/timeline/{i}", params={"camera": ["c2"]}).json()["sightings"]
     assert {s["camera"] for s in only} <= {"c2"}
     one_line(client.get("/api/timeline/999999"), 404, "no gallery item 999999")

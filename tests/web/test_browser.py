@@ -21,7 +21,7 @@ import pytest
 
 from cerberus.attributes.schema import GROUP_NAMES
 from cerberus.inference.embed import InferenceModel
-from cerberus.search import Gallery
+from cerberus.search import DEFAULT_THRESHOLD, Gallery
 from cerberus.store.npz import NpzStore
 from cerberus.web.app import background_server, create_app
 from tests.conftest import tracked_store
@@ -495,5 +495,69 @@ def test_results_come_into_view_on_a_narrow_window(browser, page_url):
     wait_for_results(page, "the description")
     top = page.evaluate("() => document.getElementById('results').getBoundingClientRect().top")
     assert 0 <= top < 800 / 2, top
+    assert not errors, errors
+    context.close()
+
+
+def test_uncalibrated_timeline_shows_candidates_apart(browser, tracked_url):
+    """Item 16: a model without a calibration. "Where else?" lays out only the person's own
+    track and the crops above the default threshold as sightings; the rest of the top crops
+    are under "Candidates, not sightings", apart and drawn differently (dashed, faded), and
+    a new search clears them."""
+    context, page, errors = _fresh_page(browser, tracked_url, 1366)
+    page.goto(tracked_url)
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    page.get_by_label("Results to show").fill("5")
+    page.get_by_label("gender", exact=True).select_option("male")
+    page.get_by_role("button", name="Search by description").click()
+    wait_for_results(page, "the description")
+    first = cards(page).first
+    item = first.locator("img").get_attribute("alt").split("gallery crop ")[1].split(",")[0]
+    first.get_by_role("link", name="Where else").click()
+    page.wait_for_function(
+        "() => document.getElementById('timeline-status').textContent.includes('sightings of')",
+        timeout=30_000,
+    )
+    found = page.request.get(f"{tracked_url}/api/timeline/{item}").json()
+    assert found["calibrated"] is False and found["threshold"] == DEFAULT_THRESHOLD
+    sightings, candidates = found["sightings"], found["candidates"]
+    assert sightings and candidates  # the tiny model scores most crops below the default
+    assert all(s["query"] or s["score"] > DEFAULT_THRESHOLD for s in sightings)
+    assert all(s["score"] <= DEFAULT_THRESHOLD for s in candidates)
+    # the sightings' lanes hold the sightings only, the query's track among them
+    lanes = page.locator("#timeline-lanes .mark")
+    assert lanes.count() == len(sightings)
+    assert page.locator("#timeline-lanes .mark.candidate").count() == 0
+    assert page.locator("#timeline-lanes .mark.query").count() == 1
+    shown = sorted(int(x) for x in lanes.evaluate_all("ms => ms.map(m => m.dataset.item)"))
+    assert shown == sorted(s["item"] for s in sightings)
+    # the candidates: their own box, said to be no sightings, every mark dashed and faded
+    box = page.locator("#timeline-candidates")
+    assert box.is_visible()
+    assert page.get_by_role("heading", name="Candidates, not sightings").is_visible()
+    note = page.locator("#candidates-note").inner_text()
+    assert f"{len(candidates)} groups" in note and f"default {DEFAULT_THRESHOLD:g}" in note
+    marks = page.locator("#candidate-lanes .mark.candidate")
+    assert marks.count() == len(candidates) == page.locator("#candidate-lanes .mark").count()
+    styles = page.evaluate(
+        """() => ({
+          candidate: [...document.querySelectorAll('#candidate-lanes .mark button')]
+            .map(b => getComputedStyle(b).borderTopStyle),
+          sighting: [...document.querySelectorAll('#timeline-lanes .mark button')]
+            .map(b => getComputedStyle(b).borderTopStyle),
+          faded: [...document.querySelectorAll('#candidate-lanes .mark img')]
+            .map(i => Number(getComputedStyle(i).opacity)),
+        })"""
+    )
+    assert set(styles["candidate"]) == {"dashed"} and set(styles["sighting"]) == {"solid"}
+    assert all(x < 1 for x in styles["faded"])
+    label = marks.first.locator("button").get_attribute("aria-label")
+    assert label.startswith("Candidate, not a sighting")
+    status = page.locator("#timeline-status").inner_text()
+    assert f"{len(sightings)} sightings" in status and f"{len(candidates)} candidates" in status
+    # a new search clears the timeline and its candidates
+    page.get_by_role("button", name="Search by description").click()
+    wait_for_results(page, "the description")
+    assert box.is_hidden() and page.locator("#candidate-lanes .mark").count() == 0
     assert not errors, errors
     context.close()

@@ -197,7 +197,12 @@ def timeline(
         float | None,
         typer.Option(help="Keep crops above this score (default: the calibrated threshold)."),
     ] = None,
-    k: Annotated[int, typer.Option("--top-k", "-k", help="Uncalibrated: crops kept.")] = 100,
+    k: Annotated[
+        int,
+        typer.Option(
+            "--top-k", "-k", help="Uncalibrated: crops searched for candidates below the default."
+        ),
+    ] = 100,
     fpr: Annotated[float | None, typer.Option(help="The calibrated FPR to judge at.")] = None,
     per_item: Annotated[
         bool, typer.Option(help="Query with the item's own vector, not its track's mean.")
@@ -210,7 +215,8 @@ def timeline(
     """Where else was this person? Sightings of a gallery item's person, by time.
 
     Every camera is searched with the item's track (or the item); the crops judged the same
-    person are grouped per track."""
+    person are grouped per track. A model without a calibration: the item's own track and the
+    crops above the default threshold, then the rest of the top k apart, as candidates."""
     from cerberus.search import Gallery
 
     at_least("--top-k (-k)", k, 1)
@@ -229,17 +235,30 @@ def timeline(
         f"item {q['id']} ({q['camera'] or '-'}, {q['time'] or 'no time'}; {q['vector']}); "
         f"{found['rule']}"
     )
-    typer.echo(f"{'start':25s} {'end':25s} {'camera':>8s} {'score':>7s} {'crops':>5s} item")
+    header = f"{'start':25s} {'end':25s} {'camera':>8s} {'score':>7s} {'crops':>5s} item"
+    typer.echo(header)
     for s in found["sightings"]:
         mark = (
             ("  <- the query's track" if s["track"] is not None else "  <- the query")
             if s["query"]
             else ""
         )
+        typer.echo(_sighting_line(s) + mark)
+    if found["candidates"]:
         typer.echo(
-            f"{s['start'] or '-':25s} {s['end'] or '-':25s} {s['camera'] or '-':>8s} "
-            f"{s['score']:7.4f} {s['count']:5d} {s['item']}{mark}"
+            f"candidates: {len(found['candidates'])} more groups of the top {k} crops, at or "
+            f"below {found['threshold']:g}: check them by eye, they are not sightings"
         )
+        typer.echo(header)
+        for s in found["candidates"]:
+            typer.echo(_sighting_line(s))
+
+
+def _sighting_line(s: dict) -> str:
+    return (
+        f"{s['start'] or '-':25s} {s['end'] or '-':25s} {s['camera'] or '-':>8s} "
+        f"{s['score']:7.4f} {s['count']:5d} {s['item']}"
+    )
 
 
 @app.command()

@@ -27,9 +27,12 @@ def train(
     overrides: Overrides = None,
     resume: Annotated[bool, typer.Option(help="Resume from output_dir/last.pt if present.")] = True,
 ) -> None:
-    """Train a model. Resumes from the last checkpoint in train.output_dir unless --no-resume."""
+    """Train a model. Resumes from the last checkpoint in train.output_dir unless --no-resume.
+
+    At the end the model is calibrated on the test split of its data (train.calibrate)."""
     from cerberus.config import load_config
     from cerberus.data.table import open_dataset
+    from cerberus.evaluation.calibration import calibration_after_training
     from cerberus.evaluation.evaluate import periodic_evaluation
     from cerberus.training.engine import train as run_training
 
@@ -38,7 +41,10 @@ def train(
         cfg.data.root, cfg.data.dataset, attributes=cfg.data.attributes, schema=cfg.data.schema
     )
     evaluate = periodic_evaluation(cfg, dataset) if cfg.train.eval_every else None
-    result = run_training(cfg, resume=resume, dataset=dataset, on_evaluate=evaluate)
+    finish = calibration_after_training(cfg, dataset) if cfg.train.calibrate else None
+    result = run_training(
+        cfg, resume=resume, dataset=dataset, on_evaluate=evaluate, on_finish=finish
+    )
     terms = ", ".join(f"{k}={v:.4f}" for k, v in result.last_losses.items())
     typer.echo(
         f"trained to iteration {result.iterations} in {result.seconds:.1f}s; "

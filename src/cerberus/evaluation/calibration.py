@@ -22,13 +22,16 @@ can be a query and a gallery image) is counted once, so no image is paired with 
 
 :func:`store_calibration` writes it into the checkpoint's ``meta`` (the file rewritten
 atomically) or a weights pair's JSON; :func:`operating_point` and :func:`verdict` read it back.
+:func:`calibration_after_training` is the hook ``cerberus train`` hands the training loop: the
+same calibration, on the test split of the training data, stored in the last checkpoint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +51,11 @@ from cerberus.files import same_file_key
 from cerberus.inference.embed import InferenceModel, embed_features, extract_features
 from cerberus.training.checkpoints import load_checkpoint, save_checkpoint
 from cerberus.training.weights import is_weights_pair, update_metadata
+
+if TYPE_CHECKING:
+    from cerberus.config import Config
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("test", "query", "gallery", "train")
 RULE = "same person if similarity > threshold (similarity: mean part cosine, method §5.1)"
@@ -252,6 +260,55 @@ def store_calibration(path: str | Path, calibration: dict[str, Any]) -> Path:
     state["meta"] = {**state.get("meta", {}), "calibration": calibration}
     save_checkpoint(state, path)
     return path
+
+
+AFTER_TRAINING_SPLIT = "test"
+"""The data training calibrates on: the query and gallery images of the training dataset, whose
+identities the model was not trained on (the Market / Duke protocols keep them apart)."""
+
+
+def calibration_after_training(
+    cfg: Config, dataset: ReIDDataset
+) -> Callable[[Path], dict[str, Any] | None]:
+    """The hook ``train(on_finish=...)`` calls with the last checkpoint (``train.calibrate``).
+
+    It calibrates the checkpoint as ``cerberus calibrate`` does by default (the
+    :data:`AFTER_TRAINING_SPLIT` split of ``dataset``, target FPRs 1e-2 / 1e-3 / 1e-4, chosen
+    1e-3, all pairs up to 4 million) and stores the result with ``made_by: "train"``; the
+    threshold then says which data it came from (``split`` and ``data``). Nothing is stored,
+    and a warning says why, when the split has fewer than 2 identities or no image pair of one
+    identity (no validation data); a checkpoint already calibrated with its weights (a resumed
+    run with nothing left to train) is left as it is. Returns what was stored, or ``None``.
+    """
+
+    def finish(checkpoint: Path) -> dict[str, Any] | None:
+        images = labelled_split(dataset, AFTER_TRAINING_SPLIT)
+        ids, counts = np.unique(images.pids, return_counts=True)
+        if len(ids) < 2 or not (counts > 1).any():
+            logger.warning(
+                "%s: not calibrated: the %s split of %s has %d identities, %d with two images "
+                "or more (needed: 2 identities, one of them twice); `cerberus calibrate "
+                "--checkpoint %s --data DATA` calibrates it on other labelled data",
+                checkpoint, AFTER_TRAINING_SPLIT, dataset.root, len(ids), int((counts > 1).sum()),
+                checkpoint,
+            )  # fmt: skip
+            return None
+        net = InferenceModel.from_checkpoint(
+            checkpoint,
+            device=cfg.train.device,
+            batch_size=cfg.eval.batch_size,
+            num_workers=cfg.eval.num_workers,
+        )
+        if net.calibration is not None:
+            return None
+        cal, _ = calibrate(net, dataset, split=AFTER_TRAINING_SPLIT)
+        cal["made_by"] = "train"
+        store_calibration(checkpoint, cal)
+        point = operating_point(cal)
+        logger.info("%s: calibrated: %s", checkpoint, describe_point(point, cal))
+        return cal
+
+    return finish
 
 
 def operating_point(calibration: dict[str, Any], fpr: float | None = None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from cerberus.attributes.schema import GROUP_NAMES
 from cerberus.config import Config
 from cerberus.data.datasets import ReIDDataset, read_dataset
 from cerberus.data.synthetic.benchmark import generate_synthetic, make_contact_sheet
+from cerberus.evaluation.calibration import calibration_after_training
 from cerberus.evaluation.evaluate import evaluate_features, extract_with_config, format_report
 from cerberus.evaluation.figures import (
     alignment_figure,
@@ -203,7 +204,8 @@ def run_demo(
 
     cfg = replace(cfg, train=replace(cfg.train, output_dir=str(out)))
     dataset = read_dataset(data, cfg.data.dataset, attributes=cfg.data.attributes)
-    result = train(cfg, resume=False, dataset=dataset)
+    finish = calibration_after_training(cfg, dataset) if cfg.train.calibrate else None
+    result = train(cfg, resume=False, dataset=dataset, on_finish=finish)
     _step("training", t0)
 
     # One model and one extraction serve the metrics, the gallery index and the figures.

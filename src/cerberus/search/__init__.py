@@ -9,7 +9,8 @@ callers to the model (:mod:`cerberus.inference.embed`) and the gallery store
 - :func:`open_store`, :func:`add_features`, :func:`convert`: open, grow and convert galleries
   (a folder, a Milvus URI, or an ``.npz`` index read-only);
 - :class:`Verdicts`: same person or not at the calibrated threshold, with the data it was
-  calibrated on; :func:`verify` for two images;
+  calibrated on (:data:`DEFAULT_THRESHOLD` where a timeline has none); :func:`verify` for two
+  images;
 - :func:`result_rows`: a ranked list as rows;
 - :class:`Cerberus` / :func:`load`: the Python API (README: Python API).
 
@@ -28,7 +29,7 @@ from cerberus.search.api import Cerberus, load, verify
 from cerberus.search.gallery import Answer, Gallery, index_model
 from cerberus.search.rows import result_rows
 from cerberus.search.tracks import TRACK_SCORES
-from cerberus.search.verdicts import Verdicts, calibration_source
+from cerberus.search.verdicts import DEFAULT_THRESHOLD, Verdicts, calibration_source
 from cerberus.store import (
     Filter,
     GalleryStore,
@@ -71,6 +72,7 @@ def search_images(
 
 
 __all__ = [
+    "DEFAULT_THRESHOLD",
     "INDEX_KINDS",
     "TRACK_SCORES",
     "Answer",

@@ -5,8 +5,14 @@ The query is the item's track's vector (:func:`~cerberus.search.tracks.track_vec
 of its crops' per-part normalised vectors, renormalised per part), or the item's own vector
 when it has no track. The gallery (every camera, or the crops passing a filter) is searched
 with it; the crops the calibrated verdict calls the same person are kept (score above the
-threshold, or above ``min_score``; with neither, the top ``k``), grouped per track, and each
-group is one sighting: camera, first and last time, best score and best crop.
+threshold, or above ``min_score``), grouped per track, and each group is one sighting: camera,
+first and last time, best score and best crop.
+
+A model without a calibration (``cerberus calibrate``, or the one training stores) cannot say
+"same person". Its sightings are then the item's own track (the tracker's word, whatever the
+scores) and the crops scoring above :data:`~cerberus.search.verdicts.DEFAULT_THRESHOLD`; the
+other crops of the top ``k`` are returned apart, as ``candidates``, grouped the same way: people
+to check by eye, not sightings.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import numpy as np
 from cerberus.errors import CerberusError
 from cerberus.search.rows import iso_time
 from cerberus.search.tracks import group_keys, track_items, track_vector
-from cerberus.search.verdicts import Verdicts
+from cerberus.search.verdicts import DEFAULT_THRESHOLD, Verdicts
 from cerberus.store import Filter
 
 Gallery = Any
@@ -54,11 +60,13 @@ def timeline(
     """The sightings of item ``item_id``'s person, sorted by time (JSON-able).
 
     Returns ``query`` (the item, its track and how the query vector was made), ``rule`` (the
-    threshold the sightings passed and where it comes from), ``sightings``: per track (or
-    item without a track) ``camera``, ``start`` / ``end`` (ISO-8601 UTC, ``None`` when the
-    crops have no time), ``score`` (best crop), ``item`` (best crop's id), ``count``,
-    ``source``, ``track`` and ``query`` (the query's own track, or the item itself when it has
-    none). ``per_item``: query with the
+    threshold the sightings passed and where it comes from), ``threshold``, ``calibrated``
+    (whether it is a calibrated one), ``sightings``: per track (or item without a track)
+    ``camera``, ``start`` / ``end`` (ISO-8601 UTC, ``None`` when the crops have no time),
+    ``score`` (best crop), ``item`` (best crop's id), ``count``, ``source``, ``track`` and
+    ``query`` (the query's own track, or the item itself when it has none), and
+    ``candidates``: the same for the other crops of the top ``k`` when the model has no
+    calibration and no ``min_score`` is given (else ``[]``). ``per_item``: query with the
     item's own vector even when it has a track. ``exact`` / ``nprobe``: how the store searches
     (:meth:`~cerberus.search.gallery.Gallery.vector_top`).
     """
@@ -77,24 +85,66 @@ def timeline(
         q, made = gallery.item_vectors([item_id])[0], "the item's own vector"
     q = np.asarray(q, np.float32)
     verdicts = Verdicts.of(gallery.net, fpr) if gallery.net is not None else None
+    calibrated = min_score is None and verdicts is not None and verdicts.point is not None
+    candidates: list[dict[str, Any]] = []
     if min_score is not None:
         floor, rule = float(min_score), f"score > {min_score:g} (given)"
-    elif verdicts is not None and verdicts.point is not None:
-        floor, rule = float(verdicts.point["threshold"]), f"same person: {verdicts.text}"
-    else:
-        floor, rule = None, f"no calibrated threshold: the top {k} crops"
-    if floor is None:
-        (hits,) = gallery.store.search(q[None], k, where, **how)
-        ids, scores = hits.ids, hits.scores
-    else:
         ids, scores = _above(gallery, q, where, floor, **how)
-    sightings = _sightings(gallery, ids, scores, own)
+    elif calibrated:
+        floor, rule = float(verdicts.point["threshold"]), f"same person: {verdicts.text}"
+        ids, scores = _above(gallery, q, where, floor, **how)
+    else:
+        floor = DEFAULT_THRESHOLD
+        rule = (
+            f"no calibrated threshold: the person's own track and crops scoring above the "
+            f"default {floor:g}; the rest of the top {k} crops are candidates, not sightings "
+            "(`cerberus calibrate` gives the model a threshold)"
+        )
+        ids, scores, other, other_scores = _uncalibrated(gallery, q, own, where, floor, k, how)
+        candidates = _sightings(gallery, other, other_scores, own)
     return {
         "query": {**item, "vector": made},
         "rule": rule,
         "threshold": floor,
-        "sightings": sightings,
+        "calibrated": calibrated,
+        "sightings": _sightings(gallery, ids, scores, own),
+        "candidates": candidates,
     }
+
+
+def _uncalibrated(
+    gallery: Gallery,
+    q: np.ndarray,
+    own,
+    where: Filter | None,
+    floor: float,
+    k: int,
+    how: dict[str, Any],
+):
+    """Without a calibration: ``(ids, scores)`` of the sightings, the crops of the query's own
+    group (passing ``where``) and those scoring above ``floor``; and ``(ids, scores)`` of the
+    candidates, the other crops of the top ``k`` whose group is not already a sighting;
+    ``how``: the store's ``exact`` / ``nprobe``."""
+    mine = track_items(gallery.store, [own], where).get(own)
+    if mine is not None and own[0] == "" and where is not None:
+        mine = mine.take(np.flatnonzero(where.matches(mine)))  # the item alone: filtered too
+    own_ids = np.zeros(0, np.int64) if mine is None else np.asarray(mine.ids, np.int64)
+    own_scores = np.zeros(0, np.float32)
+    if len(own_ids):  # item_vectors: an .npz kind keeping no vectors embeds the crops again
+        own_scores = (gallery.item_vectors(own_ids) @ q).astype(np.float32)
+    above, above_scores = _above(gallery, q, where, floor, **how)
+    new = ~np.isin(above, own_ids)
+    ids = np.concatenate([own_ids, above[new]])
+    scores = np.concatenate([own_scores, above_scores[new]])
+    (hits,) = gallery.store.search(q[None], k, where, **how)
+    rest = ~np.isin(hits.ids, ids)
+    other, other_scores = hits.ids[rest], hits.scores[rest]
+    if len(other) and len(ids):
+        taken = set(group_keys(gallery.store.get(ids, vectors=False)))
+        keys = group_keys(gallery.store.get(other, vectors=False))
+        apart = np.array([key not in taken for key in keys], bool)
+        other, other_scores = other[apart], other_scores[apart]
+    return ids, scores, other, other_scores
 
 
 def _sightings(gallery: Gallery, ids, scores, own) -> list[dict[str, Any]]:

@@ -13,6 +13,13 @@ if TYPE_CHECKING:
     from cerberus.inference.embed import InferenceModel
 
 
+DEFAULT_THRESHOLD = 0.9
+"""The reID similarity above which "where else was this person?" counts a crop as a sighting
+when the model has no calibration (docs/calibration.md): strict on purpose, a little above the
+demo model's calibrated threshold at FPR 1e-4 on its synthetic test split (0.890); crops below
+it are only candidates. A calibrated threshold, measured on the model's own data, replaces it."""
+
+
 def calibration_source(calibration: dict[str, Any], *, full: bool = True) -> str:
     """Which data a threshold was measured on: ``"the test split of /data/market"``.
 

@@ -572,11 +572,12 @@ def train(
     resume: bool = True,
     dataset: ReIDDataset | None = None,
     on_evaluate: Callable[[Cerberus, int], dict[str, float]] | None = None,
+    on_finish: Callable[[Path], object] | None = None,
 ) -> TrainResult:
     """Train Cerberus as configured; resume from ``output_dir/last.pt`` when present.
 
-    Set-up, data, model and optimiser, resume, output folder, batches, then the loop and a
-    last checkpoint (each step a function above).
+    Set-up, data, model and optimiser, resume, output folder, batches, then the loop, a
+    last checkpoint and ``on_finish`` (each step a function above).
 
     Args:
         cfg: the resolved config.
@@ -586,6 +587,10 @@ def train(
             iterations on rank 0; its metrics are logged (the CLI hands it
             :func:`cerberus.evaluation.evaluate.periodic_evaluation`; the training loop itself knows
             nothing of evaluation).
+        on_finish: called on rank 0 as ``on_finish(checkpoint)`` once the last checkpoint is
+            written (the CLI hands it
+            :func:`cerberus.evaluation.calibration.calibration_after_training`, which stores a
+            calibrated threshold in it).
     """
     cfg = with_absolute_data_paths(cfg)  # stored in the checkpoint: usable from any folder
     run = set_up(cfg)
@@ -618,6 +623,8 @@ def train(
         log.close()
     if iteration > start or not ckpt_path.exists():
         write_checkpoint(run, model, optimizer, iteration, cfg, meta)
+    if on_finish is not None and run.is_main:
+        on_finish(ckpt_path)
     if run.distributed:
         dist.barrier()
     return TrainResult(

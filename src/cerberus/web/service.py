@@ -174,27 +174,34 @@ class SearchService:
 
     def timeline(self, item_id: int, **options: Any) -> dict[str, Any]:
         """Where else was this person? A gallery crop's sightings by time, each with
-        its best crop's thumbnail (no server paths)."""
+        its best crop's thumbnail (no server paths); without a calibration, the candidates
+        apart (:func:`cerberus.search.timeline.timeline`)."""
         self._known(item_id)
         with self._model_lock:  # an index without vectors embeds the crop again
             found = self.search.timeline(item_id, **options)
         query = {k: v for k, v in found["query"].items() if k not in ("path", "source")}
-        ids = [int(s["item"]) for s in found["sightings"]]
+        ids = [int(s["item"]) for s in found["sightings"] + found["candidates"]]
         got = self.search.store.get(ids, vectors=False) if ids else None
         rows = [] if got is None else [{"id": int(i), "path": p} for i, p in zip(got.ids, got.path)]
         shown = self._thumbnails(rows)
-        return {
-            "query": {**query, "thumbnail": f"/api/gallery/{item_id}/image"},
-            "rule": found["rule"],
-            "threshold": found["threshold"],
-            "sightings": [
+
+        def page(sightings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [
                 {
                     **{k: v for k, v in s.items() if k != "source"},
                     "source": Path(s["source"]).name,
                     "thumbnail": shown[s["item"]],
                 }
-                for s in found["sightings"]
-            ],
+                for s in sightings
+            ]
+
+        return {
+            "query": {**query, "thumbnail": f"/api/gallery/{item_id}/image"},
+            "rule": found["rule"],
+            "threshold": found["threshold"],
+            "calibrated": found["calibrated"],
+            "sightings": page(found["sightings"]),
+            "candidates": page(found["candidates"]),
             "thumbnails_missing": self._missing(rows),
         }
 

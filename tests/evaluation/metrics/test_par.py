@@ -302,3 +302,14 @@ def test_par_new_metrics_input_errors():
         par_label_mean_accuracy(ok, ok, DUKEMTMC)  # all "no" / "none"
     with pytest.raises(CerberusError, match="train_values: no labelled hat entry"):
         par_label_majority_chance(ok - 1, ok, DUKEMTMC)
+
+
+def test_label_mean_of_labels_without_both_classes_is_refused_in_words():
+    """Every binary label lacks positives or negatives (every image alike): refused, saying
+    why, not a NaN."""
+    true = np.zeros((4, MARKET1501.num_attributes), dtype=np.int64)
+    with pytest.raises(CerberusError) as e:
+        par_label_mean_accuracy(true, true, MARKET1501)
+    assert str(e.value) == (
+        "true_values: every binary label lacks positives or negatives; label-based mA is undefined"
+    )

@@ -648,3 +648,46 @@ def test_reid_without_cameras_input_errors():
         reid_metrics([[0.1, 0.2]], [1], [1, 2], None, None, query_images=[1])
     with pytest.raises(CerberusError, match="gallery_images: has 1 entries"):
         reid_metrics([[0.1, 0.2]], [1], [1, 2], None, None, query_images=[1], gallery_images=[1])
+
+
+def test_aps_query_errors_name_the_bad_value_and_the_groups():
+    """The first SID below -1 is the one named (not an unknown -1 before it); the group
+    letters and the argument are spelled out; CMC is 50 ranks deep by default."""
+    with pytest.raises(CerberusError) as e:
+        aps_queries(np.array([[-1, 0, 0, 0, -2]]))
+    assert str(e.value) == "sids: -2 is neither a SID nor -1 (unknown)"
+    with pytest.raises(CerberusError) as e:
+        aps_queries(np.array([[0, 0, 0]]))
+    assert str(e.value) == "sids: expected shape (n, 5), got (1, 3)"
+    with pytest.raises(CerberusError) as e:
+        aps_queries(np.array([[0, 0, 0, 0, 0]]), groups=("Q",))
+    assert str(e.value) == "groups: expected distinct letters among H, U, L, I, C, got ('Q',)"
+    with pytest.raises(CerberusError) as e:
+        aps_queries(np.array([[0, 0, -1, 0, -1]]), groups=("L", "C"))
+    assert str(e.value) == "sids: no row has a known SID in the groups L, C; there is no APS query"
+    rng = np.random.default_rng(0)
+    gallery = rng.integers(0, 2, (60, 5))
+    m = aps_metrics(rng.normal(size=(3, 60)), gallery[:3], gallery)
+    assert len(m["cmc"]) == 50
+
+
+def test_reid_ranks_float32_scores_that_differ_below_float32_precision_at_one():
+    """Scores a billionth apart are ranked by their values, not tied (the packed float32 key
+    keeps every bit); CMC is 50 ranks deep by default."""
+    scores = np.array([[1e-9, 3e-9, -1e-9, 2e-9]], dtype=np.float32)
+    for match, rank1 in ((1, 1.0), (3, 0.0)):
+        gp = np.array([7, 7, 7, 7])
+        gp[match] = 5
+        m = reid_metrics(scores, [5], gp, [1], [2, 2, 2, 2])
+        ref_map, _, _ = reference_reid(scores, np.array([5]), gp, np.array([1]), np.full(4, 2))
+        assert m["rank1_score"] == rank1 and m["map_score"] == pytest.approx(ref_map)
+    rng = np.random.default_rng(1)
+    gp = rng.integers(0, 5, 60)
+    m = reid_metrics(rng.normal(size=(2, 60)), gp[:2], gp, [0, 0], np.ones(60, int))
+    assert len(m["cmc"]) == 50
+
+
+def test_no_valid_query_is_refused_in_words():
+    with pytest.raises(CerberusError) as e:
+        reid_metrics(np.zeros((1, 2)), [9], [1, 2], [1], [1, 1])
+    assert str(e.value) == "no query has a relevant gallery entry; metrics are undefined"

@@ -251,6 +251,8 @@ function clearResults() {
 function clearTimeline() {
   $("timeline").hidden = true;
   $("timeline-lanes").replaceChildren();
+  $("candidate-lanes").replaceChildren();
+  $("timeline-candidates").hidden = true;
   $("timeline-axis").textContent = "";
   $("timeline-status").textContent = "";
   $("frame-view").hidden = true;
@@ -286,14 +288,16 @@ async function run(what, request, imageUrl) {
 
 // ---- "where else was this person?": one lane per camera, each sighting at its time
 
-function timelineMark(s, left) {
+function timelineMark(s, left, candidate = false) {
   const when = s.start ? (s.start === s.end ? s.start : `${s.start} – ${s.end}`) : "time unknown";
-  const alt = `Gallery crop ${s.item}, camera ${s.camera || "unknown"}, ${when}, score ${s.score.toFixed(3)}`;
+  const what = candidate ? "Candidate, not a sighting: gallery crop" : "Gallery crop";
+  const alt = `${what} ${s.item}, camera ${s.camera || "unknown"}, ${when}, score ${s.score.toFixed(3)}`;
   const button = el("button", { type: "button", title: alt, "aria-label": `${alt}. Search with this crop` },
     [picture(s.thumbnail, alt)]);
   button.addEventListener("click", () => searchGallery(s.item, s.thumbnail));
   const label = s.start ? s.start.slice(11, 19) : "?";
-  const mark = el("li", { class: `mark${s.query ? " query" : ""}`, "data-item": String(s.item) },
+  const kind = s.query ? " query" : candidate ? " candidate" : "";
+  const mark = el("li", { class: `mark${kind}`, "data-item": String(s.item) },
     [button, el("span", { text: `${label} · ${s.count}` })]);
   if (left !== null) mark.style.left = `${left}%`;  // CSSOM, allowed by the page's style policy
   return mark;
@@ -320,39 +324,59 @@ function spreadMarks(list) {
   if (ends.length > 1) list.style.height = `${ends.length * rowHeight + gap}px`;
 }
 
+// one lane per camera of `seen` into `box`, each sighting at its time on the axis lo..hi
+function drawLanes(box, seen, at, candidate) {
+  const cameras = [...new Set(seen.map((s) => s.camera || "unknown"))].sort();
+  for (const camera of cameras) {
+    const here = seen.filter((s) => (s.camera || "unknown") === camera);
+    const timed = here.filter((s) => s.start).sort((a, b) => at(a) - at(b));
+    const untimed = here.filter((s) => !s.start);
+    const what = candidate ? `Candidates, camera ${camera}` : `Camera ${camera}`;
+    const marks = el("ol", { class: "lane-marks", "aria-label": what },
+      timed.map((s) => timelineMark(s, at(s), candidate)));
+    const lane = [el("span", { class: "lane-name", text: camera }), marks];
+    if (untimed.length) {
+      // sightings without a time: side by side after the lane, never on one spot
+      lane.push(el("ol", { class: "lane-untimed", "aria-label": `${what}, time unknown` },
+        untimed.map((s) => timelineMark(s, null, candidate))));
+    }
+    box.append(el("div", { class: "lane" }, lane));
+    spreadMarks(marks);
+  }
+}
+
 function showTimeline(id) {
   const box = $("timeline");
   box.hidden = false;
   if (noCamera()) { $("timeline-status").textContent = "Tick at least one camera."; return; }
   $("timeline-status").textContent = `Looking for gallery crop ${id}'s person…`;
   $("timeline-lanes").replaceChildren();
+  $("candidate-lanes").replaceChildren();
+  $("timeline-candidates").hidden = true;
   const query = filterQuery();
   api(`/api/timeline/${id}${query ? `?${query}` : ""}`).then((data) => {
     const seen = data.sightings;
-    const times = seen.filter((s) => s.start).flatMap((s) => [Date.parse(s.start), Date.parse(s.end)]);
+    const maybe = data.candidates || [];
+    const times = seen.concat(maybe).filter((s) => s.start)
+      .flatMap((s) => [Date.parse(s.start), Date.parse(s.end)]);
     const lo = Math.min(...times), hi = Math.max(...times);
     const at = (s) => (!s.start || hi === lo ? 50 : (100 * (Date.parse(s.start) - lo)) / (hi - lo));
-    const cameras = [...new Set(seen.map((s) => s.camera || "unknown"))].sort();
-    for (const camera of cameras) {
-      const here = seen.filter((s) => (s.camera || "unknown") === camera);
-      const timed = here.filter((s) => s.start).sort((a, b) => at(a) - at(b));
-      const untimed = here.filter((s) => !s.start);
-      const marks = el("ol", { class: "lane-marks", "aria-label": `Camera ${camera}` },
-        timed.map((s) => timelineMark(s, at(s))));
-      const lane = [el("span", { class: "lane-name", text: camera }), marks];
-      if (untimed.length) {
-        // sightings without a time: side by side after the lane, never on one spot
-        lane.push(el("ol", { class: "lane-untimed", "aria-label": `Camera ${camera}, time unknown` },
-          untimed.map((s) => timelineMark(s, null))));
-      }
-      $("timeline-lanes").append(el("div", { class: "lane" }, lane));
-      spreadMarks(marks);
+    drawLanes($("timeline-lanes"), seen, at, false);
+    if (maybe.length) {
+      // no calibrated threshold: the rest of the top crops, apart and marked, never as sightings
+      $("timeline-candidates").hidden = false;
+      $("candidates-note").textContent = `The model has no calibrated threshold, so these ` +
+        `${maybe.length} groups of crops scoring at or below the default ${data.threshold} are ` +
+        "only candidates: they may be other people. Check them by eye; `cerberus calibrate` " +
+        "gives the model a threshold.";
+      drawLanes($("candidate-lanes"), maybe, at, true);
     }
     $("timeline-axis").textContent = times.length
       ? `${new Date(lo).toISOString()} → ${new Date(hi).toISOString()}`
       : "No sighting has a time.";
+    const more = maybe.length ? ` ${maybe.length} candidates below, apart.` : "";
     $("timeline-status").textContent =
-      `${seen.length} sightings of gallery crop ${id}'s person (${data.rule}).${missingNotice(data)}`;
+      `${seen.length} sightings of gallery crop ${id}'s person (${data.rule}).${more}${missingNotice(data)}`;
     box.focus();
   }).catch((error) => {
     $("timeline-status").textContent = `Timeline failed: ${error.message}`;
