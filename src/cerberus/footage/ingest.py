@@ -155,6 +155,23 @@ class IngestReport:
         )
 
 
+def thumbs_of(gallery: str, thumbs: str | Path | None) -> Path:
+    """The thumbnail folder of ``gallery``: ``thumbs`` when given, else ``<gallery>/thumbs``
+    for a folder and ``<file>.thumbs`` beside a Milvus Lite file; a Milvus server needs one
+    given (one line)."""
+    from cerberus.store.open import backend_of
+
+    if thumbs is not None:
+        return Path(thumbs)
+    kind, address = backend_of(gallery)
+    folder = Path(address)
+    if kind == "local":
+        return folder / "thumbs"
+    if address.lower().endswith(".db"):
+        return folder.with_name(folder.name + ".thumbs")
+    raise CerberusError(f"--thumbs: give a folder for the thumbnails of {gallery}")
+
+
 def thumbs_folder(root: Path, source: str, camera: str) -> Path:
     """Where a source's thumbnails go: ``root/<camera>-<file stem>-<8 hex of the name>``."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(source.rstrip("/")).name)[:40] or "source"
@@ -1093,17 +1110,9 @@ def ingest_files(
     spec = detector or DEFAULT_DETECTOR
     first = given or make_detector(spec, **options)  # a bad detector: refused before the gallery
     from cerberus.inference.embed import InferenceModel
-    from cerberus.store.open import backend_of, existing_store, info_of_model, open_or_create
+    from cerberus.store.open import existing_store, info_of_model, open_or_create
 
-    kind, address = backend_of(gallery)
-    folder = Path(address)
-    if thumbs is None:
-        if kind == "local":
-            thumbs = folder / "thumbs"
-        elif address.lower().endswith(".db"):
-            thumbs = folder.with_name(folder.name + ".thumbs")
-        else:
-            raise CerberusError(f"--thumbs: give a folder for the thumbnails of {gallery}")
+    thumbs = thumbs_of(gallery, thumbs)
     ledger = SourceLedger(thumbs)
     store = existing_store(gallery)  # None: made below with the model
     try:

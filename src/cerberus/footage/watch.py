@@ -65,6 +65,7 @@ from cerberus.footage.ingest import (
     prepare_source,
     source_record,
     thumbs_folder,
+    thumbs_of,
 )
 from cerberus.footage.select import CropSelector
 from cerberus.footage.track import PathBook
@@ -657,17 +658,9 @@ def open_gallery(
     folder, ``<file>.thumbs`` beside a Milvus Lite file; a Milvus server needs one given)."""
     from cerberus.footage.ingest import ModelEmbedder
     from cerberus.inference.embed import InferenceModel
-    from cerberus.store.open import backend_of, existing_store, info_of_model, open_or_create
+    from cerberus.store.open import existing_store, info_of_model, open_or_create
 
-    kind, address = backend_of(gallery)
-    folder = Path(address)
-    if thumbs is None:
-        if kind == "local":
-            thumbs = folder / "thumbs"
-        elif address.lower().endswith(".db"):
-            thumbs = folder.with_name(folder.name + ".thumbs")
-        else:
-            raise CerberusError(f"--thumbs: give a folder for the thumbnails of {gallery}")
+    thumbs = thumbs_of(gallery, thumbs)
     store = existing_store(gallery)
     try:
         chosen = checkpoint or (store.info.checkpoint if store is not None else None)
