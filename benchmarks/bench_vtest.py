@@ -215,6 +215,22 @@ class Scores:
         return self.with_crop / self.people if self.people else float("nan")
 
 
+def path_boxes(paths: dict, frames: list[int]) -> dict[int, FrameBoxes]:
+    """Per frame of ``frames``, the boxes of the replayed ``paths`` (track -> ``(frames, boxes,
+    detected)``, frames sorted) alive on it, with their track ids."""
+    found = {}
+    for f in frames:
+        tracks, boxes = [], []
+        for t, (fr, b, _) in paths.items():
+            i = np.searchsorted(fr, f)
+            if i < len(fr) and fr[i] == f:
+                tracks.append(t)
+                boxes.append(b[i])
+        found[f] = FrameBoxes(np.asarray(tracks, np.int64),
+                              np.asarray(boxes, np.float64).reshape(-1, 4))  # fmt: skip
+    return found
+
+
 def score(
     truth: Truth,
     found: dict[int, FrameBoxes],

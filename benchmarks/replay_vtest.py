@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import run_script  # noqa: E402
-from bench_vtest import ANNOTATIONS, VIDEO, FrameBoxes, read_truth, score  # noqa: E402
+from bench_vtest import ANNOTATIONS, VIDEO, path_boxes, read_truth, score  # noqa: E402
 
 from cerberus.errors import CerberusError  # noqa: E402
 
@@ -108,16 +108,7 @@ def main() -> None:
         raise CerberusError(f"{args.video}: no such video (give the path to vtest.avi)")
     truth = read_truth(args.annotations)
     paths = replay(detector_boxes(args.video, args.stride, args.cache), args)
-    found = {}
-    for f in truth.frame_numbers:
-        tracks, boxes = [], []
-        for t, (frames, b, _) in paths.items():
-            i = np.searchsorted(frames, f)
-            if i < len(frames) and frames[i] == f:
-                tracks.append(t)
-                boxes.append(b[i])
-        found[f] = FrameBoxes(np.asarray(tracks, np.int64),
-                              np.asarray(boxes, np.float64).reshape(-1, 4))  # fmt: skip
+    found = path_boxes(paths, truth.frame_numbers)
     s = score(truth, found)
     print(f"score {args.score} high {args.high} low {args.low} iou {args.iou} low_iou "
           f"{args.low_iou} lost {args.lost}s {'forecast' if args.forecast else 'line'}: "

@@ -35,7 +35,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import run_script  # noqa: E402
-from bench_vtest import VIDEO, FrameBoxes, iou_matrix, match, read_truth, score  # noqa: E402
+from bench_vtest import (  # noqa: E402
+    VIDEO,
+    FrameBoxes,
+    iou_matrix,
+    match,
+    path_boxes,
+    read_truth,
+    score,
+)
 
 from cerberus.errors import CerberusError  # noqa: E402
 
@@ -184,20 +192,6 @@ def replay(dets: dict, args) -> dict[int, tuple]:
         end(update.ended)
     end(tracker.close().ended)
     return paths
-
-
-def path_boxes(paths: dict, frames: list[int]) -> dict[int, FrameBoxes]:
-    found = {}
-    for f in frames:
-        tracks, boxes = [], []
-        for t, (fr, b, _) in paths.items():
-            i = np.searchsorted(fr, f)
-            if i < len(fr) and fr[i] == f:
-                tracks.append(t)
-                boxes.append(b[i])
-        found[f] = FrameBoxes(np.asarray(tracks, np.int64),
-                              np.asarray(boxes, np.float64).reshape(-1, 4))  # fmt: skip
-    return found
 
 
 def fit_shape(truth, dets: dict) -> None:
