@@ -141,7 +141,25 @@ def test_source_name_hides_stream_credentials(tmp_path):
 # --------------------------------------------------------------------------- live streams
 
 
-class _StreamServer:
+class _Served:
+    """An HTTP server on 127.0.0.1 in a thread, for the duration of a ``with`` block;
+    ``base``: its address."""
+
+    def serve(self, handler) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _StreamServer(_Served):
     """Serves an MPEG-TS file over HTTP on 127.0.0.1 in small timed chunks, as a camera's live
     stream arrives. ``cut``: fraction of the file the first connection gets before the server
     drops it; ``serve``: how many connections are answered before it refuses (closes)."""
@@ -174,17 +192,8 @@ class _StreamServer:
                     pass
                 self.close_connection = True
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/live.ts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
+        self.url = f"{self.base}/live.ts"
 
 
 def test_stream_is_followed_to_its_end(tmp_path):
@@ -312,7 +321,7 @@ def test_a_missing_frame_file_in_a_mot_folder_is_a_warning(tmp_path, caplog):
     assert "000005.jpg: frame 5 skipped" in caplog.text
 
 
-class _FileServer:
+class _FileServer(_Served):
     """Serves files over HTTP on 127.0.0.1 as a web server does: Content-Length, byte ranges;
     ``drop``: bytes after which the first ``drops`` answers are cut (the connection closed);
     any other path: 404."""
@@ -361,17 +370,7 @@ class _FileServer:
                 if cut:
                     self.close_connection = True
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".ts"])
@@ -394,7 +393,7 @@ def test_a_url_that_cannot_be_opened_is_an_error_at_once(tmp_path):
         open_source(f"{server.base}/gone.mp4")
 
 
-class _LiveServer:
+class _LiveServer(_Served):
     """A camera's live MPEG-TS stream over HTTP (no length): bytes sent at the video's rate
     from where the broadcast is now; each connection is dropped after ``every`` seconds."""
 
@@ -429,17 +428,8 @@ class _LiveServer:
                     pass
                 self.close_connection = True
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/live.ts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
+        self.url = f"{self.base}/live.ts"
 
 
 def test_a_live_stream_that_drops_again_and_again(tmp_path, caplog):
