@@ -332,16 +332,16 @@ info = GalleryInfo(dim=20, fingerprint="colour", schema={{"name": "test"}}, prot
 store = open_or_create({folder!r}, info)
 print("started", flush=True)
 run_cameras(open_cameras(cams), store, ColourEmbedder(delay={delay}), thumbs={thumbs!r},
-            progress=0.2, say=print)
+            progress=0.2, say=print, batch={batch})
 print("ended", flush=True)
 """
 
 
-def _script(tmp_path: Path, cams: list[Camera], delay: float) -> str:
+def _script(tmp_path: Path, cams: list[Camera], delay: float, batch: int = 32) -> str:
     return KILLED.format(paths=[str(TESTS), *sys.path], start=START_S,
                          sources=[(c.source, c.detections) for c in cams],
                          folder=str(tmp_path / "g"), thumbs=str(tmp_path / "thumbs"),
-                         delay=delay)  # fmt: skip
+                         delay=delay, batch=batch)  # fmt: skip
 
 
 def _items_stored(folder: Path) -> int:
@@ -358,7 +358,9 @@ def _items_stored(folder: Path) -> int:
 def test_kill_9_during_a_watch_then_a_restart_stores_each_crop_once(tmp_path):
     cams = _cameras(tmp_path, count=3, frames=50)
     reference = _reference(cams)
-    proc = subprocess.Popen([sys.executable, "-c", _script(tmp_path, cams, delay=0.6)],
+    # each track part embedded and written on its own (batch=3: a part's crops), so the kill
+    # falls between writes, not after one batch that wrote everything at once
+    proc = subprocess.Popen([sys.executable, "-c", _script(tmp_path, cams, delay=0.6, batch=3)],
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.time() + 60

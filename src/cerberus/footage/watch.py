@@ -341,6 +341,7 @@ def _follow(
     thumbs: Path | None,
     stop: threading.Event,
     part_seconds: float | None,
+    batch: int = EMBED_BATCH,
 ) -> None:
     """One camera's loop (as :func:`~cerberus.footage.ingest.ingest_source`'s): frames ->
     detect -> track -> parts written; at its end or at ``stop`` the running tracks written, a
@@ -354,7 +355,7 @@ def _follow(
     name = run.name or video.name
     folder = None if thumbs is None else thumbs_folder(thumbs, name, cam.name)
     writer = TrackWriter(store, embedder, source=name, camera=cam.name, thumbs=folder,
-                         report=report, fps=fps, part_seconds=part_seconds, batch=EMBED_BATCH,
+                         report=report, fps=fps, part_seconds=part_seconds, batch=batch,
                          first_track=run.first_track)  # fmt: skip
     paths = PathBook()
     frames = _Prefetch(video.frames(pipe.stride), stop)
@@ -538,6 +539,7 @@ def run_cameras(
     progress: float = PROGRESS_S,
     sweep_every: float = SWEEP_S,
     part_seconds: float | None = PART_SECONDS,
+    batch: int = EMBED_BATCH,
     say: Callable[[str], None] = logger.info,
     clock: Callable[[], float] = time.time,
     started: float | None = None,
@@ -545,7 +547,9 @@ def run_cameras(
     """Follow ``runs`` (from :func:`open_cameras`) into ``store`` until each has ended or
     ``stop`` is set (Ctrl-C and SIGTERM set it when called from the main thread): see the
     module doc. ``say`` gets the progress lines; ``clock`` is the wall clock of retention;
-    ``started``: when the watch began (``time.perf_counter()``; the speed counts from there).
+    ``started``: when the watch began (``time.perf_counter()``; the speed counts from there);
+    ``batch``: the crops a camera queues before they are embedded and written (a part is
+    written sooner when it has waited :data:`~cerberus.footage.ingest.FLUSH_SECONDS`).
     """
     stop = stop or threading.Event()
     started = time.perf_counter() if started is None else started
@@ -573,7 +577,7 @@ def run_cameras(
                 target=_run_thread, name=f"camera {run.camera.name}",
                 args=(run, stop, leave),
                 kwargs={"store": writer, "embedder": shared_embedder, "thumbs": thumbs,
-                        "part_seconds": part_seconds},
+                        "part_seconds": part_seconds, "batch": batch},
             )  # fmt: skip
             run.thread.start()
         _supervise(runs, writer, cameras, stop, progress, sweep_every, say, clock, started)
