@@ -111,6 +111,25 @@ def read_truth(path: Path) -> Truth:
     return truth
 
 
+def read_truths(paths: list[Path]) -> Truth:
+    """Several annotation files as one (disjoint frames; the identities of the ``k``-th file
+    offset by ``1000 k``, so that no two files share one)."""
+    parts = [read_truth(p) for p in paths]
+    for k, t in enumerate(parts):
+        for j in range(k):
+            both = set(t.frame_numbers) & set(parts[j].frame_numbers)
+            if both:
+                raise CerberusError(
+                    f"{paths[k]} and {paths[j]}: both annotate frame {min(both)}; give one"
+                )
+    return Truth(
+        np.concatenate([t.frames for t in parts]),
+        np.concatenate([t.person + 1000 * k for k, t in enumerate(parts)]),
+        np.concatenate([t.boxes for t in parts]),
+        np.concatenate([t.ignore for t in parts]),
+    )
+
+
 # --------------------------------------------------------------------------- matching
 
 
