@@ -1,6 +1,7 @@
 """Choose SSDLite and tracker settings on vtest.avi from cached detector passes, scored on the
-tuning annotations (``benchmarks/data/vtest_people_tune.csv``, frames 451-741) by default, so
-that the scored set (``vtest_people.csv``, frames 101-391) is kept for the final figures.
+tuning annotations (``benchmarks/data/vtest_people_tune.csv``, frames 451-741, and
+``vtest_people_tune_early.csv``, frames 1-91) by default, so that the scored set
+(``vtest_people.csv``, frames 101-391) is kept for the final figures.
 
 The detector's boxes are computed once per frame for the full 300x300 pass and for every
 window of a tile grid (``--grids``; score >= 0.05, each pass after the graph's own NMS) and
@@ -41,14 +42,14 @@ from bench_vtest import (  # noqa: E402
     iou_matrix,
     match,
     path_boxes,
-    read_truth,
+    read_truths,
     score,
 )
 
 from cerberus.errors import CerberusError  # noqa: E402
 
 CACHE_SCORE = 0.05
-TUNE = ROOT / "benchmarks" / "data" / "vtest_people_tune.csv"
+TUNE = [ROOT / "benchmarks" / "data" / f"vtest_people_tune{part}.csv" for part in ("", "_early")]
 
 
 def _numbers(text: str, kind=float) -> tuple:
@@ -176,7 +177,8 @@ def replay(dets: dict, args) -> dict[int, tuple]:
         buffer=0.5 / steps, high_score=args.high, low_score=args.low,
         iou_threshold=args.iou, low_iou=args.low_iou, min_hits=args.min_hits,
     )  # fmt: skip
-    book, paths = PathBook(), {}
+    gap = max(1, round(args.max_gap * 10.0)) if args.max_gap else None
+    book, paths = PathBook(max_gap=gap), {}
 
     def end(ids) -> None:
         for t in ids:
@@ -223,7 +225,8 @@ def fit_shape(truth, dets: dict) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("video", type=Path, nargs="?", default=VIDEO)
-    p.add_argument("--annotations", type=Path, default=TUNE)
+    p.add_argument("--annotations", type=Path, nargs="+", default=TUNE,
+                   help="annotation files (default: both tuning sets, frames 1-91, 451-741)")
     p.add_argument("--cache", type=Path, default=ROOT / "runs" / "vtest" / "ssdlite_passes.npz")
     p.add_argument("--grids", type=lambda t: _numbers(t, int), default=(2,),
                    help="tile grids to cache, e.g. 2 or 2,3")  # fmt: skip
@@ -242,6 +245,9 @@ def main() -> None:
     p.add_argument("--iou", type=float, default=0.2, help="stage-1 IoU gate")
     p.add_argument("--low-iou", type=float, default=0.5, help="stage-2 IoU gate")
     p.add_argument("--lost", type=float, default=3.0, help="seconds a lost track is kept")
+    p.add_argument("--max-gap", type=float, default=1.0,
+                   help="seconds: a longer gap in a path is left empty (ssdlite's path_gap; "
+                        "0: every gap filled)")  # fmt: skip
     p.add_argument("--min-hits", type=int, default=3, help="matches before a track is confirmed")
     p.add_argument("--raw", type=float, default=None,
                    help="score the detector's boxes at this score and up (no tracker)")
@@ -250,7 +256,8 @@ def main() -> None:
     args = p.parse_args()
     if args.score < CACHE_SCORE:
         raise CerberusError(f"--score {args.score}: the cache holds boxes from {CACHE_SCORE}")
-    truth = read_truth(args.annotations)
+    truth = read_truths(args.annotations)
+    names = "+".join(a.name for a in args.annotations)
     cache = load_cache(args.video, tuple(sorted(set(args.grids) | {args.grid})), args.cache)
     args.full = None
     if args.full_size != "300x300":
@@ -267,7 +274,7 @@ def main() -> None:
             keep = d.scores >= args.raw
             found[f] = FrameBoxes(-np.arange(1, int(keep.sum()) + 1), d.boxes[keep].astype(float))
         s = score(truth, found)
-        print(f"{args.label or 'raw'} [{args.annotations.name}]: detector alone >= {args.raw}: "
+        print(f"{args.label or 'raw'} [{names}]: detector alone >= {args.raw}: "
               f"recall {s.recall:.3f} precision {s.precision:.3f} ({s.boxes} boxes)")
         return
     if args.scale_after:
@@ -279,7 +286,7 @@ def main() -> None:
     if args.scale_after:
         paths = {t: (f, reshape_boxes(b, shape), d) for t, (f, b, d) in paths.items()}
     s = score(truth, path_boxes(paths, truth.frame_numbers))
-    print(f"{args.label or 'setting'} [{args.annotations.name}]: recall {s.recall:.3f} "
+    print(f"{args.label or 'setting'} [{names}]: recall {s.recall:.3f} "
           f"precision {s.precision:.3f} tracks/person {s.tracks_per_person:.2f} "
           f"({len(paths)} tracks, {s.boxes} boxes)")  # fmt: skip
 

@@ -503,6 +503,29 @@ def test_paths_are_stored_with_the_items_predicted_across_gaps(footage, tmp_path
     assert paths[2].frames[0] == 6 and paths[2].frames[-1] == 30
 
 
+@pytest.mark.parametrize("path_gap", [None, 0.5, 0.3])
+def test_a_gap_longer_than_the_detectors_path_gap_is_left_empty(footage, tmp_path, path_gap):
+    """Frames 12-14 missed: detections on 11 and 15, 4 frames (0.4 s at 10 fps) apart. A
+    detector whose ``path_gap`` is 0.3 s leaves those frames out of the stored path (the track
+    keeps its id), one at 0.5 s or none fills them."""
+    walkers = footage["walkers"]
+
+    class Gappy(BoxDetector):
+        def detect(self, frame):
+            return Detections.empty() if 12 <= frame.number <= 14 else super().detect(frame)
+
+    detector = Gappy(walkers)
+    if path_gap is not None:
+        detector.path_gap = path_gap
+    store = MemoryStore(_info())
+    ingest_source(footage["video"], store, ColourEmbedder(), camera="cam1", start=START,
+                  detector=detector, stride=1)  # fmt: skip
+    one = {p.track: p for p in store.paths()}[1]
+    gap = [12, 13, 14]
+    kept = [k for k in range(1, 31) if path_gap != 0.3 or k not in gap]
+    assert one.frames.tolist() == kept and one.detected.sum() == 27
+
+
 def test_a_track_whose_crops_are_all_refused_is_not_stored(tmp_path, caplog):
     """A person seen only as a sliver: tracked, no crop, nothing stored, one warning line."""
     caplog.set_level(logging.INFO, "cerberus")

@@ -232,3 +232,20 @@ def test_a_gap_across_a_written_part_is_still_on_the_line() -> None:
     book.record(3, _book_update([20, 0, 30, 30], True))
     frames, boxes, _ = book.take(4, end=True)
     assert frames.tolist() == [2, 3] and np.allclose(boxes[0], [10, 0, 20, 30])
+
+
+def test_a_gap_longer_than_max_gap_is_left_empty_and_a_shorter_one_filled() -> None:
+    """max_gap 4 frames: the gap 1 -> 5 (4 frames) is filled on the line, the gap 5 -> 11
+    (6 frames) left empty; the path runs on after it."""
+    book = PathBook(max_gap=4)
+    book.record(1, _book_update([0, 0, 10, 30], True))
+    book.record(3, _book_update([99, 0, 109, 30], False))
+    book.record(5, _book_update([40, 0, 50, 30], True))
+    for k in (7, 9):
+        book.record(k, _book_update([99, 0, 109, 30], False))
+    book.record(11, _book_update([100, 0, 110, 30], True))
+    frames, boxes, detected = book.take(4, end=True)
+    assert frames.tolist() == [1, 3, 5, 11] and detected.tolist() == [1, 0, 1, 1]
+    assert np.allclose(boxes[1], [20, 0, 30, 30])
+    with pytest.raises(CerberusError, match="max_gap"):
+        PathBook(max_gap=0)

@@ -417,6 +417,13 @@ def default_tracker(detector: Detector, fps: float, stride: int) -> Tracker:
     )  # fmt: skip
 
 
+def path_book(detector: Detector, fps: float) -> PathBook:
+    """The :class:`PathBook` of a source: gaps longer than the detector's ``path_gap`` seconds
+    (where it has one) are left empty in the stored paths, every gap filled otherwise."""
+    gap = getattr(detector, "path_gap", None)
+    return PathBook(max_gap=None if gap is None else max(1, round(float(gap) * fps)))
+
+
 def detect_track_select(
     pipe: SourcePipeline,
     frame,
@@ -822,7 +829,7 @@ def ingest_source(
                          linking=linking, batch=batch, first_track=first_track)  # fmt: skip
     if started is not None:
         report.startup = time.perf_counter() - started
-    paths = PathBook()
+    paths = path_book(pipe.detector, fps)
     last = 0
     frames = video.frames(pipe.stride)
     cut = False  # stopped by max_frames

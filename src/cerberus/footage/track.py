@@ -457,11 +457,20 @@ class PathBook:
     straight line between the detections either side (:func:`interpolate`) in place of the
     filter's forecasts: the forecast runs on from the velocity before the gap (a person who
     stopped or turned while missed is overshot), the line knows where the person came out.
-    The boxes stay marked predicted."""
+    The boxes stay marked predicted.
 
-    def __init__(self, *, interpolate: bool = True) -> None:
+    ``max_gap``: a gap longer than this many frames (from the detection before it to the one
+    after it) is left empty, its predicted boxes dropped: after a long miss the tracker's
+    guess of where the person was is often another person or empty ground (on vtest.avi's
+    tuning frames every predicted box of a gap over 1.2 s was false); the track keeps its id
+    across it. ``None``: every gap is filled."""
+
+    def __init__(self, *, interpolate: bool = True, max_gap: int | None = None) -> None:
+        if max_gap is not None and max_gap < 1:
+            raise CerberusError(f"paths: max_gap {max_gap} must be at least 1 frame (or None)")
         self._paths: dict[int, _Path] = {}
         self.interpolate = interpolate
+        self.max_gap = max_gap
 
     def record(self, number: int, update: TrackUpdate) -> None:
         """Note frame ``number``'s boxes of the tracks alive after ``update``."""
@@ -470,6 +479,9 @@ class PathBook:
             if not det:
                 path.pending.append((number, box))
                 continue
+            if (path.pending and self.max_gap is not None and path.last is not None
+                    and number - path.last[0] > self.max_gap):
+                path.pending.clear()  # too long a gap: where the person was is not known
             if path.pending and self.interpolate and path.last is not None:
                 gap = [n for n, _ in path.pending]
                 path.pending = list(zip(gap, interpolate(

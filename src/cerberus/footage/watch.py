@@ -62,13 +62,13 @@ from cerberus.footage.ingest import (
     _resume_point,
     default_tracker,
     detect_track_select,
+    path_book,
     prepare_source,
     source_record,
     thumbs_folder,
     thumbs_of,
 )
 from cerberus.footage.select import CropSelector
-from cerberus.footage.track import PathBook
 from cerberus.footage.video import Frame, VideoSource, open_source
 from cerberus.store.base import Filter, GalleryStore
 
@@ -357,7 +357,7 @@ def _follow(
     writer = TrackWriter(store, embedder, source=name, camera=cam.name, thumbs=folder,
                          report=report, fps=fps, part_seconds=part_seconds, batch=batch,
                          first_track=run.first_track)  # fmt: skip
-    paths = PathBook()
+    paths = path_book(pipe.detector, fps)
     frames = _Prefetch(video.frames(pipe.stride), stop)
     last = run.offset
     run.state = "running"

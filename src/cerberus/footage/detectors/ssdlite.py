@@ -159,6 +159,13 @@ class SsdLiteDetector:
     bimodal, no partner below 0.1, continuations mostly above 0.3, its trough at 0.1-0.2; the
     gate sits at the top of the trough (of 2574 best pairs: 522 below 0.1, 58 at 0.1-0.2, 70
     at 0.2-0.3, 1924 above 0.3)."""
+    path_gap = 1.0
+    """Seconds: a longer gap between two detections of a track is left empty in its stored
+    path (:class:`~cerberus.footage.track.PathBook`'s ``max_gap``, set by
+    :func:`~cerberus.footage.ingest.path_book`), shorter ones filled on the line. Chosen on
+    vtest.avi's tuning frames (1-91 and 451-741): every predicted path box of a gap over 1.2 s
+    there was false; 1 s keeps the recall of filling every gap (0.904) and lifts precision from
+    0.904 to 0.931 (``benchmarks/tune_vtest.py --max-gap``)."""
     default_stride = 2
     """The detection stride this detector's default schedule is sized for: every second frame
     (one 448x336 pass per call, about 1.6 times a 300x300 pass)."""
