@@ -144,6 +144,30 @@ def full_passes(video: Path, size: tuple[int, int], stride: int, folder: Path) -
     return out
 
 
+def tile_passes(video: Path, grid: int, stride: int, folder: Path) -> dict:
+    """``(frame, k) -> (boxes, scores)``: the ``k``-th tile (from 1) of a ``grid x grid`` at
+    the trained 300x300 on every ``stride``-th frame (cached in ``folder``)."""
+    path = folder / f"ssdlite_tiles_grid{grid}_stride{stride}.npz"
+    if not path.exists():
+        from cerberus.footage.detectors.ssdlite import SsdLiteDetector, tile_windows
+        from cerberus.footage.video import open_source
+
+        detector = SsdLiteDetector(score=CACHE_SCORE)
+        rows = []
+        for frame in open_source(video).frames(stride):
+            h, w = frame.image.shape[:2]
+            tiles = tile_windows(w, h, grid, 0.25)
+            for k, (b, s) in enumerate(detector.passes(frame.image, tiles)):
+                rows += [[frame.number, k + 1, *box, sc] for box, sc in zip(b, s)]
+        np.savez(path, rows=np.asarray(rows, np.float32).reshape(-1, 7))
+    with np.load(path) as z:
+        rows = z["rows"]
+    out: dict[tuple[int, int], tuple] = {}
+    for r in rows:
+        out.setdefault((int(r[0]), int(r[1])), []).append(r[2:])
+    return {k: (np.asarray(v)[:, :4], np.asarray(v)[:, 4]) for k, v in out.items()}
+
+
 def detections(cache: PassCache, args):
     """Frame number -> :class:`~cerberus.footage.detect.Detections` of the schedule in
     ``args`` (stride, tiles per call, tile every, grid, score, box scale)."""
@@ -151,12 +175,28 @@ def detections(cache: PassCache, args):
 
     merger = SsdLiteDetector.__new__(SsdLiteDetector)  # merge() needs only these fields
     merger.score, merger.merge_iou, merger.edge_margin = args.score, 0.5, 4.0
-    merger.box_shape = args.box_scale
-    first, tiles = cache.windows(args.grid) if args.tiles else (1, [])
+    merger.box_shape, merger.tile_score = args.box_scale, args.tile_score or args.score
+    weak = args.tile_rule == "weak" and args.tiles
+    if weak:
+        from cerberus.footage.detectors.ssdlite import tile_windows, weak_tiles
+
+        first, tiles = 1, tile_windows(*cache.size, args.grid, 0.25)
+        looks = tile_passes(args.video, args.grid, args.stride, args.cache.parent)
+    else:
+        first, tiles = cache.windows(args.grid) if args.tiles else (1, [])
     out, turn = {}, 0
     width, height = cache.size
+    nothing = (np.zeros((0, 4), np.float32), np.zeros(0))
     for call, number in enumerate(range(1, cache.frames[-1] + 1, args.stride)):
         chosen: list[int] = []
+        if weak:
+            whole = cache.get(number, 0) if args.full is None else args.full.get(number, nothing)
+            keep = whole[1] >= args.score
+            if call % args.tile_every == 0:
+                chosen = weak_tiles(whole[0][keep], whole[1][keep], tiles, args.weak, args.tiles)
+            results = [whole] + [looks.get((number, first + i), nothing) for i in chosen]
+            out[number] = merger.merge(results, [tiles[i] for i in chosen], width, height)
+            continue
         if args.tiles and call % args.tile_every == 0:
             chosen = [(turn + i) % len(tiles) for i in range(args.tiles)]
             turn = (turn + args.tiles) % len(tiles)
@@ -231,9 +271,14 @@ def main() -> None:
     p.add_argument("--grids", type=lambda t: _numbers(t, int), default=(2,),
                    help="tile grids to cache, e.g. 2 or 2,3")  # fmt: skip
     p.add_argument("--stride", type=int, default=2)
-    p.add_argument("--tiles", type=int, default=0, help="tiles per call beside the full pass")
+    p.add_argument("--tiles", type=int, default=1, help="tiles per call beside the full pass")
     p.add_argument("--tile-every", type=int, default=2)
-    p.add_argument("--grid", type=int, default=2)
+    p.add_argument("--grid", type=int, default=3)
+    p.add_argument("--tile-rule", choices=("turn", "weak"), default="weak",
+                   help="turn: tiles in turn; weak: where the full pass has weak or "
+                        "overlapping boxes (tiles at stride --stride, cached)")
+    p.add_argument("--weak", type=float, default=0.5, help="weak_score of --tile-rule weak")
+    p.add_argument("--tile-score", type=float, default=0.4, help="a tile box's score (0: --score)")
     p.add_argument("--score", type=float, default=0.1, help="the detector's cut")
     p.add_argument("--box-scale", type=_numbers, default=(0.85, 1.0, 0.09, 0.03),
                    help="sx,sy[,dx,dy]: width, height factors, centre shifts (of w, h)")
@@ -258,7 +303,8 @@ def main() -> None:
         raise CerberusError(f"--score {args.score}: the cache holds boxes from {CACHE_SCORE}")
     truth = read_truths(args.annotations)
     names = "+".join(a.name for a in args.annotations)
-    cache = load_cache(args.video, tuple(sorted(set(args.grids) | {args.grid})), args.cache)
+    turns = args.grid if args.tile_rule == "turn" else args.grids[0]  # weak: its own cache
+    cache = load_cache(args.video, tuple(sorted(set(args.grids) | {turns})), args.cache)
     args.full = None
     if args.full_size != "300x300":
         size = tuple(int(v) for v in args.full_size.split("x"))

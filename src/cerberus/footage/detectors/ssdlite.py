@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cerberus.errors import CerberusError
-from cerberus.footage.detect import Detections, nms
+from cerberus.footage.detect import Detections, iou_matrix, nms
 from cerberus.footage.video import Frame
 from cerberus.modeling.ssdlite import (
     INPUT_SIZE,
@@ -105,6 +105,41 @@ def tile_windows(width: int, height: int, grid: int, overlap: float) -> list[tup
     return [(x0, y0, x1, y1) for y0, y1 in starts(height) for x0, x1 in starts(width)]
 
 
+def weak_tiles(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    windows: list[tuple[int, ...]],
+    weak: float,
+    count: int,
+) -> list[int]:
+    """The windows (indices into ``windows``) worth a closer look after the full pass: each box
+    of ``boxes (n, 4)`` that scores under ``weak`` or overlaps another box (IoU > 0.05: people
+    in a group, whom one pass at a small scale merges or scores low) votes for the window that
+    holds it with the widest margin (``min(left - x0, top - y0, x1 - right, y1 - bottom)``); the
+    ``count`` windows with the most votes are taken (ties: the lower index), none without a
+    vote."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    if not len(boxes) or not windows or count < 1:
+        return []
+    flag = scores < weak
+    if len(boxes) > 1:
+        iou = iou_matrix(boxes, boxes)
+        np.fill_diagonal(iou, 0.0)
+        flag |= iou.max(axis=1) > 0.05
+    w = np.asarray(windows, np.float64).reshape(-1, 4)
+    b = boxes[flag]
+    if not len(b):
+        return []
+    margin = np.minimum.reduce([
+        b[:, None, 0] - w[None, :, 0], b[:, None, 1] - w[None, :, 1],
+        w[None, :, 2] - b[:, None, 2], w[None, :, 3] - b[:, None, 3],
+    ])  # fmt: skip
+    votes = np.bincount(margin.argmax(axis=1), minlength=len(w))
+    order = np.lexsort((np.arange(len(w)), -votes))
+    return [int(k) for k in order[:count] if votes[k] > 0]
+
+
 class SsdLiteDetector:
     """Person detector of the :class:`~cerberus.footage.detect.Detector` protocol (see the
     module doc for the schedule).
@@ -137,6 +172,14 @@ class SsdLiteDetector:
             at IoU >= 0.3, 448x336 pass; ``benchmarks/tune_vtest.py --fit-shape``): the
             detector's boxes are about 1.18x wider than a person and a tenth of a width to
             the left.
+        tile_rule: which tiles a tile call searches: ``"turn"``, the next ``tiles_per_frame``
+            in turn (round robin); ``"weak"``, the full pass runs first and the
+            ``tiles_per_frame`` tiles that best hold its weak boxes (under ``weak_score``) or
+            boxes overlapping another one are searched (:func:`weak_tiles`; none when there
+            are none): a closer look where people stand in groups.
+        weak_score: see ``tile_rule``.
+        tile_score: a tile's boxes need this score (``None``: ``score``); a tile sees people
+            larger than the full pass does, and its weak boxes are mostly parts of them.
         track_iou: the tracker's stage-1 IoU gate for this detector's boxes (``None``: the
             class's 0.2, chosen at stride 2; a person moves farther between searches at a
             larger stride, so a lower gate suits it).
@@ -175,9 +218,9 @@ class SsdLiteDetector:
         *,
         graph: str | None = None,
         score: float = 0.1,
-        tiles_per_frame: int = 0,
+        tiles_per_frame: int = 1,
         tile_every: int = 2,
-        grid: int = 2,
+        grid: int = 3,
         overlap: float = 0.25,
         merge_iou: float = 0.5,
         edge_margin: float = 4.0,
@@ -185,6 +228,9 @@ class SsdLiteDetector:
         box_shape: tuple[float, ...] = (0.85, 1.0, 0.09, 0.03),
         full_size: int | tuple[int, int] | None = 448,
         track_iou: float | None = None,
+        tile_rule: str = "weak",
+        weak_score: float = 0.5,
+        tile_score: float | None = 0.4,
     ) -> None:
         if not 0.0 <= score < 1.0:
             raise CerberusError(f"ssdlite score {score}: must be in [0, 1)")
@@ -213,6 +259,10 @@ class SsdLiteDetector:
             if not 0.0 < track_iou < 1.0:
                 raise CerberusError(f"ssdlite track_iou {track_iou}: must be in (0, 1)")
             self.track_iou = float(track_iou)  # this detector's, in place of the class's
+        if tile_rule not in ("turn", "weak"):
+            raise CerberusError(f"ssdlite tile_rule {tile_rule!r}: 'turn' or 'weak'")
+        if tile_score is not None and not score <= tile_score < 1.0:
+            raise CerberusError(f"ssdlite tile_score {tile_score}: must be in [score, 1)")
         if not 0.0 <= overlap < grid - 1 + 1e-9 and grid > 1:
             raise CerberusError(f"ssdlite overlap {overlap}: must be in [0, grid - 1)")
         # channels-last: the depthwise convolutions run about 1.7x faster on CPU
@@ -232,6 +282,9 @@ class SsdLiteDetector:
         self._anchors = {(INPUT_SIZE, INPUT_SIZE): self.anchors}
         if threads is not None:
             torch.set_num_threads(int(threads))
+        self.tile_rule = tile_rule
+        self.weak_score = float(weak_score)
+        self.tile_score = self.score if tile_score is None else float(tile_score)
         self.calls = 0
         self._next_tile = 0
 
@@ -308,9 +361,20 @@ class SsdLiteDetector:
 
     def detect(self, frame: Frame) -> Detections:
         height, width = frame.image.shape[:2]
-        tiles = self._tiles(width, height)
         whole = (0, 0, width, height)
         size = full_input_size(self.full_size, width, height)
+        if self.tile_rule == "weak":  # the full pass first: it says where to look closer
+            results = self.passes(frame.image, [whole], size)
+            tiles = []
+            if self.tiles_per_frame and self.calls % self.tile_every == 0:
+                windows = tile_windows(width, height, self.grid, self.overlap)
+                chosen = weak_tiles(*results[0], windows, self.weak_score, self.tiles_per_frame)
+                tiles = [windows[k] for k in chosen]
+            if tiles:
+                results += self.passes(frame.image, tiles)
+            self.calls += 1
+            return self.merge(results, tiles, width, height)
+        tiles = self._tiles(width, height)
         if size == (INPUT_SIZE, INPUT_SIZE):  # one batch
             results = self.passes(frame.image, [whole, *tiles])
         else:
@@ -343,7 +407,7 @@ class SsdLiteDetector:
                 cut |= b[:, 2] > x1 - m
             if y1 < height:
                 cut |= b[:, 3] > y1 - m
-            keep = ~cut & (s >= self.score)
+            keep = ~cut & (s >= getattr(self, "tile_score", self.score))
             boxes.append(b[keep])
             scores.append(s[keep])
         b = np.concatenate(boxes).reshape(-1, 4)
