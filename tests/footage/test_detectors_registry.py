@@ -118,5 +118,7 @@ def test_ssdlite_tile_schedule_from_the_spec():
     detector = make_detector("ssdlite,tiles=0,tile_every=3,track_iou=0.1")
     assert (detector.tiles_per_frame, detector.tile_every, detector.track_iou) == (0, 3, 0.1)
     assert make_detector("ssdlite").track_iou == 0.2
-    with pytest.raises(CerberusError, match="tiles_per_frame 9"):
-        make_detector("ssdlite,tiles=9")
+    turn = make_detector("ssdlite,tiles=1,grid=2,tile_rule=turn,tile_score=0.2")
+    assert (turn.grid, turn.tile_rule, turn.tile_score) == (2, "turn", 0.2)
+    with pytest.raises(CerberusError, match="tiles_per_frame 10"):
+        make_detector("ssdlite,tiles=10")

@@ -18,6 +18,7 @@ from cerberus.footage.detectors.ssdlite import (
     full_input_size,
     reshape_boxes,
     tile_windows,
+    weak_tiles,
 )
 from cerberus.footage.video import Frame
 
@@ -77,6 +78,9 @@ class Scripted(SsdLiteDetector):
         self.merge_iou, self.edge_margin = 0.5, 4.0
         self.box_shape = options.get("box_shape", (1.0, 1.0, 0.0, 0.0))
         self.full_size = options.get("full_size", (300, 300))
+        self.grid = options.get("grid", 2)
+        self.tile_rule = options.get("tile_rule", "turn")
+        self.weak_score, self.tile_score = 0.5, options.get("tile_score", 0.3)
         self.calls, self._next_tile = 0, 0
         self.answers = answers
         self.seen: list[list[tuple[int, ...]]] = []
@@ -176,11 +180,53 @@ def test_tiles_on_every_nth_call() -> None:
     assert scripted.seen[3][1:] == windows[2:] and scripted.seen[6][1:] == windows[:2]
 
 
+def test_weak_tiles_look_where_the_full_pass_is_unsure() -> None:
+    """Each weak or overlapping box votes for the window that holds it with the widest margin;
+    the windows with the most votes are taken; a lone strong box asks for none."""
+    windows = tile_windows(768, 576, 3, 0.25)  # 3x3, row by row
+    lone = np.array([[100, 100, 130, 180]], np.float32)
+    assert weak_tiles(lone, [0.9], windows, 0.5, 1) == []
+    assert weak_tiles(lone, [0.3], windows, 0.5, 1) == [0]  # top-left holds it best
+    pair = np.array([[600, 400, 640, 500], [625, 405, 665, 505]], np.float32)  # bottom right
+    boxes = np.concatenate([lone, pair])
+    assert weak_tiles(boxes, [0.3, 0.9, 0.9], windows, 0.5, 1) == [8]  # two votes beat one
+    assert weak_tiles(boxes, [0.3, 0.9, 0.9], windows, 0.5, 2) == [8, 0]
+    assert weak_tiles(boxes, [0.9, 0.9, 0.9], windows, 0.5, 3) == [8]
+    # slow and obvious: the widest margin of the first pair box, window by window
+    margins = [min(600 - x0, 400 - y0, x1 - 640, y1 - 500) for x0, y0, x1, y1 in windows]
+    assert int(np.argmax(margins)) == 8
+
+
+def test_weak_rule_searches_the_tile_after_the_full_pass() -> None:
+    """tile_rule weak: the full pass alone, then on a tile call the tile of its weak box; a
+    tile's boxes under tile_score are dropped, the others merged."""
+    full = (0, 0, 768, 576)
+    windows = tile_windows(768, 576, 3, 0.25)
+    answers = {
+        full: [[600, 400, 640, 500, 0.35]],
+        windows[8]: [[598, 402, 618, 498, 0.8], [622, 404, 642, 500, 0.32]],
+    }
+    scripted = Scripted(answers, tile_rule="weak", grid=3, tiles_per_frame=1, tile_every=2,
+                        tile_score=0.4)  # fmt: skip
+    first = scripted.detect(frame())
+    assert [w for w, _ in scripted.log] == [[full], [windows[8]]]
+    np.testing.assert_allclose(first.scores, [0.8, 0.35])  # the 0.32 tile box dropped
+    scripted.detect(frame())  # not a tile call: the full pass only
+    assert [w for w, _ in scripted.log][2:] == [[full]]
+    calm = Scripted({full: [[100, 100, 140, 200, 0.9]]}, tile_rule="weak", grid=3,
+                    tiles_per_frame=1, tile_every=1)  # fmt: skip
+    calm.detect(frame())
+    assert [w for w, _ in calm.log] == [[full]]  # nothing weak: no tile
+
+
 @pytest.mark.parametrize(
     "options",
     [
         {"score": 1.5},
-        {"tiles_per_frame": 5},
+        {"tile_rule": "random"},
+        {"tile_score": 0.05},
+        {"tiles_per_frame": 10},  # more than the 3x3 grid's 9
+        {"grid": 2, "tiles_per_frame": 5},
         {"grid": 0},
         {"tiles_per_frame": -1},
         {"tile_every": 0},
@@ -303,10 +349,15 @@ def test_one_thread_by_default(monkeypatch) -> None:
 
 
 def test_the_default_is_the_setting_chosen_on_the_tuning_frames() -> None:
-    """docs/footage.md: one 448-px full pass, no tiles, boxes reshaped, tracks from 0.2."""
+    """docs/footage.md: one 448-px full pass, then on every second call the 3x3 tile of its
+    weak or overlapping boxes (tile boxes from 0.4), boxes reshaped, tracks from 0.2, gaps
+    over 1 s left empty in the paths."""
     import inspect
 
     params = inspect.signature(SsdLiteDetector).parameters
-    assert params["full_size"].default == 448 and params["tiles_per_frame"].default == 0
+    assert params["full_size"].default == 448 and params["tiles_per_frame"].default == 1
+    assert params["tile_rule"].default == "weak" and params["grid"].default == 3
+    assert params["tile_every"].default == 2 and params["tile_score"].default == 0.4
+    assert params["weak_score"].default == 0.5 and SsdLiteDetector.path_gap == 1.0
     assert params["box_shape"].default == (0.85, 1.0, 0.09, 0.03)
     assert SsdLiteDetector.track_scores == (0.2, 0.1) and SsdLiteDetector.default_stride == 2

