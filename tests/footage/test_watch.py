@@ -182,7 +182,13 @@ def test_shared_ssdlite_gives_each_camera_its_own_boxes():
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (144, 256, 3), dtype=np.uint8) for _ in range(2)]
     alone = SsdLiteDetector(score=0.05)
-    want = [[alone.detect(Frame(n, 0.0, 0.0, im)) for n in range(1, 4)] for im in images]
+    requests: list[int] = []  # the lone detector's passes calls (a tile call may add one)
+    own_passes = alone.passes
+    alone.passes = lambda *a, **k: requests.append(1) or own_passes(*a, **k)
+    want = []
+    for im in images:
+        alone.calls = 0  # each camera its own schedule
+        want.append([alone.detect(Frame(n, 0.0, 0.0, im)) for n in range(1, 4)])
     shared = SharedSsdLite(SsdLiteDetector(score=0.05))
     views = [shared.view(), shared.view()]
     got: dict[int, list] = {}
@@ -196,7 +202,8 @@ def test_shared_ssdlite_gives_each_camera_its_own_boxes():
     for t in threads:
         t.join(timeout=60)
     shared.close()
-    assert shared.batcher.calls < shared.batcher.requests == 6  # frames of both in one batch
+    # frames of both in one batch
+    assert shared.batcher.calls < shared.batcher.requests == len(requests) >= 6
     for k in range(2):  # each its own tile turn: the same boxes as a detector of its own
         for a, b in zip(got[k], want[k]):
             np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
