@@ -44,6 +44,27 @@ class DataConfig:
     """Pad-and-random-crop pixels (torchreid's habit); 0, the paper (method §4.2: flip and random
     erasing only), turns it off."""
     random_erasing: float = 0.5
+    # The camera look of training crops (cerberus.data.transforms.CameraLook; all 0: off), to
+    # make synthetic people look like real low-resolution CCTV people, colour names kept.
+    brightness: float = 0.0
+    """Brightness factor drawn in [1 - brightness, 1 + brightness] per training image."""
+    contrast: float = 0.0
+    """Contrast factor (about the image's mean grey) in [1 - contrast, 1 + contrast]."""
+    saturation: float = 0.0
+    """Saturation factor (about each pixel's luma) in [1 - saturation, 1 + saturation]."""
+    gamma: float = 0.0
+    """Gamma g with log g in [-gamma, gamma]."""
+    cast: float = 0.0
+    """Colour cast: each channel times a factor in [1 - cast, 1 + cast]."""
+    low_res: float = 0.0
+    """Probability of scaling the image down to a width in ``low_res_width`` and back up."""
+    low_res_width: tuple[int, int] = (15, 40)
+    blur: float = 0.0
+    """Largest sigma (pixels of the stored image) of a Gaussian blur."""
+    noise: float = 0.0
+    """Largest sd (grey levels of 255) of Gaussian noise."""
+    jpeg_quality: int = 0
+    """Lowest quality of a JPEG round trip (quality drawn in [jpeg_quality, 95]; 0: none)."""
     on_bad_image: str = "stop"
     """``"stop"``: an unreadable image stops the run naming the file; ``"skip"``: images are
     checked first and unreadable ones are left out, with their names in the log."""
@@ -277,7 +298,8 @@ _POSITIVE = (
     "loss.semantic_scale",
 )  # fmt: skip
 _NON_NEGATIVE = (
-    "data.num_workers", "data.pad", "optim.warmup_start_lr", "optim.warmup_iterations",
+    "data.num_workers", "data.pad", "data.gamma", "data.low_res", "data.blur", "data.noise",
+    "data.jpeg_quality", "optim.warmup_start_lr", "optim.warmup_iterations",
     "optim.min_lr", "optim.weight_decay", "loss.lambda_sem", "loss.lambda_id", "loss.lambda_reg",
     "loss.lambda_attr", "loss.alpha", "loss.beta", "train.threads", "train.checkpoint_every",
     "train.eval_every", "eval.num_workers",
@@ -347,6 +369,23 @@ def _validate(cfg: Config, where: str, origins: dict[str, str] | None = None) ->
         raise CerberusError(
             f"{where}: data.random_erasing must be a probability in [0, 1], "
             f"got {cfg.data.random_erasing}"
+        )
+    for key in ("data.brightness", "data.contrast", "data.saturation", "data.cast"):
+        if not 0 <= _value(cfg, key) < 1:  # a factor in [1 - v, 1 + v] must stay positive
+            raise CerberusError(f"{where}: {key} must be in [0, 1), got {_value(cfg, key)}")
+    if not cfg.data.low_res <= 1:
+        raise CerberusError(
+            f"{where}: data.low_res must be a probability in [0, 1], got {cfg.data.low_res}"
+        )
+    low, high = cfg.data.low_res_width
+    if not 1 <= low <= high:
+        raise CerberusError(
+            f"{where}: data.low_res_width must be two widths 1 <= low <= high, "
+            f"got {list(cfg.data.low_res_width)}"
+        )
+    if cfg.data.jpeg_quality > 95:
+        raise CerberusError(
+            f"{where}: data.jpeg_quality must be 0 (off) to 95, got {cfg.data.jpeg_quality}"
         )
     check_device(cfg.train.device, f"{where}: train.device")
     if cfg.optim.warmup_iterations > cfg.optim.iterations:

@@ -508,3 +508,17 @@ def test_no_validation_data_no_calibration_and_a_warning(tmp_path, caplog):
         train(cfg, resume=False, dataset=dataset, on_finish=finish)
     assert "not calibrated: the test split" in caplog.text and "1 identities" in caplog.text
     assert "calibration" not in load_checkpoint(tmp_path / "run" / "last.pt")["meta"]
+
+
+def test_batch_loader_gives_training_crops_the_configured_camera_look(tree, tmp_path):
+    from cerberus.data.table import open_dataset
+    from cerberus.data.transforms import CameraLook
+    from cerberus.training.engine import RunContext, batch_loader
+
+    cfg = tiny_config(tree, tmp_path / "out", "data.noise=5", "data.low_res=0.5")
+    run = RunContext(0, 0, 1, False, torch.device("cpu"), tmp_path / "out", 1)
+    loader = batch_loader(cfg, open_dataset(cfg.data.root, cfg.data.dataset), run, 0)
+    look = loader.dataset.transform.transforms[0]
+    assert isinstance(look, CameraLook) and (look.noise, look.low_res) == (5, 0.5)
+    plain = batch_loader(tiny_config(tree, tmp_path / "out"), open_dataset(tree), run, 0)
+    assert not any(isinstance(t, CameraLook) for t in plain.dataset.transform.transforms)

@@ -35,7 +35,7 @@ from cerberus.data.datasets import (
 )
 from cerberus.data.samplers import PKBatchSampler
 from cerberus.data.table import open_dataset
-from cerberus.data.transforms import build_transforms
+from cerberus.data.transforms import build_transforms, camera_look
 from cerberus.devices import resolve_device
 from cerberus.errors import CerberusError
 from cerberus.files import atomic_write
@@ -269,6 +269,7 @@ def batch_loader(
         flip=d.flip,
         pad=d.pad,
         random_erasing=d.random_erasing,
+        look=camera_look(d),
     )
     sampler = PKBatchSampler(
         dataset.train.labels,
