@@ -239,10 +239,12 @@ class AnnIndex:
 
     def unmeasured(self, live: int) -> bool:
         """Whether recall must be measured (again) for a gallery of ``live`` items: never
-        measured, or the gallery grew by a tenth (:data:`REMEASURE_GROWTH`) since."""
+        measured, or the gallery grew by a tenth (:data:`REMEASURE_GROWTH`) since, or shrank
+        as much (removed items stay in the index and crowd the candidates)."""
         if self.recall is None:
             return True
-        return live >= REMEASURE_GROWTH * max(int(self.recall["measured_on"]), 1)
+        measured = max(int(self.recall["measured_on"]), 1)
+        return live >= REMEASURE_GROWTH * measured or live * REMEASURE_GROWTH <= measured
 
     def build(self, ids: np.ndarray, gather: Gather, chunk: int = 32768) -> None:
         """Train on a sample of the items (:func:`train_ivf`, IVF-SQ8) and add them all."""
@@ -411,6 +413,49 @@ class AnnIndex:
 
     # ---- measuring
 
+    def cell_ranks(self, queries: np.ndarray) -> np.ndarray:
+        """``(Q, nlist)`` int: each cell's place in each query's cell order (0: the nearest),
+        the order in which :meth:`search` probes them (one quantizer search)."""
+        nlist = self.nlist
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        _, order = self.index.quantizer.search(q, nlist)
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.broadcast_to(np.arange(nlist), order.shape), axis=1)
+        return ranks
+
+    def _cells(self, found: np.ndarray) -> np.ndarray:
+        """The cell of each id in ``found`` (any shape; ``-1``: none, or not indexed)."""
+        lists = self.lists_of()
+        safe = np.clip(found, 0, len(lists) - 1)
+        return np.where((found >= 0) & (found < len(lists)), lists[safe], -1)
+
+    def probes_needed(self, ranks: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        """``(Q, k)``: per query and true neighbour (``truth`` ``(Q, k)`` ids, ``-1``: none)
+        the nprobe from which a search probes that neighbour's cell, ``rank + 1`` (``0`` for
+        none). With enough candidates drawn from the probed cells, recall@k at nprobe ``p``
+        is the share of a query's neighbours with ``needed <= p`` (:func:`reach`)."""
+        cell = self._cells(truth)
+        needed = np.take_along_axis(ranks, np.maximum(cell, 0), axis=1) + 1
+        needed = np.where(cell >= 0, needed, ranks.shape[1] + 1)  # not indexed: never
+        return np.where(truth >= 0, needed, 0)
+
+    def items_before(self, ranks: np.ndarray, truth: np.ndarray, passing: np.ndarray) -> np.ndarray:
+        """``(Q, k)``: per query and true neighbour (``truth`` ids among ``passing``, ``-1``:
+        none) the passing items held by the cells nearer the query than the neighbour's: the
+        id-bitmap path (:meth:`search_within`) reaches it when these are fewer than its target
+        of passing items (``-1`` for none)."""
+        lists = self.lists_of()
+        cells = lists[passing[passing < len(lists)]]
+        counts = np.bincount(cells[cells >= 0], minlength=self.nlist)
+        order = np.argsort(ranks, axis=1)
+        held = counts[order]
+        before = np.cumsum(held, axis=1) - held  # by place in the query's order
+        cell = self._cells(truth)
+        place = np.take_along_axis(ranks, np.maximum(cell, 0), axis=1)
+        got = np.take_along_axis(before, place, axis=1)
+        got = np.where(cell >= 0, got, np.iinfo(np.int64).max // 2)
+        return np.where(truth >= 0, got, -1)
+
     def measure(
         self,
         ids: np.ndarray,
@@ -419,7 +464,7 @@ class AnnIndex:
         descriptions: np.ndarray | None = None,
         rerank: int = 10,
         min_filtered: int = 0,
-        chunk: int = 32768,
+        chunk: int | None = None,
     ) -> dict[str, Any]:
         """Measure recall@10 on the gallery's own items ``ids`` (vectors by
         ``gather(positions)``) and keep the settings that reach :data:`TARGET` in
@@ -431,11 +476,16 @@ class AnnIndex:
         them, and subsets keeping whole cells (a filter correlated with the vectors, as one
         camera's crops may be) at FILTER_FRACTIONS (those leaving more than ``min_filtered``
         items, the caller's exact limit).
+
         Chosen: the smallest nprobe (unfiltered, ``k rerank`` candidates), per broad fraction
         the smallest nprobe whose ``k rerank / fraction`` unfiltered candidates hold the
         filtered top-10, and the smallest :data:`COVER_LADDER` factor for the id-bitmap path
         (:meth:`search_within`) reaching TARGET on every filter fraction measured (each with
-        room for the sample: :func:`reaches`).
+        room for the sample: :func:`reaches`). Each is first read off the cells of the true
+        neighbours (:meth:`probes_needed`, :meth:`items_before`: what a search probing those
+        cells could find at most), then checked by one real search at that setting and raised
+        while that falls short (8-bit codes or too few candidates can lose a neighbour whose
+        cell was probed): the setting kept is one a real search reached the target with.
         """
         n, k = len(ids), RECALL_K
         rng = np.random.default_rng([self.seed, 11, n])
@@ -454,55 +504,80 @@ class AnnIndex:
             sizes = np.bincount(cells[cells >= 0], minlength=self.nlist)[order]
             kept = order[: int(np.searchsorted(np.cumsum(sizes), f * n)) + 1]
             masks[("cells", f)] = np.isin(cells, kept)
-        best: dict[Any, tuple] = {key: (None, None) for key in (None, *masks)}
-        for start in range(0, n, chunk):
-            sl = slice(start, min(n, start + chunk))
-            block = np.ascontiguousarray(gather(np.arange(sl.start, sl.stop)), np.float32)
-            scores, block_ids = q @ block.T, ids[sl]
-            for key, (s, i) in best.items():
-                cols = slice(None) if key is None else masks[key][sl]
-                best[key] = top_k_merge(s, i, scores[:, cols], block_ids[cols], k + 1)
-        truth = {key: i for key, (_, i) in best.items()}
+        chunk = chunk or max(4096, (1 << 26) // self.dim)  # 256 MB of vectors at a time
+        truth = _truths(q, ids, gather, masks, k + 1, chunk)
+        held_out = {key: _held_out(t, own, k) for key, t in truth.items()}
         live = np.sort(ids)
+        nlist = self.nlist
+        ranks = self.cell_ranks(q)
 
         def alive(found: np.ndarray) -> np.ndarray:
             return np.where(np.isin(found, live), found, -1)
 
+        def lowest(needed: np.ndarray, valid: np.ndarray, lo: int) -> int:
+            """The smallest nprobe from ``lo`` whose reach (the bound) reaches the target."""
+            got = _smallest(lo, nlist, lambda p: reaches(reach(needed <= p, valid)))
+            return got or nlist
+
+        def checked(p: int, real: Callable[[int], np.ndarray], got: dict) -> int | None:
+            """From ``p`` up, the first nprobe at which a real search reaches the target."""
+            while True:
+                got[p] = real(p)
+                if reaches(got[p]):
+                    return p
+                if p >= nlist:
+                    return None
+                p = min(nlist, max(p + 1, math.ceil(1.25 * p)))
+
         kk = min(n, k * rerank + 1)
-        curve: dict[int, float] = {}
-
-        def unfiltered(p: int) -> bool:
-            if p not in curve:
-                curve[p] = _recall(alive(self.search(q, kk, p)), truth[None], own, k)
-            return reaches(curve[p])
-
-        nlist = self.nlist
-        p = _smallest(1, nlist, unfiltered)
+        truth0 = held_out[None]
+        needed0 = self.probes_needed(ranks, truth0)
+        curve: dict[int, np.ndarray] = {}
+        p = checked(
+            lowest(needed0, truth0 >= 0, 1),
+            lambda pp: _recall(alive(self.search(q, kk, pp)), truth[None], own, k),
+            curve,
+        )
         base = p or nlist
         broad_p, broad_r, start = {}, {}, base
         for f in broad:
             kf = min(n, math.ceil(k * rerank / f) + 1)
-            got: dict[int, float] = {}
+            passing = np.sort(ids[masks["broad", f]])
+            t = held_out["broad", f]
 
-            def ok(pp: int, f=f, kf=kf, got=got) -> bool:
+            def real(pp: int, kf=kf, passing=passing, f=f) -> np.ndarray:
                 found = alive(self.search(q, kf, pp))
-                found = np.where(np.isin(found, ids[masks["broad", f]]), found, -1)
-                got[pp] = _recall(found, truth["broad", f], own, k)
-                return reaches(got[pp])
+                found = np.where(np.isin(found, passing), found, -1)
+                return _recall(found, truth["broad", f], own, k)
 
-            bp = _smallest(start, nlist, ok)  # a smaller share needs at least as many cells
+            got: dict[int, np.ndarray] = {}
+            # a smaller share needs at least as many cells
+            bp = checked(lowest(self.probes_needed(ranks, t), t >= 0, start), real, got)
             start = bp or nlist
             broad_p[str(f)] = bp
-            broad_r[str(f)] = round(float(np.mean(got[bp if bp is not None else nlist])), 4)
+            broad_r[str(f)] = round(float(np.mean(got[max(got)])), 4)
         cover, cover_r = None, {}
-        bitmaps = {}
+        scanned = base / nlist * self.index.ntotal
+        bitmaps, before = {}, {}
         for key, mask in masks.items():
             if key[0] != "broad":
                 bits = np.zeros(int(ids.max()) + 1, bool)
                 bits[ids[mask]] = True
                 bitmaps[key] = (np.packbits(bits, bitorder="little"), ids[mask])
+                before[key] = self.items_before(ranks, held_out[key], ids[mask])
+
+        def bound(c: float, key) -> np.ndarray:
+            target = max(kk, min(len(bitmaps[key][1]), c * scanned))
+            return reach(before[key] < target, held_out[key] >= 0)
+
         self.recall = {"nprobe": p}  # search_within reads the base nprobe from it
-        for c in COVER_LADDER if narrow else ():
+        ladder = [c for c in COVER_LADDER if c * base < nlist] + [float(nlist)]
+        ladder = [c for c in ladder if c <= nlist]
+        first = next(
+            (i for i, c in enumerate(ladder) if all(reaches(bound(c, key)) for key in bitmaps)),
+            len(ladder) - 1,
+        )
+        for c in ladder[first:] if narrow else ():
             got = {}
             for key, (bitmap, passing) in bitmaps.items():
                 found = self.search_within(q, kk, bitmap, passing, cover=c)
@@ -511,8 +586,6 @@ class AnnIndex:
             if all(reaches(r) for r in got.values()):
                 cover = c
                 break
-            if c * base >= nlist:
-                break  # every list holding a passing item was probed
         self.recall = {
             "k": k,
             "target": TARGET,
@@ -520,7 +593,7 @@ class AnnIndex:
             "nlist": nlist,
             "queries": {"photo": len(photo), "description": len(extra)},
             "nprobe": p,
-            "recall_at_10": round(float(np.mean(curve[base])), 4),
+            "recall_at_10": round(float(np.mean(curve[base if p else max(curve)])), 4),
             "curve": {str(a): round(float(np.mean(b)), 4) for a, b in sorted(curve.items())},
             "broad": broad_p,
             "broad_recall": broad_r,
@@ -528,3 +601,43 @@ class AnnIndex:
             "filtered_recall": cover_r,
         }
         return self.recall
+
+
+def reach(found: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per query the share of its true neighbours (``valid`` ``(Q, k)``) marked ``found``;
+    queries with none are left out (``[1.0]`` when no query has any), as :func:`_recall`."""
+    count = valid.sum(axis=1)
+    out = (found & valid).sum(axis=1)[count > 0] / count[count > 0]
+    return out if len(out) else np.asarray([1.0])
+
+
+def _held_out(truth: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    """``(Q, k)``: each row of ``truth`` without its query's ``own`` id, the first ``k``
+    (``-1`` padding), the lists :func:`_recall` scores against."""
+    out = np.full((len(truth), k), -1, np.int64)
+    for r, (t, o) in enumerate(zip(truth, own)):
+        t = t[(t >= 0) & (t != o)][:k]
+        out[r, : len(t)] = t
+    return out
+
+
+def _truths(
+    q: np.ndarray, ids: np.ndarray, gather: Gather, masks: Mapping[Any, np.ndarray], k: int,
+    chunk: int,
+) -> dict[Any, np.ndarray]:
+    """Exact top-``k`` ids ``(Q, k)`` of ``q`` among all ``ids`` (key ``None``) and among those
+    each mask keeps, by one pass over the vectors in chunks (``gather`` by positions)."""
+    n = len(ids)
+    best: dict[Any, tuple] = {key: (None, None) for key in (None, *masks)}
+    for start in range(0, n, chunk):
+        sl = slice(start, min(n, start + chunk))
+        block = np.ascontiguousarray(gather(np.arange(sl.start, sl.stop)), np.float32)
+        scores, block_ids = q @ block.T, ids[sl]
+        del block
+        for key, (s, i) in best.items():
+            if key is None:
+                best[key] = top_k_merge(s, i, scores, block_ids, k)
+            else:
+                cols = np.flatnonzero(masks[key][sl])
+                best[key] = top_k_merge(s, i, scores[:, cols], block_ids[cols], k)
+    return {key: i for key, (_, i) in best.items()}
