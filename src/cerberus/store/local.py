@@ -81,6 +81,7 @@ from cerberus.store.base import (
     check_nprobe,
     check_search,
 )
+from cerberus.store.columns import Columns, bump_reshaped, state
 from cerberus.store.pathcodec import decode, encode
 from cerberus.store.rows import (
     COLUMNS,
@@ -163,6 +164,9 @@ class LocalStore:
             f"; `cerberus gallery check {self.name}` lists every damaged file",
         )
         self._ann = AnnIndex(self.folder / ANN, self.info.dim, nprobe=nprobe)
+        self._columns: Columns | None = None
+        """The filter columns in memory (:mod:`cerberus.store.columns`), read at first use."""
+        self._columns_lock = threading.Lock()
 
     @property
     def nprobe(self) -> int:
@@ -439,6 +443,8 @@ class LocalStore:
                         "(remove it first, or replace it)"
                     )
                 replaced = 0
+                if done:
+                    bump_reshaped(conn)
                 for s in done:
                     replaced += conn.execute("DELETE FROM items WHERE source = ?", (s,)).rowcount
                     conn.execute("DELETE FROM sources WHERE name = ?", (s,))
@@ -517,6 +523,7 @@ class LocalStore:
             raise StoreError(f"{self.name}: remove before a time is by camera only")
         doing = f"removing {'source ' + source if source is not None else 'camera ' + camera}"
         with self._writing(doing) as conn:
+            bump_reshaped(conn)
             if source is not None:
                 gone = conn.execute("DELETE FROM items WHERE source = ?", (source,)).rowcount
                 conn.execute("DELETE FROM sources WHERE name = ?", (source,))
@@ -587,6 +594,7 @@ class LocalStore:
                     )
                     updates += [(new, r, int(i)) for r, i in enumerate(ids[sl])]
                 conn.executemany("UPDATE items SET seg = ?, row = ? WHERE id = ?", updates)
+                bump_reshaped(conn)
                 conn.executemany("DELETE FROM segments WHERE seg = ?", [(s,) for s in redo])
                 conn.executemany(
                     "DELETE FROM gallery WHERE key = ?", [(f"crc:{files[s]}",) for s in redo]
@@ -637,8 +645,55 @@ class LocalStore:
         return a[:, 0].copy(), a[:, 1].copy(), a[:, 2].copy()
 
     def _snapshot(self, where: Filter | None):
-        """Candidates (ids, seg positions, rows) passing ``where`` and the segment files."""
-        return self._snapshot_where(*compile_filter(where))
+        """Candidates (ids, seg positions, rows) passing ``where`` and the segment files: from
+        the filter columns in memory (:meth:`_filter_columns`), or SQL for a tracks filter."""
+        got = self._filter_columns() if Columns.supports(where) else None
+        if got is None:
+            return self._snapshot_where(*compile_filter(where))
+        cols, files = got
+        return self._located(cols, cols.positions(where), files)
+
+    def _lookup(self, wanted: np.ndarray, where: Filter | None = None):
+        """(ids, seg positions, rows, files) of the ids ``wanted`` that are held and pass
+        ``where``."""
+        got = self._filter_columns() if Columns.supports(where) else None
+        if got is None:
+            condition, params = compile_filter(where)
+            return self._snapshot_where(
+                f"id IN (SELECT value FROM json_each(?)) AND ({condition})",
+                [json.dumps(np.unique(wanted).tolist()), *params],
+            )
+        cols, files = got
+        return self._located(cols, cols.lookup(wanted, where), files)
+
+    @staticmethod
+    def _located(cols: Columns, at: np.ndarray, files: dict[int, str]):
+        keys = np.array(sorted(files), np.int64)
+        seg = np.searchsorted(keys, cols.seg[at])
+        return cols.ids[at], seg, cols.row[at], [files[int(s)] for s in keys]
+
+    def _filter_columns(self) -> tuple[Columns, dict[int, str]] | None:
+        """The filter columns as of the gallery's committed state, with the segment files of
+        that state (read again where a write came between; ``None`` if writes keep coming:
+        the caller asks SQL)."""
+        for _ in range(3):
+            with self._reading() as conn:
+                conn.execute("BEGIN")
+                try:
+                    now = state(conn)
+                    files = self._segment_files(conn)
+                finally:
+                    conn.execute("COMMIT")
+            with self._columns_lock:
+                cols = self._columns
+                if cols is None or cols.state != now:
+                    since = cols if cols is not None and cols.appended(now) else None
+                    with self._reading() as conn:
+                        cols = Columns.read(conn, since)
+                    self._columns = cols
+            if cols.state == now:
+                return cols, files
+        return None
 
     def _snapshot_where(self, condition: str, params: list):
         """(ids, seg positions, rows) of the items passing the SQL ``condition`` and the segment
@@ -742,16 +797,11 @@ class LocalStore:
         that share does. A query for which fewer than k pass, or fewer than 3/4 of the share
         the others see (a filter that keeps few items near it), is answered by the id-bitmap
         path, as are all queries below the smallest share."""
-        condition, params = compile_filter(where)
 
         def draw(kk: int, probes: int) -> tuple[np.ndarray, np.ndarray, tuple]:
             with self._ann.lock:
                 found = ann.search(q, min(ann.index.ntotal, kk), probes)
-            wanted = np.unique(found[found >= 0])
-            located = self._snapshot_where(
-                f"id IN (SELECT value FROM json_each(?)) AND ({condition})",
-                [json.dumps(wanted.tolist()), *params],
-            )
+            located = self._lookup(found[found >= 0], where)
             passing = np.where(np.isin(found, located[0]), found, -1)
             return found, passing, located
 
@@ -867,10 +917,7 @@ class LocalStore:
         """Exact top-k of each query among its candidate ids ``found`` (``-1`` ignored), with
         their locations ``located`` = (ids, seg positions, rows, files), or looked up."""
         if located is None:
-            wanted = np.unique(found[found >= 0])
-            located = self._snapshot_where(
-                "id IN (SELECT value FROM json_each(?))", [json.dumps(wanted.tolist())]
-            )
+            located = self._lookup(found[found >= 0])
         ids, seg, row, files = located
         order = np.argsort(ids)
         ids, seg, row = ids[order], seg[order], row[order]
