@@ -62,6 +62,9 @@ of them searches the index unfiltered for ``k rerank / fraction`` candidates and
 that pass (no list of the passing items is read: what makes a broad filter cheap)."""
 FILTER_FRACTIONS = (0.5, 0.2, 0.05, 0.01, 0.002)
 """Filter selectivities the id-bitmap path is measured at (those leaving enough items)."""
+VERIFY_QUERIES = 64
+"""Of the measuring queries, those a real search checks each setting with (the others'
+recall is the bound read off the cells less the loss these show: :meth:`AnnIndex.measure`)."""
 COVER_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 """Coverage factors tried for the id-bitmap path (see :meth:`AnnIndex.search_within`)."""
 
@@ -507,56 +510,54 @@ class AnnIndex:
         chunk = chunk or max(4096, (1 << 26) // self.dim)  # 256 MB of vectors at a time
         truth = _truths(q, ids, gather, masks, k + 1, chunk)
         held_out = {key: _held_out(t, own, k) for key, t in truth.items()}
-        live = np.sort(ids)
-        nlist = self.nlist
+        nlist, nq = self.nlist, len(q)
         ranks = self.cell_ranks(q)
+        sub = np.sort(rng.choice(nq, min(nq, VERIFY_QUERIES), replace=False))
 
-        def alive(found: np.ndarray) -> np.ndarray:
-            return np.where(np.isin(found, live), found, -1)
+        def found_share(found: np.ndarray, key) -> np.ndarray:
+            """Per query of ``sub``: the share of its true neighbours in ``found``."""
+            t = held_out[key][sub]
+            hit = (t[:, :, None] == found[:, None, :]).any(axis=2) & (t >= 0)
+            return _shares(hit, t >= 0)
 
-        def lowest(needed: np.ndarray, valid: np.ndarray, lo: int) -> int:
-            """The smallest nprobe from ``lo`` whose reach (the bound) reaches the target."""
-            got = _smallest(lo, nlist, lambda p: reaches(reach(needed <= p, valid)))
-            return got or nlist
+        def estimate(bound: np.ndarray, real: np.ndarray) -> np.ndarray:
+            """Per query the bound less the loss a real search showed on ``sub``."""
+            loss = float(np.nanmean(bound[sub] - real)) if np.isfinite(real).any() else 0.0
+            return bound - max(0.0, loss)
 
-        def checked(p: int, real: Callable[[int], np.ndarray], got: dict) -> int | None:
-            """From ``p`` up, the first nprobe at which a real search reaches the target."""
-            while True:
-                got[p] = real(p)
-                if reaches(got[p]):
-                    return p
-                if p >= nlist:
-                    return None
-                p = min(nlist, max(p + 1, math.ceil(1.25 * p)))
+        def settle(start, steps, bound_of, real_of, got: dict):
+            """The first setting from ``start`` along ``steps`` whose bound reaches the
+            target and then whose estimate does (``None``: none)."""
+            i = next((j for j in range(start, len(steps)) if _ok(bound_of(steps[j]))), None)
+            while i is not None and i < len(steps):
+                got[steps[i]] = estimate(bound_of(steps[i]), real_of(steps[i]))
+                if _ok(got[steps[i]]):
+                    return steps[i]
+                i += 1
+            return None
 
         kk = min(n, k * rerank + 1)
-        truth0 = held_out[None]
-        needed0 = self.probes_needed(ranks, truth0)
+        probes = _ladder(nlist)
+
+        def probe_bound(key):
+            needed, valid = self.probes_needed(ranks, held_out[key]), held_out[key] >= 0
+            return lambda p: _shares(needed <= p, valid)
+
         curve: dict[int, np.ndarray] = {}
-        p = checked(
-            lowest(needed0, truth0 >= 0, 1),
-            lambda pp: _recall(alive(self.search(q, kk, pp)), truth[None], own, k),
+        p = settle(
+            0, probes, probe_bound(None), lambda pp: found_share(self.search(q[sub], kk, pp), None),
             curve,
-        )
+        )  # fmt: skip
         base = p or nlist
-        broad_p, broad_r, start = {}, {}, base
+        broad_p, broad_r, start = {}, {}, probes.index(base)
         for f in broad:
             kf = min(n, math.ceil(k * rerank / f) + 1)
-            passing = np.sort(ids[masks["broad", f]])
-            t = held_out["broad", f]
-
-            def real(pp: int, kf=kf, passing=passing, f=f) -> np.ndarray:
-                found = alive(self.search(q, kf, pp))
-                found = np.where(np.isin(found, passing), found, -1)
-                return _recall(found, truth["broad", f], own, k)
-
             got: dict[int, np.ndarray] = {}
-            # a smaller share needs at least as many cells
-            bp = checked(lowest(self.probes_needed(ranks, t), t >= 0, start), real, got)
-            start = bp or nlist
+            real = lambda pp, kf=kf, f=f: found_share(self.search(q[sub], kf, pp), ("broad", f))  # noqa: E731
+            bp = settle(start, probes, probe_bound(("broad", f)), real, got)
+            start = probes.index(bp) if bp else len(probes) - 1  # a smaller share: more cells
             broad_p[str(f)] = bp
-            broad_r[str(f)] = round(float(np.mean(got[max(got)])), 4)
-        cover, cover_r = None, {}
+            broad_r[str(f)] = round(float(np.nanmean(got[max(got)])), 4) if got else None
         scanned = base / nlist * self.index.ntotal
         bitmaps, before = {}, {}
         for key, mask in masks.items():
@@ -566,24 +567,22 @@ class AnnIndex:
                 bitmaps[key] = (np.packbits(bits, bitorder="little"), ids[mask])
                 before[key] = self.items_before(ranks, held_out[key], ids[mask])
 
-        def bound(c: float, key) -> np.ndarray:
-            target = max(kk, min(len(bitmaps[key][1]), c * scanned))
-            return reach(before[key] < target, held_out[key] >= 0)
+        def cover_bound(key):
+            npass, valid = len(bitmaps[key][1]), held_out[key] >= 0
+            return lambda c: _shares(before[key] < max(kk, min(npass, c * scanned)), valid)
 
         self.recall = {"nprobe": p}  # search_within reads the base nprobe from it
         ladder = [c for c in COVER_LADDER if c * base < nlist] + [float(nlist)]
-        ladder = [c for c in ladder if c <= nlist]
-        first = next(
-            (i for i, c in enumerate(ladder) if all(reaches(bound(c, key)) for key in bitmaps)),
-            len(ladder) - 1,
-        )
-        for c in ladder[first:] if narrow else ():
+        cover, cover_r = None, {}
+        for c in ladder if narrow else ():  # every filter kind must reach the target
+            if not all(_ok(cover_bound(key)(c)) for key in bitmaps):
+                continue
             got = {}
             for key, (bitmap, passing) in bitmaps.items():
-                found = self.search_within(q, kk, bitmap, passing, cover=c)
-                got[f"{key[0]} {key[1]}"] = _recall(alive(found), truth[key], own, k)
-            cover_r = {f: round(float(np.mean(r)), 4) for f, r in got.items()}
-            if all(reaches(r) for r in got.values()):
+                found = self.search_within(q[sub], kk, bitmap, passing, cover=c)
+                got[f"{key[0]} {key[1]}"] = estimate(cover_bound(key)(c), found_share(found, key))
+            cover_r = {name: round(float(np.nanmean(r)), 4) for name, r in got.items()}
+            if all(_ok(r) for r in got.values()):
                 cover = c
                 break
         self.recall = {
@@ -593,8 +592,8 @@ class AnnIndex:
             "nlist": nlist,
             "queries": {"photo": len(photo), "description": len(extra)},
             "nprobe": p,
-            "recall_at_10": round(float(np.mean(curve[base if p else max(curve)])), 4),
-            "curve": {str(a): round(float(np.mean(b)), 4) for a, b in sorted(curve.items())},
+            "recall_at_10": round(float(np.nanmean(curve[base])), 4) if curve else None,
+            "curve": {str(a): round(float(np.nanmean(b)), 4) for a, b in sorted(curve.items())},
             "broad": broad_p,
             "broad_recall": broad_r,
             "cover": cover if narrow else float(nlist),  # not measured: every passing cell
@@ -603,12 +602,27 @@ class AnnIndex:
         return self.recall
 
 
-def reach(found: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Per query the share of its true neighbours (``valid`` ``(Q, k)``) marked ``found``;
-    queries with none are left out (``[1.0]`` when no query has any), as :func:`_recall`."""
+def _shares(found: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``(Q,)``: per query the share of its true neighbours (``valid`` ``(Q, k)``) marked
+    ``found`` (``nan`` for a query with none)."""
     count = valid.sum(axis=1)
-    out = (found & valid).sum(axis=1)[count > 0] / count[count > 0]
-    return out if len(out) else np.asarray([1.0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, (found & valid).sum(axis=1) / count, np.nan)
+
+
+def _ok(recalls: np.ndarray) -> bool:
+    """:func:`reaches` over the queries that have neighbours (all of none: reached)."""
+    r = recalls[np.isfinite(recalls)]
+    return reaches(r) if len(r) else True
+
+
+def _ladder(nlist: int) -> list[int]:
+    """nprobe settings tried, 1 to ``nlist``: every one up to 16, then steps of about 6 %."""
+    out, p = [], 1
+    while p < nlist:
+        out.append(p)
+        p = p + 1 if p < 16 else math.ceil(p * 1.06)
+    return [*out, nlist]
 
 
 def _held_out(truth: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
@@ -621,23 +635,66 @@ def _held_out(truth: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def _merge(best_s, best_i, q_of, s, i, k):
+    """Merge candidates (query ``q_of``, score ``s``, id ``i``) into the running top-``k``
+    ``(Q, k)`` (scores descending, ties to the smaller id; ``-inf`` / ``-1`` padding)."""
+    nq = len(best_s)
+    all_q = np.concatenate([np.repeat(np.arange(nq), k), q_of])
+    all_s = np.concatenate([best_s.ravel(), s])
+    all_i = np.concatenate([best_i.ravel(), i])
+    o = np.lexsort((all_i, -all_s, all_q))
+    all_q, all_s, all_i = all_q[o], all_s[o], all_i[o]
+    start = np.searchsorted(all_q, np.arange(nq))
+    take = (start[:, None] + np.arange(k)[None, :]).ravel()  # every query holds >= k entries
+    return all_s[take].reshape(nq, k), all_i[take].reshape(nq, k)
+
+
 def _truths(
     q: np.ndarray, ids: np.ndarray, gather: Gather, masks: Mapping[Any, np.ndarray], k: int,
-    chunk: int,
+    chunk: int, seed: int = 0,
 ) -> dict[Any, np.ndarray]:
     """Exact top-``k`` ids ``(Q, k)`` of ``q`` among all ``ids`` (key ``None``) and among those
-    each mask keeps, by one pass over the vectors in chunks (``gather`` by positions)."""
-    n = len(ids)
-    best: dict[Any, tuple] = {key: (None, None) for key in (None, *masks)}
+    each mask keeps (ties to the smaller id; ``-1`` padding), by one pass over the vectors in
+    chunks (``gather`` by positions).
+
+    Only scores at or above a query's running k-th best can enter its list, so after a
+    random sample's scores set a floor (the k-th best passing item of the sample, which the
+    true k-th best is at least), few items per chunk are merged. Masks keeping under 5 % are
+    merged column by column (few columns)."""
+    n, nq = len(ids), len(q)
+    keys = [None, *masks]
+    dense = [key for key in keys if key is None or masks[key].mean() >= 0.05]
+    sparse = [key for key in keys if key not in dense]
+    floor = {key: np.full(nq, -np.inf, np.float32) for key in dense}
+    rng = np.random.default_rng([seed, 13])
+    sample = np.sort(rng.choice(n, min(n, 32768), replace=False))
+    s = q @ np.ascontiguousarray(gather(sample), np.float32).T
+    for key in dense:
+        cols = slice(None) if key is None else masks[key][sample]
+        got = s[:, cols]
+        if got.shape[1] >= k:
+            floor[key] = -np.partition(-got, k - 1, axis=1)[:, k - 1]
+    best = {
+        key: (np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64))
+        for key in keys
+    }
     for start in range(0, n, chunk):
         sl = slice(start, min(n, start + chunk))
         block = np.ascontiguousarray(gather(np.arange(sl.start, sl.stop)), np.float32)
         scores, block_ids = q @ block.T, ids[sl]
         del block
-        for key, (s, i) in best.items():
-            if key is None:
-                best[key] = top_k_merge(s, i, scores, block_ids, k)
-            else:
-                cols = np.flatnonzero(masks[key][sl])
-                best[key] = top_k_merge(s, i, scores[:, cols], block_ids[cols], k)
-    return {key: i for key, (_, i) in best.items()}
+        bar = {key: np.maximum(floor[key], best[key][0][:, -1]) for key in dense}
+        lowest = np.min(np.stack(list(bar.values())), axis=0)
+        qi, ci = np.nonzero(scores >= lowest[:, None])
+        sc = scores[qi, ci]
+        for key in dense:
+            keep = sc >= bar[key][qi]
+            if key is not None:
+                keep &= masks[key][sl][ci]
+            if keep.any():
+                best[key] = _merge(*best[key], qi[keep], sc[keep], block_ids[ci[keep]], k)
+        for key in sparse:
+            cols = np.flatnonzero(masks[key][sl])
+            if len(cols):
+                best[key] = top_k_merge(*best[key], scores[:, cols], block_ids[cols], k)
+    return {key: np.where(np.isfinite(b[0]), b[1], -1) for key, b in best.items()}
