@@ -125,6 +125,14 @@ SEGMENT_ROWS = 131_072
 """Rows per segment written by a compaction."""
 
 
+def _member(found: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Which of ``found`` (any shape) are in ``ids`` (sorted): one binary search each."""
+    if len(ids) == 0:
+        return np.zeros(found.shape, bool)
+    at = np.clip(np.searchsorted(ids, found), 0, len(ids) - 1)
+    return ids[at] == found
+
+
 class LocalStore:
     """A gallery in a local folder: SQLite metadata + memory-mapped vector segments + a faiss
     cache (see the module's text). Open with :meth:`create` or :meth:`open`; safe to use from
@@ -706,6 +714,8 @@ class LocalStore:
             finally:
                 conn.execute("COMMIT")
         keys = np.array(sorted(files), np.int64)
+        order = np.argsort(ids, kind="stable")  # in id order, as the filter columns give them
+        ids, seg, row = ids[order], seg[order], row[order]
         return ids, np.searchsorted(keys, seg), row, [files[int(s)] for s in keys]
 
     def search(
@@ -763,10 +773,6 @@ class LocalStore:
                 if all(len(h) >= min(k, total) for h in hits):
                     return hits
                 # removed items still in the index crowded the live ones out: restrict to these
-        if indexed and not unfiltered and broad:
-            hits = self._broad(q, k, where, total, nprobe)
-            if hits is not None:
-                return hits
         ids, seg, row, files = self._snapshot(where)
         if len(ids) == 0:
             return empty
@@ -776,51 +782,41 @@ class LocalStore:
             or (len(ids) <= EXACT_WITHOUT_INDEX and not self._ann_exists())
         ):
             return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
+        located = (ids, seg, row, files)
+        if not unfiltered and broad:
+            hits = self._broad(q, k, where, located, total, nprobe)
+            if hits is not None:
+                return hits
         bits = np.zeros(int(ids.max()) + 1, dtype=bool)
         bits[ids] = True
         bitmap = np.packbits(bits, bitorder="little")
         found = self._ann_candidates(q, k, (bitmap, ids), len(ids), total, nprobe)
         if found is None:  # measured: no probing reaches the target under a filter
             return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
-        return self._rerank(q, k, found, (ids, seg, row, files))
+        return self._rerank(q, k, found, located)
 
     def _broad(
-        self, q: np.ndarray, k: int, where: Filter, total: int, nprobe: int | None
+        self, q: np.ndarray, k: int, where: Filter, located: tuple, total: int, nprobe: int | None
     ) -> list[Hits] | None:
-        """The broad-filter path (``None`` where it does not apply): no list of the passing
-        items is read. An unfiltered index search draws ``2 k rerank`` candidates (with the
-        nprobe measured for a filter keeping half the gallery) and SQL checks which of just
-        these pass; the share that passes, ``s``, says how broad the filter is near the
-        queries. From ``s`` = 1/2 on, those passing are re-ranked exactly (the measured
-        setting holds their top-10); from ``s`` = :data:`~cerberus.store.ann.BROAD_FRACTIONS`'
-        smallest on, a second draw of ``k rerank / s`` candidates with the nprobe measured for
-        that share does. A query for which fewer than k pass, or fewer than 3/4 of the share
-        the others see (a filter that keeps few items near it), is answered by the id-bitmap
-        path, as are all queries below the smallest share."""
-
-        def draw(kk: int, probes: int) -> tuple[np.ndarray, np.ndarray, tuple]:
-            with self._ann.lock:
-                found = ann.search(q, min(ann.index.ntotal, kk), probes)
-            located = self._lookup(found[found >= 0], where)
-            passing = np.where(np.isin(found, located[0]), found, -1)
-            return found, passing, located
-
+        """The broad-filter path (``None`` where it does not apply): for a filter keeping a
+        share ``s`` of the index's items (the ``located`` passing items, from the filter
+        columns) of at least :data:`~cerberus.store.ann.BROAD_FRACTIONS`' smallest, one
+        unfiltered index search draws ``k rerank / s`` candidates with the nprobe measured for
+        that share, and those passing are re-ranked exactly (the measured setting holds their
+        top-10). A query for which fewer than k pass, or fewer than 3/4 of the ``s`` drawn (a
+        filter that keeps few items near it), is answered by the id-bitmap path."""
+        ids = located[0]
         with self._ann.lock:
             ann = self._ann_ready(total)
-        probes = nprobe or ann.broad_nprobe(max(BROAD_FRACTIONS))
-        if probes is None:
-            return None
-        found, passing, located = draw(2 * k * self.rerank, probes)
-        share = float((passing >= 0).sum() / max(1, (found >= 0).sum()))
-        if share < min(BROAD_FRACTIONS):
-            return None
-        if share < max(BROAD_FRACTIONS):
+            held = max(ann.index.ntotal, 1)
+            share = len(ids) / held
             probes = nprobe or ann.broad_nprobe(share)
-            if probes is None:
+            if share < min(BROAD_FRACTIONS) or probes is None:
                 return None
-            found, passing, located = draw(math.ceil(k * self.rerank / share), probes)
+            found = ann.search(q, min(held, math.ceil(k * self.rerank / share) + 1), probes)
+        passing = np.where(_member(found, ids), found, -1)
         got, drawn = (passing >= 0).sum(axis=1), (found >= 0).sum(axis=1)
-        # fewer pass near a query than near the others: the filter is correlated with the
+        # fewer pass near a query than the filter's share: the filter is correlated with the
         # vectors there (for a random filter this is many standard deviations below)
         short = (got < k) | (got < 0.75 * share * drawn)
         hits = self._rerank(q, k, passing, located)
@@ -915,12 +911,11 @@ class LocalStore:
 
     def _rerank(self, q: np.ndarray, k: int, found: np.ndarray, located=None) -> list[Hits]:
         """Exact top-k of each query among its candidate ids ``found`` (``-1`` ignored), with
-        their locations ``located`` = (ids, seg positions, rows, files), or looked up."""
+        their locations ``located`` = (ids in id order, seg positions, rows, files), or looked
+        up."""
         if located is None:
             located = self._lookup(found[found >= 0])
-        ids, seg, row, files = located
-        order = np.argsort(ids)
-        ids, seg, row = ids[order], seg[order], row[order]
+        ids, seg, row, files = located  # in id order
         out = []
         for r, cand in enumerate(found):
             cand = cand[cand >= 0]
