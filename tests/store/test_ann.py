@@ -6,6 +6,8 @@ nprobe is one line on every backend."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -174,16 +176,40 @@ def test_a_filter_correlated_with_the_vectors_reaches_the_target(tmp_path):
     store.close()
 
 
-def test_recall_is_measured_again_when_the_gallery_grows_by_a_tenth(tmp_path):
+def test_recall_is_measured_again_when_the_gallery_grows_by_a_tenth(tmp_path, monkeypatch):
     store, _, _ = galleries(tmp_path, "clustered")
     q = vectors("clustered", 3, seed=9)
     store.add(items(vectors("clustered", N // 20, seed=3), source="a"))  # 5%: not yet
     store.search(q, 10)
     assert store.index_facts()["recall"]["measured_on"] == N
+    assert "due" not in store.index_facts()
     store.add(items(vectors("clustered", N // 16, seed=4), source="b"))  # now 11.25% more
-    store.search(q, 10)
+    from cerberus.cli.gallery import index_line
+
+    assert store.index_facts()["due"] and "due to be measured again" in index_line(
+        store.index_facts()
+    )  # what `gallery info` shows until it is measured
+    measuring = threading.Event()
+    measure = ann_module.AnnIndex.measure
+
+    def slow(self, *args, **kwargs):  # the measurement runs while searches go on
+        measuring.set()
+        time.sleep(0.5)
+        return measure(self, *args, **kwargs)
+
+    monkeypatch.setattr(ann_module.AnnIndex, "measure", slow)
+    store.search(q, 10)  # answered with the settings measured before; measuring starts
+    assert measuring.wait(10) and store._measuring.is_alive()
+    assert len(store.search(q, 10, cams(*range(5)))[0]) == 10  # not waiting for it
+    store.wait_measured()
+    assert store.measure_error is None
     assert store.index_facts()["recall"]["measured_on"] == N + N // 20 + N // 16
+    assert "due" not in store.index_facts()
     store.close()
+    again = LocalStore.open(tmp_path / "clustered", exact_limit=300)
+    again.search(q, 10)  # measured and saved: nothing to measure again
+    assert again._measuring is None
+    again.close()
 
 
 def test_where_no_setting_reaches_the_target_searches_are_exact(tmp_path, monkeypatch):

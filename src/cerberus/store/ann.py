@@ -366,6 +366,7 @@ class AnnIndex:
         *,
         cover: float | None = None,
         nprobe: int | None = None,
+        base: int | None = None,
     ) -> np.ndarray:
         """Candidate ids ``(Q, kk)`` among the ``ids`` passing a filter (``bitmap``: their
         bits by id, little-endian bit order).
@@ -391,7 +392,7 @@ class AnnIndex:
             take = np.cumsum(held > 0, axis=1) <= nprobe
         else:
             c = math.inf if cover is None else cover
-            scanned = self.default_nprobe() / nlist * self.index.ntotal
+            scanned = (base or self.default_nprobe()) / nlist * self.index.ntotal
             target = max(kk, min(len(ids), c * scanned))
             before = np.cumsum(held, axis=1) - held  # passing items in the cells before
             take = before < target
@@ -426,34 +427,43 @@ class AnnIndex:
         np.put_along_axis(ranks, order, np.broadcast_to(np.arange(nlist), order.shape), axis=1)
         return ranks
 
-    def _cells(self, found: np.ndarray) -> np.ndarray:
-        """The cell of each id in ``found`` (any shape; ``-1``: none, or not indexed)."""
-        lists = self.lists_of()
+    def _cells(self, found: np.ndarray, lists: np.ndarray | None = None) -> np.ndarray:
+        """The cell of each id in ``found`` (any shape; ``-1``: none, or not indexed) by
+        ``lists`` (default :meth:`lists_of`)."""
+        lists = self.lists_of() if lists is None else lists
         safe = np.clip(found, 0, len(lists) - 1)
         return np.where((found >= 0) & (found < len(lists)), lists[safe], -1)
 
-    def probes_needed(self, ranks: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    def probes_needed(
+        self, ranks: np.ndarray, truth: np.ndarray, lists: np.ndarray | None = None
+    ) -> np.ndarray:
         """``(Q, k)``: per query and true neighbour (``truth`` ``(Q, k)`` ids, ``-1``: none)
         the nprobe from which a search probes that neighbour's cell, ``rank + 1`` (``0`` for
         none). With enough candidates drawn from the probed cells, recall@k at nprobe ``p``
         is the share of a query's neighbours with ``needed <= p`` (:func:`reach`)."""
-        cell = self._cells(truth)
+        cell = self._cells(truth, lists)
         needed = np.take_along_axis(ranks, np.maximum(cell, 0), axis=1) + 1
         needed = np.where(cell >= 0, needed, ranks.shape[1] + 1)  # not indexed: never
         return np.where(truth >= 0, needed, 0)
 
-    def items_before(self, ranks: np.ndarray, truth: np.ndarray, passing: np.ndarray) -> np.ndarray:
+    def items_before(
+        self,
+        ranks: np.ndarray,
+        truth: np.ndarray,
+        passing: np.ndarray,
+        lists: np.ndarray | None = None,
+    ) -> np.ndarray:
         """``(Q, k)``: per query and true neighbour (``truth`` ids among ``passing``, ``-1``:
         none) the passing items held by the cells nearer the query than the neighbour's: the
         id-bitmap path (:meth:`search_within`) reaches it when these are fewer than its target
         of passing items (``-1`` for none)."""
-        lists = self.lists_of()
+        lists = self.lists_of() if lists is None else lists
         cells = lists[passing[passing < len(lists)]]
         counts = np.bincount(cells[cells >= 0], minlength=self.nlist)
         order = np.argsort(ranks, axis=1)
         held = counts[order]
         before = np.cumsum(held, axis=1) - held  # by place in the query's order
-        cell = self._cells(truth)
+        cell = self._cells(truth, lists)
         place = np.take_along_axis(ranks, np.maximum(cell, 0), axis=1)
         got = np.take_along_axis(before, place, axis=1)
         got = np.where(cell >= 0, got, np.iinfo(np.int64).max // 2)
@@ -468,6 +478,7 @@ class AnnIndex:
         rerank: int = 10,
         min_filtered: int = 0,
         chunk: int | None = None,
+        lock: Any = None,
     ) -> dict[str, Any]:
         """Measure recall@10 on the gallery's own items ``ids`` (vectors by
         ``gather(positions)``) and keep the settings that reach :data:`TARGET` in
@@ -491,6 +502,12 @@ class AnnIndex:
         cell was probed): the setting kept is one a real search reached the target with.
         """
         n, k = len(ids), RECALL_K
+        lock = lock or contextlib.nullcontext()
+
+        def search(queries: np.ndarray, kk: int, nprobe: int) -> np.ndarray:
+            with lock:
+                return self.search(queries, kk, nprobe)
+
         rng = np.random.default_rng([self.seed, 11, n])
         pos = np.sort(rng.choice(n, min(PHOTO_QUERIES, n), replace=False))
         photo = np.ascontiguousarray(gather(pos), dtype=np.float32)
@@ -500,7 +517,9 @@ class AnnIndex:
         broad = [f for f in BROAD_FRACTIONS if f * n > max(min_filtered, 2 * k)]
         narrow = [f for f in FILTER_FRACTIONS if f * n > max(min_filtered, 2 * k)]
         masks: dict[Any, np.ndarray] = {("broad", f): rng.random(n) < f for f in broad}
-        cells = self.lists_of()[ids]
+        with lock:  # a search may extend the index meanwhile: these stay as they are now
+            lists, ntotal, index = self.lists_of(), self.index.ntotal, self.index
+        cells = lists[ids]
         for f in narrow:  # a random filter, and one keeping whole cells (as one camera may)
             masks[("random", f)] = rng.random(n) < f
             order = rng.permutation(self.nlist)
@@ -511,7 +530,8 @@ class AnnIndex:
         truth = _truths(q, ids, gather, masks, k + 1, chunk)
         held_out = {key: _held_out(t, own, k) for key, t in truth.items()}
         nlist, nq = self.nlist, len(q)
-        ranks = self.cell_ranks(q)
+        with lock:
+            ranks = self.cell_ranks(q)
         sub = np.sort(rng.choice(nq, min(nq, VERIFY_QUERIES), replace=False))
 
         def found_share(found: np.ndarray, key) -> np.ndarray:
@@ -540,12 +560,12 @@ class AnnIndex:
         probes = _ladder(nlist)
 
         def probe_bound(key):
-            needed, valid = self.probes_needed(ranks, held_out[key]), held_out[key] >= 0
+            needed, valid = self.probes_needed(ranks, held_out[key], lists), held_out[key] >= 0
             return lambda p: _shares(needed <= p, valid)
 
         curve: dict[int, np.ndarray] = {}
         p = settle(
-            0, probes, probe_bound(None), lambda pp: found_share(self.search(q[sub], kk, pp), None),
+            0, probes, probe_bound(None), lambda pp: found_share(search(q[sub], kk, pp), None),
             curve,
         )  # fmt: skip
         base = p or nlist
@@ -553,25 +573,24 @@ class AnnIndex:
         for f in broad:
             kf = min(n, math.ceil(k * rerank / f) + 1)
             got: dict[int, np.ndarray] = {}
-            real = lambda pp, kf=kf, f=f: found_share(self.search(q[sub], kf, pp), ("broad", f))  # noqa: E731
+            real = lambda pp, kf=kf, f=f: found_share(search(q[sub], kf, pp), ("broad", f))  # noqa: E731
             bp = settle(start, probes, probe_bound(("broad", f)), real, got)
             start = probes.index(bp) if bp else len(probes) - 1  # a smaller share: more cells
             broad_p[str(f)] = bp
             broad_r[str(f)] = round(float(np.nanmean(got[max(got)])), 4) if got else None
-        scanned = base / nlist * self.index.ntotal
+        scanned = base / nlist * ntotal
         bitmaps, before = {}, {}
         for key, mask in masks.items():
             if key[0] != "broad":
                 bits = np.zeros(int(ids.max()) + 1, bool)
                 bits[ids[mask]] = True
                 bitmaps[key] = (np.packbits(bits, bitorder="little"), ids[mask])
-                before[key] = self.items_before(ranks, held_out[key], ids[mask])
+                before[key] = self.items_before(ranks, held_out[key], ids[mask], lists)
 
         def cover_bound(key):
             npass, valid = len(bitmaps[key][1]), held_out[key] >= 0
             return lambda c: _shares(before[key] < max(kk, min(npass, c * scanned)), valid)
 
-        self.recall = {"nprobe": p}  # search_within reads the base nprobe from it
         ladder = [c for c in COVER_LADDER if c * base < nlist] + [float(nlist)]
         cover, cover_r = None, {}
         for c in ladder if narrow else ():  # every filter kind must reach the target
@@ -579,13 +598,14 @@ class AnnIndex:
                 continue
             got = {}
             for key, (bitmap, passing) in bitmaps.items():
-                found = self.search_within(q[sub], kk, bitmap, passing, cover=c)
+                with lock:
+                    found = self.search_within(q[sub], kk, bitmap, passing, cover=c, base=base)
                 got[f"{key[0]} {key[1]}"] = estimate(cover_bound(key)(c), found_share(found, key))
             cover_r = {name: round(float(np.nanmean(r)), 4) for name, r in got.items()}
             if all(_ok(r) for r in got.values()):
                 cover = c
                 break
-        self.recall = {
+        recall = {
             "k": k,
             "target": TARGET,
             "measured_on": n,
@@ -599,7 +619,10 @@ class AnnIndex:
             "cover": cover if narrow else float(nlist),  # not measured: every passing cell
             "filtered_recall": cover_r,
         }
-        return self.recall
+        with lock:
+            if self.index is index:  # not rebuilt meanwhile
+                self.recall = recall
+        return recall
 
 
 def _shares(found: np.ndarray, valid: np.ndarray) -> np.ndarray:

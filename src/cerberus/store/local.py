@@ -175,6 +175,9 @@ class LocalStore:
         self._columns: Columns | None = None
         """The filter columns in memory (:mod:`cerberus.store.columns`), read at first use."""
         self._columns_lock = threading.Lock()
+        self._measuring: threading.Thread | None = None
+        self.measure_error: str | None = None
+        """Why the last background recall measurement failed (``None``: it did not)."""
 
     @property
     def nprobe(self) -> int:
@@ -834,9 +837,11 @@ class LocalStore:
     def _ann_ready(self, total: int, retrain: bool = False) -> AnnIndex:
         """The approximate index, loaded (built when there is none) and extended to the
         committed items; retrained (``retrain``) when :meth:`AnnIndex.stale`; its recall
-        measured when it never was or the gallery grew by a tenth since
-        (:meth:`AnnIndex.measure`). A search never retrains: at 1M x 2560 that takes minutes
-        (:meth:`build_index` does)."""
+        measured when it never was or the gallery grew (or shrank) by a tenth since
+        (:meth:`AnnIndex.measure`): at once when there are no settings yet or ``retrain`` is
+        asked (:meth:`build_index`), otherwise in the background while searches go on with
+        the settings measured before (:meth:`_measure_later`). A search never retrains: at
+        1M x 2560 that takes minutes (:meth:`build_index` does)."""
         ann = self._ann
         if ann.index is None:
             ann.load()
@@ -849,14 +854,40 @@ class LocalStore:
             ids, seg, row, files = self._snapshot_where("id >= ?", [ann.covered])
             if len(ids):
                 ann.extend(ids, lambda p: self._segments.gather(files, seg[p], row[p]))
-            if ann.unmeasured(total):
+            if ann.unmeasured(total) and (ann.recall is None or retrain):  # measure now
                 self._measure(ann)
                 ann.save()
+            elif ann.unmeasured(total):
+                self._measure_later()
             elif len(ids) > 0.1 * ann.trained_on:
                 ann.save()
         return ann
 
-    def _measure(self, ann: AnnIndex) -> None:
+    def _measure_later(self) -> None:
+        """Measure the index's recall again in a thread of its own (searches go on with the
+        settings measured before; the index lock is taken only around each of its index
+        searches), then save it; one at a time. :meth:`close` waits for it."""
+        if self._measuring is not None and self._measuring.is_alive():
+            return
+        ann = self._ann
+
+        def run() -> None:
+            try:
+                self._measure(ann, lock=ann.lock)
+                with ann.lock:
+                    ann.save()
+            except (StoreError, OSError, RuntimeError, ValueError) as e:
+                self.measure_error = f"{self.name}: recall not measured again ({e})"
+
+        self._measuring = threading.Thread(target=run, name="cerberus-measure-recall")
+        self._measuring.start()
+
+    def wait_measured(self) -> None:
+        """Wait for a recall measurement running in the background (:meth:`_measure_later`)."""
+        if self._measuring is not None:
+            self._measuring.join()
+
+    def _measure(self, ann: AnnIndex, lock=None) -> None:
         """Measure the index's recall on the gallery's own items and description queries."""
         ids, seg, row, files = self._snapshot(None)
         if len(ids) == 0:
@@ -870,6 +901,7 @@ class LocalStore:
             descriptions=descriptions,
             rerank=self.rerank,
             min_filtered=self.exact_limit,
+            lock=lock,
         )
 
     def _ann_candidates(
@@ -934,6 +966,7 @@ class LocalStore:
         total = self.count()
         if total <= self.exact_limit:
             return
+        self.wait_measured()
         with self._ann.lock:
             self._ann_ready(total, retrain=True)
             if self._ann.save_error:  # the index in memory answers; the next process rebuilds
@@ -992,12 +1025,18 @@ class LocalStore:
         except (OSError, ValueError):
             return None
         recall = meta.get("recall")
-        return {
+        facts = {
             "items": int(meta.get("covered", 0)),
             "trained_on": int(meta.get("n", 0)),
             "nlist": None if recall is None else recall.get("nlist"),
             "recall": recall,
         }
+        if recall is not None:
+            probe = AnnIndex(self.folder / ANN, self.info.dim)
+            probe.recall = recall
+            if probe.unmeasured(self.count()):  # grew or shrank by a tenth since
+                facts["due"] = True
+        return facts
 
     def get(self, ids: Sequence[int] | np.ndarray, *, vectors: bool = True) -> Items:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
@@ -1087,6 +1126,7 @@ class LocalStore:
         return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
 
     def close(self) -> None:
+        self.wait_measured()
         with self._conn_lock:
             for conn in self._connections:
                 with contextlib.suppress(sqlite3.Error):
