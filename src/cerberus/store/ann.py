@@ -56,7 +56,7 @@ PHOTO_QUERIES = 150
 """Gallery vectors held out as queries when recall is measured."""
 DESCRIPTION_QUERIES = 50
 """Description (attribute) queries when recall is measured (where the gallery has prototypes)."""
-BROAD_FRACTIONS = (0.5, 0.2, 0.05)
+BROAD_FRACTIONS = (0.5, 0.2, 0.1, 0.05)
 """Filter selectivities the broad path is measured at: a filter keeping at least the smallest
 of them searches the index unfiltered for ``k rerank / fraction`` candidates and keeps those
 that pass (no list of the passing items is read: what makes a broad filter cheap)."""
