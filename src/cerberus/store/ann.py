@@ -65,7 +65,7 @@ FILTER_FRACTIONS = (0.5, 0.2, 0.05, 0.01, 0.002)
 VERIFY_QUERIES = 64
 """Of the measuring queries, those a real search checks each setting with (the others'
 recall is the bound read off the cells less the loss these show: :meth:`AnnIndex.measure`)."""
-COVER_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+COVER_LADDER = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8, 16, 32, 64, 128, 256)
 """Coverage factors tried for the id-bitmap path (see :meth:`AnnIndex.search_within`)."""
 
 ANN_FILE = "ann.faiss"
