@@ -438,3 +438,27 @@ def test_measuring_settles_on_settings_a_real_search_confirms(tmp_path, monkeypa
     store._measure(store._ann)
     assert store._ann.recall["nprobe"] >= 2 * first["nprobe"]
     store.close()
+
+
+def test_a_tracks_filter_left_to_sql_takes_the_same_paths(tmp_path):
+    """A filter on tracks is evaluated by SQL, not the filter columns: broad and narrow ones
+    still reach the target through the index paths."""
+    store, reference, queries = galleries(tmp_path, "clustered")
+    track = int(reference.get(reference.ids()[:1]).track[0])  # every item: source "s", one track
+    seen = []
+    select = store._select
+
+    def spy(where):
+        got = select(where)
+        seen.append(got.cols is None)
+        return got
+
+    store._select = spy
+    for where in (Filter(tracks=frozenset({("s", track)})), Filter(
+        tracks=frozenset({("s", track)}), cameras=frozenset({"c3"}), before=T0 + 1200
+    )):
+        assert store.count(where) > store.exact_limit
+        got = store.search(queries, 10, where)
+        assert recall(got, reference.search(queries, 10, where)) >= 0.95, where
+    assert seen and all(seen)
+    store.close()

@@ -125,12 +125,51 @@ SEGMENT_ROWS = 131_072
 """Rows per segment written by a compaction."""
 
 
-def _member(found: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Which of ``found`` (any shape) are in ``ids`` (sorted): one binary search each."""
-    if len(ids) == 0:
-        return np.zeros(found.shape, bool)
-    at = np.clip(np.searchsorted(ids, found), 0, len(ids) - 1)
-    return ids[at] == found
+class _Selection:
+    """The items passing a filter: a mask over the filter columns (nothing per item is built
+    until asked: a filter keeping 900,000 of a million costs the mask), or SQL's located
+    items (ids in id order, seg positions, rows, files)."""
+
+    def __init__(self, cols: Columns | None = None, keep=None, files=None, located=None):
+        self.cols, self.keep, self.files, self._located = cols, keep, files, located
+        self.n = int(keep.sum()) if located is None else len(located[0])
+        self._ids: np.ndarray | None = None
+
+    def ids(self) -> np.ndarray:
+        """The passing ids, in id order."""
+        if self._ids is None:
+            self._ids = self.cols.ids[self.keep] if self._located is None else self._located[0]
+        return self._ids
+
+    def located(self) -> tuple:
+        """(ids, seg positions, rows, files) of every passing item."""
+        if self._located is None:
+            self._located = LocalStore._located(self.cols, np.flatnonzero(self.keep), self.files)
+        return self._located
+
+    def _positions(self, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions into the columns (or the located ids) of ``found`` and which are there."""
+        ids = self.cols.ids if self.cols is not None else self._located[0]
+        if len(ids) == 0:
+            return np.zeros(found.shape, np.int64), np.zeros(found.shape, bool)
+        at = np.clip(np.searchsorted(ids, found), 0, len(ids) - 1)
+        return at, ids[at] == found
+
+    def member(self, found: np.ndarray) -> np.ndarray:
+        """Which of ``found`` (any shape) pass."""
+        at, there = self._positions(found)
+        return there if self.cols is None else there & self.keep[at]
+
+    def locate(self, found: np.ndarray) -> tuple:
+        """(ids, seg positions, rows, files) of the passing items among ``found``."""
+        wanted = np.unique(found[found >= 0])
+        at, there = self._positions(wanted)
+        if self.cols is None:
+            ids, seg, row, files = self._located
+            at = at[there]
+            return ids[at], seg[at], row[at], files
+        at = at[there & self.keep[at]]
+        return LocalStore._located(self.cols, at, self.files)
 
 
 class LocalStore:
@@ -776,30 +815,40 @@ class LocalStore:
                 if all(len(h) >= min(k, total) for h in hits):
                     return hits
                 # removed items still in the index crowded the live ones out: restrict to these
-        ids, seg, row, files = self._snapshot(where)
-        if len(ids) == 0:
+        sel = self._select(where)
+        if sel.n == 0:
             return empty
         if (
             not indexed
-            or len(ids) <= self.exact_limit
-            or (len(ids) <= EXACT_WITHOUT_INDEX and not self._ann_exists())
+            or sel.n <= self.exact_limit
+            or (sel.n <= EXACT_WITHOUT_INDEX and not self._ann_exists())
         ):
+            ids, seg, row, files = sel.located()
             return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
-        located = (ids, seg, row, files)
         if not unfiltered and broad:
-            hits = self._broad(q, k, where, located, total, nprobe)
+            hits = self._broad(q, k, where, sel, total, nprobe)
             if hits is not None:
                 return hits
+        ids = sel.ids()
         bits = np.zeros(int(ids.max()) + 1, dtype=bool)
         bits[ids] = True
         bitmap = np.packbits(bits, bitorder="little")
         found = self._ann_candidates(q, k, (bitmap, ids), len(ids), total, nprobe)
         if found is None:  # measured: no probing reaches the target under a filter
+            ids, seg, row, files = sel.located()
             return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
-        return self._rerank(q, k, found, located)
+        return self._rerank(q, k, found, sel.locate(found))
+
+    def _select(self, where: Filter | None) -> _Selection:
+        """The items passing ``where``: from the filter columns, or SQL (a tracks filter)."""
+        got = self._filter_columns() if Columns.supports(where) else None
+        if got is None:
+            return _Selection(located=self._snapshot_where(*compile_filter(where)))
+        cols, files = got
+        return _Selection(cols=cols, keep=cols.keep(where), files=files)
 
     def _broad(
-        self, q: np.ndarray, k: int, where: Filter, located: tuple, total: int, nprobe: int | None
+        self, q: np.ndarray, k: int, where: Filter, sel: _Selection, total: int, nprobe: int | None
     ) -> list[Hits] | None:
         """The broad-filter path (``None`` where it does not apply): for a filter keeping a
         share ``s`` of the index's items (the ``located`` passing items, from the filter
@@ -808,21 +857,20 @@ class LocalStore:
         that share, and those passing are re-ranked exactly (the measured setting holds their
         top-10). A query for which fewer than k pass, or fewer than 3/4 of the ``s`` drawn (a
         filter that keeps few items near it), is answered by the id-bitmap path."""
-        ids = located[0]
         with self._ann.lock:
             ann = self._ann_ready(total)
             held = max(ann.index.ntotal, 1)
-            share = len(ids) / held
+            share = sel.n / held
             probes = nprobe or ann.broad_nprobe(share)
             if share < min(BROAD_FRACTIONS) or probes is None:
                 return None
             found = ann.search(q, min(held, math.ceil(k * self.rerank / share) + 1), probes)
-        passing = np.where(_member(found, ids), found, -1)
+        passing = np.where(sel.member(found), found, -1)
         got, drawn = (passing >= 0).sum(axis=1), (found >= 0).sum(axis=1)
         # fewer pass near a query than the filter's share: the filter is correlated with the
         # vectors there (for a random filter this is many standard deviations below)
         short = (got < k) | (got < 0.75 * share * drawn)
-        hits = self._rerank(q, k, passing, located)
+        hits = self._rerank(q, k, passing, sel.locate(passing))
         if short.any():
             rest = self._search(q[short], k, where, exact=False, nprobe=nprobe, broad=False)
             for r, h in zip(np.flatnonzero(short), rest):
