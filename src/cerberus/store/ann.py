@@ -9,7 +9,8 @@ to :data:`RETRAIN_GROWTH` times the size it was trained on. Removed items stay i
 next rebuild; the caller drops them (they are no longer in SQLite).
 
 Recall is measured, never assumed (:func:`measure`): when the index is built, and again when
-the gallery has grown by :data:`REMEASURE_GROWTH`, a sample of the gallery's own vectors (held
+the gallery has grown (or shrunk) by :data:`REMEASURE_GROWTH` (the local gallery does that in a
+thread of its own), a sample of the gallery's own vectors (held
 out: each query's own item is left out of both lists) and description queries (attribute
 vectors made from the gallery's SID prototypes, as an APS query is) are answered exactly and
 through the index. The smallest number of probed cells whose recall@10 reaches
