@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from _common import markdown_table, print_machine, run_script
 
-from cerberus.store import Filter, GalleryInfo, Items, create_store
+from cerberus.store import Filter, GalleryInfo, Items, create_store, open_store
 from cerberus.store import ann as ann_module
 from cerberus.store import local as local_module
 
@@ -285,23 +285,48 @@ def faiss_baseline(folder: Path, nlist: int, dim: int, seed: int = 0) -> float:
 def bench(kind: str, n: int, args, workdir: Path) -> dict:
     source = Source(kind, n, args.dim, args.seed, args.features)
     n, dim = source.n, source.dim
-    load0 = os.getloadavg()[0]
     info = GalleryInfo(
         dim=dim, fingerprint="bench", schema={"name": "synthetic"},
         prototypes=source.prototypes(),
     )  # fmt: skip
-    target = workdir / f"{kind}-{n}"
-    shutil.rmtree(target, ignore_errors=True)
-    store = create_store(target, info)
-    print(f"[{kind} {n:,} x {dim}] filling ...", file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    for c in range(source.chunks):
-        store.add(source.items(c), complete=False)
-    fill_s = time.perf_counter() - t0
+    target = workdir / f"{kind}-{n}-{dim}"
+    cached = workdir / f"{kind}-{n}-{dim}-{args.seed}-{args.queries}.truth.npz"
+    fill_s = None
+    if args.reuse and (target / "cerberus-gallery.json").is_file():
+        store = open_store(target)
+        if store.count() != n:
+            raise SystemExit(f"{target}: {store.count()} items, not {n}; run without --reuse")
+        store.close()
+        shutil.rmtree(target / "ann")  # the index is built (and timed) again
+        (target / "ann").mkdir()
+        store = open_store(target)
+        print(f"[{kind} {n:,} x {dim}] reusing {target}", file=sys.stderr, flush=True)
+    else:
+        shutil.rmtree(target, ignore_errors=True)
+        cached.unlink(missing_ok=True)
+        store = create_store(target, info)
+        print(f"[{kind} {n:,} x {dim}] filling ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        for c in range(source.chunks):
+            store.add(source.items(c), complete=False)
+        fill_s = round(time.perf_counter() - t0, 1)
     queries = source.queries(args.queries)
     rows = filters(source, len(queries), args.seed)
-    print("  ground truth ...", file=sys.stderr, flush=True)
-    truth = ground_truth(source, queries, rows)
+    if cached.is_file():
+        with np.load(cached) as z:
+            truth = {name: z[name] for name in rows}
+    else:
+        print("  ground truth ...", file=sys.stderr, flush=True)
+        truth = ground_truth(source, queries, rows)
+        if args.keep:
+            np.savez(cached, **truth)
+    if args.prepare:
+        store.close()
+        return {}
+    while args.quiet and os.getloadavg()[0] >= args.quiet:
+        print(f"  load {os.getloadavg()[0]:.2f}: waiting ...", file=sys.stderr, flush=True)
+        time.sleep(20)
+    load0 = os.getloadavg()[0]
     print("  index ...", file=sys.stderr, flush=True)
     measured = []
     measure = ann_module.AnnIndex.measure
@@ -341,7 +366,7 @@ def bench(kind: str, n: int, args, workdir: Path) -> dict:
         print(f"  {name}: {out_rows[-1]}", file=sys.stderr, flush=True)
     e50, _, ehits = timed(store, queries[:5], [None] * 5, exact=True)
     row = {
-        "kind": kind, "items": n, "dim": dim, "fill_s": round(fill_s, 1),
+        "kind": kind, "items": n, "dim": dim, "fill_s": fill_s,
         "build_s": round(build_s, 1), "measure_s": round(sum(measured), 1),
         "faiss_train_add_s": round(faiss_s, 1), "nlist": r["nlist"], "nprobe": r["nprobe"],
         "measured_recall10": r["recall_at_10"], "broad": r["broad"], "cover": r["cover"],
@@ -365,7 +390,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--features", default="", help="model: features files, comma-separated")
     parser.add_argument("--workdir", type=Path, default=None, help="where the galleries go")
-    parser.add_argument("--keep", action="store_true", help="keep the galleries")
+    parser.add_argument("--keep", action="store_true", help="keep the galleries (and the "
+                        "ground truth, beside them)")
+    parser.add_argument("--reuse", action="store_true", help="reuse a kept gallery of the same "
+                        "kind and size (its index is built again) and its ground truth")
+    parser.add_argument("--prepare", action="store_true", help="only fill the galleries and "
+                        "compute the ground truth (with --keep: for a later --reuse run)")
+    parser.add_argument("--quiet", type=float, default=0.0, help="before timing, wait until "
+                        "the 1-minute load average is below this (0: do not wait)")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON")
     args = parser.parse_args()
     print_machine()
@@ -376,6 +408,9 @@ def main() -> None:
         for kind in args.kind.split(",")
         for size in args.sizes.split(",")
     ]
+    results = [r for r in results if r]
+    if not results:
+        return
     print(
         markdown_table(
             ["kind", "items x dim", "filter", "cands", "p50 / p99 ms", "R@10", "path"],
@@ -394,7 +429,7 @@ def main() -> None:
             [
                 [r["kind"], f"{r['items']:,} x {r['dim']}", f"{r['build_s']} ({r['measure_s']})",
                  r["faiss_train_add_s"], r["nlist"], r["nprobe"] or "exact",
-                 r["measured_recall10"], r["exact_unfiltered_p50_ms"], r["fill_s"],
+                 r["measured_recall10"], r["exact_unfiltered_p50_ms"], r["fill_s"] or "reused",
                  f"{r['load_start']} -> {r['load_end']}"]
                 for r in results
             ],

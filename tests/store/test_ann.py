@@ -6,6 +6,8 @@ nprobe is one line on every backend."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -174,16 +176,40 @@ def test_a_filter_correlated_with_the_vectors_reaches_the_target(tmp_path):
     store.close()
 
 
-def test_recall_is_measured_again_when_the_gallery_grows_by_a_tenth(tmp_path):
+def test_recall_is_measured_again_when_the_gallery_grows_by_a_tenth(tmp_path, monkeypatch):
     store, _, _ = galleries(tmp_path, "clustered")
     q = vectors("clustered", 3, seed=9)
     store.add(items(vectors("clustered", N // 20, seed=3), source="a"))  # 5%: not yet
     store.search(q, 10)
     assert store.index_facts()["recall"]["measured_on"] == N
+    assert "due" not in store.index_facts()
     store.add(items(vectors("clustered", N // 16, seed=4), source="b"))  # now 11.25% more
-    store.search(q, 10)
+    from cerberus.cli.gallery import index_line
+
+    assert store.index_facts()["due"] and "due to be measured again" in index_line(
+        store.index_facts()
+    )  # what `gallery info` shows until it is measured
+    measuring = threading.Event()
+    measure = ann_module.AnnIndex.measure
+
+    def slow(self, *args, **kwargs):  # the measurement runs while searches go on
+        measuring.set()
+        time.sleep(0.5)
+        return measure(self, *args, **kwargs)
+
+    monkeypatch.setattr(ann_module.AnnIndex, "measure", slow)
+    store.search(q, 10)  # answered with the settings measured before; measuring starts
+    assert measuring.wait(10) and store._measuring.is_alive()
+    assert len(store.search(q, 10, cams(*range(5)))[0]) == 10  # not waiting for it
+    store.wait_measured()
+    assert store.measure_error is None
     assert store.index_facts()["recall"]["measured_on"] == N + N // 20 + N // 16
+    assert "due" not in store.index_facts()
     store.close()
+    again = LocalStore.open(tmp_path / "clustered", exact_limit=300)
+    again.search(q, 10)  # measured and saved: nothing to measure again
+    assert again._measuring is None
+    again.close()
 
 
 def test_where_no_setting_reaches_the_target_searches_are_exact(tmp_path, monkeypatch):
@@ -312,3 +338,127 @@ def test_an_npz_index_takes_exact_and_nprobe():
     with pytest.raises(StoreError, match="hnsw index has no cells") as e:
         hnsw.search(q, 10, nprobe=4)
     assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------- the measurement's fast parts
+
+
+def test_the_pruned_ground_truth_equals_brute_force_ties_to_the_smaller_id():
+    from cerberus.store.topk import top_k_merge
+
+    v = vectors("clustered", 5000, seed=4)
+    v[4000:4100] = v[100]  # ties: the smaller id wins
+    ids = np.arange(5000, dtype=np.int64) * 3 + 7
+    rng = np.random.default_rng(2)
+    q = np.concatenate([vectors("clustered", 30, seed=6), v[[100, 7]]])
+    masks = {("m", f): rng.random(5000) < f for f in (0.6, 0.1, 0.02, 0.001)}
+    got = ann_module._truths(q, ids, lambda p: v[p], masks, 11, chunk=700)
+    for key in (None, *masks):
+        keep = np.ones(5000, bool) if key is None else masks[key]
+        _, want = top_k_merge(None, None, q @ v[keep].T, ids[keep], 11)
+        if want.shape[1] < 11:  # fewer than k pass: -1 padding
+            want = np.pad(want, ((0, 0), (0, 11 - want.shape[1])), constant_values=-1)
+        np.testing.assert_array_equal(got[key], want, err_msg=str(key))
+
+
+def built_index(kind: str = "clustered", n: int = 6000):
+    """An AnnIndex over ``n`` vectors of ``kind`` (ids = positions) and the vectors."""
+    import tempfile
+    from pathlib import Path
+
+    v = vectors(kind, n, seed=8)
+    ann = ann_module.AnnIndex(Path(tempfile.gettempdir()), DIM)
+    ann.build(np.arange(n, dtype=np.int64), lambda p: v[p])
+    return ann, v
+
+
+def test_the_probes_needed_bound_equals_a_search_that_keeps_every_probed_item():
+    ann, v = built_index()
+    q = vectors("clustered", 40, seed=9)
+    truth = np.argsort(-(q @ v.T), axis=1)[:, :10]
+    truth[3, 5:] = -1  # a query with fewer neighbours
+    needed = ann.probes_needed(ann.cell_ranks(q), truth)
+    valid = truth >= 0
+    assert needed[~valid].max() == 0 and needed[valid].min() >= 1
+    for p in (1, 2, 5, ann.nlist // 2, ann.nlist):
+        found = ann.search(q, len(v), p)  # every item of the probed cells comes back
+        real = (truth[:, :, None] == found[:, None, :]).any(axis=2) & valid
+        np.testing.assert_array_equal(real, (needed <= p) & valid, err_msg=f"nprobe {p}")
+
+
+def test_the_items_before_bound_equals_the_id_bitmap_search():
+    ann, v = built_index()
+    ann.recall = {"nprobe": 3}  # the base nprobe search_within scales the cover by
+    q = vectors("clustered", 40, seed=10)
+    rng = np.random.default_rng(3)
+    passing = np.flatnonzero(rng.random(len(v)) < 0.1)
+    bits = np.zeros(len(v), bool)
+    bits[passing] = True
+    bitmap = np.packbits(bits, bitorder="little")
+    scores = np.where(bits, q @ v.T, -np.inf)
+    truth = np.argsort(-scores, axis=1)[:, :10]
+    before = ann.items_before(ann.cell_ranks(q), truth, passing)
+    scanned = 3 / ann.nlist * len(v)
+    centroids = ann.index.quantizer.reconstruct_n(0, ann.nlist)
+    cell_of = ann.lists_of()
+    for cover in (0.05, 0.2, 1, 4):
+        target = max(10, min(len(passing), cover * scanned))
+        reached = np.zeros_like(before, bool)
+        for r in range(len(q)):  # the slow obvious walk: nearest cells first, until enough
+            held, chosen = 0, set()
+            for cell in np.argsort(-(centroids @ q[r]), kind="stable"):
+                in_cell = int(bits[cell_of == cell].sum())
+                if in_cell and held < target:
+                    chosen.add(int(cell))
+                held += in_cell
+            reached[r] = [cell_of[t] in chosen for t in truth[r]]
+        np.testing.assert_array_equal(before < target, reached, err_msg=f"cover {cover}")
+        found = ann.search_within(q, 10, bitmap, passing, cover=cover)
+        real = (truth[:, :, None] == found[:, None, :]).any(axis=2)
+        assert not (real & ~reached).any()  # a search finds nothing the bound misses
+        assert real.mean() >= reached.mean() - 0.02  # and little less (8-bit codes)
+    assert (before >= 0).all()
+
+
+def test_measuring_settles_on_settings_a_real_search_confirms(tmp_path, monkeypatch):
+    """The bound read off the cells is checked by real searches: when 8-bit codes or too few
+    candidates lose neighbours the bound counts as found, a larger setting is taken."""
+    store, _, _ = galleries(tmp_path, "lowrank")
+    first = store.index_facts()["recall"]
+    real_search = ann_module.AnnIndex.search
+
+    def lossy(self, queries, kk, nprobe=None):  # loses a neighbour in 5 unless p is large
+        found = real_search(self, queries, kk, nprobe)
+        if (nprobe or 0) < 2 * first["nprobe"]:
+            found[:, ::5] = -1
+        return found
+
+    monkeypatch.setattr(ann_module.AnnIndex, "search", lossy)
+    store._ann.recall = None
+    store._measure(store._ann)
+    assert store._ann.recall["nprobe"] >= 2 * first["nprobe"]
+    store.close()
+
+
+def test_a_tracks_filter_left_to_sql_takes_the_same_paths(tmp_path):
+    """A filter on tracks is evaluated by SQL, not the filter columns: broad and narrow ones
+    still reach the target through the index paths."""
+    store, reference, queries = galleries(tmp_path, "clustered")
+    track = int(reference.get(reference.ids()[:1]).track[0])  # every item: source "s", one track
+    seen = []
+    select = store._select
+
+    def spy(where):
+        got = select(where)
+        seen.append(got.cols is None)
+        return got
+
+    store._select = spy
+    for where in (Filter(tracks=frozenset({("s", track)})), Filter(
+        tracks=frozenset({("s", track)}), cameras=frozenset({"c3"}), before=T0 + 1200
+    )):
+        assert store.count(where) > store.exact_limit
+        got = store.search(queries, 10, where)
+        assert recall(got, reference.search(queries, 10, where)) >= 0.95, where
+    assert seen and all(seen)
+    store.close()

@@ -74,7 +74,9 @@ def index_line(index: dict | None) -> str:
     return (
         f"{head}; recall@10 {r['recall_at_10']:.3f} at nprobe {r['nprobe']} on {asked} "
         f"(measured on {r['measured_on']} crops; filtered: {filtered})"
-    )
+        + ("; due to be measured again (the gallery changed by a tenth): in the background "
+           "at the next search" if index.get("due") else "")
+    )  # fmt: skip
 
 
 @gallery_app.command("remove")

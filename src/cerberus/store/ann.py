@@ -9,7 +9,8 @@ to :data:`RETRAIN_GROWTH` times the size it was trained on. Removed items stay i
 next rebuild; the caller drops them (they are no longer in SQLite).
 
 Recall is measured, never assumed (:func:`measure`): when the index is built, and again when
-the gallery has grown by :data:`REMEASURE_GROWTH`, a sample of the gallery's own vectors (held
+the gallery has grown (or shrunk) by :data:`REMEASURE_GROWTH` (the local gallery does that in a
+thread of its own), a sample of the gallery's own vectors (held
 out: each query's own item is left out of both lists) and description queries (attribute
 vectors made from the gallery's SID prototypes, as an APS query is) are answered exactly and
 through the index. The smallest number of probed cells whose recall@10 reaches
@@ -56,13 +57,16 @@ PHOTO_QUERIES = 150
 """Gallery vectors held out as queries when recall is measured."""
 DESCRIPTION_QUERIES = 50
 """Description (attribute) queries when recall is measured (where the gallery has prototypes)."""
-BROAD_FRACTIONS = (0.5, 0.2, 0.05)
+BROAD_FRACTIONS = (0.5, 0.2, 0.1, 0.05)
 """Filter selectivities the broad path is measured at: a filter keeping at least the smallest
 of them searches the index unfiltered for ``k rerank / fraction`` candidates and keeps those
 that pass (no list of the passing items is read: what makes a broad filter cheap)."""
 FILTER_FRACTIONS = (0.5, 0.2, 0.05, 0.01, 0.002)
 """Filter selectivities the id-bitmap path is measured at (those leaving enough items)."""
-COVER_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+VERIFY_QUERIES = 64
+"""Of the measuring queries, those a real search checks each setting with (the others'
+recall is the bound read off the cells less the loss these show: :meth:`AnnIndex.measure`)."""
+COVER_LADDER = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8, 16, 32, 64, 128, 256)
 """Coverage factors tried for the id-bitmap path (see :meth:`AnnIndex.search_within`)."""
 
 ANN_FILE = "ann.faiss"
@@ -239,10 +243,12 @@ class AnnIndex:
 
     def unmeasured(self, live: int) -> bool:
         """Whether recall must be measured (again) for a gallery of ``live`` items: never
-        measured, or the gallery grew by a tenth (:data:`REMEASURE_GROWTH`) since."""
+        measured, or the gallery grew by a tenth (:data:`REMEASURE_GROWTH`) since, or shrank
+        as much (removed items stay in the index and crowd the candidates)."""
         if self.recall is None:
             return True
-        return live >= REMEASURE_GROWTH * max(int(self.recall["measured_on"]), 1)
+        measured = max(int(self.recall["measured_on"]), 1)
+        return live >= REMEASURE_GROWTH * measured or live * REMEASURE_GROWTH <= measured
 
     def build(self, ids: np.ndarray, gather: Gather, chunk: int = 32768) -> None:
         """Train on a sample of the items (:func:`train_ivf`, IVF-SQ8) and add them all."""
@@ -361,6 +367,7 @@ class AnnIndex:
         *,
         cover: float | None = None,
         nprobe: int | None = None,
+        base: int | None = None,
     ) -> np.ndarray:
         """Candidate ids ``(Q, kk)`` among the ``ids`` passing a filter (``bitmap``: their
         bits by id, little-endian bit order).
@@ -386,7 +393,7 @@ class AnnIndex:
             take = np.cumsum(held > 0, axis=1) <= nprobe
         else:
             c = math.inf if cover is None else cover
-            scanned = self.default_nprobe() / nlist * self.index.ntotal
+            scanned = (base or self.default_nprobe()) / nlist * self.index.ntotal
             target = max(kk, min(len(ids), c * scanned))
             before = np.cumsum(held, axis=1) - held  # passing items in the cells before
             take = before < target
@@ -411,6 +418,58 @@ class AnnIndex:
 
     # ---- measuring
 
+    def cell_ranks(self, queries: np.ndarray) -> np.ndarray:
+        """``(Q, nlist)`` int: each cell's place in each query's cell order (0: the nearest),
+        the order in which :meth:`search` probes them (one quantizer search)."""
+        nlist = self.nlist
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        _, order = self.index.quantizer.search(q, nlist)
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.broadcast_to(np.arange(nlist), order.shape), axis=1)
+        return ranks
+
+    def _cells(self, found: np.ndarray, lists: np.ndarray | None = None) -> np.ndarray:
+        """The cell of each id in ``found`` (any shape; ``-1``: none, or not indexed) by
+        ``lists`` (default :meth:`lists_of`)."""
+        lists = self.lists_of() if lists is None else lists
+        safe = np.clip(found, 0, len(lists) - 1)
+        return np.where((found >= 0) & (found < len(lists)), lists[safe], -1)
+
+    def probes_needed(
+        self, ranks: np.ndarray, truth: np.ndarray, lists: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``(Q, k)``: per query and true neighbour (``truth`` ``(Q, k)`` ids, ``-1``: none)
+        the nprobe from which a search probes that neighbour's cell, ``rank + 1`` (``0`` for
+        none). With enough candidates drawn from the probed cells, recall@k at nprobe ``p``
+        is the share of a query's neighbours with ``needed <= p`` (:func:`reach`)."""
+        cell = self._cells(truth, lists)
+        needed = np.take_along_axis(ranks, np.maximum(cell, 0), axis=1) + 1
+        needed = np.where(cell >= 0, needed, ranks.shape[1] + 1)  # not indexed: never
+        return np.where(truth >= 0, needed, 0)
+
+    def items_before(
+        self,
+        ranks: np.ndarray,
+        truth: np.ndarray,
+        passing: np.ndarray,
+        lists: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``(Q, k)``: per query and true neighbour (``truth`` ids among ``passing``, ``-1``:
+        none) the passing items held by the cells nearer the query than the neighbour's: the
+        id-bitmap path (:meth:`search_within`) reaches it when these are fewer than its target
+        of passing items (``-1`` for none)."""
+        lists = self.lists_of() if lists is None else lists
+        cells = lists[passing[passing < len(lists)]]
+        counts = np.bincount(cells[cells >= 0], minlength=self.nlist)
+        order = np.argsort(ranks, axis=1)
+        held = counts[order]
+        before = np.cumsum(held, axis=1) - held  # by place in the query's order
+        cell = self._cells(truth, lists)
+        place = np.take_along_axis(ranks, np.maximum(cell, 0), axis=1)
+        got = np.take_along_axis(before, place, axis=1)
+        got = np.where(cell >= 0, got, np.iinfo(np.int64).max // 2)
+        return np.where(truth >= 0, got, -1)
+
     def measure(
         self,
         ids: np.ndarray,
@@ -419,7 +478,8 @@ class AnnIndex:
         descriptions: np.ndarray | None = None,
         rerank: int = 10,
         min_filtered: int = 0,
-        chunk: int = 32768,
+        chunk: int | None = None,
+        lock: Any = None,
     ) -> dict[str, Any]:
         """Measure recall@10 on the gallery's own items ``ids`` (vectors by
         ``gather(positions)``) and keep the settings that reach :data:`TARGET` in
@@ -431,13 +491,24 @@ class AnnIndex:
         them, and subsets keeping whole cells (a filter correlated with the vectors, as one
         camera's crops may be) at FILTER_FRACTIONS (those leaving more than ``min_filtered``
         items, the caller's exact limit).
+
         Chosen: the smallest nprobe (unfiltered, ``k rerank`` candidates), per broad fraction
         the smallest nprobe whose ``k rerank / fraction`` unfiltered candidates hold the
         filtered top-10, and the smallest :data:`COVER_LADDER` factor for the id-bitmap path
         (:meth:`search_within`) reaching TARGET on every filter fraction measured (each with
-        room for the sample: :func:`reaches`).
+        room for the sample: :func:`reaches`). Each is first read off the cells of the true
+        neighbours (:meth:`probes_needed`, :meth:`items_before`: what a search probing those
+        cells could find at most), then checked by one real search at that setting and raised
+        while that falls short (8-bit codes or too few candidates can lose a neighbour whose
+        cell was probed): the setting kept is one a real search reached the target with.
         """
         n, k = len(ids), RECALL_K
+        lock = lock or contextlib.nullcontext()
+
+        def search(queries: np.ndarray, kk: int, nprobe: int) -> np.ndarray:
+            with lock:
+                return self.search(queries, kk, nprobe)
+
         rng = np.random.default_rng([self.seed, 11, n])
         pos = np.sort(rng.choice(n, min(PHOTO_QUERIES, n), replace=False))
         photo = np.ascontiguousarray(gather(pos), dtype=np.float32)
@@ -447,84 +518,207 @@ class AnnIndex:
         broad = [f for f in BROAD_FRACTIONS if f * n > max(min_filtered, 2 * k)]
         narrow = [f for f in FILTER_FRACTIONS if f * n > max(min_filtered, 2 * k)]
         masks: dict[Any, np.ndarray] = {("broad", f): rng.random(n) < f for f in broad}
-        cells = self.lists_of()[ids]
+        with lock:  # a search may extend the index meanwhile: these stay as they are now
+            lists, ntotal, index = self.lists_of(), self.index.ntotal, self.index
+        cells = lists[ids]
         for f in narrow:  # a random filter, and one keeping whole cells (as one camera may)
             masks[("random", f)] = rng.random(n) < f
             order = rng.permutation(self.nlist)
             sizes = np.bincount(cells[cells >= 0], minlength=self.nlist)[order]
             kept = order[: int(np.searchsorted(np.cumsum(sizes), f * n)) + 1]
             masks[("cells", f)] = np.isin(cells, kept)
-        best: dict[Any, tuple] = {key: (None, None) for key in (None, *masks)}
-        for start in range(0, n, chunk):
-            sl = slice(start, min(n, start + chunk))
-            block = np.ascontiguousarray(gather(np.arange(sl.start, sl.stop)), np.float32)
-            scores, block_ids = q @ block.T, ids[sl]
-            for key, (s, i) in best.items():
-                cols = slice(None) if key is None else masks[key][sl]
-                best[key] = top_k_merge(s, i, scores[:, cols], block_ids[cols], k + 1)
-        truth = {key: i for key, (_, i) in best.items()}
-        live = np.sort(ids)
+        chunk = chunk or max(4096, (1 << 26) // self.dim)  # 256 MB of vectors at a time
+        truth = _truths(q, ids, gather, masks, k + 1, chunk)
+        held_out = {key: _held_out(t, own, k) for key, t in truth.items()}
+        nlist, nq = self.nlist, len(q)
+        with lock:
+            ranks = self.cell_ranks(q)
+        sub = np.sort(rng.choice(nq, min(nq, VERIFY_QUERIES), replace=False))
 
-        def alive(found: np.ndarray) -> np.ndarray:
-            return np.where(np.isin(found, live), found, -1)
+        def found_share(found: np.ndarray, key) -> np.ndarray:
+            """Per query of ``sub``: the share of its true neighbours in ``found``."""
+            t = held_out[key][sub]
+            hit = (t[:, :, None] == found[:, None, :]).any(axis=2) & (t >= 0)
+            return _shares(hit, t >= 0)
+
+        def estimate(bound: np.ndarray, real: np.ndarray) -> np.ndarray:
+            """Per query the bound less the loss a real search showed on ``sub``."""
+            loss = float(np.nanmean(bound[sub] - real)) if np.isfinite(real).any() else 0.0
+            return bound - max(0.0, loss)
+
+        def settle(start, steps, bound_of, real_of, got: dict):
+            """The first setting from ``start`` along ``steps`` whose bound reaches the
+            target and then whose estimate does (``None``: none)."""
+            i = next((j for j in range(start, len(steps)) if _ok(bound_of(steps[j]))), None)
+            while i is not None and i < len(steps):
+                got[steps[i]] = estimate(bound_of(steps[i]), real_of(steps[i]))
+                if _ok(got[steps[i]]):
+                    return steps[i]
+                i += 1
+            return None
 
         kk = min(n, k * rerank + 1)
-        curve: dict[int, float] = {}
+        probes = _ladder(nlist)
 
-        def unfiltered(p: int) -> bool:
-            if p not in curve:
-                curve[p] = _recall(alive(self.search(q, kk, p)), truth[None], own, k)
-            return reaches(curve[p])
+        def probe_bound(key):
+            needed, valid = self.probes_needed(ranks, held_out[key], lists), held_out[key] >= 0
+            return lambda p: _shares(needed <= p, valid)
 
-        nlist = self.nlist
-        p = _smallest(1, nlist, unfiltered)
+        curve: dict[int, np.ndarray] = {}
+        p = settle(
+            0, probes, probe_bound(None), lambda pp: found_share(search(q[sub], kk, pp), None),
+            curve,
+        )  # fmt: skip
         base = p or nlist
-        broad_p, broad_r, start = {}, {}, base
+        broad_p, broad_r, start = {}, {}, probes.index(base)
         for f in broad:
             kf = min(n, math.ceil(k * rerank / f) + 1)
-            got: dict[int, float] = {}
-
-            def ok(pp: int, f=f, kf=kf, got=got) -> bool:
-                found = alive(self.search(q, kf, pp))
-                found = np.where(np.isin(found, ids[masks["broad", f]]), found, -1)
-                got[pp] = _recall(found, truth["broad", f], own, k)
-                return reaches(got[pp])
-
-            bp = _smallest(start, nlist, ok)  # a smaller share needs at least as many cells
-            start = bp or nlist
+            got: dict[int, np.ndarray] = {}
+            real = lambda pp, kf=kf, f=f: found_share(search(q[sub], kf, pp), ("broad", f))  # noqa: E731
+            bp = settle(start, probes, probe_bound(("broad", f)), real, got)
+            start = probes.index(bp) if bp else len(probes) - 1  # a smaller share: more cells
             broad_p[str(f)] = bp
-            broad_r[str(f)] = round(float(np.mean(got[bp if bp is not None else nlist])), 4)
-        cover, cover_r = None, {}
-        bitmaps = {}
+            broad_r[str(f)] = round(float(np.nanmean(got[max(got)])), 4) if got else None
+        scanned = base / nlist * ntotal
+        bitmaps, before = {}, {}
         for key, mask in masks.items():
             if key[0] != "broad":
                 bits = np.zeros(int(ids.max()) + 1, bool)
                 bits[ids[mask]] = True
                 bitmaps[key] = (np.packbits(bits, bitorder="little"), ids[mask])
-        self.recall = {"nprobe": p}  # search_within reads the base nprobe from it
-        for c in COVER_LADDER if narrow else ():
+                before[key] = self.items_before(ranks, held_out[key], ids[mask], lists)
+
+        def cover_bound(key):
+            npass, valid = len(bitmaps[key][1]), held_out[key] >= 0
+            return lambda c: _shares(before[key] < max(kk, min(npass, c * scanned)), valid)
+
+        ladder = [c for c in COVER_LADDER if c * base < nlist] + [float(nlist)]
+        cover, cover_r = None, {}
+        for c in ladder if narrow else ():  # every filter kind must reach the target
+            if not all(_ok(cover_bound(key)(c)) for key in bitmaps):
+                continue
             got = {}
             for key, (bitmap, passing) in bitmaps.items():
-                found = self.search_within(q, kk, bitmap, passing, cover=c)
-                got[f"{key[0]} {key[1]}"] = _recall(alive(found), truth[key], own, k)
-            cover_r = {f: round(float(np.mean(r)), 4) for f, r in got.items()}
-            if all(reaches(r) for r in got.values()):
+                with lock:
+                    found = self.search_within(q[sub], kk, bitmap, passing, cover=c, base=base)
+                got[f"{key[0]} {key[1]}"] = estimate(cover_bound(key)(c), found_share(found, key))
+            cover_r = {name: round(float(np.nanmean(r)), 4) for name, r in got.items()}
+            if all(_ok(r) for r in got.values()):
                 cover = c
                 break
-            if c * base >= nlist:
-                break  # every list holding a passing item was probed
-        self.recall = {
+        recall = {
             "k": k,
             "target": TARGET,
             "measured_on": n,
             "nlist": nlist,
             "queries": {"photo": len(photo), "description": len(extra)},
             "nprobe": p,
-            "recall_at_10": round(float(np.mean(curve[base])), 4),
-            "curve": {str(a): round(float(np.mean(b)), 4) for a, b in sorted(curve.items())},
+            "recall_at_10": round(float(np.nanmean(curve[base])), 4) if curve else None,
+            "curve": {str(a): round(float(np.nanmean(b)), 4) for a, b in sorted(curve.items())},
             "broad": broad_p,
             "broad_recall": broad_r,
             "cover": cover if narrow else float(nlist),  # not measured: every passing cell
             "filtered_recall": cover_r,
         }
-        return self.recall
+        with lock:
+            if self.index is index:  # not rebuilt meanwhile
+                self.recall = recall
+        return recall
+
+
+def _shares(found: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``(Q,)``: per query the share of its true neighbours (``valid`` ``(Q, k)``) marked
+    ``found`` (``nan`` for a query with none)."""
+    count = valid.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, (found & valid).sum(axis=1) / count, np.nan)
+
+
+def _ok(recalls: np.ndarray) -> bool:
+    """:func:`reaches` over the queries that have neighbours (all of none: reached)."""
+    r = recalls[np.isfinite(recalls)]
+    return reaches(r) if len(r) else True
+
+
+def _ladder(nlist: int) -> list[int]:
+    """nprobe settings tried, 1 to ``nlist``: every one up to 16, then steps of about 6 %."""
+    out, p = [], 1
+    while p < nlist:
+        out.append(p)
+        p = p + 1 if p < 16 else math.ceil(p * 1.06)
+    return [*out, nlist]
+
+
+def _held_out(truth: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    """``(Q, k)``: each row of ``truth`` without its query's ``own`` id, the first ``k``
+    (``-1`` padding), the lists :func:`_recall` scores against."""
+    out = np.full((len(truth), k), -1, np.int64)
+    for r, (t, o) in enumerate(zip(truth, own)):
+        t = t[(t >= 0) & (t != o)][:k]
+        out[r, : len(t)] = t
+    return out
+
+
+def _merge(best_s, best_i, q_of, s, i, k):
+    """Merge candidates (query ``q_of``, score ``s``, id ``i``) into the running top-``k``
+    ``(Q, k)`` (scores descending, ties to the smaller id; ``-inf`` / ``-1`` padding)."""
+    nq = len(best_s)
+    all_q = np.concatenate([np.repeat(np.arange(nq), k), q_of])
+    all_s = np.concatenate([best_s.ravel(), s])
+    all_i = np.concatenate([best_i.ravel(), i])
+    o = np.lexsort((all_i, -all_s, all_q))
+    all_q, all_s, all_i = all_q[o], all_s[o], all_i[o]
+    start = np.searchsorted(all_q, np.arange(nq))
+    take = (start[:, None] + np.arange(k)[None, :]).ravel()  # every query holds >= k entries
+    return all_s[take].reshape(nq, k), all_i[take].reshape(nq, k)
+
+
+def _truths(
+    q: np.ndarray, ids: np.ndarray, gather: Gather, masks: Mapping[Any, np.ndarray], k: int,
+    chunk: int, seed: int = 0,
+) -> dict[Any, np.ndarray]:
+    """Exact top-``k`` ids ``(Q, k)`` of ``q`` among all ``ids`` (key ``None``) and among those
+    each mask keeps (ties to the smaller id; ``-1`` padding), by one pass over the vectors in
+    chunks (``gather`` by positions).
+
+    Only scores at or above a query's running k-th best can enter its list, so after a
+    random sample's scores set a floor (the k-th best passing item of the sample, which the
+    true k-th best is at least), few items per chunk are merged. Masks keeping under 5 % are
+    merged column by column (few columns)."""
+    n, nq = len(ids), len(q)
+    keys = [None, *masks]
+    dense = [key for key in keys if key is None or masks[key].mean() >= 0.05]
+    sparse = [key for key in keys if key not in dense]
+    floor = {key: np.full(nq, -np.inf, np.float32) for key in dense}
+    rng = np.random.default_rng([seed, 13])
+    sample = np.sort(rng.choice(n, min(n, 32768), replace=False))
+    s = q @ np.ascontiguousarray(gather(sample), np.float32).T
+    for key in dense:
+        cols = slice(None) if key is None else masks[key][sample]
+        got = s[:, cols]
+        if got.shape[1] >= k:
+            floor[key] = -np.partition(-got, k - 1, axis=1)[:, k - 1]
+    best = {
+        key: (np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64))
+        for key in keys
+    }
+    for start in range(0, n, chunk):
+        sl = slice(start, min(n, start + chunk))
+        block = np.ascontiguousarray(gather(np.arange(sl.start, sl.stop)), np.float32)
+        scores, block_ids = q @ block.T, ids[sl]
+        del block
+        bar = {key: np.maximum(floor[key], best[key][0][:, -1]) for key in dense}
+        lowest = np.min(np.stack(list(bar.values())), axis=0)
+        qi, ci = np.nonzero(scores >= lowest[:, None])
+        sc = scores[qi, ci]
+        for key in dense:
+            keep = sc >= bar[key][qi]
+            if key is not None:
+                keep &= masks[key][sl][ci]
+            if keep.any():
+                best[key] = _merge(*best[key], qi[keep], sc[keep], block_ids[ci[keep]], k)
+        for key in sparse:
+            cols = np.flatnonzero(masks[key][sl])
+            if len(cols):
+                best[key] = top_k_merge(*best[key], scores[:, cols], block_ids[cols], k)
+    return {key: np.where(np.isfinite(b[0]), b[1], -1) for key, b in best.items()}

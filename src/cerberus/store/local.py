@@ -81,6 +81,7 @@ from cerberus.store.base import (
     check_nprobe,
     check_search,
 )
+from cerberus.store.columns import Columns, bump_reshaped, state
 from cerberus.store.pathcodec import decode, encode
 from cerberus.store.rows import (
     COLUMNS,
@@ -124,6 +125,53 @@ SEGMENT_ROWS = 131_072
 """Rows per segment written by a compaction."""
 
 
+class _Selection:
+    """The items passing a filter: a mask over the filter columns (nothing per item is built
+    until asked: a filter keeping 900,000 of a million costs the mask), or SQL's located
+    items (ids in id order, seg positions, rows, files)."""
+
+    def __init__(self, cols: Columns | None = None, keep=None, files=None, located=None):
+        self.cols, self.keep, self.files, self._located = cols, keep, files, located
+        self.n = int(keep.sum()) if located is None else len(located[0])
+        self._ids: np.ndarray | None = None
+
+    def ids(self) -> np.ndarray:
+        """The passing ids, in id order."""
+        if self._ids is None:
+            self._ids = self.cols.ids[self.keep] if self._located is None else self._located[0]
+        return self._ids
+
+    def located(self) -> tuple:
+        """(ids, seg positions, rows, files) of every passing item."""
+        if self._located is None:
+            self._located = LocalStore._located(self.cols, np.flatnonzero(self.keep), self.files)
+        return self._located
+
+    def _positions(self, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions into the columns (or the located ids) of ``found`` and which are there."""
+        ids = self.cols.ids if self.cols is not None else self._located[0]
+        if len(ids) == 0:
+            return np.zeros(found.shape, np.int64), np.zeros(found.shape, bool)
+        at = np.clip(np.searchsorted(ids, found), 0, len(ids) - 1)
+        return at, ids[at] == found
+
+    def member(self, found: np.ndarray) -> np.ndarray:
+        """Which of ``found`` (any shape) pass."""
+        at, there = self._positions(found)
+        return there if self.cols is None else there & self.keep[at]
+
+    def locate(self, found: np.ndarray) -> tuple:
+        """(ids, seg positions, rows, files) of the passing items among ``found``."""
+        wanted = np.unique(found[found >= 0])
+        at, there = self._positions(wanted)
+        if self.cols is None:
+            ids, seg, row, files = self._located
+            at = at[there]
+            return ids[at], seg[at], row[at], files
+        at = at[there & self.keep[at]]
+        return LocalStore._located(self.cols, at, self.files)
+
+
 class LocalStore:
     """A gallery in a local folder: SQLite metadata + memory-mapped vector segments + a faiss
     cache (see the module's text). Open with :meth:`create` or :meth:`open`; safe to use from
@@ -163,6 +211,12 @@ class LocalStore:
             f"; `cerberus gallery check {self.name}` lists every damaged file",
         )
         self._ann = AnnIndex(self.folder / ANN, self.info.dim, nprobe=nprobe)
+        self._columns: Columns | None = None
+        """The filter columns in memory (:mod:`cerberus.store.columns`), read at first use."""
+        self._columns_lock = threading.Lock()
+        self._measuring: threading.Thread | None = None
+        self.measure_error: str | None = None
+        """Why the last background recall measurement failed (``None``: it did not)."""
 
     @property
     def nprobe(self) -> int:
@@ -439,6 +493,8 @@ class LocalStore:
                         "(remove it first, or replace it)"
                     )
                 replaced = 0
+                if done:
+                    bump_reshaped(conn)
                 for s in done:
                     replaced += conn.execute("DELETE FROM items WHERE source = ?", (s,)).rowcount
                     conn.execute("DELETE FROM sources WHERE name = ?", (s,))
@@ -517,6 +573,7 @@ class LocalStore:
             raise StoreError(f"{self.name}: remove before a time is by camera only")
         doing = f"removing {'source ' + source if source is not None else 'camera ' + camera}"
         with self._writing(doing) as conn:
+            bump_reshaped(conn)
             if source is not None:
                 gone = conn.execute("DELETE FROM items WHERE source = ?", (source,)).rowcount
                 conn.execute("DELETE FROM sources WHERE name = ?", (source,))
@@ -587,6 +644,7 @@ class LocalStore:
                     )
                     updates += [(new, r, int(i)) for r, i in enumerate(ids[sl])]
                 conn.executemany("UPDATE items SET seg = ?, row = ? WHERE id = ?", updates)
+                bump_reshaped(conn)
                 conn.executemany("DELETE FROM segments WHERE seg = ?", [(s,) for s in redo])
                 conn.executemany(
                     "DELETE FROM gallery WHERE key = ?", [(f"crc:{files[s]}",) for s in redo]
@@ -637,8 +695,55 @@ class LocalStore:
         return a[:, 0].copy(), a[:, 1].copy(), a[:, 2].copy()
 
     def _snapshot(self, where: Filter | None):
-        """Candidates (ids, seg positions, rows) passing ``where`` and the segment files."""
-        return self._snapshot_where(*compile_filter(where))
+        """Candidates (ids, seg positions, rows) passing ``where`` and the segment files: from
+        the filter columns in memory (:meth:`_filter_columns`), or SQL for a tracks filter."""
+        got = self._filter_columns() if Columns.supports(where) else None
+        if got is None:
+            return self._snapshot_where(*compile_filter(where))
+        cols, files = got
+        return self._located(cols, cols.positions(where), files)
+
+    def _lookup(self, wanted: np.ndarray, where: Filter | None = None):
+        """(ids, seg positions, rows, files) of the ids ``wanted`` that are held and pass
+        ``where``."""
+        got = self._filter_columns() if Columns.supports(where) else None
+        if got is None:
+            condition, params = compile_filter(where)
+            return self._snapshot_where(
+                f"id IN (SELECT value FROM json_each(?)) AND ({condition})",
+                [json.dumps(np.unique(wanted).tolist()), *params],
+            )
+        cols, files = got
+        return self._located(cols, cols.lookup(wanted, where), files)
+
+    @staticmethod
+    def _located(cols: Columns, at: np.ndarray, files: dict[int, str]):
+        keys = np.array(sorted(files), np.int64)
+        seg = np.searchsorted(keys, cols.seg[at])
+        return cols.ids[at], seg, cols.row[at], [files[int(s)] for s in keys]
+
+    def _filter_columns(self) -> tuple[Columns, dict[int, str]] | None:
+        """The filter columns as of the gallery's committed state, with the segment files of
+        that state (read again where a write came between; ``None`` if writes keep coming:
+        the caller asks SQL)."""
+        for _ in range(3):
+            with self._reading() as conn:
+                conn.execute("BEGIN")
+                try:
+                    now = state(conn)
+                    files = self._segment_files(conn)
+                finally:
+                    conn.execute("COMMIT")
+            with self._columns_lock:
+                cols = self._columns
+                if cols is None or cols.state != now:
+                    since = cols if cols is not None and cols.appended(now) else None
+                    with self._reading() as conn:
+                        cols = Columns.read(conn, since)
+                    self._columns = cols
+            if cols.state == now:
+                return cols, files
+        return None
 
     def _snapshot_where(self, condition: str, params: list):
         """(ids, seg positions, rows) of the items passing the SQL ``condition`` and the segment
@@ -651,6 +756,8 @@ class LocalStore:
             finally:
                 conn.execute("COMMIT")
         keys = np.array(sorted(files), np.int64)
+        order = np.argsort(ids, kind="stable")  # in id order, as the filter columns give them
+        ids, seg, row = ids[order], seg[order], row[order]
         return ids, np.searchsorted(keys, seg), row, [files[int(s)] for s in keys]
 
     def search(
@@ -708,72 +815,62 @@ class LocalStore:
                 if all(len(h) >= min(k, total) for h in hits):
                     return hits
                 # removed items still in the index crowded the live ones out: restrict to these
-        if indexed and not unfiltered and broad:
-            hits = self._broad(q, k, where, total, nprobe)
-            if hits is not None:
-                return hits
-        ids, seg, row, files = self._snapshot(where)
-        if len(ids) == 0:
+        sel = self._select(where)
+        if sel.n == 0:
             return empty
         if (
             not indexed
-            or len(ids) <= self.exact_limit
-            or (len(ids) <= EXACT_WITHOUT_INDEX and not self._ann_exists())
+            or sel.n <= self.exact_limit
+            or (sel.n <= EXACT_WITHOUT_INDEX and not self._ann_exists())
         ):
+            ids, seg, row, files = sel.located()
             return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
+        if not unfiltered and broad:
+            hits = self._broad(q, k, where, sel, total, nprobe)
+            if hits is not None:
+                return hits
+        ids = sel.ids()
         bits = np.zeros(int(ids.max()) + 1, dtype=bool)
         bits[ids] = True
         bitmap = np.packbits(bits, bitorder="little")
         found = self._ann_candidates(q, k, (bitmap, ids), len(ids), total, nprobe)
         if found is None:  # measured: no probing reaches the target under a filter
+            ids, seg, row, files = sel.located()
             return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
-        return self._rerank(q, k, found, (ids, seg, row, files))
+        return self._rerank(q, k, found, sel.locate(found))
+
+    def _select(self, where: Filter | None) -> _Selection:
+        """The items passing ``where``: from the filter columns, or SQL (a tracks filter)."""
+        got = self._filter_columns() if Columns.supports(where) else None
+        if got is None:
+            return _Selection(located=self._snapshot_where(*compile_filter(where)))
+        cols, files = got
+        return _Selection(cols=cols, keep=cols.keep(where), files=files)
 
     def _broad(
-        self, q: np.ndarray, k: int, where: Filter, total: int, nprobe: int | None
+        self, q: np.ndarray, k: int, where: Filter, sel: _Selection, total: int, nprobe: int | None
     ) -> list[Hits] | None:
-        """The broad-filter path (``None`` where it does not apply): no list of the passing
-        items is read. An unfiltered index search draws ``2 k rerank`` candidates (with the
-        nprobe measured for a filter keeping half the gallery) and SQL checks which of just
-        these pass; the share that passes, ``s``, says how broad the filter is near the
-        queries. From ``s`` = 1/2 on, those passing are re-ranked exactly (the measured
-        setting holds their top-10); from ``s`` = :data:`~cerberus.store.ann.BROAD_FRACTIONS`'
-        smallest on, a second draw of ``k rerank / s`` candidates with the nprobe measured for
-        that share does. A query for which fewer than k pass, or fewer than 3/4 of the share
-        the others see (a filter that keeps few items near it), is answered by the id-bitmap
-        path, as are all queries below the smallest share."""
-        condition, params = compile_filter(where)
-
-        def draw(kk: int, probes: int) -> tuple[np.ndarray, np.ndarray, tuple]:
-            with self._ann.lock:
-                found = ann.search(q, min(ann.index.ntotal, kk), probes)
-            wanted = np.unique(found[found >= 0])
-            located = self._snapshot_where(
-                f"id IN (SELECT value FROM json_each(?)) AND ({condition})",
-                [json.dumps(wanted.tolist()), *params],
-            )
-            passing = np.where(np.isin(found, located[0]), found, -1)
-            return found, passing, located
-
+        """The broad-filter path (``None`` where it does not apply): for a filter keeping a
+        share ``s`` of the index's items (the ``located`` passing items, from the filter
+        columns) of at least :data:`~cerberus.store.ann.BROAD_FRACTIONS`' smallest, one
+        unfiltered index search draws ``k rerank / s`` candidates with the nprobe measured for
+        that share, and those passing are re-ranked exactly (the measured setting holds their
+        top-10). A query for which fewer than k pass, or fewer than 3/4 of the ``s`` drawn (a
+        filter that keeps few items near it), is answered by the id-bitmap path."""
         with self._ann.lock:
             ann = self._ann_ready(total)
-        probes = nprobe or ann.broad_nprobe(max(BROAD_FRACTIONS))
-        if probes is None:
-            return None
-        found, passing, located = draw(2 * k * self.rerank, probes)
-        share = float((passing >= 0).sum() / max(1, (found >= 0).sum()))
-        if share < min(BROAD_FRACTIONS):
-            return None
-        if share < max(BROAD_FRACTIONS):
+            held = max(ann.index.ntotal, 1)
+            share = sel.n / held
             probes = nprobe or ann.broad_nprobe(share)
-            if probes is None:
+            if share < min(BROAD_FRACTIONS) or probes is None:
                 return None
-            found, passing, located = draw(math.ceil(k * self.rerank / share), probes)
+            found = ann.search(q, min(held, math.ceil(k * self.rerank / share) + 1), probes)
+        passing = np.where(sel.member(found), found, -1)
         got, drawn = (passing >= 0).sum(axis=1), (found >= 0).sum(axis=1)
-        # fewer pass near a query than near the others: the filter is correlated with the
+        # fewer pass near a query than the filter's share: the filter is correlated with the
         # vectors there (for a random filter this is many standard deviations below)
         short = (got < k) | (got < 0.75 * share * drawn)
-        hits = self._rerank(q, k, passing, located)
+        hits = self._rerank(q, k, passing, sel.locate(passing))
         if short.any():
             rest = self._search(q[short], k, where, exact=False, nprobe=nprobe, broad=False)
             for r, h in zip(np.flatnonzero(short), rest):
@@ -788,9 +885,11 @@ class LocalStore:
     def _ann_ready(self, total: int, retrain: bool = False) -> AnnIndex:
         """The approximate index, loaded (built when there is none) and extended to the
         committed items; retrained (``retrain``) when :meth:`AnnIndex.stale`; its recall
-        measured when it never was or the gallery grew by a tenth since
-        (:meth:`AnnIndex.measure`). A search never retrains: at 1M x 2560 that takes minutes
-        (:meth:`build_index` does)."""
+        measured when it never was or the gallery grew (or shrank) by a tenth since
+        (:meth:`AnnIndex.measure`): at once when there are no settings yet or ``retrain`` is
+        asked (:meth:`build_index`), otherwise in the background while searches go on with
+        the settings measured before (:meth:`_measure_later`). A search never retrains: at
+        1M x 2560 that takes minutes (:meth:`build_index` does)."""
         ann = self._ann
         if ann.index is None:
             ann.load()
@@ -803,14 +902,40 @@ class LocalStore:
             ids, seg, row, files = self._snapshot_where("id >= ?", [ann.covered])
             if len(ids):
                 ann.extend(ids, lambda p: self._segments.gather(files, seg[p], row[p]))
-            if ann.unmeasured(total):
+            if ann.unmeasured(total) and (ann.recall is None or retrain):  # measure now
                 self._measure(ann)
                 ann.save()
+            elif ann.unmeasured(total):
+                self._measure_later()
             elif len(ids) > 0.1 * ann.trained_on:
                 ann.save()
         return ann
 
-    def _measure(self, ann: AnnIndex) -> None:
+    def _measure_later(self) -> None:
+        """Measure the index's recall again in a thread of its own (searches go on with the
+        settings measured before; the index lock is taken only around each of its index
+        searches), then save it; one at a time. :meth:`close` waits for it."""
+        if self._measuring is not None and self._measuring.is_alive():
+            return
+        ann = self._ann
+
+        def run() -> None:
+            try:
+                self._measure(ann, lock=ann.lock)
+                with ann.lock:
+                    ann.save()
+            except (StoreError, OSError, RuntimeError, ValueError) as e:
+                self.measure_error = f"{self.name}: recall not measured again ({e})"
+
+        self._measuring = threading.Thread(target=run, name="cerberus-measure-recall")
+        self._measuring.start()
+
+    def wait_measured(self) -> None:
+        """Wait for a recall measurement running in the background (:meth:`_measure_later`)."""
+        if self._measuring is not None:
+            self._measuring.join()
+
+    def _measure(self, ann: AnnIndex, lock=None) -> None:
         """Measure the index's recall on the gallery's own items and description queries."""
         ids, seg, row, files = self._snapshot(None)
         if len(ids) == 0:
@@ -824,6 +949,7 @@ class LocalStore:
             descriptions=descriptions,
             rerank=self.rerank,
             min_filtered=self.exact_limit,
+            lock=lock,
         )
 
     def _ann_candidates(
@@ -865,15 +991,11 @@ class LocalStore:
 
     def _rerank(self, q: np.ndarray, k: int, found: np.ndarray, located=None) -> list[Hits]:
         """Exact top-k of each query among its candidate ids ``found`` (``-1`` ignored), with
-        their locations ``located`` = (ids, seg positions, rows, files), or looked up."""
+        their locations ``located`` = (ids in id order, seg positions, rows, files), or looked
+        up."""
         if located is None:
-            wanted = np.unique(found[found >= 0])
-            located = self._snapshot_where(
-                "id IN (SELECT value FROM json_each(?))", [json.dumps(wanted.tolist())]
-            )
-        ids, seg, row, files = located
-        order = np.argsort(ids)
-        ids, seg, row = ids[order], seg[order], row[order]
+            located = self._lookup(found[found >= 0])
+        ids, seg, row, files = located  # in id order
         out = []
         for r, cand in enumerate(found):
             cand = cand[cand >= 0]
@@ -892,6 +1014,7 @@ class LocalStore:
         total = self.count()
         if total <= self.exact_limit:
             return
+        self.wait_measured()
         with self._ann.lock:
             self._ann_ready(total, retrain=True)
             if self._ann.save_error:  # the index in memory answers; the next process rebuilds
@@ -950,12 +1073,18 @@ class LocalStore:
         except (OSError, ValueError):
             return None
         recall = meta.get("recall")
-        return {
+        facts = {
             "items": int(meta.get("covered", 0)),
             "trained_on": int(meta.get("n", 0)),
             "nlist": None if recall is None else recall.get("nlist"),
             "recall": recall,
         }
+        if recall is not None:
+            probe = AnnIndex(self.folder / ANN, self.info.dim)
+            probe.recall = recall
+            if probe.unmeasured(self.count()):  # grew or shrank by a tenth since
+                facts["due"] = True
+        return facts
 
     def get(self, ids: Sequence[int] | np.ndarray, *, vectors: bool = True) -> Items:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
@@ -1045,6 +1174,7 @@ class LocalStore:
         return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
 
     def close(self) -> None:
+        self.wait_measured()
         with self._conn_lock:
             for conn in self._connections:
                 with contextlib.suppress(sqlite3.Error):
