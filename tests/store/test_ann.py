@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -189,18 +188,20 @@ def test_recall_is_measured_again_when_the_gallery_grows_by_a_tenth(tmp_path, mo
     assert store.index_facts()["due"] and "due to be measured again" in index_line(
         store.index_facts()
     )  # what `gallery info` shows until it is measured
-    measuring = threading.Event()
+    measuring, release = threading.Event(), threading.Event()
     measure = ann_module.AnnIndex.measure
 
     def slow(self, *args, **kwargs):  # the measurement runs while searches go on
         measuring.set()
-        time.sleep(0.5)
+        assert release.wait(30), "a search waited for the measurement"
         return measure(self, *args, **kwargs)
 
     monkeypatch.setattr(ann_module.AnnIndex, "measure", slow)
     store.search(q, 10)  # answered with the settings measured before; measuring starts
     assert measuring.wait(10) and store._measuring.is_alive()
     assert len(store.search(q, 10, cams(*range(5)))[0]) == 10  # not waiting for it
+    assert store._measuring.is_alive()
+    release.set()
     store.wait_measured()
     assert store.measure_error is None
     assert store.index_facts()["recall"]["measured_on"] == N + N // 20 + N // 16
