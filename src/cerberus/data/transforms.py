@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -101,19 +101,11 @@ class CameraLook:
 
 
 def camera_look(data: DataConfig) -> CameraLook:
-    """The :class:`CameraLook` a data config asks for (inactive where all its fields are 0)."""
-    return CameraLook(
-        brightness=data.brightness,
-        contrast=data.contrast,
-        saturation=data.saturation,
-        gamma=data.gamma,
-        cast=data.cast,
-        low_res=data.low_res,
-        low_res_width=tuple(data.low_res_width),
-        blur=data.blur,
-        noise=data.noise,
-        jpeg_quality=data.jpeg_quality,
-    )
+    """The :class:`CameraLook` a data config asks for (inactive where all its fields are 0):
+    each of the look's fields is read from the data config field of the same name."""
+    values = {f.name: getattr(data, f.name) for f in fields(CameraLook)}
+    values["low_res_width"] = tuple(values["low_res_width"])
+    return CameraLook(**values)
 
 
 def build_transforms(
