@@ -184,7 +184,7 @@ def detections(cache: PassCache, args):
         looks = tile_passes(args.video, args.grid, args.stride, args.cache.parent)
     else:
         first, tiles = cache.windows(args.grid) if args.tiles else (1, [])
-    out, turn = {}, 0
+    out, turn, searched = {}, 0, 0
     width, height = cache.size
     nothing = (np.zeros((0, 4), np.float32), np.zeros(0))
     for call, number in enumerate(range(1, cache.frames[-1] + 1, args.stride)):
@@ -196,6 +196,7 @@ def detections(cache: PassCache, args):
                 chosen = weak_tiles(whole[0][keep], whole[1][keep], tiles, args.weak, args.tiles)
             results = [whole] + [looks.get((number, first + i), nothing) for i in chosen]
             out[number] = merger.merge(results, [tiles[i] for i in chosen], width, height)
+            searched += len(chosen)
             continue
         if args.tiles and call % args.tile_every == 0:
             chosen = [(turn + i) % len(tiles) for i in range(args.tiles)]
@@ -204,6 +205,8 @@ def detections(cache: PassCache, args):
             number, (np.zeros((0, 4), np.float32), np.zeros(0)))
         results = [whole] + [cache.get(number, first + i) for i in chosen]
         out[number] = merger.merge(results, [tiles[i] for i in chosen], width, height)
+        searched += len(chosen)
+    args.tiles_per_call = searched / max(1, len(out))  # printed with the scores
     return out
 
 
@@ -334,7 +337,8 @@ def main() -> None:
     s = score(truth, path_boxes(paths, truth.frame_numbers))
     print(f"{args.label or 'setting'} [{names}]: recall {s.recall:.3f} "
           f"precision {s.precision:.3f} tracks/person {s.tracks_per_person:.2f} "
-          f"({len(paths)} tracks, {s.boxes} boxes)")  # fmt: skip
+          f"({len(paths)} tracks, {s.boxes} boxes; "
+          f"tiles searched per call {args.tiles_per_call:.2f})")  # fmt: skip
 
 
 if __name__ == "__main__":
