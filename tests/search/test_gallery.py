@@ -145,6 +145,24 @@ def test_per_track_leaves_the_query_item_out_and_attributes_group_too():
         assert i not in [r["id"] for r in rows] and len(rows) == 10
 
 
+
+def test_a_description_searches_as_a_description_and_a_photo_as_a_photo():
+    """The store is told what the queries are: it probes the cells measured for that kind."""
+    gallery, items = make_gallery(6)
+    seen = []
+    search = gallery.store.search
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("kind", "photo"))
+        return search(*args, **kwargs)
+
+    gallery.store.search = spy
+    gallery.by_attributes("gender=female", 5)
+    assert seen and set(seen) == {"description"}
+    seen.clear()
+    gallery.ranked(gallery.vector_top(items.vectors[3]), 5)
+    assert seen and set(seen) == {"photo"}
+
 def test_filters_refuse_unknown_cameras_and_bad_windows():
     gallery, _ = make_gallery(5, n=40)
     with pytest.raises(StoreError, match=r"camera c9: not in this gallery \(it has: c1, c2"):

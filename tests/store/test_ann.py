@@ -115,8 +115,50 @@ def test_recall_is_measured_at_build_stored_with_the_index_and_shown(tmp_path):
     assert shown == facts
     line = index_line(shown)
     assert f"recall@10 {r['recall_at_10']:.3f} at nprobe {r['nprobe']}" in line
-    assert "150 gallery crops + 50 descriptions" in line
+    d_r = r["description"]
+    said = f"recall@10 {d_r['recall_at_10']:.3f} at nprobe {d_r['nprobe']} on 50 descriptions"
+    assert said in line
+    assert "on 150 gallery crops" in line
+    # measured before the kinds were told apart: one setting, said once for both
+    older = {**facts, "recall": {key: v for key, v in r.items() if key != "description"}}
+    assert "150 gallery crops + 50 descriptions" in index_line(older)
 
+
+
+def test_descriptions_get_a_setting_of_their_own_and_searches_use_it(tmp_path, monkeypatch):
+    """Description queries lie elsewhere than the crops: measured apart, their setting probes
+    more cells than the photos' on clustered crops, each kind of search probes its own, and
+    fresh descriptions reach the target with theirs."""
+    d = 12
+    rng = np.random.default_rng(0)
+    protos = {g: rng.normal(size=(4, d)).astype(np.float32) for g in GROUPS}
+    gallery = GalleryInfo(dim=5 * d, fingerprint="f" * 64, schema={"name": "t"}, prototypes=protos)
+    store = LocalStore.create(tmp_path / "g", gallery, exact_limit=300)
+    reference = MemoryStore(gallery)
+    batch = items(vectors("clustered", N, dim=5 * d))
+    store.add(batch)
+    reference.add(batch)
+    store.build_index()
+    r = store.index_facts()["recall"]
+    photo, described = r["nprobe"], r["description"]["nprobe"]
+    assert r["description"]["recall_at_10"] >= 0.95 and described > photo
+    assert store._ann.default_nprobe("description") == described
+    probed = []
+    real_search = ann_module.AnnIndex.search
+
+    def spy(self, queries, kk, nprobe=None, kind="photo"):
+        probed.append(nprobe or self.default_nprobe(kind))
+        return real_search(self, queries, kk, nprobe, kind)
+
+    monkeypatch.setattr(ann_module.AnnIndex, "search", spy)
+    fresh = ann_module.description_queries(protos, 5 * d, 100, seed=9)
+    got = [store.search(q[None], 10, kind="description")[0] for q in fresh]
+    assert set(probed) == {described}
+    assert recall(got, [reference.search(q[None], 10)[0] for q in fresh]) >= 0.95
+    probed.clear()
+    store.search(vectors("clustered", 5, seed=3, dim=5 * d), 10)
+    assert set(probed) == {photo}
+    store.close()
 
 def test_description_queries_are_made_like_an_attribute_query():
     d = 6
@@ -217,7 +259,7 @@ def test_where_no_setting_reaches_the_target_searches_are_exact(tmp_path, monkey
     monkeypatch.setattr(ann_module, "TARGET", 1.01)  # unreachable: as on data with no structure
     store, reference, queries = galleries(tmp_path, "random")
     r = store.index_facts()["recall"]
-    assert r["nprobe"] is None and r["cover"] is None and store._ann.exact
+    assert r["nprobe"] is None and r["cover"] is None and store._ann.exact()
     from cerberus.cli.gallery import index_line
 
     assert "searches are exact" in index_line(store.index_facts())
@@ -288,9 +330,9 @@ def test_the_broad_path_hands_a_query_with_too_few_passing_hits_on(tmp_path):
     handed = []
     search = store._search
 
-    def spy(q, k, where, exact, nprobe, broad=True):
+    def spy(q, k, where, exact, nprobe, kind="photo", broad=True):
         handed.append((len(q), broad))
-        return search(q, k, where, exact, nprobe, broad)
+        return search(q, k, where, exact, nprobe, kind, broad)
 
     store._search = spy
     queries = v[[0, int(np.argmin(v @ v[0]))]]  # one query in the left-out region, one far

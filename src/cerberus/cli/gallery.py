@@ -64,19 +64,28 @@ def index_line(index: dict | None) -> str:
     head = f"index: IVF-SQ8 of {index['items']} crops, {index['nlist'] or '?'} cells"
     if r is None:
         return head + "; recall not measured yet (measured at the next large search)"
-    asked = f"{r['queries']['photo']} gallery crops + {r['queries']['description']} descriptions"
-    if r["nprobe"] is None:
-        return (
-            f"{head}; no setting reached recall@10 {r['target']} on {asked}: searches are "
-            "exact"
-        )
-    filtered = "exact" if r["cover"] is None else f"cover x{r['cover']:g}"
+    asked, described = r["queries"], r.get("description")
+    if described:  # a setting per kind of query
+        said = [_setting(r, f"on {asked['photo']} gallery crops", r["target"]),
+                _setting(described, f"on {asked['description']} descriptions", r["target"])]
+    else:  # one setting for both kinds (no prototypes, or measured before they were told apart)
+        both = f"{asked['photo']} gallery crops + {asked['description']} descriptions"
+        said = [_setting(r, f"on {both}", r["target"])]
     return (
-        f"{head}; recall@10 {r['recall_at_10']:.3f} at nprobe {r['nprobe']} on {asked} "
-        f"(measured on {r['measured_on']} crops; filtered: {filtered})"
+        f"{head}; " + "; ".join(said) + f" (measured on {r['measured_on']} crops)"
         + ("; due to be measured again (the gallery changed by a tenth): in the background "
            "at the next search" if index.get("due") else "")
     )  # fmt: skip
+
+
+def _setting(s: dict, asked: str, target: float) -> str:
+    """One measured setting of ``gallery info``: the recall@10 reached and the cells probed for
+    it, unfiltered and (``cover``) filtered, or that searches are exact."""
+    if s["nprobe"] is None:
+        return f"no setting reached recall@10 {target} {asked}: searches are exact"
+    filtered = "exact" if s["cover"] is None else f"cover x{s['cover']:g}"
+    got = f"recall@10 {s['recall_at_10']:.3f} at nprobe {s['nprobe']}"
+    return f"{got} {asked} (filtered: {filtered})"
 
 
 @gallery_app.command("remove")

@@ -186,16 +186,22 @@ class Gallery:
     # ---- ranking
 
     def vector_top(
-        self, vectors: np.ndarray, *, exact: bool = False, nprobe: int | None = None
+        self,
+        vectors: np.ndarray,
+        *,
+        exact: bool = False,
+        nprobe: int | None = None,
+        kind: str = "photo",
     ) -> Top:
         """``top(m, where)`` of query vectors ``(C, D)``: the top-m items by their best inner
         product over the C vectors (one vector: reID; several: the SID combinations of an
         attribute query, :func:`merged`). ``exact``: never the approximate index; ``nprobe``:
-        the cells it probes (default: the setting measured on the gallery)."""
+        the cells it probes (default: the setting measured on the gallery for the queries'
+        ``kind``, ``"photo"`` or ``"description"``, :data:`~cerberus.store.QUERY_KINDS`)."""
         vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
 
         def top(m: int, where: Filter | None) -> tuple[np.ndarray, np.ndarray]:
-            hits = self.store.search(vectors, m, where, exact=exact, nprobe=nprobe)
+            hits = self.store.search(vectors, m, where, exact=exact, nprobe=nprobe, kind=kind)
             if len(hits) == 1:
                 return hits[0].ids.astype(np.int64), hits[0].scores
             return merged(hits, m)
@@ -355,7 +361,7 @@ class Gallery:
             query = parse_attribute_query(query, self.schema)
         vectors = attribute_query_vectors(query, self.prototypes)
         rows = self.ranked(
-            self.vector_top(vectors, exact=exact, nprobe=nprobe),
+            self.vector_top(vectors, exact=exact, nprobe=nprobe, kind="description"),
             k,
             where=where,
             per_track=per_track,

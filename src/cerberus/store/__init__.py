@@ -6,6 +6,7 @@ from cerberus.data.labels import UNKNOWN
 from cerberus.store.base import (
     NO_FRAME,
     NO_TRACK,
+    QUERY_KINDS,
     STORE_FORMAT_VERSION,
     Filter,
     GalleryInfo,
@@ -33,6 +34,7 @@ from cerberus.store.open import (
 )
 
 __all__ = [
+    "QUERY_KINDS",
     "NO_FRAME",
     "NO_TRACK",
     "STORE_FORMAT_VERSION",

@@ -301,43 +301,61 @@ class AnnIndex:
 
     # ---- the measured settings
 
-    @property
-    def exact(self) -> bool:
-        """Whether unfiltered searches must be exact (no nprobe reached the target)."""
-        return self.recall is not None and self.recall["nprobe"] is None
-
-    def default_nprobe(self) -> int:
-        """Cells probed by an unfiltered search: the measured setting (all cells where even
-        that fell short: the caller searches exactly then)."""
+    def settings(self, kind: str = "photo") -> dict[str, Any] | None:
+        """The settings measured for a kind of query (:data:`QUERY_KINDS`): ``"photo"`` (a
+        crop's vector, reID) or ``"description"`` (an attribute query's SID vectors, APS),
+        which lie elsewhere than the crops and may need more cells; ``None``: not measured. An
+        index measured without description queries (no prototypes, or before the kinds were
+        told apart) answers both with its one setting."""
         if self.recall is None:
-            return min(self.nlist, self.nprobe)
-        return min(self.nlist, int(self.recall["nprobe"] or self.nlist))
+            return None
+        if kind == "description" and self.recall.get("description"):
+            return self.recall["description"]
+        return self.recall
 
-    def broad_nprobe(self, fraction: float) -> int | None:
+    def exact(self, kind: str = "photo") -> bool:
+        """Whether unfiltered searches of this kind must be exact (no nprobe reached the
+        target)."""
+        got = self.settings(kind)
+        return got is not None and got["nprobe"] is None
+
+    def default_nprobe(self, kind: str = "photo") -> int:
+        """Cells probed by an unfiltered search of this kind: the measured setting (all cells
+        where even that fell short: the caller searches exactly then)."""
+        got = self.settings(kind)
+        if got is None:
+            return min(self.nlist, self.nprobe)
+        return min(self.nlist, int(got["nprobe"] or self.nlist))
+
+    def broad_nprobe(self, fraction: float, kind: str = "photo") -> int | None:
         """Cells probed by the broad path for a filter keeping ``fraction`` of the items: the
         setting measured at the largest measured fraction at or below it (more selective
         filters need more cells); ``None``: take the id-bitmap path."""
-        if self.recall is None:
+        got = self.settings(kind)
+        if got is None:
             return None
-        fits = [(float(f), p) for f, p in self.recall["broad"].items() if float(f) <= fraction]
+        fits = [(float(f), p) for f, p in got["broad"].items() if float(f) <= fraction]
         fits = [(f, p) for f, p in fits if p is not None]
         return int(max(fits)[1]) if fits else None
 
-    def cover(self) -> float | None:
+    def cover(self, kind: str = "photo") -> float | None:
         """The id-bitmap path's coverage factor (``inf``: every list holding a passing item;
         ``None``: measured short of the target, search exactly)."""
-        if self.recall is None:
+        got = self.settings(kind)
+        if got is None:
             return math.inf
-        c = self.recall["cover"]
+        c = got["cover"]
         return None if c is None else float(c)
 
     # ---- searching
 
-    def search(self, queries: np.ndarray, kk: int, nprobe: int | None = None) -> np.ndarray:
+    def search(
+        self, queries: np.ndarray, kk: int, nprobe: int | None = None, kind: str = "photo"
+    ) -> np.ndarray:
         """Candidate ids ``(Q, kk)`` (``-1`` padding) of an unfiltered search probing
-        ``nprobe`` cells (default :meth:`default_nprobe`)."""
+        ``nprobe`` cells (default :meth:`default_nprobe` of the queries' ``kind``)."""
         faiss = faiss_module()
-        nprobe = min(self.nlist, nprobe or self.default_nprobe())
+        nprobe = min(self.nlist, nprobe or self.default_nprobe(kind))
         params = faiss.SearchParametersIVF(nprobe=max(1, nprobe))
         _, found = self.index.search(np.ascontiguousarray(queries), kk, params=params)
         return found
@@ -368,6 +386,7 @@ class AnnIndex:
         cover: float | None = None,
         nprobe: int | None = None,
         base: int | None = None,
+        kind: str = "photo",
     ) -> np.ndarray:
         """Candidate ids ``(Q, kk)`` among the ``ids`` passing a filter (``bitmap``: their
         bits by id, little-endian bit order).
@@ -393,7 +412,7 @@ class AnnIndex:
             take = np.cumsum(held > 0, axis=1) <= nprobe
         else:
             c = math.inf if cover is None else cover
-            scanned = (base or self.default_nprobe()) / nlist * self.index.ntotal
+            scanned = (base or self.default_nprobe(kind)) / nlist * self.index.ntotal
             target = max(kk, min(len(ids), c * scanned))
             before = np.cumsum(held, axis=1) - held  # passing items in the cells before
             take = before < target
@@ -533,92 +552,106 @@ class AnnIndex:
         nlist, nq = self.nlist, len(q)
         with lock:
             ranks = self.cell_ranks(q)
-        sub = np.sort(rng.choice(nq, min(nq, VERIFY_QUERIES), replace=False))
 
-        def found_share(found: np.ndarray, key) -> np.ndarray:
-            """Per query of ``sub``: the share of its true neighbours in ``found``."""
-            t = held_out[key][sub]
-            hit = (t[:, :, None] == found[:, None, :]).any(axis=2) & (t >= 0)
-            return _shares(hit, t >= 0)
+        def choose(rows: np.ndarray) -> dict[str, Any]:
+            """The settings for the queries ``rows`` (one kind: photo or description)."""
+            qk, rk = q[rows], ranks[rows]
+            hk = {key: t[rows] for key, t in held_out.items()}
+            sub = np.sort(rng.choice(len(rows), min(len(rows), VERIFY_QUERIES), replace=False))
 
-        def estimate(bound: np.ndarray, real: np.ndarray) -> np.ndarray:
-            """Per query the bound less the loss a real search showed on ``sub``."""
-            loss = float(np.nanmean(bound[sub] - real)) if np.isfinite(real).any() else 0.0
-            return bound - max(0.0, loss)
+            def found_share(found: np.ndarray, key) -> np.ndarray:
+                """Per query of ``sub``: the share of its true neighbours in ``found``."""
+                t = hk[key][sub]
+                hit = (t[:, :, None] == found[:, None, :]).any(axis=2) & (t >= 0)
+                return _shares(hit, t >= 0)
 
-        def settle(start, steps, bound_of, real_of, got: dict):
-            """The first setting from ``start`` along ``steps`` whose bound reaches the
-            target and then whose estimate does (``None``: none)."""
-            i = next((j for j in range(start, len(steps)) if _ok(bound_of(steps[j]))), None)
-            while i is not None and i < len(steps):
-                got[steps[i]] = estimate(bound_of(steps[i]), real_of(steps[i]))
-                if _ok(got[steps[i]]):
-                    return steps[i]
-                i += 1
-            return None
+            def estimate(bound: np.ndarray, real: np.ndarray) -> np.ndarray:
+                """Per query the bound less the loss a real search showed on ``sub``."""
+                loss = float(np.nanmean(bound[sub] - real)) if np.isfinite(real).any() else 0.0
+                return bound - max(0.0, loss)
 
-        kk = min(n, k * rerank + 1)
-        probes = _ladder(nlist)
+            def settle(start, steps, bound_of, real_of, got: dict):
+                """The first setting from ``start`` along ``steps`` whose bound reaches the
+                target and then whose estimate does (``None``: none)."""
+                i = next((j for j in range(start, len(steps)) if _ok(bound_of(steps[j]))), None)
+                while i is not None and i < len(steps):
+                    got[steps[i]] = estimate(bound_of(steps[i]), real_of(steps[i]))
+                    if _ok(got[steps[i]]):
+                        return steps[i]
+                    i += 1
+                return None
 
-        def probe_bound(key):
-            needed, valid = self.probes_needed(ranks, held_out[key], lists), held_out[key] >= 0
-            return lambda p: _shares(needed <= p, valid)
+            kk = min(n, k * rerank + 1)
+            probes = _ladder(nlist)
 
-        curve: dict[int, np.ndarray] = {}
-        p = settle(
-            0, probes, probe_bound(None), lambda pp: found_share(search(q[sub], kk, pp), None),
-            curve,
-        )  # fmt: skip
-        base = p or nlist
-        broad_p, broad_r, start = {}, {}, probes.index(base)
-        for f in broad:
-            kf = min(n, math.ceil(k * rerank / f) + 1)
-            got: dict[int, np.ndarray] = {}
-            real = lambda pp, kf=kf, f=f: found_share(search(q[sub], kf, pp), ("broad", f))  # noqa: E731
-            bp = settle(start, probes, probe_bound(("broad", f)), real, got)
-            start = probes.index(bp) if bp else len(probes) - 1  # a smaller share: more cells
-            broad_p[str(f)] = bp
-            broad_r[str(f)] = round(float(np.nanmean(got[max(got)])), 4) if got else None
-        scanned = base / nlist * ntotal
-        bitmaps, before = {}, {}
-        for key, mask in masks.items():
-            if key[0] != "broad":
-                bits = np.zeros(int(ids.max()) + 1, bool)
-                bits[ids[mask]] = True
-                bitmaps[key] = (np.packbits(bits, bitorder="little"), ids[mask])
-                before[key] = self.items_before(ranks, held_out[key], ids[mask], lists)
+            def probe_bound(key):
+                needed, valid = self.probes_needed(rk, hk[key], lists), hk[key] >= 0
+                return lambda p: _shares(needed <= p, valid)
 
-        def cover_bound(key):
-            npass, valid = len(bitmaps[key][1]), held_out[key] >= 0
-            return lambda c: _shares(before[key] < max(kk, min(npass, c * scanned)), valid)
+            curve: dict[int, np.ndarray] = {}
+            p = settle(
+                0, probes, probe_bound(None), lambda pp: found_share(search(qk[sub], kk, pp), None),
+                curve,
+            )  # fmt: skip
+            base = p or nlist
+            broad_p, broad_r, start = {}, {}, probes.index(base)
+            for f in broad:
+                kf = min(n, math.ceil(k * rerank / f) + 1)
+                got: dict[int, np.ndarray] = {}
+                real = lambda pp, kf=kf, f=f: found_share(search(qk[sub], kf, pp), ("broad", f))  # noqa: E731
+                bp = settle(start, probes, probe_bound(("broad", f)), real, got)
+                start = probes.index(bp) if bp else len(probes) - 1  # a smaller share: more cells
+                broad_p[str(f)] = bp
+                broad_r[str(f)] = round(float(np.nanmean(got[max(got)])), 4) if got else None
+            scanned = base / nlist * ntotal
+            bitmaps, before = {}, {}
+            for key, mask in masks.items():
+                if key[0] != "broad":
+                    bits = np.zeros(int(ids.max()) + 1, bool)
+                    bits[ids[mask]] = True
+                    bitmaps[key] = (np.packbits(bits, bitorder="little"), ids[mask])
+                    before[key] = self.items_before(rk, hk[key], ids[mask], lists)
 
-        ladder = [c for c in COVER_LADDER if c * base < nlist] + [float(nlist)]
-        cover, cover_r = None, {}
-        for c in ladder if narrow else ():  # every filter kind must reach the target
-            if not all(_ok(cover_bound(key)(c)) for key in bitmaps):
-                continue
-            got = {}
-            for key, (bitmap, passing) in bitmaps.items():
-                with lock:
-                    found = self.search_within(q[sub], kk, bitmap, passing, cover=c, base=base)
-                got[f"{key[0]} {key[1]}"] = estimate(cover_bound(key)(c), found_share(found, key))
-            cover_r = {name: round(float(np.nanmean(r)), 4) for name, r in got.items()}
-            if all(_ok(r) for r in got.values()):
-                cover = c
-                break
+            def cover_bound(key):
+                npass, valid = len(bitmaps[key][1]), hk[key] >= 0
+                return lambda c: _shares(before[key] < max(kk, min(npass, c * scanned)), valid)
+
+            ladder = [c for c in COVER_LADDER if c * base < nlist] + [float(nlist)]
+            cover, cover_r = None, {}
+            for c in ladder if narrow else ():  # every filter kind must reach the target
+                if not all(_ok(cover_bound(key)(c)) for key in bitmaps):
+                    continue
+                got = {}
+                for key, (bitmap, passing) in bitmaps.items():
+                    with lock:
+                        found = self.search_within(
+                            qk[sub], kk, bitmap, passing, cover=c, base=base
+                        )
+                    bound = cover_bound(key)(c)
+                    got[f"{key[0]} {key[1]}"] = estimate(bound, found_share(found, key))
+                cover_r = {name: round(float(np.nanmean(r)), 4) for name, r in got.items()}
+                if all(_ok(r) for r in got.values()):
+                    cover = c
+                    break
+            return {
+                "nprobe": p,
+                "recall_at_10": round(float(np.nanmean(curve[base])), 4) if curve else None,
+                "curve": {str(a): round(float(np.nanmean(b)), 4) for a, b in sorted(curve.items())},
+                "broad": broad_p,
+                "broad_recall": broad_r,
+                "cover": cover if narrow else float(nlist),  # not measured: every passing cell
+                "filtered_recall": cover_r,
+            }
+
+        described = np.arange(len(photo), nq)
         recall = {
             "k": k,
             "target": TARGET,
             "measured_on": n,
             "nlist": nlist,
             "queries": {"photo": len(photo), "description": len(extra)},
-            "nprobe": p,
-            "recall_at_10": round(float(np.nanmean(curve[base])), 4) if curve else None,
-            "curve": {str(a): round(float(np.nanmean(b)), 4) for a, b in sorted(curve.items())},
-            "broad": broad_p,
-            "broad_recall": broad_r,
-            "cover": cover if narrow else float(nlist),  # not measured: every passing cell
-            "filtered_recall": cover_r,
+            **choose(np.arange(len(photo))),
+            "description": choose(described) if len(described) else None,
         }
         with lock:
             if self.index is index:  # not rebuilt meanwhile

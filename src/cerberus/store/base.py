@@ -38,6 +38,19 @@ class StoreError(CerberusError):
     """A gallery store refused an operation (one line: which gallery, what is wrong)."""
 
 
+QUERY_KINDS = ("photo", "description")
+"""What a search's query vectors are: ``"photo"``, a crop's vector (reID); ``"description"``, the
+SID vectors of an attribute query (APS). They lie in different places of the space, so an
+approximate index may need a different setting for each (the local gallery measures both)."""
+
+
+def check_query_kind(kind: Any, where: str = "search") -> str:
+    """``kind`` if it is one of :data:`QUERY_KINDS`; anything else is refused with one line."""
+    if not isinstance(kind, str) or kind not in QUERY_KINDS:
+        raise StoreError(f"{where}: query kind {kind!r} is not one of {', '.join(QUERY_KINDS)}")
+    return kind
+
+
 def check_nprobe(nprobe: Any, where: str = "search") -> int | None:
     """``nprobe`` as an int (``None`` stays ``None``: the measured default); anything but a
     whole number of at least 1 is refused with one line."""
@@ -509,7 +522,9 @@ class GalleryStore(Protocol):
     - :meth:`search`: per query vector ``(Q, D)``, the top-k items passing the filter by inner
       product (exact on the memory backend; the local backend's approximate index probes the
       cells its recall, measured on the gallery, says reach recall@10 0.95). ``exact=True``:
-      never approximate; ``nprobe``: the cells an IVF index probes (:func:`check_nprobe`).
+      never approximate; ``nprobe``: the cells an IVF index probes (:func:`check_nprobe`);
+      ``kind``: what the queries are (:data:`QUERY_KINDS`, checked by every backend: the local
+      one probes the cells measured for that kind).
     - :meth:`get` returns items by id (with their vectors, ``ids`` filled); unknown ids are an
       error. :meth:`ids` lists the ids passing a filter.
     - A search running while another process adds keeps answering from the state before or
@@ -543,6 +558,7 @@ class GalleryStore(Protocol):
         *,
         exact: bool = False,
         nprobe: int | None = None,
+        kind: str = "photo",
     ) -> list[Hits]: ...
 
     def get(self, ids: Sequence[int] | np.ndarray, *, vectors: bool = True) -> Items: ...

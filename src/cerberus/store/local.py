@@ -79,6 +79,7 @@ from cerberus.store.base import (
     StoreError,
     TrackPath,
     check_nprobe,
+    check_query_kind,
     check_search,
 )
 from cerberus.store.columns import Columns, bump_reshaped, state
@@ -768,17 +769,19 @@ class LocalStore:
         *,
         exact: bool = False,
         nprobe: int | None = None,
+        kind: str = "photo",
     ) -> list[Hits]:
         """Per query ``(Q, D)``, the top-k items passing ``where`` (module text). ``exact``:
-        never the approximate index; ``nprobe``: the cells it probes (the measured setting by
-        default, :mod:`cerberus.store.ann`)."""
+        never the approximate index; ``nprobe``: the cells it probes (by default the setting
+        measured for the queries' ``kind``, photo or description: :mod:`cerberus.store.ann`)."""
         nprobe = check_nprobe(nprobe, self.name)
+        check_query_kind(kind, self.name)
         q, k = check_search(self.name, queries, k, self.info.dim)
         if not len(q):
             return []
         for attempt in range(3):
             try:
-                return self._search(q, k, where, bool(exact), nprobe)
+                return self._search(q, k, where, bool(exact), nprobe, kind)
             except SegmentMissing as e:
                 if e.file in self._files_now():
                     raise  # still referenced: the file is gone (deleted), not switched
@@ -796,6 +799,7 @@ class LocalStore:
         where: Filter | None,
         exact: bool,
         nprobe: int | None,
+        kind: str = "photo",
         broad: bool = True,
     ) -> list[Hits]:
         empty = [Hits(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
@@ -809,7 +813,7 @@ class LocalStore:
             and (total > EXACT_WITHOUT_INDEX or self._ann_exists())
         )
         if indexed and unfiltered:
-            found = self._ann_candidates(q, k, None, total, total, nprobe)
+            found = self._ann_candidates(q, k, None, total, total, nprobe, kind)
             if found is not None:
                 hits = self._rerank(q, k, found)
                 if all(len(h) >= min(k, total) for h in hits):
@@ -826,14 +830,14 @@ class LocalStore:
             ids, seg, row, files = sel.located()
             return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
         if not unfiltered and broad:
-            hits = self._broad(q, k, where, sel, total, nprobe)
+            hits = self._broad(q, k, where, sel, total, nprobe, kind)
             if hits is not None:
                 return hits
         ids = sel.ids()
         bits = np.zeros(int(ids.max()) + 1, dtype=bool)
         bits[ids] = True
         bitmap = np.packbits(bits, bitorder="little")
-        found = self._ann_candidates(q, k, (bitmap, ids), len(ids), total, nprobe)
+        found = self._ann_candidates(q, k, (bitmap, ids), len(ids), total, nprobe, kind)
         if found is None:  # measured: no probing reaches the target under a filter
             ids, seg, row, files = sel.located()
             return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
@@ -848,7 +852,14 @@ class LocalStore:
         return _Selection(cols=cols, keep=cols.keep(where), files=files)
 
     def _broad(
-        self, q: np.ndarray, k: int, where: Filter, sel: _Selection, total: int, nprobe: int | None
+        self,
+        q: np.ndarray,
+        k: int,
+        where: Filter,
+        sel: _Selection,
+        total: int,
+        nprobe: int | None,
+        kind: str = "photo",
     ) -> list[Hits] | None:
         """The broad-filter path (``None`` where it does not apply): for a filter keeping a
         share ``s`` of the index's items (the ``located`` passing items, from the filter
@@ -861,7 +872,7 @@ class LocalStore:
             ann = self._ann_ready(total)
             held = max(ann.index.ntotal, 1)
             share = sel.n / held
-            probes = nprobe or ann.broad_nprobe(share)
+            probes = nprobe or ann.broad_nprobe(share, kind)
             if share < min(BROAD_FRACTIONS) or probes is None:
                 return None
             found = ann.search(q, min(held, math.ceil(k * self.rerank / share) + 1), probes)
@@ -872,7 +883,7 @@ class LocalStore:
         short = (got < k) | (got < 0.75 * share * drawn)
         hits = self._rerank(q, k, passing, sel.locate(passing))
         if short.any():
-            rest = self._search(q[short], k, where, exact=False, nprobe=nprobe, broad=False)
+            rest = self._search(q[short], k, where, False, nprobe, kind, broad=False)
             for r, h in zip(np.flatnonzero(short), rest):
                 hits[r] = h
         return hits
@@ -960,6 +971,7 @@ class LocalStore:
         n: int,
         total: int,
         nprobe: int | None = None,
+        kind: str = "photo",
     ) -> np.ndarray | None:
         """``(Q, k * rerank)`` candidate ids (``-1`` padding) among the ``n`` items passing a
         filter, ``within`` = (their id bitmap, their ids) (``None``: any of the index, which
@@ -970,20 +982,20 @@ class LocalStore:
             ann = self._ann_ready(total)
             held = ann.index.ntotal
             if within is None:
-                if nprobe is None and ann.exact:
+                if nprobe is None and ann.exact(kind):
                     return None
                 kk = min(held, math.ceil(k * self.rerank * held / max(total, 1)))
-                found = ann.search(q, kk, nprobe)
+                found = ann.search(q, kk, nprobe, kind)
                 short = np.flatnonzero((found >= 0).sum(axis=1) < min(k, n))
                 if len(short):  # the probed cells held too few candidates: probe them all
                     found[short] = ann.search(q[short], kk, ann.nlist)
                 return found
-            cover = ann.cover()
+            cover = ann.cover(kind)
             if nprobe is None and cover is None:
                 return None
             bitmap, ids = within
             kk = min(n, k * self.rerank)
-            found = ann.search_within(q, kk, bitmap, ids, cover=cover, nprobe=nprobe)
+            found = ann.search_within(q, kk, bitmap, ids, cover=cover, nprobe=nprobe, kind=kind)
             short = np.flatnonzero((found >= 0).sum(axis=1) < min(k, n))
             if len(short):  # the probed cells held too few candidates: probe them all
                 found[short] = ann.search_within(q[short], kk, bitmap, ids, cover=math.inf)

@@ -16,6 +16,7 @@ from cerberus.store.base import (
     StoreError,
     TrackPath,
     check_nprobe,
+    check_query_kind,
     check_search,
 )
 from cerberus.store.topk import exact_top_k
@@ -140,9 +141,11 @@ class MemoryStore:
         *,
         exact: bool = False,
         nprobe: int | None = None,
+        kind: str = "photo",
     ) -> list[Hits]:
         """Exact top-k by brute force (``exact`` and ``nprobe``, checked, change nothing)."""
         check_nprobe(nprobe, self.name)
+        check_query_kind(kind, self.name)
         q, k = check_search(self.name, queries, k, self.info.dim)
         rows = self._rows(where)
         if len(rows) == 0 or len(q) == 0:

@@ -57,6 +57,7 @@ from cerberus.store.base import (
     StoreError,
     TrackPath,
     check_nprobe,
+    check_query_kind,
     check_search,
 )
 from cerberus.store.milvus_rows import (
@@ -714,11 +715,13 @@ class MilvusStore:
         *,
         exact: bool = False,
         nprobe: int | None = None,
+        kind: str = "photo",
     ) -> list[Hits]:
         """Per query ``(Q, D)``: the top-``k`` committed items passing ``where`` by inner
         product, best first (ties by the smaller id); ``exact`` / ``nprobe`` as
         :meth:`_search_params` maps them."""
         nprobe = check_nprobe(nprobe, self.name)
+        check_query_kind(kind, self.name)
         params = self._search_params(bool(exact), nprobe)
         q, k = check_search(self.name, queries, k, self.info.dim)
         if not len(q):

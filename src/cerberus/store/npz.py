@@ -45,6 +45,7 @@ from cerberus.store.base import (
     StoreError,
     TrackPath,
     check_nprobe,
+    check_query_kind,
     check_search,
 )
 from cerberus.store.topk import exact_top_k, recall_at_k
@@ -397,10 +398,12 @@ class NpzStore:
         *,
         exact: bool = False,
         nprobe: int | None = None,
+        kind: str = "photo",
     ) -> list[Hits]:
         """Top-k per query: the file's index unfiltered (``nprobe`` cells for an ``ivf*``
         kind), exact inner products over its vectors when filtered or ``exact``."""
         nprobe = check_nprobe(nprobe, self.name)
+        check_query_kind(kind, self.name)
         q, k = check_search(self.name, queries, k, self.info.dim)
         none = Hits(np.zeros(0, np.int64), np.zeros(0, np.float32))
         if len(self._meta) == 0 or len(q) == 0:
