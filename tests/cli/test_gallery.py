@@ -242,9 +242,9 @@ def test_search_and_timeline_take_exact_and_nprobe(tiny_index, cli, tmp_path, mo
     args = ("search", "--gallery", g, "--attrs", "gender=male", "--json")
     code, out, err = cli(*args, "--exact")
     assert code == 0 and _json(out)["results"] == _json(plain)["results"], err
-    assert seen[-1] == {"exact": True, "nprobe": None}
+    assert seen[-1] == {"exact": True, "nprobe": None, "kind": "description"}
     code, out, err = cli(*args, "--nprobe", "7")
-    assert code == 0 and seen[-1] == {"exact": False, "nprobe": 7}, err
+    assert code == 0 and seen[-1] == {"exact": False, "nprobe": 7, "kind": "description"}, err
     item = _json(plain)["results"][0]["id"]
     code, out, err = cli(
         "timeline", "--gallery", g, "--item", item, "--min-score", 0, "--exact",

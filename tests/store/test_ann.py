@@ -115,9 +115,8 @@ def test_recall_is_measured_at_build_stored_with_the_index_and_shown(tmp_path):
     assert shown == facts
     line = index_line(shown)
     assert f"recall@10 {r['recall_at_10']:.3f} at nprobe {r['nprobe']}" in line
-    d_r = r["description"]
-    said = f"recall@10 {d_r['recall_at_10']:.3f} at nprobe {d_r['nprobe']} on 50 descriptions"
-    assert said in line
+    assert r["description"] == {"path": "sid columns", "recall_at_10": 1.0, "reached": True}
+    assert "descriptions from the SID columns: recall@10 1.000 on 50" in line
     assert "on 150 gallery crops" in line
     # measured before the kinds were told apart: one setting, said once for both
     older = {**facts, "recall": {key: v for key, v in r.items() if key != "description"}}
@@ -125,10 +124,11 @@ def test_recall_is_measured_at_build_stored_with_the_index_and_shown(tmp_path):
 
 
 
-def test_descriptions_get_a_setting_of_their_own_and_searches_use_it(tmp_path, monkeypatch):
-    """Description queries lie elsewhere than the crops: measured apart, their setting probes
-    more cells than the photos' on clustered crops, each kind of search probes its own, and
-    fresh descriptions reach the target with theirs."""
+def test_descriptions_are_answered_exactly_from_the_sid_columns(tmp_path, monkeypatch):
+    """Description queries never go through the cells: the SID columns answer them, equal to
+    brute force filtered or not, after items are added and removed, after the gallery is
+    opened again, and when the columns were not saved (filled again from the vectors); a
+    vector that is no description is searched exactly."""
     d = 12
     rng = np.random.default_rng(0)
     protos = {g: rng.normal(size=(4, d)).astype(np.float32) for g in GROUPS}
@@ -139,26 +139,49 @@ def test_descriptions_get_a_setting_of_their_own_and_searches_use_it(tmp_path, m
     store.add(batch)
     reference.add(batch)
     store.build_index()
-    r = store.index_facts()["recall"]
-    photo, described = r["nprobe"], r["description"]["nprobe"]
-    assert r["description"]["recall_at_10"] >= 0.95 and described > photo
-    assert store._ann.default_nprobe("description") == described
     probed = []
-    real_search = ann_module.AnnIndex.search
+    for name in ("search", "search_within"):
+        real = getattr(ann_module.AnnIndex, name)
 
-    def spy(self, queries, kk, nprobe=None, kind="photo"):
-        probed.append(nprobe or self.default_nprobe(kind))
-        return real_search(self, queries, kk, nprobe, kind)
+        def spy(self, *a, real=real, **kw):
+            probed.append(1)
+            return real(self, *a, **kw)
 
-    monkeypatch.setattr(ann_module.AnnIndex, "search", spy)
-    fresh = ann_module.description_queries(protos, 5 * d, 100, seed=9)
-    got = [store.search(q[None], 10, kind="description")[0] for q in fresh]
-    assert set(probed) == {described}
-    assert recall(got, [reference.search(q[None], 10)[0] for q in fresh]) >= 0.95
-    probed.clear()
-    store.search(vectors("clustered", 5, seed=3, dim=5 * d), 10)
-    assert set(probed) == {photo}
+        monkeypatch.setattr(ann_module.AnnIndex, name, spy)
+    fresh = ann_module.description_queries(protos, 5 * d, 30, seed=9)
+
+    def same(s, wheres=(None, cams(*range(9)), cams(2, 5), NARROW)):
+        for where in wheres:
+            got = s.search(fresh, 10, where, kind="description")
+            for g, w in zip(got, reference.search(fresh, 10, where)):
+                np.testing.assert_array_equal(g.ids, w.ids)
+
+    same(store)
+    assert not probed  # the index's cells were never searched
+    more = items(vectors("clustered", 3000, seed=4, dim=5 * d), seed=2, source="t")
+    store.add(more)
+    reference.add(more)
+    store.remove(camera="c1")
+    reference.remove(camera="c1")
+    same(store, (None, cams(2, 5)))
     store.close()
+    again = LocalStore.open(tmp_path / "g", exact_limit=300)
+    same(again, (None,))
+    assert again._ann.sids.rows == again._ann.covered and not probed
+    again.close()
+    meta = tmp_path / "g" / "ann" / "ann.json"  # an index saved without its columns
+    facts = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**facts, "sid_rows": None}))
+    (tmp_path / "g" / "ann" / "sid.npy").unlink()
+    older = LocalStore.open(tmp_path / "g", exact_limit=300)
+    same(older, (None, cams(2, 5)))
+    assert older._ann.sids.rows == older._ann.covered
+    odd = vectors("random", 3, seed=7, dim=5 * d)  # no description: searched exactly
+    for g, w in zip(older.search(odd, 10, kind="description"), reference.search(odd, 10)):
+        np.testing.assert_array_equal(g.ids, w.ids)
+    assert not probed
+    older.close()
+
 
 def test_description_queries_are_made_like_an_attribute_query():
     d = 6
@@ -259,7 +282,7 @@ def test_where_no_setting_reaches_the_target_searches_are_exact(tmp_path, monkey
     monkeypatch.setattr(ann_module, "TARGET", 1.01)  # unreachable: as on data with no structure
     store, reference, queries = galleries(tmp_path, "random")
     r = store.index_facts()["recall"]
-    assert r["nprobe"] is None and r["cover"] is None and store._ann.exact()
+    assert r["nprobe"] is None and r["cover"] is None and store._ann.exact
     from cerberus.cli.gallery import index_line
 
     assert "searches are exact" in index_line(store.index_facts())

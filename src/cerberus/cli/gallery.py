@@ -65,10 +65,15 @@ def index_line(index: dict | None) -> str:
     if r is None:
         return head + "; recall not measured yet (measured at the next large search)"
     asked, described = r["queries"], r.get("description")
-    if described:  # a setting per kind of query
+    if described and described.get("path"):  # descriptions from the SID columns, checked
+        how = (
+            "from the SID columns" if described["reached"]
+            else f"searched exactly (the SID columns fell short of {r['target']})"
+        )  # fmt: skip
         said = [_setting(r, f"on {asked['photo']} gallery crops", r["target"]),
-                _setting(described, f"on {asked['description']} descriptions", r["target"])]
-    else:  # one setting for both kinds (no prototypes, or measured before they were told apart)
+                f"descriptions {how}: recall@10 {described['recall_at_10']:.3f} on "
+                f"{asked['description']}"]
+    else:  # no prototypes, or measured before the kinds were told apart: one setting
         both = f"{asked['photo']} gallery crops + {asked['description']} descriptions"
         said = [_setting(r, f"on {both}", r["target"])]
     return (

@@ -14,9 +14,11 @@ thread of its own), a sample of the gallery's own vectors (held
 out: each query's own item is left out of both lists) and description queries (attribute
 vectors made from the gallery's SID prototypes, as an APS query is) are answered exactly and
 through the index. The smallest number of probed cells whose recall@10 reaches
-:data:`TARGET` + :data:`MARGIN` is kept with the index and used by every search; the same is
-measured under random filters of several selectivities (the two filtered paths below). Where
-even probing every cell falls short, the searches it concerns are exact.
+:data:`TARGET` + :data:`MARGIN` is kept with the index and used by every photo search; the same
+is measured under random filters of several selectivities (the two filtered paths below). Where
+even probing every cell falls short, the searches it concerns are exact. Description queries
+do not go through the cells (their neighbours are spread over most of them): the index keeps
+per-SID score columns beside it (:mod:`cerberus.store.sidcolumns`) that answer them exactly.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 from cerberus.attributes.schema import GROUPS
 from cerberus.errors import CerberusError
 from cerberus.inference.scoring import AttributeQuery, attribute_query_vectors
+from cerberus.store.sidcolumns import SidColumns
 from cerberus.store.topk import top_k_merge
 
 RETRAIN_GROWTH = 4.0
@@ -198,9 +201,21 @@ class AnnIndex:
     """An IVF-SQ8 index of item ids in ``folder`` (``ann.faiss`` + ``ann.json``) and its
     measured recall (:attr:`recall`, see :meth:`measure`)."""
 
-    def __init__(self, folder: Path, dim: int, *, nprobe: int = 32, seed: int = 0) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        dim: int,
+        *,
+        nprobe: int = 32,
+        seed: int = 0,
+        prototypes: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         self.folder = folder
         self.dim = dim
+        self.prototypes = prototypes
+        self.sids = SidColumns.of(prototypes, dim)
+        """The SID score columns description queries are answered from (``None``: the
+        gallery has no prototypes that fit its vectors)."""
         self.nprobe = nprobe
         """Cells probed when no recall has been measured (an index built before it was)."""
         self.seed = seed
@@ -232,6 +247,9 @@ class AnnIndex:
         self.index, self.covered, self.trained_on = index, int(meta["covered"]), int(meta["n"])
         self.recall = meta.get("recall")
         self._lists = None
+        self.sids = SidColumns.of(self.prototypes, self.dim)
+        if self.sids is not None and meta.get("sid_rows") is not None:
+            self.sids.load(self.folder, int(meta["sid_rows"]))  # else empty: filled again
         return True
 
     def stale(self, live: int) -> bool:
@@ -254,23 +272,42 @@ class AnnIndex:
         """Train on a sample of the items (:func:`train_ivf`, IVF-SQ8) and add them all."""
         n = len(ids)
         ivf = train_ivf(n, self.dim, gather, seed=self.seed)
+        self.sids = SidColumns.of(self.prototypes, self.dim)
         for start in range(0, n, chunk):
             pos = np.arange(start, min(n, start + chunk))
-            ivf.add_with_ids(np.ascontiguousarray(gather(pos)), ids[pos])
+            block = np.ascontiguousarray(gather(pos))
+            ivf.add_with_ids(block, ids[pos])
+            if self.sids is not None:
+                self.sids.add(ids[pos], block)
         self.index = ivf
         self.trained_on = n
         self.covered = int(ids.max()) + 1 if n else 0
+        if self.sids is not None:
+            self.sids.add(ids[:0], np.zeros((0, self.dim), np.float32), rows=self.covered)
         self.recall = None
         self._lists = None
 
     def extend(self, ids: np.ndarray, gather: Gather, chunk: int = 32768) -> None:
         """Add items ``ids`` (all at or above :attr:`covered`) without retraining."""
+        filled = self.sids is not None and self.sids.rows >= self.covered
         for start in range(0, len(ids), chunk):
             pos = np.arange(start, min(len(ids), start + chunk))
-            self.index.add_with_ids(np.ascontiguousarray(gather(pos)), ids[pos])
+            block = np.ascontiguousarray(gather(pos))
+            self.index.add_with_ids(block, ids[pos])
+            if filled:  # else the caller fills them from the vectors (sid_missing)
+                self.sids.add(ids[pos], block)
         if len(ids):
             self.covered = max(self.covered, int(ids.max()) + 1)
             self._lists = None
+        if filled:
+            self.sids.add(ids[:0], np.zeros((0, self.dim), np.float32), rows=self.covered)
+
+    def sid_missing(self) -> int | None:
+        """The first id whose SID columns are missing (loaded without them, or an index of an
+        older version), ``None`` when all are there or there are no columns to fill."""
+        if self.sids is None or self.sids.rows >= self.covered:
+            return None
+        return self.sids.rows
 
     def save(self) -> bool:
         """Write the index and its facts (temporary files renamed into place: a reader never
@@ -283,10 +320,15 @@ class AnnIndex:
         token = uuid.uuid4().hex[:8]
         tmp_index = self.folder / f"{ANN_FILE}.{token}.tmp"
         tmp_meta = self.folder / f"{ANN_META}.{token}.tmp"
+        whole = self.sids is not None and self.sid_missing() is None
+        sid_rows = self.sids.rows if whole else None
         facts = {"dim": self.dim, "covered": self.covered, "n": self.trained_on}
+        facts["sid_rows"] = sid_rows
         try:
             faiss.write_index(self.index, str(tmp_index))
             tmp_meta.write_text(json.dumps({**facts, "recall": self.recall}))
+            if sid_rows is not None:
+                self.sids.save(self.folder)
             os.replace(tmp_index, self.folder / ANN_FILE)
             os.replace(tmp_meta, self.folder / ANN_META)
         except (OSError, RuntimeError) as e:
@@ -301,61 +343,51 @@ class AnnIndex:
 
     # ---- the measured settings
 
-    def settings(self, kind: str = "photo") -> dict[str, Any] | None:
-        """The settings measured for a kind of query (:data:`QUERY_KINDS`): ``"photo"`` (a
-        crop's vector, reID) or ``"description"`` (an attribute query's SID vectors, APS),
-        which lie elsewhere than the crops and may need more cells; ``None``: not measured. An
-        index measured without description queries (no prototypes, or before the kinds were
-        told apart) answers both with its one setting."""
+    @property
+    def exact(self) -> bool:
+        """Whether unfiltered photo searches must be exact (no nprobe reached the target)."""
+        return self.recall is not None and self.recall["nprobe"] is None
+
+    def default_nprobe(self) -> int:
+        """Cells probed by an unfiltered search: the measured setting (all cells where even
+        that fell short: the caller searches exactly then)."""
         if self.recall is None:
-            return None
-        if kind == "description" and self.recall.get("description"):
-            return self.recall["description"]
-        return self.recall
-
-    def exact(self, kind: str = "photo") -> bool:
-        """Whether unfiltered searches of this kind must be exact (no nprobe reached the
-        target)."""
-        got = self.settings(kind)
-        return got is not None and got["nprobe"] is None
-
-    def default_nprobe(self, kind: str = "photo") -> int:
-        """Cells probed by an unfiltered search of this kind: the measured setting (all cells
-        where even that fell short: the caller searches exactly then)."""
-        got = self.settings(kind)
-        if got is None:
             return min(self.nlist, self.nprobe)
-        return min(self.nlist, int(got["nprobe"] or self.nlist))
+        return min(self.nlist, int(self.recall["nprobe"] or self.nlist))
 
-    def broad_nprobe(self, fraction: float, kind: str = "photo") -> int | None:
+    def broad_nprobe(self, fraction: float) -> int | None:
         """Cells probed by the broad path for a filter keeping ``fraction`` of the items: the
         setting measured at the largest measured fraction at or below it (more selective
         filters need more cells); ``None``: take the id-bitmap path."""
-        got = self.settings(kind)
-        if got is None:
+        if self.recall is None:
             return None
-        fits = [(float(f), p) for f, p in got["broad"].items() if float(f) <= fraction]
+        fits = [(float(f), p) for f, p in self.recall["broad"].items() if float(f) <= fraction]
         fits = [(f, p) for f, p in fits if p is not None]
         return int(max(fits)[1]) if fits else None
 
-    def cover(self, kind: str = "photo") -> float | None:
+    def cover(self) -> float | None:
         """The id-bitmap path's coverage factor (``inf``: every list holding a passing item;
         ``None``: measured short of the target, search exactly)."""
-        got = self.settings(kind)
-        if got is None:
+        if self.recall is None:
             return math.inf
-        c = got["cover"]
+        c = self.recall["cover"]
         return None if c is None else float(c)
+
+    def sids_trusted(self) -> bool:
+        """Whether description queries may be answered from the SID columns: there are
+        columns, and the last measurement (if any) found them reaching the target."""
+        if self.sids is None:
+            return False
+        said = (self.recall or {}).get("description")
+        return not said or bool(said.get("reached", True))
 
     # ---- searching
 
-    def search(
-        self, queries: np.ndarray, kk: int, nprobe: int | None = None, kind: str = "photo"
-    ) -> np.ndarray:
+    def search(self, queries: np.ndarray, kk: int, nprobe: int | None = None) -> np.ndarray:
         """Candidate ids ``(Q, kk)`` (``-1`` padding) of an unfiltered search probing
-        ``nprobe`` cells (default :meth:`default_nprobe` of the queries' ``kind``)."""
+        ``nprobe`` cells (default :meth:`default_nprobe`)."""
         faiss = faiss_module()
-        nprobe = min(self.nlist, nprobe or self.default_nprobe(kind))
+        nprobe = min(self.nlist, nprobe or self.default_nprobe())
         params = faiss.SearchParametersIVF(nprobe=max(1, nprobe))
         _, found = self.index.search(np.ascontiguousarray(queries), kk, params=params)
         return found
@@ -386,7 +418,6 @@ class AnnIndex:
         cover: float | None = None,
         nprobe: int | None = None,
         base: int | None = None,
-        kind: str = "photo",
     ) -> np.ndarray:
         """Candidate ids ``(Q, kk)`` among the ``ids`` passing a filter (``bitmap``: their
         bits by id, little-endian bit order).
@@ -412,7 +443,7 @@ class AnnIndex:
             take = np.cumsum(held > 0, axis=1) <= nprobe
         else:
             c = math.inf if cover is None else cover
-            scanned = (base or self.default_nprobe(kind)) / nlist * self.index.ntotal
+            scanned = (base or self.default_nprobe()) / nlist * self.index.ntotal
             target = max(kk, min(len(ids), c * scanned))
             before = np.cumsum(held, axis=1) - held  # passing items in the cells before
             take = before < target
@@ -520,6 +551,10 @@ class AnnIndex:
         cells could find at most), then checked by one real search at that setting and raised
         while that falls short (8-bit codes or too few candidates can lose a neighbour whose
         cell was probed): the setting kept is one a real search reached the target with.
+        These settings are chosen on the photo queries: description queries are answered from
+        the SID columns (:mod:`cerberus.store.sidcolumns`), whose top-10 is checked against
+        the same exact answers (``description``: their recall@10, ``reached``: whether it
+        reaches the target; where not, descriptions are searched exactly).
         """
         n, k = len(ids), RECALL_K
         lock = lock or contextlib.nullcontext()
@@ -550,6 +585,7 @@ class AnnIndex:
         truth = _truths(q, ids, gather, masks, k + 1, chunk)
         held_out = {key: _held_out(t, own, k) for key, t in truth.items()}
         nlist, nq = self.nlist, len(q)
+        kk_all = min(n, k * rerank + 1)
         with lock:
             ranks = self.cell_ranks(q)
 
@@ -644,6 +680,22 @@ class AnnIndex:
             }
 
         described = np.arange(len(photo), nq)
+        said = None  # description queries: read off the SID columns, checked on the sample
+        if len(described) and self.sids is not None:
+            allowed = np.zeros(max(int(ids.max()) + 1, self.sids.rows), bool)
+            allowed[ids] = True
+            with lock:
+                ready = self.sids.rows > int(ids.max())
+                found = self.sids.top(q[described], kk_all, allowed) if ready else None
+            if found is not None:
+                t = held_out[None][described]
+                hit = (t[:, :, None] == found[:, None, :]).any(axis=2) & (t >= 0)
+                got = _shares(hit, t >= 0)
+                said = {
+                    "path": "sid columns",
+                    "recall_at_10": round(float(np.nanmean(got)), 4),
+                    "reached": _ok(got),
+                }
         recall = {
             "k": k,
             "target": TARGET,
@@ -651,7 +703,7 @@ class AnnIndex:
             "nlist": nlist,
             "queries": {"photo": len(photo), "description": len(extra)},
             **choose(np.arange(len(photo))),
-            "description": choose(described) if len(described) else None,
+            "description": said,
         }
         with lock:
             if self.index is index:  # not rebuilt meanwhile

@@ -95,6 +95,7 @@ from cerberus.store.rows import (
     items_of_rows,
 )
 from cerberus.store.segments import (
+    GATHER_CHUNK,
     SegmentMissing,
     Segments,
     is_disk_full,
@@ -211,7 +212,9 @@ class LocalStore:
             self._checksum if verify else None,
             f"; `cerberus gallery check {self.name}` lists every damaged file",
         )
-        self._ann = AnnIndex(self.folder / ANN, self.info.dim, nprobe=nprobe)
+        self._ann = AnnIndex(
+            self.folder / ANN, self.info.dim, nprobe=nprobe, prototypes=self.info.prototypes
+        )
         self._columns: Columns | None = None
         """The filter columns in memory (:mod:`cerberus.store.columns`), read at first use."""
         self._columns_lock = threading.Lock()
@@ -772,8 +775,10 @@ class LocalStore:
         kind: str = "photo",
     ) -> list[Hits]:
         """Per query ``(Q, D)``, the top-k items passing ``where`` (module text). ``exact``:
-        never the approximate index; ``nprobe``: the cells it probes (by default the setting
-        measured for the queries' ``kind``, photo or description: :mod:`cerberus.store.ann`)."""
+        never the approximate index; ``nprobe``: the cells it probes (the measured setting by
+        default, :mod:`cerberus.store.ann`); ``kind="description"``: the queries are attribute
+        queries' SID vectors, answered from the SID columns (:mod:`cerberus.store.sidcolumns`;
+        given ``nprobe``, through the index like a photo)."""
         nprobe = check_nprobe(nprobe, self.name)
         check_query_kind(kind, self.name)
         q, k = check_search(self.name, queries, k, self.info.dim)
@@ -812,8 +817,9 @@ class LocalStore:
             and total > self.exact_limit
             and (total > EXACT_WITHOUT_INDEX or self._ann_exists())
         )
-        if indexed and unfiltered:
-            found = self._ann_candidates(q, k, None, total, total, nprobe, kind)
+        described = kind == "description" and nprobe is None  # the SID columns answer it
+        if indexed and unfiltered and not described:
+            found = self._ann_candidates(q, k, None, total, total, nprobe)
             if found is not None:
                 hits = self._rerank(q, k, found)
                 if all(len(h) >= min(k, total) for h in hits):
@@ -829,15 +835,21 @@ class LocalStore:
         ):
             ids, seg, row, files = sel.located()
             return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
+        if described:
+            hits = self._described(q, k, sel, total)
+            if hits is None:  # no columns, or a query that is no description: exact
+                ids, seg, row, files = sel.located()
+                return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
+            return hits
         if not unfiltered and broad:
-            hits = self._broad(q, k, where, sel, total, nprobe, kind)
+            hits = self._broad(q, k, where, sel, total, nprobe)
             if hits is not None:
                 return hits
         ids = sel.ids()
         bits = np.zeros(int(ids.max()) + 1, dtype=bool)
         bits[ids] = True
         bitmap = np.packbits(bits, bitorder="little")
-        found = self._ann_candidates(q, k, (bitmap, ids), len(ids), total, nprobe, kind)
+        found = self._ann_candidates(q, k, (bitmap, ids), len(ids), total, nprobe)
         if found is None:  # measured: no probing reaches the target under a filter
             ids, seg, row, files = sel.located()
             return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
@@ -852,14 +864,7 @@ class LocalStore:
         return _Selection(cols=cols, keep=cols.keep(where), files=files)
 
     def _broad(
-        self,
-        q: np.ndarray,
-        k: int,
-        where: Filter,
-        sel: _Selection,
-        total: int,
-        nprobe: int | None,
-        kind: str = "photo",
+        self, q: np.ndarray, k: int, where: Filter, sel: _Selection, total: int, nprobe: int | None
     ) -> list[Hits] | None:
         """The broad-filter path (``None`` where it does not apply): for a filter keeping a
         share ``s`` of the index's items (the ``located`` passing items, from the filter
@@ -872,7 +877,7 @@ class LocalStore:
             ann = self._ann_ready(total)
             held = max(ann.index.ntotal, 1)
             share = sel.n / held
-            probes = nprobe or ann.broad_nprobe(share, kind)
+            probes = nprobe or ann.broad_nprobe(share)
             if share < min(BROAD_FRACTIONS) or probes is None:
                 return None
             found = ann.search(q, min(held, math.ceil(k * self.rerank / share) + 1), probes)
@@ -883,10 +888,39 @@ class LocalStore:
         short = (got < k) | (got < 0.75 * share * drawn)
         hits = self._rerank(q, k, passing, sel.locate(passing))
         if short.any():
-            rest = self._search(q[short], k, where, False, nprobe, kind, broad=False)
+            rest = self._search(q[short], k, where, False, nprobe, broad=False)
             for r, h in zip(np.flatnonzero(short), rest):
                 hits[r] = h
         return hits
+
+    def _described(
+        self, q: np.ndarray, k: int, sel: _Selection, total: int
+    ) -> list[Hits] | None:
+        """Description queries among the ``sel`` items from the SID columns: each query's
+        ``k rerank`` best by the columns' sums (the same inner products, method §5.2),
+        re-ranked exactly. ``None`` where the columns cannot answer (none, not trusted by the
+        last measurement, or a query that is no description)."""
+        with self._ann.lock:
+            ann = self._ann_ready(total)
+            if not ann.sids_trusted():
+                return None
+            start = ann.sid_missing()
+            if start is not None:  # an index saved without them: fill them from the vectors
+                got = self._snapshot_where("id >= ? AND id < ?", [start, ann.covered])
+                ids, seg, row, files = got
+                for a in range(0, len(ids), GATHER_CHUNK):
+                    b = slice(a, a + GATHER_CHUNK)
+                    ann.sids.add(ids[b], self._segments.gather(files, seg[b], row[b]))
+                ann.sids.add(ids[:0], np.zeros((0, self.info.dim), np.float32), rows=ann.covered)
+            passing = sel.ids()
+            if int(passing.max()) >= ann.sids.rows:  # added after the index: not in the columns
+                return None
+            allowed = np.zeros(ann.sids.rows, bool)
+            allowed[passing] = True
+            found = ann.sids.top(q, min(sel.n, k * self.rerank), allowed)
+        if found is None:
+            return None
+        return self._rerank(q, k, found, sel.locate(found))
 
     def _ann_exists(self) -> bool:
         """Whether the approximate index is loaded or its cache file can be read."""
@@ -971,7 +1005,6 @@ class LocalStore:
         n: int,
         total: int,
         nprobe: int | None = None,
-        kind: str = "photo",
     ) -> np.ndarray | None:
         """``(Q, k * rerank)`` candidate ids (``-1`` padding) among the ``n`` items passing a
         filter, ``within`` = (their id bitmap, their ids) (``None``: any of the index, which
@@ -982,20 +1015,20 @@ class LocalStore:
             ann = self._ann_ready(total)
             held = ann.index.ntotal
             if within is None:
-                if nprobe is None and ann.exact(kind):
+                if nprobe is None and ann.exact:
                     return None
                 kk = min(held, math.ceil(k * self.rerank * held / max(total, 1)))
-                found = ann.search(q, kk, nprobe, kind)
+                found = ann.search(q, kk, nprobe)
                 short = np.flatnonzero((found >= 0).sum(axis=1) < min(k, n))
                 if len(short):  # the probed cells held too few candidates: probe them all
                     found[short] = ann.search(q[short], kk, ann.nlist)
                 return found
-            cover = ann.cover(kind)
+            cover = ann.cover()
             if nprobe is None and cover is None:
                 return None
             bitmap, ids = within
             kk = min(n, k * self.rerank)
-            found = ann.search_within(q, kk, bitmap, ids, cover=cover, nprobe=nprobe, kind=kind)
+            found = ann.search_within(q, kk, bitmap, ids, cover=cover, nprobe=nprobe)
             short = np.flatnonzero((found >= 0).sum(axis=1) < min(k, n))
             if len(short):  # the probed cells held too few candidates: probe them all
                 found[short] = ann.search_within(q[short], kk, bitmap, ids, cover=math.inf)
