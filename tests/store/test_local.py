@@ -752,3 +752,26 @@ def test_a_read_only_gallery_opens_for_reading_and_refuses_writes(tmp_path):
     assert out["filtered"] == reference.count(Filter(cameras=frozenset({"c1"})))
     assert "the gallery folder is read-only" in out["add"] and str(folder) in out["add"]
     assert sorted(p.name for p in folder.rglob("*")) == before
+
+
+def test_gather_reads_rows_in_any_order_runs_or_not(tmp_path):
+    """Consecutive rows are read as one slice, any other order row by row: the same vectors
+    as reading each row on its own (the slow obvious way)."""
+    from cerberus.store.segments import Segments
+
+    rng = np.random.default_rng(0)
+    data = [rng.normal(size=(50, 4)).astype(np.float32) for _ in range(3)]
+    for i, d in enumerate(data):
+        np.save(tmp_path / f"seg-{i}.npy", d)
+    segs = Segments(tmp_path, 4)
+    files = [f"seg-{i}.npy" for i in range(3)]
+    cases = [
+        (np.zeros(10, np.int64), np.arange(5, 15)),  # one run
+        (np.repeat([0, 2], 5), np.r_[np.arange(3, 8), np.arange(0, 5)]),  # two runs
+        (np.zeros(4, np.int64), np.array([3, 5, 4, 6])),  # a permuted run
+        (rng.integers(0, 3, 40), rng.integers(0, 50, 40)),  # anything
+    ]
+    for seg, row in cases:
+        got = segs.gather(files, seg, row)
+        want = np.stack([data[s][r] for s, r in zip(seg, row)])
+        np.testing.assert_array_equal(got, want)

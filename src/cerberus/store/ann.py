@@ -273,6 +273,8 @@ class AnnIndex:
         n = len(ids)
         ivf = train_ivf(n, self.dim, gather, seed=self.seed)
         self.sids = SidColumns.of(self.prototypes, self.dim)
+        if self.sids is not None and n:
+            self.sids.reserve(int(ids.max()) + 1)
         for start in range(0, n, chunk):
             pos = np.arange(start, min(n, start + chunk))
             block = np.ascontiguousarray(gather(pos))

@@ -13,6 +13,7 @@ so a damaged segment is reported (:class:`SegmentDamaged`), never searched.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import shutil
 import threading
@@ -63,11 +64,21 @@ class _Crc32Writer:
 
 
 def file_crc32(path: Path) -> int:
-    """CRC-32 of the file at ``path`` (read :data:`CRC_CHUNK` bytes at a time)."""
+    """CRC-32 of the file at ``path``, over a read-only memory map of it (:data:`CRC_CHUNK`
+    bytes at a time: no copy of the file into Python buffers, and the pages read stay cached
+    for the map the vectors are then read from)."""
     crc = 0
     with open(path, "rb") as fh:
-        while chunk := fh.read(CRC_CHUNK):
-            crc = zlib.crc32(chunk, crc)
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return crc
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            view = memoryview(mm)
+            try:
+                for start in range(0, size, CRC_CHUNK):
+                    crc = zlib.crc32(view[start : start + CRC_CHUNK], crc)
+            finally:
+                view.release()
     return crc
 
 
@@ -212,7 +223,14 @@ class Segments:
         cuts = np.flatnonzero(np.diff(s_sorted)) + 1
         for part in np.split(order, cuts):
             mm = self.map(files[int(seg[part[0]])])
-            out[part] = mm[row[part]]
+            rows = row[part]
+            a, b = int(rows[0]), int(rows[-1]) + 1
+            run = b - a == len(rows) and (np.diff(rows) == 1).all()  # consecutive: a slice
+            src = mm[a:b] if run else mm[rows]
+            if (np.diff(part) == 1).all():  # in place order (sorted input)
+                out[int(part[0]) : int(part[-1]) + 1] = src
+            else:
+                out[part] = src
         return out
 
     def close(self) -> None:

@@ -66,11 +66,13 @@ class SidColumns:
     def sids(self) -> int:
         return int(self.offsets[-1])
 
-    def _grow(self, rows: int) -> None:
-        """Make room for ids below ``rows`` (capacity doubles; new cells ``nan``)."""
+    def reserve(self, rows: int, grow: bool = False) -> None:
+        """Make room for ids below ``rows`` (``grow``: at least double, for adds one batch at
+        a time; new cells ``nan``)."""
         if rows <= self.table.shape[1]:
             return
-        wider = np.full((self.sids, max(rows, 2 * self.table.shape[1])), np.nan, np.float32)
+        wide = max(rows, 2 * self.table.shape[1]) if grow else rows
+        wider = np.full((self.sids, wide), np.nan, np.float32)
         wider[:, : self.table.shape[1]] = self.table
         self.table = wider
 
@@ -79,7 +81,7 @@ class SidColumns:
         ``rows`` (default: past the largest) as done."""
         ids = np.asarray(ids, np.int64)
         rows = max(self.rows, int(ids.max()) + 1 if len(ids) else 0, rows or 0)
-        self._grow(rows)
+        self.reserve(rows, grow=True)
         v = np.asarray(vectors, np.float32)
         for g, unit in enumerate(self.units):
             part = v[:, g * self.part : (g + 1) * self.part]
