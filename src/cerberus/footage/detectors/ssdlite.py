@@ -193,7 +193,7 @@ class SsdLiteDetector:
             never compared their boxes. On vtest.avi's tuning frames 0.3 lifted recall and
             precision (0.923 / 0.928 -> 0.933 / 0.942) but on the scored frames it lowered
             recall (with ``path_cover=0.6``: 0.905 -> 0.881), so it is off
-            (``docs/footage.md``, "Merging across passes").
+            (``docs/footage.md``, "Tried after it: merging across passes").
         path_cover: a gap's path box on another track's detected box at IoU this or more is
             left out of the stored path (the class's ``path_cover``; ``None`` or 0: kept).
         merge_iou: boxes of different passes overlapping more than this are merged (the better
