@@ -18,6 +18,7 @@ the ingest's settings it gives the whole ingest's recall, precision and tracks p
     python benchmarks/tune_vtest.py runs/vtest/vtest.avi             # the default
     python benchmarks/tune_vtest.py --full-size 300x300 --tiles 1 --box-scale 1,1 --high 0.5
     python benchmarks/tune_vtest.py --box-scale 1,1 --fit-shape      # the box-shape fit
+    python benchmarks/tune_vtest.py --cross-iou 0.3 --cover-iou 0.6  # tried, off by default
 
 ``--fit-shape`` pairs the detector's own boxes (default schedule, every annotated frame, score
 >= ``--score``) with the annotated people (Hungarian on IoU >= 0.3) and prints the median
