@@ -18,6 +18,7 @@ the ingest's settings it gives the whole ingest's recall, precision and tracks p
     python benchmarks/tune_vtest.py runs/vtest/vtest.avi             # the default
     python benchmarks/tune_vtest.py --full-size 300x300 --tiles 1 --box-scale 1,1 --high 0.5
     python benchmarks/tune_vtest.py --box-scale 1,1 --fit-shape      # the box-shape fit
+    python benchmarks/tune_vtest.py --cross-iou 0.3 --cover-iou 0.6  # tried, off by default
 
 ``--fit-shape`` pairs the detector's own boxes (default schedule, every annotated frame, score
 >= ``--score``) with the annotated people (Hungarian on IoU >= 0.3) and prints the median
@@ -176,6 +177,7 @@ def detections(cache: PassCache, args):
     merger = SsdLiteDetector.__new__(SsdLiteDetector)  # merge() needs only these fields
     merger.score, merger.merge_iou, merger.edge_margin = args.score, 0.5, 4.0
     merger.box_shape, merger.tile_score = args.box_scale, args.tile_score or args.score
+    merger.cross_iou = args.cross_iou
     weak = args.tile_rule == "weak" and args.tiles
     if weak:
         from cerberus.footage.detectors.ssdlite import tile_windows, weak_tiles
@@ -221,7 +223,7 @@ def replay(dets: dict, args) -> dict[int, tuple]:
         iou_threshold=args.iou, low_iou=args.low_iou, min_hits=args.min_hits,
     )  # fmt: skip
     gap = max(1, round(args.max_gap * 10.0)) if args.max_gap else None
-    book, paths = PathBook(max_gap=gap), {}
+    book, paths = PathBook(max_gap=gap, cover_iou=args.cover_iou or None), {}
 
     def end(ids) -> None:
         for t in ids:
@@ -282,6 +284,9 @@ def main() -> None:
                         "overlapping boxes (tiles at stride --stride, cached)")
     p.add_argument("--weak", type=float, default=0.5, help="weak_score of --tile-rule weak")
     p.add_argument("--tile-score", type=float, default=0.4, help="a tile box's score (0: --score)")
+    p.add_argument("--cross-iou", type=float, default=None,
+                   help="a full-pass box and a tile box overlapping more are merged (ssdlite's "
+                        "cross_iou; default: 0.5, as within a pass)")  # fmt: skip
     p.add_argument("--score", type=float, default=0.1, help="the detector's cut")
     p.add_argument("--box-scale", type=_numbers, default=(0.85, 1.0, 0.09, 0.03),
                    help="sx,sy[,dx,dy]: width, height factors, centre shifts (of w, h)")
@@ -296,6 +301,9 @@ def main() -> None:
     p.add_argument("--max-gap", type=float, default=1.0,
                    help="seconds: a longer gap in a path is left empty (ssdlite's path_gap; "
                         "0: every gap filled)")  # fmt: skip
+    p.add_argument("--cover-iou", type=float, default=0.0,
+                   help="a gap's path box overlapping another track's detected box at this IoU "
+                        "or more is left out (ssdlite's path_cover; 0: kept)")  # fmt: skip
     p.add_argument("--min-hits", type=int, default=3, help="matches before a track is confirmed")
     p.add_argument("--raw", type=float, default=None,
                    help="score the detector's boxes at this score and up (no tracker)")

@@ -17,7 +17,7 @@ from PIL import Image
 
 from cerberus.errors import CerberusError
 from cerberus.footage.detect import Detections, HogDetector, iou_matrix
-from cerberus.footage.ingest import Linking, ingest_source
+from cerberus.footage.ingest import Linking, ingest_source, path_book
 from cerberus.footage.track import BoxTracker
 from cerberus.footage.video import open_source, source_name
 from cerberus.inference.scoring import pool_vectors
@@ -524,6 +524,19 @@ def test_a_gap_longer_than_the_detectors_path_gap_is_left_empty(footage, tmp_pat
     gap = [12, 13, 14]
     kept = [k for k in range(1, 31) if path_gap != 0.3 or k not in gap]
     assert one.frames.tolist() == kept and one.detected.sum() == 27
+
+
+def test_the_path_book_takes_the_detectors_path_gap_and_path_cover():
+    class Plain:
+        pass
+
+    class Covering:
+        path_gap, path_cover = 1.0, 0.6
+
+    book = path_book(Covering(), 10.0)
+    assert book.max_gap == 10 and book.cover_iou == 0.6
+    plain = path_book(Plain(), 10.0)
+    assert plain.max_gap is None and plain.cover_iou is None
 
 
 def test_a_track_whose_crops_are_all_refused_is_not_stored(tmp_path, caplog):

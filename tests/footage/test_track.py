@@ -249,3 +249,35 @@ def test_a_gap_longer_than_max_gap_is_left_empty_and_a_shorter_one_filled() -> N
     assert np.allclose(boxes[1], [20, 0, 30, 30])
     with pytest.raises(CerberusError, match="max_gap"):
         PathBook(max_gap=0)
+
+
+def _frame_update(ids, boxes, detected) -> TrackUpdate:
+    return TrackUpdate(np.zeros(0, np.int64), alive=np.array(ids, np.int64),
+                       boxes=np.array(boxes, np.float32).reshape(-1, 4),
+                       detected=np.array(detected, bool),
+                       confirmed=np.ones(len(ids), bool))  # fmt: skip
+
+
+@pytest.mark.parametrize("cover_iou", [None, 0.6])
+def test_a_gap_box_on_another_tracks_detection_is_left_out(cover_iou) -> None:
+    """Track 4 is missed on frames 3, 5 and 7, its gap filled on the line from x 0 to x 40.
+    Its gap box on frame 3 ([10, 0, 20, 30]) lies on track 7's detection (IoU 9 / 11 = 0.82):
+    left out at cover_iou 0.6; on frame 5 ([20, 0, 30, 30]) track 7's detection is beside it
+    (IoU 4 / 16 = 0.25) and track 9's box on it is a forecast, not a detection: kept; without
+    cover_iou every gap box is kept. The detections of a frame are not kept once no held-back
+    gap of a running track spans it."""
+    book = PathBook(cover_iou=cover_iou)
+    book.record(1, _frame_update([4, 7], [[0, 0, 10, 30], [60, 0, 70, 30]], [True, True]))
+    book.record(3, _frame_update([4, 7], [[99, 0, 109, 30], [11, 0, 21, 30]], [False, True]))
+    book.record(5, _frame_update([4, 7, 9], [[99, 0, 109, 30], [26, 0, 36, 30],
+                                             [20, 0, 30, 30]], [False, True, False]))  # fmt: skip
+    book.drop(9)  # a tentative track that died
+    book.record(7, _frame_update([4], [[99, 0, 109, 30]], [False]))
+    book.record(9, _frame_update([4], [[40, 0, 50, 30]], [True]))
+    frames, boxes, detected = book.take(4, end=True)
+    gap = [5, 7] if cover_iou else [3, 5, 7]
+    assert frames.tolist() == [1, *gap, 9] and detected.tolist() == [1, *[0] * len(gap), 1]
+    assert np.allclose(boxes[1], [10, 0, 20, 30] if cover_iou is None else [20, 0, 30, 30])
+    assert book._seen == {}  # every gap closed: no frame's detections are held
+    with pytest.raises(CerberusError, match="cover_iou"):
+        PathBook(cover_iou=0.0)

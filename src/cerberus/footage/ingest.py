@@ -419,9 +419,13 @@ def default_tracker(detector: Detector, fps: float, stride: int) -> Tracker:
 
 def path_book(detector: Detector, fps: float) -> PathBook:
     """The :class:`PathBook` of a source: gaps longer than the detector's ``path_gap`` seconds
-    (where it has one) are left empty in the stored paths, every gap filled otherwise."""
+    (where it has one) are left empty in the stored paths, every gap filled otherwise; a gap's
+    box on another track's detection at the detector's ``path_cover`` IoU (where it has one) is
+    left out."""
     gap = getattr(detector, "path_gap", None)
-    return PathBook(max_gap=None if gap is None else max(1, round(float(gap) * fps)))
+    cover = getattr(detector, "path_cover", None)
+    return PathBook(max_gap=None if gap is None else max(1, round(float(gap) * fps)),
+                    cover_iou=None if not cover else float(cover))  # fmt: skip
 
 
 def detect_track_select(

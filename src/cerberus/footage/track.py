@@ -463,17 +463,57 @@ class PathBook:
     after it) is left empty, its predicted boxes dropped: after a long miss the tracker's
     guess of where the person was is often another person or empty ground (on vtest.avi's
     tuning frames every predicted box of a gap over 1.2 s was false); the track keeps its id
-    across it. ``None``: every gap is filled."""
+    across it. ``None``: every gap is filled.
 
-    def __init__(self, *, interpolate: bool = True, max_gap: int | None = None) -> None:
+    ``cover_iou``: a gap's box (as filled) that overlaps another track's detected box on the
+    same frame at IoU >= ``cover_iou`` is left out of the path: nothing was seen of this
+    track there while someone else was, at nearly the same place, so the person is hidden
+    behind that one (a guessed box beside theirs) or the guess has slid onto them (a second
+    box on one person). ``None``: gap boxes are kept whatever they overlap."""
+
+    def __init__(
+        self,
+        *,
+        interpolate: bool = True,
+        max_gap: int | None = None,
+        cover_iou: float | None = None,
+    ) -> None:
         if max_gap is not None and max_gap < 1:
             raise CerberusError(f"paths: max_gap {max_gap} must be at least 1 frame (or None)")
+        if cover_iou is not None and not 0.0 < cover_iou <= 1.0:
+            raise CerberusError(f"paths: cover_iou {cover_iou} must be in (0, 1] (or None)")
         self._paths: dict[int, _Path] = {}
         self.interpolate = interpolate
         self.max_gap = max_gap
+        self.cover_iou = cover_iou
+        self._seen: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # frame -> detected (ids,
+        # boxes), kept while a gap that spans the frame may still be filled
+
+    def _covered(self, ident: int, gap: list[tuple[int, np.ndarray]]) -> list[bool]:
+        """Per gap box ``(frame, box)``: whether another track's detected box on that frame
+        overlaps it at IoU >= ``cover_iou``."""
+        out = []
+        for n, box in gap:
+            ids, boxes = self._seen.get(n, (_none_ids(), _no_boxes()))
+            others = boxes[ids != ident]
+            out.append(bool(len(others))
+                       and float(iou_matrix(np.asarray(box)[None], others).max())
+                       >= self.cover_iou)  # fmt: skip
+        return out
+
+    def _forget_seen(self) -> None:
+        """Drop the detected boxes of frames that no held-back gap spans any more."""
+        held = [p.pending[0][0] for p in self._paths.values() if p.pending]
+        first = min(held, default=None)
+        for n in [n for n in self._seen if first is None or n < first]:
+            del self._seen[n]
 
     def record(self, number: int, update: TrackUpdate) -> None:
         """Note frame ``number``'s boxes of the tracks alive after ``update``."""
+        if self.cover_iou is not None:
+            det = np.asarray(update.detected, bool)
+            self._seen[number] = (np.asarray(update.alive, np.int64)[det],
+                                  np.asarray(update.boxes, np.float32).reshape(-1, 4)[det])
         for ident, box, det in zip(update.alive.tolist(), update.boxes, update.detected):
             path = self._paths.setdefault(int(ident), _Path())
             if not det:
@@ -487,6 +527,9 @@ class PathBook:
                 path.pending = list(zip(gap, interpolate(
                     *path.last, number, np.asarray(box, np.float32), gap
                 )))  # fmt: skip
+            if path.pending and self.cover_iou is not None:
+                hidden = self._covered(int(ident), path.pending)
+                path.pending = [nb for nb, h in zip(path.pending, hidden) if not h]
             for n, b in path.pending:
                 path.frames.append(n)
                 path.boxes.append(b)
@@ -496,6 +539,8 @@ class PathBook:
             path.boxes.append(np.asarray(box, np.float32))
             path.detected.append(True)
             path.last = (number, path.boxes[-1])
+        if self.cover_iou is not None:
+            self._forget_seen()
 
     def span(self, track: int) -> tuple[int, int] | None:
         """First and last frame of the track's path not yet taken (``None``: empty)."""

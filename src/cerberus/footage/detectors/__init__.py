@@ -9,8 +9,10 @@ A spec is ``KIND[:ARG][,KEY=VALUE]...``:
   (tiles searched per tile call beside it, default 1; 0: none), ``tile_every`` (a tile call
   every n-th call, default 2), ``grid`` (tiles per side, default 3), ``tile_rule`` (``weak``,
   the default: the tile of the full pass's weak or overlapping boxes; ``turn``: in turn),
-  ``tile_score`` (a tile box's score, default 0.4) and ``track_iou`` (the tracker's stage-1
-  IoU gate, default 0.2).
+  ``tile_score`` (a tile box's score, default 0.4), ``track_iou`` (the tracker's stage-1
+  IoU gate, default 0.2), ``cross_iou`` (a full-pass box and a tile box overlapping more are
+  merged; default: as within a pass, 0.5) and ``path_cover`` (a gap's path box on another
+  track's detection at this IoU or more is left out of the stored path; default: kept).
 - ``hog``: OpenCV's HOG people detector (:class:`~cerberus.footage.detect.HogDetector`),
   the fallback that needs no weights. Keys: ``upscale``, ``score``.
 - ``onnx:FILE``: an ONNX export of a YOLOX, YOLOv5, YOLOv8/11 or RT-DETR model, run with
@@ -75,6 +77,8 @@ _KEYS = {
         "tile_rule": ("tile_rule", str),
         "tile_score": ("tile_score", _number),
         "track_iou": ("track_iou", _number),
+        "cross_iou": ("cross_iou", _number),
+        "path_cover": ("path_cover", _number),
     },
     "hog": {"upscale": ("upscale", _number), "score": ("min_score", _number)},
     "onnx": {
