@@ -707,6 +707,14 @@ class LocalStore:
         cols, files = got
         return self._located(cols, cols.positions(where), files)
 
+    def _all_items(self):
+        """(ids, seg positions, rows, files) of every item, for a build or a measurement: from
+        the filter columns when this process holds them, else from SQL's ids and places only
+        (a build needs no camera, source or time: reading them costs a second at a million)."""
+        with self._columns_lock:
+            held = self._columns is not None
+        return self._snapshot(None) if held else self._snapshot_where("1", [])
+
     def _lookup(self, wanted: np.ndarray, where: Filter | None = None):
         """(ids, seg positions, rows, files) of the ids ``wanted`` that are held and pass
         ``where``."""
@@ -939,7 +947,7 @@ class LocalStore:
         if ann.index is None:
             ann.load()
         if ann.index is None or (retrain and ann.stale(total)):
-            ids, seg, row, files = self._snapshot(None)
+            ids, seg, row, files = self._all_items()
             ann.build(ids, lambda p: self._segments.gather(files, seg[p], row[p]))
             self._measure(ann)
             ann.save()
@@ -982,7 +990,7 @@ class LocalStore:
 
     def _measure(self, ann: AnnIndex, lock=None) -> None:
         """Measure the index's recall on the gallery's own items and description queries."""
-        ids, seg, row, files = self._snapshot(None)
+        ids, seg, row, files = self._all_items()
         if len(ids) == 0:
             return
         descriptions = description_queries(
