@@ -36,18 +36,25 @@ def test_column_sums_are_the_inner_products_and_top_is_brute_force(seed):
     cols = SidColumns.of(protos, 5 * D)
     ids = rng.permutation(len(x) + 40)[: len(x)]  # ids with gaps
     cols.add(ids, x)
-    allowed = np.zeros(cols.rows, bool)
-    allowed[ids[rng.random(len(ids)) < 0.6]] = True
+    for share in (0.6, 0.05, 1.0):  # many passing (masked), few (scored where they are), all
+        passing = np.sort(ids[rng.random(len(ids)) < share]) if share < 1 else np.sort(ids)
+        allowed = np.zeros(cols.rows, bool)
+        allowed[passing] = True
+        tops(cols, protos, ids, x, passing, allowed)
+
+
+def tops(cols, protos, ids, x, passing, allowed):
     for q in every_query(protos):
         got_cols, scale = cols.decode(q)
         s = cols.scores(got_cols, scale)
         np.testing.assert_allclose(s[ids], x @ q, rtol=1e-5, atol=1e-5)
         assert np.isnan(np.delete(s, ids)).all()  # no item: no score
-        (top,) = cols.top(q[None], 7, allowed)
+        (top,) = cols.top(q[None], 7, passing)
         slow = np.full(cols.rows, -np.inf)
         slow[ids] = x @ q
         slow[~allowed] = -np.inf
-        assert set(top.tolist()) == set(np.argsort(-slow, kind="stable")[:7].tolist())
+        want = np.argsort(-slow, kind="stable")[: min(7, len(passing))]
+        assert set(top[top >= 0].tolist()) == set(want.tolist())
 
 
 def test_what_is_no_description_is_not_read_as_one():
@@ -64,7 +71,7 @@ def test_what_is_no_description_is_not_read_as_one():
     assert cols.decode(uneven) is None
     bent = q + 0.01 * rng.normal(size=q.shape)  # near a prototype is not a prototype
     assert cols.decode(bent) is None
-    assert cols.top(np.stack([q, x[0]]), 5, np.ones(cols.rows, bool)) is None
+    assert cols.top(np.stack([q, x[0]]), 5, np.arange(cols.rows)) is None
 
 
 def test_columns_fit_only_prototypes_of_the_vectors_slots(tmp_path):

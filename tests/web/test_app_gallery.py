@@ -258,7 +258,8 @@ def test_exact_and_nprobe_reach_the_store_and_a_bad_nprobe_is_one_line(served, m
     assert r.status_code == 200, r.text
     assert seen[-1] == {"exact": True, "nprobe": 4, "kind": "description"}
     r = client.post("/api/search/image", data={"gallery_id": "2", "k": "5", "nprobe": "3"})
-    assert r.status_code == 200 and seen[-1] == {"exact": False, "nprobe": 3, "kind": "photo"}, r.text
+    assert r.status_code == 200, r.text
+    assert seen[-1] == {"exact": False, "nprobe": 3, "kind": "photo"}
     r = client.get("/api/timeline/2", params={"exact": "true", "nprobe": "2"})
     assert r.status_code == 200 and seen[-1] == {"exact": True, "nprobe": 2}, r.text
     for bad in (0, -1, 1.5, "many"):

@@ -684,11 +684,9 @@ class AnnIndex:
         described = np.arange(len(photo), nq)
         said = None  # description queries: read off the SID columns, checked on the sample
         if len(described) and self.sids is not None:
-            allowed = np.zeros(max(int(ids.max()) + 1, self.sids.rows), bool)
-            allowed[ids] = True
             with lock:
                 ready = self.sids.rows > int(ids.max())
-                found = self.sids.top(q[described], kk_all, allowed) if ready else None
+                found = self.sids.top(q[described], kk_all, np.unique(ids)) if ready else None
             if found is not None:
                 t = held_out[None][described]
                 hit = (t[:, :, None] == found[:, None, :]).any(axis=2) & (t >= 0)

@@ -923,9 +923,7 @@ class LocalStore:
             passing = sel.ids()
             if int(passing.max()) >= ann.sids.rows:  # added after the index: not in the columns
                 return None
-            allowed = np.zeros(ann.sids.rows, bool)
-            allowed[passing] = True
-            found = ann.sids.top(q, min(sel.n, k * self.rerank), allowed)
+            found = ann.sids.top(q, min(sel.n, k * self.rerank), passing)
         if found is None:
             return None
         return self._rerank(q, k, found, sel.locate(found))

@@ -119,26 +119,37 @@ class SidColumns:
         out *= np.float32(scale)
         return out
 
-    def top(self, queries: np.ndarray, kk: int, allowed: np.ndarray) -> np.ndarray | None:
+    def top(self, queries: np.ndarray, kk: int, passing: np.ndarray) -> np.ndarray | None:
         """Candidate ids ``(Q, kk)`` (``-1`` padding): per query the ``kk`` best of the ids
-        marked in ``allowed`` (bool by id, at least :attr:`rows` long); ``None`` when some
-        query is not a description (:meth:`decode`)."""
+        ``passing`` (sorted, unique, all below :attr:`rows`); ``None`` when some query is not
+        a description (:meth:`decode`). A few passing ids are scored where they are (the cost
+        follows the filter); many, over every id with the others masked."""
         decoded = [self.decode(q) for q in queries]
         if any(d is None for d in decoded):
             return None
-        allowed = allowed[: self.rows]
-        n = int(allowed.sum())
+        passing = np.asarray(passing, np.int64)
         kk = max(1, kk)
         out = np.full((len(queries), kk), -1, np.int64)
-        if n == 0:
+        take = min(kk, len(passing))
+        if take == 0:
             return out
-        take = min(kk, n)
+        t = self.table[:, : self.rows]
+        few = len(passing) * 8 < self.rows
+        left_out = None
+        if not few and len(passing) < self.rows:  # ids not passing (or with no item)
+            left_out = np.ones(self.rows, bool)
+            left_out[passing] = False
         for r, (cols, scale) in enumerate(decoded):
-            s = self.scores(cols, scale)
-            s = np.where(allowed & ~np.isnan(s), s, -np.inf)
+            if few:
+                s = t[cols[0], passing]
+                for c in cols[1:]:
+                    s = s + t[c, passing]
+            else:
+                s = self.scores(cols, scale)
+                if left_out is not None:
+                    np.copyto(s, np.float32(-np.inf), where=left_out)
             best = np.argpartition(-s, take - 1)[:take]
-            best = best[np.isfinite(s[best])]
-            out[r, : len(best)] = best
+            out[r, :take] = passing[best] if few else best
         return out
 
     # ---- the cache file
