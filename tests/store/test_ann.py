@@ -528,3 +528,44 @@ def test_a_tracks_filter_left_to_sql_takes_the_same_paths(tmp_path):
         assert recall(got, reference.search(queries, 10, where)) >= 0.95, where
     assert seen and all(seen)
     store.close()
+
+
+def test_the_broad_path_gives_way_to_the_bitmap_path_where_that_scores_fewer_items(tmp_path):
+    """On data that needs many cells the broad path scores every item of most cells, the
+    id-bitmap path only the passing ones: the cheaper is taken (within the shares the bitmap
+    path was measured at), and its answers still reach the target."""
+    store, reference, queries = galleries(tmp_path, "lowrank")
+    ann = store._ann
+    held, nlist = ann.index.ntotal, ann.nlist
+    saved = dict(ann.recall)
+    ann.recall = {**saved, "nprobe": nlist // 2, "cover": 1.0}  # as low-rank 1M data needs
+    assert ann.bitmap_cheaper(held // 10, nlist // 2, 100)  # 10 % pass: 1/10 vs 1/2 of items
+    assert not ann.bitmap_cheaper(held // 10, nlist // 20, 100)  # few cells: broad
+    assert not ann.bitmap_cheaper(int(held * 0.9), nlist, 100)  # 90 %: never measured there
+    ann.recall = {**saved, "cover": None}
+    assert not ann.bitmap_cheaper(held // 10, nlist, 100)  # bitmap short of the target
+    ann.recall = {**saved, "nprobe": nlist // 2, "cover": 1.0}
+    seen = paths_of(store)
+    where = cams(3)
+    got = store.search(queries, 10, where)
+    assert seen["bitmap"] == len(queries) and seen["broad"] == 0
+    assert recall(got, reference.search(queries, 10, where)) >= 0.95
+    store.close()
+
+
+def paths_of(store) -> dict[str, int]:
+    """Counts of the queries each filtered path answered (spies on the store's methods)."""
+    seen = {"broad": 0, "bitmap": 0}
+    broad, candidates = store._broad, store._ann_candidates
+
+    def spy_broad(*a, **kw):
+        got = broad(*a, **kw)
+        seen["broad"] += 0 if got is None else len(a[0])
+        return got
+
+    def spy_candidates(q, k, within, *a, **kw):
+        seen["bitmap"] += 0 if within is None else len(q)
+        return candidates(q, k, within, *a, **kw)
+
+    store._broad, store._ann_candidates = spy_broad, spy_candidates
+    return seen
