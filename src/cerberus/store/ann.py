@@ -375,23 +375,6 @@ class AnnIndex:
         c = self.recall["cover"]
         return None if c is None else float(c)
 
-    def bitmap_cheaper(self, passing: int, probes: int, kk: int) -> bool:
-        """Whether the id-bitmap path (:meth:`search_within`) scores fewer items than the broad
-        path probing ``probes`` cells, for a filter passing ``passing`` items: the broad path
-        scores every item of its cells (``probes / nlist`` of the index), the bitmap path only
-        the passing items of the cells it walks, until they are ``cover`` times what an
-        unfiltered search scans (both settings measured to reach the target: the bitmap path
-        for filters keeping at most :data:`FILTER_FRACTIONS`' largest share)."""
-        cover = self.cover()
-        if cover is None or self.index is None:
-            return False
-        held = self.index.ntotal
-        if passing > max(FILTER_FRACTIONS) * held:
-            return False
-        scanned = self.default_nprobe() / max(self.nlist, 1) * held
-        bitmap = min(passing, max(kk, cover * scanned))
-        return bitmap < probes / max(self.nlist, 1) * held
-
     def sids_trusted(self) -> bool:
         """Whether description queries may be answered from the SID columns: there are
         columns, and the last measurement (if any) found them reaching the target."""

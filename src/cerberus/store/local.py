@@ -879,18 +879,14 @@ class LocalStore:
         columns) of at least :data:`~cerberus.store.ann.BROAD_FRACTIONS`' smallest, one
         unfiltered index search draws ``k rerank / s`` candidates with the nprobe measured for
         that share, and those passing are re-ranked exactly (the measured setting holds their
-        top-10), unless the id-bitmap path scores fewer items (:meth:`AnnIndex.bitmap_cheaper`:
-        on data that needs many cells). A query for which fewer than k pass, or fewer than
-        3/4 of the ``s`` drawn (a filter that keeps few items near it), is answered by the
-        id-bitmap path."""
+        top-10). A query for which fewer than k pass, or fewer than 3/4 of the ``s`` drawn (a
+        filter that keeps few items near it), is answered by the id-bitmap path."""
         with self._ann.lock:
             ann = self._ann_ready(total)
             held = max(ann.index.ntotal, 1)
             share = sel.n / held
             probes = nprobe or ann.broad_nprobe(share)
             if share < min(BROAD_FRACTIONS) or probes is None:
-                return None
-            if nprobe is None and ann.bitmap_cheaper(sel.n, probes, k * self.rerank):
                 return None
             found = ann.search(q, min(held, math.ceil(k * self.rerank / share) + 1), probes)
         passing = np.where(sel.member(found), found, -1)
