@@ -528,3 +528,38 @@ def test_a_tracks_filter_left_to_sql_takes_the_same_paths(tmp_path):
         assert recall(got, reference.search(queries, 10, where)) >= 0.95, where
     assert seen and all(seen)
     store.close()
+
+
+def test_sid_columns_that_fall_short_at_the_check_leave_descriptions_exact(tmp_path, monkeypatch):
+    """If the columns' top-10 misses the exact answers on the recall sample (a damaged cache),
+    the measurement says so and description searches are exact."""
+    from cerberus.store.sidcolumns import SidColumns
+
+    d = 12
+    rng = np.random.default_rng(0)
+    protos = {g: rng.normal(size=(4, d)).astype(np.float32) for g in GROUPS}
+    gallery = GalleryInfo(dim=5 * d, fingerprint="f" * 64, schema={"name": "t"}, prototypes=protos)
+    store = LocalStore.create(tmp_path / "g", gallery, exact_limit=300)
+    reference = MemoryStore(gallery)
+    batch = items(vectors("clustered", 6000, dim=5 * d))
+    store.add(batch)
+    reference.add(batch)
+    top = SidColumns.top
+
+    def damaged(self, q, kk, passing):  # as columns of other items would answer
+        found = top(self, q, kk, passing)
+        return np.where(found >= 0, (found + 1) % self.rows, -1)
+
+    monkeypatch.setattr(SidColumns, "top", damaged)
+    store.build_index()
+    said = store.index_facts()["recall"]["description"]
+    assert said["path"] == "sid columns" and said["recall_at_10"] < 0.5 and not said["reached"]
+    assert not store._ann.sids_trusted()
+    monkeypatch.setattr(SidColumns, "top", lambda *a: pytest.fail("columns used"))
+    fresh = ann_module.description_queries(protos, 5 * d, 10, seed=9)
+    for g, w in zip(store.search(fresh, 10, kind="description"), reference.search(fresh, 10)):
+        np.testing.assert_array_equal(g.ids, w.ids)
+    from cerberus.cli.gallery import index_line
+
+    assert "descriptions searched exactly" in index_line(store.index_facts())
+    store.close()

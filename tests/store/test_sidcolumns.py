@@ -69,8 +69,12 @@ def test_what_is_no_description_is_not_read_as_one():
     uneven = two.copy()
     uneven[:D] *= 2  # the given slots of unequal length
     assert cols.decode(uneven) is None
-    bent = q + 0.01 * rng.normal(size=q.shape)  # near a prototype is not a prototype
-    assert cols.decode(bent) is None
+    slot = q[:D].copy()  # the first group's slot (every_query's first gives only it)
+    assert np.abs(q[D:]).max() == 0
+    bent = q.copy()
+    turned = slot + 0.2 * np.linalg.norm(slot) * rng.normal(size=D) / np.sqrt(D)
+    bent[:D] = turned * np.linalg.norm(slot) / np.linalg.norm(turned)  # same length, turned
+    assert cols.decode(q) is not None and cols.decode(bent) is None  # near is not a prototype
     assert cols.top(np.stack([q, x[0]]), 5, np.arange(cols.rows)) is None
 
 
