@@ -9,11 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cerberus
+
 ROOT = Path(__file__).resolve().parents[2]
+SRC = Path(cerberus.__file__).resolve().parents[1]  # the cerberus these tests run against
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}
     return subprocess.run(
         [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
