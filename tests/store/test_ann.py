@@ -124,20 +124,26 @@ def test_recall_is_measured_at_build_stored_with_the_index_and_shown(tmp_path):
 
 
 
+def described_galleries(tmp_path, n: int, d: int):
+    """A local gallery (index not built yet) and a memory store of the same ``n`` clustered
+    ``5 d``-d items, with SID prototypes (4 a group) that description queries are made of."""
+    rng = np.random.default_rng(0)
+    protos = {g: rng.normal(size=(4, d)).astype(np.float32) for g in GROUPS}
+    gallery = GalleryInfo(dim=5 * d, fingerprint="f" * 64, schema={"name": "t"}, prototypes=protos)
+    store = LocalStore.create(tmp_path / "g", gallery, exact_limit=300)
+    reference = MemoryStore(gallery)
+    batch = items(vectors("clustered", n, dim=5 * d))
+    store.add(batch)
+    reference.add(batch)
+    return store, reference, protos
+
 def test_descriptions_are_answered_exactly_from_the_sid_columns(tmp_path, monkeypatch):
     """Description queries never go through the cells: the SID columns answer them, equal to
     brute force filtered or not, after items are added and removed, after the gallery is
     opened again, and when the columns were not saved (filled again from the vectors); a
     vector that is no description is searched exactly."""
     d = 12
-    rng = np.random.default_rng(0)
-    protos = {g: rng.normal(size=(4, d)).astype(np.float32) for g in GROUPS}
-    gallery = GalleryInfo(dim=5 * d, fingerprint="f" * 64, schema={"name": "t"}, prototypes=protos)
-    store = LocalStore.create(tmp_path / "g", gallery, exact_limit=300)
-    reference = MemoryStore(gallery)
-    batch = items(vectors("clustered", N, dim=5 * d))
-    store.add(batch)
-    reference.add(batch)
+    store, reference, protos = described_galleries(tmp_path, N, d)
     store.build_index()
     probed = []
     for name in ("search", "search_within"):
@@ -536,14 +542,7 @@ def test_sid_columns_that_fall_short_at_the_check_leave_descriptions_exact(tmp_p
     from cerberus.store.sidcolumns import SidColumns
 
     d = 12
-    rng = np.random.default_rng(0)
-    protos = {g: rng.normal(size=(4, d)).astype(np.float32) for g in GROUPS}
-    gallery = GalleryInfo(dim=5 * d, fingerprint="f" * 64, schema={"name": "t"}, prototypes=protos)
-    store = LocalStore.create(tmp_path / "g", gallery, exact_limit=300)
-    reference = MemoryStore(gallery)
-    batch = items(vectors("clustered", 6000, dim=5 * d))
-    store.add(batch)
-    reference.add(batch)
+    store, reference, protos = described_galleries(tmp_path, 6000, d)
     top = SidColumns.top
 
     def damaged(self, q, kk, passing):  # as columns of other items would answer
