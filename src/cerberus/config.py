@@ -22,8 +22,37 @@ from cerberus.files import atomic_write
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """Dataset, input size, sampler and augmentation (method §4.2)."""
+class CameraLookConfig:
+    """The camera look of training crops: the steps that make synthetic people look like real
+    low-resolution CCTV people, colour names kept (all 0: off). Declared once here; the data
+    config takes them as its own keys (``data.noise``, ...) and
+    :class:`cerberus.data.transforms.CameraLook` applies them."""
+
+    brightness: float = 0.0
+    """Brightness factor drawn in [1 - brightness, 1 + brightness] per training image."""
+    contrast: float = 0.0
+    """Contrast factor (about the image's mean grey) in [1 - contrast, 1 + contrast]."""
+    saturation: float = 0.0
+    """Saturation factor (about each pixel's luma) in [1 - saturation, 1 + saturation]."""
+    gamma: float = 0.0
+    """Gamma g with log g in [-gamma, gamma]."""
+    cast: float = 0.0
+    """Colour cast: each channel times a factor in [1 - cast, 1 + cast]."""
+    low_res: float = 0.0
+    """Probability of scaling the image down to a width in ``low_res_width`` and back up."""
+    low_res_width: tuple[int, int] = (15, 40)
+    blur: float = 0.0
+    """Largest sigma (pixels of the stored image) of a Gaussian blur."""
+    noise: float = 0.0
+    """Largest sd (grey levels of 255) of Gaussian noise."""
+    jpeg_quality: int = 0
+    """Lowest quality of a JPEG round trip (quality drawn in [jpeg_quality, 95]; 0: none)."""
+
+
+@dataclass(frozen=True)
+class DataConfig(CameraLookConfig):
+    """Dataset, input size, sampler and augmentation (method §4.2), and the camera look of
+    training crops (the fields of :class:`CameraLookConfig`, not in the method)."""
 
     dataset: str = "market1501"
     """``market1501`` or ``dukemtmc`` (a benchmark tree), or ``table``: a folder with
@@ -44,27 +73,6 @@ class DataConfig:
     """Pad-and-random-crop pixels (torchreid's habit); 0, the paper (method §4.2: flip and random
     erasing only), turns it off."""
     random_erasing: float = 0.5
-    # The camera look of training crops (cerberus.data.transforms.CameraLook; all 0: off), to
-    # make synthetic people look like real low-resolution CCTV people, colour names kept.
-    brightness: float = 0.0
-    """Brightness factor drawn in [1 - brightness, 1 + brightness] per training image."""
-    contrast: float = 0.0
-    """Contrast factor (about the image's mean grey) in [1 - contrast, 1 + contrast]."""
-    saturation: float = 0.0
-    """Saturation factor (about each pixel's luma) in [1 - saturation, 1 + saturation]."""
-    gamma: float = 0.0
-    """Gamma g with log g in [-gamma, gamma]."""
-    cast: float = 0.0
-    """Colour cast: each channel times a factor in [1 - cast, 1 + cast]."""
-    low_res: float = 0.0
-    """Probability of scaling the image down to a width in ``low_res_width`` and back up."""
-    low_res_width: tuple[int, int] = (15, 40)
-    blur: float = 0.0
-    """Largest sigma (pixels of the stored image) of a Gaussian blur."""
-    noise: float = 0.0
-    """Largest sd (grey levels of 255) of Gaussian noise."""
-    jpeg_quality: int = 0
-    """Lowest quality of a JPEG round trip (quality drawn in [jpeg_quality, 95]; 0: none)."""
     on_bad_image: str = "stop"
     """``"stop"``: an unreadable image stops the run naming the file; ``"skip"``: images are
     checked first and unreadable ones are left out, with their names in the log."""

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageFilter
 from torchvision import transforms as T
 
-from cerberus.config import DataConfig
+from cerberus.config import CameraLookConfig, DataConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,7 +25,7 @@ def _uniform(low: float, high: float) -> float:
 
 
 @dataclass(frozen=True)
-class CameraLook:
+class CameraLook(CameraLookConfig):
     """Make a clean (synthetic) crop look like a real low-resolution CCTV crop, keeping its
     colour names: a PIL RGB image -> a PIL RGB image of the same size.
 
@@ -39,19 +39,9 @@ class CameraLook:
     Detail: with probability ``low_res`` the image is scaled down to a width drawn from
     ``low_res_width`` (pixels, aspect kept) and back up (bilinear); a Gaussian blur of sigma in
     [0, blur] pixels; Gaussian noise of sd in [0, noise] grey levels; a JPEG round trip at a
-    quality in [jpeg_quality, 95] (0: none).
+    quality in [jpeg_quality, 95] (0: none). The fields are
+    :class:`~cerberus.config.CameraLookConfig`'s.
     """
-
-    brightness: float = 0.0
-    contrast: float = 0.0
-    saturation: float = 0.0
-    gamma: float = 0.0
-    cast: float = 0.0
-    low_res: float = 0.0
-    low_res_width: tuple[int, int] = (15, 40)
-    blur: float = 0.0
-    noise: float = 0.0
-    jpeg_quality: int = 0
 
     @property
     def active(self) -> bool:
@@ -103,7 +93,7 @@ class CameraLook:
 def camera_look(data: DataConfig) -> CameraLook:
     """The :class:`CameraLook` a data config asks for (inactive where all its fields are 0):
     each of the look's fields is read from the data config field of the same name."""
-    values = {f.name: getattr(data, f.name) for f in fields(CameraLook)}
+    values = {f.name: getattr(data, f.name) for f in fields(CameraLookConfig)}
     values["low_res_width"] = tuple(values["low_res_width"])
     return CameraLook(**values)
 
