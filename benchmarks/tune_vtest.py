@@ -121,10 +121,11 @@ def load_cache(video: Path, grids: tuple[int, ...], cache: Path) -> PassCache:
     return build_cache(video, grids, cache)
 
 
-def full_passes(video: Path, size: tuple[int, int], stride: int, folder: Path) -> dict:
-    """Frame -> the full frame's pass at input ``size`` ``(height, width)`` on every
-    ``stride``-th frame (cached in ``folder``)."""
-    path = folder / f"ssdlite_full_{size[0]}x{size[1]}_stride{stride}.npz"
+def _cached_rows(video: Path, stride: int, path: Path, windows, size=(300, 300)) -> np.ndarray:
+    """``(m, 7)`` rows ``[frame, k, left, top, right, bottom, score]``: the network's boxes in
+    the ``k``-th window (from 1) of ``windows(width, height)`` on every ``stride``-th frame, at
+    input ``size`` ``(height, width)`` (default: the trained 300x300); run once, then read
+    from ``path``."""
     if not path.exists():
         from cerberus.footage.detectors.ssdlite import SsdLiteDetector
         from cerberus.footage.video import open_source
@@ -133,40 +134,37 @@ def full_passes(video: Path, size: tuple[int, int], stride: int, folder: Path) -
         rows = []
         for frame in open_source(video).frames(stride):
             h, w = frame.image.shape[:2]
-            (b, s), = detector.passes(frame.image, [(0, 0, w, h)], size)
-            rows += [[frame.number, 0, *box, sc] for box, sc in zip(b, s)]
+            for k, (b, s) in enumerate(detector.passes(frame.image, windows(w, h), size)):
+                rows += [[frame.number, k + 1, *box, sc] for box, sc in zip(b, s)]
         np.savez(path, rows=np.asarray(rows, np.float32).reshape(-1, 7))
     with np.load(path) as z:
-        rows = z["rows"]
-    out: dict[int, tuple] = {}
-    for f in np.unique(rows[:, 0]).astype(int):
-        part = rows[rows[:, 0] == f]
-        out[int(f)] = (part[:, 2:6], part[:, 6])
-    return out
+        return z["rows"]
+
+
+def _grouped(rows: np.ndarray, key) -> dict:
+    """``key(row) -> (boxes (n, 4), scores (n,))`` of the rows sharing that key."""
+    out: dict = {}
+    for r in rows:
+        out.setdefault(key(r), []).append(r[2:])
+    return {k: (np.asarray(v)[:, :4], np.asarray(v)[:, 4]) for k, v in out.items()}
+
+
+def full_passes(video: Path, size: tuple[int, int], stride: int, folder: Path) -> dict:
+    """Frame -> the full frame's pass at input ``size`` ``(height, width)`` on every
+    ``stride``-th frame (cached in ``folder``)."""
+    path = folder / f"ssdlite_full_{size[0]}x{size[1]}_stride{stride}.npz"
+    rows = _cached_rows(video, stride, path, lambda w, h: [(0, 0, w, h)], size)
+    return _grouped(rows, lambda r: int(r[0]))
 
 
 def tile_passes(video: Path, grid: int, stride: int, folder: Path) -> dict:
     """``(frame, k) -> (boxes, scores)``: the ``k``-th tile (from 1) of a ``grid x grid`` at
     the trained 300x300 on every ``stride``-th frame (cached in ``folder``)."""
-    path = folder / f"ssdlite_tiles_grid{grid}_stride{stride}.npz"
-    if not path.exists():
-        from cerberus.footage.detectors.ssdlite import SsdLiteDetector, tile_windows
-        from cerberus.footage.video import open_source
+    from cerberus.footage.detectors.ssdlite import tile_windows
 
-        detector = SsdLiteDetector(score=CACHE_SCORE)
-        rows = []
-        for frame in open_source(video).frames(stride):
-            h, w = frame.image.shape[:2]
-            tiles = tile_windows(w, h, grid, 0.25)
-            for k, (b, s) in enumerate(detector.passes(frame.image, tiles)):
-                rows += [[frame.number, k + 1, *box, sc] for box, sc in zip(b, s)]
-        np.savez(path, rows=np.asarray(rows, np.float32).reshape(-1, 7))
-    with np.load(path) as z:
-        rows = z["rows"]
-    out: dict[tuple[int, int], tuple] = {}
-    for r in rows:
-        out.setdefault((int(r[0]), int(r[1])), []).append(r[2:])
-    return {k: (np.asarray(v)[:, :4], np.asarray(v)[:, 4]) for k, v in out.items()}
+    path = folder / f"ssdlite_tiles_grid{grid}_stride{stride}.npz"
+    rows = _cached_rows(video, stride, path, lambda w, h: tile_windows(w, h, grid, 0.25))
+    return _grouped(rows, lambda r: (int(r[0]), int(r[1])))
 
 
 def detections(cache: PassCache, args):
