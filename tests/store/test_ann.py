@@ -562,3 +562,30 @@ def test_sid_columns_that_fall_short_at_the_check_leave_descriptions_exact(tmp_p
 
     assert "descriptions searched exactly" in index_line(store.index_facts())
     store.close()
+
+
+def test_the_sid_columns_are_read_only_for_a_description_and_written_only_when_changed(tmp_path):
+    """A process answering photo queries never reads sid.npy, and saving its index (after
+    items were added) leaves the file as it was; the first description query reads it and
+    fills the columns of the items added since, from their vectors."""
+    d = 12
+    store, reference, protos = described_galleries(tmp_path, N, d)
+    store.build_index()
+    store.close()
+    sid = tmp_path / "g" / "ann" / "sid.npy"
+    written = sid.stat().st_mtime_ns
+    again = LocalStore.open(tmp_path / "g", exact_limit=300)
+    more = items(vectors("clustered", 3000, seed=4, dim=5 * d), seed=2, source="t")
+    again.add(more)
+    reference.add(more)
+    photos = vectors("clustered", 5, seed=3, dim=5 * d)
+    again.search(photos, 10)  # extends the index to the new items
+    assert not again._ann._sid_read
+    assert again._ann.save() and sid.stat().st_mtime_ns == written
+    fresh = ann_module.description_queries(protos, 5 * d, 20, seed=9)
+    got = again.search(fresh, 10, kind="description")
+    assert again._ann._sid_read and again._ann.sids.rows == again._ann.covered
+    for g, w in zip(got, reference.search(fresh, 10)):
+        np.testing.assert_array_equal(g.ids, w.ids)
+    assert again._ann.save() and sid.stat().st_mtime_ns != written  # now whole: written
+    again.close()

@@ -215,7 +215,12 @@ class AnnIndex:
         self.prototypes = prototypes
         self.sids = SidColumns.of(prototypes, dim)
         """The SID score columns description queries are answered from (``None``: the
-        gallery has no prototypes that fit its vectors)."""
+        gallery has no prototypes that fit its vectors); read through :meth:`columns`."""
+        self._sid_read = True
+        """Whether :attr:`sids` holds what it should (built, or read from ``sid.npy``): a
+        loaded index leaves the file unread until a description query needs it."""
+        self._sid_on_disk: int | None = None
+        """The ids ``sid.npy`` holds the columns of, for this index (``None``: no such file)."""
         self.nprobe = nprobe
         """Cells probed when no recall has been measured (an index built before it was)."""
         self.seed = seed
@@ -248,9 +253,20 @@ class AnnIndex:
         self.recall = meta.get("recall")
         self._lists = None
         self.sids = SidColumns.of(self.prototypes, self.dim)
-        if self.sids is not None and meta.get("sid_rows") is not None:
-            self.sids.load(self.folder, int(meta["sid_rows"]))  # else empty: filled again
+        self._sid_read = False  # read at the first description query (columns())
+        rows = meta.get("sid_rows")
+        self._sid_on_disk = None if rows is None else int(rows)
         return True
+
+    def columns(self) -> SidColumns | None:
+        """:attr:`sids`, read from ``sid.npy`` the first time it is needed (a process that
+        answers only photo queries never reads it); columns the file lacks (none, damaged,
+        or items added since) are left for :meth:`sid_missing` to report."""
+        if self.sids is not None and not self._sid_read:
+            if self._sid_on_disk is not None and not self.sids.load(self.folder, self._sid_on_disk):
+                self._sid_on_disk = None
+            self._sid_read = True
+        return self.sids
 
     def stale(self, live: int) -> bool:
         """Whether the index must be (re)built for a gallery of ``live`` items: none yet, the
@@ -273,6 +289,7 @@ class AnnIndex:
         n = len(ids)
         ivf = train_ivf(n, self.dim, gather, seed=self.seed)
         self.sids = SidColumns.of(self.prototypes, self.dim)
+        self._sid_read, self._sid_on_disk = True, None
         if self.sids is not None and n:
             self.sids.reserve(int(ids.max()) + 1)
         for start in range(0, n, chunk):
@@ -291,7 +308,7 @@ class AnnIndex:
 
     def extend(self, ids: np.ndarray, gather: Gather, chunk: int = 32768) -> None:
         """Add items ``ids`` (all at or above :attr:`covered`) without retraining."""
-        filled = self.sids is not None and self.sids.rows >= self.covered
+        filled = self.sids is not None and self._sid_read and self.sids.rows >= self.covered
         for start in range(0, len(ids), chunk):
             pos = np.arange(start, min(len(ids), start + chunk))
             block = np.ascontiguousarray(gather(pos))
@@ -306,8 +323,9 @@ class AnnIndex:
 
     def sid_missing(self) -> int | None:
         """The first id whose SID columns are missing (loaded without them, or an index of an
-        older version), ``None`` when all are there or there are no columns to fill."""
-        if self.sids is None or self.sids.rows >= self.covered:
+        older version, or items added before they were read), ``None`` when all are there or
+        there are no columns to fill."""
+        if self.columns() is None or self.sids.rows >= self.covered:
             return None
         return self.sids.rows
 
@@ -322,14 +340,18 @@ class AnnIndex:
         token = uuid.uuid4().hex[:8]
         tmp_index = self.folder / f"{ANN_FILE}.{token}.tmp"
         tmp_meta = self.folder / f"{ANN_META}.{token}.tmp"
-        whole = self.sids is not None and self.sid_missing() is None
-        sid_rows = self.sids.rows if whole else None
+        # sid.npy is written only when it would change: whole columns that differ from it
+        fresh = (
+            self.sids is not None and self._sid_read and self.sids.rows >= self.covered
+            and self.sids.rows != self._sid_on_disk
+        )  # fmt: skip
+        sid_rows = self.sids.rows if fresh else self._sid_on_disk
         facts = {"dim": self.dim, "covered": self.covered, "n": self.trained_on}
         facts["sid_rows"] = sid_rows
         try:
             faiss.write_index(self.index, str(tmp_index))
             tmp_meta.write_text(json.dumps({**facts, "recall": self.recall}))
-            if sid_rows is not None:
+            if fresh:
                 self.sids.save(self.folder)
             os.replace(tmp_index, self.folder / ANN_FILE)
             os.replace(tmp_meta, self.folder / ANN_META)
@@ -341,6 +363,7 @@ class AnnIndex:
             self.save_error = f"{self.folder / ANN_FILE}: index not saved ({_why(e, self.folder)})"
             return False
         self.save_error = None
+        self._sid_on_disk = sid_rows
         return True
 
     # ---- the measured settings
@@ -683,7 +706,7 @@ class AnnIndex:
 
         described = np.arange(len(photo), nq)
         said = None  # description queries: read off the SID columns, checked on the sample
-        if len(described) and self.sids is not None:
+        if len(described) and self.columns() is not None:
             with lock:
                 ready = self.sids.rows > int(ids.max())
                 found = self.sids.top(q[described], kk_all, np.unique(ids)) if ready else None

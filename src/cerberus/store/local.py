@@ -912,7 +912,7 @@ class LocalStore:
             ann = self._ann_ready(total)
             if not ann.sids_trusted():
                 return None
-            start = ann.sid_missing()
+            start = ann.sid_missing()  # reads sid.npy at the first description query
             if start is not None:  # an index saved without them: fill them from the vectors
                 got = self._snapshot_where("id >= ? AND id < ?", [start, ann.covered])
                 ids, seg, row, files = got

@@ -83,9 +83,11 @@ class SidColumns:
         rows = max(self.rows, int(ids.max()) + 1 if len(ids) else 0, rows or 0)
         self.reserve(rows, grow=True)
         v = np.asarray(vectors, np.float32)
+        run = len(ids) > 0 and ids[-1] - ids[0] + 1 == len(ids) and (np.diff(ids) == 1).all()
+        at = slice(int(ids[0]), int(ids[-1]) + 1) if run else ids  # consecutive ids: a slice
         for g, unit in enumerate(self.units):
             part = v[:, g * self.part : (g + 1) * self.part]
-            self.table[self.offsets[g] : self.offsets[g + 1], ids] = unit @ part.T
+            self.table[self.offsets[g] : self.offsets[g + 1], at] = unit @ part.T
         self.rows = rows
 
     def decode(self, query: np.ndarray) -> tuple[np.ndarray, float] | None:
@@ -175,5 +177,5 @@ class SidColumns:
             return False
         if table.dtype != np.float32 or table.shape != (self.sids, rows):
             return False
-        self.table, self.rows = np.array(table), rows
+        self.table, self.rows = table, rows  # np.load's own array: no copy
         return True
