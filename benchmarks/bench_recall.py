@@ -270,6 +270,15 @@ def timed(store, queries, wheres, exact: bool = False, kind: str = "photo"):
     return float(np.percentile(times, 50)), float(np.percentile(times, 99)), hits
 
 
+def warm(folder: Path) -> None:
+    """Read every segment file of the gallery in ``folder`` once (into the page cache), so
+    that the build and faiss's own train + add read them alike."""
+    for seg in sorted((folder / "vectors").glob("seg-*.npy")):
+        with open(seg, "rb") as f:
+            while f.read(1 << 24):
+                pass
+
+
 def faiss_baseline(folder: Path, nlist: int, dim: int, seed: int = 0) -> float:
     """Seconds for faiss's own IVF-SQ8 (inner product, ``nlist`` cells, 10 k-means
     iterations on 64 points per cell) train + add over the gallery's segment files."""
@@ -349,10 +358,7 @@ def bench(kind: str, n: int, args, workdir: Path) -> dict:
         time.sleep(20)
     load0 = os.getloadavg()[0]
     print("  index ...", file=sys.stderr, flush=True)
-    for seg in sorted((target / "vectors").glob("seg-*.npy")):  # both builds on a warm cache
-        with open(seg, "rb") as f:
-            while f.read(1 << 24):
-                pass
+    warm(target)  # both builds on a warm page cache
     measured = []
     measure = ann_module.AnnIndex.measure
 

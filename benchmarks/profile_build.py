@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from _common import print_machine, run_script
-from bench_recall import faiss_baseline
+from bench_recall import faiss_baseline, warm
 
 from cerberus.store import open_store
 
@@ -28,10 +28,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=30, help="profile lines printed")
     args = parser.parse_args()
     print_machine()
-    for seg in sorted((args.gallery / "vectors").glob("seg-*.npy")):  # a warm page cache
-        with open(seg, "rb") as f:
-            while f.read(1 << 24):
-                pass
+    warm(args.gallery)
     shutil.rmtree(args.gallery / "ann", ignore_errors=True)
     (args.gallery / "ann").mkdir()
     store = open_store(args.gallery)
