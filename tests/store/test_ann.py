@@ -343,6 +343,31 @@ def test_the_broad_path_returns_the_exact_filtered_answer_when_enough_pass(tmp_p
     store.close()
 
 
+def test_the_broad_path_checks_only_the_candidates_against_the_filter(tmp_path, monkeypatch):
+    """A broad camera filter costs its count (per camera and source) and a check of the
+    candidates drawn: no mask over every item is built (1-2 ms at a million items, as much
+    as the whole unfiltered search)."""
+    store, reference, queries = galleries(tmp_path, "clustered")
+    store.search(queries[:1], 10)  # the index and the filter columns are ready
+    cols, _ = store._filter_columns()
+    keep = type(cols).keep
+    checked: list[int] = []
+
+    def spy(self, where, at=None):
+        checked.append(len(self.ids) if at is None else len(at))
+        return keep(self, where, at)
+
+    monkeypatch.setattr(type(cols), "keep", spy)
+    where, q = cams(*range(9)), queries[:5]
+    got = store.search(q, 10, where)
+    assert checked and max(checked) < len(cols.ids) // 10  # 5 queries' candidates only
+    assert recall(got, reference.search(q, 10, where)) >= 0.95
+    checked.clear()
+    store.search(queries[:5], 10, NARROW)  # a thirtieth: the id-bitmap path needs the mask
+    assert max(checked) == len(cols.ids)
+    store.close()
+
+
 def test_the_broad_path_hands_a_query_with_too_few_passing_hits_on(tmp_path):
     """A filter keeping most of the gallery but none of the query's neighbourhood: the
     unfiltered candidates hold too few passing items, the id-bitmap path answers it."""

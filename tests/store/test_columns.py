@@ -40,6 +40,8 @@ FILTERS = [
     Filter(before=T0 + 1800.0),
     Filter(sources=frozenset({"s1", "s3"}), after=T0 + 600, before=T0 + 2400),
     Filter(sources=frozenset({"gone"})),
+    Filter(cameras=frozenset({"door", "hall", "x;y"}), sources=frozenset({"s2", "s3"})),
+    Filter(cameras=frozenset(), sources=frozenset({"s1"})),
 ]
 
 
@@ -56,6 +58,7 @@ def check(store: LocalStore, reference: MemoryStore) -> None:
         want = reference.ids(where)
         np.testing.assert_array_equal(ids, want, err_msg=str(where))
         np.testing.assert_array_equal(np.sort(sql_ids(store, where)), want)
+        assert cols.count(where) == len(want) == int(cols.keep(where).sum()), str(where)
         vecs = store._segments.gather(names, seg, row)  # the vectors are where they say
         np.testing.assert_array_equal(vecs, reference.get(ids).vectors.astype(np.float32))
     wanted = np.array([5, 3, 3, 10**9, -1, 40], np.int64)

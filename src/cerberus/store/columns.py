@@ -13,7 +13,7 @@ tracks is left to SQL (:meth:`Columns.supports`).
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -83,6 +83,7 @@ class Columns:
     ts: np.ndarray
     cameras: list[str]
     sources: list[str]
+    _pairs: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def read(cls, conn: sqlite3.Connection, since: Columns | None = None) -> Columns:
@@ -157,6 +158,33 @@ class Columns:
         if where.before is not None:
             keep &= self.ts[sel] < where.before
         return keep
+
+    def count(self, where: Filter | None) -> int:
+        """How many items pass ``where``: for a filter on cameras and sources only, summed
+        from the item counts per (camera, source) pair (computed once for these columns), with
+        no pass over the items (a broad filter needs its count, not its items: ``LocalStore``'s
+        broad path); with a time condition, :meth:`keep`'s mask counted."""
+        if where is None:
+            return len(self.ids)
+        if where.after is not None or where.before is not None:
+            return int(self.keep(where).sum())
+        if self._pairs is None:
+            width = max(len(self.sources), 1)
+            pair = self.camera.astype(np.int64) * width + self.source
+            self._pairs = np.bincount(pair, minlength=len(self.cameras) * width).reshape(
+                len(self.cameras), width
+            )
+        rows = (
+            slice(None)
+            if where.cameras is None
+            else np.array([name in where.cameras for name in self.cameras], bool)
+        )
+        cols = (
+            slice(None)
+            if where.sources is None
+            else np.array([name in where.sources for name in self.sources], bool)
+        )
+        return int(self._pairs[rows][:, cols].sum())
 
     def positions(self, where: Filter | None) -> np.ndarray:
         """Positions (into :attr:`ids`) of the items passing ``where``, in id order."""

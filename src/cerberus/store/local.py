@@ -128,14 +128,28 @@ SEGMENT_ROWS = 131_072
 
 
 class _Selection:
-    """The items passing a filter: a mask over the filter columns (nothing per item is built
-    until asked: a filter keeping 900,000 of a million costs the mask), or SQL's located
-    items (ids in id order, seg positions, rows, files)."""
+    """The items passing a filter: the filter over the filter columns (nothing per item is
+    built until asked: a filter keeping 900,000 of a million costs its count, from the
+    columns' counts per camera and source, and a check of the candidates drawn), or SQL's
+    located items (ids in id order, seg positions, rows, files)."""
 
-    def __init__(self, cols: Columns | None = None, keep=None, files=None, located=None):
-        self.cols, self.keep, self.files, self._located = cols, keep, files, located
-        self.n = int(keep.sum()) if located is None else len(located[0])
+    def __init__(self, cols: Columns | None = None, where=None, files=None, located=None):
+        self.cols, self.where, self.files, self._located = cols, where, files, located
+        self.n = cols.count(where) if located is None else len(located[0])
+        self._keep: np.ndarray | None = None
         self._ids: np.ndarray | None = None
+
+    @property
+    def keep(self) -> np.ndarray:
+        """``(n items,)`` bool over the columns: which pass (computed at the first need)."""
+        if self._keep is None:
+            self._keep = self.cols.keep(self.where)
+        return self._keep
+
+    def _kept(self, at: np.ndarray) -> np.ndarray:
+        """Which of the column positions ``at`` pass (the mask where it is built, else the
+        filter checked at those positions only)."""
+        return self._keep[at] if self._keep is not None else self.cols.keep(self.where, at)
 
     def ids(self) -> np.ndarray:
         """The passing ids, in id order."""
@@ -160,7 +174,11 @@ class _Selection:
     def member(self, found: np.ndarray) -> np.ndarray:
         """Which of ``found`` (any shape) pass."""
         at, there = self._positions(found)
-        return there if self.cols is None else there & self.keep[at]
+        if self.cols is None:
+            return there
+        out = np.zeros(found.shape, bool)
+        out[there] = self._kept(at[there])
+        return out
 
     def locate(self, found: np.ndarray) -> tuple:
         """(ids, seg positions, rows, files) of the passing items among ``found``."""
@@ -170,7 +188,8 @@ class _Selection:
             ids, seg, row, files = self._located
             at = at[there]
             return ids[at], seg[at], row[at], files
-        at = at[there & self.keep[at]]
+        at = at[there]
+        at = at[self._kept(at)]
         return LocalStore._located(self.cols, at, self.files)
 
 
@@ -869,7 +888,7 @@ class LocalStore:
         if got is None:
             return _Selection(located=self._snapshot_where(*compile_filter(where)))
         cols, files = got
-        return _Selection(cols=cols, keep=cols.keep(where), files=files)
+        return _Selection(cols=cols, where=where, files=files)
 
     def _broad(
         self, q: np.ndarray, k: int, where: Filter, sel: _Selection, total: int, nprobe: int | None
