@@ -288,7 +288,9 @@ def test_where_no_setting_reaches_the_target_searches_are_exact(tmp_path, monkey
     monkeypatch.setattr(ann_module, "TARGET", 1.01)  # unreachable: as on data with no structure
     store, reference, queries = galleries(tmp_path, "random")
     r = store.index_facts()["recall"]
-    assert r["nprobe"] is None and r["cover"] is None and store._ann.exact
+    assert r["nprobe"] is None and store._ann.exact
+    assert r["cover"] and all(c is None for c in r["cover"].values())
+    assert store._ann.cover(0.5) is None and store._ann.cover(0.001) is None
     from cerberus.cli.gallery import index_line
 
     assert "searches are exact" in index_line(store.index_facts())
@@ -614,3 +616,36 @@ def test_the_sid_columns_are_read_only_for_a_description_and_written_only_when_c
         np.testing.assert_array_equal(g.ids, w.ids)
     assert again._ann.save() and sid.stat().st_mtime_ns != written  # now whole: written
     again.close()
+
+
+def test_the_id_bitmap_cover_is_the_larger_of_the_fractions_on_either_side(tmp_path):
+    ann = ann_module.AnnIndex(tmp_path, DIM)
+    assert ann.cover(0.3) == float("inf")  # never measured: every cell holding a passing item
+    ann.recall = {"cover": {"0.5": 16, "0.2": 4, "0.05": None, "0.01": 2}}
+    assert ann.cover(0.9) == 16 and ann.cover(0.5) == 16  # above the largest: the largest's
+    assert ann.cover(0.3) == 16  # between 0.5 and 0.2
+    assert ann.cover(0.2) == 4  # measured there
+    assert ann.cover(0.1) is None  # 0.05 fell short: exact
+    assert ann.cover(0.02) is None
+    assert ann.cover(0.01) == 2 and ann.cover(0.001) == 2  # below the smallest: the smallest's
+    ann.recall = {"cover": {}}  # no fraction measured (a small gallery)
+    assert ann.cover(0.3) == float("inf")
+    ann.recall = {"cover": 8.0}  # an index measured with one factor for every fraction
+    assert ann.cover(0.01) == 8.0
+    ann.recall = {"cover": None}
+    assert ann.cover(0.5) is None
+
+
+def test_each_filter_fraction_gets_the_cover_its_filters_reach_the_target_with(tmp_path):
+    store, reference, queries = galleries(tmp_path, "clustered")
+    r = store.index_facts()["recall"]
+    assert set(r["cover"]) == {str(f) for f in ann_module.FILTER_FRACTIONS if f * N > 300}
+    for f, c in r["cover"].items():
+        assert c is not None
+        for kind in ("random", "cells"):
+            assert r["filtered_recall"][f"{kind} {f}"] >= ann_module.TARGET
+    from cerberus.cli.gallery import index_line
+
+    line = index_line(store.index_facts())
+    assert all(f"x{c:g} at {float(f):.3g}" in line for f, c in r["cover"].items()), line
+    store.close()

@@ -88,9 +88,22 @@ def _setting(s: dict, asked: str, target: float) -> str:
     it, unfiltered and (``cover``) filtered, or that searches are exact."""
     if s["nprobe"] is None:
         return f"no setting reached recall@10 {target} {asked}: searches are exact"
-    filtered = "exact" if s["cover"] is None else f"cover x{s['cover']:g}"
+    filtered = _covers(s["cover"])
     got = f"recall@10 {s['recall_at_10']:.3f} at nprobe {s['nprobe']}"
     return f"{got} {asked} (filtered: {filtered})"
+
+
+def _covers(cover) -> str:
+    """The id-bitmap path's coverage factors per filter share (one factor: an older index)."""
+    if not isinstance(cover, dict):
+        return "exact" if cover is None else f"cover x{cover:g}"
+    if not cover:
+        return "every cell holding a passing item"
+    parts = [
+        f"{'exact' if c is None else f'x{c:g}'} at {float(f):.3g}"
+        for f, c in sorted(cover.items(), key=lambda fc: -float(fc[0]))
+    ]
+    return "cover " + ", ".join(parts)
 
 
 @gallery_app.command("remove")

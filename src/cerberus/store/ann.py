@@ -393,13 +393,26 @@ class AnnIndex:
         fits = [(f, p) for f, p in fits if p is not None]
         return int(max(fits)[1]) if fits else None
 
-    def cover(self) -> float | None:
-        """The id-bitmap path's coverage factor (``inf``: every list holding a passing item;
-        ``None``: measured short of the target, search exactly)."""
+    def cover(self, share: float = 1.0) -> float | None:
+        """The id-bitmap path's coverage factor for a filter keeping ``share`` of the items
+        (``inf``: every list holding a passing item; ``None``: measured short of the target,
+        search exactly): the larger of those measured at the filter fractions nearest it on
+        either side (a fraction's need lies between its neighbours' where it changes
+        monotonically between them; a filter keeping a half and one keeping a hundredth need
+        different factors: 16 and 2 on the benchmark's generator)."""
         if self.recall is None:
             return math.inf
         c = self.recall["cover"]
-        return None if c is None else float(c)
+        if not isinstance(c, dict):  # one factor for every fraction (an older index)
+            return None if c is None else float(c)
+        if not c:  # no filter fraction measured (a small gallery): every passing cell
+            return math.inf
+        fracs = sorted(float(f) for f in c)
+        below = [f for f in fracs if f <= share]
+        above = [f for f in fracs if f >= share]
+        near = {max(below) if below else fracs[0], min(above) if above else fracs[-1]}
+        got = [c[_key(f, c)] for f in near]
+        return None if any(g is None for g in got) else float(max(got))
 
     def sids_trusted(self) -> bool:
         """Whether description queries may be answered from the SID columns: there are
@@ -572,13 +585,14 @@ class AnnIndex:
 
         Chosen: the smallest nprobe (unfiltered, ``k rerank`` candidates), per broad fraction
         the smallest nprobe whose ``k rerank / fraction`` unfiltered candidates hold the
-        filtered top-10, and the smallest :data:`COVER_LADDER` factor for the id-bitmap path
-        (:meth:`search_within`) reaching TARGET on every filter fraction measured (each with
-        room for the sample: :func:`reaches`). Each is first read off the cells of the true
-        neighbours (:meth:`probes_needed`, :meth:`items_before`: what a search probing those
-        cells could find at most), then checked by one real search at that setting and raised
-        while that falls short (8-bit codes or too few candidates can lose a neighbour whose
-        cell was probed): the setting kept is one a real search reached the target with.
+        filtered top-10, and per filter fraction the smallest :data:`COVER_LADDER` factor for
+        the id-bitmap path (:meth:`search_within`) reaching TARGET on both filters at it,
+        random and whole cells (each with room for the sample: :func:`reaches`). Each is first
+        read off the cells of the true neighbours (:meth:`probes_needed`,
+        :meth:`items_before`: what a search probing those cells could find at most), then
+        checked by one real search at that setting and raised while that falls short (8-bit
+        codes or too few candidates can lose a neighbour whose cell was probed): the setting
+        kept is one a real search reached the target with.
         These settings are chosen on the photo queries: description queries are answered from
         the SID columns (:mod:`cerberus.store.sidcolumns`), whose top-10 is checked against
         the same exact answers (``description``: their recall@10, ``reached``: whether it
@@ -681,29 +695,34 @@ class AnnIndex:
                 return lambda c: _shares(before[key] < max(kk, min(npass, c * scanned)), valid)
 
             ladder = [c for c in COVER_LADDER if c * base < nlist] + [float(nlist)]
-            cover, cover_r = None, {}
-            for c in ladder if narrow else ():  # every filter kind must reach the target
-                if not all(_ok(cover_bound(key)(c)) for key in bitmaps):
-                    continue
-                got = {}
-                for key, (bitmap, passing) in bitmaps.items():
-                    with lock:
-                        found = self.search_within(
-                            qk[sub], kk, bitmap, passing, cover=c, base=base
-                        )
-                    bound = cover_bound(key)(c)
-                    got[f"{key[0]} {key[1]}"] = estimate(bound, found_share(found, key))
-                cover_r = {name: round(float(np.nanmean(r)), 4) for name, r in got.items()}
-                if all(_ok(r) for r in got.values()):
-                    cover = c
-                    break
+            covers: dict[str, float | None] = {}
+            cover_r: dict[str, float] = {}
+            for f in narrow:  # per fraction, every filter kind at it must reach the target
+                keys = [key for key in bitmaps if key[1] == f]
+                covers[str(f)] = None
+                for c in ladder:
+                    if not all(_ok(cover_bound(key)(c)) for key in keys):
+                        continue
+                    got = {}
+                    for key in keys:
+                        bitmap, passing = bitmaps[key]
+                        with lock:
+                            found = self.search_within(
+                                qk[sub], kk, bitmap, passing, cover=c, base=base
+                            )
+                        bound = cover_bound(key)(c)
+                        got[f"{key[0]} {key[1]}"] = estimate(bound, found_share(found, key))
+                    cover_r.update({a: round(float(np.nanmean(r)), 4) for a, r in got.items()})
+                    if all(_ok(r) for r in got.values()):
+                        covers[str(f)] = c
+                        break
             return {
                 "nprobe": p,
                 "recall_at_10": round(float(np.nanmean(curve[base])), 4) if curve else None,
                 "curve": {str(a): round(float(np.nanmean(b)), 4) for a, b in sorted(curve.items())},
                 "broad": broad_p,
                 "broad_recall": broad_r,
-                "cover": cover if narrow else float(nlist),  # not measured: every passing cell
+                "cover": covers,  # none measured: every passing cell (AnnIndex.cover)
                 "filtered_recall": cover_r,
             }
 
@@ -735,6 +754,11 @@ class AnnIndex:
             if self.index is index:  # not rebuilt meanwhile
                 self.recall = recall
         return recall
+
+
+def _key(fraction: float, table: Mapping[str, Any]) -> str:
+    """The key of ``table`` (fractions written as text) that reads as ``fraction``."""
+    return next(key for key in table if float(key) == fraction)
 
 
 def _shares(found: np.ndarray, valid: np.ndarray) -> np.ndarray:

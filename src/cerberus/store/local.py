@@ -964,9 +964,10 @@ class LocalStore:
         if ann.index is None:
             ann.load()
         if ann.index is None or (retrain and ann.stale(total)):
-            ids, seg, row, files = self._all_items()
+            items = self._all_items()
+            ids, seg, row, files = items
             ann.build(ids, lambda p: self._segments.gather(files, seg[p], row[p]))
-            self._measure(ann)
+            self._measure(ann, items=items)
             ann.save()
         else:
             ids, seg, row, files = self._snapshot_where("id >= ?", [ann.covered])
@@ -1005,9 +1006,10 @@ class LocalStore:
         if self._measuring is not None:
             self._measuring.join()
 
-    def _measure(self, ann: AnnIndex, lock=None) -> None:
-        """Measure the index's recall on the gallery's own items and description queries."""
-        ids, seg, row, files = self._all_items()
+    def _measure(self, ann: AnnIndex, lock=None, items=None) -> None:
+        """Measure the index's recall on the gallery's own items (``items``: as
+        :meth:`_all_items` gives them, read again when not given) and description queries."""
+        ids, seg, row, files = self._all_items() if items is None else items
         if len(ids) == 0:
             return
         descriptions = description_queries(
@@ -1048,7 +1050,7 @@ class LocalStore:
                 if len(short):  # the probed cells held too few candidates: probe them all
                     found[short] = ann.search(q[short], kk, ann.nlist)
                 return found
-            cover = ann.cover()
+            cover = ann.cover(n / max(held, 1))
             if nprobe is None and cover is None:
                 return None
             bitmap, ids = within
