@@ -370,6 +370,42 @@ def test_the_broad_path_checks_only_the_candidates_against_the_filter(tmp_path, 
     store.close()
 
 
+@pytest.mark.parametrize("left_near, handed_on", [(0.7, False), (0.95, True)])
+def test_a_query_whose_neighbourhood_keeps_the_measured_fraction_stays_on_the_broad_path(
+    tmp_path, monkeypatch, left_near, handed_on
+):
+    """A filter keeping about half of the gallery but less near the query: under 3/4 of the
+    share there, yet at or above the fraction whose setting is taken (0.2 here), the broad
+    answer stands; under that fraction too, the id-bitmap path answers."""
+    v = vectors("clustered", N)
+    near = v @ v[0] > 0.6
+    assert near.sum() > 250  # more than the 201 candidates a half draws
+    rng = np.random.default_rng(3)
+    left = np.where(near, left_near, 0.5)  # camera 0: what the filter leaves out
+    cameras = np.where(rng.random(N) < left, 0, 1 + np.arange(N) % (CAMERAS - 1))
+    store = LocalStore.create(tmp_path / "g", info(DIM))
+    reference = MemoryStore(info(DIM))
+    batch = items(v, cameras=cameras)
+    store.add(batch)
+    reference.add(batch)
+    store.build_index()
+    where = cams(*range(1, CAMERAS))
+    assert 0.45 < store.count(where) / N < 0.55
+    monkeypatch.setattr(store._ann, "broad_setting", lambda share: (0.2, store._ann.nlist))
+    handed = []
+    search = store._search
+
+    def spy(q, k, where, exact, nprobe, kind="photo", broad=True):
+        handed.append(broad)
+        return search(q, k, where, exact, nprobe, kind, broad)
+
+    store._search = spy
+    got = store.search(v[:1], 10, where)
+    assert handed == ([True, False] if handed_on else [True])
+    assert recall(got, reference.search(v[:1], 10, where)) >= 0.9
+    store.close()
+
+
 def test_the_broad_path_hands_a_query_with_too_few_passing_hits_on(tmp_path):
     """A filter keeping most of the gallery but none of the query's neighbourhood: the
     unfiltered candidates hold too few passing items, the id-bitmap path answers it."""

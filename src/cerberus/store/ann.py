@@ -383,15 +383,22 @@ class AnnIndex:
             return min(self.nlist, self.nprobe)
         return min(self.nlist, int(self.recall["nprobe"] or self.nlist))
 
-    def broad_nprobe(self, fraction: float) -> int | None:
-        """Cells probed by the broad path for a filter keeping ``fraction`` of the items: the
-        setting measured at the largest measured fraction at or below it (more selective
-        filters need more cells); ``None``: take the id-bitmap path."""
+    def broad_setting(self, fraction: float) -> tuple[float, int] | None:
+        """``(measured fraction, cells)`` the broad path takes for a filter keeping
+        ``fraction`` of the items: the setting measured at the largest measured fraction at
+        or below it (more selective filters need more cells); ``None``: take the id-bitmap
+        path."""
         if self.recall is None:
             return None
         fits = [(float(f), p) for f, p in self.recall["broad"].items() if float(f) <= fraction]
-        fits = [(f, p) for f, p in fits if p is not None]
-        return int(max(fits)[1]) if fits else None
+        fits = [(f, int(p)) for f, p in fits if p is not None]
+        return max(fits) if fits else None
+
+    def broad_nprobe(self, fraction: float) -> int | None:
+        """Cells probed by the broad path for a filter keeping ``fraction`` of the items
+        (:meth:`broad_setting`)."""
+        got = self.broad_setting(fraction)
+        return None if got is None else got[1]
 
     def cover(self, share: float = 1.0) -> float | None:
         """The id-bitmap path's coverage factor for a filter keeping ``share`` of the items
