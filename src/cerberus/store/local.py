@@ -135,8 +135,15 @@ class _Selection:
 
     def __init__(self, cols: Columns | None = None, where=None, files=None, located=None):
         self.cols, self.where, self.files, self._located = cols, where, files, located
-        self.n = cols.count(where) if located is None else len(located[0])
         self._keep: np.ndarray | None = None
+        timed = where is not None and (where.after is not None or where.before is not None)
+        if located is not None:
+            self.n = len(located[0])
+        elif timed:  # counted from the mask, which is kept
+            self._keep = cols.keep(where)
+            self.n = int(self._keep.sum())
+        else:
+            self.n = cols.count(where)
         self._ids: np.ndarray | None = None
 
     @property
