@@ -632,7 +632,9 @@ class AnnIndex:
             order = rng.permutation(self.nlist)
             sizes = np.bincount(cells[cells >= 0], minlength=self.nlist)[order]
             kept = order[: int(np.searchsorted(np.cumsum(sizes), f * n)) + 1]
-            masks[("cells", f)] = np.isin(cells, kept)
+            table = np.zeros(self.nlist + 1, bool)  # by cell; the last: none (-1)
+            table[kept] = True
+            masks[("cells", f)] = table[cells]  # np.isin sorts the million cells: 0.2 s
         chunk = chunk or max(4096, (1 << 26) // self.dim)  # 256 MB of vectors at a time
         truth = _truths(q, ids, gather, masks, k + 1, chunk)
         held_out = {key: _held_out(t, own, k) for key, t in truth.items()}
