@@ -743,7 +743,8 @@ class AnnIndex:
         if len(described) and self.columns() is not None:
             with lock:
                 ready = self.sids.rows > int(ids.max())
-                found = self.sids.top(q[described], kk_all, np.unique(ids)) if ready else None
+                held = ids if (ids[1:] > ids[:-1]).all() else np.unique(ids)  # 0.9 s at 1M
+                found = self.sids.top(q[described], kk_all, held) if ready else None
             if found is not None:
                 t = held_out[None][described]
                 hit = (t[:, :, None] == found[:, None, :]).any(axis=2) & (t >= 0)
