@@ -935,51 +935,11 @@ class LocalStore:
         # vectors there
         short = (got < k) | (got < min(0.75 * share, measured) * drawn)
         hits = self._rerank(q, k, passing, sel.locate(passing))
-        if short.any() and nprobe is None:  # searched again at the share near each of them
-            local = got / np.maximum(drawn, 1)
-            again = self._broad_near(q[short], k, sel, local[short], total)
-            for r, h in zip(np.flatnonzero(short), again):
-                if h is not None:
-                    hits[r] = h
-                    short[r] = False
         if short.any():
             rest = self._search(q[short], k, where, False, nprobe, broad=False)
             for r, h in zip(np.flatnonzero(short), rest):
                 hits[r] = h
         return hits
-
-    def _broad_near(
-        self, q: np.ndarray, k: int, sel: _Selection, local: np.ndarray, total: int
-    ) -> list[Hits | None]:
-        """The broad path again for queries near which a filter keeps only the share ``local``
-        ``(Q,)`` of the candidates drawn: each takes the setting measured for that share (a
-        filter keeping it everywhere), with the same test; ``None`` for a query still short
-        (fewer than k pass, or under both 3/4 of its share and the fraction measured) or whose
-        share is under every fraction measured (the id-bitmap path answers those)."""
-        out: list[Hits | None] = [None] * len(q)
-        with self._ann.lock:
-            ann = self._ann_ready(total)
-            held = max(ann.index.ntotal, 1)
-            settings = [ann.broad_setting(s) for s in local]
-            groups: dict[tuple[float, int], list[int]] = {}
-            for r, setting in enumerate(settings):
-                if setting is not None and local[r] >= min(BROAD_FRACTIONS):
-                    groups.setdefault(setting, []).append(r)
-            drawn_of = {}
-            for (measured, probes), rows in groups.items():
-                kk = min(held, math.ceil(k * self.rerank / measured) + 1)
-                drawn_of[(measured, probes)] = ann.search(q[rows], kk, probes)
-        for (measured, probes), rows in groups.items():
-            found = drawn_of[(measured, probes)]
-            passing = np.where(sel.member(found), found, -1)
-            got, drawn = (passing >= 0).sum(axis=1), (found >= 0).sum(axis=1)
-            ok = (got >= k) & (got >= np.minimum(0.75 * local[rows], measured) * drawn)
-            if ok.any():
-                keep = np.flatnonzero(ok)
-                again = self._rerank(q[rows][keep], k, passing[keep], sel.locate(passing[keep]))
-                for i, h in zip(keep, again):
-                    out[rows[i]] = h
-        return out
 
     def _described(
         self, q: np.ndarray, k: int, sel: _Selection, total: int
