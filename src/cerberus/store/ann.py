@@ -66,10 +66,10 @@ of them searches the index unfiltered for ``k rerank / fraction`` candidates and
 that pass (no list of the passing items is read: what makes a broad filter cheap), probing
 the cells measured at the largest of them at or below its share. About 1.6x apart: a filter
 between two takes the cells of the smaller (its need lies between theirs), so a coarser grid
-probes more than a filter needs (at 1M x 640, low-rank vectors: 326 cells unfiltered, 439
-for a twentieth, taken by a filter keeping 9.98 % when the grid went 0.1, 0.05). 0.8: a filter
-keeping most of the gallery probes about what an unfiltered search does, not what a half
-needs (the benchmark's generator: 2 of 1,000 cells unfiltered, 11 for a half)."""
+probes more than a filter needs (the benchmark's generator at 1M x 640: a filter keeping
+9.97 % took the 50 cells measured for 5 %, where 10 % needed 33, when the grid went 0.1,
+0.05). 0.8: a filter keeping most of the gallery probes about what an unfiltered search does,
+not what a half needs (the same generator: 2 of 1,000 cells unfiltered, 11 for a half)."""
 FILTER_FRACTIONS = (0.5, 0.2, 0.05, 0.01, 0.002)
 """Filter selectivities the id-bitmap path is measured at (those leaving enough items)."""
 VERIFY_QUERIES = 64
@@ -397,19 +397,13 @@ class AnnIndex:
         fits = [(f, int(p)) for f, p in fits if p is not None]
         return max(fits) if fits else None
 
-    def broad_nprobe(self, fraction: float) -> int | None:
-        """Cells probed by the broad path for a filter keeping ``fraction`` of the items
-        (:meth:`broad_setting`)."""
-        got = self.broad_setting(fraction)
-        return None if got is None else got[1]
-
     def cover(self, share: float = 1.0) -> float | None:
         """The id-bitmap path's coverage factor for a filter keeping ``share`` of the items
         (``inf``: every list holding a passing item; ``None``: measured short of the target,
         search exactly): the larger of those measured at the filter fractions nearest it on
         either side (a fraction's need lies between its neighbours' where it changes
         monotonically between them; a filter keeping a half and one keeping a hundredth need
-        different factors: 16 and 2 on the benchmark's generator)."""
+        different factors: 16 and 4 for the benchmark's generator at 1M x 640)."""
         if self.recall is None:
             return math.inf
         c = self.recall["cover"]
@@ -417,11 +411,11 @@ class AnnIndex:
             return None if c is None else float(c)
         if not c:  # no filter fraction measured (a small gallery): every passing cell
             return math.inf
-        fracs = sorted(float(f) for f in c)
-        below = [f for f in fracs if f <= share]
-        above = [f for f in fracs if f >= share]
-        near = {max(below) if below else fracs[0], min(above) if above else fracs[-1]}
-        got = [c[_key(f, c)] for f in near]
+        by = {float(f): v for f, v in c.items()}  # fractions are written as text
+        below = [f for f in by if f <= share]
+        above = [f for f in by if f >= share]
+        near = {max(below) if below else min(by), min(above) if above else max(by)}
+        got = [by[f] for f in near]
         return None if any(g is None for g in got) else float(max(got))
 
     def sids_trusted(self) -> bool:
@@ -767,11 +761,6 @@ class AnnIndex:
             if self.index is index:  # not rebuilt meanwhile
                 self.recall = recall
         return recall
-
-
-def _key(fraction: float, table: Mapping[str, Any]) -> str:
-    """The key of ``table`` (fractions written as text) that reads as ``fraction``."""
-    return next(key for key in table if float(key) == fraction)
 
 
 def _shares(found: np.ndarray, valid: np.ndarray) -> np.ndarray:

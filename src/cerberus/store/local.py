@@ -912,12 +912,11 @@ class LocalStore:
         Why both: a setting measured at fraction ``f`` finds the top-10 of a filter keeping
         ``f`` of the items around a query; a filter keeping a share ``s >= f`` overall but
         ``s' >= f`` near the query is, near it, such a filter (its top-10 lie within the
-        nearest ``10 / s'`` items, inside the ``k rerank / s`` drawn since fractions are at
-        most 2.5x apart). Under 3/4 of ``s`` alone a query is merely unlikely for a random
-        filter: on the benchmark's generator at 1M x 640, whose cameras shift the vectors a
-        little, 9 of 200 queries of a filter keeping a tenth drew 0.63-0.74 of its share and
-        were answered twice (broad, then id-bitmap); the 6 of them at or above the measured
-        fraction had recall@10 0.9-1.0 from the broad path alone."""
+        nearest ``10 / s'`` items, inside the ``k rerank / s`` drawn since fractions are about
+        1.6x apart). Under 3/4 of ``s`` alone a query is merely unlikely for a random filter
+        (the benchmark's generator, whose cameras shift the vectors a little, has such queries
+        under every filter), and answering it twice, broad then id-bitmap, makes the slowest
+        searches."""
         with self._ann.lock:
             ann = self._ann_ready(total)
             held = max(ann.index.ntotal, 1)
