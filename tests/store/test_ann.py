@@ -685,3 +685,64 @@ def test_each_filter_fraction_gets_the_cover_its_filters_reach_the_target_with(t
     line = index_line(store.index_facts())
     assert all(f"x{c:g} at {float(f):.3g}" in line for f, c in r["cover"].items()), line
     store.close()
+
+
+def test_a_single_query_shares_its_cells_among_the_threads_and_finds_the_same(monkeypatch):
+    """One query (fewer than the threads) is searched with faiss ``parallel_mode`` 1, a batch
+    with mode 0; a query alone finds what it finds in a batch, unfiltered or through a bitmap."""
+    faiss = ann_module.faiss_module()
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        ann, v = built_index()
+        modes = []
+        run = ann.index.search
+
+        def spy(*a, **kw):
+            modes.append(ann.index.parallel_mode)
+            return run(*a, **kw)
+
+        monkeypatch.setattr(ann.index, "search", spy)
+        q = vectors("clustered", 12, seed=11)
+        batch = ann.search(q, 50, 4)
+        alone = np.concatenate([ann.search(q[i : i + 1], 50, 4) for i in range(len(q))])
+        assert modes == [0] + [1] * len(q)
+        np.testing.assert_array_equal(np.sort(alone, axis=1), np.sort(batch, axis=1))
+        passing = np.flatnonzero(np.random.default_rng(4).random(len(v)) < 0.2)
+        bits = np.zeros(len(v), bool)
+        bits[passing] = True
+        bitmap = np.packbits(bits, bitorder="little")
+        ann.recall = {"nprobe": 3}
+        batch = ann.search_within(q, 20, bitmap, passing, cover=2)
+        assert ann.index.parallel_mode == 0
+        alone = [ann.search_within(q[i : i + 1], 20, bitmap, passing, cover=2) for i in range(12)]
+        assert ann.index.parallel_mode == 1
+        alone = np.sort(np.concatenate(alone), axis=1)
+        np.testing.assert_array_equal(alone, np.sort(batch, axis=1))
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def test_measuring_searches_once_per_nprobe(tmp_path, monkeypatch):
+    """The unfiltered and every broad setting at one nprobe read their candidates off one
+    real search, of the most candidates any of them draws; the settings are those measured
+    with a search per setting."""
+    store, _, _ = galleries(tmp_path, "random")
+    first = store.index_facts()["recall"]
+    calls: list[tuple[int, int]] = []
+    real_search = ann_module.AnnIndex.search
+
+    def counted(self, queries, kk, nprobe=None):
+        calls.append((nprobe, kk))
+        return real_search(self, queries, kk, nprobe)
+
+    monkeypatch.setattr(ann_module.AnnIndex, "search", counted)
+    store._ann.recall = None
+    store._measure(store._ann)
+    again = store._ann.recall
+    probes = [p for p, _ in calls]
+    assert len(probes) == len(set(probes)) and len({kk for _, kk in calls}) == 1
+    assert len(probes) < 1 + len(again["broad"])  # settings share a search (random data)
+    for key in ("nprobe", "broad", "cover", "recall_at_10", "broad_recall"):
+        assert again[key] == first[key], key
+    store.close()

@@ -434,8 +434,16 @@ class AnnIndex:
         faiss = faiss_module()
         nprobe = min(self.nlist, nprobe or self.default_nprobe())
         params = faiss.SearchParametersIVF(nprobe=max(1, nprobe))
+        self._split_lists(len(queries))
         _, found = self.index.search(np.ascontiguousarray(queries), kk, params=params)
         return found
+
+    def _split_lists(self, nq: int) -> None:
+        """Fewer queries than threads (one query from the page or the CLI): the threads share
+        each query's cells (faiss ``parallel_mode`` 1), else each thread takes whole queries
+        (mode 0): a single query's latency falls about in proportion to the threads
+        (docs/benchmarks.md §12)."""
+        self.index.parallel_mode = 1 if nq < faiss_module().omp_get_max_threads() else 0
 
     def lists_of(self) -> np.ndarray:
         """``(covered,)`` int32: the cell each indexed id is in (``-1``: none), read from the
@@ -503,6 +511,7 @@ class AnnIndex:
         params = faiss.SearchParametersIVF(nprobe=width)
         selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
         params.sel = selector  # faiss takes the size in bytes; ids past the end never pass
+        self._split_lists(len(q))
         dist = np.zeros((len(q), kk), np.float32)
         found = np.full((len(q), kk), -1, np.int64)
         self.index.search_preassigned_c(
@@ -667,6 +676,16 @@ class AnnIndex:
 
             kk = min(n, k * rerank + 1)
             probes = _ladder(nlist)
+            widths = [kk] + [min(n, math.ceil(k * rerank / f) + 1) for f in broad]
+            drawn: dict[int, np.ndarray] = {}
+
+            def draw(pp: int, width: int) -> np.ndarray:
+                """The ``width`` candidates a real search of ``sub`` at nprobe ``pp`` draws:
+                one search per nprobe, of the most candidates any setting draws (the top
+                ``width`` of the same cells' codes are its first ``width``)."""
+                if pp not in drawn:
+                    drawn[pp] = search(qk[sub], max(widths), pp)
+                return drawn[pp][:, :width]
 
             def probe_bound(key):
                 needed, valid = self.probes_needed(rk, hk[key], lists), hk[key] >= 0
@@ -674,15 +693,14 @@ class AnnIndex:
 
             curve: dict[int, np.ndarray] = {}
             p = settle(
-                0, probes, probe_bound(None), lambda pp: found_share(search(qk[sub], kk, pp), None),
-                curve,
+                0, probes, probe_bound(None), lambda pp: found_share(draw(pp, kk), None), curve,
             )  # fmt: skip
             base = p or nlist
             broad_p, broad_r, start = {}, {}, probes.index(base)
             for f in broad:
                 kf = min(n, math.ceil(k * rerank / f) + 1)
                 got: dict[int, np.ndarray] = {}
-                real = lambda pp, kf=kf, f=f: found_share(search(qk[sub], kf, pp), ("broad", f))  # noqa: E731
+                real = lambda pp, kf=kf, f=f: found_share(draw(pp, kf), ("broad", f))  # noqa: E731
                 bp = settle(start, probes, probe_bound(("broad", f)), real, got)
                 start = probes.index(bp) if bp else len(probes) - 1  # a smaller share: more cells
                 broad_p[str(f)] = bp
