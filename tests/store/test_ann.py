@@ -725,8 +725,8 @@ def test_a_single_query_shares_its_cells_among_the_threads_and_finds_the_same(mo
 
 def test_measuring_searches_once_per_nprobe(tmp_path, monkeypatch):
     """The unfiltered and every broad setting at one nprobe read their candidates off one
-    real search, of the most candidates any of them draws; the settings are those measured
-    with a search per setting."""
+    real search, of the most candidates any of them draws: a search's first ``kk`` candidates
+    are those a search of ``kk`` draws."""
     store, _, _ = galleries(tmp_path, "random")
     first = store.index_facts()["recall"]
     calls: list[tuple[int, int]] = []
@@ -745,4 +745,9 @@ def test_measuring_searches_once_per_nprobe(tmp_path, monkeypatch):
     assert len(probes) < 1 + len(again["broad"])  # settings share a search (random data)
     for key in ("nprobe", "broad", "cover", "recall_at_10", "broad_recall"):
         assert again[key] == first[key], key
+    q = vectors("random", 30, seed=12)
+    for p in (1, 7, again["nprobe"]):
+        most = real_search(store._ann, q, 2001, p)
+        for kk in (11, 101, 313):
+            np.testing.assert_array_equal(most[:, :kk], real_search(store._ann, q, kk, p))
     store.close()
