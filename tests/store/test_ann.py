@@ -707,6 +707,8 @@ def test_a_single_query_shares_its_cells_among_the_threads_and_finds_the_same(mo
         batch = ann.search(q, 50, 4)
         alone = np.concatenate([ann.search(q[i : i + 1], 50, 4) for i in range(len(q))])
         assert modes == [0] + [1] * len(q)
+        ann.search(q[:2], 50, 4)  # as many queries as threads: one each
+        assert modes[-1] == 0
         np.testing.assert_array_equal(np.sort(alone, axis=1), np.sort(batch, axis=1))
         passing = np.flatnonzero(np.random.default_rng(4).random(len(v)) < 0.2)
         bits = np.zeros(len(v), bool)
