@@ -442,7 +442,7 @@ class AnnIndex:
         """Fewer queries than threads (one query from the page or the CLI): the threads share
         each query's cells (faiss ``parallel_mode`` 1), else each thread takes whole queries
         (mode 0): a single query's latency falls about in proportion to the threads
-        (docs/benchmarks.md §12)."""
+        (``benchmarks/bench_parallel_mode.py``; the figures in docs/benchmarks.md)."""
         self.index.parallel_mode = 1 if nq < faiss_module().omp_get_max_threads() else 0
 
     def lists_of(self) -> np.ndarray:
