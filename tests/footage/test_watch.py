@@ -485,3 +485,35 @@ def test_one_file_under_two_cameras_is_two_sources(tmp_path):
     runs = run_cameras(open_cameras([cam, twin]), store, ColourEmbedder(),
                        thumbs=tmp_path / "thumbs")  # fmt: skip
     assert [r.state for r in runs] == ["skipped", "skipped"]
+
+
+@pytest.mark.parametrize("where", ["sleep", "test of the threads"])
+def test_a_ctrl_c_anywhere_in_the_supervising_loop_is_announced_and_stops(monkeypatch, where):
+    """A Ctrl-C while the main thread sleeps or tests whether the cameras still run sets the
+    stop, and the stop is announced even when every camera has ended before the loop's next
+    turn (the race a loaded machine showed)."""
+    import types
+
+    from cerberus.footage import watch as watch_module
+
+    stop = threading.Event()
+    interrupted = []
+
+    class Thread:  # a camera that ends as soon as it is told to stop
+        def is_alive(self) -> bool:
+            if where == "test of the threads" and not interrupted:
+                interrupted.append(True)
+                raise KeyboardInterrupt
+            return not stop.is_set()
+
+    def sleep(_seconds: float) -> None:
+        if where == "sleep" and not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(watch_module.time, "sleep", sleep)
+    run = types.SimpleNamespace(thread=Thread(), video=types.SimpleNamespace(kind="file"))
+    said: list[str] = []
+    watch_module._supervise([run], None, [], stop, 0, 1e9, said.append, time.time, 0.0)
+    assert stop.is_set() and interrupted
+    assert said == ["stopping: writing each camera's running tracks"]

@@ -625,8 +625,10 @@ def _supervise(runs, writer, cameras, stop, progress, sweep_every, say, clock, s
     next_sweep = time.perf_counter() + sweep_every
     live = [r for r in runs if r.thread is not None]
     stopping = False
-    while any(r.thread.is_alive() for r in live):
-        try:
+    while True:
+        try:  # a Ctrl-C may come at any point of the loop, the test of the threads too
+            if not any(r.thread.is_alive() for r in live):
+                break
             time.sleep(0.1)
             now = time.perf_counter()
             if stop.is_set() and not stopping:
@@ -647,6 +649,8 @@ def _supervise(runs, writer, cameras, stop, progress, sweep_every, say, clock, s
                     logger.warning("retention: %s", exc)
         except KeyboardInterrupt:
             stop.set()
+    if stop.is_set() and not stopping:  # the cameras ended before the next turn of the loop
+        say("stopping: writing each camera's running tracks")
 
 
 def open_gallery(
