@@ -325,7 +325,11 @@ def test_retention_removes_old_items_with_their_thumbnails(tmp_path, backend):
 
 
 KILLED = """
+import signal
 import sys
+# Ctrl-C as a terminal gives it, however the tests were started (a shell's background job
+# inherits SIGINT ignored, and Python then installs no handler)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path[:0] = {paths!r}
 from pathlib import Path
 from cerberus.footage.cameras import Camera
