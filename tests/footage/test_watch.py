@@ -11,11 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cerberus.footage import watch as watch_module
 from cerberus.footage.cameras import Camera
 from cerberus.footage.ingest import ingest_source
 from cerberus.footage.video import VideoSource, source_name
@@ -496,10 +498,6 @@ def test_a_ctrl_c_anywhere_in_the_supervising_loop_is_announced_and_stops(monkey
     """A Ctrl-C while the main thread sleeps or tests whether the cameras still run sets the
     stop, and the stop is announced even when every camera has ended before the loop's next
     turn (the race a loaded machine showed)."""
-    import types
-
-    from cerberus.footage import watch as watch_module
-
     stop = threading.Event()
     interrupted = []
 
