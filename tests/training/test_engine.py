@@ -259,7 +259,7 @@ def test_distributed_two_cpu_processes_on_gloo(tree, tmp_path):
     save_config(cfg, cfg_file)
     script = tmp_path / "check_ddp.py"
     script.write_text(
-        "import sys, torch, torch.distributed as dist\n"
+        "import os, sys, torch, torch.distributed as dist\n"
         "from cerberus.config import load_config\n"
         "from cerberus.training.engine import TrainStep, train\n"
         "import cerberus.training.engine as e\n"
@@ -274,7 +274,9 @@ def test_distributed_two_cpu_processes_on_gloo(tree, tmp_path):
         "both = [torch.zeros_like(flat) for _ in range(2)]\n"
         "dist.all_gather(both, flat)\n"
         "assert torch.equal(both[0], both[1]), 'ranks diverged'\n"
-        "print('RANK', dist.get_rank(), 'OK', dist.get_world_size())\n"
+        # one write per rank: two ranks share the pipe, and under PYTHONUNBUFFERED (as in CI)
+        # print writes each of its pieces apart ('RANKRANK 1 OK 2\n 0 OK 2')
+        "os.write(1, f'RANK {dist.get_rank()} OK {dist.get_world_size()}\\n'.encode())\n"
     )
     cmd = [
         sys.executable,
