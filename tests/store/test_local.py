@@ -19,6 +19,7 @@ import pytest
 
 import cerberus
 from cerberus.store import Filter, Items, MemoryStore, StoreError, backend_of, open_store
+from cerberus.store import ann as ann_module
 from cerberus.store import local as local_module
 from cerberus.store import segments as segments_module
 from cerberus.store.local import LocalStore
@@ -552,8 +553,6 @@ def test_writers_of_one_new_gallery_take_turns(tmp_path):
 
 def _faiss_full_disk(monkeypatch) -> None:
     """faiss's ``write_index`` on a full disk: part of the file written, then its RuntimeError."""
-    from cerberus.store import ann as ann_module
-
     faiss = ann_module.faiss_module()
 
     def full(index, path):
@@ -587,6 +586,70 @@ def test_a_full_disk_while_saving_the_index_loses_nothing_and_search_answers(
         store.build_index()
     assert "\n" not in str(e.value) and not list((tmp_path / "g" / "ann").glob("*.tmp"))
     assert_same_answers(store, reference, queries, nprobe=10**6)
+    store.close()
+
+
+def test_the_index_file_is_written_while_recall_is_measured_and_dropped_if_that_fails(
+    tmp_path, monkeypatch
+):
+    from cerberus.store.ann import AnnIndex
+
+    store = LocalStore.create(tmp_path / "g", info(), exact_limit=50)
+    store.add(batch(300, source="a", seed=1))
+    folder = tmp_path / "g" / "ann"
+    seen = []
+
+    def measure(self, *args, **kwargs):
+        for _ in range(500):  # the file appears while the recall is being measured
+            seen.extend(folder.glob("ann.faiss.*.tmp"))
+            if seen:
+                break
+            time.sleep(0.01)
+        raise RuntimeError("measuring failed")
+
+    monkeypatch.setattr(AnnIndex, "measure", measure)
+    with pytest.raises(RuntimeError, match="measuring failed"):
+        store.build_index()
+    assert seen and not list(folder.iterdir())  # nothing left: no index, no temporary file
+    monkeypatch.undo()
+    store.build_index()  # the same gallery then builds and saves whole
+    assert sorted(p.name for p in folder.iterdir() if p.suffix != ".npy") == [
+        "ann.faiss", "ann.json",
+    ]  # fmt: skip
+    store.close()
+
+
+def test_an_index_file_written_ahead_of_a_rebuild_is_not_saved_for_it(tmp_path):
+    store = LocalStore.create(tmp_path / "g", info(), exact_limit=50)
+    store.add(batch(300, source="a", seed=1))
+    store.build_index()
+    ann = store._ann
+    early = ann.write_ahead()
+    ann.index = ann_module.faiss_module().clone_index(ann.index)  # rebuilt meanwhile
+    ann.index.reset()
+    assert ann.save(early)
+    assert not list((tmp_path / "g" / "ann").glob("*.tmp"))
+    reopened = LocalStore.open(tmp_path / "g")
+    assert reopened._ann.load() and reopened._ann.index.ntotal == 0  # the index saved is the new
+    reopened.close()
+    store.close()
+
+
+def test_a_damaged_segment_met_by_a_build_is_one_line_and_nothing_is_indexed(tmp_path):
+    store = LocalStore.create(tmp_path / "g", info(), exact_limit=50)
+    for s, seed in (("a", 1), ("b", 2)):
+        store.add(batch(150, source=s, seed=seed))
+    store.close()
+    path = sorted((tmp_path / "g" / "vectors").glob("seg-*.npy"))[-1]
+    data = bytearray(path.read_bytes())
+    data[-100:-90] = os.urandom(10)
+    path.write_bytes(bytes(data))
+    store = LocalStore.open(tmp_path / "g", exact_limit=50)
+    for _ in range(2):  # the checking thread's fault is not kept: the read that meets it says so
+        with pytest.raises(StoreError, match="vector segment damaged") as e:
+            store.build_index()
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
+        assert not [p for p in (tmp_path / "g" / "ann").iterdir() if "faiss" in p.name]
     store.close()
 
 

@@ -984,11 +984,18 @@ class LocalStore:
         if ann.index is None:
             ann.load()
         if ann.index is None or (retrain and ann.stale(total)):
+            checking = self._check_ahead()  # the files' checksums read while SQL reads places
             items = self._all_items()
+            checking.join()
             ids, seg, row, files = items
             ann.build(ids, lambda p: self._segments.gather(files, seg[p], row[p]))
-            self._measure(ann, items=items)
-            ann.save()
+            written = ann.write_ahead()  # the index file written while its recall is measured
+            try:
+                self._measure(ann, items=items)
+            except BaseException:
+                written.discard()
+                raise
+            ann.save(written)
         else:
             ids, seg, row, files = self._snapshot_where("id >= ?", [ann.covered])
             if len(ids):
@@ -1001,6 +1008,24 @@ class LocalStore:
             elif len(ids) > 0.1 * ann.trained_on:
                 ann.save()
         return ann
+
+    def _check_ahead(self) -> threading.Thread:
+        """Map every segment file, and so check its CRC-32 (:meth:`Segments.map`), in a thread
+        of its own: a build's SQL read of the items' places and the checksums' read of the
+        files overlap (each about a second at 1M x 640). A fault is left to the read that
+        meets it again (:meth:`Segments.gather`), which reports it."""
+        names = self._files_now()
+
+        def run() -> None:
+            for name in names:
+                try:
+                    self._segments.map(name)
+                except StoreError:
+                    return
+
+        thread = threading.Thread(target=run, name="cerberus-check-segments", daemon=True)
+        thread.start()
+        return thread
 
     def _measure_later(self) -> None:
         """Measure the index's recall again in a thread of its own (searches go on with the
