@@ -575,6 +575,46 @@ def test_measuring_settles_on_settings_a_real_search_confirms(tmp_path, monkeypa
     store.close()
 
 
+def test_a_setting_whose_first_checks_lose_nothing_is_not_searched_further(
+    tmp_path, monkeypatch
+):
+    """Each setting is first checked on FIRST_VERIFIED queries; where those find every
+    neighbour the bound counts, the loss is taken as the rule of three's 3 / m and the rest
+    are not searched; where they lose one, the rest are (the bound less the mean loss)."""
+    store, reference, queries = galleries(tmp_path, "clustered")
+    sizes: list[int] = []
+    real_within = ann_module.AnnIndex.search_within
+
+    def counted(self, q, *args, **kwargs):
+        sizes.append(len(q))
+        return real_within(self, q, *args, **kwargs)
+
+    monkeypatch.setattr(ann_module.AnnIndex, "search_within", counted)
+    store._ann.recall = None
+    store._measure(store._ann)
+    quick = store._ann.recall
+    first, rest = ann_module.FIRST_VERIFIED, ann_module.VERIFY_QUERIES - ann_module.FIRST_VERIFIED
+    assert set(sizes) <= {first, rest} and sizes.count(first) > sizes.count(rest)
+    for where in (None, NARROW, cams(1, 2, 3, 4, 5, 6, 7, 8)):  # the settings still reach it
+        want = reference.search(queries, 10, where)
+        assert recall(store.search(queries, 10, where), want) >= 0.95
+
+    def lossy(self, q, kk, *args, **kwargs):  # the first checks lose a neighbour in each
+        found = real_within(self, q, kk, *args, **kwargs)
+        sizes.append(len(q))
+        if len(q) == first:
+            found[:, 0] = -1
+        return found
+
+    monkeypatch.setattr(ann_module.AnnIndex, "search_within", lossy)
+    sizes.clear()
+    store._ann.recall = None
+    store._measure(store._ann)
+    assert sizes.count(rest) == sizes.count(first)  # every first check went on to the rest
+    assert quick["filtered_recall"] != store._ann.recall["filtered_recall"], quick
+    store.close()
+
+
 def test_a_tracks_filter_left_to_sql_takes_the_same_paths(tmp_path):
     """A filter on tracks is evaluated by SQL, not the filter columns: broad and narrow ones
     still reach the target through the index paths."""
@@ -731,20 +771,24 @@ def test_measuring_searches_once_per_nprobe(tmp_path, monkeypatch):
     are those a search of ``kk`` draws."""
     store, _, _ = galleries(tmp_path, "random")
     first = store.index_facts()["recall"]
-    calls: list[tuple[int, int]] = []
+    calls: list[tuple[int, int, int]] = []
     real_search = ann_module.AnnIndex.search
 
     def counted(self, queries, kk, nprobe=None):
-        calls.append((nprobe, kk))
+        calls.append((nprobe, len(queries), kk))
         return real_search(self, queries, kk, nprobe)
 
     monkeypatch.setattr(ann_module.AnnIndex, "search", counted)
     store._ann.recall = None
     store._measure(store._ann)
     again = store._ann.recall
-    probes = [p for p, _ in calls]
-    assert len(probes) == len(set(probes)) and len({kk for _, kk in calls}) == 1
+    pairs = [(p, nq) for p, nq, _ in calls]  # once per nprobe and part of the checking queries
+    assert len(pairs) == len(set(pairs)) and len({kk for *_, kk in calls}) == 1
+    probes = sorted({p for p, _ in pairs})
     assert len(probes) < 1 + len(again["broad"])  # settings share a search (random data)
+    for p in probes:  # the first part first, the rest only after it
+        parts = [nq for q, nq in pairs if q == p]
+        assert parts[0] == ann_module.FIRST_VERIFIED and len(parts) <= 2
     for key in ("nprobe", "broad", "cover", "recall_at_10", "broad_recall"):
         assert again[key] == first[key], key
     q = vectors("random", 30, seed=12)
