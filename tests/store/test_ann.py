@@ -595,6 +595,8 @@ def test_a_setting_whose_first_checks_lose_nothing_is_not_searched_further(
     quick = store._ann.recall
     first, rest = ann_module.FIRST_VERIFIED, ann_module.VERIFY_QUERIES - ann_module.FIRST_VERIFIED
     assert set(sizes) <= {first, rest} and sizes.count(first) > sizes.count(rest)
+    # a check stopped at the first part counts 3 / m lost, so no estimate is the bound's 1.0
+    assert max(quick["filtered_recall"].values()) < 1.0
     for where in (None, NARROW, cams(1, 2, 3, 4, 5, 6, 7, 8)):  # the settings still reach it
         want = reference.search(queries, 10, where)
         assert recall(store.search(queries, 10, where), want) >= 0.95
@@ -612,6 +614,12 @@ def test_a_setting_whose_first_checks_lose_nothing_is_not_searched_further(
     store._measure(store._ann)
     assert sizes.count(rest) == sizes.count(first)  # every first check went on to the rest
     assert quick["filtered_recall"] != store._ann.recall["filtered_recall"], quick
+    monkeypatch.setattr(ann_module.AnnIndex, "search_within", counted)
+    monkeypatch.setattr(ann_module, "FIRST_VERIFIED", 1)  # 3 / m of 10: never enough alone
+    sizes.clear()
+    store._ann.recall = None
+    store._measure(store._ann)
+    assert sizes and sizes.count(1) == sizes.count(ann_module.VERIFY_QUERIES - 1)
     store.close()
 
 
