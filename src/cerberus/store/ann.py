@@ -907,15 +907,15 @@ def _truths(
 
     Only scores at or above a query's running k-th best can enter its list, so after a
     random sample's scores set a floor (the k-th best passing item of the sample, which the
-    true k-th best is at least), few items per chunk are merged. Masks keeping under 5 % are
-    merged column by column (few columns)."""
+    true k-th best is at least), few items per chunk are merged. Masks of which the sample holds
+    fewer than ``4 k`` items (too few for a floor) are merged column by column (few columns)."""
     n, nq = len(ids), len(q)
     keys = [None, *masks]
-    dense = [key for key in keys if key is None or masks[key].mean() >= 0.05]
-    sparse = [key for key in keys if key not in dense]
-    floor = {key: np.full(nq, -np.inf, np.float32) for key in dense}
     rng = np.random.default_rng([seed, 13])
     sample = np.sort(rng.choice(n, min(n, 32768), replace=False))
+    dense = [key for key in keys if key is None or masks[key][sample].sum() >= 4 * k]
+    sparse = [key for key in keys if key not in dense]
+    floor = {key: np.full(nq, -np.inf, np.float32) for key in dense}
     s = q @ np.ascontiguousarray(gather(sample), np.float32).T
     for key in dense:
         cols = slice(None) if key is None else masks[key][sample]
