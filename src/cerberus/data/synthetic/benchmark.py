@@ -400,9 +400,12 @@ def _write_benchmark(
         try:
             results = list(pool.map(_render_job, args, chunksize=8))
         except BaseException:  # Ctrl-C, SIGTERM, a failed job: no worker outlives the run
+            manager = pool._executor_manager_thread
             for process in list((pool._processes or {}).values()):
                 process.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
+            if manager is not None:  # it closes its wake-up pipe as it ends: let it end now,
+                manager.join(timeout=30)  # not race the exit's wake-up write (EBADF, 3.11)
             raise
         pool.shutdown()
     else:
