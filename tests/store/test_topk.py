@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cerberus.store.topk import array_blocks, exact_top_k
+from cerberus.store import topk
+from cerberus.store.topk import SAMPLED_TOP, array_blocks, exact_top_k, top_indices
 
 
 def slow_top_k(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int):
@@ -50,3 +51,51 @@ def test_array_blocks_cut_rows_number_them_and_apply_the_transform():
     np.testing.assert_array_equal(np.concatenate([v for v, _ in blocks]), -vectors)
     given = list(array_blocks(vectors, ids=np.arange(10, 20, dtype=np.int32), chunk=100))
     assert given[0][1].dtype == np.int64 and given[0][1].tolist() == list(range(10, 20))
+
+
+def slow_top_scores(scores: np.ndarray, take: int) -> np.ndarray:
+    """The ``take`` largest scores, descending, ``nan`` last (sorted whole)."""
+    order = sorted(range(len(scores)), key=lambda j: (np.isnan(scores[j]), -scores[j]))
+    return scores[order[:take]]
+
+
+@pytest.mark.parametrize("n", [1000, SAMPLED_TOP, 300_000])
+@pytest.mark.parametrize("take", [1, 11, 101, 2001])
+@pytest.mark.parametrize(
+    "pattern", ["random", "ties", "sorted", "off the sample", "on the sample", "masked"]
+)
+def test_top_indices_are_the_largest_scores_whatever_their_order(n, take, pattern):
+    rng = np.random.default_rng([n, take])
+    s = rng.standard_normal(n).astype(np.float32)
+    if pattern == "ties":
+        s = np.round(s * 2).astype(np.float32)
+    elif pattern == "sorted":
+        s = np.sort(s)
+    elif pattern == "off the sample":  # the best scores where the strided sample never looks
+        s[:: max(1, n // 16384)] = -5.0
+    elif pattern == "on the sample":  # a few sampled scores far above all others
+        at = np.arange(0, n, max(1, n // 16384))
+        s[at] = -5.0
+        s[at[:300]] = 10.0 + rng.random(300)
+    elif pattern == "masked":  # ids with no item (nan) and ids a filter leaves out (-inf)
+        s[rng.random(n) < 0.3] = np.nan
+        s[rng.random(n) < 0.6] = -np.inf
+    got = top_indices(s, take)
+    assert len(got) == len(set(got.tolist())) == min(take, n)
+    want = slow_top_scores(s, take) if n <= SAMPLED_TOP else -np.sort(-s[~np.isnan(s)])[:take]
+    np.testing.assert_array_equal(-np.sort(-s[got]), want)
+
+
+def test_top_indices_partition_a_few_candidates_not_the_whole_array(monkeypatch):
+    seen = []
+    real = np.argpartition
+
+    def spy(a, kth, *args, **kwargs):
+        seen.append(len(a))
+        return real(a, kth, *args, **kwargs)
+
+    monkeypatch.setattr(topk.np, "argpartition", spy)
+    s = np.random.default_rng(0).standard_normal(1_000_000).astype(np.float32)
+    top_indices(s, 101)
+    assert seen and max(seen) < 20_000
+    assert len(top_indices(s[:5], 9)) == 5 and len(top_indices(s, 0)) == 0

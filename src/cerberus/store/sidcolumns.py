@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from cerberus.attributes.schema import GROUPS
+from cerberus.store.topk import top_indices
 
 SID_FILE = "sid.npy"
 MATCH = 1e-4
@@ -150,7 +151,7 @@ class SidColumns:
                 s = self.scores(cols, scale)
                 if left_out is not None:
                     np.copyto(s, np.float32(-np.inf), where=left_out)
-            best = np.argpartition(-s, take - 1)[:take]
+            best = top_indices(s, take)
             out[r, :take] = passing[best] if few else best
         return out
 

@@ -31,6 +31,36 @@ def scores_of(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return queries @ vectors.T
 
 
+SAMPLED_TOP = 65536
+"""From this many scores on, :func:`top_indices` finds a threshold on a sample first."""
+
+
+def top_indices(scores: np.ndarray, take: int) -> np.ndarray:
+    """Positions of the ``take`` largest of ``scores`` ``(n,)`` (any order; ``nan`` counts as
+    the least), as ``np.argpartition(-scores, take - 1)[:take]`` gives them, in a fraction of
+    its time at a million scores (0.5 ms against 10 ms for a description query's column sums).
+
+    A threshold is read off every ``n // 16384``-th score: about twice as many scores of the
+    sample as its share of ``take``, and 16 more, are at or above it. Every score at or above it
+    is a candidate; when there are at least ``take`` of them the ``take`` largest are all among
+    them (each is at least the ``take``-th largest, which is at least the threshold), else
+    the whole array is partitioned."""
+    n = len(scores)
+    take = min(take, n)
+    if take <= 0:
+        return np.zeros(0, np.int64)
+    if n < SAMPLED_TOP or take * 64 > n:
+        return np.argpartition(-scores, take - 1)[:take]
+    step = n // 16384
+    sample = -scores[::step]
+    j = min(len(sample) - 1, 2 * take // step + 16)
+    bar = -np.partition(sample, j)[j]
+    cand = np.flatnonzero(scores >= bar)  # nan: never (nor a nan bar)
+    if len(cand) < take:
+        return np.argpartition(-scores, take - 1)[:take]
+    return cand[np.argpartition(-scores[cand], take - 1)[:take]]
+
+
 def top_k_merge(
     best_s: np.ndarray | None,
     best_i: np.ndarray | None,
