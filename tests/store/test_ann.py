@@ -123,7 +123,6 @@ def test_recall_is_measured_at_build_stored_with_the_index_and_shown(tmp_path):
     assert "150 gallery crops + 50 descriptions" in index_line(older)
 
 
-
 def described_galleries(tmp_path, n: int, d: int):
     """A local gallery (index not built yet) and a memory store of the same ``n`` clustered
     ``5 d``-d items, with SID prototypes (4 a group) that description queries are made of."""
@@ -136,6 +135,7 @@ def described_galleries(tmp_path, n: int, d: int):
     store.add(batch)
     reference.add(batch)
     return store, reference, protos
+
 
 def test_descriptions_are_answered_exactly_from_the_sid_columns(tmp_path, monkeypatch):
     """Description queries never go through the cells: the SID columns answer them, equal to
@@ -575,9 +575,7 @@ def test_measuring_settles_on_settings_a_real_search_confirms(tmp_path, monkeypa
     store.close()
 
 
-def test_a_setting_whose_first_checks_lose_nothing_is_not_searched_further(
-    tmp_path, monkeypatch
-):
+def test_a_setting_whose_first_checks_lose_nothing_is_not_searched_further(tmp_path, monkeypatch):
     """Each setting is first checked on FIRST_VERIFIED queries; where those find every
     neighbour the bound counts, the loss is taken as the rule of three's 3 / m and the rest
     are not searched; where they lose one, the rest are (the bound less the mean loss)."""
@@ -637,9 +635,10 @@ def test_a_tracks_filter_left_to_sql_takes_the_same_paths(tmp_path):
         return got
 
     store._select = spy
-    for where in (Filter(tracks=frozenset({("s", track)})), Filter(
-        tracks=frozenset({("s", track)}), cameras=frozenset({"c3"}), before=T0 + 1200
-    )):
+    for where in (
+        Filter(tracks=frozenset({("s", track)})),
+        Filter(tracks=frozenset({("s", track)}), cameras=frozenset({"c3"}), before=T0 + 1200),
+    ):
         assert store.count(where) > store.exact_limit
         got = store.search(queries, 10, where)
         assert recall(got, reference.search(queries, 10, where)) >= 0.95, where
@@ -805,3 +804,26 @@ def test_measuring_searches_once_per_nprobe(tmp_path, monkeypatch):
         for kk in (11, 101, 313):
             np.testing.assert_array_equal(most[:, :kk], real_search(store._ann, q, kk, p))
     store.close()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_spans_cover_every_position_once_and_end_at_breaks_that_leave_a_run(seed):
+    """The blocks an add or the exact answers read: in order, none over ``chunk``, every
+    position once; a block ends at the first break inside it when that leaves it at least
+    MIN_RUN rows (so it is one run of a segment: a view), else it is a whole chunk."""
+    rng = np.random.default_rng(seed)
+    n, chunk = int(rng.integers(1, 40_000)), int(rng.choice([500, 4096, 32768]))
+    every = [int(rng.integers(100, 9000)), 1][seed % 2]  # segment-like runs, or fragments
+    breaks = np.unique(np.r_[np.arange(every, n, every), rng.integers(1, n + 1, 3)])
+    got = list(ann_module.spans(n, chunk, breaks))
+    want, start = [], 0  # the slow obvious walk
+    while start < n:
+        stop = min(n, start + chunk)
+        inside = [b for b in breaks.tolist() if start < b < stop]
+        if inside and inside[0] - start >= min(ann_module.MIN_RUN, chunk):
+            stop = inside[0]
+        want.append((start, stop))
+        start = stop
+    assert got == want
+    assert [a for a, _ in got][1:] == [b for _, b in got][:-1] and got[-1][1] == n
+    assert list(ann_module.spans(n, chunk)) == [(a, min(n, a + chunk)) for a in range(0, n, chunk)]

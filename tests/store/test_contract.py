@@ -372,13 +372,13 @@ def test_k_must_be_a_positive_whole_number(searchable, k):
     assert len(searchable.search(q, np.int64(3))[0]) == 3  # a NumPy integer is a number
 
 
-
 @pytest.mark.parametrize("kind", ["descriptions", "", None, 1])
 def test_a_query_kind_that_is_not_known_is_refused(searchable, kind):
     q = np.ones((1, searchable.info.dim), np.float32)
     with pytest.raises(StoreError, match="query kind .* is not one of photo, description"):
         searchable.search(q, 3, kind=kind)
     assert len(searchable.search(q, 3, kind="description")[0]) == 3
+
 
 def test_zero_queries_return_an_empty_list(searchable):
     assert searchable.search(np.zeros((0, searchable.info.dim), np.float32), 5) == []

@@ -283,9 +283,7 @@ for i in range({batches}):
 """
 
 
-def child(
-    folder: Path, *, n: int, batches: int, tag: int, step: bool = False
-) -> subprocess.Popen:
+def child(folder: Path, *, n: int, batches: int, tag: int, step: bool = False) -> subprocess.Popen:
     """A process adding ``batches`` batches of ``n``; with ``step``, each after a stdin line."""
     code = CHILD.format(
         src=SRC,
@@ -531,8 +529,13 @@ def test_writers_of_one_new_gallery_take_turns(tmp_path):
     go = time.time() + 4.0
     names = ["hold", "w1", "w2", "w3"]
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(go), name], env=env, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(go), name],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
         for name in names
     ]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -565,9 +568,7 @@ def _faiss_full_disk(monkeypatch) -> None:
     monkeypatch.setattr(faiss, "write_index", full)
 
 
-def test_a_full_disk_while_saving_the_index_loses_nothing_and_search_answers(
-    tmp_path, monkeypatch
-):
+def test_a_full_disk_while_saving_the_index_loses_nothing_and_search_answers(tmp_path, monkeypatch):
     store = LocalStore.create(tmp_path / "g", info(), exact_limit=50)
     reference = MemoryStore(info())
     for s in (store, reference):
@@ -817,6 +818,68 @@ def test_a_read_only_gallery_opens_for_reading_and_refuses_writes(tmp_path):
     assert sorted(p.name for p in folder.rglob("*")) == before
 
 
+def test_a_run_of_one_segment_is_read_as_a_view_of_its_map_and_anything_else_copied(tmp_path):
+    """``view=True``: rows that are one run of one segment come as a read-only view of the
+    memory map (no copy), any other request as a copy; the same vectors either way. The
+    blocks of an exact search are views where they are runs too, and a build reads the
+    items' runs as views."""
+    from cerberus.store.segments import Segments, run_breaks, segment_blocks
+
+    rng = np.random.default_rng(1)
+    data = [rng.normal(size=(50, 4)).astype(np.float32) for _ in range(2)]
+    for i, d in enumerate(data):
+        np.save(tmp_path / f"seg-{i}.npy", d)
+    segs = Segments(tmp_path, 4)
+    files = ["seg-0.npy", "seg-1.npy"]
+    cases = {  # (seg, row): a view?
+        "run": (np.zeros(10, np.int64), np.arange(5, 15), True),
+        "run of another segment": (np.ones(3, np.int64), np.arange(47, 50), True),
+        "two segments": (np.repeat([0, 1], 5), np.r_[np.arange(3, 8), np.arange(8, 13)], False),
+        "a gap": (np.zeros(4, np.int64), np.array([3, 4, 6, 7]), False),
+        "backwards": (np.zeros(3, np.int64), np.array([7, 6, 5]), False),
+        "one row twice": (np.zeros(2, np.int64), np.array([4, 4]), False),
+    }
+    for name, (seg, row, is_view) in cases.items():
+        got = segs.gather(files, seg, row, view=True)
+        want = np.stack([data[s][r] for s, r in zip(seg, row)])
+        np.testing.assert_array_equal(got, want, err_msg=name)
+        assert np.shares_memory(got, segs.map(files[int(seg[0])])) == is_view, name
+        assert not np.shares_memory(segs.gather(files, seg, row), segs.map(files[0])), name
+        assert got.flags.writeable is not is_view, name
+    seg = np.r_[np.zeros(20, np.int64), np.ones(20, np.int64)]
+    row = np.r_[np.arange(20), np.arange(30, 50)]
+    np.testing.assert_array_equal(run_breaks(seg, row), [20])
+    np.testing.assert_array_equal(run_breaks(np.zeros(4, np.int64), np.array([0, 1, 3, 4])), [2])
+    blocks = list(segment_blocks(segs, files, np.arange(40), seg, row, chunk=8))
+    assert all(np.shares_memory(v, segs.map(files[int(i[0] >= 20)])) for v, i in blocks)
+    whole = np.concatenate([v for v, _ in blocks])
+    np.testing.assert_array_equal(whole, segs.gather(files, seg, row))
+
+
+def test_a_build_reads_the_galleries_runs_without_a_copy(tmp_path, monkeypatch):
+    """The items of a gallery filled batch by batch lie in runs of its segments: the index
+    build reads each block of them as a view of a segment's map (``Segments.gather`` with
+    ``view``), so no block of vectors is copied before faiss and the exact answers read it."""
+    store = LocalStore.create(tmp_path / "g", info(), exact_limit=100)
+    for b in range(4):
+        store.add(batch(1500, source=f"s{b}", seed=b))
+    real = segments_module.Segments.gather
+    got: list[tuple[int, bool]] = []
+
+    def spy(self, files, seg, row, *, view=False):
+        out = real(self, files, seg, row, view=view)
+        got.append((len(seg), view and not out.flags.writeable))
+        return out
+
+    monkeypatch.setattr(segments_module.Segments, "gather", spy)
+    store.build_index()
+    big = [v for n, v in got if n >= ann_module.MIN_RUN]
+    assert sum(big) == 8  # each of the 4 runs read as a view to add it and for exact answers
+    assert len(big) - sum(big) <= 2  # copied: the random samples (k-means, the answers' floor)
+    assert store.index_facts()["recall"]["measured_on"] == 6000
+    store.close()
+
+
 def test_gather_reads_rows_in_any_order_runs_or_not(tmp_path):
     """Consecutive rows are read as one slice, any other order row by row: the same vectors
     as reading each row on its own (the slow obvious way)."""
@@ -838,3 +901,18 @@ def test_gather_reads_rows_in_any_order_runs_or_not(tmp_path):
         got = segs.gather(files, seg, row)
         want = np.stack([data[s][r] for s, r in zip(seg, row)])
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_segments_checksum_read_through_its_map_is_the_files(tmp_path):
+    """The CRC-32 checked when a segment is first mapped is read through the map the rows are
+    then read from: the same as the file's bytes' (and with no map, the file's own)."""
+    import zlib
+
+    from cerberus.store.segments import file_crc32
+
+    for rows in (0, 3, 5000):
+        path = tmp_path / f"seg-{rows}.npy"
+        np.save(path, np.random.default_rng(rows).normal(size=(rows, 8)).astype(np.float32))
+        want = zlib.crc32(path.read_bytes())
+        assert file_crc32(path) == want
+        assert file_crc32(path, np.load(path, mmap_mode="r")) == want

@@ -32,7 +32,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from pathlib import Path
@@ -100,6 +100,27 @@ def faiss_module():
 
 Gather = Callable[[np.ndarray], np.ndarray]
 """Positions ``(m,)`` into the caller's items -> their vectors ``(m, D)``."""
+
+MIN_RUN = 1024
+"""A block read for an add or the exact answers ends at a break in the items' storage (see
+:func:`spans`) when that leaves it at least this many rows."""
+
+
+def spans(n: int, chunk: int, breaks: np.ndarray | None = None) -> Iterator[tuple[int, int]]:
+    """Blocks ``(start, stop)`` of at most ``chunk`` of ``n`` positions, in order. A block ends
+    at the first of the sorted ``breaks`` (positions where the storage's run of rows breaks)
+    inside it when that leaves it :data:`MIN_RUN` rows or more: so a gallery whose segments
+    hold runs of items is read block by block without a copy (the gather gives a view of
+    the memory map), and a fragmented one in whole chunks."""
+    cut = np.zeros(0, np.int64) if breaks is None else np.asarray(breaks, np.int64)
+    start = 0
+    while start < n:
+        stop = min(n, start + chunk)
+        i = int(np.searchsorted(cut, start, side="right"))
+        if i < len(cut) and cut[i] < stop and cut[i] - start >= min(MIN_RUN, chunk):
+            stop = int(cut[i])
+        yield start, stop
+        start = stop
 
 
 def _why(error: BaseException, folder: Path) -> str:
@@ -313,20 +334,22 @@ class AnnIndex:
         measured = max(int(self.recall["measured_on"]), 1)
         return live >= REMEASURE_GROWTH * measured or live * REMEASURE_GROWTH <= measured
 
-    def build(self, ids: np.ndarray, gather: Gather, chunk: int = 32768) -> None:
-        """Train on a sample of the items (:func:`train_ivf`, IVF-SQ8) and add them all."""
+    def build(
+        self, ids: np.ndarray, gather: Gather, chunk: int = 32768, breaks: np.ndarray | None = None
+    ) -> None:
+        """Train on a sample of the items (:func:`train_ivf`, IVF-SQ8) and add them all, in
+        blocks of :func:`spans` (``breaks``: where the storage's runs of rows break)."""
         n = len(ids)
         ivf = train_ivf(n, self.dim, gather, seed=self.seed)
         self.sids = SidColumns.of(self.prototypes, self.dim)
         self._sid_read, self._sid_on_disk = True, None
         if self.sids is not None and n:
             self.sids.reserve(int(ids.max()) + 1)
-        for start in range(0, n, chunk):
-            pos = np.arange(start, min(n, start + chunk))
-            block = np.ascontiguousarray(gather(pos))
-            ivf.add_with_ids(block, ids[pos])
+        for start, stop in spans(n, chunk, breaks):
+            block = np.ascontiguousarray(gather(np.arange(start, stop)), np.float32)
+            ivf.add_with_ids(block, ids[start:stop])
             if self.sids is not None:
-                self.sids.add(ids[pos], block)
+                self.sids.add(ids[start:stop], block)
         self.index = ivf
         self.trained_on = n
         self.covered = int(ids.max()) + 1 if n else 0
@@ -335,15 +358,17 @@ class AnnIndex:
         self.recall = None
         self._lists = None
 
-    def extend(self, ids: np.ndarray, gather: Gather, chunk: int = 32768) -> None:
-        """Add items ``ids`` (all at or above :attr:`covered`) without retraining."""
+    def extend(
+        self, ids: np.ndarray, gather: Gather, chunk: int = 32768, breaks: np.ndarray | None = None
+    ) -> None:
+        """Add items ``ids`` (all at or above :attr:`covered`) without retraining (blocks as in
+        :meth:`build`)."""
         filled = self.sids is not None and self._sid_read and self.sids.rows >= self.covered
-        for start in range(0, len(ids), chunk):
-            pos = np.arange(start, min(len(ids), start + chunk))
-            block = np.ascontiguousarray(gather(pos))
-            self.index.add_with_ids(block, ids[pos])
+        for start, stop in spans(len(ids), chunk, breaks):
+            block = np.ascontiguousarray(gather(np.arange(start, stop)), np.float32)
+            self.index.add_with_ids(block, ids[start:stop])
             if filled:  # else the caller fills them from the vectors (sid_missing)
-                self.sids.add(ids[pos], block)
+                self.sids.add(ids[start:stop], block)
         if len(ids):
             self.covered = max(self.covered, int(ids.max()) + 1)
             self._lists = None
@@ -625,6 +650,7 @@ class AnnIndex:
         min_filtered: int = 0,
         chunk: int | None = None,
         lock: Any = None,
+        breaks: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Measure recall@10 on the gallery's own items ``ids`` (vectors by
         ``gather(positions)``) and keep the settings that reach :data:`TARGET` in
@@ -680,7 +706,7 @@ class AnnIndex:
             table[kept] = True
             masks[("cells", f)] = table[cells]  # np.isin sorts the million cells: 0.2 s
         chunk = chunk or max(4096, (1 << 26) // self.dim)  # 256 MB of vectors at a time
-        truth = _truths(q, ids, gather, masks, k + 1, chunk)
+        truth = _truths(q, ids, gather, masks, k + 1, chunk, breaks=breaks)
         held_out = {key: _held_out(t, own, k) for key, t in truth.items()}
         nlist, nq = self.nlist, len(q)
         kk_all = min(n, k * rerank + 1)
@@ -892,11 +918,11 @@ def _merge(best_s, best_i, q_of, s, i, k):
 
 def _truths(
     q: np.ndarray, ids: np.ndarray, gather: Gather, masks: Mapping[Any, np.ndarray], k: int,
-    chunk: int, seed: int = 0,
+    chunk: int, seed: int = 0, breaks: np.ndarray | None = None,
 ) -> dict[Any, np.ndarray]:
     """Exact top-``k`` ids ``(Q, k)`` of ``q`` among all ``ids`` (key ``None``) and among those
     each mask keeps (ties to the smaller id; ``-1`` padding), by one pass over the vectors in
-    chunks (``gather`` by positions).
+    blocks (``gather`` by positions; :func:`spans` of ``chunk`` and ``breaks``).
 
     Only scores at or above a query's running k-th best can enter its list, so after a
     random sample's scores set a floor (the k-th best passing item of the sample, which the
@@ -919,9 +945,9 @@ def _truths(
         key: (np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64))
         for key in keys
     }
-    for start in range(0, n, chunk):
-        sl = slice(start, min(n, start + chunk))
-        block = np.ascontiguousarray(gather(np.arange(sl.start, sl.stop)), np.float32)
+    for start, stop in spans(n, chunk, breaks):
+        sl = slice(start, stop)
+        block = np.ascontiguousarray(gather(np.arange(start, stop)), np.float32)
         scores, block_ids = q @ block.T, ids[sl]
         del block
         bar = {key: np.maximum(floor[key], best[key][0][:, -1]) for key in dense}

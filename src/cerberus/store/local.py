@@ -99,6 +99,7 @@ from cerberus.store.segments import (
     SegmentMissing,
     Segments,
     is_disk_full,
+    run_breaks,
     segment_blocks,
     write_segment,
 )
@@ -988,7 +989,7 @@ class LocalStore:
             items = self._all_items()
             checking.join()
             ids, seg, row, files = items
-            ann.build(ids, lambda p: self._segments.gather(files, seg[p], row[p]))
+            ann.build(ids, self._reader(files, seg, row), breaks=run_breaks(seg, row))
             written = ann.write_ahead()  # the index file written while its recall is measured
             try:
                 self._measure(ann, items=items)
@@ -999,7 +1000,7 @@ class LocalStore:
         else:
             ids, seg, row, files = self._snapshot_where("id >= ?", [ann.covered])
             if len(ids):
-                ann.extend(ids, lambda p: self._segments.gather(files, seg[p], row[p]))
+                ann.extend(ids, self._reader(files, seg, row), breaks=run_breaks(seg, row))
             if ann.unmeasured(total) and (ann.recall is None or retrain):  # measure now
                 self._measure(ann)
                 ann.save()
@@ -1051,6 +1052,11 @@ class LocalStore:
         if self._measuring is not None:
             self._measuring.join()
 
+    def _reader(self, files: list[str], seg: np.ndarray, row: np.ndarray):
+        """Positions into the items at (``seg``, ``row``) -> their vectors, a read-only view of
+        the segment's memory map where they are one run of it (:meth:`Segments.gather`)."""
+        return lambda p: self._segments.gather(files, seg[p], row[p], view=True)
+
     def _measure(self, ann: AnnIndex, lock=None, items=None) -> None:
         """Measure the index's recall on the gallery's own items (``items``: as
         :meth:`_all_items` gives them, read again when not given) and description queries."""
@@ -1062,7 +1068,8 @@ class LocalStore:
         )
         ann.measure(
             ids,
-            lambda p: self._segments.gather(files, seg[p], row[p]),
+            self._reader(files, seg, row),
+            breaks=run_breaks(seg, row),
             descriptions=descriptions,
             rerank=self.rerank,
             min_filtered=self.exact_limit,

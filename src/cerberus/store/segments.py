@@ -63,22 +63,29 @@ class _Crc32Writer:
         return self.fh.write(view)
 
 
-def file_crc32(path: Path) -> int:
+def file_crc32(path: Path, mapped: np.ndarray | None = None) -> int:
     """CRC-32 of the file at ``path``, over a read-only memory map of it (:data:`CRC_CHUNK`
-    bytes at a time: no copy of the file into Python buffers, and the pages read stay cached
-    for the map the vectors are then read from)."""
-    crc = 0
+    bytes at a time: no copy of the file into Python buffers). ``mapped``: the file's array as
+    ``np.load(path, mmap_mode="r")`` gives it; its own map of the whole file is read then, so
+    the pages this touches are mapped for the reads of its rows that follow (no page fault
+    each)."""
+    whole = getattr(mapped, "_mmap", None)  # np.memmap's map, from the file's first byte
+    if whole is not None and len(whole) == os.path.getsize(path):
+        return _crc32(whole)
     with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size == 0:
-            return crc
+        if os.fstat(fh.fileno()).st_size == 0:
+            return 0
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            view = memoryview(mm)
-            try:
-                for start in range(0, size, CRC_CHUNK):
-                    crc = zlib.crc32(view[start : start + CRC_CHUNK], crc)
-            finally:
-                view.release()
+            return _crc32(mm)
+
+
+def _crc32(mm: mmap.mmap) -> int:
+    crc, view = 0, memoryview(mm)
+    try:
+        for start in range(0, len(mm), CRC_CHUNK):
+            crc = zlib.crc32(view[start : start + CRC_CHUNK], crc)
+    finally:
+        view.release()
     return crc
 
 
@@ -180,7 +187,7 @@ class Segments:
         want = self.checksum(name) if verify and self.checksum is not None else None
         if want is not None:
             try:
-                got = file_crc32(path)
+                got = file_crc32(path, mm)
             except OSError as e:
                 raise SegmentDamaged(
                     f"{path}: unreadable vector segment ({e}){self.hint}"
@@ -211,10 +218,17 @@ class Segments:
                 if name not in keep:
                     del self._maps[name]
 
-    def gather(self, files: list[str], seg: np.ndarray, row: np.ndarray) -> np.ndarray:
+    def gather(
+        self, files: list[str], seg: np.ndarray, row: np.ndarray, *, view: bool = False
+    ) -> np.ndarray:
         """``(m, D)`` float32: row ``row[i]`` of segment ``files[seg[i]]`` for each ``i``.
 
-        ``seg`` indexes ``files``; rows are read segment by segment in file order."""
+        ``seg`` indexes ``files``; rows are read segment by segment in file order. With
+        ``view``, rows that are one run of one segment in order come as a read-only view of
+        its memory map (no copy: faiss and BLAS read the page cache as they go)."""
+        if view and _one_run(seg, row):
+            a = int(row[0])
+            return self.map(files[int(seg[0])])[a : a + len(row)]
         out = np.empty((len(seg), self.dim), dtype=np.float32)
         if not len(seg):
             return out
@@ -260,4 +274,24 @@ def segment_blocks(
         mm = segments.map(files[int(seg[a])])
         for lo in range(a, b, chunk):
             hi = min(b, lo + chunk)
-            yield mm[row[lo:hi]], ids[lo:hi]
+            rows = row[lo:hi]
+            run = _one_run(seg[lo:hi], rows)  # a view of the map, not a copy
+            yield mm[int(rows[0]) : int(rows[0]) + len(rows)] if run else mm[rows], ids[lo:hi]
+
+
+def _one_run(seg: np.ndarray, row: np.ndarray) -> bool:
+    """Whether rows ``row`` of segments ``seg`` are one run of consecutive rows of one segment."""
+    if not len(row):
+        return False
+    a = int(row[0])
+    return (
+        int(row[-1]) - a + 1 == len(row)
+        and bool((seg == seg[0]).all())
+        and bool((np.diff(row) == 1).all())
+    )
+
+
+def run_breaks(seg: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Positions ``i`` where the items' storage breaks: item ``i`` is not the row after item
+    ``i - 1``'s in the same segment (blocks between breaks can be read without a copy)."""
+    return np.flatnonzero((seg[1:] != seg[:-1]) | (row[1:] != row[:-1] + 1)) + 1
