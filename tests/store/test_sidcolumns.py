@@ -92,3 +92,24 @@ def test_columns_fit_only_prototypes_of_the_vectors_slots(tmp_path):
     assert not SidColumns.of(protos, 5 * D).load(tmp_path, 100)  # another length: refilled
     (tmp_path / "sid.npy").write_bytes(b"not an array")
     assert not SidColumns.of(protos, 5 * D).load(tmp_path, 120)
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_a_build_fills_the_same_columns_as_adding_the_items_one_by_one(gaps):
+    """A build makes room for its items first (``nan`` only where no item is) and adds them
+    in blocks, runs of ids written in place: the same table as adding each item alone."""
+    protos, x, rng = setup(3, n=300)
+    ids = np.sort(rng.permutation(400)[:300]) if gaps else np.arange(300)
+    built = SidColumns.of(protos, 5 * D)
+    built.make_room_for(ids)
+    for a in range(0, 300, 64):
+        built.add(ids[a : a + 64], x[a : a + 64])
+    one_by_one = SidColumns.of(protos, 5 * D)
+    for i, v in zip(ids[::-1], x[::-1]):
+        one_by_one.add(i[None], v[None])
+    assert built.rows == one_by_one.rows == int(ids[-1]) + 1
+    np.testing.assert_allclose(
+        built.table[:, : built.rows], one_by_one.table[:, : built.rows], rtol=1e-6, atol=1e-6
+    )
+    assert np.isnan(built.table[:, np.setdiff1d(np.arange(built.rows), ids)]).all()
+    assert not np.isnan(built.table[:, ids]).any()

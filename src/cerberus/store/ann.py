@@ -344,7 +344,7 @@ class AnnIndex:
         self.sids = SidColumns.of(self.prototypes, self.dim)
         self._sid_read, self._sid_on_disk = True, None
         if self.sids is not None and n:
-            self.sids.reserve(int(ids.max()) + 1)
+            self.sids.make_room_for(ids)
         for start, stop in spans(n, chunk, breaks):
             block = np.ascontiguousarray(gather(np.arange(start, stop)), np.float32)
             ivf.add_with_ids(block, ids[start:stop])

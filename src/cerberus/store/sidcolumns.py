@@ -77,6 +77,18 @@ class SidColumns:
         wider[:, : self.table.shape[1]] = self.table
         self.table = wider
 
+    def make_room_for(self, ids: np.ndarray) -> None:
+        """An empty table for the items ``ids`` (unique) that :meth:`add` then fills:
+        ``nan`` only in the columns of ids below the largest that are not among them (no
+        pass writing ``nan`` over every column first: 0.5 s at a million ids)."""
+        rows = int(ids.max()) + 1 if len(ids) else 0
+        self.table = np.empty((self.sids, rows), np.float32)
+        self.rows = 0
+        if len(ids) < rows:
+            absent = np.ones(rows, bool)
+            absent[ids] = False
+            self.table[:, absent] = np.nan
+
     def add(self, ids: np.ndarray, vectors: np.ndarray, rows: int | None = None) -> None:
         """Fill the columns of items ``ids`` (``vectors`` ``(m, dim)``) and mark every id below
         ``rows`` (default: past the largest) as done."""
@@ -88,7 +100,11 @@ class SidColumns:
         at = slice(int(ids[0]), int(ids[-1]) + 1) if run else ids  # consecutive ids: a slice
         for g, unit in enumerate(self.units):
             part = v[:, g * self.part : (g + 1) * self.part]
-            self.table[self.offsets[g] : self.offsets[g + 1], at] = unit @ part.T
+            into = self.table[self.offsets[g] : self.offsets[g + 1], at]
+            if run:  # a view of the table: the product is written in place
+                np.matmul(unit, part.T, out=into)
+            else:
+                self.table[self.offsets[g] : self.offsets[g + 1], at] = unit @ part.T
         self.rows = rows
 
     def decode(self, query: np.ndarray) -> tuple[np.ndarray, float] | None:
