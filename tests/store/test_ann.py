@@ -121,6 +121,9 @@ def test_recall_is_measured_at_build_stored_with_the_index_and_shown(tmp_path):
     # measured before the kinds were told apart: one setting, said once for both
     older = {**facts, "recall": {key: v for key, v in r.items() if key != "description"}}
     assert "150 gallery crops + 50 descriptions" in index_line(older)
+    assert "id bitmap" not in line and r["bitmap_below"] is None  # not timed at this size
+    timed = {**facts, "recall": {**r, "bitmap_below": 0.13}}
+    assert "under 13% of the gallery by the id bitmap (faster)" in index_line(timed)
 
 
 def described_galleries(tmp_path, n: int, d: int):
@@ -827,3 +830,75 @@ def test_spans_cover_every_position_once_and_end_at_breaks_that_leave_a_run(seed
     assert got == want
     assert [a for a, _ in got][1:] == [b for _, b in got][:-1] and got[-1][1] == n
     assert list(ann_module.spans(n, chunk)) == [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
+
+
+def test_filters_take_the_id_bitmap_path_below_the_share_where_it_was_timed_faster(
+    tmp_path, monkeypatch
+):
+    """A large gallery's measurement times both filtered paths, one query at a time, from the
+    smallest broad fraction up, and stops at the first where the broad path is not slower
+    (by FASTER): filters keeping less than that take the id-bitmap path, the others the broad
+    path as measured, and both answer as brute force does. No gallery of this size is large
+    enough to be timed unless TIMED_PATHS_FROM says so."""
+    timed = []
+
+    def fake(fraction, paths, queries):  # the bitmap is faster below a quarter
+        timed.append(fraction)
+        assert set(paths) == {"broad", "bitmap"} and len(queries) == ann_module.TIMED_QUERIES
+        for run in paths.values():  # each path answers the query
+            assert run(queries[:1]).shape[0] == 1
+        return {"broad": 10.0, "bitmap": 5.0 if fraction < 0.25 else 9.0}
+
+    monkeypatch.setattr(ann_module, "_timed_paths", fake)
+    store, reference, queries = galleries(tmp_path, "clustered")
+    assert timed == [] and store.index_facts()["recall"]["bitmap_below"] is None  # 20k: untimed
+    monkeypatch.setattr(ann_module, "TIMED_PATHS_FROM", 0)
+    store._ann.recall = None
+    store._measure(store._ann)
+    store._ann.save()
+    r = store.index_facts()["recall"]
+    fractions = sorted(float(f) for f, p in r["broad"].items() if p is not None)
+    assert timed == [f for f in fractions if f <= 0.32]  # up to the first not faster
+    assert r["bitmap_below"] == 0.32
+    calls = []
+    broad = store._broad
+
+    def spy(*args, **kwargs):
+        calls.append(broad(*args, **kwargs))
+        return calls[-1]
+
+    store._broad = spy
+    for where, by_broad in ((cams(*range(5)), True), (cams(*range(2)), False)):  # 1/2, 1/5
+        calls.clear()
+        got = store.search(queries[:40], 10, where)
+        assert (calls[-1] is not None) == by_broad
+        assert recall(got, reference.search(queries[:40], 10, where)) >= 0.9
+    assert store._ann.broad_setting(0.3) is None and store._ann.broad_setting(0.5) is not None
+    store.close()
+
+
+def test_where_the_broad_path_is_not_slower_no_share_leaves_it(tmp_path, monkeypatch):
+    def fake(fraction, paths, queries):
+        return {"broad": 4.0, "bitmap": 3.5}  # faster, but not by FASTER
+
+    monkeypatch.setattr(ann_module, "_timed_paths", fake)
+    monkeypatch.setattr(ann_module, "TIMED_PATHS_FROM", 0)
+    store, _, _ = galleries(tmp_path, "clustered")
+    assert store.index_facts()["recall"]["bitmap_below"] is None
+    assert store._ann.broad_setting(0.06) is not None
+    store.close()
+
+
+def test_timing_the_paths_takes_turns_and_gives_each_its_median():
+    order = []
+
+    def path(name):
+        def run(q):
+            order.append(name)
+            return q
+
+        return run
+
+    costs = ann_module._timed_paths(0.1, {"a": path("a"), "b": path("b")}, np.zeros((5, 3)))
+    assert order == ["a", "b"] * 5 and set(costs) == {"a", "b"}
+    assert all(c >= 0 for c in costs.values())

@@ -89,6 +89,8 @@ def _setting(s: dict, asked: str, target: float) -> str:
     if s["nprobe"] is None:
         return f"no setting reached recall@10 {target} {asked}: searches are exact"
     filtered = _covers(s["cover"])
+    if s.get("bitmap_below"):  # the id-bitmap path was timed faster for these filters
+        filtered += f"; under {s['bitmap_below']:.0%} of the gallery by the id bitmap (faster)"
     got = f"recall@10 {s['recall_at_10']:.3f} at nprobe {s['nprobe']}"
     return f"{got} {asked} (filtered: {filtered})"
 

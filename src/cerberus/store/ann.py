@@ -31,8 +31,9 @@ import math
 import os
 import shutil
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from pathlib import Path
@@ -84,6 +85,15 @@ neighbour the bound counts, the loss is taken as at most ``3 / m`` (``m``: those
 the rule of three, a 95 % bound when none of ``m`` is lost) and the rest are not searched."""
 COVER_LADDER = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8, 16, 32, 64, 128, 256)
 """Coverage factors tried for the id-bitmap path (see :meth:`AnnIndex.search_within`)."""
+TIMED_PATHS_FROM = 100_000
+"""From this many items on, a measurement also times both filtered paths, one query at a time,
+at the broad fractions from the smallest up (:data:`TIMED_QUERIES` queries each): where the
+id-bitmap path takes under :data:`FASTER` of the broad path's time, filters keeping that share
+take it (both reach the target; only their cost differs, with the data and the dimension: at
+1M x 2560 the id-bitmap path answered a filter keeping a tenth in 16 ms where the broad path
+took 20, at 1M x 640 in 10 against 6). Smaller galleries answer either in a few ms."""
+TIMED_QUERIES = 8
+FASTER = 0.8
 
 ANN_FILE = "ann.faiss"
 ANN_META = "ann.json"
@@ -456,8 +466,9 @@ class AnnIndex:
         """``(measured fraction, cells)`` the broad path takes for a filter keeping
         ``fraction`` of the items: the setting measured at the largest measured fraction at
         or below it (more selective filters need more cells); ``None``: take the id-bitmap
-        path."""
-        if self.recall is None:
+        path (as every filter keeping under ``bitmap_below`` does: that path was timed
+        faster there, :data:`TIMED_PATHS_FROM`)."""
+        if self.recall is None or fraction < (self.recall.get("bitmap_below") or 0.0):
             return None
         fits = [(float(f), p) for f, p in self.recall["broad"].items() if float(f) <= fraction]
         fits = [(f, int(p)) for f, p in fits if p is not None]
@@ -465,24 +476,10 @@ class AnnIndex:
 
     def cover(self, share: float = 1.0) -> float | None:
         """The id-bitmap path's coverage factor for a filter keeping ``share`` of the items
-        (``inf``: every list holding a passing item; ``None``: measured short of the target,
-        search exactly): the larger of those measured at the filter fractions nearest it on
-        either side (a fraction's need lies between its neighbours' where it changes
-        monotonically between them; a filter keeping a half and one keeping a hundredth need
-        different factors: 16 and 4 for the benchmark's generator at 1M x 640)."""
+        (:func:`_cover_at`; ``inf`` before any measurement)."""
         if self.recall is None:
             return math.inf
-        c = self.recall["cover"]
-        if not isinstance(c, dict):  # one factor for every fraction (an older index)
-            return None if c is None else float(c)
-        if not c:  # no filter fraction measured (a small gallery): every passing cell
-            return math.inf
-        by = {float(f): v for f, v in c.items()}  # fractions are written as text
-        below = [f for f in by if f <= share]
-        above = [f for f in by if f >= share]
-        near = {max(below) if below else min(by), min(above) if above else max(by)}
-        got = [by[f] for f in near]
-        return None if any(g is None for g in got) else float(max(got))
+        return _cover_at(self.recall["cover"], share)
 
     def sids_trusted(self) -> bool:
         """Whether description queries may be answered from the SID columns: there are
@@ -828,6 +825,30 @@ class AnnIndex:
                     if all(_ok(r) for r in got.values()):
                         covers[str(f)] = c
                         break
+            bitmap_below = None
+            if n >= TIMED_PATHS_FROM:  # from the smallest share up, while the bitmap is faster
+                timed = qk[parts[0][:TIMED_QUERIES]]
+                for f in sorted(f for f in broad if broad_p[str(f)] is not None):
+                    c = _cover_at(covers, f)
+                    if c is None:
+                        break
+                    passing = ids[masks[("broad", f)]]
+                    bits = np.zeros(int(ids.max()) + 1, bool)
+                    bits[passing] = True
+                    bitmap = np.packbits(bits, bitorder="little")
+                    kf, bp = min(n, math.ceil(k * rerank / f) + 1), broad_p[str(f)]
+
+                    def wide(one, kf=kf, bp=bp):
+                        return search(one, kf, bp)
+
+                    def within(one, bitmap=bitmap, passing=passing, c=c):
+                        with lock:
+                            return self.search_within(one, kk, bitmap, passing, cover=c, base=base)
+
+                    costs = _timed_paths(f, {"broad": wide, "bitmap": within}, timed)
+                    if costs["bitmap"] >= FASTER * costs["broad"]:
+                        break
+                    bitmap_below = _next_up(broad, f)
             return {
                 "nprobe": p,
                 "recall_at_10": round(float(np.nanmean(curve[base])), 4) if curve else None,
@@ -836,6 +857,7 @@ class AnnIndex:
                 "broad_recall": broad_r,
                 "cover": covers,  # none measured: every passing cell (AnnIndex.cover)
                 "filtered_recall": cover_r,
+                "bitmap_below": bitmap_below,  # filters keeping less: the id-bitmap path
             }
 
         described = np.arange(len(photo), nq)
@@ -867,6 +889,45 @@ class AnnIndex:
             if self.index is index:  # not rebuilt meanwhile
                 self.recall = recall
         return recall
+
+
+def _cover_at(cover: Any, share: float) -> float | None:
+    """The id-bitmap path's coverage factor for a filter keeping ``share`` of the items, from
+    those measured per filter fraction (``cover``; ``inf``: every list holding a passing
+    item; ``None``: measured short of the target, search exactly): the larger of those at the
+    fractions nearest it on either side (a fraction's need lies between its neighbours'
+    where it changes monotonically between them; a filter keeping a half and one keeping a
+    hundredth need different factors: 16 and 4 for the benchmark's generator at 1M x 640)."""
+    if not isinstance(cover, dict):  # one factor for every fraction (an older index)
+        return None if cover is None else float(cover)
+    if not cover:  # no filter fraction measured (a small gallery): every passing cell
+        return math.inf
+    by = {float(f): v for f, v in cover.items()}  # fractions are written as text
+    below = [f for f in by if f <= share]
+    above = [f for f in by if f >= share]
+    near = {max(below) if below else min(by), min(above) if above else max(by)}
+    got = [by[f] for f in near]
+    return None if any(g is None for g in got) else float(max(got))
+
+
+def _next_up(fractions: Sequence[float], f: float) -> float:
+    """The smallest of ``fractions`` above ``f`` (``f``'s double past the largest)."""
+    return min((x for x in fractions if x > f), default=2.0 * f)
+
+
+def _timed_paths(
+    fraction: float, paths: Mapping[str, Callable[[np.ndarray], np.ndarray]], queries: np.ndarray
+) -> dict[str, float]:
+    """Per filtered path its median time (ms) over ``queries``, one query at a time, the
+    paths taking turns (a host's slow moment falls on both); ``fraction``: the share the
+    filter keeps (for a test's stand-in)."""
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for q in queries:
+        for name, run in paths.items():
+            t0 = time.perf_counter()
+            run(q[None])
+            times[name].append((time.perf_counter() - t0) * 1000.0)
+    return {name: float(np.median(t)) if t else 0.0 for name, t in times.items()}
 
 
 def _shares(found: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -917,8 +978,14 @@ def _merge(best_s, best_i, q_of, s, i, k):
 
 
 def _truths(
-    q: np.ndarray, ids: np.ndarray, gather: Gather, masks: Mapping[Any, np.ndarray], k: int,
-    chunk: int, seed: int = 0, breaks: np.ndarray | None = None,
+    q: np.ndarray,
+    ids: np.ndarray,
+    gather: Gather,
+    masks: Mapping[Any, np.ndarray],
+    k: int,
+    chunk: int,
+    seed: int = 0,
+    breaks: np.ndarray | None = None,
 ) -> dict[Any, np.ndarray]:
     """Exact top-``k`` ids ``(Q, k)`` of ``q`` among all ``ids`` (key ``None``) and among those
     each mask keeps (ties to the smaller id; ``-1`` padding), by one pass over the vectors in
@@ -942,8 +1009,7 @@ def _truths(
         if got.shape[1] >= k:
             floor[key] = -np.partition(-got, k - 1, axis=1)[:, k - 1]
     best = {
-        key: (np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64))
-        for key in keys
+        key: (np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)) for key in keys
     }
     for start, stop in spans(n, chunk, breaks):
         sl = slice(start, stop)
