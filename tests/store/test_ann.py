@@ -430,9 +430,18 @@ def test_the_broad_path_hands_a_query_with_too_few_passing_hits_on(tmp_path):
         return search(q, k, where, exact, nprobe, kind, broad)
 
     store._search = spy
+    ranked = []
+    rerank = store._rerank
+
+    def spy_rerank(q, k, found, located=None):
+        ranked.append(len(q))
+        return rerank(q, k, found, located)
+
+    store._rerank = spy_rerank
     queries = v[[0, int(np.argmin(v @ v[0]))]]  # one query in the left-out region, one far
     got = store.search(queries, 10, where)
     assert handed == [(2, True), (1, False)]  # the broad path handed the first query on
+    assert sorted(ranked) == [1, 1]  # each query re-ranked once: the one handed on, there
     want = reference.search(queries, 10, where)
     assert recall(got, want) >= 0.9 and [len(h) for h in got] == [10, 10]
     store.close()
@@ -879,7 +888,7 @@ def test_filters_take_the_id_bitmap_path_below_the_share_where_it_was_timed_fast
 
 def test_where_the_broad_path_is_not_slower_no_share_leaves_it(tmp_path, monkeypatch):
     def fake(fraction, paths, queries):
-        return {"broad": 4.0, "bitmap": 3.5}  # faster, but not by FASTER
+        return {"broad": 4.0, "bitmap": 4.0 * (1 + ann_module.FASTER) / 2}  # not by FASTER
 
     monkeypatch.setattr(ann_module, "_timed_paths", fake)
     monkeypatch.setattr(ann_module, "TIMED_PATHS_FROM", 0)
@@ -902,3 +911,14 @@ def test_timing_the_paths_takes_turns_and_gives_each_its_median():
     costs = ann_module._timed_paths(0.1, {"a": path("a"), "b": path("b")}, np.zeros((5, 3)))
     assert order == ["a", "b"] * 5 and set(costs) == {"a", "b"}
     assert all(c >= 0 for c in costs.values())
+
+
+def test_a_query_is_handed_on_when_too_few_or_too_small_a_share_of_its_candidates_pass():
+    drawn = np.array([1001, 1001, 1001, 1001, 8])
+    got = np.array([9, 60, 80, 200, 8])  # under k; under 3/4 of a tenth; at; well above; all
+    np.testing.assert_array_equal(
+        ann_module.handed_on(got, drawn, 10, 0.1, 0.08), [True, True, False, False, True]
+    )  # the last: 8 < k = 10 pass (a query whose cells held few candidates)
+    # measured at a smaller fraction than 3/4 of the share: that fraction is the bar
+    assert not ann_module.handed_on(np.array([60]), np.array([1001]), 10, 0.5, 0.05).any()
+    assert ann_module.handed_on(np.array([40]), np.array([1001]), 10, 0.5, 0.05).all()

@@ -87,13 +87,15 @@ COVER_LADDER = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8, 16, 32, 64, 128, 256)
 """Coverage factors tried for the id-bitmap path (see :meth:`AnnIndex.search_within`)."""
 TIMED_PATHS_FROM = 100_000
 """From this many items on, a measurement also times both filtered paths, one query at a time,
-at the broad fractions from the smallest up (:data:`TIMED_QUERIES` queries each): where the
-id-bitmap path takes under :data:`FASTER` of the broad path's time, filters keeping that share
-take it (both reach the target; only their cost differs, with the data and the dimension: at
-1M x 2560 the id-bitmap path answered a filter keeping a tenth in 16 ms where the broad path
-took 20, at 1M x 640 in 10 against 6). Smaller galleries answer either in a few ms."""
-TIMED_QUERIES = 8
-FASTER = 0.8
+at the broad fractions from the smallest up (:data:`TIMED_QUERIES` queries each, the broad
+path with the id-bitmap search of the queries it hands on, :func:`handed_on`): where the
+id-bitmap path takes under :data:`FASTER` of the broad path's mean time, filters keeping that
+share take it (both reach the target; only their cost differs, with the data and the
+dimension: at 1M x 2560 the id-bitmap path answered a filter keeping a tenth in 16 ms where
+the broad path took 20, at 1M x 640 in 10 against 6). Smaller galleries answer either in a
+few ms."""
+TIMED_QUERIES = 16
+FASTER = 0.9
 
 ANN_FILE = "ann.faiss"
 ANN_META = "ann.json"
@@ -838,12 +840,17 @@ class AnnIndex:
                     bitmap = np.packbits(bits, bitorder="little")
                     kf, bp = min(n, math.ceil(k * rerank / f) + 1), broad_p[str(f)]
 
-                    def wide(one, kf=kf, bp=bp):
-                        return search(one, kf, bp)
-
                     def within(one, bitmap=bitmap, passing=passing, c=c):
                         with lock:
                             return self.search_within(one, kk, bitmap, passing, cover=c, base=base)
+
+                    def wide(one, kf=kf, bp=bp, f=f, bits=bits, within=within):
+                        found = search(one, kf, bp)
+                        inside = (found >= 0) & (found < len(bits))
+                        got = (inside & bits[np.where(inside, found, 0)]).sum(axis=1)
+                        if handed_on(got, (found >= 0).sum(axis=1), k, f, f).any():
+                            return within(one)
+                        return found
 
                     costs = _timed_paths(f, {"broad": wide, "bitmap": within}, timed)
                     if costs["bitmap"] >= FASTER * costs["broad"]:
@@ -891,6 +898,18 @@ class AnnIndex:
         return recall
 
 
+def handed_on(
+    got: np.ndarray, drawn: np.ndarray, k: int, share: float, measured: float
+) -> np.ndarray:
+    """``(Q,)`` bool: the queries the broad path hands on to the id-bitmap path, of which
+    ``got`` of the ``drawn`` unfiltered candidates pass a filter keeping ``share`` of the
+    items, answered with the setting measured at fraction ``measured``: fewer than ``k``
+    pass, or fewer than both 3/4 of ``share`` and ``measured`` of those drawn (the filter is
+    correlated with the vectors near the query; for a random filter that is many standard
+    deviations below its share)."""
+    return (got < k) | (got < min(0.75 * share, measured) * drawn)
+
+
 def _cover_at(cover: Any, share: float) -> float | None:
     """The id-bitmap path's coverage factor for a filter keeping ``share`` of the items, from
     those measured per filter fraction (``cover``; ``inf``: every list holding a passing
@@ -918,16 +937,17 @@ def _next_up(fractions: Sequence[float], f: float) -> float:
 def _timed_paths(
     fraction: float, paths: Mapping[str, Callable[[np.ndarray], np.ndarray]], queries: np.ndarray
 ) -> dict[str, float]:
-    """Per filtered path its median time (ms) over ``queries``, one query at a time, the
-    paths taking turns (a host's slow moment falls on both); ``fraction``: the share the
-    filter keeps (for a test's stand-in)."""
+    """Per filtered path its mean time (ms) over ``queries``, one query at a time, the paths
+    taking turns (a host's slow moment falls on both; a mean, as the broad path's queries
+    handed on cost it twice); ``fraction``: the share the filter keeps (for a test's
+    stand-in)."""
     times: dict[str, list[float]] = {name: [] for name in paths}
     for q in queries:
         for name, run in paths.items():
             t0 = time.perf_counter()
             run(q[None])
             times[name].append((time.perf_counter() - t0) * 1000.0)
-    return {name: float(np.median(t)) if t else 0.0 for name, t in times.items()}
+    return {name: float(np.mean(t)) if t else 0.0 for name, t in times.items()}
 
 
 def _shares(found: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -68,6 +68,7 @@ from cerberus.store.ann import (
     DESCRIPTION_QUERIES,
     AnnIndex,
     description_queries,
+    handed_on,
 )
 from cerberus.store.base import (
     STORE_FORMAT_VERSION,
@@ -930,20 +931,20 @@ class LocalStore:
             found = ann.search(q, min(held, math.ceil(k * self.rerank / share) + 1), probes)
         passing = np.where(sel.member(found), found, -1)
         got, drawn = (passing >= 0).sum(axis=1), (found >= 0).sum(axis=1)
-        # fewer pass near a query than the filter's share (for a random filter many standard
-        # deviations below) and than the fraction measured: the filter is correlated with the
-        # vectors there
-        short = (got < k) | (got < min(0.75 * share, measured) * drawn)
-        hits = self._rerank(q, k, passing, sel.locate(passing))
-        if short.any():
+        short = handed_on(got, drawn, k, share, measured)
+        hits: list[Hits] = [None] * len(q)  # type: ignore[list-item]
+        kept = np.flatnonzero(~short)  # the others are answered again: not re-ranked here
+        if len(kept):
+            ranked = self._rerank(q[kept], k, passing[kept], sel.locate(passing[kept]))
+            for r, h in zip(kept, ranked):
+                hits[r] = h
+        if len(kept) < len(q):
             rest = self._search(q[short], k, where, False, nprobe, broad=False)
             for r, h in zip(np.flatnonzero(short), rest):
                 hits[r] = h
         return hits
 
-    def _described(
-        self, q: np.ndarray, k: int, sel: _Selection, total: int
-    ) -> list[Hits] | None:
+    def _described(self, q: np.ndarray, k: int, sel: _Selection, total: int) -> list[Hits] | None:
         """Description queries among the ``sel`` items from the SID columns: each query's
         ``k rerank`` best by the columns' sums (the same inner products, method §5.2),
         re-ranked exactly. ``None`` where the columns cannot answer (none, not trusted by the
