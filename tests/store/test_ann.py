@@ -845,8 +845,8 @@ def test_filters_take_the_id_bitmap_path_below_the_share_where_it_was_timed_fast
     tmp_path, monkeypatch
 ):
     """A large gallery's measurement times both filtered paths, one query at a time, from the
-    smallest broad fraction up, and stops at the first where the broad path is not slower
-    (by FASTER): filters keeping less than that take the id-bitmap path, the others the broad
+    smallest broad fraction up (on as many queries again where they come out close), and
+    stops at the first where the broad path is not slower (by FASTER): filters keeping less than that take the id-bitmap path, the others the broad
     path as measured, and both answer as brute force does. No gallery of this size is large
     enough to be timed unless TIMED_PATHS_FROM says so."""
     timed = []
@@ -867,7 +867,8 @@ def test_filters_take_the_id_bitmap_path_below_the_share_where_it_was_timed_fast
     store._ann.save()
     r = store.index_facts()["recall"]
     fractions = sorted(float(f) for f, p in r["broad"].items() if p is not None)
-    assert timed == [f for f in fractions if f <= 0.32]  # up to the first not faster
+    # up to the first not faster; the unsure one (9 against 10: near FASTER) timed twice
+    assert timed == [f for f in fractions if f <= 0.32] + [0.32]
     assert r["bitmap_below"] == 0.32
     calls = []
     broad = store._broad
