@@ -409,6 +409,7 @@ def bench(kind: str, n: int, args, workdir: Path) -> dict:
         "description_path": described.get("path", "-"),
         "description_recall10": described.get("recall_at_10", "-"),
         "measured_recall10": r["recall_at_10"], "broad": r["broad"], "cover": r["cover"],
+        "bitmap_below": r.get("bitmap_below"),
         "exact_unfiltered_p50_ms": round(e50, 1), "rows": out_rows,
         "load_start": round(load0, 2), "load_end": round(os.getloadavg()[0], 2),
         "disk_bytes_per_item": round(store.disk_bytes() / n),
@@ -465,12 +466,12 @@ def main() -> None:
     print(
         markdown_table(
             ["kind", "items x dim", "build s (measure s)", "faiss train+add s", "build / faiss",
-             "nlist", "nprobe", "measured R@10: photo (descriptions)",
+             "nlist", "nprobe", "id bitmap below", "measured R@10: photo (descriptions)",
              "exact unfiltered p50 ms", "fill s", "load"],
             [
                 [r["kind"], f"{r['items']:,} x {r['dim']}", f"{r['build_s']} ({r['measure_s']})",
                  r["faiss_train_add_s"], f"{r['build_over_faiss']}x", r["nlist"],
-                 r["nprobe"] or "exact",
+                 r["nprobe"] or "exact", r.get("bitmap_below") or "-",
                  f"{r['measured_recall10']} ({r['description_recall10']})",
                  r["exact_unfiltered_p50_ms"], r["fill_s"] or "reused",
                  f"{r['load_start']} -> {r['load_end']}"]
