@@ -846,9 +846,10 @@ def test_filters_take_the_id_bitmap_path_below_the_share_where_it_was_timed_fast
 ):
     """A large gallery's measurement times both filtered paths, one query at a time, from the
     smallest broad fraction up (on as many queries again where they come out close), and
-    stops at the first where the broad path is not slower (by FASTER): filters keeping less than that take the id-bitmap path, the others the broad
-    path as measured, and both answer as brute force does. No gallery of this size is large
-    enough to be timed unless TIMED_PATHS_FROM says so."""
+    stops at the first where the broad path is not slower (by FASTER): filters keeping less
+    than that take the id-bitmap path, the others the broad path as measured, and both
+    answer as brute force does. No gallery of this size is large enough to be timed unless
+    TIMED_PATHS_FROM says so."""
     timed = []
 
     def fake(fraction, paths, queries):  # the bitmap is faster below a quarter
