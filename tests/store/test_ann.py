@@ -852,11 +852,21 @@ def test_filters_take_the_id_bitmap_path_below_the_share_where_it_was_timed_fast
     TIMED_PATHS_FROM says so."""
     timed = []
 
+    within = []
+
     def fake(fraction, paths, queries):  # the bitmap is faster below a quarter
         timed.append(fraction)
         assert set(paths) == {"broad", "bitmap"} and len(queries) == ann_module.TIMED_QUERIES
         for run in paths.values():  # each path answers the query
             assert run(queries[:1]).shape[0] == 1
+        real = store._ann.search_within  # the broad path's queries handed on: both searches
+        store._ann.search_within = lambda *a, **kw: within.append(1) or real(*a, **kw)
+        with monkeypatch.context() as m:
+            m.setattr(ann_module, "handed_on", lambda got, *a: np.ones(len(got), bool))
+            paths["broad"](queries[:1])
+        assert within == [1]
+        within.clear()
+        del store._ann.search_within
         return {"broad": 10.0, "bitmap": 5.0 if fraction < 0.25 else 9.0}
 
     monkeypatch.setattr(ann_module, "_timed_paths", fake)
