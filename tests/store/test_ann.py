@@ -325,8 +325,8 @@ def test_exact_agrees_with_brute_force_and_nprobe_is_honoured(tmp_path):
     store.close()
 
 
-def test_the_broad_path_returns_the_exact_filtered_answer_when_enough_pass(tmp_path):
-    store, reference, queries = galleries(tmp_path, "clustered")
+def broad_answers(store) -> list:
+    """What the store's broad path answers, call by call (``None``: it did not apply)."""
     calls = []
     broad = store._broad
 
@@ -335,6 +335,12 @@ def test_the_broad_path_returns_the_exact_filtered_answer_when_enough_pass(tmp_p
         return calls[-1]
 
     store._broad = spy
+    return calls
+
+
+def test_the_broad_path_returns_the_exact_filtered_answer_when_enough_pass(tmp_path):
+    store, reference, queries = galleries(tmp_path, "clustered")
+    calls = broad_answers(store)
     nlist = store._ann.nlist
     for where in (cams(*range(9)), cams(*range(5))):
         got = store.search(queries, 10, where, nprobe=nlist)
@@ -881,14 +887,7 @@ def test_filters_take_the_id_bitmap_path_below_the_share_where_it_was_timed_fast
     # up to the first not faster; the unsure one (9 against 10: near FASTER) timed twice
     assert timed == [f for f in fractions if f <= 0.32] + [0.32]
     assert r["bitmap_below"] == 0.32
-    calls = []
-    broad = store._broad
-
-    def spy(*args, **kwargs):
-        calls.append(broad(*args, **kwargs))
-        return calls[-1]
-
-    store._broad = spy
+    calls = broad_answers(store)
     for where, by_broad in ((cams(*range(5)), True), (cams(*range(2)), False)):  # 1/2, 1/5
         calls.clear()
         got = store.search(queries[:40], 10, where)
@@ -945,3 +944,16 @@ def test_a_query_is_handed_on_when_too_few_or_too_small_a_share_of_its_candidate
     # measured at a smaller fraction than 3/4 of the share: that fraction is the bar
     assert not ann_module.handed_on(np.array([60]), np.array([1001]), 10, 0.5, 0.05).any()
     assert ann_module.handed_on(np.array([40]), np.array([1001]), 10, 0.5, 0.05).all()
+
+
+def test_an_id_bitmap_holds_exactly_its_ids_in_faiss_bit_order():
+    rng = np.random.default_rng(4)
+    ids = np.unique(rng.integers(0, 1000, 300))
+    bitmap = ann_module.id_bitmap(ids)
+    assert len(bitmap) == (int(ids.max()) + 8) // 8
+    for i in range(int(ids.max()) + 1):  # little-endian: id i is bit i % 8 of byte i // 8
+        assert bool(bitmap[i // 8] >> (i % 8) & 1) == (i in set(ids.tolist()))
+    asked = np.array([[-1, 0, int(ids[0]), int(ids[-1]), int(ids[-1]) + 9, 10**6]])
+    want = [[False, 0 in ids, True, True, False, False]]
+    np.testing.assert_array_equal(ann_module.in_bitmap(bitmap, asked), want)
+    assert len(ann_module.id_bitmap(np.zeros(0, np.int64))) == 0

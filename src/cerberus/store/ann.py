@@ -92,9 +92,10 @@ where the two are within :data:`UNSURE` of :data:`FASTER`; the broad path with t
 search of the queries it hands on, :func:`handed_on`): where the
 id-bitmap path takes under :data:`FASTER` of the broad path's mean time, filters keeping that
 share take it (both reach the target; only their cost differs, with the data and the
-dimension: at 1M x 2560 the id-bitmap path answered a filter keeping a tenth in 16 ms where
-the broad path took 20, at 1M x 640 in 10 against 6). Smaller galleries answer either in a
-few ms."""
+dimension: for a filter keeping a tenth of the benchmark's generator, p50 16.6-19.1 ms by the
+id bitmap against 20.2-22.8 by the broad path at 1M x 2560, and 10.5-10.9 against 6.2-6.6 at
+1M x 640: ``benchmarks/bench_filter_paths.py``). Smaller galleries answer either in a few
+ms."""
 TIMED_QUERIES = 8
 FASTER = 0.9
 UNSURE = 0.15
@@ -116,8 +117,24 @@ Gather = Callable[[np.ndarray], np.ndarray]
 """Positions ``(m,)`` into the caller's items -> their vectors ``(m, D)``."""
 
 MIN_RUN = 1024
-"""A block read for an add or the exact answers ends at a break in the items' storage (see
+"""A block read for the exact answers ends at a break in the items' storage (see
 :func:`spans`) when that leaves it at least this many rows."""
+
+
+def id_bitmap(ids: np.ndarray) -> np.ndarray:
+    """The bits of ``ids`` (non-negative), 8 to a byte, little-endian bit order: the bitmap
+    faiss's ``IDSelectorBitmap`` reads (:meth:`AnnIndex.search_within`)."""
+    bits = np.zeros(int(ids.max()) + 1 if len(ids) else 0, bool)
+    bits[ids] = True
+    return np.packbits(bits, bitorder="little")
+
+
+def in_bitmap(bitmap: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Whether each of ``ids`` (any shape; ``-1`` and ids past the bitmap: no) has its bit
+    set in ``bitmap`` (:func:`id_bitmap`)."""
+    inside = (ids >= 0) & (ids < 8 * len(bitmap))
+    at = np.where(inside, ids, 0)
+    return inside & ((bitmap[at >> 3] >> (at & 7)) & 1).astype(bool)
 
 
 def spans(n: int, chunk: int, breaks: np.ndarray | None = None) -> Iterator[tuple[int, int]]:
@@ -348,18 +365,17 @@ class AnnIndex:
         measured = max(int(self.recall["measured_on"]), 1)
         return live >= REMEASURE_GROWTH * measured or live * REMEASURE_GROWTH <= measured
 
-    def build(
-        self, ids: np.ndarray, gather: Gather, chunk: int = 32768, breaks: np.ndarray | None = None
-    ) -> None:
-        """Train on a sample of the items (:func:`train_ivf`, IVF-SQ8) and add them all, in
-        blocks of :func:`spans` (``breaks``: where the storage's runs of rows break)."""
+    def build(self, ids: np.ndarray, gather: Gather, chunk: int = 32768) -> None:
+        """Train on a sample of the items (:func:`train_ivf`, IVF-SQ8) and add them all, block
+        by block (``gather`` should copy them: faiss added views of the segments' memory maps
+        more slowly, ``benchmarks/profile_build.py``)."""
         n = len(ids)
         ivf = train_ivf(n, self.dim, gather, seed=self.seed)
         self.sids = SidColumns.of(self.prototypes, self.dim)
         self._sid_read, self._sid_on_disk = True, None
         if self.sids is not None and n:
             self.sids.make_room_for(ids)
-        for start, stop in spans(n, chunk, breaks):
+        for start, stop in spans(n, chunk):
             block = np.ascontiguousarray(gather(np.arange(start, stop)), np.float32)
             ivf.add_with_ids(block, ids[start:stop])
             if self.sids is not None:
@@ -372,13 +388,11 @@ class AnnIndex:
         self.recall = None
         self._lists = None
 
-    def extend(
-        self, ids: np.ndarray, gather: Gather, chunk: int = 32768, breaks: np.ndarray | None = None
-    ) -> None:
+    def extend(self, ids: np.ndarray, gather: Gather, chunk: int = 32768) -> None:
         """Add items ``ids`` (all at or above :attr:`covered`) without retraining (blocks as in
         :meth:`build`)."""
         filled = self.sids is not None and self._sid_read and self.sids.rows >= self.covered
-        for start, stop in spans(len(ids), chunk, breaks):
+        for start, stop in spans(len(ids), chunk):
             block = np.ascontiguousarray(gather(np.arange(start, stop)), np.float32)
             self.index.add_with_ids(block, ids[start:stop])
             if filled:  # else the caller fills them from the vectors (sid_missing)
@@ -795,9 +809,7 @@ class AnnIndex:
             bitmaps, before = {}, {}
             for key, mask in masks.items():
                 if key[0] != "broad":
-                    bits = np.zeros(int(ids.max()) + 1, bool)
-                    bits[ids[mask]] = True
-                    bitmaps[key] = (np.packbits(bits, bitorder="little"), ids[mask])
+                    bitmaps[key] = (id_bitmap(ids[mask]), ids[mask])
                     before[key] = self.items_before(rk, hk[key], ids[mask], lists)
 
             def cover_bound(key):
@@ -837,19 +849,16 @@ class AnnIndex:
                     if c is None:
                         break
                     passing = ids[masks[("broad", f)]]
-                    bits = np.zeros(int(ids.max()) + 1, bool)
-                    bits[passing] = True
-                    bitmap = np.packbits(bits, bitorder="little")
+                    bitmap = id_bitmap(passing)
                     kf, bp = min(n, math.ceil(k * rerank / f) + 1), broad_p[str(f)]
 
                     def within(one, bitmap=bitmap, passing=passing, c=c):
                         with lock:
                             return self.search_within(one, kk, bitmap, passing, cover=c, base=base)
 
-                    def wide(one, kf=kf, bp=bp, f=f, bits=bits, within=within):
+                    def wide(one, kf=kf, bp=bp, f=f, bitmap=bitmap, within=within):
                         found = search(one, kf, bp)
-                        inside = (found >= 0) & (found < len(bits))
-                        got = (inside & bits[np.where(inside, found, 0)]).sum(axis=1)
+                        got = in_bitmap(bitmap, found).sum(axis=1)
                         if handed_on(got, (found >= 0).sum(axis=1), k, f, f).any():
                             return within(one)
                         return found

@@ -69,6 +69,7 @@ from cerberus.store.ann import (
     AnnIndex,
     description_queries,
     handed_on,
+    id_bitmap,
 )
 from cerberus.store.base import (
     STORE_FORMAT_VERSION,
@@ -882,10 +883,7 @@ class LocalStore:
             if hits is not None:
                 return hits
         ids = sel.ids()
-        bits = np.zeros(int(ids.max()) + 1, dtype=bool)
-        bits[ids] = True
-        bitmap = np.packbits(bits, bitorder="little")
-        found = self._ann_candidates(q, k, (bitmap, ids), len(ids), total, nprobe)
+        found = self._ann_candidates(q, k, (id_bitmap(ids), ids), len(ids), total, nprobe)
         if found is None:  # measured: no probing reaches the target under a filter
             ids, seg, row, files = sel.located()
             return exact_top_k(q, segment_blocks(self._segments, files, ids, seg, row), k)
@@ -990,7 +988,7 @@ class LocalStore:
             items = self._all_items()
             checking.join()
             ids, seg, row, files = items
-            ann.build(ids, self._reader(files, seg, row), breaks=run_breaks(seg, row))
+            ann.build(ids, self._reader(files, seg, row, view=False))
             written = ann.write_ahead()  # the index file written while its recall is measured
             try:
                 self._measure(ann, items=items)
@@ -1001,7 +999,7 @@ class LocalStore:
         else:
             ids, seg, row, files = self._snapshot_where("id >= ?", [ann.covered])
             if len(ids):
-                ann.extend(ids, self._reader(files, seg, row), breaks=run_breaks(seg, row))
+                ann.extend(ids, self._reader(files, seg, row, view=False))
             if ann.unmeasured(total) and (ann.recall is None or retrain):  # measure now
                 self._measure(ann)
                 ann.save()
@@ -1053,10 +1051,12 @@ class LocalStore:
         if self._measuring is not None:
             self._measuring.join()
 
-    def _reader(self, files: list[str], seg: np.ndarray, row: np.ndarray):
-        """Positions into the items at (``seg``, ``row``) -> their vectors, a read-only view of
-        the segment's memory map where they are one run of it (:meth:`Segments.gather`)."""
-        return lambda p: self._segments.gather(files, seg[p], row[p], view=True)
+    def _reader(self, files: list[str], seg: np.ndarray, row: np.ndarray, view: bool = True):
+        """Positions into the items at (``seg``, ``row``) -> their vectors: with ``view``, a
+        read-only view of the segment's memory map where they are one run of it
+        (:meth:`Segments.gather`; the exact answers' pass), else a copy (faiss's adds: faster
+        from a copy, ``benchmarks/profile_build.py``)."""
+        return lambda p: self._segments.gather(files, seg[p], row[p], view=view)
 
     def _measure(self, ann: AnnIndex, lock=None, items=None) -> None:
         """Measure the index's recall on the gallery's own items (``items``: as

@@ -80,7 +80,8 @@ class SidColumns:
     def make_room_for(self, ids: np.ndarray) -> None:
         """An empty table for the items ``ids`` (unique) that :meth:`add` then fills:
         ``nan`` only in the columns of ids below the largest that are not among them (no
-        pass writing ``nan`` over every column first: 0.5 s at a million ids)."""
+        pass writing ``nan`` over every column first: 0.5 s of a 1M build in
+        ``benchmarks/profile_build.py``)."""
         rows = int(ids.max()) + 1 if len(ids) else 0
         self.table = np.empty((self.sids, rows), np.float32)
         self.rows = 0
@@ -100,9 +101,8 @@ class SidColumns:
         at = slice(int(ids[0]), int(ids[-1]) + 1) if run else ids  # consecutive ids: a slice
         for g, unit in enumerate(self.units):
             part = v[:, g * self.part : (g + 1) * self.part]
-            into = self.table[self.offsets[g] : self.offsets[g + 1], at]
             if run:  # a view of the table: the product is written in place
-                np.matmul(unit, part.T, out=into)
+                np.matmul(unit, part.T, out=self.table[self.offsets[g] : self.offsets[g + 1], at])
             else:
                 self.table[self.offsets[g] : self.offsets[g + 1], at] = unit @ part.T
         self.rows = rows

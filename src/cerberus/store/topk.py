@@ -38,7 +38,7 @@ SAMPLED_TOP = 65536
 def top_indices(scores: np.ndarray, take: int) -> np.ndarray:
     """Positions of the ``take`` largest of ``scores`` ``(n,)`` (any order; ``nan`` counts as
     the least), as ``np.argpartition(-scores, take - 1)[:take]`` gives them, in a fraction of
-    its time at a million scores (0.5 ms against 10 ms for a description query's column sums).
+    its time at a million scores (0.3-0.5 ms against 9 ms: ``benchmarks/bench_top_indices.py``).
 
     A threshold is read off every ``n // 16384``-th score: about twice as many scores of the
     sample as its share of ``take``, and 16 more, are at or above it. Every score at or above it
