@@ -20,9 +20,7 @@ from pathlib import Path
 import bench_recall
 import numpy as np
 from _common import print_machine, run_script
-from bench_recall import Source, filters, warm, where_of
-
-from cerberus.store import open_store
+from bench_recall import open_kept, where_of
 
 
 def main() -> None:
@@ -35,21 +33,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    kind, n, dim = args.gallery.name.rsplit("-", 2)
     names = args.rows.split(",")
     for name in names:
         if not (name.startswith("~") and name.endswith("%")):
             raise SystemExit(f"--rows: {name!r} is not ~N%")
         bench_recall.SHARES.setdefault(name, float(name[1:-1]) / 100)
     print_machine()
-    warm(args.gallery)
-    warm(args.gallery)  # read twice: the kernel keeps pages read twice before pages read once
-    source = Source(kind, int(n), int(dim), args.seed, None)
-    queries = source.queries(args.queries)
-    rows = filters(source, len(queries), args.seed)
-    store = open_store(args.gallery)
-    if not store.index_facts().get("recall"):
-        raise SystemExit(f"{args.gallery}: no index built; run bench_recall.py --reuse first")
+    store, queries, rows = open_kept(args.gallery, args.queries, args.seed)
     store.search(queries[:1], 10)  # loads the index
     store._ann.recall["bitmap_below"] = None  # the broad path wherever it was measured
     broad = store._broad

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 from _common import print_machine, run_script
-from bench_recall import Source, filters, warm, where_of
+from bench_recall import open_kept, where_of
 
 from cerberus.store import ann as ann_module
-from cerberus.store import open_store
 
 
 def main() -> None:
@@ -34,16 +33,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    kind, n, dim = args.gallery.name.rsplit("-", 2)
     print_machine()
-    warm(args.gallery)
-    warm(args.gallery)  # read twice: the kernel keeps pages read twice before pages read once
-    source = Source(kind, int(n), int(dim), args.seed, None)
-    queries = source.queries(args.queries)
-    rows = filters(source, len(queries), args.seed)
-    store = open_store(args.gallery)
-    if not store.index_facts().get("recall"):
-        raise SystemExit(f"{args.gallery}: no index built; run bench_recall.py --reuse first")
+    store, queries, rows = open_kept(args.gallery, args.queries, args.seed)
     chosen = ann_module.AnnIndex._split_lists
     print("| filter | mode | round | p50 ms | p99 ms |")
     print("|---|---|---|---|---|")

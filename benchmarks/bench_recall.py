@@ -279,6 +279,24 @@ def warm(folder: Path) -> None:
                 pass
 
 
+def open_kept(folder: Path, queries: int, seed: int = 0):
+    """A gallery kept by this script (``W/KIND-N-DIM``, its index built) for a script that
+    times its searches: its segments read twice (the kernel keeps pages read twice before
+    pages read once), and ``(store, queries, rows)``, the queries and per-row filters this
+    script asks it (:func:`filters`)."""
+    kind, n, dim = folder.name.rsplit("-", 2)
+    warm(folder)
+    warm(folder)
+    source = Source(kind, int(n), int(dim), seed, None)
+    asked = source.queries(queries)
+    rows = filters(source, len(asked), seed)
+    store = open_store(folder)
+    if not store.index_facts().get("recall"):
+        store.close()
+        raise SystemExit(f"{folder}: no index built; run bench_recall.py --reuse first")
+    return store, asked, rows
+
+
 def faiss_baseline(folder: Path, nlist: int, dim: int, seed: int = 0) -> float:
     """Seconds for faiss's own IVF-SQ8 (inner product, ``nlist`` cells, 10 k-means
     iterations on 64 points per cell) train + add over the gallery's segment files."""
