@@ -381,9 +381,104 @@ def test_an_http_file_is_read_once_and_resumed_after_a_drop(tmp_path, suffix, ca
         assert video.kind == "file" and video.remote
         server.armed = True
         frames = list(video.frames())
+    assert server.drops == 0  # an answer was cut (during the opening or the frames: FFmpeg's
+    # reads decide which, and FFmpeg may ask again itself: then nothing is logged)
     assert [f.number for f in frames] == list(range(1, 41))  # once each, to its end
-    assert [_level(f.image) for f in frames] == list(range(40))
-    assert "connection lost after frame" in caplog.text and video.damage == ""
+    assert [_level(f.image) for f in frames] == list(range(40)) and video.damage == ""
+
+
+def _dropping_after(monkeypatch, after: int, times: int = 1):
+    """The connection fails (EIO, as FFmpeg reports a cut) once ``after`` frames have been
+    decoded, on the first ``times`` connections: a drop at a known frame, whatever FFmpeg read
+    ahead."""
+    import av
+
+    import cerberus.footage.video as video_module
+
+    real = video_module._decoded
+    left = [times]
+
+    def decoded(container, video, owner):
+        count = 0
+        for frame in real(container, video, owner):
+            if left[0] and count == after:
+                left[0] -= 1
+                raise av.error.OSError(5, "Input/output error")
+            count += 1
+            yield frame
+
+    monkeypatch.setattr(video_module, "_decoded", decoded)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".ts"])
+@pytest.mark.parametrize("after", [1, 23, 39])
+def test_a_drop_after_a_frame_resumes_after_it(tmp_path, suffix, after, caplog, monkeypatch):
+    data = _numbered_video(tmp_path / f"v{suffix}", 40, codec="mpeg4", gop=5).read_bytes()
+    with _FileServer({f"/v{suffix}": data}) as server:
+        video = open_source(f"{server.base}/v{suffix}", backoff=0.01)
+        _dropping_after(monkeypatch, after)
+        frames = list(video.frames())
+    assert f"connection lost after frame {after} " in caplog.text
+    assert f"resuming after frame {after}" in caplog.text
+    assert [f.number for f in frames] == list(range(1, 41))  # once each, to its end
+    assert [_level(f.image) for f in frames] == list(range(40)) and video.damage == ""
+
+
+def test_a_ts_file_over_http_reads_whole_from_a_server_that_closes_without_saying_so(tmp_path):
+    # the server (HTTP/1.1) closes after each answer when asked "Connection: close" but does
+    # not repeat it; FFmpeg then sent its seek (the duration, read near the end) on the shut
+    # connection about one open in three, and the file read as empty or stopped early
+    data = _numbered_video(tmp_path / "v.ts", 40, codec="mpeg4", gop=5).read_bytes()
+    with _FileServer({"/v.ts": data}) as server:
+        for _ in range(12):
+            frames = list(open_source(f"{server.base}/v.ts").frames())
+            assert [f.number for f in frames] == list(range(1, 41))
+
+
+def test_a_failed_seek_on_resuming_reads_again_from_the_start(tmp_path, monkeypatch):
+    import cerberus.footage.video as video_module
+
+    seeks = []
+
+    def failing_seek(container, video, origin, number, fps):
+        seeks.append(number)
+        for _ in container.demux(video):  # a failed search leaves the reader at the end
+            pass
+        return False
+
+    monkeypatch.setattr(video_module, "_seek", failing_seek)
+    data = _numbered_video(tmp_path / "v.ts", 40, codec="mpeg4", gop=5).read_bytes()
+    with _FileServer({"/v.ts": data}) as server:
+        video = open_source(f"{server.base}/v.ts", backoff=0.01)
+        _dropping_after(monkeypatch, 30)
+        frames = list(video.frames())
+    assert seeks == [29]  # to the key frame before the last frame given
+    assert [f.number for f in frames] == list(range(1, 41))  # once each, to its end
+    assert [_level(f.image) for f in frames] == list(range(40)) and video.damage == ""
+
+
+def test_seek_says_whether_it_moved():
+    import av
+
+    from cerberus.footage.video import _seek
+
+    class Video:
+        time_base = 1 / 90000  # stands in for a Fraction
+
+    class Container:
+        def __init__(self, error=None):
+            self.error, self.calls = error, []
+
+        def seek(self, target, **kwargs):
+            self.calls.append((target, kwargs))
+            if self.error is not None:
+                raise self.error
+
+    good = Container()
+    assert _seek(good, Video(), 0, 37, 10.0) is True
+    assert good.calls[0][0] == 324000 and good.calls[0][1]["backward"] is True
+    bad = Container(av.error.PermissionError(1, "Operation not permitted"))
+    assert _seek(bad, Video(), 0, 37, 10.0) is False
 
 
 def test_a_url_that_cannot_be_opened_is_an_error_at_once(tmp_path):

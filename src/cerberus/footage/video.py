@@ -245,7 +245,17 @@ class VideoSource:
                         round(duration / 1e6 * self.fps) if duration and self.fps else None
                     )
                 if last and self.remote and origin is not None and self.fps:
-                    _seek(container, video, origin, last - 1, self.fps)
+                    if not _seek(container, video, origin, last - 1, self.fps):
+                        # a failed seek may leave the reader anywhere (at the end): read
+                        # again from the start, the frames already given are skipped
+                        container.close()
+                        container = None
+                        try:
+                            container = _open_container(self.location, stream=True)
+                        except CerberusError as exc:
+                            raise _ReopenError(str(exc).split(": ", 1)[-1]) from None
+                        video = container.streams.video[0]
+                        video.thread_type = "AUTO"
                 n = 0
                 for frame, pts in _in_order(_decoded(container, video, self)):
                     n += 1
@@ -442,16 +452,20 @@ def _in_order(frames, window: int = 16):
         raise error
 
 
-def _seek(container, video, origin: int, number: int, fps: float) -> None:
+def _seek(container, video, origin: int, number: int, fps: float) -> bool:
     """Seek to the key frame at or before frame ``number`` (from there the frames are decoded
-    and those already given skipped); from the start where the source cannot seek."""
+    and those already given skipped). False where the seek failed: FFmpeg's search for a
+    time in an MPEG-TS file over http can fail part way (EPERM) and leave the reader at the end,
+    so the caller reads from the start instead. True without a seek where the stream has no
+    time base (the reader stays at the start)."""
     if not video.time_base:
-        return
+        return True
     target = origin + int((number - 1) / fps / video.time_base)
     try:
         container.seek(max(target, 0), backward=True, any_frame=False, stream=video)
     except _av().error.FFmpegError:
-        pass
+        return False
+    return True
 
 
 def _reason(exc: Exception) -> str:
@@ -476,6 +490,11 @@ def _open_container(location: str, *, stream: bool):
     options = {"rw_timeout": str(int(READ_TIMEOUT_S * 1e6))} if stream else {}
     if stream and location.lower().startswith("rtsp"):
         options["rtsp_transport"] = "tcp"
+    if stream and location.lower().startswith(("http:", "https:")):
+        # keep-alive: FFmpeg asks "Connection: close" by default, then sends a seek's request
+        # (an MPEG-TS file's duration is read near its end) on that connection when the answer
+        # did not repeat "close", and finds it shut: the seek fails, the file reads as empty
+        options["multiple_requests"] = "1"
     try:
         container = av.open(
             location, options=options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S) if stream else None
