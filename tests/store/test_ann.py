@@ -514,6 +514,23 @@ def test_the_pruned_ground_truth_equals_brute_force_ties_to_the_smaller_id():
         np.testing.assert_array_equal(got[key], want, err_msg=str(key))
 
 
+def test_the_ground_truth_floor_allows_for_rounding():
+    # the floor comes from the sample's scores, an item's score from its block's matmul: they
+    # can differ in their last bits (kernels chosen by shape and alignment), as here where the
+    # sample (all 5000 items, gathered in one call) scores a few ulps high
+    v = vectors("clustered", 5000, seed=4)
+    ids = np.arange(5000, dtype=np.int64)
+    q = vectors("clustered", 40, seed=6)
+
+    def gather(p):
+        out = v[p]
+        return out * np.float32(1 + 1e-6) if len(p) == len(v) else out
+
+    got = ann_module._truths(q, ids, gather, {}, 11, chunk=700)[None]
+    want = np.argsort(-(q @ v.T), axis=1, kind="stable")[:, :11]
+    np.testing.assert_array_equal(got, want)
+
+
 def built_index(kind: str = "clustered", n: int = 6000):
     """An AnnIndex over ``n`` vectors of ``kind`` (ids = positions) and the vectors."""
     import tempfile

@@ -1013,6 +1013,11 @@ def _merge(best_s, best_i, q_of, s, i, k):
     return all_s[take].reshape(nq, k), all_i[take].reshape(nq, k)
 
 
+ROUNDING = 1e-4
+"""Slack of the exact answers' floor, times ``|q| max |v|``: float32 dot products of one pair
+from two matmuls differ by far less (about ``1e-7 sqrt(dim)``)."""
+
+
 def _truths(
     q: np.ndarray,
     ids: np.ndarray,
@@ -1038,12 +1043,17 @@ def _truths(
     dense = [key for key in keys if key is None or masks[key][sample].sum() >= 4 * k]
     sparse = [key for key in keys if key not in dense]
     floor = {key: np.full(nq, -np.inf, np.float32) for key in dense}
-    s = q @ np.ascontiguousarray(gather(sample), np.float32).T
+    drawn = np.ascontiguousarray(gather(sample), np.float32)
+    s = q @ drawn.T
+    # the floor holds up to rounding only: an item's score in its block (another matmul shape,
+    # another kernel) can differ from its score here in the last bits
+    slack = ROUNDING * np.linalg.norm(q, axis=1) * float(np.linalg.norm(drawn, axis=1).max())
+    del drawn
     for key in dense:
         cols = slice(None) if key is None else masks[key][sample]
         got = s[:, cols]
         if got.shape[1] >= k:
-            floor[key] = -np.partition(-got, k - 1, axis=1)[:, k - 1]
+            floor[key] = -np.partition(-got, k - 1, axis=1)[:, k - 1] - slack
     best = {
         key: (np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)) for key in keys
     }
