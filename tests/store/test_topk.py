@@ -33,6 +33,32 @@ def test_exact_top_k_is_the_slow_obvious_one_with_ties_to_the_smaller_id(k, chun
         assert hits.ids.dtype == np.int64 and hits.scores.dtype == np.float32
 
 
+@pytest.mark.parametrize("k", [1, 5, 40])
+@pytest.mark.parametrize("nq", [1, 3, 9])  # up to FEW_QUERIES by einsum, more by BLAS
+def test_exact_top_k_without_ties_is_the_slow_obvious_one(k, nq):
+    # distinct scores: the partition path (ties take the sorting path)
+    rng = np.random.default_rng([k, nq])
+    vectors = rng.standard_normal((300, 8)).astype(np.float32)
+    ids = rng.permutation(5000)[:300].astype(np.int64)
+    queries = rng.standard_normal((nq, 8)).astype(np.float32)
+    got = exact_top_k(queries, array_blocks(vectors, ids, chunk=64), k)
+    assert len(got) == nq
+    for hits, (want_ids, want_scores) in zip(got, slow_top_k(queries, vectors, ids, k)):
+        np.testing.assert_array_equal(hits.ids, want_ids)
+        np.testing.assert_allclose(hits.scores, want_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_scores_of_few_and_many_queries_are_the_products():
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((50, 7)).astype(np.float32)
+    for nq in (1, topk.FEW_QUERIES, topk.FEW_QUERIES + 1):
+        q = rng.standard_normal((nq, 7)).astype(np.float32)
+        got = topk.scores_of(q, vectors)
+        assert got.shape == (nq, 50) and got.dtype == np.float32
+        np.testing.assert_allclose(got, q.astype(np.float64) @ vectors.T.astype(np.float64),
+                                   rtol=1e-5, atol=1e-5)  # fmt: skip
+
+
 def test_exact_top_k_of_nothing_is_empty():
     q = np.ones((2, 3), np.float32)
     assert [len(h) for h in exact_top_k(q, [], 5)] == [0, 0]
@@ -95,7 +121,11 @@ def test_top_indices_partition_a_few_candidates_not_the_whole_array(monkeypatch)
         return real(a, kth, *args, **kwargs)
 
     monkeypatch.setattr(topk.np, "argpartition", spy)
-    s = np.random.default_rng(0).standard_normal(1_000_000).astype(np.float32)
+    # scores of one sign (a mirrored threshold would pass every score)
+    s = np.random.default_rng(0).random(1_000_000).astype(np.float32)
     top_indices(s, 101)
-    assert seen and max(seen) < 20_000
-    assert len(top_indices(s[:5], 9)) == 5 and len(top_indices(s, 0)) == 0
+    # the threshold keeps about (2 x 101 / 61 + 16) / 16384 of a million: some 1,200
+    assert seen and max(seen) < 3_000
+    assert len(top_indices(s[:5], 9)) == 5
+    none = top_indices(s, 0)
+    assert len(none) == 0 and none.dtype == np.int64
