@@ -1034,8 +1034,9 @@ def _truths(
 
     Only scores at or above a query's running k-th best can enter its list, so after a
     random sample's scores set a floor (the k-th best passing item of the sample, which the
-    true k-th best is at least), few items per chunk are merged. Masks of which the sample holds
-    fewer than ``4 k`` items (too few for a floor) are merged column by column (few columns)."""
+    true k-th best is at least, less :data:`ROUNDING`'s slack), few items per chunk are
+    merged. Masks of which the sample holds fewer than ``4 k`` items (too few for a floor) are
+    merged column by column (few columns)."""
     n, nq = len(ids), len(q)
     keys = [None, *masks]
     rng = np.random.default_rng([seed, 13])
