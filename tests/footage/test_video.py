@@ -387,22 +387,21 @@ def test_an_http_file_is_read_once_and_resumed_after_a_drop(tmp_path, suffix, ca
     assert [_level(f.image) for f in frames] == list(range(40)) and video.damage == ""
 
 
-def _dropping_after(monkeypatch, after: int, times: int = 1):
-    """The connection fails (EIO, as FFmpeg reports a cut) once ``after`` frames have been
-    decoded, on the first ``times`` connections: a drop at a known frame, whatever FFmpeg read
-    ahead."""
+def _dropping_after(monkeypatch, after: int):
+    """The first connection fails (EIO, as FFmpeg reports a cut) once ``after`` frames have
+    been decoded: a drop at a known frame, whatever FFmpeg read ahead."""
     import av
 
     import cerberus.footage.video as video_module
 
     real = video_module._decoded
-    left = [times]
+    dropped = []
 
     def decoded(container, video, owner):
         count = 0
         for frame in real(container, video, owner):
-            if left[0] and count == after:
-                left[0] -= 1
+            if not dropped and count == after:
+                dropped.append(after)
                 raise av.error.OSError(5, "Input/output error")
             count += 1
             yield frame

@@ -226,6 +226,7 @@ class VideoSource:
         distinct = 0  # frames given a number of their own
         failures = 0
         reason = ""
+        seekable = True  # until a seek fails
         while True:
             try:
                 container = _open_container(self.location, stream=self.remote)
@@ -244,18 +245,12 @@ class VideoSource:
                     self.expected = self.num_frames or (
                         round(duration / 1e6 * self.fps) if duration and self.fps else None
                     )
-                if last and self.remote and origin is not None and self.fps:
+                if last and self.remote and origin is not None and self.fps and seekable:
                     if not _seek(container, video, origin, last - 1, self.fps):
-                        # a failed seek may leave the reader anywhere (at the end): read
-                        # again from the start, the frames already given are skipped
-                        container.close()
-                        container = None
-                        try:
-                            container = _open_container(self.location, stream=True)
-                        except CerberusError as exc:
-                            raise _ReopenError(str(exc).split(": ", 1)[-1]) from None
-                        video = container.streams.video[0]
-                        video.thread_type = "AUTO"
+                        # a failed seek may leave the reader anywhere (at the end): opened
+                        # again and read from the start, the frames already given skipped
+                        seekable = False
+                        continue
                 n = 0
                 for frame, pts in _in_order(_decoded(container, video, self)):
                     n += 1

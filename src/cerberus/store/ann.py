@@ -1014,8 +1014,8 @@ def _merge(best_s, best_i, q_of, s, i, k):
 
 
 ROUNDING = 1e-4
-"""Slack of the exact answers' floor, times ``|q| max |v|``: float32 dot products of one pair
-from two matmuls differ by far less (about ``1e-7 sqrt(dim)``)."""
+"""Slack of the exact answers' floor, times ``|q| max |v|``: far above the float32 rounding
+(2**-24 per term) by which one pair's dot product differs between two matmuls."""
 
 
 def _truths(
